@@ -1,0 +1,18 @@
+# Multi-stage build: compile in the Rust image, run in a slim Debian with only the binary and assets.
+FROM rust:1-bookworm AS build
+WORKDIR /app
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+RUN cargo build --release --locked --bin redbank
+
+FROM debian:bookworm-slim
+RUN useradd --system --home /app redbank
+WORKDIR /app
+COPY --from=build /app/target/release/redbank /usr/local/bin/redbank
+COPY Rocket.toml ./
+COPY templates ./templates
+COPY static ./static
+USER redbank
+ENV ROCKET_PROFILE=release ROCKET_ADDRESS=0.0.0.0 ROCKET_PORT=8080
+EXPOSE 8080
+CMD ["redbank"]

@@ -1,0 +1,85 @@
+//! Typed application configuration, read once from Rocket's figment and reached as `&State<Config>`.
+//!
+//! Every key can be set in `Rocket.toml` (per profile) or as `ROCKET_<KEY>`; there is no global
+//! config so tests can build apps with their own values side by side.
+
+use std::path::PathBuf;
+
+use rocket::fairing::AdHoc;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Config {
+    /// Prepended to every Redis key, channel and index name this instance uses.
+    pub key_prefix: String,
+    /// Period of the transaction generator; 0 turns it off.
+    pub generator_interval_ms: u64,
+    /// A session dies after this long without activity (the key's TTL).
+    pub session_idle_secs: u64,
+    /// A session dies this long after login, however busy it is.
+    pub session_absolute_secs: u64,
+    /// Mark the session cookie `Secure` and name it `__Host-redbank` (needs HTTPS, or localhost).
+    pub cookie_secure: bool,
+    /// Upper bound for one Redis round trip including the wait for a pooled connection: past it the
+    /// request fails fast with 503 instead of hanging on a frozen or unreachable server.
+    pub redis_timeout_ms: u64,
+    /// Folder served under `/static`.
+    pub static_dir: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            key_prefix: "redbank:".into(),
+            generator_interval_ms: 10_000,
+            session_idle_secs: 1800,
+            session_absolute_secs: 43_200,
+            cookie_secure: true,
+            redis_timeout_ms: 500,
+            static_dir: PathBuf::from("static"),
+        }
+    }
+}
+
+impl Config {
+    /// Rejects values that would make the app unsafe or meaningless, with a message naming the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.key_prefix.is_empty() || self.key_prefix.chars().any(|c| c.is_whitespace()) {
+            return Err("key_prefix must be non-empty and contain no whitespace".into());
+        }
+        if self.key_prefix.contains(['{', '}', '*', '?', '[', ']']) {
+            return Err(
+                "key_prefix must not contain { } * ? [ ] (hash tags and glob patterns)".into()
+            );
+        }
+        if self.session_idle_secs == 0 {
+            return Err("session_idle_secs must be > 0".into());
+        }
+        if self.session_absolute_secs < self.session_idle_secs {
+            return Err("session_absolute_secs must be >= session_idle_secs".into());
+        }
+        if !(10..=10_000).contains(&self.redis_timeout_ms) {
+            return Err("redis_timeout_ms must be between 10 and 10000".into());
+        }
+        Ok(())
+    }
+}
+
+/// Reads and validates [`Config`]; a bad value stops the launch with a log line naming the key.
+pub fn stage() -> AdHoc {
+    AdHoc::try_on_ignite("Config", |rocket| async move {
+        let config: Config = match rocket.figment().extract() {
+            Ok(config) => config,
+            Err(e) => {
+                rocket::error!("configuration: {e}");
+                return Err(rocket);
+            }
+        };
+        if let Err(e) = config.validate() {
+            rocket::error!("configuration: {e}");
+            return Err(rocket);
+        }
+        Ok(rocket.manage(config))
+    })
+}

@@ -1,0 +1,164 @@
+//! One error type for the whole app and the one responder that turns it into a page or JSON.
+//!
+//! Browser routes get an HTML error page (templates/error/*), API routes (`/api/…`, the seed's
+//! `/transaction/…`, or a client asking for JSON) get `{"error": "…"}`. Internal details are
+//! logged, never shown: the client sees a short, stable message.
+
+use std::io::Cursor;
+
+use rocket::http::{ContentType, Header, Status};
+use rocket::request::Request;
+use rocket::response::{self, Redirect, Responder, Response};
+use rocket::serde::json::serde_json::json;
+use rocket_dyn_templates::{Template, context};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Redis did not answer in time, refused the connection, or the pool had none to give.
+    #[error("Redis unavailable: {0}")]
+    Unavailable(String),
+    /// Any other Redis failure; classified by [`Error::status`] (I/O problems are 503, the rest 500).
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+    /// The client sent something we cannot use; the message is shown to the client.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No valid session or token. Pages redirect to the login form, the API answers 401.
+    #[error("authentication required")]
+    Unauthorized,
+    /// Authenticated, but this is not yours; the message is shown to the client.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("not found")]
+    NotFound,
+    /// Throttled; `retry_after` seconds go into the `Retry-After` header.
+    #[error("too many attempts, try again in {retry_after} s")]
+    TooManyRequests { retry_after: u64 },
+    /// A bug or broken invariant; logged with detail, shown as a plain 500.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<rocket_db_pools::deadpool_redis::PoolError> for Error {
+    fn from(e: rocket_db_pools::deadpool_redis::PoolError) -> Self {
+        use rocket_db_pools::deadpool_redis::PoolError;
+        match e {
+            PoolError::Backend(e) => Error::Redis(e),
+            other => Error::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl Error {
+    pub fn status(&self) -> Status {
+        match self {
+            Error::Unavailable(_) => Status::ServiceUnavailable,
+            Error::Redis(e) if is_outage(e) => Status::ServiceUnavailable,
+            Error::Redis(_) | Error::Internal(_) => Status::InternalServerError,
+            Error::BadRequest(_) => Status::BadRequest,
+            Error::Unauthorized => Status::Unauthorized,
+            Error::Forbidden(_) => Status::Forbidden,
+            Error::NotFound => Status::NotFound,
+            Error::TooManyRequests { .. } => Status::TooManyRequests,
+        }
+    }
+
+    /// What the client may read: never internal detail.
+    fn public_message(&self) -> String {
+        match self.status().code {
+            500 => "Something went wrong on our side. Please try again.".into(),
+            503 => "The service is temporarily unavailable. Please retry in a moment.".into(),
+            _ => self.to_string(),
+        }
+    }
+}
+
+/// Failures that mean "Redis is not there right now" rather than "we sent something wrong".
+fn is_outage(e: &redis::RedisError) -> bool {
+    use redis::ErrorKind::*;
+    e.is_io_error()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || e.is_timeout()
+        || matches!(e.kind(), BusyLoadingError | TryAgain | ClusterDown | MasterDown)
+}
+
+/// Requests answered with JSON errors: the API, the seed-compatible endpoints, or an explicit ask.
+pub fn wants_json(req: &Request<'_>) -> bool {
+    let path = req.uri().path();
+    path.starts_with("/api/")
+        || path.starts_with("/transaction/")
+        || path == "/healthz"
+        || path == "/events"
+        || req.accept().is_some_and(|a| a.preferred().media_type().is_json())
+}
+
+/// Renders an error for `status`: JSON or an HTML page, 401 on a page becomes a redirect to login.
+pub fn render(req: &Request<'_>, status: Status, message: &str) -> response::Result<'static> {
+    let mut response = if wants_json(req) {
+        let body = json!({ "error": message }).to_string();
+        Response::build()
+            .header(ContentType::JSON)
+            .sized_body(body.len(), Cursor::new(body))
+            .finalize()
+    } else if status == Status::Unauthorized {
+        return Redirect::to("/login").respond_to(req);
+    } else {
+        let name = match status.code {
+            404 => "error/404",
+            500 => "error/500",
+            503 => "error/503",
+            _ => "error/default",
+        };
+        let page = Template::render(
+            name,
+            context! { code: status.code, reason: status.reason_lossy(), message },
+        );
+        match page.respond_to(req) {
+            Ok(response) => response,
+            // The template engine itself failed: still answer with the right status.
+            Err(_) => {
+                let body = format!("{} {}\n{message}\n", status.code, status.reason_lossy());
+                Response::build()
+                    .header(ContentType::Plain)
+                    .sized_body(body.len(), Cursor::new(body))
+                    .finalize()
+            }
+        }
+    };
+    response.set_status(status);
+    if status == Status::ServiceUnavailable {
+        response.set_header(Header::new("Retry-After", "1"));
+    }
+    Ok(response)
+}
+
+/// An error page for a bare status (used by the catchers), rendered like [`Error`].
+pub struct ErrorPage {
+    pub status: Status,
+    pub message: &'static str,
+}
+
+impl<'r> Responder<'r, 'static> for ErrorPage {
+    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        render(req, self.status, self.message)
+    }
+}
+
+impl<'r> Responder<'r, 'static> for Error {
+    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        let status = self.status();
+        match status.code {
+            500 => rocket::error!("{} {}: {self}", req.method(), req.uri().path()),
+            503 => rocket::warn!("{} {}: {self}", req.method(), req.uri().path()),
+            _ => {}
+        }
+        let mut response = render(req, status, &self.public_message())?;
+        if let Error::TooManyRequests { retry_after } = self {
+            response.set_header(Header::new("Retry-After", retry_after.to_string()));
+        }
+        Ok(response)
+    }
+}

@@ -1,0 +1,40 @@
+//! redbank: mobile-banking authentication, sessions and a live account dashboard on Redis.
+//!
+//! This file only assembles the Rocket: configuration comes from `Rocket.toml` + environment
+//! (see [`figment`]), and each feature contributes one `stage()` with its routes, state and fairings.
+
+pub mod config;
+pub mod error;
+pub mod redis;
+pub mod web;
+
+use rocket::figment::Figment;
+use rocket::{Build, Rocket};
+use rocket_dyn_templates::Template;
+
+pub use config::Config;
+pub use error::{Error, Result};
+
+/// Rocket's own figment (`Rocket.toml`, `ROCKET_*`), plus the ecosystem's `REDIS_URL`, which wins
+/// over the file so `REDIS_URL=redis://… scripts/run` does what it says.
+pub fn figment() -> Figment {
+    let figment = rocket::Config::figment();
+    match std::env::var("REDIS_URL") {
+        Ok(url) if !url.trim().is_empty() => figment.merge(("databases.redis.url", url)),
+        _ => figment,
+    }
+}
+
+/// The app as `scripts/run` starts it.
+pub fn rocket() -> Rocket<Build> {
+    build(figment())
+}
+
+/// The app on a given configuration: tests pass their own figment (Redis port, key prefix, timeouts).
+pub fn build(figment: Figment) -> Rocket<Build> {
+    rocket::custom(figment)
+        .attach(config::stage())
+        .attach(Template::fairing())
+        .attach(redis::stage())
+        .attach(web::stage())
+}

@@ -1,0 +1,139 @@
+//! Redis access: the connection pool (rocket_db_pools + deadpool_redis), the time bound on every
+//! round trip, key naming, and the startup check for the JSON and Search modules.
+//!
+//! Every command goes through [`Db::run`], which bounds the wait for a pooled connection *and* the
+//! command itself by `redis_timeout_ms`: a frozen or unreachable Redis turns into a fast 503, never
+//! a hung request. Pooled connections re-check themselves (PING) when taken from the pool, so the
+//! app reconnects by itself once Redis is back.
+
+use std::time::Duration;
+
+use redis::{RedisResult, Value};
+use rocket::fairing::AdHoc;
+use rocket::{Build, Orbit, Rocket};
+use rocket_db_pools::Database;
+use rocket_db_pools::deadpool_redis::{Connection, Pool};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// The pool as rocket_db_pools builds it from `databases.redis` (url, max_connections,
+/// connect_timeout) in the figment.
+#[derive(Database)]
+#[database("redis")]
+pub struct Redis(Pool);
+
+/// Bounded access to Redis plus this instance's key names; managed state, cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+    timeout: Duration,
+    pub keys: Keys,
+}
+
+impl Db {
+    /// Runs `f` on a pooled connection; the whole thing (wait for a connection + commands) is
+    /// bounded by `redis_timeout_ms`.
+    pub async fn run<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut Connection) -> RedisResult<T>,
+    ) -> Result<T> {
+        let work = async {
+            let mut conn = self.pool.get().await?;
+            f(&mut conn).await.map_err(Error::from)
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Unavailable(format!("no answer within {:?}", self.timeout))),
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+/// Every Redis key, channel and index name in one place, all under the configured prefix.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self { prefix: prefix.to_owned() }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
+/// The modules redbank needs: (name in `MODULE LIST`, product name for humans).
+pub const REQUIRED_MODULES: [(&str, &str); 2] = [("ReJSON", "RedisJSON"), ("search", "RediSearch")];
+
+/// Names (for humans) of the required modules the server lacks; empty when all are loaded.
+pub async fn missing_modules(db: &Db) -> Result<Vec<&'static str>> {
+    let modules: Vec<Vec<Value>> =
+        db.run(async |c| redis::cmd("MODULE").arg("LIST").query_async(c).await).await?;
+    let loaded: Vec<String> = modules
+        .iter()
+        .filter_map(|fields| {
+            // Each module is a flat [key, value, …] list; take the value after "name".
+            let pos = fields.iter().position(|v| as_text(v).as_deref() == Some("name"))?;
+            fields.get(pos + 1).and_then(as_text)
+        })
+        .collect();
+    Ok(REQUIRED_MODULES
+        .iter()
+        .filter(|(name, _)| !loaded.iter().any(|l| l == name))
+        .map(|(_, human)| *human)
+        .collect())
+}
+
+fn as_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Data(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        Value::Status(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// Pool (rocket_db_pools), [`Db`] state, and a startup check of the server's modules.
+pub fn stage() -> AdHoc {
+    AdHoc::on_ignite("Redis", |rocket| async {
+        rocket.attach(Redis::init()).attach(AdHoc::try_on_ignite("Redis state", manage_db)).attach(
+            AdHoc::on_liftoff("Redis module check", |rocket| Box::pin(check_modules(rocket))),
+        )
+    })
+}
+
+async fn manage_db(rocket: Rocket<Build>) -> rocket::fairing::Result {
+    let (Some(redis), Some(config)) = (Redis::fetch(&rocket), rocket.state::<Config>()) else {
+        rocket::error!("Redis pool or config missing at ignite");
+        return Err(rocket);
+    };
+    let db = Db {
+        pool: redis.0.clone(),
+        timeout: Duration::from_millis(config.redis_timeout_ms),
+        keys: Keys::new(&config.key_prefix),
+    };
+    Ok(rocket.manage(db))
+}
+
+/// Logs clearly which module is missing. Redis being down at startup is not fatal: the app serves
+/// 503s and recovers when Redis comes back.
+async fn check_modules(rocket: &Rocket<Orbit>) {
+    let Some(db) = rocket.state::<Db>() else { return };
+    match missing_modules(db).await {
+        Ok(missing) if missing.is_empty() => {
+            rocket::info!("Redis: RedisJSON and RediSearch loaded")
+        }
+        Ok(missing) => rocket::error!(
+            "Redis: required module(s) not loaded: {}. Start Redis with `scripts/redis start` \
+             or use the redis:8 image.",
+            missing.join(", ")
+        ),
+        Err(e) => rocket::warn!("Redis: not reachable at startup ({e}); serving 503 until it is"),
+    }
+}

@@ -1,0 +1,182 @@
+//! Foundation: health check under Redis faults, the module check, error pages and security headers.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{RedisServer, TestApp};
+use rocket::http::{Accept, ContentType, Status};
+use rocket::local::asynchronous::LocalResponse;
+
+async fn json_body(res: LocalResponse<'_>) -> serde_json::Value {
+    serde_json::from_str(&res.into_string().await.unwrap_or_default()).expect("JSON body")
+}
+
+#[rocket::async_test]
+async fn healthz_ok_when_redis_answers() {
+    let app = TestApp::new().await;
+    let res = app.client.get("/healthz").dispatch().await;
+    assert_eq!(res.status(), Status::Ok);
+    assert_eq!(res.content_type(), Some(ContentType::JSON));
+    assert_eq!(json_body(res).await, serde_json::json!({"status": "ok", "redis": "ok"}));
+}
+
+/// Polls /healthz until it answers `want`, returning how long the last request took.
+async fn healthz_until(app: &TestApp, want: Status, within: Duration) -> Duration {
+    let deadline = Instant::now() + within;
+    loop {
+        let started = Instant::now();
+        let res = app.client.get("/healthz").dispatch().await;
+        let took = started.elapsed();
+        if res.status() == want {
+            return took;
+        }
+        assert!(Instant::now() < deadline, "healthz stayed {} (wanted {want})", res.status());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[rocket::async_test]
+async fn healthz_503_fast_when_redis_stops_and_recovers_when_it_restarts() {
+    let mut redis = RedisServer::start();
+    let app = TestApp::with(&redis, |f| f).await;
+    assert_eq!(app.client.get("/healthz").dispatch().await.status(), Status::Ok);
+
+    redis.stop();
+    let started = Instant::now();
+    let res = app.client.get("/healthz").dispatch().await;
+    let took = started.elapsed();
+    assert_eq!(res.status(), Status::ServiceUnavailable);
+    assert!(took < Duration::from_secs(1), "503 took {took:?}");
+    assert_eq!(json_body(res).await, serde_json::json!({"status": "degraded", "redis": "down"}));
+
+    // Still fast on repeated calls while Redis is gone (no pool exhaustion, no growing waits).
+    for _ in 0..5 {
+        let started = Instant::now();
+        let status = app.client.get("/healthz").dispatch().await.status();
+        assert_eq!(status, Status::ServiceUnavailable);
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    redis.restart();
+    healthz_until(&app, Status::Ok, Duration::from_secs(10)).await;
+}
+
+#[rocket::async_test]
+async fn healthz_503_fast_when_redis_is_frozen_and_recovers_when_it_thaws() {
+    let redis = RedisServer::start();
+    let app = TestApp::with(&redis, |f| f).await;
+    assert_eq!(app.client.get("/healthz").dispatch().await.status(), Status::Ok);
+
+    redis.freeze();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let res = app.client.get("/healthz").dispatch().await;
+        assert_eq!(res.status(), Status::ServiceUnavailable);
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(1), "503 took {took:?} with a frozen Redis");
+    }
+
+    redis.thaw();
+    healthz_until(&app, Status::Ok, Duration::from_secs(10)).await;
+}
+
+#[rocket::async_test]
+async fn module_check_names_what_is_missing() {
+    let app = TestApp::new().await;
+    let missing = redbank::redis::missing_modules(app.db()).await.expect("MODULE LIST");
+    assert!(missing.is_empty(), "modules missing on the test server: {missing:?}");
+
+    let bare = RedisServer::start_without_modules();
+    let app = TestApp::with(&bare, |f| f).await;
+    let missing = redbank::redis::missing_modules(app.db()).await.expect("MODULE LIST");
+    assert_eq!(missing, vec!["RedisJSON", "RediSearch"]);
+}
+
+#[rocket::async_test]
+async fn unknown_page_gets_the_html_404_page() {
+    let app = TestApp::new().await;
+    let res = app.client.get("/no/such/page").dispatch().await;
+    assert_eq!(res.status(), Status::NotFound);
+    assert_eq!(res.content_type(), Some(ContentType::HTML));
+    let body = res.into_string().await.unwrap();
+    assert!(body.contains("404") && body.contains("nothing at this address"), "{body}");
+}
+
+#[rocket::async_test]
+async fn unknown_api_path_gets_a_json_404() {
+    let app = TestApp::new().await;
+    let res = app.client.get("/api/v1/no-such-thing").dispatch().await;
+    assert_eq!(res.status(), Status::NotFound);
+    assert_eq!(res.content_type(), Some(ContentType::JSON));
+    let body = json_body(res).await;
+    assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
+
+    // A JSON client gets JSON on any path.
+    let res = app.client.get("/nope").header(Accept::JSON).dispatch().await;
+    assert_eq!(res.status(), Status::NotFound);
+    assert_eq!(res.content_type(), Some(ContentType::JSON));
+}
+
+fn assert_security_headers(res: &LocalResponse<'_>, what: &str) {
+    let h = res.headers();
+    let csp = h.get_one("Content-Security-Policy").unwrap_or_else(|| panic!("{what}: no CSP"));
+    for part in
+        ["script-src 'self'", "object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'"]
+    {
+        assert!(csp.contains(part), "{what}: CSP lacks {part}: {csp}");
+    }
+    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{what}: {csp}");
+    assert_eq!(h.get_one("X-Content-Type-Options"), Some("nosniff"), "{what}");
+    assert_eq!(h.get_one("X-Frame-Options"), Some("DENY"), "{what}");
+    assert!(h.get_one("Referrer-Policy").is_some(), "{what}: no Referrer-Policy");
+    assert_eq!(h.get_one("Server"), None, "{what}: server version leaked");
+}
+
+#[rocket::async_test]
+async fn security_headers_on_pages_errors_and_json() {
+    let app = TestApp::new().await;
+    let page = app.client.get("/login").dispatch().await;
+    assert_eq!(page.status(), Status::Ok);
+    assert_security_headers(&page, "200 page");
+    assert_eq!(page.headers().get_one("Cache-Control"), Some("no-store"));
+
+    let missing = app.client.get("/missing").dispatch().await;
+    assert_eq!(missing.status(), Status::NotFound);
+    assert_security_headers(&missing, "404 page");
+
+    let json = app.client.get("/healthz").dispatch().await;
+    assert_eq!(json.status(), Status::Ok);
+    assert_security_headers(&json, "JSON");
+
+    let css = app.client.get("/static/css/app.css").dispatch().await;
+    assert_eq!(css.status(), Status::Ok);
+    assert_security_headers(&css, "static file");
+}
+
+/// The launch fails at the Config fairing (and Rocket's error must be inspected, or it panics on drop).
+async fn assert_config_rejected(figment: rocket::figment::Figment) {
+    let Err(err) = rocket::local::asynchronous::Client::tracked(redbank::build(figment)).await
+    else {
+        panic!("launch must fail");
+    };
+    match err.kind() {
+        rocket::error::ErrorKind::FailedFairings(failed) => {
+            assert!(failed.iter().any(|f| f.name == "Config"), "{failed:?}")
+        }
+        other => panic!("unexpected launch error: {other:?}"),
+    }
+}
+
+#[rocket::async_test]
+async fn invalid_configuration_stops_the_launch() {
+    let redis = common::shared_redis();
+    let absolute_below_idle = common::test_figment(redis, "bad:")
+        .merge(("session_absolute_secs", 10))
+        .merge(("session_idle_secs", 60));
+    assert_config_rejected(absolute_below_idle).await;
+    assert_config_rejected(common::test_figment(redis, "has space:")).await;
+    assert_config_rejected(common::test_figment(redis, "{tag}:")).await;
+}
