@@ -26,6 +26,18 @@ pub struct Config {
     pub redis_timeout_ms: u64,
     /// Folder served under `/static`.
     pub static_dir: PathBuf,
+    /// A session's `last_seen_at` and TTL are refreshed at most this often (not on every request).
+    pub session_touch_secs: u64,
+    /// Failed logins per username within the window before a soft lock (429).
+    pub login_user_limit: u64,
+    /// Failed logins per client IP within the window before a soft lock (429).
+    pub login_ip_limit: u64,
+    /// Window of the failed-login counters.
+    pub login_window_secs: u64,
+    /// Password of the demo `admin` user when it is first created; random (and logged once) if unset.
+    pub admin_password: Option<String>,
+    /// Concurrent argon2 computations.
+    pub password_hash_concurrency: usize,
 }
 
 impl Default for Config {
@@ -38,6 +50,12 @@ impl Default for Config {
             cookie_secure: true,
             redis_timeout_ms: 500,
             static_dir: PathBuf::from("static"),
+            session_touch_secs: 60,
+            login_user_limit: 5,
+            login_ip_limit: 50,
+            login_window_secs: 900,
+            admin_password: None,
+            password_hash_concurrency: 2,
         }
     }
 }
@@ -58,6 +76,15 @@ impl Config {
         }
         if self.session_absolute_secs < self.session_idle_secs {
             return Err("session_absolute_secs must be >= session_idle_secs".into());
+        }
+        if self.session_touch_secs >= self.session_idle_secs {
+            return Err("session_touch_secs must be < session_idle_secs".into());
+        }
+        if self.login_user_limit == 0 || self.login_ip_limit == 0 || self.login_window_secs == 0 {
+            return Err("login_user_limit, login_ip_limit and login_window_secs must be > 0".into());
+        }
+        if self.password_hash_concurrency == 0 {
+            return Err("password_hash_concurrency must be > 0".into());
         }
         if !(10..=10_000).contains(&self.redis_timeout_ms) {
             return Err("redis_timeout_ms must be between 10 and 10000".into());

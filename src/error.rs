@@ -25,6 +25,9 @@ pub enum Error {
     /// The client sent something we cannot use; the message is shown to the client.
     #[error("{0}")]
     BadRequest(String),
+    /// Wrong username or password — deliberately one message for both (no user enumeration).
+    #[error("Invalid username or password")]
+    InvalidCredentials,
     /// No valid session or token. Pages redirect to the login form, the API answers 401.
     #[error("authentication required")]
     Unauthorized,
@@ -58,11 +61,16 @@ impl Error {
             Error::Redis(e) if is_outage(e) => Status::ServiceUnavailable,
             Error::Redis(_) | Error::Internal(_) => Status::InternalServerError,
             Error::BadRequest(_) => Status::BadRequest,
-            Error::Unauthorized => Status::Unauthorized,
+            Error::Unauthorized | Error::InvalidCredentials => Status::Unauthorized,
             Error::Forbidden(_) => Status::Forbidden,
             Error::NotFound => Status::NotFound,
             Error::TooManyRequests { .. } => Status::TooManyRequests,
         }
+    }
+
+    /// True when the cause is Redis being unreachable, frozen or overloaded (a 503).
+    pub fn is_outage(&self) -> bool {
+        self.status() == Status::ServiceUnavailable
     }
 
     /// What the client may read: never internal detail.

@@ -3,9 +3,12 @@
 //! This file only assembles the Rocket: configuration comes from `Rocket.toml` + environment
 //! (see [`figment`]), and each feature contributes one `stage()` with its routes, state and fairings.
 
+pub mod bank;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod redis;
+pub mod session;
 pub mod web;
 
 use rocket::figment::Figment;
@@ -37,4 +40,6 @@ pub fn build(figment: Figment) -> Rocket<Build> {
         .attach(Template::fairing())
         .attach(redis::stage())
         .attach(web::stage())
+        .attach(session::stage())
+        .attach(bank::stage())
 }

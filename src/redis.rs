@@ -67,6 +67,36 @@ impl Keys {
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
+
+    /// JSON user document.
+    pub fn user(&self, username: &str) -> String {
+        format!("{}user:{username}", self.prefix)
+    }
+
+    /// JSON session document; `id` is the hex SHA-256 of the token, never the token.
+    pub fn session(&self, id: &str) -> String {
+        format!("{}session:{id}", self.prefix)
+    }
+
+    /// Common prefix of session documents (the session index covers it).
+    pub fn session_prefix(&self) -> String {
+        format!("{}session:", self.prefix)
+    }
+
+    /// RediSearch index over session documents (TAG user).
+    pub fn session_index(&self) -> String {
+        format!("{}idx:session", self.prefix)
+    }
+
+    /// Failed-login counter per username (expires with the throttle window).
+    pub fn throttle_user(&self, username: &str) -> String {
+        format!("{}throttle:user:{username}", self.prefix)
+    }
+
+    /// Failed-login counter per client IP.
+    pub fn throttle_ip(&self, ip: &str) -> String {
+        format!("{}throttle:ip:{ip}", self.prefix)
+    }
 }
 
 /// The modules redbank needs: (name in `MODULE LIST`, product name for humans).

@@ -1,11 +1,10 @@
-//! Cross-cutting web pieces: the index redirect, health check, static files, error catchers and
+//! Cross-cutting web pieces: health check, static files, error catchers and
 //! the security-headers fairing applied to every response.
 
 use rocket::fairing::{AdHoc, Fairing, Info, Kind};
 use rocket::fs::FileServer;
 use rocket::http::Status;
 use rocket::request::Request;
-use rocket::response::Redirect;
 use rocket::serde::json::{Json, Value, serde_json::json};
 use rocket::{Catcher, Response, State, catch, catchers, get, routes};
 
@@ -25,22 +24,11 @@ pub fn stage() -> AdHoc {
             .map(|c| c.static_dir.clone())
             .unwrap_or_else(|| "static".into());
         rocket
-            .mount("/", routes![index, healthz, login_placeholder])
+            .mount("/", routes![healthz])
             .mount("/static", FileServer::from(static_dir).rank(20))
             .register("/", catchers())
             .attach(SecurityHeaders)
     })
-}
-
-#[get("/")]
-fn index() -> Redirect {
-    Redirect::to("/login")
-}
-
-/// Placeholder until sign-in exists.
-#[get("/login")]
-fn login_placeholder() -> rocket_dyn_templates::Template {
-    rocket_dyn_templates::Template::render("session/login", rocket_dyn_templates::context! {})
 }
 
 /// Liveness + Redis reachability for load balancers: 200 when a PING round trip succeeds,

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rocket::figment::Figment;
+use rocket::http::{ContentType, Cookie, Header, Status};
 use rocket::local::asynchronous::Client;
 
 /// Folder with redis-server, rejson.so and redisearch.so.
@@ -168,6 +169,9 @@ impl Drop for RedisServer {
     }
 }
 
+/// The admin password tests configure (the real default is random).
+pub const ADMIN_PASSWORD: &str = "test-admin-password";
+
 /// The Redis server shared by every test of this test binary.
 pub fn shared_redis() -> &'static RedisServer {
     static SERVER: OnceLock<RedisServer> = OnceLock::new();
@@ -188,6 +192,7 @@ pub fn test_figment(redis: &RedisServer, prefix: &str) -> Figment {
         .merge(("key_prefix", prefix))
         .merge(("generator_interval_ms", 0))
         .merge(("log_level", "off"))
+        .merge(("admin_password", ADMIN_PASSWORD))
 }
 
 /// The real app on a local (in-process) client.
@@ -206,11 +211,151 @@ impl TestApp {
     pub async fn with(redis: &RedisServer, tweak: impl FnOnce(Figment) -> Figment) -> Self {
         let prefix = unique_prefix();
         let figment = tweak(test_figment(redis, &prefix));
-        let client = Client::tracked(redbank::build(figment)).await.expect("valid rocket");
+        let client = Client::untracked(redbank::build(figment)).await.expect("valid rocket");
         TestApp { client, prefix }
     }
 
     pub fn db(&self) -> &redbank::redis::Db {
         self.client.rocket().state::<redbank::redis::Db>().expect("Db state")
     }
+
+    pub fn config(&self) -> &redbank::Config {
+        self.client.rocket().state::<redbank::Config>().expect("Config state")
+    }
+
+    /// Name of the session cookie under this app's config.
+    pub fn cookie_name(&self) -> &'static str {
+        redbank::session::guard::cookie_name(self.config())
+    }
+
+    /// Signs in through the real login form (GET for the CSRF cookie + token, then POST).
+    pub async fn login_browser(&self, username: &str, password: &str) -> Browser {
+        let res = self.try_login_browser(username, password).await;
+        assert_eq!(res.status, Status::SeeOther, "login of {username} failed: {}", res.body);
+        let session = res.session.expect("session cookie set");
+        let page =
+            self.client.get("/dashboard").cookie(Cookie::new(self.cookie_name(), session.clone()));
+        let html = page.dispatch().await.into_string().await.unwrap_or_default();
+        Browser {
+            session,
+            csrf: hidden_csrf(&html).expect("csrf token on the dashboard"),
+            name: self.cookie_name(),
+        }
+    }
+
+    /// One attempt through the login form; returns what the browser would see.
+    pub async fn try_login_browser(&self, username: &str, password: &str) -> LoginAttempt {
+        self.login_with(username, password, None).await
+    }
+
+    /// A login form POST carrying an existing session cookie (to check fixation handling).
+    pub async fn login_with(
+        &self,
+        username: &str,
+        password: &str,
+        old: Option<&str>,
+    ) -> LoginAttempt {
+        let form = self.client.get("/login").dispatch().await;
+        let csrf_cookie =
+            form.cookies().get("redbank_csrf").expect("login csrf cookie").value().to_owned();
+        let token =
+            hidden_csrf(&form.into_string().await.unwrap_or_default()).expect("csrf in form");
+        let mut req = self
+            .client
+            .post("/login")
+            .header(ContentType::Form)
+            .cookie(Cookie::new("redbank_csrf", csrf_cookie))
+            .body(format!("username={}&password={}&csrf={token}", enc(username), enc(password)));
+        if let Some(old) = old {
+            req = req.cookie(Cookie::new(self.cookie_name(), old.to_owned()));
+        }
+        let res = req.dispatch().await;
+        let status = res.status();
+        let location = res.headers().get_one("Location").map(str::to_owned);
+        let retry_after = res.headers().get_one("Retry-After").map(str::to_owned);
+        let set_cookie: Vec<String> = res.headers().get("Set-Cookie").map(str::to_owned).collect();
+        let session = res.cookies().get(self.cookie_name()).map(|c| c.value().to_owned());
+        let body = res.into_string().await.unwrap_or_default();
+        LoginAttempt { status, location, retry_after, session, set_cookie, body }
+    }
+
+    /// Signs in through the mobile API; returns the bearer token.
+    pub async fn api_login(&self, username: &str, password: &str) -> String {
+        let res = self
+            .client
+            .post("/api/v1/login")
+            .header(ContentType::JSON)
+            .body(serde_json::json!({"username": username, "password": password}).to_string())
+            .dispatch()
+            .await;
+        assert_eq!(res.status(), Status::Ok);
+        let body: serde_json::Value =
+            serde_json::from_str(&res.into_string().await.unwrap()).unwrap();
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// Every key under this test's prefix.
+    pub async fn keys(&self, redis: &RedisServer) -> Vec<String> {
+        let mut conn = redis.conn().await;
+        let mut keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        keys.sort();
+        keys
+    }
+}
+
+/// A signed-in browser: its session cookie value and the page's CSRF token.
+#[derive(Debug, Clone)]
+pub struct Browser {
+    pub session: String,
+    pub csrf: String,
+    pub name: &'static str,
+}
+
+impl Browser {
+    pub fn cookie(&self) -> Cookie<'static> {
+        Cookie::new(self.name, self.session.clone())
+    }
+
+    /// Hex SHA-256 of the token: the session's key suffix.
+    pub fn id(&self) -> String {
+        redbank::session::model::SessionToken::parse(&self.session)
+            .expect("token")
+            .id()
+            .as_str()
+            .to_owned()
+    }
+}
+
+#[derive(Debug)]
+pub struct LoginAttempt {
+    pub status: Status,
+    pub location: Option<String>,
+    pub retry_after: Option<String>,
+    pub session: Option<String>,
+    pub set_cookie: Vec<String>,
+    pub body: String,
+}
+
+/// The value of the first hidden `csrf` input in a page.
+pub fn hidden_csrf(html: &str) -> Option<String> {
+    let at = html.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();
+    Some(html[at..].split('"').next()?.to_owned())
+}
+
+/// Minimal x-www-form-urlencoded encoding for test input.
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub fn bearer(token: &str) -> Header<'static> {
+    Header::new("Authorization", format!("Bearer {token}"))
 }

@@ -1,0 +1,88 @@
+//! Cross-site request forgery defences (SECURITY.md D.18).
+//!
+//! Two layers: the browser's own `Sec-Fetch-Site` / `Origin` headers (a cross-site form post is
+//! refused before anything else), and a synchronizer token — from the session document for signed-in
+//! users, from a double-submit cookie on the login form (so an anonymous visitor creates no key).
+
+use rocket::http::{Cookie, CookieJar, Method, SameSite};
+use rocket::request::Request;
+
+use super::model::random_token;
+use crate::config::Config;
+
+/// Safe methods never change state, so they need no token.
+pub fn is_safe(method: Method) -> bool {
+    matches!(method, Method::Get | Method::Head | Method::Options)
+}
+
+/// False when the browser says the request comes from another site, or its Origin is foreign.
+pub fn same_origin(req: &Request<'_>) -> bool {
+    if let Some(site) = req.headers().get_one("Sec-Fetch-Site") {
+        if !matches!(site, "same-origin" | "none") {
+            return false;
+        }
+    }
+    match req.headers().get_one("Origin") {
+        None => true,
+        Some(origin) => {
+            let host = req.headers().get_one("Host").unwrap_or_default();
+            let origin_host = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"))
+                .unwrap_or("\u{0}");
+            !host.is_empty() && origin_host.eq_ignore_ascii_case(host)
+        }
+    }
+}
+
+/// Compares secrets without leaking where they differ through timing.
+pub fn tokens_match(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn login_cookie_name(config: &Config) -> &'static str {
+    if config.cookie_secure { "__Host-redbank_csrf" } else { "redbank_csrf" }
+}
+
+/// The login form's CSRF token: reuses the visitor's double-submit cookie or sets a new one.
+pub fn login_token(jar: &CookieJar<'_>, config: &Config) -> String {
+    if let Some(token) = jar.get(login_cookie_name(config)).map(|c| c.value().to_owned()) {
+        if token.len() == 43 {
+            return token;
+        }
+    }
+    let token = random_token();
+    jar.add(
+        Cookie::build((login_cookie_name(config), token.clone()))
+            .http_only(true)
+            .same_site(SameSite::Strict)
+            .path("/")
+            .secure(config.cookie_secure),
+    );
+    token
+}
+
+/// True when the form's token equals the double-submit cookie.
+pub fn check_login_token(jar: &CookieJar<'_>, config: &Config, form_token: &str) -> bool {
+    jar.get(login_cookie_name(config))
+        .is_some_and(|c| c.value().len() == 43 && tokens_match(c.value(), form_token))
+}
+
+/// Request guard refusing cross-site requests (403) before any work — for the login form, which
+/// has no session yet.
+#[derive(Debug)]
+pub struct SameOrigin;
+
+#[rocket::async_trait]
+impl<'r> rocket::request::FromRequest<'r> for SameOrigin {
+    type Error = crate::error::Error;
+
+    async fn from_request(req: &'r Request<'_>) -> rocket::request::Outcome<Self, Self::Error> {
+        if same_origin(req) {
+            rocket::outcome::Outcome::Success(SameOrigin)
+        } else {
+            let e = crate::error::Error::Forbidden("Cross-site request refused.".into());
+            rocket::outcome::Outcome::Error((rocket::http::Status::Forbidden, e))
+        }
+    }
+}

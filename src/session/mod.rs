@@ -1,0 +1,158 @@
+//! Authentication and sessions in Redis JSON: browser cookie + mobile bearer token, idle and
+//! absolute timeouts, CSRF, login throttling, and the "your active sessions" list (RediSearch).
+
+pub mod csrf;
+pub mod guard;
+pub mod model;
+pub mod password;
+pub mod routes;
+pub mod store;
+
+use std::time::Duration;
+
+use rocket::fairing::AdHoc;
+use rocket::{Orbit, Rocket, routes};
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::redis::Db;
+use model::{Role, User, random_token};
+use password::Passwords;
+
+/// The demo users created on first start (passwords hashed at creation, never stored in clear).
+struct DemoUser {
+    username: &'static str,
+    password: Option<&'static str>,
+    display_name: &'static str,
+    role: Role,
+    account: &'static str,
+    city: &'static str,
+}
+
+const DEMO_USERS: [DemoUser; 3] = [
+    DemoUser {
+        username: "bob",
+        password: Some("foobared"),
+        display_name: "Bob Jones",
+        role: Role::User,
+        account: "1580783161",
+        city: "San Francisco, CA",
+    },
+    DemoUser {
+        username: "alice",
+        password: Some("wonderland"),
+        display_name: "Alice Liddell",
+        role: Role::User,
+        account: "2734819056",
+        city: "Oxford, UK",
+    },
+    DemoUser {
+        username: "admin",
+        password: None, // from config, or random and logged once
+        display_name: "Bank Administrator",
+        role: Role::Admin,
+        account: "9000000001",
+        city: "New York, NY",
+    },
+];
+
+/// The checking accounts of the demo users: (account number, username, holder, city).
+pub fn demo_accounts()
+-> impl Iterator<Item = (&'static str, &'static str, &'static str, &'static str)> {
+    DEMO_USERS.iter().map(|u| (u.account, u.username, u.display_name, u.city))
+}
+
+pub fn stage() -> AdHoc {
+    AdHoc::try_on_ignite("Sessions", |rocket| async {
+        let concurrency = rocket.state::<Config>().map_or(2, |c| c.password_hash_concurrency);
+        let passwords = match Passwords::new(concurrency) {
+            Ok(p) => p,
+            Err(e) => {
+                rocket::error!("password hasher: {e}");
+                return Err(rocket);
+            }
+        };
+        Ok(rocket
+            .manage(passwords)
+            .mount(
+                "/",
+                routes![
+                    routes::login_form,
+                    routes::login_submit,
+                    routes::logout,
+                    routes::index,
+                    routes::sessions_page,
+                    routes::revoke_form,
+                    routes::revoke_others_form,
+                    routes::api_login,
+                    routes::api_me,
+                    routes::api_logout,
+                    routes::api_sessions,
+                    routes::api_revoke,
+                ],
+            )
+            .attach(AdHoc::on_liftoff("Demo users and session index", |rocket| {
+                Box::pin(prepare(rocket))
+            })))
+    })
+}
+
+/// Creates the session index and the demo users. Tried once during liftoff (so the app is ready
+/// when it starts serving), then retried in the background until Redis is reachable.
+async fn prepare(rocket: &Rocket<Orbit>) {
+    let (Some(db), Some(config), Some(passwords)) =
+        (rocket.state::<Db>(), rocket.state::<Config>(), rocket.state::<Passwords>())
+    else {
+        return;
+    };
+    if let Err(e) = setup(db, config, passwords).await {
+        rocket::warn!("sessions: setup deferred until Redis answers ({e})");
+        let (db, config) = (db.clone(), config.clone());
+        let passwords = Passwords::new(1);
+        let mut shutdown = rocket.shutdown();
+        tokio::spawn(async move {
+            let Ok(passwords) = passwords else { return };
+            let mut delay = Duration::from_millis(250);
+            loop {
+                tokio::select! {
+                    _ = &mut shutdown => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                if setup(&db, &config, &passwords).await.is_ok() {
+                    rocket::info!("sessions: setup done");
+                    return;
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        });
+    }
+}
+
+async fn setup(db: &Db, config: &Config, passwords: &Passwords) -> Result<()> {
+    store::ensure_index(db).await?;
+    for demo in &DEMO_USERS {
+        if store::user_exists(db, demo.username).await? {
+            continue;
+        }
+        let (password, announce) = match (demo.password, &config.admin_password) {
+            (Some(p), _) => (p.to_owned(), false),
+            (None, Some(p)) => (p.clone(), false),
+            (None, None) => (random_token()[..20].to_owned(), true),
+        };
+        let user = User {
+            username: demo.username.into(),
+            display_name: demo.display_name.into(),
+            roles: vec![demo.role],
+            account: demo.account.into(),
+            city: demo.city.into(),
+            password_hash: passwords.hash(&password).await?,
+        };
+        if store::create_user(db, &user).await? && announce {
+            rocket::warn!(
+                "created user `{}` with password `{password}` — shown once; set admin_password to choose it",
+                demo.username
+            );
+        }
+    }
+    Ok(())
+}

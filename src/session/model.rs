@@ -1,0 +1,195 @@
+//! What a user and a session are, as stored in Redis (JSON documents) and shown to clients.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use rand::rngs::OsRng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Admin,
+}
+
+/// A user document at `<prefix>user:<username>`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    pub username: String,
+    pub display_name: String,
+    pub roles: Vec<Role>,
+    /// The user's checking account number.
+    pub account: String,
+    pub city: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+}
+
+/// What clients may see of a user (never the hash).
+#[derive(Debug, Clone, Serialize)]
+pub struct UserView {
+    pub username: String,
+    pub display_name: String,
+    pub roles: Vec<Role>,
+    pub account: String,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        UserView {
+            username: u.username.clone(),
+            display_name: u.display_name.clone(),
+            roles: u.roles.clone(),
+            account: u.account.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionKind {
+    Browser,
+    Mobile,
+}
+
+/// Bump when the document's shape changes: older documents then fail to parse and are treated as
+/// no session (and deleted) instead of being half-read.
+pub const SESSION_SCHEMA: u32 = 1;
+
+/// The session document at `<prefix>session:<sha256(token)>`. Fields added later by other
+/// features (e.g. the seed's `currentBalanceAmount`) are written by JSON path and ignored here.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionDoc {
+    pub v: u32,
+    pub user: String,
+    pub display_name: String,
+    pub roles: Vec<Role>,
+    pub account: String,
+    pub kind: SessionKind,
+    /// ms since epoch; the absolute timeout counts from here.
+    pub created_at: i64,
+    /// ms since epoch; refreshed at most once per touch interval.
+    pub last_seen_at: i64,
+    pub ip: String,
+    pub user_agent: String,
+    /// Synchronizer token for cookie-authenticated state changes.
+    pub csrf_token: String,
+}
+
+impl SessionDoc {
+    pub fn is_admin(&self) -> bool {
+        self.roles.contains(&Role::Admin)
+    }
+
+    pub fn user_view(&self) -> UserView {
+        UserView {
+            username: self.user.clone(),
+            display_name: self.display_name.clone(),
+            roles: self.roles.clone(),
+            account: self.account.clone(),
+        }
+    }
+}
+
+/// A live session: its public id (the key suffix, hex SHA-256 of the token) and its document.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: SessionId,
+    pub doc: SessionDoc,
+}
+
+/// 256 random bits from the OS CSPRNG, URL-safe base64 without padding (43 characters).
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The secret a client holds (cookie value or bearer token). Never stored, never logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionToken(String);
+
+impl std::fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionToken(…)")
+    }
+}
+
+impl SessionToken {
+    pub fn generate() -> Self {
+        SessionToken(random_token())
+    }
+
+    /// Only well-formed tokens are looked up: anything else is "no session" without a Redis call,
+    /// and a client can never make us read a key it named.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let ok = raw.len() == 43
+            && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && URL_SAFE_NO_PAD.decode(raw).is_ok_and(|b| b.len() == 32);
+        ok.then(|| SessionToken(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn id(&self) -> SessionId {
+        SessionId(hex::encode(Sha256::digest(self.0.as_bytes())))
+    }
+}
+
+/// Hex SHA-256 of a token: names the Redis key and the rows of the sessions page. Knowing it
+/// does not let anyone act as the session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionId(String);
+
+impl SessionId {
+    pub fn parse(raw: &str) -> Option<Self> {
+        (raw.len() == 64 && raw.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .then(|| SessionId(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Usernames are short and plain so they are safe as key parts and RediSearch tags.
+pub fn valid_username(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_256_bit_and_parse_back() {
+        let t = SessionToken::generate();
+        assert_eq!(t.as_str().len(), 43);
+        assert_eq!(SessionToken::parse(t.as_str()), Some(t.clone()));
+        assert_ne!(SessionToken::generate(), t);
+    }
+
+    #[test]
+    fn malformed_tokens_are_rejected() {
+        for bad in ["", "short", &"a".repeat(44), &"+".repeat(43), "../../etc/passwd", "*"] {
+            assert!(SessionToken::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn session_id_is_hex_sha256_and_hides_the_token() {
+        let t = SessionToken::generate();
+        let id = t.id();
+        assert_eq!(id.as_str().len(), 64);
+        assert!(!id.as_str().contains(&t.as_str()[..8]));
+        assert!(SessionId::parse(id.as_str()).is_some());
+        assert!(SessionId::parse("*").is_none());
+    }
+}

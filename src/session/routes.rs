@@ -1,0 +1,362 @@
+//! Sign-in, sign-out and the "your active sessions" page, for browsers (forms) and mobile (JSON).
+
+use rocket::form::{Form, FromForm};
+use rocket::http::{CookieJar, Header, Status};
+use rocket::request::Request;
+use rocket::response::{self, Redirect, Responder};
+use rocket::serde::json::{Json, Value, serde_json::json};
+use rocket::{State, delete, get, post, uri};
+use rocket_dyn_templates::{Template, context};
+use serde::{Deserialize, Serialize};
+
+use super::csrf::{self, SameOrigin};
+use super::guard::{ApiUser, CurrentUser, Via, removal_cookie, session_cookie};
+use super::model::{Session, SessionId, SessionKind, SessionToken, User};
+use super::password::{MAX_PASSWORD_BYTES, Passwords};
+use super::store::{self, ClientInfo};
+use crate::clock::{display_ms, rfc3339_ms};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::redis::Db;
+
+pub const INVALID_CREDENTIALS: &str = "Invalid username or password";
+
+/// Checks a username/password pair: throttle first (no hashing while locked), then argon2 — also
+/// for unknown users, so both failures cost and look the same.
+pub async fn check_credentials(
+    db: &Db,
+    config: &Config,
+    passwords: &Passwords,
+    username: &str,
+    password: &str,
+    ip: &str,
+) -> Result<User> {
+    if let Some(retry_after) = store::login_locked(db, config, username, ip).await? {
+        return Err(Error::TooManyRequests { retry_after });
+    }
+    let user = store::get_user(db, username).await?;
+    let ok = password.len() <= MAX_PASSWORD_BYTES
+        && passwords.verify(password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
+    match user {
+        Some(user) if ok => {
+            store::clear_login_failures(db, username).await?;
+            Ok(user)
+        }
+        _ => {
+            store::record_login_failure(db, config, username, ip).await?;
+            Err(Error::InvalidCredentials)
+        }
+    }
+}
+
+// ---- browser ----------------------------------------------------------------------------------
+
+#[derive(Debug, FromForm)]
+pub struct LoginForm {
+    #[field(default = String::new())]
+    username: String,
+    #[field(default = String::new())]
+    password: String,
+    #[field(default = String::new())]
+    csrf: String,
+}
+
+#[derive(Debug, FromForm)]
+pub struct CsrfForm {
+    #[field(default = String::new())]
+    csrf: String,
+}
+
+/// The login page again, with a status and a message (and `Retry-After` when throttled).
+pub struct LoginPage {
+    status: Status,
+    page: Template,
+    retry_after: Option<u64>,
+}
+
+impl<'r> Responder<'r, 'static> for LoginPage {
+    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        let mut res = self.page.respond_to(req)?;
+        res.set_status(self.status);
+        if let Some(secs) = self.retry_after {
+            res.set_header(Header::new("Retry-After", secs.to_string()));
+        }
+        Ok(res)
+    }
+}
+
+fn login_page(
+    jar: &CookieJar<'_>,
+    config: &Config,
+    status: Status,
+    error: Option<&str>,
+    username: &str,
+) -> LoginPage {
+    let csrf = csrf::login_token(jar, config);
+    let page = Template::render("session/login", context! { csrf, error, username });
+    LoginPage { status, page, retry_after: None }
+}
+
+/// Either the redirect after a successful sign-in, or the form again with a status.
+// One value per request, moved once: the size difference does not matter here.
+#[allow(clippy::large_enum_variant)]
+#[derive(rocket::Responder)]
+pub enum LoginReply {
+    Done(Redirect),
+    Page(LoginPage),
+}
+
+#[get("/login")]
+pub fn login_form(
+    user: Option<CurrentUser>,
+    jar: &CookieJar<'_>,
+    config: &State<Config>,
+) -> LoginReply {
+    match user {
+        Some(_) => LoginReply::Done(Redirect::to(uri!("/dashboard"))),
+        None => LoginReply::Page(login_page(jar, config, Status::Ok, None, "")),
+    }
+}
+
+#[post("/login", data = "<form>")]
+#[allow(clippy::too_many_arguments)]
+pub async fn login_submit(
+    _same_origin: SameOrigin,
+    form: Form<LoginForm>,
+    jar: &CookieJar<'_>,
+    client: ClientInfo,
+    db: &State<Db>,
+    config: &State<Config>,
+    passwords: &State<Passwords>,
+) -> Result<LoginReply> {
+    if !csrf::check_login_token(jar, config, &form.csrf) {
+        let msg = "Your sign-in form expired. Please try again.";
+        return Ok(LoginReply::Page(login_page(
+            jar,
+            config,
+            Status::Forbidden,
+            Some(msg),
+            &form.username,
+        )));
+    }
+    let username = form.username.trim();
+    match check_credentials(db, config, passwords, username, &form.password, &client.ip).await {
+        Ok(user) => {
+            // No fixation: whatever session this browser had is destroyed and a new token minted.
+            if let Some(old) = jar
+                .get(super::guard::cookie_name(config))
+                .and_then(|c| SessionToken::parse(c.value()))
+            {
+                store::destroy(db, &old.id()).await?;
+            }
+            let (token, _) =
+                store::create_session(db, config, &user, SessionKind::Browser, &client).await?;
+            jar.add(session_cookie(config, &token));
+            Ok(LoginReply::Done(Redirect::to(uri!("/dashboard"))))
+        }
+        Err(Error::InvalidCredentials) => Ok(LoginReply::Page(login_page(
+            jar,
+            config,
+            Status::Unauthorized,
+            Some(INVALID_CREDENTIALS),
+            username,
+        ))),
+        Err(Error::TooManyRequests { retry_after }) => {
+            let minutes = retry_after.div_ceil(60);
+            let msg = format!("Too many failed sign-ins. Try again in {minutes} minute(s).");
+            let mut page = login_page(jar, config, Status::TooManyRequests, Some(&msg), username);
+            page.retry_after = Some(retry_after);
+            Ok(LoginReply::Page(page))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[post("/logout", data = "<form>")]
+pub async fn logout(
+    user: CurrentUser,
+    form: Form<CsrfForm>,
+    jar: &CookieJar<'_>,
+    db: &State<Db>,
+    config: &State<Config>,
+) -> Result<Redirect> {
+    user.check_csrf(&form.csrf)?;
+    store::destroy(db, &user.0.id).await?;
+    jar.remove(removal_cookie(config));
+    Ok(Redirect::to(uri!("/login")))
+}
+
+#[get("/")]
+pub fn index(_user: CurrentUser) -> Redirect {
+    Redirect::to(uri!("/dashboard"))
+}
+
+/// A session as a row on the sessions page or in the API.
+#[derive(Debug, Serialize)]
+pub struct SessionRow {
+    id: String,
+    user: String,
+    kind: SessionKind,
+    ip: String,
+    user_agent: String,
+    created_at: String,
+    last_seen_at: String,
+    created: String,
+    last_seen: String,
+    current: bool,
+}
+
+fn rows(sessions: Vec<Session>, current: &SessionId) -> Vec<SessionRow> {
+    sessions
+        .into_iter()
+        .map(|s| SessionRow {
+            current: &s.id == current,
+            id: s.id.as_str().to_owned(),
+            user: s.doc.user,
+            kind: s.doc.kind,
+            ip: s.doc.ip,
+            user_agent: s.doc.user_agent,
+            created_at: rfc3339_ms(s.doc.created_at),
+            last_seen_at: rfc3339_ms(s.doc.last_seen_at),
+            created: display_ms(s.doc.created_at),
+            last_seen: display_ms(s.doc.last_seen_at),
+        })
+        .collect()
+}
+
+/// Whose sessions the caller may see and revoke: their own, or everyone's for an admin.
+fn scope(session: &Session) -> Option<&str> {
+    if session.doc.is_admin() { None } else { Some(&session.doc.user) }
+}
+
+#[get("/sessions")]
+pub async fn sessions_page(user: CurrentUser, db: &State<Db>) -> Result<Template> {
+    let me = &user.0;
+    let list = store::list_sessions(db, scope(me)).await?;
+    Ok(Template::render(
+        "session/sessions",
+        context! {
+            user: me.doc.user_view(),
+            csrf: &me.doc.csrf_token,
+            admin: me.doc.is_admin(),
+            sessions: rows(list, &me.id),
+        },
+    ))
+}
+
+/// Deletes session `id` if `me` owns it or is an admin. True when it was `me`'s own session.
+async fn revoke(db: &Db, me: &Session, id: &str) -> Result<bool> {
+    let id = SessionId::parse(id).ok_or(Error::NotFound)?;
+    let doc = store::get_session(db, &id).await?.ok_or(Error::NotFound)?;
+    if doc.user != me.doc.user && !me.doc.is_admin() {
+        return Err(Error::Forbidden("You can only revoke your own sessions.".into()));
+    }
+    store::destroy(db, &id).await?;
+    Ok(id == me.id)
+}
+
+#[post("/sessions/<id>/revoke", data = "<form>")]
+pub async fn revoke_form(
+    id: &str,
+    user: CurrentUser,
+    form: Form<CsrfForm>,
+    jar: &CookieJar<'_>,
+    db: &State<Db>,
+    config: &State<Config>,
+) -> Result<Redirect> {
+    user.check_csrf(&form.csrf)?;
+    if revoke(db, &user.0, id).await? {
+        jar.remove(removal_cookie(config));
+        return Ok(Redirect::to(uri!("/login")));
+    }
+    Ok(Redirect::to(uri!("/sessions")))
+}
+
+#[post("/sessions/revoke-others", data = "<form>")]
+pub async fn revoke_others_form(
+    user: CurrentUser,
+    form: Form<CsrfForm>,
+    db: &State<Db>,
+) -> Result<Redirect> {
+    user.check_csrf(&form.csrf)?;
+    store::destroy_others(db, &user.0.doc.user, &user.0.id).await?;
+    Ok(Redirect::to(uri!("/sessions")))
+}
+
+// ---- mobile / JSON API ------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+pub struct ApiLogin {
+    username: String,
+    password: String,
+}
+
+#[post("/api/v1/login", data = "<body>")]
+pub async fn api_login(
+    body: Json<ApiLogin>,
+    client: ClientInfo,
+    db: &State<Db>,
+    config: &State<Config>,
+    passwords: &State<Passwords>,
+) -> Result<Json<Value>> {
+    let username = body.username.trim();
+    let user =
+        check_credentials(db, config, passwords, username, &body.password, &client.ip).await?;
+    let (token, session) =
+        store::create_session(db, config, &user, SessionKind::Mobile, &client).await?;
+    let expires_at = session.doc.created_at + config.session_absolute_secs as i64 * 1000;
+    Ok(Json(json!({
+        "token": token.as_str(),
+        "token_type": "Bearer",
+        "expires_at": rfc3339_ms(expires_at),
+        "idle_timeout_secs": config.session_idle_secs,
+        "user": user_json(&session),
+    })))
+}
+
+fn user_json(session: &Session) -> Value {
+    json!(session.doc.user_view())
+}
+
+#[get("/api/v1/me")]
+pub fn api_me(user: ApiUser, config: &State<Config>) -> Json<Value> {
+    let doc = &user.session.doc;
+    Json(json!({
+        "user": user_json(&user.session),
+        "session": {
+            "kind": doc.kind,
+            "via": if user.via == Via::Bearer { "bearer" } else { "cookie" },
+            "created_at": rfc3339_ms(doc.created_at),
+            "last_seen_at": rfc3339_ms(doc.last_seen_at),
+            "expires_at": rfc3339_ms(doc.created_at + config.session_absolute_secs as i64 * 1000),
+            "ip": doc.ip,
+            "user_agent": doc.user_agent,
+        }
+    }))
+}
+
+#[delete("/api/v1/session")]
+pub async fn api_logout(
+    user: ApiUser,
+    jar: &CookieJar<'_>,
+    db: &State<Db>,
+    config: &State<Config>,
+) -> Result<Json<Value>> {
+    store::destroy(db, &user.session.id).await?;
+    if user.via == Via::Cookie {
+        jar.remove(removal_cookie(config));
+    }
+    Ok(Json(json!({ "status": "signed out" })))
+}
+
+#[get("/api/v1/sessions")]
+pub async fn api_sessions(user: ApiUser, db: &State<Db>) -> Result<Json<Value>> {
+    let list = store::list_sessions(db, scope(&user.session)).await?;
+    Ok(Json(json!({ "sessions": rows(list, &user.session.id) })))
+}
+
+#[delete("/api/v1/sessions/<id>")]
+pub async fn api_revoke(id: &str, user: ApiUser, db: &State<Db>) -> Result<Status> {
+    revoke(db, &user.session, id).await?;
+    Ok(Status::NoContent)
+}

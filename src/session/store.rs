@@ -1,0 +1,399 @@
+//! Users, sessions and login throttling in Redis. The only module that touches those keys.
+//!
+//! Rules this file keeps (see SECURITY.md A/C): session keys are named by SHA-256 of the token;
+//! every session key has a TTL in (0, idle]; a refresh writes one field by JSON path inside a script
+//! that first checks the key exists, so a request racing a logout can never bring the key back; a
+//! document that does not parse is deleted and treated as no session.
+
+use redis::{Script, Value};
+
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::redis::{Db, Keys};
+
+use super::model::{
+    SESSION_SCHEMA, Session, SessionDoc, SessionId, SessionKind, SessionToken, User, random_token,
+};
+
+// ---- users ----------------------------------------------------------------------------------
+
+/// The user document, or None when there is no such user (or the name is not a valid username).
+pub async fn get_user(db: &Db, username: &str) -> Result<Option<User>> {
+    if !super::model::valid_username(username) {
+        return Ok(None);
+    }
+    let key = db.keys.user(username);
+    let raw: Option<String> =
+        db.run(async |c| redis::cmd("JSON.GET").arg(&key).query_async(c).await).await?;
+    match raw {
+        None => Ok(None),
+        Some(raw) => serde_json::from_str(&raw)
+            .map(Some)
+            .map_err(|e| Error::Internal(format!("user document {key} is corrupt: {e}"))),
+    }
+}
+
+pub async fn user_exists(db: &Db, username: &str) -> Result<bool> {
+    let key = db.keys.user(username);
+    db.run(async |c| redis::cmd("EXISTS").arg(&key).query_async(c).await).await
+}
+
+/// Creates the user unless it exists; true when created.
+pub async fn create_user(db: &Db, user: &User) -> Result<bool> {
+    let key = db.keys.user(&user.username);
+    let doc = serde_json::to_string(user).map_err(|e| Error::Internal(e.to_string()))?;
+    let created: Option<String> = db
+        .run(async |c| {
+            redis::cmd("JSON.SET").arg(&key).arg("$").arg(&doc).arg("NX").query_async(c).await
+        })
+        .await?;
+    Ok(created.is_some())
+}
+
+// ---- sessions -------------------------------------------------------------------------------
+
+/// What we know about the client at login time.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub ip: String,
+    pub user_agent: String,
+}
+
+/// TTL for a session key: the idle timeout, but never past the absolute deadline.
+fn ttl_ms(config: &Config, created_at: i64, now: i64) -> i64 {
+    let idle = config.session_idle_secs as i64 * 1000;
+    let left = created_at + config.session_absolute_secs as i64 * 1000 - now;
+    idle.min(left)
+}
+
+/// Mints a new token and stores its session document with a TTL, atomically.
+pub async fn create_session(
+    db: &Db,
+    config: &Config,
+    user: &User,
+    kind: SessionKind,
+    client: &ClientInfo,
+) -> Result<(SessionToken, Session)> {
+    let token = SessionToken::generate();
+    let id = token.id();
+    let now = now_ms();
+    let doc = SessionDoc {
+        v: SESSION_SCHEMA,
+        user: user.username.clone(),
+        display_name: user.display_name.clone(),
+        roles: user.roles.clone(),
+        account: user.account.clone(),
+        kind,
+        created_at: now,
+        last_seen_at: now,
+        ip: client.ip.clone(),
+        user_agent: client.user_agent.chars().take(256).collect(),
+        csrf_token: random_token(),
+    };
+    let key = db.keys.session(id.as_str());
+    let json = serde_json::to_string(&doc).map_err(|e| Error::Internal(e.to_string()))?;
+    let ttl = ttl_ms(config, now, now);
+    db.run(async |c| {
+        redis::pipe()
+            .atomic()
+            .cmd("JSON.SET")
+            .arg(&key)
+            .arg("$")
+            .arg(&json)
+            .arg("NX")
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(ttl)
+            .ignore()
+            .query_async::<_, ()>(c)
+            .await
+    })
+    .await?;
+    Ok((token, Session { id, doc }))
+}
+
+/// Refreshes `last_seen_at` and the TTL only if the key still exists (never resurrects it).
+const TOUCH: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('JSON.SET', KEYS[1], '$.last_seen_at', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"#;
+
+/// The live session for `token`, enforcing the absolute timeout and refreshing the idle one
+/// (throttled to once per `session_touch_secs`). Ok(None) = no session; Err = Redis trouble.
+pub async fn load_session(
+    db: &Db,
+    config: &Config,
+    token: &SessionToken,
+) -> Result<Option<Session>> {
+    let id = token.id();
+    let key = db.keys.session(id.as_str());
+    let raw: Result<Option<String>> =
+        db.run(async |c| redis::cmd("JSON.GET").arg(&key).query_async(c).await).await;
+    let raw = match raw {
+        Ok(None) => return Ok(None),
+        Ok(Some(raw)) => raw,
+        Err(e) if e.is_outage() => return Err(e),
+        // Not JSON at all (wrong type): treat as no session and clear it.
+        Err(e) => {
+            rocket::warn!("session key of wrong type dropped: {e}");
+            delete(db, &key).await?;
+            return Ok(None);
+        }
+    };
+    let mut doc: SessionDoc = match serde_json::from_str(&raw) {
+        Ok(doc) if doc_is_sane(&doc) => doc,
+        _ => {
+            rocket::warn!("corrupt or old-schema session document dropped");
+            delete(db, &key).await?;
+            return Ok(None);
+        }
+    };
+    let now = now_ms();
+    let ttl = ttl_ms(config, doc.created_at, now);
+    if ttl <= 0 {
+        delete(db, &key).await?;
+        return Ok(None);
+    }
+    if now - doc.last_seen_at >= config.session_touch_secs as i64 * 1000 {
+        let alive: i64 = db
+            .run(async |c| Script::new(TOUCH).key(&key).arg(now).arg(ttl).invoke_async(c).await)
+            .await?;
+        if alive == 0 {
+            return Ok(None);
+        }
+        doc.last_seen_at = now;
+    }
+    Ok(Some(Session { id, doc }))
+}
+
+fn doc_is_sane(doc: &SessionDoc) -> bool {
+    doc.v == SESSION_SCHEMA && !doc.user.is_empty() && doc.csrf_token.len() >= 32
+}
+
+async fn delete(db: &Db, key: &str) -> Result<bool> {
+    let n: i64 = db.run(async |c| redis::cmd("DEL").arg(key).query_async(c).await).await?;
+    Ok(n > 0)
+}
+
+/// Deletes a session; true when it existed.
+pub async fn destroy(db: &Db, id: &SessionId) -> Result<bool> {
+    delete(db, &db.keys.session(id.as_str())).await
+}
+
+/// One session by id (for ownership checks before a revoke).
+pub async fn get_session(db: &Db, id: &SessionId) -> Result<Option<SessionDoc>> {
+    let key = db.keys.session(id.as_str());
+    let raw: Option<String> =
+        db.run(async |c| redis::cmd("JSON.GET").arg(&key).query_async(c).await).await?;
+    Ok(raw.and_then(|raw| serde_json::from_str(&raw).ok()))
+}
+
+/// Creates the RediSearch index over session documents if it is missing.
+pub async fn ensure_index(db: &Db) -> Result<()> {
+    let keys = &db.keys;
+    let created: Result<String> = db
+        .run(async |c| {
+            redis::cmd("FT.CREATE")
+                .arg(keys.session_index())
+                .arg("ON")
+                .arg("JSON")
+                .arg("PREFIX")
+                .arg(1)
+                .arg(keys.session_prefix())
+                .arg("SCHEMA")
+                .arg("$.user")
+                .arg("AS")
+                .arg("user")
+                .arg("TAG")
+                .arg("$.kind")
+                .arg("AS")
+                .arg("kind")
+                .arg("TAG")
+                .arg("$.created_at")
+                .arg("AS")
+                .arg("created_at")
+                .arg("NUMERIC")
+                .arg("SORTABLE")
+                .query_async(c)
+                .await
+        })
+        .await;
+    match created {
+        Ok(_) => Ok(()),
+        Err(Error::Redis(e)) if e.to_string().contains("already exists") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// True for RediSearch's "the index is not there" errors (e.g. after Redis lost its data).
+pub fn is_missing_index(e: &Error) -> bool {
+    match e {
+        Error::Redis(e) => {
+            let text = e.to_string().to_lowercase();
+            text.contains("no such index") || text.contains("unknown index")
+        }
+        _ => false,
+    }
+}
+
+/// Live sessions of `user` (all users when None), newest first. Built on the session index, so
+/// expired sessions have already vanished.
+pub async fn list_sessions(db: &Db, user: Option<&str>) -> Result<Vec<Session>> {
+    match search_sessions(db, user).await {
+        Err(e) if is_missing_index(&e) => {
+            ensure_index(db).await?;
+            search_sessions(db, user).await
+        }
+        other => other,
+    }
+}
+
+async fn search_sessions(db: &Db, user: Option<&str>) -> Result<Vec<Session>> {
+    let index = db.keys.session_index();
+    let reply: Vec<Value> = db
+        .run(async |c| {
+            let mut cmd = redis::cmd("FT.SEARCH");
+            cmd.arg(&index);
+            match user {
+                Some(user) => cmd.arg("@user:{$user}").arg("PARAMS").arg(2).arg("user").arg(user),
+                None => cmd.arg("*"),
+            };
+            cmd.arg("SORTBY").arg("created_at").arg("DESC").arg("LIMIT").arg(0).arg(200);
+            cmd.arg("DIALECT").arg(2).query_async(c).await
+        })
+        .await?;
+    Ok(parse_session_hits(&db.keys, &reply))
+}
+
+/// FT.SEARCH on JSON answers [total, key, ["$", json], key, ["$", json], …].
+fn parse_session_hits(keys: &Keys, reply: &[Value]) -> Vec<Session> {
+    let prefix = keys.session_prefix();
+    reply
+        .iter()
+        .skip(1)
+        .collect::<Vec<_>>()
+        .chunks(2)
+        .filter_map(|pair| {
+            let key = text(pair.first()?)?;
+            let id = SessionId::parse(key.strip_prefix(&prefix)?)?;
+            let Value::Bulk(fields) = pair.get(1)? else { return None };
+            // Fields come as [name, value, …]; with SORTBY the sort key precedes "$".
+            let at = fields.iter().position(|f| text(f).as_deref() == Some("$"))?;
+            let json = fields.get(at + 1).and_then(text)?;
+            let doc: SessionDoc = serde_json::from_str(&json).ok()?;
+            Some(Session { id, doc })
+        })
+        .collect()
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::Data(b) => String::from_utf8(b.clone()).ok(),
+        Value::Status(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// Deletes every session of `user` except `keep`; returns how many went.
+pub async fn destroy_others(db: &Db, user: &str, keep: &SessionId) -> Result<usize> {
+    let victims: Vec<String> = list_sessions(db, Some(user))
+        .await?
+        .into_iter()
+        .filter(|s| &s.id != keep && s.doc.user == user)
+        .map(|s| db.keys.session(s.id.as_str()))
+        .collect();
+    if victims.is_empty() {
+        return Ok(0);
+    }
+    // One DEL per key (not one multi-key DEL) so this stays valid on Redis Cluster.
+    db.run(async |c| {
+        let mut pipe = redis::pipe();
+        for key in &victims {
+            pipe.cmd("DEL").arg(key).ignore();
+        }
+        pipe.query_async::<_, ()>(c).await
+    })
+    .await?;
+    Ok(victims.len())
+}
+
+// ---- login throttling -----------------------------------------------------------------------
+
+/// Seconds until the caller may try again, when the username or the IP is soft-locked. Checked
+/// before any hashing.
+pub async fn login_locked(
+    db: &Db,
+    config: &Config,
+    username: &str,
+    ip: &str,
+) -> Result<Option<u64>> {
+    let (user_key, ip_key) = throttle_keys(&db.keys, username, ip);
+    let (user_n, user_ttl, ip_n, ip_ttl): (Option<u64>, i64, Option<u64>, i64) = db
+        .run(async |c| {
+            redis::pipe()
+                .get(&user_key)
+                .pttl(&user_key)
+                .get(&ip_key)
+                .pttl(&ip_key)
+                .query_async(c)
+                .await
+        })
+        .await?;
+    let wait = |ttl: i64| -> u64 {
+        if ttl > 0 { (ttl as u64).div_ceil(1000) } else { config.login_window_secs }
+    };
+    let mut retry = None;
+    if user_n.unwrap_or(0) >= config.login_user_limit {
+        retry = Some(wait(user_ttl));
+    }
+    if ip_n.unwrap_or(0) >= config.login_ip_limit {
+        retry = Some(retry.unwrap_or(0).max(wait(ip_ttl)));
+    }
+    Ok(retry)
+}
+
+/// Counts one failed login for the username and the IP; the window starts at the first failure.
+pub async fn record_login_failure(
+    db: &Db,
+    config: &Config,
+    username: &str,
+    ip: &str,
+) -> Result<()> {
+    let (user_key, ip_key) = throttle_keys(&db.keys, username, ip);
+    let window = config.login_window_secs as i64;
+    db.run(async |c| {
+        redis::pipe()
+            .incr(&user_key, 1)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&user_key)
+            .arg(window)
+            .arg("NX")
+            .ignore()
+            .incr(&ip_key, 1)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&ip_key)
+            .arg(window)
+            .arg("NX")
+            .ignore()
+            .query_async::<_, ()>(c)
+            .await
+    })
+    .await
+}
+
+/// A successful login clears the username's counter (the IP's keeps counting down).
+pub async fn clear_login_failures(db: &Db, username: &str) -> Result<()> {
+    delete(db, &throttle_keys(&db.keys, username, "").0).await.map(|_| ())
+}
+
+/// Throttle keys: the username is normalised and bounded so any input maps to a short key.
+fn throttle_keys(keys: &Keys, username: &str, ip: &str) -> (String, String) {
+    let name: String = username.trim().to_lowercase().chars().take(64).collect();
+    (keys.throttle_user(&name), keys.throttle_ip(ip))
+}

@@ -1,0 +1,582 @@
+//! Sign-in and sessions against the real app and a real Redis (SECURITY.md A–E).
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{ADMIN_PASSWORD, RedisServer, TestApp, bearer, shared_redis};
+use redis::AsyncCommands;
+use rocket::http::{ContentType, Cookie, Header, Status};
+use rocket::local::asynchronous::LocalResponse;
+use serde_json::Value;
+
+async fn json(res: LocalResponse<'_>) -> Value {
+    serde_json::from_str(&res.into_string().await.unwrap_or_default()).expect("JSON body")
+}
+
+fn session_key(app: &TestApp, id: &str) -> String {
+    format!("{}session:{id}", app.prefix)
+}
+
+async fn exists(key: &str) -> bool {
+    let mut c = shared_redis().conn().await;
+    c.exists(key).await.unwrap()
+}
+
+async fn me_status(app: &TestApp, token: &str) -> Status {
+    app.client.get("/api/v1/me").header(bearer(token)).dispatch().await.status()
+}
+
+#[rocket::async_test]
+async fn browser_login_creates_a_json_session_with_a_bounded_ttl_and_a_safe_cookie() {
+    let app = TestApp::new().await;
+    let attempt = app.try_login_browser("bob", "foobared").await;
+    assert_eq!(attempt.status, Status::SeeOther);
+    assert_eq!(attempt.location.as_deref(), Some("/dashboard"));
+    let token = attempt.session.clone().unwrap();
+
+    let set = attempt.set_cookie.iter().find(|c| c.starts_with("redbank=")).unwrap();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Lax") && set.contains("Path=/"),
+        "{set}"
+    );
+    assert!(
+        !set.contains("Expires") && !set.contains("Max-Age") && !set.contains("Domain"),
+        "{set}"
+    );
+
+    let keys = app.keys(shared_redis()).await;
+    let sessions: Vec<&String> = keys.iter().filter(|k| k.contains("session:")).collect();
+    assert_eq!(sessions.len(), 1, "{keys:?}");
+    let key = sessions[0];
+    // The key names the SHA-256 of the token, never any part of the token itself.
+    for window in token.as_bytes().windows(8) {
+        assert!(!key.contains(std::str::from_utf8(window).unwrap()), "key {key} leaks the token");
+    }
+    let mut c = shared_redis().conn().await;
+    let kind: String = redis::cmd("TYPE").arg(key).query_async(&mut c).await.unwrap();
+    assert_eq!(kind, "ReJSON-RL");
+    let ttl: i64 = c.ttl(key).await.unwrap();
+    assert!(ttl > 0 && ttl <= app.config().session_idle_secs as i64, "ttl {ttl}");
+    let doc: String = redis::cmd("JSON.GET").arg(key).query_async(&mut c).await.unwrap();
+    let doc: Value = serde_json::from_str(&doc).unwrap();
+    assert_eq!(doc["user"], "bob");
+    assert_eq!(doc["kind"], "browser");
+    for field in ["roles", "created_at", "last_seen_at", "ip", "user_agent", "csrf_token"] {
+        assert!(!doc[field].is_null(), "missing {field} in {doc}");
+    }
+    assert!(!doc.to_string().contains(&token), "the document stores the raw token");
+
+    let dash = app.client.get("/dashboard").cookie(Cookie::new("redbank", token)).dispatch().await;
+    assert_eq!(dash.status(), Status::Ok);
+    assert_eq!(dash.headers().get_one("Cache-Control"), Some("no-store"));
+    assert!(dash.into_string().await.unwrap().contains("1580783161"));
+}
+
+#[rocket::async_test]
+async fn pages_redirect_to_login_and_the_api_answers_401_without_a_session() {
+    let app = TestApp::new().await;
+    for page in ["/", "/dashboard", "/sessions"] {
+        let res = app.client.get(page).dispatch().await;
+        assert_eq!(res.status(), Status::SeeOther, "{page}");
+        assert_eq!(res.headers().get_one("Location"), Some("/login"), "{page}");
+    }
+    for (path, token) in [
+        ("/api/v1/me", None),
+        ("/api/v1/me", Some("garbage")),
+        ("/api/v1/sessions", Some(&*"A".repeat(43))),
+    ] {
+        let mut req = app.client.get(path);
+        if let Some(t) = token {
+            req = req.header(bearer(t));
+        }
+        let res = req.dispatch().await;
+        assert_eq!(res.status(), Status::Unauthorized, "{path}");
+        assert!(json(res).await["error"].is_string());
+    }
+    let res = app.client.delete("/api/v1/session").dispatch().await;
+    assert_eq!(res.status(), Status::Unauthorized);
+
+    let browser = app.login_browser("bob", "foobared").await;
+    let res = app.client.get("/").cookie(browser.cookie()).dispatch().await;
+    assert_eq!(res.headers().get_one("Location"), Some("/dashboard"));
+    let res = app.client.get("/login").cookie(browser.cookie()).dispatch().await;
+    assert_eq!(res.headers().get_one("Location"), Some("/dashboard"));
+}
+
+#[rocket::async_test]
+async fn mobile_login_me_and_logout_with_a_bearer_token() {
+    let app = TestApp::new().await;
+    let res = app
+        .client
+        .post("/api/v1/login")
+        .header(ContentType::JSON)
+        .body(r#"{"username":"bob","password":"foobared"}"#)
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::Ok);
+    let body = json(res).await;
+    let token = body["token"].as_str().unwrap().to_owned();
+    assert_eq!(token.len(), 43);
+    assert!(body["expires_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(body["user"]["username"], "bob");
+    assert_eq!(body["user"]["account"], "1580783161");
+    assert!(body["user"].get("password_hash").is_none());
+
+    let res = app.client.get("/api/v1/me").header(bearer(&token)).dispatch().await;
+    assert_eq!(res.status(), Status::Ok);
+    assert_eq!(res.headers().get_one("Cache-Control"), Some("no-store"));
+    let me = json(res).await;
+    assert_eq!(me["user"]["username"], "bob");
+    assert_eq!(me["session"]["kind"], "mobile");
+
+    let id = redbank::session::model::SessionToken::parse(&token).unwrap().id();
+    let key = session_key(&app, id.as_str());
+    assert!(exists(&key).await);
+    let res = app.client.delete("/api/v1/session").header(bearer(&token)).dispatch().await;
+    assert_eq!(res.status(), Status::Ok);
+    assert!(!exists(&key).await, "logout left the key");
+    assert_eq!(me_status(&app, &token).await, Status::Unauthorized);
+}
+
+#[rocket::async_test]
+async fn login_rotates_the_token_and_destroys_the_previous_session() {
+    let app = TestApp::new().await;
+    let first = app.login_browser("bob", "foobared").await;
+    let again = app.login_with("bob", "foobared", Some(&first.session)).await;
+    assert_eq!(again.status, Status::SeeOther);
+    let second = again.session.unwrap();
+    assert_ne!(second, first.session);
+    assert!(!exists(&session_key(&app, &first.id())).await, "pre-login session survived");
+    let old = app.client.get("/dashboard").cookie(first.cookie()).dispatch().await;
+    assert_eq!(old.headers().get_one("Location"), Some("/login"));
+
+    // A client-chosen (never issued) token is not adopted either.
+    let chosen = "B".repeat(43);
+    let fixed = app.login_with("bob", "foobared", Some(&chosen)).await;
+    assert_ne!(fixed.session.as_deref(), Some(chosen.as_str()));
+}
+
+#[rocket::async_test]
+async fn browser_logout_deletes_the_session_and_the_old_cookie_fails() {
+    let app = TestApp::new().await;
+    let b = app.login_browser("bob", "foobared").await;
+    let key = session_key(&app, &b.id());
+    assert!(exists(&key).await);
+    let res = app
+        .client
+        .post("/logout")
+        .cookie(b.cookie())
+        .header(ContentType::Form)
+        .body(format!("csrf={}", b.csrf))
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::SeeOther);
+    assert_eq!(res.headers().get_one("Location"), Some("/login"));
+    let cleared = res.headers().get("Set-Cookie").any(|c| c.starts_with("redbank=;"));
+    assert!(cleared, "cookie not cleared");
+    assert!(!exists(&key).await);
+    let replay = app.client.get("/dashboard").cookie(b.cookie()).dispatch().await;
+    assert_eq!(replay.headers().get_one("Location"), Some("/login"));
+    let replay = app.client.get("/api/v1/me").cookie(b.cookie()).dispatch().await;
+    assert_eq!(replay.status(), Status::Unauthorized);
+}
+
+#[rocket::async_test]
+async fn a_logout_racing_twenty_requests_leaves_no_key() {
+    // touch on every request, so every in-flight request tries to write the session
+    let app = TestApp::with(shared_redis(), |f| f.merge(("session_touch_secs", 0))).await;
+    for _ in 0..5 {
+        let token = app.api_login("bob", "foobared").await;
+        let id = redbank::session::model::SessionToken::parse(&token).unwrap().id();
+        let key = session_key(&app, id.as_str());
+        let requests =
+            (0..20).map(|_| app.client.get("/api/v1/me").header(bearer(&token)).dispatch());
+        let logout = app.client.delete("/api/v1/session").header(bearer(&token)).dispatch();
+        let (_, out) = tokio::join!(futures::future::join_all(requests), logout);
+        assert_eq!(out.status(), Status::Ok);
+        assert!(!exists(&key).await, "a request raced the logout and brought the key back");
+        assert_eq!(me_status(&app, &token).await, Status::Unauthorized);
+    }
+}
+
+#[rocket::async_test]
+async fn idle_timeout_expires_an_unused_session() {
+    let app = TestApp::with(shared_redis(), |f| {
+        f.merge(("session_idle_secs", 1)).merge(("session_touch_secs", 0))
+    })
+    .await;
+    let token = app.api_login("bob", "foobared").await;
+    assert_eq!(me_status(&app, &token).await, Status::Ok);
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(me_status(&app, &token).await, Status::Unauthorized);
+}
+
+#[rocket::async_test]
+async fn activity_extends_the_idle_timeout_but_never_past_the_absolute_one() {
+    let app = TestApp::with(shared_redis(), |f| {
+        f.merge(("session_idle_secs", 1))
+            .merge(("session_absolute_secs", 3))
+            .merge(("session_touch_secs", 0))
+    })
+    .await;
+    let token = app.api_login("bob", "foobared").await;
+    let id = redbank::session::model::SessionToken::parse(&token).unwrap().id();
+    let key = session_key(&app, id.as_str());
+    let started = Instant::now();
+    let mut c = shared_redis().conn().await;
+    // Busy for 2.5 s: well past the 1 s idle timeout, still alive.
+    while started.elapsed() < Duration::from_millis(2500) {
+        assert_eq!(me_status(&app, &token).await, Status::Ok, "at {:?}", started.elapsed());
+        let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut c).await.unwrap();
+        assert!(ttl > 0 && ttl <= 1000, "ttl {ttl} ms out of (0, idle]");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Still busy, but past the absolute limit: rejected.
+    while started.elapsed() < Duration::from_millis(3300) {
+        let _ = me_status(&app, &token).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(me_status(&app, &token).await, Status::Unauthorized);
+    assert!(!exists(&key).await);
+}
+
+#[rocket::async_test]
+async fn sessions_page_lists_both_devices_and_revoke_kills_the_other_token() {
+    let app = TestApp::new().await;
+    let b = app.login_browser("bob", "foobared").await;
+    let mobile = app.api_login("bob", "foobared").await;
+    let _alice = app.api_login("alice", "wonderland").await;
+
+    let page = app.client.get("/sessions").cookie(b.cookie()).dispatch().await;
+    assert_eq!(page.status(), Status::Ok);
+    let html = page.into_string().await.unwrap();
+    assert_eq!(html.matches("<tr class=\"session").count(), 2, "bob sees exactly his 2 sessions");
+    assert!(html.contains("data-kind=\"mobile\"") && html.contains("data-kind=\"browser\""));
+    assert!(html.contains("this device"));
+
+    let api =
+        json(app.client.get("/api/v1/sessions").header(bearer(&mobile)).dispatch().await).await;
+    let rows = api["sessions"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let mobile_id = redbank::session::model::SessionToken::parse(&mobile).unwrap().id();
+    assert!(rows.iter().any(|r| r["id"] == mobile_id.as_str() && r["current"] == true));
+
+    let res = app
+        .client
+        .post(format!("/sessions/{}/revoke", mobile_id.as_str()))
+        .cookie(b.cookie())
+        .header(ContentType::Form)
+        .body(format!("csrf={}", b.csrf))
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::SeeOther);
+    assert_eq!(me_status(&app, &mobile).await, Status::Unauthorized);
+    assert_eq!(
+        app.client.get("/sessions").cookie(b.cookie()).dispatch().await.status(),
+        Status::Ok
+    );
+}
+
+#[rocket::async_test]
+async fn sign_out_all_other_sessions_keeps_only_this_one() {
+    let app = TestApp::new().await;
+    let b = app.login_browser("bob", "foobared").await;
+    let others: Vec<String> =
+        futures::future::join_all((0..3).map(|_| app.api_login("bob", "foobared"))).await;
+    let alice = app.api_login("alice", "wonderland").await;
+    let res = app
+        .client
+        .post("/sessions/revoke-others")
+        .cookie(b.cookie())
+        .header(ContentType::Form)
+        .body(format!("csrf={}", b.csrf))
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::SeeOther);
+    for t in &others {
+        assert_eq!(me_status(&app, t).await, Status::Unauthorized);
+    }
+    assert_eq!(me_status(&app, &alice).await, Status::Ok, "another user's session was touched");
+    assert_eq!(
+        app.client.get("/api/v1/me").cookie(b.cookie()).dispatch().await.status(),
+        Status::Ok
+    );
+}
+
+#[rocket::async_test]
+async fn alice_cannot_revoke_bobs_session_but_admin_can() {
+    let app = TestApp::new().await;
+    let bob = app.api_login("bob", "foobared").await;
+    let bob_id = redbank::session::model::SessionToken::parse(&bob).unwrap().id();
+    let alice = app.login_browser("alice", "wonderland").await;
+
+    let res = app
+        .client
+        .post(format!("/sessions/{}/revoke", bob_id.as_str()))
+        .cookie(alice.cookie())
+        .header(ContentType::Form)
+        .body(format!("csrf={}", alice.csrf))
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::Forbidden);
+    let alice_token = app.api_login("alice", "wonderland").await;
+    let res = app
+        .client
+        .delete(format!("/api/v1/sessions/{}", bob_id.as_str()))
+        .header(bearer(&alice_token))
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::Forbidden);
+    assert_eq!(me_status(&app, &bob).await, Status::Ok);
+
+    let admin = app.login_browser("admin", ADMIN_PASSWORD).await;
+    let html = app
+        .client
+        .get("/sessions")
+        .cookie(admin.cookie())
+        .dispatch()
+        .await
+        .into_string()
+        .await
+        .unwrap();
+    assert!(html.contains(bob_id.as_str()), "admin sees bob's session");
+    let res = app
+        .client
+        .post(format!("/sessions/{}/revoke", bob_id.as_str()))
+        .cookie(admin.cookie())
+        .header(ContentType::Form)
+        .body(format!("csrf={}", admin.csrf))
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::SeeOther);
+    assert_eq!(me_status(&app, &bob).await, Status::Unauthorized);
+}
+
+#[rocket::async_test]
+async fn cross_site_posts_and_wrong_csrf_tokens_are_refused() {
+    let app = TestApp::new().await;
+    let b = app.login_browser("bob", "foobared").await;
+    let post = |csrf: String, extra: Option<Header<'static>>| {
+        let mut req = app
+            .client
+            .post("/logout")
+            .cookie(b.cookie())
+            .header(ContentType::Form)
+            .body(format!("csrf={csrf}"));
+        if let Some(h) = extra {
+            req = req.header(h);
+        }
+        req.dispatch()
+    };
+    let res = post(b.csrf.clone(), Some(Header::new("Sec-Fetch-Site", "cross-site"))).await;
+    assert_eq!(res.status(), Status::Forbidden);
+    let res = post(b.csrf.clone(), Some(Header::new("Origin", "https://evil.example"))).await;
+    assert_eq!(res.status(), Status::Forbidden);
+    let res = post("x".repeat(43), None).await;
+    assert_eq!(res.status(), Status::Forbidden);
+    let res = post(String::new(), None).await;
+    assert_eq!(res.status(), Status::Forbidden);
+    assert!(exists(&session_key(&app, &b.id())).await, "a refused logout still logged out");
+
+    // Cookie-authenticated API writes need the X-CSRF-Token header; bearer ones do not.
+    let res = app.client.delete("/api/v1/session").cookie(b.cookie()).dispatch().await;
+    assert_eq!(res.status(), Status::Forbidden);
+    let res = app
+        .client
+        .delete("/api/v1/session")
+        .cookie(b.cookie())
+        .header(Header::new("X-CSRF-Token", b.csrf.clone()))
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::Ok);
+
+    // The login form itself: cross-site and wrong double-submit token are refused.
+    let res = app
+        .client
+        .post("/login")
+        .header(ContentType::Form)
+        .header(Header::new("Sec-Fetch-Site", "cross-site"))
+        .body("username=bob&password=foobared&csrf=x")
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::Forbidden);
+    let res = app
+        .client
+        .post("/login")
+        .header(ContentType::Form)
+        .cookie(Cookie::new("redbank_csrf", "a".repeat(43)))
+        .body(format!("username=bob&password=foobared&csrf={}", "b".repeat(43)))
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::Forbidden);
+    assert!(res.cookies().get("redbank").is_none());
+}
+
+#[rocket::async_test]
+async fn sixth_wrong_password_is_throttled_before_any_hashing() {
+    let app = TestApp::new().await;
+    let passwords = app.client.rocket().state::<redbank::session::password::Passwords>().unwrap();
+    for i in 1..=5 {
+        let a = app.try_login_browser("bob", "wrong").await;
+        assert_eq!(a.status, Status::Unauthorized, "attempt {i}");
+    }
+    let before = passwords.computed();
+    let sixth = app.try_login_browser("bob", "wrong").await;
+    assert_eq!(sixth.status, Status::TooManyRequests);
+    let retry: u64 = sixth.retry_after.unwrap().parse().unwrap();
+    assert!(retry > 0 && retry <= 900, "Retry-After {retry}");
+    assert_eq!(passwords.computed(), before, "a throttled attempt computed a hash");
+    // Locked even with the right password, and via the API too.
+    assert_eq!(app.try_login_browser("bob", "foobared").await.status, Status::TooManyRequests);
+    let res = app
+        .client
+        .post("/api/v1/login")
+        .header(ContentType::JSON)
+        .body(r#"{"username":"bob","password":"foobared"}"#)
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::TooManyRequests);
+    assert!(res.headers().get_one("Retry-After").is_some());
+    assert_eq!(passwords.computed(), before);
+    // Other users are not locked out by bob's counter.
+    assert_eq!(app.try_login_browser("alice", "wonderland").await.status, Status::SeeOther);
+}
+
+#[rocket::async_test]
+async fn failures_from_one_ip_are_throttled_across_usernames() {
+    let app = TestApp::with(shared_redis(), |f| f.merge(("login_ip_limit", 3))).await;
+    let attempt = |user: &'static str, ip: &'static str| {
+        app.client
+            .post("/api/v1/login")
+            .remote(format!("{ip}:40000").parse().unwrap())
+            .header(ContentType::JSON)
+            .body(format!(r#"{{"username":"{user}","password":"nope"}}"#))
+            .dispatch()
+    };
+    for user in ["u1", "u2", "u3"] {
+        assert_eq!(attempt(user, "10.1.1.1").await.status(), Status::Unauthorized);
+    }
+    assert_eq!(attempt("u4", "10.1.1.1").await.status(), Status::TooManyRequests);
+    assert_eq!(attempt("u4", "10.2.2.2").await.status(), Status::Unauthorized);
+}
+
+#[rocket::async_test]
+async fn unknown_user_and_wrong_password_look_identical() {
+    let app = TestApp::new().await;
+    let unknown = app.try_login_browser("mallory", "foobared").await;
+    let wrong = app.try_login_browser("bob", "not-it").await;
+    assert_eq!(unknown.status, Status::Unauthorized);
+    assert_eq!(wrong.status, Status::Unauthorized);
+    assert!(unknown.body.contains("Invalid username or password"));
+    // Same page apart from the echoed username and the form's own CSRF token.
+    let normalise = |body: &str| {
+        let token = common::hidden_csrf(body).unwrap();
+        body.replace(&token, "TOKEN").replace("mallory", "bob")
+    };
+    assert_eq!(normalise(&unknown.body), normalise(&wrong.body));
+    assert_eq!(unknown.set_cookie, wrong.set_cookie);
+
+    let api = |user: &'static str, pass: &'static str| {
+        app.client
+            .post("/api/v1/login")
+            .header(ContentType::JSON)
+            .body(format!(r#"{{"username":"{user}","password":"{pass}"}}"#))
+            .dispatch()
+    };
+    let (a, b) = (api("mallory", "x").await, api("bob", "x").await);
+    assert_eq!((a.status(), b.status()), (Status::Unauthorized, Status::Unauthorized));
+    assert_eq!(a.into_string().await, b.into_string().await);
+}
+
+#[rocket::async_test]
+async fn a_thousand_anonymous_requests_create_no_keys() {
+    let app = TestApp::new().await;
+    let before = app.keys(shared_redis()).await;
+    let paths = [
+        "/",
+        "/login",
+        "/dashboard",
+        "/sessions",
+        "/api/v1/me",
+        "/api/v1/sessions",
+        "/healthz",
+        "/nope",
+    ];
+    for i in 0..1000 {
+        let path = paths[i % paths.len()];
+        let mut req = app.client.get(path);
+        if i % 3 == 0 {
+            req = req.cookie(Cookie::new("redbank", format!("{:A>43}", i)));
+        }
+        if i % 5 == 0 {
+            req = req.header(bearer(&format!("{:b>43}", i)));
+        }
+        let status = req.dispatch().await.status();
+        assert!(status.code < 500, "{path}: {status}");
+    }
+    assert_eq!(app.keys(shared_redis()).await, before);
+}
+
+#[rocket::async_test]
+async fn corrupt_or_wrong_type_session_documents_are_no_session_and_are_deleted() {
+    let app = TestApp::new().await;
+    let mut c = shared_redis().conn().await;
+    for corrupt in [r#"{"user":"bob"}"#, r#"{"v":999,"user":"bob"}"#, "[1,2,3]"] {
+        let token = app.api_login("bob", "foobared").await;
+        let id = redbank::session::model::SessionToken::parse(&token).unwrap().id();
+        let key = session_key(&app, id.as_str());
+        let _: () = redis::cmd("JSON.SET")
+            .arg(&key)
+            .arg("$")
+            .arg(corrupt)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(me_status(&app, &token).await, Status::Unauthorized, "{corrupt}");
+        assert!(!exists(&key).await, "corrupt document kept: {corrupt}");
+    }
+    let token = app.api_login("bob", "foobared").await;
+    let id = redbank::session::model::SessionToken::parse(&token).unwrap().id();
+    let key = session_key(&app, id.as_str());
+    let _: () = c.del(&key).await.unwrap();
+    let _: () = c.set(&key, "not json").await.unwrap();
+    assert_eq!(me_status(&app, &token).await, Status::Unauthorized);
+    assert!(!exists(&key).await);
+}
+
+#[rocket::async_test]
+async fn redis_down_is_a_fast_503_never_logged_out_and_recovers() {
+    let mut redis = RedisServer::start();
+    let app = TestApp::with(&redis, |f| f).await;
+    let b = app.login_browser("bob", "foobared").await;
+    let token = app.api_login("bob", "foobared").await;
+    redis.freeze();
+    let started = Instant::now();
+    let page = app.client.get("/dashboard").cookie(b.cookie()).dispatch().await;
+    assert_eq!(
+        page.status(),
+        Status::ServiceUnavailable,
+        "a frozen Redis must not log the user out"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(me_status(&app, &token).await, Status::ServiceUnavailable);
+    let login = app
+        .client
+        .post("/api/v1/login")
+        .header(ContentType::JSON)
+        .body(r#"{"username":"bob","password":"foobared"}"#)
+        .dispatch()
+        .await;
+    assert_eq!(login.status(), Status::ServiceUnavailable);
+    redis.thaw();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while me_status(&app, &token).await != Status::Ok {
+        assert!(Instant::now() < deadline, "no recovery");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    redis.stop();
+    assert_eq!(me_status(&app, &token).await, Status::ServiceUnavailable);
+}
