@@ -38,6 +38,10 @@ pub struct Config {
     pub admin_password: Option<String>,
     /// Concurrent argon2 computations.
     pub password_hash_concurrency: usize,
+    /// Transaction documents expire this many days after they are written.
+    pub transaction_retention_days: u64,
+    /// Account streams keep at least this many hours of entries (trimmed with MINID).
+    pub stream_retention_hours: u64,
 }
 
 impl Default for Config {
@@ -56,6 +60,8 @@ impl Default for Config {
             login_window_secs: 900,
             admin_password: None,
             password_hash_concurrency: 2,
+            transaction_retention_days: 30,
+            stream_retention_hours: 24,
         }
     }
 }
@@ -85,6 +91,15 @@ impl Config {
         }
         if self.password_hash_concurrency == 0 {
             return Err("password_hash_concurrency must be > 0".into());
+        }
+        if self.transaction_retention_days == 0 {
+            return Err("transaction_retention_days must be > 0".into());
+        }
+        if self.stream_retention_hours < 24 {
+            return Err("stream_retention_hours must be >= 24".into());
+        }
+        if self.generator_interval_ms != 0 && self.generator_interval_ms < 10 {
+            return Err("generator_interval_ms must be 0 (off) or >= 10".into());
         }
         if !(10..=10_000).contains(&self.redis_timeout_ms) {
             return Err("redis_timeout_ms must be between 10 and 10000".into());

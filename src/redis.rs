@@ -6,6 +6,7 @@
 //! a hung request. Pooled connections re-check themselves (PING) when taken from the pool, so the
 //! app reconnects by itself once Redis is back.
 
+use std::future::Future;
 use std::time::Duration;
 
 use redis::{RedisResult, Value};
@@ -50,6 +51,15 @@ impl Db {
 
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// A `Db` outside Rocket (tools, benchmarks, tests): its own pool to `url`.
+    pub fn connect(url: &str, key_prefix: &str, timeout: Duration) -> Result<Db> {
+        use rocket_db_pools::deadpool_redis::{Config as PoolConfig, Runtime};
+        let pool = PoolConfig::from_url(url)
+            .create_pool(Some(Runtime::Tokio1))
+            .map_err(|e| Error::Internal(format!("redis pool: {e}")))?;
+        Ok(Db { pool, timeout, keys: Keys::new(key_prefix) })
     }
 }
 
@@ -97,6 +107,90 @@ impl Keys {
     pub fn throttle_ip(&self, ip: &str) -> String {
         format!("{}throttle:ip:{ip}", self.prefix)
     }
+
+    // Everything written for one account shares the hash tag `{acct:<number>}`, so the atomic
+    // transaction script touches a single Redis Cluster slot.
+
+    /// Set of all account numbers (the generator's work list).
+    pub fn accounts(&self) -> String {
+        format!("{}accounts", self.prefix)
+    }
+
+    /// JSON account document (number, holder, city, username).
+    pub fn account(&self, number: &str) -> String {
+        format!("{}{{acct:{number}}}:account", self.prefix)
+    }
+
+    /// Balance in integer cents.
+    pub fn balance(&self, number: &str) -> String {
+        format!("{}{{acct:{number}}}:balance", self.prefix)
+    }
+
+    /// Stream of the account's transactions (balance history, recent list, SSE replay).
+    pub fn stream(&self, number: &str) -> String {
+        format!("{}{{acct:{number}}}:stream", self.prefix)
+    }
+
+    /// Sorted set: vendor → cents spent there.
+    pub fn spenders(&self, number: &str) -> String {
+        format!("{}{{acct:{number}}}:spenders", self.prefix)
+    }
+
+    /// JSON transaction document.
+    pub fn transaction(&self, number: &str, id: u64) -> String {
+        format!("{}tx:{{acct:{number}}}:{id}", self.prefix)
+    }
+
+    /// Common prefix of transaction documents (the transaction index covers it).
+    pub fn transaction_prefix(&self) -> String {
+        format!("{}tx:", self.prefix)
+    }
+
+    /// RediSearch index over transaction documents.
+    pub fn transaction_index(&self) -> String {
+        format!("{}idx:tx", self.prefix)
+    }
+
+    /// Pub/sub channel announcing the account's new transactions.
+    pub fn events(&self, number: &str) -> String {
+        format!("{}events:{{acct:{number}}}", self.prefix)
+    }
+
+    /// Pattern matching every account's channel (one subscription per app process).
+    pub fn events_pattern(&self) -> String {
+        format!("{}events:*", self.prefix)
+    }
+
+    /// Leader lock: only its holder runs the generator.
+    pub fn generator_leader(&self) -> String {
+        format!("{}generator:leader", self.prefix)
+    }
+}
+
+/// Runs `step` once now (so the app is ready when it starts serving); if Redis is not there yet,
+/// keeps retrying in the background with capped backoff until it succeeds or the app shuts down.
+pub async fn when_ready<F, Fut>(rocket: &Rocket<Orbit>, what: &'static str, mut step: F)
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<()>> + Send,
+{
+    let Err(e) = step().await else { return };
+    rocket::warn!("{what}: setup deferred until Redis answers ({e})");
+    let mut shutdown = rocket.shutdown();
+    tokio::spawn(async move {
+        let mut delay = Duration::from_millis(250);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            if step().await.is_ok() {
+                rocket::info!("{what}: setup done");
+                return;
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    });
 }
 
 /// The modules redbank needs: (name in `MODULE LIST`, product name for humans).

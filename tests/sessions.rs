@@ -418,7 +418,11 @@ async fn cross_site_posts_and_wrong_csrf_tokens_are_refused() {
 #[rocket::async_test]
 async fn sixth_wrong_password_is_throttled_before_any_hashing() {
     let app = TestApp::new().await;
-    let passwords = app.client.rocket().state::<redbank::session::password::Passwords>().unwrap();
+    let passwords = app
+        .client
+        .rocket()
+        .state::<std::sync::Arc<redbank::session::password::Passwords>>()
+        .unwrap();
     for i in 1..=5 {
         let a = app.try_login_browser("bob", "wrong").await;
         assert_eq!(a.status, Status::Unauthorized, "attempt {i}");

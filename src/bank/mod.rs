@@ -1,17 +1,78 @@
-//! The account side: dashboard and (later) transactions, generator and search.
+//! The account side: accounts with balances in Redis, the transaction generator, the dashboard and
+//! transactions pages, RediSearch search, and the JSON API (plus the seed's `/transaction/*`).
+
+pub mod generator;
+pub mod model;
+pub mod routes;
+pub mod store;
+
+use std::sync::Arc;
 
 use rocket::fairing::AdHoc;
-use rocket::{get, routes};
-use rocket_dyn_templates::{Template, context};
+use rocket::{Orbit, Rocket, routes};
 
-use crate::session::guard::CurrentUser;
+use crate::config::Config;
+use crate::error::Result;
+use crate::redis::{Db, when_ready};
+use generator::Generator;
+use model::Account;
 
 pub fn stage() -> AdHoc {
-    AdHoc::on_ignite("Bank", |rocket| async { rocket.mount("/", routes![dashboard]) })
+    AdHoc::on_ignite("Bank", |rocket| async {
+        rocket
+            .mount(
+                "/",
+                routes![
+                    routes::dashboard,
+                    routes::transactions_page,
+                    routes::api_account,
+                    routes::api_balance,
+                    routes::api_spenders,
+                    routes::api_transactions,
+                    routes::api_search,
+                    routes::seed_balance,
+                    routes::seed_spenders,
+                    routes::seed_transactions,
+                    routes::seed_search,
+                ],
+            )
+            .attach(AdHoc::on_liftoff("Accounts and generator", |rocket| Box::pin(liftoff(rocket))))
+    })
 }
 
-#[get("/dashboard")]
-fn dashboard(user: CurrentUser) -> Template {
-    let doc = &user.0.doc;
-    Template::render("bank/dashboard", context! { user: doc.user_view(), csrf: &doc.csrf_token })
+async fn liftoff(rocket: &Rocket<Orbit>) {
+    let (Some(db), Some(config)) = (rocket.state::<Db>(), rocket.state::<Config>()) else { return };
+    let setup_db = db.clone();
+    when_ready(rocket, "accounts", move || {
+        let db = setup_db.clone();
+        async move { setup(&db).await }
+    })
+    .await;
+    if config.generator_interval_ms == 0 {
+        rocket::info!("generator: off (generator_interval_ms = 0)");
+        return;
+    }
+    let generator = generator::vendors()
+        .and_then(|vendors| Generator::new(db.clone(), config.clone(), Arc::new(vendors)));
+    match generator {
+        Ok(generator) => {
+            tokio::spawn(generator.run(rocket.shutdown()));
+        }
+        Err(e) => rocket::error!("generator: not started: {e}"),
+    }
+}
+
+/// The transaction index and one checking account per demo user (never resetting a balance).
+async fn setup(db: &Db) -> Result<()> {
+    store::ensure_index(db).await?;
+    for (number, username, holder, city) in crate::session::demo_accounts() {
+        let account = Account {
+            number: number.into(),
+            username: username.into(),
+            holder: holder.into(),
+            city: city.into(),
+        };
+        store::ensure_account(db, &account).await?;
+    }
+    Ok(())
 }

@@ -8,14 +8,14 @@ pub mod password;
 pub mod routes;
 pub mod store;
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use rocket::fairing::AdHoc;
 use rocket::{Orbit, Rocket, routes};
 
 use crate::config::Config;
 use crate::error::Result;
-use crate::redis::Db;
+use crate::redis::{Db, when_ready};
 use model::{Role, User, random_token};
 use password::Passwords;
 
@@ -73,7 +73,7 @@ pub fn stage() -> AdHoc {
             }
         };
         Ok(rocket
-            .manage(passwords)
+            .manage(Arc::new(passwords))
             .mount(
                 "/",
                 routes![
@@ -97,35 +97,19 @@ pub fn stage() -> AdHoc {
     })
 }
 
-/// Creates the session index and the demo users. Tried once during liftoff (so the app is ready
-/// when it starts serving), then retried in the background until Redis is reachable.
+/// Creates the session index and the demo users as soon as Redis answers.
 async fn prepare(rocket: &Rocket<Orbit>) {
     let (Some(db), Some(config), Some(passwords)) =
-        (rocket.state::<Db>(), rocket.state::<Config>(), rocket.state::<Passwords>())
+        (rocket.state::<Db>(), rocket.state::<Config>(), rocket.state::<Arc<Passwords>>())
     else {
         return;
     };
-    if let Err(e) = setup(db, config, passwords).await {
-        rocket::warn!("sessions: setup deferred until Redis answers ({e})");
-        let (db, config) = (db.clone(), config.clone());
-        let passwords = Passwords::new(1);
-        let mut shutdown = rocket.shutdown();
-        tokio::spawn(async move {
-            let Ok(passwords) = passwords else { return };
-            let mut delay = Duration::from_millis(250);
-            loop {
-                tokio::select! {
-                    _ = &mut shutdown => return,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-                if setup(&db, &config, &passwords).await.is_ok() {
-                    rocket::info!("sessions: setup done");
-                    return;
-                }
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-        });
-    }
+    let (db, config, passwords) = (db.clone(), config.clone(), passwords.clone());
+    when_ready(rocket, "users", move || {
+        let (db, config, passwords) = (db.clone(), config.clone(), passwords.clone());
+        async move { setup(&db, &config, &passwords).await }
+    })
+    .await;
 }
 
 async fn setup(db: &Db, config: &Config, passwords: &Passwords) -> Result<()> {

@@ -1,5 +1,7 @@
 //! Sign-in, sign-out and the "your active sessions" page, for browsers (forms) and mobile (JSON).
 
+use std::sync::Arc;
+
 use rocket::form::{Form, FromForm};
 use rocket::http::{CookieJar, Header, Status};
 use rocket::request::Request;
@@ -127,7 +129,7 @@ pub async fn login_submit(
     client: ClientInfo,
     db: &State<Db>,
     config: &State<Config>,
-    passwords: &State<Passwords>,
+    passwords: &State<Arc<Passwords>>,
 ) -> Result<LoginReply> {
     if !csrf::check_login_token(jar, config, &form.csrf) {
         let msg = "Your sign-in form expired. Please try again.";
@@ -297,7 +299,7 @@ pub async fn api_login(
     client: ClientInfo,
     db: &State<Db>,
     config: &State<Config>,
-    passwords: &State<Passwords>,
+    passwords: &State<Arc<Passwords>>,
 ) -> Result<Json<Value>> {
     let username = body.username.trim();
     let user =

@@ -397,3 +397,25 @@ fn throttle_keys(keys: &Keys, username: &str, ip: &str) -> (String, String) {
     let name: String = username.trim().to_lowercase().chars().take(64).collect();
     (keys.throttle_user(&name), keys.throttle_ip(ip))
 }
+
+/// Writes one extra field into a live session document by JSON path (never the whole document, and
+/// never re-creating a deleted session: a path write on a missing key fails). True when written.
+pub async fn set_session_field(
+    db: &Db,
+    id: &SessionId,
+    field: &str,
+    value: &serde_json::Value,
+) -> Result<bool> {
+    let key = db.keys.session(id.as_str());
+    let path = format!("$.{field}");
+    let json = value.to_string();
+    let written: Result<Option<String>> = db
+        .run(async |c| redis::cmd("JSON.SET").arg(&key).arg(&path).arg(&json).query_async(c).await)
+        .await;
+    match written {
+        Ok(reply) => Ok(reply.is_some()),
+        // "new objects must be created at the root": the session is gone; do not bring it back.
+        Err(Error::Redis(e)) if e.to_string().contains("root") => Ok(false),
+        Err(e) => Err(e),
+    }
+}

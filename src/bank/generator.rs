@@ -1,0 +1,206 @@
+//! The transaction generator: every `generator_interval_ms`, one random card transaction per
+//! account — run by exactly one app instance among all those sharing the Redis (a leader lock
+//! with expiry, renewed every tick; if the leader dies another takes over when the lock expires,
+//! within ~3 intervals).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use rand::distributions::{Distribution, WeightedIndex};
+use redis::Script;
+use rocket::Shutdown;
+use sha2::{Digest, Sha256};
+
+use super::model::{Account, Cents, Transaction, Vendor};
+use super::store;
+use crate::clock::{now_ms, rfc3339_ms};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::redis::Db;
+use crate::session::model::random_token;
+
+/// The merchants and payers, written for redbank (see `vendors.json`).
+pub fn vendors() -> Result<Vec<Vendor>> {
+    let vendors: Vec<Vendor> = serde_json::from_str(include_str!("vendors.json"))
+        .map_err(|e| Error::Internal(format!("vendors.json: {e}")))?;
+    let valid =
+        vendors.iter().all(|v| 0 < v.min_cents && v.min_cents <= v.max_cents && v.weight > 0);
+    if vendors.len() < 30 || !valid || !vendors.iter().any(Vendor::is_credit) {
+        return Err(Error::Internal(
+            "vendors.json: need ≥ 30 valid vendors including credits".into(),
+        ));
+    }
+    Ok(vendors)
+}
+
+/// Takes the lock if free, renews it if ours; 1 when we lead.
+const LEAD: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if not cur then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+if cur == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+return 0
+"#;
+
+const RELEASE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
+/// Makes random transactions for the accounts.
+pub struct Generator {
+    db: Db,
+    config: Config,
+    vendors: Arc<Vec<Vendor>>,
+    weights: WeightedIndex<u32>,
+    /// This instance's identity in the leader lock.
+    me: String,
+    accounts: HashMap<String, Account>,
+}
+
+impl Generator {
+    pub fn new(db: Db, config: Config, vendors: Arc<Vec<Vendor>>) -> Result<Self> {
+        let weights = WeightedIndex::new(vendors.iter().map(|v| v.weight))
+            .map_err(|e| Error::Internal(format!("vendor weights: {e}")))?;
+        Ok(Generator { db, config, vendors, weights, me: random_token(), accounts: HashMap::new() })
+    }
+
+    /// Runs until `shutdown`; releases the lock on the way out so another instance takes over at once.
+    pub async fn run(mut self, mut shutdown: Shutdown) {
+        let interval = Duration::from_millis(self.config.generator_interval_ms);
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut was_leader = false;
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = ticker.tick() => {}
+            }
+            let outcome = match self.lead(interval).await {
+                Ok(true) => self.tick().await.map(|_| true),
+                other => other,
+            };
+            match outcome {
+                Ok(leader) => {
+                    if leader != was_leader {
+                        rocket::info!(
+                            "generator: this instance {} the leader",
+                            if leader { "is now" } else { "is no longer" }
+                        );
+                        was_leader = leader;
+                    }
+                    failing = false;
+                }
+                Err(e) if !failing => {
+                    rocket::warn!("generator: {e}; retrying every interval");
+                    failing = true;
+                }
+                Err(_) => {}
+            }
+        }
+        let key = self.db.keys.generator_leader();
+        let _ = self
+            .db
+            .run(async |c| {
+                Script::new(RELEASE).key(&key).arg(&self.me).invoke_async::<_, i64>(c).await
+            })
+            .await;
+    }
+
+    async fn lead(&self, interval: Duration) -> Result<bool> {
+        let key = self.db.keys.generator_leader();
+        let ttl = (interval.as_millis() as u64 * 5 / 2).max(50);
+        let led: i64 = self
+            .db
+            .run(async |c| Script::new(LEAD).key(&key).arg(&self.me).arg(ttl).invoke_async(c).await)
+            .await?;
+        Ok(led == 1)
+    }
+
+    /// One transaction for every account.
+    pub async fn tick(&mut self) -> Result<()> {
+        for number in store::account_numbers(&self.db).await? {
+            if !self.accounts.contains_key(&number) {
+                match store::get_account(&self.db, &number).await? {
+                    Some(account) => {
+                        self.accounts.insert(number.clone(), account);
+                    }
+                    None => continue,
+                }
+            }
+            let Some(account) = self.accounts.get(&number).cloned() else { continue };
+            self.one(&account).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates one transaction for `account` and returns it with its stream id.
+    pub async fn one(&self, account: &Account) -> Result<(Transaction, store::Recorded)> {
+        let balance = store::balance(&self.db, &account.number).await?;
+        let tx = self.random_transaction(account, balance);
+        let recorded = store::record(&self.db, &self.config, balance, &tx).await?;
+        Ok((tx, recorded))
+    }
+
+    /// Mostly small debits, occasionally a credit; a debit the balance cannot cover becomes a credit.
+    fn random_transaction(&self, account: &Account, balance: Cents) -> Transaction {
+        let mut rng = rand::thread_rng();
+        let mut vendor = &self.vendors[self.weights.sample(&mut rng)];
+        let mut cents = rng.gen_range(vendor.min_cents..=vendor.max_cents);
+        if !vendor.is_credit() && cents > balance.0 {
+            // Never below zero: pay in instead (the largest credit source, e.g. the salary).
+            vendor = self
+                .vendors
+                .iter()
+                .filter(|v| v.is_credit())
+                .max_by_key(|v| v.max_cents)
+                .unwrap_or(vendor);
+            cents = rng.gen_range(vendor.min_cents..=vendor.max_cents);
+        }
+        let amount = if vendor.is_credit() { Cents(cents) } else { Cents(-cents) };
+        let date = now_ms();
+        Transaction {
+            // Time-ordered and unique per account (one transaction per account per tick);
+            // stays below 2^53 so JSON readers keep it exact.
+            id: (date as u64) * 1000 + rng.gen_range(0..1000),
+            account_id: account.number.clone(),
+            from_account: vendor_account(&vendor.name),
+            from_account_name: vendor.name.clone(),
+            to_account: account.number.clone(),
+            to_account_name: account.holder.clone(),
+            amount,
+            description: vendor.description.clone(),
+            transaction_date: rfc3339_ms(date),
+            date,
+            transaction_type: vendor.kind.clone(),
+            balance_after: Cents(balance.0 + amount.0),
+        }
+    }
+}
+
+/// A stable 10-digit account number for a vendor.
+fn vendor_account(name: &str) -> String {
+    let digest = Sha256::digest(name.as_bytes());
+    let n = u64::from_be_bytes(digest[..8].try_into().unwrap_or([0; 8]));
+    format!("{:010}", n % 10_000_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vendor_list_is_valid_and_varied() {
+        let vendors = vendors().expect("vendors.json");
+        assert!(vendors.len() >= 30);
+        let kinds: std::collections::HashSet<&str> =
+            vendors.iter().map(|v| v.kind.as_str()).collect();
+        for kind in ["card payment", "contactless", "online", "direct debit", "salary", "refund"] {
+            assert!(kinds.contains(kind), "no {kind} vendor");
+        }
+        assert_eq!(vendor_account("Starbucks"), vendor_account("Starbucks"));
+        assert_eq!(vendor_account("Starbucks").len(), 10);
+    }
+}

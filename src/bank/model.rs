@@ -1,0 +1,138 @@
+//! Money, accounts and transactions. Money is integer cents inside; it becomes a decimal number of
+//! dollars with exactly two decimals only at the JSON boundary (the seed's API shape).
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// An amount of money in integer cents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Cents(pub i64);
+
+/// Opening balance of every account: $100,000.00.
+pub const OPENING_BALANCE: Cents = Cents(10_000_000);
+
+impl Cents {
+    /// `123456` → `"1234.56"`, `-5` → `"-0.05"`.
+    pub fn decimal(self) -> String {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        format!("{sign}{}.{:02}", abs / 100, abs % 100)
+    }
+
+    /// `$100,000.00` / `-$223.28` for pages.
+    pub fn display(self) -> String {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        let whole = (abs / 100).to_string();
+        let mut grouped = String::with_capacity(whole.len() + whole.len() / 3);
+        for (i, c) in whole.chars().enumerate() {
+            if i > 0 && (whole.len() - i) % 3 == 0 {
+                grouped.push(',');
+            }
+            grouped.push(c);
+        }
+        format!("{sign}${grouped}.{:02}", abs % 100)
+    }
+
+    pub fn dollars(self) -> f64 {
+        self.0 as f64 / 100.0
+    }
+}
+
+/// JSON: a number with exactly two decimals (`-223.28`, `100000.00`), written verbatim.
+impl Serialize for Cents {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let raw = serde_json::value::RawValue::from_string(self.decimal())
+            .map_err(serde::ser::Error::custom)?;
+        raw.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cents {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let dollars = f64::deserialize(d)?;
+        Ok(Cents((dollars * 100.0).round() as i64))
+    }
+}
+
+/// A checking account, stored as JSON at `<prefix>{acct:<number>}:account`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Account {
+    pub number: String,
+    pub username: String,
+    pub holder: String,
+    pub city: String,
+}
+
+/// One card transaction, as stored in RedisJSON and returned by the API (the seed's fields plus
+/// `accountId` and the numeric `date` the index sorts on).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Transaction {
+    pub id: u64,
+    pub account_id: String,
+    pub from_account: String,
+    pub from_account_name: String,
+    pub to_account: String,
+    pub to_account_name: String,
+    pub amount: Cents,
+    pub description: String,
+    /// RFC 3339 UTC with milliseconds (sorts as text).
+    pub transaction_date: String,
+    /// Same instant in ms since the epoch (indexed NUMERIC SORTABLE).
+    pub date: i64,
+    pub transaction_type: String,
+    pub balance_after: Cents,
+}
+
+/// A merchant or payer from `vendors.json`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Vendor {
+    pub name: String,
+    pub description: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub min_cents: i64,
+    pub max_cents: i64,
+    pub weight: u32,
+}
+
+/// Transaction types that bring money in; everything else is spending.
+pub const CREDIT_TYPES: [&str; 3] = ["salary", "refund", "transfer in"];
+
+impl Vendor {
+    pub fn is_credit(&self) -> bool {
+        CREDIT_TYPES.contains(&self.kind.as_str())
+    }
+}
+
+/// A point of the balance chart: `x` ms since epoch, `y` balance in dollars.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BalancePoint {
+    pub x: i64,
+    pub y: Cents,
+}
+
+/// The biggest-spenders donut: vendor names and dollars spent, descending.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Spenders {
+    pub labels: Vec<String>,
+    pub series: Vec<Cents>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cents_format_for_pages_and_json() {
+        assert_eq!(Cents(10_000_000).display(), "$100,000.00");
+        assert_eq!(Cents(-22_328).display(), "-$223.28");
+        assert_eq!(Cents(5).display(), "$0.05");
+        assert_eq!(Cents(123_456_789).display(), "$1,234,567.89");
+        assert_eq!(serde_json::to_string(&Cents(-22_328)).unwrap_or_default(), "-223.28");
+        assert_eq!(serde_json::to_string(&Cents(10_000_000)).unwrap_or_default(), "100000.00");
+        assert_eq!(serde_json::to_string(&Cents(-5)).unwrap_or_default(), "-0.05");
+        let back: Cents = serde_json::from_str("99776.72").unwrap_or_default();
+        assert_eq!(back, Cents(9_977_672));
+    }
+}

@@ -1,0 +1,217 @@
+//! Dashboard and transactions pages, the JSON API, and the seed-compatible `/transaction/*`
+//! endpoints. Every route reads the caller's account from the session — never from the request —
+//! so nobody sees another account's data.
+
+use rocket::serde::json::{Json, Value, serde_json::json};
+use rocket::{State, get};
+use rocket_dyn_templates::{Template, context};
+use serde::Serialize;
+
+use super::model::{Account, BalancePoint, Spenders, Transaction};
+use super::store::{self, PAGE_SIZE, SearchPage};
+use crate::clock::{display_ms, now_ms};
+use crate::error::{Error, Result};
+use crate::redis::Db;
+use crate::session::guard::{ApiUser, CurrentUser};
+use crate::session::model::Session;
+
+/// Most points a balance series returns.
+pub const MAX_POINTS: usize = 500;
+
+async fn account_of(db: &Db, session: &Session) -> Result<Account> {
+    store::get_account(db, &session.doc.account).await?.ok_or_else(|| {
+        Error::Internal(format!("user {} has no account document", session.doc.user))
+    })
+}
+
+fn window_ms(window: Option<&str>) -> Result<i64> {
+    match window.unwrap_or("5m") {
+        "5m" => Ok(5 * 60_000),
+        "1h" => Ok(3_600_000),
+        "24h" => Ok(86_400_000),
+        other => Err(Error::BadRequest(format!("unknown window {other:?}: use 5m, 1h or 24h"))),
+    }
+}
+
+fn parse_page(page: Option<&str>) -> Result<usize> {
+    match page {
+        None | Some("") => Ok(1),
+        Some(p) => {
+            p.parse::<usize>().ok().filter(|p| (1..=store::MAX_PAGE).contains(p)).ok_or_else(|| {
+                Error::BadRequest(format!("page must be a number from 1 to {}", store::MAX_PAGE))
+            })
+        }
+    }
+}
+
+/// A transaction row as pages show it (pre-formatted; Tera escapes every field).
+#[derive(Debug, Serialize)]
+struct Row {
+    id: u64,
+    date: String,
+    iso: String,
+    description: Vec<(String, bool)>,
+    vendor: Vec<(String, bool)>,
+    kind: Vec<(String, bool)>,
+    amount: String,
+    credit: bool,
+    balance_after: String,
+}
+
+fn row(tx: &Transaction, marks: Option<&store::Highlights>) -> Row {
+    let seg = |text: &str, ranges: Option<&Vec<(usize, usize)>>| {
+        store::segments(text, ranges.map_or(&[][..], |r| r))
+    };
+    Row {
+        id: tx.id,
+        date: display_ms(tx.date),
+        iso: tx.transaction_date.clone(),
+        description: seg(&tx.description, marks.map(|m| &m.description)),
+        vendor: seg(&tx.from_account_name, marks.map(|m| &m.from_account_name)),
+        kind: seg(&tx.transaction_type, marks.map(|m| &m.transaction_type)),
+        amount: tx.amount.display(),
+        credit: tx.amount.0 > 0,
+        balance_after: tx.balance_after.display(),
+    }
+}
+
+// ---- pages ------------------------------------------------------------------------------------
+
+#[get("/dashboard")]
+pub async fn dashboard(user: CurrentUser, db: &State<Db>) -> Result<Template> {
+    let doc = &user.0.doc;
+    let account = account_of(db, &user.0).await?;
+    let balance = store::balance(db, &account.number).await?;
+    let recent: Vec<Row> =
+        store::recent(db, &account.number, 10).await?.iter().map(|tx| row(tx, None)).collect();
+    Ok(Template::render(
+        "bank/dashboard",
+        context! { user: doc.user_view(), csrf: &doc.csrf_token, account, balance: balance.display(), recent },
+    ))
+}
+
+#[get("/transactions?<q>&<page>")]
+pub async fn transactions_page(
+    q: Option<&str>,
+    page: Option<&str>,
+    user: CurrentUser,
+    db: &State<Db>,
+) -> Result<Template> {
+    let doc = &user.0.doc;
+    let q = q.unwrap_or("").trim();
+    let page = parse_page(page)?;
+    let found = store::search(db, &doc.account, q, page).await?;
+    let rows: Vec<Row> =
+        found.results.iter().map(|hit| row(&hit.tx, Some(&hit.highlight))).collect();
+    Ok(Template::render(
+        "bank/transactions",
+        context! {
+            user: doc.user_view(), csrf: &doc.csrf_token, q, rows,
+            total: found.total, page: found.page, pages: found.pages, page_size: PAGE_SIZE,
+            prev: (page > 1).then(|| page - 1),
+            next: (page < found.pages).then(|| page + 1),
+        },
+    ))
+}
+
+// ---- JSON API ---------------------------------------------------------------------------------
+
+#[get("/api/v1/account")]
+pub async fn api_account(user: ApiUser, db: &State<Db>) -> Result<Json<Value>> {
+    let account = account_of(db, &user.session).await?;
+    let balance = store::balance(db, &account.number).await?;
+    Ok(Json(json!({
+        "number": account.number,
+        "holder": account.holder,
+        "city": account.city,
+        "currency": "USD",
+        "balance": balance,
+    })))
+}
+
+#[get("/api/v1/balance?<window>")]
+pub async fn api_balance(
+    window: Option<&str>,
+    user: ApiUser,
+    db: &State<Db>,
+) -> Result<Json<Vec<BalancePoint>>> {
+    let window = window_ms(window)?;
+    Ok(Json(
+        store::balance_history(db, &user.session.doc.account, now_ms(), window, MAX_POINTS).await?,
+    ))
+}
+
+#[get("/api/v1/spenders")]
+pub async fn api_spenders(user: ApiUser, db: &State<Db>) -> Result<Json<Spenders>> {
+    Ok(Json(store::spenders(db, &user.session.doc.account).await?))
+}
+
+#[get("/api/v1/transactions?<limit>")]
+pub async fn api_transactions(
+    limit: Option<&str>,
+    user: ApiUser,
+    db: &State<Db>,
+) -> Result<Json<Vec<Transaction>>> {
+    let limit = match limit {
+        None => 10,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=100).contains(l))
+            .ok_or_else(|| Error::BadRequest("limit must be a number from 1 to 100".into()))?,
+    };
+    Ok(Json(store::recent(db, &user.session.doc.account, limit).await?))
+}
+
+#[get("/api/v1/search?<q>&<page>")]
+pub async fn api_search(
+    q: Option<&str>,
+    page: Option<&str>,
+    user: ApiUser,
+    db: &State<Db>,
+) -> Result<Json<SearchPage>> {
+    let page = parse_page(page)?;
+    Ok(Json(store::search(db, &user.session.doc.account, q.unwrap_or("").trim(), page).await?))
+}
+
+// ---- seed-compatible endpoints ----------------------------------------------------------------
+
+/// The seed's balance series (last 5 minutes); like the seed tutorial, the newest point is also
+/// stored in the session document as `currentBalanceAmount`.
+#[get("/transaction/balance")]
+pub async fn seed_balance(user: ApiUser, db: &State<Db>) -> Result<Json<Vec<BalancePoint>>> {
+    let points =
+        store::balance_history(db, &user.session.doc.account, now_ms(), 5 * 60_000, MAX_POINTS)
+            .await?;
+    if let Some(last) = points.last() {
+        let value = serde_json::to_value(last).map_err(|e| Error::Internal(e.to_string()))?;
+        crate::session::store::set_session_field(
+            db,
+            &user.session.id,
+            "currentBalanceAmount",
+            &value,
+        )
+        .await?;
+    }
+    Ok(Json(points))
+}
+
+#[get("/transaction/biggestspenders")]
+pub async fn seed_spenders(user: ApiUser, db: &State<Db>) -> Result<Json<Spenders>> {
+    Ok(Json(store::spenders(db, &user.session.doc.account).await?))
+}
+
+#[get("/transaction/transactions")]
+pub async fn seed_transactions(user: ApiUser, db: &State<Db>) -> Result<Json<Vec<Transaction>>> {
+    Ok(Json(store::recent(db, &user.session.doc.account, 10).await?))
+}
+
+#[get("/transaction/search?<term>")]
+pub async fn seed_search(
+    term: Option<&str>,
+    user: ApiUser,
+    db: &State<Db>,
+) -> Result<Json<Vec<Transaction>>> {
+    let found = store::search(db, &user.session.doc.account, term.unwrap_or("").trim(), 1).await?;
+    Ok(Json(found.results.into_iter().map(|hit| hit.tx).collect()))
+}

@@ -1,0 +1,558 @@
+//! Accounts and transactions in Redis: the one atomic write (a Lua script), and every read the
+//! pages and API need. The only module that touches the account keys.
+//!
+//! Per account, everything shares the hash tag `{acct:<number>}`: balance (integer cents), stream
+//! (one entry per transaction: balance history, recent list, live replay), biggest-spenders sorted
+//! set, and the transaction JSON documents (indexed by RediSearch, expiring after the retention).
+
+use redis::{Script, Value};
+
+use super::model::{Account, BalancePoint, Cents, OPENING_BALANCE, Spenders, Transaction};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::redis::Db;
+use crate::session::store::is_missing_index;
+
+/// Page size of the transactions page and the search API.
+pub const PAGE_SIZE: usize = 20;
+/// Deepest page served (bounds the work one request can ask for).
+pub const MAX_PAGE: usize = 500;
+/// Longest accepted search term.
+pub const MAX_TERM_CHARS: usize = 100;
+
+// ---- schema -----------------------------------------------------------------------------------
+
+/// Creates the transaction index if it is missing.
+pub async fn ensure_index(db: &Db) -> Result<()> {
+    let keys = &db.keys;
+    let created: Result<String> = db
+        .run(async |c| {
+            redis::cmd("FT.CREATE")
+                .arg(keys.transaction_index())
+                .arg(&["ON", "JSON", "PREFIX", "1"][..])
+                .arg(keys.transaction_prefix())
+                .arg("SCHEMA")
+                .arg(&["$.description", "AS", "description", "TEXT"][..])
+                .arg(&["$.fromAccountName", "AS", "fromAccountName", "TEXT"][..])
+                .arg(&["$.transactionType", "AS", "transactionType", "TEXT"][..])
+                .arg(&["$.accountId", "AS", "accountId", "TAG"][..])
+                .arg(&["$.amount", "AS", "amount", "NUMERIC", "SORTABLE"][..])
+                .arg(&["$.date", "AS", "date", "NUMERIC", "SORTABLE"][..])
+                .query_async(c)
+                .await
+        })
+        .await;
+    match created {
+        Ok(_) => Ok(()),
+        Err(Error::Redis(e)) if e.to_string().contains("already exists") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates the account (document, membership, opening balance) unless it exists; an existing
+/// balance is never reset.
+pub async fn ensure_account(db: &Db, account: &Account) -> Result<()> {
+    let keys = &db.keys;
+    let doc = serde_json::to_string(account).map_err(|e| Error::Internal(e.to_string()))?;
+    db.run(async |c| {
+        redis::pipe()
+            .cmd("JSON.SET")
+            .arg(keys.account(&account.number))
+            .arg("$")
+            .arg(&doc)
+            .arg("NX")
+            .ignore()
+            .cmd("SET")
+            .arg(keys.balance(&account.number))
+            .arg(OPENING_BALANCE.0)
+            .arg("NX")
+            .ignore()
+            .sadd(keys.accounts(), &account.number)
+            .ignore()
+            .query_async::<_, ()>(c)
+            .await
+    })
+    .await
+}
+
+pub async fn get_account(db: &Db, number: &str) -> Result<Option<Account>> {
+    let key = db.keys.account(number);
+    let raw: Option<String> =
+        db.run(async |c| redis::cmd("JSON.GET").arg(&key).query_async(c).await).await?;
+    raw.map(|raw| {
+        serde_json::from_str(&raw).map_err(|e| Error::Internal(format!("account {number}: {e}")))
+    })
+    .transpose()
+}
+
+pub async fn account_numbers(db: &Db) -> Result<Vec<String>> {
+    let key = db.keys.accounts();
+    let mut numbers: Vec<String> =
+        db.run(async |c| redis::cmd("SMEMBERS").arg(&key).query_async(c).await).await?;
+    numbers.sort();
+    Ok(numbers)
+}
+
+pub async fn balance(db: &Db, number: &str) -> Result<Cents> {
+    let key = db.keys.balance(number);
+    let cents: Option<i64> =
+        db.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await).await?;
+    Ok(cents.map_or(OPENING_BALANCE, Cents))
+}
+
+// ---- the atomic write -------------------------------------------------------------------------
+
+/// One transaction, atomically: check the balance is what the caller computed from, move it, write
+/// the JSON document (with expiry), append to the stream (trimmed by time), count the spending,
+/// and announce it on the account's channel with the new top-5 spenders. Fails (changing nothing)
+/// if the balance moved meanwhile or would go below zero.
+const RECORD: &str = r#"
+local cur = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
+if cur ~= tonumber(ARGV[2]) then return redis.error_reply('CONFLICT balance moved') end
+local amount = tonumber(ARGV[3])
+local new = cur + amount
+if new < 0 then return redis.error_reply('INSUFFICIENT funds') end
+redis.call('SET', KEYS[1], new)
+redis.call('JSON.SET', KEYS[4], '$', ARGV[4])
+redis.call('EXPIRE', KEYS[4], ARGV[5])
+local sid = redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[6], '*',
+  'tx', ARGV[7], 'amount', ARGV[3], 'balance', tostring(new), 'ts', ARGV[8])
+if amount < 0 then redis.call('ZINCRBY', KEYS[3], -amount, ARGV[9]) end
+local top = redis.call('ZREVRANGE', KEYS[3], 0, 4, 'WITHSCORES')
+local labels, series = {}, {}
+for i = 1, #top, 2 do
+  labels[#labels + 1] = cjson.encode(top[i])
+  series[#series + 1] = top[i + 1]
+end
+redis.call('PUBLISH', ARGV[10], '{"id":"' .. sid .. '","account":' .. cjson.encode(ARGV[11]) ..
+  ',"tx":' .. ARGV[4] .. ',"spenders":{"labels":[' .. table.concat(labels, ',') ..
+  '],"seriesCents":[' .. table.concat(series, ',') .. ']}}')
+return {new, sid}
+"#;
+
+/// What [`record`] wrote: the new balance and the stream entry id (also the SSE event id).
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub balance: Cents,
+    pub stream_id: String,
+}
+
+/// Writes `tx` (whose `balance_after` must be `expected + amount`) atomically; see [`RECORD`].
+pub async fn record(
+    db: &Db,
+    config: &Config,
+    expected: Cents,
+    tx: &Transaction,
+) -> Result<Recorded> {
+    let keys = &db.keys;
+    let acct = &tx.account_id;
+    let doc = serde_json::to_string(tx).map_err(|e| Error::Internal(e.to_string()))?;
+    let retention_secs = config.transaction_retention_days * 86_400;
+    let min_id = tx.date - config.stream_retention_hours as i64 * 3_600_000;
+    let (balance, stream_id): (i64, String) = db
+        .run(async |c| {
+            Script::new(RECORD)
+                .key(keys.balance(acct))
+                .key(keys.stream(acct))
+                .key(keys.spenders(acct))
+                .key(keys.transaction(acct, tx.id))
+                .arg(OPENING_BALANCE.0)
+                .arg(expected.0)
+                .arg(tx.amount.0)
+                .arg(&doc)
+                .arg(retention_secs)
+                .arg(min_id.max(0))
+                .arg(tx.id)
+                .arg(tx.date)
+                .arg(&tx.from_account_name)
+                .arg(keys.events(acct))
+                .arg(acct)
+                .invoke_async(c)
+                .await
+        })
+        .await?;
+    Ok(Recorded { balance: Cents(balance), stream_id })
+}
+
+// ---- reads ------------------------------------------------------------------------------------
+
+/// One stream entry: its id and the fields we store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub stream_id: String,
+    pub tx_id: u64,
+    pub amount: Cents,
+    pub balance: Cents,
+    pub ts: i64,
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::Data(b) => String::from_utf8(b.clone()).ok(),
+        Value::Status(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// XRANGE / XREVRANGE reply → entries (malformed entries are skipped, never a panic).
+fn parse_entries(reply: &[Value]) -> Vec<Entry> {
+    reply
+        .iter()
+        .filter_map(|item| {
+            let Value::Bulk(parts) = item else { return None };
+            let stream_id = text(parts.first()?)?;
+            let Value::Bulk(fields) = parts.get(1)? else { return None };
+            let mut entry =
+                Entry { stream_id, tx_id: 0, amount: Cents(0), balance: Cents(0), ts: 0 };
+            for pair in fields.chunks(2) {
+                let (Some(k), Some(v)) = (pair.first().and_then(text), pair.get(1).and_then(text))
+                else {
+                    continue;
+                };
+                match k.as_str() {
+                    "tx" => entry.tx_id = v.parse().ok()?,
+                    "amount" => entry.amount = Cents(v.parse().ok()?),
+                    "balance" => entry.balance = Cents(v.parse().ok()?),
+                    "ts" => entry.ts = v.parse().ok()?,
+                    _ => {}
+                }
+            }
+            Some(entry)
+        })
+        .collect()
+}
+
+/// The newest `limit` entries, newest first: XREVRANGE … COUNT — cost independent of history.
+pub async fn recent_entries(db: &Db, number: &str, limit: usize) -> Result<Vec<Entry>> {
+    let key = db.keys.stream(number);
+    let reply: Vec<Value> = db
+        .run(async |c| {
+            redis::cmd("XREVRANGE")
+                .arg(&key)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(limit)
+                .query_async(c)
+                .await
+        })
+        .await?;
+    Ok(parse_entries(&reply))
+}
+
+/// Entries strictly after `after_id`, oldest first, at most `limit` (live replay).
+pub async fn entries_after(
+    db: &Db,
+    number: &str,
+    after_id: &str,
+    limit: usize,
+) -> Result<Vec<Entry>> {
+    let key = db.keys.stream(number);
+    let start = format!("({after_id}");
+    let reply: Vec<Value> = db
+        .run(async |c| {
+            redis::cmd("XRANGE")
+                .arg(&key)
+                .arg(&start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(limit)
+                .query_async(c)
+                .await
+        })
+        .await?;
+    Ok(parse_entries(&reply))
+}
+
+/// The transaction documents behind `entries`, in the same order (one JSON.MGET; entries whose
+/// document has expired are left out).
+pub async fn transactions_for(
+    db: &Db,
+    number: &str,
+    entries: &[Entry],
+) -> Result<Vec<(Entry, Transaction)>> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<String> = entries.iter().map(|e| db.keys.transaction(number, e.tx_id)).collect();
+    let docs: Vec<Option<String>> =
+        db.run(async |c| redis::cmd("JSON.MGET").arg(&keys).arg("$").query_async(c).await).await?;
+    Ok(entries
+        .iter()
+        .zip(docs)
+        .filter_map(|(entry, doc)| {
+            // `$` paths answer with a one-element array.
+            let mut list: Vec<Transaction> = serde_json::from_str(&doc?).ok()?;
+            Some((entry.clone(), list.pop()?))
+        })
+        .collect())
+}
+
+/// The newest `limit` transactions, newest first.
+pub async fn recent(db: &Db, number: &str, limit: usize) -> Result<Vec<Transaction>> {
+    let entries = recent_entries(db, number, limit).await?;
+    Ok(transactions_for(db, number, &entries).await?.into_iter().map(|(_, tx)| tx).collect())
+}
+
+/// Balance over the last `window_ms`, oldest first, at most `max_points` (the last balance of each
+/// time bucket), ending with the newest point.
+pub async fn balance_history(
+    db: &Db,
+    number: &str,
+    now: i64,
+    window_ms: i64,
+    max_points: usize,
+) -> Result<Vec<BalancePoint>> {
+    let key = db.keys.stream(number);
+    let start = (now - window_ms).max(0).to_string();
+    // Stream ids start with the server's ms clock; the COUNT caps one request's work.
+    let reply: Vec<Value> = db
+        .run(async |c| {
+            redis::cmd("XRANGE")
+                .arg(&key)
+                .arg(&start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(100_000)
+                .query_async(c)
+                .await
+        })
+        .await?;
+    let points: Vec<BalancePoint> =
+        parse_entries(&reply).into_iter().map(|e| BalancePoint { x: e.ts, y: e.balance }).collect();
+    Ok(downsample(points, now - window_ms, window_ms, max_points))
+}
+
+/// Keeps the last point of each of `max_points` equal time buckets (always including the newest).
+pub fn downsample(
+    points: Vec<BalancePoint>,
+    start: i64,
+    window_ms: i64,
+    max_points: usize,
+) -> Vec<BalancePoint> {
+    if points.len() <= max_points || max_points == 0 {
+        return points;
+    }
+    let width = (window_ms / max_points as i64).max(1);
+    let mut out: Vec<BalancePoint> = Vec::with_capacity(max_points);
+    let mut current_bucket = i64::MIN;
+    for p in points {
+        let bucket = (p.x - start).max(0) / width;
+        match out.last_mut() {
+            Some(last) if bucket == current_bucket => *last = p,
+            _ => out.push(p),
+        }
+        current_bucket = bucket;
+    }
+    out
+}
+
+/// Top 5 vendors by amount spent, descending.
+pub async fn spenders(db: &Db, number: &str) -> Result<Spenders> {
+    let key = db.keys.spenders(number);
+    let top: Vec<(String, f64)> = db
+        .run(async |c| {
+            redis::cmd("ZREVRANGE").arg(&key).arg(0).arg(4).arg("WITHSCORES").query_async(c).await
+        })
+        .await?;
+    let (labels, series) =
+        top.into_iter().map(|(name, cents)| (name, Cents(cents.round() as i64))).unzip();
+    Ok(Spenders { labels, series })
+}
+
+// ---- search -----------------------------------------------------------------------------------
+
+/// Searchable words of a user's query: letters and digits only (so nothing reaches RediSearch's
+/// query syntax), lower-cased, at most 8 words of 40 characters. Terms over 100 characters are a 400.
+pub fn search_words(q: &str) -> Result<Vec<String>> {
+    if q.chars().count() > MAX_TERM_CHARS {
+        return Err(Error::BadRequest(format!(
+            "The search term is longer than {MAX_TERM_CHARS} characters."
+        )));
+    }
+    Ok(q.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(8)
+        .map(|w| w.to_lowercase().chars().take(40).collect())
+        .collect())
+}
+
+/// One search hit: the transaction and, per text field, the UTF-16 `[start, end)` ranges to mark.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Hit {
+    #[serde(flatten)]
+    pub tx: Transaction,
+    pub highlight: Highlights,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Highlights {
+    pub description: Vec<(usize, usize)>,
+    pub from_account_name: Vec<(usize, usize)>,
+    pub transaction_type: Vec<(usize, usize)>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SearchPage {
+    pub total: usize,
+    pub page: usize,
+    pub pages: usize,
+    pub results: Vec<Hit>,
+}
+
+/// Full-text + prefix search over description, vendor and type, in one account only (the account
+/// filter is added here, from the session, never from the client), newest first.
+pub async fn search(db: &Db, number: &str, q: &str, page: usize) -> Result<SearchPage> {
+    if page == 0 || page > MAX_PAGE {
+        return Err(Error::BadRequest(format!("page must be between 1 and {MAX_PAGE}")));
+    }
+    let words = search_words(q)?;
+    let reply = match search_once(db, number, &words, page).await {
+        Err(e) if is_missing_index(&e) => {
+            ensure_index(db).await?;
+            search_once(db, number, &words, page).await?
+        }
+        other => other?,
+    };
+    let total = match reply.first() {
+        Some(Value::Int(n)) => *n as usize,
+        _ => 0,
+    };
+    let results = reply
+        .iter()
+        .skip(1)
+        .collect::<Vec<_>>()
+        .chunks(2)
+        .filter_map(|pair| {
+            let Value::Bulk(fields) = pair.get(1)? else { return None };
+            let at = fields.iter().position(|f| text(f).as_deref() == Some("$"))?;
+            let tx: Transaction = serde_json::from_str(&text(fields.get(at + 1)?)?).ok()?;
+            // Defence in depth: never return another account's row, whatever the index said.
+            (tx.account_id == number).then(|| {
+                let highlight = Highlights {
+                    description: highlight(&tx.description, &words),
+                    from_account_name: highlight(&tx.from_account_name, &words),
+                    transaction_type: highlight(&tx.transaction_type, &words),
+                };
+                Hit { tx, highlight }
+            })
+        })
+        .collect();
+    Ok(SearchPage { total, page, pages: total.div_ceil(PAGE_SIZE).max(1), results })
+}
+
+async fn search_once(db: &Db, number: &str, words: &[String], page: usize) -> Result<Vec<Value>> {
+    let index = db.keys.transaction_index();
+    let mut query = String::from("@accountId:{$acct}");
+    let mut params: Vec<(String, String)> = vec![("acct".into(), number.to_owned())];
+    for (i, word) in words.iter().enumerate() {
+        // RediSearch needs two characters for a prefix query; one letter matches whole words only.
+        let star = if word.chars().count() >= 2 { "*" } else { "" };
+        query.push_str(&format!(" @description|fromAccountName|transactionType:($w{i}{star})"));
+        params.push((format!("w{i}"), word.clone()));
+    }
+    db.run(async |c| {
+        let mut cmd = redis::cmd("FT.SEARCH");
+        cmd.arg(&index).arg(&query).arg("PARAMS").arg(params.len() * 2);
+        for (k, v) in &params {
+            cmd.arg(k).arg(v);
+        }
+        cmd.arg("SORTBY")
+            .arg("date")
+            .arg("DESC")
+            .arg("LIMIT")
+            .arg((page - 1) * PAGE_SIZE)
+            .arg(PAGE_SIZE)
+            .arg("DIALECT")
+            .arg(2)
+            .query_async(c)
+            .await
+    })
+    .await
+}
+
+/// UTF-16 ranges of the words of `text` that start with one of `words` (case-insensitive). The
+/// ranges index the raw text; callers escape the pieces before wrapping matches in `<mark>`.
+pub fn highlight(text: &str, words: &[String]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut utf16 = 0usize;
+    let mut start: Option<(usize, usize)> = None; // (byte, utf16) of the current word
+    let mut push = |from: (usize, usize), to_byte: usize, to16: usize| {
+        let word = text[from.0..to_byte].to_lowercase();
+        if words.iter().any(|w| word.starts_with(w.as_str())) {
+            out.push((from.1, to16));
+        }
+    };
+    for (i, c) in text.char_indices() {
+        if c.is_alphanumeric() {
+            if start.is_none() {
+                start = Some((i, utf16));
+            }
+        } else if let Some(from) = start.take() {
+            push(from, i, utf16);
+        }
+        utf16 += c.len_utf16();
+    }
+    if let Some(from) = start {
+        push(from, text.len(), utf16);
+    }
+    out
+}
+
+/// Splits `text` at UTF-16 `ranges` into (piece, marked) segments for escaping templates.
+pub fn segments(text: &str, ranges: &[(usize, usize)]) -> Vec<(String, bool)> {
+    let units: Vec<u16> = text.encode_utf16().collect();
+    let mut out = Vec::new();
+    let mut at = 0;
+    for &(s, e) in ranges {
+        if s > at {
+            out.push((String::from_utf16_lossy(&units[at..s]), false));
+        }
+        out.push((String::from_utf16_lossy(&units[s..e.min(units.len())]), true));
+        at = e.min(units.len());
+    }
+    if at < units.len() {
+        out.push((String::from_utf16_lossy(&units[at..]), false));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_plain_and_bounded() {
+        assert_eq!(
+            search_words("Ins* @accountId:{*} | -coff").unwrap_or_default(),
+            ["ins", "accountid", "coff"]
+        );
+        assert!(search_words(&"x".repeat(101)).is_err());
+        assert!(search_words("").unwrap_or_default().is_empty());
+    }
+
+    #[test]
+    fn highlight_marks_word_prefixes_in_utf16_units() {
+        let words = vec!["ins".to_owned()];
+        assert_eq!(highlight("State Farm Insurance", &words), vec![(11, 20)]);
+        assert_eq!(highlight("🔐 insomnia", &words), vec![(3, 11)]);
+        assert_eq!(
+            segments("<b>Insomnia</b>", &highlight("<b>Insomnia</b>", &words)),
+            vec![
+                ("<b>".to_owned(), false),
+                ("Insomnia".to_owned(), true),
+                ("</b>".to_owned(), false)
+            ]
+        );
+    }
+
+    #[test]
+    fn downsample_keeps_the_last_point_per_bucket_and_the_newest() {
+        let points: Vec<BalancePoint> =
+            (0..1000).map(|i| BalancePoint { x: i, y: Cents(i) }).collect();
+        let out = downsample(points, 0, 1000, 100);
+        assert!(out.len() <= 100);
+        assert_eq!(out.last().map(|p| p.x), Some(999));
+    }
+}

@@ -1,0 +1,107 @@
+// Dashboard: balance chart, biggest-spenders donut, and (when /events is available) live updates.
+// No inline scripts (CSP); data comes from the JSON API; text is inserted with textContent only.
+(function () {
+  'use strict';
+
+  const money = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD' });
+  const time = new Intl.DateTimeFormat('en-US', { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  const WINDOW_MS = { '5m': 5 * 60e3, '1h': 3600e3, '24h': 86400e3 };
+  let windowName = '5m';
+  let balanceChart = null;
+  let spendersChart = null;
+
+  async function getJSON(url) {
+    const res = await fetch(url, { credentials: 'same-origin', headers: { Accept: 'application/json' } });
+    if (res.status === 401) { window.location.assign('/login'); throw new Error('signed out'); }
+    if (!res.ok) throw new Error(url + ': ' + res.status);
+    return res.json();
+  }
+
+  function drawBalance(points) {
+    const data = points.map(p => ({ x: p.x, y: p.y }));
+    if (balanceChart) {
+      balanceChart.data.datasets[0].data = data;
+      balanceChart.update('none');
+      return;
+    }
+    balanceChart = new Chart(document.getElementById('balance-chart'), {
+      type: 'line',
+      data: { datasets: [{ label: 'Balance', data, borderColor: '#c8102e', backgroundColor: 'rgba(200,16,46,.08)', fill: true, pointRadius: 0, tension: 0.2 }] },
+      options: {
+        animation: false, maintainAspectRatio: false, parsing: false,
+        scales: {
+          x: { type: 'linear', ticks: { callback: v => time.format(new Date(v)), maxTicksLimit: 6 } },
+          y: { ticks: { callback: v => money.format(v) } },
+        },
+        plugins: { legend: { display: false }, tooltip: { callbacks: { title: items => time.format(new Date(items[0].parsed.x)), label: item => money.format(item.parsed.y) } } },
+      },
+    });
+  }
+
+  function drawSpenders(spenders) {
+    if (spendersChart) {
+      spendersChart.data.labels = spenders.labels;
+      spendersChart.data.datasets[0].data = spenders.series;
+      spendersChart.update();
+      return;
+    }
+    spendersChart = new Chart(document.getElementById('spenders-chart'), {
+      type: 'doughnut',
+      data: { labels: spenders.labels, datasets: [{ data: spenders.series, backgroundColor: ['#c8102e', '#1d2330', '#f59e0b', '#0a7d38', '#6366f1'] }] },
+      options: { maintainAspectRatio: false, plugins: { legend: { position: 'right' }, tooltip: { callbacks: { label: item => item.label + ': ' + money.format(item.parsed) } } } },
+    });
+  }
+
+  async function loadBalance() { drawBalance(await getJSON('/api/v1/balance?window=' + encodeURIComponent(windowName))); }
+  async function loadSpenders() { drawSpenders(await getJSON('/api/v1/spenders')); }
+
+  // ---- live updates (used by live.js) ----
+  function cell(cls, text) {
+    const td = document.createElement('td');
+    td.className = cls;
+    td.textContent = text;
+    return td;
+  }
+
+  function addTransaction(tx) {
+    const tbody = document.querySelector('#recent tbody');
+    if (!tbody || tbody.querySelector('tr[data-id="' + CSS.escape(String(tx.id)) + '"]')) return;
+    const empty = tbody.querySelector('tr.empty');
+    if (empty) empty.remove();
+    const tr = document.createElement('tr');
+    tr.className = 'tx new';
+    tr.dataset.id = String(tx.id);
+    const date = cell('date', '');
+    const t = document.createElement('time');
+    t.dateTime = tx.transactionDate;
+    t.textContent = new Date(tx.date).toISOString().replace('T', ' ').slice(0, 19) + ' UTC';
+    date.appendChild(t);
+    tr.append(date, cell('desc', tx.description), cell('vendor', tx.fromAccountName), cell('type', tx.transactionType),
+      cell('num amount ' + (tx.amount > 0 ? 'credit' : 'debit'), money.format(tx.amount)), cell('num', money.format(tx.balanceAfter)));
+    tbody.prepend(tr);
+    while (tbody.rows.length > 10) tbody.deleteRow(tbody.rows.length - 1);
+  }
+
+  function addBalancePoint(point) {
+    document.getElementById('balance').textContent = money.format(point.y);
+    if (!balanceChart) return;
+    const data = balanceChart.data.datasets[0].data;
+    if (data.length && data[data.length - 1].x >= point.x) return;
+    data.push({ x: point.x, y: point.y });
+    const cutoff = point.x - WINDOW_MS[windowName];
+    while (data.length && data[0].x < cutoff) data.shift();
+    balanceChart.update('none');
+  }
+
+  window.redbank = { addTransaction, addBalancePoint, drawSpenders };
+
+  document.querySelectorAll('button.window').forEach(button => {
+    button.addEventListener('click', () => {
+      windowName = button.dataset.window;
+      document.querySelectorAll('button.window').forEach(b => b.classList.toggle('active', b === button));
+      loadBalance().catch(console.error);
+    });
+  });
+
+  Promise.all([loadBalance(), loadSpenders()]).catch(console.error);
+})();
