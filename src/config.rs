@@ -42,6 +42,17 @@ pub struct Config {
     pub transaction_retention_days: u64,
     /// Account streams keep at least this many hours of entries (trimmed with MINID).
     pub stream_retention_hours: u64,
+    /// Server-sent events: a comment line this often; also when a stream re-checks its session.
+    pub sse_heartbeat_secs: u64,
+    /// Reconnection delay the browser is told to use (the SSE `retry:` field).
+    pub sse_retry_ms: u64,
+    /// Open event streams per session beyond which `/events` answers 429.
+    pub sse_max_per_session: usize,
+    /// Open event streams per process beyond which `/events` answers 503.
+    pub sse_max_streams: usize,
+    /// Events buffered per account for slow clients; a client further behind is disconnected
+    /// (it resumes with `Last-Event-ID`).
+    pub sse_queue: usize,
 }
 
 impl Default for Config {
@@ -62,6 +73,11 @@ impl Default for Config {
             password_hash_concurrency: 2,
             transaction_retention_days: 30,
             stream_retention_hours: 24,
+            sse_heartbeat_secs: 15,
+            sse_retry_ms: 3000,
+            sse_max_per_session: 8,
+            sse_max_streams: 15_000,
+            sse_queue: 256,
         }
     }
 }
@@ -100,6 +116,17 @@ impl Config {
         }
         if self.generator_interval_ms != 0 && self.generator_interval_ms < 10 {
             return Err("generator_interval_ms must be 0 (off) or >= 10".into());
+        }
+        if self.sse_heartbeat_secs == 0
+            || self.sse_max_streams == 0
+            || self.sse_max_per_session == 0
+        {
+            return Err(
+                "sse_heartbeat_secs, sse_max_streams and sse_max_per_session must be > 0".into()
+            );
+        }
+        if self.sse_queue < 8 {
+            return Err("sse_queue must be >= 8".into());
         }
         if !(10..=10_000).contains(&self.redis_timeout_ms) {
             return Err("redis_timeout_ms must be between 10 and 10000".into());

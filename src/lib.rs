@@ -7,6 +7,7 @@ pub mod bank;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod live;
 pub mod redis;
 pub mod session;
 pub mod web;
@@ -42,4 +43,5 @@ pub fn build(figment: Figment) -> Rocket<Build> {
         .attach(web::stage())
         .attach(session::stage())
         .attach(bank::stage())
+        .attach(live::stage())
 }

@@ -82,11 +82,20 @@ pub async fn dashboard(user: CurrentUser, db: &State<Db>) -> Result<Template> {
     let doc = &user.0.doc;
     let account = account_of(db, &user.0).await?;
     let balance = store::balance(db, &account.number).await?;
-    let recent: Vec<Row> =
-        store::recent(db, &account.number, 10).await?.iter().map(|tx| row(tx, None)).collect();
+    let entries = store::recent_entries(db, &account.number, 10).await?;
+    // The live stream resumes after the newest entry rendered here: nothing missed in between.
+    let last_id = entries.first().map(|e| e.stream_id.clone()).unwrap_or_default();
+    let recent: Vec<Row> = store::transactions_for(db, &account.number, &entries)
+        .await?
+        .iter()
+        .map(|(_, tx)| row(tx, None))
+        .collect();
     Ok(Template::render(
         "bank/dashboard",
-        context! { user: doc.user_view(), csrf: &doc.csrf_token, account, balance: balance.display(), recent },
+        context! {
+            user: doc.user_view(), csrf: &doc.csrf_token, account, balance: balance.display(),
+            recent, last_id,
+        },
     ))
 }
 
@@ -103,11 +112,14 @@ pub async fn transactions_page(
     let found = store::search(db, &doc.account, q, page).await?;
     let rows: Vec<Row> =
         found.results.iter().map(|hit| row(&hit.tx, Some(&hit.highlight))).collect();
+    let newest = store::recent_entries(db, &doc.account, 1).await?;
+    let last_id = newest.first().map(|e| e.stream_id.clone()).unwrap_or_default();
     Ok(Template::render(
         "bank/transactions",
         context! {
             user: doc.user_view(), csrf: &doc.csrf_token, q, rows,
             total: found.total, page: found.page, pages: found.pages, page_size: PAGE_SIZE,
+            last_id, live: q.is_empty() && page == 1,
             prev: (page > 1).then(|| page - 1),
             next: (page < found.pages).then(|| page + 1),
         },

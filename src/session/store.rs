@@ -419,3 +419,9 @@ pub async fn set_session_field(
         Err(e) => Err(e),
     }
 }
+
+/// Whether the session still exists — a read that never extends it (SSE heartbeats use it).
+pub async fn session_exists(db: &Db, id: &SessionId) -> Result<bool> {
+    let key = db.keys.session(id.as_str());
+    db.run(async |c| redis::cmd("EXISTS").arg(&key).query_async(c).await).await
+}

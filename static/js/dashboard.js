@@ -1,4 +1,4 @@
-// Dashboard: balance chart, biggest-spenders donut, and (when /events is available) live updates.
+// Dashboard: balance chart, biggest-spenders donut, and live updates fed by live.js.
 // No inline scripts (CSP); data comes from the JSON API; text is inserted with textContent only.
 (function () {
   'use strict';
@@ -55,7 +55,7 @@
   async function loadBalance() { drawBalance(await getJSON('/api/v1/balance?window=' + encodeURIComponent(windowName))); }
   async function loadSpenders() { drawSpenders(await getJSON('/api/v1/spenders')); }
 
-  // ---- live updates (used by live.js) ----
+  // ---- live updates (events from live.js) ----
   function cell(cls, text) {
     const td = document.createElement('td');
     td.className = cls;
@@ -93,7 +93,9 @@
     balanceChart.update('none');
   }
 
-  window.redbank = { addTransaction, addBalancePoint, drawSpenders };
+  document.addEventListener('redbank:transaction', e => addTransaction(e.detail));
+  document.addEventListener('redbank:balance', e => addBalancePoint(e.detail));
+  document.addEventListener('redbank:spenders', e => drawSpenders(e.detail));
 
   document.querySelectorAll('button.window').forEach(button => {
     button.addEventListener('click', () => {

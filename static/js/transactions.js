@@ -1,3 +1,45 @@
-// Transactions page: nothing needed for search (a plain GET form); live "N new" notice is added
-// by the live-updates feature.
-(function () { 'use strict'; })();
+// Transactions page: search is a plain GET form. On the unfiltered first page, live transactions
+// are collected behind a "N new transactions" notice and prepended when it is clicked.
+(function () {
+  'use strict';
+  const table = document.getElementById('results');
+  const notice = document.getElementById('new-notice');
+  const button = document.getElementById('show-new');
+  if (!table || !notice || !button || table.dataset.live !== 'true') return;
+  const money = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD' });
+  const pending = [];
+
+  function cell(cls, text) {
+    const td = document.createElement('td');
+    td.className = cls;
+    td.textContent = text;
+    return td;
+  }
+
+  document.addEventListener('redbank:transaction', function (e) {
+    pending.push(e.detail);
+    button.textContent = pending.length + ' new transaction' + (pending.length === 1 ? '' : 's');
+    notice.hidden = false;
+  });
+
+  button.addEventListener('click', function () {
+    const tbody = table.tBodies[0];
+    const empty = tbody.querySelector('tr.empty');
+    if (empty) empty.remove();
+    while (pending.length) {
+      const tx = pending.shift();
+      const tr = document.createElement('tr');
+      tr.className = 'tx new';
+      tr.dataset.id = String(tx.id);
+      const t = document.createElement('time');
+      t.dateTime = tx.transactionDate;
+      t.textContent = new Date(tx.date).toISOString().replace('T', ' ').slice(0, 19) + ' UTC';
+      const date = cell('date', '');
+      date.appendChild(t);
+      tr.append(date, cell('desc', tx.description), cell('vendor', tx.fromAccountName), cell('type', tx.transactionType),
+        cell('num amount ' + (tx.amount > 0 ? 'credit' : 'debit'), money.format(tx.amount)), cell('num', money.format(tx.balanceAfter)));
+      tbody.prepend(tr);
+    }
+    notice.hidden = true;
+  });
+})();

@@ -1,0 +1,177 @@
+//! Redis pub/sub → in-process fan-out.
+//!
+//! One dedicated pub/sub connection per process (pooled connections cannot subscribe), one pattern
+//! subscription for every account channel. Each message is decoded once and sent to that account's
+//! broadcast channel; SSE streams subscribe there. Pub/sub is at-most-once and does not resubscribe
+//! by itself, so after any failure the bridge reconnects with capped exponential backoff,
+//! resubscribes, and tells every stream to catch up from the account stream ([`Msg::Resync`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rocket::Shutdown;
+use rocket::futures::StreamExt;
+use tokio::sync::broadcast;
+
+use super::event::{Frame, Msg};
+
+/// Per-account broadcast channels plus the open-stream counters behind the SSE limits.
+pub struct Hub {
+    channels: Mutex<HashMap<String, broadcast::Sender<Msg>>>,
+    capacity: usize,
+    open: AtomicUsize,
+    per_session: Mutex<HashMap<String, usize>>,
+    /// Times the bridge has (re)subscribed; tests and logs read it.
+    pub subscriptions: AtomicUsize,
+}
+
+impl Hub {
+    pub fn new(capacity: usize) -> Self {
+        Hub {
+            channels: Mutex::new(HashMap::new()),
+            capacity,
+            open: AtomicUsize::new(0),
+            per_session: Mutex::new(HashMap::new()),
+            subscriptions: AtomicUsize::new(0),
+        }
+    }
+
+    /// A receiver for `account`'s events (subscribe before replaying, so nothing falls in between).
+    pub fn subscribe(&self, account: &str) -> broadcast::Receiver<Msg> {
+        let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+        channels
+            .entry(account.to_owned())
+            .or_insert_with(|| broadcast::channel(self.capacity).0)
+            .subscribe()
+    }
+
+    /// Sends to the account's listeners; a channel nobody listens to any more is dropped.
+    pub fn publish(&self, account: &str, msg: Msg) {
+        let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(tx) = channels.get(account) {
+            if tx.send(msg).is_err() {
+                channels.remove(account);
+            }
+        }
+    }
+
+    fn resync_all(&self) {
+        let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+        channels.retain(|_, tx| tx.send(Msg::Resync).is_ok());
+    }
+
+    /// Number of open event streams in this process.
+    pub fn open_streams(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Takes a stream slot for `session`, or says which limit is hit.
+    pub fn open_stream(
+        self: &Arc<Self>,
+        session: &str,
+        max_total: usize,
+        max_per_session: usize,
+    ) -> Result<StreamSlot, Limit> {
+        let mut per = self.per_session.lock().unwrap_or_else(PoisonError::into_inner);
+        let mine = per.get(session).copied().unwrap_or(0);
+        if mine >= max_per_session {
+            return Err(Limit::Session);
+        }
+        if self.open.fetch_add(1, Ordering::AcqRel) >= max_total {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return Err(Limit::Global);
+        }
+        per.insert(session.to_owned(), mine + 1);
+        Ok(StreamSlot { hub: self.clone(), session: session.to_owned() })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Session,
+    Global,
+}
+
+/// An open stream's place in the limits; given back when the stream ends (dropped).
+pub struct StreamSlot {
+    hub: Arc<Hub>,
+    session: String,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.hub.open.fetch_sub(1, Ordering::AcqRel);
+        let mut per = self.hub.per_session.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = per.get_mut(&self.session) {
+            *n -= 1;
+            if *n == 0 {
+                per.remove(&self.session);
+            }
+        }
+    }
+}
+
+/// Runs the bridge until `shutdown`.
+pub async fn run(url: String, pattern: String, hub: Arc<Hub>, mut shutdown: Shutdown) {
+    let client = match redis::Client::open(url.as_str()) {
+        Ok(client) => client,
+        Err(e) => {
+            rocket::error!("live: bad Redis URL: {e}");
+            return;
+        }
+    };
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let connect = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.psubscribe(&pattern).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        let pubsub = tokio::select! {
+            _ = &mut shutdown => return,
+            r = tokio::time::timeout(Duration::from_secs(2), connect) => r,
+        };
+        match pubsub {
+            Ok(Ok(pubsub)) => {
+                let n = hub.subscriptions.fetch_add(1, Ordering::AcqRel);
+                if n > 0 {
+                    rocket::info!("live: resubscribed to {pattern} after an outage");
+                }
+                backoff = Duration::from_millis(100);
+                // Anything published while we were away is in the account streams: catch up.
+                hub.resync_all();
+                let mut messages = pubsub.into_on_message();
+                loop {
+                    tokio::select! {
+                        _ = &mut shutdown => return,
+                        msg = messages.next() => match msg {
+                            Some(msg) => dispatch(&hub, msg.get_payload_bytes()),
+                            None => break,
+                        },
+                    }
+                }
+                rocket::warn!("live: pub/sub connection lost; reconnecting");
+            }
+            Ok(Err(e)) => rocket::warn!("live: subscribe failed ({e}); retrying in {backoff:?}"),
+            Err(_) => rocket::warn!("live: subscribe timed out; retrying in {backoff:?}"),
+        }
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+fn dispatch(hub: &Hub, payload: &[u8]) {
+    let Ok(text) = std::str::from_utf8(payload) else { return };
+    match Frame::from_published(text) {
+        Ok(frame) => {
+            let account = frame.account.clone();
+            hub.publish(&account, Msg::Event(Arc::new(frame)));
+        }
+        Err(e) => rocket::warn!("live: {e}"),
+    }
+}

@@ -1,0 +1,44 @@
+// Live updates over server-sent events (cookie-authenticated; no token in the URL).
+// Re-dispatches each event as a DOM CustomEvent ('redbank:transaction', 'redbank:balance',
+// 'redbank:spenders') for the page scripts. EventSource reconnects by itself with Last-Event-ID;
+// when the server refuses a reconnect (e.g. 503 during a Redis outage) we reconnect ourselves,
+// resuming after the last id we saw, unless the session is gone (then: back to the login page).
+(function () {
+  'use strict';
+  const holder = document.querySelector('[data-last-id]');
+  const status = document.getElementById('live-status');
+  let lastId = holder ? holder.dataset.lastId : '';
+  let delay = 1000;
+
+  function setState(state, text) {
+    if (!status) return;
+    status.dataset.state = state;
+    status.textContent = text;
+  }
+
+  function forward(name) {
+    return function (e) {
+      if (e.lastEventId) lastId = e.lastEventId;
+      document.dispatchEvent(new CustomEvent('redbank:' + name, { detail: JSON.parse(e.data) }));
+    };
+  }
+
+  function connect() {
+    const es = new EventSource('/events' + (lastId ? '?after=' + encodeURIComponent(lastId) : ''));
+    es.onopen = function () { delay = 1000; setState('live', 'live'); };
+    es.addEventListener('transaction', forward('transaction'));
+    es.addEventListener('balance', forward('balance'));
+    es.addEventListener('spenders', forward('spenders'));
+    es.onerror = function () {
+      if (es.readyState !== EventSource.CLOSED) { setState('reconnecting', 'reconnecting…'); return; }
+      setState('reconnecting', 'reconnecting…');
+      fetch('/api/v1/me', { credentials: 'same-origin' }).then(function (res) {
+        if (res.status === 401) { window.location.assign('/login'); return; }
+        setTimeout(connect, delay);
+        delay = Math.min(delay * 2, 15000);
+      }, function () { setTimeout(connect, delay); delay = Math.min(delay * 2, 15000); });
+    };
+  }
+
+  if (window.EventSource) connect();
+})();
