@@ -49,6 +49,8 @@ pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
     modules: bool,
+    /// AOF on, so a stop + restart keeps the data (for outage tests).
+    persistent: bool,
     dir: PathBuf,
 }
 
@@ -63,7 +65,21 @@ impl RedisServer {
         Self::spawn(false)
     }
 
+    /// Redis with the modules and AOF persistence: [`RedisServer::stop`] + [`RedisServer::restart`]
+    /// behave like a real server restart (data kept).
+    pub fn start_persistent() -> Self {
+        let mut server = Self::spawn_with(true, true);
+        server.launch();
+        server
+    }
+
     fn spawn(modules: bool) -> Self {
+        let mut server = Self::spawn_with(modules, false);
+        server.launch();
+        server
+    }
+
+    fn spawn_with(modules: bool, persistent: bool) -> Self {
         static N: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
             "redbank-test-{}-{}",
@@ -71,16 +87,16 @@ impl RedisServer {
             N.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut server = RedisServer { child: None, port: free_port(), modules, dir };
-        server.launch();
-        server
+        RedisServer { child: None, port: free_port(), modules, persistent, dir }
     }
 
     fn launch(&mut self) {
         let bin = redis_dir();
         let mut cmd = Command::new(bin.join("redis-server"));
         cmd.args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "yes"])
+            .args(["--save", "", "--protected-mode", "yes"])
+            .args(["--appendonly", if self.persistent { "yes" } else { "no" }])
+            .args(["--appendfsync", "always"])
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -125,10 +141,15 @@ impl RedisServer {
         self.child.as_ref().expect("server running").id()
     }
 
-    /// Kills the server (like a crash); data is lost (no persistence in tests).
+    /// Stops the server: SIGTERM (a clean shutdown, AOF flushed) for a persistent server, SIGKILL
+    /// (a crash) otherwise.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
+            if self.persistent {
+                signal("TERM", child.id());
+            } else {
+                let _ = child.kill();
+            }
             let _ = child.wait();
         }
     }
@@ -358,4 +379,18 @@ pub fn enc(s: &str) -> String {
 
 pub fn bearer(token: &str) -> Header<'static> {
     Header::new("Authorization", format!("Bearer {token}"))
+}
+
+impl TestApp {
+    /// The app against `redis` under an exact key `prefix` (a second instance sharing another app's
+    /// data, or a prefix prepared before the start), with extra configuration.
+    pub async fn with_prefix(
+        redis: &RedisServer,
+        prefix: &str,
+        tweak: impl FnOnce(Figment) -> Figment,
+    ) -> Self {
+        let figment = tweak(test_figment(redis, prefix));
+        let client = Client::untracked(redbank::build(figment)).await.expect("valid rocket");
+        TestApp { client, prefix: prefix.to_owned() }
+    }
 }

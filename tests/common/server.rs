@@ -1,0 +1,209 @@
+//! The real app on a real loopback port (for server-sent events over real HTTP), plus a minimal SSE
+//! client. Used by the live-update tests through `#[path]` so it stays out of other test binaries.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
+use rocket::figment::Figment;
+
+use crate::common::{RedisServer, free_port, test_figment, unique_prefix};
+
+pub struct TestServer {
+    pub base: String,
+    pub prefix: String,
+    shutdown: rocket::Shutdown,
+    handle: tokio::task::JoinHandle<Result<(), String>>,
+    pub http: reqwest::Client,
+}
+
+impl TestServer {
+    /// Launches the app against `redis` with `prefix` (a fresh one when None).
+    pub async fn start(
+        redis: &RedisServer,
+        prefix: Option<&str>,
+        tweak: impl FnOnce(Figment) -> Figment,
+    ) -> Self {
+        let prefix = prefix.map(str::to_owned).unwrap_or_else(unique_prefix);
+        let port = free_port();
+        let figment = tweak(test_figment(redis, &prefix))
+            .merge(("port", port))
+            .merge(("address", "127.0.0.1"))
+            .merge(("shutdown.ctrlc", false))
+            .merge(("shutdown.grace", 1))
+            .merge(("shutdown.mercy", 1));
+        let rocket = redbank::build(figment).ignite().await.expect("ignite");
+        let shutdown = rocket.shutdown();
+        let handle =
+            tokio::spawn(
+                async move { rocket.launch().await.map(|_| ()).map_err(|e| e.to_string()) },
+            );
+        let base = format!("http://127.0.0.1:{port}");
+        let http =
+            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(res) = http.get(format!("{base}/healthz")).send().await {
+                if res.status() == 200 {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "server did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        TestServer { base, prefix, shutdown, handle, http }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Browser sign-in through the form; returns the `Cookie` header value and the CSRF token.
+    pub async fn login(&self, user: &str, pass: &str) -> (String, String) {
+        let page = self.http.get(self.url("/login")).send().await.unwrap();
+        let csrf_cookie = page
+            .cookies()
+            .find(|c| c.name() == "redbank_csrf")
+            .map(|c| c.value().to_owned())
+            .expect("csrf cookie");
+        let token = crate::common::hidden_csrf(&page.text().await.unwrap()).expect("csrf input");
+        let res = self
+            .http
+            .post(self.url("/login"))
+            .header("Cookie", format!("redbank_csrf={csrf_cookie}"))
+            .form(&[("username", user), ("password", pass), ("csrf", &token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303, "login failed");
+        let session = res
+            .cookies()
+            .find(|c| c.name() == "redbank")
+            .expect("session cookie")
+            .value()
+            .to_owned();
+        let cookie = format!("redbank={session}");
+        let html =
+            self.http.get(self.url("/dashboard")).header("Cookie", &cookie).send().await.unwrap();
+        let csrf = crate::common::hidden_csrf(&html.text().await.unwrap()).expect("page csrf");
+        (cookie, csrf)
+    }
+
+    /// Opens `/events` with a cookie (and optionally `Last-Event-ID`).
+    pub async fn events(&self, cookie: &str, last_event_id: Option<&str>) -> reqwest::Response {
+        let mut req = self.http.get(self.url("/events")).header("Cookie", cookie);
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Graceful shutdown (like SIGTERM); waits for the server to finish.
+    pub async fn stop(self) -> Result<(), String> {
+        self.shutdown.notify();
+        tokio::time::timeout(Duration::from_secs(10), self.handle)
+            .await
+            .expect("shutdown within grace")
+            .unwrap()
+    }
+
+    pub fn notify_shutdown(&self) {
+        self.shutdown.clone().notify();
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: String,
+    pub data: String,
+}
+
+type Body = Pin<Box<dyn Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
+
+/// Parses an event stream as a browser would (fields `event`, `data`, `id`; comments ignored).
+pub struct Sse {
+    body: Body,
+    buf: String,
+    pub retry: Option<u64>,
+    pub comments: usize,
+}
+
+pub enum Next {
+    Event(SseEvent),
+    Timeout,
+    Closed,
+}
+
+impl Sse {
+    pub fn new(res: reqwest::Response) -> Self {
+        assert_eq!(res.status(), 200);
+        let ct = res.headers().get("content-type").unwrap().to_str().unwrap().to_owned();
+        assert!(ct.starts_with("text/event-stream"), "{ct}");
+        Sse { body: Box::pin(res.bytes_stream()), buf: String::new(), retry: None, comments: 0 }
+    }
+
+    /// The next event, or Timeout / Closed.
+    pub async fn next(&mut self, within: Duration) -> Next {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(event) = self.take_event() {
+                return Next::Event(event);
+            }
+            match tokio::time::timeout_at(deadline, self.body.next()).await {
+                Err(_) => return Next::Timeout,
+                Ok(None) | Ok(Some(Err(_))) => return Next::Closed,
+                Ok(Some(Ok(chunk))) => self.buf.push_str(&String::from_utf8_lossy(&chunk)),
+            }
+        }
+    }
+
+    /// Next event named `name` (skipping others), panicking on timeout/close.
+    pub async fn expect(&mut self, name: &str, within: Duration) -> SseEvent {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next(left).await {
+                Next::Event(e) if e.event == name => return e,
+                Next::Event(_) => continue,
+                Next::Timeout => panic!("no {name} event within {within:?}"),
+                Next::Closed => panic!("stream closed while waiting for {name}"),
+            }
+        }
+    }
+
+    fn take_event(&mut self) -> Option<SseEvent> {
+        loop {
+            let end = self.buf.find("\n\n")?;
+            let block: String = self.buf.drain(..end + 2).collect();
+            let mut event = SseEvent { id: None, event: "message".into(), data: String::new() };
+            let mut has_data = false;
+            for line in block.lines() {
+                if line.starts_with(':') {
+                    self.comments += 1;
+                    continue;
+                }
+                let (field, value) = line.split_once(':').unwrap_or((line, ""));
+                let value = value.strip_prefix(' ').unwrap_or(value);
+                match field {
+                    "event" => event.event = value.to_owned(),
+                    "id" => event.id = Some(value.to_owned()),
+                    "retry" => self.retry = value.parse().ok(),
+                    "data" => {
+                        if has_data {
+                            event.data.push('\n');
+                        }
+                        event.data.push_str(value);
+                        has_data = true;
+                    }
+                    _ => {}
+                }
+            }
+            if has_data {
+                return Some(event);
+            }
+        }
+    }
+}
