@@ -82,7 +82,9 @@ impl Fairing for SecurityHeaders {
         res.set_raw_header("Content-Security-Policy", CONTENT_SECURITY_POLICY);
         res.set_raw_header("X-Content-Type-Options", "nosniff");
         res.set_raw_header("X-Frame-Options", "DENY");
-        res.set_raw_header("Referrer-Policy", "no-referrer");
+        // Not "no-referrer": with it browsers send `Origin: null` on same-origin form posts,
+        // which the CSRF check must then refuse.
+        res.set_raw_header("Referrer-Policy", "same-origin");
         res.set_raw_header("Cross-Origin-Opener-Policy", "same-origin");
         res.set_raw_header("Permissions-Policy", "camera=(), microphone=(), geolocation=()");
         // Pages and API carry account data: never cache them. Static assets are public.

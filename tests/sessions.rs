@@ -375,6 +375,10 @@ async fn cross_site_posts_and_wrong_csrf_tokens_are_refused() {
     assert_eq!(res.status(), Status::Forbidden);
     let res = post(b.csrf.clone(), Some(Header::new("Origin", "https://evil.example"))).await;
     assert_eq!(res.status(), Status::Forbidden);
+    let res = post(b.csrf.clone(), Some(Header::new("Origin", "null"))).await;
+    assert_eq!(res.status(), Status::Forbidden);
+    let res = post(b.csrf.clone(), Some(Header::new("Sec-Fetch-Site", "same-site"))).await;
+    assert_eq!(res.status(), Status::Forbidden);
     let res = post("x".repeat(43), None).await;
     assert_eq!(res.status(), Status::Forbidden);
     let res = post(String::new(), None).await;

@@ -16,11 +16,12 @@ pub fn is_safe(method: Method) -> bool {
 }
 
 /// False when the browser says the request comes from another site, or its Origin is foreign.
+///
+/// `Sec-Fetch-Site` is set by the browser itself (scripts cannot forge it), so when present it
+/// decides; older clients are judged by `Origin` (a `null` origin is refused).
 pub fn same_origin(req: &Request<'_>) -> bool {
     if let Some(site) = req.headers().get_one("Sec-Fetch-Site") {
-        if !matches!(site, "same-origin" | "none") {
-            return false;
-        }
+        return matches!(site, "same-origin" | "none");
     }
     match req.headers().get_one("Origin") {
         None => true,

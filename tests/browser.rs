@@ -1,0 +1,315 @@
+//! End to end in a real browser: headless Debian Chromium driven over WebDriver (chromedriver)
+//! against the real app on a loopback port with its own Redis and a fast generator.
+//!
+//! Needs `chromium` and `chromedriver` (scripts/test installs them). Screenshots of the login,
+//! dashboard and transactions pages go to target/screenshots/.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+#[path = "common/server.rs"]
+mod server;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use redis::AsyncCommands;
+use serde_json::{Value, json};
+use server::TestServer;
+
+const BOB: &str = "1580783161";
+
+/// chromedriver on a free port; killed on drop.
+struct Driver {
+    child: Child,
+    port: u16,
+    profile: std::path::PathBuf,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        let binary = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        let port = common::free_port();
+        let child = Command::new(&binary)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary} ({e}): run scripts/test, which installs chromium + chromium-driver"));
+        let profile =
+            std::env::temp_dir().join(format!("redbank-chrome-{}-{port}", std::process::id()));
+        Driver { child, port, profile }
+    }
+
+    async fn connect(&self) -> Client {
+        let chrome = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:loggingPrefs": { "browser": "ALL" },
+            "goog:chromeOptions": {
+                "binary": chrome,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                    "--disable-dev-shm-usage", "--window-size=1280,1000",
+                    format!("--user-data-dir={}", self.profile.display()),
+                ],
+            },
+        });
+        let caps = caps.as_object().unwrap().clone();
+        let url = format!("http://127.0.0.1:{}", self.port);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let builder =
+                ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                    .capabilities(caps.clone())
+                    .connect(&url)
+                    .await;
+            match builder {
+                Ok(client) => return client,
+                Err(e) if Instant::now() > deadline => panic!("no WebDriver session: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// chromedriver's browser console log (`goog:loggingPrefs`), via its `se/log` endpoint.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(json!({"type": "browser"}).to_string()))
+    }
+}
+
+async fn console(client: &Client) -> Vec<String> {
+    let log = client.issue_cmd(BrowserLog).await.unwrap_or(Value::Null);
+    log.as_array()
+        .map(|entries| {
+            entries.iter().filter_map(|e| e["message"].as_str().map(str::to_owned)).collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn text(client: &Client, css: &str) -> String {
+    client.find(Locator::Css(css)).await.unwrap().text().await.unwrap()
+}
+
+async fn js(client: &Client, script: &str) -> Value {
+    client.execute(script, vec![]).await.unwrap()
+}
+
+/// Polls `script` (a JS expression) until it is truthy.
+async fn wait_for(client: &Client, script: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while !js(client, &format!("return !!({script});")).await.as_bool().unwrap_or(false) {
+        assert!(Instant::now() < deadline, "timed out waiting for: {script}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), client.screenshot().await.unwrap()).unwrap();
+}
+
+async fn submit_login(client: &Client, user: &str, pass: &str) {
+    client.find(Locator::Css("input[name=username]")).await.unwrap().clear().await.unwrap();
+    client.find(Locator::Css("input[name=username]")).await.unwrap().send_keys(user).await.unwrap();
+    client.find(Locator::Css("input[name=password]")).await.unwrap().send_keys(pass).await.unwrap();
+    client.find(Locator::Css("#sign-in")).await.unwrap().click().await.unwrap();
+}
+
+/// Writes a transaction whose text is an XSS probe, through the real atomic write.
+async fn inject_probe(server: &TestServer, description: &str) {
+    let db = redbank::redis::Db::connect(
+        &common::shared_redis().url(),
+        &server.prefix,
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    for _ in 0..20 {
+        let balance = redbank::bank::store::balance(&db, BOB).await.unwrap();
+        let now = redbank::clock::now_ms();
+        let tx = redbank::bank::model::Transaction {
+            id: now as u64 * 1000 + 999,
+            account_id: BOB.into(),
+            from_account: "0000000000".into(),
+            from_account_name: "<b>Probe</b> Insurance".into(),
+            to_account: BOB.into(),
+            to_account_name: "Bob Jones".into(),
+            amount: redbank::bank::model::Cents(-1234),
+            description: description.into(),
+            transaction_date: redbank::clock::rfc3339_ms(now),
+            date: now,
+            transaction_type: "online".into(),
+            balance_after: redbank::bank::model::Cents(balance.0 - 1234),
+        };
+        // The generator may move the balance between our read and write: retry.
+        if redbank::bank::store::record(&db, &redbank::Config::default(), balance, &tx)
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("could not inject the probe transaction");
+}
+
+#[rocket::async_test]
+async fn the_whole_flow_in_a_real_browser() {
+    if std::env::var("REDBANK_SKIP_BROWSER").is_ok() {
+        eprintln!("SKIPPED: REDBANK_SKIP_BROWSER is set");
+        return;
+    }
+    let server = TestServer::start(common::shared_redis(), None, |f| {
+        f.merge(("generator_interval_ms", 700)).merge(("sse_heartbeat_secs", 2))
+    })
+    .await;
+    let driver = Driver::start();
+    let client = driver.connect().await;
+
+    // / → login; a wrong password shows the generic error.
+    client.goto(&server.url("/")).await.unwrap();
+    assert!(client.current_url().await.unwrap().path().ends_with("/login"));
+    screenshot(&client, "login").await;
+    submit_login(&client, "bob", "not-the-password").await;
+    wait_for(&client, "document.querySelector('#login-error')", Duration::from_secs(5)).await;
+    assert_eq!(text(&client, "#login-error").await, "Invalid username or password");
+
+    // Log in: the dashboard shows the account and a balance.
+    submit_login(&client, "bob", "foobared").await;
+    wait_for(
+        &client,
+        "location.pathname === '/dashboard' && document.querySelector('#account-number')",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(text(&client, "#account-number").await, BOB);
+    let balance_before = text(&client, "#balance").await;
+    assert!(balance_before.starts_with('$'), "{balance_before}");
+
+    // Live: a new row arrives and the balance changes without a reload.
+    js(&client, "window.__noReload = 'still here'; return null;").await;
+    wait_for(
+        &client,
+        "document.querySelector('#live-status').dataset.state === 'live'",
+        Duration::from_secs(10),
+    )
+    .await;
+    let first_row = js(
+        &client,
+        "const r = document.querySelector('#recent tbody tr.tx'); return r ? r.dataset.id : null;",
+    )
+    .await;
+    wait_for(
+        &client,
+        &format!(
+            "(() => {{ const r = document.querySelector('#recent tbody tr.tx'); return r && r.dataset.id !== {first_row}; }})()"
+        ),
+        Duration::from_secs(10),
+    )
+    .await;
+    wait_for(
+        &client,
+        &format!("document.querySelector('#balance').textContent !== {}", json!(balance_before)),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(js(&client, "return window.__noReload;").await, "still here", "the page reloaded");
+    assert!(
+        js(&client, "return document.querySelectorAll('#recent tbody tr.tx').length;")
+            .await
+            .as_u64()
+            .unwrap()
+            <= 10
+    );
+
+    // Charts drawn with data.
+    wait_for(&client, "window.Chart && Chart.getChart('balance-chart') && Chart.getChart('balance-chart').data.datasets[0].data.length > 0", Duration::from_secs(10)).await;
+    wait_for(&client, "Chart.getChart('spenders-chart') && Chart.getChart('spenders-chart').data.labels.length > 0", Duration::from_secs(10)).await;
+    screenshot(&client, "dashboard").await;
+
+    // XSS probe through the live stream: rendered as text, never as markup.
+    let probe = "<img src=x onerror=\"window.__xss=1\"> Insurance premium";
+    js(&client, "window.__xss = 0; return null;").await;
+    inject_probe(&server, probe).await;
+    wait_for(&client, "[...document.querySelectorAll('#recent td.desc')].some(td => td.textContent.includes('<img src=x'))", Duration::from_secs(10)).await;
+    assert_eq!(js(&client, "return document.querySelectorAll('#recent img').length;").await, 0);
+    assert_eq!(js(&client, "return window.__xss;").await, 0);
+    // …and after a reload (server-rendered).
+    client.refresh().await.unwrap();
+    wait_for(&client, "[...document.querySelectorAll('#recent td.desc')].some(td => td.textContent.includes('<img src=x'))", Duration::from_secs(5)).await;
+    assert_eq!(js(&client, "return document.querySelectorAll('#recent img').length;").await, 0);
+
+    // Search finds a vendor and highlights it; the probe stays text.
+    client.goto(&server.url("/transactions")).await.unwrap();
+    client.find(Locator::Css("#search-q")).await.unwrap().send_keys("ins").await.unwrap();
+    client.find(Locator::Css("#search-go")).await.unwrap().click().await.unwrap();
+    wait_for(&client, "location.search.includes('q=ins')", Duration::from_secs(5)).await;
+    let marks = js(
+        &client,
+        "return [...document.querySelectorAll('#results mark')].map(m => m.textContent);",
+    )
+    .await;
+    let marks: Vec<String> = serde_json::from_value(marks).unwrap();
+    assert!(!marks.is_empty(), "no highlighted match");
+    assert!(marks.iter().all(|m| m.to_lowercase().starts_with("ins")), "{marks:?}");
+    assert_eq!(
+        js(&client, "return document.querySelectorAll('#results img, #results b').length;").await,
+        0
+    );
+    assert_eq!(js(&client, "return window.__xss === undefined || window.__xss === 0;").await, true);
+    screenshot(&client, "transactions").await;
+
+    // The sessions page lists this browser.
+    client.goto(&server.url("/sessions")).await.unwrap();
+    let current = text(&client, "tr.session.current").await;
+    assert!(current.contains("this device") && current.contains("Chrome"), "{current}");
+
+    // Log out: back on the login page, and the session document is gone from Redis.
+    let cookie = client.get_named_cookie("redbank").await.unwrap();
+    let id = redbank::session::model::SessionToken::parse(cookie.value()).unwrap().id();
+    let key = format!("{}session:{}", server.prefix, id.as_str());
+    let mut redis = common::shared_redis().conn().await;
+    assert!(redis.exists::<_, bool>(&key).await.unwrap());
+    client.find(Locator::Css("#logout")).await.unwrap().click().await.unwrap();
+    wait_for(&client, "location.pathname === '/login'", Duration::from_secs(5)).await;
+    assert!(!redis.exists::<_, bool>(&key).await.unwrap(), "session document survived logout");
+
+    // No CSP violation (or any script error) was reported in the console.
+    let log = console(&client).await;
+    let bad: Vec<&String> = log
+        .iter()
+        .filter(|m| {
+            m.contains("Content Security Policy")
+                || m.contains("Refused to")
+                || m.contains("Uncaught")
+        })
+        .collect();
+    assert!(bad.is_empty(), "browser console: {bad:#?}");
+
+    client.close().await.unwrap();
+    server.stop().await.unwrap();
+}
