@@ -204,8 +204,8 @@ pub async fn missing_modules(db: &Db) -> Result<Vec<&'static str>> {
         .iter()
         .filter_map(|fields| {
             // Each module is a flat [key, value, …] list; take the value after "name".
-            let pos = fields.iter().position(|v| as_text(v).as_deref() == Some("name"))?;
-            fields.get(pos + 1).and_then(as_text)
+            let pos = fields.iter().position(|v| value_text(v).as_deref() == Some("name"))?;
+            fields.get(pos + 1).and_then(value_text)
         })
         .collect();
     Ok(REQUIRED_MODULES
@@ -215,12 +215,65 @@ pub async fn missing_modules(db: &Db) -> Result<Vec<&'static str>> {
         .collect())
 }
 
-fn as_text(v: &Value) -> Option<String> {
+/// A reply element as text (bulk or status strings).
+pub fn value_text(v: &Value) -> Option<String> {
     match v {
-        Value::Data(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        Value::Data(bytes) => String::from_utf8(bytes.clone()).ok(),
         Value::Status(s) => Some(s.clone()),
         _ => None,
     }
+}
+
+/// `FT.CREATE <name> ON JSON PREFIX 1 <prefix> SCHEMA <schema…>`, where an existing index is fine.
+pub async fn create_json_index(db: &Db, name: &str, prefix: &str, schema: &[&str]) -> Result<()> {
+    let created: Result<String> = db
+        .run(async |c| {
+            redis::cmd("FT.CREATE")
+                .arg(name)
+                .arg(&["ON", "JSON", "PREFIX", "1"][..])
+                .arg(prefix)
+                .arg("SCHEMA")
+                .arg(schema)
+                .query_async(c)
+                .await
+        })
+        .await;
+    match created {
+        Err(Error::Redis(e)) if e.to_string().contains("already exists") => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
+/// True for RediSearch's "the index is not there" errors (e.g. after Redis lost its data).
+pub fn is_missing_index(e: &Error) -> bool {
+    match e {
+        Error::Redis(e) => {
+            let text = e.to_string().to_lowercase();
+            text.contains("no such index") || text.contains("unknown index")
+        }
+        _ => false,
+    }
+}
+
+/// An `FT.SEARCH` reply over JSON documents — `[total, key, [field, value, …, "$", json], …]` —
+/// as the total and the (key, document JSON) pairs. With SORTBY the sort key precedes `$`.
+pub fn search_hits(reply: &[Value]) -> (usize, Vec<(String, String)>) {
+    let total = match reply.first() {
+        Some(Value::Int(n)) => usize::try_from(*n).unwrap_or(0),
+        _ => 0,
+    };
+    let hits = reply
+        .get(1..)
+        .unwrap_or_default()
+        .chunks(2)
+        .filter_map(|pair| {
+            let key = value_text(pair.first()?)?;
+            let Value::Bulk(fields) = pair.get(1)? else { return None };
+            let at = fields.iter().position(|f| value_text(f).as_deref() == Some("$"))?;
+            Some((key, value_text(fields.get(at + 1)?)?))
+        })
+        .collect();
+    (total, hits)
 }
 
 /// Pool (rocket_db_pools), [`Db`] state, and a startup check of the server's modules.

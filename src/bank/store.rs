@@ -10,8 +10,7 @@ use redis::{Script, Value};
 use super::model::{Account, BalancePoint, Cents, OPENING_BALANCE, Spenders, Transaction};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::redis::Db;
-use crate::session::store::is_missing_index;
+use crate::redis::{Db, create_json_index, is_missing_index, search_hits, value_text};
 
 /// Page size of the transactions page and the search API.
 pub const PAGE_SIZE: usize = 20;
@@ -24,29 +23,17 @@ pub const MAX_TERM_CHARS: usize = 100;
 
 /// Creates the transaction index if it is missing.
 pub async fn ensure_index(db: &Db) -> Result<()> {
-    let keys = &db.keys;
-    let created: Result<String> = db
-        .run(async |c| {
-            redis::cmd("FT.CREATE")
-                .arg(keys.transaction_index())
-                .arg(&["ON", "JSON", "PREFIX", "1"][..])
-                .arg(keys.transaction_prefix())
-                .arg("SCHEMA")
-                .arg(&["$.description", "AS", "description", "TEXT"][..])
-                .arg(&["$.fromAccountName", "AS", "fromAccountName", "TEXT"][..])
-                .arg(&["$.transactionType", "AS", "transactionType", "TEXT"][..])
-                .arg(&["$.accountId", "AS", "accountId", "TAG"][..])
-                .arg(&["$.amount", "AS", "amount", "NUMERIC", "SORTABLE"][..])
-                .arg(&["$.date", "AS", "date", "NUMERIC", "SORTABLE"][..])
-                .query_async(c)
-                .await
-        })
-        .await;
-    match created {
-        Ok(_) => Ok(()),
-        Err(Error::Redis(e)) if e.to_string().contains("already exists") => Ok(()),
-        Err(e) => Err(e),
-    }
+    #[rustfmt::skip]
+    let schema = [
+        "$.description", "AS", "description", "TEXT",
+        "$.fromAccountName", "AS", "fromAccountName", "TEXT",
+        "$.transactionType", "AS", "transactionType", "TEXT",
+        "$.accountId", "AS", "accountId", "TAG",
+        "$.amount", "AS", "amount", "NUMERIC", "SORTABLE",
+        "$.date", "AS", "date", "NUMERIC", "SORTABLE",
+    ];
+    let (name, prefix) = (db.keys.transaction_index(), db.keys.transaction_prefix());
+    create_json_index(db, &name, &prefix, &schema).await
 }
 
 /// Creates the account (document, membership, opening balance) unless it exists; an existing
@@ -186,26 +173,19 @@ pub struct Entry {
     pub ts: i64,
 }
 
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::Data(b) => String::from_utf8(b.clone()).ok(),
-        Value::Status(s) => Some(s.clone()),
-        _ => None,
-    }
-}
-
 /// XRANGE / XREVRANGE reply → entries (malformed entries are skipped, never a panic).
 fn parse_entries(reply: &[Value]) -> Vec<Entry> {
     reply
         .iter()
         .filter_map(|item| {
             let Value::Bulk(parts) = item else { return None };
-            let stream_id = text(parts.first()?)?;
+            let stream_id = value_text(parts.first()?)?;
             let Value::Bulk(fields) = parts.get(1)? else { return None };
             let mut entry =
                 Entry { stream_id, tx_id: 0, amount: Cents(0), balance: Cents(0), ts: 0 };
             for pair in fields.chunks(2) {
-                let (Some(k), Some(v)) = (pair.first().and_then(text), pair.get(1).and_then(text))
+                let (Some(k), Some(v)) =
+                    (pair.first().and_then(value_text), pair.get(1).and_then(value_text))
                 else {
                     continue;
                 };
@@ -222,22 +202,33 @@ fn parse_entries(reply: &[Value]) -> Vec<Entry> {
         .collect()
 }
 
-/// The newest `limit` entries, newest first: XREVRANGE … COUNT — cost independent of history.
-pub async fn recent_entries(db: &Db, number: &str, limit: usize) -> Result<Vec<Entry>> {
-    let key = db.keys.stream(number);
+/// `XRANGE`/`XREVRANGE key from to COUNT count`, parsed.
+async fn range(
+    db: &Db,
+    command: &str,
+    key: &str,
+    from: &str,
+    to: &str,
+    count: usize,
+) -> Result<Vec<Entry>> {
     let reply: Vec<Value> = db
         .run(async |c| {
-            redis::cmd("XREVRANGE")
-                .arg(&key)
-                .arg("+")
-                .arg("-")
+            redis::cmd(command)
+                .arg(key)
+                .arg(from)
+                .arg(to)
                 .arg("COUNT")
-                .arg(limit)
+                .arg(count)
                 .query_async(c)
                 .await
         })
         .await?;
     Ok(parse_entries(&reply))
+}
+
+/// The newest `limit` entries, newest first: XREVRANGE … COUNT — cost independent of history.
+pub async fn recent_entries(db: &Db, number: &str, limit: usize) -> Result<Vec<Entry>> {
+    range(db, "XREVRANGE", &db.keys.stream(number), "+", "-", limit).await
 }
 
 /// Entries strictly after `after_id`, oldest first, at most `limit` (live replay).
@@ -247,21 +238,7 @@ pub async fn entries_after(
     after_id: &str,
     limit: usize,
 ) -> Result<Vec<Entry>> {
-    let key = db.keys.stream(number);
-    let start = format!("({after_id}");
-    let reply: Vec<Value> = db
-        .run(async |c| {
-            redis::cmd("XRANGE")
-                .arg(&key)
-                .arg(&start)
-                .arg("+")
-                .arg("COUNT")
-                .arg(limit)
-                .query_async(c)
-                .await
-        })
-        .await?;
-    Ok(parse_entries(&reply))
+    range(db, "XRANGE", &db.keys.stream(number), &format!("({after_id}"), "+", limit).await
 }
 
 /// The transaction documents behind `entries`, in the same order (one JSON.MGET; entries whose
@@ -303,23 +280,11 @@ pub async fn balance_history(
     window_ms: i64,
     max_points: usize,
 ) -> Result<Vec<BalancePoint>> {
-    let key = db.keys.stream(number);
     let start = (now - window_ms).max(0).to_string();
     // Stream ids start with the server's ms clock; the COUNT caps one request's work.
-    let reply: Vec<Value> = db
-        .run(async |c| {
-            redis::cmd("XRANGE")
-                .arg(&key)
-                .arg(&start)
-                .arg("+")
-                .arg("COUNT")
-                .arg(100_000)
-                .query_async(c)
-                .await
-        })
-        .await?;
+    let entries = range(db, "XRANGE", &db.keys.stream(number), &start, "+", 100_000).await?;
     let points: Vec<BalancePoint> =
-        parse_entries(&reply).into_iter().map(|e| BalancePoint { x: e.ts, y: e.balance }).collect();
+        entries.into_iter().map(|e| BalancePoint { x: e.ts, y: e.balance }).collect();
     Ok(downsample(points, now - window_ms, window_ms, max_points))
 }
 
@@ -415,19 +380,11 @@ pub async fn search(db: &Db, number: &str, q: &str, page: usize) -> Result<Searc
         }
         other => other?,
     };
-    let total = match reply.first() {
-        Some(Value::Int(n)) => *n as usize,
-        _ => 0,
-    };
-    let results = reply
-        .iter()
-        .skip(1)
-        .collect::<Vec<_>>()
-        .chunks(2)
-        .filter_map(|pair| {
-            let Value::Bulk(fields) = pair.get(1)? else { return None };
-            let at = fields.iter().position(|f| text(f).as_deref() == Some("$"))?;
-            let tx: Transaction = serde_json::from_str(&text(fields.get(at + 1)?)?).ok()?;
+    let (total, hits) = search_hits(&reply);
+    let results = hits
+        .into_iter()
+        .filter_map(|(_, json)| {
+            let tx: Transaction = serde_json::from_str(&json).ok()?;
             // Defence in depth: never return another account's row, whatever the index said.
             (tx.account_id == number).then(|| {
                 let highlight = Highlights {

@@ -10,7 +10,7 @@ use redis::{Script, Value};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::redis::{Db, Keys};
+use crate::redis::{Db, Keys, create_json_index, is_missing_index, search_hits};
 
 use super::model::{
     SESSION_SCHEMA, Session, SessionDoc, SessionId, SessionKind, SessionToken, User, random_token,
@@ -194,50 +194,13 @@ pub async fn get_session(db: &Db, id: &SessionId) -> Result<Option<SessionDoc>> 
 
 /// Creates the RediSearch index over session documents if it is missing.
 pub async fn ensure_index(db: &Db) -> Result<()> {
-    let keys = &db.keys;
-    let created: Result<String> = db
-        .run(async |c| {
-            redis::cmd("FT.CREATE")
-                .arg(keys.session_index())
-                .arg("ON")
-                .arg("JSON")
-                .arg("PREFIX")
-                .arg(1)
-                .arg(keys.session_prefix())
-                .arg("SCHEMA")
-                .arg("$.user")
-                .arg("AS")
-                .arg("user")
-                .arg("TAG")
-                .arg("$.kind")
-                .arg("AS")
-                .arg("kind")
-                .arg("TAG")
-                .arg("$.created_at")
-                .arg("AS")
-                .arg("created_at")
-                .arg("NUMERIC")
-                .arg("SORTABLE")
-                .query_async(c)
-                .await
-        })
-        .await;
-    match created {
-        Ok(_) => Ok(()),
-        Err(Error::Redis(e)) if e.to_string().contains("already exists") => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// True for RediSearch's "the index is not there" errors (e.g. after Redis lost its data).
-pub fn is_missing_index(e: &Error) -> bool {
-    match e {
-        Error::Redis(e) => {
-            let text = e.to_string().to_lowercase();
-            text.contains("no such index") || text.contains("unknown index")
-        }
-        _ => false,
-    }
+    #[rustfmt::skip]
+    let schema = [
+        "$.user", "AS", "user", "TAG",
+        "$.kind", "AS", "kind", "TAG",
+        "$.created_at", "AS", "created_at", "NUMERIC", "SORTABLE",
+    ];
+    create_json_index(db, &db.keys.session_index(), &db.keys.session_prefix(), &schema).await
 }
 
 /// Live sessions of `user` (all users when None), newest first. Built on the session index, so
@@ -269,33 +232,17 @@ async fn search_sessions(db: &Db, user: Option<&str>) -> Result<Vec<Session>> {
     Ok(parse_session_hits(&db.keys, &reply))
 }
 
-/// FT.SEARCH on JSON answers [total, key, ["$", json], key, ["$", json], …].
+/// Session hits of an FT.SEARCH reply (rows that no longer parse are skipped).
 fn parse_session_hits(keys: &Keys, reply: &[Value]) -> Vec<Session> {
     let prefix = keys.session_prefix();
-    reply
-        .iter()
-        .skip(1)
-        .collect::<Vec<_>>()
-        .chunks(2)
-        .filter_map(|pair| {
-            let key = text(pair.first()?)?;
+    search_hits(reply)
+        .1
+        .into_iter()
+        .filter_map(|(key, json)| {
             let id = SessionId::parse(key.strip_prefix(&prefix)?)?;
-            let Value::Bulk(fields) = pair.get(1)? else { return None };
-            // Fields come as [name, value, …]; with SORTBY the sort key precedes "$".
-            let at = fields.iter().position(|f| text(f).as_deref() == Some("$"))?;
-            let json = fields.get(at + 1).and_then(text)?;
-            let doc: SessionDoc = serde_json::from_str(&json).ok()?;
-            Some(Session { id, doc })
+            Some(Session { id, doc: serde_json::from_str(&json).ok()? })
         })
         .collect()
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::Data(b) => String::from_utf8(b.clone()).ok(),
-        Value::Status(s) => Some(s.clone()),
-        _ => None,
-    }
 }
 
 /// Deletes every session of `user` except `keep`; returns how many went.
