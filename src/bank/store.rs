@@ -92,8 +92,9 @@ pub async fn balance(db: &Db, number: &str) -> Result<Cents> {
 /// One transaction, atomically: check the balance is what the caller computed from, move it, write
 /// the JSON document (with expiry), append to the stream (trimmed by time), count the spending,
 /// and announce it on the account's channel with the new top-5 spenders. Fails (changing nothing)
-/// if the balance moved meanwhile or would go below zero.
+/// if the balance moved meanwhile, would go below zero, or the transaction id is taken.
 const RECORD: &str = r#"
+if redis.call('EXISTS', KEYS[4]) == 1 then return redis.error_reply('DUPLICATE transaction id') end
 local cur = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
 if cur ~= tonumber(ARGV[2]) then return redis.error_reply('CONFLICT balance moved') end
 local amount = tonumber(ARGV[3])
@@ -335,11 +336,17 @@ pub fn search_words(q: &str) -> Result<Vec<String>> {
             "The search term is longer than {MAX_TERM_CHARS} characters."
         )));
     }
-    Ok(q.split(|c: char| !c.is_alphanumeric())
+    Ok(q.split(|c: char| !is_word_char(c))
         .filter(|w| !w.is_empty())
         .take(8)
         .map(|w| w.to_lowercase().chars().take(40).collect())
         .collect())
+}
+
+/// Word characters as RediSearch's tokenizer sees them: letters, digits and `_` (which is not
+/// one of its separators), so our words and highlights match its terms.
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
 }
 
 /// One search hit: the transaction and, per text field, the UTF-16 `[start, end)` ranges to mark.
@@ -396,7 +403,9 @@ pub async fn search(db: &Db, number: &str, q: &str, page: usize) -> Result<Searc
             })
         })
         .collect();
-    Ok(SearchPage { total, page, pages: total.div_ceil(PAGE_SIZE).max(1), results })
+    // Never point past the deepest page we serve.
+    let pages = total.div_ceil(PAGE_SIZE).clamp(1, MAX_PAGE);
+    Ok(SearchPage { total, page, pages, results })
 }
 
 async fn search_once(db: &Db, number: &str, words: &[String], page: usize) -> Result<Vec<Value>> {
@@ -437,12 +446,16 @@ pub fn highlight(text: &str, words: &[String]) -> Vec<(usize, usize)> {
     let mut start: Option<(usize, usize)> = None; // (byte, utf16) of the current word
     let mut push = |from: (usize, usize), to_byte: usize, to16: usize| {
         let word = text[from.0..to_byte].to_lowercase();
-        if words.iter().any(|w| word.starts_with(w.as_str())) {
+        // A one-letter query word matches whole words only (as in the query), longer ones prefixes.
+        let hit = |w: &String| {
+            if w.chars().count() < 2 { word == *w } else { word.starts_with(w.as_str()) }
+        };
+        if words.iter().any(hit) {
             out.push((from.1, to16));
         }
     };
     for (i, c) in text.char_indices() {
-        if c.is_alphanumeric() {
+        if is_word_char(c) {
             if start.is_none() {
                 start = Some((i, utf16));
             }
