@@ -403,3 +403,112 @@ async fn two_instances_share_sessions_stream_everything_and_run_one_generator() 
     a.stop().await.unwrap();
     b.stop().await.unwrap();
 }
+
+/// The real binary: SIGTERM with open event streams ends them and exits within Rocket's grace +
+/// mercy; sessions survive in Redis and work after the restart.
+#[rocket::async_test]
+async fn sigterm_with_open_streams_exits_cleanly_and_sessions_survive() {
+    let prefix = common::unique_prefix();
+    let spawn = || {
+        let port = common::free_port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_redbank"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("REDIS_URL", shared_redis().url())
+            .env("ROCKET_PORT", port.to_string())
+            .env("ROCKET_KEY_PREFIX", &prefix)
+            .env("ROCKET_LOG_LEVEL", "off")
+            .env("ROCKET_GENERATOR_INTERVAL_MS", "300")
+            .env("ROCKET_ADMIN_PASSWORD", common::ADMIN_PASSWORD)
+            .env("ROCKET_SHUTDOWN", "{grace=2,mercy=2}")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        (child, format!("http://127.0.0.1:{port}"))
+    };
+    let http =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let wait_up = |base: String| {
+        let http = http.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while http
+                .get(format!("{base}/healthz"))
+                .send()
+                .await
+                .map(|r| r.status() != 200)
+                .unwrap_or(true)
+            {
+                assert!(Instant::now() < deadline, "binary did not start");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+
+    let (mut child, base) = spawn();
+    wait_up(base.clone()).await;
+    let res = http
+        .post(format!("{base}/api/v1/login"))
+        .json(&serde_json::json!({"username": "bob", "password": "foobared"}))
+        .send()
+        .await
+        .unwrap();
+    let token = res.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+    // A browser session for the streams (cookie only), made through the form.
+    let page = http.get(format!("{base}/login")).send().await.unwrap();
+    let csrf_cookie =
+        page.cookies().find(|c| c.name() == "redbank_csrf").unwrap().value().to_owned();
+    let csrf = common::hidden_csrf(&page.text().await.unwrap()).unwrap();
+    let login = http
+        .post(format!("{base}/login"))
+        .header("Cookie", format!("redbank_csrf={csrf_cookie}"))
+        .form(&[("username", "bob"), ("password", "foobared"), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let cookie =
+        format!("redbank={}", login.cookies().find(|c| c.name() == "redbank").unwrap().value());
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let res =
+            http.get(format!("{base}/events")).header("Cookie", &cookie).send().await.unwrap();
+        let mut sse = Sse::new(res);
+        sse.expect("transaction", Duration::from_secs(3)).await;
+        streams.push(sse);
+    }
+
+    let started = Instant::now();
+    let ok = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    for mut sse in streams {
+        loop {
+            match sse.next(Duration::from_secs(6)).await {
+                Next::Closed => break,
+                Next::Event(_) => continue,
+                Next::Timeout => panic!("a stream outlived SIGTERM"),
+            }
+        }
+    }
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(6), "still running 6 s after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status}");
+
+    // Sessions survive the restart.
+    let (mut child, base) = spawn();
+    wait_up(base.clone()).await;
+    let me = http.get(format!("{base}/api/v1/me")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(me.status(), 200);
+    let me = http.get(format!("{base}/api/v1/me")).header("Cookie", &cookie).send().await.unwrap();
+    assert_eq!(me.status(), 200);
+    let _ = child.kill();
+    let _ = child.wait();
+}
