@@ -79,6 +79,9 @@ impl Drop for Driver {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // chromedriver's browser outlives a killed driver (e.g. after a failed assertion): end it
+        // by its unique profile folder.
+        let _ = Command::new("pkill").arg("-f").arg(&self.profile).status();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
