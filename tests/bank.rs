@@ -1144,3 +1144,22 @@ async fn a_reused_transaction_id_is_refused_and_changes_nothing() {
     assert_eq!(list.as_array().map(Vec::len), Some(1));
     assert_eq!(list[0]["description"], "FIRST");
 }
+
+#[rocket::async_test]
+async fn a_dense_balance_window_is_bucketed_to_at_most_500_points_ending_now() {
+    let app = TestApp::new().await;
+    let t = now_ms() - 60_000;
+    for i in 0..700 {
+        record(&app, BOB, "DENSE", "Vendor", "card payment", -1, t + i * 10).await;
+    }
+    let token = app.api_login("bob", "foobared").await;
+    let (status, points) = api(&app, "/api/v1/balance?window=5m", &token).await;
+    assert_eq!(status, Status::Ok);
+    let points = points.as_array().unwrap();
+    assert!(!points.is_empty() && points.len() <= 500, "{} points", points.len());
+    let xs: Vec<i64> = points.iter().map(|p| p["x"].as_i64().unwrap()).collect();
+    assert!(xs.windows(2).all(|w| w[0] < w[1]), "points not in time order");
+    let balance = store::balance(app.db(), BOB).await.unwrap();
+    assert_eq!(cents(&points[points.len() - 1]["y"]), balance.0, "the newest point is the balance");
+    assert_eq!(xs[xs.len() - 1], t + 699 * 10, "the newest transaction ends the series");
+}

@@ -281,36 +281,40 @@ pub async fn balance_history(
     window_ms: i64,
     max_points: usize,
 ) -> Result<Vec<BalancePoint>> {
-    let start = (now - window_ms).max(0).to_string();
-    // Stream ids start with the server's ms clock; the COUNT caps one request's work.
-    let entries = range(db, "XRANGE", &db.keys.stream(number), &start, "+", 100_000).await?;
-    let points: Vec<BalancePoint> =
-        entries.into_iter().map(|e| BalancePoint { x: e.ts, y: e.balance }).collect();
-    Ok(downsample(points, now - window_ms, window_ms, max_points))
-}
-
-/// Keeps the last point of each of `max_points` equal time buckets (always including the newest).
-pub fn downsample(
-    points: Vec<BalancePoint>,
-    start: i64,
-    window_ms: i64,
-    max_points: usize,
-) -> Vec<BalancePoint> {
-    if points.len() <= max_points || max_points == 0 {
-        return points;
+    let key = db.keys.stream(number);
+    let start = (now - window_ms).max(0);
+    let point = |e: Entry| BalancePoint { x: e.ts, y: e.balance };
+    // The usual case, one entry per generator interval: the whole window in one read.
+    let entries = range(db, "XRANGE", &key, &start.to_string(), "+", max_points + 1).await?;
+    if entries.len() <= max_points {
+        return Ok(entries.into_iter().map(point).collect());
     }
+    // A dense window: the last entry of each of `max_points` time buckets, in one pipelined round
+    // trip of `XREVRANGE … COUNT 1` (each O(log n)), so the cost stays bounded whatever the history.
     let width = (window_ms / max_points as i64).max(1);
-    let mut out: Vec<BalancePoint> = Vec::with_capacity(max_points);
-    let mut current_bucket = i64::MIN;
-    for p in points {
-        let bucket = (p.x - start).max(0) / width;
-        match out.last_mut() {
-            Some(last) if bucket == current_bucket => *last = p,
-            _ => out.push(p),
-        }
-        current_bucket = bucket;
-    }
-    out
+    let replies: Vec<Value> = db
+        .run(async |c| {
+            let mut pipe = redis::pipe();
+            for bucket in 0..max_points as i64 {
+                let from = start + bucket * width;
+                let to = if bucket + 1 == max_points as i64 {
+                    "+".to_owned()
+                } else {
+                    (from + width - 1).to_string()
+                };
+                pipe.cmd("XREVRANGE").arg(&key).arg(to).arg(from).arg("COUNT").arg(1);
+            }
+            pipe.query_async(c).await
+        })
+        .await?;
+    Ok(replies
+        .iter()
+        .filter_map(|reply| match reply {
+            Value::Bulk(entries) => parse_entries(entries).into_iter().next(),
+            _ => None,
+        })
+        .map(point)
+        .collect())
 }
 
 /// Top 5 vendors by amount spent, descending.
@@ -515,14 +519,5 @@ mod tests {
                 ("</b>".to_owned(), false)
             ]
         );
-    }
-
-    #[test]
-    fn downsample_keeps_the_last_point_per_bucket_and_the_newest() {
-        let points: Vec<BalancePoint> =
-            (0..1000).map(|i| BalancePoint { x: i, y: Cents(i) }).collect();
-        let out = downsample(points, 0, 1000, 100);
-        assert!(out.len() <= 100);
-        assert_eq!(out.last().map(|p| p.x), Some(999));
     }
 }
