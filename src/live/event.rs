@@ -4,6 +4,8 @@
 use std::cmp::Ordering;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use serde::Deserialize;
 
 use crate::bank::model::{BalancePoint, Cents, Spenders, Transaction};
@@ -58,19 +60,41 @@ struct PublishedSpenders {
     series_cents: Vec<f64>,
 }
 
-/// One transaction's SSE events, serialized once: `transaction`, `balance`, and (live only)
-/// `spenders`, all with the stream id as event id.
+/// One transaction's SSE events — `transaction`, `balance` and `spenders`, all with the stream id
+/// as event id — framed once per process as wire bytes that every client's stream shares.
 #[derive(Debug, Clone)]
 pub struct Frame {
     pub id: StreamId,
     pub account: String,
-    pub transaction: String,
-    pub balance: String,
-    pub spenders: Option<String>,
+    pub wire: Bytes,
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// Appends one SSE event. Every line of `data` becomes its own `data:` field (the SSE way to carry
+/// newlines), so no content can end the event early or forge another one. (Our data is JSON, which
+/// never contains raw line breaks; this keeps framing safe whatever is passed.)
+pub fn push_event(out: &mut String, name: &str, id: &str, data: &str) {
+    out.push_str("event:");
+    out.push_str(name);
+    out.push_str("\nid:");
+    out.push_str(id);
+    out.push('\n');
+    let mut rest = data;
+    loop {
+        let end = rest.find(['\r', '\n']).unwrap_or(rest.len());
+        out.push_str("data:");
+        out.push_str(&rest[..end]);
+        out.push('\n');
+        if end == rest.len() {
+            break;
+        }
+        let skip = if rest[end..].starts_with("\r\n") { 2 } else { 1 };
+        rest = &rest[end + skip..];
+    }
+    out.push('\n');
 }
 
 impl Frame {
@@ -84,21 +108,30 @@ impl Frame {
             labels: p.spenders.labels,
             series: p.spenders.series_cents.into_iter().map(|c| Cents(c.round() as i64)).collect(),
         };
-        let mut frame = Frame::from_transaction(id, &p.tx)?;
+        let mut frame = Frame::from_transaction(id, &p.tx, Some(&spenders))?;
         frame.account = p.account;
-        frame.spenders = Some(json(&spenders)?);
         Ok(frame)
     }
 
-    /// A frame for a transaction read back from the stream (replay): no spenders snapshot.
-    pub fn from_transaction(id: StreamId, tx: &Transaction) -> Result<Frame> {
-        Ok(Frame {
-            id,
-            account: tx.account_id.clone(),
-            transaction: json(tx)?,
-            balance: json(&BalancePoint { x: tx.date, y: tx.balance_after })?,
-            spenders: None,
-        })
+    /// A frame for a transaction; `spenders` is the top 5 after it, when known.
+    pub fn from_transaction(
+        id: StreamId,
+        tx: &Transaction,
+        spenders: Option<&Spenders>,
+    ) -> Result<Frame> {
+        let id_text = id.to_string();
+        let mut wire = String::with_capacity(1024);
+        push_event(&mut wire, "transaction", &id_text, &json(tx)?);
+        push_event(
+            &mut wire,
+            "balance",
+            &id_text,
+            &json(&BalancePoint { x: tx.date, y: tx.balance_after })?,
+        );
+        if let Some(spenders) = spenders {
+            push_event(&mut wire, "spenders", &id_text, &json(spenders)?);
+        }
+        Ok(Frame { id, account: tx.account_id.clone(), wire: Bytes::from(wire) })
     }
 }
 
@@ -114,6 +147,19 @@ pub enum Msg {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_lines_are_framed_so_nothing_can_forge_an_event() {
+        let mut out = String::new();
+        push_event(&mut out, "transaction", "1-0", "a\nevent: x\r\ndata: y\rz");
+        assert_eq!(
+            out,
+            "event:transaction\nid:1-0\ndata:a\ndata:event: x\ndata:data: y\ndata:z\n\n"
+        );
+        let mut out = String::new();
+        push_event(&mut out, "balance", "2-1", "{}");
+        assert_eq!(out, "event:balance\nid:2-1\ndata:{}\n\n");
+    }
 
     #[test]
     fn stream_ids_parse_strictly_and_order_numerically() {

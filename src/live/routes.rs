@@ -8,14 +8,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use rocket::http::ContentType;
 use rocket::outcome::Outcome;
 use rocket::request::{self, FromRequest, Request};
-use rocket::response::stream::{Event, EventStream};
+use rocket::response::stream::ByteStream;
 use rocket::{Shutdown, State, get};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::bridge::{Hub, Limit};
 use super::event::{Frame, Msg, StreamId};
+use crate::bank::model::Transaction;
 use crate::bank::store as bank;
 use crate::clock::now_ms;
 use crate::config::Config;
@@ -41,42 +44,37 @@ impl<'r> FromRequest<'r> for LastEventId {
     }
 }
 
-fn events_of(frame: &Frame) -> Vec<Event> {
-    let id = frame.id.to_string();
-    let mut out = vec![
-        Event::data(frame.transaction.clone()).event("transaction").id(id.clone()),
-        Event::data(frame.balance.clone()).event("balance").id(id.clone()),
-    ];
-    if let Some(spenders) = &frame.spenders {
-        out.push(Event::data(spenders.clone()).event("spenders").id(id));
-    }
-    out
-}
-
-/// Frames after `from` from the account stream, oldest first, plus the current spenders.
+/// Frames after `from` from the account stream, oldest first; the last one also carries the
+/// current spenders.
 async fn replay(db: &Db, account: &str, from: StreamId) -> Result<Vec<Frame>> {
-    let mut frames: Vec<Frame> = Vec::new();
+    let mut found: Vec<(StreamId, Transaction)> = Vec::new();
     let mut cursor = from.to_string();
-    while frames.len() < MAX_REPLAY {
+    while found.len() < MAX_REPLAY {
         let entries = bank::entries_after(db, account, &cursor, 500).await?;
         let Some(last) = entries.last() else { break };
         cursor = last.stream_id.clone();
         let done = entries.len() < 500;
         for (entry, tx) in bank::transactions_for(db, account, &entries).await? {
             if let Some(id) = StreamId::parse(&entry.stream_id) {
-                frames.push(Frame::from_transaction(id, &tx)?);
+                found.push((id, tx));
             }
         }
         if done {
             break;
         }
     }
-    if let Some(last) = frames.last_mut() {
-        let spenders = bank::spenders(db, account).await?;
-        last.spenders =
-            Some(serde_json::to_string(&spenders).map_err(|e| Error::Internal(e.to_string()))?);
-    }
-    Ok(frames)
+    let spenders = match found.is_empty() {
+        true => None,
+        false => Some(bank::spenders(db, account).await?),
+    };
+    let last = found.len().saturating_sub(1);
+    found
+        .iter()
+        .enumerate()
+        .map(|(i, (id, tx))| {
+            Frame::from_transaction(*id, tx, if i == last { spenders.as_ref() } else { None })
+        })
+        .collect()
 }
 
 enum Step {
@@ -96,7 +94,7 @@ pub async fn events(
     db: &State<Db>,
     config: &State<Config>,
     mut shutdown: Shutdown,
-) -> Result<EventStream<impl rocket::futures::Stream<Item = Event>>> {
+) -> Result<(ContentType, ByteStream<impl rocket::futures::Stream<Item = Bytes>>)> {
     let session = user.0;
     let slot = hub
         .open_stream(session.id.as_str(), config.sse_max_streams, config.sse_max_per_session)
@@ -109,13 +107,16 @@ pub async fn events(
     let mut rx = hub.subscribe(&account);
     let start = last_event_id.0.or_else(|| after.and_then(StreamId::parse));
     let db = db.inner().clone();
-    let retry = Duration::from_millis(config.sse_retry_ms);
+    let retry = Bytes::from(format!("retry:{}\n\n", config.sse_retry_ms));
     let heartbeat = Duration::from_secs(config.sse_heartbeat_secs);
     let deadline = session.doc.created_at + config.session_absolute_secs as i64 * 1000;
 
-    let stream = EventStream! {
+    // Every client of an account gets the same pre-framed bytes per transaction (one shared
+    // buffer, one write); the rare paths (replay, session check) are boxed to keep each open
+    // stream's state small.
+    let stream = ByteStream! {
         let _slot = slot;
-        yield Event::retry(retry);
+        yield retry;
         let mut last = start;
         let mut catch_up = start.is_some();
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
@@ -123,11 +124,11 @@ pub async fn events(
             if catch_up {
                 catch_up = false;
                 if let Some(from) = last {
-                    match replay(&db, &account, from).await {
+                    match Box::pin(replay(&db, &account, from)).await {
                         Ok(frames) => for frame in frames {
                             if last.is_some_and(|l| frame.id <= l) { continue; }
                             last = Some(frame.id);
-                            for event in events_of(&frame) { yield event; }
+                            yield frame.wire;
                         },
                         // Redis is down: end; the browser reconnects with Last-Event-ID later.
                         Err(_) => break,
@@ -148,19 +149,19 @@ pub async fn events(
                 Step::Live(frame) => {
                     if last.is_some_and(|l| frame.id <= l) { continue; }
                     last = Some(frame.id);
-                    for event in events_of(&frame) { yield event; }
+                    yield frame.wire.clone();
                 }
                 Step::CatchUp => catch_up = true,
                 Step::Heartbeat => {
                     if now_ms() >= deadline { break; }
                     // A read, never a refresh: an open stream is not activity. If Redis cannot
                     // answer we keep the stream (nobody can revoke meanwhile either).
-                    if let Ok(false) = sessions::session_exists(&db, &session.id).await { break; }
-                    yield Event::comment("heartbeat");
+                    if let Ok(false) = Box::pin(sessions::session_exists(&db, &session.id)).await { break; }
+                    yield Bytes::from_static(b": heartbeat\n\n");
                 }
                 Step::End => break,
             }
         }
     };
-    Ok(stream.heartbeat(None))
+    Ok((ContentType::EventStream, stream))
 }
