@@ -289,33 +289,37 @@ pub async fn balance_history(
     if entries.len() <= max_points {
         return Ok(entries.into_iter().map(point).collect());
     }
-    // A dense window: the last entry of each of `max_points` time buckets, in one pipelined round
-    // trip of `XREVRANGE … COUNT 1` (each O(log n)), so the cost stays bounded whatever the history.
+    // A dense window: the last entry of each of `max_points` time buckets, picked inside Redis by
+    // one script (XREVRANGE … COUNT 1 per bucket, each O(log n)), so one request's cost stays
+    // bounded whatever the history and only ≤ max_points entries cross the wire.
     let width = (window_ms / max_points as i64).max(1);
-    let replies: Vec<Value> = db
+    let reply: Vec<Value> = db
         .run(async |c| {
-            let mut pipe = redis::pipe();
-            for bucket in 0..max_points as i64 {
-                let from = start + bucket * width;
-                let to = if bucket + 1 == max_points as i64 {
-                    "+".to_owned()
-                } else {
-                    (from + width - 1).to_string()
-                };
-                pipe.cmd("XREVRANGE").arg(&key).arg(to).arg(from).arg("COUNT").arg(1);
-            }
-            pipe.query_async(c).await
+            Script::new(BUCKETS)
+                .key(&key)
+                .arg(start)
+                .arg(width)
+                .arg(max_points)
+                .invoke_async(c)
+                .await
         })
         .await?;
-    Ok(replies
-        .iter()
-        .filter_map(|reply| match reply {
-            Value::Bulk(entries) => parse_entries(entries).into_iter().next(),
-            _ => None,
-        })
-        .map(point)
-        .collect())
+    Ok(parse_entries(&reply).into_iter().map(point).collect())
 }
+
+/// The newest entry of each time bucket: KEYS[1] stream; ARGV start ms, bucket width ms, buckets.
+const BUCKETS: &str = r#"
+local start, width, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local out = {}
+for b = 0, n - 1 do
+  local from = start + b * width
+  local to = '+'
+  if b < n - 1 then to = string.format('%d', from + width - 1) end
+  local e = redis.call('XREVRANGE', KEYS[1], to, string.format('%d', from), 'COUNT', 1)
+  if e[1] then out[#out + 1] = e[1] end
+end
+return out
+"#;
 
 /// Top 5 vendors by amount spent, descending.
 pub async fn spenders(db: &Db, number: &str) -> Result<Spenders> {
