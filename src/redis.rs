@@ -131,6 +131,12 @@ impl Keys {
         format!("{}{{acct:{number}}}:stream", self.prefix)
     }
 
+    /// Sorted set of per-minute balances (score = minute start ms, member = `<ts>:<cents>`, the
+    /// minute's last transaction): dense chart windows read ≤ 1,440 of these, not the stream.
+    pub fn balance_minutes(&self, number: &str) -> String {
+        format!("{}{{acct:{number}}}:minutes", self.prefix)
+    }
+
     /// Sorted set: vendor → cents spent there.
     pub fn spenders(&self, number: &str) -> String {
         format!("{}{{acct:{number}}}:spenders", self.prefix)

@@ -90,7 +90,8 @@ pub async fn balance(db: &Db, number: &str) -> Result<Cents> {
 // ---- the atomic write -------------------------------------------------------------------------
 
 /// One transaction, atomically: check the balance is what the caller computed from, move it, write
-/// the JSON document (with expiry), append to the stream (trimmed by time), count the spending,
+/// the JSON document (with expiry), append to the stream (trimmed by time), record the minute's
+/// closing balance (trimmed like the stream), count the spending,
 /// and announce it on the account's channel with the new top-5 spenders. Fails (changing nothing)
 /// if the balance moved meanwhile, would go below zero, or the transaction id is taken.
 const RECORD: &str = r#"
@@ -105,6 +106,10 @@ redis.call('JSON.SET', KEYS[4], '$', ARGV[4])
 redis.call('EXPIRE', KEYS[4], ARGV[5])
 local sid = redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[6], '*',
   'tx', ARGV[7], 'amount', ARGV[3], 'balance', tostring(new), 'ts', ARGV[8])
+local minute = tonumber(ARGV[8]) - tonumber(ARGV[8]) % 60000
+redis.call('ZREMRANGEBYSCORE', KEYS[5], minute, minute)
+redis.call('ZADD', KEYS[5], minute, ARGV[8] .. ':' .. tostring(new))
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[6])
 if amount < 0 then redis.call('ZINCRBY', KEYS[3], -amount, ARGV[9]) end
 local top = redis.call('ZREVRANGE', KEYS[3], 0, 4, 'WITHSCORES')
 local labels, series = {}, {}
@@ -144,6 +149,7 @@ pub async fn record(
                 .key(keys.stream(acct))
                 .key(keys.spenders(acct))
                 .key(keys.transaction(acct, tx.id))
+                .key(keys.balance_minutes(acct))
                 .arg(OPENING_BALANCE.0)
                 .arg(expected.0)
                 .arg(tx.amount.0)
@@ -289,37 +295,38 @@ pub async fn balance_history(
     if entries.len() <= max_points {
         return Ok(entries.into_iter().map(point).collect());
     }
-    // A dense window: the last entry of each of `max_points` time buckets, picked inside Redis by
-    // one script (XREVRANGE … COUNT 1 per bucket, each O(log n)), so one request's cost stays
-    // bounded whatever the history and only ≤ max_points entries cross the wire.
-    let width = (window_ms / max_points as i64).max(1);
-    let reply: Vec<Value> = db
+    // A dense window (e.g. 24 h at one transaction per 10 s): the per-minute closing balances, at
+    // most 1,440 small members, thinned to `max_points` — cost bounded whatever the history.
+    let minutes_key = db.keys.balance_minutes(number);
+    let members: Vec<String> = db
         .run(async |c| {
-            Script::new(BUCKETS)
-                .key(&key)
-                .arg(start)
-                .arg(width)
-                .arg(max_points)
-                .invoke_async(c)
+            redis::cmd("ZRANGEBYSCORE")
+                .arg(&minutes_key)
+                .arg(start - 60_000)
+                .arg("+inf")
+                .query_async(c)
                 .await
         })
         .await?;
-    Ok(parse_entries(&reply).into_iter().map(point).collect())
+    let points: Vec<BalancePoint> = members
+        .iter()
+        .filter_map(|m| {
+            let (ts, cents) = m.split_once(':')?;
+            Some(BalancePoint { x: ts.parse().ok()?, y: Cents(cents.parse().ok()?) })
+        })
+        .filter(|p| p.x >= start)
+        .collect();
+    Ok(thin(points, max_points))
 }
 
-/// The newest entry of each time bucket: KEYS[1] stream; ARGV start ms, bucket width ms, buckets.
-const BUCKETS: &str = r#"
-local start, width, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local out = {}
-for b = 0, n - 1 do
-  local from = start + b * width
-  local to = '+'
-  if b < n - 1 then to = string.format('%d', from + width - 1) end
-  local e = redis.call('XREVRANGE', KEYS[1], to, string.format('%d', from), 'COUNT', 1)
-  if e[1] then out[#out + 1] = e[1] end
-end
-return out
-"#;
+/// At most `max_points` points, evenly spaced by index, always keeping the newest.
+pub fn thin(points: Vec<BalancePoint>, max_points: usize) -> Vec<BalancePoint> {
+    if points.len() <= max_points || max_points == 0 {
+        return points;
+    }
+    let n = points.len();
+    (0..max_points).map(|i| points[(i + 1) * n / max_points - 1]).collect()
+}
 
 /// Top 5 vendors by amount spent, descending.
 pub async fn spenders(db: &Db, number: &str) -> Result<Spenders> {
@@ -508,6 +515,18 @@ mod tests {
         );
         assert!(search_words(&"x".repeat(101)).is_err());
         assert!(search_words("").unwrap_or_default().is_empty());
+    }
+
+    #[test]
+    fn thin_keeps_at_most_max_points_in_order_ending_with_the_newest() {
+        let points: Vec<BalancePoint> =
+            (0..1440).map(|i| BalancePoint { x: i, y: Cents(i) }).collect();
+        let out = thin(points, 500);
+        assert_eq!(out.len(), 500);
+        assert!(out.windows(2).all(|w| w[0].x < w[1].x));
+        assert_eq!(out.last().map(|p| p.x), Some(1439));
+        let few: Vec<BalancePoint> = (0..3).map(|i| BalancePoint { x: i, y: Cents(i) }).collect();
+        assert_eq!(thin(few.clone(), 500), few);
     }
 
     #[test]
