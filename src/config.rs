@@ -50,6 +50,9 @@ pub struct Config {
     pub sse_max_per_session: usize,
     /// Open event streams per process beyond which `/events` answers 503.
     pub sse_max_streams: usize,
+    /// Idempotent setup (indexes, demo users, accounts) is re-applied this often, repairing a Redis
+    /// that lost its data.
+    pub repair_interval_secs: u64,
     /// Events buffered per account for slow clients; a client further behind is disconnected
     /// (it resumes with `Last-Event-ID`).
     pub sse_queue: usize,
@@ -78,6 +81,7 @@ impl Default for Config {
             sse_max_per_session: 8,
             sse_max_streams: 15_000,
             sse_queue: 256,
+            repair_interval_secs: 30,
         }
     }
 }
@@ -124,6 +128,9 @@ impl Config {
             return Err(
                 "sse_heartbeat_secs, sse_max_streams and sse_max_per_session must be > 0".into()
             );
+        }
+        if self.repair_interval_secs == 0 {
+            return Err("repair_interval_secs must be > 0".into());
         }
         if self.sse_queue < 8 {
             return Err("sse_queue must be >= 8".into());
