@@ -588,3 +588,68 @@ async fn redis_down_is_a_fast_503_never_logged_out_and_recovers() {
     redis.stop();
     assert_eq!(me_status(&app, &token).await, Status::ServiceUnavailable);
 }
+
+#[rocket::async_test]
+async fn parallel_guesses_cannot_slip_past_the_throttle() {
+    let app = TestApp::new().await;
+    let passwords = app
+        .client
+        .rocket()
+        .state::<std::sync::Arc<redbank::session::password::Passwords>>()
+        .unwrap();
+    let before = passwords.computed();
+    let guesses = (0..12).map(|i| {
+        app.client
+            .post("/api/v1/login")
+            .header(ContentType::JSON)
+            .body(format!(r#"{{"username":"bob","password":"guess-{i}"}}"#))
+            .dispatch()
+    });
+    let statuses: Vec<Status> =
+        futures::future::join_all(guesses).await.iter().map(|r| r.status()).collect();
+    let hashed = passwords.computed() - before;
+    assert!(hashed <= 5, "{hashed} guesses were hashed (limit 5): {statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == Status::Unauthorized).count() as u64, hashed);
+    assert_eq!(
+        statuses.iter().filter(|s| **s == Status::TooManyRequests).count() as u64,
+        12 - hashed
+    );
+}
+
+#[rocket::async_test]
+async fn sign_out_everywhere_reaches_past_one_page_of_sessions() {
+    let app = TestApp::new().await;
+    let b = app.login_browser("bob", "foobared").await;
+    // 230 other sessions (more than one 200-row page of the index), made without hashing.
+    let user = redbank::session::store::get_user(app.db(), "bob").await.unwrap().unwrap();
+    let client =
+        redbank::session::store::ClientInfo { ip: "10.9.9.9".into(), user_agent: "bulk".into() };
+    let mut tokens = Vec::new();
+    for _ in 0..230 {
+        let (token, _) = redbank::session::store::create_session(
+            app.db(),
+            app.config(),
+            &user,
+            redbank::session::model::SessionKind::Mobile,
+            &client,
+        )
+        .await
+        .unwrap();
+        tokens.push(token);
+    }
+    let res = app
+        .client
+        .post("/sessions/revoke-others")
+        .cookie(b.cookie())
+        .header(ContentType::Form)
+        .body(format!("csrf={}", b.csrf))
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::SeeOther);
+    for token in [&tokens[0], &tokens[115], &tokens[229]] {
+        assert_eq!(me_status(&app, token.as_str()).await, Status::Unauthorized);
+    }
+    let left: Vec<String> =
+        app.keys(shared_redis()).await.into_iter().filter(|k| k.contains(":session:")).collect();
+    assert_eq!(left, vec![session_key(&app, &b.id())], "only this browser's session remains");
+}

@@ -78,8 +78,8 @@ impl Generator {
                 _ = &mut shutdown => break,
                 _ = ticker.tick() => {}
             }
-            let outcome = match self.lead(interval).await {
-                Ok(true) => self.tick().await.map(|_| true),
+            let outcome = match self.lead().await {
+                Ok(true) => self.tick_inner(true).await.map(|_| true),
                 other => other,
             };
             match outcome {
@@ -109,9 +109,10 @@ impl Generator {
             .await;
     }
 
-    async fn lead(&self, interval: Duration) -> Result<bool> {
+    /// Takes or renews the leader lock (2.5 intervals); true while this instance leads.
+    async fn lead(&self) -> Result<bool> {
         let key = self.db.keys.generator_leader();
-        let ttl = (interval.as_millis() as u64 * 5 / 2).max(50);
+        let ttl = (self.config.generator_interval_ms * 5 / 2).max(50);
         let led: i64 = self
             .db
             .run(async |c| Script::new(LEAD).key(&key).arg(&self.me).arg(ttl).invoke_async(c).await)
@@ -119,8 +120,14 @@ impl Generator {
         Ok(led == 1)
     }
 
-    /// One transaction for every account.
+    /// One transaction for every account (no leader lock: for tools and tests).
     pub async fn tick(&mut self) -> Result<()> {
+        self.tick_inner(false).await
+    }
+
+    /// One transaction per account; with `leased`, the leader lock is renewed before each one and
+    /// the tick stops as soon as it is lost.
+    async fn tick_inner(&mut self, leased: bool) -> Result<()> {
         for number in store::account_numbers(&self.db).await? {
             if !self.accounts.contains_key(&number) {
                 match store::get_account(&self.db, &number).await? {
@@ -131,6 +138,11 @@ impl Generator {
                 }
             }
             let Some(account) = self.accounts.get(&number).cloned() else { continue };
+            // Renew the lease per account, so a long tick never outlives it while another
+            // instance takes over (the balance check would refuse the double write anyway).
+            if leased && !self.lead().await? {
+                break;
+            }
             self.one(&account).await?;
         }
         Ok(())

@@ -45,13 +45,17 @@ impl<'r> FromRequest<'r> for LastEventId {
 }
 
 /// Frames after `from` from the account stream, oldest first; the last one also carries the
-/// current spenders.
-async fn replay(db: &Db, account: &str, from: StreamId) -> Result<Vec<Frame>> {
+/// current spenders. `false` when the replay stopped at its cap with more to come.
+async fn replay(db: &Db, account: &str, from: StreamId) -> Result<(Vec<Frame>, bool)> {
     let mut found: Vec<(StreamId, Transaction)> = Vec::new();
     let mut cursor = from.to_string();
+    let mut complete = false;
     while found.len() < MAX_REPLAY {
         let entries = bank::entries_after(db, account, &cursor, 500).await?;
-        let Some(last) = entries.last() else { break };
+        let Some(last) = entries.last() else {
+            complete = true;
+            break;
+        };
         cursor = last.stream_id.clone();
         let done = entries.len() < 500;
         for (entry, tx) in bank::transactions_for(db, account, &entries).await? {
@@ -60,6 +64,7 @@ async fn replay(db: &Db, account: &str, from: StreamId) -> Result<Vec<Frame>> {
             }
         }
         if done {
+            complete = true;
             break;
         }
     }
@@ -68,13 +73,20 @@ async fn replay(db: &Db, account: &str, from: StreamId) -> Result<Vec<Frame>> {
         false => Some(bank::spenders(db, account).await?),
     };
     let last = found.len().saturating_sub(1);
-    found
+    let frames = found
         .iter()
         .enumerate()
         .map(|(i, (id, tx))| {
             Frame::from_transaction(*id, tx, if i == last { spenders.as_ref() } else { None })
         })
-        .collect()
+        .collect::<Result<Vec<Frame>>>()?;
+    Ok((frames, complete))
+}
+
+/// Id of the newest entry of the account stream (`0-0` when empty).
+async fn newest_id(db: &Db, account: &str) -> Result<StreamId> {
+    let newest = bank::recent_entries(db, account, 1).await?;
+    Ok(newest.first().and_then(|e| StreamId::parse(&e.stream_id)).unwrap_or(StreamId(0, 0)))
 }
 
 enum Step {
@@ -103,9 +115,14 @@ pub async fn events(
             Limit::Global => Error::Unavailable("too many open event streams".into()),
         })?;
     let account = session.doc.account.clone();
+    // Where to resume: the client's last id, else "now" — read *before* subscribing, so an event
+    // published in between is caught by the catch-up below rather than lost.
+    let start = match last_event_id.0.or_else(|| after.and_then(StreamId::parse)) {
+        Some(id) => id,
+        None => newest_id(db, &account).await?,
+    };
     // Subscribe before replaying: an event published during the replay waits in the queue.
     let mut rx = hub.subscribe(&account);
-    let start = last_event_id.0.or_else(|| after.and_then(StreamId::parse));
     let db = db.inner().clone();
     let retry = Bytes::from(format!("retry:{}\n\n", config.sse_retry_ms));
     let heartbeat = Duration::from_secs(config.sse_heartbeat_secs);
@@ -117,19 +134,24 @@ pub async fn events(
     let stream = ByteStream! {
         let _slot = slot;
         yield retry;
-        let mut last = start;
-        let mut catch_up = start.is_some();
+        let mut last = Some(start);
+        let mut catch_up = true;
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
         loop {
             if catch_up {
                 catch_up = false;
                 if let Some(from) = last {
                     match Box::pin(replay(&db, &account, from)).await {
-                        Ok(frames) => for frame in frames {
-                            if last.is_some_and(|l| frame.id <= l) { continue; }
-                            last = Some(frame.id);
-                            yield frame.wire;
-                        },
+                        Ok((frames, complete)) => {
+                            for frame in frames {
+                                if last.is_some_and(|l| frame.id <= l) { continue; }
+                                last = Some(frame.id);
+                                yield frame.wire;
+                            }
+                            // More than one replay's worth behind: end here, so the browser
+                            // reconnects from its Last-Event-ID instead of jumping a gap.
+                            if !complete { break; }
+                        }
                         // Redis is down: end; the browser reconnects with Last-Event-ID later.
                         Err(_) => break,
                     }

@@ -23,8 +23,8 @@ use crate::redis::Db;
 
 pub const INVALID_CREDENTIALS: &str = "Invalid username or password";
 
-/// Checks a username/password pair: throttle first (no hashing while locked), then argon2 — also
-/// for unknown users, so both failures cost and look the same.
+/// Checks a username/password pair: count the attempt and throttle first (no hashing while
+/// locked), then argon2 — also for unknown users, so both failures cost and look the same.
 pub async fn check_credentials(
     db: &Db,
     config: &Config,
@@ -33,7 +33,7 @@ pub async fn check_credentials(
     password: &str,
     ip: &str,
 ) -> Result<User> {
-    if let Some(retry_after) = store::login_locked(db, config, username, ip).await? {
+    if let Some(retry_after) = store::login_attempt(db, config, username, ip).await? {
         return Err(Error::TooManyRequests { retry_after });
     }
     let user = store::get_user(db, username).await?;
@@ -41,13 +41,11 @@ pub async fn check_credentials(
         && passwords.verify(password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
     match user {
         Some(user) if ok => {
-            store::clear_login_failures(db, username).await?;
+            store::login_succeeded(db, username, ip).await?;
             Ok(user)
         }
-        _ => {
-            store::record_login_failure(db, config, username, ip).await?;
-            Err(Error::InvalidCredentials)
-        }
+        // Already counted by `login_attempt`.
+        _ => Err(Error::InvalidCredentials),
     }
 }
 

@@ -247,44 +247,63 @@ fn parse_session_hits(keys: &Keys, reply: &[Value]) -> Vec<Session> {
 
 /// Deletes every session of `user` except `keep`; returns how many went.
 pub async fn destroy_others(db: &Db, user: &str, keep: &SessionId) -> Result<usize> {
-    let victims: Vec<String> = list_sessions(db, Some(user))
-        .await?
-        .into_iter()
-        .filter(|s| &s.id != keep && s.doc.user == user)
-        .map(|s| db.keys.session(s.id.as_str()))
-        .collect();
-    if victims.is_empty() {
-        return Ok(0);
-    }
-    // One DEL per key (not one multi-key DEL) so this stays valid on Redis Cluster.
-    db.run(async |c| {
-        let mut pipe = redis::pipe();
-        for key in &victims {
-            pipe.cmd("DEL").arg(key).ignore();
+    let mut destroyed = 0;
+    // The index answers in pages: repeat until no other session is left (bounded, in case
+    // sessions are created as fast as we delete them).
+    for _ in 0..100 {
+        let victims: Vec<String> = list_sessions(db, Some(user))
+            .await?
+            .into_iter()
+            .filter(|s| &s.id != keep && s.doc.user == user)
+            .map(|s| db.keys.session(s.id.as_str()))
+            .collect();
+        if victims.is_empty() {
+            break;
         }
-        pipe.query_async::<_, ()>(c).await
-    })
-    .await?;
-    Ok(victims.len())
+        // One DEL per key (not one multi-key DEL) so this stays valid on Redis Cluster.
+        db.run(async |c| {
+            let mut pipe = redis::pipe();
+            for key in &victims {
+                pipe.cmd("DEL").arg(key).ignore();
+            }
+            pipe.query_async::<_, ()>(c).await
+        })
+        .await?;
+        destroyed += victims.len();
+    }
+    Ok(destroyed)
 }
 
 // ---- login throttling -----------------------------------------------------------------------
 
-/// Seconds until the caller may try again, when the username or the IP is soft-locked. Checked
-/// before any hashing.
-pub async fn login_locked(
+/// Counts a login attempt for the username and the client IP *before* any hashing, and says how
+/// many seconds to wait when either is over its limit (the attempt is then refused unhashed).
+/// Counting first means parallel guesses cannot all slip past the check; a successful login gives
+/// its count back ([`login_succeeded`]). Each window starts at its first attempt.
+pub async fn login_attempt(
     db: &Db,
     config: &Config,
     username: &str,
     ip: &str,
 ) -> Result<Option<u64>> {
     let (user_key, ip_key) = throttle_keys(&db.keys, username, ip);
-    let (user_n, user_ttl, ip_n, ip_ttl): (Option<u64>, i64, Option<u64>, i64) = db
+    let window = config.login_window_secs as i64;
+    // Separate single-key commands (not one script): the two keys may live on different
+    // Redis Cluster slots.
+    let (user_n, _, user_ttl, ip_n, _, ip_ttl): (u64, i64, i64, u64, i64, i64) = db
         .run(async |c| {
             redis::pipe()
-                .get(&user_key)
+                .incr(&user_key, 1)
+                .cmd("EXPIRE")
+                .arg(&user_key)
+                .arg(window)
+                .arg("NX")
                 .pttl(&user_key)
-                .get(&ip_key)
+                .incr(&ip_key, 1)
+                .cmd("EXPIRE")
+                .arg(&ip_key)
+                .arg(window)
+                .arg("NX")
                 .pttl(&ip_key)
                 .query_async(c)
                 .await
@@ -294,49 +313,28 @@ pub async fn login_locked(
         if ttl > 0 { (ttl as u64).div_ceil(1000) } else { config.login_window_secs }
     };
     let mut retry = None;
-    if user_n.unwrap_or(0) >= config.login_user_limit {
+    if user_n > config.login_user_limit {
         retry = Some(wait(user_ttl));
     }
-    if ip_n.unwrap_or(0) >= config.login_ip_limit {
+    if ip_n > config.login_ip_limit {
         retry = Some(retry.unwrap_or(0).max(wait(ip_ttl)));
     }
     Ok(retry)
 }
 
-/// Counts one failed login for the username and the IP; the window starts at the first failure.
-pub async fn record_login_failure(
-    db: &Db,
-    config: &Config,
-    username: &str,
-    ip: &str,
-) -> Result<()> {
+/// A successful login clears the username's counter and gives back its attempt on the IP's.
+pub async fn login_succeeded(db: &Db, username: &str, ip: &str) -> Result<()> {
     let (user_key, ip_key) = throttle_keys(&db.keys, username, ip);
-    let window = config.login_window_secs as i64;
     db.run(async |c| {
         redis::pipe()
-            .incr(&user_key, 1)
+            .del(&user_key)
             .ignore()
-            .cmd("EXPIRE")
-            .arg(&user_key)
-            .arg(window)
-            .arg("NX")
-            .ignore()
-            .incr(&ip_key, 1)
-            .ignore()
-            .cmd("EXPIRE")
-            .arg(&ip_key)
-            .arg(window)
-            .arg("NX")
+            .decr(&ip_key, 1)
             .ignore()
             .query_async::<_, ()>(c)
             .await
     })
     .await
-}
-
-/// A successful login clears the username's counter (the IP's keeps counting down).
-pub async fn clear_login_failures(db: &Db, username: &str) -> Result<()> {
-    delete(db, &throttle_keys(&db.keys, username, "").0).await.map(|_| ())
 }
 
 /// Throttle keys: the username is normalised and bounded so any input maps to a short key.
