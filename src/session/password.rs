@@ -54,34 +54,49 @@ impl Passwords {
     }
 
     pub async fn hash(&self, password: &str) -> Result<String> {
+        let slot = self.slot().await?;
         let password = password.to_owned();
-        self.blocking(move |memory| hash_with(memory, &password)).await?
+        self.blocking(&slot, move |memory| hash_with(memory, &password)).await?
+    }
+
+    /// Waits for one of the hashing slots. Login holds it across its throttle check, the hash
+    /// and the failure count, so concurrent guesses see each other's failures: at most
+    /// `concurrency − 1` of them can slip past a limit, while concurrent *successful* logins of
+    /// one user are never refused.
+    pub async fn slot(&self) -> Result<HashSlot> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Internal("password semaphore closed".into()))?;
+        Ok(HashSlot { _permit: permit })
     }
 
     /// True when `password` matches `hash`; with no hash (unknown user) it checks a dummy and
     /// returns false, taking the same time.
-    pub async fn verify(&self, password: &str, hash: Option<&str>) -> Result<bool> {
+    pub async fn verify(
+        &self,
+        slot: &HashSlot,
+        password: &str,
+        hash: Option<&str>,
+    ) -> Result<bool> {
         if password.len() > MAX_PASSWORD_BYTES {
             return Ok(false);
         }
         let known = hash.is_some();
         let hash = hash.unwrap_or(&self.dummy_hash).to_owned();
         let password = password.to_owned();
-        let ok = self.blocking(move |memory| verify_with(memory, &password, &hash)).await?;
+        let ok = self.blocking(slot, move |memory| verify_with(memory, &password, &hash)).await?;
         Ok(known && ok)
     }
 
-    /// Runs `f` on the blocking pool with a permit and a reusable working-memory buffer.
+    /// Runs `f` on the blocking pool (the slot proves a permit is held) with a reusable buffer.
     async fn blocking<T: Send + 'static>(
         &self,
+        _slot: &HashSlot,
         f: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T> {
-        let _permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Error::Internal("password semaphore closed".into()))?;
         self.computed.fetch_add(1, Ordering::Relaxed);
         let buffers = self.buffers.clone();
         tokio::task::spawn_blocking(move || {
@@ -94,6 +109,11 @@ impl Passwords {
         .await
         .map_err(|e| Error::Internal(format!("hashing task: {e}")))
     }
+}
+
+/// One of the argon2 slots, held while hashing (see [`Passwords::slot`]).
+pub struct HashSlot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// argon2id of `password` with `salt` into `out_len` bytes, in `memory` (grown once if needed).
@@ -167,10 +187,22 @@ mod tests {
         let long_unicode = "pässwörd 🔐 ".repeat(40);
         let hash = p.hash(&long_unicode).await.expect("hash");
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
-        assert!(p.verify(&long_unicode, Some(&hash)).await.expect("verify"));
+        assert!(
+            p.verify(&p.slot().await.expect("slot"), &long_unicode, Some(&hash))
+                .await
+                .expect("verify")
+        );
         // No truncation: a prefix of the password is a different password.
-        assert!(!p.verify(&long_unicode[..long_unicode.len() - 1], Some(&hash)).await.expect("v"));
-        assert!(!p.verify("anything", None).await.expect("verify"));
+        assert!(
+            !p.verify(
+                &p.slot().await.expect("slot"),
+                &long_unicode[..long_unicode.len() - 1],
+                Some(&hash)
+            )
+            .await
+            .expect("v")
+        );
+        assert!(!p.verify(&p.slot().await.expect("slot"), "anything", None).await.expect("verify"));
         assert_eq!(p.computed(), 4);
         // Hashes made by the reference implementation verify too (and vice versa).
         use argon2::password_hash::{PasswordHasher, PasswordVerifier};
@@ -179,16 +211,32 @@ mod tests {
             .hash_password(b"foobared", &salt)
             .expect("reference hash")
             .to_string();
-        assert!(p.verify("foobared", Some(&reference)).await.expect("verify"));
-        assert!(!p.verify("foobarec", Some(&reference)).await.expect("verify"));
+        assert!(
+            p.verify(&p.slot().await.expect("slot"), "foobared", Some(&reference))
+                .await
+                .expect("verify")
+        );
+        assert!(
+            !p.verify(&p.slot().await.expect("slot"), "foobarec", Some(&reference))
+                .await
+                .expect("verify")
+        );
         let ours = PasswordHash::new(&hash).expect("PHC");
         assert!(argon2::Argon2::default().verify_password(long_unicode.as_bytes(), &ours).is_ok());
         // Not argon2id, or garbage: never a match.
         assert!(
-            !p.verify("x", Some("$argon2i$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"))
-                .await
-                .expect("v")
+            !p.verify(
+                &p.slot().await.expect("slot"),
+                "x",
+                Some("$argon2i$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA")
+            )
+            .await
+            .expect("v")
         );
-        assert!(!p.verify("x", Some("not a hash")).await.expect("verify"));
+        assert!(
+            !p.verify(&p.slot().await.expect("slot"), "x", Some("not a hash"))
+                .await
+                .expect("verify")
+        );
     }
 }

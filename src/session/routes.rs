@@ -23,8 +23,8 @@ use crate::redis::Db;
 
 pub const INVALID_CREDENTIALS: &str = "Invalid username or password";
 
-/// Checks a username/password pair: count the attempt and throttle first (no hashing while
-/// locked), then argon2 — also for unknown users, so both failures cost and look the same.
+/// Checks a username/password pair: throttle first (no hashing while locked), then argon2 — also
+/// for unknown users, so both failures cost and look the same.
 pub async fn check_credentials(
     db: &Db,
     config: &Config,
@@ -33,19 +33,30 @@ pub async fn check_credentials(
     password: &str,
     ip: &str,
 ) -> Result<User> {
-    if let Some(retry_after) = store::login_attempt(db, config, username, ip).await? {
+    // A locked caller is answered at once, without queueing for a hashing slot…
+    if let Some(retry_after) = store::login_locked(db, config, username, ip).await? {
+        return Err(Error::TooManyRequests { retry_after });
+    }
+    // …then check again, hash and count under one slot, so parallel guesses see each other's
+    // failures (at most `password_hash_concurrency − 1` can pass a limit together).
+    let slot = passwords.slot().await?;
+    if let Some(retry_after) = store::login_locked(db, config, username, ip).await? {
         return Err(Error::TooManyRequests { retry_after });
     }
     let user = store::get_user(db, username).await?;
     let ok = password.len() <= MAX_PASSWORD_BYTES
-        && passwords.verify(password, user.as_ref().map(|u| u.password_hash.as_str())).await?;
+        && passwords
+            .verify(&slot, password, user.as_ref().map(|u| u.password_hash.as_str()))
+            .await?;
     match user {
         Some(user) if ok => {
-            store::login_succeeded(db, username, ip).await?;
+            store::clear_login_failures(db, username).await?;
             Ok(user)
         }
-        // Already counted by `login_attempt`.
-        _ => Err(Error::InvalidCredentials),
+        _ => {
+            store::record_login_failure(db, config, username, ip).await?;
+            Err(Error::InvalidCredentials)
+        }
     }
 }
 

@@ -276,34 +276,21 @@ pub async fn destroy_others(db: &Db, user: &str, keep: &SessionId) -> Result<usi
 
 // ---- login throttling -----------------------------------------------------------------------
 
-/// Counts a login attempt for the username and the client IP *before* any hashing, and says how
-/// many seconds to wait when either is over its limit (the attempt is then refused unhashed).
-/// Counting first means parallel guesses cannot all slip past the check; a successful login gives
-/// its count back ([`login_succeeded`]). Each window starts at its first attempt.
-pub async fn login_attempt(
+/// Seconds until the caller may try again, when the username or the IP is soft-locked. Checked
+/// before any hashing, while holding a hashing slot (see `routes::check_credentials`).
+pub async fn login_locked(
     db: &Db,
     config: &Config,
     username: &str,
     ip: &str,
 ) -> Result<Option<u64>> {
     let (user_key, ip_key) = throttle_keys(&db.keys, username, ip);
-    let window = config.login_window_secs as i64;
-    // Separate single-key commands (not one script): the two keys may live on different
-    // Redis Cluster slots.
-    let (user_n, _, user_ttl, ip_n, _, ip_ttl): (u64, i64, i64, u64, i64, i64) = db
+    let (user_n, user_ttl, ip_n, ip_ttl): (Option<u64>, i64, Option<u64>, i64) = db
         .run(async |c| {
             redis::pipe()
-                .incr(&user_key, 1)
-                .cmd("EXPIRE")
-                .arg(&user_key)
-                .arg(window)
-                .arg("NX")
+                .get(&user_key)
                 .pttl(&user_key)
-                .incr(&ip_key, 1)
-                .cmd("EXPIRE")
-                .arg(&ip_key)
-                .arg(window)
-                .arg("NX")
+                .get(&ip_key)
                 .pttl(&ip_key)
                 .query_async(c)
                 .await
@@ -313,28 +300,49 @@ pub async fn login_attempt(
         if ttl > 0 { (ttl as u64).div_ceil(1000) } else { config.login_window_secs }
     };
     let mut retry = None;
-    if user_n > config.login_user_limit {
+    if user_n.unwrap_or(0) >= config.login_user_limit {
         retry = Some(wait(user_ttl));
     }
-    if ip_n > config.login_ip_limit {
+    if ip_n.unwrap_or(0) >= config.login_ip_limit {
         retry = Some(retry.unwrap_or(0).max(wait(ip_ttl)));
     }
     Ok(retry)
 }
 
-/// A successful login clears the username's counter and gives back its attempt on the IP's.
-pub async fn login_succeeded(db: &Db, username: &str, ip: &str) -> Result<()> {
+/// Counts one failed login for the username and the IP; the window starts at the first failure.
+pub async fn record_login_failure(
+    db: &Db,
+    config: &Config,
+    username: &str,
+    ip: &str,
+) -> Result<()> {
     let (user_key, ip_key) = throttle_keys(&db.keys, username, ip);
+    let window = config.login_window_secs as i64;
     db.run(async |c| {
         redis::pipe()
-            .del(&user_key)
+            .incr(&user_key, 1)
             .ignore()
-            .decr(&ip_key, 1)
+            .cmd("EXPIRE")
+            .arg(&user_key)
+            .arg(window)
+            .arg("NX")
+            .ignore()
+            .incr(&ip_key, 1)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&ip_key)
+            .arg(window)
+            .arg("NX")
             .ignore()
             .query_async::<_, ()>(c)
             .await
     })
     .await
+}
+
+/// A successful login clears the username's counter (the IP's keeps counting down).
+pub async fn clear_login_failures(db: &Db, username: &str) -> Result<()> {
+    delete(db, &throttle_keys(&db.keys, username, "").0).await.map(|_| ())
 }
 
 /// Throttle keys: the username is normalised and bounded so any input maps to a short key.

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use rocket::figment::Figment;
 use rocket::http::{ContentType, Cookie, Header, Status};
-use rocket::local::asynchronous::Client;
+use rocket::local::asynchronous::{Client, LocalResponse};
 
 /// Folder with redis-server, rejson.so and redisearch.so.
 pub fn redis_dir() -> &'static PathBuf {
@@ -298,6 +298,21 @@ impl TestApp {
         let session = res.cookies().get(self.cookie_name()).map(|c| c.value().to_owned());
         let body = res.into_string().await.unwrap_or_default();
         LoginAttempt { status, location, retry_after, session, set_cookie, body }
+    }
+
+    /// A same-origin form POST from a signed-in browser carrying its CSRF token.
+    pub async fn post_form(
+        &self,
+        path: impl std::fmt::Display,
+        browser: &Browser,
+    ) -> LocalResponse<'_> {
+        self.client
+            .post(path.to_string())
+            .cookie(browser.cookie())
+            .header(ContentType::Form)
+            .body(format!("csrf={}", browser.csrf))
+            .dispatch()
+            .await
     }
 
     /// Signs in through the mobile API; returns the bearer token.
