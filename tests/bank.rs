@@ -10,13 +10,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Browser, RedisServer, TestApp, bearer, enc, shared_redis, unique_prefix};
+use common::{
+    Browser, RedisServer, TestApp, bearer, enc, shared_redis, transaction, unique_prefix,
+};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use redbank::bank::generator::{Generator, vendors};
 use redbank::bank::model::{Cents, Transaction};
 use redbank::bank::store;
-use redbank::clock::{now_ms, rfc3339_ms};
+use redbank::clock::now_ms;
 use rocket::http::Status;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -78,31 +80,6 @@ async fn record(
     let recorded = store::record(app.db(), app.config(), balance, &tx).await.unwrap();
     assert_eq!(recorded.balance, tx.balance_after);
     tx
-}
-
-fn transaction(
-    number: &str,
-    description: &str,
-    vendor: &str,
-    kind: &str,
-    cents: i64,
-    date: i64,
-    balance: Cents,
-) -> Transaction {
-    Transaction {
-        id: date as u64 * 1000 + 7,
-        account_id: number.into(),
-        from_account: "0000004242".into(),
-        from_account_name: vendor.into(),
-        to_account: number.into(),
-        to_account_name: "Test Holder".into(),
-        amount: Cents(cents),
-        description: description.into(),
-        transaction_date: rfc3339_ms(date),
-        date,
-        transaction_type: kind.into(),
-        balance_after: Cents(balance.0 + cents),
-    }
 }
 
 fn cents(v: &Value) -> i64 {

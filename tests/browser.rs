@@ -154,20 +154,15 @@ async fn inject_probe(server: &TestServer, description: &str) {
     for _ in 0..20 {
         let balance = redbank::bank::store::balance(&db, BOB).await.unwrap();
         let now = redbank::clock::now_ms();
-        let tx = redbank::bank::model::Transaction {
-            id: now as u64 * 1000 + 999,
-            account_id: BOB.into(),
-            from_account: "0000000000".into(),
-            from_account_name: "<b>Probe</b> Insurance".into(),
-            to_account: BOB.into(),
-            to_account_name: "Bob Jones".into(),
-            amount: redbank::bank::model::Cents(-1234),
-            description: description.into(),
-            transaction_date: redbank::clock::rfc3339_ms(now),
-            date: now,
-            transaction_type: "online".into(),
-            balance_after: redbank::bank::model::Cents(balance.0 - 1234),
-        };
+        let tx = common::transaction(
+            BOB,
+            description,
+            "<b>Probe</b> Insurance",
+            "online",
+            -1234,
+            now,
+            balance,
+        );
         // The generator may move the balance between our read and write: retry.
         if redbank::bank::store::record(&db, &redbank::Config::default(), balance, &tx)
             .await

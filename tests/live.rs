@@ -343,20 +343,9 @@ async fn newlines_in_data_arrive_as_one_event() {
     let now = redbank::clock::now_ms();
     let description =
         "line one\ndata: forged\n\nevent: spenders\nid: 1-1\r\n<img src=x onerror=alert(1)>";
-    let tx = redbank::bank::model::Transaction {
-        id: now as u64 * 1000,
-        account_id: BOB.into(),
-        from_account: "0000000000".into(),
-        from_account_name: "Test\nVendor".into(),
-        to_account: BOB.into(),
-        to_account_name: "Bob Jones".into(),
-        amount: redbank::bank::model::Cents(-100),
-        description: description.into(),
-        transaction_date: redbank::clock::rfc3339_ms(now),
-        date: now,
-        transaction_type: "card payment".into(),
-        balance_after: redbank::bank::model::Cents(balance.0 - 100),
-    };
+    let mut tx =
+        common::transaction(BOB, description, "Test Vendor", "card payment", -100, now, balance);
+    tx.from_account_name = "Test\nVendor".into();
     let config = redbank::Config::default();
     redbank::bank::store::record(&db, &config, balance, &tx).await.unwrap();
     let event = sse.expect("transaction", Duration::from_secs(3)).await;
@@ -455,19 +444,7 @@ async fn sigterm_with_open_streams_exits_cleanly_and_sessions_survive() {
         .unwrap();
     let token = res.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
     // A browser session for the streams (cookie only), made through the form.
-    let page = http.get(format!("{base}/login")).send().await.unwrap();
-    let csrf_cookie =
-        page.cookies().find(|c| c.name() == "redbank_csrf").unwrap().value().to_owned();
-    let csrf = common::hidden_csrf(&page.text().await.unwrap()).unwrap();
-    let login = http
-        .post(format!("{base}/login"))
-        .header("Cookie", format!("redbank_csrf={csrf_cookie}"))
-        .form(&[("username", "bob"), ("password", "foobared"), ("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
-    let cookie =
-        format!("redbank={}", login.cookies().find(|c| c.name() == "redbank").unwrap().value());
+    let cookie = server::form_login(&http, &base, "bob", "foobared").await;
     let mut streams = Vec::new();
     for _ in 0..3 {
         let res =

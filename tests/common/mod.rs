@@ -17,6 +17,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use redbank::bank::model::{Cents, Transaction};
 use rocket::figment::Figment;
 use rocket::http::{ContentType, Cookie, Header, Status};
 use rocket::local::asynchronous::{Client, LocalResponse};
@@ -407,5 +408,32 @@ impl TestApp {
         let figment = tweak(test_figment(redis, prefix));
         let client = Client::untracked(redbank::build(figment)).await.expect("valid rocket");
         TestApp { client, prefix: prefix.to_owned() }
+    }
+}
+
+/// A transaction with known text for `store::record` (`balance` is the current balance; the id is
+/// derived from `date`, so dates must be unique per account).
+pub fn transaction(
+    number: &str,
+    description: &str,
+    vendor: &str,
+    kind: &str,
+    cents: i64,
+    date: i64,
+    balance: Cents,
+) -> Transaction {
+    Transaction {
+        id: date as u64 * 1000 + 7,
+        account_id: number.into(),
+        from_account: "0000004242".into(),
+        from_account_name: vendor.into(),
+        to_account: number.into(),
+        to_account_name: "Test Holder".into(),
+        amount: Cents(cents),
+        description: description.into(),
+        transaction_date: redbank::clock::rfc3339_ms(date),
+        date,
+        transaction_type: kind.into(),
+        balance_after: Cents(balance.0 + cents),
     }
 }

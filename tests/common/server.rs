@@ -62,29 +62,7 @@ impl TestServer {
 
     /// Browser sign-in through the form; returns the `Cookie` header value and the CSRF token.
     pub async fn login(&self, user: &str, pass: &str) -> (String, String) {
-        let page = self.http.get(self.url("/login")).send().await.unwrap();
-        let csrf_cookie = page
-            .cookies()
-            .find(|c| c.name() == "redbank_csrf")
-            .map(|c| c.value().to_owned())
-            .expect("csrf cookie");
-        let token = crate::common::hidden_csrf(&page.text().await.unwrap()).expect("csrf input");
-        let res = self
-            .http
-            .post(self.url("/login"))
-            .header("Cookie", format!("redbank_csrf={csrf_cookie}"))
-            .form(&[("username", user), ("password", pass), ("csrf", &token)])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 303, "login failed");
-        let session = res
-            .cookies()
-            .find(|c| c.name() == "redbank")
-            .expect("session cookie")
-            .value()
-            .to_owned();
-        let cookie = format!("redbank={session}");
+        let cookie = form_login(&self.http, &self.base, user, pass).await;
         let html =
             self.http.get(self.url("/dashboard")).header("Cookie", &cookie).send().await.unwrap();
         let csrf = crate::common::hidden_csrf(&html.text().await.unwrap()).expect("page csrf");
@@ -112,6 +90,29 @@ impl TestServer {
     pub fn notify_shutdown(&self) {
         self.shutdown.clone().notify();
     }
+}
+
+/// Signs in through the login form of the app at `base` (GET for the CSRF cookie and token, then
+/// POST); returns the session's `Cookie` header value.
+pub async fn form_login(http: &reqwest::Client, base: &str, user: &str, pass: &str) -> String {
+    let page = http.get(format!("{base}/login")).send().await.unwrap();
+    let csrf_cookie = page
+        .cookies()
+        .find(|c| c.name() == "redbank_csrf")
+        .map(|c| c.value().to_owned())
+        .expect("csrf cookie");
+    let token = crate::common::hidden_csrf(&page.text().await.unwrap()).expect("csrf input");
+    let res = http
+        .post(format!("{base}/login"))
+        .header("Cookie", format!("redbank_csrf={csrf_cookie}"))
+        .form(&[("username", user), ("password", pass), ("csrf", &token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "login failed");
+    let session =
+        res.cookies().find(|c| c.name() == "redbank").expect("session cookie").value().to_owned();
+    format!("redbank={session}")
 }
 
 #[derive(Debug, Clone, PartialEq)]
