@@ -44,7 +44,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const USAGE: &str = "usage: sse_bench --base http://127.0.0.1:PORT [--clients N] [--sessions S] \
 [--events E] [--timeout-secs T] [--connect-concurrency C] [--threads W] [--user bob] \
-[--password foobared] [--app-pid PID]";
+[--password foobared] [--app-pid PID] [--events-base http://127.0.0.1:STREAM_PORT]";
 
 #[derive(Debug, Clone)]
 struct Args {
@@ -59,6 +59,8 @@ struct Args {
     password: String,
     /// The app's process id (same machine): its VmRSS and CPU time are sampled during the run.
     app_pid: Option<u32>,
+    /// Where the streams are opened (`{events_base}/events`): the stream listener, or `base`.
+    events_base: String,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -76,6 +78,7 @@ fn parse_args() -> Result<Args, String> {
         user: "bob".into(),
         password: "foobared".into(),
         app_pid: None,
+        events_base: String::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -96,6 +99,7 @@ fn parse_args() -> Result<Args, String> {
             "--user" => a.user = value,
             "--password" => a.password = value,
             "--app-pid" => a.app_pid = Some(num(&value)? as u32),
+            "--events-base" => a.events_base = value.trim_end_matches('/').to_owned(),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
     }
@@ -104,6 +108,9 @@ fn parse_args() -> Result<Args, String> {
     }
     if a.clients == 0 || a.sessions == 0 || a.events == 0 || a.connect_concurrency == 0 {
         return Err("--clients, --sessions, --events and --connect-concurrency must be > 0".into());
+    }
+    if a.events_base.is_empty() {
+        a.events_base = a.base.clone();
     }
     a.sessions = a.sessions.min(a.clients);
     a.threads = a.threads.max(1);
@@ -551,7 +558,7 @@ async fn run(args: Args) -> Result<bool, BoxError> {
         ended: AtomicUsize::new(0),
         events: args.events,
     });
-    let url: Arc<str> = Arc::from(format!("{}/events", args.base).as_str());
+    let url: Arc<str> = Arc::from(format!("{}/events", args.events_base).as_str());
     let handshakes = Arc::new(Semaphore::new(args.connect_concurrency));
     let (stop_tx, stop_rx) = watch::channel(false);
     let connect_started = Instant::now();

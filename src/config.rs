@@ -56,6 +56,9 @@ pub struct Config {
     /// Events buffered per account for slow clients; a client further behind is disconnected
     /// (it resumes with `Last-Event-ID`).
     pub sse_queue: usize,
+    /// Port of the stream listener, a lean second server for `GET /events` only (on `address`);
+    /// 0 = off. Behind a proxy, route `/events` to it when many dashboards stay open.
+    pub stream_port: u16,
 }
 
 impl Default for Config {
@@ -82,6 +85,7 @@ impl Default for Config {
             sse_max_streams: 15_000,
             sse_queue: 256,
             repair_interval_secs: 30,
+            stream_port: 0,
         }
     }
 }

@@ -74,7 +74,7 @@ impl Error {
     }
 
     /// What the client may read: never internal detail.
-    fn public_message(&self) -> String {
+    pub(crate) fn public_message(&self) -> String {
         match self.status().code {
             500 => "Something went wrong on our side. Please try again.".into(),
             503 => "The service is temporarily unavailable. Please retry in a moment.".into(),

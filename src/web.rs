@@ -17,6 +17,18 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
     style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; \
     object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
+/// The browser-hardening headers of every response (also sent by the stream listener).
+pub const SECURITY_HEADERS: &[(&str, &str)] = &[
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    // Not "no-referrer": with it browsers send `Origin: null` on same-origin form posts, which
+    // the CSRF check must then refuse.
+    ("Referrer-Policy", "same-origin"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
+];
+
 pub fn stage() -> AdHoc {
     AdHoc::on_ignite("Web", |rocket| async {
         let static_dir = rocket
@@ -79,14 +91,9 @@ impl Fairing for SecurityHeaders {
     }
 
     async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
-        res.set_raw_header("Content-Security-Policy", CONTENT_SECURITY_POLICY);
-        res.set_raw_header("X-Content-Type-Options", "nosniff");
-        res.set_raw_header("X-Frame-Options", "DENY");
-        // Not "no-referrer": with it browsers send `Origin: null` on same-origin form posts,
-        // which the CSRF check must then refuse.
-        res.set_raw_header("Referrer-Policy", "same-origin");
-        res.set_raw_header("Cross-Origin-Opener-Policy", "same-origin");
-        res.set_raw_header("Permissions-Policy", "camera=(), microphone=(), geolocation=()");
+        for (name, value) in SECURITY_HEADERS {
+            res.set_raw_header(*name, *value);
+        }
         // Pages and API carry account data: never cache them. Static assets are public.
         if req.uri().path().starts_with("/static/") && res.status() == Status::Ok {
             res.set_raw_header("Cache-Control", "public, max-age=3600");

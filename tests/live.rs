@@ -12,10 +12,12 @@ use std::time::{Duration, Instant};
 use common::{RedisServer, shared_redis};
 use redis::AsyncCommands;
 use serde_json::Value;
-use server::{Next, Sse, TestServer};
+use server::{Next, Sse, TestServer, Via};
 
 const BOB: &str = "1580783161";
 const ALICE: &str = "2734819056";
+/// Every behaviour of `/events` holds on Rocket's port and on the stream listener alike.
+const VIAS: [Via; 2] = [Via::Rocket, Via::Listener];
 
 fn generator(ms: u64) -> impl FnOnce(rocket::figment::Figment) -> rocket::figment::Figment {
     move |f| f.merge(("generator_interval_ms", ms)).merge(("sse_heartbeat_secs", 1))
@@ -46,29 +48,31 @@ async fn stream_ids(redis: &RedisServer, prefix: &str, account: &str, after: &st
 async fn first_event_arrives_within_two_intervals_and_carries_ids_and_retry() {
     let server = TestServer::start(shared_redis(), None, generator(1000)).await;
     let (cookie, _) = server.login("bob", "foobared").await;
-    let started = Instant::now();
-    let mut sse = Sse::new(server.events(&cookie, None).await);
-    let tx = sse.expect("transaction", Duration::from_millis(2000)).await;
-    assert!(
-        started.elapsed() <= Duration::from_millis(2000),
-        "first event after {:?}",
-        started.elapsed()
-    );
-    assert_eq!(sse.retry, Some(3000), "the stream sends retry:");
-    let id = tx.id.clone().expect("event id");
-    let doc: Value = serde_json::from_str(&tx.data).unwrap();
-    assert_eq!(doc["accountId"], BOB);
-    let balance = sse.expect("balance", Duration::from_secs(1)).await;
-    assert_eq!(balance.id.as_deref(), Some(id.as_str()));
-    let point: Value = serde_json::from_str(&balance.data).unwrap();
-    assert_eq!(point["y"], doc["balanceAfter"]);
-    assert_eq!(point["x"], doc["date"]);
-    let spenders = sse.expect("spenders", Duration::from_secs(1)).await;
-    let top: Value = serde_json::from_str(&spenders.data).unwrap();
-    assert!(top["labels"].as_array().unwrap().len() <= 5);
-    // The id is the account stream entry.
-    let all = stream_ids(shared_redis(), &server.prefix, BOB, "0-0").await;
-    assert!(all.contains(&id), "{id} not in the stream");
+    for via in VIAS {
+        let started = Instant::now();
+        let mut sse = Sse::new(server.events_via(via, &cookie, None).await);
+        let tx = sse.expect("transaction", Duration::from_millis(2000)).await;
+        assert!(
+            started.elapsed() <= Duration::from_millis(2000),
+            "{via:?}: first event after {:?}",
+            started.elapsed()
+        );
+        assert_eq!(sse.retry, Some(3000), "{via:?}: the stream sends retry:");
+        let id = tx.id.clone().expect("event id");
+        let doc: Value = serde_json::from_str(&tx.data).unwrap();
+        assert_eq!(doc["accountId"], BOB);
+        let balance = sse.expect("balance", Duration::from_secs(1)).await;
+        assert_eq!(balance.id.as_deref(), Some(id.as_str()));
+        let point: Value = serde_json::from_str(&balance.data).unwrap();
+        assert_eq!(point["y"], doc["balanceAfter"]);
+        assert_eq!(point["x"], doc["date"]);
+        let spenders = sse.expect("spenders", Duration::from_secs(1)).await;
+        let top: Value = serde_json::from_str(&spenders.data).unwrap();
+        assert!(top["labels"].as_array().unwrap().len() <= 5);
+        // The id is the account stream entry.
+        let all = stream_ids(shared_redis(), &server.prefix, BOB, "0-0").await;
+        assert!(all.contains(&id), "{id} not in the stream");
+    }
     server.stop().await.unwrap();
 }
 
@@ -76,10 +80,12 @@ async fn first_event_arrives_within_two_intervals_and_carries_ids_and_retry() {
 async fn events_are_only_for_the_callers_account() {
     let server = TestServer::start(shared_redis(), None, generator(200)).await;
     let (alice, _) = server.login("alice", "wonderland").await;
-    let mut sse = Sse::new(server.events(&alice, None).await);
-    for _ in 0..6 {
-        let tx = sse.expect("transaction", Duration::from_secs(3)).await;
-        assert!(tx.data.contains(ALICE) && !tx.data.contains(BOB), "{}", tx.data);
+    for via in VIAS {
+        let mut sse = Sse::new(server.events_via(via, &alice, None).await);
+        for _ in 0..4 {
+            let tx = sse.expect("transaction", Duration::from_secs(3)).await;
+            assert!(tx.data.contains(ALICE) && !tx.data.contains(BOB), "{via:?}: {}", tx.data);
+        }
     }
     server.stop().await.unwrap();
 }
@@ -87,8 +93,6 @@ async fn events_are_only_for_the_callers_account() {
 #[rocket::async_test]
 async fn no_session_is_401_and_tokens_in_urls_are_not_accepted() {
     let server = TestServer::start(shared_redis(), None, |f| f).await;
-    let res = server.http.get(server.url("/events")).send().await.unwrap();
-    assert_eq!(res.status(), 401);
     let token = {
         let res = server
             .http
@@ -99,11 +103,25 @@ async fn no_session_is_401_and_tokens_in_urls_are_not_accepted() {
             .unwrap();
         res.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
     };
-    // Neither a bearer header nor a token in the URL opens a stream: cookie only.
-    let res = server.http.get(server.url(&format!("/events?token={token}"))).send().await.unwrap();
-    assert_eq!(res.status(), 401);
-    let res = server.http.get(server.url("/events")).bearer_auth(&token).send().await.unwrap();
-    assert_eq!(res.status(), 401);
+    let (cookie, _) = server.login("bob", "foobared").await;
+    for via in VIAS {
+        let url = server.events_url(via);
+        let res = server.http.get(&url).send().await.unwrap();
+        assert_eq!(res.status(), 401, "{via:?}");
+        let body: Value = res.json().await.unwrap();
+        assert!(body["error"].as_str().is_some_and(|m| !m.is_empty()), "{via:?}: {body}");
+        // Neither a bearer header nor a token in the URL opens a stream: cookie only.
+        let res = server.http.get(format!("{url}?token={token}")).send().await.unwrap();
+        assert_eq!(res.status(), 401, "{via:?}");
+        let res = server.http.get(&url).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(res.status(), 401, "{via:?}");
+        // A well-formed cookie that names no session is refused.
+        let forged = format!("redbank={}", "A".repeat(43));
+        let res = server.http.get(&url).header("Cookie", forged).send().await.unwrap();
+        assert_eq!(res.status(), 401, "{via:?}");
+        let res = server.events_via(via, &cookie, None).await;
+        assert_eq!(res.status(), 200, "{via:?}");
+    }
     server.stop().await.unwrap();
 }
 
@@ -112,25 +130,27 @@ async fn last_event_id_replays_exactly_the_missed_events_in_order() {
     let interval = 200;
     let server = TestServer::start(shared_redis(), None, generator(interval)).await;
     let (cookie, _) = server.login("bob", "foobared").await;
-    let mut sse = Sse::new(server.events(&cookie, None).await);
-    let seen = sse.expect("transaction", Duration::from_secs(3)).await.id.unwrap();
-    drop(sse);
-    tokio::time::sleep(Duration::from_millis(3 * interval + 100)).await;
+    for via in VIAS {
+        let mut sse = Sse::new(server.events_via(via, &cookie, None).await);
+        let seen = sse.expect("transaction", Duration::from_secs(3)).await.id.unwrap();
+        drop(sse);
+        tokio::time::sleep(Duration::from_millis(3 * interval + 100)).await;
 
-    let mut sse = Sse::new(server.events(&cookie, Some(&seen)).await);
-    let mut got: Vec<String> = Vec::new();
-    // Read until we are past what the stream held when we reconnected, plus one live event.
-    let missed = stream_ids(shared_redis(), &server.prefix, BOB, &seen).await;
-    assert!(missed.len() >= 3, "expected ≥ 3 missed events, got {}", missed.len());
-    while got.len() < missed.len() + 1 {
-        let tx = sse.expect("transaction", Duration::from_secs(3)).await;
-        got.push(tx.id.unwrap());
+        let mut sse = Sse::new(server.events_via(via, &cookie, Some(&seen)).await);
+        let mut got: Vec<String> = Vec::new();
+        // Read until we are past what the stream held when we reconnected, plus one live event.
+        let missed = stream_ids(shared_redis(), &server.prefix, BOB, &seen).await;
+        assert!(missed.len() >= 3, "expected ≥ 3 missed events, got {}", missed.len());
+        while got.len() < missed.len() + 1 {
+            let tx = sse.expect("transaction", Duration::from_secs(3)).await;
+            got.push(tx.id.unwrap());
+        }
+        assert_eq!(&got[..missed.len()], &missed[..], "{via:?}: replay differs from the stream");
+        let unique: HashSet<&String> = got.iter().collect();
+        assert_eq!(unique.len(), got.len(), "{via:?}: duplicate events: {got:?}");
+        let all = stream_ids(shared_redis(), &server.prefix, BOB, &seen).await;
+        assert_eq!(&all[..got.len()], &got[..], "{via:?}: not in stream order or with a gap");
     }
-    assert_eq!(&got[..missed.len()], &missed[..], "replay differs from the stream");
-    let unique: HashSet<&String> = got.iter().collect();
-    assert_eq!(unique.len(), got.len(), "duplicate events: {got:?}");
-    let all = stream_ids(shared_redis(), &server.prefix, BOB, &seen).await;
-    assert_eq!(&all[..got.len()], &got[..], "not in stream order or with a gap");
     server.stop().await.unwrap();
 }
 
@@ -139,48 +159,60 @@ async fn redis_restart_mid_stream_loses_and_duplicates_nothing() {
     let mut redis = RedisServer::start_persistent();
     let server = TestServer::start(&redis, None, generator(200)).await;
     let (cookie, _) = server.login("bob", "foobared").await;
-    let mut sse = Sse::new(server.events(&cookie, None).await);
-    let first = sse.expect("transaction", Duration::from_secs(3)).await.id.unwrap();
-    let mut got = vec![first.clone()];
+    let mut clients = Vec::new();
+    for via in VIAS {
+        let mut sse = Sse::new(server.events_via(via, &cookie, None).await);
+        let first = sse.expect("transaction", Duration::from_secs(3)).await.id.unwrap();
+        clients.push((via, sse, vec![first]));
+    }
 
     redis.stop();
     tokio::time::sleep(Duration::from_secs(3)).await;
     redis.restart();
 
-    // Keep reading; if the stream ends, reconnect with Last-Event-ID as a browser does.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut after_restart = 0;
-    while after_restart < 5 {
-        assert!(Instant::now() < deadline, "no recovery: got {got:?}");
-        match sse.next(Duration::from_secs(2)).await {
-            Next::Event(e) if e.event == "transaction" => {
-                let id = e.id.unwrap();
-                if *got.last().unwrap() != id || !got.contains(&id) {
-                    got.push(id);
+    // Each client keeps reading; if its stream ends, it reconnects with Last-Event-ID as a
+    // browser does.
+    let follow = |(via, mut sse, mut got): (Via, Sse, Vec<String>)| {
+        let (server, cookie) = (&server, &cookie);
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let mut after_restart = 0;
+            while after_restart < 5 {
+                assert!(Instant::now() < deadline, "{via:?}: no recovery: got {got:?}");
+                match sse.next(Duration::from_secs(2)).await {
+                    Next::Event(e) if e.event == "transaction" => {
+                        got.push(e.id.unwrap());
+                        after_restart += 1;
+                    }
+                    Next::Event(_) | Next::Timeout => {}
+                    Next::Closed => {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        let res = server.events_via(via, cookie, Some(got.last().unwrap())).await;
+                        if res.status() == 200 {
+                            sse = Sse::new(res);
+                        }
+                    }
                 }
-                after_restart += 1;
             }
-            Next::Event(_) | Next::Timeout => {}
-            Next::Closed => {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                let res = server.events(&cookie, Some(got.last().unwrap())).await;
-                if res.status() == 200 {
-                    sse = Sse::new(res);
-                }
-            }
+            (via, got)
         }
+    };
+    let mut clients = clients.into_iter();
+    let (a, b) = (clients.next().unwrap(), clients.next().unwrap());
+    let (a, b) = tokio::join!(follow(a), follow(b));
+    for (via, got) in [a, b] {
+        let (first, last) = (got[0].clone(), got.last().unwrap().clone());
+        let mut expected = vec![first.clone()];
+        expected.extend(
+            stream_ids(&redis, &server.prefix, BOB, &first)
+                .await
+                .into_iter()
+                .take_while(|id| *id <= last),
+        );
+        let unique: HashSet<&String> = got.iter().collect();
+        assert_eq!(unique.len(), got.len(), "{via:?}: duplicates: {got:?}");
+        assert_eq!(got, expected, "{via:?}: missed or reordered events across the outage");
     }
-    let last = got.last().unwrap().clone();
-    let mut expected = vec![first.clone()];
-    expected.extend(
-        stream_ids(&redis, &server.prefix, BOB, &first)
-            .await
-            .into_iter()
-            .take_while(|id| *id <= last),
-    );
-    let unique: HashSet<&String> = got.iter().collect();
-    assert_eq!(unique.len(), got.len(), "duplicates: {got:?}");
-    assert_eq!(got, expected, "the client missed or reordered events across the outage");
     server.stop().await.unwrap();
 }
 
@@ -189,7 +221,10 @@ async fn logout_closes_the_open_stream_within_a_heartbeat() {
     let server =
         TestServer::start(shared_redis(), None, |f| f.merge(("sse_heartbeat_secs", 1))).await;
     let (cookie, csrf) = server.login("bob", "foobared").await;
-    let mut sse = Sse::new(server.events(&cookie, None).await);
+    let mut streams = Vec::new();
+    for via in VIAS {
+        streams.push((via, Sse::new(server.events_via(via, &cookie, None).await)));
+    }
     let res = server
         .http
         .post(server.url("/logout"))
@@ -200,11 +235,15 @@ async fn logout_closes_the_open_stream_within_a_heartbeat() {
         .unwrap();
     assert_eq!(res.status(), 303);
     let started = Instant::now();
-    loop {
-        match sse.next(Duration::from_secs(3)).await {
-            Next::Closed => break,
-            Next::Event(_) => continue,
-            Next::Timeout => panic!("stream still open {:?} after logout", started.elapsed()),
+    for (via, mut sse) in streams {
+        loop {
+            match sse.next(Duration::from_secs(3)).await {
+                Next::Closed => break,
+                Next::Event(_) => continue,
+                Next::Timeout => {
+                    panic!("{via:?}: stream still open {:?} after logout", started.elapsed())
+                }
+            }
         }
     }
     assert!(started.elapsed() < Duration::from_millis(2500));
@@ -223,22 +262,25 @@ async fn heartbeats_never_extend_the_session_and_expiry_ends_the_stream() {
     let token = cookie.trim_start_matches("redbank=");
     let id = redbank::session::model::SessionToken::parse(token).unwrap().id();
     let key = format!("{}session:{}", server.prefix, id.as_str());
-    let mut sse = Sse::new(server.events(&cookie, None).await);
+    let mut streams = Vec::new();
+    for via in VIAS {
+        streams.push((via, Sse::new(server.events_via(via, &cookie, None).await)));
+    }
     let mut c = shared_redis().conn().await;
     let ttl_at_start: i64 = c.pttl(&key).await.unwrap();
     let started = Instant::now();
-    let mut ttls = vec![];
-    loop {
-        match sse.next(Duration::from_secs(6)).await {
-            Next::Closed => break,
-            Next::Event(_) => continue,
-            Next::Timeout => panic!("stream outlived its session"),
+    for (via, mut sse) in streams {
+        loop {
+            match sse.next(Duration::from_secs(6)).await {
+                Next::Closed => break,
+                Next::Event(_) => continue,
+                Next::Timeout => panic!("{via:?}: stream outlived its session"),
+            }
         }
+        assert!(sse.comments >= 1, "{via:?}: no heartbeat comments seen");
     }
     // Between heartbeats the TTL only went down.
     let ttl_now: i64 = c.pttl(&key).await.unwrap();
-    ttls.push(ttl_now);
-    assert!(sse.comments >= 1, "no heartbeat comments seen");
     assert!(ttl_now < ttl_at_start, "TTL was extended by the stream: {ttl_at_start} → {ttl_now}");
     assert!(started.elapsed() < Duration::from_millis(5500), "ended after {:?}", started.elapsed());
     server.stop().await.unwrap();
@@ -251,24 +293,32 @@ async fn a_client_that_never_reads_does_not_delay_others() {
         TestServer::start(shared_redis(), None, |f| generator(100)(f).merge(("sse_queue", 8)))
             .await;
     let (cookie, _) = server.login("bob", "foobared").await;
-    // A raw client that asks for the stream and never reads a byte.
-    let addr = server.base.trim_start_matches("http://").to_owned();
+    // Raw clients that ask for the stream and never read a byte, on both servers.
     let mut stuck = Vec::new();
-    for _ in 0..4 {
-        let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        let req = format!("GET /events HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\n\r\n");
-        tcp.write_all(req.as_bytes()).await.unwrap();
-        stuck.push(tcp);
+    for base in [&server.base, &server.stream_base] {
+        let addr = base.trim_start_matches("http://").to_owned();
+        for _ in 0..2 {
+            let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            let req = format!("GET /events HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\n\r\n");
+            tcp.write_all(req.as_bytes()).await.unwrap();
+            stuck.push(tcp);
+        }
     }
     let (other, _) = server.login("bob", "foobared").await;
-    let mut sse = Sse::new(server.events(&other, None).await);
-    let mut last = sse.expect("transaction", Duration::from_secs(2)).await;
+    let mut readers = Vec::new();
+    for via in VIAS {
+        let mut sse = Sse::new(server.events_via(via, &other, None).await);
+        let last = sse.expect("transaction", Duration::from_secs(2)).await;
+        readers.push((via, sse, last));
+    }
     for _ in 0..20 {
-        let started = Instant::now();
-        let tx = sse.expect("transaction", Duration::from_secs(2)).await;
-        assert!(started.elapsed() < Duration::from_millis(1000), "a reader was delayed");
-        assert_ne!(tx.id, last.id);
-        last = tx;
+        for (via, sse, last) in readers.iter_mut() {
+            let started = Instant::now();
+            let tx = sse.expect("transaction", Duration::from_secs(2)).await;
+            assert!(started.elapsed() < Duration::from_millis(1000), "{via:?}: reader delayed");
+            assert_ne!(tx.id, last.id);
+            *last = tx;
+        }
     }
     drop(stuck);
     server.stop().await.unwrap();
@@ -285,27 +335,37 @@ async fn per_session_and_global_stream_limits() {
     .await;
     let (a, _) = server.login("bob", "foobared").await;
     let (b, _) = server.login("alice", "wonderland").await;
-    let s1 = server.events(&a, None).await;
-    let s2 = server.events(&a, None).await;
+    // Both servers count against the same limits.
+    let s1 = server.events_via(Via::Rocket, &a, None).await;
+    let s2 = server.events_via(Via::Listener, &a, None).await;
     assert_eq!((s1.status(), s2.status()), (reqwest::StatusCode::OK, reqwest::StatusCode::OK));
-    let s3 = server.events(&a, None).await;
-    assert_eq!(s3.status(), 429, "third stream of one session");
-    let s4 = server.events(&b, None).await;
-    assert_eq!(s4.status(), 200);
-    let s5 = server.events(&b, None).await;
-    assert_eq!(s5.status(), 503, "global cap");
-    // Closing a stream frees its slot.
-    drop(s1);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let again = server.events(&b, None).await;
-        if again.status() == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "slot never freed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    for via in VIAS {
+        let s3 = server.events_via(via, &a, None).await;
+        assert_eq!(s3.status(), 429, "{via:?}: third stream of one session");
+        assert_eq!(s3.headers()["retry-after"], "5", "{via:?}");
     }
-    drop((s2, s4));
+    let s4 = server.events_via(Via::Rocket, &b, None).await;
+    assert_eq!(s4.status(), 200);
+    for via in VIAS {
+        let s5 = server.events_via(via, &b, None).await;
+        assert_eq!(s5.status(), 503, "{via:?}: global cap");
+        assert!(s5.headers().contains_key("retry-after"), "{via:?}");
+    }
+    // Closing a stream frees its slot (Rocket notices at once, the listener at once too: it
+    // watches the socket for EOF).
+    for (closed, reopen_via) in [(s1, Via::Listener), (s2, Via::Rocket)] {
+        drop(closed);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let again = server.events_via(reopen_via, &b, None).await;
+            if again.status() == 200 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "slot never freed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    drop(s4);
     server.stop().await.unwrap();
 }
 
@@ -314,8 +374,8 @@ async fn graceful_shutdown_ends_open_streams() {
     let server = TestServer::start(shared_redis(), None, generator(200)).await;
     let (cookie, _) = server.login("bob", "foobared").await;
     let mut streams = Vec::new();
-    for _ in 0..3 {
-        streams.push(Sse::new(server.events(&cookie, None).await));
+    for via in [Via::Rocket, Via::Rocket, Via::Listener, Via::Listener] {
+        streams.push(Sse::new(server.events_via(via, &cookie, None).await));
     }
     let started = Instant::now();
     server.stop().await.unwrap();
@@ -399,11 +459,12 @@ async fn two_instances_share_sessions_stream_everything_and_run_one_generator() 
 async fn sigterm_with_open_streams_exits_cleanly_and_sessions_survive() {
     let prefix = common::unique_prefix();
     let spawn = || {
-        let port = common::free_port();
+        let (port, stream_port) = (common::free_port(), common::free_port());
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_redbank"))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("REDIS_URL", shared_redis().url())
             .env("ROCKET_PORT", port.to_string())
+            .env("ROCKET_STREAM_PORT", stream_port.to_string())
             .env("ROCKET_KEY_PREFIX", &prefix)
             .env("ROCKET_LOG_LEVEL", "off")
             .env("ROCKET_GENERATOR_INTERVAL_MS", "300")
@@ -413,7 +474,8 @@ async fn sigterm_with_open_streams_exits_cleanly_and_sessions_survive() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        (child, format!("http://127.0.0.1:{port}"))
+        let base = format!("http://127.0.0.1:{port}");
+        (child, base, format!("http://127.0.0.1:{stream_port}"))
     };
     let http =
         reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
@@ -434,7 +496,7 @@ async fn sigterm_with_open_streams_exits_cleanly_and_sessions_survive() {
         }
     };
 
-    let (mut child, base) = spawn();
+    let (mut child, base, stream_base) = spawn();
     wait_up(base.clone()).await;
     let res = http
         .post(format!("{base}/api/v1/login"))
@@ -446,9 +508,13 @@ async fn sigterm_with_open_streams_exits_cleanly_and_sessions_survive() {
     // A browser session for the streams (cookie only), made through the form.
     let cookie = server::form_login(&http, &base, "bob", "foobared").await;
     let mut streams = Vec::new();
-    for _ in 0..3 {
-        let res =
-            http.get(format!("{base}/events")).header("Cookie", &cookie).send().await.unwrap();
+    for events_base in [&base, &base, &stream_base] {
+        let res = http
+            .get(format!("{events_base}/events"))
+            .header("Cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
         let mut sse = Sse::new(res);
         sse.expect("transaction", Duration::from_secs(3)).await;
         streams.push(sse);
@@ -480,7 +546,7 @@ async fn sigterm_with_open_streams_exits_cleanly_and_sessions_survive() {
     assert!(status.success(), "exit status {status}");
 
     // Sessions survive the restart.
-    let (mut child, base) = spawn();
+    let (mut child, base, _) = spawn();
     wait_up(base.clone()).await;
     let me = http.get(format!("{base}/api/v1/me")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(me.status(), 200);
@@ -488,4 +554,86 @@ async fn sigterm_with_open_streams_exits_cleanly_and_sessions_survive() {
     assert_eq!(me.status(), 200);
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// The stream listener is a deliberately tiny HTTP server: one `GET /events` per connection,
+/// everything else refused with a readable JSON error, slow or oversized heads cut off.
+#[rocket::async_test]
+async fn stream_listener_serves_only_get_events_and_refuses_the_rest() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let (cookie, _) = server.login("bob", "foobared").await;
+    let addr = server.stream_base.trim_start_matches("http://").to_owned();
+    // Sends `request`, returns everything the server wrote until it closed (or 8 s passed).
+    let exchange = |request: Vec<u8>| {
+        let addr = addr.clone();
+        async move {
+            let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            tcp.write_all(&request).await.unwrap();
+            let mut out = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(8), tcp.read_to_end(&mut out)).await;
+            String::from_utf8_lossy(&out).into_owned()
+        }
+    };
+    let status = |reply: &str| reply.split(' ').nth(1).unwrap_or_default().to_owned();
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"GET /login HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), "404"),
+        (format!("POST /events HTTP/1.1\r\nCookie: {cookie}\r\n\r\n").into_bytes(), "405"),
+        (b"GET /events HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc".to_vec(), "400"),
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n".to_vec(), "400"),
+        (
+            format!("GET /events HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(9000)).into_bytes(),
+            "431",
+        ),
+        (b"GET /events HTTP/1.1\r\nCookie: redbank=nope\r\n\r\n".to_vec(), "401"),
+    ];
+    for (request, expected) in cases {
+        let reply = exchange(request).await;
+        assert_eq!(status(&reply), expected, "{reply}");
+        let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains("\r\nContent-Type: application/json\r\n"), "{head}");
+        assert!(head.contains("\r\nX-Content-Type-Options: nosniff\r\n"), "{head}");
+        let body: Value = serde_json::from_str(body).unwrap();
+        assert!(body["error"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+        if expected == "405" {
+            assert!(head.contains("\r\nAllow: GET\r\n"), "{head}");
+        }
+    }
+
+    // A head that never completes is answered 408 and closed after the head timeout.
+    let started = Instant::now();
+    let reply = exchange(b"GET /events HTTP/1.1\r\nHost: x\r\n".to_vec()).await;
+    assert_eq!(status(&reply), "408", "{reply}");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(4) && waited < Duration::from_secs(8), "{waited:?}");
+
+    // The stream: a close-delimited event stream with the same hardening headers as the app.
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let request = format!("GET /events HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(tcp.read(&mut byte).await.unwrap(), 1, "closed during the head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    for line in [
+        "HTTP/1.1 200 OK\r\n",
+        "\r\nContent-Type: text/event-stream\r\n",
+        "\r\nCache-Control: no-store\r\n",
+        "\r\nConnection: close\r\n",
+        "\r\nX-Frame-Options: DENY\r\n",
+    ] {
+        assert!(head.contains(line), "{line:?} missing from {head}");
+    }
+    let mut retry = [0u8; 12];
+    tcp.read_exact(&mut retry).await.unwrap();
+    assert_eq!(&retry, b"retry:3000\n\n");
+    // A client sends nothing after its request: any byte ends the stream.
+    tcp.write_all(b"x").await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(3), tcp.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "stream still open after the client sent data");
+    server.stop().await.unwrap();
 }

@@ -1,11 +1,15 @@
 //! Live updates: one Redis pub/sub subscriber per process fans transaction events out to the
-//! browsers of each account over server-sent events, with replay from the account stream.
+//! browsers of each account over server-sent events, with replay from the account stream — on
+//! Rocket's `/events` and, when `stream_port` is set, on the lean stream listener.
 
 pub mod bridge;
 pub mod event;
+pub mod feed;
+pub mod listener;
 pub mod routes;
 
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rocket::fairing::AdHoc;
 use rocket::routes;
@@ -14,14 +18,42 @@ use crate::config::Config;
 use crate::redis::Db;
 use bridge::Hub;
 
+/// The bound stream listener, between ignite (bind) and liftoff (serve).
+struct StreamSocket(Mutex<Option<tokio::net::TcpListener>>);
+
 pub fn stage() -> AdHoc {
-    AdHoc::on_ignite("Live updates", |rocket| async {
-        let queue = rocket.state::<Config>().map_or(256, |c| c.sse_queue);
-        rocket.manage(Arc::new(Hub::new(queue))).mount("/", routes![routes::events]).attach(
-            AdHoc::on_liftoff("Pub/sub bridge", |rocket| {
+    AdHoc::try_on_ignite("Live updates", |rocket| async {
+        let Some(config) = rocket.state::<Config>().cloned() else { return Err(rocket) };
+        let socket = match config.stream_port {
+            0 => None,
+            port => {
+                let address: IpAddr = match rocket.figment().extract_inner("address") {
+                    Ok(address) => address,
+                    Err(e) => {
+                        rocket::error!("stream listener: bad address: {e}");
+                        return Err(rocket);
+                    }
+                };
+                match listener::bind(SocketAddr::new(address, port)) {
+                    Ok(socket) => Some(socket),
+                    Err(e) => {
+                        rocket::error!("stream listener: cannot listen on {address}:{port}: {e}");
+                        return Err(rocket);
+                    }
+                }
+            }
+        };
+        Ok(rocket
+            .manage(Arc::new(Hub::new(config.sse_queue)))
+            .manage(StreamSocket(Mutex::new(socket)))
+            .mount("/", routes![routes::events])
+            .attach(AdHoc::on_liftoff("Pub/sub bridge and stream listener", |rocket| {
                 Box::pin(async move {
-                    let (Some(hub), Some(db)) = (rocket.state::<Arc<Hub>>(), rocket.state::<Db>())
-                    else {
+                    let (Some(hub), Some(db), Some(config)) = (
+                        rocket.state::<Arc<Hub>>(),
+                        rocket.state::<Db>(),
+                        rocket.state::<Config>(),
+                    ) else {
                         return;
                     };
                     let url: String = match rocket.figment().extract_inner("databases.redis.url") {
@@ -37,8 +69,21 @@ pub fn stage() -> AdHoc {
                         hub.clone(),
                         rocket.shutdown(),
                     ));
+                    let socket = rocket
+                        .state::<StreamSocket>()
+                        .and_then(|s| s.0.lock().unwrap_or_else(PoisonError::into_inner).take());
+                    if let Some(socket) = socket {
+                        if let Ok(addr) = socket.local_addr() {
+                            rocket::info!("stream listener: GET /events on http://{addr}");
+                        }
+                        let context = listener::Context {
+                            db: db.clone(),
+                            hub: hub.clone(),
+                            config: config.clone(),
+                        };
+                        tokio::spawn(listener::serve(socket, Arc::new(context), rocket.shutdown()));
+                    }
                 })
-            }),
-        )
+            })))
     })
 }

@@ -82,6 +82,27 @@ async fn resolve<'r>(req: &'r Request<'_>) -> &'r Resolved {
     .await
 }
 
+/// The browser session named by raw `Cookie` header values: the cookie lookup of the guards, for
+/// the stream listener (which is not Rocket and has no request guards). `Ok(None)` when no valid
+/// session cookie is present.
+pub async fn session_from_cookie_headers<'a>(
+    db: &Db,
+    config: &Config,
+    headers: impl IntoIterator<Item = &'a str>,
+) -> Result<Option<Session>, Error> {
+    let name = cookie_name(config);
+    let token = headers
+        .into_iter()
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .and_then(|c| SessionToken::parse(c.value()));
+    match token {
+        Some(token) => store::load_session(db, config, &token).await,
+        None => Ok(None),
+    }
+}
+
 /// A cookie that names no session is cleared so the browser stops sending it.
 fn forget_cookie(req: &Request<'_>, config: &Config, via: Via) {
     if via == Via::Cookie {

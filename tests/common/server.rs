@@ -11,8 +11,17 @@ use rocket::figment::Figment;
 
 use crate::common::{RedisServer, free_port, test_figment, unique_prefix};
 
+/// Which server carries `/events`: Rocket's own port or the stream listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Rocket,
+    Listener,
+}
+
 pub struct TestServer {
     pub base: String,
+    /// The stream listener (`stream_port`), which serves only `GET /events`.
+    pub stream_base: String,
     pub prefix: String,
     shutdown: rocket::Shutdown,
     handle: tokio::task::JoinHandle<Result<(), String>>,
@@ -28,7 +37,8 @@ impl TestServer {
     ) -> Self {
         let prefix = prefix.map(str::to_owned).unwrap_or_else(unique_prefix);
         let port = free_port();
-        let figment = tweak(test_figment(redis, &prefix))
+        let stream_port = free_port();
+        let figment = tweak(test_figment(redis, &prefix).merge(("stream_port", stream_port)))
             .merge(("port", port))
             .merge(("address", "127.0.0.1"))
             .merge(("shutdown.ctrlc", false))
@@ -53,7 +63,8 @@ impl TestServer {
             assert!(Instant::now() < deadline, "server did not come up");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        TestServer { base, prefix, shutdown, handle, http }
+        let stream_base = format!("http://127.0.0.1:{stream_port}");
+        TestServer { base, stream_base, prefix, shutdown, handle, http }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -69,9 +80,27 @@ impl TestServer {
         (cookie, csrf)
     }
 
-    /// Opens `/events` with a cookie (and optionally `Last-Event-ID`).
+    /// `/events` on Rocket's port or on the stream listener.
+    pub fn events_url(&self, via: Via) -> String {
+        match via {
+            Via::Rocket => self.url("/events"),
+            Via::Listener => format!("{}/events", self.stream_base),
+        }
+    }
+
+    /// Opens `/events` on Rocket's port with a cookie (and optionally `Last-Event-ID`).
     pub async fn events(&self, cookie: &str, last_event_id: Option<&str>) -> reqwest::Response {
-        let mut req = self.http.get(self.url("/events")).header("Cookie", cookie);
+        self.events_via(Via::Rocket, cookie, last_event_id).await
+    }
+
+    /// Opens `/events` on the given server with a cookie (and optionally `Last-Event-ID`).
+    pub async fn events_via(
+        &self,
+        via: Via,
+        cookie: &str,
+        last_event_id: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self.http.get(self.events_url(via)).header("Cookie", cookie);
         if let Some(id) = last_event_id {
             req = req.header("Last-Event-ID", id);
         }
