@@ -14,5 +14,5 @@ COPY templates ./templates
 COPY static ./static
 USER redbank
 ENV ROCKET_PROFILE=release ROCKET_ADDRESS=0.0.0.0 ROCKET_PORT=8080
-EXPOSE 8080
+EXPOSE 8080 8081
 CMD ["redbank"]

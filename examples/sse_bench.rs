@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
-use reqwest::header::{ACCEPT, COOKIE, HeaderMap, SET_COOKIE};
+use reqwest::header::{COOKIE, HeaderMap, SET_COOKIE};
 use reqwest::redirect::Policy;
 use tokio::sync::{Semaphore, watch};
 
@@ -381,14 +381,108 @@ struct ClientOut {
     ended_early: bool,
 }
 
+/// How one attempt to open a stream ended.
+enum Opened {
+    /// 200: the socket, any body bytes read with the head, and whether the body is chunked.
+    Stream(tokio::net::TcpStream, Vec<u8>, bool),
+    /// 503 with its `Retry-After` seconds.
+    Busy(u64),
+    Refused(u16),
+}
+
+/// Opens `GET {path}` on `addr` over a plain socket — one task and one read per event on this
+/// side, so the client spends as little of the shared CPU as it can (reqwest/hyper cost twice as
+/// much per event) and the figures are the server's.
+async fn open_stream(addr: &str, path: &str, cookie: &str) -> std::io::Result<Opened> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\
+         Cache-Control: no-cache\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await?;
+    let mut buf: Vec<u8> = Vec::with_capacity(2048);
+    let end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        if buf.len() > 64 * 1024 || tcp.read_buf(&mut buf).await? == 0 {
+            return Err(std::io::Error::other("no complete response head"));
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    let code: u16 = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let header = |name: &str| {
+        head.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim_start_matches(':').trim()))
+    };
+    Ok(match code {
+        200 => {
+            let chunked = header("transfer-encoding").is_some_and(|v| v.contains("chunked"));
+            Opened::Stream(tcp, buf.split_off(end), chunked)
+        }
+        503 => Opened::Busy(header("retry-after").and_then(|v| v.parse().ok()).unwrap_or(1)),
+        other => Opened::Refused(other),
+    })
+}
+
+/// Undoes `Transfer-Encoding: chunked` (Rocket's streams; the stream listener's are
+/// close-delimited and pass through untouched).
+#[derive(Default)]
+struct Dechunk {
+    /// Hex digits of the size line being read.
+    size_line: Vec<u8>,
+    /// Payload bytes left in the current chunk.
+    left: usize,
+    /// CR LF bytes left after the current chunk.
+    crlf: usize,
+}
+
+impl Dechunk {
+    /// Feeds raw body bytes; passes payload slices to `out`. `false` at the last (empty) chunk.
+    fn feed(&mut self, mut bytes: &[u8], out: &mut impl FnMut(&[u8])) -> bool {
+        while !bytes.is_empty() {
+            if self.left > 0 {
+                let n = self.left.min(bytes.len());
+                out(&bytes[..n]);
+                self.left -= n;
+                bytes = &bytes[n..];
+                if self.left == 0 {
+                    self.crlf = 2;
+                }
+            } else if self.crlf > 0 {
+                let n = self.crlf.min(bytes.len());
+                self.crlf -= n;
+                bytes = &bytes[n..];
+            } else {
+                let Some(nl) = bytes.iter().position(|&b| b == b'\n') else {
+                    self.size_line.extend_from_slice(bytes);
+                    return true;
+                };
+                self.size_line.extend_from_slice(&bytes[..nl]);
+                bytes = &bytes[nl + 1..];
+                let text = String::from_utf8_lossy(&self.size_line).into_owned();
+                self.size_line.clear();
+                let hex = text.trim().split(';').next().unwrap_or_default();
+                match usize::from_str_radix(hex, 16) {
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) => self.left = n,
+                }
+            }
+        }
+        true
+    }
+}
+
 async fn sse_client(
-    http: reqwest::Client,
-    url: Arc<str>,
+    addr: Arc<str>,
+    path: Arc<str>,
     cookie: Arc<str>,
     shared: Arc<Shared>,
     handshakes: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) -> ClientOut {
+    use tokio::io::AsyncReadExt;
     let mut out = ClientOut::default();
     let fail = |out: &mut ClientOut, why: String| {
         out.failure = Some(why);
@@ -396,7 +490,7 @@ async fn sse_client(
     };
     // At most `connect_concurrency` handshakes in flight: a 10k-connection burst would overflow
     // the listen backlog and turn into SYN retries measured as seconds of "latency".
-    let response = {
+    let (mut tcp, first, chunked) = {
         let permit = tokio::select! {
             p = handshakes.acquire() => p,
             _ = stop.changed() => {
@@ -409,73 +503,72 @@ async fn sse_client(
             return out;
         };
         let started = Instant::now();
-        let response = loop {
+        let opened = loop {
             out.connect_attempts += 1;
-            let request =
-                http.get(&*url).header(COOKIE, &*cookie).header(ACCEPT, "text/event-stream").send();
-            let sent = tokio::select! {
-                r = request => r,
+            let attempt = tokio::select! {
+                r = tokio::time::timeout(Duration::from_secs(10), open_stream(&addr, &path, &cookie)) => r,
                 _ = stop.changed() => {
                     fail(&mut out, "timed out connecting".into());
                     return out;
                 }
             };
-            match sent {
-                Ok(r) if r.status() == 200 => break r,
+            match attempt {
+                Ok(Ok(Opened::Stream(tcp, first, chunked))) => break (tcp, first, chunked),
                 // 503 = the app is shedding load; retry after Retry-After like the dashboard's
                 // live.js does (a browser's bare EventSource would give up).
-                Ok(r) if r.status() == 503 && out.connect_attempts < 10 => {
-                    let wait = r
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .unwrap_or(1);
+                Ok(Ok(Opened::Busy(wait))) if out.connect_attempts < 10 => {
                     tokio::time::sleep(Duration::from_secs(wait)).await;
                 }
-                Ok(r) => {
-                    fail(&mut out, format!("HTTP {}", r.status().as_u16()));
+                Ok(Ok(Opened::Busy(_))) => {
+                    fail(&mut out, "HTTP 503".into());
+                    return out;
+                }
+                Ok(Ok(Opened::Refused(code))) => {
+                    fail(&mut out, format!("HTTP {code}"));
                     return out;
                 }
                 // Transport errors (refused, reset) get two more tries, like a browser would.
-                Err(_) if out.connect_attempts < 3 => {
+                Ok(Err(_)) | Err(_) if out.connect_attempts < 3 => {
                     tokio::time::sleep(Duration::from_millis(
                         250 * u64::from(out.connect_attempts),
                     ))
                     .await;
                 }
-                Err(e) => {
-                    let kind = if e.is_connect() {
-                        "connect error"
-                    } else if e.is_timeout() {
-                        "timeout"
-                    } else {
-                        "request error"
-                    };
-                    fail(&mut out, kind.into());
+                Ok(Err(_)) => {
+                    fail(&mut out, "connect error".into());
+                    return out;
+                }
+                Err(_) => {
+                    fail(&mut out, "timeout".into());
                     return out;
                 }
             }
         };
         out.connect_ms = started.elapsed().as_secs_f64() * 1000.0;
-        response
+        opened
     };
     shared.connected.fetch_add(1, Ordering::AcqRel);
 
-    let mut body = response.bytes_stream();
     let mut parser = SseParser::default();
+    let mut dechunk = chunked.then(Dechunk::default);
     let mut seen_done = false;
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut pending = first;
     loop {
-        let chunk = tokio::select! {
-            c = body.next() => c,
-            _ = stop.changed() => break,
-        };
-        let Some(Ok(bytes)) = chunk else {
-            out.ended_early = true;
-            shared.ended.fetch_add(1, Ordering::AcqRel);
-            break;
-        };
-        parser.feed(&bytes, &mut |event, data, _id| {
+        if pending.is_empty() {
+            buf.clear();
+            let read = tokio::select! {
+                r = tcp.read_buf(&mut buf) => r,
+                _ = stop.changed() => break,
+            };
+            if !matches!(read, Ok(n) if n > 0) {
+                out.ended_early = true;
+                shared.ended.fetch_add(1, Ordering::AcqRel);
+                break;
+            }
+            std::mem::swap(&mut pending, &mut buf);
+        }
+        let mut on_event = |event: &str, data: &str, _id: &str| {
             if event != "transaction" {
                 out.other_events += 1;
                 return;
@@ -498,7 +591,20 @@ async fn sse_client(
                 seen_done = true;
                 shared.done.fetch_add(1, Ordering::AcqRel);
             }
-        });
+        };
+        let more = match dechunk.as_mut() {
+            Some(d) => d.feed(&pending, &mut |payload| parser.feed(payload, &mut on_event)),
+            None => {
+                parser.feed(&pending, &mut on_event);
+                true
+            }
+        };
+        pending.clear();
+        if !more {
+            out.ended_early = true;
+            shared.ended.fetch_add(1, Ordering::AcqRel);
+            break;
+        }
     }
     out.heartbeats = parser.comments;
     out
@@ -558,15 +664,21 @@ async fn run(args: Args) -> Result<bool, BoxError> {
         ended: AtomicUsize::new(0),
         events: args.events,
     });
-    let url: Arc<str> = Arc::from(format!("{}/events", args.events_base).as_str());
+    let events = args.events_base.strip_prefix("http://").ok_or("--events-base must be http://")?;
+    let (addr, prefix) = match events.split_once('/') {
+        Some((addr, prefix)) => (addr, format!("/{prefix}")),
+        None => (events, String::new()),
+    };
+    let addr: Arc<str> = Arc::from(addr);
+    let path: Arc<str> = Arc::from(format!("{prefix}/events").as_str());
     let handshakes = Arc::new(Semaphore::new(args.connect_concurrency));
     let (stop_tx, stop_rx) = watch::channel(false);
     let connect_started = Instant::now();
     let tasks: Vec<_> = (0..args.clients)
         .map(|i| {
             tokio::spawn(sse_client(
-                http.clone(),
-                url.clone(),
+                addr.clone(),
+                path.clone(),
                 cookies[i % cookies.len()].clone(),
                 shared.clone(),
                 handshakes.clone(),
@@ -800,6 +912,19 @@ mod tests {
             );
             assert_eq!(got[1].0, "balance");
             assert_eq!(p.comments, 1);
+        }
+    }
+
+    #[test]
+    fn dechunk_handles_any_split() {
+        let wire = b"5\r\nhello\r\nb;ext=1\r\n world, and\r\n0\r\n\r\n";
+        for split in 0..wire.len() {
+            let mut d = Dechunk::default();
+            let mut got = Vec::new();
+            let more = d.feed(&wire[..split], &mut |p| got.extend_from_slice(p));
+            let last = more && d.feed(&wire[split..], &mut |p| got.extend_from_slice(p));
+            assert_eq!(got, b"hello world, and", "split at {split}");
+            assert!(!last, "the empty chunk ends the body (split at {split})");
         }
     }
 
