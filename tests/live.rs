@@ -119,9 +119,22 @@ async fn no_session_is_401_and_tokens_in_urls_are_not_accepted() {
         let forged = format!("redbank={}", "A".repeat(43));
         let res = server.http.get(&url).header("Cookie", forged).send().await.unwrap();
         assert_eq!(res.status(), 401, "{via:?}");
+        // A second session cookie planted next to the real one (browsers send the one with the
+        // narrower Path first) voids both, instead of streaming someone else's account.
+        let (planted, _) = server.login("alice", "wonderland").await;
+        for pair in [format!("{planted}; {cookie}"), format!("{cookie}; {planted}")] {
+            let res = server.http.get(&url).header("Cookie", &pair).send().await.unwrap();
+            assert_eq!(res.status(), 401, "{via:?}: {pair}");
+        }
         let res = server.events_via(via, &cookie, None).await;
         assert_eq!(res.status(), 200, "{via:?}");
     }
+    // The same rule for every cookie-authenticated route.
+    let pair = format!("{cookie}; {cookie}");
+    let res = server.http.get(server.url("/api/v1/me")).header("Cookie", &pair).send().await;
+    assert_eq!(res.unwrap().status(), 401);
+    let res = server.http.get(server.url("/api/v1/me")).header("Cookie", &cookie).send().await;
+    assert_eq!(res.unwrap().status(), 200);
     server.stop().await.unwrap();
 }
 
@@ -268,7 +281,23 @@ async fn heartbeats_never_extend_the_session_and_expiry_ends_the_stream() {
     }
     let mut c = shared_redis().conn().await;
     let ttl_at_start: i64 = c.pttl(&key).await.unwrap();
+    assert!(ttl_at_start > 0, "no session key");
     let started = Instant::now();
+    // Two heartbeats in (each one re-checks the session), the key is still there and its TTL
+    // has only gone down.
+    let (first_via, first) = &mut streams[0];
+    while first.comments < 2 {
+        match first.next(Duration::from_millis(100)).await {
+            Next::Closed => panic!("{first_via:?}: stream ended before two heartbeats"),
+            Next::Event(_) | Next::Timeout => {}
+        }
+        assert!(started.elapsed() < Duration::from_secs(3), "no heartbeats");
+    }
+    let ttl_later: i64 = c.pttl(&key).await.unwrap();
+    assert!(
+        ttl_later > 0 && ttl_later <= ttl_at_start - 1500,
+        "TTL was extended by the stream: {ttl_at_start} → {ttl_later} ms"
+    );
     for (via, mut sse) in streams {
         loop {
             match sse.next(Duration::from_secs(6)).await {
@@ -279,10 +308,44 @@ async fn heartbeats_never_extend_the_session_and_expiry_ends_the_stream() {
         }
         assert!(sse.comments >= 1, "{via:?}: no heartbeat comments seen");
     }
-    // Between heartbeats the TTL only went down.
-    let ttl_now: i64 = c.pttl(&key).await.unwrap();
-    assert!(ttl_now < ttl_at_start, "TTL was extended by the stream: {ttl_at_start} → {ttl_now}");
     assert!(started.elapsed() < Duration::from_millis(5500), "ended after {:?}", started.elapsed());
+    server.stop().await.unwrap();
+}
+
+/// A listener client that stops reading is cut off — by the write timeout (one heartbeat) or by
+/// `TCP_USER_TIMEOUT` (two), whichever comes first — and its slot goes back. Rocket's path has
+/// neither (see the README).
+#[rocket::async_test]
+async fn the_stream_listener_cuts_off_a_client_that_stopped_reading() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start(shared_redis(), None, |f| {
+        generator(20)(f).merge(("sse_max_per_session", 1)).merge(("sse_queue", 100_000))
+    })
+    .await;
+    let (cookie, _) = server.login("bob", "foobared").await;
+    let addr = server.stream_base.trim_start_matches("http://").to_owned();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stuck = socket.connect(addr.parse().unwrap()).await.unwrap();
+    let req = format!("GET /events HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\n\r\n");
+    stuck.write_all(req.as_bytes()).await.unwrap();
+    // It holds the session's only slot…
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let res = server.events_via(Via::Listener, &cookie, None).await;
+    assert_eq!(res.status(), 429, "the stuck stream should hold the slot");
+    drop(res);
+    // …until its buffers fill (~50 events/s) and a write stays stuck for a heartbeat (1 s).
+    let started = Instant::now();
+    loop {
+        let res = server.events_via(Via::Listener, &cookie, None).await;
+        if res.status() == 200 {
+            break;
+        }
+        assert_eq!(res.status(), 429);
+        assert!(started.elapsed() < Duration::from_secs(30), "the stuck client kept its slot");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    drop(stuck);
     server.stop().await.unwrap();
 }
 
@@ -395,7 +458,10 @@ async fn graceful_shutdown_ends_open_streams() {
 async fn newlines_in_data_arrive_as_one_event() {
     let server = TestServer::start(shared_redis(), None, |f| f).await;
     let (cookie, _) = server.login("bob", "foobared").await;
-    let mut sse = Sse::new(server.events(&cookie, None).await);
+    let mut streams = Vec::new();
+    for via in VIAS {
+        streams.push((via, Sse::new(server.events_via(via, &cookie, None).await)));
+    }
     let db =
         redbank::redis::Db::connect(&shared_redis().url(), &server.prefix, Duration::from_secs(2))
             .unwrap();
@@ -408,11 +474,13 @@ async fn newlines_in_data_arrive_as_one_event() {
     tx.from_account_name = "Test\nVendor".into();
     let config = redbank::Config::default();
     redbank::bank::store::record(&db, &config, balance, &tx).await.unwrap();
-    let event = sse.expect("transaction", Duration::from_secs(3)).await;
-    let doc: Value = serde_json::from_str(&event.data).unwrap();
-    assert_eq!(doc["description"], description);
-    let next = sse.expect("balance", Duration::from_secs(2)).await;
-    assert_eq!(next.id, event.id, "the forged lines became events of their own");
+    for (via, mut sse) in streams {
+        let event = sse.expect("transaction", Duration::from_secs(3)).await;
+        let doc: Value = serde_json::from_str(&event.data).unwrap();
+        assert_eq!(doc["description"], description, "{via:?}");
+        let next = sse.expect("balance", Duration::from_secs(2)).await;
+        assert_eq!(next.id, event.id, "{via:?}: the forged lines became events of their own");
+    }
     server.stop().await.unwrap();
 }
 
@@ -582,7 +650,7 @@ async fn stream_listener_serves_only_get_events_and_refuses_the_rest() {
         (b"GET /events HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc".to_vec(), "400"),
         (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n".to_vec(), "400"),
         (
-            format!("GET /events HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(9000)).into_bytes(),
+            format!("GET /events HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(40_000)).into_bytes(),
             "431",
         ),
         (b"GET /events HTTP/1.1\r\nCookie: redbank=nope\r\n\r\n".to_vec(), "401"),
@@ -635,5 +703,34 @@ async fn stream_listener_serves_only_get_events_and_refuses_the_rest() {
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(3), tcp.read_to_end(&mut rest)).await;
     assert!(closed.is_ok(), "stream still open after the client sent data");
+    server.stop().await.unwrap();
+}
+
+/// Idle connections that never send a request can hold at most `MAX_HANDSHAKES` handshake slots:
+/// beyond that the listener stops accepting (the kernel's backlog holds the rest), so they cannot
+/// take the process's file descriptors. A real client waits for a slot instead of being refused.
+#[rocket::async_test]
+async fn idle_connections_can_hold_only_the_handshake_slots() {
+    use redbank::live::listener::{HEAD_TIMEOUT, MAX_HANDSHAKES};
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let (cookie, _) = server.login("bob", "foobared").await;
+    let addr = server.stream_base.trim_start_matches("http://").to_owned();
+    let mut idle = Vec::with_capacity(MAX_HANDSHAKES);
+    for _ in 0..MAX_HANDSHAKES {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let res = server.events_via(Via::Listener, &cookie, None).await;
+    let waited = started.elapsed();
+    assert_eq!(res.status(), 200);
+    assert!(
+        waited >= HEAD_TIMEOUT - Duration::from_secs(2),
+        "answered after {waited:?}: the idle connections did not hold the handshake slots"
+    );
+    // Rocket's port was never affected.
+    let health = server.http.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    drop(idle);
     server.stop().await.unwrap();
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use rocket::Shutdown;
 use tokio::sync::broadcast::{self, error::RecvError};
-use tokio::time::{Instant, Interval};
+use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use super::bridge::{Hub, Limit, StreamSlot};
 use super::event::{Frame, Msg, StreamId};
@@ -77,6 +77,9 @@ pub async fn open(
     };
     let rx = hub.subscribe(&account);
     let heartbeat = Duration::from_secs(config.sse_heartbeat_secs);
+    let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+    // After a stall, one heartbeat (and one session check), not a burst of them.
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     Ok(Feed {
         db: db.clone(),
         session: session.id.clone(),
@@ -87,7 +90,7 @@ pub async fn open(
         backlog: VecDeque::new(),
         ending: false,
         greeting: Some(Bytes::from(format!("retry:{}\n\n", config.sse_retry_ms))),
-        ticker: tokio::time::interval_at(Instant::now() + heartbeat, heartbeat),
+        ticker,
         deadline: session.doc.created_at + config.session_absolute_secs as i64 * 1000,
         shutdown,
         _slot: slot,
@@ -120,9 +123,15 @@ impl Feed {
                 return None;
             }
             if self.catch_up {
-                // Redis is down: end; the browser reconnects with Last-Event-ID later.
                 let (frames, complete) =
-                    Box::pin(replay(&self.db, &self.account, self.last)).await.ok()?;
+                    match Box::pin(replay(&self.db, &self.account, self.last)).await {
+                        Ok(replayed) => replayed,
+                        // Redis is down: end; the browser reconnects with Last-Event-ID later.
+                        Err(e) => {
+                            rocket::warn!("event stream: catch-up failed, ending the stream: {e}");
+                            return None;
+                        }
+                    };
                 self.catch_up = false;
                 for frame in frames {
                     if frame.id > self.last {

@@ -10,7 +10,12 @@
 //! [`HEAD_TIMEOUT`] and fit in [`MAX_HEAD`]; the response is close-delimited (`Connection: close`,
 //! no chunking), so the stream ends when the socket does. A client has nothing to send after its
 //! request: any byte, EOF or error ends the stream, and so does a write that cannot complete within
-//! one heartbeat interval (a client that stopped reading).
+//! one heartbeat interval (a client that stopped reading) or data left unacknowledged for two
+//! (`TCP_USER_TIMEOUT`: a client that vanished without closing).
+//!
+//! At most [`MAX_HANDSHAKES`] connections are between accept and their first event byte; beyond
+//! that the listener stops accepting (new connections wait in the kernel's backlog), so a flood of
+//! idle connections cannot take the file descriptors Rocket and the Redis pool need.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +25,7 @@ use rocket::Shutdown;
 use rocket::serde::json::serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::bridge::Hub;
 use super::event::StreamId;
@@ -32,9 +38,14 @@ use crate::web::SECURITY_HEADERS;
 
 /// Time a client has to send its request head.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
-/// Largest accepted request head (request line + headers).
-pub const MAX_HEAD: usize = 8 * 1024;
-const MAX_HEADERS: usize = 48;
+/// Largest accepted request head (request line + headers), like nginx's default 4 × 8 KiB.
+pub const MAX_HEAD: usize = 32 * 1024;
+const MAX_HEADERS: usize = 100;
+/// Connections at most in the handshake (reading the head, looking up the session).
+pub const MAX_HANDSHAKES: usize = 512;
+/// After a refusal, what is still read (and dropped) before closing, so the client gets the
+/// response instead of a reset caused by its own unread bytes.
+const LINGER_BYTES: usize = 64 * 1024;
 
 /// Binds the listener (at ignite, so a taken port stops the launch with a clear error).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -54,14 +65,20 @@ pub struct Context {
 
 /// Accepts connections until `shutdown`; each open stream ends on `shutdown` too.
 pub async fn serve(listener: TcpListener, context: Arc<Context>, mut shutdown: Shutdown) {
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     loop {
+        let permit = tokio::select! {
+            permit = handshakes.clone().acquire_owned() => permit,
+            _ = &mut shutdown => return,
+        };
+        let Ok(permit) = permit else { return };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = &mut shutdown => return,
         };
         match accepted {
             Ok((socket, _)) => {
-                tokio::spawn(connection(socket, context.clone(), shutdown.clone()));
+                tokio::spawn(connection(socket, context.clone(), shutdown.clone(), permit));
             }
             // Out of file descriptors or the like: back off instead of spinning.
             Err(e) => {
@@ -107,23 +124,52 @@ impl From<Error> for Refusal {
     }
 }
 
-async fn connection(mut socket: TcpStream, context: Arc<Context>, shutdown: Shutdown) {
+async fn connection(
+    mut socket: TcpStream,
+    context: Arc<Context>,
+    shutdown: Shutdown,
+    permit: OwnedSemaphorePermit,
+) {
+    let heartbeat = Duration::from_secs(context.config.sse_heartbeat_secs);
     // Events are single small writes that should leave at once.
     let _ = socket.set_nodelay(true);
+    let _ = socket2::SockRef::from(&socket).set_tcp_user_timeout(Some(heartbeat * 2));
     // The handshake (head buffer, session lookup) is boxed: its memory is freed before the
     // stream starts instead of staying part of this task for the stream's whole life.
     let opened = Box::pin(handshake(&mut socket, &context, shutdown)).await;
     match opened {
         Ok(Some(feed)) => {
-            stream(socket, feed, Duration::from_secs(context.config.sse_heartbeat_secs)).await
+            drop(permit);
+            stream(socket, feed, heartbeat).await;
         }
         Ok(None) => {}
-        Err(refusal) => {
-            let _ = tokio::time::timeout(HEAD_TIMEOUT, socket.write_all(&refusal_bytes(&refusal)))
-                .await;
-            let _ = tokio::time::timeout(HEAD_TIMEOUT, socket.shutdown()).await;
-        }
+        Err(refusal) => Box::pin(refuse(socket, &refusal)).await,
     }
+}
+
+/// Sends a refusal and closes gracefully: stop writing, then read (and drop) what the client is
+/// still sending for a moment, so its unread bytes do not turn the close into a reset that would
+/// destroy the response before the client reads it.
+async fn refuse(mut socket: TcpStream, refusal: &Refusal) {
+    let sent = tokio::time::timeout(HEAD_TIMEOUT, async {
+        socket.write_all(&refusal_bytes(refusal)).await?;
+        socket.shutdown().await
+    })
+    .await;
+    if !matches!(sent, Ok(Ok(()))) {
+        return;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let mut sink = [0u8; 4096];
+        let mut left = LINGER_BYTES;
+        while left > 0 {
+            match socket.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
 }
 
 /// Reads and checks the request, authenticates, opens the feed. `Ok(None)`: the client went away.
@@ -191,7 +237,7 @@ async fn read_head(socket: &mut TcpStream) -> Result<Option<Head>, Refusal> {
         if buf.len() >= MAX_HEAD {
             return Err(Refusal::new(431, "The request headers are too large."));
         }
-        buf.reserve(1024.min(MAX_HEAD - buf.len()));
+        buf.reserve(4096.min(MAX_HEAD - buf.len()));
         let read = socket.read_buf(&mut buf).await;
         match read {
             Ok(0) | Err(_) => return Ok(None),

@@ -26,6 +26,10 @@ pub fn stage() -> AdHoc {
         let Some(config) = rocket.state::<Config>().cloned() else { return Err(rocket) };
         let socket = match config.stream_port {
             0 => None,
+            port if rocket.figment().extract_inner::<u16>("port").is_ok_and(|p| p == port) => {
+                rocket::error!("configuration: stream_port must differ from port ({port})");
+                return Err(rocket);
+            }
             port => {
                 let address: IpAddr = match rocket.figment().extract_inner("address") {
                     Ok(address) => address,

@@ -58,6 +58,11 @@ async fn resolve<'r>(req: &'r Request<'_>) -> &'r Resolved {
         };
         let (raw, via) = match req.headers().get_one("Authorization") {
             Some(auth) => (auth.strip_prefix("Bearer ").map(str::trim), Via::Bearer),
+            // The jar keeps one cookie per name; a planted duplicate is only visible in the raw
+            // headers, and voids both (see `session_cookie_value`).
+            None if session_cookie_count(config, req.headers().get("Cookie")) > 1 => {
+                return Resolved::Anonymous;
+            }
             None => (req.cookies().get(cookie_name(config)).map(|c| c.value()), Via::Cookie),
         };
         let Some(raw) = raw else { return Resolved::Anonymous };
@@ -82,6 +87,36 @@ async fn resolve<'r>(req: &'r Request<'_>) -> &'r Resolved {
     .await
 }
 
+/// The session cookie's value from raw `Cookie` header values — `None` when it is missing or sent
+/// more than once. A duplicate means someone planted a second cookie of that name (e.g. with a
+/// narrower `Path`, which browsers send first); picking either one could put another person's
+/// session in this browser, so neither is used.
+pub fn session_cookie_value<'a>(
+    config: &Config,
+    headers: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
+    let mut found = session_cookies(config, headers);
+    let first = found.next()?;
+    found.next().is_none().then_some(first)
+}
+
+fn session_cookie_count<'a>(config: &Config, headers: impl IntoIterator<Item = &'a str>) -> usize {
+    session_cookies(config, headers).count()
+}
+
+fn session_cookies<'a>(
+    config: &Config,
+    headers: impl IntoIterator<Item = &'a str>,
+) -> impl Iterator<Item = String> {
+    let name = cookie_name(config);
+    headers
+        .into_iter()
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .filter(move |c| c.name() == name)
+        .map(|c| c.value().to_owned())
+}
+
 /// The browser session named by raw `Cookie` header values: the cookie lookup of the guards, for
 /// the stream listener (which is not Rocket and has no request guards). `Ok(None)` when no valid
 /// session cookie is present.
@@ -90,14 +125,7 @@ pub async fn session_from_cookie_headers<'a>(
     config: &Config,
     headers: impl IntoIterator<Item = &'a str>,
 ) -> Result<Option<Session>, Error> {
-    let name = cookie_name(config);
-    let token = headers
-        .into_iter()
-        .flat_map(Cookie::split_parse)
-        .filter_map(Result::ok)
-        .find(|c| c.name() == name)
-        .and_then(|c| SessionToken::parse(c.value()));
-    match token {
+    match session_cookie_value(config, headers).as_deref().and_then(SessionToken::parse) {
         Some(token) => store::load_session(db, config, &token).await,
         None => Ok(None),
     }
