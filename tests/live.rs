@@ -249,15 +249,8 @@ async fn logout_closes_the_open_stream_within_a_heartbeat() {
     assert_eq!(res.status(), 303);
     let started = Instant::now();
     for (via, mut sse) in streams {
-        loop {
-            match sse.next(Duration::from_secs(3)).await {
-                Next::Closed => break,
-                Next::Event(_) => continue,
-                Next::Timeout => {
-                    panic!("{via:?}: stream still open {:?} after logout", started.elapsed())
-                }
-            }
-        }
+        let what = format!("{via:?}: stream still open 3 s after its last event, after logout");
+        sse.expect_closed(Duration::from_secs(3), &what).await;
     }
     assert!(started.elapsed() < Duration::from_millis(2500));
     server.stop().await.unwrap();
@@ -299,13 +292,8 @@ async fn heartbeats_never_extend_the_session_and_expiry_ends_the_stream() {
         "TTL was extended by the stream: {ttl_at_start} → {ttl_later} ms"
     );
     for (via, mut sse) in streams {
-        loop {
-            match sse.next(Duration::from_secs(6)).await {
-                Next::Closed => break,
-                Next::Event(_) => continue,
-                Next::Timeout => panic!("{via:?}: stream outlived its session"),
-            }
-        }
+        let what = format!("{via:?}: stream outlived its session");
+        sse.expect_closed(Duration::from_secs(6), &what).await;
         assert!(sse.comments >= 1, "{via:?}: no heartbeat comments seen");
     }
     assert!(started.elapsed() < Duration::from_millis(5500), "ended after {:?}", started.elapsed());
@@ -444,13 +432,7 @@ async fn graceful_shutdown_ends_open_streams() {
     server.stop().await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(5));
     for mut sse in streams {
-        loop {
-            match sse.next(Duration::from_secs(3)).await {
-                Next::Closed => break,
-                Next::Event(_) => continue,
-                Next::Timeout => panic!("stream survived shutdown"),
-            }
-        }
+        sse.expect_closed(Duration::from_secs(3), "stream survived shutdown").await;
     }
 }
 
@@ -596,13 +578,7 @@ async fn sigterm_with_open_streams_exits_cleanly_and_sessions_survive() {
         .unwrap();
     assert!(ok.success());
     for mut sse in streams {
-        loop {
-            match sse.next(Duration::from_secs(6)).await {
-                Next::Closed => break,
-                Next::Event(_) => continue,
-                Next::Timeout => panic!("a stream outlived SIGTERM"),
-            }
-        }
+        sse.expect_closed(Duration::from_secs(6), "a stream outlived SIGTERM").await;
     }
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {

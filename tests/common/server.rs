@@ -204,6 +204,18 @@ impl Sse {
         }
     }
 
+    /// Reads (and drops) events until the stream closes; panics with `what` when no event or close
+    /// arrives within `within` of the previous one.
+    pub async fn expect_closed(&mut self, within: Duration, what: &str) {
+        loop {
+            match self.next(within).await {
+                Next::Closed => return,
+                Next::Event(_) => continue,
+                Next::Timeout => panic!("{what}"),
+            }
+        }
+    }
+
     fn take_event(&mut self) -> Option<SseEvent> {
         loop {
             let end = self.buf.find("\n\n")?;
