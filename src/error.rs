@@ -73,6 +73,25 @@ impl Error {
         self.status() == Status::ServiceUnavailable
     }
 
+    /// Logs a failure on our side (500 as an error, 503 as a warning) with where it happened;
+    /// client errors are the client's business and are not logged.
+    pub(crate) fn log(&self, context: &dyn std::fmt::Display) {
+        match self.status().code {
+            500 => rocket::error!("{context}: {self}"),
+            503 => rocket::warn!("{context}: {self}"),
+            _ => {}
+        }
+    }
+
+    /// Seconds for `Retry-After`: the throttle's wait, or 1 s when the service is unavailable.
+    pub(crate) fn retry_after(&self) -> Option<u64> {
+        match self {
+            Error::TooManyRequests { retry_after } => Some(*retry_after),
+            _ if self.is_outage() => Some(1),
+            _ => None,
+        }
+    }
+
     /// What the client may read: never internal detail.
     pub(crate) fn public_message(&self) -> String {
         match self.status().code {
@@ -157,15 +176,10 @@ impl<'r> Responder<'r, 'static> for ErrorPage {
 
 impl<'r> Responder<'r, 'static> for Error {
     fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
-        let status = self.status();
-        match status.code {
-            500 => rocket::error!("{} {}: {self}", req.method(), req.uri().path()),
-            503 => rocket::warn!("{} {}: {self}", req.method(), req.uri().path()),
-            _ => {}
-        }
-        let mut response = render(req, status, &self.public_message())?;
-        if let Error::TooManyRequests { retry_after } = self {
-            response.set_header(Header::new("Retry-After", retry_after.to_string()));
+        self.log(&format_args!("{} {}", req.method(), req.uri().path()));
+        let mut response = render(req, self.status(), &self.public_message())?;
+        if let Some(seconds) = self.retry_after() {
+            response.set_header(Header::new("Retry-After", seconds.to_string()));
         }
         Ok(response)
     }

@@ -109,18 +109,8 @@ impl Refusal {
 
 impl From<Error> for Refusal {
     fn from(e: Error) -> Self {
-        let status = e.status().code;
-        match status {
-            500 => rocket::error!("GET /events (stream listener): {e}"),
-            503 => rocket::warn!("GET /events (stream listener): {e}"),
-            _ => {}
-        }
-        let retry_after = match e {
-            Error::TooManyRequests { retry_after } => Some(retry_after),
-            _ if status == 503 => Some(1),
-            _ => None,
-        };
-        Refusal(status, e.public_message(), retry_after)
+        e.log(&"GET /events (stream listener)");
+        Refusal(e.status().code, e.public_message(), e.retry_after())
     }
 }
 
