@@ -249,3 +249,26 @@ impl Sse {
         }
     }
 }
+
+/// Writes `chunks` to the server at `addr` (host:port), pausing `pause` between them, and returns
+/// everything it wrote back until it closed or `within` passed after the last chunk.
+pub async fn raw_exchange(
+    addr: &str,
+    chunks: &[&[u8]],
+    pause: Duration,
+    within: Duration,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    for (i, chunk) in chunks.iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(pause).await;
+        }
+        if tcp.write_all(chunk).await.is_err() {
+            break;
+        }
+    }
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(within, tcp.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -1,0 +1,656 @@
+//! Regression tests for the holes an outside security review found (SECURITY.md F.28–F.32): each
+//! test reproduces one finding against the real app over real HTTP (or the real binary) and fails
+//! on the code before its fix.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+#[path = "common/server.rs"]
+mod server;
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use common::{RedisServer, TestApp, shared_redis};
+use redbank::session::model::SessionKind;
+use redbank::session::store::{self, ClientInfo};
+use rocket::http::{ContentType, Status};
+use serde_json::{Value, json};
+use server::{Sse, TestServer, Via, form_login, raw_exchange};
+
+const VIAS: [Via; 2] = [Via::Rocket, Via::Listener];
+
+/// An HTTP client whose connections come from `ip` (any 127.x.y.z is a distinct client address).
+fn client_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(ip.parse::<IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+/// `POST /api/v1/login`; returns the status and the JSON body.
+async fn api_login(
+    http: &reqwest::Client,
+    server: &TestServer,
+    body: Value,
+) -> (reqwest::StatusCode, Value) {
+    let res = http.post(server.url("/api/v1/login")).json(&body).send().await.unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// A session made directly in the store (no hashing), as `kind`; returns its token.
+async fn session_token(
+    server: &TestServer,
+    redis: &RedisServer,
+    user: &str,
+    kind: SessionKind,
+) -> String {
+    let db =
+        redbank::redis::Db::connect(&redis.url(), &server.prefix, Duration::from_secs(2)).unwrap();
+    let config = redbank::Config { key_prefix: server.prefix.clone(), ..Default::default() };
+    let user = store::get_user(&db, user).await.unwrap().unwrap();
+    let client = ClientInfo { ip: "127.0.0.1".into(), user_agent: "test".into() };
+    store::create_session(&db, &config, &user, kind, &client).await.unwrap().0.as_str().to_owned()
+}
+
+async fn me(server: &TestServer, cookie: Option<&str>, bearer: Option<&str>) -> u16 {
+    let mut req = server.http.get(server.url("/api/v1/me"));
+    if let Some(cookie) = cookie {
+        req = req.header("Cookie", cookie);
+    }
+    if let Some(token) = bearer {
+        req = req.bearer_auth(token);
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+// ---- 1. one cookie rule, everywhere ---------------------------------------------------------
+
+#[rocket::async_test]
+async fn a_percent_encoded_second_session_cookie_counts_as_a_duplicate() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let bob = session_token(&server, shared_redis(), "bob", SessionKind::Browser).await;
+    let alice = session_token(&server, shared_redis(), "alice", SessionKind::Browser).await;
+    assert_eq!(me(&server, Some(&format!("redbank={bob}")), None).await, 200);
+    for pair in [
+        format!("redbank={bob}; r%65dbank={alice}"),
+        format!("%72edbank={alice}; redbank={bob}"),
+        format!("redbank={bob}; %72%65%64%62%61%6E%6B={alice}"),
+    ] {
+        assert_eq!(me(&server, Some(&pair), None).await, 401, "/api/v1/me with {pair}");
+        for via in VIAS {
+            let res = server.http.get(server.events_url(via)).header("Cookie", &pair).send().await;
+            assert_eq!(res.unwrap().status(), 401, "{via:?} with {pair}");
+        }
+    }
+    server.stop().await.unwrap();
+
+    // In release the cookie is `__Host-redbank`, which a sibling subdomain cannot set; an encoded
+    // alias of it can be set by anyone on the site and must never count as the session.
+    let server =
+        TestServer::start(shared_redis(), None, |f| f.merge(("cookie_secure", true))).await;
+    let bob = session_token(&server, shared_redis(), "bob", SessionKind::Browser).await;
+    let alice = session_token(&server, shared_redis(), "alice", SessionKind::Browser).await;
+    assert_eq!(me(&server, Some(&format!("__Host-redbank={bob}")), None).await, 200);
+    for cookies in [
+        format!("__Host-redbank={bob}; %5F%5FHost-redbank={alice}"),
+        format!("%5F%5FHost-redbank={alice}; __Host-redbank={bob}"),
+        format!("%5F%5FHost-redbank={alice}"),
+    ] {
+        assert_eq!(me(&server, Some(&cookies), None).await, 401, "{cookies}");
+        for via in VIAS {
+            let res =
+                server.http.get(server.events_url(via)).header("Cookie", &cookies).send().await;
+            assert_eq!(res.unwrap().status(), 401, "{via:?} with {cookies}");
+        }
+    }
+    server.stop().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn a_token_works_only_through_the_channel_it_was_issued_for() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let mobile = session_token(&server, shared_redis(), "bob", SessionKind::Mobile).await;
+    let browser = session_token(&server, shared_redis(), "bob", SessionKind::Browser).await;
+    assert_eq!(me(&server, None, Some(&mobile)).await, 200);
+    assert_eq!(me(&server, Some(&format!("redbank={browser}")), None).await, 200);
+    assert_eq!(
+        me(&server, Some(&format!("redbank={mobile}")), None).await,
+        401,
+        "mobile as cookie"
+    );
+    assert_eq!(me(&server, None, Some(&browser)).await, 401, "browser cookie as bearer");
+    for via in VIAS {
+        let res = server
+            .http
+            .get(server.events_url(via))
+            .header("Cookie", format!("redbank={mobile}"))
+            .send()
+            .await;
+        assert_eq!(res.unwrap().status(), 401, "{via:?}: mobile token as a cookie");
+    }
+    server.stop().await.unwrap();
+}
+
+// ---- 2. no lockout of the owner by a stranger -----------------------------------------------
+
+#[rocket::async_test]
+async fn a_strangers_failures_never_lock_the_owner_out() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let owner = client_from("127.0.0.10");
+    // The owner has signed in before: on a phone (device token) and in a browser (device cookie).
+    let (status, body) =
+        api_login(&owner, &server, json!({"username": "bob", "password": "foobared"})).await;
+    assert_eq!(status, 200, "{body}");
+    let device_token = body["device_token"].as_str().map(str::to_owned);
+
+    // One stranger hammers bob's account from one address, in every spelling of the name.
+    let stranger = client_from("127.0.0.66");
+    let mut statuses = Vec::new();
+    for name in ["bob", " BOB ", "Bob", "bob", "bob", "bob", "bob", "bob"] {
+        let (status, _) =
+            api_login(&stranger, &server, json!({"username": name, "password": "guess"})).await;
+        statuses.push(status.as_u16());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 5, "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+
+    // The owner, from another address, is not locked out.
+    let elsewhere = client_from("127.0.0.77");
+    let (status, body) =
+        api_login(&elsewhere, &server, json!({"username": "bob", "password": "foobared"})).await;
+    assert_eq!(status, 200, "the owner was locked out by a stranger: {body}");
+
+    // Strangers spread over many addresses: the guesses against the account are bounded…
+    let limit = 20;
+    let mut hashed = 0;
+    for i in 1..=40 {
+        let from = client_from(&format!("127.0.1.{i}"));
+        let (status, _) =
+            api_login(&from, &server, json!({"username": "bob", "password": "guess"})).await;
+        assert!(matches!(status.as_u16(), 401 | 429), "{status}");
+        hashed += usize::from(status == 401);
+    }
+    assert!(hashed <= limit, "{hashed} guesses from unknown clients (bound {limit})");
+    let new_device = client_from("127.0.0.99");
+    let (status, _) =
+        api_login(&new_device, &server, json!({"username": "bob", "password": "foobared"})).await;
+    assert_eq!(status, 429, "unknown clients share the account's bound");
+    // …while the owner's known devices still sign in, from any address.
+    let device_token = device_token.expect("the login answer carries a device token");
+    let (status, body) = api_login(
+        &new_device,
+        &server,
+        json!({"username": "bob", "password": "foobared", "device_token": device_token}),
+    )
+    .await;
+    assert_eq!(status, 200, "a known phone was locked out: {body}");
+    // A device token proves nothing for another account.
+    let (status, _) = api_login(
+        &new_device,
+        &server,
+        json!({"username": "alice", "password": "guess", "device_token": device_token}),
+    )
+    .await;
+    assert_eq!(status, 401);
+    server.stop().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn a_browser_that_signed_in_before_is_never_locked_out() {
+    let server =
+        TestServer::start(shared_redis(), None, |f| f.merge(("login_account_limit", 3))).await;
+    let browser = client_from("127.0.2.1");
+    // Sign in once through the form: the answer sets a device cookie next to the session.
+    let page = browser.get(server.url("/login")).send().await.unwrap();
+    let csrf_cookie =
+        page.cookies().find(|c| c.name() == "redbank_csrf").unwrap().value().to_owned();
+    let token = common::hidden_csrf(&page.text().await.unwrap()).unwrap();
+    let post = |cookies: String| {
+        browser
+            .post(server.url("/login"))
+            .header("Cookie", cookies)
+            .form(&[("username", "bob"), ("password", "foobared"), ("csrf", &token)])
+            .send()
+    };
+    let res = post(format!("redbank_csrf={csrf_cookie}")).await.unwrap();
+    assert_eq!(res.status(), 303);
+    let device = res.cookies().find(|c| c.name() == "redbank_device");
+    let device = device.expect("a device cookie after a successful sign-in");
+    assert!(device.http_only() && device.path() == Some("/"), "{device:?}");
+    assert!(device.max_age().is_some_and(|age| age.as_secs() > 86_400), "{device:?}");
+    let device = device.value().to_owned();
+    // Strangers use up the account's budget for unknown clients…
+    for i in 1..=6 {
+        let from = client_from(&format!("127.0.3.{i}"));
+        let (status, _) =
+            api_login(&from, &server, json!({"username": "bob", "password": "guess"})).await;
+        assert!(matches!(status.as_u16(), 401 | 429));
+    }
+    let res = post(format!("redbank_csrf={csrf_cookie}")).await.unwrap();
+    assert_eq!(res.status(), 429, "a browser without the device cookie counts as unknown");
+    // …the owner's browser still gets in.
+    let res = post(format!("redbank_csrf={csrf_cookie}; redbank_device={device}")).await.unwrap();
+    assert_eq!(res.status(), 303, "the owner's own browser was locked out");
+    server.stop().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn ipv6_clients_are_counted_per_64() {
+    let app = TestApp::with(shared_redis(), |f| f.merge(("login_ip_limit", 3))).await;
+    let attempt = |user: &'static str, ip: &'static str| {
+        app.client
+            .post("/api/v1/login")
+            .remote(format!("[{ip}]:40000").parse().unwrap())
+            .header(ContentType::JSON)
+            .body(format!(r#"{{"username":"{user}","password":"nope"}}"#))
+            .dispatch()
+    };
+    for (user, ip) in
+        [("u1", "2001:db8:1:2::a"), ("u2", "2001:db8:1:2::b"), ("u3", "2001:db8:1:2:ffff::1")]
+    {
+        assert_eq!(attempt(user, ip).await.status(), Status::Unauthorized);
+    }
+    assert_eq!(
+        attempt("u4", "2001:db8:1:2::d").await.status(),
+        Status::TooManyRequests,
+        "same /64"
+    );
+    assert_eq!(
+        attempt("u4", "2001:db8:1:3::1").await.status(),
+        Status::Unauthorized,
+        "another /64"
+    );
+}
+
+#[rocket::async_test]
+async fn a_throttle_counter_left_without_expiry_cannot_lock_forever() {
+    let app = TestApp::new().await;
+    let mut c = shared_redis().conn().await;
+    // What a failure between INCR and EXPIRE used to leave behind: a counter with no TTL.
+    let torn = format!("{}throttle:user:bob", app.prefix);
+    let _: () = redis::cmd("SET").arg(&torn).arg(1000).query_async(&mut c).await.unwrap();
+    let res = app
+        .client
+        .post("/api/v1/login")
+        .header(ContentType::JSON)
+        .body(r#"{"username":"bob","password":"wrong"}"#)
+        .dispatch()
+        .await;
+    assert!(matches!(res.status().code, 401 | 429), "{}", res.status());
+    let window = app.config().login_window_secs as i64 * 1000;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}throttle:*", app.prefix))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(keys.contains(&torn), "{keys:?}");
+    for key in keys {
+        let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut c).await.unwrap();
+        assert!(ttl > 0 && ttl <= window, "{key} has PTTL {ttl}: a lock that never ends");
+    }
+}
+
+#[rocket::async_test]
+async fn a_long_hashing_queue_answers_503_at_once() {
+    let app = TestApp::with(shared_redis(), |f| {
+        f.merge(("password_hash_concurrency", 1)).merge(("login_queue_max_ms", 50))
+    })
+    .await;
+    let passwords = app
+        .client
+        .rocket()
+        .state::<std::sync::Arc<redbank::session::password::Passwords>>()
+        .unwrap();
+    let before = passwords.computed();
+    let logins = (0..12).map(|_| {
+        app.client
+            .post("/api/v1/login")
+            .header(ContentType::JSON)
+            .body(r#"{"username":"bob","password":"foobared"}"#)
+            .dispatch()
+    });
+    let responses = futures::future::join_all(logins).await;
+    let shed: Vec<_> =
+        responses.iter().filter(|r| r.status() == Status::ServiceUnavailable).collect();
+    let ok = responses.iter().filter(|r| r.status() == Status::Ok).count();
+    assert_eq!(shed.len() + ok, 12, "only 200 or 503");
+    assert!(!shed.is_empty(), "twelve logins queued behind one slot with a 50 ms bound");
+    for res in &shed {
+        let retry: u64 = res.headers().get_one("Retry-After").unwrap().parse().unwrap();
+        assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    }
+    assert_eq!(passwords.computed() - before, ok as u64, "a shed login computed a hash");
+    // Shed logins are not failures: the owner is not throttled afterwards.
+    let res = app
+        .client
+        .post("/api/v1/login")
+        .header(ContentType::JSON)
+        .body(r#"{"username":"bob","password":"foobared"}"#)
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::Ok);
+}
+
+// ---- 3. streams and sessions cannot be exhausted by one user --------------------------------
+
+#[rocket::async_test]
+async fn a_new_sign_in_beyond_the_cap_ends_the_least_recently_used_session() {
+    let app = TestApp::with(shared_redis(), |f| {
+        f.merge(("max_sessions_per_user", 3)).merge(("session_touch_secs", 0))
+    })
+    .await;
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        tokens.push(app.api_login("bob", "foobared").await);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The oldest one is used again, so the second becomes the least recently used.
+    let me = |token: String| app.client.get("/api/v1/me").header(common::bearer(&token)).dispatch();
+    assert_eq!(me(tokens[0].clone()).await.status(), Status::Ok);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    tokens.push(app.api_login("bob", "foobared").await);
+    let alive: Vec<bool> = futures::future::join_all(tokens.iter().map(|t| me(t.clone())))
+        .await
+        .iter()
+        .map(|r| r.status() == Status::Ok)
+        .collect();
+    assert_eq!(alive, [true, false, true, true], "the least recently used session should go");
+    // Another user's sessions are untouched by bob's cap.
+    let alice = app.api_login("alice", "wonderland").await;
+    assert_eq!(me(alice).await.status(), Status::Ok);
+}
+
+#[rocket::async_test]
+async fn streams_are_capped_per_user_and_per_client_address() {
+    let server = TestServer::start(shared_redis(), None, |f| {
+        f.merge(("sse_max_per_user", 3)).merge(("sse_max_per_address", 4))
+    })
+    .await;
+    let (a, _) = server.login("bob", "foobared").await;
+    let (b, _) = server.login("bob", "foobared").await;
+    let mut open = Vec::new();
+    for (cookie, via) in [(&a, Via::Rocket), (&a, Via::Listener), (&b, Via::Rocket)] {
+        let res = server.events_via(via, cookie, None).await;
+        assert_eq!(res.status(), 200, "{via:?}");
+        open.push(res);
+    }
+    for via in VIAS {
+        let res = server.events_via(via, &b, None).await;
+        assert_eq!(res.status(), 429, "{via:?}: a fourth stream of one user (two sessions)");
+        assert!(res.headers().contains_key("retry-after"));
+    }
+    // Alice shares bob's address: one more stream from it, then the address is full.
+    let (c, _) = server.login("alice", "wonderland").await;
+    open.push(server.events_via(Via::Listener, &c, None).await);
+    assert_eq!(open.last().unwrap().status(), 200);
+    for via in VIAS {
+        let res = server.events_via(via, &c, None).await;
+        assert_eq!(res.status(), 429, "{via:?}: a fifth stream from one address");
+    }
+    // From another address alice streams.
+    let other = client_from("127.0.0.2");
+    let res =
+        other.get(server.events_url(Via::Listener)).header("Cookie", &c).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    drop(open);
+    server.stop().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn event_routes_are_exact() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let (cookie, _) = server.login("bob", "foobared").await;
+    for path in ["/events/", "/events//", "//events", "/api/v1/me/"] {
+        for base in [&server.base, &server.stream_base] {
+            let res =
+                server.http.get(format!("{base}{path}")).header("Cookie", &cookie).send().await;
+            assert_eq!(res.unwrap().status(), 404, "{base}{path}");
+        }
+    }
+    assert_eq!(server.events(&cookie, None).await.status(), 200);
+    server.stop().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn a_resume_id_out_of_range_is_a_400() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let (cookie, _) = server.login("bob", "foobared").await;
+    let bad = ["18446744073709551615-18446744073709551615", "+1-0", "1-+0", "1-2-3", "x"];
+    for via in VIAS {
+        for id in bad {
+            let url = format!("{}?after={id}", server.events_url(via));
+            let res = server.http.get(&url).header("Cookie", &cookie).send().await.unwrap();
+            assert_eq!(res.status(), 400, "{via:?} after={id}");
+            let body: Value = res.json().await.unwrap();
+            assert!(body["error"].as_str().is_some_and(|m| m.contains("event id")), "{body}");
+            let res = server.events_via(via, &cookie, Some(id)).await;
+            assert_eq!(res.status(), 400, "{via:?} Last-Event-ID {id}");
+        }
+        let res = server.events_via(via, &cookie, Some("0-0")).await;
+        assert_eq!(res.status(), 200, "{via:?}");
+    }
+    server.stop().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn the_heartbeat_check_fails_closed_when_redis_cannot_answer() {
+    let redis = RedisServer::start();
+    let server = TestServer::start(&redis, None, |f| {
+        f.merge(("sse_heartbeat_secs", 1)).merge(("redis_timeout_ms", 200))
+    })
+    .await;
+    let (cookie, _) = server.login("bob", "foobared").await;
+    let mut streams = Vec::new();
+    for via in VIAS {
+        streams.push(Sse::new(server.events_via(via, &cookie, None).await));
+    }
+    redis.freeze();
+    for mut sse in streams {
+        sse.expect_closed(
+            Duration::from_secs(4),
+            "a stream outlived a session check Redis could not answer",
+        )
+        .await;
+    }
+    redis.thaw();
+    server.stop().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn replay_is_read_in_pages_as_the_client_reads() {
+    use redbank::live::event::StreamId;
+    const BOB: &str = "1580783161";
+    let redis = RedisServer::start();
+    let app = TestApp::with(&redis, |f| f).await;
+    let (db, config) = (app.db(), app.config());
+    let start = redbank::clock::now_ms() - 60_000;
+    let mut balance = redbank::bank::store::balance(db, BOB).await.unwrap();
+    for i in 0..1_200 {
+        let tx = common::transaction(BOB, "replay", "Vendor", "withdrawal", -1, start + i, balance);
+        balance = redbank::bank::store::record(db, config, balance, &tx).await.unwrap().balance;
+    }
+    let user = store::get_user(db, "bob").await.unwrap().unwrap();
+    let client = ClientInfo { ip: "127.0.0.1".into(), user_agent: "test".into() };
+    let (_, session) =
+        store::create_session(db, config, &user, SessionKind::Browser, &client).await.unwrap();
+    let hub = app.client.rocket().state::<std::sync::Arc<redbank::live::bridge::Hub>>().unwrap();
+    let xranges = || async {
+        let mut c = redis.conn().await;
+        let info: String =
+            redis::cmd("INFO").arg("commandstats").query_async(&mut c).await.unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_xrange:calls="))
+            .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = xranges().await;
+    let mut feed = redbank::live::feed::open(
+        db,
+        hub,
+        config,
+        &session,
+        Some(StreamId(0, 0)),
+        app.client.rocket().shutdown(),
+    )
+    .await
+    .unwrap();
+    let greeting = feed.next().await.unwrap();
+    assert!(greeting.starts_with(b"retry:"));
+    let first = feed.next().await.unwrap();
+    assert!(first.starts_with(b"event:transaction"));
+    assert_eq!(xranges().await - before, 1, "the replay read ahead of the client");
+    // Reading on pages through the rest, in order, and then the stream stays open (live).
+    let mut seen = 1;
+    while seen < 1_200 {
+        let bytes =
+            tokio::time::timeout(Duration::from_secs(5), feed.next()).await.unwrap().unwrap();
+        seen += bytes.windows(18).filter(|w| w == b"event:transaction\n").count();
+    }
+    assert_eq!(seen, 1_200);
+    let pages = xranges().await - before;
+    assert!(pages > 5, "{pages} reads for 1,200 entries");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), feed.next()).await.is_err(),
+        "the feed ended"
+    );
+}
+
+// ---- 4. secrets and demo defaults -----------------------------------------------------------
+
+#[rocket::async_test]
+async fn no_password_or_token_reaches_the_log_and_no_admin_exists_without_a_password() {
+    let prefix = common::unique_prefix();
+    let port = common::free_port();
+    let log = std::env::temp_dir().join(format!("redbank-log-{}-{port}.txt", std::process::id()));
+    let out = std::fs::File::create(&log).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_redbank"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("REDIS_URL", shared_redis().url())
+        .env("ROCKET_PORT", port.to_string())
+        .env("ROCKET_KEY_PREFIX", &prefix)
+        .env("ROCKET_LOG_LEVEL", "debug")
+        .env("ROCKET_GENERATOR_INTERVAL_MS", "0")
+        .env("ROCKET_REPAIR_INTERVAL_SECS", "1")
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "binary did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let wrong = "marker-Wr0ng-pa55word";
+    let res = http
+        .post(format!("{base}/api/v1/login"))
+        .json(&json!({"username": "bob", "password": wrong}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let res = http
+        .post(format!("{base}/api/v1/login"))
+        .json(&json!({"username": "bob", "password": "foobared"}))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = res.json().await.unwrap();
+    let token = body["token"].as_str().unwrap().to_owned();
+    let cookie = form_login(&http, &base, "alice", "wonderland").await;
+    let res = http.get(format!("{base}/api/v1/me")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    // Let self-repair run a few times (it used to re-create and re-announce the admin).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    assert!(text.contains("Rocket has launched"), "no log captured: {text}");
+    let session = cookie.trim_start_matches("redbank=");
+    for secret in [wrong, "foobared", "wonderland", &token, session] {
+        assert!(!text.contains(secret), "a secret reached the log:\n{text}");
+    }
+    assert!(!text.to_lowercase().contains("password `"), "a password was logged:\n{text}");
+    let mut c = shared_redis().conn().await;
+    let admin: bool =
+        redis::cmd("EXISTS").arg(format!("{prefix}user:admin")).query_async(&mut c).await.unwrap();
+    assert!(!admin, "an admin user exists although no admin_password is set");
+}
+
+#[rocket::async_test]
+async fn demo_users_can_be_turned_off() {
+    let app = TestApp::with(shared_redis(), |f| f.merge(("demo_users", false))).await;
+    let page = app.client.get("/login").dispatch().await.into_string().await.unwrap();
+    assert!(!page.contains("foobared"), "the login page still hints at the demo password");
+    assert_eq!(app.try_login_browser("bob", "foobared").await.status, Status::Unauthorized);
+    let keys = app.keys(shared_redis()).await;
+    for demo in ["user:bob", "user:alice", "1580783161", "2734819056"] {
+        assert!(!keys.iter().any(|k| k.contains(demo)), "{demo} exists: {keys:?}");
+    }
+    // The configured admin is still created: it is not a demo user.
+    assert_eq!(
+        app.try_login_browser("admin", common::ADMIN_PASSWORD).await.status,
+        Status::SeeOther
+    );
+    // And with the default, the demo works as before.
+    let app = TestApp::new().await;
+    let page = app.client.get("/login").dispatch().await.into_string().await.unwrap();
+    assert!(page.contains("bob"));
+    assert_eq!(app.try_login_browser("bob", "foobared").await.status, Status::SeeOther);
+}
+
+// ---- 5. the stream listener speaks HTTP/1.1 correctly --------------------------------------
+
+#[rocket::async_test]
+async fn the_stream_listener_speaks_http_1_1() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let (cookie, _) = server.login("bob", "foobared").await;
+    let addr = server.stream_base.trim_start_matches("http://").to_owned();
+    let status = |reply: &str| reply.split(' ').nth(1).unwrap_or_default().to_owned();
+    let get = |extra: &str| format!("GET /events HTTP/1.1\r\nCookie: {cookie}\r\n{extra}\r\n");
+    let pause = Duration::from_millis(150);
+    // Exactly one Host header (RFC 9112 §3.2).
+    for (request, expected) in [
+        (get(""), "400"),
+        (get("Host: a\r\nHost: b\r\n"), "400"),
+        (get(&format!("Host: {addr}\r\n")), "200"),
+    ] {
+        let reply =
+            raw_exchange(&addr, &[request.as_bytes()], pause, Duration::from_millis(800)).await;
+        assert_eq!(status(&reply), expected, "{reply}");
+        let head = reply.split("\r\n\r\n").next().unwrap();
+        let date = head.lines().find_map(|l| l.strip_prefix("Date: ")).unwrap_or_default();
+        assert!(date.ends_with(" GMT") && date.len() == 29, "no HTTP date in {head}");
+    }
+    // Pipelined requests: the first is answered, then the connection closes, however the bytes
+    // are split into segments.
+    let one = get(&format!("Host: {addr}\r\n"));
+    let two = format!("{one}{one}");
+    let together = raw_exchange(&addr, &[two.as_bytes()], pause, Duration::from_secs(3)).await;
+    let apart =
+        raw_exchange(&addr, &[one.as_bytes(), one.as_bytes()], pause, Duration::from_secs(3)).await;
+    for reply in [&together, &apart] {
+        assert_eq!(reply.matches("HTTP/1.1 ").count(), 1, "{reply}");
+        assert_eq!(status(reply), "200", "{reply}");
+        assert!(reply.ends_with("retry:3000\n\n"), "answered, then closed: {reply:?}");
+    }
+    // A head sent one byte at a time is still read (incrementally) and answered.
+    let bytes = one.as_bytes();
+    let chunks: Vec<&[u8]> = bytes.chunks(1).collect();
+    let slow =
+        raw_exchange(&addr, &chunks, Duration::from_millis(1), Duration::from_millis(800)).await;
+    assert_eq!(status(&slow), "200", "{slow}");
+    server.stop().await.unwrap();
+}
