@@ -28,14 +28,26 @@ pub struct Config {
     pub static_dir: PathBuf,
     /// A session's `last_seen_at` and TTL are refreshed at most this often (not on every request).
     pub session_touch_secs: u64,
-    /// Failed logins per username within the window before a soft lock (429).
+    /// Failed logins per account from one client address (or from one known device) within the
+    /// window before that client is soft-locked (429).
     pub login_user_limit: u64,
-    /// Failed logins per client IP within the window before a soft lock (429).
+    /// Failed logins per client address (IPv4, or IPv6 /64) within the window, across accounts.
     pub login_ip_limit: u64,
+    /// Failed logins per account from all clients without its device token within the window:
+    /// the bound on guesses against one account. Known devices are never locked by it.
+    pub login_account_limit: u64,
     /// Window of the failed-login counters.
     pub login_window_secs: u64,
-    /// Password of the demo `admin` user when it is first created; random (and logged once) if unset.
+    /// A device that signed in is known (its failures counted apart from strangers') this long.
+    pub device_trust_days: u64,
+    /// A login that would queue longer than this for a hashing slot gets 503 + `Retry-After` at once.
+    pub login_queue_max_ms: u64,
+    /// Password of the `admin` user; no admin user exists unless it is set (never logged).
     pub admin_password: Option<String>,
+    /// Create the demo users (bob, alice) and their accounts, and hint at them on the login page.
+    pub demo_users: bool,
+    /// Sessions per user; a new sign-in beyond it ends that user's least recently used session.
+    pub max_sessions_per_user: usize,
     /// Concurrent argon2 computations.
     pub password_hash_concurrency: usize,
     /// Transaction documents expire this many days after they are written.
@@ -48,6 +60,10 @@ pub struct Config {
     pub sse_retry_ms: u64,
     /// Open event streams per session beyond which `/events` answers 429.
     pub sse_max_per_session: usize,
+    /// Open event streams per user (all their sessions) beyond which `/events` answers 429.
+    pub sse_max_per_user: usize,
+    /// Open event streams per client address (IPv4, or IPv6 /64) beyond which `/events` answers 429.
+    pub sse_max_per_address: usize,
     /// Open event streams per process beyond which `/events` answers 503.
     pub sse_max_streams: usize,
     /// Idempotent setup (indexes, demo users, accounts) is re-applied this often, repairing a Redis
@@ -74,14 +90,21 @@ impl Default for Config {
             session_touch_secs: 60,
             login_user_limit: 5,
             login_ip_limit: 50,
+            login_account_limit: 20,
             login_window_secs: 900,
+            device_trust_days: 90,
+            login_queue_max_ms: 3000,
             admin_password: None,
+            demo_users: true,
+            max_sessions_per_user: 20,
             password_hash_concurrency: 2,
             transaction_retention_days: 30,
             stream_retention_hours: 24,
             sse_heartbeat_secs: 15,
             sse_retry_ms: 3000,
             sse_max_per_session: 8,
+            sse_max_per_user: 16,
+            sse_max_per_address: 32,
             sse_max_streams: 15_000,
             sse_queue: 256,
             repair_interval_secs: 30,
@@ -110,8 +133,23 @@ impl Config {
         if self.session_touch_secs >= self.session_idle_secs {
             return Err("session_touch_secs must be < session_idle_secs".into());
         }
-        if self.login_user_limit == 0 || self.login_ip_limit == 0 || self.login_window_secs == 0 {
-            return Err("login_user_limit, login_ip_limit and login_window_secs must be > 0".into());
+        if self.login_user_limit == 0
+            || self.login_ip_limit == 0
+            || self.login_account_limit == 0
+            || self.login_window_secs == 0
+        {
+            return Err("login_user_limit, login_ip_limit, login_account_limit and \
+                        login_window_secs must be > 0"
+                .into());
+        }
+        if self.device_trust_days == 0 || self.login_queue_max_ms == 0 {
+            return Err("device_trust_days and login_queue_max_ms must be > 0".into());
+        }
+        if self.max_sessions_per_user == 0 {
+            return Err("max_sessions_per_user must be > 0".into());
+        }
+        if self.admin_password.as_deref().is_some_and(|p| p.chars().count() < 12) {
+            return Err("admin_password must have at least 12 characters".into());
         }
         if self.password_hash_concurrency == 0 {
             return Err("password_hash_concurrency must be > 0".into());
@@ -128,10 +166,12 @@ impl Config {
         if self.sse_heartbeat_secs == 0
             || self.sse_max_streams == 0
             || self.sse_max_per_session == 0
+            || self.sse_max_per_user == 0
+            || self.sse_max_per_address == 0
         {
-            return Err(
-                "sse_heartbeat_secs, sse_max_streams and sse_max_per_session must be > 0".into()
-            );
+            return Err("sse_heartbeat_secs, sse_max_streams, sse_max_per_session, \
+                        sse_max_per_user and sse_max_per_address must be > 0"
+                .into());
         }
         if self.repair_interval_secs == 0 {
             return Err("repair_interval_secs must be > 0".into());

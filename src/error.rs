@@ -39,6 +39,10 @@ pub enum Error {
     /// Throttled; `retry_after` seconds go into the `Retry-After` header.
     #[error("too many attempts, try again in {retry_after} s")]
     TooManyRequests { retry_after: u64 },
+    /// More work queued than we will make anyone wait for (the login hashing queue): 503 with
+    /// `Retry-After` at once, instead of a wait without limit.
+    #[error("too busy, try again in {retry_after} s")]
+    Overloaded { retry_after: u64 },
     /// A bug or broken invariant; logged with detail, shown as a plain 500.
     #[error("internal error: {0}")]
     Internal(String),
@@ -57,7 +61,7 @@ impl From<rocket_db_pools::deadpool_redis::PoolError> for Error {
 impl Error {
     pub fn status(&self) -> Status {
         match self {
-            Error::Unavailable(_) => Status::ServiceUnavailable,
+            Error::Unavailable(_) | Error::Overloaded { .. } => Status::ServiceUnavailable,
             Error::Redis(e) if is_outage(e) => Status::ServiceUnavailable,
             Error::Redis(_) | Error::Internal(_) => Status::InternalServerError,
             Error::BadRequest(_) => Status::BadRequest,
@@ -86,7 +90,9 @@ impl Error {
     /// Seconds for `Retry-After`: the throttle's wait, or 1 s when the service is unavailable.
     pub(crate) fn retry_after(&self) -> Option<u64> {
         match self {
-            Error::TooManyRequests { retry_after } => Some(*retry_after),
+            Error::TooManyRequests { retry_after } | Error::Overloaded { retry_after } => {
+                Some(*retry_after)
+            }
             _ if self.is_outage() => Some(1),
             _ => None,
         }
@@ -94,6 +100,9 @@ impl Error {
 
     /// What the client may read: never internal detail.
     pub(crate) fn public_message(&self) -> String {
+        if let Error::Overloaded { retry_after } = self {
+            return format!("Too many sign-ins at once. Please try again in {retry_after} s.");
+        }
         match self.status().code {
             500 => "Something went wrong on our side. Please try again.".into(),
             503 => "The service is temporarily unavailable. Please retry in a moment.".into(),

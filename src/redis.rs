@@ -93,19 +93,40 @@ impl Keys {
         format!("{}session:", self.prefix)
     }
 
-    /// RediSearch index over session documents (TAG user).
+    /// RediSearch index over session documents (TAG user, kind; NUMERIC created_at,
+    /// last_seen_at). Versioned: a schema change gets a new name, and the old index is dropped.
     pub fn session_index(&self) -> String {
-        format!("{}idx:session", self.prefix)
+        format!("{}idx:session:2", self.prefix)
     }
 
-    /// Failed-login counter per username (expires with the throttle window).
+    /// Earlier session index names, dropped at startup (their documents stay).
+    pub fn legacy_session_indexes(&self) -> [String; 1] {
+        [format!("{}idx:session", self.prefix)]
+    }
+
+    /// Failed logins against one account from all unknown clients (expires with the window).
     pub fn throttle_user(&self, username: &str) -> String {
         format!("{}throttle:user:{username}", self.prefix)
     }
 
-    /// Failed-login counter per client IP.
-    pub fn throttle_ip(&self, ip: &str) -> String {
-        format!("{}throttle:ip:{ip}", self.prefix)
+    /// Failed logins against one account from one client address (IPv4, or IPv6 /64).
+    pub fn throttle_client(&self, username: &str, group: &str) -> String {
+        format!("{}throttle:client:{group}:{username}", self.prefix)
+    }
+
+    /// Failed logins from one client address, across accounts.
+    pub fn throttle_ip(&self, group: &str) -> String {
+        format!("{}throttle:ip:{group}", self.prefix)
+    }
+
+    /// Failed logins from one known device (by its token's SHA-256).
+    pub fn throttle_device(&self, id: &str) -> String {
+        format!("{}throttle:device:{id}", self.prefix)
+    }
+
+    /// A known device: SHA-256 of its token → the username it signed in as.
+    pub fn device(&self, id: &str) -> String {
+        format!("{}device:{id}", self.prefix)
     }
 
     // Everything written for one account shares the hash tag `{acct:<number>}`, so the atomic
@@ -270,7 +291,10 @@ pub fn is_missing_index(e: &Error) -> bool {
     match e {
         Error::Redis(e) => {
             let text = e.to_string().to_lowercase();
-            text.contains("no such index") || text.contains("unknown index")
+            // "Unknown index name" (FT.SEARCH), "Unknown: Index name" (FT.DROPINDEX).
+            text.contains("no such index")
+                || text.contains("unknown index")
+                || text.contains("unknown: index")
         }
         _ => false,
     }

@@ -1,15 +1,18 @@
 //! Cross-cutting web pieces: health check, static files, error catchers and
 //! the security-headers fairing applied to every response.
 
+use rocket::data::{self, Data, FromData, Limits};
 use rocket::fairing::{AdHoc, Fairing, Info, Kind};
+use rocket::form::{Form, FromForm, ValueField};
 use rocket::fs::FileServer;
-use rocket::http::Status;
+use rocket::http::{ContentType, RawStr, Status};
 use rocket::request::Request;
+use rocket::route::{self, Handler, Route};
 use rocket::serde::json::{Json, Value, serde_json::json};
 use rocket::{Catcher, Response, State, catch, catchers, get, routes};
 
 use crate::config::Config;
-use crate::error::ErrorPage;
+use crate::error::{Error, ErrorPage};
 use crate::redis::Db;
 
 /// No inline script or style, nothing from other origins, no framing, no plugins.
@@ -37,10 +40,38 @@ pub fn stage() -> AdHoc {
             .unwrap_or_else(|| "static".into());
         rocket
             .mount("/", routes![healthz])
+            .mount("/", exact_paths())
             .mount("/static", FileServer::from(static_dir).rank(20))
             .register("/", catchers())
             .attach(SecurityHeaders)
     })
+}
+
+/// Paths are exact: Rocket matches `/events/`, `/events//` and `//events` to the `/events` route
+/// (it skips empty segments), which lets them slip past a proxy's rules for `location = /events`
+/// (e.g. nginx's per-address stream cap). These routes run before every other and answer 404 for
+/// any path with an empty segment or a trailing slash; every other request is forwarded untouched.
+fn exact_paths() -> Vec<Route> {
+    use rocket::http::Method::*;
+    [Get, Head, Post, Put, Delete, Patch, Options]
+        .into_iter()
+        .map(|method| Route::ranked(-100, method, "/<_..>", ExactPath))
+        .collect()
+}
+
+#[derive(Clone)]
+struct ExactPath;
+
+#[rocket::async_trait]
+impl Handler for ExactPath {
+    async fn handle<'r>(&self, req: &'r Request<'_>, data: Data<'r>) -> route::Outcome<'r> {
+        let path = req.uri().path().as_str();
+        if path == "/" || !(path.ends_with('/') || path.contains("//")) {
+            route::Outcome::forward(data, Status::NotFound)
+        } else {
+            route::Outcome::error(Status::NotFound)
+        }
+    }
 }
 
 /// Liveness + Redis reachability for load balancers: 200 when a PING round trip succeeds,
@@ -53,6 +84,58 @@ async fn healthz(db: &State<Db>) -> (Status, Json<Value>) {
         Err(e) => {
             rocket::warn!("healthz: {e}");
             (Status::ServiceUnavailable, Json(json!({ "status": "degraded", "redis": "down" })))
+        }
+    }
+}
+
+/// A url-encoded form whose fields never reach the log. Rocket's own form parser traces every
+/// field at debug level — passwords included (`url-encoded field: ("password", "…")`) — so forms
+/// that carry secrets are read through this guard instead: same decoding (WHATWG
+/// `application/x-www-form-urlencoded`, the `form` size limit), no tracing.
+#[derive(Debug)]
+pub struct SecretForm<T>(pub T);
+
+#[rocket::async_trait]
+impl<'r, T> FromData<'r> for SecretForm<T>
+where
+    T: for<'a> FromForm<'a> + Send + 'static,
+{
+    type Error = Error;
+
+    async fn from_data(req: &'r Request<'_>, data: Data<'r>) -> data::Outcome<'r, Self> {
+        if req.content_type() != Some(&ContentType::Form) {
+            return data::Outcome::Forward((data, Status::UnsupportedMediaType));
+        }
+        let limit = req.limits().get("form").unwrap_or(Limits::FORM);
+        let body = match data.open(limit).into_string().await {
+            Ok(body) if body.is_complete() => body.into_inner(),
+            Ok(_) => {
+                let e = Error::BadRequest("The form is too large.".into());
+                return data::Outcome::Error((Status::PayloadTooLarge, e));
+            }
+            Err(_) => {
+                let e = Error::BadRequest("The form could not be read.".into());
+                return data::Outcome::Error((Status::BadRequest, e));
+            }
+        };
+        let fields: Vec<(String, String)> = body
+            .split('&')
+            .filter(|field| !field.is_empty())
+            .map(|field| {
+                let (name, value) = field.split_once('=').unwrap_or((field, ""));
+                let decode = |s: &str| RawStr::new(s).url_decode_lossy().into_owned();
+                (decode(name), decode(value))
+            })
+            .collect();
+        let parsed = Form::<T>::parse_iter(
+            fields.iter().map(|(name, value)| ValueField::from((name.as_str(), value.as_str()))),
+        );
+        match parsed {
+            Ok(value) => data::Outcome::Success(SecretForm(value)),
+            Err(_) => {
+                let e = Error::BadRequest("The form could not be understood.".into());
+                data::Outcome::Error((Status::UnprocessableEntity, e))
+            }
         }
     }
 }

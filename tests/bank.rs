@@ -45,7 +45,7 @@ async fn api_text(app: &TestApp, uri: &str, token: &str) -> (Status, String) {
 
 /// GET `uri` as a signed-in browser (session cookie); the status and the body.
 async fn page(app: &TestApp, uri: &str, browser: &Browser) -> (Status, String) {
-    let res = app.client.get(uri.to_owned()).cookie(browser.cookie()).dispatch().await;
+    let res = app.client.get(uri.to_owned()).header(browser.cookie()).dispatch().await;
     let status = res.status();
     (status, res.into_string().await.unwrap_or_default())
 }

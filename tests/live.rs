@@ -622,14 +622,17 @@ async fn stream_listener_serves_only_get_events_and_refuses_the_rest() {
     let status = |reply: &str| reply.split(' ').nth(1).unwrap_or_default().to_owned();
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (b"GET /login HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), "404"),
-        (format!("POST /events HTTP/1.1\r\nCookie: {cookie}\r\n\r\n").into_bytes(), "405"),
-        (b"GET /events HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc".to_vec(), "400"),
+        (
+            format!("POST /events HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n").into_bytes(),
+            "405",
+        ),
+        (b"GET /events HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc".to_vec(), "400"),
         (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n".to_vec(), "400"),
         (
             format!("GET /events HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(40_000)).into_bytes(),
             "431",
         ),
-        (b"GET /events HTTP/1.1\r\nCookie: redbank=nope\r\n\r\n".to_vec(), "401"),
+        (b"GET /events HTTP/1.1\r\nHost: x\r\nCookie: redbank=nope\r\n\r\n".to_vec(), "401"),
     ];
     for (request, expected) in cases {
         let reply = exchange(request).await;

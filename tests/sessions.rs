@@ -69,7 +69,12 @@ async fn browser_login_creates_a_json_session_with_a_bounded_ttl_and_a_safe_cook
     }
     assert!(!doc.to_string().contains(&token), "the document stores the raw token");
 
-    let dash = app.client.get("/dashboard").cookie(Cookie::new("redbank", token)).dispatch().await;
+    let dash = app
+        .client
+        .get("/dashboard")
+        .header(common::cookie_header("redbank", &token))
+        .dispatch()
+        .await;
     assert_eq!(dash.status(), Status::Ok);
     assert_eq!(dash.headers().get_one("Cache-Control"), Some("no-store"));
     assert!(dash.into_string().await.unwrap().contains("1580783161"));
@@ -100,9 +105,9 @@ async fn pages_redirect_to_login_and_the_api_answers_401_without_a_session() {
     assert_eq!(res.status(), Status::Unauthorized);
 
     let browser = app.login_browser("bob", "foobared").await;
-    let res = app.client.get("/").cookie(browser.cookie()).dispatch().await;
+    let res = app.client.get("/").header(browser.cookie()).dispatch().await;
     assert_eq!(res.headers().get_one("Location"), Some("/dashboard"));
-    let res = app.client.get("/login").cookie(browser.cookie()).dispatch().await;
+    let res = app.client.get("/login").header(browser.cookie()).dispatch().await;
     assert_eq!(res.headers().get_one("Location"), Some("/dashboard"));
 }
 
@@ -150,7 +155,7 @@ async fn login_rotates_the_token_and_destroys_the_previous_session() {
     let second = again.session.unwrap();
     assert_ne!(second, first.session);
     assert!(!exists(&session_key(&app, &first.id())).await, "pre-login session survived");
-    let old = app.client.get("/dashboard").cookie(first.cookie()).dispatch().await;
+    let old = app.client.get("/dashboard").header(first.cookie()).dispatch().await;
     assert_eq!(old.headers().get_one("Location"), Some("/login"));
 
     // A client-chosen (never issued) token is not adopted either.
@@ -171,9 +176,9 @@ async fn browser_logout_deletes_the_session_and_the_old_cookie_fails() {
     let cleared = res.headers().get("Set-Cookie").any(|c| c.starts_with("redbank=;"));
     assert!(cleared, "cookie not cleared");
     assert!(!exists(&key).await);
-    let replay = app.client.get("/dashboard").cookie(b.cookie()).dispatch().await;
+    let replay = app.client.get("/dashboard").header(b.cookie()).dispatch().await;
     assert_eq!(replay.headers().get_one("Location"), Some("/login"));
-    let replay = app.client.get("/api/v1/me").cookie(b.cookie()).dispatch().await;
+    let replay = app.client.get("/api/v1/me").header(b.cookie()).dispatch().await;
     assert_eq!(replay.status(), Status::Unauthorized);
 }
 
@@ -243,7 +248,7 @@ async fn sessions_page_lists_both_devices_and_revoke_kills_the_other_token() {
     let mobile = app.api_login("bob", "foobared").await;
     let _alice = app.api_login("alice", "wonderland").await;
 
-    let page = app.client.get("/sessions").cookie(b.cookie()).dispatch().await;
+    let page = app.client.get("/sessions").header(b.cookie()).dispatch().await;
     assert_eq!(page.status(), Status::Ok);
     let html = page.into_string().await.unwrap();
     assert_eq!(html.matches("<tr class=\"session").count(), 2, "bob sees exactly his 2 sessions");
@@ -261,7 +266,7 @@ async fn sessions_page_lists_both_devices_and_revoke_kills_the_other_token() {
     assert_eq!(res.status(), Status::SeeOther);
     assert_eq!(me_status(&app, &mobile).await, Status::Unauthorized);
     assert_eq!(
-        app.client.get("/sessions").cookie(b.cookie()).dispatch().await.status(),
+        app.client.get("/sessions").header(b.cookie()).dispatch().await.status(),
         Status::Ok
     );
 }
@@ -280,7 +285,7 @@ async fn sign_out_all_other_sessions_keeps_only_this_one() {
     }
     assert_eq!(me_status(&app, &alice).await, Status::Ok, "another user's session was touched");
     assert_eq!(
-        app.client.get("/api/v1/me").cookie(b.cookie()).dispatch().await.status(),
+        app.client.get("/api/v1/me").header(b.cookie()).dispatch().await.status(),
         Status::Ok
     );
 }
@@ -308,7 +313,7 @@ async fn alice_cannot_revoke_bobs_session_but_admin_can() {
     let html = app
         .client
         .get("/sessions")
-        .cookie(admin.cookie())
+        .header(admin.cookie())
         .dispatch()
         .await
         .into_string()
@@ -328,7 +333,7 @@ async fn cross_site_posts_and_wrong_csrf_tokens_are_refused() {
         let mut req = app
             .client
             .post("/logout")
-            .cookie(b.cookie())
+            .header(b.cookie())
             .header(ContentType::Form)
             .body(format!("csrf={csrf}"));
         if let Some(h) = extra {
@@ -351,12 +356,12 @@ async fn cross_site_posts_and_wrong_csrf_tokens_are_refused() {
     assert!(exists(&session_key(&app, &b.id())).await, "a refused logout still logged out");
 
     // Cookie-authenticated API writes need the X-CSRF-Token header; bearer ones do not.
-    let res = app.client.delete("/api/v1/session").cookie(b.cookie()).dispatch().await;
+    let res = app.client.delete("/api/v1/session").header(b.cookie()).dispatch().await;
     assert_eq!(res.status(), Status::Forbidden);
     let res = app
         .client
         .delete("/api/v1/session")
-        .cookie(b.cookie())
+        .header(b.cookie())
         .header(Header::new("X-CSRF-Token", b.csrf.clone()))
         .dispatch()
         .await;
@@ -482,7 +487,7 @@ async fn a_thousand_anonymous_requests_create_no_keys() {
         let path = paths[i % paths.len()];
         let mut req = app.client.get(path);
         if i % 3 == 0 {
-            req = req.cookie(Cookie::new("redbank", format!("{:A>43}", i)));
+            req = req.header(common::cookie_header("redbank", &format!("{:A>43}", i)));
         }
         if i % 5 == 0 {
             req = req.header(bearer(&format!("{:b>43}", i)));
@@ -528,7 +533,7 @@ async fn redis_down_is_a_fast_503_never_logged_out_and_recovers() {
     let token = app.api_login("bob", "foobared").await;
     redis.freeze();
     let started = Instant::now();
-    let page = app.client.get("/dashboard").cookie(b.cookie()).dispatch().await;
+    let page = app.client.get("/dashboard").header(b.cookie()).dispatch().await;
     assert_eq!(
         page.status(),
         Status::ServiceUnavailable,
@@ -585,7 +590,7 @@ async fn parallel_guesses_cannot_slip_past_the_throttle() {
 
 #[rocket::async_test]
 async fn sign_out_everywhere_reaches_past_one_page_of_sessions() {
-    let app = TestApp::new().await;
+    let app = TestApp::with(shared_redis(), |f| f.merge(("max_sessions_per_user", 1000))).await;
     let b = app.login_browser("bob", "foobared").await;
     // 230 other sessions (more than one 200-row page of the index), made without hashing.
     let user = redbank::session::store::get_user(app.db(), "bob").await.unwrap().unwrap();
@@ -616,7 +621,8 @@ async fn sign_out_everywhere_reaches_past_one_page_of_sessions() {
 
 #[rocket::async_test]
 async fn concurrent_successful_logins_of_one_user_are_never_throttled() {
-    let app = TestApp::new().await;
+    // A queue bound no shared test machine reaches: this is about the throttle, not load shedding.
+    let app = TestApp::with(shared_redis(), |f| f.merge(("login_queue_max_ms", 60_000))).await;
     let logins = (0..16).map(|_| {
         app.client
             .post("/api/v1/login")

@@ -42,10 +42,10 @@ pub fn stage() -> AdHoc {
 
 async fn liftoff(rocket: &Rocket<Orbit>) {
     let (Some(db), Some(config)) = (rocket.state::<Db>(), rocket.state::<Config>()) else { return };
-    let setup_db = db.clone();
+    let (setup_db, setup_config) = (db.clone(), config.clone());
     when_ready(rocket, "accounts", move || {
-        let db = setup_db.clone();
-        async move { setup(&db).await }
+        let (db, config) = (setup_db.clone(), setup_config.clone());
+        async move { setup(&db, &config).await }
     })
     .await;
     if config.generator_interval_ms == 0 {
@@ -62,10 +62,10 @@ async fn liftoff(rocket: &Rocket<Orbit>) {
     }
 }
 
-/// The transaction index and one checking account per demo user (never resetting a balance).
-async fn setup(db: &Db) -> Result<()> {
+/// The transaction index and one checking account per configured user (never resetting a balance).
+async fn setup(db: &Db, config: &Config) -> Result<()> {
     store::ensure_index(db).await?;
-    for (number, username, holder, city) in crate::session::demo_accounts() {
+    for (number, username, holder, city) in crate::session::demo_accounts(config) {
         let account = Account {
             number: number.into(),
             username: username.into(),

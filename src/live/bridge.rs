@@ -16,13 +16,14 @@ use rocket::futures::StreamExt;
 use tokio::sync::broadcast;
 
 use super::event::{Frame, Msg};
+use crate::config::Config;
 
 /// Per-account broadcast channels plus the open-stream counters behind the SSE limits.
 pub struct Hub {
     channels: Mutex<HashMap<String, broadcast::Sender<Msg>>>,
     capacity: usize,
     open: AtomicUsize,
-    per_session: Mutex<HashMap<String, usize>>,
+    holders: Mutex<Holders>,
     /// Times the bridge has (re)subscribed; tests and logs read it.
     pub subscriptions: AtomicUsize,
 }
@@ -33,7 +34,7 @@ impl Hub {
             channels: Mutex::new(HashMap::new()),
             capacity,
             open: AtomicUsize::new(0),
-            per_session: Mutex::new(HashMap::new()),
+            holders: Mutex::new(Holders::default()),
             subscriptions: AtomicUsize::new(0),
         }
     }
@@ -67,30 +68,75 @@ impl Hub {
         self.open.load(Ordering::Relaxed)
     }
 
-    /// Takes a stream slot for `session`, or says which limit is hit.
+    /// Takes a stream slot for `owner` under the limits of `config`, or says which one is hit.
     pub fn open_stream(
         self: &Arc<Self>,
-        session: &str,
-        max_total: usize,
-        max_per_session: usize,
+        owner: Owner<'_>,
+        config: &Config,
     ) -> Result<StreamSlot, Limit> {
-        let mut per = self.per_session.lock().unwrap_or_else(PoisonError::into_inner);
-        let mine = per.get(session).copied().unwrap_or(0);
-        if mine >= max_per_session {
+        let mut holders = self.holders.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = |map: &HashMap<String, usize>, key: &str| map.get(key).copied().unwrap_or(0);
+        if count(&holders.sessions, owner.session) >= config.sse_max_per_session {
             return Err(Limit::Session);
         }
-        if self.open.fetch_add(1, Ordering::AcqRel) >= max_total {
+        if count(&holders.users, owner.user) >= config.sse_max_per_user {
+            return Err(Limit::User);
+        }
+        if count(&holders.addresses, owner.address) >= config.sse_max_per_address {
+            return Err(Limit::Address);
+        }
+        if self.open.fetch_add(1, Ordering::AcqRel) >= config.sse_max_streams {
             self.open.fetch_sub(1, Ordering::AcqRel);
             return Err(Limit::Global);
         }
-        per.insert(session.to_owned(), mine + 1);
-        Ok(StreamSlot { hub: self.clone(), session: session.to_owned() })
+        let slot = StreamSlot {
+            hub: self.clone(),
+            session: owner.session.to_owned(),
+            user: owner.user.to_owned(),
+            address: owner.address.to_owned(),
+        };
+        for (map, key) in holders.maps(&slot) {
+            *map.entry(key.to_owned()).or_insert(0) += 1;
+        }
+        Ok(slot)
+    }
+}
+
+/// Who opens a stream: the keys of the per-session, per-user and per-address limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Owner<'a> {
+    pub session: &'a str,
+    pub user: &'a str,
+    /// The client address group (IPv4 address, or IPv6 /64).
+    pub address: &'a str,
+}
+
+/// Open streams per session, per user and per client address.
+#[derive(Debug, Default)]
+struct Holders {
+    sessions: HashMap<String, usize>,
+    users: HashMap<String, usize>,
+    addresses: HashMap<String, usize>,
+}
+
+impl Holders {
+    fn maps<'a>(
+        &'a mut self,
+        slot: &'a StreamSlot,
+    ) -> [(&'a mut HashMap<String, usize>, &'a str); 3] {
+        [
+            (&mut self.sessions, slot.session.as_str()),
+            (&mut self.users, slot.user.as_str()),
+            (&mut self.addresses, slot.address.as_str()),
+        ]
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
     Session,
+    User,
+    Address,
     Global,
 }
 
@@ -98,16 +144,20 @@ pub enum Limit {
 pub struct StreamSlot {
     hub: Arc<Hub>,
     session: String,
+    user: String,
+    address: String,
 }
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
         self.hub.open.fetch_sub(1, Ordering::AcqRel);
-        let mut per = self.hub.per_session.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = per.get_mut(&self.session) {
-            *n -= 1;
-            if *n == 0 {
-                per.remove(&self.session);
+        let mut holders = self.hub.holders.lock().unwrap_or_else(PoisonError::into_inner);
+        for (map, key) in holders.maps(self) {
+            if let Some(n) = map.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(key);
+                }
             }
         }
     }

@@ -16,13 +16,21 @@ use crate::error::{Error, Result};
 pub struct StreamId(pub u64, pub u64);
 
 impl StreamId {
-    /// Strict parse: anything else (from a client's `Last-Event-ID`) is rejected.
+    /// Strict parse: 1–20 ASCII digits, `-`, 1–20 ASCII digits, each within `u64` (no sign, no
+    /// space); anything else (from a client's `Last-Event-ID`) is rejected.
     pub fn parse(raw: &str) -> Option<Self> {
         let (ms, seq) = raw.split_once('-')?;
-        if ms.is_empty() || seq.is_empty() || ms.len() > 20 || seq.len() > 20 {
-            return None;
-        }
-        Some(StreamId(ms.parse().ok()?, seq.parse().ok()?))
+        let number = |part: &str| {
+            let digits = (1..=20).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_digit());
+            digits.then(|| part.parse::<u64>().ok()).flatten()
+        };
+        Some(StreamId(number(ms)?, number(seq)?))
+    }
+
+    /// Whether a stream can continue after this id: every id but the largest one (Redis refuses
+    /// an exclusive range that starts there).
+    pub fn can_resume(&self) -> bool {
+        *self != StreamId(u64::MAX, u64::MAX)
     }
 }
 
@@ -168,7 +176,23 @@ mod tests {
                 < StreamId(1700000000000, 10)
         );
         assert!(StreamId(9, 0) < StreamId(10, 0));
-        for bad in ["", "-", "1-", "-1", "a-1", "1-2-3", "99999999999999999999999-1", "$", "+"] {
+        assert!(StreamId(u64::MAX, u64::MAX - 1).can_resume());
+        assert!(!StreamId(u64::MAX, u64::MAX).can_resume());
+        for bad in [
+            "",
+            "-",
+            "1-",
+            "-1",
+            "a-1",
+            "1-2-3",
+            "99999999999999999999999-1",
+            "18446744073709551616-0",
+            "$",
+            "+",
+            "+1-0",
+            "1-+0",
+            " 1-0",
+        ] {
             assert!(StreamId::parse(bad).is_none(), "{bad}");
         }
     }

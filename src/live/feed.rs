@@ -15,7 +15,7 @@ use rocket::Shutdown;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
-use super::bridge::{Hub, Limit, StreamSlot};
+use super::bridge::{Hub, Limit, Owner, StreamSlot};
 use super::event::{Frame, Msg, StreamId};
 use crate::bank::model::Transaction;
 use crate::bank::store as bank;
@@ -25,9 +25,11 @@ use crate::error::{Error, Result};
 use crate::redis::Db;
 use crate::session::model::{Session, SessionId};
 use crate::session::store as sessions;
+use crate::session::throttle::address_group;
 
-/// Most entries one connection replays (the stream holds ≥ 24 h; a client away longer reloads).
-const MAX_REPLAY: usize = 10_000;
+/// Entries replayed per read: a client that is far behind is replayed page by page as it reads,
+/// so one connection never holds more than a page of frames.
+pub const REPLAY_PAGE: usize = 100;
 
 const HEARTBEAT: &[u8] = b": heartbeat\n\n";
 
@@ -39,11 +41,12 @@ pub struct Feed {
     rx: broadcast::Receiver<Msg>,
     /// The id of the last event sent, or the resume point before any.
     last: StreamId,
+    /// Replaying from the account stream (page by page) instead of passing on live events…
     catch_up: bool,
-    /// Replayed frames not yet handed out.
+    /// …from this entry on (an entry whose document has expired sends nothing but is passed).
+    cursor: StreamId,
+    /// Replayed frames of the current page not yet handed out.
     backlog: VecDeque<Bytes>,
-    /// The replay hit its cap: hand out the backlog, then end.
-    ending: bool,
     greeting: Option<Bytes>,
     ticker: Interval,
     /// The session's absolute expiry (ms): the stream ends there even without a logout.
@@ -52,22 +55,55 @@ pub struct Feed {
     _slot: StreamSlot,
 }
 
-/// Opens a stream for `session`: takes a slot under the limits (429 per session, 503 globally),
-/// fixes the resume point and subscribes — in that order, so nothing published in between is lost.
+/// Where a stream resumes: the `Last-Event-ID` header (what a browser sends on reconnecting),
+/// else `?after=`. A value that is not a stream id (or an id no stream can follow, like
+/// `18446744073709551615-18446744073709551615`), or two `Last-Event-ID` headers, is a 400 before
+/// anything reaches Redis. The one rule for both transports.
+pub fn resume_point<'a>(
+    last_event_ids: impl IntoIterator<Item = &'a str>,
+    after: Option<&str>,
+) -> Result<Option<StreamId>> {
+    let invalid = || Error::BadRequest("The event id to resume from is not valid.".into());
+    let mut headers = last_event_ids.into_iter();
+    let raw = match (headers.next(), headers.next()) {
+        (Some(_), Some(_)) => return Err(invalid()),
+        (Some(header), None) => Some(header),
+        (None, _) => after,
+    };
+    match raw {
+        None => Ok(None),
+        Some(raw) => {
+            StreamId::parse(raw).filter(StreamId::can_resume).map(Some).ok_or_else(invalid)
+        }
+    }
+}
+
+/// Who holds a stream, for the per-session, per-user and per-address limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Holder<'a> {
+    pub session: &'a Session,
+    /// The client address (socket peer, or `ip_header` behind a proxy).
+    pub ip: &'a str,
+}
+
+/// Opens a stream: takes a slot under the limits (429 per session, user or client address, 503
+/// for the process), fixes the resume point and subscribes — in that order, so nothing published
+/// in between is lost.
 pub async fn open(
     db: &Db,
     hub: &Arc<Hub>,
     config: &Config,
-    session: &Session,
+    holder: Holder<'_>,
     resume: Option<StreamId>,
     shutdown: Shutdown,
 ) -> Result<Feed> {
-    let slot = hub
-        .open_stream(session.id.as_str(), config.sse_max_streams, config.sse_max_per_session)
-        .map_err(|limit| match limit {
-            Limit::Session => Error::TooManyRequests { retry_after: 5 },
-            Limit::Global => Error::Unavailable("too many open event streams".into()),
-        })?;
+    let session = holder.session;
+    let address = address_group(holder.ip);
+    let owner = Owner { session: session.id.as_str(), user: &session.doc.user, address: &address };
+    let slot = hub.open_stream(owner, config).map_err(|limit| match limit {
+        Limit::Session | Limit::User | Limit::Address => Error::TooManyRequests { retry_after: 5 },
+        Limit::Global => Error::Unavailable("too many open event streams".into()),
+    })?;
     let account = session.doc.account.clone();
     // Without a client id, resume from "now" — read *before* subscribing, so an event published
     // in between is caught by the first catch-up rather than lost.
@@ -87,8 +123,8 @@ pub async fn open(
         rx,
         last,
         catch_up: true,
+        cursor: last,
         backlog: VecDeque::new(),
-        ending: false,
         greeting: Some(Bytes::from(format!("retry:{}\n\n", config.sse_retry_ms))),
         ticker,
         deadline: session.doc.created_at + config.session_absolute_secs as i64 * 1000,
@@ -106,7 +142,7 @@ enum Step {
 
 impl Feed {
     /// The next bytes to write, or `None` when the stream must end: shutdown, session gone or
-    /// expired, Redis down during a catch-up, too slow for the queue, or a replay at its cap (the
+    /// expired, Redis down during a catch-up or a session check, or too slow for the queue (the
     /// browser then resumes from its `Last-Event-ID`).
     ///
     /// Each transaction is one pre-framed buffer shared by every client of the account; the rare
@@ -119,12 +155,10 @@ impl Feed {
             if let Some(bytes) = self.backlog.pop_front() {
                 return Some(bytes);
             }
-            if self.ending {
-                return None;
-            }
             if self.catch_up {
-                let (frames, complete) =
-                    match Box::pin(replay(&self.db, &self.account, self.last)).await {
+                // One page at a time, read only when the previous one was handed out.
+                let (frames, cursor, complete) =
+                    match Box::pin(replay(&self.db, &self.account, self.cursor)).await {
                         Ok(replayed) => replayed,
                         // Redis is down: end; the browser reconnects with Last-Event-ID later.
                         Err(e) => {
@@ -132,16 +166,14 @@ impl Feed {
                             return None;
                         }
                     };
-                self.catch_up = false;
+                self.catch_up = !complete;
+                self.cursor = cursor;
                 for frame in frames {
                     if frame.id > self.last {
                         self.last = frame.id;
                         self.backlog.push_back(frame.wire);
                     }
                 }
-                // More than one replay's worth behind: end after it, so the browser reconnects
-                // from its Last-Event-ID instead of jumping a gap.
-                self.ending = !complete;
                 continue;
             }
             let step = tokio::select! {
@@ -161,19 +193,25 @@ impl Feed {
                         return Some(frame.wire.clone());
                     }
                 }
-                Step::CatchUp => self.catch_up = true,
+                Step::CatchUp => {
+                    self.catch_up = true;
+                    self.cursor = self.last;
+                }
                 Step::Heartbeat => {
                     if now_ms() >= self.deadline {
                         return None;
                     }
-                    // A read, never a refresh: an open stream is not activity. If Redis cannot
-                    // answer we keep the stream (nobody can revoke meanwhile either).
-                    if let Ok(false) =
-                        Box::pin(sessions::session_exists(&self.db, &self.session)).await
-                    {
-                        return None;
+                    // A read, never a refresh: an open stream is not activity. Fails closed:
+                    // when Redis cannot say the session still exists, the stream ends (it may
+                    // have been revoked meanwhile); the browser resumes from Last-Event-ID.
+                    match Box::pin(sessions::session_exists(&self.db, &self.session)).await {
+                        Ok(true) => return Some(Bytes::from_static(HEARTBEAT)),
+                        Ok(false) => return None,
+                        Err(e) => {
+                            rocket::warn!("event stream: session check failed, ending it: {e}");
+                            return None;
+                        }
                     }
-                    return Some(Bytes::from_static(HEARTBEAT));
                 }
                 Step::End => return None,
             }
@@ -181,33 +219,22 @@ impl Feed {
     }
 }
 
-/// Frames after `from` from the account stream, oldest first; the last one also carries the
-/// current spenders. `false` when the replay stopped at its cap with more to come.
-async fn replay(db: &Db, account: &str, from: StreamId) -> Result<(Vec<Frame>, bool)> {
-    let mut found: Vec<(StreamId, Transaction)> = Vec::new();
-    let mut cursor = from.to_string();
-    let mut complete = false;
-    while found.len() < MAX_REPLAY {
-        let entries = bank::entries_after(db, account, &cursor, 500).await?;
-        let Some(last) = entries.last() else {
-            complete = true;
-            break;
-        };
-        cursor = last.stream_id.clone();
-        let done = entries.len() < 500;
-        for (entry, tx) in bank::transactions_for(db, account, &entries).await? {
-            if let Some(id) = StreamId::parse(&entry.stream_id) {
-                found.push((id, tx));
-            }
-        }
-        if done {
-            complete = true;
-            break;
+/// The next page (at most [`REPLAY_PAGE`] frames) after `from` from the account stream, oldest
+/// first, the id of the last entry read, and whether it was the last page; the last frame of the
+/// last page also carries the current spenders.
+async fn replay(db: &Db, account: &str, from: StreamId) -> Result<(Vec<Frame>, StreamId, bool)> {
+    let entries = bank::entries_after(db, account, &from.to_string(), REPLAY_PAGE).await?;
+    let complete = entries.len() < REPLAY_PAGE;
+    let cursor = entries.last().and_then(|e| StreamId::parse(&e.stream_id)).unwrap_or(from);
+    let mut found: Vec<(StreamId, Transaction)> = Vec::with_capacity(entries.len());
+    for (entry, tx) in bank::transactions_for(db, account, &entries).await? {
+        if let Some(id) = StreamId::parse(&entry.stream_id) {
+            found.push((id, tx));
         }
     }
-    let spenders = match found.is_empty() {
-        true => None,
-        false => Some(bank::spenders(db, account).await?),
+    let spenders = match complete && !found.is_empty() {
+        true => Some(bank::spenders(db, account).await?),
+        false => None,
     };
     let last = found.len().saturating_sub(1);
     found
@@ -217,7 +244,7 @@ async fn replay(db: &Db, account: &str, from: StreamId) -> Result<(Vec<Frame>, b
             Frame::from_transaction(*id, tx, if i == last { spenders.as_ref() } else { None })
         })
         .collect::<Result<Vec<Frame>>>()
-        .map(|frames| (frames, complete))
+        .map(|frames| (frames, cursor, complete))
 }
 
 /// Id of the newest entry of the account stream (`0-0` when empty).

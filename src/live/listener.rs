@@ -7,33 +7,41 @@
 //! straight to its socket. Same [`Feed`], same session cookie, same limits as Rocket's `/events`.
 //!
 //! The protocol is deliberately small: one request per connection; the head must arrive within
-//! [`HEAD_TIMEOUT`] and fit in [`MAX_HEAD`]; the response is close-delimited (`Connection: close`,
-//! no chunking), so the stream ends when the socket does. A client has nothing to send after its
-//! request: any byte, EOF or error ends the stream, and so does a write that cannot complete within
-//! one heartbeat interval (a client that stopped reading) or data left unacknowledged for two
-//! (`TCP_USER_TIMEOUT`: a client that vanished without closing).
+//! [`HEAD_TIMEOUT`] and fit in [`MAX_HEAD`] (it is read incrementally: each byte is scanned once
+//! for the blank line that ends it, then parsed once); an HTTP/1.1 request needs exactly one
+//! `Host` (RFC 9112 §3.2); the response carries `Date` and is close-delimited (`Connection:
+//! close`, no chunking), so the stream ends when the socket does. A client has nothing to send
+//! after its request: pipelined requests are not answered — the first one is, then the connection
+//! closes, however the bytes were split into segments — and any later byte, EOF or error ends the
+//! stream, as does a write that cannot complete within one heartbeat interval (a client that
+//! stopped reading) or, on Linux, data left unacknowledged for two (`TCP_USER_TIMEOUT`: a client
+//! that vanished without closing; elsewhere the write timeout alone finds those).
 //!
 //! At most [`MAX_HANDSHAKES`] connections are between accept and their first event byte; beyond
 //! that the listener stops accepting (new connections wait in the kernel's backlog), so a flood of
 //! idle connections cannot take the file descriptors Rocket and the Redis pool need.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rocket::Shutdown;
+use rocket::http::RawStr;
 use rocket::serde::json::serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rocket::time::OffsetDateTime;
+use rocket::time::macros::format_description;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::bridge::Hub;
 use super::event::StreamId;
-use super::feed::{self, Feed};
+use super::feed::{self, Feed, Holder};
 use crate::config::Config;
 use crate::error::Error;
 use crate::redis::Db;
-use crate::session::guard::session_from_cookie_headers;
+use crate::session::credential::{self, Presented, Via};
+use crate::session::guard::cookie_name;
 use crate::web::SECURITY_HEADERS;
 
 /// Time a client has to send its request head.
@@ -61,6 +69,9 @@ pub struct Context {
     pub db: Db,
     pub hub: Arc<Hub>,
     pub config: Config,
+    /// Rocket's `ip_header`: behind a proxy, the client address comes from this header (the
+    /// per-address stream limit would otherwise count the proxy).
+    pub ip_header: Option<String>,
 }
 
 /// Accepts connections until `shutdown`; each open stream ends on `shutdown` too.
@@ -77,8 +88,8 @@ pub async fn serve(listener: TcpListener, context: Arc<Context>, mut shutdown: S
             _ = &mut shutdown => return,
         };
         match accepted {
-            Ok((socket, _)) => {
-                tokio::spawn(connection(socket, context.clone(), shutdown.clone(), permit));
+            Ok((socket, peer)) => {
+                tokio::spawn(connection(socket, peer, context.clone(), shutdown.clone(), permit));
             }
             // Out of file descriptors or the like: back off instead of spinning.
             Err(e) => {
@@ -93,8 +104,12 @@ pub async fn serve(listener: TcpListener, context: Arc<Context>, mut shutdown: S
 #[derive(Debug, Default, PartialEq)]
 struct Head {
     cookies: Vec<String>,
-    authorization: bool,
+    authorization: Vec<String>,
     resume: Option<StreamId>,
+    /// The client address from `ip_header`, when configured and present.
+    forwarded_for: Option<IpAddr>,
+    /// More bytes followed the head (a pipelined request): answer this one, then close.
+    pipelined: bool,
 }
 
 /// A refusal before the stream starts: status, message for the client, `Retry-After`.
@@ -116,6 +131,7 @@ impl From<Error> for Refusal {
 
 async fn connection(
     mut socket: TcpStream,
+    peer: SocketAddr,
     context: Arc<Context>,
     shutdown: Shutdown,
     permit: OwnedSemaphorePermit,
@@ -123,19 +139,29 @@ async fn connection(
     let heartbeat = Duration::from_secs(context.config.sse_heartbeat_secs);
     // Events are single small writes that should leave at once.
     let _ = socket.set_nodelay(true);
-    let _ = socket2::SockRef::from(&socket).set_tcp_user_timeout(Some(heartbeat * 2));
+    set_user_timeout(&socket, heartbeat * 2);
     // The handshake (head buffer, session lookup) is boxed: its memory is freed before the
     // stream starts instead of staying part of this task for the stream's whole life.
-    let opened = Box::pin(handshake(&mut socket, &context, shutdown)).await;
+    let opened = Box::pin(handshake(&mut socket, peer, &context, shutdown)).await;
     match opened {
-        Ok(Some(feed)) => {
+        Ok(Some((feed, pipelined))) => {
             drop(permit);
-            stream(socket, feed, heartbeat).await;
+            stream(socket, feed, heartbeat, pipelined).await;
         }
         Ok(None) => {}
         Err(refusal) => Box::pin(refuse(socket, &refusal)).await,
     }
 }
+
+/// Data left unacknowledged this long ends the connection (`TCP_USER_TIMEOUT`, Linux-only in
+/// socket2); elsewhere the stream's write timeout alone detects clients that vanished.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
+fn set_user_timeout(socket: &TcpStream, timeout: Duration) {
+    let _ = socket2::SockRef::from(socket).set_tcp_user_timeout(Some(timeout));
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "fuchsia")))]
+fn set_user_timeout(_socket: &TcpStream, _timeout: Duration) {}
 
 /// Sends a refusal and closes gracefully: stop writing, then read (and drop) what the client is
 /// still sending for a moment, so its unread bytes do not turn the close into a reset that would
@@ -162,46 +188,54 @@ async fn refuse(mut socket: TcpStream, refusal: &Refusal) {
     .await;
 }
 
-/// Reads and checks the request, authenticates, opens the feed. `Ok(None)`: the client went away.
+/// Reads and checks the request, authenticates, opens the feed (and says whether the request was
+/// pipelined). `Ok(None)`: the client went away.
 async fn handshake(
     socket: &mut TcpStream,
+    peer: SocketAddr,
     context: &Context,
     shutdown: Shutdown,
-) -> Result<Option<Feed>, Refusal> {
-    let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(socket)).await {
+) -> Result<Option<(Feed, bool)>, Refusal> {
+    let ip_header = context.ip_header.as_deref();
+    let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(socket, ip_header)).await {
         Ok(head) => head?,
         Err(_) => return Err(Refusal::new(408, "The request took too long to arrive.")),
     };
     let Some(head) = head else { return Ok(None) };
-    // Cookie only, like Rocket's `/events`: an Authorization header is a mobile client, which
-    // has no event stream.
-    if head.authorization {
-        return Err(Refusal::new(401, "Please sign in."));
-    }
-    let session = session_from_cookie_headers(
-        &context.db,
-        &context.config,
+    // The credential rule of every route; cookie only, like Rocket's `/events`: an Authorization
+    // header is a mobile client, which has no event stream.
+    let presented = credential::presented(
+        cookie_name(&context.config),
         head.cookies.iter().map(String::as_str),
-    )
-    .await?
-    .ok_or_else(|| Refusal::new(401, "Please sign in."))?;
+        head.authorization.iter().map(String::as_str),
+    );
+    let session = match presented {
+        Presented::Token(token, Via::Cookie) => {
+            credential::authenticate(&context.db, &context.config, &token, Via::Cookie).await?
+        }
+        _ => None,
+    };
+    let session = session.ok_or_else(|| Refusal::new(401, "Please sign in."))?;
+    let ip = head.forwarded_for.unwrap_or(peer.ip()).to_string();
+    let holder = Holder { session: &session, ip: &ip };
     let feed =
-        feed::open(&context.db, &context.hub, &context.config, &session, head.resume, shutdown)
+        feed::open(&context.db, &context.hub, &context.config, holder, head.resume, shutdown)
             .await?;
     let mut ok = String::from(
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n\
          X-Accel-Buffering: no\r\nConnection: close\r\n",
     );
-    push_security_headers(&mut ok);
+    push_common_headers(&mut ok);
     ok.push_str("\r\n");
     match tokio::time::timeout(HEAD_TIMEOUT, socket.write_all(ok.as_bytes())).await {
-        Ok(Ok(())) => Ok(Some(feed)),
+        Ok(Ok(())) => Ok(Some((feed, head.pipelined))),
         _ => Ok(None),
     }
 }
 
-/// Writes the feed until it or the client ends.
-async fn stream(mut socket: TcpStream, mut feed: Feed, write_timeout: Duration) {
+/// Writes the feed until it or the client ends; a pipelined request gets its first bytes (the
+/// `retry:` greeting), then the close.
+async fn stream(mut socket: TcpStream, mut feed: Feed, write_timeout: Duration, pipelined: bool) {
     let (mut reader, mut writer) = socket.split();
     let mut probe = [0u8; 1];
     loop {
@@ -212,7 +246,7 @@ async fn stream(mut socket: TcpStream, mut feed: Feed, write_timeout: Duration) 
         };
         let Some(bytes) = bytes else { break };
         match tokio::time::timeout(write_timeout, writer.write_all(&bytes)).await {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) if !pipelined => {}
             // Gone, or not reading: its kernel buffer is full. It resumes from Last-Event-ID.
             _ => break,
         }
@@ -221,74 +255,128 @@ async fn stream(mut socket: TcpStream, mut feed: Feed, write_timeout: Duration) 
 }
 
 /// Reads one request head. `Ok(None)` when the client closed before sending a whole one.
-async fn read_head(socket: &mut TcpStream) -> Result<Option<Head>, Refusal> {
+///
+/// The buffer never grows past [`MAX_HEAD`], each read's new bytes are scanned once for the end of
+/// the head (a head sent a byte at a time costs linear, not quadratic, work), and the head is
+/// parsed once, when complete.
+async fn read_head(
+    socket: &mut (impl AsyncRead + Unpin),
+    ip_header: Option<&str>,
+) -> Result<Option<Head>, Refusal> {
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    let mut scan = HeadScan::default();
     loop {
+        if let Some(end) = scan.end(&buf) {
+            return parse_head(&buf[..end], buf.len() > end, ip_header).map(Some);
+        }
         if buf.len() >= MAX_HEAD {
             return Err(Refusal::new(431, "The request headers are too large."));
         }
-        buf.reserve(4096.min(MAX_HEAD - buf.len()));
-        let read = socket.read_buf(&mut buf).await;
-        match read {
+        let filled = buf.len();
+        buf.resize(filled + (MAX_HEAD - filled).min(4096), 0);
+        match socket.read(&mut buf[filled..]).await {
             Ok(0) | Err(_) => return Ok(None),
-            Ok(_) => {}
-        }
-        if let Some(head) = parse_head(&buf)? {
-            return Ok(Some(head));
+            Ok(n) => buf.truncate(filled + n),
         }
     }
 }
 
-/// Parses and checks a request head; `Ok(None)` while it is incomplete.
-fn parse_head(buf: &[u8]) -> Result<Option<Head>, Refusal> {
+/// Finds the blank line that ends a request head, looking at each byte once across reads.
+#[derive(Debug, Default)]
+struct HeadScan {
+    /// Bytes of the buffer already looked at.
+    scanned: usize,
+    /// Bytes looked at in all, overlaps included (≤ length + 2 per read).
+    examined: usize,
+}
+
+impl HeadScan {
+    /// The head's length (through `\n\n` or `\n\r\n`) once `buf` holds all of it.
+    fn end(&mut self, buf: &[u8]) -> Option<usize> {
+        // Two bytes back, so a terminator split across reads is still found.
+        let from = self.scanned.saturating_sub(2);
+        self.scanned = buf.len();
+        for i in from..buf.len() {
+            self.examined += 1;
+            if buf[i] != b'\n' {
+                continue;
+            }
+            let ends = matches!(buf.get(..i), Some([.., b'\n']) | Some([.., b'\n', b'\r']));
+            if ends {
+                return Some(i + 1);
+            }
+        }
+        None
+    }
+}
+
+/// Parses and checks a complete request head; `pipelined` when more bytes followed it.
+fn parse_head(buf: &[u8], pipelined: bool, ip_header: Option<&str>) -> Result<Head, Refusal> {
+    let bad = || Refusal::new(400, "The request could not be understood.");
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
-    let length = match request.parse(buf) {
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Ok(httparse::Status::Complete(length)) => length,
+    match request.parse(buf) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(bad()),
         Err(httparse::Error::TooManyHeaders) => {
             return Err(Refusal::new(431, "The request has too many headers."));
         }
-        Err(_) => return Err(Refusal::new(400, "The request could not be understood.")),
-    };
-    let (path, query) = match request.path.unwrap_or_default().split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (request.path.unwrap_or_default(), None),
-    };
+        Err(_) => return Err(bad()),
+    }
+    let hosts = request.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("host")).count();
+    // RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, and for any request with two.
+    if hosts > 1 || (hosts == 0 && request.version == Some(1)) {
+        return Err(Refusal::new(400, "A request needs exactly one Host header."));
+    }
+    let target = request.path.unwrap_or_default();
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     if path != "/events" {
         return Err(Refusal::new(404, "There is nothing at this address."));
     }
     if request.method != Some("GET") {
         return Err(Refusal::new(405, "Only GET is allowed here."));
     }
-    // A body or a pipelined request: nothing an event stream can use.
-    if buf.len() > length {
-        return Err(Refusal::new(400, "The request could not be understood."));
-    }
-    let mut head = Head::default();
-    let mut last_event_id = None;
+    let mut head = Head { pipelined, ..Head::default() };
+    let mut last_event_ids = Vec::new();
     for header in request.headers.iter() {
+        let name = header.name;
         let value = std::str::from_utf8(header.value).ok();
-        if header.name.eq_ignore_ascii_case("cookie") {
+        if name.eq_ignore_ascii_case("cookie") {
+            // Like Rocket: a Cookie header that is not UTF-8 is ignored.
             head.cookies.extend(value.map(str::to_owned));
-        } else if header.name.eq_ignore_ascii_case("authorization") {
-            head.authorization = true;
-        } else if header.name.eq_ignore_ascii_case("last-event-id") {
-            last_event_id = value.and_then(StreamId::parse);
-        } else if header.name.eq_ignore_ascii_case("content-length")
-            || header.name.eq_ignore_ascii_case("transfer-encoding")
+        } else if name.eq_ignore_ascii_case("authorization") {
+            head.authorization.push(String::from_utf8_lossy(header.value).into_owned());
+        } else if name.eq_ignore_ascii_case("last-event-id") {
+            last_event_ids.push(value.ok_or_else(bad)?);
+        } else if ip_header.is_some_and(|h| name.eq_ignore_ascii_case(h)) {
+            head.forwarded_for = value.and_then(|v| v.trim().parse().ok());
+        } else if name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("transfer-encoding")
         {
-            return Err(Refusal::new(400, "The request could not be understood."));
+            // A body: nothing an event stream can use.
+            return Err(bad());
         }
     }
-    // As on Rocket's route: `Last-Event-ID` wins over `?after=`.
+    // `?after=` is percent-decoded as Rocket decodes query values.
     let after = query
-        .into_iter()
-        .flat_map(|q| q.split('&'))
+        .split('&')
         .find_map(|pair| pair.strip_prefix("after="))
-        .and_then(StreamId::parse);
-    head.resume = last_event_id.or(after);
-    Ok(Some(head))
+        .map(|v| RawStr::new(v).url_decode_lossy().into_owned());
+    head.resume = feed::resume_point(last_event_ids, after.as_deref())?;
+    Ok(head)
+}
+
+/// `Date` (RFC 9110 §6.6.1, IMF-fixdate), then the security headers every response carries.
+fn push_common_headers(out: &mut String) {
+    let date = format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    if let Ok(now) = OffsetDateTime::now_utc().format(&date) {
+        out.push_str("Date: ");
+        out.push_str(&now);
+        out.push_str("\r\n");
+    }
+    push_security_headers(out);
 }
 
 fn push_security_headers(out: &mut String) {
@@ -315,7 +403,7 @@ fn refusal_bytes(Refusal(status, message, retry_after): &Refusal) -> Vec<u8> {
     if *status == 405 {
         out.push_str("Allow: GET\r\n");
     }
-    push_security_headers(&mut out);
+    push_common_headers(&mut out);
     out.push_str("\r\n");
     out.push_str(&body);
     out.into_bytes()
@@ -326,10 +414,9 @@ mod tests {
     use super::*;
 
     fn status(raw: &str) -> u16 {
-        match parse_head(raw.as_bytes()) {
+        match parse_head(raw.as_bytes(), false, None) {
             Err(Refusal(status, ..)) => status,
-            Ok(Some(_)) => 200,
-            Ok(None) => 0,
+            Ok(_) => 200,
         }
     }
 
@@ -337,30 +424,94 @@ mod tests {
     fn heads_are_parsed_and_checked() {
         let head = parse_head(
             b"GET /events?after=5-1 HTTP/1.1\r\nHost: x\r\nCookie: a=1; redbank=t\r\n\
-              last-event-id: 7-2\r\n\r\n",
+              last-event-id: 7-2\r\nX-Real-IP: 10.0.0.7\r\n\r\n",
+            false,
+            Some("X-Real-IP"),
         );
         assert_eq!(
             head,
-            Ok(Some(Head {
+            Ok(Head {
                 cookies: vec!["a=1; redbank=t".into()],
-                authorization: false,
+                authorization: vec![],
                 resume: Some(StreamId(7, 2)),
-            }))
+                forwarded_for: "10.0.0.7".parse().ok(),
+                pipelined: false,
+            })
         );
-        let head = parse_head(b"GET /events?x=1&after=5-1 HTTP/1.1\r\nLast-Event-ID: junk\r\n\r\n");
-        assert_eq!(head.map(|h| h.and_then(|h| h.resume)), Ok(Some(StreamId(5, 1))));
-        assert_eq!(status("GET /events HTTP/1.1\r\nHost: x\r\n"), 0, "incomplete");
-        assert_eq!(status("GET /events HTTP/1.1\r\n\r\n"), 200);
-        assert_eq!(status("GET /eventsx HTTP/1.1\r\n\r\n"), 404);
-        assert_eq!(status("GET /login HTTP/1.1\r\n\r\n"), 404);
-        assert_eq!(status("POST /events HTTP/1.1\r\n\r\n"), 405);
-        assert_eq!(status("GET /events HTTP/1.1\r\nContent-Length: 0\r\n\r\n"), 400);
-        assert_eq!(status("GET /events HTTP/1.1\r\n\r\nGET /events HTTP/1.1\r\n\r\n"), 400);
+        let head =
+            parse_head(b"GET /events?x=1&after=%35-1 HTTP/1.1\r\nHost: x\r\n\r\n", true, None);
+        assert_eq!(head.map(|h| (h.resume, h.pipelined)), Ok((Some(StreamId(5, 1)), true)));
+        assert_eq!(status("GET /events HTTP/1.1\r\nHost: x\r\n\r\n"), 200);
+        assert_eq!(status("GET /events HTTP/1.0\r\n\r\n"), 200, "HTTP/1.0 needs no Host");
+        assert_eq!(status("GET /events HTTP/1.1\r\n\r\n"), 400, "no Host");
+        assert_eq!(status("GET /events HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n"), 400);
+        assert_eq!(status("GET /events?after=+1-0 HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
+        assert_eq!(status("GET /events HTTP/1.1\r\nHost: x\r\nLast-Event-ID: junk\r\n\r\n"), 400);
+        assert_eq!(status("GET /eventsx HTTP/1.1\r\nHost: x\r\n\r\n"), 404);
+        assert_eq!(status("GET /events/ HTTP/1.1\r\nHost: x\r\n\r\n"), 404);
+        assert_eq!(status("POST /events HTTP/1.1\r\nHost: x\r\n\r\n"), 405);
+        assert_eq!(status("GET /events HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"), 400);
         assert_eq!(status("NOT HTTP\r\n\r\n"), 400);
         let many: String = (0..MAX_HEADERS + 1).map(|i| format!("X-{i}: 1\r\n")).collect();
         assert_eq!(status(&format!("GET /events HTTP/1.1\r\n{many}\r\n")), 431);
-        let bearer = parse_head(b"GET /events HTTP/1.1\r\nAuthorization: Bearer x\r\n\r\n");
-        assert!(bearer.is_ok_and(|h| h.is_some_and(|h| h.authorization)));
+        let bearer = parse_head(
+            b"GET /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x\r\n\r\n",
+            false,
+            None,
+        );
+        assert_eq!(bearer.map(|h| h.authorization), Ok(vec!["Bearer x".to_owned()]));
+    }
+
+    /// Yields its bytes one per read, like a client sending a byte per segment.
+    struct Trickle(Vec<u8>, usize);
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if let Some(&byte) = self.0.get(self.1) {
+                buf.put_slice(&[byte]);
+                self.1 += 1;
+            }
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn a_head_is_scanned_once_however_it_is_split() {
+        let head =
+            format!("GET /events HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n", "a".repeat(30_000));
+        let mut scan = HeadScan::default();
+        let bytes = head.as_bytes();
+        let mut found = None;
+        for n in 1..=bytes.len() {
+            found = scan.end(&bytes[..n]);
+            assert!(found.is_none() || n == bytes.len(), "ended early at {n}");
+        }
+        assert_eq!(found, Some(bytes.len()));
+        // Linear work: each byte once, plus the two-byte overlap per read.
+        assert!(scan.examined <= 3 * bytes.len(), "{} bytes examined", scan.examined);
+        // Bare LF line ends (which httparse accepts) end a head too; a split terminator is found.
+        let mut scan = HeadScan::default();
+        assert_eq!(scan.end(b"GET / HTTP/1.1\nHost: x\n"), None);
+        assert_eq!(scan.end(b"GET / HTTP/1.1\nHost: x\n\n"), Some(24));
+    }
+
+    #[tokio::test]
+    async fn heads_are_read_incrementally_and_never_past_the_maximum() {
+        let request = b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+        let head = read_head(&mut Trickle(request, 0), None).await;
+        assert!(matches!(head, Ok(Some(_))), "{head:?}");
+        // A head one byte over the maximum, sent at once, is refused without reading further.
+        let mut big =
+            format!("GET /events HTTP/1.1\r\nHost: x\r\nX: {}", "a".repeat(MAX_HEAD)).into_bytes();
+        big.extend_from_slice(b"\r\n\r\n");
+        let mut reader = &big[..];
+        let refused = read_head(&mut reader, None).await;
+        assert!(matches!(refused, Err(Refusal(431, ..))), "{refused:?}");
+        assert_eq!(big.len() - reader.len(), MAX_HEAD, "read past the maximum");
     }
 
     #[test]
@@ -370,6 +521,7 @@ mod tests {
         assert!(text.starts_with("HTTP/1.1 429 Too Many Requests\r\n"), "{text}");
         assert!(text.contains("\r\nRetry-After: 5\r\n"), "{text}");
         assert!(text.contains("\r\nX-Content-Type-Options: nosniff\r\n"), "{text}");
+        assert!(text.contains("\r\nDate: "), "{text}");
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or_default();
         assert!(head.contains(&format!("Content-Length: {}", body.len())), "{text}");
         assert_eq!(body, r#"{"error":"slow down"}"#);

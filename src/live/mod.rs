@@ -84,6 +84,7 @@ pub fn stage() -> AdHoc {
                             db: db.clone(),
                             hub: hub.clone(),
                             config: config.clone(),
+                            ip_header: rocket.config().ip_header.as_ref().map(|h| h.to_string()),
                         };
                         tokio::spawn(listener::serve(socket, Arc::new(context), rocket.shutdown()));
                     }

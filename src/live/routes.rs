@@ -12,39 +12,40 @@ use rocket::{Shutdown, State, get};
 
 use super::bridge::Hub;
 use super::event::StreamId;
-use super::feed;
+use super::feed::{self, Holder};
 use crate::config::Config;
 use crate::error::Result;
 use crate::redis::Db;
 use crate::session::guard::CurrentUser;
+use crate::session::store::ClientInfo;
 
-/// The browser's `Last-Event-ID` header, when it is a well-formed stream id.
-pub struct LastEventId(pub Option<StreamId>);
+/// The resume point of a request (see [`feed::resume_point`]); an invalid one is answered 400 by
+/// the route (after authentication), with the error's own message.
+pub struct Resume(pub Result<Option<StreamId>>);
 
 #[rocket::async_trait]
-impl<'r> FromRequest<'r> for LastEventId {
+impl<'r> FromRequest<'r> for Resume {
     type Error = std::convert::Infallible;
 
     async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Self::Error> {
-        Outcome::Success(LastEventId(
-            req.headers().get_one("Last-Event-ID").and_then(StreamId::parse),
-        ))
+        let after = req.query_value::<&str>("after").and_then(|v| v.ok());
+        Outcome::Success(Resume(feed::resume_point(req.headers().get("Last-Event-ID"), after)))
     }
 }
 
-#[get("/events?<after>")]
+#[get("/events")]
 #[allow(clippy::too_many_arguments)]
 pub async fn events(
-    after: Option<&str>,
     user: CurrentUser,
-    last_event_id: LastEventId,
+    client: ClientInfo,
+    resume: Resume,
     hub: &State<Arc<Hub>>,
     db: &State<Db>,
     config: &State<Config>,
     shutdown: Shutdown,
 ) -> Result<(ContentType, ByteStream<impl rocket::futures::Stream<Item = Bytes>>)> {
-    let resume = last_event_id.0.or_else(|| after.and_then(StreamId::parse));
-    let mut feed = feed::open(db, hub, config, &user.0, resume, shutdown).await?;
+    let holder = Holder { session: &user.0, ip: &client.ip };
+    let mut feed = feed::open(db, hub, config, holder, resume.0?, shutdown).await?;
     let stream = ByteStream! {
         while let Some(bytes) = feed.next().await {
             yield bytes;

@@ -1,6 +1,7 @@
 //! Request guards: the only place sessions are read.
 //!
-//! The session is resolved once per request (bearer token first, else the cookie) and cached.
+//! The session is resolved once per request by the one credential rule ([`credential`]: bearer
+//! token first, else the single session cookie; each token only through its own channel) and cached.
 //! No session forwards with 401 (pages → login redirect, API → JSON 401 via the catchers); Redis
 //! trouble is an error with 503 — never "logged out".
 
@@ -8,9 +9,11 @@ use rocket::http::{Cookie, Status};
 use rocket::outcome::Outcome;
 use rocket::request::{self, FromRequest, Request};
 
+pub use super::credential::Via;
+use super::credential::{self, Presented};
 use super::csrf;
-use super::model::{Session, SessionToken};
-use super::store::{self, ClientInfo};
+use super::model::{DeviceToken, Session, SessionToken};
+use super::store::ClientInfo;
 use crate::config::Config;
 use crate::error::Error;
 use crate::redis::Db;
@@ -32,15 +35,37 @@ pub fn session_cookie(config: &Config, token: &SessionToken) -> Cookie<'static> 
         .build()
 }
 
-/// The removal cookie must carry the same attributes or browsers ignore it (`__Host-` needs Secure).
-pub fn removal_cookie(config: &Config) -> Cookie<'static> {
-    Cookie::build(cookie_name(config)).path("/").secure(config.cookie_secure).build()
+/// Name of the device cookie (see [`DeviceToken`]), `__Host-` prefixed like the session cookie.
+pub fn device_cookie_name(config: &Config) -> &'static str {
+    if config.cookie_secure { "__Host-redbank_device" } else { "redbank_device" }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Via {
-    Cookie,
-    Bearer,
+/// The device cookie: long-lived (`device_trust_days`), HttpOnly, sent only with same-site
+/// requests (it is only read by the login form's POST).
+pub fn device_cookie(config: &Config, device: &DeviceToken) -> Cookie<'static> {
+    let max_age = rocket::time::Duration::days(config.device_trust_days as i64);
+    Cookie::build((device_cookie_name(config), device.as_str().to_owned()))
+        .http_only(true)
+        .same_site(rocket::http::SameSite::Strict)
+        .path("/")
+        .secure(config.cookie_secure)
+        .max_age(max_age)
+        .build()
+}
+
+/// An expired, empty session cookie that makes the browser drop its own. It must carry the same
+/// attributes or browsers ignore it (`__Host-` needs Secure). Added to the jar (not `remove`d):
+/// the jar only emits a removal for a cookie it parsed itself, and the session is found from the
+/// raw header (see [`credential`]).
+pub fn removal_cookie(config: &Config) -> Cookie<'static> {
+    Cookie::build((cookie_name(config), ""))
+        .path("/")
+        .http_only(true)
+        .same_site(rocket::http::SameSite::Lax)
+        .secure(config.cookie_secure)
+        .max_age(rocket::time::Duration::ZERO)
+        .expires(rocket::time::OffsetDateTime::UNIX_EPOCH)
+        .build()
 }
 
 #[derive(Debug, Clone)]
@@ -50,27 +75,30 @@ enum Resolved {
     Failed(Status),
 }
 
+/// The request's credential by the one rule of [`credential::presented`].
+fn presented_by(req: &Request<'_>, config: &Config) -> Presented {
+    credential::presented(
+        cookie_name(config),
+        req.headers().get("Cookie"),
+        req.headers().get("Authorization"),
+    )
+}
+
 async fn resolve<'r>(req: &'r Request<'_>) -> &'r Resolved {
     req.local_cache_async(async {
         let (Some(db), Some(config)) = (req.rocket().state::<Db>(), req.rocket().state::<Config>())
         else {
             return Resolved::Failed(Status::InternalServerError);
         };
-        let (raw, via) = match req.headers().get_one("Authorization") {
-            Some(auth) => (auth.strip_prefix("Bearer ").map(str::trim), Via::Bearer),
-            // The jar keeps one cookie per name; a planted duplicate is only visible in the raw
-            // headers, and voids both (see `session_cookie_value`).
-            None if session_cookie_count(config, req.headers().get("Cookie")) > 1 => {
+        let (token, via) = match presented_by(req, config) {
+            Presented::Token(token, via) => (token, via),
+            Presented::Malformed(via) => {
+                forget_cookie(req, config, via);
                 return Resolved::Anonymous;
             }
-            None => (req.cookies().get(cookie_name(config)).map(|c| c.value()), Via::Cookie),
+            Presented::Nothing | Presented::Ambiguous => return Resolved::Anonymous,
         };
-        let Some(raw) = raw else { return Resolved::Anonymous };
-        let Some(token) = SessionToken::parse(raw) else {
-            forget_cookie(req, config, via);
-            return Resolved::Anonymous;
-        };
-        match store::load_session(db, config, &token).await {
+        match credential::authenticate(db, config, &token, via).await {
             Ok(Some(session)) => Resolved::Live(Box::new(session), via),
             Ok(None) => {
                 forget_cookie(req, config, via);
@@ -87,54 +115,24 @@ async fn resolve<'r>(req: &'r Request<'_>) -> &'r Resolved {
     .await
 }
 
-/// The session cookie's value from raw `Cookie` header values — `None` when it is missing or sent
-/// more than once. A duplicate means someone planted a second cookie of that name (e.g. with a
-/// narrower `Path`, which browsers send first); picking either one could put another person's
-/// session in this browser, so neither is used.
-pub fn session_cookie_value<'a>(
-    config: &Config,
-    headers: impl IntoIterator<Item = &'a str>,
-) -> Option<String> {
-    let mut found = session_cookies(config, headers);
-    let first = found.next()?;
-    found.next().is_none().then_some(first)
-}
+/// What the request presents as its session, before any lookup (the login form destroys the
+/// session a browser had, whatever state it is in).
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Presented {
+    type Error = std::convert::Infallible;
 
-fn session_cookie_count<'a>(config: &Config, headers: impl IntoIterator<Item = &'a str>) -> usize {
-    session_cookies(config, headers).count()
-}
-
-fn session_cookies<'a>(
-    config: &Config,
-    headers: impl IntoIterator<Item = &'a str>,
-) -> impl Iterator<Item = String> {
-    let name = cookie_name(config);
-    headers
-        .into_iter()
-        .flat_map(Cookie::split_parse)
-        .filter_map(Result::ok)
-        .filter(move |c| c.name() == name)
-        .map(|c| c.value().to_owned())
-}
-
-/// The browser session named by raw `Cookie` header values: the cookie lookup of the guards, for
-/// the stream listener (which is not Rocket and has no request guards). `Ok(None)` when no valid
-/// session cookie is present.
-pub async fn session_from_cookie_headers<'a>(
-    db: &Db,
-    config: &Config,
-    headers: impl IntoIterator<Item = &'a str>,
-) -> Result<Option<Session>, Error> {
-    match session_cookie_value(config, headers).as_deref().and_then(SessionToken::parse) {
-        Some(token) => store::load_session(db, config, &token).await,
-        None => Ok(None),
+    async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Self::Error> {
+        match req.rocket().state::<Config>() {
+            Some(config) => Outcome::Success(presented_by(req, config)),
+            None => Outcome::Success(Presented::Nothing),
+        }
     }
 }
 
 /// A cookie that names no session is cleared so the browser stops sending it.
 fn forget_cookie(req: &Request<'_>, config: &Config, via: Via) {
     if via == Via::Cookie {
-        req.cookies().remove(removal_cookie(config));
+        req.cookies().add(removal_cookie(config));
     }
 }
 
@@ -148,6 +146,29 @@ fn failed<T>(status: Status) -> request::Outcome<T, Error> {
 
 fn forbidden<T>(why: &str) -> request::Outcome<T, Error> {
     Outcome::Error((Status::Forbidden, Error::Forbidden(why.into())))
+}
+
+/// The device cookie of an earlier sign-in in this browser, if it sent exactly one well-formed one.
+#[derive(Debug)]
+pub struct PresentedDevice(pub Option<DeviceToken>);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for PresentedDevice {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Self::Error> {
+        let device =
+            req.rocket().state::<Config>().and_then(|config| {
+                match credential::cookie_value(
+                    device_cookie_name(config),
+                    req.headers().get("Cookie"),
+                ) {
+                    credential::CookieValue::One(value) => DeviceToken::parse(&value),
+                    _ => None,
+                }
+            });
+        Outcome::Success(PresentedDevice(device))
+    }
 }
 
 /// A signed-in browser (session cookie). State-changing requests must be same-origin; the form's

@@ -1,12 +1,15 @@
 //! Authentication and sessions in Redis JSON: browser cookie + mobile bearer token, idle and
 //! absolute timeouts, CSRF, login throttling, and the "your active sessions" list (RediSearch).
 
+pub mod credential;
 pub mod csrf;
 pub mod guard;
+pub mod login;
 pub mod model;
 pub mod password;
 pub mod routes;
 pub mod store;
+pub mod throttle;
 
 use std::sync::Arc;
 
@@ -16,10 +19,12 @@ use rocket::{Orbit, Rocket, routes};
 use crate::config::Config;
 use crate::error::Result;
 use crate::redis::{Db, when_ready};
-use model::{Role, User, random_token};
+use model::{Role, User};
 use password::Passwords;
 
-/// The demo users created on first start (passwords hashed at creation, never stored in clear).
+/// The users created at start when missing (passwords hashed at creation, never stored in clear
+/// and never logged): the demo users when `demo_users` is on, and `admin` only when
+/// `admin_password` is set — there is no generated password to leak.
 struct DemoUser {
     username: &'static str,
     password: Option<&'static str>,
@@ -48,7 +53,7 @@ const DEMO_USERS: [DemoUser; 3] = [
     },
     DemoUser {
         username: "admin",
-        password: None, // from config, or random and logged once
+        password: None, // admin_password; no admin without it
         display_name: "Bank Administrator",
         role: Role::Admin,
         account: "9000000001",
@@ -56,10 +61,20 @@ const DEMO_USERS: [DemoUser; 3] = [
     },
 ];
 
-/// The checking accounts of the demo users: (account number, username, holder, city).
-pub fn demo_accounts()
--> impl Iterator<Item = (&'static str, &'static str, &'static str, &'static str)> {
-    DEMO_USERS.iter().map(|u| (u.account, u.username, u.display_name, u.city))
+/// The users this configuration creates, each with its password.
+fn configured_users(config: &Config) -> impl Iterator<Item = (&'static DemoUser, &str)> {
+    DEMO_USERS.iter().filter_map(|user| match user.password {
+        Some(password) => config.demo_users.then_some((user, password)),
+        None => config.admin_password.as_deref().map(|password| (user, password)),
+    })
+}
+
+/// The checking accounts of the users this configuration creates: (account number, username,
+/// holder, city).
+pub fn demo_accounts(
+    config: &Config,
+) -> impl Iterator<Item = (&'static str, &'static str, &'static str, &'static str)> {
+    configured_users(config).map(|(u, _)| (u.account, u.username, u.display_name, u.city))
 }
 
 pub fn stage() -> AdHoc {
@@ -114,29 +129,19 @@ async fn prepare(rocket: &Rocket<Orbit>) {
 
 async fn setup(db: &Db, config: &Config, passwords: &Passwords) -> Result<()> {
     store::ensure_index(db).await?;
-    for demo in &DEMO_USERS {
+    for (demo, password) in configured_users(config) {
         if store::user_exists(db, demo.username).await? {
             continue;
         }
-        let (password, announce) = match (demo.password, &config.admin_password) {
-            (Some(p), _) => (p.to_owned(), false),
-            (None, Some(p)) => (p.clone(), false),
-            (None, None) => (random_token()[..20].to_owned(), true),
-        };
         let user = User {
             username: demo.username.into(),
             display_name: demo.display_name.into(),
             roles: vec![demo.role],
             account: demo.account.into(),
             city: demo.city.into(),
-            password_hash: passwords.hash(&password).await?,
+            password_hash: passwords.hash(password).await?,
         };
-        if store::create_user(db, &user).await? && announce {
-            rocket::warn!(
-                "created user `{}` with password `{password}` — shown once; set admin_password to choose it",
-                demo.username
-            );
-        }
+        store::create_user(db, &user).await?;
     }
     Ok(())
 }

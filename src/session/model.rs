@@ -140,6 +140,37 @@ impl SessionToken {
     }
 }
 
+/// Proof that a client signed in to an account before (OWASP's device cookie): a random token
+/// like a session token, stored only as its SHA-256. It authenticates nothing by itself; it only
+/// lets its holder's login attempts be counted apart from strangers' (see `throttle`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct DeviceToken(SessionToken);
+
+impl std::fmt::Debug for DeviceToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeviceToken(…)")
+    }
+}
+
+impl DeviceToken {
+    pub fn generate() -> Self {
+        DeviceToken(SessionToken::generate())
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        SessionToken::parse(raw).map(DeviceToken)
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// Hex SHA-256: the key suffix.
+    pub fn id(&self) -> String {
+        self.0.id().0
+    }
+}
+
 /// Hex SHA-256 of a token: names the Redis key and the rows of the sessions page. Knowing it
 /// does not let anyone act as the session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

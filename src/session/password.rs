@@ -7,8 +7,9 @@
 //! 19 MiB (measured: +350 MiB RSS after 50 logins). Unknown users are verified against a dummy hash
 //! so they cost the same time as wrong passwords.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
@@ -31,21 +32,54 @@ fn params() -> Params {
 /// computations (observable by tests and metrics, e.g. to prove a throttled login computed nothing).
 pub struct Passwords {
     permits: Arc<Semaphore>,
+    concurrency: usize,
     buffers: Arc<Mutex<Vec<Vec<Block>>>>,
     computed: AtomicU64,
+    /// Logins waiting for a slot, and the running average of one computation (µs): together
+    /// they estimate how long a new login would queue.
+    waiting: AtomicUsize,
+    average_us: Arc<AtomicU64>,
     dummy_hash: String,
 }
 
 impl Passwords {
     pub fn new(concurrency: usize) -> Result<Self> {
         let mut memory = Vec::new();
+        let started = Instant::now();
         let dummy_hash = hash_with(&mut memory, "redbank dummy password, never valid")?;
+        let first_us = started.elapsed().as_micros() as u64;
         Ok(Passwords {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            concurrency: concurrency.max(1),
             buffers: Arc::new(Mutex::new(vec![memory])),
             computed: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
+            average_us: Arc::new(AtomicU64::new(first_us.max(1))),
             dummy_hash,
         })
+    }
+
+    /// A hashing slot for a login, unless the queue ahead would take longer than `max_wait`:
+    /// then [`Error::Overloaded`] at once (503 + `Retry-After`), so a login storm sheds load
+    /// instead of queueing without limit. The estimate is the logins already waiting times the
+    /// average computation time, divided by the slots; the wait itself is bounded too.
+    pub async fn login_slot(&self, max_wait: Duration) -> Result<HashSlot> {
+        let average = Duration::from_micros(self.average_us.load(Ordering::Relaxed));
+        let overloaded = |ahead: usize| {
+            let queued = average * (ahead + 1) as u32 / self.concurrency as u32;
+            Error::Overloaded { retry_after: queued.as_secs().clamp(1, 60) }
+        };
+        let ahead = self.waiting.fetch_add(1, Ordering::AcqRel);
+        let _waiting = Waiting(&self.waiting);
+        if self.permits.available_permits() == 0
+            && average * (ahead + 1) as u32 / self.concurrency as u32 > max_wait
+        {
+            return Err(overloaded(ahead));
+        }
+        match tokio::time::timeout(max_wait, self.slot()).await {
+            Ok(slot) => slot,
+            Err(_) => Err(overloaded(self.waiting.load(Ordering::Acquire))),
+        }
     }
 
     /// How many argon2 computations (hash or verify) this instance has run.
@@ -99,15 +133,30 @@ impl Passwords {
     ) -> Result<T> {
         self.computed.fetch_add(1, Ordering::Relaxed);
         let buffers = self.buffers.clone();
+        let average = self.average_us.clone();
         tokio::task::spawn_blocking(move || {
             let mut memory =
                 buffers.lock().unwrap_or_else(PoisonError::into_inner).pop().unwrap_or_default();
+            let started = Instant::now();
             let result = f(&mut memory);
+            // Moving average over about eight computations.
+            let took = started.elapsed().as_micros() as u64;
+            let old = average.load(Ordering::Relaxed);
+            average.store((old * 7 + took) / 8, Ordering::Relaxed);
             buffers.lock().unwrap_or_else(PoisonError::into_inner).push(memory);
             result
         })
         .await
         .map_err(|e| Error::Internal(format!("hashing task: {e}")))
+    }
+}
+
+/// Counts a login as waiting for as long as it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

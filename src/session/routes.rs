@@ -11,54 +11,22 @@ use rocket::{State, delete, get, post, uri};
 use rocket_dyn_templates::{Template, context};
 use serde::{Deserialize, Serialize};
 
+use super::credential::Presented;
 use super::csrf::{self, SameOrigin};
-use super::guard::{ApiUser, CurrentUser, Via, removal_cookie, session_cookie};
-use super::model::{Session, SessionId, SessionKind, SessionToken, User};
-use super::password::{MAX_PASSWORD_BYTES, Passwords};
+use super::guard::{
+    ApiUser, CurrentUser, PresentedDevice, Via, device_cookie, removal_cookie, session_cookie,
+};
+use super::login::{self, Attempt, SignedIn};
+use super::model::{DeviceToken, Session, SessionId, SessionKind};
+use super::password::Passwords;
 use super::store::{self, ClientInfo};
 use crate::clock::{display_ms, rfc3339_ms};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::Db;
+use crate::web::SecretForm;
 
 pub const INVALID_CREDENTIALS: &str = "Invalid username or password";
-
-/// Checks a username/password pair: throttle first (no hashing while locked), then argon2 — also
-/// for unknown users, so both failures cost and look the same.
-pub async fn check_credentials(
-    db: &Db,
-    config: &Config,
-    passwords: &Passwords,
-    username: &str,
-    password: &str,
-    ip: &str,
-) -> Result<User> {
-    // A locked caller is answered at once, without queueing for a hashing slot…
-    if let Some(retry_after) = store::login_locked(db, config, username, ip).await? {
-        return Err(Error::TooManyRequests { retry_after });
-    }
-    // …then check again, hash and count under one slot, so parallel guesses see each other's
-    // failures (at most `password_hash_concurrency − 1` can pass a limit together).
-    let slot = passwords.slot().await?;
-    if let Some(retry_after) = store::login_locked(db, config, username, ip).await? {
-        return Err(Error::TooManyRequests { retry_after });
-    }
-    let user = store::get_user(db, username).await?;
-    let ok = password.len() <= MAX_PASSWORD_BYTES
-        && passwords
-            .verify(&slot, password, user.as_ref().map(|u| u.password_hash.as_str()))
-            .await?;
-    match user {
-        Some(user) if ok => {
-            store::clear_login_failures(db, username).await?;
-            Ok(user)
-        }
-        _ => {
-            store::record_login_failure(db, config, username, ip).await?;
-            Err(Error::InvalidCredentials)
-        }
-    }
-}
 
 // ---- browser ----------------------------------------------------------------------------------
 
@@ -104,7 +72,8 @@ fn login_page(
     username: &str,
 ) -> LoginPage {
     let csrf = csrf::login_token(jar, config);
-    let page = Template::render("session/login", context! { csrf, error, username });
+    let demo = config.demo_users;
+    let page = Template::render("session/login", context! { csrf, error, username, demo });
     LoginPage { status, page, retry_after: None }
 }
 
@@ -133,13 +102,16 @@ pub fn login_form(
 #[allow(clippy::too_many_arguments)]
 pub async fn login_submit(
     _same_origin: SameOrigin,
-    form: Form<LoginForm>,
+    form: SecretForm<LoginForm>,
+    presented: Presented,
+    device: PresentedDevice,
     jar: &CookieJar<'_>,
     client: ClientInfo,
     db: &State<Db>,
     config: &State<Config>,
     passwords: &State<Arc<Passwords>>,
 ) -> Result<LoginReply> {
+    let form = form.0;
     if !csrf::check_login_token(jar, config, &form.csrf) {
         let msg = "Your sign-in form expired. Please try again.";
         return Ok(LoginReply::Page(login_page(
@@ -151,18 +123,17 @@ pub async fn login_submit(
         )));
     }
     let username = form.username.trim();
-    match check_credentials(db, config, passwords, username, &form.password, &client.ip).await {
-        Ok(user) => {
+    let attempt = Attempt { username, password: &form.password, ip: &client.ip };
+    match login::check_credentials(db, config, passwords, attempt, device.0).await {
+        Ok(SignedIn { user, device }) => {
             // No fixation: whatever session this browser had is destroyed and a new token minted.
-            if let Some(old) = jar
-                .get(super::guard::cookie_name(config))
-                .and_then(|c| SessionToken::parse(c.value()))
-            {
+            if let Presented::Token(old, Via::Cookie) = presented {
                 store::destroy(db, &old.id()).await?;
             }
             let (token, _) =
                 store::create_session(db, config, &user, SessionKind::Browser, &client).await?;
             jar.add(session_cookie(config, &token));
+            jar.add(device_cookie(config, &device));
             Ok(LoginReply::Done(Redirect::to(uri!("/dashboard"))))
         }
         Err(Error::InvalidCredentials) => Ok(LoginReply::Page(login_page(
@@ -176,6 +147,13 @@ pub async fn login_submit(
             let minutes = retry_after.div_ceil(60);
             let msg = format!("Too many failed sign-ins. Try again in {minutes} minute(s).");
             let mut page = login_page(jar, config, Status::TooManyRequests, Some(&msg), username);
+            page.retry_after = Some(retry_after);
+            Ok(LoginReply::Page(page))
+        }
+        Err(Error::Overloaded { retry_after }) => {
+            let msg = format!("Too many sign-ins right now. Try again in {retry_after} s.");
+            let mut page =
+                login_page(jar, config, Status::ServiceUnavailable, Some(&msg), username);
             page.retry_after = Some(retry_after);
             Ok(LoginReply::Page(page))
         }
@@ -193,7 +171,7 @@ pub async fn logout(
 ) -> Result<Redirect> {
     user.check_csrf(&form.csrf)?;
     store::destroy(db, &user.0.id).await?;
-    jar.remove(removal_cookie(config));
+    jar.add(removal_cookie(config));
     Ok(Redirect::to(uri!("/login")))
 }
 
@@ -277,7 +255,7 @@ pub async fn revoke_form(
 ) -> Result<Redirect> {
     user.check_csrf(&form.csrf)?;
     if revoke(db, &user.0, id).await? {
-        jar.remove(removal_cookie(config));
+        jar.add(removal_cookie(config));
         return Ok(Redirect::to(uri!("/login")));
     }
     Ok(Redirect::to(uri!("/sessions")))
@@ -300,6 +278,10 @@ pub async fn revoke_others_form(
 pub struct ApiLogin {
     username: String,
     password: String,
+    /// The `device_token` of an earlier sign-in on this device: its attempts are then counted
+    /// apart from strangers', so they can never lock this device out.
+    #[serde(default)]
+    device_token: Option<String>,
 }
 
 #[post("/api/v1/login", data = "<body>")]
@@ -310,9 +292,10 @@ pub async fn api_login(
     config: &State<Config>,
     passwords: &State<Arc<Passwords>>,
 ) -> Result<Json<Value>> {
-    let username = body.username.trim();
-    let user =
-        check_credentials(db, config, passwords, username, &body.password, &client.ip).await?;
+    let attempt = Attempt { username: &body.username, password: &body.password, ip: &client.ip };
+    let device = body.device_token.as_deref().and_then(DeviceToken::parse);
+    let SignedIn { user, device } =
+        login::check_credentials(db, config, passwords, attempt, device).await?;
     let (token, session) =
         store::create_session(db, config, &user, SessionKind::Mobile, &client).await?;
     let expires_at = session.doc.created_at + config.session_absolute_secs as i64 * 1000;
@@ -322,6 +305,7 @@ pub async fn api_login(
         "expires_at": rfc3339_ms(expires_at),
         "idle_timeout_secs": config.session_idle_secs,
         "user": user_json(&session),
+        "device_token": device.as_str(),
     })))
 }
 
@@ -355,7 +339,7 @@ pub async fn api_logout(
 ) -> Result<Json<Value>> {
     store::destroy(db, &user.session.id).await?;
     if user.via == Via::Cookie {
-        jar.remove(removal_cookie(config));
+        jar.add(removal_cookie(config));
     }
     Ok(Json(json!({ "status": "signed out" })))
 }

@@ -111,6 +111,7 @@ pub async fn create_session(
             .await
     })
     .await?;
+    enforce_session_cap(db, config, &user.username, &id).await?;
     Ok((token, Session { id, doc }))
 }
 
@@ -192,15 +193,88 @@ pub async fn get_session(db: &Db, id: &SessionId) -> Result<Option<SessionDoc>> 
     Ok(raw.and_then(|raw| serde_json::from_str(&raw).ok()))
 }
 
-/// Creates the RediSearch index over session documents if it is missing.
+/// Creates the RediSearch index over session documents if it is missing (and drops the index
+/// of an older schema, keeping the documents).
 pub async fn ensure_index(db: &Db) -> Result<()> {
     #[rustfmt::skip]
     let schema = [
         "$.user", "AS", "user", "TAG",
         "$.kind", "AS", "kind", "TAG",
         "$.created_at", "AS", "created_at", "NUMERIC", "SORTABLE",
+        "$.last_seen_at", "AS", "last_seen_at", "NUMERIC", "SORTABLE",
     ];
-    create_json_index(db, &db.keys.session_index(), &db.keys.session_prefix(), &schema).await
+    create_json_index(db, &db.keys.session_index(), &db.keys.session_prefix(), &schema).await?;
+    for legacy in db.keys.legacy_session_indexes() {
+        let dropped: Result<String> =
+            db.run(async |c| redis::cmd("FT.DROPINDEX").arg(&legacy).query_async(c).await).await;
+        match dropped {
+            Ok(_) => rocket::info!("sessions: dropped the old index {legacy}"),
+            Err(e) if is_missing_index(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Ends `user`'s least recently used sessions beyond `max_sessions_per_user`, never `keep` (the
+/// sign-in that just happened). Deleting the document also ends the session's open streams at
+/// their next heartbeat, as a logout does.
+async fn enforce_session_cap(db: &Db, config: &Config, user: &str, keep: &SessionId) -> Result<()> {
+    let index = db.keys.session_index();
+    let query = async |offset: usize, count: usize| {
+        db.run(async |c| {
+            redis::cmd("FT.SEARCH")
+                .arg(&index)
+                .arg("@user:{$user}")
+                .arg("NOCONTENT")
+                .arg("SORTBY")
+                .arg("last_seen_at")
+                .arg("ASC")
+                .arg("LIMIT")
+                .arg(offset)
+                .arg(count)
+                .arg("PARAMS")
+                .arg(2)
+                .arg("user")
+                .arg(user)
+                .arg("DIALECT")
+                .arg(2)
+                .query_async::<_, Vec<Value>>(c)
+                .await
+        })
+        .await
+    };
+    let total = match query(0, 0).await {
+        Ok(reply) => search_hits(&reply).0,
+        // No index yet (Redis lost it): the repair loop re-creates it; nothing to count now.
+        Err(e) if is_missing_index(&e) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let max = config.max_sessions_per_user;
+    if total <= max {
+        return Ok(());
+    }
+    let reply = query(0, total - max + 1).await?;
+    let prefix = db.keys.session_prefix();
+    let victims: Vec<&str> = reply
+        .iter()
+        .skip(1)
+        .filter_map(|key| match key {
+            Value::Data(key) => std::str::from_utf8(key).ok(),
+            _ => None,
+        })
+        .filter(|key| key.strip_prefix(prefix.as_str()) != Some(keep.as_str()))
+        .take(total - max)
+        .collect();
+    // One DEL per key (not one multi-key DEL) so this stays valid on Redis Cluster.
+    db.run(async |c| {
+        let mut pipe = redis::pipe();
+        for key in &victims {
+            pipe.cmd("DEL").arg(*key).ignore();
+        }
+        pipe.query_async::<_, ()>(c).await
+    })
+    .await
 }
 
 /// Live sessions of `user` (all users when None), newest first. Built on the session index, so
@@ -272,83 +346,6 @@ pub async fn destroy_others(db: &Db, user: &str, keep: &SessionId) -> Result<usi
         destroyed += victims.len();
     }
     Ok(destroyed)
-}
-
-// ---- login throttling -----------------------------------------------------------------------
-
-/// Seconds until the caller may try again, when the username or the IP is soft-locked. Checked
-/// before any hashing, while holding a hashing slot (see `routes::check_credentials`).
-pub async fn login_locked(
-    db: &Db,
-    config: &Config,
-    username: &str,
-    ip: &str,
-) -> Result<Option<u64>> {
-    let (user_key, ip_key) = throttle_keys(&db.keys, username, ip);
-    let (user_n, user_ttl, ip_n, ip_ttl): (Option<u64>, i64, Option<u64>, i64) = db
-        .run(async |c| {
-            redis::pipe()
-                .get(&user_key)
-                .pttl(&user_key)
-                .get(&ip_key)
-                .pttl(&ip_key)
-                .query_async(c)
-                .await
-        })
-        .await?;
-    let wait = |ttl: i64| -> u64 {
-        if ttl > 0 { (ttl as u64).div_ceil(1000) } else { config.login_window_secs }
-    };
-    let mut retry = None;
-    if user_n.unwrap_or(0) >= config.login_user_limit {
-        retry = Some(wait(user_ttl));
-    }
-    if ip_n.unwrap_or(0) >= config.login_ip_limit {
-        retry = Some(retry.unwrap_or(0).max(wait(ip_ttl)));
-    }
-    Ok(retry)
-}
-
-/// Counts one failed login for the username and the IP; the window starts at the first failure.
-pub async fn record_login_failure(
-    db: &Db,
-    config: &Config,
-    username: &str,
-    ip: &str,
-) -> Result<()> {
-    let (user_key, ip_key) = throttle_keys(&db.keys, username, ip);
-    let window = config.login_window_secs as i64;
-    db.run(async |c| {
-        redis::pipe()
-            .incr(&user_key, 1)
-            .ignore()
-            .cmd("EXPIRE")
-            .arg(&user_key)
-            .arg(window)
-            .arg("NX")
-            .ignore()
-            .incr(&ip_key, 1)
-            .ignore()
-            .cmd("EXPIRE")
-            .arg(&ip_key)
-            .arg(window)
-            .arg("NX")
-            .ignore()
-            .query_async::<_, ()>(c)
-            .await
-    })
-    .await
-}
-
-/// A successful login clears the username's counter (the IP's keeps counting down).
-pub async fn clear_login_failures(db: &Db, username: &str) -> Result<()> {
-    delete(db, &throttle_keys(&db.keys, username, "").0).await.map(|_| ())
-}
-
-/// Throttle keys: the username is normalised and bounded so any input maps to a short key.
-fn throttle_keys(keys: &Keys, username: &str, ip: &str) -> (String, String) {
-    let name: String = username.trim().to_lowercase().chars().take(64).collect();
-    (keys.throttle_user(&name), keys.throttle_ip(ip))
 }
 
 /// Writes one extra field into a live session document by JSON path (never the whole document, and

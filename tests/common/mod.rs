@@ -256,7 +256,7 @@ impl TestApp {
         assert_eq!(res.status, Status::SeeOther, "login of {username} failed: {}", res.body);
         let session = res.session.expect("session cookie set");
         let page =
-            self.client.get("/dashboard").cookie(Cookie::new(self.cookie_name(), session.clone()));
+            self.client.get("/dashboard").header(cookie_header(self.cookie_name(), &session));
         let html = page.dispatch().await.into_string().await.unwrap_or_default();
         Browser {
             session,
@@ -289,7 +289,7 @@ impl TestApp {
             .cookie(Cookie::new("redbank_csrf", csrf_cookie))
             .body(format!("username={}&password={}&csrf={token}", enc(username), enc(password)));
         if let Some(old) = old {
-            req = req.cookie(Cookie::new(self.cookie_name(), old.to_owned()));
+            req = req.header(cookie_header(self.cookie_name(), old));
         }
         let res = req.dispatch().await;
         let status = res.status();
@@ -309,7 +309,7 @@ impl TestApp {
     ) -> LocalResponse<'_> {
         self.client
             .post(path.to_string())
-            .cookie(browser.cookie())
+            .header(browser.cookie())
             .header(ContentType::Form)
             .body(format!("csrf={}", browser.csrf))
             .dispatch()
@@ -353,8 +353,10 @@ pub struct Browser {
 }
 
 impl Browser {
-    pub fn cookie(&self) -> Cookie<'static> {
-        Cookie::new(self.name, self.session.clone())
+    /// The session cookie as a raw `Cookie` header (the app reads the raw header, as a real
+    /// request carries it; the local client's cookie jar never becomes one).
+    pub fn cookie(&self) -> Header<'static> {
+        cookie_header(self.name, &self.session)
     }
 
     /// Hex SHA-256 of the token: the session's key suffix.
@@ -391,6 +393,11 @@ pub fn enc(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// A raw `Cookie: name=value` header.
+pub fn cookie_header(name: &str, value: &str) -> Header<'static> {
+    Header::new("Cookie", format!("{name}={value}"))
 }
 
 pub fn bearer(token: &str) -> Header<'static> {

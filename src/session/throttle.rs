@@ -1,0 +1,211 @@
+//! Login throttling that bounds guessing without letting a stranger lock the owner out
+//! (SECURITY.md C.15, F.30; OWASP's "device cookie" pattern).
+//!
+//! A client that signed in to an account before holds a device token for it (a cookie in the
+//! browser, `device_token` in the mobile login body). Failed passwords are counted:
+//! - from a **known device**: per device token only (`login_user_limit`) — strangers' failures never
+//!   touch it, so the owner's own browsers and phones always get in;
+//! - from **unknown clients**: per (account, client address) (`login_user_limit`), per client address
+//!   across accounts (`login_ip_limit`), and per account across all unknown clients
+//!   (`login_account_limit`). One address can therefore never lock the owner out of another
+//!   address; only many addresses together can use up the account's budget for unknown clients,
+//!   and even then known devices are unaffected.
+//!
+//! IPv6 clients are counted per /64 (one host usually owns a whole /64). Each counter is one
+//! key, incremented and given its expiry in one script (no counter is ever left without a TTL,
+//! which would be a lock that never ends), and a counter found without one is given one.
+
+use std::net::IpAddr;
+
+use super::model::DeviceToken;
+use crate::config::Config;
+use crate::error::Result;
+use crate::redis::{Db, Keys};
+
+/// `INCR` + expiry in one atomic step; the window starts at the first failure.
+const COUNT_FAILURE: &str = r#"
+local n = redis.call('INCR', KEYS[1])
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
+"#;
+
+/// The count and remaining window of a counter; a counter without expiry is given one.
+const READ_COUNTER: &str = r#"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+local ttl = redis.call('PTTL', KEYS[1])
+if n > 0 and ttl == -1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {n, ttl}
+"#;
+
+/// The username as it is looked up and counted: trimmed, lower-case, bounded (so any input maps
+/// to a short key, and `" BOB "` is bob).
+pub fn normalize_username(raw: &str) -> String {
+    raw.trim().to_lowercase().chars().take(64).collect()
+}
+
+/// The address a client is counted under: IPv4 as is (IPv4-mapped IPv6 too), IPv6 per /64.
+pub fn address_group(ip: &str) -> String {
+    match ip.parse::<IpAddr>().map(|ip| ip.to_canonical()) {
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Ok(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Err(_) => "unknown".into(),
+    }
+}
+
+/// One failed-login counter and the count at which it locks.
+#[derive(Debug, Clone)]
+struct Counter {
+    key: String,
+    limit: u64,
+    /// A successful login resets it (the per-client counters; never the account's budget).
+    reset_on_success: bool,
+}
+
+/// The counters that apply to one login attempt.
+#[derive(Debug, Clone)]
+pub struct Counters(Vec<Counter>);
+
+impl Counters {
+    /// From a known device of `username`: its own counter only. Otherwise the per-client,
+    /// per-address and per-account counters.
+    pub fn new(
+        keys: &Keys,
+        config: &Config,
+        username: &str,
+        ip: &str,
+        device: Option<&DeviceToken>,
+    ) -> Self {
+        let counter = |key, limit, reset_on_success| Counter { key, limit, reset_on_success };
+        if let Some(device) = device {
+            return Counters(vec![counter(
+                keys.throttle_device(&device.id()),
+                config.login_user_limit,
+                true,
+            )]);
+        }
+        let group = address_group(ip);
+        Counters(vec![
+            counter(keys.throttle_client(username, &group), config.login_user_limit, true),
+            counter(keys.throttle_ip(&group), config.login_ip_limit, false),
+            counter(keys.throttle_user(username), config.login_account_limit, false),
+        ])
+    }
+
+    /// Seconds until the caller may try again, when any counter is at its limit.
+    pub async fn locked(&self, db: &Db, config: &Config) -> Result<Option<u64>> {
+        let window_ms = config.login_window_secs * 1000;
+        let replies: Vec<Vec<i64>> = db
+            .run(async |c| {
+                let mut pipe = redis::pipe();
+                for counter in &self.0 {
+                    pipe.cmd("EVAL").arg(READ_COUNTER).arg(1).arg(&counter.key).arg(window_ms);
+                }
+                pipe.query_async(c).await
+            })
+            .await?;
+        let mut retry = None;
+        for (counter, reply) in self.0.iter().zip(replies) {
+            let (count, ttl) = match reply[..] {
+                [count, ttl] => (count.max(0) as u64, ttl),
+                _ => (0, -2),
+            };
+            if count >= counter.limit {
+                let wait =
+                    if ttl > 0 { (ttl as u64).div_ceil(1000) } else { config.login_window_secs };
+                retry = Some(retry.unwrap_or(0).max(wait));
+            }
+        }
+        Ok(retry)
+    }
+
+    /// Counts one failed attempt on every counter.
+    pub async fn failed(&self, db: &Db, config: &Config) -> Result<()> {
+        let window_ms = config.login_window_secs * 1000;
+        db.run(async |c| {
+            let mut pipe = redis::pipe();
+            for counter in &self.0 {
+                pipe.cmd("EVAL")
+                    .arg(COUNT_FAILURE)
+                    .arg(1)
+                    .arg(&counter.key)
+                    .arg(window_ms)
+                    .ignore();
+            }
+            pipe.query_async::<_, ()>(c).await
+        })
+        .await
+    }
+
+    /// A successful login clears the counters of this client (not the account's budget for
+    /// unknown clients, which only the window resets).
+    pub async fn succeeded(&self, db: &Db) -> Result<()> {
+        let keys: Vec<&String> =
+            self.0.iter().filter(|c| c.reset_on_success).map(|c| &c.key).collect();
+        db.run(async |c| {
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.cmd("DEL").arg(*key).ignore();
+            }
+            pipe.query_async::<_, ()>(c).await
+        })
+        .await
+    }
+}
+
+/// The device token, when it is a live one of `username` (one `GET`).
+pub async fn known_device(
+    db: &Db,
+    username: &str,
+    device: Option<DeviceToken>,
+) -> Result<Option<DeviceToken>> {
+    let Some(device) = device else { return Ok(None) };
+    let key = db.keys.device(&device.id());
+    let owner: Option<String> =
+        db.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await).await?;
+    Ok((owner.as_deref() == Some(username)).then_some(device))
+}
+
+/// After a successful login: the device token to hand back — the known one, its lifetime
+/// renewed, or a new one for this account.
+pub async fn remember_device(
+    db: &Db,
+    config: &Config,
+    username: &str,
+    known: Option<DeviceToken>,
+) -> Result<DeviceToken> {
+    let device = known.unwrap_or_else(DeviceToken::generate);
+    let key = db.keys.device(&device.id());
+    let ttl = config.device_trust_days * 86_400;
+    db.run(async |c| {
+        redis::cmd("SET").arg(&key).arg(username).arg("EX").arg(ttl).query_async::<_, ()>(c).await
+    })
+    .await?;
+    Ok(device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_grouped_per_ipv4_address_and_ipv6_64() {
+        assert_eq!(address_group("10.1.2.3"), "10.1.2.3");
+        assert_eq!(address_group("::ffff:10.1.2.3"), "10.1.2.3");
+        assert_eq!(address_group("2001:db8:1:2::a"), "2001:db8:1:2::/64");
+        assert_eq!(address_group("2001:db8:1:2:ffff::1"), "2001:db8:1:2::/64");
+        assert_ne!(address_group("2001:db8:1:3::1"), address_group("2001:db8:1:2::1"));
+        assert_eq!(address_group("unknown"), "unknown");
+    }
+
+    #[test]
+    fn usernames_are_counted_as_they_are_looked_up() {
+        assert_eq!(normalize_username(" BOB "), "bob");
+        assert_eq!(normalize_username(&"x".repeat(500)).len(), 64);
+    }
+}
