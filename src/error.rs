@@ -29,7 +29,7 @@ pub enum Error {
     #[error("Invalid username or password")]
     InvalidCredentials,
     /// No valid session or token. Pages redirect to the login form, the API answers 401.
-    #[error("authentication required")]
+    #[error("Please sign in.")]
     Unauthorized,
     /// Authenticated, but this is not yours; the message is shown to the client.
     #[error("{0}")]

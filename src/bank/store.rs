@@ -218,19 +218,32 @@ async fn range(
     to: &str,
     count: usize,
 ) -> Result<Vec<Entry>> {
-    let reply: Vec<Value> = db
-        .run(async |c| {
-            redis::cmd(command)
-                .arg(key)
-                .arg(from)
-                .arg(to)
-                .arg("COUNT")
-                .arg(count)
-                .query_async(c)
-                .await
-        })
-        .await?;
-    Ok(parse_entries(&reply))
+    raw_range(db, command, key, from, to, count).await.map(|reply| parse_entries(&reply))
+}
+
+async fn raw_range(
+    db: &Db,
+    command: &str,
+    key: &str,
+    from: &str,
+    to: &str,
+    count: usize,
+) -> Result<Vec<Value>> {
+    db.run(async |c| {
+        redis::cmd(command).arg(key).arg(from).arg(to).arg("COUNT").arg(count).query_async(c).await
+    })
+    .await
+}
+
+/// One page of the account stream after an id (exclusive), oldest first.
+#[derive(Debug)]
+pub struct StreamPage {
+    /// The entries that parse (an entry that does not is skipped, never ends the reading).
+    pub entries: Vec<Entry>,
+    /// The id of the last entry read, parsed or not: where the next page starts.
+    pub last_id: Option<String>,
+    /// Fewer entries than asked for came back: nothing more to read for now.
+    pub last_page: bool,
 }
 
 /// The newest `limit` entries, newest first: XREVRANGE … COUNT — cost independent of history.
@@ -244,8 +257,14 @@ pub async fn entries_after(
     number: &str,
     after_id: &str,
     limit: usize,
-) -> Result<Vec<Entry>> {
-    range(db, "XRANGE", &db.keys.stream(number), &format!("({after_id}"), "+", limit).await
+) -> Result<StreamPage> {
+    let key = db.keys.stream(number);
+    let reply = raw_range(db, "XRANGE", &key, &format!("({after_id}"), "+", limit).await?;
+    let last_id = reply.last().and_then(|item| match item {
+        Value::Bulk(parts) => parts.first().and_then(value_text),
+        _ => None,
+    });
+    Ok(StreamPage { entries: parse_entries(&reply), last_id, last_page: reply.len() < limit })
 }
 
 /// The transaction documents behind `entries`, in the same order (one JSON.MGET; entries whose

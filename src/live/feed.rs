@@ -223,9 +223,9 @@ impl Feed {
 /// first, the id of the last entry read, and whether it was the last page; the last frame of the
 /// last page also carries the current spenders.
 async fn replay(db: &Db, account: &str, from: StreamId) -> Result<(Vec<Frame>, StreamId, bool)> {
-    let entries = bank::entries_after(db, account, &from.to_string(), REPLAY_PAGE).await?;
-    let complete = entries.len() < REPLAY_PAGE;
-    let cursor = entries.last().and_then(|e| StreamId::parse(&e.stream_id)).unwrap_or(from);
+    let page = bank::entries_after(db, account, &from.to_string(), REPLAY_PAGE).await?;
+    let (entries, complete) = (page.entries, page.last_page);
+    let cursor = page.last_id.as_deref().and_then(StreamId::parse).unwrap_or(from);
     let mut found: Vec<(StreamId, Transaction)> = Vec::with_capacity(entries.len());
     for (entry, tx) in bank::transactions_for(db, account, &entries).await? {
         if let Some(id) = StreamId::parse(&entry.stream_id) {

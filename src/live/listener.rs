@@ -338,30 +338,36 @@ fn parse_head(buf: &[u8], pipelined: bool, ip_header: Option<&str>) -> Result<He
     }
     let mut head = Head { pipelined, ..Head::default() };
     let mut last_event_ids = Vec::new();
+    let mut forwarded = None;
     for header in request.headers.iter() {
         let name = header.name;
-        let value = std::str::from_utf8(header.value).ok();
-        if name.eq_ignore_ascii_case("cookie") {
-            // Like Rocket: a Cookie header that is not UTF-8 is ignored.
-            head.cookies.extend(value.map(str::to_owned));
-        } else if name.eq_ignore_ascii_case("authorization") {
-            head.authorization.push(String::from_utf8_lossy(header.value).into_owned());
-        } else if name.eq_ignore_ascii_case("last-event-id") {
-            last_event_ids.push(value.ok_or_else(bad)?);
-        } else if ip_header.is_some_and(|h| name.eq_ignore_ascii_case(h)) {
-            head.forwarded_for = value.and_then(|v| v.trim().parse().ok());
-        } else if name.eq_ignore_ascii_case("content-length")
+        if name.eq_ignore_ascii_case("content-length")
             || name.eq_ignore_ascii_case("transfer-encoding")
         {
             // A body: nothing an event stream can use.
             return Err(bad());
         }
+        // Like Rocket, which drops header values that are not UTF-8.
+        let Ok(value) = std::str::from_utf8(header.value) else { continue };
+        if name.eq_ignore_ascii_case("cookie") {
+            head.cookies.push(value.to_owned());
+        } else if name.eq_ignore_ascii_case("authorization") {
+            head.authorization.push(value.to_owned());
+        } else if name.eq_ignore_ascii_case("last-event-id") {
+            last_event_ids.push(value);
+        } else if ip_header.is_some_and(|h| name.eq_ignore_ascii_case(h)) && forwarded.is_none() {
+            // The first one, as Rocket's `client_ip` reads it.
+            forwarded = Some(value);
+        }
     }
-    // `?after=` is percent-decoded as Rocket decodes query values.
-    let after = query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("after="))
-        .map(|v| RawStr::new(v).url_decode_lossy().into_owned());
+    head.forwarded_for = forwarded.and_then(|v| v.trim().parse().ok());
+    // The first `after` query field, names and values percent-decoded as Rocket decodes them
+    // (a bare `after` is an empty, hence invalid, value).
+    let decode = |s: &str| RawStr::new(s).url_decode_lossy().into_owned();
+    let after = query.split('&').filter(|f| !f.is_empty()).find_map(|field| {
+        let (name, value) = field.split_once('=').unwrap_or((field, ""));
+        (decode(name) == "after").then(|| decode(value))
+    });
     head.resume = feed::resume_point(last_event_ids, after.as_deref())?;
     Ok(head)
 }

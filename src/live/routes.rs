@@ -14,13 +14,14 @@ use super::bridge::Hub;
 use super::event::StreamId;
 use super::feed::{self, Holder};
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::redis::Db;
-use crate::session::guard::CurrentUser;
+use crate::session::guard::MaybeUser;
 use crate::session::store::ClientInfo;
 
 /// The resume point of a request (see [`feed::resume_point`]); an invalid one is answered 400 by
-/// the route (after authentication), with the error's own message.
+/// the route, with the error's own message, before it looks at the session (as the stream
+/// listener does).
 pub struct Resume(pub Result<Option<StreamId>>);
 
 #[rocket::async_trait]
@@ -36,16 +37,18 @@ impl<'r> FromRequest<'r> for Resume {
 #[get("/events")]
 #[allow(clippy::too_many_arguments)]
 pub async fn events(
-    user: CurrentUser,
-    client: ClientInfo,
     resume: Resume,
+    user: MaybeUser,
+    client: ClientInfo,
     hub: &State<Arc<Hub>>,
     db: &State<Db>,
     config: &State<Config>,
     shutdown: Shutdown,
 ) -> Result<(ContentType, ByteStream<impl rocket::futures::Stream<Item = Bytes>>)> {
+    let resume = resume.0?;
+    let user = user.0.ok_or(Error::Unauthorized)?;
     let holder = Holder { session: &user.0, ip: &client.ip };
-    let mut feed = feed::open(db, hub, config, holder, resume.0?, shutdown).await?;
+    let mut feed = feed::open(db, hub, config, holder, resume, shutdown).await?;
     let stream = ByteStream! {
         while let Some(bytes) = feed.next().await {
             yield bytes;

@@ -81,6 +81,24 @@ pub fn cookie_value<'a>(name: &str, headers: impl IntoIterator<Item = &'a str>) 
     found
 }
 
+/// Every value of cookies literally named `name`, at most `max` (for the device cookie: a device
+/// token authenticates nothing, so each candidate can be tried — a planted duplicate must not
+/// make the owner's own token unusable).
+pub fn literal_cookie_values<'a>(
+    name: &str,
+    headers: impl IntoIterator<Item = &'a str>,
+    max: usize,
+) -> Vec<String> {
+    headers
+        .into_iter()
+        .flat_map(|header| header.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(raw_name, _)| raw_name.trim() == name)
+        .map(|(_, value)| value.trim().to_owned())
+        .take(max)
+        .collect()
+}
+
 /// The session credential of a request from its raw `Cookie` and `Authorization` header values.
 /// An `Authorization` header wins over cookies (a mobile client may carry cookies it ignores).
 pub fn presented<'a>(
@@ -122,8 +140,7 @@ pub async fn authenticate(
     token: &SessionToken,
     via: Via,
 ) -> Result<Option<Session>> {
-    let session = store::load_session(db, config, token).await?;
-    Ok(session.filter(|s| s.doc.kind == via.kind()))
+    store::load_session(db, config, token, via.kind()).await
 }
 
 #[cfg(test)]

@@ -148,26 +148,22 @@ fn forbidden<T>(why: &str) -> request::Outcome<T, Error> {
     Outcome::Error((Status::Forbidden, Error::Forbidden(why.into())))
 }
 
-/// The device cookie of an earlier sign-in in this browser, if it sent exactly one well-formed one.
+/// The device cookies of earlier sign-ins in this browser (well-formed ones under the literal
+/// name, at most four: a sibling subdomain may have planted more).
 #[derive(Debug)]
-pub struct PresentedDevice(pub Option<DeviceToken>);
+pub struct PresentedDevice(pub Vec<DeviceToken>);
 
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for PresentedDevice {
     type Error = std::convert::Infallible;
 
     async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Self::Error> {
-        let device =
-            req.rocket().state::<Config>().and_then(|config| {
-                match credential::cookie_value(
-                    device_cookie_name(config),
-                    req.headers().get("Cookie"),
-                ) {
-                    credential::CookieValue::One(value) => DeviceToken::parse(&value),
-                    _ => None,
-                }
-            });
-        Outcome::Success(PresentedDevice(device))
+        let name = req.rocket().state::<Config>().map_or("redbank_device", device_cookie_name);
+        let tokens = credential::literal_cookie_values(name, req.headers().get("Cookie"), 4)
+            .iter()
+            .filter_map(|value| DeviceToken::parse(value))
+            .collect();
+        Outcome::Success(PresentedDevice(tokens))
     }
 }
 
@@ -192,6 +188,25 @@ impl<'r> FromRequest<'r> for CurrentUser {
                 Outcome::Forward(Status::Unauthorized)
             }
             Resolved::Failed(status) => failed(*status),
+        }
+    }
+}
+
+/// A signed-in browser, or nobody: [`CurrentUser`], with "no session" as `None` instead of a
+/// forward, so a route can judge the rest of its input first (and answer in one voice with a
+/// server that is not Rocket). Redis trouble is still an error (503), never "nobody".
+#[derive(Debug, Clone)]
+pub struct MaybeUser(pub Option<CurrentUser>);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for MaybeUser {
+    type Error = Error;
+
+    async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Error> {
+        match CurrentUser::from_request(req).await {
+            Outcome::Success(user) => Outcome::Success(MaybeUser(Some(user))),
+            Outcome::Forward(_) => Outcome::Success(MaybeUser(None)),
+            Outcome::Error(e) => Outcome::Error(e),
         }
     }
 }

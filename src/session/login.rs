@@ -29,16 +29,16 @@ pub struct SignedIn {
     pub device: DeviceToken,
 }
 
-/// Checks a username/password pair. `device` is the device token the client presented, if any.
+/// Checks a username/password pair. `devices` are the device tokens the client presented.
 pub async fn check_credentials(
     db: &Db,
     config: &Config,
     passwords: &Passwords,
     attempt: Attempt<'_>,
-    device: Option<DeviceToken>,
+    devices: Vec<DeviceToken>,
 ) -> Result<SignedIn> {
     let username = throttle::normalize_username(attempt.username);
-    let known = throttle::known_device(db, &username, device).await?;
+    let known = throttle::known_device(db, &username, devices).await?;
     let counters = Counters::new(&db.keys, config, &username, attempt.ip, known.as_ref());
     // A locked caller is answered at once, without queueing for a hashing slot…
     if let Some(retry_after) = counters.locked(db, config).await? {
@@ -46,7 +46,8 @@ pub async fn check_credentials(
     }
     // …then check again, hash and count under one slot, so parallel guesses see each other's
     // failures (at most `password_hash_concurrency − 1` can pass a limit together).
-    let slot = passwords.login_slot(Duration::from_millis(config.login_queue_max_ms)).await?;
+    let max_wait = Duration::from_millis(config.login_queue_max_ms);
+    let slot = passwords.login_slot(max_wait, known.is_some()).await?;
     if let Some(retry_after) = counters.locked(db, config).await? {
         return Err(Error::TooManyRequests { retry_after });
     }

@@ -12,6 +12,7 @@ pub mod store;
 pub mod throttle;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rocket::fairing::AdHoc;
 use rocket::{Orbit, Rocket, routes};
@@ -112,7 +113,9 @@ pub fn stage() -> AdHoc {
     })
 }
 
-/// Creates the session index and the demo users as soon as Redis answers.
+/// Creates the session index and the configured users as soon as Redis answers (and again on
+/// every repair); the first successful run also brings existing users in line with the
+/// configuration.
 async fn prepare(rocket: &Rocket<Orbit>) {
     let (Some(db), Some(config), Some(passwords)) =
         (rocket.state::<Db>(), rocket.state::<Config>(), rocket.state::<Arc<Passwords>>())
@@ -120,9 +123,18 @@ async fn prepare(rocket: &Rocket<Orbit>) {
         return;
     };
     let (db, config, passwords) = (db.clone(), config.clone(), passwords.clone());
+    let reconciled = Arc::new(AtomicBool::new(false));
     when_ready(rocket, "users", move || {
         let (db, config, passwords) = (db.clone(), config.clone(), passwords.clone());
-        async move { setup(&db, &config, &passwords).await }
+        let reconciled = reconciled.clone();
+        async move {
+            setup(&db, &config, &passwords).await?;
+            if !reconciled.load(Ordering::Acquire) {
+                reconcile(&db, &config, &passwords).await?;
+                reconciled.store(true, Ordering::Release);
+            }
+            Ok(())
+        }
     })
     .await;
 }
@@ -142,6 +154,39 @@ async fn setup(db: &Db, config: &Config, passwords: &Passwords) -> Result<()> {
             password_hash: passwords.hash(password).await?,
         };
         store::create_user(db, &user).await?;
+    }
+    Ok(())
+}
+
+/// Users the configuration no longer wants are removed with their sessions (a demo user after
+/// `demo_users = false`, an `admin` left from a version that generated its password), and a
+/// configured password that no longer matches the stored hash replaces it, ending that user's
+/// sessions. Once per start: it costs one argon2 verification when `admin_password` is set.
+async fn reconcile(db: &Db, config: &Config, passwords: &Passwords) -> Result<()> {
+    for demo in &DEMO_USERS {
+        let wanted = configured_users(config).find(|(u, _)| u.username == demo.username);
+        match wanted {
+            None => {
+                if store::delete_user(db, demo.username).await? {
+                    store::destroy_others(db, demo.username, None).await?;
+                    rocket::info!("users: removed `{}` (not configured)", demo.username);
+                }
+            }
+            // The demo passwords are fixed; only a configured one can change.
+            Some((_, password)) if demo.password.is_none() => {
+                let Some(user) = store::get_user(db, demo.username).await? else { continue };
+                let slot = passwords.slot().await?;
+                if passwords.verify(&slot, password, Some(&user.password_hash)).await? {
+                    continue;
+                }
+                drop(slot);
+                store::set_password_hash(db, demo.username, &passwords.hash(password).await?)
+                    .await?;
+                store::destroy_others(db, demo.username, None).await?;
+                rocket::info!("users: password of `{}` changed by configuration", demo.username);
+            }
+            Some(_) => {}
+        }
     }
     Ok(())
 }

@@ -28,18 +28,44 @@ fn params() -> Params {
     Params::new(19 * 1024, 2, 1, Some(32)).unwrap_or_default()
 }
 
-/// Managed state: the semaphore, reusable working memory, a dummy hash, and a counter of hash
+/// Managed state: the hashing lanes, reusable working memory, a dummy hash, and a counter of hash
 /// computations (observable by tests and metrics, e.g. to prove a throttled login computed nothing).
 pub struct Passwords {
-    permits: Arc<Semaphore>,
-    concurrency: usize,
+    /// Every hash and every sign-in from an unknown client.
+    general: Lane,
+    /// One slot kept for sign-ins from known devices (see `throttle`), so a flood of strangers'
+    /// guesses filling the general queue cannot keep the owner out either.
+    known: Lane,
     buffers: Arc<Mutex<Vec<Vec<Block>>>>,
     computed: AtomicU64,
-    /// Logins waiting for a slot, and the running average of one computation (µs): together
-    /// they estimate how long a new login would queue.
-    waiting: AtomicUsize,
+    /// Running average of one computation (µs): with a lane's waiting logins, it estimates how
+    /// long a new login would queue.
     average_us: Arc<AtomicU64>,
     dummy_hash: String,
+}
+
+/// A queue of hashing slots.
+struct Lane {
+    permits: Arc<Semaphore>,
+    size: usize,
+    /// Logins waiting for a slot of this lane.
+    waiting: AtomicUsize,
+}
+
+impl Lane {
+    fn new(size: usize) -> Self {
+        Lane { permits: Arc::new(Semaphore::new(size)), size, waiting: AtomicUsize::new(0) }
+    }
+
+    async fn slot(&self) -> Result<HashSlot> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Internal("password semaphore closed".into()))?;
+        Ok(HashSlot { _permit: permit })
+    }
 }
 
 impl Passwords {
@@ -49,36 +75,34 @@ impl Passwords {
         let dummy_hash = hash_with(&mut memory, "redbank dummy password, never valid")?;
         let first_us = started.elapsed().as_micros() as u64;
         Ok(Passwords {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
-            concurrency: concurrency.max(1),
+            general: Lane::new(concurrency.max(1)),
+            known: Lane::new(1),
             buffers: Arc::new(Mutex::new(vec![memory])),
             computed: AtomicU64::new(0),
-            waiting: AtomicUsize::new(0),
             average_us: Arc::new(AtomicU64::new(first_us.max(1))),
             dummy_hash,
         })
     }
 
-    /// A hashing slot for a login, unless the queue ahead would take longer than `max_wait`:
-    /// then [`Error::Overloaded`] at once (503 + `Retry-After`), so a login storm sheds load
-    /// instead of queueing without limit. The estimate is the logins already waiting times the
-    /// average computation time, divided by the slots; the wait itself is bounded too.
-    pub async fn login_slot(&self, max_wait: Duration) -> Result<HashSlot> {
+    /// A hashing slot for a sign-in (from the known-device lane when `known_device`), unless the
+    /// queue ahead would take longer than `max_wait`: then [`Error::Overloaded`] at once (503 +
+    /// `Retry-After`), so a login storm sheds load instead of queueing without limit. The estimate
+    /// is the logins already waiting times the average computation time, divided by the lane's
+    /// slots; the wait itself is bounded too.
+    pub async fn login_slot(&self, max_wait: Duration, known_device: bool) -> Result<HashSlot> {
+        let lane = if known_device { &self.known } else { &self.general };
         let average = Duration::from_micros(self.average_us.load(Ordering::Relaxed));
-        let overloaded = |ahead: usize| {
-            let queued = average * (ahead + 1) as u32 / self.concurrency as u32;
-            Error::Overloaded { retry_after: queued.as_secs().clamp(1, 60) }
-        };
-        let ahead = self.waiting.fetch_add(1, Ordering::AcqRel);
-        let _waiting = Waiting(&self.waiting);
-        if self.permits.available_permits() == 0
-            && average * (ahead + 1) as u32 / self.concurrency as u32 > max_wait
-        {
+        let queued = |ahead: usize| average * (ahead + 1) as u32 / lane.size as u32;
+        let overloaded =
+            |ahead: usize| Error::Overloaded { retry_after: queued(ahead).as_secs().clamp(1, 60) };
+        let ahead = lane.waiting.fetch_add(1, Ordering::AcqRel);
+        let _waiting = Waiting(&lane.waiting);
+        if lane.permits.available_permits() == 0 && queued(ahead) > max_wait {
             return Err(overloaded(ahead));
         }
-        match tokio::time::timeout(max_wait, self.slot()).await {
+        match tokio::time::timeout(max_wait, lane.slot()).await {
             Ok(slot) => slot,
-            Err(_) => Err(overloaded(self.waiting.load(Ordering::Acquire))),
+            Err(_) => Err(overloaded(lane.waiting.load(Ordering::Acquire))),
         }
     }
 
@@ -93,18 +117,12 @@ impl Passwords {
         self.blocking(&slot, move |memory| hash_with(memory, &password)).await?
     }
 
-    /// Waits for one of the hashing slots. Login holds it across its throttle check, the hash
-    /// and the failure count, so concurrent guesses see each other's failures: at most
-    /// `concurrency − 1` of them can slip past a limit, while concurrent *successful* logins of
-    /// one user are never refused.
+    /// Waits for one of the general hashing slots. Login holds its slot across its throttle
+    /// check, the hash and the failure count, so concurrent guesses see each other's failures:
+    /// at most `concurrency − 1` of them can slip past a limit, while concurrent *successful*
+    /// logins of one user are never refused.
     pub async fn slot(&self) -> Result<HashSlot> {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Error::Internal("password semaphore closed".into()))?;
-        Ok(HashSlot { _permit: permit })
+        self.general.slot().await
     }
 
     /// True when `password` matches `hash`; with no hash (unknown user) it checks a dummy and

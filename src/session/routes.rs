@@ -24,7 +24,7 @@ use crate::clock::{display_ms, rfc3339_ms};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::Db;
-use crate::web::SecretForm;
+use crate::web::{SecretForm, SecretJson};
 
 pub const INVALID_CREDENTIALS: &str = "Invalid username or password";
 
@@ -268,7 +268,7 @@ pub async fn revoke_others_form(
     db: &State<Db>,
 ) -> Result<Redirect> {
     user.check_csrf(&form.csrf)?;
-    store::destroy_others(db, &user.0.doc.user, &user.0.id).await?;
+    store::destroy_others(db, &user.0.doc.user, Some(&user.0.id)).await?;
     Ok(Redirect::to(uri!("/sessions")))
 }
 
@@ -286,14 +286,15 @@ pub struct ApiLogin {
 
 #[post("/api/v1/login", data = "<body>")]
 pub async fn api_login(
-    body: Json<ApiLogin>,
+    body: SecretJson<ApiLogin>,
     client: ClientInfo,
     db: &State<Db>,
     config: &State<Config>,
     passwords: &State<Arc<Passwords>>,
 ) -> Result<Json<Value>> {
+    let body = body.0;
     let attempt = Attempt { username: &body.username, password: &body.password, ip: &client.ip };
-    let device = body.device_token.as_deref().and_then(DeviceToken::parse);
+    let device = body.device_token.as_deref().and_then(DeviceToken::parse).into_iter().collect();
     let SignedIn { user, device } =
         login::check_credentials(db, config, passwords, attempt, device).await?;
     let (token, session) =

@@ -34,6 +34,27 @@ pub async fn get_user(db: &Db, username: &str) -> Result<Option<User>> {
     }
 }
 
+/// Deletes a user document (not its account or history); true when it existed.
+pub async fn delete_user(db: &Db, username: &str) -> Result<bool> {
+    delete(db, &db.keys.user(username)).await
+}
+
+/// Replaces a user's password hash by JSON path (never re-creating a deleted user).
+pub async fn set_password_hash(db: &Db, username: &str, hash: &str) -> Result<()> {
+    let key = db.keys.user(username);
+    let json = serde_json::Value::from(hash).to_string();
+    db.run(async |c| {
+        redis::cmd("JSON.SET")
+            .arg(&key)
+            .arg("$.password_hash")
+            .arg(&json)
+            .arg("XX")
+            .query_async::<_, ()>(c)
+            .await
+    })
+    .await
+}
+
 pub async fn user_exists(db: &Db, username: &str) -> Result<bool> {
     let key = db.keys.user(username);
     db.run(async |c| redis::cmd("EXISTS").arg(&key).query_async(c).await).await
@@ -111,7 +132,11 @@ pub async fn create_session(
             .await
     })
     .await?;
-    enforce_session_cap(db, config, &user.username, &id).await?;
+    // Best effort: the sign-in has happened; a cap that cannot be applied now is applied by the
+    // user's next one (failing the login here would leave its session behind, unused).
+    if let Err(e) = enforce_session_cap(db, config, &user.username, &id).await {
+        rocket::warn!("sessions: could not apply max_sessions_per_user: {e}");
+    }
     Ok((token, Session { id, doc }))
 }
 
@@ -123,12 +148,13 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 "#;
 
-/// The live session for `token`, enforcing the absolute timeout and refreshing the idle one
+/// The live session for `token` if it is of `kind`, enforcing the absolute timeout and refreshing the idle one
 /// (throttled to once per `session_touch_secs`). Ok(None) = no session; Err = Redis trouble.
 pub async fn load_session(
     db: &Db,
     config: &Config,
     token: &SessionToken,
+    kind: SessionKind,
 ) -> Result<Option<Session>> {
     let id = token.id();
     let key = db.keys.session(id.as_str());
@@ -153,6 +179,10 @@ pub async fn load_session(
             return Ok(None);
         }
     };
+    // A token presented through the other kind's channel is no session — and is not refreshed.
+    if doc.kind != kind {
+        return Ok(None);
+    }
     let now = now_ms();
     let ttl = ttl_ms(config, doc.created_at, now);
     if ttl <= 0 {
@@ -319,8 +349,8 @@ fn parse_session_hits(keys: &Keys, reply: &[Value]) -> Vec<Session> {
         .collect()
 }
 
-/// Deletes every session of `user` except `keep`; returns how many went.
-pub async fn destroy_others(db: &Db, user: &str, keep: &SessionId) -> Result<usize> {
+/// Deletes every session of `user` except `keep` (all of them with None); returns how many went.
+pub async fn destroy_others(db: &Db, user: &str, keep: Option<&SessionId>) -> Result<usize> {
     let mut destroyed = 0;
     // The index answers in pages: repeat until no other session is left (bounded, in case
     // sessions are created as fast as we delete them).
@@ -328,7 +358,7 @@ pub async fn destroy_others(db: &Db, user: &str, keep: &SessionId) -> Result<usi
         let victims: Vec<String> = list_sessions(db, Some(user))
             .await?
             .into_iter()
-            .filter(|s| &s.id != keep && s.doc.user == user)
+            .filter(|s| Some(&s.id) != keep && s.doc.user == user)
             .map(|s| db.keys.session(s.id.as_str()))
             .collect();
         if victims.is_empty() {

@@ -158,17 +158,30 @@ impl Counters {
     }
 }
 
-/// The device token, when it is a live one of `username` (one `GET`).
+/// The first of `candidates` that is a live device token of `username` (one pipelined `GET`
+/// per candidate; none without candidates).
 pub async fn known_device(
     db: &Db,
     username: &str,
-    device: Option<DeviceToken>,
+    candidates: Vec<DeviceToken>,
 ) -> Result<Option<DeviceToken>> {
-    let Some(device) = device else { return Ok(None) };
-    let key = db.keys.device(&device.id());
-    let owner: Option<String> =
-        db.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await).await?;
-    Ok((owner.as_deref() == Some(username)).then_some(device))
+    if candidates.is_empty() {
+        return Ok(None);
+    }
+    let keys: Vec<String> = candidates.iter().map(|d| db.keys.device(&d.id())).collect();
+    let owners: Vec<Option<String>> = db
+        .run(async |c| {
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.cmd("GET").arg(key);
+            }
+            pipe.query_async(c).await
+        })
+        .await?;
+    Ok(candidates
+        .into_iter()
+        .zip(owners)
+        .find_map(|(device, owner)| (owner.as_deref() == Some(username)).then_some(device)))
 }
 
 /// After a successful login: the device token to hand back — the known one, its lifetime
