@@ -75,7 +75,7 @@ impl Hub {
         config: &Config,
     ) -> Result<StreamSlot, Limit> {
         let mut holders = self.holders.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = |map: &HashMap<String, usize>, key: &str| map.get(key).copied().unwrap_or(0);
+        let count = |map: &Counts, key: &str| map.get(key).map_or(0, |(_, n)| *n);
         if count(&holders.sessions, owner.session) >= config.sse_max_per_session {
             return Err(Limit::Session);
         }
@@ -89,18 +89,28 @@ impl Hub {
             self.open.fetch_sub(1, Ordering::AcqRel);
             return Err(Limit::Global);
         }
-        let slot = StreamSlot {
+        let Holders { sessions, users, addresses } = &mut *holders;
+        Ok(StreamSlot {
             hub: self.clone(),
-            session: owner.session.to_owned(),
-            user: owner.user.to_owned(),
-            address: owner.address.to_owned(),
-        };
-        for (map, key) in holders.maps(&slot) {
-            *map.entry(key.to_owned()).or_insert(0) += 1;
-        }
-        Ok(slot)
+            keys: [
+                take(sessions, owner.session),
+                take(users, owner.user),
+                take(addresses, owner.address),
+            ],
+        })
     }
 }
+
+/// Counts one more stream under `key`; returns the map's shared copy of the key, so 10,000
+/// streams of one user hold one copy of its name, not 10,000.
+fn take(map: &mut Counts, key: &str) -> Arc<str> {
+    let (shared, n) = map.entry(key.to_owned()).or_insert_with(|| (Arc::from(key), 0));
+    *n += 1;
+    shared.clone()
+}
+
+/// Open streams per key, with the key's shared copy.
+type Counts = HashMap<String, (Arc<str>, usize)>;
 
 /// Who opens a stream: the keys of the per-session, per-user and per-address limits.
 #[derive(Debug, Clone, Copy)]
@@ -114,22 +124,9 @@ pub struct Owner<'a> {
 /// Open streams per session, per user and per client address.
 #[derive(Debug, Default)]
 struct Holders {
-    sessions: HashMap<String, usize>,
-    users: HashMap<String, usize>,
-    addresses: HashMap<String, usize>,
-}
-
-impl Holders {
-    fn maps<'a>(
-        &'a mut self,
-        slot: &'a StreamSlot,
-    ) -> [(&'a mut HashMap<String, usize>, &'a str); 3] {
-        [
-            (&mut self.sessions, slot.session.as_str()),
-            (&mut self.users, slot.user.as_str()),
-            (&mut self.addresses, slot.address.as_str()),
-        ]
-    }
+    sessions: Counts,
+    users: Counts,
+    addresses: Counts,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,20 +140,20 @@ pub enum Limit {
 /// An open stream's place in the limits; given back when the stream ends (dropped).
 pub struct StreamSlot {
     hub: Arc<Hub>,
-    session: String,
-    user: String,
-    address: String,
+    /// Session, user and address, in that order.
+    keys: [Arc<str>; 3],
 }
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
         self.hub.open.fetch_sub(1, Ordering::AcqRel);
         let mut holders = self.hub.holders.lock().unwrap_or_else(PoisonError::into_inner);
-        for (map, key) in holders.maps(self) {
-            if let Some(n) = map.get_mut(key) {
+        let Holders { sessions, users, addresses } = &mut *holders;
+        for (map, key) in [sessions, users, addresses].into_iter().zip(&self.keys) {
+            if let Some((_, n)) = map.get_mut(&**key) {
                 *n -= 1;
                 if *n == 0 {
-                    map.remove(key);
+                    map.remove(&**key);
                 }
             }
         }

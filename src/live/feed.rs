@@ -57,8 +57,8 @@ pub struct Feed {
 
 /// Where a stream resumes: the `Last-Event-ID` header (what a browser sends on reconnecting),
 /// else `?after=`. A value that is not a stream id (or an id no stream can follow, like
-/// `18446744073709551615-18446744073709551615`), or two `Last-Event-ID` headers, is a 400 before
-/// anything reaches Redis. The one rule for both transports.
+/// `18446744073709551615-18446744073709551615`), or two `Last-Event-ID` headers, is a 400 that
+/// never reaches Redis; both transports judge it before the session. The one rule for both.
 pub fn resume_point<'a>(
     last_event_ids: impl IntoIterator<Item = &'a str>,
     after: Option<&str>,
