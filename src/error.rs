@@ -131,8 +131,19 @@ pub fn wants_json(req: &Request<'_>) -> bool {
         || req.accept().is_some_and(|a| a.preferred().media_type().is_json())
 }
 
+/// `Retry-After` (seconds) on a response — the one place it is set.
+pub fn set_retry_after(response: &mut Response<'_>, seconds: u64) {
+    response.set_header(Header::new("Retry-After", seconds.to_string()));
+}
+
 /// Renders an error for `status`: JSON or an HTML page, 401 on a page becomes a redirect to login.
-pub fn render(req: &Request<'_>, status: Status, message: &str) -> response::Result<'static> {
+/// `retry_after` defaults to 1 s for a 503.
+pub fn render(
+    req: &Request<'_>,
+    status: Status,
+    message: &str,
+    retry_after: Option<u64>,
+) -> response::Result<'static> {
     let mut response = if wants_json(req) {
         let body = json!({ "error": message }).to_string();
         Response::build()
@@ -165,8 +176,9 @@ pub fn render(req: &Request<'_>, status: Status, message: &str) -> response::Res
         }
     };
     response.set_status(status);
-    if status == Status::ServiceUnavailable {
-        response.set_header(Header::new("Retry-After", "1"));
+    let retry_after = retry_after.or((status == Status::ServiceUnavailable).then_some(1));
+    if let Some(seconds) = retry_after {
+        set_retry_after(&mut response, seconds);
     }
     Ok(response)
 }
@@ -179,17 +191,13 @@ pub struct ErrorPage {
 
 impl<'r> Responder<'r, 'static> for ErrorPage {
     fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
-        render(req, self.status, self.message)
+        render(req, self.status, self.message, None)
     }
 }
 
 impl<'r> Responder<'r, 'static> for Error {
     fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
         self.log(&format_args!("{} {}", req.method(), req.uri().path()));
-        let mut response = render(req, self.status(), &self.public_message())?;
-        if let Some(seconds) = self.retry_after() {
-            response.set_header(Header::new("Retry-After", seconds.to_string()));
-        }
-        Ok(response)
+        render(req, self.status(), &self.public_message(), self.retry_after())
     }
 }

@@ -6,9 +6,11 @@
 pub mod bank;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod live;
 pub mod redis;
+pub mod secret;
 pub mod session;
 pub mod web;
 

@@ -4,7 +4,7 @@
 use rocket::data::{self, Data, FromData, Limits};
 use rocket::fairing::{AdHoc, Fairing, Info, Kind};
 use rocket::form::{Form, FromForm, ValueField};
-use rocket::fs::FileServer;
+use rocket::fs::{FileServer, NamedFile};
 use rocket::http::{ContentType, RawStr, Status};
 use rocket::request::Request;
 use rocket::route::{self, Handler, Route};
@@ -39,7 +39,7 @@ pub fn stage() -> AdHoc {
             .map(|c| c.static_dir.clone())
             .unwrap_or_else(|| "static".into());
         rocket
-            .mount("/", routes![healthz])
+            .mount("/", routes![healthz, favicon])
             .mount("/", exact_paths())
             .mount("/static", FileServer::from(static_dir).rank(20))
             .register("/", catchers())
@@ -72,6 +72,14 @@ impl Handler for ExactPath {
             route::Outcome::error(Status::NotFound)
         }
     }
+}
+
+/// The site icon browsers ask for on every page (`static/favicon.ico`): without it each page
+/// view logs a 404 in the browser console.
+#[get("/favicon.ico")]
+async fn favicon(config: &State<Config>) -> Option<(ContentType, NamedFile)> {
+    let file = NamedFile::open(config.static_dir.join("favicon.ico")).await.ok()?;
+    Some((ContentType::Icon, file))
 }
 
 /// Liveness + Redis reachability for load balancers: 200 when a PING round trip succeeds,
@@ -220,7 +228,8 @@ impl Fairing for SecurityHeaders {
             res.set_raw_header(*name, *value);
         }
         // Pages and API carry account data: never cache them. Static assets are public.
-        if req.uri().path().starts_with("/static/") && res.status() == Status::Ok {
+        let path = req.uri().path();
+        if (path.starts_with("/static/") || path == "/favicon.ico") && res.status() == Status::Ok {
             res.set_raw_header("Cache-Control", "public, max-age=3600");
         } else {
             res.set_raw_header("Cache-Control", "no-store");

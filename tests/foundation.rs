@@ -96,6 +96,17 @@ async fn module_check_names_what_is_missing() {
 }
 
 #[rocket::async_test]
+async fn the_site_icon_is_served_and_cacheable() {
+    let app = TestApp::new().await;
+    let res = app.client.get("/favicon.ico").dispatch().await;
+    assert_eq!(res.status(), Status::Ok);
+    assert_eq!(res.content_type(), Some(ContentType::Icon));
+    assert_eq!(res.headers().get_one("Cache-Control"), Some("public, max-age=3600"));
+    let body = res.into_bytes().await.unwrap();
+    assert_eq!(&body[..4], &[0, 0, 1, 0], "not an ICO file");
+}
+
+#[rocket::async_test]
 async fn unknown_page_gets_the_html_404_page() {
     let app = TestApp::new().await;
     let res = app.client.get("/no/such/page").dispatch().await;

@@ -541,6 +541,9 @@ async fn redis_down_is_a_fast_503_never_logged_out_and_recovers() {
     );
     assert!(started.elapsed() < Duration::from_secs(1));
     assert_eq!(me_status(&app, &token).await, Status::ServiceUnavailable);
+    // The login page of a signed-in browser is not "signed out" either.
+    let page = app.client.get("/login").header(b.cookie()).dispatch().await;
+    assert_eq!(page.status(), Status::ServiceUnavailable, "the outage looked like no session");
     let login = app
         .client
         .post("/api/v1/login")

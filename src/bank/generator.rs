@@ -19,7 +19,7 @@ use crate::clock::{now_ms, rfc3339_ms};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::Db;
-use crate::session::model::random_token;
+use crate::secret::random_token;
 
 /// The merchants and payers, written for redbank (see `vendors.json`).
 pub fn vendors() -> Result<Vec<Vendor>> {

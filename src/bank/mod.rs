@@ -65,7 +65,7 @@ async fn liftoff(rocket: &Rocket<Orbit>) {
 /// The transaction index and one checking account per configured user (never resetting a balance).
 async fn setup(db: &Db, config: &Config) -> Result<()> {
     store::ensure_index(db).await?;
-    for (number, username, holder, city) in crate::session::demo_accounts(config) {
+    for (number, username, holder, city) in crate::demo::accounts(config) {
         let account = Account {
             number: number.into(),
             username: username.into(),

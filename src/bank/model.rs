@@ -32,10 +32,6 @@ impl Cents {
         }
         format!("{sign}${grouped}.{:02}", abs % 100)
     }
-
-    pub fn dollars(self) -> f64 {
-        self.0 as f64 / 100.0
-    }
 }
 
 /// JSON: a number with exactly two decimals (`-223.28`, `100000.00`), written verbatim.

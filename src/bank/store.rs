@@ -10,7 +10,9 @@ use redis::{Script, Value};
 use super::model::{Account, BalancePoint, Cents, OPENING_BALANCE, Spenders, Transaction};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::redis::{Db, create_json_index, is_missing_index, search_hits, value_text};
+use crate::redis::{
+    Db, create_json_index, is_missing_index, parse_stored, search_hits, value_text,
+};
 
 /// Page size of the transactions page and the search API.
 pub const PAGE_SIZE: usize = 20;
@@ -283,9 +285,10 @@ pub async fn transactions_for(
     Ok(entries
         .iter()
         .zip(docs)
-        .filter_map(|(entry, doc)| {
-            // `$` paths answer with a one-element array.
-            let mut list: Vec<Transaction> = serde_json::from_str(&doc?).ok()?;
+        .zip(&keys)
+        .filter_map(|((entry, doc), key)| {
+            // `$` paths answer with a one-element array (an expired document: none at all).
+            let mut list: Vec<Transaction> = parse_stored(key, &doc?)?;
             Some((entry.clone(), list.pop()?))
         })
         .collect())
@@ -424,8 +427,8 @@ pub async fn search(db: &Db, number: &str, q: &str, page: usize) -> Result<Searc
     let (total, hits) = search_hits(&reply);
     let results = hits
         .into_iter()
-        .filter_map(|(_, json)| {
-            let tx: Transaction = serde_json::from_str(&json).ok()?;
+        .filter_map(|(key, json)| {
+            let tx: Transaction = parse_stored(&key, &json)?;
             // Defence in depth: never return another account's row, whatever the index said.
             (tx.account_id == number).then(|| {
                 let highlight = Highlights {

@@ -24,8 +24,6 @@ pub struct Hub {
     capacity: usize,
     open: AtomicUsize,
     holders: Mutex<Holders>,
-    /// Times the bridge has (re)subscribed; tests and logs read it.
-    pub subscriptions: AtomicUsize,
 }
 
 impl Hub {
@@ -35,7 +33,6 @@ impl Hub {
             capacity,
             open: AtomicUsize::new(0),
             holders: Mutex::new(Holders::default()),
-            subscriptions: AtomicUsize::new(0),
         }
     }
 
@@ -61,11 +58,6 @@ impl Hub {
     fn resync_all(&self) {
         let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
         channels.retain(|_, tx| tx.send(Msg::Resync).is_ok());
-    }
-
-    /// Number of open event streams in this process.
-    pub fn open_streams(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
     }
 
     /// Takes a stream slot for `owner` under the limits of `config`, or says which one is hit.
@@ -170,6 +162,7 @@ pub async fn run(url: String, pattern: String, hub: Arc<Hub>, mut shutdown: Shut
         }
     };
     let mut backoff = Duration::from_millis(100);
+    let mut subscribed_before = false;
     loop {
         let connect = async {
             let mut pubsub = client.get_async_pubsub().await?;
@@ -182,8 +175,7 @@ pub async fn run(url: String, pattern: String, hub: Arc<Hub>, mut shutdown: Shut
         };
         match pubsub {
             Ok(Ok(pubsub)) => {
-                let n = hub.subscriptions.fetch_add(1, Ordering::AcqRel);
-                if n > 0 {
+                if std::mem::replace(&mut subscribed_before, true) {
                     rocket::info!("live: resubscribed to {pattern} after an outage");
                 }
                 backoff = Duration::from_millis(100);

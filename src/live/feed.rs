@@ -127,7 +127,7 @@ pub async fn open(
         backlog: VecDeque::new(),
         greeting: Some(Bytes::from(format!("retry:{}\n\n", config.sse_retry_ms))),
         ticker,
-        deadline: session.doc.created_at + config.session_absolute_secs as i64 * 1000,
+        deadline: session.doc.expires_at(config),
         shutdown,
         _slot: slot,
     })

@@ -7,8 +7,8 @@
 use rocket::http::{Cookie, CookieJar, Method, SameSite};
 use rocket::request::Request;
 
-use super::model::random_token;
 use crate::config::Config;
+use crate::secret::random_token;
 
 /// Safe methods never change state, so they need no token.
 pub fn is_safe(method: Method) -> bool {

@@ -256,24 +256,6 @@ impl<'r> FromRequest<'r> for ApiUser {
     }
 }
 
-/// A signed-in browser whose session carries the `admin` role.
-#[derive(Debug, Clone)]
-pub struct Admin(pub CurrentUser);
-
-#[rocket::async_trait]
-impl<'r> FromRequest<'r> for Admin {
-    type Error = Error;
-
-    async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Error> {
-        let user = rocket::outcome::try_outcome!(CurrentUser::from_request(req).await);
-        if user.0.doc.is_admin() {
-            Outcome::Success(Admin(user))
-        } else {
-            forbidden("Admins only.")
-        }
-    }
-}
-
 /// Who is calling, as recorded in a new session. The IP is the socket peer unless Rocket's
 /// `ip_header` is configured (only do that behind a proxy that sets it).
 #[rocket::async_trait]

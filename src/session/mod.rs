@@ -18,65 +18,11 @@ use rocket::fairing::AdHoc;
 use rocket::{Orbit, Rocket, routes};
 
 use crate::config::Config;
+use crate::demo::{DEMO_USERS, configured_users};
 use crate::error::Result;
 use crate::redis::{Db, when_ready};
-use model::{Role, User};
+use model::User;
 use password::Passwords;
-
-/// The users created at start when missing (passwords hashed at creation, never stored in clear
-/// and never logged): the demo users when `demo_users` is on, and `admin` only when
-/// `admin_password` is set — there is no generated password to leak.
-struct DemoUser {
-    username: &'static str,
-    password: Option<&'static str>,
-    display_name: &'static str,
-    role: Role,
-    account: &'static str,
-    city: &'static str,
-}
-
-const DEMO_USERS: [DemoUser; 3] = [
-    DemoUser {
-        username: "bob",
-        password: Some("foobared"),
-        display_name: "Bob Jones",
-        role: Role::User,
-        account: "1580783161",
-        city: "San Francisco, CA",
-    },
-    DemoUser {
-        username: "alice",
-        password: Some("wonderland"),
-        display_name: "Alice Liddell",
-        role: Role::User,
-        account: "2734819056",
-        city: "Oxford, UK",
-    },
-    DemoUser {
-        username: "admin",
-        password: None, // admin_password; no admin without it
-        display_name: "Bank Administrator",
-        role: Role::Admin,
-        account: "9000000001",
-        city: "New York, NY",
-    },
-];
-
-/// The users this configuration creates, each with its password.
-fn configured_users(config: &Config) -> impl Iterator<Item = (&'static DemoUser, &str)> {
-    DEMO_USERS.iter().filter_map(|user| match user.password {
-        Some(password) => config.demo_users.then_some((user, password)),
-        None => config.admin_password.as_deref().map(|password| (user, password)),
-    })
-}
-
-/// The checking accounts of the users this configuration creates: (account number, username,
-/// holder, city).
-pub fn demo_accounts(
-    config: &Config,
-) -> impl Iterator<Item = (&'static str, &'static str, &'static str, &'static str)> {
-    configured_users(config).map(|(u, _)| (u.account, u.username, u.display_name, u.city))
-}
 
 pub fn stage() -> AdHoc {
     AdHoc::try_on_ignite("Sessions", |rocket| async {

@@ -2,10 +2,11 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rand::RngCore;
-use rand::rngs::OsRng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::secret::random_token;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -79,6 +80,11 @@ pub struct SessionDoc {
 }
 
 impl SessionDoc {
+    /// When the absolute lifetime ends (ms since epoch), however busy the session is.
+    pub fn expires_at(&self, config: &Config) -> i64 {
+        self.created_at + config.session_absolute_secs as i64 * 1000
+    }
+
     pub fn is_admin(&self) -> bool {
         self.roles.contains(&Role::Admin)
     }
@@ -98,13 +104,6 @@ impl SessionDoc {
 pub struct Session {
     pub id: SessionId,
     pub doc: SessionDoc,
-}
-
-/// 256 random bits from the OS CSPRNG, URL-safe base64 without padding (43 characters).
-pub fn random_token() -> String {
-    let mut bytes = [0u8; 32];
-    OsRng.fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// The secret a client holds (cookie value or bearer token). Never stored, never logged.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use rocket::form::{Form, FromForm};
-use rocket::http::{CookieJar, Header, Status};
+use rocket::http::{CookieJar, Status};
 use rocket::request::Request;
 use rocket::response::{self, Redirect, Responder};
 use rocket::serde::json::{Json, Value, serde_json::json};
@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use super::credential::Presented;
 use super::csrf::{self, SameOrigin};
 use super::guard::{
-    ApiUser, CurrentUser, PresentedDevice, Via, device_cookie, removal_cookie, session_cookie,
+    ApiUser, CurrentUser, MaybeUser, PresentedDevice, Via, device_cookie, removal_cookie,
+    session_cookie,
 };
 use super::login::{self, Attempt, SignedIn};
 use super::model::{DeviceToken, Session, SessionId, SessionKind};
@@ -58,7 +59,7 @@ impl<'r> Responder<'r, 'static> for LoginPage {
         let mut res = self.page.respond_to(req)?;
         res.set_status(self.status);
         if let Some(secs) = self.retry_after {
-            res.set_header(Header::new("Retry-After", secs.to_string()));
+            crate::error::set_retry_after(&mut res, secs);
         }
         Ok(res)
     }
@@ -87,12 +88,9 @@ pub enum LoginReply {
 }
 
 #[get("/login")]
-pub fn login_form(
-    user: Option<CurrentUser>,
-    jar: &CookieJar<'_>,
-    config: &State<Config>,
-) -> LoginReply {
-    match user {
+pub fn login_form(user: MaybeUser, jar: &CookieJar<'_>, config: &State<Config>) -> LoginReply {
+    // A Redis outage is a 503 here, not "not signed in" (MaybeUser passes errors through).
+    match user.0 {
         Some(_) => LoginReply::Done(Redirect::to(uri!("/dashboard"))),
         None => LoginReply::Page(login_page(jar, config, Status::Ok, None, "")),
     }
@@ -299,7 +297,7 @@ pub async fn api_login(
         login::check_credentials(db, config, passwords, attempt, device).await?;
     let (token, session) =
         store::create_session(db, config, &user, SessionKind::Mobile, &client).await?;
-    let expires_at = session.doc.created_at + config.session_absolute_secs as i64 * 1000;
+    let expires_at = session.doc.expires_at(config);
     Ok(Json(json!({
         "token": token.as_str(),
         "token_type": "Bearer",
@@ -324,7 +322,7 @@ pub fn api_me(user: ApiUser, config: &State<Config>) -> Json<Value> {
             "via": if user.via == Via::Bearer { "bearer" } else { "cookie" },
             "created_at": rfc3339_ms(doc.created_at),
             "last_seen_at": rfc3339_ms(doc.last_seen_at),
-            "expires_at": rfc3339_ms(doc.created_at + config.session_absolute_secs as i64 * 1000),
+            "expires_at": rfc3339_ms(doc.expires_at(config)),
             "ip": doc.ip,
             "user_agent": doc.user_agent,
         }

@@ -10,10 +10,11 @@ use redis::{Script, Value};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::redis::{Db, Keys, create_json_index, is_missing_index, search_hits};
+use crate::redis::{Db, Keys, create_json_index, is_missing_index, parse_stored, search_hits};
+use crate::secret::random_token;
 
 use super::model::{
-    SESSION_SCHEMA, Session, SessionDoc, SessionId, SessionKind, SessionToken, User, random_token,
+    SESSION_SCHEMA, Session, SessionDoc, SessionId, SessionKind, SessionToken, User,
 };
 
 // ---- users ----------------------------------------------------------------------------------
@@ -82,10 +83,9 @@ pub struct ClientInfo {
 }
 
 /// TTL for a session key: the idle timeout, but never past the absolute deadline.
-fn ttl_ms(config: &Config, created_at: i64, now: i64) -> i64 {
+fn ttl_ms(config: &Config, doc: &SessionDoc, now: i64) -> i64 {
     let idle = config.session_idle_secs as i64 * 1000;
-    let left = created_at + config.session_absolute_secs as i64 * 1000 - now;
-    idle.min(left)
+    idle.min(doc.expires_at(config) - now)
 }
 
 /// Mints a new token and stores its session document with a TTL, atomically.
@@ -114,7 +114,7 @@ pub async fn create_session(
     };
     let key = db.keys.session(id.as_str());
     let json = serde_json::to_string(&doc).map_err(|e| Error::Internal(e.to_string()))?;
-    let ttl = ttl_ms(config, now, now);
+    let ttl = ttl_ms(config, &doc, now);
     db.run(async |c| {
         redis::pipe()
             .atomic()
@@ -184,7 +184,7 @@ pub async fn load_session(
         return Ok(None);
     }
     let now = now_ms();
-    let ttl = ttl_ms(config, doc.created_at, now);
+    let ttl = ttl_ms(config, &doc, now);
     if ttl <= 0 {
         delete(db, &key).await?;
         return Ok(None);
@@ -220,7 +220,7 @@ pub async fn get_session(db: &Db, id: &SessionId) -> Result<Option<SessionDoc>> 
     let key = db.keys.session(id.as_str());
     let raw: Option<String> =
         db.run(async |c| redis::cmd("JSON.GET").arg(&key).query_async(c).await).await?;
-    Ok(raw.and_then(|raw| serde_json::from_str(&raw).ok()))
+    Ok(raw.and_then(|raw| parse_stored(&key, &raw)))
 }
 
 /// Creates the RediSearch index over session documents if it is missing (and drops the index
@@ -336,7 +336,7 @@ async fn search_sessions(db: &Db, user: Option<&str>) -> Result<Vec<Session>> {
     Ok(parse_session_hits(&db.keys, &reply))
 }
 
-/// Session hits of an FT.SEARCH reply (rows that no longer parse are skipped).
+/// Session hits of an FT.SEARCH reply (rows that no longer parse are logged and skipped).
 fn parse_session_hits(keys: &Keys, reply: &[Value]) -> Vec<Session> {
     let prefix = keys.session_prefix();
     search_hits(reply)
@@ -344,7 +344,7 @@ fn parse_session_hits(keys: &Keys, reply: &[Value]) -> Vec<Session> {
         .into_iter()
         .filter_map(|(key, json)| {
             let id = SessionId::parse(key.strip_prefix(&prefix)?)?;
-            Some(Session { id, doc: serde_json::from_str(&json).ok()? })
+            Some(Session { id, doc: parse_stored(&key, &json)? })
         })
         .collect()
 }

@@ -1,0 +1,128 @@
+//! Every Redis key, channel and index name, under the configured prefix.
+
+/// Every Redis key, channel and index name in one place, all under the configured prefix.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self { prefix: prefix.to_owned() }
+    }
+
+    /// JSON user document.
+    pub fn user(&self, username: &str) -> String {
+        format!("{}user:{username}", self.prefix)
+    }
+
+    /// JSON session document; `id` is the hex SHA-256 of the token, never the token.
+    pub fn session(&self, id: &str) -> String {
+        format!("{}session:{id}", self.prefix)
+    }
+
+    /// Common prefix of session documents (the session index covers it).
+    pub fn session_prefix(&self) -> String {
+        format!("{}session:", self.prefix)
+    }
+
+    /// RediSearch index over session documents (TAG user, kind; NUMERIC created_at,
+    /// last_seen_at). Versioned: a schema change gets a new name, and the old index is dropped.
+    pub fn session_index(&self) -> String {
+        format!("{}idx:session:2", self.prefix)
+    }
+
+    /// Earlier session index names, dropped at startup (their documents stay).
+    pub fn legacy_session_indexes(&self) -> [String; 1] {
+        [format!("{}idx:session", self.prefix)]
+    }
+
+    /// Failed logins against one account from all unknown clients (expires with the window).
+    pub fn throttle_user(&self, username: &str) -> String {
+        format!("{}throttle:user:{username}", self.prefix)
+    }
+
+    /// Failed logins against one account from one client address (IPv4, or IPv6 /64).
+    pub fn throttle_client(&self, username: &str, group: &str) -> String {
+        format!("{}throttle:client:{group}:{username}", self.prefix)
+    }
+
+    /// Failed logins from one client address, across accounts.
+    pub fn throttle_ip(&self, group: &str) -> String {
+        format!("{}throttle:ip:{group}", self.prefix)
+    }
+
+    /// Failed logins from one known device (by its token's SHA-256).
+    pub fn throttle_device(&self, id: &str) -> String {
+        format!("{}throttle:device:{id}", self.prefix)
+    }
+
+    /// A known device: SHA-256 of its token → the username it signed in as.
+    pub fn device(&self, id: &str) -> String {
+        format!("{}device:{id}", self.prefix)
+    }
+
+    // Everything written for one account shares the hash tag `{acct:<number>}`, so the atomic
+    // transaction script touches a single Redis Cluster slot.
+
+    /// Set of all account numbers (the generator's work list).
+    pub fn accounts(&self) -> String {
+        format!("{}accounts", self.prefix)
+    }
+
+    /// JSON account document (number, holder, city, username).
+    pub fn account(&self, number: &str) -> String {
+        format!("{}{{acct:{number}}}:account", self.prefix)
+    }
+
+    /// Balance in integer cents.
+    pub fn balance(&self, number: &str) -> String {
+        format!("{}{{acct:{number}}}:balance", self.prefix)
+    }
+
+    /// Stream of the account's transactions (balance history, recent list, SSE replay).
+    pub fn stream(&self, number: &str) -> String {
+        format!("{}{{acct:{number}}}:stream", self.prefix)
+    }
+
+    /// Sorted set of per-minute balances (score = minute start ms, member = `<ts>:<cents>`, the
+    /// minute's last transaction): dense chart windows read ≤ 1,440 of these, not the stream.
+    pub fn balance_minutes(&self, number: &str) -> String {
+        format!("{}{{acct:{number}}}:minutes", self.prefix)
+    }
+
+    /// Sorted set: vendor → cents spent there.
+    pub fn spenders(&self, number: &str) -> String {
+        format!("{}{{acct:{number}}}:spenders", self.prefix)
+    }
+
+    /// JSON transaction document.
+    pub fn transaction(&self, number: &str, id: u64) -> String {
+        format!("{}tx:{{acct:{number}}}:{id}", self.prefix)
+    }
+
+    /// Common prefix of transaction documents (the transaction index covers it).
+    pub fn transaction_prefix(&self) -> String {
+        format!("{}tx:", self.prefix)
+    }
+
+    /// RediSearch index over transaction documents.
+    pub fn transaction_index(&self) -> String {
+        format!("{}idx:tx", self.prefix)
+    }
+
+    /// Pub/sub channel announcing the account's new transactions.
+    pub fn events(&self, number: &str) -> String {
+        format!("{}events:{{acct:{number}}}", self.prefix)
+    }
+
+    /// Pattern matching every account's channel (one subscription per app process).
+    pub fn events_pattern(&self) -> String {
+        format!("{}events:*", self.prefix)
+    }
+
+    /// Leader lock: only its holder runs the generator.
+    pub fn generator_leader(&self) -> String {
+        format!("{}generator:leader", self.prefix)
+    }
+}
