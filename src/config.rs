@@ -203,3 +203,58 @@ pub fn stage() -> AdHoc {
         Ok(rocket.manage(config))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's configuration table states the defaults of [`Config::default`] — the one
+    /// place they are set — and documents every key.
+    #[test]
+    fn the_readme_states_every_key_and_its_default() {
+        let readme = include_str!("../README.md");
+        let table = readme.split("## Configuration").nth(1).unwrap_or_default();
+        let table = table.split("\n## ").next().unwrap_or_default();
+        let defaults = match serde_json::to_value(Config::default()) {
+            Ok(serde_json::Value::Object(map)) => map,
+            other => panic!("Config does not serialize to an object: {other:?}"),
+        };
+        let plain = |cell: &str| {
+            let cell = cell.trim();
+            let inner = cell.strip_prefix('`')?.strip_suffix('`')?;
+            (!inner.contains('`')).then_some(inner.to_owned())
+        };
+        let mut documented = Vec::new();
+        let mut checked = 0;
+        for row in table.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = row.split('|').collect();
+            let (Some(keys), Some(values)) = (cells.get(1), cells.get(2)) else { continue };
+            let keys: Vec<Option<String>> = keys.split(" / ").map(plain).collect();
+            let values: Vec<Option<String>> = values.split(" / ").map(plain).collect();
+            documented.extend(keys.iter().flatten().cloned());
+            if keys.len() != values.len() {
+                continue;
+            }
+            for (key, value) in keys.iter().zip(&values) {
+                let (Some(key), Some(value)) = (key, value) else { continue };
+                let Some(default) = defaults.get(key) else { continue };
+                let default = match default {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                assert_eq!(
+                    &default, value,
+                    "README states {key} = {value}, Config::default has {default}"
+                );
+                checked += 1;
+            }
+        }
+        for key in defaults.keys() {
+            assert!(
+                documented.contains(key),
+                "{key} is missing from the README's configuration table"
+            );
+        }
+        assert!(checked >= 25, "only {checked} defaults compared");
+    }
+}
