@@ -9,6 +9,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod live;
+pub mod logging;
 pub mod redis;
 pub mod secret;
 pub mod session;

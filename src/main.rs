@@ -2,5 +2,7 @@
 
 #[rocket::launch]
 fn rocket() -> _ {
-    redbank::rocket()
+    let figment = redbank::figment();
+    redbank::logging::init(&figment);
+    redbank::build(figment)
 }
