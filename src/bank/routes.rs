@@ -80,16 +80,15 @@ fn row(tx: &Transaction, marks: Option<&store::Highlights>) -> Row {
 #[get("/dashboard")]
 pub async fn dashboard(user: CurrentUser, db: &State<Db>) -> Result<Template> {
     let doc = &user.0.doc;
-    let account = account_of(db, &user.0).await?;
-    let balance = store::balance(db, &account.number).await?;
-    let entries = store::recent_entries(db, &account.number, 10).await?;
+    // Account, balance, the newest entries and their documents: one round trip.
+    let view = store::recent_view(db, &doc.account, 10, true).await?;
+    let account = view
+        .account
+        .ok_or_else(|| Error::Internal(format!("user {} has no account document", doc.user)))?;
+    let balance = view.balance;
     // The live stream resumes after the newest entry rendered here: nothing missed in between.
-    let last_id = entries.first().map(|e| e.stream_id.clone()).unwrap_or_default();
-    let recent: Vec<Row> = store::transactions_for(db, &account.number, &entries)
-        .await?
-        .iter()
-        .map(|(_, tx)| row(tx, None))
-        .collect();
+    let last_id = view.newest_id.unwrap_or_default();
+    let recent: Vec<Row> = view.recent.iter().map(|(_, tx)| row(tx, None)).collect();
     Ok(Template::render(
         "bank/dashboard",
         context! {

@@ -184,31 +184,30 @@ pub struct Entry {
 
 /// XRANGE / XREVRANGE reply → entries (malformed entries are skipped, never a panic).
 fn parse_entries(reply: &[Value]) -> Vec<Entry> {
-    reply
-        .iter()
-        .filter_map(|item| {
-            let Value::Bulk(parts) = item else { return None };
-            let stream_id = value_text(parts.first()?)?;
-            let Value::Bulk(fields) = parts.get(1)? else { return None };
-            let mut entry =
-                Entry { stream_id, tx_id: 0, amount: Cents(0), balance: Cents(0), ts: 0 };
-            for pair in fields.chunks(2) {
-                let (Some(k), Some(v)) =
-                    (pair.first().and_then(value_text), pair.get(1).and_then(value_text))
-                else {
-                    continue;
-                };
-                match k.as_str() {
-                    "tx" => entry.tx_id = v.parse().ok()?,
-                    "amount" => entry.amount = Cents(v.parse().ok()?),
-                    "balance" => entry.balance = Cents(v.parse().ok()?),
-                    "ts" => entry.ts = v.parse().ok()?,
-                    _ => {}
-                }
-            }
-            Some(entry)
-        })
-        .collect()
+    reply.iter().filter_map(parse_entry).collect()
+}
+
+/// One stream entry (`[id, [field, value, …]]`), or None when malformed.
+fn parse_entry(item: &Value) -> Option<Entry> {
+    let Value::Bulk(parts) = item else { return None };
+    let stream_id = value_text(parts.first()?)?;
+    let Value::Bulk(fields) = parts.get(1)? else { return None };
+    let mut entry = Entry { stream_id, tx_id: 0, amount: Cents(0), balance: Cents(0), ts: 0 };
+    for pair in fields.chunks(2) {
+        let (Some(k), Some(v)) =
+            (pair.first().and_then(value_text), pair.get(1).and_then(value_text))
+        else {
+            continue;
+        };
+        match k.as_str() {
+            "tx" => entry.tx_id = v.parse().ok()?,
+            "amount" => entry.amount = Cents(v.parse().ok()?),
+            "balance" => entry.balance = Cents(v.parse().ok()?),
+            "ts" => entry.ts = v.parse().ok()?,
+            _ => {}
+        }
+    }
+    Some(entry)
 }
 
 /// `XRANGE`/`XREVRANGE key from to COUNT count`, parsed.
@@ -294,10 +293,105 @@ pub async fn transactions_for(
         .collect())
 }
 
-/// The newest `limit` transactions, newest first.
+/// The newest entries and their documents in one round trip: `XREVRANGE … COUNT n`, then
+/// `JSON.MGET` of the documents they name (keys built in the script from the entries — all in the
+/// account's hash slot), and the account document and balance when asked (`ARGV[3] == "1"`).
+/// Entries and documents stay aligned: an entry without a `tx` field asks for a key that never
+/// exists.
+const RECENT: &str = r#"
+local entries = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[1])
+local keys = {}
+for i, entry in ipairs(entries) do
+  local key = ARGV[2] .. 'none'
+  local fields = entry[2]
+  for j = 1, #fields, 2 do
+    if fields[j] == 'tx' then key = ARGV[2] .. fields[j + 1] end
+  end
+  keys[i] = key
+end
+local docs = {}
+if #keys > 0 then
+  keys[#keys + 1] = '$'
+  docs = redis.call('JSON.MGET', unpack(keys))
+end
+local account, balance = false, false
+if ARGV[3] == '1' then
+  account = redis.call('JSON.GET', KEYS[2])
+  balance = redis.call('GET', KEYS[3])
+end
+return {entries, docs, account, balance}
+"#;
+
+/// What the dashboard shows of an account, read in one round trip ([`recent_view`]).
+#[derive(Debug)]
+pub struct RecentView {
+    /// The newest entries with their documents, newest first (expired documents left out).
+    pub recent: Vec<(Entry, Transaction)>,
+    /// The newest stream id (the live stream resumes after it), when there is one.
+    pub newest_id: Option<String>,
+    pub account: Option<Account>,
+    pub balance: Cents,
+}
+
+/// The newest `limit` transactions (and, with `with_account`, the account and its balance) in
+/// one round trip, whatever the history: one script call doing `XREVRANGE … COUNT` + `JSON.MGET`.
+pub async fn recent_view(
+    db: &Db,
+    number: &str,
+    limit: usize,
+    with_account: bool,
+) -> Result<RecentView> {
+    let keys = &db.keys;
+    let reply: Vec<Value> = db
+        .run(async |c| {
+            Script::new(RECENT)
+                .key(keys.stream(number))
+                .key(keys.account(number))
+                .key(keys.balance(number))
+                .arg(limit)
+                .arg(keys.transaction_prefix_of(number))
+                .arg(if with_account { "1" } else { "0" })
+                .invoke_async(c)
+                .await
+        })
+        .await?;
+    let [entries, docs, account, balance] = &reply[..] else {
+        return Err(Error::Internal("recent: unexpected script reply".into()));
+    };
+    let (Value::Bulk(entries), docs) = (entries, docs) else {
+        return Err(Error::Internal("recent: unexpected script reply".into()));
+    };
+    let docs: &[Value] = match docs {
+        Value::Bulk(docs) => docs,
+        _ => &[],
+    };
+    let newest_id = entries.first().and_then(parse_entry).map(|e| e.stream_id);
+    let recent = entries
+        .iter()
+        .zip(docs)
+        .filter_map(|(entry, doc)| {
+            let entry = parse_entry(entry)?;
+            let key = keys.transaction(number, entry.tx_id);
+            // `$` paths answer with a one-element array (an expired document: none at all).
+            let mut list: Vec<Transaction> = parse_stored(&key, &value_text(doc)?)?;
+            Some((entry, list.pop()?))
+        })
+        .collect();
+    let account = match value_text(account) {
+        Some(json) => Some(
+            serde_json::from_str(&json)
+                .map_err(|e| Error::Internal(format!("account {number}: {e}")))?,
+        ),
+        None => None,
+    };
+    let balance = value_text(balance).and_then(|b| b.parse().ok()).map_or(OPENING_BALANCE, Cents);
+    Ok(RecentView { recent, newest_id, account, balance })
+}
+
+/// The newest `limit` transactions, newest first (one round trip).
 pub async fn recent(db: &Db, number: &str, limit: usize) -> Result<Vec<Transaction>> {
-    let entries = recent_entries(db, number, limit).await?;
-    Ok(transactions_for(db, number, &entries).await?.into_iter().map(|(_, tx)| tx).collect())
+    let view = recent_view(db, number, limit, false).await?;
+    Ok(view.recent.into_iter().map(|(_, tx)| tx).collect())
 }
 
 /// Balance over the last `window_ms`, oldest first, at most `max_points` (the last balance of each

@@ -98,7 +98,13 @@ impl Keys {
 
     /// JSON transaction document.
     pub fn transaction(&self, number: &str, id: u64) -> String {
-        format!("{}tx:{{acct:{number}}}:{id}", self.prefix)
+        format!("{}{id}", self.transaction_prefix_of(number))
+    }
+
+    /// What an account's transaction keys start with (`…tx:{acct:N}:`), for scripts that build
+    /// them from stream entries (same hash slot as the account's other keys).
+    pub fn transaction_prefix_of(&self, number: &str) -> String {
+        format!("{}tx:{{acct:{number}}}:", self.prefix)
     }
 
     /// Common prefix of transaction documents (the transaction index covers it).
