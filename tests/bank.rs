@@ -1144,3 +1144,31 @@ async fn a_dense_balance_window_is_bucketed_to_at_most_500_points_ending_now() {
     assert_eq!(cents(&points[points.len() - 1]["y"]), balance.0, "the newest point is the balance");
     assert_eq!(xs[xs.len() - 1], t + 699 * 10, "the newest transaction ends the series");
 }
+
+#[rocket::async_test]
+async fn a_corrupt_transaction_document_is_skipped_not_fatal() {
+    let app = TestApp::new().await;
+    let token = app.api_login("bob", "foobared").await;
+    let base = now_ms() - 10_000;
+    let mut kept = Vec::new();
+    for i in 0..3 {
+        kept.push(record(&app, BOB, "Corner shop", "Shop", "withdrawal", -100, base + i).await);
+    }
+    // The middle document no longer has the shape of a transaction.
+    let mut c = shared_redis().conn().await;
+    let key = app.db().keys.transaction(BOB, kept[1].id);
+    let _: () = redis::cmd("JSON.SET")
+        .arg(&key)
+        .arg("$")
+        .arg(r#"{"id":"x"}"#)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let (status, list) = api(&app, "/api/v1/transactions?limit=3", &token).await;
+    assert_eq!(status, Status::Ok);
+    assert_eq!(
+        ids(&list),
+        vec![kept[2].id, kept[0].id],
+        "the corrupt one skipped, the rest served"
+    );
+}

@@ -88,7 +88,7 @@ pub async fn dashboard(user: CurrentUser, db: &State<Db>) -> Result<Template> {
     let balance = view.balance;
     // The live stream resumes after the newest entry rendered here: nothing missed in between.
     let last_id = view.newest_id.unwrap_or_default();
-    let recent: Vec<Row> = view.recent.iter().map(|(_, tx)| row(tx, None)).collect();
+    let recent: Vec<Row> = view.recent.iter().map(|tx| row(tx, None)).collect();
     Ok(Template::render(
         "bank/dashboard",
         context! {
