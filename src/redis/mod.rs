@@ -12,13 +12,16 @@ mod modules;
 mod repair;
 mod search;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::RedisResult;
+use redis::aio::MultiplexedConnection;
 use rocket::fairing::AdHoc;
 use rocket::{Build, Rocket};
 use rocket_db_pools::Database;
-use rocket_db_pools::deadpool_redis::{Connection, Pool};
+use rocket_db_pools::deadpool_redis::Pool;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -40,23 +43,66 @@ pub struct Db {
     pool: Pool,
     timeout: Duration,
     pub keys: Keys,
+    shared: Arc<Shared>,
 }
 
+/// Connections in use, taken from the pool once and shared: a multiplexed connection serves any
+/// number of concurrent commands, while each checkout from the pool costs a round trip of its
+/// own (deadpool-redis checks every connection it hands out with `UNWATCH` + `PING`) — half of
+/// the Redis round trips of a typical request. A connection that fails, or any that may hang when
+/// a call times out, is dropped here, and the next call checks one out of the pool again (which
+/// reconnects).
+#[derive(Default)]
+struct Shared {
+    slots: Mutex<[Option<MultiplexedConnection>; SHARED_CONNECTIONS]>,
+    next: AtomicUsize,
+}
+
+/// Shared connections per process: a few sockets, so one connection's driver task is never
+/// the bottleneck.
+const SHARED_CONNECTIONS: usize = 16;
+
 impl Db {
-    /// Runs `f` on a pooled connection; the whole thing (wait for a connection + commands) is
+    /// Runs `f` on a connection; the whole thing (a pool checkout if needed + the commands) is
     /// bounded by `redis_timeout_ms`.
     pub async fn run<T>(
         &self,
-        f: impl AsyncFnOnce(&mut Connection) -> RedisResult<T>,
+        f: impl AsyncFnOnce(&mut MultiplexedConnection) -> RedisResult<T>,
     ) -> Result<T> {
+        let slot = self.shared.next.fetch_add(1, Ordering::Relaxed) % SHARED_CONNECTIONS;
         let work = async {
-            let mut conn = self.pool.get().await?;
-            f(&mut conn).await.map_err(Error::from)
+            let mut conn = self.connection(slot).await?;
+            let result = f(&mut conn).await;
+            if let Err(e) = &result {
+                if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+                    self.forget(slot);
+                }
+            }
+            result.map_err(Error::from)
         };
         match tokio::time::timeout(self.timeout, work).await {
             Ok(result) => result,
-            Err(_) => Err(Error::Unavailable(format!("no answer within {:?}", self.timeout))),
+            Err(_) => {
+                self.forget(slot);
+                Err(Error::Unavailable(format!("no answer within {:?}", self.timeout)))
+            }
         }
+    }
+
+    /// The shared connection of `slot`, checked out of the pool (and so verified) when missing.
+    async fn connection(&self, slot: usize) -> Result<MultiplexedConnection> {
+        let cached = self.shared.slots.lock().unwrap_or_else(PoisonError::into_inner)[slot].clone();
+        if let Some(conn) = cached {
+            return Ok(conn);
+        }
+        let pooled = self.pool.get().await?;
+        let conn = MultiplexedConnection::clone(&pooled);
+        self.shared.slots.lock().unwrap_or_else(PoisonError::into_inner)[slot] = Some(conn.clone());
+        Ok(conn)
+    }
+
+    fn forget(&self, slot: usize) {
+        self.shared.slots.lock().unwrap_or_else(PoisonError::into_inner)[slot] = None;
     }
 
     /// A `Db` outside Rocket (tools, benchmarks, tests): its own pool to `url`.
@@ -65,7 +111,11 @@ impl Db {
         let pool = PoolConfig::from_url(url)
             .create_pool(Some(Runtime::Tokio1))
             .map_err(|e| Error::Internal(format!("redis pool: {e}")))?;
-        Ok(Db { pool, timeout, keys: Keys::new(key_prefix) })
+        Ok(Db::new(pool, timeout, Keys::new(key_prefix)))
+    }
+
+    fn new(pool: Pool, timeout: Duration, keys: Keys) -> Db {
+        Db { pool, timeout, keys, shared: Arc::default() }
     }
 }
 
@@ -85,10 +135,10 @@ async fn manage_db(rocket: Rocket<Build>) -> rocket::fairing::Result {
         rocket::error!("Redis pool or config missing at ignite");
         return Err(rocket);
     };
-    let db = Db {
-        pool: redis.0.clone(),
-        timeout: Duration::from_millis(config.redis_timeout_ms),
-        keys: Keys::new(&config.key_prefix),
-    };
+    let db = Db::new(
+        redis.0.clone(),
+        Duration::from_millis(config.redis_timeout_ms),
+        Keys::new(&config.key_prefix),
+    );
     Ok(rocket.manage(db))
 }
