@@ -1172,3 +1172,32 @@ async fn a_corrupt_transaction_document_is_skipped_not_fatal() {
         "the corrupt one skipped, the rest served"
     );
 }
+
+#[rocket::async_test]
+async fn a_dense_balance_window_costs_no_stream_read() {
+    // A dedicated server: INFO commandstats counts every client of the server.
+    let redis = RedisServer::start();
+    let app = TestApp::with(&redis, |f| f.merge(("session_touch_secs", 1000))).await;
+    let token = app.api_login("bob", "foobared").await;
+    let mut c = redis.conn().await;
+    let base = now_ms() - 60_000;
+    let mut balance = store::balance(app.db(), BOB).await.unwrap();
+    let mut inserted = Vec::new();
+    grow(&app, base, 20, &mut balance, &mut inserted).await;
+    let commands = async |c: &mut redis::aio::MultiplexedConnection| {
+        let before = command_calls(c).await;
+        let (status, points) = api(&app, "/api/v1/balance?window=5m", &token).await;
+        assert_eq!(status, Status::Ok);
+        (command_delta(&before, &command_calls(c).await), points)
+    };
+    // Sparse: every transaction is a point, read from the stream.
+    let (sparse, points) = commands(&mut c).await;
+    assert_eq!(points.as_array().unwrap().len(), 20);
+    assert_eq!(sparse.get("xrange"), Some(&1), "{sparse:?}");
+    // Dense (more than 500 in the window): the per-minute balances alone, no stream read.
+    grow(&app, base, 1_200, &mut balance, &mut inserted).await;
+    let (dense, points) = commands(&mut c).await;
+    assert!(points.as_array().unwrap().len() <= 2, "one point per minute: {points}");
+    assert_eq!(dense.get("evalsha"), Some(&1), "{dense:?}");
+    assert_eq!(dense.get("xrange"), None, "the stream was read for a dense window: {dense:?}");
+}

@@ -109,8 +109,11 @@ redis.call('EXPIRE', KEYS[4], ARGV[5])
 local sid = redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[6], '*',
   'tx', ARGV[7], 'amount', ARGV[3], 'balance', tostring(new), 'ts', ARGV[8])
 local minute = tonumber(ARGV[8]) - tonumber(ARGV[8]) % 60000
+local prev = redis.call('ZRANGEBYSCORE', KEYS[5], minute, minute)[1]
+local count = 1
+if prev then count = (tonumber(string.match(prev, '^%d+:%-?%d+:(%d+)$')) or 1) + 1 end
 redis.call('ZREMRANGEBYSCORE', KEYS[5], minute, minute)
-redis.call('ZADD', KEYS[5], minute, ARGV[8] .. ':' .. tostring(new))
+redis.call('ZADD', KEYS[5], minute, ARGV[8] .. ':' .. tostring(new) .. ':' .. count)
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[6])
 if amount < 0 then redis.call('ZINCRBY', KEYS[3], -amount, ARGV[9]) end
 local top = redis.call('ZREVRANGE', KEYS[3], 0, 4, 'WITHSCORES')
@@ -388,8 +391,38 @@ pub async fn recent(db: &Db, number: &str, limit: usize) -> Result<Vec<Transacti
     Ok(recent_view(db, number, limit, false).await?.recent)
 }
 
-/// Balance over the last `window_ms`, oldest first, at most `max_points` (the last balance of each
-/// time bucket), ending with the newest point.
+/// The balance series of a window in one round trip, its cost set by the window's length, not by
+/// how many transactions it holds. The per-minute closing balances also count the minute's
+/// transactions (`<ts>:<cents>:<count>`): when the window holds at most `ARGV[2]`, every
+/// transaction's point comes from the stream; otherwise the minutes themselves are the series.
+/// Either way the reply is two values: which source, and the points as `ts:cents,…`.
+const BALANCE: &str = r#"
+local start, max = tonumber(ARGV[1]), tonumber(ARGV[2])
+local minutes = redis.call('ZRANGEBYSCORE', KEYS[2], start - 60000, '+inf')
+local held = 0
+for _, m in ipairs(minutes) do
+  held = held + (tonumber(string.match(m, '^%d+:%-?%d+:(%d+)$')) or 1)
+end
+if held <= max then
+  local entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', max + 1)
+  if #entries <= max then
+    local out = {}
+    for _, entry in ipairs(entries) do
+      local f, ts, balance = entry[2], nil, nil
+      for j = 1, #f, 2 do
+        if f[j] == 'ts' then ts = f[j + 1] elseif f[j] == 'balance' then balance = f[j + 1] end
+      end
+      if ts and balance then out[#out + 1] = ts .. ':' .. balance end
+    end
+    return {0, table.concat(out, ',')}
+  end
+end
+return {1, table.concat(minutes, ',')}
+"#;
+
+/// Balance over the last `window_ms`, oldest first, at most `max_points` (every transaction when
+/// the window holds no more, else the per-minute closing balances, thinned), ending with the
+/// newest point — one script call ([`BALANCE`]).
 pub async fn balance_history(
     db: &Db,
     number: &str,
@@ -397,36 +430,28 @@ pub async fn balance_history(
     window_ms: i64,
     max_points: usize,
 ) -> Result<Vec<BalancePoint>> {
-    let key = db.keys.stream(number);
     let start = (now - window_ms).max(0);
-    let point = |e: Entry| BalancePoint { x: e.ts, y: e.balance };
-    // The usual case, one entry per generator interval: the whole window in one read.
-    let entries = range(db, "XRANGE", &key, &start.to_string(), "+", max_points + 1).await?;
-    if entries.len() <= max_points {
-        return Ok(entries.into_iter().map(point).collect());
-    }
-    // A dense window (e.g. 24 h at one transaction per 10 s): the per-minute closing balances, at
-    // most 1,440 small members, thinned to `max_points` — cost bounded whatever the history.
-    let minutes_key = db.keys.balance_minutes(number);
-    let members: Vec<String> = db
+    let (from_minutes, points): (i64, String) = db
         .run(async |c| {
-            redis::cmd("ZRANGEBYSCORE")
-                .arg(&minutes_key)
-                .arg(start - 60_000)
-                .arg("+inf")
-                .query_async(c)
+            Script::new(BALANCE)
+                .key(db.keys.stream(number))
+                .key(db.keys.balance_minutes(number))
+                .arg(start)
+                .arg(max_points)
+                .invoke_async(c)
                 .await
         })
         .await?;
-    let points: Vec<BalancePoint> = members
-        .iter()
-        .filter_map(|m| {
-            let (ts, cents) = m.split_once(':')?;
+    let points: Vec<BalancePoint> = points
+        .split(',')
+        .filter_map(|point| {
+            let mut parts = point.split(':');
+            let (ts, cents) = (parts.next()?, parts.next()?);
             Some(BalancePoint { x: ts.parse().ok()?, y: Cents(cents.parse().ok()?) })
         })
         .filter(|p| p.x >= start)
         .collect();
-    Ok(thin(points, max_points))
+    Ok(if from_minutes == 1 { thin(points, max_points) } else { points })
 }
 
 /// At most `max_points` points, evenly spaced by index, always keeping the newest.

@@ -2,10 +2,11 @@
 //! every round trip. Key names, the repair loop, the module check and RediSearch reply parsing
 //! live in the submodules, one job each.
 //!
-//! Every command goes through [`Db::run`], which bounds the wait for a pooled connection *and* the
+//! Every command goes through [`Db::run`], which bounds the wait for a connection *and* the
 //! command itself by `redis_timeout_ms`: a frozen or unreachable Redis turns into a fast 503, never
-//! a hung request. Pooled connections re-check themselves (PING) when taken from the pool, so the
-//! app reconnects by itself once Redis is back.
+//! a hung request. It reuses a few shared multiplexed connections; one that fails or times out is
+//! dropped, and the next call checks a fresh one out of the pool (which PINGs it, reconnecting if
+//! needed), so the app recovers by itself once Redis is back.
 
 mod keys;
 mod modules;
