@@ -35,7 +35,6 @@ impl<'r> FromRequest<'r> for Resume {
 }
 
 #[get("/events")]
-#[allow(clippy::too_many_arguments)]
 pub async fn events(
     resume: Resume,
     user: MaybeUser,
