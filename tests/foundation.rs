@@ -214,10 +214,17 @@ async fn a_redis_that_lost_its_data_is_repaired_without_a_restart() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(login().await.status(), Status::Ok);
-    let accounts: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(format!("{}accounts", app.prefix))
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    assert!(accounts.contains(&"1580783161".to_owned()), "{accounts:?}");
+    // The accounts are repaired by their own loop: wait for them too.
+    loop {
+        let accounts: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(format!("{}accounts", app.prefix))
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        if accounts.contains(&"1580783161".to_owned()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the accounts were never re-created: {accounts:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -50,9 +50,9 @@ pub struct Db {
 /// Connections in use, taken from the pool once and shared: a multiplexed connection serves any
 /// number of concurrent commands, while each checkout from the pool costs a round trip of its
 /// own (deadpool-redis checks every connection it hands out with `UNWATCH` + `PING`) — half of
-/// the Redis round trips of a typical request. A connection that fails, or any that may hang when
-/// a call times out, is dropped here, and the next call checks one out of the pool again (which
-/// reconnects).
+/// the Redis round trips of a typical request. When a call fails at the connection level or
+/// times out, every shared connection is dropped (a restarted or unreachable Redis breaks them
+/// all), and the next calls check fresh ones out of the pool (which reconnects).
 #[derive(Default)]
 struct Shared {
     slots: Mutex<[Option<MultiplexedConnection>; SHARED_CONNECTIONS]>,
@@ -76,7 +76,7 @@ impl Db {
             let result = f(&mut conn).await;
             if let Err(e) = &result {
                 if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
-                    self.forget(slot);
+                    self.forget_all();
                 }
             }
             result.map_err(Error::from)
@@ -84,7 +84,7 @@ impl Db {
         match tokio::time::timeout(self.timeout, work).await {
             Ok(result) => result,
             Err(_) => {
-                self.forget(slot);
+                self.forget_all();
                 Err(Error::Unavailable(format!("no answer within {:?}", self.timeout)))
             }
         }
@@ -102,8 +102,9 @@ impl Db {
         Ok(conn)
     }
 
-    fn forget(&self, slot: usize) {
-        self.shared.slots.lock().unwrap_or_else(PoisonError::into_inner)[slot] = None;
+    fn forget_all(&self) {
+        let mut slots = self.shared.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        *slots = Default::default();
     }
 
     /// A `Db` outside Rocket (tools, benchmarks, tests): its own pool to `url`.

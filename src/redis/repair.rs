@@ -35,7 +35,12 @@ where
                 _ = &mut shutdown => return,
                 _ = tokio::time::sleep(wait) => {}
             }
-            let now_ok = step().await.is_ok();
+            let result = step().await;
+            // Said once when it starts failing, not on every retry.
+            if let (Err(e), true) = (&result, ok) {
+                rocket::warn!("{what}: repair failed ({e}); retrying with backoff");
+            }
+            let now_ok = result.is_ok();
             if now_ok && !ok {
                 rocket::info!("{what}: setup done");
             }
