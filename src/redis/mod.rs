@@ -22,7 +22,7 @@ use redis::aio::MultiplexedConnection;
 use rocket::fairing::AdHoc;
 use rocket::{Build, Rocket};
 use rocket_db_pools::Database;
-use rocket_db_pools::deadpool_redis::Pool;
+use rocket_db_pools::deadpool_redis::{Connection, Pool};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -55,8 +55,15 @@ pub struct Db {
 /// all), and the next calls check fresh ones out of the pool (which reconnects).
 #[derive(Default)]
 struct Shared {
-    slots: Mutex<[Option<MultiplexedConnection>; SHARED_CONNECTIONS]>,
+    slots: Mutex<[Option<Held>; SHARED_CONNECTIONS]>,
     next: AtomicUsize,
+}
+
+/// A connection checked out of the pool and kept (so the pool hands a different one to the next
+/// slot), with the handle calls clone.
+struct Held {
+    _pooled: Connection,
+    conn: MultiplexedConnection,
 }
 
 /// Shared connections per process: a few sockets, so one connection's driver task is never
@@ -70,7 +77,9 @@ impl Db {
         &self,
         f: impl AsyncFnOnce(&mut MultiplexedConnection) -> RedisResult<T>,
     ) -> Result<T> {
-        let slot = self.shared.next.fetch_add(1, Ordering::Relaxed) % SHARED_CONNECTIONS;
+        // Never more than the pool can give (a small pool must still leave room for checkouts).
+        let slots = SHARED_CONNECTIONS.min(self.pool.status().max_size.saturating_sub(1)).max(1);
+        let slot = self.shared.next.fetch_add(1, Ordering::Relaxed) % slots;
         let work = async {
             let mut conn = self.connection(slot).await?;
             let result = f(&mut conn).await;
@@ -92,13 +101,16 @@ impl Db {
 
     /// The shared connection of `slot`, checked out of the pool (and so verified) when missing.
     async fn connection(&self, slot: usize) -> Result<MultiplexedConnection> {
-        let cached = self.shared.slots.lock().unwrap_or_else(PoisonError::into_inner)[slot].clone();
+        let cached = self.shared.slots.lock().unwrap_or_else(PoisonError::into_inner)[slot]
+            .as_ref()
+            .map(|held| held.conn.clone());
         if let Some(conn) = cached {
             return Ok(conn);
         }
         let pooled = self.pool.get().await?;
         let conn = MultiplexedConnection::clone(&pooled);
-        self.shared.slots.lock().unwrap_or_else(PoisonError::into_inner)[slot] = Some(conn.clone());
+        let held = Held { _pooled: pooled, conn: conn.clone() };
+        self.shared.slots.lock().unwrap_or_else(PoisonError::into_inner)[slot] = Some(held);
         Ok(conn)
     }
 
