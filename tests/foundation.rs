@@ -193,6 +193,31 @@ async fn invalid_configuration_stops_the_launch() {
 }
 
 #[rocket::async_test]
+async fn a_stream_port_that_cannot_be_served_stops_the_launch() {
+    let redis = common::shared_redis();
+    let launch_fails = async |figment: rocket::figment::Figment| {
+        let Err(err) = rocket::local::asynchronous::Client::tracked(redbank::build(figment)).await
+        else {
+            panic!("launch must fail");
+        };
+        match err.kind() {
+            rocket::error::ErrorKind::FailedFairings(failed) => {
+                assert!(failed.iter().any(|f| f.name == "Stream listener"), "{failed:?}")
+            }
+            other => panic!("unexpected launch error: {other:?}"),
+        }
+    };
+    // The same port as Rocket's own.
+    let port = common::free_port();
+    let figment = common::test_figment(redis, "same:").merge(("port", port));
+    launch_fails(figment.merge(("stream_port", port))).await;
+    // A port somebody else holds.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let figment = common::test_figment(redis, "taken:").merge(("address", "127.0.0.1"));
+    launch_fails(figment.merge(("stream_port", taken.local_addr().unwrap().port()))).await;
+}
+
+#[rocket::async_test]
 async fn a_redis_that_lost_its_data_is_repaired_without_a_restart() {
     let mut redis = RedisServer::start();
     let app = TestApp::with(&redis, |f| f.merge(("repair_interval_secs", 1))).await;
