@@ -114,17 +114,9 @@ where
         if req.content_type() != Some(&ContentType::Form) {
             return data::Outcome::Forward((data, Status::UnsupportedMediaType));
         }
-        let limit = req.limits().get("form").unwrap_or(Limits::FORM);
-        let body = match data.open(limit).into_string().await {
-            Ok(body) if body.is_complete() => body.into_inner(),
-            Ok(_) => {
-                let e = Error::BadRequest("The form is too large.".into());
-                return data::Outcome::Error((Status::PayloadTooLarge, e));
-            }
-            Err(_) => {
-                let e = Error::BadRequest("The form could not be read.".into());
-                return data::Outcome::Error((Status::BadRequest, e));
-            }
+        let body = match read_body(req, data, "form", Limits::FORM).await {
+            Ok(body) => body,
+            Err(failed) => return data::Outcome::Error(failed),
         };
         let fields: Vec<(String, String)> = body
             .split('&')
@@ -148,6 +140,26 @@ where
     }
 }
 
+/// The whole body as text within the named size limit (the secret-carrying guards' one reader).
+async fn read_body(
+    req: &Request<'_>,
+    data: Data<'_>,
+    limit_name: &str,
+    default: rocket::data::ByteUnit,
+) -> Result<String, (Status, Error)> {
+    let limit = req.limits().get(limit_name).unwrap_or(default);
+    match data.open(limit).into_string().await {
+        Ok(body) if body.is_complete() => Ok(body.into_inner()),
+        Ok(_) => {
+            Err((Status::PayloadTooLarge, Error::BadRequest("The request is too large.".into())))
+        }
+        Err(_) => Err((
+            Status::BadRequest,
+            Error::BadRequest("The request body could not be read.".into()),
+        )),
+    }
+}
+
 /// A JSON body whose text never reaches the log. Rocket's `Json` guard logs a body it cannot
 /// parse, verbatim, at `warn` (the default level shows it) — a login with a malformed field would
 /// log its password. This guard answers such a body with a 400 that names only where parsing
@@ -163,17 +175,9 @@ where
     type Error = Error;
 
     async fn from_data(req: &'r Request<'_>, data: Data<'r>) -> data::Outcome<'r, Self> {
-        let limit = req.limits().get("json").unwrap_or(Limits::JSON);
-        let body = match data.open(limit).into_string().await {
-            Ok(body) if body.is_complete() => body.into_inner(),
-            Ok(_) => {
-                let e = Error::BadRequest("The request body is too large.".into());
-                return data::Outcome::Error((Status::PayloadTooLarge, e));
-            }
-            Err(_) => {
-                let e = Error::BadRequest("The request body could not be read.".into());
-                return data::Outcome::Error((Status::BadRequest, e));
-            }
+        let body = match read_body(req, data, "json", Limits::JSON).await {
+            Ok(body) => body,
+            Err(failed) => return data::Outcome::Error(failed),
         };
         match serde_json::from_str(&body) {
             Ok(value) => data::Outcome::Success(SecretJson(value)),

@@ -169,13 +169,18 @@ async fn security_headers_on_pages_errors_and_json() {
 
 /// The launch fails at the Config fairing (and Rocket's error must be inspected, or it panics on drop).
 async fn assert_config_rejected(figment: rocket::figment::Figment) {
+    assert_launch_refused_by(figment, "Config").await;
+}
+
+/// Building the app on `figment` fails, and the fairing named `fairing` is what refused it.
+async fn assert_launch_refused_by(figment: rocket::figment::Figment, fairing: &str) {
     let Err(err) = rocket::local::asynchronous::Client::tracked(redbank::build(figment)).await
     else {
         panic!("launch must fail");
     };
     match err.kind() {
         rocket::error::ErrorKind::FailedFairings(failed) => {
-            assert!(failed.iter().any(|f| f.name == "Config"), "{failed:?}")
+            assert!(failed.iter().any(|f| f.name == fairing), "{failed:?}")
         }
         other => panic!("unexpected launch error: {other:?}"),
     }
@@ -195,18 +200,7 @@ async fn invalid_configuration_stops_the_launch() {
 #[rocket::async_test]
 async fn a_stream_port_that_cannot_be_served_stops_the_launch() {
     let redis = common::shared_redis();
-    let launch_fails = async |figment: rocket::figment::Figment| {
-        let Err(err) = rocket::local::asynchronous::Client::tracked(redbank::build(figment)).await
-        else {
-            panic!("launch must fail");
-        };
-        match err.kind() {
-            rocket::error::ErrorKind::FailedFairings(failed) => {
-                assert!(failed.iter().any(|f| f.name == "Stream listener"), "{failed:?}")
-            }
-            other => panic!("unexpected launch error: {other:?}"),
-        }
-    };
+    let launch_fails = |figment| assert_launch_refused_by(figment, "Stream listener");
     // The same port as Rocket's own.
     let port = common::free_port();
     let figment = common::test_figment(redis, "same:").merge(("port", port));

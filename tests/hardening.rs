@@ -9,14 +9,14 @@ mod common;
 mod server;
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{RedisServer, TestApp, shared_redis};
 use redbank::session::model::{SessionKind, SessionToken};
 use redbank::session::store::{self, ClientInfo};
 use rocket::http::{ContentType, Status};
 use serde_json::{Value, json};
-use server::{Sse, TestServer, Via, form_login, raw_exchange};
+use server::{Sse, TestServer, Via, form_login, raw_exchange, spawn_binary, wait_healthy};
 
 const VIAS: [Via; 2] = [Via::Rocket, Via::Listener];
 
@@ -70,43 +70,35 @@ async fn me(server: &TestServer, cookie: Option<&str>, bearer: Option<&str>) -> 
 
 #[rocket::async_test]
 async fn a_percent_encoded_second_session_cookie_counts_as_a_duplicate() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
-    let bob = session_token(&server, shared_redis(), "bob", SessionKind::Browser).await;
-    let alice = session_token(&server, shared_redis(), "alice", SessionKind::Browser).await;
-    assert_eq!(me(&server, Some(&format!("redbank={bob}")), None).await, 200);
-    for pair in [
-        format!("redbank={bob}; r%65dbank={alice}"),
-        format!("%72edbank={alice}; redbank={bob}"),
-        format!("redbank={bob}; %72%65%64%62%61%6E%6B={alice}"),
-    ] {
-        assert_eq!(me(&server, Some(&pair), None).await, 401, "/api/v1/me with {pair}");
-        for via in VIAS {
-            let res = server.http.get(server.events_url(via)).header("Cookie", &pair).send().await;
-            assert_eq!(res.unwrap().status(), 401, "{via:?} with {pair}");
+    // Debug names the cookie `redbank`. In release it is `__Host-redbank`, which a sibling
+    // subdomain cannot set; an encoded alias of it can be set by anyone on the site and must never
+    // count as the session, alone or beside the real one.
+    let cases = [
+        (false, "redbank", &["r%65dbank", "%72edbank", "%72%65%64%62%61%6E%6B"][..]),
+        (true, "__Host-redbank", &["%5F%5FHost-redbank"][..]),
+    ];
+    for (secure, name, aliases) in cases {
+        let server =
+            TestServer::start(shared_redis(), None, |f| f.merge(("cookie_secure", secure))).await;
+        let bob = session_token(&server, shared_redis(), "bob", SessionKind::Browser).await;
+        let alice = session_token(&server, shared_redis(), "alice", SessionKind::Browser).await;
+        assert_eq!(me(&server, Some(&format!("{name}={bob}")), None).await, 200);
+        for alias in aliases {
+            for cookies in [
+                format!("{name}={bob}; {alias}={alice}"),
+                format!("{alias}={alice}; {name}={bob}"),
+                format!("{alias}={alice}"),
+            ] {
+                assert_eq!(me(&server, Some(&cookies), None).await, 401, "/api/v1/me {cookies}");
+                for via in VIAS {
+                    let res = server.http.get(server.events_url(via)).header("Cookie", &cookies);
+                    let status = res.send().await.unwrap().status();
+                    assert_eq!(status, 401, "{via:?} with {cookies}");
+                }
+            }
         }
+        server.stop().await.unwrap();
     }
-    server.stop().await.unwrap();
-
-    // In release the cookie is `__Host-redbank`, which a sibling subdomain cannot set; an encoded
-    // alias of it can be set by anyone on the site and must never count as the session.
-    let server =
-        TestServer::start(shared_redis(), None, |f| f.merge(("cookie_secure", true))).await;
-    let bob = session_token(&server, shared_redis(), "bob", SessionKind::Browser).await;
-    let alice = session_token(&server, shared_redis(), "alice", SessionKind::Browser).await;
-    assert_eq!(me(&server, Some(&format!("__Host-redbank={bob}")), None).await, 200);
-    for cookies in [
-        format!("__Host-redbank={bob}; %5F%5FHost-redbank={alice}"),
-        format!("%5F%5FHost-redbank={alice}; __Host-redbank={bob}"),
-        format!("%5F%5FHost-redbank={alice}"),
-    ] {
-        assert_eq!(me(&server, Some(&cookies), None).await, 401, "{cookies}");
-        for via in VIAS {
-            let res =
-                server.http.get(server.events_url(via)).header("Cookie", &cookies).send().await;
-            assert_eq!(res.unwrap().status(), 401, "{via:?} with {cookies}");
-        }
-    }
-    server.stop().await.unwrap();
 }
 
 #[rocket::async_test]
@@ -257,29 +249,14 @@ async fn a_browser_that_signed_in_before_is_never_locked_out() {
 #[rocket::async_test]
 async fn ipv6_clients_are_counted_per_64() {
     let app = TestApp::with(shared_redis(), |f| f.merge(("login_ip_limit", 3))).await;
-    let attempt = |user: &'static str, ip: &'static str| {
-        app.client
-            .post("/api/v1/login")
-            .remote(format!("[{ip}]:40000").parse().unwrap())
-            .header(ContentType::JSON)
-            .body(format!(r#"{{"username":"{user}","password":"nope"}}"#))
-            .dispatch()
-    };
+    let attempt = |user, ip| app.try_api_login(user, "nope", Some(ip));
     for (user, ip) in
         [("u1", "2001:db8:1:2::a"), ("u2", "2001:db8:1:2::b"), ("u3", "2001:db8:1:2:ffff::1")]
     {
-        assert_eq!(attempt(user, ip).await.status(), Status::Unauthorized);
+        assert_eq!(attempt(user, ip).await, Status::Unauthorized);
     }
-    assert_eq!(
-        attempt("u4", "2001:db8:1:2::d").await.status(),
-        Status::TooManyRequests,
-        "same /64"
-    );
-    assert_eq!(
-        attempt("u4", "2001:db8:1:3::1").await.status(),
-        Status::Unauthorized,
-        "another /64"
-    );
+    assert_eq!(attempt("u4", "2001:db8:1:2::d").await, Status::TooManyRequests, "same /64");
+    assert_eq!(attempt("u4", "2001:db8:1:3::1").await, Status::Unauthorized, "another /64");
 }
 
 #[rocket::async_test]
@@ -572,32 +549,17 @@ async fn secrets_and_log(prefix: &str, level: &str) -> (Vec<String>, String) {
     let port = common::free_port();
     let log = std::env::temp_dir().join(format!("redbank-log-{}-{port}.txt", std::process::id()));
     let out = std::fs::File::create(&log).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_redbank"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("REDIS_URL", shared_redis().url())
-        .env("ROCKET_PORT", port.to_string())
-        .env("ROCKET_KEY_PREFIX", prefix)
-        .env("ROCKET_LOG_LEVEL", level)
-        .env("ROCKET_GENERATOR_INTERVAL_MS", "0")
-        .env("ROCKET_REPAIR_INTERVAL_SECS", "1")
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
+    let env = [
+        ("ROCKET_LOG_LEVEL", level),
+        ("ROCKET_GENERATOR_INTERVAL_MS", "0"),
+        ("ROCKET_REPAIR_INTERVAL_SECS", "1"),
+    ];
+    let (stdout, stderr) = (out.try_clone().unwrap().into(), out.into());
+    let mut child = spawn_binary(shared_redis(), port, prefix, &env, stdout, stderr);
     let base = format!("http://127.0.0.1:{port}");
     let http =
         reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < deadline, "binary did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_healthy(&http, &base, Duration::from_secs(20)).await;
     let wrong = "marker-Wr0ng-pa55word";
     let login = |password: &'static str| {
         http.post(format!("{base}/api/v1/login"))
@@ -664,11 +626,6 @@ async fn no_password_or_token_reaches_the_log_and_no_admin_exists_without_a_pass
     }
 }
 
-async fn api(app: &TestApp, user: &str, password: &str) -> Status {
-    let body = json!({"username": user, "password": password}).to_string();
-    app.client.post("/api/v1/login").header(ContentType::JSON).body(body).dispatch().await.status()
-}
-
 #[rocket::async_test]
 async fn users_follow_the_configuration_across_restarts() {
     let prefix = common::unique_prefix();
@@ -684,8 +641,8 @@ async fn users_follow_the_configuration_across_restarts() {
     let me =
         app.client.get("/api/v1/me").header(common::bearer(&session)).dispatch().await.status();
     assert_eq!(me, Status::Unauthorized, "a session of the old admin password lives on");
-    assert_eq!(api(&app, "admin", "first-password-1").await, Status::Unauthorized);
-    assert_eq!(api(&app, "admin", "second-password-2").await, Status::Ok);
+    assert_eq!(app.try_api_login("admin", "first-password-1", None).await, Status::Unauthorized);
+    assert_eq!(app.try_api_login("admin", "second-password-2", None).await, Status::Ok);
     drop(app);
     // Restarted without it (as an earlier version left an admin with a generated password), and
     // without the demo users: they are removed, not kept.
@@ -693,8 +650,8 @@ async fn users_follow_the_configuration_across_restarts() {
         f.merge(("admin_password", None::<String>)).merge(("demo_users", false))
     })
     .await;
-    assert_eq!(api(&app, "admin", "second-password-2").await, Status::Unauthorized);
-    assert_eq!(api(&app, "bob", "foobared").await, Status::Unauthorized);
+    assert_eq!(app.try_api_login("admin", "second-password-2", None).await, Status::Unauthorized);
+    assert_eq!(app.try_api_login("bob", "foobared", None).await, Status::Unauthorized);
     let keys = app.keys(shared_redis()).await;
     for user in ["admin", "bob", "alice"] {
         assert!(!keys.contains(&format!("{prefix}user:{user}")), "{user} remains: {keys:?}");

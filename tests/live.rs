@@ -510,20 +510,16 @@ async fn sigterm_with_open_streams_exits_cleanly_and_sessions_survive() {
     let prefix = common::unique_prefix();
     let spawn = || {
         let (port, stream_port) = (common::free_port(), common::free_port());
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_redbank"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("REDIS_URL", shared_redis().url())
-            .env("ROCKET_PORT", port.to_string())
-            .env("ROCKET_STREAM_PORT", stream_port.to_string())
-            .env("ROCKET_KEY_PREFIX", &prefix)
-            .env("ROCKET_LOG_LEVEL", "off")
-            .env("ROCKET_GENERATOR_INTERVAL_MS", "300")
-            .env("ROCKET_ADMIN_PASSWORD", common::ADMIN_PASSWORD)
-            .env("ROCKET_SHUTDOWN", "{grace=2,mercy=2}")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let stream_port_text = stream_port.to_string();
+        let env = [
+            ("ROCKET_STREAM_PORT", stream_port_text.as_str()),
+            ("ROCKET_LOG_LEVEL", "off"),
+            ("ROCKET_GENERATOR_INTERVAL_MS", "300"),
+            ("ROCKET_ADMIN_PASSWORD", common::ADMIN_PASSWORD),
+            ("ROCKET_SHUTDOWN", "{grace=2,mercy=2}"),
+        ];
+        let (null, null_err) = (std::process::Stdio::null(), std::process::Stdio::null());
+        let child = server::spawn_binary(shared_redis(), port, &prefix, &env, null, null_err);
         let base = format!("http://127.0.0.1:{port}");
         (child, base, format!("http://127.0.0.1:{stream_port}"))
     };
@@ -531,19 +527,7 @@ async fn sigterm_with_open_streams_exits_cleanly_and_sessions_survive() {
         reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let wait_up = |base: String| {
         let http = http.clone();
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while http
-                .get(format!("{base}/healthz"))
-                .send()
-                .await
-                .map(|r| r.status() != 200)
-                .unwrap_or(true)
-            {
-                assert!(Instant::now() < deadline, "binary did not start");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+        async move { server::wait_healthy(&http, &base, Duration::from_secs(20)).await }
     };
 
     let (mut child, base, stream_base) = spawn();

@@ -426,19 +426,12 @@ async fn sixth_wrong_password_is_throttled_before_any_hashing() {
 #[rocket::async_test]
 async fn failures_from_one_ip_are_throttled_across_usernames() {
     let app = TestApp::with(shared_redis(), |f| f.merge(("login_ip_limit", 3))).await;
-    let attempt = |user: &'static str, ip: &'static str| {
-        app.client
-            .post("/api/v1/login")
-            .remote(format!("{ip}:40000").parse().unwrap())
-            .header(ContentType::JSON)
-            .body(format!(r#"{{"username":"{user}","password":"nope"}}"#))
-            .dispatch()
-    };
+    let attempt = |user, ip| app.try_api_login(user, "nope", Some(ip));
     for user in ["u1", "u2", "u3"] {
-        assert_eq!(attempt(user, "10.1.1.1").await.status(), Status::Unauthorized);
+        assert_eq!(attempt(user, "10.1.1.1").await, Status::Unauthorized);
     }
-    assert_eq!(attempt("u4", "10.1.1.1").await.status(), Status::TooManyRequests);
-    assert_eq!(attempt("u4", "10.2.2.2").await.status(), Status::Unauthorized);
+    assert_eq!(attempt("u4", "10.1.1.1").await, Status::TooManyRequests);
+    assert_eq!(attempt("u4", "10.2.2.2").await, Status::Unauthorized);
 }
 
 #[rocket::async_test]

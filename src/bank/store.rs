@@ -213,19 +213,8 @@ fn parse_entry(item: &Value) -> Option<Entry> {
     Some(entry)
 }
 
-/// `XRANGE`/`XREVRANGE key from to COUNT count`, parsed.
+/// `XRANGE`/`XREVRANGE key from to COUNT count`, as Redis answers it.
 async fn range(
-    db: &Db,
-    command: &str,
-    key: &str,
-    from: &str,
-    to: &str,
-    count: usize,
-) -> Result<Vec<Entry>> {
-    raw_range(db, command, key, from, to, count).await.map(|reply| parse_entries(&reply))
-}
-
-async fn raw_range(
     db: &Db,
     command: &str,
     key: &str,
@@ -252,7 +241,8 @@ pub struct StreamPage {
 
 /// The newest `limit` entries, newest first: XREVRANGE … COUNT — cost independent of history.
 pub async fn recent_entries(db: &Db, number: &str, limit: usize) -> Result<Vec<Entry>> {
-    range(db, "XREVRANGE", &db.keys.stream(number), "+", "-", limit).await
+    let reply = range(db, "XREVRANGE", &db.keys.stream(number), "+", "-", limit).await?;
+    Ok(parse_entries(&reply))
 }
 
 /// Entries strictly after `after_id`, oldest first, at most `limit` (live replay).
@@ -263,7 +253,7 @@ pub async fn entries_after(
     limit: usize,
 ) -> Result<StreamPage> {
     let key = db.keys.stream(number);
-    let reply = raw_range(db, "XRANGE", &key, &format!("({after_id}"), "+", limit).await?;
+    let reply = range(db, "XRANGE", &key, &format!("({after_id}"), "+", limit).await?;
     let last_id = reply.last().and_then(|item| match item {
         Value::Bulk(parts) => parts.first().and_then(value_text),
         _ => None,

@@ -63,22 +63,33 @@ pub enum CookieValue {
 /// Looks up cookie `name` in raw `Cookie` header values (see the module docs for the rule).
 pub fn cookie_value<'a>(name: &str, headers: impl IntoIterator<Item = &'a str>) -> CookieValue {
     let mut found = CookieValue::Absent;
-    for header in headers {
-        // Like Rocket's jar: pairs separated by `;`, surrounding whitespace ignored.
-        for pair in header.split(';').map(str::trim).filter(|p| !p.is_empty()) {
-            let (raw_name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let raw_name = raw_name.trim();
-            let literal = raw_name == name;
-            if !literal && RawStr::new(raw_name).percent_decode_lossy() != name {
-                continue;
-            }
-            found = match found {
-                CookieValue::Absent if literal => CookieValue::One(value.trim().to_owned()),
-                _ => CookieValue::Ambiguous,
-            };
+    for (raw_name, value) in cookie_pairs(headers) {
+        let literal = raw_name == name;
+        if !literal && RawStr::new(raw_name).percent_decode_lossy() != name {
+            continue;
         }
+        found = match found {
+            CookieValue::Absent if literal => CookieValue::One(value.to_owned()),
+            _ => CookieValue::Ambiguous,
+        };
     }
     found
+}
+
+/// The (raw name, value) pairs of raw `Cookie` header values, split like Rocket's jar splits
+/// them: pairs separated by `;`, surrounding whitespace ignored, a pair without `=` has no value.
+fn cookie_pairs<'a>(
+    headers: impl IntoIterator<Item = &'a str>,
+) -> impl Iterator<Item = (&'a str, &'a str)> {
+    headers
+        .into_iter()
+        .flat_map(|header| header.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (name.trim(), value.trim())
+        })
 }
 
 /// Every value of cookies literally named `name`, at most `max` (for the device cookie: a device
@@ -89,12 +100,9 @@ pub fn literal_cookie_values<'a>(
     headers: impl IntoIterator<Item = &'a str>,
     max: usize,
 ) -> Vec<String> {
-    headers
-        .into_iter()
-        .flat_map(|header| header.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(raw_name, _)| raw_name.trim() == name)
-        .map(|(_, value)| value.trim().to_owned())
+    cookie_pairs(headers)
+        .filter(|(raw_name, _)| *raw_name == name)
+        .map(|(_, value)| value.to_owned())
         .take(max)
         .collect()
 }

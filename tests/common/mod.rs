@@ -316,6 +316,18 @@ impl TestApp {
             .await
     }
 
+    /// One mobile sign-in attempt, from the client address `ip` when given (the socket peer
+    /// Rocket sees; IPv4 or IPv6); its status.
+    pub async fn try_api_login(&self, username: &str, password: &str, ip: Option<&str>) -> Status {
+        let body = serde_json::json!({"username": username, "password": password}).to_string();
+        let mut req = self.client.post("/api/v1/login").header(ContentType::JSON).body(body);
+        if let Some(ip) = ip {
+            let ip: std::net::IpAddr = ip.parse().expect("an IP address");
+            req = req.remote(std::net::SocketAddr::new(ip, 40000));
+        }
+        req.dispatch().await.status()
+    }
+
     /// Signs in through the mobile API; returns the bearer token.
     pub async fn api_login(&self, username: &str, password: &str) -> String {
         let res = self

@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
@@ -53,16 +54,7 @@ impl TestServer {
         let base = format!("http://127.0.0.1:{port}");
         let http =
             reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(res) = http.get(format!("{base}/healthz")).send().await {
-                if res.status() == 200 {
-                    break;
-                }
-            }
-            assert!(Instant::now() < deadline, "server did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_healthy(&http, &base, Duration::from_secs(15)).await;
         let stream_base = format!("http://127.0.0.1:{stream_port}");
         TestServer { base, stream_base, prefix, shutdown, handle, http }
     }
@@ -271,4 +263,41 @@ pub async fn raw_exchange(
     let mut out = Vec::new();
     let _ = tokio::time::timeout(within, tcp.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The real `redbank` binary, started from the crate root against `redis` on `port` with
+/// `key_prefix` and the other `ROCKET_*` settings in `env`; its output goes to `out`.
+pub fn spawn_binary(
+    redis: &RedisServer,
+    port: u16,
+    key_prefix: &str,
+    env: &[(&str, &str)],
+    out: Stdio,
+    err: Stdio,
+) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_redbank"));
+    command
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("REDIS_URL", redis.url())
+        .env("ROCKET_PORT", port.to_string())
+        .env("ROCKET_KEY_PREFIX", key_prefix)
+        .envs(env.iter().copied())
+        .stdout(out)
+        .stderr(err);
+    command.spawn().unwrap()
+}
+
+/// Waits until the app at `base` answers `/healthz` with 200, for at most `within`.
+pub async fn wait_healthy(http: &reqwest::Client, base: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "{base} did not come up within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
