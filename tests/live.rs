@@ -509,7 +509,7 @@ async fn two_instances_share_sessions_stream_everything_and_run_one_generator() 
 async fn sigterm_with_open_streams_exits_cleanly_and_sessions_survive() {
     let prefix = common::unique_prefix();
     let spawn = || {
-        let (port, stream_port) = (common::free_port(), common::free_port());
+        let (port, stream_port) = common::two_free_ports();
         let stream_port_text = stream_port.to_string();
         let env = [
             ("ROCKET_STREAM_PORT", stream_port_text.as_str()),

@@ -45,6 +45,13 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Two different free ports (app and stream listener): two free ports in a row can be the same
+/// one, since the first is released at once.
+pub fn two_free_ports() -> (u16, u16) {
+    let first = free_port();
+    (first, std::iter::repeat_with(free_port).find(|p| *p != first).unwrap_or(0))
+}
+
 /// A redis-server child process on 127.0.0.1; killed on drop.
 pub struct RedisServer {
     child: Option<Child>,

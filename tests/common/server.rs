@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures::{Stream, StreamExt};
 use rocket::figment::Figment;
 
-use crate::common::{RedisServer, free_port, test_figment, unique_prefix};
+use crate::common::{RedisServer, test_figment, two_free_ports, unique_prefix};
 
 /// Which server carries `/events`: Rocket's own port or the stream listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,8 +37,7 @@ impl TestServer {
         tweak: impl FnOnce(Figment) -> Figment,
     ) -> Self {
         let prefix = prefix.map(str::to_owned).unwrap_or_else(unique_prefix);
-        let port = free_port();
-        let stream_port = free_port();
+        let (port, stream_port) = two_free_ports();
         let figment = tweak(test_figment(redis, &prefix).merge(("stream_port", stream_port)))
             .merge(("port", port))
             .merge(("address", "127.0.0.1"))
