@@ -44,8 +44,17 @@ pub fn stage() -> AdHoc {
             .mount("/static", FileServer::from(static_dir).rank(20))
             .register("/", catchers())
             .attach(SecurityHeaders)
+            .attach(AdHoc::on_response("One write per response", |_, res| {
+                Box::pin(async move { res.set_max_chunk_size(RESPONSE_CHUNK) })
+            }))
     })
 }
+
+/// How much of a response body Rocket hands the connection at a time. Its default (4 KiB) splits
+/// a rendered page into two or three socket writes, each a system call with the whole loopback
+/// or network send path behind it; 64 KiB sends every page at once. Streams are unaffected: an
+/// event stream's chunk is whatever is ready, far below this.
+const RESPONSE_CHUNK: usize = 64 * 1024;
 
 /// Paths are exact: Rocket matches `/events/`, `/events//` and `//events` to the `/events` route
 /// (it skips empty segments), which lets them slip past a proxy's rules for `location = /events`

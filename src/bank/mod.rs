@@ -5,6 +5,7 @@ pub mod generator;
 pub mod model;
 pub mod routes;
 pub mod store;
+pub mod view;
 
 use std::sync::Arc;
 

@@ -11,13 +11,6 @@ pub struct Cents(pub i64);
 pub const OPENING_BALANCE: Cents = Cents(10_000_000);
 
 impl Cents {
-    /// `123456` → `"1234.56"`, `-5` → `"-0.05"`.
-    pub fn decimal(self) -> String {
-        let sign = if self.0 < 0 { "-" } else { "" };
-        let abs = self.0.unsigned_abs();
-        format!("{sign}{}.{:02}", abs / 100, abs % 100)
-    }
-
     /// `$100,000.00` / `-$223.28` for pages.
     pub fn display(self) -> String {
         let sign = if self.0 < 0 { "-" } else { "" };
@@ -34,11 +27,21 @@ impl Cents {
     }
 }
 
-/// JSON: a number with exactly two decimals (`-223.28`, `100000.00`), written verbatim.
+/// JSON: a number with exactly two decimals (`-223.28`, `100000.00`), written verbatim. Formatted
+/// on the stack: a page of transactions writes a few dozen of these.
 impl Serialize for Cents {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let raw = serde_json::value::RawValue::from_string(self.decimal())
-            .map_err(serde::ser::Error::custom)?;
+        use std::io::Write;
+        // "-92233720368547758.08" is 21 bytes.
+        let mut buf = [0u8; 24];
+        let mut out = &mut buf[..];
+        let abs = self.0.unsigned_abs();
+        let sign = if self.0 < 0 { "-" } else { "" };
+        write!(out, "{sign}{}.{:02}", abs / 100, abs % 100).map_err(serde::ser::Error::custom)?;
+        let len = 24 - out.len();
+        let text = std::str::from_utf8(&buf[..len]).map_err(serde::ser::Error::custom)?;
+        let raw: &serde_json::value::RawValue =
+            serde_json::from_str(text).map_err(serde::ser::Error::custom)?;
         raw.serialize(s)
     }
 }
@@ -128,6 +131,9 @@ mod tests {
         assert_eq!(serde_json::to_string(&Cents(-22_328)).unwrap_or_default(), "-223.28");
         assert_eq!(serde_json::to_string(&Cents(10_000_000)).unwrap_or_default(), "100000.00");
         assert_eq!(serde_json::to_string(&Cents(-5)).unwrap_or_default(), "-0.05");
+        assert_eq!(serde_json::to_string(&Cents(0)).unwrap_or_default(), "0.00");
+        let extremes = serde_json::to_string(&[Cents(i64::MIN), Cents(i64::MAX)]);
+        assert_eq!(extremes.unwrap_or_default(), "[-92233720368547758.08,92233720368547758.07]");
         let back: Cents = serde_json::from_str("99776.72").unwrap_or_default();
         assert_eq!(back, Cents(9_977_672));
     }

@@ -5,11 +5,11 @@
 use rocket::serde::json::{Json, Value, serde_json::json};
 use rocket::{State, get};
 use rocket_dyn_templates::{Template, context};
-use serde::Serialize;
 
 use super::model::{Account, BalancePoint, Spenders, Transaction};
 use super::store::{self, PAGE_SIZE, SearchPage};
-use crate::clock::{display_ms, now_ms};
+use super::view;
+use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::redis::Db;
 use crate::session::guard::{ApiUser, CurrentUser};
@@ -44,37 +44,6 @@ fn parse_page(page: Option<&str>) -> Result<usize> {
     }
 }
 
-/// A transaction row as pages show it (pre-formatted; Tera escapes every field).
-#[derive(Debug, Serialize)]
-struct Row {
-    id: u64,
-    date: String,
-    iso: String,
-    description: Vec<(String, bool)>,
-    vendor: Vec<(String, bool)>,
-    kind: Vec<(String, bool)>,
-    amount: String,
-    credit: bool,
-    balance_after: String,
-}
-
-fn row(tx: &Transaction, marks: Option<&store::Highlights>) -> Row {
-    let seg = |text: &str, ranges: Option<&Vec<(usize, usize)>>| {
-        store::segments(text, ranges.map_or(&[][..], |r| r))
-    };
-    Row {
-        id: tx.id,
-        date: display_ms(tx.date),
-        iso: tx.transaction_date.clone(),
-        description: seg(&tx.description, marks.map(|m| &m.description)),
-        vendor: seg(&tx.from_account_name, marks.map(|m| &m.from_account_name)),
-        kind: seg(&tx.transaction_type, marks.map(|m| &m.transaction_type)),
-        amount: tx.amount.display(),
-        credit: tx.amount.0 > 0,
-        balance_after: tx.balance_after.display(),
-    }
-}
-
 // ---- pages ------------------------------------------------------------------------------------
 
 #[get("/dashboard")]
@@ -88,12 +57,13 @@ pub async fn dashboard(user: CurrentUser, db: &State<Db>) -> Result<Template> {
     let balance = view.balance;
     // The live stream resumes after the newest entry rendered here: nothing missed in between.
     let last_id = view.newest_id.unwrap_or_default();
-    let recent: Vec<Row> = view.recent.iter().map(|tx| row(tx, None)).collect();
+    let (rows, no_rows) =
+        (view::rows(view.recent.iter().map(|tx| (tx, None))), view.recent.is_empty());
     Ok(Template::render(
         "bank/dashboard",
         context! {
             user: doc.user_view(), csrf: &doc.csrf_token, account, balance: balance.display(),
-            recent, last_id,
+            rows, no_rows, last_id,
         },
     ))
 }
@@ -109,14 +79,14 @@ pub async fn transactions_page(
     let q = q.unwrap_or("").trim();
     let page = parse_page(page)?;
     let found = store::search(db, &doc.account, q, page).await?;
-    let rows: Vec<Row> =
-        found.results.iter().map(|hit| row(&hit.tx, Some(&hit.highlight))).collect();
+    let rows = view::rows(found.results.iter().map(|hit| (&hit.tx, Some(&hit.highlight))));
+    let no_rows = found.results.is_empty();
     let newest = store::recent_entries(db, &doc.account, 1).await?;
     let last_id = newest.first().map(|e| e.stream_id.clone()).unwrap_or_default();
     Ok(Template::render(
         "bank/transactions",
         context! {
-            user: doc.user_view(), csrf: &doc.csrf_token, q, rows,
+            user: doc.user_view(), csrf: &doc.csrf_token, q, rows, no_rows,
             total: found.total, page: found.page, pages: found.pages, page_size: PAGE_SIZE,
             last_id, live: q.is_empty() && page == 1,
             prev: (page > 1).then(|| page - 1),
@@ -194,8 +164,13 @@ pub async fn seed_balance(user: ApiUser, db: &State<Db>) -> Result<Json<Vec<Bala
     let points =
         store::balance_history(db, &user.session.doc.account, now_ms(), 5 * 60_000, MAX_POINTS)
             .await?;
+    let stored = user.session.doc.current_balance_amount.as_ref();
     if let Some(last) = points.last() {
         let value = serde_json::to_value(last).map_err(|e| Error::Internal(e.to_string()))?;
+        // A client polling this sees the same newest point most times: no write for those.
+        if stored == Some(&value) {
+            return Ok(Json(points));
+        }
         crate::session::store::set_session_field(
             db,
             &user.session.id,

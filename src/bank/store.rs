@@ -92,10 +92,12 @@ pub async fn balance(db: &Db, number: &str) -> Result<Cents> {
 // ---- the atomic write -------------------------------------------------------------------------
 
 /// One transaction, atomically: check the balance is what the caller computed from, move it, write
-/// the JSON document (with expiry), append to the stream (trimmed by time), record the minute's
-/// closing balance (trimmed like the stream), count the spending,
-/// and announce it on the account's channel with the new top-5 spenders. Fails (changing nothing)
-/// if the balance moved meanwhile, would go below zero, or the transaction id is taken.
+/// the JSON document (with expiry), append it to the stream (trimmed by time; the entry carries the
+/// document too, so the recent list and the live replay read one stream range and nothing else),
+/// record the closing balance of its second, minute and five minutes (the balance chart's three
+/// resolutions, each trimmed to what its window needs), count the spending, and announce it on the
+/// account's channel with the new top-5 spenders. Fails (changing nothing) if the balance moved
+/// meanwhile, would go below zero, or the transaction id is taken.
 const RECORD: &str = r#"
 if redis.call('EXISTS', KEYS[4]) == 1 then return redis.error_reply('DUPLICATE transaction id') end
 local cur = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
@@ -107,22 +109,24 @@ redis.call('SET', KEYS[1], new)
 redis.call('JSON.SET', KEYS[4], '$', ARGV[4])
 redis.call('EXPIRE', KEYS[4], ARGV[5])
 local sid = redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[6], '*',
-  'tx', ARGV[7], 'amount', ARGV[3], 'balance', tostring(new), 'ts', ARGV[8])
-local minute = tonumber(ARGV[8]) - tonumber(ARGV[8]) % 60000
-local prev = redis.call('ZRANGEBYSCORE', KEYS[5], minute, minute)[1]
-local count = 1
-if prev then count = (tonumber(string.match(prev, '^%d+:%-?%d+:(%d+)$')) or 1) + 1 end
-redis.call('ZREMRANGEBYSCORE', KEYS[5], minute, minute)
-redis.call('ZADD', KEYS[5], minute, ARGV[8] .. ':' .. tostring(new) .. ':' .. count)
-redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[6])
-if amount < 0 then redis.call('ZINCRBY', KEYS[3], -amount, ARGV[9]) end
+  'doc', ARGV[4])
+local ts = tonumber(ARGV[7])
+local point = ARGV[7] .. ':' .. tostring(new)
+for i = 5, 7 do
+  local width, keep = tonumber(ARGV[6 + i]), tonumber(ARGV[9 + i])
+  local bucket = ts - ts % width
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], bucket, bucket)
+  redis.call('ZADD', KEYS[i], bucket, point)
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. (bucket - keep))
+end
+if amount < 0 then redis.call('ZINCRBY', KEYS[3], -amount, ARGV[8]) end
 local top = redis.call('ZREVRANGE', KEYS[3], 0, 4, 'WITHSCORES')
 local labels, series = {}, {}
 for i = 1, #top, 2 do
   labels[#labels + 1] = cjson.encode(top[i])
   series[#series + 1] = top[i + 1]
 end
-redis.call('PUBLISH', ARGV[10], '{"id":"' .. sid .. '","account":' .. cjson.encode(ARGV[11]) ..
+redis.call('PUBLISH', ARGV[9], '{"id":"' .. sid .. '","account":' .. cjson.encode(ARGV[10]) ..
   ',"tx":' .. ARGV[4] .. ',"spenders":{"labels":[' .. table.concat(labels, ',') ..
   '],"seriesCents":[' .. table.concat(series, ',') .. ']}}')
 return {new, sid}
@@ -154,18 +158,21 @@ pub async fn record(
                 .key(keys.stream(acct))
                 .key(keys.spenders(acct))
                 .key(keys.transaction(acct, tx.id))
-                .key(keys.balance_minutes(acct))
+                .key(keys.balance_series(acct, SERIES[0].name))
+                .key(keys.balance_series(acct, SERIES[1].name))
+                .key(keys.balance_series(acct, SERIES[2].name))
                 .arg(OPENING_BALANCE.0)
                 .arg(expected.0)
                 .arg(tx.amount.0)
                 .arg(&doc)
                 .arg(retention_secs)
                 .arg(min_id.max(0))
-                .arg(tx.id)
                 .arg(tx.date)
                 .arg(&tx.from_account_name)
                 .arg(keys.events(acct))
                 .arg(acct)
+                .arg(&SERIES.map(|r| r.width_ms)[..])
+                .arg(&SERIES.map(|r| r.window_ms)[..])
                 .invoke_async(c)
                 .await
         })
@@ -175,57 +182,60 @@ pub async fn record(
 
 // ---- reads ------------------------------------------------------------------------------------
 
-/// One stream entry: its id and the fields we store.
+/// One stream entry: its id, the transaction it records and that transaction's document.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     pub stream_id: String,
     pub tx_id: u64,
-    pub amount: Cents,
-    pub balance: Cents,
-    pub ts: i64,
+    /// The document as written; entries written before the stream carried it have none.
+    pub doc: Option<String>,
 }
 
-/// XRANGE / XREVRANGE reply → entries (malformed entries are skipped, never a panic).
-fn parse_entries(reply: &[Value]) -> Vec<Entry> {
-    reply.iter().filter_map(parse_entry).collect()
+/// XRANGE / XREVRANGE reply → entries (malformed entries are skipped, never a panic). Takes the
+/// reply by value: the documents move out of it instead of being copied.
+fn parse_entries(reply: Vec<Value>) -> Vec<Entry> {
+    reply.into_iter().filter_map(parse_entry).collect()
 }
 
 /// One stream entry (`[id, [field, value, …]]`), or None when malformed.
-fn parse_entry(item: &Value) -> Option<Entry> {
+fn parse_entry(item: Value) -> Option<Entry> {
     let Value::Bulk(parts) = item else { return None };
-    let stream_id = value_text(parts.first()?)?;
-    let Value::Bulk(fields) = parts.get(1)? else { return None };
-    let mut entry = Entry { stream_id, tx_id: 0, amount: Cents(0), balance: Cents(0), ts: 0 };
-    for pair in fields.chunks(2) {
-        let (Some(k), Some(v)) =
-            (pair.first().and_then(value_text), pair.get(1).and_then(value_text))
-        else {
-            continue;
-        };
-        match k.as_str() {
-            "tx" => entry.tx_id = v.parse().ok()?,
-            "amount" => entry.amount = Cents(v.parse().ok()?),
-            "balance" => entry.balance = Cents(v.parse().ok()?),
-            "ts" => entry.ts = v.parse().ok()?,
+    let mut parts = parts.into_iter();
+    let stream_id = into_text(parts.next()?)?;
+    let Value::Bulk(fields) = parts.next()? else { return None };
+    let mut entry = Entry { stream_id, tx_id: 0, doc: None };
+    let mut fields = fields.into_iter();
+    while let (Some(k), Some(v)) = (fields.next(), fields.next()) {
+        match &k {
+            Value::Data(name) if name == b"doc" => entry.doc = Some(into_text(v)?),
+            // Entries written before the stream carried the document name it by id.
+            Value::Data(name) if name == b"tx" => entry.tx_id = into_text(v)?.parse().ok()?,
             _ => {}
         }
     }
     Some(entry)
 }
 
-/// `XRANGE`/`XREVRANGE key from to COUNT count`, as Redis answers it.
-async fn range(
-    db: &Db,
-    command: &str,
-    key: &str,
-    from: &str,
-    to: &str,
-    count: usize,
-) -> Result<Vec<Value>> {
-    db.run(async |c| {
-        redis::cmd(command).arg(key).arg(from).arg(to).arg("COUNT").arg(count).query_async(c).await
-    })
-    .await
+/// A bulk string reply as text, without copying it.
+fn into_text(v: Value) -> Option<String> {
+    match v {
+        Value::Data(bytes) => String::from_utf8(bytes).ok(),
+        _ => None,
+    }
+}
+
+/// Id of the last item of an XRANGE / XREVRANGE reply, parsed or not.
+fn last_id(reply: &[Value]) -> Option<String> {
+    match reply.last()? {
+        Value::Bulk(parts) => parts.first().and_then(value_text),
+        _ => None,
+    }
+}
+
+fn range_cmd(key: &str, command: &str, from: &str, to: &str, count: usize) -> redis::Cmd {
+    let mut cmd = redis::cmd(command);
+    cmd.arg(key).arg(from).arg(to).arg("COUNT").arg(count);
+    cmd
 }
 
 /// One page of the account stream after an id (exclusive), oldest first.
@@ -241,8 +251,9 @@ pub struct StreamPage {
 
 /// The newest `limit` entries, newest first: XREVRANGE … COUNT — cost independent of history.
 pub async fn recent_entries(db: &Db, number: &str, limit: usize) -> Result<Vec<Entry>> {
-    let reply = range(db, "XREVRANGE", &db.keys.stream(number), "+", "-", limit).await?;
-    Ok(parse_entries(&reply))
+    let cmd = range_cmd(&db.keys.stream(number), "XREVRANGE", "+", "-", limit);
+    let reply: Vec<Value> = db.run(async |c| cmd.query_async(c).await).await?;
+    Ok(parse_entries(reply))
 }
 
 /// Entries strictly after `after_id`, oldest first, at most `limit` (live replay).
@@ -252,71 +263,51 @@ pub async fn entries_after(
     after_id: &str,
     limit: usize,
 ) -> Result<StreamPage> {
-    let key = db.keys.stream(number);
-    let reply = range(db, "XRANGE", &key, &format!("({after_id}"), "+", limit).await?;
-    let last_id = reply.last().and_then(|item| match item {
-        Value::Bulk(parts) => parts.first().and_then(value_text),
-        _ => None,
-    });
-    Ok(StreamPage { entries: parse_entries(&reply), last_id, last_page: reply.len() < limit })
+    let cmd = range_cmd(&db.keys.stream(number), "XRANGE", &format!("({after_id}"), "+", limit);
+    let reply: Vec<Value> = db.run(async |c| cmd.query_async(c).await).await?;
+    let (last_id, last_page) = (last_id(&reply), reply.len() < limit);
+    Ok(StreamPage { entries: parse_entries(reply), last_id, last_page })
 }
 
-/// The transaction documents behind `entries`, in the same order (one JSON.MGET; entries whose
-/// document has expired are left out).
+/// The transactions `entries` record, in the same order: from the entries themselves, and for
+/// entries older than that (no document in the entry) from their JSON documents in one JSON.MGET.
+/// A document that does not parse is logged and left out, and so is one that has expired.
 pub async fn transactions_for(
     db: &Db,
     number: &str,
     entries: &[Entry],
 ) -> Result<Vec<(Entry, Transaction)>> {
-    if entries.is_empty() {
-        return Ok(Vec::new());
+    let older: Vec<String> = entries
+        .iter()
+        .filter(|e| e.doc.is_none())
+        .map(|e| db.keys.transaction(number, e.tx_id))
+        .collect();
+    let mut fetched = match older.is_empty() {
+        true => Vec::new(),
+        false => {
+            let docs: Vec<Option<String>> = db
+                .run(async |c| redis::cmd("JSON.MGET").arg(&older).arg("$").query_async(c).await)
+                .await?;
+            docs.into_iter().zip(&older).collect()
+        }
     }
-    let keys: Vec<String> = entries.iter().map(|e| db.keys.transaction(number, e.tx_id)).collect();
-    let docs: Vec<Option<String>> =
-        db.run(async |c| redis::cmd("JSON.MGET").arg(&keys).arg("$").query_async(c).await).await?;
+    .into_iter();
+    let stream = db.keys.stream(number);
     Ok(entries
         .iter()
-        .zip(docs)
-        .zip(&keys)
-        .filter_map(|((entry, doc), key)| {
-            // `$` paths answer with a one-element array (an expired document: none at all).
-            let mut list: Vec<Transaction> = parse_stored(key, &doc?)?;
-            Some((entry.clone(), list.pop()?))
+        .filter_map(|entry| {
+            let tx = match &entry.doc {
+                Some(doc) => parse_stored(format_args!("{stream} entry {}", entry.stream_id), doc)?,
+                None => {
+                    // `$` paths answer with a one-element array (an expired document: none).
+                    let (doc, key) = fetched.next()?;
+                    parse_stored::<Vec<Transaction>>(key, &doc?)?.pop()?
+                }
+            };
+            Some((entry.clone(), tx))
         })
         .collect())
 }
-
-/// The newest transactions in one round trip: `XREVRANGE … COUNT n`, then `JSON.MGET` of the
-/// documents those entries name (keys built in the script — all in the account's hash slot), and
-/// for the dashboard (`ARGV[3] == "1"`) the account document and balance. The documents come back
-/// as one JSON array (newest first; expired ones left out) and the newest stream id separately:
-/// a handful of reply values instead of one per entry field, which is what the client's reply
-/// parser spends its time on.
-const RECENT: &str = r#"
-local entries = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[1])
-local keys = {}
-for _, entry in ipairs(entries) do
-  local fields = entry[2]
-  for j = 1, #fields, 2 do
-    if fields[j] == 'tx' then keys[#keys + 1] = ARGV[2] .. fields[j + 1] end
-  end
-end
-local docs = {}
-if #keys > 0 then
-  keys[#keys + 1] = '.'
-  for _, doc in ipairs(redis.call('JSON.MGET', unpack(keys))) do
-    if doc then docs[#docs + 1] = doc end
-  end
-end
-local newest = false
-if entries[1] then newest = entries[1][1] end
-local account, balance = false, false
-if ARGV[3] == '1' then
-  account = redis.call('JSON.GET', KEYS[2])
-  balance = redis.call('GET', KEYS[3])
-end
-return {newest, '[' .. table.concat(docs, ',') .. ']', account, balance}
-"#;
 
 /// What the dashboard shows of an account, read in one round trip ([`recent_view`]).
 #[derive(Debug)]
@@ -329,8 +320,9 @@ pub struct RecentView {
     pub balance: Cents,
 }
 
-/// The newest `limit` transactions (and, with `with_account`, the account and its balance) in
-/// one round trip, whatever the history.
+/// The newest `limit` transactions (and, with `with_account`, the account and its balance): one
+/// pipelined round trip of plain reads, whatever the history — the stream entries carry the
+/// documents, so there is nothing to look up per transaction.
 pub async fn recent_view(
     db: &Db,
     number: &str,
@@ -338,42 +330,35 @@ pub async fn recent_view(
     with_account: bool,
 ) -> Result<RecentView> {
     let keys = &db.keys;
-    let reply: Vec<Value> = db
-        .run(async |c| {
-            Script::new(RECENT)
-                .key(keys.stream(number))
-                .key(keys.account(number))
-                .key(keys.balance(number))
-                .arg(limit)
-                .arg(keys.transaction_prefix_of(number))
-                .arg(if with_account { "1" } else { "0" })
-                .invoke_async(c)
-                .await
-        })
-        .await?;
-    let [newest, docs, account, balance] = &reply[..] else {
-        return Err(Error::Internal("recent: unexpected script reply".into()));
+    let mut pipe = redis::pipe();
+    pipe.add_command(range_cmd(&keys.stream(number), "XREVRANGE", "+", "-", limit));
+    if with_account {
+        pipe.cmd("JSON.GET").arg(keys.account(number)).cmd("GET").arg(keys.balance(number));
+    }
+    let mut reply: Vec<Value> = db.run(async |c| pipe.query_async(c).await).await?;
+    let (balance, account) = match reply.len() {
+        3 => (reply.pop(), reply.pop()),
+        _ => (None, None),
     };
-    let docs = value_text(docs).unwrap_or_else(|| "[]".into());
-    // One parse for the whole list; should a stored document be corrupt, parse them one by one
-    // so that one is logged and skipped instead of failing the page.
-    let recent = match serde_json::from_str::<Vec<Transaction>>(&docs) {
-        Ok(list) => list,
-        Err(_) => serde_json::from_str::<Vec<Box<serde_json::value::RawValue>>>(&docs)
-            .map_err(|e| Error::Internal(format!("recent: documents of {number}: {e}")))?
-            .iter()
-            .filter_map(|doc| parse_stored(&keys.transaction_prefix_of(number), doc.get()))
-            .collect(),
+    let Some(Value::Bulk(entries)) = reply.pop() else {
+        return Err(Error::Internal("recent: unexpected reply".into()));
     };
-    let account = match value_text(account) {
+    let newest_id = last_id(entries.get(..1).unwrap_or_default());
+    let recent = transactions_for(db, number, &parse_entries(entries))
+        .await?
+        .into_iter()
+        .map(|(_, tx)| tx)
+        .collect();
+    let account = match account.and_then(into_text) {
         Some(json) => Some(
             serde_json::from_str(&json)
                 .map_err(|e| Error::Internal(format!("account {number}: {e}")))?,
         ),
         None => None,
     };
-    let balance = value_text(balance).and_then(|b| b.parse().ok()).map_or(OPENING_BALANCE, Cents);
-    Ok(RecentView { recent, newest_id: value_text(newest), account, balance })
+    let balance =
+        balance.and_then(into_text).and_then(|b| b.parse().ok()).map_or(OPENING_BALANCE, Cents);
+    Ok(RecentView { recent, newest_id, account, balance })
 }
 
 /// The newest `limit` transactions, newest first (one round trip).
@@ -381,38 +366,27 @@ pub async fn recent(db: &Db, number: &str, limit: usize) -> Result<Vec<Transacti
     Ok(recent_view(db, number, limit, false).await?.recent)
 }
 
-/// The balance series of a window in one round trip, its cost set by the window's length, not by
-/// how many transactions it holds. The per-minute closing balances also count the minute's
-/// transactions (`<ts>:<cents>:<count>`): when the window holds at most `ARGV[2]`, every
-/// transaction's point comes from the stream; otherwise the minutes themselves are the series.
-/// Either way the reply is two values: which source, and the points as `ts:cents,…`.
-const BALANCE: &str = r#"
-local start, max = tonumber(ARGV[1]), tonumber(ARGV[2])
-local minutes = redis.call('ZRANGEBYSCORE', KEYS[2], start - 60000, '+inf')
-local held = 0
-for _, m in ipairs(minutes) do
-  held = held + (tonumber(string.match(m, '^%d+:%-?%d+:(%d+)$')) or 1)
-end
-if held <= max then
-  local entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', max + 1)
-  if #entries <= max then
-    local out = {}
-    for _, entry in ipairs(entries) do
-      local f, ts, balance = entry[2], nil, nil
-      for j = 1, #f, 2 do
-        if f[j] == 'ts' then ts = f[j + 1] elseif f[j] == 'balance' then balance = f[j + 1] end
-      end
-      if ts and balance then out[#out + 1] = ts .. ':' .. balance end
-    end
-    return {0, table.concat(out, ',')}
-  end
-end
-return {1, table.concat(minutes, ',')}
-"#;
+/// One resolution of the balance chart: its sorted set, bucket width, and the longest window it
+/// serves (it keeps that much). Each window reads the finest one that covers it, so a window
+/// costs at most a few hundred points however many transactions it holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Series {
+    pub name: &'static str,
+    pub width_ms: i64,
+    pub window_ms: i64,
+}
 
-/// Balance over the last `window_ms`, oldest first, at most `max_points` (every transaction when
-/// the window holds no more, else the per-minute closing balances, thinned), ending with the
-/// newest point — one script call ([`BALANCE`]).
+/// Finest first: 5 minutes by second (≤ 300 points), an hour by minute (≤ 60), a day by five
+/// minutes (≤ 288).
+pub const SERIES: [Series; 3] = [
+    Series { name: "seconds", width_ms: 1_000, window_ms: 5 * 60_000 },
+    Series { name: "minutes", width_ms: 60_000, window_ms: 3_600_000 },
+    Series { name: "five-minutes", width_ms: 300_000, window_ms: 86_400_000 },
+];
+
+/// Balance over the last `window_ms`, oldest first, at most `max_points`: the closing balance of
+/// every second, minute or five minutes of the window that saw a transaction ([`SERIES`]),
+/// ending with the newest transaction — one sorted-set read.
 pub async fn balance_history(
     db: &Db,
     number: &str,
@@ -421,27 +395,30 @@ pub async fn balance_history(
     max_points: usize,
 ) -> Result<Vec<BalancePoint>> {
     let start = (now - window_ms).max(0);
-    let (from_minutes, points): (i64, String) = db
+    let series = SERIES.iter().find(|s| window_ms <= s.window_ms).unwrap_or(&SERIES[2]);
+    let key = db.keys.balance_series(number, series.name);
+    // The bucket holding `start` begins before it, and its closing point may be inside.
+    let members: Vec<String> = db
         .run(async |c| {
-            Script::new(BALANCE)
-                .key(db.keys.stream(number))
-                .key(db.keys.balance_minutes(number))
-                .arg(start)
-                .arg(max_points)
-                .invoke_async(c)
+            redis::cmd("ZRANGEBYSCORE")
+                .arg(&key)
+                .arg(start - series.width_ms)
+                .arg("+inf")
+                .query_async(c)
                 .await
         })
         .await?;
-    let points: Vec<BalancePoint> = points
-        .split(',')
-        .filter_map(|point| {
-            let mut parts = point.split(':');
+    let points = members
+        .iter()
+        .filter_map(|member| {
+            // `<ts>:<cents>`; members written by earlier versions add `:<count>`.
+            let mut parts = member.split(':');
             let (ts, cents) = (parts.next()?, parts.next()?);
             Some(BalancePoint { x: ts.parse().ok()?, y: Cents(cents.parse().ok()?) })
         })
         .filter(|p| p.x >= start)
         .collect();
-    Ok(if from_minutes == 1 { thin(points, max_points) } else { points })
+    Ok(thin(points, max_points))
 }
 
 /// At most `max_points` points, evenly spaced by index, always keeping the newest.

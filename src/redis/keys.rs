@@ -80,15 +80,16 @@ impl Keys {
         format!("{}{{acct:{number}}}:balance", self.prefix)
     }
 
-    /// Stream of the account's transactions (balance history, recent list, SSE replay).
+    /// Stream of the account's transactions, each entry with its document (recent list, replay).
     pub fn stream(&self, number: &str) -> String {
         format!("{}{{acct:{number}}}:stream", self.prefix)
     }
 
-    /// Sorted set of per-minute balances (score = minute start ms, member = `<ts>:<cents>`, the
-    /// minute's last transaction): dense chart windows read ≤ 1,440 of these, not the stream.
-    pub fn balance_minutes(&self, number: &str) -> String {
-        format!("{}{{acct:{number}}}:minutes", self.prefix)
+    /// Sorted set of closing balances at one resolution of the balance chart (`seconds`,
+    /// `minutes`, `five-minutes`): score = bucket start ms, member = `<ts>:<cents>` of the
+    /// bucket's last transaction. A window reads one of these, never the stream.
+    pub fn balance_series(&self, number: &str, resolution: &str) -> String {
+        format!("{}{{acct:{number}}}:{resolution}", self.prefix)
     }
 
     /// Sorted set: vendor → cents spent there.

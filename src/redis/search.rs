@@ -17,7 +17,10 @@ pub fn value_text(v: &Value) -> Option<String> {
 /// A stored JSON document as `T`. One that does not parse is logged (with its key, never its
 /// content) and treated as absent: a corrupt row must neither fail a whole page nor vanish
 /// without a trace.
-pub fn parse_stored<T: serde::de::DeserializeOwned>(key: &str, json: &str) -> Option<T> {
+pub fn parse_stored<T: serde::de::DeserializeOwned>(
+    key: impl std::fmt::Display,
+    json: &str,
+) -> Option<T> {
     match serde_json::from_str(json) {
         Ok(value) => Some(value),
         Err(e) => {

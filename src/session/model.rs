@@ -60,7 +60,7 @@ pub enum SessionKind {
 pub const SESSION_SCHEMA: u32 = 1;
 
 /// The session document at `<prefix>session:<sha256(token)>`. Fields added later by other
-/// features (e.g. the seed's `currentBalanceAmount`) are written by JSON path and ignored here.
+/// features are written by JSON path.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionDoc {
     pub v: u32,
@@ -77,6 +77,10 @@ pub struct SessionDoc {
     pub user_agent: String,
     /// Synchronizer token for cookie-authenticated state changes.
     pub csrf_token: String,
+    /// The seed's `currentBalanceAmount` (the newest balance point `/transaction/balance` served),
+    /// written by JSON path and read back so an unchanged point is not written again.
+    #[serde(rename = "currentBalanceAmount", default, skip_serializing_if = "Option::is_none")]
+    pub current_balance_amount: Option<serde_json::Value>,
 }
 
 impl SessionDoc {

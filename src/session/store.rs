@@ -111,6 +111,7 @@ pub async fn create_session(
         ip: client.ip.clone(),
         user_agent: client.user_agent.chars().take(256).collect(),
         csrf_token: random_token(),
+        current_balance_amount: None,
     };
     let key = db.keys.session(id.as_str());
     let json = serde_json::to_string(&doc).map_err(|e| Error::Internal(e.to_string()))?;
