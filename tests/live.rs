@@ -1,4 +1,11 @@
 //! Live updates over real HTTP: SSE from the pub/sub bridge, replay, outages, limits, scale-out.
+//!
+//! `/events` is one endpoint on two servers: Rocket's port and the stream listener. What the
+//! endpoint decides (`live::feed`: who may stream, where a stream resumes, what it replays, when a
+//! revoked or expired session ends it, the stream limits) is tested once, on Rocket's port. What
+//! each server does itself (headers, the wire form of a refusal, closing on shutdown, clients that
+//! stop reading, connection caps, the listener's own HTTP) is tested on both, or on the listener
+//! alone where only it has the feature.
 
 #![allow(clippy::unwrap_used)]
 
@@ -9,14 +16,15 @@ mod server;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{RedisServer, shared_redis};
+use common::{RedisServer, session_id, shared_redis};
+use redbank::redis::Keys;
 use redis::AsyncCommands;
 use serde_json::Value;
-use server::{Next, Sse, TestServer, Via};
+use server::{Binary, Next, Sse, TestServer, Via, raw_exchange};
 
 const BOB: &str = "1580783161";
 const ALICE: &str = "2734819056";
-/// Every behaviour of `/events` holds on Rocket's port and on the stream listener alike.
+/// Both servers, for what each does on its own.
 const VIAS: [Via; 2] = [Via::Rocket, Via::Listener];
 
 fn generator(ms: u64) -> impl FnOnce(rocket::figment::Figment) -> rocket::figment::Figment {
@@ -24,11 +32,10 @@ fn generator(ms: u64) -> impl FnOnce(rocket::figment::Figment) -> rocket::figmen
 }
 
 /// Every stream id of `account` after `after` (exclusive), oldest first.
-async fn stream_ids(redis: &RedisServer, prefix: &str, account: &str, after: &str) -> Vec<String> {
+async fn stream_ids(redis: &RedisServer, keys: &Keys, account: &str, after: &str) -> Vec<String> {
     let mut c = redis.conn().await;
-    let key = format!("{prefix}{{acct:{account}}}:stream");
     let reply: redis::Value = redis::cmd("XRANGE")
-        .arg(&key)
+        .arg(keys.stream(account))
         .arg(format!("({after}"))
         .arg("+")
         .query_async(&mut c)
@@ -44,35 +51,35 @@ async fn stream_ids(redis: &RedisServer, prefix: &str, account: &str, after: &st
         .collect()
 }
 
+// ---- the endpoint (once, on Rocket's port) ----------------------------------------------------
+
 #[rocket::async_test]
 async fn first_event_arrives_within_two_intervals_and_carries_ids_and_retry() {
     let server = TestServer::start(shared_redis(), None, generator(1000)).await;
     let (cookie, _) = server.login("bob", "foobared").await;
-    for via in VIAS {
-        let started = Instant::now();
-        let mut sse = Sse::new(server.events_via(via, &cookie, None).await);
-        let tx = sse.expect("transaction", Duration::from_millis(2000)).await;
-        assert!(
-            started.elapsed() <= Duration::from_millis(2000),
-            "{via:?}: first event after {:?}",
-            started.elapsed()
-        );
-        assert_eq!(sse.retry, Some(3000), "{via:?}: the stream sends retry:");
-        let id = tx.id.clone().expect("event id");
-        let doc: Value = serde_json::from_str(&tx.data).unwrap();
-        assert_eq!(doc["accountId"], BOB);
-        let balance = sse.expect("balance", Duration::from_secs(1)).await;
-        assert_eq!(balance.id.as_deref(), Some(id.as_str()));
-        let point: Value = serde_json::from_str(&balance.data).unwrap();
-        assert_eq!(point["y"], doc["balanceAfter"]);
-        assert_eq!(point["x"], doc["date"]);
-        let spenders = sse.expect("spenders", Duration::from_secs(1)).await;
-        let top: Value = serde_json::from_str(&spenders.data).unwrap();
-        assert!(top["labels"].as_array().unwrap().len() <= 5);
-        // The id is the account stream entry.
-        let all = stream_ids(shared_redis(), &server.prefix, BOB, "0-0").await;
-        assert!(all.contains(&id), "{id} not in the stream");
-    }
+    let started = Instant::now();
+    let mut sse = Sse::new(server.events(&cookie, None).await);
+    let tx = sse.expect("transaction", Duration::from_millis(2000)).await;
+    assert!(
+        started.elapsed() <= Duration::from_millis(2000),
+        "first event after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(sse.retry, Some(3000), "the stream sends retry:");
+    let id = tx.id.clone().expect("event id");
+    let doc: Value = serde_json::from_str(&tx.data).unwrap();
+    assert_eq!(doc["accountId"], BOB);
+    let balance = sse.expect("balance", Duration::from_secs(1)).await;
+    assert_eq!(balance.id.as_deref(), Some(id.as_str()));
+    let point: Value = serde_json::from_str(&balance.data).unwrap();
+    assert_eq!(point["y"], doc["balanceAfter"]);
+    assert_eq!(point["x"], doc["date"]);
+    let spenders = sse.expect("spenders", Duration::from_secs(1)).await;
+    let top: Value = serde_json::from_str(&spenders.data).unwrap();
+    assert!(top["labels"].as_array().unwrap().len() <= 5);
+    // The id is the account stream entry.
+    let all = stream_ids(shared_redis(), &server.keys(), BOB, "0-0").await;
+    assert!(all.contains(&id), "{id} not in the stream");
     server.stop().await.unwrap();
 }
 
@@ -80,55 +87,39 @@ async fn first_event_arrives_within_two_intervals_and_carries_ids_and_retry() {
 async fn events_are_only_for_the_callers_account() {
     let server = TestServer::start(shared_redis(), None, generator(200)).await;
     let (alice, _) = server.login("alice", "wonderland").await;
-    for via in VIAS {
-        let mut sse = Sse::new(server.events_via(via, &alice, None).await);
-        for _ in 0..4 {
-            let tx = sse.expect("transaction", Duration::from_secs(3)).await;
-            assert!(tx.data.contains(ALICE) && !tx.data.contains(BOB), "{via:?}: {}", tx.data);
-        }
+    let mut sse = Sse::new(server.events(&alice, None).await);
+    for _ in 0..4 {
+        let tx = sse.expect("transaction", Duration::from_secs(3)).await;
+        assert!(tx.data.contains(ALICE) && !tx.data.contains(BOB), "{}", tx.data);
     }
     server.stop().await.unwrap();
 }
 
 #[rocket::async_test]
-async fn no_session_is_401_and_tokens_in_urls_are_not_accepted() {
+async fn only_the_browser_session_cookie_opens_a_stream() {
     let server = TestServer::start(shared_redis(), None, |f| f).await;
-    let token = {
-        let res = server
-            .http
-            .post(server.url("/api/v1/login"))
-            .json(&serde_json::json!({"username": "bob", "password": "foobared"}))
-            .send()
-            .await
-            .unwrap();
-        res.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
-    };
+    let token = server.api_login("bob", "foobared").await;
     let (cookie, _) = server.login("bob", "foobared").await;
-    for via in VIAS {
-        let url = server.events_url(via);
-        let res = server.http.get(&url).send().await.unwrap();
-        assert_eq!(res.status(), 401, "{via:?}");
-        let body: Value = res.json().await.unwrap();
-        assert!(body["error"].as_str().is_some_and(|m| !m.is_empty()), "{via:?}: {body}");
-        // Neither a bearer header nor a token in the URL opens a stream: cookie only.
-        let res = server.http.get(format!("{url}?token={token}")).send().await.unwrap();
-        assert_eq!(res.status(), 401, "{via:?}");
-        let res = server.http.get(&url).bearer_auth(&token).send().await.unwrap();
-        assert_eq!(res.status(), 401, "{via:?}");
-        // A well-formed cookie that names no session is refused.
-        let forged = format!("redbank={}", "A".repeat(43));
-        let res = server.http.get(&url).header("Cookie", forged).send().await.unwrap();
-        assert_eq!(res.status(), 401, "{via:?}");
-        // A second session cookie planted next to the real one (browsers send the one with the
-        // narrower Path first) voids both, instead of streaming someone else's account.
-        let (planted, _) = server.login("alice", "wonderland").await;
-        for pair in [format!("{planted}; {cookie}"), format!("{cookie}; {planted}")] {
-            let res = server.http.get(&url).header("Cookie", &pair).send().await.unwrap();
-            assert_eq!(res.status(), 401, "{via:?}: {pair}");
-        }
-        let res = server.events_via(via, &cookie, None).await;
-        assert_eq!(res.status(), 200, "{via:?}");
+    let url = server.url("/events");
+    let res = server.http.get(&url).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    let body: Value = res.json().await.unwrap();
+    assert!(body["error"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    // Neither a bearer header nor a token in the URL opens a stream: cookie only.
+    let res = server.http.get(format!("{url}?token={token}")).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    let res = server.http.get(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    // A well-formed cookie that names no session is refused.
+    let forged = format!("redbank={}", "A".repeat(43));
+    assert_eq!(server.events(&forged, None).await.status(), 401);
+    // A second session cookie planted next to the real one (browsers send the one with the
+    // narrower Path first) voids both, instead of streaming someone else's account.
+    let (planted, _) = server.login("alice", "wonderland").await;
+    for pair in [format!("{planted}; {cookie}"), format!("{cookie}; {planted}")] {
+        assert_eq!(server.events(&pair, None).await.status(), 401, "{pair}");
     }
+    assert_eq!(server.events(&cookie, None).await.status(), 200);
     // The same rule for every cookie-authenticated route.
     let pair = format!("{cookie}; {cookie}");
     let res = server.http.get(server.url("/api/v1/me")).header("Cookie", &pair).send().await;
@@ -143,27 +134,25 @@ async fn last_event_id_replays_exactly_the_missed_events_in_order() {
     let interval = 200;
     let server = TestServer::start(shared_redis(), None, generator(interval)).await;
     let (cookie, _) = server.login("bob", "foobared").await;
-    for via in VIAS {
-        let mut sse = Sse::new(server.events_via(via, &cookie, None).await);
-        let seen = sse.expect("transaction", Duration::from_secs(3)).await.id.unwrap();
-        drop(sse);
-        tokio::time::sleep(Duration::from_millis(3 * interval + 100)).await;
+    let mut sse = Sse::new(server.events(&cookie, None).await);
+    let seen = sse.expect("transaction", Duration::from_secs(3)).await.id.unwrap();
+    drop(sse);
+    tokio::time::sleep(Duration::from_millis(3 * interval + 100)).await;
 
-        let mut sse = Sse::new(server.events_via(via, &cookie, Some(&seen)).await);
-        let mut got: Vec<String> = Vec::new();
-        // Read until we are past what the stream held when we reconnected, plus one live event.
-        let missed = stream_ids(shared_redis(), &server.prefix, BOB, &seen).await;
-        assert!(missed.len() >= 3, "expected ≥ 3 missed events, got {}", missed.len());
-        while got.len() < missed.len() + 1 {
-            let tx = sse.expect("transaction", Duration::from_secs(3)).await;
-            got.push(tx.id.unwrap());
-        }
-        assert_eq!(&got[..missed.len()], &missed[..], "{via:?}: replay differs from the stream");
-        let unique: HashSet<&String> = got.iter().collect();
-        assert_eq!(unique.len(), got.len(), "{via:?}: duplicate events: {got:?}");
-        let all = stream_ids(shared_redis(), &server.prefix, BOB, &seen).await;
-        assert_eq!(&all[..got.len()], &got[..], "{via:?}: not in stream order or with a gap");
+    let mut sse = Sse::new(server.events(&cookie, Some(&seen)).await);
+    let mut got: Vec<String> = Vec::new();
+    // Read until we are past what the stream held when we reconnected, plus one live event.
+    let missed = stream_ids(shared_redis(), &server.keys(), BOB, &seen).await;
+    assert!(missed.len() >= 3, "expected ≥ 3 missed events, got {}", missed.len());
+    while got.len() < missed.len() + 1 {
+        let tx = sse.expect("transaction", Duration::from_secs(3)).await;
+        got.push(tx.id.unwrap());
     }
+    assert_eq!(&got[..missed.len()], &missed[..], "replay differs from the stream");
+    let unique: HashSet<&String> = got.iter().collect();
+    assert_eq!(unique.len(), got.len(), "duplicate events: {got:?}");
+    let all = stream_ids(shared_redis(), &server.keys(), BOB, &seen).await;
+    assert_eq!(&all[..got.len()], &got[..], "not in stream order or with a gap");
     server.stop().await.unwrap();
 }
 
@@ -172,60 +161,41 @@ async fn redis_restart_mid_stream_loses_and_duplicates_nothing() {
     let mut redis = RedisServer::start_persistent();
     let server = TestServer::start(&redis, None, generator(200)).await;
     let (cookie, _) = server.login("bob", "foobared").await;
-    let mut clients = Vec::new();
-    for via in VIAS {
-        let mut sse = Sse::new(server.events_via(via, &cookie, None).await);
-        let first = sse.expect("transaction", Duration::from_secs(3)).await.id.unwrap();
-        clients.push((via, sse, vec![first]));
-    }
+    let mut sse = Sse::new(server.events(&cookie, None).await);
+    let mut got = vec![sse.expect("transaction", Duration::from_secs(3)).await.id.unwrap()];
 
     redis.stop();
     tokio::time::sleep(Duration::from_secs(3)).await;
     redis.restart();
 
-    // Each client keeps reading; if its stream ends, it reconnects with Last-Event-ID as a
+    // The client keeps reading; if its stream ends, it reconnects with Last-Event-ID as a
     // browser does.
-    let follow = |(via, mut sse, mut got): (Via, Sse, Vec<String>)| {
-        let (server, cookie) = (&server, &cookie);
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            let mut after_restart = 0;
-            while after_restart < 5 {
-                assert!(Instant::now() < deadline, "{via:?}: no recovery: got {got:?}");
-                match sse.next(Duration::from_secs(2)).await {
-                    Next::Event(e) if e.event == "transaction" => {
-                        got.push(e.id.unwrap());
-                        after_restart += 1;
-                    }
-                    Next::Event(_) | Next::Timeout => {}
-                    Next::Closed => {
-                        tokio::time::sleep(Duration::from_millis(300)).await;
-                        let res = server.events_via(via, cookie, Some(got.last().unwrap())).await;
-                        if res.status() == 200 {
-                            sse = Sse::new(res);
-                        }
-                    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut after_restart = 0;
+    while after_restart < 5 {
+        assert!(Instant::now() < deadline, "no recovery: got {got:?}");
+        match sse.next(Duration::from_secs(2)).await {
+            Next::Event(e) if e.event == "transaction" => {
+                got.push(e.id.unwrap());
+                after_restart += 1;
+            }
+            Next::Event(_) | Next::Timeout => {}
+            Next::Closed => {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let res = server.events(&cookie, Some(got.last().unwrap())).await;
+                if res.status() == 200 {
+                    sse = Sse::new(res);
                 }
             }
-            (via, got)
         }
-    };
-    let mut clients = clients.into_iter();
-    let (a, b) = (clients.next().unwrap(), clients.next().unwrap());
-    let (a, b) = tokio::join!(follow(a), follow(b));
-    for (via, got) in [a, b] {
-        let (first, last) = (got[0].clone(), got.last().unwrap().clone());
-        let mut expected = vec![first.clone()];
-        expected.extend(
-            stream_ids(&redis, &server.prefix, BOB, &first)
-                .await
-                .into_iter()
-                .take_while(|id| *id <= last),
-        );
-        let unique: HashSet<&String> = got.iter().collect();
-        assert_eq!(unique.len(), got.len(), "{via:?}: duplicates: {got:?}");
-        assert_eq!(got, expected, "{via:?}: missed or reordered events across the outage");
     }
+    let (first, last) = (got[0].clone(), got.last().unwrap().clone());
+    let mut expected = vec![first.clone()];
+    let after_first = stream_ids(&redis, &server.keys(), BOB, &first).await;
+    expected.extend(after_first.into_iter().take_while(|id| *id <= last));
+    let unique: HashSet<&String> = got.iter().collect();
+    assert_eq!(unique.len(), got.len(), "duplicates: {got:?}");
+    assert_eq!(got, expected, "missed or reordered events across the outage");
     server.stop().await.unwrap();
 }
 
@@ -234,10 +204,7 @@ async fn logout_closes_the_open_stream_within_a_heartbeat() {
     let server =
         TestServer::start(shared_redis(), None, |f| f.merge(("sse_heartbeat_secs", 1))).await;
     let (cookie, csrf) = server.login("bob", "foobared").await;
-    let mut streams = Vec::new();
-    for via in VIAS {
-        streams.push((via, Sse::new(server.events_via(via, &cookie, None).await)));
-    }
+    let mut sse = Sse::new(server.events(&cookie, None).await);
     let res = server
         .http
         .post(server.url("/logout"))
@@ -248,10 +215,8 @@ async fn logout_closes_the_open_stream_within_a_heartbeat() {
         .unwrap();
     assert_eq!(res.status(), 303);
     let started = Instant::now();
-    for (via, mut sse) in streams {
-        let what = format!("{via:?}: stream still open 3 s after its last event, after logout");
-        sse.expect_closed(Duration::from_secs(3), &what).await;
-    }
+    let what = "stream still open 3 s after its last event, after logout";
+    sse.expect_closed(Duration::from_secs(3), what).await;
     assert!(started.elapsed() < Duration::from_millis(2500));
     server.stop().await.unwrap();
 }
@@ -265,23 +230,17 @@ async fn heartbeats_never_extend_the_session_and_expiry_ends_the_stream() {
     })
     .await;
     let (cookie, _) = server.login("bob", "foobared").await;
-    let token = cookie.trim_start_matches("redbank=");
-    let id = redbank::session::model::SessionToken::parse(token).unwrap().id();
-    let key = format!("{}session:{}", server.prefix, id.as_str());
-    let mut streams = Vec::new();
-    for via in VIAS {
-        streams.push((via, Sse::new(server.events_via(via, &cookie, None).await)));
-    }
+    let key = server.keys().session(&session_id(&cookie));
+    let mut sse = Sse::new(server.events(&cookie, None).await);
     let mut c = shared_redis().conn().await;
     let ttl_at_start: i64 = c.pttl(&key).await.unwrap();
     assert!(ttl_at_start > 0, "no session key");
     let started = Instant::now();
     // Two heartbeats in (each one re-checks the session), the key is still there and its TTL
     // has only gone down.
-    let (first_via, first) = &mut streams[0];
-    while first.comments < 2 {
-        match first.next(Duration::from_millis(100)).await {
-            Next::Closed => panic!("{first_via:?}: stream ended before two heartbeats"),
+    while sse.comments < 2 {
+        match sse.next(Duration::from_millis(100)).await {
+            Next::Closed => panic!("stream ended before two heartbeats"),
             Next::Event(_) | Next::Timeout => {}
         }
         assert!(started.elapsed() < Duration::from_secs(3), "no heartbeats");
@@ -291,92 +250,15 @@ async fn heartbeats_never_extend_the_session_and_expiry_ends_the_stream() {
         ttl_later > 0 && ttl_later <= ttl_at_start - 1500,
         "TTL was extended by the stream: {ttl_at_start} → {ttl_later} ms"
     );
-    for (via, mut sse) in streams {
-        let what = format!("{via:?}: stream outlived its session");
-        sse.expect_closed(Duration::from_secs(6), &what).await;
-        assert!(sse.comments >= 1, "{via:?}: no heartbeat comments seen");
-    }
+    sse.expect_closed(Duration::from_secs(6), "stream outlived its session").await;
     assert!(started.elapsed() < Duration::from_millis(5500), "ended after {:?}", started.elapsed());
     server.stop().await.unwrap();
 }
 
-/// A listener client that stops reading is cut off — by the write timeout (one heartbeat) or by
-/// `TCP_USER_TIMEOUT` (two), whichever comes first — and its slot goes back. Rocket's path has
-/// neither (see the README).
+/// The limits are one count for both servers, and both refuse alike: past a limit, and a caller
+/// without a session.
 #[rocket::async_test]
-async fn the_stream_listener_cuts_off_a_client_that_stopped_reading() {
-    use tokio::io::AsyncWriteExt;
-    let server = TestServer::start(shared_redis(), None, |f| {
-        generator(20)(f).merge(("sse_max_per_session", 1)).merge(("sse_queue", 100_000))
-    })
-    .await;
-    let (cookie, _) = server.login("bob", "foobared").await;
-    let addr = server.stream_base.trim_start_matches("http://").to_owned();
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut stuck = socket.connect(addr.parse().unwrap()).await.unwrap();
-    let req = format!("GET /events HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\n\r\n");
-    stuck.write_all(req.as_bytes()).await.unwrap();
-    // It holds the session's only slot…
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let res = server.events_via(Via::Listener, &cookie, None).await;
-    assert_eq!(res.status(), 429, "the stuck stream should hold the slot");
-    drop(res);
-    // …until its buffers fill (~50 events/s) and a write stays stuck for a heartbeat (1 s).
-    let started = Instant::now();
-    loop {
-        let res = server.events_via(Via::Listener, &cookie, None).await;
-        if res.status() == 200 {
-            break;
-        }
-        assert_eq!(res.status(), 429);
-        assert!(started.elapsed() < Duration::from_secs(30), "the stuck client kept its slot");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    drop(stuck);
-    server.stop().await.unwrap();
-}
-
-#[rocket::async_test]
-async fn a_client_that_never_reads_does_not_delay_others() {
-    use tokio::io::AsyncWriteExt;
-    let server =
-        TestServer::start(shared_redis(), None, |f| generator(100)(f).merge(("sse_queue", 8)))
-            .await;
-    let (cookie, _) = server.login("bob", "foobared").await;
-    // Raw clients that ask for the stream and never read a byte, on both servers.
-    let mut stuck = Vec::new();
-    for base in [&server.base, &server.stream_base] {
-        let addr = base.trim_start_matches("http://").to_owned();
-        for _ in 0..2 {
-            let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
-            let req = format!("GET /events HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\n\r\n");
-            tcp.write_all(req.as_bytes()).await.unwrap();
-            stuck.push(tcp);
-        }
-    }
-    let (other, _) = server.login("bob", "foobared").await;
-    let mut readers = Vec::new();
-    for via in VIAS {
-        let mut sse = Sse::new(server.events_via(via, &other, None).await);
-        let last = sse.expect("transaction", Duration::from_secs(2)).await;
-        readers.push((via, sse, last));
-    }
-    for _ in 0..20 {
-        for (via, sse, last) in readers.iter_mut() {
-            let started = Instant::now();
-            let tx = sse.expect("transaction", Duration::from_secs(2)).await;
-            assert!(started.elapsed() < Duration::from_millis(1000), "{via:?}: reader delayed");
-            assert_ne!(tx.id, last.id);
-            *last = tx;
-        }
-    }
-    drop(stuck);
-    server.stop().await.unwrap();
-}
-
-#[rocket::async_test]
-async fn per_session_and_global_stream_limits() {
+async fn both_servers_share_the_stream_limits_and_refuse_alike() {
     let server = TestServer::start(shared_redis(), None, |f| {
         // A closed connection is noticed at the next write: the heartbeat.
         f.merge(("sse_max_per_session", 2))
@@ -386,24 +268,25 @@ async fn per_session_and_global_stream_limits() {
     .await;
     let (a, _) = server.login("bob", "foobared").await;
     let (b, _) = server.login("alice", "wonderland").await;
-    // Both servers count against the same limits.
+    // Signed out, and a doubled session cookie (voids the session).
+    for cookie in ["", &format!("{a}; {a}")] {
+        let refused = refusals(&server, cookie).await;
+        assert_eq!(refused[0].0, 401, "{cookie:?}");
+        assert!(refused[0].2["error"].as_str().is_some_and(|m| !m.is_empty()), "{refused:?}");
+    }
     let s1 = server.events_via(Via::Rocket, &a, None).await;
     let s2 = server.events_via(Via::Listener, &a, None).await;
     assert_eq!((s1.status(), s2.status()), (reqwest::StatusCode::OK, reqwest::StatusCode::OK));
-    for via in VIAS {
-        let s3 = server.events_via(via, &a, None).await;
-        assert_eq!(s3.status(), 429, "{via:?}: third stream of one session");
-        assert_eq!(s3.headers()["retry-after"], "5", "{via:?}");
-    }
-    let s4 = server.events_via(Via::Rocket, &b, None).await;
+    let third = refusals(&server, &a).await;
+    assert_eq!(third[0].0, 429, "third stream of one session");
+    assert_eq!(third[0].1.as_deref(), Some("5"), "Retry-After");
+    let s4 = server.events(&b, None).await;
     assert_eq!(s4.status(), 200);
-    for via in VIAS {
-        let s5 = server.events_via(via, &b, None).await;
-        assert_eq!(s5.status(), 503, "{via:?}: global cap");
-        assert!(s5.headers().contains_key("retry-after"), "{via:?}");
-    }
-    // Closing a stream frees its slot (Rocket notices at once, the listener at once too: it
-    // watches the socket for EOF).
+    let global = refusals(&server, &b).await;
+    assert_eq!(global[0].0, 503, "global cap");
+    assert!(global[0].1.is_some(), "no Retry-After at the global cap");
+    // Closing a stream frees its slot at once on either server (the listener watches the
+    // socket for EOF).
     for (closed, reopen_via) in [(s1, Via::Listener), (s2, Via::Rocket)] {
         drop(closed);
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -420,30 +303,24 @@ async fn per_session_and_global_stream_limits() {
     server.stop().await.unwrap();
 }
 
-#[rocket::async_test]
-async fn graceful_shutdown_ends_open_streams() {
-    let server = TestServer::start(shared_redis(), None, generator(200)).await;
-    let (cookie, _) = server.login("bob", "foobared").await;
-    let mut streams = Vec::new();
-    for via in [Via::Rocket, Via::Rocket, Via::Listener, Via::Listener] {
-        streams.push(Sse::new(server.events_via(via, &cookie, None).await));
+/// How each server refuses a stream with `cookie`: status, `Retry-After` and error text on
+/// Rocket's port, then on the listener; asserts they are the same.
+async fn refusals(server: &TestServer, cookie: &str) -> Vec<(u16, Option<String>, Value)> {
+    let mut answers = Vec::new();
+    for via in VIAS {
+        let res = server.events_via(via, cookie, None).await;
+        let retry = res.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+        answers.push((res.status().as_u16(), retry, res.json::<Value>().await.unwrap()));
     }
-    let started = Instant::now();
-    server.stop().await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(5));
-    for mut sse in streams {
-        sse.expect_closed(Duration::from_secs(3), "stream survived shutdown").await;
-    }
+    assert_eq!(answers[0], answers[1], "Rocket's port and the listener refuse differently");
+    answers
 }
 
 #[rocket::async_test]
 async fn newlines_in_data_arrive_as_one_event() {
     let server = TestServer::start(shared_redis(), None, |f| f).await;
     let (cookie, _) = server.login("bob", "foobared").await;
-    let mut streams = Vec::new();
-    for via in VIAS {
-        streams.push((via, Sse::new(server.events_via(via, &cookie, None).await)));
-    }
+    let mut sse = Sse::new(server.events(&cookie, None).await);
     let db =
         redbank::redis::Db::connect(&shared_redis().url(), &server.prefix, Duration::from_secs(2))
             .unwrap();
@@ -456,13 +333,11 @@ async fn newlines_in_data_arrive_as_one_event() {
     tx.from_account_name = "Test\nVendor".into();
     let config = redbank::Config::default();
     redbank::bank::store::record(&db, &config, balance, &tx).await.unwrap();
-    for (via, mut sse) in streams {
-        let event = sse.expect("transaction", Duration::from_secs(3)).await;
-        let doc: Value = serde_json::from_str(&event.data).unwrap();
-        assert_eq!(doc["description"], description, "{via:?}");
-        let next = sse.expect("balance", Duration::from_secs(2)).await;
-        assert_eq!(next.id, event.id, "{via:?}: the forged lines became events of their own");
-    }
+    let event = sse.expect("transaction", Duration::from_secs(3)).await;
+    let doc: Value = serde_json::from_str(&event.data).unwrap();
+    assert_eq!(doc["description"], description);
+    let next = sse.expect("balance", Duration::from_secs(2)).await;
+    assert_eq!(next.id, event.id, "the forged lines became events of their own");
     server.stop().await.unwrap();
 }
 
@@ -503,85 +378,144 @@ async fn two_instances_share_sessions_stream_everything_and_run_one_generator() 
     b.stop().await.unwrap();
 }
 
-/// The real binary: SIGTERM with open event streams ends them and exits within Rocket's grace +
-/// mercy; sessions survive in Redis and work after the restart.
+// ---- each server (transport) ------------------------------------------------------------------
+
+/// Both servers send a stream with the same headers, and end it on shutdown.
+#[rocket::async_test]
+async fn graceful_shutdown_ends_open_streams_on_both_servers() {
+    let server = TestServer::start(shared_redis(), None, generator(200)).await;
+    let (cookie, _) = server.login("bob", "foobared").await;
+    let names = ["content-type", "cache-control"].into_iter();
+    let names: Vec<&str> =
+        names.chain(redbank::web::SECURITY_HEADERS.iter().map(|h| h.0)).collect();
+    let mut streams = Vec::new();
+    let mut heads = Vec::new();
+    for via in [Via::Rocket, Via::Rocket, Via::Listener, Via::Listener] {
+        let res = server.events_via(via, &cookie, None).await;
+        let header = |name: &&str| res.headers().get(*name).map(|v| v.to_str().unwrap().to_owned());
+        heads.push(names.iter().map(header).collect::<Vec<_>>());
+        streams.push(Sse::new(res));
+    }
+    assert!(heads[0].iter().all(Option::is_some), "{names:?}: {:?}", heads[0]);
+    assert_eq!(heads[0], heads[2], "Rocket's port and the listener send different headers");
+    let started = Instant::now();
+    server.stop().await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    for mut sse in streams {
+        sse.expect_closed(Duration::from_secs(3), "stream survived shutdown").await;
+    }
+}
+
+#[rocket::async_test]
+async fn a_client_that_never_reads_does_not_delay_others() {
+    use tokio::io::AsyncWriteExt;
+    let server =
+        TestServer::start(shared_redis(), None, |f| generator(100)(f).merge(("sse_queue", 8)))
+            .await;
+    let (cookie, _) = server.login("bob", "foobared").await;
+    // Raw clients that ask for the stream and never read a byte, on both servers.
+    let mut stuck = Vec::new();
+    for base in [&server.base, &server.stream_base] {
+        let addr = base.trim_start_matches("http://").to_owned();
+        for _ in 0..2 {
+            let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            let req = format!("GET /events HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\n\r\n");
+            tcp.write_all(req.as_bytes()).await.unwrap();
+            stuck.push(tcp);
+        }
+    }
+    let (other, _) = server.login("bob", "foobared").await;
+    let mut readers = Vec::new();
+    for via in VIAS {
+        let mut sse = Sse::new(server.events_via(via, &other, None).await);
+        let last = sse.expect("transaction", Duration::from_secs(2)).await;
+        readers.push((via, sse, last));
+    }
+    for _ in 0..20 {
+        for (via, sse, last) in readers.iter_mut() {
+            let started = Instant::now();
+            let tx = sse.expect("transaction", Duration::from_secs(2)).await;
+            assert!(started.elapsed() < Duration::from_millis(1000), "{via:?}: reader delayed");
+            assert_ne!(tx.id, last.id);
+            *last = tx;
+        }
+    }
+    drop(stuck);
+    server.stop().await.unwrap();
+}
+
+/// A listener client that stops reading is cut off — by the write timeout (one heartbeat) or by
+/// `TCP_USER_TIMEOUT` (two), whichever comes first — and its slot goes back. Rocket's path has
+/// neither (see the README).
+#[rocket::async_test]
+async fn the_stream_listener_cuts_off_a_client_that_stopped_reading() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start(shared_redis(), None, |f| {
+        generator(20)(f).merge(("sse_max_per_session", 1)).merge(("sse_queue", 100_000))
+    })
+    .await;
+    let (cookie, _) = server.login("bob", "foobared").await;
+    let addr = server.stream_base.trim_start_matches("http://").to_owned();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stuck = socket.connect(addr.parse().unwrap()).await.unwrap();
+    let req = format!("GET /events HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\n\r\n");
+    stuck.write_all(req.as_bytes()).await.unwrap();
+    // It holds the session's only slot…
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let res = server.events_via(Via::Listener, &cookie, None).await;
+    assert_eq!(res.status(), 429, "the stuck stream should hold the slot");
+    drop(res);
+    // …until its buffers fill (~50 events/s) and a write stays stuck for a heartbeat (1 s).
+    let started = Instant::now();
+    loop {
+        let res = server.events_via(Via::Listener, &cookie, None).await;
+        if res.status() == 200 {
+            break;
+        }
+        assert_eq!(res.status(), 429);
+        assert!(started.elapsed() < Duration::from_secs(30), "the stuck client kept its slot");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    drop(stuck);
+    server.stop().await.unwrap();
+}
+
+/// The real binary: SIGTERM with open event streams on both servers ends them and exits within
+/// Rocket's grace + mercy; sessions survive in Redis and work after the restart.
 #[rocket::async_test]
 async fn sigterm_with_open_streams_exits_cleanly_and_sessions_survive() {
     let prefix = common::unique_prefix();
-    let spawn = || {
-        let (port, stream_port) = common::two_free_ports();
-        let stream_port_text = stream_port.to_string();
-        let env = [
-            ("ROCKET_STREAM_PORT", stream_port_text.as_str()),
-            ("ROCKET_LOG_LEVEL", "off"),
-            ("ROCKET_GENERATOR_INTERVAL_MS", "300"),
-            ("ROCKET_ADMIN_PASSWORD", common::ADMIN_PASSWORD),
-            ("ROCKET_SHUTDOWN", "{grace=2,mercy=2}"),
-        ];
-        let (null, null_err) = (std::process::Stdio::null(), std::process::Stdio::null());
-        let child = server::spawn_binary(shared_redis(), port, &prefix, &env, null, null_err);
-        let base = format!("http://127.0.0.1:{port}");
-        (child, base, format!("http://127.0.0.1:{stream_port}"))
-    };
-    let http =
-        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let wait_up = |base: String| {
-        let http = http.clone();
-        async move { server::wait_healthy(&http, &base, Duration::from_secs(20)).await }
-    };
-
-    let (mut child, base, stream_base) = spawn();
-    wait_up(base.clone()).await;
-    let res = http
-        .post(format!("{base}/api/v1/login"))
-        .json(&serde_json::json!({"username": "bob", "password": "foobared"}))
-        .send()
-        .await
-        .unwrap();
-    let token = res.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+    let env = [
+        ("ROCKET_LOG_LEVEL", "off"),
+        ("ROCKET_GENERATOR_INTERVAL_MS", "300"),
+        ("ROCKET_SHUTDOWN", "{grace=2,mercy=2}"),
+    ];
+    let mut app = Binary::start(shared_redis(), &prefix, &env, None).await;
+    let token = server::api_token(&app.http, &app.base, "bob", "foobared").await;
     // A browser session for the streams (cookie only), made through the form.
-    let cookie = server::form_login(&http, &base, "bob", "foobared").await;
+    let cookie = server::form_login(&app.http, &app.base, "bob", "foobared").await;
     let mut streams = Vec::new();
-    for events_base in [&base, &base, &stream_base] {
-        let res = http
-            .get(format!("{events_base}/events"))
-            .header("Cookie", &cookie)
-            .send()
-            .await
-            .unwrap();
-        let mut sse = Sse::new(res);
+    for events_base in [&app.base, &app.base, &app.stream_base] {
+        let res = app.http.get(format!("{events_base}/events")).header("Cookie", &cookie).send();
+        let mut sse = Sse::new(res.await.unwrap());
         sse.expect("transaction", Duration::from_secs(3)).await;
         streams.push(sse);
     }
 
-    let started = Instant::now();
-    let ok = std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    app.terminate();
     for mut sse in streams {
         sse.expect_closed(Duration::from_secs(6), "a stream outlived SIGTERM").await;
     }
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(started.elapsed() < Duration::from_secs(6), "still running 6 s after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = app.exit_status(Duration::from_secs(6)).await;
     assert!(status.success(), "exit status {status}");
 
     // Sessions survive the restart.
-    let (mut child, base, _) = spawn();
-    wait_up(base.clone()).await;
-    let me = http.get(format!("{base}/api/v1/me")).bearer_auth(&token).send().await.unwrap();
-    assert_eq!(me.status(), 200);
-    let me = http.get(format!("{base}/api/v1/me")).header("Cookie", &cookie).send().await.unwrap();
-    assert_eq!(me.status(), 200);
-    let _ = child.kill();
-    let _ = child.wait();
+    let app = Binary::start(shared_redis(), &prefix, &env, None).await;
+    let me = app.http.get(format!("{}/api/v1/me", app.base));
+    assert_eq!(me.bearer_auth(&token).send().await.unwrap().status(), 200);
+    let me = app.http.get(format!("{}/api/v1/me", app.base));
+    assert_eq!(me.header("Cookie", &cookie).send().await.unwrap().status(), 200);
 }
 
 /// The stream listener is a deliberately tiny HTTP server: one `GET /events` per connection,
@@ -595,13 +529,7 @@ async fn stream_listener_serves_only_get_events_and_refuses_the_rest() {
     // Sends `request`, returns everything the server wrote until it closed (or 8 s passed).
     let exchange = |request: Vec<u8>| {
         let addr = addr.clone();
-        async move {
-            let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
-            tcp.write_all(&request).await.unwrap();
-            let mut out = Vec::new();
-            let _ = tokio::time::timeout(Duration::from_secs(8), tcp.read_to_end(&mut out)).await;
-            String::from_utf8_lossy(&out).into_owned()
-        }
+        async move { raw_exchange(&addr, &[&request], Duration::ZERO, Duration::from_secs(8)).await }
     };
     let status = |reply: &str| reply.split(' ').nth(1).unwrap_or_default().to_owned();
     let cases: Vec<(Vec<u8>, &str)> = vec![
