@@ -6,17 +6,16 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "all/common/mod.rs"]
 mod common;
-#[path = "common/server.rs"]
-mod server;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::server::TestServer;
 use fantoccini::{Client, ClientBuilder, Locator};
 use redis::AsyncCommands;
 use serde_json::{Value, json};
-use server::TestServer;
 
 const BOB: &str = "1580783161";
 

@@ -1,5 +1,5 @@
 //! The real app on a real loopback port (for server-sent events over real HTTP), plus a minimal SSE
-//! client. Used by the live-update tests through `#[path]` so it stays out of other test binaries.
+//! client, and the real binary.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 

@@ -5,21 +5,20 @@
 //! An `/events` rule is checked once, on Rocket's port; where each server does its own part
 //! (reading the resume point, the client address, routing, HTTP/1.1) both are.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-#[path = "common/server.rs"]
-mod server;
+use crate::common;
+use crate::common::server;
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-use common::{RedisServer, TestApp, credentials, session_id, shared_redis};
+use crate::common::server::{
+    Binary, Sse, TestServer, Via, form_login, form_login_attempt, raw_exchange,
+};
+use crate::common::{RedisServer, TestApp, credentials, session_id, shared_redis};
 use redbank::session::model::SessionKind;
 use redbank::session::store::{self, ClientInfo};
 use rocket::http::Status;
 use serde_json::{Value, json};
-use server::{Binary, Sse, TestServer, Via, form_login, form_login_attempt, raw_exchange};
 
 const VIAS: [Via; 2] = [Via::Rocket, Via::Listener];
 

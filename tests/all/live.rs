@@ -7,20 +7,17 @@
 //! stop reading, connection caps, the listener's own HTTP) is tested on both, or on the listener
 //! alone where only it has the feature.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-#[path = "common/server.rs"]
-mod server;
+use crate::common;
+use crate::common::server;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{RedisServer, session_id, shared_redis};
+use crate::common::server::{Binary, Next, Sse, TestServer, Via, raw_exchange};
+use crate::common::{RedisServer, session_id, shared_redis};
 use redbank::redis::Keys;
 use redis::AsyncCommands;
 use serde_json::Value;
-use server::{Binary, Next, Sse, TestServer, Via, raw_exchange};
 
 const BOB: &str = "1580783161";
 const ALICE: &str = "2734819056";

@@ -1,12 +1,10 @@
 //! Foundation: health check under Redis faults, the module check, error pages and security headers.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{RedisServer, TestApp};
+use crate::common::{RedisServer, TestApp};
 use rocket::http::{Accept, ContentType, Status};
 use rocket::local::asynchronous::LocalResponse;
 

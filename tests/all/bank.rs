@@ -2,15 +2,11 @@
 //! its leader lock, account isolation, search (prefix, highlighting, escaping, fuzz), the seed's
 //! `/transaction/*` shapes, the pages, and the cost of the recent list.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{
+use crate::common::{
     Browser, RedisServer, TestApp, bearer, enc, session_id, shared_redis, transaction,
     unique_prefix,
 };

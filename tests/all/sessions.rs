@@ -1,12 +1,12 @@
 //! Sign-in and sessions against the real app and a real Redis (SECURITY.md A–E).
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{ADMIN_PASSWORD, RedisServer, TestApp, bearer, credentials, session_id, shared_redis};
+use crate::common::{
+    ADMIN_PASSWORD, RedisServer, TestApp, bearer, credentials, session_id, shared_redis,
+};
 use redis::AsyncCommands;
 use rocket::http::{ContentType, Cookie, Header, Status};
 use rocket::local::asynchronous::LocalResponse;
