@@ -6,17 +6,16 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "all/common/mod.rs"]
 mod common;
-#[path = "common/server.rs"]
-mod server;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::server::TestServer;
 use fantoccini::{Client, ClientBuilder, Locator};
 use redis::AsyncCommands;
 use serde_json::{Value, json};
-use server::TestServer;
 
 const BOB: &str = "1580783161";
 
@@ -177,8 +176,11 @@ async fn inject_probe(server: &TestServer, description: &str) {
 
 #[rocket::async_test]
 async fn the_whole_flow_in_a_real_browser() {
-    if std::env::var("REDBANK_SKIP_BROWSER").is_ok() {
-        eprintln!("SKIPPED: REDBANK_SKIP_BROWSER is set");
+    if std::env::var_os("REDBANK_SKIP_BROWSER").is_some() {
+        // Straight to stderr: libtest swallows a passing test's `eprintln!`, which would turn
+        // the skip into a silent pass.
+        let skipped = "SKIPPED the_whole_flow_in_a_real_browser: REDBANK_SKIP_BROWSER is set\n";
+        std::io::Write::write_all(&mut std::io::stderr(), skipped.as_bytes()).unwrap();
         return;
     }
     let server = TestServer::start(common::shared_redis(), None, |f| {
@@ -288,8 +290,7 @@ async fn the_whole_flow_in_a_real_browser() {
 
     // Log out: back on the login page, and the session document is gone from Redis.
     let cookie = client.get_named_cookie("redbank").await.unwrap();
-    let id = redbank::session::model::SessionToken::parse(cookie.value()).unwrap().id();
-    let key = format!("{}session:{}", server.prefix, id.as_str());
+    let key = server.keys().session(&common::session_id(cookie.value()));
     let mut redis = common::shared_redis().conn().await;
     assert!(redis.exists::<_, bool>(&key).await.unwrap());
     client.find(Locator::Css("#logout")).await.unwrap().click().await.unwrap();

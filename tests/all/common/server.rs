@@ -1,5 +1,5 @@
 //! The real app on a real loopback port (for server-sent events over real HTTP), plus a minimal SSE
-//! client. Used by the live-update tests through `#[path]` so it stays out of other test binaries.
+//! client, and the real binary.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -8,9 +8,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
+use redbank::redis::Keys;
 use rocket::figment::Figment;
+use serde_json::Value;
 
-use crate::common::{RedisServer, test_figment, two_free_ports, unique_prefix};
+use crate::common::{
+    LoginForm, RedisServer, credentials, test_figment, two_free_ports, unique_prefix,
+};
 
 /// Which server carries `/events`: Rocket's own port or the stream listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +64,16 @@ impl TestServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The names of this server's keys.
+    pub fn keys(&self) -> Keys {
+        Keys::new(&self.prefix)
+    }
+
+    /// Signs in through the mobile API; returns the bearer token.
+    pub async fn api_login(&self, user: &str, pass: &str) -> String {
+        api_token(&self.http, &self.base, user, pass).await
     }
 
     /// Browser sign-in through the form; returns the `Cookie` header value and the CSRF token.
@@ -112,27 +126,55 @@ impl TestServer {
     }
 }
 
-/// Signs in through the login form of the app at `base` (GET for the CSRF cookie and token, then
-/// POST); returns the session's `Cookie` header value.
-pub async fn form_login(http: &reqwest::Client, base: &str, user: &str, pass: &str) -> String {
+/// One sign-in through the login form of the app at `base` (GET for the CSRF cookie and token,
+/// then POST with `extra` cookies next to the CSRF one); the POST's response.
+pub async fn form_login_attempt(
+    http: &reqwest::Client,
+    base: &str,
+    user: &str,
+    pass: &str,
+    extra: Option<&str>,
+) -> reqwest::Response {
     let page = http.get(format!("{base}/login")).send().await.unwrap();
-    let csrf_cookie = page
-        .cookies()
-        .find(|c| c.name() == "redbank_csrf")
-        .map(|c| c.value().to_owned())
-        .expect("csrf cookie");
-    let token = crate::common::hidden_csrf(&page.text().await.unwrap()).expect("csrf input");
-    let res = http
-        .post(format!("{base}/login"))
-        .header("Cookie", format!("redbank_csrf={csrf_cookie}"))
-        .form(&[("username", user), ("password", pass), ("csrf", &token)])
+    let csrf_cookie =
+        page.cookies().find(|c| c.name() == LoginForm::CSRF_COOKIE).map(|c| c.value().to_owned());
+    let form = LoginForm::new(csrf_cookie, &page.text().await.unwrap());
+    http.post(format!("{base}/login"))
+        .header("Cookie", form.cookie(extra))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form.body(user, pass))
         .send()
         .await
-        .unwrap();
-    assert_eq!(res.status(), 303, "login failed");
+        .unwrap()
+}
+
+/// Signs in through the login form of the app at `base`; returns the session's `Cookie` header
+/// value.
+pub async fn form_login(http: &reqwest::Client, base: &str, user: &str, pass: &str) -> String {
+    let res = form_login_attempt(http, base, user, pass, None).await;
+    assert_eq!(res.status(), 303, "form login of {user} failed");
     let session =
         res.cookies().find(|c| c.name() == "redbank").expect("session cookie").value().to_owned();
     format!("redbank={session}")
+}
+
+/// `POST /api/v1/login` to the app at `base` with any JSON `body`; the status and the JSON body
+/// (null when it is not JSON).
+pub async fn post_api_login(
+    http: &reqwest::Client,
+    base: &str,
+    body: &Value,
+) -> (reqwest::StatusCode, Value) {
+    let res = http.post(format!("{base}/api/v1/login")).json(body).send().await.unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// Signs in through the mobile API of the app at `base`; returns the bearer token.
+pub async fn api_token(http: &reqwest::Client, base: &str, user: &str, pass: &str) -> String {
+    let (status, body) = post_api_login(http, base, &credentials(user, pass)).await;
+    assert_eq!(status, 200, "mobile login of {user}: {body}");
+    body["token"].as_str().expect("token").to_owned()
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -264,26 +306,80 @@ pub async fn raw_exchange(
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The real `redbank` binary, started from the crate root against `redis` on `port` with
-/// `key_prefix` and the other `ROCKET_*` settings in `env`; its output goes to `out`.
-pub fn spawn_binary(
-    redis: &RedisServer,
-    port: u16,
-    key_prefix: &str,
-    env: &[(&str, &str)],
-    out: Stdio,
-    err: Stdio,
-) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_redbank"));
-    command
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("REDIS_URL", redis.url())
-        .env("ROCKET_PORT", port.to_string())
-        .env("ROCKET_KEY_PREFIX", key_prefix)
-        .envs(env.iter().copied())
-        .stdout(out)
-        .stderr(err);
-    command.spawn().unwrap()
+/// The real `redbank` binary, started from the crate root against a Redis with a key prefix and
+/// the other `ROCKET_*` settings given, on two free ports (app and stream listener); answering
+/// `/healthz` once started, killed on drop.
+pub struct Binary {
+    child: Child,
+    pub base: String,
+    pub stream_base: String,
+    pub http: reqwest::Client,
+}
+
+impl Binary {
+    /// Starts it and waits until it is healthy; its output goes to `log` (else nowhere).
+    pub async fn start(
+        redis: &RedisServer,
+        key_prefix: &str,
+        env: &[(&str, &str)],
+        log: Option<&std::path::Path>,
+    ) -> Self {
+        let (port, stream_port) = two_free_ports();
+        let (out, err) = match log {
+            Some(path) => {
+                let file = std::fs::File::create(path).unwrap();
+                (Stdio::from(file.try_clone().unwrap()), Stdio::from(file))
+            }
+            None => (Stdio::null(), Stdio::null()),
+        };
+        let child = Command::new(env!("CARGO_BIN_EXE_redbank"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("REDIS_URL", redis.url())
+            .env("ROCKET_PORT", port.to_string())
+            .env("ROCKET_STREAM_PORT", stream_port.to_string())
+            .env("ROCKET_KEY_PREFIX", key_prefix)
+            .envs(env.iter().copied())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        let http =
+            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let binary = Binary {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            stream_base: format!("http://127.0.0.1:{stream_port}"),
+            http,
+        };
+        wait_healthy(&binary.http, &binary.base, Duration::from_secs(20)).await;
+        binary
+    }
+
+    /// SIGTERM, as a service manager stops it.
+    pub fn terminate(&self) {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill").arg("-TERM").arg(pid).status().unwrap();
+        assert!(ok.success(), "kill -TERM");
+    }
+
+    /// Its exit status, once it has exited within `within`.
+    pub async fn exit_status(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "still running after {within:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Waits until the app at `base` answers `/healthz` with 200, for at most `within`.

@@ -1,22 +1,24 @@
 //! Regression tests for the holes an outside security review found (SECURITY.md F.28–F.32): each
 //! test reproduces one finding against the real app over real HTTP (or the real binary) and fails
 //! on the code before its fix.
+//!
+//! An `/events` rule is checked once, on Rocket's port; where each server does its own part
+//! (reading the resume point, the client address, routing, HTTP/1.1) both are.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-#[path = "common/server.rs"]
-mod server;
+use crate::common;
+use crate::common::server;
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-use common::{RedisServer, TestApp, shared_redis};
-use redbank::session::model::{SessionKind, SessionToken};
+use crate::common::server::{
+    Binary, Sse, TestServer, Via, form_login, form_login_attempt, raw_exchange,
+};
+use crate::common::{RedisServer, TestApp, credentials, session_id, shared_redis};
+use redbank::session::model::SessionKind;
 use redbank::session::store::{self, ClientInfo};
-use rocket::http::{ContentType, Status};
+use rocket::http::Status;
 use serde_json::{Value, json};
-use server::{Sse, TestServer, Via, form_login, raw_exchange, spawn_binary, wait_healthy};
 
 const VIAS: [Via; 2] = [Via::Rocket, Via::Listener];
 
@@ -29,15 +31,13 @@ fn client_from(ip: &str) -> reqwest::Client {
         .unwrap()
 }
 
-/// `POST /api/v1/login`; returns the status and the JSON body.
+/// `POST /api/v1/login` from `http`'s address; the status and the JSON body.
 async fn api_login(
     http: &reqwest::Client,
     server: &TestServer,
     body: Value,
 ) -> (reqwest::StatusCode, Value) {
-    let res = http.post(server.url("/api/v1/login")).json(&body).send().await.unwrap();
-    let status = res.status();
-    (status, res.json().await.unwrap_or(Value::Null))
+    server::post_api_login(http, &server.base, &body).await
 }
 
 /// A session made directly in the store (no hashing), as `kind`; returns its token.
@@ -90,11 +90,8 @@ async fn a_percent_encoded_second_session_cookie_counts_as_a_duplicate() {
                 format!("{alias}={alice}"),
             ] {
                 assert_eq!(me(&server, Some(&cookies), None).await, 401, "/api/v1/me {cookies}");
-                for via in VIAS {
-                    let res = server.http.get(server.events_url(via)).header("Cookie", &cookies);
-                    let status = res.send().await.unwrap().status();
-                    assert_eq!(status, 401, "{via:?} with {cookies}");
-                }
+                let status = server.events(&cookies, None).await.status();
+                assert_eq!(status, 401, "/events with {cookies}");
             }
         }
         server.stop().await.unwrap();
@@ -110,8 +107,7 @@ async fn a_token_works_only_through_the_channel_it_was_issued_for() {
     assert_eq!(me(&server, None, Some(&mobile)).await, 200);
     assert_eq!(me(&server, Some(&format!("redbank={browser}")), None).await, 200);
     let last_seen = |token: &str| {
-        let id = SessionToken::parse(token).unwrap().id();
-        let key = format!("{}session:{}", server.prefix, id.as_str());
+        let key = server.keys().session(&session_id(token));
         async move {
             let mut c = shared_redis().conn().await;
             let doc: String = redis::cmd("JSON.GET").arg(&key).query_async(&mut c).await.unwrap();
@@ -126,15 +122,8 @@ async fn a_token_works_only_through_the_channel_it_was_issued_for() {
     // Refused, and not refreshed either (the touch interval is 0 here).
     assert_eq!(last_seen(&mobile).await, mobile_seen);
     assert_eq!(last_seen(&browser).await, browser_seen);
-    for via in VIAS {
-        let res = server
-            .http
-            .get(server.events_url(via))
-            .header("Cookie", format!("redbank={mobile}"))
-            .send()
-            .await;
-        assert_eq!(res.unwrap().status(), 401, "{via:?}: mobile token as a cookie");
-    }
+    let res = server.events(&as_cookie, None).await;
+    assert_eq!(res.status(), 401, "/events with a mobile token as a cookie");
     server.stop().await.unwrap();
 }
 
@@ -145,8 +134,7 @@ async fn a_strangers_failures_never_lock_the_owner_out() {
     let server = TestServer::start(shared_redis(), None, |f| f).await;
     let owner = client_from("127.0.0.10");
     // The owner has signed in before: on a phone (device token) and in a browser (device cookie).
-    let (status, body) =
-        api_login(&owner, &server, json!({"username": "bob", "password": "foobared"})).await;
+    let (status, body) = api_login(&owner, &server, credentials("bob", "foobared")).await;
     assert_eq!(status, 200, "{body}");
     let device_token = body["device_token"].as_str().map(str::to_owned);
 
@@ -154,8 +142,7 @@ async fn a_strangers_failures_never_lock_the_owner_out() {
     let stranger = client_from("127.0.0.66");
     let mut statuses = Vec::new();
     for name in ["bob", " BOB ", "Bob", "bob", "bob", "bob", "bob", "bob"] {
-        let (status, _) =
-            api_login(&stranger, &server, json!({"username": name, "password": "guess"})).await;
+        let (status, _) = api_login(&stranger, &server, credentials(name, "guess")).await;
         statuses.push(status.as_u16());
     }
     assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 5, "{statuses:?}");
@@ -163,8 +150,7 @@ async fn a_strangers_failures_never_lock_the_owner_out() {
 
     // The owner, from another address, is not locked out.
     let elsewhere = client_from("127.0.0.77");
-    let (status, body) =
-        api_login(&elsewhere, &server, json!({"username": "bob", "password": "foobared"})).await;
+    let (status, body) = api_login(&elsewhere, &server, credentials("bob", "foobared")).await;
     assert_eq!(status, 200, "the owner was locked out by a stranger: {body}");
 
     // Strangers spread over many addresses: the guesses against the account are bounded…
@@ -172,15 +158,13 @@ async fn a_strangers_failures_never_lock_the_owner_out() {
     let mut hashed = 0;
     for i in 1..=40 {
         let from = client_from(&format!("127.0.1.{i}"));
-        let (status, _) =
-            api_login(&from, &server, json!({"username": "bob", "password": "guess"})).await;
+        let (status, _) = api_login(&from, &server, credentials("bob", "guess")).await;
         assert!(matches!(status.as_u16(), 401 | 429), "{status}");
         hashed += usize::from(status == 401);
     }
     assert!(hashed <= limit, "{hashed} guesses from unknown clients (bound {limit})");
     let new_device = client_from("127.0.0.99");
-    let (status, _) =
-        api_login(&new_device, &server, json!({"username": "bob", "password": "foobared"})).await;
+    let (status, _) = api_login(&new_device, &server, credentials("bob", "foobared")).await;
     assert_eq!(status, 429, "unknown clients share the account's bound");
     // …while the owner's known devices still sign in, from any address.
     let device_token = device_token.expect("the login answer carries a device token");
@@ -208,18 +192,11 @@ async fn a_browser_that_signed_in_before_is_never_locked_out() {
         TestServer::start(shared_redis(), None, |f| f.merge(("login_account_limit", 3))).await;
     let browser = client_from("127.0.2.1");
     // Sign in once through the form: the answer sets a device cookie next to the session.
-    let page = browser.get(server.url("/login")).send().await.unwrap();
-    let csrf_cookie =
-        page.cookies().find(|c| c.name() == "redbank_csrf").unwrap().value().to_owned();
-    let token = common::hidden_csrf(&page.text().await.unwrap()).unwrap();
-    let post = |cookies: String| {
-        browser
-            .post(server.url("/login"))
-            .header("Cookie", cookies)
-            .form(&[("username", "bob"), ("password", "foobared"), ("csrf", &token)])
-            .send()
+    let (browser, base) = (&browser, server.base.as_str());
+    let post = |cookies: Option<String>| async move {
+        form_login_attempt(browser, base, "bob", "foobared", cookies.as_deref()).await
     };
-    let res = post(format!("redbank_csrf={csrf_cookie}")).await.unwrap();
+    let res = post(None).await;
     assert_eq!(res.status(), 303);
     let device = res.cookies().find(|c| c.name() == "redbank_device");
     let device = device.expect("a device cookie after a successful sign-in");
@@ -229,19 +206,16 @@ async fn a_browser_that_signed_in_before_is_never_locked_out() {
     // Strangers use up the account's budget for unknown clients…
     for i in 1..=6 {
         let from = client_from(&format!("127.0.3.{i}"));
-        let (status, _) =
-            api_login(&from, &server, json!({"username": "bob", "password": "guess"})).await;
+        let (status, _) = api_login(&from, &server, credentials("bob", "guess")).await;
         assert!(matches!(status.as_u16(), 401 | 429));
     }
-    let res = post(format!("redbank_csrf={csrf_cookie}")).await.unwrap();
+    let res = post(None).await;
     assert_eq!(res.status(), 429, "a browser without the device cookie counts as unknown");
     // …the owner's browser still gets in, also next to a device cookie planted by a sibling site.
-    let res = post(format!("redbank_csrf={csrf_cookie}; redbank_device={device}")).await.unwrap();
+    let res = post(Some(format!("redbank_device={device}"))).await;
     assert_eq!(res.status(), 303, "the owner's own browser was locked out");
     let planted = "P".repeat(43);
-    let both =
-        format!("redbank_csrf={csrf_cookie}; redbank_device={planted}; redbank_device={device}");
-    let res = post(both).await.unwrap();
+    let res = post(Some(format!("redbank_device={planted}; redbank_device={device}"))).await;
     assert_eq!(res.status(), 303, "a planted device cookie locked the owner's browser out");
     server.stop().await.unwrap();
 }
@@ -264,22 +238,13 @@ async fn a_throttle_counter_left_without_expiry_cannot_lock_forever() {
     let app = TestApp::new().await;
     let mut c = shared_redis().conn().await;
     // What a failure between INCR and EXPIRE used to leave behind: a counter with no TTL.
-    let torn = format!("{}throttle:user:bob", app.prefix);
+    let torn = app.keys().throttle_user("bob");
     let _: () = redis::cmd("SET").arg(&torn).arg(1000).query_async(&mut c).await.unwrap();
-    let res = app
-        .client
-        .post("/api/v1/login")
-        .header(ContentType::JSON)
-        .body(r#"{"username":"bob","password":"wrong"}"#)
-        .dispatch()
-        .await;
-    assert!(matches!(res.status().code, 401 | 429), "{}", res.status());
+    let status = app.try_api_login("bob", "wrong", None).await;
+    assert!(matches!(status.code, 401 | 429), "{status}");
     let window = app.config().login_window_secs as i64 * 1000;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}throttle:*", app.prefix))
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let keys: Vec<String> = app.stored_keys(shared_redis()).await;
+    let keys: Vec<String> = keys.into_iter().filter(|k| k.contains(":throttle:")).collect();
     assert!(keys.contains(&torn), "{keys:?}");
     for key in keys {
         let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut c).await.unwrap();
@@ -299,32 +264,16 @@ async fn a_long_hashing_queue_answers_503_at_once() {
         .state::<std::sync::Arc<redbank::session::password::Passwords>>()
         .unwrap();
     let device = {
-        let res = app
-            .client
-            .post("/api/v1/login")
-            .header(ContentType::JSON)
-            .body(r#"{"username":"alice","password":"wonderland"}"#)
-            .dispatch()
-            .await;
+        let res = app.post_api_login(&credentials("alice", "wonderland"), None).await;
         let body: Value = serde_json::from_str(&res.into_string().await.unwrap()).unwrap();
         body["device_token"].as_str().unwrap().to_owned()
     };
     let before = passwords.computed();
-    let logins = (0..12).map(|_| {
-        app.client
-            .post("/api/v1/login")
-            .header(ContentType::JSON)
-            .body(r#"{"username":"bob","password":"foobared"}"#)
-            .dispatch()
-    });
+    let bob = credentials("bob", "foobared");
+    let logins = (0..12).map(|_| app.post_api_login(&bob, None));
     // While the general queue sheds load, a known device has its own slot.
     let body = json!({"username": "alice", "password": "wonderland", "device_token": device});
-    let known = app
-        .client
-        .post("/api/v1/login")
-        .header(ContentType::JSON)
-        .body(body.to_string())
-        .dispatch();
+    let known = app.post_api_login(&body, None);
     let (responses, known) = futures::future::join(futures::future::join_all(logins), known).await;
     assert_eq!(known.status(), Status::Ok, "a known device was shed with the strangers");
     let shed: Vec<_> =
@@ -338,14 +287,7 @@ async fn a_long_hashing_queue_answers_503_at_once() {
     }
     assert_eq!(passwords.computed() - before, ok as u64 + 1, "a shed login computed a hash");
     // Shed logins are not failures: the owner is not throttled afterwards.
-    let res = app
-        .client
-        .post("/api/v1/login")
-        .header(ContentType::JSON)
-        .body(r#"{"username":"bob","password":"foobared"}"#)
-        .dispatch()
-        .await;
-    assert_eq!(res.status(), Status::Ok);
+    assert_eq!(app.try_api_login("bob", "foobared", None).await, Status::Ok);
 }
 
 // ---- 3. streams and sessions cannot be exhausted by one user --------------------------------
@@ -386,29 +328,28 @@ async fn streams_are_capped_per_user_and_per_client_address() {
     let (a, _) = server.login("bob", "foobared").await;
     let (b, _) = server.login("bob", "foobared").await;
     let mut open = Vec::new();
+    // One count for both servers.
     for (cookie, via) in [(&a, Via::Rocket), (&a, Via::Listener), (&b, Via::Rocket)] {
         let res = server.events_via(via, cookie, None).await;
         assert_eq!(res.status(), 200, "{via:?}");
         open.push(res);
     }
-    for via in VIAS {
-        let res = server.events_via(via, &b, None).await;
-        assert_eq!(res.status(), 429, "{via:?}: a fourth stream of one user (two sessions)");
-        assert!(res.headers().contains_key("retry-after"));
-    }
+    let res = server.events(&b, None).await;
+    assert_eq!(res.status(), 429, "a fourth stream of one user (two sessions)");
+    assert!(res.headers().contains_key("retry-after"));
     // Alice shares bob's address: one more stream from it, then the address is full.
     let (c, _) = server.login("alice", "wonderland").await;
     open.push(server.events_via(Via::Listener, &c, None).await);
     assert_eq!(open.last().unwrap().status(), 200);
-    for via in VIAS {
-        let res = server.events_via(via, &c, None).await;
-        assert_eq!(res.status(), 429, "{via:?}: a fifth stream from one address");
-    }
-    // From another address alice streams.
+    let res = server.events(&c, None).await;
+    assert_eq!(res.status(), 429, "a fifth stream from one address");
+    // Each server takes the address from its own socket: from another one alice streams on both.
     let other = client_from("127.0.0.2");
-    let res =
-        other.get(server.events_url(Via::Listener)).header("Cookie", &c).send().await.unwrap();
-    assert_eq!(res.status(), 200);
+    for via in VIAS {
+        let res = other.get(server.events_url(via)).header("Cookie", &c).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{via:?}");
+        open.push(res);
+    }
     drop(open);
     server.stop().await.unwrap();
 }
@@ -432,19 +373,23 @@ async fn event_routes_are_exact() {
 async fn a_resume_id_out_of_range_is_a_400() {
     let server = TestServer::start(shared_redis(), None, |f| f).await;
     let (cookie, _) = server.login("bob", "foobared").await;
-    let bad = ["18446744073709551615-18446744073709551615", "+1-0", "1-+0", "1-2-3", "x"];
+    for id in ["18446744073709551615-18446744073709551615", "+1-0", "1-+0", "1-2-3", "x"] {
+        let url = format!("{}?after={id}", server.url("/events"));
+        let res = server.http.get(&url).header("Cookie", &cookie).send().await.unwrap();
+        assert_eq!(res.status(), 400, "after={id}");
+        let body: Value = res.json().await.unwrap();
+        assert!(body["error"].as_str().is_some_and(|m| m.contains("event id")), "{body}");
+        let res = server.events(&cookie, Some(id)).await;
+        assert_eq!(res.status(), 400, "Last-Event-ID {id}");
+    }
+    // Each server reads the header and the query itself: both refuse alike.
     for via in VIAS {
-        for id in bad {
-            let url = format!("{}?after={id}", server.events_url(via));
-            let res = server.http.get(&url).header("Cookie", &cookie).send().await.unwrap();
-            assert_eq!(res.status(), 400, "{via:?} after={id}");
-            let body: Value = res.json().await.unwrap();
-            assert!(body["error"].as_str().is_some_and(|m| m.contains("event id")), "{body}");
-            let res = server.events_via(via, &cookie, Some(id)).await;
-            assert_eq!(res.status(), 400, "{via:?} Last-Event-ID {id}");
-        }
+        let res = server.events_via(via, &cookie, Some("1-2-3")).await;
+        assert_eq!(res.status(), 400, "{via:?} Last-Event-ID");
+        let body: Value = res.json().await.unwrap();
+        assert!(body["error"].as_str().is_some_and(|m| m.contains("event id")), "{body}");
         // Query names are decoded as Rocket decodes them; a bare `after` is an empty id.
-        for query in ["%61fter=junk", "after"] {
+        for query in ["after=x", "%61fter=junk", "after"] {
             let url = format!("{}?{query}", server.events_url(via));
             let res = server.http.get(&url).header("Cookie", &cookie).send().await.unwrap();
             assert_eq!(res.status(), 400, "{via:?} ?{query}");
@@ -466,18 +411,10 @@ async fn the_heartbeat_check_fails_closed_when_redis_cannot_answer() {
     })
     .await;
     let (cookie, _) = server.login("bob", "foobared").await;
-    let mut streams = Vec::new();
-    for via in VIAS {
-        streams.push(Sse::new(server.events_via(via, &cookie, None).await));
-    }
+    let mut sse = Sse::new(server.events(&cookie, None).await);
     redis.freeze();
-    for mut sse in streams {
-        sse.expect_closed(
-            Duration::from_secs(4),
-            "a stream outlived a session check Redis could not answer",
-        )
-        .await;
-    }
+    let what = "a stream outlived a session check Redis could not answer";
+    sse.expect_closed(Duration::from_secs(4), what).await;
     redis.thaw();
     server.stop().await.unwrap();
 }
@@ -546,52 +483,36 @@ async fn replay_is_read_in_pages_as_the_client_reads() {
 /// Runs the real binary at `level` against the shared Redis, signs in (a wrong password, then
 /// the API and the form), lets self-repair run, and returns the log and what it must not contain.
 async fn secrets_and_log(prefix: &str, level: &str) -> (Vec<String>, String) {
-    let port = common::free_port();
-    let log = std::env::temp_dir().join(format!("redbank-log-{}-{port}.txt", std::process::id()));
-    let out = std::fs::File::create(&log).unwrap();
+    let log =
+        std::env::temp_dir().join(format!("redbank-log-{}.txt", prefix.trim_end_matches(':')));
     let env = [
         ("ROCKET_LOG_LEVEL", level),
         ("ROCKET_GENERATOR_INTERVAL_MS", "0"),
         ("ROCKET_REPAIR_INTERVAL_SECS", "1"),
     ];
-    let (stdout, stderr) = (out.try_clone().unwrap().into(), out.into());
-    let mut child = spawn_binary(shared_redis(), port, prefix, &env, stdout, stderr);
-    let base = format!("http://127.0.0.1:{port}");
-    let http =
-        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    wait_healthy(&http, &base, Duration::from_secs(20)).await;
+    let app = Binary::start(shared_redis(), prefix, &env, Some(&log)).await;
+    let (http, base) = (&app.http, app.base.as_str());
     let wrong = "marker-Wr0ng-pa55word";
-    let login = |password: &'static str| {
-        http.post(format!("{base}/api/v1/login"))
-            .json(&json!({"username": "bob", "password": password}))
-            .send()
-    };
-    assert_eq!(login(wrong).await.unwrap().status(), 401);
+    let (status, _) = server::post_api_login(http, base, &credentials("bob", wrong)).await;
+    assert_eq!(status, 401);
     // A body Rocket's own JSON guard would have logged verbatim, at the default level.
-    let res = http
-        .post(format!("{base}/api/v1/login"))
-        .header("Content-Type", "application/json")
-        .body(format!(r#"{{"username":"bob","password":"{wrong}","device_token":5}}"#))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 422);
-    let body: Value = login("foobared").await.unwrap().json().await.unwrap();
-    let token = body["token"].as_str().unwrap().to_owned();
-    let cookie = form_login(&http, &base, "alice", "wonderland").await;
+    let body = json!({"username": "bob", "password": wrong, "device_token": 5});
+    assert_eq!(server::post_api_login(http, base, &body).await.0, 422);
+    let token = server::api_token(http, base, "bob", "foobared").await;
+    let cookie = form_login(http, base, "alice", "wonderland").await;
     let res = http.get(format!("{base}/api/v1/me")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(res.status(), 200);
     // Clients that hang up mid-request: ordinary, and no operator's business at this level.
     for _ in 0..10 {
-        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut tcp =
+            tokio::net::TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
         tokio::io::AsyncWriteExt::write_all(&mut tcp, b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
             .await
             .unwrap();
     }
     // Let self-repair run a few times (it used to re-create and re-announce the admin).
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(app);
     let text = std::fs::read_to_string(&log).unwrap();
     let _ = std::fs::remove_file(&log);
     assert!(text.contains("Rocket has launched"), "no log captured: {text}");
@@ -618,7 +539,7 @@ async fn no_password_or_token_reaches_the_log_and_no_admin_exists_without_a_pass
         }
         let mut c = shared_redis().conn().await;
         let admin: bool = redis::cmd("EXISTS")
-            .arg(format!("{prefix}user:admin"))
+            .arg(redbank::redis::Keys::new(&prefix).user("admin"))
             .query_async(&mut c)
             .await
             .unwrap();
@@ -652,9 +573,9 @@ async fn users_follow_the_configuration_across_restarts() {
     .await;
     assert_eq!(app.try_api_login("admin", "second-password-2", None).await, Status::Unauthorized);
     assert_eq!(app.try_api_login("bob", "foobared", None).await, Status::Unauthorized);
-    let keys = app.keys(shared_redis()).await;
+    let keys = app.stored_keys(shared_redis()).await;
     for user in ["admin", "bob", "alice"] {
-        assert!(!keys.contains(&format!("{prefix}user:{user}")), "{user} remains: {keys:?}");
+        assert!(!keys.contains(&app.keys().user(user)), "{user} remains: {keys:?}");
     }
 }
 
@@ -664,10 +585,9 @@ async fn demo_users_can_be_turned_off() {
     let page = app.client.get("/login").dispatch().await.into_string().await.unwrap();
     assert!(!page.contains("foobared"), "the login page still hints at the demo password");
     assert_eq!(app.try_login_browser("bob", "foobared").await.status, Status::Unauthorized);
-    let keys = app.keys(shared_redis()).await;
-    for demo in ["user:bob", "user:alice", "{acct:1580783161}:account", "{acct:2734819056}:account"]
-    {
-        let key = format!("{}{demo}", app.prefix);
+    let keys = app.stored_keys(shared_redis()).await;
+    let k = app.keys();
+    for key in [k.user("bob"), k.user("alice"), k.account("1580783161"), k.account("2734819056")] {
         assert!(!keys.contains(&key), "{key} exists: {keys:?}");
     }
     // The configured admin is still created: it is not a demo user.

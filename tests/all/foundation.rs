@@ -1,12 +1,10 @@
 //! Foundation: health check under Redis faults, the module check, error pages and security headers.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{RedisServer, TestApp};
+use crate::common::{RedisServer, TestApp};
 use rocket::http::{Accept, ContentType, Status};
 use rocket::local::asynchronous::LocalResponse;
 
@@ -215,31 +213,22 @@ async fn a_stream_port_that_cannot_be_served_stops_the_launch() {
 async fn a_redis_that_lost_its_data_is_repaired_without_a_restart() {
     let mut redis = RedisServer::start();
     let app = TestApp::with(&redis, |f| f.merge(("repair_interval_secs", 1))).await;
-    let login = || {
-        app.client
-            .post("/api/v1/login")
-            .header(ContentType::JSON)
-            .body(r#"{"username":"bob","password":"foobared"}"#)
-            .dispatch()
-    };
-    assert_eq!(login().await.status(), Status::Ok);
+    let login = || app.try_api_login("bob", "foobared", None);
+    assert_eq!(login().await, Status::Ok);
     redis.restart(); // no persistence: users, accounts and indexes are gone
     // Wait for the repair by looking at Redis (failed logins would trip the throttle).
     let mut c = redis.conn().await;
-    let user_key = format!("{}user:bob", app.prefix);
+    let user_key = app.keys().user("bob");
     let deadline = Instant::now() + Duration::from_secs(15);
     while !redis::cmd("EXISTS").arg(&user_key).query_async::<_, bool>(&mut c).await.unwrap() {
         assert!(Instant::now() < deadline, "bob was never re-created");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(login().await.status(), Status::Ok);
+    assert_eq!(login().await, Status::Ok);
     // The accounts are repaired by their own loop: wait for them too.
     loop {
-        let accounts: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(format!("{}accounts", app.prefix))
-            .query_async(&mut c)
-            .await
-            .unwrap();
+        let accounts: Vec<String> =
+            redis::cmd("SMEMBERS").arg(app.keys().accounts()).query_async(&mut c).await.unwrap();
         if accounts.contains(&"1580783161".to_owned()) {
             break;
         }

@@ -1,12 +1,12 @@
 //! Sign-in and sessions against the real app and a real Redis (SECURITY.md A–E).
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{ADMIN_PASSWORD, RedisServer, TestApp, bearer, shared_redis};
+use crate::common::{
+    ADMIN_PASSWORD, RedisServer, TestApp, bearer, credentials, session_id, shared_redis,
+};
 use redis::AsyncCommands;
 use rocket::http::{ContentType, Cookie, Header, Status};
 use rocket::local::asynchronous::LocalResponse;
@@ -14,10 +14,6 @@ use serde_json::Value;
 
 async fn json(res: LocalResponse<'_>) -> Value {
     serde_json::from_str(&res.into_string().await.unwrap_or_default()).expect("JSON body")
-}
-
-fn session_key(app: &TestApp, id: &str) -> String {
-    format!("{}session:{id}", app.prefix)
 }
 
 async fn exists(key: &str) -> bool {
@@ -47,8 +43,9 @@ async fn browser_login_creates_a_json_session_with_a_bounded_ttl_and_a_safe_cook
         "{set}"
     );
 
-    let keys = app.keys(shared_redis()).await;
-    let sessions: Vec<&String> = keys.iter().filter(|k| k.contains("session:")).collect();
+    let keys = app.stored_keys(shared_redis()).await;
+    let prefix = app.keys().session_prefix();
+    let sessions: Vec<&String> = keys.iter().filter(|k| k.starts_with(&prefix)).collect();
     assert_eq!(sessions.len(), 1, "{keys:?}");
     let key = sessions[0];
     // The key names the SHA-256 of the token, never any part of the token itself.
@@ -114,13 +111,7 @@ async fn pages_redirect_to_login_and_the_api_answers_401_without_a_session() {
 #[rocket::async_test]
 async fn mobile_login_me_and_logout_with_a_bearer_token() {
     let app = TestApp::new().await;
-    let res = app
-        .client
-        .post("/api/v1/login")
-        .header(ContentType::JSON)
-        .body(r#"{"username":"bob","password":"foobared"}"#)
-        .dispatch()
-        .await;
+    let res = app.post_api_login(&credentials("bob", "foobared"), None).await;
     assert_eq!(res.status(), Status::Ok);
     let body = json(res).await;
     let token = body["token"].as_str().unwrap().to_owned();
@@ -137,8 +128,7 @@ async fn mobile_login_me_and_logout_with_a_bearer_token() {
     assert_eq!(me["user"]["username"], "bob");
     assert_eq!(me["session"]["kind"], "mobile");
 
-    let id = redbank::session::model::SessionToken::parse(&token).unwrap().id();
-    let key = session_key(&app, id.as_str());
+    let key = app.keys().session(&session_id(&token));
     assert!(exists(&key).await);
     let res = app.client.delete("/api/v1/session").header(bearer(&token)).dispatch().await;
     assert_eq!(res.status(), Status::Ok);
@@ -154,7 +144,7 @@ async fn login_rotates_the_token_and_destroys_the_previous_session() {
     assert_eq!(again.status, Status::SeeOther);
     let second = again.session.unwrap();
     assert_ne!(second, first.session);
-    assert!(!exists(&session_key(&app, &first.id())).await, "pre-login session survived");
+    assert!(!exists(&app.keys().session(&first.id())).await, "pre-login session survived");
     let old = app.client.get("/dashboard").header(first.cookie()).dispatch().await;
     assert_eq!(old.headers().get_one("Location"), Some("/login"));
 
@@ -168,7 +158,7 @@ async fn login_rotates_the_token_and_destroys_the_previous_session() {
 async fn browser_logout_deletes_the_session_and_the_old_cookie_fails() {
     let app = TestApp::new().await;
     let b = app.login_browser("bob", "foobared").await;
-    let key = session_key(&app, &b.id());
+    let key = app.keys().session(&b.id());
     assert!(exists(&key).await);
     let res = app.post_form("/logout", &b).await;
     assert_eq!(res.status(), Status::SeeOther);
@@ -188,8 +178,7 @@ async fn a_logout_racing_twenty_requests_leaves_no_key() {
     let app = TestApp::with(shared_redis(), |f| f.merge(("session_touch_secs", 0))).await;
     for _ in 0..5 {
         let token = app.api_login("bob", "foobared").await;
-        let id = redbank::session::model::SessionToken::parse(&token).unwrap().id();
-        let key = session_key(&app, id.as_str());
+        let key = app.keys().session(&session_id(&token));
         let requests =
             (0..20).map(|_| app.client.get("/api/v1/me").header(bearer(&token)).dispatch());
         let logout = app.client.delete("/api/v1/session").header(bearer(&token)).dispatch();
@@ -221,8 +210,7 @@ async fn activity_extends_the_idle_timeout_but_never_past_the_absolute_one() {
     })
     .await;
     let token = app.api_login("bob", "foobared").await;
-    let id = redbank::session::model::SessionToken::parse(&token).unwrap().id();
-    let key = session_key(&app, id.as_str());
+    let key = app.keys().session(&session_id(&token));
     let started = Instant::now();
     let mut c = shared_redis().conn().await;
     // Busy for 2.5 s: well past the 1 s idle timeout, still alive.
@@ -259,7 +247,7 @@ async fn sessions_page_lists_both_devices_and_revoke_kills_the_other_token() {
         json(app.client.get("/api/v1/sessions").header(bearer(&mobile)).dispatch().await).await;
     let rows = api["sessions"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
-    let mobile_id = redbank::session::model::SessionToken::parse(&mobile).unwrap().id();
+    let mobile_id = session_id(&mobile);
     assert!(rows.iter().any(|r| r["id"] == mobile_id.as_str() && r["current"] == true));
 
     let res = app.post_form(format!("/sessions/{}/revoke", mobile_id.as_str()), &b).await;
@@ -294,7 +282,7 @@ async fn sign_out_all_other_sessions_keeps_only_this_one() {
 async fn alice_cannot_revoke_bobs_session_but_admin_can() {
     let app = TestApp::new().await;
     let bob = app.api_login("bob", "foobared").await;
-    let bob_id = redbank::session::model::SessionToken::parse(&bob).unwrap().id();
+    let bob_id = session_id(&bob);
     let alice = app.login_browser("alice", "wonderland").await;
 
     let res = app.post_form(format!("/sessions/{}/revoke", bob_id.as_str()), &alice).await;
@@ -353,7 +341,7 @@ async fn cross_site_posts_and_wrong_csrf_tokens_are_refused() {
     assert_eq!(res.status(), Status::Forbidden);
     let res = post(String::new(), None).await;
     assert_eq!(res.status(), Status::Forbidden);
-    assert!(exists(&session_key(&app, &b.id())).await, "a refused logout still logged out");
+    assert!(exists(&app.keys().session(&b.id())).await, "a refused logout still logged out");
 
     // Cookie-authenticated API writes need the X-CSRF-Token header; bearer ones do not.
     let res = app.client.delete("/api/v1/session").header(b.cookie()).dispatch().await;
@@ -409,13 +397,7 @@ async fn sixth_wrong_password_is_throttled_before_any_hashing() {
     assert_eq!(passwords.computed(), before, "a throttled attempt computed a hash");
     // Locked even with the right password, and via the API too.
     assert_eq!(app.try_login_browser("bob", "foobared").await.status, Status::TooManyRequests);
-    let res = app
-        .client
-        .post("/api/v1/login")
-        .header(ContentType::JSON)
-        .body(r#"{"username":"bob","password":"foobared"}"#)
-        .dispatch()
-        .await;
+    let res = app.post_api_login(&credentials("bob", "foobared"), None).await;
     assert_eq!(res.status(), Status::TooManyRequests);
     assert!(res.headers().get_one("Retry-After").is_some());
     assert_eq!(passwords.computed(), before);
@@ -450,14 +432,8 @@ async fn unknown_user_and_wrong_password_look_identical() {
     assert_eq!(normalise(&unknown.body), normalise(&wrong.body));
     assert_eq!(unknown.set_cookie, wrong.set_cookie);
 
-    let api = |user: &'static str, pass: &'static str| {
-        app.client
-            .post("/api/v1/login")
-            .header(ContentType::JSON)
-            .body(format!(r#"{{"username":"{user}","password":"{pass}"}}"#))
-            .dispatch()
-    };
-    let (a, b) = (api("mallory", "x").await, api("bob", "x").await);
+    let (mallory, bob) = (credentials("mallory", "x"), credentials("bob", "x"));
+    let (a, b) = (app.post_api_login(&mallory, None).await, app.post_api_login(&bob, None).await);
     assert_eq!((a.status(), b.status()), (Status::Unauthorized, Status::Unauthorized));
     assert_eq!(a.into_string().await, b.into_string().await);
 }
@@ -465,7 +441,7 @@ async fn unknown_user_and_wrong_password_look_identical() {
 #[rocket::async_test]
 async fn a_thousand_anonymous_requests_create_no_keys() {
     let app = TestApp::new().await;
-    let before = app.keys(shared_redis()).await;
+    let before = app.stored_keys(shared_redis()).await;
     let paths = [
         "/",
         "/login",
@@ -488,7 +464,7 @@ async fn a_thousand_anonymous_requests_create_no_keys() {
         let status = req.dispatch().await.status();
         assert!(status.code < 500, "{path}: {status}");
     }
-    assert_eq!(app.keys(shared_redis()).await, before);
+    assert_eq!(app.stored_keys(shared_redis()).await, before);
 }
 
 #[rocket::async_test]
@@ -497,8 +473,7 @@ async fn corrupt_or_wrong_type_session_documents_are_no_session_and_are_deleted(
     let mut c = shared_redis().conn().await;
     for corrupt in [r#"{"user":"bob"}"#, r#"{"v":999,"user":"bob"}"#, "[1,2,3]"] {
         let token = app.api_login("bob", "foobared").await;
-        let id = redbank::session::model::SessionToken::parse(&token).unwrap().id();
-        let key = session_key(&app, id.as_str());
+        let key = app.keys().session(&session_id(&token));
         let _: () = redis::cmd("JSON.SET")
             .arg(&key)
             .arg("$")
@@ -510,8 +485,7 @@ async fn corrupt_or_wrong_type_session_documents_are_no_session_and_are_deleted(
         assert!(!exists(&key).await, "corrupt document kept: {corrupt}");
     }
     let token = app.api_login("bob", "foobared").await;
-    let id = redbank::session::model::SessionToken::parse(&token).unwrap().id();
-    let key = session_key(&app, id.as_str());
+    let key = app.keys().session(&session_id(&token));
     let _: () = c.del(&key).await.unwrap();
     let _: () = c.set(&key, "not json").await.unwrap();
     assert_eq!(me_status(&app, &token).await, Status::Unauthorized);
@@ -537,14 +511,8 @@ async fn redis_down_is_a_fast_503_never_logged_out_and_recovers() {
     // The login page of a signed-in browser is not "signed out" either.
     let page = app.client.get("/login").header(b.cookie()).dispatch().await;
     assert_eq!(page.status(), Status::ServiceUnavailable, "the outage looked like no session");
-    let login = app
-        .client
-        .post("/api/v1/login")
-        .header(ContentType::JSON)
-        .body(r#"{"username":"bob","password":"foobared"}"#)
-        .dispatch()
-        .await;
-    assert_eq!(login.status(), Status::ServiceUnavailable);
+    let login = app.try_api_login("bob", "foobared", None).await;
+    assert_eq!(login, Status::ServiceUnavailable);
     redis.thaw();
     let deadline = Instant::now() + Duration::from_secs(10);
     while me_status(&app, &token).await != Status::Ok {
@@ -564,15 +532,9 @@ async fn parallel_guesses_cannot_slip_past_the_throttle() {
         .state::<std::sync::Arc<redbank::session::password::Passwords>>()
         .unwrap();
     let before = passwords.computed();
-    let guesses = (0..12).map(|i| {
-        app.client
-            .post("/api/v1/login")
-            .header(ContentType::JSON)
-            .body(format!(r#"{{"username":"bob","password":"guess-{i}"}}"#))
-            .dispatch()
-    });
-    let statuses: Vec<Status> =
-        futures::future::join_all(guesses).await.iter().map(|r| r.status()).collect();
+    let guesses: Vec<String> = (0..12).map(|i| format!("guess-{i}")).collect();
+    let guesses = guesses.iter().map(|guess| app.try_api_login("bob", guess, None));
+    let statuses: Vec<Status> = futures::future::join_all(guesses).await;
     let hashed = passwords.computed() - before;
     // Limit 5; with 2 hashing slots at most one more guess can pass alongside the fifth.
     let bound = app.config().login_user_limit + app.config().password_hash_concurrency as u64 - 1;
@@ -610,23 +572,17 @@ async fn sign_out_everywhere_reaches_past_one_page_of_sessions() {
     for token in [&tokens[0], &tokens[115], &tokens[229]] {
         assert_eq!(me_status(&app, token.as_str()).await, Status::Unauthorized);
     }
-    let left: Vec<String> =
-        app.keys(shared_redis()).await.into_iter().filter(|k| k.contains(":session:")).collect();
-    assert_eq!(left, vec![session_key(&app, &b.id())], "only this browser's session remains");
+    let prefix = app.keys().session_prefix();
+    let left: Vec<String> = app.stored_keys(shared_redis()).await;
+    let left: Vec<String> = left.into_iter().filter(|k| k.starts_with(&prefix)).collect();
+    assert_eq!(left, vec![app.keys().session(&b.id())], "only this browser's session remains");
 }
 
 #[rocket::async_test]
 async fn concurrent_successful_logins_of_one_user_are_never_throttled() {
     // A queue bound no shared test machine reaches: this is about the throttle, not load shedding.
     let app = TestApp::with(shared_redis(), |f| f.merge(("login_queue_max_ms", 60_000))).await;
-    let logins = (0..16).map(|_| {
-        app.client
-            .post("/api/v1/login")
-            .header(ContentType::JSON)
-            .body(r#"{"username":"bob","password":"foobared"}"#)
-            .dispatch()
-    });
-    let statuses: Vec<Status> =
-        futures::future::join_all(logins).await.iter().map(|r| r.status()).collect();
+    let logins = (0..16).map(|_| app.try_api_login("bob", "foobared", None));
+    let statuses: Vec<Status> = futures::future::join_all(logins).await;
     assert!(statuses.iter().all(|s| *s == Status::Ok), "{statuses:?}");
 }

@@ -9,6 +9,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod server;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -18,9 +20,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use redbank::bank::model::{Cents, Transaction};
+use redbank::redis::Keys;
 use rocket::figment::Figment;
 use rocket::http::{ContentType, Cookie, Header, Status};
 use rocket::local::asynchronous::{Client, LocalResponse};
+use serde_json::{Value, json};
 
 /// Folder with redis-server, rejson.so and redisearch.so.
 pub fn redis_dir() -> &'static PathBuf {
@@ -284,17 +288,18 @@ impl TestApp {
         password: &str,
         old: Option<&str>,
     ) -> LoginAttempt {
-        let form = self.client.get("/login").dispatch().await;
-        let csrf_cookie =
-            form.cookies().get("redbank_csrf").expect("login csrf cookie").value().to_owned();
-        let token =
-            hidden_csrf(&form.into_string().await.unwrap_or_default()).expect("csrf in form");
+        let page = self.client.get("/login").dispatch().await;
+        let csrf_cookie = page.cookies().get(LoginForm::CSRF_COOKIE).map(|c| c.value().to_owned());
+        let form = LoginForm::new(csrf_cookie, &page.into_string().await.unwrap_or_default());
+        // The local client puts `.cookie()` in Rocket's jar (what the CSRF check reads) but never
+        // in the raw header (what the session guard reads): one of each, as in the app.
+        let csrf = Cookie::new(LoginForm::CSRF_COOKIE, form.csrf_cookie.clone());
         let mut req = self
             .client
             .post("/login")
             .header(ContentType::Form)
-            .cookie(Cookie::new("redbank_csrf", csrf_cookie))
-            .body(format!("username={}&password={}&csrf={token}", enc(username), enc(password)));
+            .cookie(csrf)
+            .body(form.body(username, password));
         if let Some(old) = old {
             req = req.header(cookie_header(self.cookie_name(), old));
         }
@@ -323,35 +328,37 @@ impl TestApp {
             .await
     }
 
-    /// One mobile sign-in attempt, from the client address `ip` when given (the socket peer
-    /// Rocket sees; IPv4 or IPv6); its status.
-    pub async fn try_api_login(&self, username: &str, password: &str, ip: Option<&str>) -> Status {
-        let body = serde_json::json!({"username": username, "password": password}).to_string();
-        let mut req = self.client.post("/api/v1/login").header(ContentType::JSON).body(body);
+    /// `POST /api/v1/login` with any JSON `body` (tests of the login itself send odd ones), from
+    /// the client address `ip` when given (the socket peer Rocket sees; IPv4 or IPv6).
+    pub async fn post_api_login(&self, body: &Value, ip: Option<&str>) -> LocalResponse<'_> {
+        let mut req = self.client.post("/api/v1/login").header(ContentType::JSON);
         if let Some(ip) = ip {
             let ip: std::net::IpAddr = ip.parse().expect("an IP address");
             req = req.remote(std::net::SocketAddr::new(ip, 40000));
         }
-        req.dispatch().await.status()
+        req.body(body.to_string()).dispatch().await
+    }
+
+    /// One mobile sign-in attempt (from `ip` when given); its status.
+    pub async fn try_api_login(&self, username: &str, password: &str, ip: Option<&str>) -> Status {
+        self.post_api_login(&credentials(username, password), ip).await.status()
     }
 
     /// Signs in through the mobile API; returns the bearer token.
     pub async fn api_login(&self, username: &str, password: &str) -> String {
-        let res = self
-            .client
-            .post("/api/v1/login")
-            .header(ContentType::JSON)
-            .body(serde_json::json!({"username": username, "password": password}).to_string())
-            .dispatch()
-            .await;
-        assert_eq!(res.status(), Status::Ok);
-        let body: serde_json::Value =
-            serde_json::from_str(&res.into_string().await.unwrap()).unwrap();
+        let res = self.post_api_login(&credentials(username, password), None).await;
+        assert_eq!(res.status(), Status::Ok, "mobile login of {username}");
+        let body: Value = serde_json::from_str(&res.into_string().await.unwrap()).unwrap();
         body["token"].as_str().expect("token").to_owned()
     }
 
-    /// Every key under this test's prefix.
-    pub async fn keys(&self, redis: &RedisServer) -> Vec<String> {
+    /// The names of this app's keys.
+    pub fn keys(&self) -> Keys {
+        Keys::new(&self.prefix)
+    }
+
+    /// Every key under this test's prefix that exists in `redis`.
+    pub async fn stored_keys(&self, redis: &RedisServer) -> Vec<String> {
         let mut conn = redis.conn().await;
         let mut keys: Vec<String> = redis::cmd("KEYS")
             .arg(format!("{}*", self.prefix))
@@ -380,11 +387,47 @@ impl Browser {
 
     /// Hex SHA-256 of the token: the session's key suffix.
     pub fn id(&self) -> String {
-        redbank::session::model::SessionToken::parse(&self.session)
-            .expect("token")
-            .id()
-            .as_str()
-            .to_owned()
+        session_id(&self.session)
+    }
+}
+
+/// The session id (hex SHA-256) of a token, bare or as a `name=token` cookie pair: what its key
+/// is named after.
+pub fn session_id(token: &str) -> String {
+    let token = token.rsplit_once('=').map_or(token, |(_, value)| value);
+    redbank::session::model::SessionToken::parse(token).expect("token").id().as_str().to_owned()
+}
+
+/// The JSON body of a plain mobile sign-in.
+pub fn credentials(username: &str, password: &str) -> Value {
+    json!({"username": username, "password": password})
+}
+
+/// The login form as a browser fills it in, for the in-process client and for reqwest alike: the
+/// double-submit CSRF cookie and the hidden token from `GET /login`, then the POST's `Cookie`
+/// header and body.
+pub struct LoginForm {
+    csrf_cookie: String,
+    token: String,
+}
+
+impl LoginForm {
+    pub const CSRF_COOKIE: &str = "redbank_csrf";
+
+    /// From the CSRF cookie `GET /login` set and the page it returned.
+    pub fn new(csrf_cookie: Option<String>, page: &str) -> Self {
+        let csrf_cookie = csrf_cookie.expect("the login page sets a CSRF cookie");
+        LoginForm { csrf_cookie, token: hidden_csrf(page).expect("a CSRF token in the login form") }
+    }
+
+    /// The POST's `Cookie` header: the CSRF cookie, then `extra` (cookies the browser also holds).
+    pub fn cookie(&self, extra: Option<&str>) -> String {
+        let csrf = format!("{}={}", Self::CSRF_COOKIE, self.csrf_cookie);
+        extra.map_or(csrf.clone(), |extra| format!("{csrf}; {extra}"))
+    }
+
+    pub fn body(&self, username: &str, password: &str) -> String {
+        format!("username={}&password={}&csrf={}", enc(username), enc(password), self.token)
     }
 }
 
