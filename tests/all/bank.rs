@@ -92,30 +92,28 @@ async fn xlen(redis: &RedisServer, prefix: &str, number: &str) -> usize {
 /// Everything stored for one account, read straight from Redis.
 struct Ledger {
     balance: i64,
-    /// Stream entries, oldest first: (id, fields).
-    entries: Vec<(String, HashMap<String, String>)>,
+    /// Stream entries, oldest first: (id, the transaction document the entry carries).
+    entries: Vec<(String, Value)>,
     /// Transaction documents by id.
     docs: HashMap<u64, Value>,
 }
 
 impl Ledger {
-    fn field(&self, i: usize, name: &str) -> i64 {
-        self.entries[i].1[name].parse().unwrap()
-    }
-
     /// Transaction ids of the stream, newest first.
     fn newest_ids(&self) -> Vec<u64> {
-        self.entries.iter().rev().map(|(_, f)| f["tx"].parse().unwrap()).collect()
+        self.entries.iter().rev().map(|(_, doc)| doc["id"].as_u64().unwrap()).collect()
     }
 }
 
-/// One XRANGE item `[id, [field, value, …]]`.
-fn stream_entry(item: &redis::Value) -> (String, HashMap<String, String>) {
+/// One XRANGE item `[id, ["doc", json]]`: its id and document (an entry has no other field).
+fn stream_entry(item: &redis::Value) -> (String, Value) {
     let text = |v: &redis::Value| -> String { redis::from_redis_value(v).unwrap() };
     let redis::Value::Bulk(parts) = item else { panic!("stream entry {item:?}") };
     let redis::Value::Bulk(fields) = &parts[1] else { panic!("stream fields {item:?}") };
-    let fields = fields.chunks(2).map(|kv| (text(&kv[0]), text(&kv[1]))).collect();
-    (text(&parts[0]), fields)
+    let fields: Vec<String> = fields.iter().map(text).collect();
+    assert_eq!(fields.len(), 2, "entry fields {fields:?}");
+    assert_eq!(fields[0], "doc");
+    (text(&parts[0]), serde_json::from_str(&fields[1]).unwrap())
 }
 
 async fn ledger(redis: &RedisServer, prefix: &str, number: &str) -> Ledger {
@@ -149,9 +147,9 @@ async fn ledger(redis: &RedisServer, prefix: &str, number: &str) -> Ledger {
     Ledger { balance: balance.expect("balance key"), entries, docs }
 }
 
-/// The balance invariant: balance = opening + Σ stored amounts; one stream entry per document; the
-/// stream's balances chain from the opening balance and end at the balance key; every document's
-/// `balanceAfter` and amount match its entry; never negative.
+/// The balance invariant: balance = opening + Σ stored amounts; one stream entry per document,
+/// carrying that document unchanged; the balances chain from the opening balance and end at the
+/// balance key; never negative.
 async fn assert_balanced(redis: &RedisServer, prefix: &str, number: &str) -> Ledger {
     let l = ledger(redis, prefix, number).await;
     let sum: i64 = l.docs.values().map(|d| cents(&d["amount"])).sum();
@@ -159,24 +157,16 @@ async fn assert_balanced(redis: &RedisServer, prefix: &str, number: &str) -> Led
     assert_eq!(l.entries.len(), l.docs.len(), "{number}: stream entries ≠ documents");
     assert!(l.balance >= 0, "{number}: negative balance {}", l.balance);
     let mut running = OPENING;
-    for (i, (sid, fields)) in l.entries.iter().enumerate() {
-        let tx: u64 = fields["tx"].parse().unwrap();
+    for (sid, carried) in &l.entries {
+        let tx = carried["id"].as_u64().unwrap();
         let doc = l.docs.get(&tx).unwrap_or_else(|| panic!("entry {sid}: no document {tx}"));
-        let balance = l.field(i, "balance");
-        let amount = l.field(i, "amount");
-        running += amount;
-        assert_eq!(balance, running, "entry {sid}: balance does not chain");
-        assert!(balance >= 0, "entry {sid}: negative balance");
-        assert_eq!(cents(&doc["balanceAfter"]), balance, "doc {tx}: balanceAfter ≠ stream");
-        assert_eq!(cents(&doc["amount"]), amount, "doc {tx}: amount ≠ stream");
+        assert_eq!(carried, doc, "entry {sid}: its document differs from the stored one");
+        running += cents(&doc["amount"]);
+        assert_eq!(cents(&doc["balanceAfter"]), running, "entry {sid}: balance does not chain");
+        assert!(running >= 0, "entry {sid}: negative balance");
         assert_eq!(doc["accountId"], number);
-        assert_eq!(l.field(i, "ts"), doc["date"].as_i64().unwrap());
     }
-    if let Some((_, last)) = l.entries.last() {
-        assert_eq!(last["balance"].parse::<i64>().unwrap(), l.balance);
-    } else {
-        assert_eq!(l.balance, OPENING);
-    }
+    assert_eq!(running, l.balance, "the newest entry's balance is not the balance key");
     l
 }
 
@@ -793,7 +783,8 @@ async fn seed_endpoints_keep_their_shapes_and_need_a_session() {
     let (status, text) = api_text(&app, "/transaction/balance", &token).await;
     assert_eq!(status, Status::Ok);
     let raw: Vec<BTreeMap<String, Box<RawValue>>> = serde_json::from_str(&text).unwrap();
-    assert_eq!(raw.len(), 25, "one point per transaction of the last 5 minutes");
+    let by_second = closing_balances(&l, 1_000);
+    assert_eq!(points_of(&serde_json::from_str(&text).unwrap()), by_second, "closing per second");
     for point in &raw {
         assert_eq!(point.keys().collect::<Vec<_>>(), ["x", "y"]);
         assert!(point["x"].get().bytes().all(|b| b.is_ascii_digit()), "x {}", point["x"]);
@@ -1008,20 +999,20 @@ async fn the_recent_list_costs_the_same_commands_whatever_the_history() {
     let big = measure(&app, &token, &mut c, &inserted).await;
 
     assert_eq!(small, big, "commands per request depend on the history (inserting took {took:?})");
+    // The list is one stream range (the entries carry the documents): two round trips with the
+    // session read, no script, no document lookups.
     assert_eq!(big.get("xrevrange"), Some(&1), "{big:?}");
-    assert_eq!(big.get("json.mget"), Some(&1), "{big:?}");
     assert_eq!(big.get("json.get"), Some(&1), "the session read: {big:?}");
     for heavy in ["ft.search", "ft.aggregate", "keys", "scan", "xrange", "xlen", "json.set"] {
         assert!(!big.contains_key(heavy), "{heavy} in {big:?}");
     }
-    // The list is one script call (XREVRANGE + JSON.MGET inside): two round trips with the
-    // session read. Besides, only the pool's health checks of the connections it hands out.
-    assert_eq!(big.get("evalsha"), Some(&1), "{big:?}");
+    for needless in ["evalsha", "eval", "json.mget"] {
+        assert!(!big.contains_key(needless), "{needless} in {big:?}");
+    }
+    // Besides, only the pool's health checks of the connections it hands out.
     let other: BTreeMap<&String, &u64> = big
         .iter()
-        .filter(|(name, _)| {
-            !["json.get", "xrevrange", "json.mget", "evalsha"].contains(&name.as_str())
-        })
+        .filter(|(name, _)| !["json.get", "xrevrange"].contains(&name.as_str()))
         .collect();
     assert!(
         other.keys().all(|name| ["ping", "unwatch"].contains(&name.as_str()))
@@ -1114,55 +1105,99 @@ async fn a_reused_transaction_id_is_refused_and_changes_nothing() {
     assert_eq!(list[0]["description"], "FIRST");
 }
 
+/// The balance chart from the ledger: per `width_ms` bucket that saw a transaction, the last one's
+/// `(date, balanceAfter)`, oldest first.
+fn closing_balances(l: &Ledger, width_ms: i64) -> Vec<(i64, i64)> {
+    let mut closing: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    for doc in l.docs.values() {
+        let date = doc["date"].as_i64().unwrap();
+        let point = (date, cents(&doc["balanceAfter"]));
+        let slot = closing.entry(date - date % width_ms).or_insert(point);
+        *slot = (*slot).max(point);
+    }
+    closing.into_values().collect()
+}
+
+fn points_of(series: &Value) -> Vec<(i64, i64)> {
+    series.as_array().unwrap().iter().map(|p| (p["x"].as_i64().unwrap(), cents(&p["y"]))).collect()
+}
+
 #[rocket::async_test]
-async fn a_dense_balance_window_is_bucketed_to_at_most_500_points_ending_now() {
+async fn each_window_charts_the_closing_balance_of_its_seconds_minutes_or_five_minutes() {
     let app = TestApp::new().await;
+    // 700 transactions 10 ms apart: 7 seconds, one or two minutes, one or two five-minute slots.
     let t = now_ms() - 60_000;
     for i in 0..700 {
         record(&app, BOB, "DENSE", "Vendor", "card payment", -1, t + i * 10).await;
     }
     let token = app.api_login("bob", "foobared").await;
-    let (status, points) = api(&app, "/api/v1/balance?window=5m", &token).await;
-    assert_eq!(status, Status::Ok);
-    let points = points.as_array().unwrap();
-    assert!(!points.is_empty() && points.len() <= 500, "{} points", points.len());
-    let xs: Vec<i64> = points.iter().map(|p| p["x"].as_i64().unwrap()).collect();
-    assert!(xs.windows(2).all(|w| w[0] < w[1]), "points not in time order");
-    let balance = store::balance(app.db(), BOB).await.unwrap();
-    assert_eq!(cents(&points[points.len() - 1]["y"]), balance.0, "the newest point is the balance");
-    assert_eq!(xs[xs.len() - 1], t + 699 * 10, "the newest transaction ends the series");
+    let l = assert_balanced(shared_redis(), &app.prefix, BOB).await;
+    for (window, width) in [("5m", 1_000), ("1h", 60_000), ("24h", 300_000)] {
+        let (status, series) = api(&app, &format!("/api/v1/balance?window={window}"), &token).await;
+        assert_eq!(status, Status::Ok);
+        let points = points_of(&series);
+        assert_eq!(points, closing_balances(&l, width), "{window}");
+        assert_eq!(points.last(), Some(&(t + 699 * 10, l.balance)), "{window}: not ending now");
+    }
 }
 
 #[rocket::async_test]
-async fn a_corrupt_transaction_document_is_skipped_not_fatal() {
+async fn older_entries_and_corrupt_documents_are_read_or_skipped_never_fatal() {
     let app = TestApp::new().await;
     let token = app.api_login("bob", "foobared").await;
-    let base = now_ms() - 10_000;
-    let mut kept = Vec::new();
-    for i in 0..3 {
-        kept.push(record(&app, BOB, "Corner shop", "Shop", "withdrawal", -100, base + i).await);
-    }
-    // The middle document no longer has the shape of a transaction.
+    let keys = app.keys();
+    let stream = keys.stream(BOB);
     let mut c = shared_redis().conn().await;
-    let key = app.keys().transaction(BOB, kept[1].id);
+    let mut add = async |fields: &[(&str, &str)]| {
+        let mut xadd = redis::cmd("XADD");
+        xadd.arg(&stream).arg("*");
+        for (k, v) in fields {
+            xadd.arg(*k).arg(*v);
+        }
+        let _: String = xadd.query_async(&mut c).await.unwrap();
+    };
+    let base = now_ms() - 10_000;
+    let first = record(&app, BOB, "Corner shop", "Shop", "withdrawal", -100, base).await;
+    // As earlier versions wrote it: the entry names the transaction, its document has the rest.
+    let balance = store::balance(app.db(), BOB).await.unwrap();
+    let older = transaction(BOB, "Older entry", "Shop", "withdrawal", 0, base + 1, balance);
+    let json = serde_json::to_string(&older).unwrap();
+    let mut c2 = shared_redis().conn().await;
     let _: () = redis::cmd("JSON.SET")
-        .arg(&key)
+        .arg(keys.transaction(BOB, older.id))
         .arg("$")
-        .arg(r#"{"id":"x"}"#)
-        .query_async(&mut c)
+        .arg(&json)
+        .query_async(&mut c2)
         .await
         .unwrap();
-    let (status, list) = api(&app, "/api/v1/transactions?limit=3", &token).await;
+    add(&[("tx", &older.id.to_string()), ("amount", "0")]).await;
+    // An older entry whose document no longer has the shape of a transaction, one whose document
+    // has expired, and a new one carrying a document that does not parse.
+    let _: () = redis::cmd("JSON.SET")
+        .arg(keys.transaction(BOB, 42))
+        .arg("$")
+        .arg(r#"{"id":"x"}"#)
+        .query_async(&mut c2)
+        .await
+        .unwrap();
+    add(&[("tx", "42")]).await;
+    add(&[("tx", "43")]).await;
+    add(&[("doc", r#"{"id":"x"}"#)]).await;
+    let newest = record(&app, BOB, "Corner shop", "Shop", "withdrawal", -100, base + 3).await;
+
+    let (status, list) = api(&app, "/api/v1/transactions?limit=10", &token).await;
     assert_eq!(status, Status::Ok);
-    assert_eq!(
-        ids(&list),
-        vec![kept[2].id, kept[0].id],
-        "the corrupt one skipped, the rest served"
-    );
+    assert_eq!(ids(&list), vec![newest.id, older.id, first.id], "the unreadable ones skipped");
+    assert_eq!(list[1]["description"], "Older entry");
+    // The dashboard renders the same list.
+    let browser = app.login_browser("bob", "foobared").await;
+    let (status, html) = page(&app, "/dashboard", &browser).await;
+    assert_eq!(status, Status::Ok);
+    assert_eq!(row_ids(&html), vec![newest.id, older.id, first.id]);
 }
 
 #[rocket::async_test]
-async fn a_dense_balance_window_costs_no_stream_read() {
+async fn a_balance_window_costs_one_sorted_set_read_however_many_transactions_it_holds() {
     // A dedicated server: INFO commandstats counts every client of the server.
     let redis = RedisServer::start();
     let app = TestApp::with(&redis, |f| f.merge(("session_touch_secs", 1000))).await;
@@ -1171,21 +1206,32 @@ async fn a_dense_balance_window_costs_no_stream_read() {
     let base = now_ms() - 60_000;
     let mut balance = store::balance(app.db(), BOB).await.unwrap();
     let mut inserted = Vec::new();
-    grow(&app, base, 20, &mut balance, &mut inserted).await;
-    let commands = async |c: &mut redis::aio::MultiplexedConnection| {
-        let before = command_calls(c).await;
-        let (status, points) = api(&app, "/api/v1/balance?window=5m", &token).await;
-        assert_eq!(status, Status::Ok);
-        (command_delta(&before, &command_calls(c).await), points)
+    let mut commands = async |uri: &str| {
+        let before = command_calls(&mut c).await;
+        let (status, points) = api(&app, uri, &token).await;
+        assert_eq!(status, Status::Ok, "{uri}: {points}");
+        (command_delta(&before, &command_calls(&mut c).await), points)
     };
-    // Sparse: every transaction is a point, read from the stream.
-    let (sparse, points) = commands(&mut c).await;
-    assert_eq!(points.as_array().unwrap().len(), 20);
-    assert_eq!(sparse.get("xrange"), Some(&1), "{sparse:?}");
-    // Dense (more than 500 in the window): the per-minute balances alone, no stream read.
-    grow(&app, base, 1_200, &mut balance, &mut inserted).await;
-    let (dense, points) = commands(&mut c).await;
-    assert!(points.as_array().unwrap().len() <= 2, "one point per minute: {points}");
-    assert_eq!(dense.get("evalsha"), Some(&1), "{dense:?}");
-    assert_eq!(dense.get("xrange"), None, "the stream was read for a dense window: {dense:?}");
+    let mut costs = Vec::new();
+    for size in [20, 1_200] {
+        grow(&app, base, size, &mut balance, &mut inserted).await;
+        for window in ["5m", "1h", "24h"] {
+            let (cost, points) = commands(&format!("/api/v1/balance?window={window}")).await;
+            assert!(!points.as_array().unwrap().is_empty(), "{window}: {points}");
+            assert_eq!(cost.get("zrangebyscore"), Some(&1), "{window}, {size} tx: {cost:?}");
+            for needless in ["xrange", "xrevrange", "evalsha", "eval", "json.mget"] {
+                assert!(!cost.contains_key(needless), "{window}, {size} tx: {cost:?}");
+            }
+            costs.push(cost);
+        }
+    }
+    assert_eq!(costs[..3], costs[3..], "the cost depends on how many transactions there are");
+    // The seed's endpoint stores the newest point in the session, but not the same one twice.
+    let (first, _) = commands("/transaction/balance").await;
+    assert_eq!(first.get("json.set"), Some(&1), "{first:?}");
+    let (again, _) = commands("/transaction/balance").await;
+    assert_eq!(again.get("json.set"), None, "an unchanged point was written again: {again:?}");
+    grow(&app, base, 1_201, &mut balance, &mut inserted).await;
+    let (moved, _) = commands("/transaction/balance").await;
+    assert_eq!(moved.get("json.set"), Some(&1), "{moved:?}");
 }
