@@ -44,7 +44,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const USAGE: &str = "usage: sse_bench --base http://127.0.0.1:PORT [--clients N] [--sessions S] \
 [--events E] [--timeout-secs T] [--connect-concurrency C] [--threads W] [--user bob] \
-[--password foobared] [--app-pid PID] [--events-base http://127.0.0.1:STREAM_PORT]";
+[--password foobared] [--app-pid PID] [--events-base http://127.0.0.1:STREAM_PORT] \
+[--no-login true (streams without a session, for examples/sse_floor; --base not needed)]";
 
 #[derive(Debug, Clone)]
 struct Args {
@@ -61,6 +62,8 @@ struct Args {
     app_pid: Option<u32>,
     /// Where the streams are opened (`{events_base}/events`): the stream listener, or `base`.
     events_base: String,
+    /// No sign-in, no cookie: for a server without sessions (`examples/sse_floor`).
+    no_login: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -79,6 +82,7 @@ fn parse_args() -> Result<Args, String> {
         password: "foobared".into(),
         app_pid: None,
         events_base: String::new(),
+        no_login: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -100,11 +104,12 @@ fn parse_args() -> Result<Args, String> {
             "--password" => a.password = value,
             "--app-pid" => a.app_pid = Some(num(&value)? as u32),
             "--events-base" => a.events_base = value.trim_end_matches('/').to_owned(),
+            "--no-login" => a.no_login = value == "true",
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
     }
-    if a.base.is_empty() {
-        return Err(format!("--base is required\n{USAGE}"));
+    if a.base.is_empty() && !(a.no_login && !a.events_base.is_empty()) {
+        return Err(format!("--base is required (or --no-login true with --events-base)\n{USAGE}"));
     }
     if a.clients == 0 || a.sessions == 0 || a.events == 0 || a.connect_concurrency == 0 {
         return Err("--clients, --sessions, --events and --connect-concurrency must be > 0".into());
@@ -397,8 +402,9 @@ async fn open_stream(addr: &str, path: &str, cookie: &str) -> std::io::Result<Op
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = tokio::net::TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
+    let cookie = if cookie.is_empty() { String::new() } else { format!("Cookie: {cookie}\r\n") };
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{cookie}Accept: text/event-stream\r\n\
          Cache-Control: no-cache\r\n\r\n"
     );
     tcp.write_all(request.as_bytes()).await?;
@@ -642,7 +648,8 @@ async fn run(args: Args) -> Result<bool, BoxError> {
     let rss_start = monitor.as_ref().map_or(-1, RssMonitor::now_kib);
 
     // 1. Sessions (argon2 on the server: a few at a time is as fast as it gets).
-    let logins: Vec<Result<String, BoxError>> = futures::stream::iter(0..args.sessions)
+    let sessions = if args.no_login { 0 } else { args.sessions };
+    let logins: Vec<Result<String, BoxError>> = futures::stream::iter(0..sessions)
         .map(|_| browser_login(&http, &args.base, &args.user, &args.password))
         .buffer_unordered(4)
         .collect()
@@ -650,6 +657,9 @@ async fn run(args: Args) -> Result<bool, BoxError> {
     let mut cookies: Vec<Arc<str>> = Vec::with_capacity(args.sessions);
     for login in logins {
         cookies.push(Arc::from(login.map_err(|e| format!("login failed: {e}"))?.as_str()));
+    }
+    if cookies.is_empty() {
+        cookies.push(Arc::from(""));
     }
     let login_secs = started.elapsed().as_secs_f64();
     eprintln!("sse_bench: {} sessions signed in in {login_secs:.1}s", cookies.len());

@@ -22,8 +22,29 @@ pub fn rfc3339_ms(ms: i64) -> String {
 
 /// `2026-11-23 16:31:20 UTC` for pages.
 pub fn display_ms(ms: i64) -> String {
-    let s = rfc3339_ms(ms);
-    format!("{} {} UTC", &s[..10], &s[11..19])
+    PageTime(ms).to_string()
+}
+
+/// A millisecond timestamp as pages show it (`2026-11-23 16:31:20 UTC`), written straight into
+/// whatever formats it (a page of rows writes dozens).
+#[derive(Debug, Clone, Copy)]
+pub struct PageTime(pub i64);
+
+impl std::fmt::Display for PageTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = OffsetDateTime::from_unix_timestamp(self.0.div_euclid(1000))
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        write!(
+            f,
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )
+    }
 }
 
 #[cfg(test)]
@@ -35,5 +56,12 @@ mod tests {
         assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
         assert_eq!(rfc3339_ms(1_700_000_000_100), "2023-11-14T22:13:20.100Z");
+    }
+
+    #[test]
+    fn pages_show_seconds_in_utc() {
+        assert_eq!(display_ms(1_700_000_000_999), "2023-11-14 22:13:20 UTC");
+        assert_eq!(display_ms(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(display_ms(-1), "1969-12-31 23:59:59 UTC");
     }
 }

@@ -11,19 +11,30 @@ pub struct Cents(pub i64);
 pub const OPENING_BALANCE: Cents = Cents(10_000_000);
 
 impl Cents {
-    /// `$100,000.00` / `-$223.28` for pages.
+    /// `$100,000.00` / `-$223.28` for pages (see the `Display` impl).
     pub fn display(self) -> String {
-        let sign = if self.0 < 0 { "-" } else { "" };
+        self.to_string()
+    }
+}
+
+/// `$100,000.00` / `-$223.28`: dollars grouped by thousands, written without building the
+/// number as a string first (a page of rows writes dozens).
+impl std::fmt::Display for Cents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let abs = self.0.unsigned_abs();
-        let whole = (abs / 100).to_string();
-        let mut grouped = String::with_capacity(whole.len() + whole.len() / 3);
-        for (i, c) in whole.chars().enumerate() {
-            if i > 0 && (whole.len() - i) % 3 == 0 {
-                grouped.push(',');
-            }
-            grouped.push(c);
+        let (dollars, cents) = (abs / 100, abs % 100);
+        f.write_str(if self.0 < 0 { "-$" } else { "$" })?;
+        // Groups of three from the left: the first may be shorter.
+        let mut scale = 1;
+        while dollars / scale >= 1000 {
+            scale *= 1000;
         }
-        format!("{sign}${grouped}.{:02}", abs % 100)
+        write!(f, "{}", dollars / scale)?;
+        while scale > 1 {
+            scale /= 1000;
+            write!(f, ",{:03}", dollars / scale % 1000)?;
+        }
+        write!(f, ".{cents:02}")
     }
 }
 
@@ -128,6 +139,9 @@ mod tests {
         assert_eq!(Cents(-22_328).display(), "-$223.28");
         assert_eq!(Cents(5).display(), "$0.05");
         assert_eq!(Cents(123_456_789).display(), "$1,234,567.89");
+        assert_eq!(Cents(100_000).display(), "$1,000.00");
+        assert_eq!(Cents(99_999).display(), "$999.99");
+        assert_eq!(Cents(i64::MIN).display(), "-$92,233,720,368,547,758.08");
         assert_eq!(serde_json::to_string(&Cents(-22_328)).unwrap_or_default(), "-223.28");
         assert_eq!(serde_json::to_string(&Cents(10_000_000)).unwrap_or_default(), "100000.00");
         assert_eq!(serde_json::to_string(&Cents(-5)).unwrap_or_default(), "-0.05");

@@ -10,7 +10,7 @@ use std::fmt::Write;
 
 use super::model::Transaction;
 use super::store::{self, Highlights};
-use crate::clock::display_ms;
+use crate::clock::PageTime;
 
 /// `rows` as `<tr>` elements (empty when there are none), each with the search marks of its
 /// highlights, if any.
@@ -33,9 +33,7 @@ fn row(html: &mut String, tx: &Transaction, marks: Option<&Highlights>) {
         tx.id
     );
     escape(html, &tx.transaction_date);
-    html.push_str("\">");
-    escape(html, &display_ms(tx.date));
-    html.push_str("</time></td>\n  <td class=\"desc\">");
+    let _ = write!(html, "\">{}</time></td>\n  <td class=\"desc\">", PageTime(tx.date));
     marked(html, &tx.description, marks.map(|m| &m.description[..]));
     html.push_str("</td>\n  <td class=\"vendor\">");
     marked(html, &tx.from_account_name, marks.map(|m| &m.from_account_name[..]));
@@ -44,8 +42,7 @@ fn row(html: &mut String, tx: &Transaction, marks: Option<&Highlights>) {
     let _ = write!(
         html,
         "</td>\n  <td class=\"num amount {kind}\">{}</td>\n  <td class=\"num\">{}</td>\n</tr>\n",
-        tx.amount.display(),
-        tx.balance_after.display()
+        tx.amount, tx.balance_after
     );
 }
 
@@ -67,19 +64,23 @@ fn marked(html: &mut String, text: &str, ranges: Option<&[(usize, usize)]>) {
     }
 }
 
-/// HTML-escapes `text` onto `html`: the characters Tera's autoescape replaces.
+/// HTML-escapes `text` onto `html`: the characters Tera's autoescape replaces; the runs between
+/// them are copied whole.
 fn escape(html: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '&' => html.push_str("&amp;"),
-            '<' => html.push_str("&lt;"),
-            '>' => html.push_str("&gt;"),
-            '"' => html.push_str("&quot;"),
-            '\'' => html.push_str("&#x27;"),
-            '/' => html.push_str("&#x2F;"),
-            c => html.push(c),
-        }
+    let mut rest = text;
+    while let Some(at) = rest.find(['&', '<', '>', '"', '\'', '/']) {
+        html.push_str(&rest[..at]);
+        html.push_str(match rest.as_bytes()[at] {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&#x27;",
+            _ => "&#x2F;",
+        });
+        rest = &rest[at + 1..];
     }
+    html.push_str(rest);
 }
 
 #[cfg(test)]
