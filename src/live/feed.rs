@@ -1,5 +1,6 @@
 //! One browser's event stream, independent of the HTTP server that carries it (Rocket's `/events`
-//! route or the dedicated stream listener).
+//! route or the stream listener, which only move bytes): who may stream ([`caller`]), where it
+//! resumes ([`resume_point`]), the limits and the [`Error`] that refuses it are decided here, once.
 //!
 //! Subscribe first, then replay from the resume point out of the account stream, then go live,
 //! dropping live events at or before the last one sent: no gap, no duplicate, in order.
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rocket::Shutdown;
+use rocket::http::RawStr;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
@@ -23,6 +25,8 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::Db;
+use crate::session::credential::{self, Presented, Via};
+use crate::session::guard::cookie_name;
 use crate::session::model::{Session, SessionId};
 use crate::session::store as sessions;
 use crate::session::throttle::address_group;
@@ -56,26 +60,43 @@ pub struct Feed {
 }
 
 /// Where a stream resumes: the `Last-Event-ID` header (what a browser sends on reconnecting),
-/// else `?after=`. A value that is not a stream id (or an id no stream can follow, like
-/// `18446744073709551615-18446744073709551615`), or two `Last-Event-ID` headers, is a 400 that
-/// never reaches Redis; both transports judge it before the session. The one rule for both.
+/// else the raw query's `after`. A value that is not a stream id (or an id no stream can follow,
+/// like `18446744073709551615-18446744073709551615`), or two `Last-Event-ID` headers, is a 400
+/// that never reaches Redis; both servers judge it before the session.
 pub fn resume_point<'a>(
     last_event_ids: impl IntoIterator<Item = &'a str>,
-    after: Option<&str>,
+    query: Option<&'a str>,
 ) -> Result<Option<StreamId>> {
     let invalid = || Error::BadRequest("The event id to resume from is not valid.".into());
+    // The first `after` field, names and values percent-decoded as Rocket decodes them (a bare
+    // `after` is an empty value).
+    let decode = |s: &'a str| RawStr::new(s).url_decode_lossy();
+    let mut fields = query.unwrap_or_default().split('&').filter(|f| !f.is_empty());
     let mut headers = last_event_ids.into_iter();
     let raw = match (headers.next(), headers.next()) {
         (Some(_), Some(_)) => return Err(invalid()),
-        (Some(header), None) => Some(header),
-        (None, _) => after,
+        (Some(header), None) => Some(header.into()),
+        (None, _) => fields.find_map(|field| {
+            let (name, value) = field.split_once('=').unwrap_or((field, ""));
+            (decode(name) == "after").then(|| decode(value))
+        }),
     };
-    match raw {
-        None => Ok(None),
-        Some(raw) => {
-            StreamId::parse(raw).filter(StreamId::can_resume).map(Some).ok_or_else(invalid)
-        }
-    }
+    raw.map(|raw| StreamId::parse(&raw).filter(StreamId::can_resume).ok_or_else(invalid))
+        .transpose()
+}
+
+/// Who may stream, from the raw `Cookie` and `Authorization` values: a browser session cookie by
+/// the one credential rule ([`credential::presented`]); an `Authorization` header is a mobile
+/// client, which has no stream. Anyone else is [`Error::Unauthorized`]; Redis trouble is an error.
+pub async fn caller<'a>(
+    db: &Db,
+    config: &Config,
+    cookies: impl IntoIterator<Item = &'a str>,
+    authorization: impl IntoIterator<Item = &'a str>,
+) -> Result<Session> {
+    let presented = credential::presented(cookie_name(config), cookies, authorization);
+    let Presented::Token(token, Via::Cookie) = presented else { return Err(Error::Unauthorized) };
+    credential::authenticate(db, config, &token, Via::Cookie).await?.ok_or(Error::Unauthorized)
 }
 
 /// Who holds a stream, for the per-session, per-user and per-address limits.

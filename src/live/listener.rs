@@ -26,7 +26,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rocket::Shutdown;
-use rocket::http::RawStr;
 use rocket::serde::json::serde_json::json;
 use rocket::time::OffsetDateTime;
 use rocket::time::macros::format_description;
@@ -40,8 +39,6 @@ use super::feed::{self, Feed, Holder};
 use crate::config::Config;
 use crate::error::Error;
 use crate::redis::Db;
-use crate::session::credential::{self, Presented, Via};
-use crate::session::guard::cookie_name;
 use crate::web::SECURITY_HEADERS;
 
 /// Time a client has to send its request head.
@@ -202,20 +199,9 @@ async fn handshake(
         Err(_) => return Err(Refusal::new(408, "The request took too long to arrive.")),
     };
     let Some(head) = head else { return Ok(None) };
-    // The credential rule of every route; cookie only, like Rocket's `/events`: an Authorization
-    // header is a mobile client, which has no event stream.
-    let presented = credential::presented(
-        cookie_name(&context.config),
-        head.cookies.iter().map(String::as_str),
-        head.authorization.iter().map(String::as_str),
-    );
-    let session = match presented {
-        Presented::Token(token, Via::Cookie) => {
-            credential::authenticate(&context.db, &context.config, &token, Via::Cookie).await?
-        }
-        _ => None,
-    };
-    let session = session.ok_or_else(|| Refusal::new(401, "Please sign in."))?;
+    let cookies = head.cookies.iter().map(String::as_str);
+    let authorization = head.authorization.iter().map(String::as_str);
+    let session = feed::caller(&context.db, &context.config, cookies, authorization).await?;
     let ip = head.forwarded_for.unwrap_or(peer.ip()).to_string();
     let holder = Holder { session: &session, ip: &ip };
     let feed =
@@ -361,14 +347,7 @@ fn parse_head(buf: &[u8], pipelined: bool, ip_header: Option<&str>) -> Result<He
         }
     }
     head.forwarded_for = forwarded.and_then(|v| v.trim().parse().ok());
-    // The first `after` query field, names and values percent-decoded as Rocket decodes them
-    // (a bare `after` is an empty, hence invalid, value).
-    let decode = |s: &str| RawStr::new(s).url_decode_lossy().into_owned();
-    let after = query.split('&').filter(|f| !f.is_empty()).find_map(|field| {
-        let (name, value) = field.split_once('=').unwrap_or((field, ""));
-        (decode(name) == "after").then(|| decode(value))
-    });
-    head.resume = feed::resume_point(last_event_ids, after.as_deref())?;
+    head.resume = feed::resume_point(last_event_ids, Some(query))?;
     Ok(head)
 }
 

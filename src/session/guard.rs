@@ -1,4 +1,5 @@
-//! Request guards: the only place sessions are read.
+//! Request guards: where Rocket's routes read sessions (only `/events` reads its own, through
+//! `live::feed::caller`, the one rule for both of its servers).
 //!
 //! The session is resolved once per request by the one credential rule ([`credential`]: bearer
 //! token first, else the single session cookie; each token only through its own channel) and cached.
@@ -193,8 +194,8 @@ impl<'r> FromRequest<'r> for CurrentUser {
 }
 
 /// A signed-in browser, or nobody: [`CurrentUser`], with "no session" as `None` instead of a
-/// forward, so a route can judge the rest of its input first (and answer in one voice with a
-/// server that is not Rocket). Redis trouble is still an error (503), never "nobody".
+/// forward, for a page that serves both (the login form redirects a signed-in browser). Redis
+/// trouble is still an error (503), never "nobody".
 #[derive(Debug, Clone)]
 pub struct MaybeUser(pub Option<CurrentUser>);
 
