@@ -108,7 +108,8 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
     }
-    if a.base.is_empty() && !(a.no_login && !a.events_base.is_empty()) {
+    let streams_only = a.no_login && !a.events_base.is_empty();
+    if a.base.is_empty() && !streams_only {
         return Err(format!("--base is required (or --no-login true with --events-base)\n{USAGE}"));
     }
     if a.clients == 0 || a.sessions == 0 || a.events == 0 || a.connect_concurrency == 0 {
