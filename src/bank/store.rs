@@ -269,14 +269,15 @@ pub async fn entries_after(
     Ok(StreamPage { entries: parse_entries(reply), last_id, last_page })
 }
 
-/// The transactions `entries` record, in the same order: from the entries themselves, and for
-/// entries older than that (no document in the entry) from their JSON documents in one JSON.MGET.
-/// A document that does not parse is logged and left out, and so is one that has expired.
+/// The transactions `entries` record, in the same order, with their stream ids: from the entries
+/// themselves, and for entries older than that (no document in the entry) from their JSON
+/// documents in one JSON.MGET. A document that does not parse is logged and left out, and so is
+/// one that has expired.
 pub async fn transactions_for(
     db: &Db,
     number: &str,
-    entries: &[Entry],
-) -> Result<Vec<(Entry, Transaction)>> {
+    entries: Vec<Entry>,
+) -> Result<Vec<(String, Transaction)>> {
     let older: Vec<String> = entries
         .iter()
         .filter(|e| e.doc.is_none())
@@ -294,7 +295,7 @@ pub async fn transactions_for(
     .into_iter();
     let stream = db.keys.stream(number);
     Ok(entries
-        .iter()
+        .into_iter()
         .filter_map(|entry| {
             let tx = match &entry.doc {
                 Some(doc) => parse_stored(format_args!("{stream} entry {}", entry.stream_id), doc)?,
@@ -304,7 +305,7 @@ pub async fn transactions_for(
                     parse_stored::<Vec<Transaction>>(key, &doc?)?.pop()?
                 }
             };
-            Some((entry.clone(), tx))
+            Some((entry.stream_id, tx))
         })
         .collect())
 }
@@ -344,7 +345,7 @@ pub async fn recent_view(
         return Err(Error::Internal("recent: unexpected reply".into()));
     };
     let newest_id = last_id(entries.get(..1).unwrap_or_default());
-    let recent = transactions_for(db, number, &parse_entries(entries))
+    let recent = transactions_for(db, number, parse_entries(entries))
         .await?
         .into_iter()
         .map(|(_, tx)| tx)
