@@ -45,16 +45,22 @@ pub fn stage() -> AdHoc {
             .register("/", catchers())
             .attach(SecurityHeaders)
             .attach(AdHoc::on_response("One write per response", |_, res| {
-                Box::pin(async move { res.set_max_chunk_size(RESPONSE_CHUNK) })
+                Box::pin(async move {
+                    // Streams have no preset size and keep Rocket's default.
+                    if let Some(size) = res.body().preset_size() {
+                        res.set_max_chunk_size(size.clamp(MIN_CHUNK, MAX_CHUNK));
+                    }
+                })
             }))
     })
 }
 
-/// How much of a response body Rocket hands the connection at a time. Its default (4 KiB) splits
-/// a rendered page into two or three socket writes, each a system call with the whole loopback
-/// or network send path behind it; 64 KiB sends every page at once. Streams are unaffected: an
-/// event stream's chunk is whatever is ready, far below this.
-const RESPONSE_CHUNK: usize = 64 * 1024;
+/// How much of a body of known size Rocket hands the connection at a time: all of it, up to 64
+/// KiB. Rocket's default (4 KiB) splits a rendered page into two or three socket writes, each a
+/// system call with the whole loopback or network send path behind it; a chunk of the body's own
+/// size sends a page at once without reserving more buffer than it needs.
+const MIN_CHUNK: usize = 4 * 1024;
+const MAX_CHUNK: usize = 64 * 1024;
 
 /// Paths are exact: Rocket matches `/events/`, `/events//` and `//events` to the `/events` route
 /// (it skips empty segments), which lets them slip past a proxy's rules for `location = /events`
