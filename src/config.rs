@@ -114,6 +114,17 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The oldest transaction date (ms) still shown at `now`: documents older than the retention
+    /// have expired, and a copy elsewhere (an idle account's stream entry) must not outlive them.
+    pub fn oldest_transaction(&self, now: i64) -> i64 {
+        now - self.transaction_retention_ms()
+    }
+
+    /// How long a transaction document is kept, in ms.
+    pub fn transaction_retention_ms(&self) -> i64 {
+        self.transaction_retention_days as i64 * 86_400_000
+    }
+
     /// Rejects values that would make the app unsafe or meaningless, with a message naming the key.
     pub fn validate(&self) -> Result<(), String> {
         if self.key_prefix.is_empty() || self.key_prefix.chars().any(|c| c.is_whitespace()) {

@@ -10,6 +10,7 @@ use super::model::{Account, BalancePoint, Spenders, Transaction};
 use super::store::{self, PAGE_SIZE, SearchPage};
 use super::view;
 use crate::clock::now_ms;
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::Db;
 use crate::session::guard::{ApiUser, CurrentUser};
@@ -47,10 +48,15 @@ fn parse_page(page: Option<&str>) -> Result<usize> {
 // ---- pages ------------------------------------------------------------------------------------
 
 #[get("/dashboard")]
-pub async fn dashboard(user: CurrentUser, db: &State<Db>) -> Result<Template> {
+pub async fn dashboard(
+    user: CurrentUser,
+    db: &State<Db>,
+    config: &State<Config>,
+) -> Result<Template> {
     let doc = &user.0.doc;
     // Account, balance, the newest entries and their documents: one round trip.
-    let view = store::recent_view(db, &doc.account, 10, true).await?;
+    let oldest = config.oldest_transaction(now_ms());
+    let view = store::recent_view(db, &doc.account, 10, oldest, true).await?;
     let account = view
         .account
         .ok_or_else(|| Error::Internal(format!("user {} has no account document", doc.user)))?;
@@ -132,6 +138,7 @@ pub async fn api_transactions(
     limit: Option<&str>,
     user: ApiUser,
     db: &State<Db>,
+    config: &State<Config>,
 ) -> Result<Json<Vec<Transaction>>> {
     let limit = match limit {
         None => 10,
@@ -141,7 +148,8 @@ pub async fn api_transactions(
             .filter(|l| (1..=100).contains(l))
             .ok_or_else(|| Error::BadRequest("limit must be a number from 1 to 100".into()))?,
     };
-    Ok(Json(store::recent(db, &user.session.doc.account, limit).await?))
+    let oldest = config.oldest_transaction(now_ms());
+    Ok(Json(store::recent(db, &user.session.doc.account, limit, oldest).await?))
 }
 
 #[get("/api/v1/search?<q>&<page>")]
@@ -188,8 +196,13 @@ pub async fn seed_spenders(user: ApiUser, db: &State<Db>) -> Result<Json<Spender
 }
 
 #[get("/transaction/transactions")]
-pub async fn seed_transactions(user: ApiUser, db: &State<Db>) -> Result<Json<Vec<Transaction>>> {
-    Ok(Json(store::recent(db, &user.session.doc.account, 10).await?))
+pub async fn seed_transactions(
+    user: ApiUser,
+    db: &State<Db>,
+    config: &State<Config>,
+) -> Result<Json<Vec<Transaction>>> {
+    let oldest = config.oldest_transaction(now_ms());
+    Ok(Json(store::recent(db, &user.session.doc.account, 10, oldest).await?))
 }
 
 #[get("/transaction/search?<term>")]

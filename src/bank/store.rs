@@ -272,11 +272,13 @@ pub async fn entries_after(
 /// The transactions `entries` record, in the same order, with their stream ids: from the entries
 /// themselves, and for entries older than that (no document in the entry) from their JSON
 /// documents in one JSON.MGET. A document that does not parse is logged and left out, and so is
-/// one that has expired.
+/// one dated before `oldest` (its document has expired; the stream of an idle account is trimmed
+/// only by its next transaction, so its entries can outlive their documents).
 pub async fn transactions_for(
     db: &Db,
     number: &str,
     entries: Vec<Entry>,
+    oldest: i64,
 ) -> Result<Vec<(String, Transaction)>> {
     let older: Vec<String> = entries
         .iter()
@@ -305,7 +307,7 @@ pub async fn transactions_for(
                     parse_stored::<Vec<Transaction>>(key, &doc?)?.pop()?
                 }
             };
-            Some((entry.stream_id, tx))
+            (tx.date >= oldest).then_some((entry.stream_id, tx))
         })
         .collect())
 }
@@ -321,13 +323,14 @@ pub struct RecentView {
     pub balance: Cents,
 }
 
-/// The newest `limit` transactions (and, with `with_account`, the account and its balance): one
-/// pipelined round trip of plain reads, whatever the history — the stream entries carry the
-/// documents, so there is nothing to look up per transaction.
+/// The newest `limit` transactions dated `oldest` or later (and, with `with_account`, the account
+/// and its balance): one pipelined round trip of plain reads, whatever the history — the stream
+/// entries carry the documents, so there is nothing to look up per transaction.
 pub async fn recent_view(
     db: &Db,
     number: &str,
     limit: usize,
+    oldest: i64,
     with_account: bool,
 ) -> Result<RecentView> {
     let keys = &db.keys;
@@ -345,7 +348,7 @@ pub async fn recent_view(
         return Err(Error::Internal("recent: unexpected reply".into()));
     };
     let newest_id = last_id(entries.get(..1).unwrap_or_default());
-    let recent = transactions_for(db, number, parse_entries(entries))
+    let recent = transactions_for(db, number, parse_entries(entries), oldest)
         .await?
         .into_iter()
         .map(|(_, tx)| tx)
@@ -362,9 +365,9 @@ pub async fn recent_view(
     Ok(RecentView { recent, newest_id, account, balance })
 }
 
-/// The newest `limit` transactions, newest first (one round trip).
-pub async fn recent(db: &Db, number: &str, limit: usize) -> Result<Vec<Transaction>> {
-    Ok(recent_view(db, number, limit, false).await?.recent)
+/// The newest `limit` transactions dated `oldest` or later, newest first (one round trip).
+pub async fn recent(db: &Db, number: &str, limit: usize, oldest: i64) -> Result<Vec<Transaction>> {
+    Ok(recent_view(db, number, limit, oldest, false).await?.recent)
 }
 
 /// One resolution of the balance chart: its sorted set, bucket width, and the longest window it

@@ -55,6 +55,9 @@ pub struct Feed {
     ticker: Interval,
     /// The session's absolute expiry (ms): the stream ends there even without a logout.
     deadline: i64,
+    /// How long transactions are kept (ms): a replay leaves out older ones, whose documents have
+    /// expired (an idle account's stream entries can outlive them).
+    retention_ms: i64,
     shutdown: Shutdown,
     _slot: StreamSlot,
 }
@@ -149,6 +152,7 @@ pub async fn open(
         greeting: Some(Bytes::from(format!("retry:{}\n\n", config.sse_retry_ms))),
         ticker,
         deadline: session.doc.expires_at(config),
+        retention_ms: config.transaction_retention_ms(),
         shutdown,
         _slot: slot,
     })
@@ -178,8 +182,9 @@ impl Feed {
             }
             if self.catch_up {
                 // One page at a time, read only when the previous one was handed out.
+                let oldest = now_ms() - self.retention_ms;
                 let (frames, cursor, complete) =
-                    match Box::pin(replay(&self.db, &self.account, self.cursor)).await {
+                    match Box::pin(replay(&self.db, &self.account, self.cursor, oldest)).await {
                         Ok(replayed) => replayed,
                         // Redis is down: end; the browser reconnects with Last-Event-ID later.
                         Err(e) => {
@@ -197,11 +202,7 @@ impl Feed {
                 }
                 continue;
             }
-            // The channel first, in order: an event, the common case, then costs one poll instead
-            // of three (times every open stream). The others still run whenever it is empty —
-            // that is, after each event this stream takes.
             let step = tokio::select! {
-                biased;
                 msg = self.rx.recv() => match msg {
                     Ok(Msg::Event(frame)) => Step::Live(frame),
                     Ok(Msg::Resync) => Step::CatchUp,
@@ -247,12 +248,17 @@ impl Feed {
 /// The next page (at most [`REPLAY_PAGE`] frames) after `from` from the account stream, oldest
 /// first, the id of the last entry read, and whether it was the last page; the last frame of the
 /// last page also carries the current spenders.
-async fn replay(db: &Db, account: &str, from: StreamId) -> Result<(Vec<Frame>, StreamId, bool)> {
+async fn replay(
+    db: &Db,
+    account: &str,
+    from: StreamId,
+    oldest: i64,
+) -> Result<(Vec<Frame>, StreamId, bool)> {
     let page = bank::entries_after(db, account, &from.to_string(), REPLAY_PAGE).await?;
     let (entries, complete) = (page.entries, page.last_page);
     let cursor = page.last_id.as_deref().and_then(StreamId::parse).unwrap_or(from);
     let mut found: Vec<(StreamId, Transaction)> = Vec::with_capacity(entries.len());
-    for (stream_id, tx) in bank::transactions_for(db, account, entries).await? {
+    for (stream_id, tx) in bank::transactions_for(db, account, entries, oldest).await? {
         if let Some(id) = StreamId::parse(&stream_id) {
             found.push((id, tx));
         }

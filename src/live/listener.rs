@@ -239,21 +239,10 @@ async fn stream(mut socket: TcpStream, mut feed: Feed, write_timeout: Duration, 
             _ = reader.read(&mut probe) => None,
         };
         let Some(bytes) = bytes else { break };
-        // Almost every event fits in the socket's buffer at once: written without arming a
-        // timer (one per event per stream adds up at 10,000 streams). Only a rest waits, bounded.
-        let rest = match writer.try_write(&bytes) {
-            Ok(n) => &bytes[n..],
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => &bytes[..],
-            Err(_) => break,
-        };
-        let written = rest.is_empty()
-            || matches!(
-                tokio::time::timeout(write_timeout, writer.write_all(rest)).await,
-                Ok(Ok(()))
-            );
-        // Gone, or not reading: its kernel buffer is full. It resumes from Last-Event-ID.
-        if !written || pipelined {
-            break;
+        match tokio::time::timeout(write_timeout, writer.write_all(&bytes)).await {
+            Ok(Ok(())) if !pipelined => {}
+            // Gone, or not reading: its kernel buffer is full. It resumes from Last-Event-ID.
+            _ => break,
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), writer.shutdown()).await;

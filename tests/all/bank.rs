@@ -1142,6 +1142,53 @@ async fn each_window_charts_the_closing_balance_of_its_seconds_minutes_or_five_m
 }
 
 #[rocket::async_test]
+async fn a_window_starts_where_it_says_and_each_series_keeps_only_its_window() {
+    let app = TestApp::new().await;
+    let token = app.api_login("bob", "foobared").await;
+    let now = now_ms();
+    // Just outside the 5-minute window, just inside it, and now.
+    let outside = record(&app, BOB, "OUTSIDE", "Vendor", "card payment", -1, now - 302_000).await;
+    let inside = record(&app, BOB, "INSIDE", "Vendor", "card payment", -2, now - 298_000).await;
+    let newest = record(&app, BOB, "NEWEST", "Vendor", "card payment", -3, now - 1_000).await;
+    let point = |tx: &Transaction| (tx.date, tx.balance_after.0);
+
+    let (status, series) = api(&app, "/api/v1/balance?window=5m", &token).await;
+    assert_eq!(status, Status::Ok);
+    assert_eq!(points_of(&series), vec![point(&inside), point(&newest)]);
+    // The newest write trimmed the per-second series to its window: the outside point is gone.
+    let mut c = shared_redis().conn().await;
+    let held: usize = redis::cmd("ZCARD")
+        .arg(app.keys().balance_series(BOB, "seconds"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(held, 2, "the per-second series kept a point older than its window");
+    // The hour shows all three (closing balance of each minute).
+    let (_, series) = api(&app, "/api/v1/balance?window=1h", &token).await;
+    let minutes = points_of(&series);
+    assert_eq!(minutes.last(), Some(&point(&newest)));
+    assert!(minutes.contains(&point(&outside)) || minutes.contains(&point(&inside)), "{series}");
+}
+
+#[rocket::async_test]
+async fn transactions_past_the_retention_are_not_shown_even_from_the_stream() {
+    let app = TestApp::new().await;
+    let token = app.api_login("bob", "foobared").await;
+    let days = app.config().transaction_retention_days as i64;
+    // An idle account's stream is trimmed only by its next transaction: its entries (which carry
+    // the documents) can outlive the documents themselves.
+    let old = now_ms() - (days + 1) * 86_400_000;
+    record(&app, BOB, "EXPIRED", "Vendor", "card payment", -100, old).await;
+    let fresh = record(&app, BOB, "FRESH", "Vendor", "card payment", -100, now_ms()).await;
+    let (status, list) = api(&app, "/api/v1/transactions", &token).await;
+    assert_eq!(status, Status::Ok);
+    assert_eq!(ids(&list), vec![fresh.id]);
+    let browser = app.login_browser("bob", "foobared").await;
+    let (_, html) = page(&app, "/dashboard", &browser).await;
+    assert_eq!(row_ids(&html), vec![fresh.id]);
+}
+
+#[rocket::async_test]
 async fn older_entries_and_corrupt_documents_are_read_or_skipped_never_fatal() {
     let app = TestApp::new().await;
     let token = app.api_login("bob", "foobared").await;
