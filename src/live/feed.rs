@@ -25,7 +25,7 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::Db;
-use crate::session::credential::{self, Presented, Via};
+use crate::session::credential::{self, Presented};
 use crate::session::guard::cookie_name;
 use crate::session::model::{Session, SessionId};
 use crate::session::store as sessions;
@@ -88,9 +88,10 @@ pub fn resume_point<'a>(
         .transpose()
 }
 
-/// Who may stream, from the raw `Cookie` and `Authorization` values: a browser session cookie by
-/// the one credential rule ([`credential::presented`]); an `Authorization` header is a mobile
-/// client, which has no stream. Anyone else is [`Error::Unauthorized`]; Redis trouble is an error.
+/// Who may stream, from the raw `Cookie` and `Authorization` values, by the one credential rule
+/// ([`credential::presented`]): a browser with its session cookie, a mobile client with its bearer
+/// token — each only through the channel its session was issued for, and never a token in the
+/// URL. Anyone else is [`Error::Unauthorized`]; Redis trouble is an error.
 pub async fn caller<'a>(
     db: &Db,
     config: &Config,
@@ -98,8 +99,8 @@ pub async fn caller<'a>(
     authorization: impl IntoIterator<Item = &'a str>,
 ) -> Result<Session> {
     let presented = credential::presented(cookie_name(config), cookies, authorization);
-    let Presented::Token(token, Via::Cookie) = presented else { return Err(Error::Unauthorized) };
-    credential::authenticate(db, config, &token, Via::Cookie).await?.ok_or(Error::Unauthorized)
+    let Presented::Token(token, via) = presented else { return Err(Error::Unauthorized) };
+    credential::authenticate(db, config, &token, via).await?.ok_or(Error::Unauthorized)
 }
 
 /// Who holds a stream, for the per-session, per-user and per-address limits.

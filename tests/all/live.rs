@@ -93,7 +93,7 @@ async fn events_are_only_for_the_callers_account() {
 }
 
 #[rocket::async_test]
-async fn only_the_browser_session_cookie_opens_a_stream() {
+async fn a_stream_opens_only_with_a_session_credential_on_its_own_channel() {
     let server = TestServer::start(shared_redis(), None, |f| f).await;
     let token = server.api_login("bob", "foobared").await;
     let (cookie, _) = server.login("bob", "foobared").await;
@@ -102,11 +102,18 @@ async fn only_the_browser_session_cookie_opens_a_stream() {
     assert_eq!(res.status(), 401);
     let body: Value = res.json().await.unwrap();
     assert!(body["error"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
-    // Neither a bearer header nor a token in the URL opens a stream: cookie only.
+    // Never a token in the URL; a mobile token only as a bearer token, a browser's only as its
+    // cookie.
     let res = server.http.get(format!("{url}?token={token}")).send().await.unwrap();
     assert_eq!(res.status(), 401);
+    let res = server.http.get(&url).header("Cookie", format!("redbank={token}")).send().await;
+    assert_eq!(res.unwrap().status(), 401, "a mobile token as a cookie");
+    let browser_token = cookie.trim_start_matches("redbank=");
+    let res = server.http.get(&url).bearer_auth(browser_token).send().await.unwrap();
+    assert_eq!(res.status(), 401, "a browser token as a bearer token");
     let res = server.http.get(&url).bearer_auth(&token).send().await.unwrap();
-    assert_eq!(res.status(), 401);
+    assert_eq!(res.status(), 200, "the mobile client's own bearer token");
+    drop(res);
     // A well-formed cookie that names no session is refused.
     let forged = format!("redbank={}", "A".repeat(43));
     assert_eq!(server.events(&forged, None).await.status(), 401);
@@ -150,6 +157,39 @@ async fn last_event_id_replays_exactly_the_missed_events_in_order() {
     assert_eq!(unique.len(), got.len(), "duplicate events: {got:?}");
     let all = stream_ids(shared_redis(), &server.keys(), BOB, &seen).await;
     assert_eq!(&all[..got.len()], &got[..], "not in stream order or with a gap");
+    server.stop().await.unwrap();
+}
+
+/// A mobile client: signs in through the API, streams with its bearer token on either server,
+/// and resumes with `Last-Event-ID` after a gap, exactly like a browser.
+#[rocket::async_test]
+async fn a_mobile_client_streams_with_its_bearer_token_and_resumes_on_both_servers() {
+    let interval = 200;
+    let server = TestServer::start(shared_redis(), None, generator(interval)).await;
+    let token = server.api_login("bob", "foobared").await;
+    for via in [Via::Rocket, Via::Listener] {
+        let open = |last: Option<String>| {
+            let mut req = server.http.get(server.events_url(via)).bearer_auth(&token);
+            if let Some(id) = last {
+                req = req.header("Last-Event-ID", id);
+            }
+            req.send()
+        };
+        let res = open(None).await.unwrap();
+        assert_eq!(res.status(), 200, "{via:?}");
+        let mut sse = Sse::new(res);
+        let seen = sse.expect("transaction", Duration::from_secs(3)).await.id.unwrap();
+        drop(sse);
+        tokio::time::sleep(Duration::from_millis(3 * interval + 100)).await;
+        let missed = stream_ids(shared_redis(), &server.keys(), BOB, &seen).await;
+        assert!(missed.len() >= 2, "{via:?}: expected missed events, got {missed:?}");
+        let mut sse = Sse::new(open(Some(seen)).await.unwrap());
+        let mut got = Vec::new();
+        while got.len() < missed.len() {
+            got.push(sse.expect("transaction", Duration::from_secs(3)).await.id.unwrap());
+        }
+        assert_eq!(got, missed, "{via:?}: the replay differs from the stream");
+    }
     server.stop().await.unwrap();
 }
 
