@@ -75,6 +75,20 @@ pub struct Config {
     /// Port of the stream listener, a lean second server for `GET /events` only (on `address`);
     /// 0 = off. Behind a proxy, route `/events` to it when many dashboards stay open.
     pub stream_port: u16,
+    /// The header a trusted proxy puts its request id in (e.g. `X-Request-Id`); unset, every id
+    /// is made here and a client's header is ignored.
+    pub request_id_header: Option<String>,
+    /// `text` (Rocket's format) or `json` (one object per line) for the binary's log.
+    pub log_format: LogFormat,
+}
+
+/// How the binary writes its log (see `logging`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl Default for Config {
@@ -109,6 +123,8 @@ impl Default for Config {
             sse_queue: 256,
             repair_interval_secs: 30,
             stream_port: 0,
+            request_id_header: None,
+            log_format: LogFormat::Text,
         }
     }
 }

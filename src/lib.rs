@@ -3,6 +3,7 @@
 //! This file only assembles the Rocket: configuration comes from `Rocket.toml` + environment
 //! (see [`figment`]), and each feature contributes one `stage()` with its routes, state and fairings.
 
+pub mod access;
 pub mod bank;
 pub mod clock;
 pub mod config;
@@ -43,6 +44,7 @@ pub fn build(figment: Figment) -> Rocket<Build> {
         .attach(config::stage())
         .attach(Template::fairing())
         .attach(redis::stage())
+        .attach(access::stage())
         .attach(web::stage())
         .attach(session::stage())
         .attach(bank::stage())
