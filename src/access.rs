@@ -36,13 +36,13 @@ impl RequestId {
 
 /// 128 random bits as 32 hex digits. Not a secret: a label to find a request by, made with the
 /// thread's fast generator rather than the OS.
-fn generate() -> String {
+pub(crate) fn generate() -> String {
     format!("{:032x}", rand::thread_rng().r#gen::<u128>())
 }
 
 /// What a proxy may hand us as an id: short, and only characters that cannot break a log line or a
 /// header (letters, digits, `-`, `_`, `.`, `:`). Anything else is replaced, not trusted.
-fn acceptable(id: &str) -> bool {
+pub(crate) fn acceptable(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_LEN
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
@@ -73,17 +73,19 @@ impl Fairing for AccessLog {
     async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
         let RequestId { id, at } = RequestId::of(req);
         res.set_raw_header(HEADER, id.clone());
-        let ms = at.elapsed().as_secs_f64() * 1000.0;
-        log::info!(
-            target: "redbank::access",
-            method = req.method().as_str(),
-            path = req.uri().path().as_str(),
-            status = res.status().code,
-            ms = (ms * 100.0).round() / 100.0,
-            request_id = id.as_str();
-            "request"
-        );
+        record(req.method().as_str(), req.uri().path().as_str(), res.status().code, *at, id);
     }
+}
+
+/// Logs one request (also the stream listener's, which is not Rocket's): the time is to the
+/// response head.
+pub(crate) fn record(method: &str, path: &str, status: u16, since: Instant, id: &str) {
+    let ms = (since.elapsed().as_secs_f64() * 100_000.0).round() / 100.0;
+    log::info!(
+        target: "redbank::access",
+        method = method, path = path, status = status, ms = ms, request_id = id;
+        "request"
+    );
 }
 
 #[cfg(test)]

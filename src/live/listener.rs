@@ -31,7 +31,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rocket::Shutdown;
 use rocket::serde::json::serde_json::json;
@@ -44,6 +44,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::bridge::Hub;
 use super::event::StreamId;
 use super::feed::{self, Feed, Holder};
+use crate::access;
 use crate::config::Config;
 use crate::error::Error;
 use crate::redis::Db;
@@ -115,6 +116,15 @@ struct Head {
     forwarded_for: Option<IpAddr>,
     /// More bytes followed the head (a pipelined request): answer this one, then close.
     pipelined: bool,
+    /// The request id from `request_id_header`, when configured, present and acceptable.
+    request_id: Option<String>,
+}
+
+/// Headers only a trusted proxy sets, when configured: the client address and the request id.
+#[derive(Debug, Default, Clone, Copy)]
+struct Trusted<'a> {
+    ip_header: Option<&'a str>,
+    id_header: Option<&'a str>,
 }
 
 /// A refusal before the stream starts: status, message for the client, `Retry-After`.
@@ -147,14 +157,19 @@ async fn connection(
     set_user_timeout(&socket, heartbeat * 2);
     // The handshake (head buffer, session lookup) is boxed: its memory is freed before the
     // stream starts instead of staying part of this task for the stream's whole life.
-    let opened = Box::pin(handshake(&mut socket, peer, &context, shutdown)).await;
+    let (started, mut id) = (Instant::now(), access::generate());
+    let opened = Box::pin(handshake(&mut socket, peer, &context, shutdown, &mut id)).await;
     match opened {
         Ok(Some((feed, pipelined))) => {
+            access::record("GET", "/events", 200, started, &id);
             drop(permit);
             stream(socket, feed, heartbeat, pipelined).await;
         }
         Ok(None) => {}
-        Err(refusal) => Box::pin(refuse(socket, &refusal)).await,
+        Err(refusal) => {
+            access::record("GET", "/events", refusal.0, started, &id);
+            Box::pin(refuse(socket, &refusal, &id)).await;
+        }
     }
 }
 
@@ -171,9 +186,9 @@ fn set_user_timeout(_socket: &TcpStream, _timeout: Duration) {}
 /// Sends a refusal and closes gracefully: stop writing, then read (and drop) what the client is
 /// still sending for a moment, so its unread bytes do not turn the close into a reset that would
 /// destroy the response before the client reads it.
-async fn refuse(mut socket: TcpStream, refusal: &Refusal) {
+async fn refuse(mut socket: TcpStream, refusal: &Refusal, id: &str) {
     let sent = tokio::time::timeout(HEAD_TIMEOUT, async {
-        socket.write_all(&refusal_bytes(refusal)).await?;
+        socket.write_all(&refusal_bytes(refusal, id)).await?;
         socket.shutdown().await
     })
     .await;
@@ -194,19 +209,27 @@ async fn refuse(mut socket: TcpStream, refusal: &Refusal) {
 }
 
 /// Reads and checks the request, authenticates, opens the feed (and says whether the request was
-/// pipelined). `Ok(None)`: the client went away.
+/// pipelined). `Ok(None)`: the client went away. `id` becomes the proxy's request id when it sent
+/// an acceptable one.
 async fn handshake(
     socket: &mut TcpStream,
     peer: SocketAddr,
     context: &Context,
     shutdown: Shutdown,
+    id: &mut String,
 ) -> Result<Option<(Feed, bool)>, Refusal> {
-    let ip_header = context.ip_header.as_deref();
-    let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(socket, ip_header)).await {
+    let trusted = Trusted {
+        ip_header: context.ip_header.as_deref(),
+        id_header: context.config.request_id_header.as_deref(),
+    };
+    let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(socket, trusted)).await {
         Ok(head) => head?,
         Err(_) => return Err(Refusal::new(408, "The request took too long to arrive.")),
     };
-    let Some(head) = head else { return Ok(None) };
+    let Some(mut head) = head else { return Ok(None) };
+    if let Some(proxied) = head.request_id.take() {
+        *id = proxied;
+    }
     let cookies = head.cookies.iter().map(String::as_str);
     let authorization = head.authorization.iter().map(String::as_str);
     let session = feed::caller(&context.db, &context.config, cookies, authorization).await?;
@@ -219,7 +242,7 @@ async fn handshake(
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n\
          X-Accel-Buffering: no\r\nConnection: close\r\n",
     );
-    push_common_headers(&mut ok);
+    push_common_headers(&mut ok, id);
     ok.push_str("\r\n");
     match tokio::time::timeout(HEAD_TIMEOUT, socket.write_all(ok.as_bytes())).await {
         Ok(Ok(())) => Ok(Some((feed, head.pipelined))),
@@ -255,13 +278,13 @@ async fn stream(mut socket: TcpStream, mut feed: Feed, write_timeout: Duration, 
 /// parsed once, when complete.
 async fn read_head(
     socket: &mut (impl AsyncRead + Unpin),
-    ip_header: Option<&str>,
+    trusted: Trusted<'_>,
 ) -> Result<Option<Head>, Refusal> {
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let mut scan = HeadScan::default();
     loop {
         if let Some(end) = scan.end(&buf) {
-            return parse_head(&buf[..end], buf.len() > end, ip_header).map(Some);
+            return parse_head(&buf[..end], buf.len() > end, trusted).map(Some);
         }
         if buf.len() >= MAX_HEAD {
             return Err(Refusal::new(431, "The request headers are too large."));
@@ -305,7 +328,7 @@ impl HeadScan {
 }
 
 /// Parses and checks a complete request head; `pipelined` when more bytes followed it.
-fn parse_head(buf: &[u8], pipelined: bool, ip_header: Option<&str>) -> Result<Head, Refusal> {
+fn parse_head(buf: &[u8], pipelined: bool, trusted: Trusted<'_>) -> Result<Head, Refusal> {
     let bad = || Refusal::new(400, "The request could not be understood.");
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
@@ -349,9 +372,16 @@ fn parse_head(buf: &[u8], pipelined: bool, ip_header: Option<&str>) -> Result<He
             head.authorization.push(value.to_owned());
         } else if name.eq_ignore_ascii_case("last-event-id") {
             last_event_ids.push(value);
-        } else if ip_header.is_some_and(|h| name.eq_ignore_ascii_case(h)) && forwarded.is_none() {
+        } else if trusted.ip_header.is_some_and(|h| name.eq_ignore_ascii_case(h))
+            && forwarded.is_none()
+        {
             // The first one, as Rocket's `client_ip` reads it.
             forwarded = Some(value);
+        } else if trusted.id_header.is_some_and(|h| name.eq_ignore_ascii_case(h))
+            && head.request_id.is_none()
+            && access::acceptable(value)
+        {
+            head.request_id = Some(value.to_owned());
         }
     }
     head.forwarded_for = forwarded.and_then(|v| v.trim().parse().ok());
@@ -359,8 +389,9 @@ fn parse_head(buf: &[u8], pipelined: bool, ip_header: Option<&str>) -> Result<He
     Ok(head)
 }
 
-/// `Date` (RFC 9110 §6.6.1, IMF-fixdate), then the security headers every response carries.
-fn push_common_headers(out: &mut String) {
+/// `Date` (RFC 9110 §6.6.1, IMF-fixdate), the request id, then the security headers every
+/// response carries.
+fn push_common_headers(out: &mut String, id: &str) {
     let date = format_description!(
         "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
     );
@@ -369,6 +400,10 @@ fn push_common_headers(out: &mut String) {
         out.push_str(&now);
         out.push_str("\r\n");
     }
+    out.push_str(access::HEADER);
+    out.push_str(": ");
+    out.push_str(id);
+    out.push_str("\r\n");
     push_security_headers(out);
 }
 
@@ -382,7 +417,7 @@ fn push_security_headers(out: &mut String) {
 }
 
 /// A complete JSON error response, `{"error": "…"}` as everywhere else.
-fn refusal_bytes(Refusal(status, message, retry_after): &Refusal) -> Vec<u8> {
+fn refusal_bytes(Refusal(status, message, retry_after): &Refusal, id: &str) -> Vec<u8> {
     let reason = rocket::http::Status::from_code(*status).map_or("Error", |s| s.reason_lossy());
     let body = json!({ "error": message }).to_string();
     let mut out = format!(
@@ -396,7 +431,7 @@ fn refusal_bytes(Refusal(status, message, retry_after): &Refusal) -> Vec<u8> {
     if *status == 405 {
         out.push_str("Allow: GET\r\n");
     }
-    push_common_headers(&mut out);
+    push_common_headers(&mut out, id);
     out.push_str("\r\n");
     out.push_str(&body);
     out.into_bytes()
@@ -407,7 +442,7 @@ mod tests {
     use super::*;
 
     fn status(raw: &str) -> u16 {
-        match parse_head(raw.as_bytes(), false, None) {
+        match parse_head(raw.as_bytes(), false, Trusted::default()) {
             Err(Refusal(status, ..)) => status,
             Ok(_) => 200,
         }
@@ -419,7 +454,7 @@ mod tests {
             b"GET /events?after=5-1 HTTP/1.1\r\nHost: x\r\nCookie: a=1; redbank=t\r\n\
               last-event-id: 7-2\r\nX-Real-IP: 10.0.0.7\r\n\r\n",
             false,
-            Some("X-Real-IP"),
+            Trusted { ip_header: Some("X-Real-IP"), id_header: None },
         );
         assert_eq!(
             head,
@@ -429,10 +464,14 @@ mod tests {
                 resume: Some(StreamId(7, 2)),
                 forwarded_for: "10.0.0.7".parse().ok(),
                 pipelined: false,
+                request_id: None,
             })
         );
-        let head =
-            parse_head(b"GET /events?x=1&after=%35-1 HTTP/1.1\r\nHost: x\r\n\r\n", true, None);
+        let head = parse_head(
+            b"GET /events?x=1&after=%35-1 HTTP/1.1\r\nHost: x\r\n\r\n",
+            true,
+            Trusted::default(),
+        );
         assert_eq!(head.map(|h| (h.resume, h.pipelined)), Ok((Some(StreamId(5, 1)), true)));
         assert_eq!(status("GET /events HTTP/1.1\r\nHost: x\r\n\r\n"), 200);
         assert_eq!(status("GET /events HTTP/1.0\r\n\r\n"), 200, "HTTP/1.0 needs no Host");
@@ -450,9 +489,18 @@ mod tests {
         let bearer = parse_head(
             b"GET /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x\r\n\r\n",
             false,
-            None,
+            Trusted::default(),
         );
         assert_eq!(bearer.map(|h| h.authorization), Ok(vec!["Bearer x".to_owned()]));
+        // A request id is taken only from the configured header, and only a plain short one.
+        let proxied = |value: &str, id_header| {
+            let raw = format!("GET /events HTTP/1.1\r\nHost: x\r\nX-Request-Id: {value}\r\n\r\n");
+            let trusted = Trusted { ip_header: None, id_header };
+            parse_head(raw.as_bytes(), false, trusted).map(|h| h.request_id)
+        };
+        assert_eq!(proxied("abc-1", Some("x-request-id")), Ok(Some("abc-1".to_owned())));
+        assert_eq!(proxied("abc-1", None), Ok(None));
+        assert_eq!(proxied("a b", Some("X-Request-Id")), Ok(None));
     }
 
     /// Yields its bytes one per read, like a client sending a byte per segment.
@@ -495,26 +543,27 @@ mod tests {
     #[tokio::test]
     async fn heads_are_read_incrementally_and_never_past_the_maximum() {
         let request = b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
-        let head = read_head(&mut Trickle(request, 0), None).await;
+        let head = read_head(&mut Trickle(request, 0), Trusted::default()).await;
         assert!(matches!(head, Ok(Some(_))), "{head:?}");
         // A head one byte over the maximum, sent at once, is refused without reading further.
         let mut big =
             format!("GET /events HTTP/1.1\r\nHost: x\r\nX: {}", "a".repeat(MAX_HEAD)).into_bytes();
         big.extend_from_slice(b"\r\n\r\n");
         let mut reader = &big[..];
-        let refused = read_head(&mut reader, None).await;
+        let refused = read_head(&mut reader, Trusted::default()).await;
         assert!(matches!(refused, Err(Refusal(431, ..))), "{refused:?}");
         assert_eq!(big.len() - reader.len(), MAX_HEAD, "read past the maximum");
     }
 
     #[test]
     fn refusals_are_complete_json_responses() {
-        let bytes = refusal_bytes(&Refusal(429, "slow down".into(), Some(5)));
+        let bytes = refusal_bytes(&Refusal(429, "slow down".into(), Some(5)), "id-1");
         let text = String::from_utf8(bytes).unwrap_or_default();
         assert!(text.starts_with("HTTP/1.1 429 Too Many Requests\r\n"), "{text}");
         assert!(text.contains("\r\nRetry-After: 5\r\n"), "{text}");
         assert!(text.contains("\r\nX-Content-Type-Options: nosniff\r\n"), "{text}");
         assert!(text.contains("\r\nDate: "), "{text}");
+        assert!(text.contains("\r\nX-Request-Id: id-1\r\n"), "{text}");
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or_default();
         assert!(head.contains(&format!("Content-Length: {}", body.len())), "{text}");
         assert_eq!(body, r#"{"error":"slow down"}"#);

@@ -194,6 +194,27 @@ async fn a_mobile_client_streams_with_its_bearer_token_and_resumes_on_both_serve
 }
 
 #[rocket::async_test]
+async fn both_servers_give_every_stream_response_a_request_id_a_trusted_proxys_when_sent() {
+    let trust = |f: rocket::figment::Figment| f.merge(("request_id_header", "X-Request-Id"));
+    let server = TestServer::start(shared_redis(), None, trust).await;
+    let (cookie, _) = server.login("bob", "foobared").await;
+    let id = |res: &reqwest::Response| {
+        res.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned)
+    };
+    for via in [Via::Rocket, Via::Listener] {
+        let url = server.events_url(via);
+        let refused = server.http.get(&url).header("X-Request-Id", "proxy-7").send().await.unwrap();
+        assert_eq!(refused.status(), 401);
+        assert_eq!(id(&refused).as_deref(), Some("proxy-7"), "{via:?}");
+        let opened = server.events_via(via, &cookie, None).await;
+        assert_eq!(opened.status(), 200);
+        let made = id(&opened).unwrap_or_default();
+        assert!(made.len() == 32 && made.bytes().all(|b| b.is_ascii_hexdigit()), "{via:?}: {made}");
+    }
+    server.stop().await.unwrap();
+}
+
+#[rocket::async_test]
 async fn redis_restart_mid_stream_loses_and_duplicates_nothing() {
     let mut redis = RedisServer::start_persistent();
     let server = TestServer::start(&redis, None, generator(200)).await;
