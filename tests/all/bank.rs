@@ -979,15 +979,22 @@ async fn grow(app: &TestApp, base: i64, to: usize, balance: &mut Cents, inserted
     }
 }
 
-#[rocket::async_test]
-async fn the_recent_list_costs_the_same_commands_whatever_the_history() {
-    // A dedicated server: INFO commandstats counts every client of the server.
+/// An app on a Redis of its own (INFO commandstats counts every client of a server) that does not
+/// refresh sessions during the test, bob's API token, a connection to count with, and bob's
+/// balance to grow his history from.
+async fn counted() -> (RedisServer, TestApp, String, redis::aio::MultiplexedConnection, Cents) {
     let redis = RedisServer::start();
     let app = TestApp::with(&redis, |f| f.merge(("session_touch_secs", 1000))).await;
     let token = app.api_login("bob", "foobared").await;
-    let mut c = redis.conn().await;
+    let c = redis.conn().await;
+    let balance = store::balance(app.db(), BOB).await.unwrap();
+    (redis, app, token, c, balance)
+}
+
+#[rocket::async_test]
+async fn the_recent_list_costs_the_same_commands_whatever_the_history() {
+    let (redis, app, token, mut c, mut balance) = counted().await;
     let base = now_ms() - 60_000;
-    let mut balance = store::balance(app.db(), BOB).await.unwrap();
     let mut inserted: Vec<u64> = Vec::new();
 
     grow(&app, base, 100, &mut balance, &mut inserted).await;
@@ -1245,13 +1252,8 @@ async fn older_entries_and_corrupt_documents_are_read_or_skipped_never_fatal() {
 
 #[rocket::async_test]
 async fn a_balance_window_costs_one_sorted_set_read_however_many_transactions_it_holds() {
-    // A dedicated server: INFO commandstats counts every client of the server.
-    let redis = RedisServer::start();
-    let app = TestApp::with(&redis, |f| f.merge(("session_touch_secs", 1000))).await;
-    let token = app.api_login("bob", "foobared").await;
-    let mut c = redis.conn().await;
+    let (_redis, app, token, mut c, mut balance) = counted().await;
     let base = now_ms() - 60_000;
-    let mut balance = store::balance(app.db(), BOB).await.unwrap();
     let mut inserted = Vec::new();
     let mut commands = async |uri: &str| {
         let before = command_calls(&mut c).await;
