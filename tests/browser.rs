@@ -2,7 +2,9 @@
 //! against the real app on a loopback port with its own Redis and a fast generator.
 //!
 //! Needs `chromium` and `chromedriver` (scripts/test installs them). Screenshots of the login,
-//! dashboard and transactions pages go to target/screenshots/.
+//! dashboard and transactions pages go to target/screenshots/. Every page it visits is checked
+//! with axe-core (WCAG 2.1 A/AA): a serious or critical violation fails the test — banks in the EU
+//! must meet EN 301 549 (the European Accessibility Act).
 
 #![allow(clippy::unwrap_used)]
 
@@ -103,6 +105,24 @@ impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
     }
 }
 
+/// A Chrome DevTools command through chromedriver's `goog/cdp/execute` endpoint.
+#[derive(Debug)]
+struct Cdp(&'static str, Value);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/goog/cdp/execute", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(json!({"cmd": self.0, "params": self.1}).to_string()))
+    }
+}
+
 async fn console(client: &Client) -> Vec<String> {
     let log = client.issue_cmd(BrowserLog).await.unwrap_or(Value::Null);
     log.as_array()
@@ -129,10 +149,70 @@ async fn wait_for(client: &Client, script: &str, within: Duration) {
     }
 }
 
+/// axe-core, vendored for this test only by `scripts/vendor-js` (never served to users).
+const AXE: &str = include_str!("vendor/axe.min.js");
+
+/// axe-core's serious and critical WCAG 2.1 A/AA violations on the current page: the rule and the
+/// first elements it found.
+async fn violations(client: &Client) -> Vec<Value> {
+    js(client, &format!("{AXE}\nreturn null;")).await;
+    let found = client
+        .execute_async(
+            // Settled, as a reader sees it: a live row's slide-in (from transparent) ends first.
+            r#"const done = arguments[arguments.length - 1];
+            document.getAnimations().forEach(a => a.finish());
+            axe.run(document, { runOnly: { type: 'tag',
+                    values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } })
+              .then(r => done(r.violations
+                .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                .map(v => ({ rule: v.id, impact: v.impact, help: v.help,
+                             elements: v.nodes.slice(0, 3).map(n => n.html) }))))
+              .catch(e => done([{ rule: 'axe failed to run', help: String(e) }]));"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    found.as_array().cloned().unwrap_or_default()
+}
+
+async fn assert_accessible(client: &Client, page: &str) {
+    let found = violations(client).await;
+    assert!(found.is_empty(), "{page}: accessibility violations: {:#}", Value::Array(found));
+}
+
 async fn screenshot(client: &Client, name: &str) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(format!("{name}.png")), client.screenshot().await.unwrap()).unwrap();
+}
+
+/// Presses Tab until the focused element matches `selector` (at most 30 times), and checks that
+/// keyboard focus is visible on it.
+async fn tab_to(client: &Client, selector: &str) {
+    let tab = String::from(char::from(fantoccini::key::Key::Tab));
+    for _ in 0..30 {
+        let matches = format!("return document.activeElement.matches({});", json!(selector));
+        if js(client, &matches).await.as_bool().unwrap_or(false) {
+            let visible = js(
+                client,
+                "const s = getComputedStyle(document.activeElement); \
+                 return s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2;",
+            );
+            assert_eq!(visible.await, true, "no visible focus on {selector}");
+            return;
+        }
+        client.active_element().await.unwrap().send_keys(&tab).await.unwrap();
+    }
+    panic!("Tab never reached {selector}");
+}
+
+/// Types into the focused element; `enter` then presses Enter.
+async fn type_keys(client: &Client, text: &str, enter: bool) {
+    let mut keys = text.to_owned();
+    if enter {
+        keys.push(char::from(fantoccini::key::Key::Enter));
+    }
+    client.active_element().await.unwrap().send_keys(&keys).await.unwrap();
 }
 
 async fn submit_login(client: &Client, user: &str, pass: &str) {
@@ -194,9 +274,16 @@ async fn the_whole_flow_in_a_real_browser() {
     client.goto(&server.url("/")).await.unwrap();
     assert!(client.current_url().await.unwrap().path().ends_with("/login"));
     screenshot(&client, "login").await;
+    assert_accessible(&client, "login").await;
+    // The check can fail: an image without a text alternative is a critical violation.
+    js(&client, "document.body.insertAdjacentHTML('beforeend', '<img id=probe src=/favicon.ico>'); return null;").await;
+    let found = violations(&client).await;
+    assert!(found.iter().any(|v| v["rule"] == "image-alt"), "axe missed it: {found:?}");
+    js(&client, "document.getElementById('probe').remove(); return null;").await;
     submit_login(&client, "bob", "not-the-password").await;
     wait_for(&client, "document.querySelector('#login-error')", Duration::from_secs(5)).await;
     assert_eq!(text(&client, "#login-error").await, "Invalid username or password");
+    assert_accessible(&client, "login with an error").await;
 
     // Log in: the dashboard shows the account and a balance.
     submit_login(&client, "bob", "foobared").await;
@@ -246,10 +333,13 @@ async fn the_whole_flow_in_a_real_browser() {
             <= 10
     );
 
-    // Charts drawn with data.
+    // Charts drawn with data, and their text alternatives for screen readers.
     wait_for(&client, "window.Chart && Chart.getChart('balance-chart') && Chart.getChart('balance-chart').data.datasets[0].data.length > 0", Duration::from_secs(10)).await;
     wait_for(&client, "Chart.getChart('spenders-chart') && Chart.getChart('spenders-chart').data.labels.length > 0", Duration::from_secs(10)).await;
+    wait_for(&client, "document.querySelector('#balance-summary').textContent.startsWith('Balance over the last 5 minutes: from $')", Duration::from_secs(5)).await;
+    wait_for(&client, "document.querySelectorAll('#spenders-summary li').length === Chart.getChart('spenders-chart').data.labels.length", Duration::from_secs(5)).await;
     screenshot(&client, "dashboard").await;
+    assert_accessible(&client, "dashboard").await;
 
     // XSS probe through the live stream: rendered as text, never as markup.
     let probe = "<img src=x onerror=\"window.__xss=1\"> Insurance premium";
@@ -282,11 +372,13 @@ async fn the_whole_flow_in_a_real_browser() {
     );
     assert_eq!(js(&client, "return window.__xss === undefined || window.__xss === 0;").await, true);
     screenshot(&client, "transactions").await;
+    assert_accessible(&client, "transactions with search results").await;
 
     // The sessions page lists this browser.
     client.goto(&server.url("/sessions")).await.unwrap();
     let current = text(&client, "tr.session.current").await;
     assert!(current.contains("this device") && current.contains("Chrome"), "{current}");
+    assert_accessible(&client, "sessions").await;
 
     // Log out: back on the login page, and the session document is gone from Redis.
     let cookie = client.get_named_cookie("redbank").await.unwrap();
@@ -296,6 +388,26 @@ async fn the_whole_flow_in_a_real_browser() {
     client.find(Locator::Css("#logout")).await.unwrap().click().await.unwrap();
     wait_for(&client, "location.pathname === '/login'", Duration::from_secs(5)).await;
     assert!(!redis.exists::<_, bool>(&key).await.unwrap(), "session document survived logout");
+
+    // Keyboard only, with visible focus at each step: sign in, reach the transactions, search,
+    // sign out. (A headless window never has the OS focus, and without it Chrome shows no
+    // keyboard focus at all: emulate a focused window, as a user's would be.)
+    let focused = Cdp("Emulation.setFocusEmulationEnabled", json!({"enabled": true}));
+    client.issue_cmd(focused).await.unwrap();
+    tab_to(&client, "input[name=username]").await;
+    type_keys(&client, "bob", false).await;
+    tab_to(&client, "input[name=password]").await;
+    type_keys(&client, "foobared", true).await;
+    wait_for(&client, "location.pathname === '/dashboard'", Duration::from_secs(5)).await;
+    tab_to(&client, "nav a[href='/transactions']").await;
+    type_keys(&client, "", true).await;
+    wait_for(&client, "location.pathname === '/transactions'", Duration::from_secs(5)).await;
+    tab_to(&client, "#search-q").await;
+    type_keys(&client, "ins", true).await;
+    wait_for(&client, "location.search.includes('q=ins')", Duration::from_secs(5)).await;
+    tab_to(&client, "#logout").await;
+    type_keys(&client, "", true).await;
+    wait_for(&client, "location.pathname === '/login'", Duration::from_secs(5)).await;
 
     // No CSP violation (or any script error) was reported in the console.
     let log = console(&client).await;

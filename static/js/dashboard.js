@@ -17,8 +17,33 @@
     return res.json();
   }
 
+  // The charts' text alternatives (for screen readers; the canvases describe themselves by them).
+  const WINDOW_WORDS = { '5m': '5 minutes', '1h': 'hour', '24h': '24 hours' };
+  function describeBalance(data) {
+    const summary = document.getElementById('balance-summary');
+    if (!summary) return;
+    if (!data.length) {
+      summary.textContent = 'No balance changes in the last ' + WINDOW_WORDS[windowName] + '.';
+      return;
+    }
+    const ys = data.map(p => p.y);
+    summary.textContent = 'Balance over the last ' + WINDOW_WORDS[windowName] + ': from ' +
+      money.format(ys[0]) + ' to ' + money.format(ys[ys.length - 1]) + ', lowest ' +
+      money.format(Math.min(...ys)) + ', highest ' + money.format(Math.max(...ys)) + '.';
+  }
+  function describeSpenders(spenders) {
+    const list = document.getElementById('spenders-summary');
+    if (!list) return;
+    list.replaceChildren(...spenders.labels.map((label, i) => {
+      const li = document.createElement('li');
+      li.textContent = label + ': ' + money.format(spenders.series[i]);
+      return li;
+    }));
+  }
+
   function drawBalance(points) {
     const data = points.map(p => ({ x: p.x, y: p.y }));
+    describeBalance(data);
     if (balanceChart) {
       balanceChart.data.datasets[0].data = data;
       balanceChart.update('none');
@@ -39,6 +64,7 @@
   }
 
   function drawSpenders(spenders) {
+    describeSpenders(spenders);
     if (spendersChart) {
       spendersChart.data.labels = spenders.labels;
       spendersChart.data.datasets[0].data = spenders.series;
@@ -90,6 +116,7 @@
     data.push({ x: point.x, y: point.y });
     const cutoff = point.x - WINDOW_MS[windowName];
     while (data.length && data[0].x < cutoff) data.shift();
+    describeBalance(data);
     balanceChart.update('none');
   }
 
