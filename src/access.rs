@@ -27,13 +27,6 @@ pub struct RequestId {
     at: Instant,
 }
 
-impl RequestId {
-    /// The request's id (made on first use if the fairing did not run, as in some unit setups).
-    pub fn of<'r>(req: &'r Request<'_>) -> &'r RequestId {
-        req.local_cache(|| RequestId { id: generate(), at: Instant::now() })
-    }
-}
-
 /// 128 random bits as 32 hex digits. Not a secret: a label to find a request by, made with the
 /// thread's fast generator rather than the OS.
 pub(crate) fn generate() -> String {
@@ -46,6 +39,16 @@ pub(crate) fn acceptable(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_LEN
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// The id a trusted proxy sent in its header's values: exactly one, and acceptable. Two or more
+/// mean the client sent its own and the proxy appended instead of replacing: none is trusted.
+pub(crate) fn from_proxy<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let mut values = values.into_iter();
+    match (values.next(), values.next()) {
+        (Some(id), None) if acceptable(id) => Some(id),
+        _ => None,
+    }
 }
 
 pub fn stage() -> AdHoc {
@@ -62,16 +65,16 @@ impl Fairing for AccessLog {
 
     async fn on_request(&self, req: &mut Request<'_>, _: &mut Data<'_>) {
         let trusted = req.rocket().state::<Config>().and_then(|c| c.request_id_header.as_deref());
-        let from_proxy = trusted
-            .and_then(|name| req.headers().get_one(name))
-            .filter(|id| acceptable(id))
-            .map(str::to_owned);
+        let from_proxy =
+            trusted.and_then(|name| from_proxy(req.headers().get(name))).map(str::to_owned);
         let id = from_proxy.unwrap_or_else(generate);
         req.local_cache(|| RequestId { id, at: Instant::now() });
     }
 
     async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
-        let RequestId { id, at } = RequestId::of(req);
+        // Set by `on_request`, which runs for every request that reaches a response fairing.
+        let RequestId { id, at } =
+            req.local_cache(|| RequestId { id: generate(), at: Instant::now() });
         res.set_raw_header(HEADER, id.clone());
         record(req.method().as_str(), req.uri().path().as_str(), res.status().code, *at, id);
     }
@@ -99,6 +102,10 @@ mod tests {
         for bad in ["", "a b", "a\r\nSet-Cookie: x", "ü", "a/b", &"x".repeat(MAX_LEN + 1)] {
             assert!(!acceptable(bad), "{bad:?}");
         }
+        assert_eq!(from_proxy(["abc"]), Some("abc"));
+        assert_eq!(from_proxy(["mine", "proxy"]), None, "a client's value next to the proxy's");
+        assert_eq!(from_proxy(["a b"]), None);
+        assert_eq!(from_proxy([]), None);
         let made = generate();
         assert!(made.len() == 32 && acceptable(&made), "{made}");
         assert_ne!(generate(), made);

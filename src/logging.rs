@@ -78,19 +78,32 @@ fn is_launch(metadata: &Metadata<'_>) -> bool {
 
 /// Rocket's trace of each request — the request line with its full URI (queries carry search
 /// terms), the route, the outcome, and for every 401 or 404 a catcher warning or even an *error*
-/// ("No matching routes for …") that shows at `critical`. The access log (`crate::access`) says
-/// what an operator needs in one record per request instead.
+/// ("No matching routes for …"); a request it cannot parse is dispatched to a catcher with its URI
+/// in a warning. All of these show at `critical`'s threshold or below. The access log
+/// (`crate::access`) says what an operator needs in one record per request instead. Everything
+/// else Rocket's server says (shutdown, panics, failed writes) still shows.
 fn is_request_trace(record: &Record<'_>) -> bool {
     if record.module_path() != Some("rocket::server") {
         return false;
     }
-    if record.level() >= Level::Info {
+    let message = record.args().to_string();
+    // The request line: `info!("{request}:")` (continuation lines have a target ending in `_`).
+    if record.level() == Level::Info && !record.target().ends_with('_') && message.ends_with(':') {
         return true;
     }
-    let message = record.args().to_string();
-    message.starts_with("No matching routes for ")
-        || message.starts_with("Responding with registered ")
-        || message.contains("catcher registered. Using Rocket default")
+    [
+        "Matched: ",
+        "Outcome:",
+        "Response succeeded.",
+        "Autohandling ",
+        "No matching routes for ",
+        "Responding with registered ",
+        "catcher registered. Using Rocket default",
+        "Bad incoming HTTP request.",
+        "Dispatching salvaged request to catcher",
+    ]
+    .iter()
+    .any(|phrase| message.contains(phrase))
 }
 
 /// A client that went away: Rocket's connection and response warnings for connections the client

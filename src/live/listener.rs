@@ -116,8 +116,22 @@ struct Head {
     forwarded_for: Option<IpAddr>,
     /// More bytes followed the head (a pipelined request): answer this one, then close.
     pipelined: bool,
-    /// The request id from `request_id_header`, when configured, present and acceptable.
-    request_id: Option<String>,
+}
+
+/// What the access log and the response say about a connection's request, learnt as soon as
+/// the head parses — before it is checked, so a refused request is logged as what it was.
+#[derive(Debug)]
+struct Seen {
+    method: String,
+    path: String,
+    /// The trusted proxy's id ([`access::from_proxy`]), else one made here.
+    id: String,
+}
+
+impl Seen {
+    fn new() -> Seen {
+        Seen { method: "-".into(), path: "-".into(), id: access::generate() }
+    }
 }
 
 /// Headers only a trusted proxy sets, when configured: the client address and the request id.
@@ -157,18 +171,19 @@ async fn connection(
     set_user_timeout(&socket, heartbeat * 2);
     // The handshake (head buffer, session lookup) is boxed: its memory is freed before the
     // stream starts instead of staying part of this task for the stream's whole life.
-    let (started, mut id) = (Instant::now(), access::generate());
-    let opened = Box::pin(handshake(&mut socket, peer, &context, shutdown, &mut id)).await;
+    let (started, mut seen) = (Instant::now(), Seen::new());
+    let opened = Box::pin(handshake(&mut socket, peer, &context, shutdown, &mut seen)).await;
+    let Seen { method, path, id } = &seen;
     match opened {
         Ok(Some((feed, pipelined))) => {
-            access::record("GET", "/events", 200, started, &id);
+            access::record(method, path, 200, started, id);
             drop(permit);
             stream(socket, feed, heartbeat, pipelined).await;
         }
         Ok(None) => {}
         Err(refusal) => {
-            access::record("GET", "/events", refusal.0, started, &id);
-            Box::pin(refuse(socket, &refusal, &id)).await;
+            access::record(method, path, refusal.0, started, id);
+            Box::pin(refuse(socket, &refusal, id)).await;
         }
     }
 }
@@ -209,27 +224,23 @@ async fn refuse(mut socket: TcpStream, refusal: &Refusal, id: &str) {
 }
 
 /// Reads and checks the request, authenticates, opens the feed (and says whether the request was
-/// pipelined). `Ok(None)`: the client went away. `id` becomes the proxy's request id when it sent
-/// an acceptable one.
+/// pipelined). `Ok(None)`: the client went away. `seen` learns the request line and its id.
 async fn handshake(
     socket: &mut TcpStream,
     peer: SocketAddr,
     context: &Context,
     shutdown: Shutdown,
-    id: &mut String,
+    seen: &mut Seen,
 ) -> Result<Option<(Feed, bool)>, Refusal> {
     let trusted = Trusted {
         ip_header: context.ip_header.as_deref(),
         id_header: context.config.request_id_header.as_deref(),
     };
-    let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(socket, trusted)).await {
+    let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(socket, trusted, seen)).await {
         Ok(head) => head?,
         Err(_) => return Err(Refusal::new(408, "The request took too long to arrive.")),
     };
-    let Some(mut head) = head else { return Ok(None) };
-    if let Some(proxied) = head.request_id.take() {
-        *id = proxied;
-    }
+    let Some(head) = head else { return Ok(None) };
     let cookies = head.cookies.iter().map(String::as_str);
     let authorization = head.authorization.iter().map(String::as_str);
     let session = feed::caller(&context.db, &context.config, cookies, authorization).await?;
@@ -242,7 +253,7 @@ async fn handshake(
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n\
          X-Accel-Buffering: no\r\nConnection: close\r\n",
     );
-    push_common_headers(&mut ok, id);
+    push_common_headers(&mut ok, &seen.id);
     ok.push_str("\r\n");
     match tokio::time::timeout(HEAD_TIMEOUT, socket.write_all(ok.as_bytes())).await {
         Ok(Ok(())) => Ok(Some((feed, head.pipelined))),
@@ -279,12 +290,13 @@ async fn stream(mut socket: TcpStream, mut feed: Feed, write_timeout: Duration, 
 async fn read_head(
     socket: &mut (impl AsyncRead + Unpin),
     trusted: Trusted<'_>,
+    seen: &mut Seen,
 ) -> Result<Option<Head>, Refusal> {
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let mut scan = HeadScan::default();
     loop {
         if let Some(end) = scan.end(&buf) {
-            return parse_head(&buf[..end], buf.len() > end, trusted).map(Some);
+            return parse_head(&buf[..end], buf.len() > end, trusted, seen).map(Some);
         }
         if buf.len() >= MAX_HEAD {
             return Err(Refusal::new(431, "The request headers are too large."));
@@ -328,7 +340,12 @@ impl HeadScan {
 }
 
 /// Parses and checks a complete request head; `pipelined` when more bytes followed it.
-fn parse_head(buf: &[u8], pipelined: bool, trusted: Trusted<'_>) -> Result<Head, Refusal> {
+fn parse_head(
+    buf: &[u8],
+    pipelined: bool,
+    trusted: Trusted<'_>,
+    seen: &mut Seen,
+) -> Result<Head, Refusal> {
     let bad = || Refusal::new(400, "The request could not be understood.");
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
@@ -340,13 +357,23 @@ fn parse_head(buf: &[u8], pipelined: bool, trusted: Trusted<'_>) -> Result<Head,
         }
         Err(_) => return Err(bad()),
     }
+    let target = request.path.unwrap_or_default();
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    // The request as it was, for the log; never its query.
+    seen.method = request.method.unwrap_or("-").to_owned();
+    seen.path = path.to_owned();
+    if let Some(name) = trusted.id_header {
+        let values = request.headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name));
+        let values = values.filter_map(|h| std::str::from_utf8(h.value).ok());
+        if let Some(id) = access::from_proxy(values) {
+            seen.id = id.to_owned();
+        }
+    }
     let hosts = request.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("host")).count();
     // RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, and for any request with two.
     if hosts > 1 || (hosts == 0 && request.version == Some(1)) {
         return Err(Refusal::new(400, "A request needs exactly one Host header."));
     }
-    let target = request.path.unwrap_or_default();
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     if path != "/events" {
         return Err(Refusal::new(404, "There is nothing at this address."));
     }
@@ -377,11 +404,6 @@ fn parse_head(buf: &[u8], pipelined: bool, trusted: Trusted<'_>) -> Result<Head,
         {
             // The first one, as Rocket's `client_ip` reads it.
             forwarded = Some(value);
-        } else if trusted.id_header.is_some_and(|h| name.eq_ignore_ascii_case(h))
-            && head.request_id.is_none()
-            && access::acceptable(value)
-        {
-            head.request_id = Some(value.to_owned());
         }
     }
     head.forwarded_for = forwarded.and_then(|v| v.trim().parse().ok());
@@ -442,7 +464,7 @@ mod tests {
     use super::*;
 
     fn status(raw: &str) -> u16 {
-        match parse_head(raw.as_bytes(), false, Trusted::default()) {
+        match parse_head(raw.as_bytes(), false, Trusted::default(), &mut Seen::new()) {
             Err(Refusal(status, ..)) => status,
             Ok(_) => 200,
         }
@@ -455,6 +477,7 @@ mod tests {
               last-event-id: 7-2\r\nX-Real-IP: 10.0.0.7\r\n\r\n",
             false,
             Trusted { ip_header: Some("X-Real-IP"), id_header: None },
+            &mut Seen::new(),
         );
         assert_eq!(
             head,
@@ -464,13 +487,13 @@ mod tests {
                 resume: Some(StreamId(7, 2)),
                 forwarded_for: "10.0.0.7".parse().ok(),
                 pipelined: false,
-                request_id: None,
             })
         );
         let head = parse_head(
             b"GET /events?x=1&after=%35-1 HTTP/1.1\r\nHost: x\r\n\r\n",
             true,
             Trusted::default(),
+            &mut Seen::new(),
         );
         assert_eq!(head.map(|h| (h.resume, h.pipelined)), Ok((Some(StreamId(5, 1)), true)));
         assert_eq!(status("GET /events HTTP/1.1\r\nHost: x\r\n\r\n"), 200);
@@ -490,17 +513,38 @@ mod tests {
             b"GET /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x\r\n\r\n",
             false,
             Trusted::default(),
+            &mut Seen::new(),
         );
         assert_eq!(bearer.map(|h| h.authorization), Ok(vec!["Bearer x".to_owned()]));
-        // A request id is taken only from the configured header, and only a plain short one.
-        let proxied = |value: &str, id_header| {
-            let raw = format!("GET /events HTTP/1.1\r\nHost: x\r\nX-Request-Id: {value}\r\n\r\n");
+        // The request line and id are learnt before the head is checked; an id only from the
+        // configured header, only one, and only a plain short one.
+        let seen = |raw: &str, id_header| {
+            let mut seen = Seen::new();
             let trusted = Trusted { ip_header: None, id_header };
-            parse_head(raw.as_bytes(), false, trusted).map(|h| h.request_id)
+            let status = match parse_head(raw.as_bytes(), false, trusted, &mut seen) {
+                Ok(_) => 200,
+                Err(Refusal(status, ..)) => status,
+            };
+            (status, seen.method, seen.path, seen.id)
         };
-        assert_eq!(proxied("abc-1", Some("x-request-id")), Ok(Some("abc-1".to_owned())));
-        assert_eq!(proxied("abc-1", None), Ok(None));
-        assert_eq!(proxied("a b", Some("X-Request-Id")), Ok(None));
+        let one = "GET /events?after=1-0 HTTP/1.1\r\nHost: x\r\nX-Request-Id: abc-1\r\n\r\n";
+        let (status, method, path, id) = seen(one, Some("x-request-id"));
+        assert_eq!(
+            (status, method.as_str(), path.as_str(), id.as_str()),
+            (200, "GET", "/events", "abc-1")
+        );
+        assert_ne!(seen(one, None).3, "abc-1", "an untrusted header");
+        let refused = "POST /x?q=secret HTTP/1.1\r\nX-Request-Id: r-2\r\n\r\n";
+        let (status, method, path, id) = seen(refused, Some("X-Request-Id"));
+        assert_eq!(
+            (status, method.as_str(), path.as_str(), id.as_str()),
+            (400, "POST", "/x", "r-2")
+        );
+        let two =
+            "GET /events HTTP/1.1\r\nHost: x\r\nX-Request-Id: mine\r\nX-Request-Id: p\r\n\r\n";
+        assert!(!["mine", "p"].contains(&seen(two, Some("X-Request-Id")).3.as_str()));
+        let spaced = "GET /events HTTP/1.1\r\nHost: x\r\nX-Request-Id: a b\r\n\r\n";
+        assert_ne!(seen(spaced, Some("X-Request-Id")).3, "a b");
     }
 
     /// Yields its bytes one per read, like a client sending a byte per segment.
@@ -543,14 +587,14 @@ mod tests {
     #[tokio::test]
     async fn heads_are_read_incrementally_and_never_past_the_maximum() {
         let request = b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
-        let head = read_head(&mut Trickle(request, 0), Trusted::default()).await;
+        let head = read_head(&mut Trickle(request, 0), Trusted::default(), &mut Seen::new()).await;
         assert!(matches!(head, Ok(Some(_))), "{head:?}");
         // A head one byte over the maximum, sent at once, is refused without reading further.
         let mut big =
             format!("GET /events HTTP/1.1\r\nHost: x\r\nX: {}", "a".repeat(MAX_HEAD)).into_bytes();
         big.extend_from_slice(b"\r\n\r\n");
         let mut reader = &big[..];
-        let refused = read_head(&mut reader, Trusted::default()).await;
+        let refused = read_head(&mut reader, Trusted::default(), &mut Seen::new()).await;
         assert!(matches!(refused, Err(Refusal(431, ..))), "{refused:?}");
         assert_eq!(big.len() - reader.len(), MAX_HEAD, "read past the maximum");
     }

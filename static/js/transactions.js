@@ -1,5 +1,6 @@
 // Transactions page: search is a plain GET form. On the unfiltered first page, live transactions
-// are collected behind a "N new transactions" notice and prepended when it is clicked.
+// are collected behind a "N new transactions" notice (announced: role=status) and prepended when
+// it is clicked, focus then moving to the table.
 (function () {
   'use strict';
   const table = document.getElementById('results');
@@ -41,5 +42,7 @@
       tbody.prepend(tr);
     }
     notice.hidden = true;
+    // The button that had the focus is gone: keyboard and screen-reader users land on the rows.
+    table.focus();
   });
 })();

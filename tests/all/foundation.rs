@@ -4,7 +4,7 @@ use crate::common;
 
 use std::time::{Duration, Instant};
 
-use crate::common::server::Binary;
+use crate::common::server::{Binary, raw_exchange};
 use crate::common::{RedisServer, TestApp, shared_redis};
 use rocket::http::{Accept, ContentType, Header, Status};
 use rocket::local::asynchronous::LocalResponse;
@@ -284,9 +284,15 @@ async fn the_json_log_has_one_object_per_line_and_each_request_with_its_id() {
     let res = res.unwrap();
     assert_eq!(res.status(), 401);
     let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
-    // Rocket reports a path nothing serves as an error, with its query; not here.
+    // Rocket reports a path nothing serves as an error, with its query, and a request it cannot
+    // parse as a warning, with its URI; not here.
     let missing = app.http.get(format!("{}/no-such-page?q=private-search", app.base)).send().await;
     assert_eq!(missing.unwrap().status(), 404);
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let unparsable: &[u8] =
+        b"BREW /pot?q=private-search HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let answer = raw_exchange(&addr, &[unparsable], Duration::ZERO, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
     drop(app);
     let text = std::fs::read_to_string(&log).unwrap();
     let _ = std::fs::remove_file(&log);
