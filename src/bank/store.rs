@@ -110,6 +110,9 @@ redis.call('JSON.SET', KEYS[4], '$', ARGV[4])
 redis.call('EXPIRE', KEYS[4], ARGV[5])
 local sid = redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[6], '*',
   'doc', ARGV[4])
+redis.call('LPUSH', KEYS[8], sid .. ' ' .. ARGV[4])
+redis.call('LTRIM', KEYS[8], 0, 99)
+redis.call('EXPIRE', KEYS[8], ARGV[5])
 local ts = tonumber(ARGV[7])
 local point = ARGV[7] .. ':' .. tostring(new)
 for i = 5, 7 do
@@ -161,6 +164,7 @@ pub async fn record(
                 .key(keys.balance_series(acct, SERIES[0].name))
                 .key(keys.balance_series(acct, SERIES[1].name))
                 .key(keys.balance_series(acct, SERIES[2].name))
+                .key(keys.recent(acct))
                 .arg(OPENING_BALANCE.0)
                 .arg(expected.0)
                 .arg(tx.amount.0)
@@ -222,6 +226,13 @@ fn into_text(v: Value) -> Option<String> {
         Value::Data(bytes) => String::from_utf8(bytes).ok(),
         _ => None,
     }
+}
+
+/// One item of the recent list (`<stream id> <document>`) as the stream entry it copies.
+fn recent_item(item: Value) -> Option<Entry> {
+    let text = into_text(item)?;
+    let (stream_id, doc) = text.split_once(' ')?;
+    Some(Entry { stream_id: stream_id.to_owned(), tx_id: 0, doc: Some(doc.to_owned()) })
 }
 
 /// Id of the last item of an XRANGE / XREVRANGE reply, parsed or not.
@@ -335,7 +346,7 @@ pub async fn recent_view(
 ) -> Result<RecentView> {
     let keys = &db.keys;
     let mut pipe = redis::pipe();
-    pipe.add_command(range_cmd(&keys.stream(number), "XREVRANGE", "+", "-", limit));
+    pipe.cmd("LRANGE").arg(keys.recent(number)).arg(0).arg(limit.saturating_sub(1));
     if with_account {
         pipe.cmd("JSON.GET").arg(keys.account(number)).cmd("GET").arg(keys.balance(number));
     }
@@ -344,11 +355,18 @@ pub async fn recent_view(
         3 => (reply.pop(), reply.pop()),
         _ => (None, None),
     };
-    let Some(Value::Bulk(entries)) = reply.pop() else {
+    let Some(Value::Bulk(items)) = reply.pop() else {
         return Err(Error::Internal("recent: unexpected reply".into()));
     };
-    let newest_id = last_id(entries.get(..1).unwrap_or_default());
-    let recent = transactions_for(db, number, parse_entries(entries), oldest)
+    let entries = if items.len() >= limit {
+        items.into_iter().filter_map(recent_item).collect()
+    } else {
+        // Fewer than asked for: a young account, or one whose list began with an upgrade (or
+        // expired while it was idle) — the stream has them all.
+        recent_entries(db, number, limit).await?
+    };
+    let newest_id = entries.first().map(|e| e.stream_id.clone());
+    let recent = transactions_for(db, number, entries, oldest)
         .await?
         .into_iter()
         .map(|(_, tx)| tx)

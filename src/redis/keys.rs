@@ -92,6 +92,12 @@ impl Keys {
         format!("{}{{acct:{number}}}:{resolution}", self.prefix)
     }
 
+    /// List of the account's newest transactions (`<stream id> <document>`, newest first, at most
+    /// 100): the recent list in one plain read.
+    pub fn recent(&self, number: &str) -> String {
+        format!("{}{{acct:{number}}}:recent", self.prefix)
+    }
+
     /// Sorted set: vendor → cents spent there.
     pub fn spenders(&self, number: &str) -> String {
         format!("{}{{acct:{number}}}:spenders", self.prefix)
