@@ -365,12 +365,11 @@ pub async fn recent_view(
         // expired while it was idle) — the stream has them all.
         recent_entries(db, number, limit).await?
     };
-    let newest_id = entries.first().map(|e| e.stream_id.clone());
-    let recent = transactions_for(db, number, entries, oldest)
-        .await?
-        .into_iter()
-        .map(|(_, tx)| tx)
-        .collect();
+    let found = transactions_for(db, number, entries, oldest).await?;
+    // The newest entry that reads as a transaction: a corrupt list item's "id" could be anything,
+    // and the page hands it to the live stream as its resume point.
+    let newest_id = found.first().map(|(id, _)| id.clone());
+    let recent = found.into_iter().map(|(_, tx)| tx).collect();
     let account = match account.and_then(into_text) {
         Some(json) => Some(
             serde_json::from_str(&json)

@@ -1275,6 +1275,10 @@ async fn older_entries_and_corrupt_documents_are_read_or_skipped_never_fatal() {
     let (status, list) = api(&app, "/api/v1/transactions?limit=3", &token).await;
     assert_eq!(status, Status::Ok);
     assert_eq!(ids(&list), vec![newest.id, first.id], "the list's corrupt item skipped");
+    // …and its "id" never becomes the page's resume point for the live stream.
+    let view = store::recent_view(app.db(), BOB, 3, 0, false).await.unwrap();
+    let resume = view.newest_id.unwrap_or_default();
+    assert!(resume != "9-9" && resume.contains('-'), "resume point {resume:?}");
     // The dashboard renders the same list.
     let browser = app.login_browser("bob", "foobared").await;
     let (status, html) = page(&app, "/dashboard", &browser).await;
