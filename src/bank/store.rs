@@ -2,8 +2,9 @@
 //! pages and API need. The only module that touches the account keys.
 //!
 //! Per account, everything shares the hash tag `{acct:<number>}`: balance (integer cents), stream
-//! (one entry per transaction: balance history, recent list, live replay), biggest-spenders sorted
-//! set, and the transaction JSON documents (indexed by RediSearch, expiring after the retention).
+//! (one entry per transaction, carrying its document: live replay), the newest-100 list (the
+//! recent list), the balance series at three resolutions (the chart), biggest-spenders sorted set,
+//! and the transaction JSON documents (indexed by RediSearch, expiring after the retention).
 
 use redis::{Script, Value};
 
@@ -93,8 +94,9 @@ pub async fn balance(db: &Db, number: &str) -> Result<Cents> {
 
 /// One transaction, atomically: check the balance is what the caller computed from, move it, write
 /// the JSON document (with expiry), append it to the stream (trimmed by time; the entry carries the
-/// document too, so the recent list and the live replay read one stream range and nothing else),
-/// record the closing balance of its second, minute and five minutes (the balance chart's three
+/// document too, so the live replay reads one stream range and nothing else) and to the front of
+/// the newest-100 list (`<stream id> <document>`: the recent list in one plain read), record the
+/// closing balance of its second, minute and five minutes (the balance chart's three
 /// resolutions, each trimmed to what its window needs), count the spending, and announce it on the
 /// account's channel with the new top-5 spenders. Fails (changing nothing) if the balance moved
 /// meanwhile, would go below zero, or the transaction id is taken.
@@ -335,8 +337,8 @@ pub struct RecentView {
 }
 
 /// The newest `limit` transactions dated `oldest` or later (and, with `with_account`, the account
-/// and its balance): one pipelined round trip of plain reads, whatever the history — the stream
-/// entries carry the documents, so there is nothing to look up per transaction.
+/// and its balance): one pipelined round trip of plain reads, whatever the history — the
+/// newest-100 list's items carry the documents, so there is nothing to look up per transaction.
 pub async fn recent_view(
     db: &Db,
     number: &str,
