@@ -87,44 +87,30 @@ impl Drop for Driver {
     }
 }
 
-/// chromedriver's browser console log (`goog:loggingPrefs`), via its `se/log` endpoint.
+/// A POST to one of chromedriver's own endpoints under the session (`se/log`: the browser
+/// console, with `goog:loggingPrefs`; `goog/cdp/execute`: a Chrome DevTools command).
 #[derive(Debug)]
-struct BrowserLog;
+struct Chromedriver(&'static str, Value);
 
-impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+impl fantoccini::wd::WebDriverCompatibleCommand for Chromedriver {
     fn endpoint(
         &self,
         base: &url::Url,
         session: Option<&str>,
     ) -> Result<url::Url, url::ParseError> {
-        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+        base.join(&format!("session/{}/{}", session.unwrap_or_default(), self.0))
     }
 
     fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(json!({"type": "browser"}).to_string()))
-    }
-}
-
-/// A Chrome DevTools command through chromedriver's `goog/cdp/execute` endpoint.
-#[derive(Debug)]
-struct Cdp(&'static str, Value);
-
-impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
-    fn endpoint(
-        &self,
-        base: &url::Url,
-        session: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        base.join(&format!("session/{}/goog/cdp/execute", session.unwrap_or_default()))
-    }
-
-    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(json!({"cmd": self.0, "params": self.1}).to_string()))
+        (http::Method::POST, Some(self.1.to_string()))
     }
 }
 
 async fn console(client: &Client) -> Vec<String> {
-    let log = client.issue_cmd(BrowserLog).await.unwrap_or(Value::Null);
+    let log = client
+        .issue_cmd(Chromedriver("se/log", json!({"type": "browser"})))
+        .await
+        .unwrap_or(Value::Null);
     log.as_array()
         .map(|entries| {
             entries.iter().filter_map(|e| e["message"].as_str().map(str::to_owned)).collect()
@@ -392,7 +378,8 @@ async fn the_whole_flow_in_a_real_browser() {
     // Keyboard only, with visible focus at each step: sign in, reach the transactions, search,
     // sign out. (A headless window never has the OS focus, and without it Chrome shows no
     // keyboard focus at all: emulate a focused window, as a user's would be.)
-    let focused = Cdp("Emulation.setFocusEmulationEnabled", json!({"enabled": true}));
+    let focused = json!({"cmd": "Emulation.setFocusEmulationEnabled", "params": {"enabled": true}});
+    let focused = Chromedriver("goog/cdp/execute", focused);
     client.issue_cmd(focused).await.unwrap();
     tab_to(&client, "input[name=username]").await;
     type_keys(&client, "bob", false).await;
