@@ -80,6 +80,9 @@ pub struct Config {
     pub request_id_header: Option<String>,
     /// `text` (Rocket's format) or `json` (one object per line) for the binary's log.
     pub log_format: LogFormat,
+    /// The origin browsers reach redbank at (scheme, host, port): passkeys are bound to its
+    /// host (the WebAuthn relying party id) and only accepted from exactly this origin.
+    pub public_origin: String,
 }
 
 /// How the binary writes its log (see `logging`).
@@ -125,6 +128,7 @@ impl Default for Config {
             stream_port: 0,
             request_id_header: None,
             log_format: LogFormat::Text,
+            public_origin: "http://localhost:8080".into(),
         }
     }
 }
@@ -206,6 +210,7 @@ impl Config {
         if self.sse_queue < 8 {
             return Err("sse_queue must be >= 8".into());
         }
+        crate::mfa::passkey::RelyingParty::new(self)?;
         if !(10..=10_000).contains(&self.redis_timeout_ms) {
             return Err("redis_timeout_ms must be between 10 and 10000".into());
         }

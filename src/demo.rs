@@ -15,7 +15,13 @@ pub struct DemoUser {
     pub role: Role,
     pub account: &'static str,
     pub city: &'static str,
+    /// A TOTP secret (base32) enrolled for this demo user — printed in the README, so demo only.
+    pub totp: Option<&'static str>,
 }
+
+/// alice's authenticator-app secret in demo mode (README: add it to an app, or compute codes
+/// with `oathtool --totp -b`). Public, so it protects nothing: never outside `demo_users`.
+pub const ALICE_TOTP_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
 
 pub const DEMO_USERS: [DemoUser; 3] = [
     DemoUser {
@@ -25,6 +31,7 @@ pub const DEMO_USERS: [DemoUser; 3] = [
         role: Role::User,
         account: "1580783161",
         city: "San Francisco, CA",
+        totp: None,
     },
     DemoUser {
         username: "alice",
@@ -33,6 +40,7 @@ pub const DEMO_USERS: [DemoUser; 3] = [
         role: Role::User,
         account: "2734819056",
         city: "Oxford, UK",
+        totp: Some(ALICE_TOTP_SECRET),
     },
     DemoUser {
         username: "admin",
@@ -41,6 +49,7 @@ pub const DEMO_USERS: [DemoUser; 3] = [
         role: Role::Admin,
         account: "9000000001",
         city: "New York, NY",
+        totp: None,
     },
 ];
 

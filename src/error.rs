@@ -31,11 +31,25 @@ pub enum Error {
     /// No valid session or token. Pages redirect to the login form, the API answers 401.
     #[error("Please sign in.")]
     Unauthorized,
+    /// A wrong, reused or expired one-time code or passkey assertion (second factor or step-up).
+    #[error("That code is not valid. Please try again.")]
+    InvalidCode,
+    /// The sign-in waiting for its second factor expired, was used, or never existed.
+    #[error("Your sign-in has expired. Please sign in again.")]
+    SignInExpired,
+    /// A sensitive action needs a recent strong sign-in (RFC 9470): the API answers 401 with
+    /// the `insufficient_user_authentication` challenge, pages go through `/login/verify`.
+    #[error("Please confirm it is you to continue.")]
+    StepUpRequired,
     /// Authenticated, but this is not yours; the message is shown to the client.
     #[error("{0}")]
     Forbidden(String),
     #[error("not found")]
     NotFound,
+    /// The request conflicts with the current state (e.g. a factor already set up); the
+    /// message says what to do.
+    #[error("{0}")]
+    Conflict(String),
     /// Throttled; `retry_after` seconds go into the `Retry-After` header.
     #[error("too many attempts, try again in {retry_after} s")]
     TooManyRequests { retry_after: u64 },
@@ -65,9 +79,14 @@ impl Error {
             Error::Redis(e) if is_outage(e) => Status::ServiceUnavailable,
             Error::Redis(_) | Error::Internal(_) => Status::InternalServerError,
             Error::BadRequest(_) => Status::BadRequest,
-            Error::Unauthorized | Error::InvalidCredentials => Status::Unauthorized,
+            Error::Unauthorized
+            | Error::InvalidCredentials
+            | Error::InvalidCode
+            | Error::SignInExpired
+            | Error::StepUpRequired => Status::Unauthorized,
             Error::Forbidden(_) => Status::Forbidden,
             Error::NotFound => Status::NotFound,
+            Error::Conflict(_) => Status::Conflict,
             Error::TooManyRequests { .. } => Status::TooManyRequests,
         }
     }
@@ -183,6 +202,46 @@ pub fn render(
     Ok(response)
 }
 
+/// How recent a sign-in (or step-up) must be for a sensitive action (RFC 9470 `max_age`).
+pub const STEP_UP_MAX_AGE_SECS: i64 = 300;
+
+/// Set by a request guard that refused for want of a recent strong sign-in, so the catcher that
+/// renders its 401 answers with the step-up challenge (guards cannot hand an error to catchers).
+#[derive(Debug, Clone, Copy)]
+pub struct StepUpWanted(pub bool);
+
+/// The step-up challenge: for the API, 401 `{"error": "step_up_required", …}` with RFC 9470's
+/// `WWW-Authenticate`; for a page, a redirect through `/login/verify` and back (to the page
+/// itself for a GET, to `/security` — where sensitive forms live — after a form post).
+pub fn step_up_challenge(req: &Request<'_>) -> response::Result<'static> {
+    if !wants_json(req) {
+        let back = match (req.method(), req.uri().query()) {
+            (rocket::http::Method::Get, Some(q)) => format!("{}?{}", req.uri().path(), q),
+            (rocket::http::Method::Get, None) => req.uri().path().to_string(),
+            _ => "/security".to_owned(),
+        };
+        let next = rocket::http::RawStr::new(&back).percent_encode().to_string();
+        return Redirect::to(format!("/login/verify?next={next}")).respond_to(req);
+    }
+    let body = json!({
+        "error": "step_up_required",
+        "message": Error::StepUpRequired.to_string(),
+        "max_age": STEP_UP_MAX_AGE_SECS,
+        "acr_values": "aal2",
+    })
+    .to_string();
+    let challenge = format!(
+        "Bearer error=\"insufficient_user_authentication\", max_age={STEP_UP_MAX_AGE_SECS}, \
+         acr_values=\"aal2\""
+    );
+    Ok(Response::build()
+        .status(Status::Unauthorized)
+        .header(ContentType::JSON)
+        .header(Header::new("WWW-Authenticate", challenge))
+        .sized_body(body.len(), Cursor::new(body))
+        .finalize())
+}
+
 /// An error page for a bare status (used by the catchers), rendered like [`Error`].
 pub struct ErrorPage {
     pub status: Status,
@@ -191,6 +250,9 @@ pub struct ErrorPage {
 
 impl<'r> Responder<'r, 'static> for ErrorPage {
     fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        if self.status == Status::Unauthorized && req.local_cache(|| StepUpWanted(false)).0 {
+            return step_up_challenge(req);
+        }
         render(req, self.status, self.message, None)
     }
 }
@@ -198,6 +260,9 @@ impl<'r> Responder<'r, 'static> for ErrorPage {
 impl<'r> Responder<'r, 'static> for Error {
     fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
         self.log(&format_args!("{} {}", req.method(), req.uri().path()));
+        if let Error::StepUpRequired = self {
+            return step_up_challenge(req);
+        }
         render(req, self.status(), &self.public_message(), self.retry_after())
     }
 }

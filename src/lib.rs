@@ -11,6 +11,7 @@ pub mod demo;
 pub mod error;
 pub mod live;
 pub mod logging;
+pub mod mfa;
 pub mod redis;
 pub mod secret;
 pub mod session;
@@ -47,6 +48,7 @@ pub fn build(figment: Figment) -> Rocket<Build> {
         .attach(access::stage())
         .attach(web::stage())
         .attach(session::stage())
+        .attach(mfa::stage())
         .attach(bank::stage())
         .attach(live::stage())
 }

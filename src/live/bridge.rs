@@ -15,7 +15,7 @@ use rocket::Shutdown;
 use rocket::futures::StreamExt;
 use tokio::sync::broadcast;
 
-use super::event::{Frame, Msg};
+use super::event::{Frame, Msg, Notice, SECURITY_PREFIX};
 use crate::config::Config;
 
 /// Per-account broadcast channels plus the open-stream counters behind the SSE limits.
@@ -206,6 +206,16 @@ pub async fn run(url: String, pattern: String, hub: Arc<Hub>, mut shutdown: Shut
 
 fn dispatch(hub: &Hub, payload: &[u8]) {
     let Ok(text) = std::str::from_utf8(payload) else { return };
+    if let Some(notice) = text.strip_prefix(SECURITY_PREFIX) {
+        match Notice::from_published(notice) {
+            Ok(notice) => {
+                let account = notice.account.clone();
+                hub.publish(&account, Msg::Security(Arc::new(notice)));
+            }
+            Err(e) => rocket::warn!("live: {e}"),
+        }
+        return;
+    }
     match Frame::from_published(text) {
         Ok(frame) => {
             let account = frame.account.clone();

@@ -84,12 +84,18 @@ fn json<T: serde::Serialize>(value: &T) -> Result<String> {
 /// Appends one SSE event. Every line of `data` becomes its own `data:` field (the SSE way to carry
 /// newlines), so no content can end the event early or forge another one. (Our data is JSON, which
 /// never contains raw line breaks; this keeps framing safe whatever is passed.)
-pub fn push_event(out: &mut String, name: &str, id: &str, data: &str) {
+///
+/// An event without an id (`None`) leaves the browser's last event id as it was: it is not in
+/// the account stream, so there is nothing to resume from it.
+pub fn push_event(out: &mut String, name: &str, id: Option<&str>, data: &str) {
     out.push_str("event:");
     out.push_str(name);
-    out.push_str("\nid:");
-    out.push_str(id);
     out.push('\n');
+    if let Some(id) = id {
+        out.push_str("id:");
+        out.push_str(id);
+        out.push('\n');
+    }
     let mut rest = data;
     loop {
         let end = rest.find(['\r', '\n']).unwrap_or(rest.len());
@@ -129,17 +135,49 @@ impl Frame {
     ) -> Result<Frame> {
         let id_text = id.to_string();
         let mut wire = String::with_capacity(1024);
-        push_event(&mut wire, "transaction", &id_text, &json(tx)?);
+        push_event(&mut wire, "transaction", Some(&id_text), &json(tx)?);
         push_event(
             &mut wire,
             "balance",
-            &id_text,
+            Some(&id_text),
             &json(&BalancePoint { x: tx.date, y: tx.balance_after })?,
         );
         if let Some(spenders) = spenders {
-            push_event(&mut wire, "spenders", &id_text, &json(spenders)?);
+            push_event(&mut wire, "spenders", Some(&id_text), &json(spenders)?);
         }
         Ok(Frame { id, account: tx.account_id.clone(), wire: Bytes::from(wire) })
+    }
+}
+
+/// What the security activity publishes (after [`SECURITY_PREFIX`]) when a device new to the
+/// account signs in.
+#[derive(Debug, Deserialize)]
+struct PublishedNotice {
+    account: String,
+    /// The session that signed in: it is not told about itself.
+    session: String,
+    notice: serde_json::Value,
+}
+
+/// Marks a security notice on an account channel (transaction payloads are JSON objects).
+pub const SECURITY_PREFIX: &str = "security:";
+
+/// A `security` event for the account's other sessions, framed once.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub account: String,
+    pub session: String,
+    pub wire: Bytes,
+}
+
+impl Notice {
+    /// Decodes a published notice (the text after [`SECURITY_PREFIX`]).
+    pub fn from_published(payload: &str) -> Result<Notice> {
+        let p: PublishedNotice = serde_json::from_str(payload)
+            .map_err(|e| Error::Internal(format!("undecodable notice: {e}")))?;
+        let mut wire = String::with_capacity(256);
+        push_event(&mut wire, "security", None, &json(&p.notice)?);
+        Ok(Notice { account: p.account, session: p.session, wire: Bytes::from(wire) })
     }
 }
 
@@ -147,6 +185,8 @@ impl Frame {
 #[derive(Debug, Clone)]
 pub enum Msg {
     Event(Arc<Frame>),
+    /// A security notice for every stream of the account but the one of `Notice::session`.
+    Security(Arc<Notice>),
     /// The bridge (re)subscribed after a Redis outage: pub/sub may have dropped events, so every
     /// stream catches up from its last id in the account stream.
     Resync,
@@ -159,14 +199,17 @@ mod tests {
     #[test]
     fn data_lines_are_framed_so_nothing_can_forge_an_event() {
         let mut out = String::new();
-        push_event(&mut out, "transaction", "1-0", "a\nevent: x\r\ndata: y\rz");
+        push_event(&mut out, "transaction", Some("1-0"), "a\nevent: x\r\ndata: y\rz");
         assert_eq!(
             out,
             "event:transaction\nid:1-0\ndata:a\ndata:event: x\ndata:data: y\ndata:z\n\n"
         );
         let mut out = String::new();
-        push_event(&mut out, "balance", "2-1", "{}");
+        push_event(&mut out, "balance", Some("2-1"), "{}");
         assert_eq!(out, "event:balance\nid:2-1\ndata:{}\n\n");
+        let mut out = String::new();
+        push_event(&mut out, "security", None, "{}");
+        assert_eq!(out, "event:security\ndata:{}\n\n");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use super::bridge::{Hub, Limit, Owner, StreamSlot};
-use super::event::{Frame, Msg, StreamId};
+use super::event::{Frame, Msg, Notice, StreamId};
 use crate::bank::model::Transaction;
 use crate::bank::store as bank;
 use crate::clock::now_ms;
@@ -161,6 +161,7 @@ pub async fn open(
 
 enum Step {
     Live(Arc<Frame>),
+    Notice(Arc<Notice>),
     CatchUp,
     Heartbeat,
     End,
@@ -206,6 +207,7 @@ impl Feed {
             let step = tokio::select! {
                 msg = self.rx.recv() => match msg {
                     Ok(Msg::Event(frame)) => Step::Live(frame),
+                    Ok(Msg::Security(notice)) => Step::Notice(notice),
                     Ok(Msg::Resync) => Step::CatchUp,
                     // Too slow for the queue: disconnect; it resumes from its Last-Event-ID.
                     Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => Step::End,
@@ -218,6 +220,11 @@ impl Feed {
                     if frame.id > self.last {
                         self.last = frame.id;
                         return Some(frame.wire.clone());
+                    }
+                }
+                Step::Notice(notice) => {
+                    if notice.session != self.session.as_str() {
+                        return Some(notice.wire.clone());
                     }
                 }
                 Step::CatchUp => {

@@ -57,9 +57,63 @@ impl Keys {
         format!("{}throttle:device:{id}", self.prefix)
     }
 
+    /// WebAuthn ceremonies started from one client address in the current minute.
+    pub fn throttle_ceremony(&self, group: &str) -> String {
+        format!("{}throttle:ceremony:{group}", self.prefix)
+    }
+
     /// A known device: SHA-256 of its token → the username it signed in as.
     pub fn device(&self, id: &str) -> String {
         format!("{}device:{id}", self.prefix)
+    }
+
+    /// Hash of a user's TOTP factor: `secret` (base32), `enrolled_at` (ms), `last_step` (the
+    /// newest time step accepted, so no code is used twice).
+    pub fn totp(&self, username: &str) -> String {
+        format!("{}mfa:totp:{username}", self.prefix)
+    }
+
+    /// A TOTP secret shown for enrolment and not yet confirmed by a code (expires).
+    pub fn totp_pending(&self, username: &str) -> String {
+        format!("{}mfa:totp-pending:{username}", self.prefix)
+    }
+
+    /// Set of a user's unused recovery codes, each as hex SHA-256.
+    pub fn recovery_codes(&self, username: &str) -> String {
+        format!("{}mfa:recovery:{username}", self.prefix)
+    }
+
+    /// Hash of a user's passkeys: credential id (base64url) → JSON (name, times, public key).
+    pub fn passkeys(&self, username: &str) -> String {
+        format!("{}mfa:passkeys:{username}", self.prefix)
+    }
+
+    /// A user's WebAuthn user handle (a random UUID, so the authenticator holds no username).
+    pub fn user_handle(&self, username: &str) -> String {
+        format!("{}mfa:handle:{username}", self.prefix)
+    }
+
+    /// User handle → username: who a discoverable passkey's assertion claims to be.
+    pub fn handle_owner(&self, handle: &str) -> String {
+        format!("{}mfa:handle-owner:{handle}", self.prefix)
+    }
+
+    /// A password-verified sign-in waiting for its second factor (hex SHA-256 of the
+    /// `mfa_token`): hash with the JSON `state` and the count of wrong codes; expires in 5 min.
+    pub fn pre_auth(&self, id: &str) -> String {
+        format!("{}preauth:{id}", self.prefix)
+    }
+
+    /// A WebAuthn ceremony's server state, named by the hex SHA-256 of its challenge (which
+    /// comes back inside the client's signed data); single-use, expires in 5 min.
+    pub fn ceremony(&self, id: &str) -> String {
+        format!("{}ceremony:{id}", self.prefix)
+    }
+
+    /// Stream of a user's security activity (sign-ins, factor changes, revocations), bounded in
+    /// length and age.
+    pub fn activity(&self, username: &str) -> String {
+        format!("{}activity:{username}", self.prefix)
     }
 
     // Everything written for one account shares the hash tag `{acct:<number>}`, so the atomic

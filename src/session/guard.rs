@@ -54,6 +54,54 @@ pub fn device_cookie(config: &Config, device: &DeviceToken) -> Cookie<'static> {
         .build()
 }
 
+/// Name of the pre-auth cookie: a browser's sign-in waiting for its second factor.
+pub fn pre_auth_cookie_name(config: &Config) -> &'static str {
+    if config.cookie_secure { "__Host-redbank_mfa" } else { "redbank_mfa" }
+}
+
+/// The pre-auth cookie: names the five-minute state between password and second factor (not a
+/// session). HttpOnly, same-site requests only, gone with the state.
+pub fn pre_auth_cookie(config: &Config, token: &SessionToken) -> Cookie<'static> {
+    let max_age = crate::mfa::preauth::TTL_SECS as i64;
+    Cookie::build((pre_auth_cookie_name(config), token.as_str().to_owned()))
+        .http_only(true)
+        .same_site(rocket::http::SameSite::Strict)
+        .path("/")
+        .secure(config.cookie_secure)
+        .max_age(rocket::time::Duration::seconds(max_age))
+        .build()
+}
+
+/// Drops the pre-auth cookie (after the sign-in completed, or to start over).
+pub fn pre_auth_removal_cookie(config: &Config) -> Cookie<'static> {
+    Cookie::build((pre_auth_cookie_name(config), ""))
+        .path("/")
+        .http_only(true)
+        .same_site(rocket::http::SameSite::Strict)
+        .secure(config.cookie_secure)
+        .max_age(rocket::time::Duration::ZERO)
+        .expires(rocket::time::OffsetDateTime::UNIX_EPOCH)
+        .build()
+}
+
+/// The pre-auth cookie's value (a browser's pending second factor), by the literal name only.
+#[derive(Debug)]
+pub struct PreAuthCookie(pub Option<String>);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for PreAuthCookie {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Self::Error> {
+        let name = req.rocket().state::<Config>().map_or("redbank_mfa", pre_auth_cookie_name);
+        let value = match credential::cookie_value(name, req.headers().get("Cookie")) {
+            credential::CookieValue::One(value) => Some(value),
+            _ => None,
+        };
+        Outcome::Success(PreAuthCookie(value))
+    }
+}
+
 /// An expired, empty session cookie that makes the browser drop its own. It must carry the same
 /// attributes or browsers ignore it (`__Host-` needs Secure). Added to the jar (not `remove`d):
 /// the jar only emits a removal for a cookie it parsed itself, and the session is found from the

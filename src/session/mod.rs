@@ -91,6 +91,9 @@ async fn setup(db: &Db, config: &Config, passwords: &Passwords) -> Result<()> {
         if store::user_exists(db, demo.username).await? {
             continue;
         }
+        if let Some(secret) = demo.totp.and_then(crate::mfa::totp::TotpSecret::from_base32) {
+            crate::mfa::store::ensure_demo_totp(db, demo.username, &secret).await?;
+        }
         let user = User {
             username: demo.username.into(),
             display_name: demo.display_name.into(),
@@ -115,6 +118,7 @@ async fn reconcile(db: &Db, config: &Config, passwords: &Passwords) -> Result<()
             None => {
                 if store::delete_user(db, demo.username).await? {
                     store::destroy_others(db, demo.username, None).await?;
+                    crate::mfa::store::forget_user(db, demo.username).await?;
                     rocket::info!("users: removed `{}` (not configured)", demo.username);
                 }
             }
@@ -132,6 +136,12 @@ async fn reconcile(db: &Db, config: &Config, passwords: &Passwords) -> Result<()
                 rocket::info!("users: password of `{}` changed by configuration", demo.username);
             }
             Some(_) => {}
+        }
+        // Demo mode: alice has her authenticator app from the README at every start.
+        if let Some(secret) = demo.totp.and_then(crate::mfa::totp::TotpSecret::from_base32) {
+            if wanted.is_some() {
+                crate::mfa::store::ensure_demo_totp(db, demo.username, &secret).await?;
+            }
         }
     }
     Ok(())

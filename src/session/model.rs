@@ -77,10 +77,63 @@ pub struct SessionDoc {
     pub user_agent: String,
     /// Synchronizer token for cookie-authenticated state changes.
     pub csrf_token: String,
+    /// How strongly the user proved who they are, and when (sign-in, then each step-up).
+    #[serde(default)]
+    pub assurance: Assurance,
     /// The seed's `currentBalanceAmount` (the newest balance point `/transaction/balance` served),
     /// written by JSON path and read back so an unchanged point is not written again.
     #[serde(rename = "currentBalanceAmount", default, skip_serializing_if = "Option::is_none")]
     pub current_balance_amount: Option<serde_json::Value>,
+}
+
+/// Authentication methods (RFC 8176 `amr` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Amr {
+    /// A password.
+    Pwd,
+    /// A one-time code (TOTP or a recovery code).
+    Otp,
+    /// A hardware-bound key (a passkey).
+    Hwk,
+    /// The authenticator verified the user (PIN or biometric) — a passkey with user verification.
+    User,
+    /// More than one factor.
+    Mfa,
+}
+
+/// The assurance of a session: NIST SP 800-63B's authenticator assurance level (1 = one factor,
+/// 2 = two), the methods used (RFC 8176) and when the user last authenticated (ms), which
+/// step-up refreshes. Sessions written before these fields existed read as level 1 with no
+/// recent authentication.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assurance {
+    pub aal: u8,
+    pub amr: Vec<Amr>,
+    pub auth_time: i64,
+}
+
+impl Default for Assurance {
+    fn default() -> Self {
+        Assurance { aal: 1, amr: Vec::new(), auth_time: 0 }
+    }
+}
+
+impl Assurance {
+    /// A password alone, at `now`.
+    pub fn password(now: i64) -> Self {
+        Assurance { aal: 1, amr: vec![Amr::Pwd], auth_time: now }
+    }
+
+    /// A password and a one-time code (TOTP or recovery code), at `now`.
+    pub fn password_and_code(now: i64) -> Self {
+        Assurance { aal: 2, amr: vec![Amr::Pwd, Amr::Otp, Amr::Mfa], auth_time: now }
+    }
+
+    /// A passkey with user verification: something the user has and is (or knows), at `now`.
+    pub fn passkey(now: i64) -> Self {
+        Assurance { aal: 2, amr: vec![Amr::Hwk, Amr::User, Amr::Mfa], auth_time: now }
+    }
 }
 
 impl SessionDoc {

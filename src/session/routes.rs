@@ -14,16 +14,17 @@ use serde::{Deserialize, Serialize};
 use super::credential::Presented;
 use super::csrf::{self, SameOrigin};
 use super::guard::{
-    ApiUser, CurrentUser, MaybeUser, PresentedDevice, Via, device_cookie, removal_cookie,
-    session_cookie,
+    ApiUser, CurrentUser, MaybeUser, PresentedDevice, Via, device_cookie, pre_auth_cookie,
+    pre_auth_removal_cookie, removal_cookie, session_cookie,
 };
-use super::login::{self, Attempt, SignedIn};
-use super::model::{DeviceToken, Session, SessionId, SessionKind};
+use super::login::{self, Attempt, Outcome, SignedIn};
+use super::model::{Amr, DeviceToken, Session, SessionId, SessionKind};
 use super::password::Passwords;
 use super::store::{self, ClientInfo};
 use crate::clock::{display_ms, rfc3339_ms};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::mfa::activity::{self, Activity};
 use crate::redis::Db;
 use crate::web::{SecretForm, SecretJson};
 
@@ -44,7 +45,7 @@ pub struct LoginForm {
 #[derive(Debug, FromForm)]
 pub struct CsrfForm {
     #[field(default = String::new())]
-    csrf: String,
+    pub csrf: String,
 }
 
 /// The login page again, with a status and a message (and `Retry-After` when throttled).
@@ -120,17 +121,15 @@ pub async fn login_submit(
     }
     let username = form.username.trim();
     let attempt = Attempt { username, password: &form.password, ip: &client.ip };
-    match login::check_credentials(db, config, passwords, attempt, device.0).await {
-        Ok(SignedIn { user, device }) => {
-            // No fixation: whatever session this browser had is destroyed and a new token minted.
-            if let Presented::Token(old, Via::Cookie) = presented {
-                store::destroy(db, &old.id()).await?;
-            }
-            let (token, _) =
-                store::create_session(db, config, &user, SessionKind::Browser, &client).await?;
-            jar.add(session_cookie(config, &token));
-            jar.add(device_cookie(config, &device));
+    let kind = SessionKind::Browser;
+    match login::with_password(db, config, passwords, attempt, device.0, kind, &client).await {
+        Ok(Outcome::SignedIn(signed_in)) => {
+            sign_in_browser(db, config, jar, presented, &signed_in).await?;
             Ok(LoginReply::Done(Redirect::to(uri!("/dashboard"))))
+        }
+        Ok(Outcome::SecondFactor { token, .. }) => {
+            jar.add(pre_auth_cookie(config, &token));
+            Ok(LoginReply::Done(Redirect::to("/login/verify")))
         }
         Err(Error::InvalidCredentials) => Ok(LoginReply::Page(login_page(
             jar,
@@ -155,6 +154,25 @@ pub async fn login_submit(
         }
         Err(e) => Err(e),
     }
+}
+
+/// Hands a browser its new session: whatever session it had is destroyed first (no fixation:
+/// a new token is minted at every sign-in), then the session and device cookies are set and the
+/// pre-auth cookie, if any, is dropped.
+pub async fn sign_in_browser(
+    db: &Db,
+    config: &Config,
+    jar: &CookieJar<'_>,
+    presented: Presented,
+    signed_in: &SignedIn,
+) -> Result<()> {
+    if let Presented::Token(old, Via::Cookie) = presented {
+        store::destroy(db, &old.id()).await?;
+    }
+    jar.add(session_cookie(config, &signed_in.token));
+    jar.add(device_cookie(config, &signed_in.device));
+    jar.add(pre_auth_removal_cookie(config));
+    Ok(())
 }
 
 #[post("/logout", data = "<form>")]
@@ -189,6 +207,10 @@ pub struct SessionRow {
     created: String,
     last_seen: String,
     current: bool,
+    /// Assurance level (1 or 2), methods (RFC 8176) and time of the last authentication.
+    aal: u8,
+    amr: Vec<Amr>,
+    auth_time: String,
 }
 
 fn rows(sessions: Vec<Session>, current: &SessionId) -> Vec<SessionRow> {
@@ -205,6 +227,9 @@ fn rows(sessions: Vec<Session>, current: &SessionId) -> Vec<SessionRow> {
             last_seen_at: rfc3339_ms(s.doc.last_seen_at),
             created: display_ms(s.doc.created_at),
             last_seen: display_ms(s.doc.last_seen_at),
+            aal: s.doc.assurance.aal,
+            amr: s.doc.assurance.amr,
+            auth_time: rfc3339_ms(s.doc.assurance.auth_time),
         })
         .collect()
 }
@@ -230,13 +255,16 @@ pub async fn sessions_page(user: CurrentUser, db: &State<Db>) -> Result<Template
 }
 
 /// Deletes session `id` if `me` owns it or is an admin. True when it was `me`'s own session.
-async fn revoke(db: &Db, me: &Session, id: &str) -> Result<bool> {
+async fn revoke(db: &Db, me: &Session, id: &str, client: &ClientInfo) -> Result<bool> {
     let id = SessionId::parse(id).ok_or(Error::NotFound)?;
     let doc = store::get_session(db, &id).await?.ok_or(Error::NotFound)?;
     if doc.user != me.doc.user && !me.doc.is_admin() {
         return Err(Error::Forbidden("You can only revoke your own sessions.".into()));
     }
-    store::destroy(db, &id).await?;
+    if store::destroy(db, &id).await? {
+        let revoked = Activity::SessionRevoked { session: id.as_str().to_owned() };
+        activity::record(db, &doc.user, client, revoked).await;
+    }
     Ok(id == me.id)
 }
 
@@ -245,12 +273,13 @@ pub async fn revoke_form(
     id: &str,
     user: CurrentUser,
     form: Form<CsrfForm>,
+    client: ClientInfo,
     jar: &CookieJar<'_>,
     db: &State<Db>,
     config: &State<Config>,
 ) -> Result<Redirect> {
     user.check_csrf(&form.csrf)?;
-    if revoke(db, &user.0, id).await? {
+    if revoke(db, &user.0, id, &client).await? {
         jar.add(removal_cookie(config));
         return Ok(Redirect::to(uri!("/login")));
     }
@@ -261,10 +290,13 @@ pub async fn revoke_form(
 pub async fn revoke_others_form(
     user: CurrentUser,
     form: Form<CsrfForm>,
+    client: ClientInfo,
     db: &State<Db>,
 ) -> Result<Redirect> {
     user.check_csrf(&form.csrf)?;
-    store::destroy_others(db, &user.0.doc.user, Some(&user.0.id)).await?;
+    let username = &user.0.doc.user;
+    let count = store::destroy_others(db, username, Some(&user.0.id)).await?;
+    activity::record(db, username, &client, Activity::OtherSessionsSignedOut { count }).await;
     Ok(Redirect::to(uri!("/sessions")))
 }
 
@@ -291,19 +323,31 @@ pub async fn api_login(
     let body = body.0;
     let attempt = Attempt { username: &body.username, password: &body.password, ip: &client.ip };
     let device = body.device_token.as_deref().and_then(DeviceToken::parse).into_iter().collect();
-    let SignedIn { user, device } =
-        login::check_credentials(db, config, passwords, attempt, device).await?;
-    let (token, session) =
-        store::create_session(db, config, &user, SessionKind::Mobile, &client).await?;
-    let expires_at = session.doc.expires_at(config);
-    Ok(Json(json!({
-        "token": token.as_str(),
+    let kind = SessionKind::Mobile;
+    match login::with_password(db, config, passwords, attempt, device, kind, &client).await? {
+        Outcome::SignedIn(signed_in) => Ok(Json(login_json(config, &signed_in))),
+        Outcome::SecondFactor { token, methods } => Ok(Json(json!({
+            "mfa_required": true,
+            "mfa_token": token.as_str(),
+            "methods": methods,
+            "expires_in": crate::mfa::preauth::TTL_SECS,
+        }))),
+    }
+}
+
+/// The API's answer to a completed sign-in (password, code or passkey).
+pub fn login_json(config: &Config, signed_in: &SignedIn) -> Value {
+    let session = &signed_in.session;
+    json!({
+        "token": signed_in.token.as_str(),
         "token_type": "Bearer",
-        "expires_at": rfc3339_ms(expires_at),
+        "expires_at": rfc3339_ms(session.doc.expires_at(config)),
         "idle_timeout_secs": config.session_idle_secs,
-        "user": user_json(&session),
-        "device_token": device.as_str(),
-    })))
+        "user": user_json(session),
+        "device_token": signed_in.device.as_str(),
+        "aal": session.doc.assurance.aal,
+        "amr": session.doc.assurance.amr,
+    })
 }
 
 fn user_json(session: &Session) -> Value {
@@ -323,6 +367,9 @@ pub fn api_me(user: ApiUser, config: &State<Config>) -> Json<Value> {
             "expires_at": rfc3339_ms(doc.expires_at(config)),
             "ip": doc.ip,
             "user_agent": doc.user_agent,
+            "aal": doc.assurance.aal,
+            "amr": doc.assurance.amr,
+            "auth_time": rfc3339_ms(doc.assurance.auth_time),
         }
     }))
 }
@@ -348,7 +395,12 @@ pub async fn api_sessions(user: ApiUser, db: &State<Db>) -> Result<Json<Value>> 
 }
 
 #[delete("/api/v1/sessions/<id>")]
-pub async fn api_revoke(id: &str, user: ApiUser, db: &State<Db>) -> Result<Status> {
-    revoke(db, &user.session, id).await?;
+pub async fn api_revoke(
+    id: &str,
+    user: ApiUser,
+    client: ClientInfo,
+    db: &State<Db>,
+) -> Result<Status> {
+    revoke(db, &user.session, id, &client).await?;
     Ok(Status::NoContent)
 }

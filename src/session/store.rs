@@ -14,7 +14,7 @@ use crate::redis::{Db, Keys, create_json_index, is_missing_index, parse_stored, 
 use crate::secret::random_token;
 
 use super::model::{
-    SESSION_SCHEMA, Session, SessionDoc, SessionId, SessionKind, SessionToken, User,
+    Assurance, SESSION_SCHEMA, Session, SessionDoc, SessionId, SessionKind, SessionToken, User,
 };
 
 // ---- users ----------------------------------------------------------------------------------
@@ -95,9 +95,8 @@ pub async fn create_session(
     user: &User,
     kind: SessionKind,
     client: &ClientInfo,
+    assurance: Assurance,
 ) -> Result<(SessionToken, Session)> {
-    let token = SessionToken::generate();
-    let id = token.id();
     let now = now_ms();
     let doc = SessionDoc {
         v: SESSION_SCHEMA,
@@ -111,11 +110,33 @@ pub async fn create_session(
         ip: client.ip.clone(),
         user_agent: client.user_agent.chars().take(256).collect(),
         csrf_token: random_token(),
+        assurance,
         current_balance_amount: None,
     };
+    let (token, id) = store_new(db, config, &doc, now).await?;
+    // Best effort: the sign-in has happened; a cap that cannot be applied now is applied by the
+    // user's next one (failing the login here would leave its session behind, unused).
+    if let Err(e) = enforce_session_cap(db, config, &user.username, &id).await {
+        rocket::warn!("sessions: could not apply max_sessions_per_user: {e}");
+    }
+    Ok((token, Session { id, doc }))
+}
+
+/// Stores `doc` under a new token with its TTL, atomically.
+async fn store_new(
+    db: &Db,
+    config: &Config,
+    doc: &SessionDoc,
+    now: i64,
+) -> Result<(SessionToken, SessionId)> {
+    let token = SessionToken::generate();
+    let id = token.id();
     let key = db.keys.session(id.as_str());
-    let json = serde_json::to_string(&doc).map_err(|e| Error::Internal(e.to_string()))?;
-    let ttl = ttl_ms(config, &doc, now);
+    let json = serde_json::to_string(doc).map_err(|e| Error::Internal(e.to_string()))?;
+    let ttl = ttl_ms(config, doc, now);
+    if ttl <= 0 {
+        return Err(Error::Unauthorized);
+    }
     db.run(async |c| {
         redis::pipe()
             .atomic()
@@ -133,11 +154,35 @@ pub async fn create_session(
             .await
     })
     .await?;
-    // Best effort: the sign-in has happened; a cap that cannot be applied now is applied by the
-    // user's next one (failing the login here would leave its session behind, unused).
-    if let Err(e) = enforce_session_cap(db, config, &user.username, &id).await {
-        rocket::warn!("sessions: could not apply max_sessions_per_user: {e}");
+    Ok((token, id))
+}
+
+/// Records a step-up on a live session: its new assurance, by JSON path (never re-creating a
+/// session that ended meanwhile). False when the session is gone.
+pub async fn set_assurance(db: &Db, id: &SessionId, assurance: &Assurance) -> Result<bool> {
+    let value = serde_json::to_value(assurance).map_err(|e| Error::Internal(e.to_string()))?;
+    set_session_field(db, id, "assurance", &value).await
+}
+
+/// A browser session after a step-up: the same session (created_at, so the same absolute
+/// deadline) under a new token and CSRF token with the new assurance; the old token stops
+/// working at once. A token seen before the step-up is worth nothing after it.
+pub async fn rotate(
+    db: &Db,
+    config: &Config,
+    session: &Session,
+    assurance: Assurance,
+) -> Result<(SessionToken, Session)> {
+    let now = now_ms();
+    let mut doc = session.doc.clone();
+    doc.assurance = assurance;
+    doc.csrf_token = random_token();
+    doc.last_seen_at = now;
+    if !destroy(db, &session.id).await? {
+        // Ended meanwhile (logout, revocation): no new session in its place.
+        return Err(Error::Unauthorized);
     }
+    let (token, id) = store_new(db, config, &doc, now).await?;
     Ok((token, Session { id, doc }))
 }
 

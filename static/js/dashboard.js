@@ -120,6 +120,42 @@
     balanceChart.update('none');
   }
 
+  // A device new to the account signed in: say so, with a one-click way to sign it out.
+  const clock = new Intl.DateTimeFormat('en-US', { hour: '2-digit', minute: '2-digit' });
+  function showSecurityNotice(notice) {
+    const box = document.getElementById('security-notices');
+    if (!box || notice.type !== 'new_sign_in') return;
+    const card = document.createElement('section');
+    card.className = 'card security-notice';
+    card.dataset.session = notice.session;
+    const text = document.createElement('p');
+    text.textContent = 'New sign-in: ' + notice.device + ', ' + notice.ip + ', ' +
+      clock.format(new Date(notice.at));
+    const notMe = document.createElement('button');
+    notMe.type = 'button';
+    notMe.className = 'danger not-me';
+    notMe.textContent = 'Not me — sign that session out';
+    const dismiss = document.createElement('button');
+    dismiss.type = 'button';
+    dismiss.className = 'link dismiss';
+    dismiss.textContent = 'Dismiss';
+    dismiss.addEventListener('click', () => card.remove());
+    notMe.addEventListener('click', async () => {
+      notMe.disabled = true;
+      const token = document.querySelector('meta[name="csrf-token"]').content;
+      const res = await fetch('/api/v1/sessions/' + encodeURIComponent(notice.session), {
+        method: 'DELETE', credentials: 'same-origin', headers: { 'X-CSRF-Token': token },
+      });
+      text.textContent = res.ok || res.status === 404
+        ? 'That session is signed out. Consider changing your password and reviewing your security settings.'
+        : 'Could not sign that session out (' + res.status + '). Try again from Sessions.';
+      notMe.remove();
+    });
+    card.append(text, notMe, dismiss);
+    box.prepend(card);
+  }
+
+  document.addEventListener('redbank:security', e => showSecurityNotice(e.detail));
   document.addEventListener('redbank:transaction', e => addTransaction(e.detail));
   document.addEventListener('redbank:balance', e => addBalancePoint(e.detail));
   document.addEventListener('redbank:spenders', e => drawSpenders(e.detail));

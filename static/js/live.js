@@ -1,6 +1,6 @@
 // Live updates over server-sent events (cookie-authenticated; no token in the URL).
 // Re-dispatches each event as a DOM CustomEvent ('redbank:transaction', 'redbank:balance',
-// 'redbank:spenders') for the page scripts. EventSource reconnects by itself with Last-Event-ID;
+// 'redbank:spenders', 'redbank:security') for the page scripts. EventSource reconnects by itself with Last-Event-ID;
 // when the server refuses a reconnect (e.g. 503 during a Redis outage) we reconnect ourselves,
 // resuming after the last id we saw, unless the session is gone (then: back to the login page).
 (function () {
@@ -29,6 +29,7 @@
     es.addEventListener('transaction', forward('transaction'));
     es.addEventListener('balance', forward('balance'));
     es.addEventListener('spenders', forward('spenders'));
+    es.addEventListener('security', forward('security'));
     es.onerror = function () {
       if (es.readyState !== EventSource.CLOSED) { setState('reconnecting', 'reconnecting…'); return; }
       setState('reconnecting', 'reconnecting…');

@@ -15,7 +15,7 @@ use crate::common::server::{
     Binary, Sse, TestServer, Via, form_login, form_login_attempt, raw_exchange,
 };
 use crate::common::{RedisServer, TestApp, credentials, session_id, shared_redis};
-use redbank::session::model::SessionKind;
+use redbank::session::model::{Assurance, SessionKind};
 use redbank::session::store::{self, ClientInfo};
 use rocket::http::Status;
 use serde_json::{Value, json};
@@ -52,7 +52,12 @@ async fn session_token(
     let config = redbank::Config { key_prefix: server.prefix.clone(), ..Default::default() };
     let user = store::get_user(&db, user).await.unwrap().unwrap();
     let client = ClientInfo { ip: "127.0.0.1".into(), user_agent: "test".into() };
-    store::create_session(&db, &config, &user, kind, &client).await.unwrap().0.as_str().to_owned()
+    store::create_session(&db, &config, &user, kind, &client, Assurance::password(0))
+        .await
+        .unwrap()
+        .0
+        .as_str()
+        .to_owned()
 }
 
 async fn me(server: &TestServer, cookie: Option<&str>, bearer: Option<&str>) -> u16 {
@@ -434,8 +439,16 @@ async fn replay_is_read_in_pages_as_the_client_reads() {
     }
     let user = store::get_user(db, "bob").await.unwrap().unwrap();
     let client = ClientInfo { ip: "127.0.0.1".into(), user_agent: "test".into() };
-    let (_, session) =
-        store::create_session(db, config, &user, SessionKind::Browser, &client).await.unwrap();
+    let (_, session) = store::create_session(
+        db,
+        config,
+        &user,
+        SessionKind::Browser,
+        &client,
+        Assurance::password(0),
+    )
+    .await
+    .unwrap();
     let hub = app.client.rocket().state::<std::sync::Arc<redbank::live::bridge::Hub>>().unwrap();
     let xranges = || async {
         let mut c = redis.conn().await;

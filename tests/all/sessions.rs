@@ -562,6 +562,7 @@ async fn sign_out_everywhere_reaches_past_one_page_of_sessions() {
             &user,
             redbank::session::model::SessionKind::Mobile,
             &client,
+            redbank::session::model::Assurance::password(0),
         )
         .await
         .unwrap();

@@ -1,0 +1,243 @@
+//! A user's security activity: sign-ins (method, assurance, address, device), failed sign-ins,
+//! factor changes, recovery codes used, sessions revoked and step-ups — one Redis stream per user,
+//! bounded in length and age, shown on `/security` and by `GET /api/v1/security/activity`.
+//!
+//! A sign-in from a device that never signed in to the account before is also announced on the
+//! account's event channel, so every other open dashboard of the user shows it at once (the feed
+//! leaves out the session that signed in).
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::now_ms;
+use crate::error::{Error, Result};
+use crate::live::event::SECURITY_PREFIX;
+use crate::redis::{Db, value_text};
+use crate::session::model::Session;
+use crate::session::store::ClientInfo;
+
+/// Entries kept per user (about; Redis trims whole nodes).
+pub const MAX_ENTRIES: usize = 200;
+/// Entries older than this are trimmed, and a stream nobody writes to expires after it.
+pub const MAX_AGE_DAYS: i64 = 90;
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Activity {
+    /// A new session. `method`: `password`, `totp`, `recovery` or `passkey`.
+    SignIn {
+        method: String,
+        aal: u8,
+        new_device: bool,
+        session: String,
+        kind: String,
+    },
+    /// A wrong password or code for this account (`method` as above).
+    FailedSignIn {
+        method: String,
+    },
+    /// `factor`: `totp`, `passkey` or `recovery_codes`.
+    FactorAdded {
+        factor: String,
+        name: Option<String>,
+    },
+    FactorRemoved {
+        factor: String,
+        name: Option<String>,
+    },
+    RecoveryCodeUsed {
+        remaining: usize,
+    },
+    SessionRevoked {
+        session: String,
+    },
+    OtherSessionsSignedOut {
+        count: usize,
+    },
+    StepUp {
+        method: String,
+        aal: u8,
+    },
+}
+
+/// One entry of the stream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    /// ms since epoch.
+    pub at: i64,
+    pub ip: String,
+    pub user_agent: String,
+    #[serde(flatten)]
+    pub activity: Activity,
+}
+
+/// Appends to the user's activity. Best effort for the caller: the action it records has
+/// happened, so a failure here is logged, not returned.
+pub async fn record(db: &Db, username: &str, client: &ClientInfo, activity: Activity) {
+    if let Err(e) = append(db, username, client, activity).await {
+        rocket::warn!("security activity of {username} not recorded: {e}");
+    }
+}
+
+async fn append(db: &Db, username: &str, client: &ClientInfo, activity: Activity) -> Result<()> {
+    let now = now_ms();
+    let entry = Entry {
+        at: now,
+        ip: client.ip.clone(),
+        user_agent: client.user_agent.chars().take(256).collect(),
+        activity,
+    };
+    let doc = serde_json::to_string(&entry).map_err(|e| Error::Internal(e.to_string()))?;
+    let key = db.keys.activity(username);
+    let max_age_ms = MAX_AGE_DAYS * 86_400_000;
+    db.run(async |c| {
+        redis::pipe()
+            .atomic()
+            .cmd("XADD")
+            .arg(&key)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(MAX_ENTRIES)
+            .arg("*")
+            .arg("doc")
+            .arg(&doc)
+            .ignore()
+            .cmd("XTRIM")
+            .arg(&key)
+            .arg("MINID")
+            .arg("~")
+            .arg(now - max_age_ms)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(max_age_ms)
+            .ignore()
+            .query_async::<_, ()>(c)
+            .await
+    })
+    .await
+}
+
+/// The newest `count` entries, newest first (entries that no longer parse are skipped).
+pub async fn newest(db: &Db, username: &str, count: usize) -> Result<Vec<Entry>> {
+    let key = db.keys.activity(username);
+    let reply: Vec<(String, Vec<redis::Value>)> = db
+        .run(async |c| {
+            redis::cmd("XREVRANGE")
+                .arg(&key)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(count)
+                .query_async(c)
+                .await
+        })
+        .await?;
+    Ok(reply
+        .iter()
+        .filter_map(|(_, fields)| {
+            let doc = fields.chunks(2).find_map(|pair| match pair {
+                [name, value] if value_text(name).as_deref() == Some("doc") => value_text(value),
+                _ => None,
+            })?;
+            serde_json::from_str(&doc).ok()
+        })
+        .collect())
+}
+
+/// Tells the user's other open dashboards that `session` just signed in from a new device (over
+/// the account's event channel; the bridge turns it into a `security` event).
+pub async fn announce_sign_in(db: &Db, session: &Session) {
+    let notice = serde_json::json!({
+        "account": session.doc.account,
+        "session": session.id.as_str(),
+        "notice": {
+            "type": "new_sign_in",
+            "session": session.id.as_str(),
+            "device": describe_device(&session.doc.user_agent),
+            "ip": session.doc.ip,
+            "at": crate::clock::rfc3339_ms(session.doc.created_at),
+            "time": crate::clock::display_ms(session.doc.created_at),
+        },
+    });
+    let payload = format!("{SECURITY_PREFIX}{notice}");
+    let channel = db.keys.events(&session.doc.account);
+    let published = db
+        .run(async |c| {
+            redis::cmd("PUBLISH").arg(&channel).arg(&payload).query_async::<_, i64>(c).await
+        })
+        .await;
+    if let Err(e) = published {
+        rocket::warn!("new sign-in not announced: {e}");
+    }
+}
+
+/// "Chrome on Linux": the browser and system named by a `User-Agent`, for people (never for a
+/// decision: the header is whatever the client says).
+pub fn describe_device(user_agent: &str) -> String {
+    let ua = user_agent;
+    let browser = if ua.contains("Edg/") {
+        "Edge"
+    } else if ua.contains("OPR/") {
+        "Opera"
+    } else if ua.contains("Firefox/") {
+        "Firefox"
+    } else if ua.contains("Chrome/") || ua.contains("Chromium/") {
+        "Chrome"
+    } else if ua.contains("Safari/") {
+        "Safari"
+    } else {
+        ua.split('/').next().filter(|n| !n.is_empty() && n.len() <= 32).unwrap_or("Unknown client")
+    };
+    let system = if ua.contains("Android") {
+        Some("Android")
+    } else if ua.contains("iPhone") || ua.contains("iPad") {
+        Some("iOS")
+    } else if ua.contains("Windows") {
+        Some("Windows")
+    } else if ua.contains("Mac OS X") || ua.contains("Macintosh") {
+        Some("macOS")
+    } else if ua.contains("CrOS") {
+        Some("ChromeOS")
+    } else if ua.contains("Linux") || ua.contains("X11") {
+        Some("Linux")
+    } else {
+        None
+    };
+    match system {
+        Some(system) => format!("{browser} on {system}"),
+        None => browser.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_are_named_for_people() {
+        let chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
+                      HeadlessChrome/131.0.0.0 Safari/537.36";
+        assert_eq!(describe_device(chrome), "Chrome on Linux");
+        let iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 \
+                      (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
+        assert_eq!(describe_device(iphone), "Safari on iOS");
+        assert_eq!(describe_device("curl/8.5.0"), "curl");
+        assert_eq!(describe_device(""), "Unknown client");
+    }
+
+    #[test]
+    fn entries_are_flat_json_with_a_type() {
+        let entry = Entry {
+            at: 1,
+            ip: "127.0.0.1".into(),
+            user_agent: "curl/8".into(),
+            activity: Activity::StepUp { method: "totp".into(), aal: 2 },
+        };
+        let json = serde_json::to_value(&entry).unwrap_or_default();
+        assert_eq!(json["type"], "step_up");
+        assert_eq!(json["aal"], 2);
+        let back: Entry = serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back.activity, entry.activity);
+    }
+}

@@ -1,0 +1,123 @@
+//! One-time codes as a second factor: completing a password sign-in with a TOTP or recovery
+//! code, and stepping up an existing session with one. Wrong codes are counted by the same
+//! throttle as wrong passwords (a known device's own counter, or the stranger counters), and by
+//! the pre-auth state, which allows only a few.
+
+use super::activity::{self, Activity};
+use super::preauth;
+use super::recovery;
+use super::store as factors;
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::redis::Db;
+use crate::session::login::{self, Method, SignedIn, Throttle};
+use crate::session::model::{Amr, Assurance, Session, SessionKind};
+use crate::session::store::{self as sessions, ClientInfo};
+
+/// Which kind of code the user typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeKind {
+    Totp,
+    Recovery,
+}
+
+impl CodeKind {
+    fn method(self) -> Method {
+        match self {
+            CodeKind::Totp => Method::Totp,
+            CodeKind::Recovery => Method::Recovery,
+        }
+    }
+}
+
+/// Checks `code` for `username` and uses it up: a TOTP step or a recovery code works once.
+async fn use_code(
+    db: &Db,
+    username: &str,
+    client: &ClientInfo,
+    kind: CodeKind,
+    code: &str,
+) -> Result<bool> {
+    match kind {
+        CodeKind::Totp => factors::use_totp_code(db, username, code, now_ms() / 1000).await,
+        CodeKind::Recovery => {
+            let Some(digest) = recovery::digest(code) else { return Ok(false) };
+            if !factors::burn_recovery_code(db, username, &digest).await? {
+                return Ok(false);
+            }
+            let remaining = factors::factors(db, username).await?.recovery_codes;
+            activity::record(db, username, client, Activity::RecoveryCodeUsed { remaining }).await;
+            Ok(true)
+        }
+    }
+}
+
+/// Completes the sign-in waiting under `mfa_token` (for a session of `kind`) with a code.
+pub async fn finish_sign_in(
+    db: &Db,
+    config: &Config,
+    mfa_token: &str,
+    session_kind: SessionKind,
+    kind: CodeKind,
+    code: &str,
+) -> Result<SignedIn> {
+    let pre = preauth::load(db, mfa_token).await?;
+    let pre = pre.filter(|p| p.kind == session_kind).ok_or(Error::SignInExpired)?;
+    pre.throttle.check(db, config).await?;
+    let client = pre.client();
+    if !use_code(db, &pre.user, &client, kind, code).await? {
+        preauth::wrong_code(db, mfa_token).await?;
+        pre.throttle.failed(db, config).await?;
+        let failed = Activity::FailedSignIn { method: kind.method().as_str().into() };
+        activity::record(db, &pre.user, &client, failed).await;
+        return Err(Error::InvalidCode);
+    }
+    if !preauth::take(db, mfa_token).await? {
+        return Err(Error::SignInExpired);
+    }
+    let user = sessions::get_user(db, &pre.user).await?.ok_or(Error::SignInExpired)?;
+    let assurance = Assurance::password_and_code(now_ms());
+    login::complete(db, config, &user, &pre.throttle, pre.kind, &client, assurance, kind.method())
+        .await
+}
+
+/// The assurance after a step-up with `added` methods at level `aal`: the session's methods
+/// and the new ones, and now as the time of authentication.
+pub fn stepped_up(session: &Session, aal: u8, added: &[Amr]) -> Assurance {
+    let mut amr = session.doc.assurance.amr.clone();
+    for method in added {
+        if !amr.contains(method) {
+            amr.push(*method);
+        }
+    }
+    let aal = aal.max(1);
+    if aal >= 2 && !amr.contains(&Amr::Mfa) {
+        amr.push(Amr::Mfa);
+    }
+    Assurance { aal, amr, auth_time: now_ms() }
+}
+
+/// Steps `session` up with a code; returns the new assurance (not yet stored).
+pub async fn step_up(
+    db: &Db,
+    config: &Config,
+    session: &Session,
+    client: &ClientInfo,
+    kind: CodeKind,
+    code: &str,
+) -> Result<Assurance> {
+    let user = &session.doc.user;
+    let throttle = Throttle::new(db, user, &client.ip, Vec::new()).await?;
+    throttle.check(db, config).await?;
+    if !use_code(db, user, client, kind, code).await? {
+        throttle.failed(db, config).await?;
+        let failed = Activity::FailedSignIn { method: kind.method().as_str().into() };
+        activity::record(db, user, client, failed).await;
+        return Err(Error::InvalidCode);
+    }
+    let assurance = stepped_up(session, 2, &[Amr::Otp]);
+    let record = Activity::StepUp { method: kind.method().as_str().into(), aal: 2 };
+    activity::record(db, user, client, record).await;
+    Ok(assurance)
+}

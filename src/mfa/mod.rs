@@ -1,0 +1,67 @@
+//! Strong authentication: TOTP and passkeys as second factors, recovery codes, the sign-in that
+//! waits for a second factor, step-up before sensitive actions, and the security activity with
+//! its live "new sign-in" notice. Every piece of state is in Redis, so any instance can finish
+//! what another started.
+
+pub mod activity;
+pub mod code;
+pub mod guard;
+pub mod pages;
+pub mod passkey;
+pub mod preauth;
+pub mod recovery;
+pub mod routes;
+pub mod store;
+pub mod totp;
+
+use rocket::fairing::AdHoc;
+use rocket::routes;
+
+use crate::config::Config;
+use passkey::RelyingParty;
+
+pub fn stage() -> AdHoc {
+    AdHoc::try_on_ignite("Strong authentication", |rocket| async {
+        let rp = match rocket.state::<Config>().map(RelyingParty::new) {
+            Some(Ok(rp)) => rp,
+            Some(Err(e)) => {
+                rocket::error!("configuration: {e}");
+                return Err(rocket);
+            }
+            None => return Err(rocket),
+        };
+        Ok(rocket.manage(rp).mount(
+            "/",
+            routes![
+                routes::login_totp,
+                routes::login_recovery,
+                routes::login_passkey_options,
+                routes::login_passkey,
+                routes::totp_begin,
+                routes::totp_confirm,
+                routes::totp_remove,
+                routes::recovery_renew,
+                routes::passkey_options,
+                routes::passkey_add,
+                routes::passkey_list,
+                routes::passkey_remove,
+                routes::step_up_totp,
+                routes::step_up_recovery,
+                routes::step_up_password,
+                routes::step_up_passkey_options,
+                routes::step_up_passkey,
+                routes::security_activity,
+                pages::verify_page,
+                pages::verify_submit,
+                pages::passkey_options,
+                pages::passkey_sign_in,
+                pages::security_page,
+                pages::totp_begin,
+                pages::totp_confirm,
+                pages::totp_remove,
+                pages::recovery_renew,
+                pages::passkey_remove,
+            ],
+        ))
+    })
+}

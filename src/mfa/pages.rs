@@ -1,0 +1,434 @@
+//! The browser's side of strong authentication: `/login/verify` (the second step of a sign-in,
+//! and the step-up page a sensitive action sends a signed-in user through), passkey sign-in from
+//! `/login`, and `/security` (factors, recovery codes, activity). Forms work without script;
+//! passkeys need `static/js/passkey.js` (WebAuthn is a script API).
+
+use std::sync::Arc;
+
+use rocket::form::{Form, FromForm};
+use rocket::http::{CookieJar, Status};
+use rocket::request::{self, FromRequest, Request};
+use rocket::response::{self, Redirect, Responder};
+use rocket::serde::json::{Json, Value, serde_json::json};
+use rocket::{State, get, post, uri};
+use rocket_dyn_templates::{Template, context};
+
+use super::activity::{self, Entry};
+use super::code::{self, CodeKind};
+use super::guard::{FactorAdder, SteppedUp};
+use super::passkey::{self, Purpose, RelyingParty};
+use super::preauth;
+use super::routes::{self as api, sign_in_with_passkey};
+use super::store as factors;
+use super::totp::qr_svg;
+use crate::clock::display_ms;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::redis::Db;
+use crate::session::credential::Presented;
+use crate::session::csrf::{self, SameOrigin};
+use crate::session::guard::{
+    CurrentUser, MaybeUser, PreAuthCookie, PresentedDevice, pre_auth_removal_cookie, session_cookie,
+};
+use crate::session::model::SessionKind;
+use crate::session::password::Passwords;
+use crate::session::routes::{CsrfForm, sign_in_browser};
+use crate::session::store::{self as sessions, ClientInfo};
+use crate::web::SecretForm;
+
+/// Where to go after a step-up: a local path only (never another site).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        _ => "/security".to_owned(),
+    }
+}
+
+/// A page with a status other than 200 (a wrong code is a 401, throttling a 429…).
+pub struct Page {
+    status: Status,
+    page: Template,
+}
+
+impl<'r> Responder<'r, 'static> for Page {
+    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        let mut res = self.page.respond_to(req)?;
+        res.set_status(self.status);
+        Ok(res)
+    }
+}
+
+#[derive(rocket::Responder)]
+pub enum Reply {
+    Done(Redirect),
+    Page(Page),
+}
+
+/// What `/login/verify` is for: finishing a sign-in, or a step-up of the signed-in user.
+enum Verify {
+    SignIn { token: String, methods: Vec<&'static str> },
+    StepUp(Box<CurrentUser>, Vec<&'static str>, bool),
+}
+
+async fn what_to_verify(db: &Db, user: MaybeUser, pre: &PreAuthCookie) -> Result<Option<Verify>> {
+    if let Some(user) = user.0 {
+        let owned = factors::factors(db, &user.0.doc.user).await?;
+        let password_only = !owned.any();
+        return Ok(Some(Verify::StepUp(Box::new(user), owned.methods(), password_only)));
+    }
+    let Some(token) = pre.0.as_deref() else { return Ok(None) };
+    let Some(state) = preauth::load(db, token).await? else { return Ok(None) };
+    if state.kind != SessionKind::Browser {
+        return Ok(None);
+    }
+    let methods = factors::factors(db, &state.user).await?.methods();
+    Ok(Some(Verify::SignIn { token: token.to_owned(), methods }))
+}
+
+fn render_verify(
+    jar: &CookieJar<'_>,
+    config: &Config,
+    verify: &Verify,
+    next: &str,
+    status: Status,
+    error: Option<&str>,
+) -> Page {
+    let (step_up, methods, password_only, csrf, user) = match verify {
+        Verify::SignIn { methods, .. } => {
+            (false, methods.clone(), false, csrf::login_token(jar, config), None)
+        }
+        Verify::StepUp(user, methods, password_only) => (
+            true,
+            methods.clone(),
+            *password_only,
+            user.0.doc.csrf_token.clone(),
+            Some(user.0.doc.user_view()),
+        ),
+    };
+    let page = Template::render(
+        "mfa/verify",
+        context! {
+            step_up, password_only, csrf, next, error, user,
+            totp: methods.contains(&"totp"),
+            passkey: methods.contains(&"passkey"),
+            recovery: methods.contains(&"recovery"),
+        },
+    );
+    Page { status, page }
+}
+
+#[get("/login/verify?<next>")]
+pub async fn verify_page(
+    next: Option<&str>,
+    user: MaybeUser,
+    pre: PreAuthCookie,
+    jar: &CookieJar<'_>,
+    db: &State<Db>,
+    config: &State<Config>,
+) -> Result<Reply> {
+    match what_to_verify(db, user, &pre).await? {
+        None => Ok(Reply::Done(Redirect::to(uri!("/login")))),
+        Some(verify) => {
+            let page = render_verify(jar, config, &verify, &safe_next(next), Status::Ok, None);
+            Ok(Reply::Page(page))
+        }
+    }
+}
+
+#[derive(Debug, FromForm)]
+pub struct VerifyForm {
+    #[field(default = String::new())]
+    csrf: String,
+    #[field(default = String::new())]
+    method: String,
+    #[field(default = String::new())]
+    code: String,
+    #[field(default = String::new())]
+    password: String,
+    #[field(default = None)]
+    next: Option<String>,
+}
+
+#[post("/login/verify", data = "<form>")]
+#[allow(clippy::too_many_arguments)] // one per request guard: what Rocket routes look like
+pub async fn verify_submit(
+    _same_origin: SameOrigin,
+    form: SecretForm<VerifyForm>,
+    user: MaybeUser,
+    pre: PreAuthCookie,
+    presented: Presented,
+    client: ClientInfo,
+    jar: &CookieJar<'_>,
+    db: &State<Db>,
+    config: &State<Config>,
+    passwords: &State<Arc<Passwords>>,
+) -> Result<Reply> {
+    let form = form.0;
+    let next = safe_next(form.next.as_deref());
+    let Some(verify) = what_to_verify(db, user, &pre).await? else {
+        return Ok(Reply::Done(Redirect::to(uri!("/login"))));
+    };
+    let kind = match form.method.as_str() {
+        "totp" => Some(CodeKind::Totp),
+        "recovery" => Some(CodeKind::Recovery),
+        _ => None,
+    };
+    let outcome = match &verify {
+        Verify::SignIn { token, .. } => {
+            if !csrf::check_login_token(jar, config, &form.csrf) {
+                return Err(Error::Forbidden("Your form has expired. Please try again.".into()));
+            }
+            let kind = kind.ok_or_else(|| Error::BadRequest("Choose how to confirm.".into()))?;
+            let browser = SessionKind::Browser;
+            match code::finish_sign_in(db, config, token, browser, kind, &form.code).await {
+                Ok(signed_in) => {
+                    sign_in_browser(db, config, jar, presented, &signed_in).await?;
+                    return Ok(Reply::Done(Redirect::to(uri!("/dashboard"))));
+                }
+                Err(e) => e,
+            }
+        }
+        Verify::StepUp(user, ..) => {
+            user.check_csrf(&form.csrf)?;
+            let session = &user.0;
+            let assurance = match (form.method.as_str(), kind) {
+                ("password", _) => {
+                    api::step_up_with_password(
+                        db,
+                        config,
+                        passwords,
+                        session,
+                        &client,
+                        &form.password,
+                    )
+                    .await
+                }
+                (_, Some(kind)) => {
+                    code::step_up(db, config, session, &client, kind, &form.code).await
+                }
+                _ => Err(Error::BadRequest("Choose how to confirm.".into())),
+            };
+            match assurance {
+                Ok(assurance) => {
+                    let (token, _) = sessions::rotate(db, config, session, assurance).await?;
+                    jar.add(session_cookie(config, &token));
+                    return Ok(Reply::Done(Redirect::to(next)));
+                }
+                Err(e) => e,
+            }
+        }
+    };
+    // A wrong code shows the page again with the reason; a finished or expired sign-in starts over.
+    match outcome {
+        Error::SignInExpired => {
+            jar.add(pre_auth_removal_cookie(config));
+            Ok(Reply::Done(Redirect::to(uri!("/login"))))
+        }
+        e @ (Error::InvalidCode
+        | Error::InvalidCredentials
+        | Error::TooManyRequests { .. }
+        | Error::BadRequest(_)
+        | Error::Forbidden(_)) => {
+            let message = e.public_message();
+            Ok(Reply::Page(render_verify(jar, config, &verify, &next, e.status(), Some(&message))))
+        }
+        e => Err(e),
+    }
+}
+
+/// The login form's CSRF token in `X-CSRF-Token` (the passkey sign-in has no session yet; the
+/// double-submit cookie binds it to this browser, against login CSRF).
+pub struct LoginCsrf;
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for LoginCsrf {
+    type Error = Error;
+
+    async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Error> {
+        let (Some(config), token) =
+            (req.rocket().state::<Config>(), req.headers().get_one("X-CSRF-Token"))
+        else {
+            return request::Outcome::Error((Status::Forbidden, Error::Forbidden("".into())));
+        };
+        if csrf::same_origin(req)
+            && csrf::check_login_token(req.cookies(), config, token.unwrap_or_default())
+        {
+            request::Outcome::Success(LoginCsrf)
+        } else {
+            let e = Error::Forbidden("Missing or wrong X-CSRF-Token.".into());
+            request::Outcome::Error((Status::Forbidden, e))
+        }
+    }
+}
+
+#[post("/login/passkey/options")]
+pub async fn passkey_options(
+    _csrf: LoginCsrf,
+    client: ClientInfo,
+    db: &State<Db>,
+    rp: &State<RelyingParty>,
+) -> Result<Json<Value>> {
+    Ok(Json(passkey::start_authentication(db, rp, Purpose::SignIn, &client.ip).await?))
+}
+
+#[post("/login/passkey", data = "<answer>")]
+#[allow(clippy::too_many_arguments)] // one per request guard: what Rocket routes look like
+pub async fn passkey_sign_in(
+    _csrf: LoginCsrf,
+    answer: Json<Value>,
+    presented: Presented,
+    device: PresentedDevice,
+    client: ClientInfo,
+    jar: &CookieJar<'_>,
+    db: &State<Db>,
+    config: &State<Config>,
+    rp: &State<RelyingParty>,
+) -> Result<Json<Value>> {
+    let kind = SessionKind::Browser;
+    let signed_in = sign_in_with_passkey(db, config, rp, &answer, kind, &client, device.0).await?;
+    sign_in_browser(db, config, jar, presented, &signed_in).await?;
+    Ok(Json(json!({ "redirect": "/dashboard" })))
+}
+
+/// An activity entry as the page shows it.
+fn activity_rows(entries: Vec<Entry>) -> Vec<Value> {
+    entries
+        .into_iter()
+        .map(|e| {
+            let mut row = json!(e);
+            row["when"] = json!(display_ms(e.at));
+            row["device"] = json!(activity::describe_device(&e.user_agent));
+            row
+        })
+        .collect()
+}
+
+#[get("/security")]
+pub async fn security_page(user: CurrentUser, db: &State<Db>) -> Result<Template> {
+    let doc = &user.0.doc;
+    let owned = factors::factors(db, &doc.user).await?;
+    let passkeys = passkey::list(db, &doc.user).await?;
+    let entries = activity::newest(db, &doc.user, 50).await?;
+    Ok(Template::render(
+        "mfa/security",
+        context! {
+            user: doc.user_view(),
+            csrf: &doc.csrf_token,
+            totp: owned.totp,
+            recovery_left: owned.recovery_codes,
+            has_factor: owned.any(),
+            passkeys,
+            activity: activity_rows(entries),
+            aal: doc.assurance.aal,
+        },
+    ))
+}
+
+#[post("/security/totp", data = "<form>")]
+pub async fn totp_begin(
+    user: FactorAdder<CurrentUser>,
+    form: Form<CsrfForm>,
+    db: &State<Db>,
+) -> Result<Template> {
+    let me = &user.0;
+    me.check_csrf(&form.csrf)?;
+    let (secret, uri) = api::begin_totp(db, &me.0.doc.user).await?;
+    Ok(totp_page(me, &secret, &uri, None))
+}
+
+fn totp_page(user: &CurrentUser, secret: &str, uri: &str, error: Option<&str>) -> Template {
+    // Groups of four, as apps ask for it.
+    let grouped: Vec<String> =
+        secret.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+    Template::render(
+        "mfa/totp",
+        context! {
+            user: user.0.doc.user_view(),
+            csrf: &user.0.doc.csrf_token,
+            secret: grouped.join(" "),
+            qr: qr_svg(uri),
+            error,
+        },
+    )
+}
+
+#[derive(Debug, FromForm)]
+pub struct CodeForm {
+    #[field(default = String::new())]
+    csrf: String,
+    #[field(default = String::new())]
+    code: String,
+}
+
+#[post("/security/totp/confirm", data = "<form>")]
+pub async fn totp_confirm(
+    user: FactorAdder<CurrentUser>,
+    form: SecretForm<CodeForm>,
+    client: ClientInfo,
+    db: &State<Db>,
+) -> Result<Reply> {
+    let me = &user.0;
+    me.check_csrf(&form.0.csrf)?;
+    let username = &me.0.doc.user;
+    match api::confirm_totp(db, username, &client, &form.0.code).await {
+        Ok(codes) => Ok(Reply::Page(codes_page(me, codes))),
+        Err(Error::InvalidCode) => {
+            let Some(secret) = factors::pending_totp(db, username).await? else {
+                return Ok(Reply::Done(Redirect::to(uri!("/security"))));
+            };
+            let uri = secret.otpauth_uri(api::ISSUER, username);
+            let message = "That code is not valid. Check the time on your phone and try again.";
+            let page = totp_page(me, &secret.base32(), &uri, Some(message));
+            Ok(Reply::Page(Page { status: Status::UnprocessableEntity, page }))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn codes_page(user: &CurrentUser, codes: Vec<String>) -> Page {
+    let page = Template::render(
+        "mfa/codes",
+        context! { user: user.0.doc.user_view(), csrf: &user.0.doc.csrf_token, codes },
+    );
+    Page { status: Status::Ok, page }
+}
+
+#[post("/security/totp/remove", data = "<form>")]
+pub async fn totp_remove(
+    user: SteppedUp<CurrentUser>,
+    form: Form<CsrfForm>,
+    client: ClientInfo,
+    db: &State<Db>,
+) -> Result<Redirect> {
+    let me = &user.0;
+    me.check_csrf(&form.csrf)?;
+    api::remove_totp(db, &me.0.doc.user, &client).await?;
+    Ok(Redirect::to(uri!("/security")))
+}
+
+#[post("/security/recovery-codes", data = "<form>")]
+pub async fn recovery_renew(
+    user: SteppedUp<CurrentUser>,
+    form: Form<CsrfForm>,
+    client: ClientInfo,
+    db: &State<Db>,
+) -> Result<Page> {
+    let me = &user.0;
+    me.check_csrf(&form.csrf)?;
+    let codes = api::renew_recovery_codes(db, &me.0.doc.user, &client).await?;
+    Ok(codes_page(me, codes))
+}
+
+#[post("/security/passkeys/<id>/remove", data = "<form>")]
+pub async fn passkey_remove(
+    id: &str,
+    user: SteppedUp<CurrentUser>,
+    form: Form<CsrfForm>,
+    client: ClientInfo,
+    db: &State<Db>,
+) -> Result<Redirect> {
+    let me = &user.0;
+    me.check_csrf(&form.csrf)?;
+    api::remove_passkey(db, &me.0.doc.user, id, &client).await?;
+    Ok(Redirect::to(uri!("/security")))
+}

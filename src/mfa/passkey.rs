@@ -1,0 +1,415 @@
+//! Passkeys (WebAuthn, discoverable credentials, user verification required) through the
+//! `webauthn-rs` relying-party library: registration, usernameless sign-in and step-up.
+//!
+//! Ceremony state lives in Redis, so any instance can finish what another started. It is named
+//! by the SHA-256 of the challenge — which comes back inside the client data the authenticator
+//! signed, so the client sends nothing else — and taken with `GETDEL` before it is checked: the
+//! library keeps no record of used challenges, so this is what makes each one work once.
+//!
+//! `start_passkey_registration` asks for a non-resident key; the options are changed to require
+//! a resident (discoverable) one, which "sign in with a passkey, no username" needs. The library's
+//! checks do not depend on that field.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use webauthn_rs::prelude::{
+    CredentialID, DiscoverableAuthentication, DiscoverableKey, Passkey, PasskeyRegistration,
+    PublicKeyCredential, RegisterPublicKeyCredential, Url, Uuid, Webauthn, WebauthnBuilder,
+};
+use webauthn_rs_proto::ResidentKeyRequirement;
+
+use crate::clock::{now_ms, rfc3339_ms};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::redis::Db;
+use crate::session::throttle::address_group;
+
+/// How long a ceremony waits for the authenticator (and its state for the answer).
+pub const CEREMONY_SECS: u64 = 300;
+/// Passkeys per user.
+pub const MAX_PASSKEYS: usize = 10;
+/// Ceremonies one client address may start per minute (each keeps a little state in Redis
+/// until it is used or expires, and sign-in ceremonies need no account).
+pub const CEREMONIES_PER_MINUTE: i64 = 60;
+
+/// The relying party: who passkeys are for (`public_origin`'s host) and which origin may use them.
+pub struct RelyingParty {
+    webauthn: Webauthn,
+}
+
+impl RelyingParty {
+    pub fn new(config: &Config) -> std::result::Result<Self, String> {
+        let origin = Url::parse(&config.public_origin)
+            .map_err(|e| format!("public_origin is not a URL: {e}"))?;
+        let rp_id = origin.host_str().ok_or("public_origin has no host")?.to_owned();
+        // Browsers offer WebAuthn only in a secure context: HTTPS, or plain HTTP on loopback.
+        // (An IP address cannot be a relying party id: use `localhost`.)
+        let local = rp_id == "localhost";
+        if origin.scheme() != "https" && !(origin.scheme() == "http" && local) {
+            return Err("public_origin must be https:// (or http://localhost)".into());
+        }
+        if origin.path() != "/" || origin.query().is_some() {
+            return Err("public_origin is an origin: scheme, host and port, no path".into());
+        }
+        let webauthn = WebauthnBuilder::new(&rp_id, &origin)
+            .and_then(|b| b.rp_name("redbank").timeout(Duration::from_secs(CEREMONY_SECS)).build())
+            .map_err(|e| format!("public_origin cannot be a WebAuthn relying party: {e}"))?;
+        Ok(RelyingParty { webauthn })
+    }
+}
+
+/// What a ceremony is for, kept with its state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "for", rename_all = "snake_case")]
+pub enum Purpose {
+    /// Adding a passkey to `user`'s account.
+    Register { user: String, name: String },
+    /// Signing in (no username: the passkey says who).
+    SignIn,
+    /// Re-authenticating session `session` of `user`.
+    StepUp { user: String, session: String },
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+enum State {
+    Registration(PasskeyRegistration),
+    Authentication(DiscoverableAuthentication),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Ceremony {
+    purpose: Purpose,
+    state: State,
+}
+
+/// A stored passkey: its name and times, and the public key with its signature counter.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    name: String,
+    created_at: i64,
+    last_used_at: Option<i64>,
+    passkey: Passkey,
+}
+
+/// A passkey as the user sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PasskeyView {
+    /// The credential id (base64url): names it in `DELETE /api/v1/passkeys/<id>`.
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+}
+
+/// The user a passkey signed in, and which passkey it was.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub user: String,
+    pub purpose: Purpose,
+    pub passkey: String,
+}
+
+fn internal(e: impl std::fmt::Display) -> Error {
+    Error::Internal(e.to_string())
+}
+
+fn bad_credential() -> Error {
+    Error::BadRequest("The passkey response could not be read.".into())
+}
+
+/// Counts a ceremony started from `ip`; 429 past [`CEREMONIES_PER_MINUTE`].
+async fn limit_ceremonies(db: &Db, ip: &str) -> Result<()> {
+    let key = db.keys.throttle_ceremony(&address_group(ip));
+    let (count, ttl): (i64, i64) = db
+        .run(async |c| {
+            redis::pipe()
+                .atomic()
+                .cmd("INCR")
+                .arg(&key)
+                .cmd("EXPIRE")
+                .arg(&key)
+                .arg(60)
+                .arg("NX")
+                .ignore()
+                .cmd("TTL")
+                .arg(&key)
+                .query_async(c)
+                .await
+        })
+        .await?;
+    if count > CEREMONIES_PER_MINUTE {
+        return Err(Error::TooManyRequests { retry_after: ttl.max(1) as u64 });
+    }
+    Ok(())
+}
+
+/// Stores a ceremony under its challenge for [`CEREMONY_SECS`].
+async fn save(db: &Db, challenge: &str, ceremony: &Ceremony) -> Result<()> {
+    let key = db.keys.ceremony(&hex::encode(Sha256::digest(challenge.as_bytes())));
+    let json = serde_json::to_string(ceremony).map_err(internal)?;
+    db.run(async |c| {
+        redis::cmd("SET")
+            .arg(&key)
+            .arg(&json)
+            .arg("EX")
+            .arg(CEREMONY_SECS)
+            .query_async::<_, ()>(c)
+            .await
+    })
+    .await
+}
+
+/// Takes (reads and deletes) the ceremony the client data's challenge names.
+async fn take(db: &Db, client_data_json: &[u8]) -> Result<Ceremony> {
+    let client_data: Value =
+        serde_json::from_slice(client_data_json).map_err(|_| bad_credential())?;
+    let challenge =
+        client_data.get("challenge").and_then(Value::as_str).ok_or_else(bad_credential)?;
+    if challenge.len() > 128 {
+        return Err(bad_credential());
+    }
+    let key = db.keys.ceremony(&hex::encode(Sha256::digest(challenge.as_bytes())));
+    let raw: Option<String> =
+        db.run(async |c| redis::cmd("GETDEL").arg(&key).query_async(c).await).await?;
+    let raw = raw.ok_or(Error::InvalidCode)?;
+    serde_json::from_str(&raw).map_err(internal)
+}
+
+/// The options JSON as sent to the client, and the challenge that names the ceremony.
+fn challenge_of(options: &Value) -> Result<String> {
+    options
+        .pointer("/publicKey/challenge")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| internal("options without a challenge"))
+}
+
+/// The user's WebAuthn user handle, created on first use.
+async fn user_handle(db: &Db, username: &str) -> Result<Uuid> {
+    let key = db.keys.user_handle(username);
+    let fresh = Uuid::new_v4();
+    let fresh_text = fresh.to_string();
+    let (created, stored): (bool, String) = db
+        .run(async |c| {
+            redis::pipe()
+                .cmd("SET")
+                .arg(&key)
+                .arg(&fresh_text)
+                .arg("NX")
+                .cmd("GET")
+                .arg(&key)
+                .query_async(c)
+                .await
+        })
+        .await?;
+    let handle = Uuid::parse_str(&stored).map_err(internal)?;
+    if created {
+        let owner = db.keys.handle_owner(&fresh_text);
+        db.run(async |c| redis::cmd("SET").arg(&owner).arg(username).query_async::<_, ()>(c).await)
+            .await?;
+    }
+    Ok(handle)
+}
+
+async fn stored_passkeys(db: &Db, username: &str) -> Result<Vec<(String, Stored)>> {
+    let key = db.keys.passkeys(username);
+    let all: Vec<(String, String)> =
+        db.run(async |c| redis::cmd("HGETALL").arg(&key).query_async(c).await).await?;
+    Ok(all
+        .into_iter()
+        .filter_map(|(id, json)| match serde_json::from_str::<Stored>(&json) {
+            Ok(stored) => Some((id, stored)),
+            Err(e) => {
+                rocket::warn!("passkey {id} of {username} is corrupt, ignored: {e}");
+                None
+            }
+        })
+        .collect())
+}
+
+/// The user's passkeys, oldest first.
+pub async fn list(db: &Db, username: &str) -> Result<Vec<PasskeyView>> {
+    let mut all = stored_passkeys(db, username).await?;
+    all.sort_by_key(|(_, s)| s.created_at);
+    Ok(all
+        .into_iter()
+        .map(|(id, s)| PasskeyView {
+            id,
+            name: s.name,
+            created_at: rfc3339_ms(s.created_at),
+            last_used_at: s.last_used_at.map(rfc3339_ms),
+        })
+        .collect())
+}
+
+/// Removes one passkey; its name when it existed.
+pub async fn remove(db: &Db, username: &str, id: &str) -> Result<Option<String>> {
+    let key = db.keys.passkeys(username);
+    let stored: Option<String> =
+        db.run(async |c| redis::cmd("HGET").arg(&key).arg(id).query_async(c).await).await?;
+    let Some(stored) = stored else { return Ok(None) };
+    let removed: i64 =
+        db.run(async |c| redis::cmd("HDEL").arg(&key).arg(id).query_async(c).await).await?;
+    let name = serde_json::from_str::<Stored>(&stored).map(|s| s.name).unwrap_or_default();
+    Ok((removed == 1).then_some(name))
+}
+
+/// Starts adding a passkey called `name` for `username`: the options for
+/// `navigator.credentials.create`.
+pub async fn start_registration(
+    db: &Db,
+    rp: &RelyingParty,
+    username: &str,
+    display_name: &str,
+    name: &str,
+    ip: &str,
+) -> Result<Value> {
+    limit_ceremonies(db, ip).await?;
+    let existing = stored_passkeys(db, username).await?;
+    if existing.len() >= MAX_PASSKEYS {
+        return Err(Error::BadRequest(format!(
+            "You have {MAX_PASSKEYS} passkeys, the most an account can have. Remove one first."
+        )));
+    }
+    let exclude: Vec<CredentialID> =
+        existing.iter().map(|(_, s)| s.passkey.cred_id().clone()).collect();
+    let handle = user_handle(db, username).await?;
+    let (mut options, state) = rp
+        .webauthn
+        .start_passkey_registration(handle, username, display_name, Some(exclude))
+        .map_err(internal)?;
+    if let Some(selection) = options.public_key.authenticator_selection.as_mut() {
+        selection.resident_key = Some(ResidentKeyRequirement::Required);
+        selection.require_resident_key = true;
+    }
+    let options = serde_json::to_value(&options).map_err(internal)?;
+    let purpose = Purpose::Register { user: username.to_owned(), name: clean_name(name) };
+    let ceremony = Ceremony { purpose, state: State::Registration(state) };
+    save(db, &challenge_of(&options)?, &ceremony).await?;
+    Ok(options)
+}
+
+/// A passkey name as stored: trimmed, printable, at most 64 characters.
+fn clean_name(name: &str) -> String {
+    let name: String = name.trim().chars().filter(|c| !c.is_control()).take(64).collect();
+    if name.is_empty() { "Passkey".into() } else { name }
+}
+
+/// Finishes adding a passkey for `username` from the authenticator's answer.
+pub async fn finish_registration(
+    db: &Db,
+    rp: &RelyingParty,
+    username: &str,
+    answer: &Value,
+) -> Result<PasskeyView> {
+    let credential: RegisterPublicKeyCredential =
+        serde_json::from_value(answer.clone()).map_err(|_| bad_credential())?;
+    let ceremony = take(db, credential.response.client_data_json.as_ref()).await?;
+    let (Purpose::Register { user, name }, State::Registration(state)) =
+        (ceremony.purpose, ceremony.state)
+    else {
+        return Err(Error::InvalidCode);
+    };
+    if user != username {
+        return Err(Error::InvalidCode);
+    }
+    let passkey = rp.webauthn.finish_passkey_registration(&credential, &state).map_err(|e| {
+        rocket::info!("passkey registration refused: {e}");
+        Error::InvalidCode
+    })?;
+    let id = URL_SAFE_NO_PAD.encode(passkey.cred_id().as_ref());
+    let now = now_ms();
+    let stored = Stored { name: name.clone(), created_at: now, last_used_at: None, passkey };
+    let json = serde_json::to_string(&stored).map_err(internal)?;
+    let key = db.keys.passkeys(username);
+    let added: i64 = db
+        .run(async |c| redis::cmd("HSETNX").arg(&key).arg(&id).arg(&json).query_async(c).await)
+        .await?;
+    if added == 0 {
+        return Err(Error::BadRequest("This passkey is already registered.".into()));
+    }
+    Ok(PasskeyView { id, name, created_at: rfc3339_ms(now), last_used_at: None })
+}
+
+/// Starts a passkey sign-in or step-up: the options for `navigator.credentials.get` (no
+/// allowed credentials: the authenticator offers the user's passkeys for this site).
+pub async fn start_authentication(
+    db: &Db,
+    rp: &RelyingParty,
+    purpose: Purpose,
+    ip: &str,
+) -> Result<Value> {
+    limit_ceremonies(db, ip).await?;
+    let (mut options, state) = rp.webauthn.start_discoverable_authentication().map_err(internal)?;
+    // The library asks for the autofill UI; a button wants the plain dialog.
+    options.mediation = None;
+    let options = serde_json::to_value(&options).map_err(internal)?;
+    let ceremony = Ceremony { purpose, state: State::Authentication(state) };
+    save(db, &challenge_of(&options)?, &ceremony).await?;
+    Ok(options)
+}
+
+/// Checks a passkey assertion: the ceremony it answers, the user its passkey belongs to and
+/// the signature; updates the passkey's counter and last use.
+pub async fn finish_authentication(db: &Db, rp: &RelyingParty, answer: &Value) -> Result<Verified> {
+    let credential: PublicKeyCredential =
+        serde_json::from_value(answer.clone()).map_err(|_| bad_credential())?;
+    let ceremony = take(db, credential.response.client_data_json.as_ref()).await?;
+    let State::Authentication(state) = ceremony.state else { return Err(Error::InvalidCode) };
+    let (handle, cred_id) = rp
+        .webauthn
+        .identify_discoverable_authentication(&credential)
+        .map_err(|_| Error::InvalidCode)?;
+    let id = URL_SAFE_NO_PAD.encode(cred_id);
+    let owner_key = db.keys.handle_owner(&handle.to_string());
+    let user: Option<String> =
+        db.run(async |c| redis::cmd("GET").arg(&owner_key).query_async(c).await).await?;
+    let user = user.ok_or(Error::InvalidCode)?;
+    let key = db.keys.passkeys(&user);
+    let stored: Option<String> =
+        db.run(async |c| redis::cmd("HGET").arg(&key).arg(&id).query_async(c).await).await?;
+    let mut stored: Stored = match stored {
+        Some(json) => serde_json::from_str(&json).map_err(internal)?,
+        None => return Err(Error::InvalidCode),
+    };
+    let result = rp
+        .webauthn
+        .finish_discoverable_authentication(
+            &credential,
+            state,
+            &[DiscoverableKey::from(&stored.passkey)],
+        )
+        .map_err(|e| {
+            rocket::info!("passkey assertion refused: {e}");
+            Error::InvalidCode
+        })?;
+    stored.passkey.update_credential(&result);
+    stored.last_used_at = Some(now_ms());
+    let json = serde_json::to_string(&stored).map_err(internal)?;
+    // Only if the passkey was not removed meanwhile.
+    db.run(async |c| {
+        redis::Script::new(
+            "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then \
+             redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end return 1",
+        )
+        .key(&key)
+        .arg(&id)
+        .arg(&json)
+        .invoke_async::<_, i64>(c)
+        .await
+    })
+    .await?;
+    Ok(Verified { user, purpose: ceremony.purpose, passkey: stored.name })
+}
+
+/// A credential id from a URL path: base64url (standard base64 is accepted too).
+pub fn parse_id(raw: &str) -> Option<String> {
+    let bytes = URL_SAFE_NO_PAD.decode(raw).or_else(|_| STANDARD.decode(raw)).ok()?;
+    (!bytes.is_empty() && bytes.len() <= 1023).then(|| URL_SAFE_NO_PAD.encode(bytes))
+}

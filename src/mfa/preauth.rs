@@ -1,0 +1,99 @@
+//! The state between a correct password and the second factor: who signed in, from where, and
+//! the login throttle to settle — in Redis for five minutes, named by the SHA-256 of a random
+//! `mfa_token` (the API's) or of the browser's pre-auth cookie. It is not a session: it opens no
+//! page and no API. It allows [`MAX_WRONG`] wrong codes and is then gone, and it is taken (deleted)
+//! by the one request that completes the sign-in, so it works once.
+
+use redis::Script;
+use serde::{Deserialize, Serialize};
+
+use super::store::parse;
+use crate::error::Result;
+use crate::redis::Db;
+use crate::session::login::Throttle;
+use crate::session::model::{SessionKind, SessionToken};
+use crate::session::store::ClientInfo;
+
+/// How long a password-verified sign-in waits for its second factor.
+pub const TTL_SECS: u64 = 300;
+/// Wrong codes one pre-auth state takes before it is dropped (the account's own throttle bounds
+/// guesses across states).
+pub const MAX_WRONG: i64 = 5;
+
+/// A sign-in waiting for its second factor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreAuth {
+    pub user: String,
+    /// The channel the session will be for: an API `mfa_token` completes only through the API,
+    /// the browser's cookie only through the pages.
+    pub kind: SessionKind,
+    pub ip: String,
+    pub user_agent: String,
+    pub throttle: Throttle,
+}
+
+impl PreAuth {
+    pub fn client(&self) -> ClientInfo {
+        ClientInfo { ip: self.ip.clone(), user_agent: self.user_agent.clone() }
+    }
+}
+
+/// Stores `pre` and returns its token (the `mfa_token`, or the pre-auth cookie's value).
+pub async fn create(db: &Db, pre: &PreAuth) -> Result<SessionToken> {
+    let token = SessionToken::generate();
+    let key = db.keys.pre_auth(token.id().as_str());
+    let json = serde_json::to_string(pre).map_err(|e| crate::Error::Internal(e.to_string()))?;
+    db.run(async |c| {
+        redis::pipe()
+            .atomic()
+            .cmd("HSET")
+            .arg(&key)
+            .arg("state")
+            .arg(&json)
+            .arg("wrong")
+            .arg(0)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(TTL_SECS)
+            .ignore()
+            .query_async::<_, ()>(c)
+            .await
+    })
+    .await?;
+    Ok(token)
+}
+
+/// The state behind `token`, if it is well-formed and still waiting.
+pub async fn load(db: &Db, token: &str) -> Result<Option<PreAuth>> {
+    let Some(token) = SessionToken::parse(token) else { return Ok(None) };
+    let key = db.keys.pre_auth(token.id().as_str());
+    let raw: Option<String> =
+        db.run(async |c| redis::cmd("HGET").arg(&key).arg("state").query_async(c).await).await?;
+    raw.map(|raw| parse(&key, &raw)).transpose()
+}
+
+/// Counts a wrong code; the state is dropped at the [`MAX_WRONG`]th (never re-created once gone).
+const WRONG: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local n = redis.call('HINCRBY', KEYS[1], 'wrong', 1)
+if n >= tonumber(ARGV[1]) then redis.call('DEL', KEYS[1]) end
+return n
+"#;
+
+pub async fn wrong_code(db: &Db, token: &str) -> Result<()> {
+    let Some(token) = SessionToken::parse(token) else { return Ok(()) };
+    let key = db.keys.pre_auth(token.id().as_str());
+    db.run(async |c| Script::new(WRONG).key(&key).arg(MAX_WRONG).invoke_async::<_, i64>(c).await)
+        .await?;
+    Ok(())
+}
+
+/// Takes the state for the one request that completes the sign-in; false when another request
+/// took it first (or it expired meanwhile).
+pub async fn take(db: &Db, token: &str) -> Result<bool> {
+    let Some(token) = SessionToken::parse(token) else { return Ok(false) };
+    let key = db.keys.pre_auth(token.id().as_str());
+    let n: i64 = db.run(async |c| redis::cmd("DEL").arg(&key).query_async(c).await).await?;
+    Ok(n == 1)
+}

@@ -1,0 +1,467 @@
+//! The JSON API of strong authentication: completing a sign-in with a second factor or a passkey,
+//! enrolling and removing factors, stepping up, and the security activity.
+
+use rocket::http::{CookieJar, Status};
+use rocket::serde::json::{Json, Value, serde_json::json};
+use rocket::{State, delete, get, post};
+use serde::Deserialize;
+
+use super::activity::{self, Activity};
+use super::code::{self, CodeKind};
+use super::guard::{FactorAdder, SteppedUp};
+use super::passkey::{self, Purpose, RelyingParty};
+use super::recovery;
+use super::store::{self as factors, Factors};
+use super::totp::qr_svg;
+use crate::clock::{now_ms, rfc3339_ms};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::redis::Db;
+use crate::session::guard::{ApiUser, Via, session_cookie};
+use crate::session::login::{self, Method, Throttle};
+use crate::session::model::{Amr, Assurance, SessionKind};
+use crate::session::password::{MAX_PASSWORD_BYTES, Passwords};
+use crate::session::routes::login_json;
+use crate::session::store::{self as sessions, ClientInfo};
+use crate::web::SecretJson;
+
+/// The issuer authenticator apps show next to the account.
+pub const ISSUER: &str = "redbank";
+
+#[derive(Debug, Deserialize)]
+pub struct MfaCode {
+    mfa_token: String,
+    code: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Code {
+    code: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Password {
+    password: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PasskeyName {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+// ---- completing a sign-in -----------------------------------------------------------------------
+
+#[post("/api/v1/login/totp", data = "<body>")]
+pub async fn login_totp(
+    body: SecretJson<MfaCode>,
+    db: &State<Db>,
+    config: &State<Config>,
+) -> Result<Json<Value>> {
+    let kind = (SessionKind::Mobile, CodeKind::Totp);
+    let done = code::finish_sign_in(db, config, &body.0.mfa_token, kind.0, kind.1, &body.0.code);
+    Ok(Json(login_json(config, &done.await?)))
+}
+
+#[post("/api/v1/login/recovery", data = "<body>")]
+pub async fn login_recovery(
+    body: SecretJson<MfaCode>,
+    db: &State<Db>,
+    config: &State<Config>,
+) -> Result<Json<Value>> {
+    let kind = (SessionKind::Mobile, CodeKind::Recovery);
+    let done = code::finish_sign_in(db, config, &body.0.mfa_token, kind.0, kind.1, &body.0.code);
+    Ok(Json(login_json(config, &done.await?)))
+}
+
+#[post("/api/v1/login/passkey/options")]
+pub async fn login_passkey_options(
+    client: ClientInfo,
+    db: &State<Db>,
+    rp: &State<RelyingParty>,
+) -> Result<Json<Value>> {
+    Ok(Json(passkey::start_authentication(db, rp, Purpose::SignIn, &client.ip).await?))
+}
+
+/// Signs in with a passkey assertion alone (it counts as two factors): shared by the API and
+/// the browser's `/login/passkey`.
+pub async fn sign_in_with_passkey(
+    db: &Db,
+    config: &Config,
+    rp: &RelyingParty,
+    answer: &Value,
+    kind: SessionKind,
+    client: &ClientInfo,
+    devices: Vec<crate::session::model::DeviceToken>,
+) -> Result<login::SignedIn> {
+    let verified = passkey::finish_authentication(db, rp, answer).await?;
+    if verified.purpose != Purpose::SignIn {
+        return Err(Error::InvalidCode);
+    }
+    let user = sessions::get_user(db, &verified.user).await?.ok_or(Error::InvalidCode)?;
+    let throttle = Throttle::new(db, &user.username, &client.ip, devices).await?;
+    let assurance = Assurance::passkey(now_ms());
+    login::complete(db, config, &user, &throttle, kind, client, assurance, Method::Passkey).await
+}
+
+#[post("/api/v1/login/passkey", data = "<answer>")]
+pub async fn login_passkey(
+    answer: Json<Value>,
+    client: ClientInfo,
+    db: &State<Db>,
+    config: &State<Config>,
+    rp: &State<RelyingParty>,
+) -> Result<Json<Value>> {
+    let kind = SessionKind::Mobile;
+    let signed_in = sign_in_with_passkey(db, config, rp, &answer, kind, &client, Vec::new());
+    Ok(Json(login_json(config, &signed_in.await?)))
+}
+
+// ---- enrolment ------------------------------------------------------------------------------------
+
+/// Starts TOTP enrolment: a new secret (pending until a code confirms it).
+pub async fn begin_totp(db: &Db, username: &str) -> Result<(String, String)> {
+    if factors::factors(db, username).await?.totp {
+        return Err(Error::Conflict(
+            "An authenticator app is already set up. Remove it first to set up another.".into(),
+        ));
+    }
+    let secret = factors::begin_totp(db, username).await?;
+    let uri = secret.otpauth_uri(ISSUER, username);
+    Ok((secret.base32(), uri))
+}
+
+#[post("/api/v1/mfa/totp")]
+pub async fn totp_begin(user: FactorAdder<ApiUser>, db: &State<Db>) -> Result<Json<Value>> {
+    let (secret, uri) = begin_totp(db, &user.0.session.doc.user).await?;
+    Ok(Json(json!({
+        "secret": secret,
+        "otpauth_uri": uri,
+        "qr_svg": qr_svg(&uri),
+        "expires_in": factors::PENDING_TOTP_SECS,
+    })))
+}
+
+/// Confirms TOTP enrolment with a code from the app; the new recovery codes, shown once.
+pub async fn confirm_totp(
+    db: &Db,
+    username: &str,
+    client: &ClientInfo,
+    code: &str,
+) -> Result<Vec<String>> {
+    let Some(secret) = factors::pending_totp(db, username).await? else {
+        return Err(Error::Conflict("There is no set-up waiting for a code. Start again.".into()));
+    };
+    let Some(step) = secret.matching_step(code, now_ms() / 1000) else {
+        return Err(Error::InvalidCode);
+    };
+    let codes = recovery::generate();
+    let digests: Vec<String> = codes.iter().filter_map(|c| recovery::digest(c)).collect();
+    if !factors::confirm_totp(db, username, &secret, step, &digests).await? {
+        return Err(Error::Conflict("The set-up was replaced or expired. Start again.".into()));
+    }
+    let added = Activity::FactorAdded { factor: "totp".into(), name: None };
+    activity::record(db, username, client, added).await;
+    Ok(codes)
+}
+
+#[post("/api/v1/mfa/totp/confirm", data = "<body>")]
+pub async fn totp_confirm(
+    body: SecretJson<Code>,
+    user: FactorAdder<ApiUser>,
+    client: ClientInfo,
+    db: &State<Db>,
+) -> Result<Json<Value>> {
+    let codes = confirm_totp(db, &user.0.session.doc.user, &client, &body.0.code).await?;
+    Ok(Json(json!({ "recovery_codes": codes })))
+}
+
+/// Removes a factor's recovery codes when the user has no second factor left.
+async fn drop_orphan_codes(db: &Db, username: &str) -> Result<()> {
+    if !factors::factors(db, username).await?.any() {
+        factors::replace_recovery_codes(db, username, &[]).await?;
+    }
+    Ok(())
+}
+
+pub async fn remove_totp(db: &Db, username: &str, client: &ClientInfo) -> Result<()> {
+    if !factors::remove_totp(db, username).await? {
+        return Err(Error::NotFound);
+    }
+    drop_orphan_codes(db, username).await?;
+    let removed = Activity::FactorRemoved { factor: "totp".into(), name: None };
+    activity::record(db, username, client, removed).await;
+    Ok(())
+}
+
+#[delete("/api/v1/mfa/totp")]
+pub async fn totp_remove(
+    user: SteppedUp<ApiUser>,
+    client: ClientInfo,
+    db: &State<Db>,
+) -> Result<Status> {
+    remove_totp(db, &user.0.session.doc.user, &client).await?;
+    Ok(Status::NoContent)
+}
+
+/// New recovery codes (the old ones stop working); only with a second factor to back up.
+pub async fn renew_recovery_codes(
+    db: &Db,
+    username: &str,
+    client: &ClientInfo,
+) -> Result<Vec<String>> {
+    if !factors::factors(db, username).await?.any() {
+        return Err(Error::Conflict("Set up a second factor first.".into()));
+    }
+    let codes = recovery::generate();
+    let digests: Vec<String> = codes.iter().filter_map(|c| recovery::digest(c)).collect();
+    factors::replace_recovery_codes(db, username, &digests).await?;
+    let added = Activity::FactorAdded { factor: "recovery_codes".into(), name: None };
+    activity::record(db, username, client, added).await;
+    Ok(codes)
+}
+
+#[post("/api/v1/mfa/recovery-codes")]
+pub async fn recovery_renew(
+    user: SteppedUp<ApiUser>,
+    client: ClientInfo,
+    db: &State<Db>,
+) -> Result<Json<Value>> {
+    let codes = renew_recovery_codes(db, &user.0.session.doc.user, &client).await?;
+    Ok(Json(json!({ "recovery_codes": codes })))
+}
+
+#[post("/api/v1/passkeys/options", data = "<body>")]
+pub async fn passkey_options(
+    body: Option<Json<PasskeyName>>,
+    user: FactorAdder<ApiUser>,
+    client: ClientInfo,
+    db: &State<Db>,
+    rp: &State<RelyingParty>,
+) -> Result<Json<Value>> {
+    let doc = &user.0.session.doc;
+    let default_name = activity::describe_device(&client.user_agent);
+    let name = body.and_then(|b| b.0.name).unwrap_or(default_name);
+    let options =
+        passkey::start_registration(db, rp, &doc.user, &doc.display_name, &name, &client.ip);
+    Ok(Json(options.await?))
+}
+
+#[post("/api/v1/passkeys", data = "<answer>")]
+pub async fn passkey_add(
+    answer: Json<Value>,
+    user: FactorAdder<ApiUser>,
+    client: ClientInfo,
+    db: &State<Db>,
+    rp: &State<RelyingParty>,
+) -> Result<(Status, Json<Value>)> {
+    let username = &user.0.session.doc.user;
+    let view = passkey::finish_registration(db, rp, username, &answer).await?;
+    let added = Activity::FactorAdded { factor: "passkey".into(), name: Some(view.name.clone()) };
+    activity::record(db, username, &client, added).await;
+    Ok((Status::Created, Json(json!(view))))
+}
+
+#[get("/api/v1/passkeys")]
+pub async fn passkey_list(user: ApiUser, db: &State<Db>) -> Result<Json<Value>> {
+    let list = passkey::list(db, &user.session.doc.user).await?;
+    Ok(Json(json!({ "passkeys": list })))
+}
+
+pub async fn remove_passkey(db: &Db, username: &str, id: &str, client: &ClientInfo) -> Result<()> {
+    let id = passkey::parse_id(id).ok_or(Error::NotFound)?;
+    let name = passkey::remove(db, username, &id).await?.ok_or(Error::NotFound)?;
+    drop_orphan_codes(db, username).await?;
+    let removed = Activity::FactorRemoved { factor: "passkey".into(), name: Some(name) };
+    activity::record(db, username, client, removed).await;
+    Ok(())
+}
+
+#[delete("/api/v1/passkeys/<id>")]
+pub async fn passkey_remove(
+    id: &str,
+    user: SteppedUp<ApiUser>,
+    client: ClientInfo,
+    db: &State<Db>,
+) -> Result<Status> {
+    remove_passkey(db, &user.0.session.doc.user, id, &client).await?;
+    Ok(Status::NoContent)
+}
+
+// ---- step-up -------------------------------------------------------------------------------------
+
+/// Stores a step-up: on a bearer session by JSON path; a browser session gets a new token (and
+/// CSRF token) with it, so a token seen before the step-up is worth nothing after it.
+async fn apply_step_up(
+    db: &Db,
+    config: &Config,
+    jar: &CookieJar<'_>,
+    user: &ApiUser,
+    assurance: Assurance,
+) -> Result<Json<Value>> {
+    let mut body = json!({
+        "aal": assurance.aal,
+        "amr": assurance.amr,
+        "auth_time": rfc3339_ms(assurance.auth_time),
+    });
+    match user.via {
+        Via::Bearer => {
+            if !sessions::set_assurance(db, &user.session.id, &assurance).await? {
+                return Err(Error::Unauthorized);
+            }
+        }
+        Via::Cookie => {
+            let (token, session) = sessions::rotate(db, config, &user.session, assurance).await?;
+            jar.add(session_cookie(config, &token));
+            body["csrf_token"] = json!(session.doc.csrf_token);
+        }
+    }
+    Ok(Json(body))
+}
+
+#[post("/api/v1/step-up/totp", data = "<body>")]
+pub async fn step_up_totp(
+    body: SecretJson<Code>,
+    user: ApiUser,
+    client: ClientInfo,
+    jar: &CookieJar<'_>,
+    db: &State<Db>,
+    config: &State<Config>,
+) -> Result<Json<Value>> {
+    let kind = CodeKind::Totp;
+    let assurance = code::step_up(db, config, &user.session, &client, kind, &body.0.code).await?;
+    apply_step_up(db, config, jar, &user, assurance).await
+}
+
+#[post("/api/v1/step-up/recovery", data = "<body>")]
+pub async fn step_up_recovery(
+    body: SecretJson<Code>,
+    user: ApiUser,
+    client: ClientInfo,
+    jar: &CookieJar<'_>,
+    db: &State<Db>,
+    config: &State<Config>,
+) -> Result<Json<Value>> {
+    let kind = CodeKind::Recovery;
+    let assurance = code::step_up(db, config, &user.session, &client, kind, &body.0.code).await?;
+    apply_step_up(db, config, jar, &user, assurance).await
+}
+
+/// Steps up with the password — only for a user without a second factor (recorded as AAL1).
+pub async fn step_up_with_password(
+    db: &Db,
+    config: &Config,
+    passwords: &Passwords,
+    session: &crate::session::model::Session,
+    client: &ClientInfo,
+    password: &str,
+) -> Result<Assurance> {
+    let user = &session.doc.user;
+    if factors::factors(db, user).await?.any() {
+        return Err(Error::Forbidden(
+            "Confirm with your second factor (authenticator app or passkey).".into(),
+        ));
+    }
+    let throttle = Throttle::new(db, user, &client.ip, Vec::new()).await?;
+    throttle.check(db, config).await?;
+    let stored = sessions::get_user(db, user).await?.ok_or(Error::Unauthorized)?;
+    let slot = passwords.slot().await?;
+    let ok = password.len() <= MAX_PASSWORD_BYTES
+        && passwords.verify(&slot, password, Some(&stored.password_hash)).await?;
+    if !ok {
+        throttle.failed(db, config).await?;
+        drop(slot);
+        let failed = Activity::FailedSignIn { method: Method::Password.as_str().into() };
+        activity::record(db, user, client, failed).await;
+        return Err(Error::InvalidCredentials);
+    }
+    drop(slot);
+    activity::record(db, user, client, Activity::StepUp { method: "password".into(), aal: 1 })
+        .await;
+    Ok(code::stepped_up(session, 1, &[Amr::Pwd]))
+}
+
+#[post("/api/v1/step-up/password", data = "<body>")]
+#[allow(clippy::too_many_arguments)] // one per request guard: what Rocket routes look like
+pub async fn step_up_password(
+    body: SecretJson<Password>,
+    user: ApiUser,
+    client: ClientInfo,
+    jar: &CookieJar<'_>,
+    db: &State<Db>,
+    config: &State<Config>,
+    passwords: &State<std::sync::Arc<Passwords>>,
+) -> Result<Json<Value>> {
+    let assurance =
+        step_up_with_password(db, config, passwords, &user.session, &client, &body.0.password)
+            .await?;
+    apply_step_up(db, config, jar, &user, assurance).await
+}
+
+#[post("/api/v1/step-up/passkey/options")]
+pub async fn step_up_passkey_options(
+    user: ApiUser,
+    client: ClientInfo,
+    db: &State<Db>,
+    rp: &State<RelyingParty>,
+) -> Result<Json<Value>> {
+    let purpose = Purpose::StepUp {
+        user: user.session.doc.user.clone(),
+        session: user.session.id.as_str().to_owned(),
+    };
+    Ok(Json(passkey::start_authentication(db, rp, purpose, &client.ip).await?))
+}
+
+#[post("/api/v1/step-up/passkey", data = "<answer>")]
+#[allow(clippy::too_many_arguments)] // one per request guard: what Rocket routes look like
+pub async fn step_up_passkey(
+    answer: Json<Value>,
+    user: ApiUser,
+    client: ClientInfo,
+    jar: &CookieJar<'_>,
+    db: &State<Db>,
+    config: &State<Config>,
+    rp: &State<RelyingParty>,
+) -> Result<Json<Value>> {
+    let verified = passkey::finish_authentication(db, rp, &answer).await?;
+    let expected = Purpose::StepUp {
+        user: user.session.doc.user.clone(),
+        session: user.session.id.as_str().to_owned(),
+    };
+    // The passkey must be this user's, answering a ceremony this session started.
+    if verified.purpose != expected || verified.user != user.session.doc.user {
+        return Err(Error::InvalidCode);
+    }
+    let username = &user.session.doc.user;
+    activity::record(db, username, &client, Activity::StepUp { method: "passkey".into(), aal: 2 })
+        .await;
+    let assurance = code::stepped_up(&user.session, 2, &[Amr::Hwk, Amr::User]);
+    apply_step_up(db, config, jar, &user, assurance).await
+}
+
+// ---- activity ------------------------------------------------------------------------------------
+
+/// The user's factors as the API and `/security` show them.
+pub fn factors_json(owned: &Factors) -> Value {
+    json!({
+        "totp": owned.totp,
+        "passkeys": owned.passkeys,
+        "recovery_codes_left": owned.recovery_codes,
+    })
+}
+
+#[get("/api/v1/security/activity")]
+pub async fn security_activity(user: ApiUser, db: &State<Db>) -> Result<Json<Value>> {
+    let username = &user.session.doc.user;
+    let entries = activity::newest(db, username, 100).await?;
+    let owned = factors::factors(db, username).await?;
+    let entries: Vec<Value> = entries
+        .into_iter()
+        .map(|e| {
+            let mut v = json!(e);
+            v["at"] = json!(rfc3339_ms(e.at));
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "factors": factors_json(&owned), "activity": entries })))
+}

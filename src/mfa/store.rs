@@ -1,0 +1,240 @@
+//! A user's second factors in Redis: the TOTP secret and its last accepted step, the pending
+//! enrolment, the recovery codes and the passkeys. The only module that touches those keys.
+//!
+//! Single use is enforced by Redis, not by a read followed by a write: a TOTP step is accepted by
+//! a script that compares and sets in one step, a recovery code is burnt by `SREM`, so two
+//! requests racing with the same code cannot both pass.
+
+use redis::Script;
+
+use super::totp::TotpSecret;
+use crate::clock::now_ms;
+use crate::error::{Error, Result};
+use crate::redis::Db;
+
+/// How long a TOTP secret shown for enrolment waits for its confirming code.
+pub const PENDING_TOTP_SECS: u64 = 600;
+
+/// What second factors a user has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Factors {
+    pub totp: bool,
+    pub passkeys: usize,
+    pub recovery_codes: usize,
+}
+
+impl Factors {
+    /// Whether the user has a second factor (recovery codes alone are not one: they back up TOTP).
+    pub fn any(&self) -> bool {
+        self.totp || self.passkeys > 0
+    }
+
+    /// What a sign-in may be completed with, in the API's words.
+    pub fn methods(&self) -> Vec<&'static str> {
+        let mut methods = Vec::new();
+        if self.totp {
+            methods.push("totp");
+        }
+        if self.passkeys > 0 {
+            methods.push("passkey");
+        }
+        if self.recovery_codes > 0 {
+            methods.push("recovery");
+        }
+        methods
+    }
+}
+
+/// The user's factors, in one round trip.
+pub async fn factors(db: &Db, username: &str) -> Result<Factors> {
+    let (totp, passkeys, codes) =
+        (db.keys.totp(username), db.keys.passkeys(username), db.keys.recovery_codes(username));
+    let (totp, passkeys, recovery_codes): (bool, usize, usize) = db
+        .run(async |c| {
+            redis::pipe()
+                .cmd("EXISTS")
+                .arg(&totp)
+                .cmd("HLEN")
+                .arg(&passkeys)
+                .cmd("SCARD")
+                .arg(&codes)
+                .query_async(c)
+                .await
+        })
+        .await?;
+    Ok(Factors { totp, passkeys, recovery_codes })
+}
+
+// ---- TOTP -----------------------------------------------------------------------------------
+
+/// The user's enrolled TOTP secret.
+pub async fn totp_secret(db: &Db, username: &str) -> Result<Option<TotpSecret>> {
+    let key = db.keys.totp(username);
+    let secret: Option<String> =
+        db.run(async |c| redis::cmd("HGET").arg(&key).arg("secret").query_async(c).await).await?;
+    Ok(secret.as_deref().and_then(TotpSecret::from_base32))
+}
+
+/// A new secret for enrolment, kept until confirmed (or for [`PENDING_TOTP_SECS`]); asking
+/// again replaces it.
+pub async fn begin_totp(db: &Db, username: &str) -> Result<TotpSecret> {
+    let secret = TotpSecret::generate();
+    let key = db.keys.totp_pending(username);
+    let text = secret.base32();
+    db.run(async |c| {
+        redis::cmd("SET")
+            .arg(&key)
+            .arg(&text)
+            .arg("EX")
+            .arg(PENDING_TOTP_SECS)
+            .query_async::<_, ()>(c)
+            .await
+    })
+    .await?;
+    Ok(secret)
+}
+
+/// The secret waiting for its confirming code.
+pub async fn pending_totp(db: &Db, username: &str) -> Result<Option<TotpSecret>> {
+    let key = db.keys.totp_pending(username);
+    let secret: Option<String> =
+        db.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await).await?;
+    Ok(secret.as_deref().and_then(TotpSecret::from_base32))
+}
+
+/// Makes the pending secret the user's TOTP factor — only if it is still the pending one — with
+/// `step` (the confirming code's) as used, and replaces the recovery codes; all at once.
+const CONFIRM_TOTP: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[2], 'secret', ARGV[1], 'enrolled_at', ARGV[2], 'last_step', ARGV[3])
+redis.call('DEL', KEYS[3])
+for i = 4, #ARGV do redis.call('SADD', KEYS[3], ARGV[i]) end
+return 1
+"#;
+
+/// Confirms enrolment of `secret` (whose code for `step` the user typed), storing the digests of
+/// the new recovery codes. False when that secret is no longer pending.
+pub async fn confirm_totp(
+    db: &Db,
+    username: &str,
+    secret: &TotpSecret,
+    step: i64,
+    recovery_digests: &[String],
+) -> Result<bool> {
+    let keys =
+        [db.keys.totp_pending(username), db.keys.totp(username), db.keys.recovery_codes(username)];
+    let text = secret.base32();
+    let done: i64 = db
+        .run(async |c| {
+            let script = Script::new(CONFIRM_TOTP);
+            let mut call = script.key(&keys[0]);
+            call.key(&keys[1]).key(&keys[2]).arg(&text).arg(now_ms()).arg(step);
+            for digest in recovery_digests {
+                call.arg(digest);
+            }
+            call.invoke_async(c).await
+        })
+        .await?;
+    Ok(done == 1)
+}
+
+/// Accepts time step `step` only if it is newer than the last accepted one (and the factor still
+/// exists): a code, or any older one, works once.
+const USE_STEP: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local last = tonumber(redis.call('HGET', KEYS[1], 'last_step') or '-1') or -1
+if tonumber(ARGV[1]) <= last then return 0 end
+redis.call('HSET', KEYS[1], 'last_step', ARGV[1])
+return 1
+"#;
+
+/// Checks `code` against the user's TOTP factor at `now_secs` and uses its step up. False for a
+/// wrong code, a code already used (or older than one used), or no factor.
+pub async fn use_totp_code(db: &Db, username: &str, code: &str, now_secs: i64) -> Result<bool> {
+    let Some(secret) = totp_secret(db, username).await? else { return Ok(false) };
+    let Some(step) = secret.matching_step(code, now_secs) else { return Ok(false) };
+    let key = db.keys.totp(username);
+    let fresh: i64 =
+        db.run(async |c| Script::new(USE_STEP).key(&key).arg(step).invoke_async(c).await).await?;
+    Ok(fresh == 1)
+}
+
+/// Sets a demo user's TOTP factor unless the user already has one (the fixed demo secret).
+pub async fn ensure_demo_totp(db: &Db, username: &str, secret: &TotpSecret) -> Result<()> {
+    let key = db.keys.totp(username);
+    let text = secret.base32();
+    db.run(async |c| {
+        redis::cmd("HSETNX").arg(&key).arg("secret").arg(&text).query_async::<_, ()>(c).await
+    })
+    .await
+}
+
+/// Removes the TOTP factor (and the pending enrolment). True when there was one.
+pub async fn remove_totp(db: &Db, username: &str) -> Result<bool> {
+    let (key, pending) = (db.keys.totp(username), db.keys.totp_pending(username));
+    let (removed, _): (i64, i64) = db
+        .run(async |c| {
+            redis::pipe().cmd("DEL").arg(&key).cmd("DEL").arg(&pending).query_async(c).await
+        })
+        .await?;
+    Ok(removed == 1)
+}
+
+// ---- recovery codes ---------------------------------------------------------------------------
+
+/// Burns the recovery code with this digest; true when it was unused.
+pub async fn burn_recovery_code(db: &Db, username: &str, digest: &str) -> Result<bool> {
+    let key = db.keys.recovery_codes(username);
+    let removed: i64 =
+        db.run(async |c| redis::cmd("SREM").arg(&key).arg(digest).query_async(c).await).await?;
+    Ok(removed == 1)
+}
+
+/// Replaces the user's recovery codes with these digests (none: removes them).
+pub async fn replace_recovery_codes(db: &Db, username: &str, digests: &[String]) -> Result<()> {
+    let key = db.keys.recovery_codes(username);
+    db.run(async |c| {
+        let mut pipe = redis::pipe();
+        pipe.atomic().cmd("DEL").arg(&key).ignore();
+        if !digests.is_empty() {
+            pipe.cmd("SADD").arg(&key).arg(digests).ignore();
+        }
+        pipe.query_async::<_, ()>(c).await
+    })
+    .await
+}
+
+/// Every factor key of a user (a removed user leaves none behind).
+pub async fn forget_user(db: &Db, username: &str) -> Result<()> {
+    let handle: Option<String> = {
+        let key = db.keys.user_handle(username);
+        db.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await).await?
+    };
+    let mut keys = vec![
+        db.keys.totp(username),
+        db.keys.totp_pending(username),
+        db.keys.recovery_codes(username),
+        db.keys.passkeys(username),
+        db.keys.user_handle(username),
+        db.keys.activity(username),
+    ];
+    if let Some(handle) = handle {
+        keys.push(db.keys.handle_owner(&handle));
+    }
+    db.run(async |c| {
+        let mut pipe = redis::pipe();
+        // One DEL per key (not one multi-key DEL) so this stays valid on Redis Cluster.
+        for key in &keys {
+            pipe.cmd("DEL").arg(key).ignore();
+        }
+        pipe.query_async::<_, ()>(c).await
+    })
+    .await
+}
+
+/// Parses a stored JSON value, naming the key when it is corrupt.
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(key: &str, raw: &str) -> Result<T> {
+    serde_json::from_str(raw).map_err(|e| Error::Internal(format!("{key} is corrupt: {e}")))
+}

@@ -1,0 +1,120 @@
+// Passkeys (WebAuthn) in the browser: sign in on /login, confirm on /login/verify (second step
+// or step-up), add one on /security. The server sends WebAuthn options as JSON with binary fields
+// in base64url; this converts them for navigator.credentials and the answer back. No inline
+// script (CSP); messages are set with textContent only.
+(function () {
+  'use strict';
+
+  function fromB64u(s) {
+    s = s.replace(/-/g, '+').replace(/_/g, '/');
+    while (s.length % 4) s += '=';
+    return Uint8Array.from(atob(s), function (c) { return c.charCodeAt(0); }).buffer;
+  }
+  function toB64u(buf) {
+    let text = '';
+    new Uint8Array(buf).forEach(function (b) { text += String.fromCharCode(b); });
+    return btoa(text).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  }
+
+  function csrfToken() {
+    const meta = document.querySelector('meta[name="csrf-token"]');
+    if (meta) return meta.content;
+    const input = document.querySelector('#login-form input[name="csrf"]');
+    return input ? input.value : '';
+  }
+
+  async function post(url, body) {
+    const res = await fetch(url, {
+      method: 'POST',
+      credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json', 'X-CSRF-Token': csrfToken() },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const data = await res.json().catch(function () { return {}; });
+    if (res.status === 401 && data.error === 'step_up_required') {
+      window.location.assign('/login/verify?next=' + encodeURIComponent(window.location.pathname));
+      throw new Error('step-up');
+    }
+    if (!res.ok) throw new Error(data.error || ('The server answered ' + res.status + '.'));
+    return data;
+  }
+
+  function showError(e) {
+    const box = document.getElementById('passkey-error');
+    if (!box || e.message === 'step-up') return;
+    box.textContent = e.name === 'NotAllowedError'
+      ? 'The passkey request was cancelled or timed out.'
+      : (e.message || 'Something went wrong with the passkey.');
+    box.hidden = false;
+  }
+
+  async function register() {
+    const input = document.getElementById('passkey-name');
+    const name = input && input.value.trim() ? input.value.trim() : undefined;
+    const options = await post('/api/v1/passkeys/options', name ? { name: name } : {});
+    const pk = options.publicKey;
+    pk.challenge = fromB64u(pk.challenge);
+    pk.user.id = fromB64u(pk.user.id);
+    (pk.excludeCredentials || []).forEach(function (c) { c.id = fromB64u(c.id); });
+    const cred = await navigator.credentials.create({ publicKey: pk });
+    await post('/api/v1/passkeys', {
+      id: cred.id,
+      rawId: toB64u(cred.rawId),
+      type: cred.type,
+      response: {
+        attestationObject: toB64u(cred.response.attestationObject),
+        clientDataJSON: toB64u(cred.response.clientDataJSON),
+        transports: cred.response.getTransports ? cred.response.getTransports() : null,
+      },
+      extensions: cred.getClientExtensionResults(),
+    });
+    window.location.reload();
+  }
+
+  async function assert(optionsUrl, answerUrl) {
+    const options = await post(optionsUrl);
+    const pk = options.publicKey;
+    pk.challenge = fromB64u(pk.challenge);
+    (pk.allowCredentials || []).forEach(function (c) { c.id = fromB64u(c.id); });
+    const a = await navigator.credentials.get({ publicKey: pk });
+    return post(answerUrl, {
+      id: a.id,
+      rawId: toB64u(a.rawId),
+      type: a.type,
+      response: {
+        authenticatorData: toB64u(a.response.authenticatorData),
+        clientDataJSON: toB64u(a.response.clientDataJSON),
+        signature: toB64u(a.response.signature),
+        userHandle: a.response.userHandle ? toB64u(a.response.userHandle) : null,
+      },
+      extensions: a.getClientExtensionResults(),
+    });
+  }
+
+  async function signIn() {
+    const done = await assert('/login/passkey/options', '/login/passkey');
+    window.location.assign(done.redirect || '/dashboard');
+  }
+
+  async function stepUp(next) {
+    await assert('/api/v1/step-up/passkey/options', '/api/v1/step-up/passkey');
+    window.location.assign(next || '/security');
+  }
+
+  function on(id, action) {
+    const button = document.getElementById(id);
+    if (!button) return;
+    if (!window.PublicKeyCredential) { button.hidden = true; return; }
+    button.addEventListener('click', function () {
+      button.disabled = true;
+      action().catch(showError).finally(function () { button.disabled = false; });
+    });
+  }
+
+  const verify = document.getElementById('verify');
+  on('passkey-sign-in', signIn);
+  on('passkey-add', register);
+  on('passkey-verify', function () {
+    return verify && verify.dataset.mode === 'step-up' ? stepUp(verify.dataset.next) : signIn();
+  });
+})();
