@@ -121,7 +121,7 @@ async fn append(db: &Db, username: &str, client: &ClientInfo, activity: Activity
 /// The newest `count` entries, newest first (entries that no longer parse are skipped).
 pub async fn newest(db: &Db, username: &str, count: usize) -> Result<Vec<Entry>> {
     let key = db.keys.activity(username);
-    let reply: Vec<(String, Vec<redis::Value>)> = db
+    let reply: Vec<redis::Value> = db
         .run(async |c| {
             redis::cmd("XREVRANGE")
                 .arg(&key)
@@ -133,16 +133,17 @@ pub async fn newest(db: &Db, username: &str, count: usize) -> Result<Vec<Entry>>
                 .await
         })
         .await?;
-    Ok(reply
-        .iter()
-        .filter_map(|(_, fields)| {
-            let doc = fields.chunks(2).find_map(|pair| match pair {
-                [name, value] if value_text(name).as_deref() == Some("doc") => value_text(value),
-                _ => None,
-            })?;
-            serde_json::from_str(&doc).ok()
-        })
-        .collect())
+    // Each entry is `[id, [field, value, …]]`; the one field is `doc`.
+    let doc = |entry: &redis::Value| -> Option<Entry> {
+        let redis::Value::Bulk(parts) = entry else { return None };
+        let Some(redis::Value::Bulk(fields)) = parts.get(1) else { return None };
+        let doc = fields.chunks(2).find_map(|pair| match pair {
+            [name, value] if value_text(name).as_deref() == Some("doc") => value_text(value),
+            _ => None,
+        })?;
+        serde_json::from_str(&doc).ok()
+    };
+    Ok(reply.iter().filter_map(doc).collect())
 }
 
 /// Tells the user's other open dashboards that `session` just signed in from a new device (over

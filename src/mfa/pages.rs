@@ -145,8 +145,8 @@ pub struct VerifyForm {
     code: String,
     #[field(default = String::new())]
     password: String,
-    #[field(default = None)]
-    next: Option<String>,
+    #[field(default = String::new())]
+    next: String,
 }
 
 #[post("/login/verify", data = "<form>")]
@@ -164,7 +164,7 @@ pub async fn verify_submit(
     passwords: &State<Arc<Passwords>>,
 ) -> Result<Reply> {
     let form = form.0;
-    let next = safe_next(form.next.as_deref());
+    let next = safe_next(Some(&form.next));
     let Some(verify) = what_to_verify(db, user, &pre).await? else {
         return Ok(Reply::Done(Redirect::to(uri!("/login"))));
     };

@@ -269,7 +269,7 @@ async fn a_long_hashing_queue_answers_503_at_once() {
         .state::<std::sync::Arc<redbank::session::password::Passwords>>()
         .unwrap();
     let device = {
-        let res = app.post_api_login(&credentials("alice", "wonderland"), None).await;
+        let res = app.post_api_login(&credentials("admin", common::ADMIN_PASSWORD), None).await;
         let body: Value = serde_json::from_str(&res.into_string().await.unwrap()).unwrap();
         body["device_token"].as_str().unwrap().to_owned()
     };
@@ -277,7 +277,8 @@ async fn a_long_hashing_queue_answers_503_at_once() {
     let bob = credentials("bob", "foobared");
     let logins = (0..12).map(|_| app.post_api_login(&bob, None));
     // While the general queue sheds load, a known device has its own slot.
-    let body = json!({"username": "alice", "password": "wonderland", "device_token": device});
+    let body =
+        json!({"username": "admin", "password": common::ADMIN_PASSWORD, "device_token": device});
     let known = app.post_api_login(&body, None);
     let (responses, known) = futures::future::join(futures::future::join_all(logins), known).await;
     assert_eq!(known.status(), Status::Ok, "a known device was shed with the strangers");

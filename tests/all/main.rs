@@ -11,4 +11,5 @@ mod bank;
 mod foundation;
 mod hardening;
 mod live;
+mod mfa;
 mod sessions;

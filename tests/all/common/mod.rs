@@ -9,6 +9,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod passkey;
 pub mod server;
 
 use std::io::{Read, Write};
@@ -261,11 +262,15 @@ impl TestApp {
         redbank::session::guard::cookie_name(self.config())
     }
 
-    /// Signs in through the real login form (GET for the CSRF cookie + token, then POST).
+    /// Signs in through the real login form (GET for the CSRF cookie + token, then POST), and
+    /// through `/login/verify` with a code from the demo authenticator app when the user has one.
     pub async fn login_browser(&self, username: &str, password: &str) -> Browser {
         let res = self.try_login_browser(username, password).await;
         assert_eq!(res.status, Status::SeeOther, "login of {username} failed: {}", res.body);
-        let session = res.session.expect("session cookie set");
+        let session = match res.location.as_deref() {
+            Some("/login/verify") => self.verify_with_demo_app(&res).await,
+            _ => res.session.expect("session cookie set"),
+        };
         let page =
             self.client.get("/dashboard").header(cookie_header(self.cookie_name(), &session));
         let html = page.dispatch().await.into_string().await.unwrap_or_default();
@@ -274,6 +279,28 @@ impl TestApp {
             csrf: hidden_csrf(&html).expect("csrf token on the dashboard"),
             name: self.cookie_name(),
         }
+    }
+
+    /// The second step of a browser sign-in (`res` answered the password with `/login/verify`):
+    /// the demo app's codes around now, until one is accepted (one already used is refused);
+    /// returns the session token.
+    pub async fn verify_with_demo_app(&self, res: &LoginAttempt) -> String {
+        let pre_auth = set_cookie_value(&res.set_cookie, "redbank_mfa").expect("pre-auth cookie");
+        for code in demo_app_codes() {
+            let res = self
+                .client
+                .post("/login/verify")
+                .header(ContentType::Form)
+                .cookie(Cookie::new(LoginForm::CSRF_COOKIE, res.csrf_cookie.clone()))
+                .header(cookie_header("redbank_mfa", &pre_auth))
+                .body(format!("csrf={}&method=totp&code={code}", res.csrf_cookie))
+                .dispatch()
+                .await;
+            if res.status() == Status::SeeOther {
+                return res.cookies().get(self.cookie_name()).expect("session").value().to_owned();
+            }
+        }
+        panic!("no code of the demo app was accepted");
     }
 
     /// One attempt through the login form; returns what the browser would see.
@@ -310,7 +337,8 @@ impl TestApp {
         let set_cookie: Vec<String> = res.headers().get("Set-Cookie").map(str::to_owned).collect();
         let session = res.cookies().get(self.cookie_name()).map(|c| c.value().to_owned());
         let body = res.into_string().await.unwrap_or_default();
-        LoginAttempt { status, location, retry_after, session, set_cookie, body }
+        let csrf_cookie = form.csrf_cookie;
+        LoginAttempt { status, location, retry_after, session, set_cookie, body, csrf_cookie }
     }
 
     /// A same-origin form POST from a signed-in browser carrying its CSRF token.
@@ -344,12 +372,45 @@ impl TestApp {
         self.post_api_login(&credentials(username, password), ip).await.status()
     }
 
-    /// Signs in through the mobile API; returns the bearer token.
+    /// Signs in through the mobile API (with a code from the demo authenticator app when the
+    /// user has one); returns the bearer token.
     pub async fn api_login(&self, username: &str, password: &str) -> String {
         let res = self.post_api_login(&credentials(username, password), None).await;
         assert_eq!(res.status(), Status::Ok, "mobile login of {username}");
         let body: Value = serde_json::from_str(&res.into_string().await.unwrap()).unwrap();
+        if body["mfa_required"] == true {
+            let mfa_token = body["mfa_token"].as_str().unwrap();
+            for code in demo_app_codes() {
+                let res = self
+                    .post_json(
+                        "/api/v1/login/totp",
+                        None,
+                        &json!({"mfa_token": mfa_token, "code": code}),
+                    )
+                    .await;
+                if res.status() == Status::Ok {
+                    let body: Value =
+                        serde_json::from_str(&res.into_string().await.unwrap()).unwrap();
+                    return body["token"].as_str().expect("token").to_owned();
+                }
+            }
+            panic!("no code of the demo app was accepted");
+        }
         body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// A JSON POST, with a bearer token when given.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> LocalResponse<'_> {
+        let mut req = self.client.post(path.to_owned()).header(ContentType::JSON);
+        if let Some(token) = token {
+            req = req.header(bearer(token));
+        }
+        req.body(body.to_string()).dispatch().await
     }
 
     /// The names of this app's keys.
@@ -407,7 +468,7 @@ pub fn credentials(username: &str, password: &str) -> Value {
 /// double-submit CSRF cookie and the hidden token from `GET /login`, then the POST's `Cookie`
 /// header and body.
 pub struct LoginForm {
-    csrf_cookie: String,
+    pub csrf_cookie: String,
     token: String,
 }
 
@@ -431,6 +492,23 @@ impl LoginForm {
     }
 }
 
+/// The codes alice's demo authenticator app shows for the time steps around now, oldest first:
+/// the app accepts each step once, so a caller tries them in turn, as a user types the next code.
+pub fn demo_app_codes() -> Vec<String> {
+    use redbank::mfa::totp::{TotpSecret, step_of};
+    let secret = TotpSecret::from_base32(redbank::demo::ALICE_TOTP_SECRET).unwrap();
+    let now = step_of(redbank::clock::now_ms() / 1000);
+    (now - 1..=now + 1).map(|step| secret.code_at(step)).collect()
+}
+
+/// The value a response's `Set-Cookie` headers give cookie `name`.
+pub fn set_cookie_value(set_cookie: &[String], name: &str) -> Option<String> {
+    set_cookie.iter().find_map(|c| {
+        let value = c.strip_prefix(name)?.strip_prefix('=')?;
+        Some(value.split(';').next()?.to_owned())
+    })
+}
+
 #[derive(Debug)]
 pub struct LoginAttempt {
     pub status: Status,
@@ -439,6 +517,8 @@ pub struct LoginAttempt {
     pub session: Option<String>,
     pub set_cookie: Vec<String>,
     pub body: String,
+    /// The login form's double-submit CSRF cookie (the second step posts it again).
+    pub csrf_cookie: String,
 }
 
 /// The value of the first hidden `csrf` input in a page.

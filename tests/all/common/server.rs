@@ -148,14 +148,44 @@ pub async fn form_login_attempt(
         .unwrap()
 }
 
-/// Signs in through the login form of the app at `base`; returns the session's `Cookie` header
-/// value.
+/// Signs in through the login form of the app at `base` (and `/login/verify` with a code from
+/// the demo authenticator app when the user has one); returns the session's `Cookie` header value.
 pub async fn form_login(http: &reqwest::Client, base: &str, user: &str, pass: &str) -> String {
-    let res = form_login_attempt(http, base, user, pass, None).await;
+    let page = http.get(format!("{base}/login")).send().await.unwrap();
+    let csrf_cookie =
+        page.cookies().find(|c| c.name() == LoginForm::CSRF_COOKIE).map(|c| c.value().to_owned());
+    let form = LoginForm::new(csrf_cookie, &page.text().await.unwrap());
+    let res = http
+        .post(format!("{base}/login"))
+        .header("Cookie", form.cookie(None))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form.body(user, pass))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 303, "form login of {user} failed");
-    let session =
-        res.cookies().find(|c| c.name() == "redbank").expect("session cookie").value().to_owned();
-    format!("redbank={session}")
+    let session = |res: &reqwest::Response| {
+        res.cookies().find(|c| c.name() == "redbank").map(|c| c.value().to_owned())
+    };
+    if res.headers().get("Location").is_some_and(|l| l == "/login/verify") {
+        let pre_auth =
+            res.cookies().find(|c| c.name() == "redbank_mfa").expect("pre-auth").value().to_owned();
+        for code in crate::common::demo_app_codes() {
+            let res = http
+                .post(format!("{base}/login/verify"))
+                .header("Cookie", form.cookie(Some(&format!("redbank_mfa={pre_auth}"))))
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(format!("csrf={}&method=totp&code={code}", form.csrf_cookie))
+                .send()
+                .await
+                .unwrap();
+            if let Some(token) = session(&res) {
+                return format!("redbank={token}");
+            }
+        }
+        panic!("no code of the demo app was accepted");
+    }
+    format!("redbank={}", session(&res).expect("session cookie"))
 }
 
 /// `POST /api/v1/login` to the app at `base` with any JSON `body`; the status and the JSON body
@@ -170,10 +200,23 @@ pub async fn post_api_login(
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
-/// Signs in through the mobile API of the app at `base`; returns the bearer token.
+/// Signs in through the mobile API of the app at `base` (with a code from the demo authenticator
+/// app when the user has one); returns the bearer token.
 pub async fn api_token(http: &reqwest::Client, base: &str, user: &str, pass: &str) -> String {
     let (status, body) = post_api_login(http, base, &credentials(user, pass)).await;
     assert_eq!(status, 200, "mobile login of {user}: {body}");
+    if body["mfa_required"] == true {
+        for code in crate::common::demo_app_codes() {
+            let answer = serde_json::json!({"mfa_token": body["mfa_token"], "code": code});
+            let res =
+                http.post(format!("{base}/api/v1/login/totp")).json(&answer).send().await.unwrap();
+            if res.status() == 200 {
+                let done: Value = res.json().await.unwrap();
+                return done["token"].as_str().expect("token").to_owned();
+            }
+        }
+        panic!("no code of the demo app was accepted");
+    }
     body["token"].as_str().expect("token").to_owned()
 }
 

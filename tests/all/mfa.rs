@@ -1,0 +1,505 @@
+//! Strong authentication over real HTTP: TOTP enrolment and sign-in, code replay, the `mfa_token`
+//! (expired, reused, guessed), recovery codes, passkeys (registration, usernameless sign-in,
+//! replay), step-up (refused with RFC 9470's challenge, then granted), ceremony and pre-auth state
+//! shared by two instances, the security activity and the live new-sign-in notice.
+
+use std::time::Duration;
+
+use redbank::mfa::totp::{TotpSecret, step_of};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::passkey::Device;
+use crate::common::server::{Next, Sse, TestServer, post_api_login};
+use crate::common::{credentials, demo_app_codes, shared_redis, unique_prefix};
+
+/// The origin the app's passkeys are bound to (`public_origin`'s default).
+const ORIGIN: &str = "http://localhost:8080";
+
+/// A JSON request with a bearer token; the status and the JSON body (null when none).
+async fn call(
+    server: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+    let mut req = server.http.request(method, server.url(path));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        req = req.json(body);
+    }
+    let res = req.send().await.unwrap();
+    let (status, headers) = (res.status(), res.headers().clone());
+    (status, res.json().await.unwrap_or(Value::Null), headers)
+}
+
+async fn post(
+    server: &TestServer,
+    path: &str,
+    token: Option<&str>,
+    body: &Value,
+) -> (StatusCode, Value) {
+    let (status, body, _) = call(server, reqwest::Method::POST, path, token, Some(body)).await;
+    (status, body)
+}
+
+/// The code of `secret` for the time step `offset` steps from now.
+fn code(secret: &TotpSecret, offset: i64) -> String {
+    secret.code_at(step_of(redbank::clock::now_ms() / 1000) + offset)
+}
+
+/// Enrols TOTP for the user of `token`; the secret and the recovery codes.
+async fn enrol_totp(server: &TestServer, token: &str) -> (TotpSecret, Vec<String>) {
+    let (status, begun) = post(server, "/api/v1/mfa/totp", Some(token), &json!({})).await;
+    assert_eq!(status, 200, "{begun}");
+    let secret = TotpSecret::from_base32(begun["secret"].as_str().unwrap()).unwrap();
+    let uri = begun["otpauth_uri"].as_str().unwrap();
+    assert!(uri.starts_with("otpauth://totp/redbank:") && uri.contains("secret="), "{uri}");
+    assert!(begun["qr_svg"].as_str().unwrap().starts_with("<svg"));
+    // A wrong code does not turn it on.
+    let wrong = json!({"code": "000000"});
+    let wrong = if code(&secret, 0) == "000000" { json!({"code": "111111"}) } else { wrong };
+    let (status, _) = post(server, "/api/v1/mfa/totp/confirm", Some(token), &wrong).await;
+    assert_eq!(status, 401);
+    let (status, done) =
+        post(server, "/api/v1/mfa/totp/confirm", Some(token), &json!({"code": code(&secret, -1)}))
+            .await;
+    assert_eq!(status, 200, "{done}");
+    let codes: Vec<String> = done["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().into())
+        .collect();
+    assert_eq!(codes.len(), 10);
+    (secret, codes)
+}
+
+/// A password sign-in that must stop at the second factor; its `mfa_token` and methods.
+async fn password_step(server: &TestServer, user: &str, password: &str) -> (String, Value) {
+    let (status, body) =
+        post_api_login(&server.http, &server.base, &credentials(user, password)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["mfa_required"], true, "{body}");
+    assert!(body.get("token").is_none(), "a session before the second factor: {body}");
+    (body["mfa_token"].as_str().unwrap().to_owned(), body["methods"].clone())
+}
+
+#[rocket::async_test]
+async fn totp_enrolment_sign_in_and_code_replay() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let token = server.api_login("bob", "foobared").await;
+    let (_, me, _) = call(&server, reqwest::Method::GET, "/api/v1/me", Some(&token), None).await;
+    assert_eq!(me["session"]["aal"], 1);
+    assert_eq!(me["session"]["amr"], json!(["pwd"]));
+    let (secret, _) = enrol_totp(&server, &token).await;
+    // A second factor on top of the first needs a step-up (a stolen session must not add one)…
+    let (status, body) = post(&server, "/api/v1/mfa/totp", Some(&token), &json!({})).await;
+    assert_eq!((status.as_u16(), &body["error"]), (401, &json!("step_up_required")));
+
+    let (mfa_token, methods) = password_step(&server, "bob", "foobared").await;
+    assert_eq!(methods, json!(["totp", "recovery"]));
+    // The code used to confirm enrolment (step −1) is spent: it, and anything older, is refused.
+    let replay = json!({"mfa_token": mfa_token, "code": code(&secret, -1)});
+    assert_eq!(post(&server, "/api/v1/login/totp", None, &replay).await.0, 401);
+    let right = json!({"mfa_token": mfa_token, "code": code(&secret, 0)});
+    let (status, done) = post(&server, "/api/v1/login/totp", None, &right).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["aal"], 2);
+    assert_eq!(done["amr"], json!(["pwd", "otp", "mfa"]));
+    let new_token = done["token"].as_str().unwrap();
+    let (_, me, _) = call(&server, reqwest::Method::GET, "/api/v1/me", Some(new_token), None).await;
+    assert_eq!(me["session"]["aal"], 2);
+    assert!(me["session"]["auth_time"].as_str().is_some());
+    // The same code on a new sign-in: refused (single use), the next one works.
+    let (mfa_token, _) = password_step(&server, "bob", "foobared").await;
+    let again = json!({"mfa_token": mfa_token, "code": code(&secret, 0)});
+    assert_eq!(post(&server, "/api/v1/login/totp", None, &again).await.0, 401);
+    let next = json!({"mfa_token": mfa_token, "code": code(&secret, 1)});
+    assert_eq!(post(&server, "/api/v1/login/totp", None, &next).await.0, 200);
+    // The sessions list shows how strongly each session signed in.
+    let (_, list, _) =
+        call(&server, reqwest::Method::GET, "/api/v1/sessions", Some(new_token), None).await;
+    let levels: Vec<i64> =
+        list["sessions"].as_array().unwrap().iter().map(|s| s["aal"].as_i64().unwrap()).collect();
+    assert!(levels.contains(&1) && levels.contains(&2), "{list}");
+    server.stop().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn the_mfa_token_is_single_use_expires_and_takes_few_guesses() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    // Reused: the token that completed a sign-in completes no other.
+    let (mfa_token, _) = password_step(&server, "alice", "wonderland").await;
+    let mut signed_in = None;
+    for code in demo_app_codes() {
+        let body = json!({"mfa_token": mfa_token, "code": code});
+        let (status, done) = post(&server, "/api/v1/login/totp", None, &body).await;
+        if status == 200 {
+            signed_in = Some(done);
+            break;
+        }
+    }
+    assert!(signed_in.is_some(), "alice signs in with her app");
+    for code in demo_app_codes() {
+        let body = json!({"mfa_token": mfa_token, "code": code});
+        let (status, body) = post(&server, "/api/v1/login/totp", None, &body).await;
+        assert_eq!(status, 401, "a used mfa_token worked again: {body}");
+    }
+    // Not a token at all, or a session token: refused the same way.
+    let bob = server.api_login("bob", "foobared").await;
+    for fake in ["", "nope", bob.as_str()] {
+        let body = json!({"mfa_token": fake, "code": "123456"});
+        assert_eq!(post(&server, "/api/v1/login/totp", None, &body).await.0, 401, "{fake}");
+    }
+    // Expired: Redis drops the state after its TTL (shortened here to one millisecond).
+    let (mfa_token, _) = password_step(&server, "alice", "wonderland").await;
+    let key = server
+        .keys()
+        .pre_auth(redbank::session::model::SessionToken::parse(&mfa_token).unwrap().id().as_str());
+    let mut conn = shared_redis().conn().await;
+    let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut conn).await.unwrap();
+    assert!(ttl > 0 && ttl <= 300, "pre-auth state TTL {ttl}");
+    let _: () = redis::cmd("PEXPIRE").arg(&key).arg(1).query_async(&mut conn).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for code in demo_app_codes() {
+        let body = json!({"mfa_token": mfa_token, "code": code});
+        assert_eq!(post(&server, "/api/v1/login/totp", None, &body).await.0, 401);
+    }
+    // Guessed: five wrong codes and the state is gone, so a right code no longer helps.
+    let (mfa_token, _) = password_step(&server, "alice", "wonderland").await;
+    let secret = TotpSecret::from_base32(redbank::demo::ALICE_TOTP_SECRET).unwrap();
+    let valid: Vec<String> = (-1..=1).map(|o| code(&secret, o)).collect();
+    let wrong: Vec<String> = (0..100)
+        .map(|n| format!("{:06}", n * 7919 % 1_000_000))
+        .filter(|c| !valid.contains(c))
+        .take(5)
+        .collect();
+    for guess in &wrong {
+        let body = json!({"mfa_token": mfa_token, "code": guess});
+        assert_eq!(post(&server, "/api/v1/login/totp", None, &body).await.0, 401);
+    }
+    let key = server
+        .keys()
+        .pre_auth(redbank::session::model::SessionToken::parse(&mfa_token).unwrap().id().as_str());
+    let exists: bool = redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await.unwrap();
+    assert!(!exists, "the pre-auth state outlived five wrong codes");
+    for code in demo_app_codes() {
+        let body = json!({"mfa_token": mfa_token, "code": code});
+        let (status, body) = post(&server, "/api/v1/login/totp", None, &body).await;
+        assert_eq!(status, 401, "the sixth try of a guessed mfa_token worked: {body}");
+    }
+    server.stop().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn recovery_codes_work_once() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let token = server.api_login("bob", "foobared").await;
+    let (_, codes) = enrol_totp(&server, &token).await;
+    let (mfa_token, _) = password_step(&server, "bob", "foobared").await;
+    // Typed with spaces and in capitals, it is the same code.
+    let typed = codes[3].replace('-', " ").to_uppercase();
+    let body = json!({"mfa_token": mfa_token, "code": typed});
+    let (status, done) = post(&server, "/api/v1/login/recovery", None, &body).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["aal"], 2);
+    let (mfa_token, _) = password_step(&server, "bob", "foobared").await;
+    let body = json!({"mfa_token": mfa_token, "code": codes[3]});
+    assert_eq!(post(&server, "/api/v1/login/recovery", None, &body).await.0, 401, "used twice");
+    let body = json!({"mfa_token": mfa_token, "code": codes[4]});
+    assert_eq!(post(&server, "/api/v1/login/recovery", None, &body).await.0, 200);
+    let (_, activity, _) =
+        call(&server, reqwest::Method::GET, "/api/v1/security/activity", Some(&token), None).await;
+    assert_eq!(activity["factors"]["recovery_codes_left"], 8, "{activity}");
+    let used: Vec<&Value> = activity["activity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "recovery_code_used")
+        .collect();
+    assert_eq!(used.len(), 2);
+    assert_eq!(used[0]["remaining"], 8, "newest first");
+    server.stop().await.unwrap();
+}
+
+/// Makes the session of `token` look like it signed in long ago (what time would do).
+async fn age_session(server: &TestServer, token: &str) {
+    let id = crate::common::session_id(token);
+    let key = server.keys().session(&id);
+    let mut conn = shared_redis().conn().await;
+    let _: () = redis::cmd("JSON.SET")
+        .arg(&key)
+        .arg("$.assurance.auth_time")
+        .arg(0)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
+#[rocket::async_test]
+async fn sensitive_actions_need_a_recent_strong_sign_in() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let token = server.api_login("bob", "foobared").await;
+    // A password-only user: a fresh sign-in is recent enough; an old one steps up with the
+    // password (recorded as AAL1).
+    age_session(&server, &token).await;
+    let (status, body) =
+        post(&server, "/api/v1/mfa/recovery-codes", Some(&token), &json!({})).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "step_up_required");
+    let (status, body) =
+        post(&server, "/api/v1/step-up/password", Some(&token), &json!({"password": "nope"})).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) =
+        post(&server, "/api/v1/step-up/password", Some(&token), &json!({"password": "foobared"}))
+            .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["aal"], 1);
+    // Adding a first factor never waits for a step-up, even on an old session.
+    age_session(&server, &token).await;
+    let (secret, _) = enrol_totp(&server, &token).await;
+    // Now bob has a second factor: his password session (AAL1) must step up with it.
+    let (status, body, headers) =
+        call(&server, reqwest::Method::DELETE, "/api/v1/mfa/totp", Some(&token), None).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "step_up_required");
+    assert_eq!(
+        headers.get("WWW-Authenticate").unwrap(),
+        r#"Bearer error="insufficient_user_authentication", max_age=300, acr_values="aal2""#
+    );
+    let (status, _) =
+        post(&server, "/api/v1/step-up/password", Some(&token), &json!({"password": "foobared"}))
+            .await;
+    assert_eq!(status, 403, "a user with a second factor cannot step up with the password");
+    let (status, _) =
+        post(&server, "/api/v1/step-up/totp", Some(&token), &json!({"code": code(&secret, -1)}))
+            .await;
+    assert_eq!(status, 401, "the enrolment's code again");
+    let (status, body) =
+        post(&server, "/api/v1/step-up/totp", Some(&token), &json!({"code": code(&secret, 0)}))
+            .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["aal"], 2);
+    let (status, _, _) =
+        call(&server, reqwest::Method::DELETE, "/api/v1/mfa/totp", Some(&token), None).await;
+    assert_eq!(status, 204);
+    // Protective actions never wait: signing out every other session works on an old session.
+    age_session(&server, &token).await;
+    let other = server.api_login("bob", "foobared").await;
+    let id = crate::common::session_id(&other);
+    let (status, _, _) = call(
+        &server,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/sessions/{id}"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (_, activity, _) =
+        call(&server, reqwest::Method::GET, "/api/v1/security/activity", Some(&token), None).await;
+    let types: Vec<&str> = activity["activity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "sign_in",
+        "factor_added",
+        "factor_removed",
+        "step_up",
+        "session_revoked",
+        "failed_sign_in",
+    ] {
+        assert!(types.contains(&expected), "{expected} missing from {types:?}");
+    }
+    server.stop().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn a_page_action_without_step_up_goes_through_verify_and_back() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let (cookie, csrf) = server.login("alice", "wonderland").await;
+    let token = cookie.split_once('=').unwrap().1.to_owned();
+    age_session(&server, &token).await;
+    let form = |cookie: &str, body: String| {
+        server
+            .http
+            .post(server.url("/security/recovery-codes"))
+            .header("Cookie", cookie.to_owned())
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+    };
+    let res = form(&cookie, format!("csrf={csrf}")).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["Location"], "/login/verify?next=%2Fsecurity");
+    let page =
+        server.http.get(server.url("/login/verify?next=%2Fsecurity")).header("Cookie", &cookie);
+    let html = page.send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("Confirm it is you") && html.contains("name=\"method\" value=\"totp\""));
+    // Off-site `next` values are never followed.
+    let evil =
+        server.http.get(server.url("/login/verify?next=//evil.example")).header("Cookie", &cookie);
+    let html = evil.send().await.unwrap().text().await.unwrap();
+    assert!(!html.contains("evil.example"), "an off-site next survived");
+    let mut rotated = None;
+    for code in demo_app_codes() {
+        let res = server
+            .http
+            .post(server.url("/login/verify"))
+            .header("Cookie", &cookie)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(format!("csrf={csrf}&method=totp&code={code}&next=%2Fsecurity"))
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 303 {
+            assert_eq!(res.headers()["Location"], "/security");
+            rotated = res.cookies().find(|c| c.name() == "redbank").map(|c| c.value().to_owned());
+            break;
+        }
+        assert_eq!(res.status(), 401, "a wrong code shows the page again with 401");
+    }
+    let rotated = format!("redbank={}", rotated.expect("a new session cookie after the step-up"));
+    // The token from before the step-up is worth nothing now.
+    let me = |cookie: &str| {
+        server.http.get(server.url("/api/v1/me")).header("Cookie", cookie.to_owned()).send()
+    };
+    assert_eq!(me(&cookie).await.unwrap().status(), 401);
+    let me_now: Value = me(&rotated).await.unwrap().json().await.unwrap();
+    assert_eq!(me_now["session"]["aal"], 2);
+    let html =
+        server.http.get(server.url("/security")).header("Cookie", &rotated).send().await.unwrap();
+    let csrf = crate::common::hidden_csrf(&html.text().await.unwrap()).unwrap();
+    let res = form(&rotated, format!("csrf={csrf}")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert_eq!(html.matches("<li><code>").count(), 10, "ten new recovery codes, shown once");
+    server.stop().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn passkeys_register_sign_in_alone_and_work_across_instances() {
+    let prefix = unique_prefix();
+    let a = TestServer::start(shared_redis(), Some(&prefix), |f| f).await;
+    let b =
+        TestServer::start(shared_redis(), Some(&prefix), |f| f.merge(("generator_interval_ms", 0)))
+            .await;
+    let token = a.api_login("bob", "foobared").await;
+    let mut device = Device::new(ORIGIN);
+    // Registration starts on one instance and finishes on the other.
+    let (status, options) =
+        post(&a, "/api/v1/passkeys/options", Some(&token), &json!({"name": "Test key"})).await;
+    assert_eq!(status, 200, "{options}");
+    assert_eq!(options["publicKey"]["authenticatorSelection"]["residentKey"], "required");
+    assert_eq!(options["publicKey"]["authenticatorSelection"]["userVerification"], "required");
+    let answer = device.register(&options);
+    let (status, added) = post(&b, "/api/v1/passkeys", Some(&token), &answer).await;
+    assert_eq!(status, 201, "{added}");
+    assert_eq!(added["name"], "Test key");
+    // The same answer again: its ceremony is gone.
+    assert_eq!(post(&b, "/api/v1/passkeys", Some(&token), &answer).await.0, 401);
+    let (_, list, _) = call(&a, reqwest::Method::GET, "/api/v1/passkeys", Some(&token), None).await;
+    assert_eq!(list["passkeys"].as_array().unwrap().len(), 1, "{list}");
+
+    // Usernameless sign-in, started on B, finished on A: two factors in one.
+    let (status, options) = post(&b, "/api/v1/login/passkey/options", None, &json!({})).await;
+    assert_eq!(status, 200, "{options}");
+    assert_eq!(options["publicKey"]["allowCredentials"], json!([]));
+    let assertion = device.sign(&options);
+    let (status, done) = post(&a, "/api/v1/login/passkey", None, &assertion).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["user"]["username"], "bob");
+    assert_eq!(done["aal"], 2);
+    assert_eq!(done["amr"], json!(["hwk", "user", "mfa"]));
+    // Replayed: the challenge was used.
+    assert_eq!(post(&b, "/api/v1/login/passkey", None, &assertion).await.0, 401);
+    // A password sign-in now asks for the passkey.
+    let (_, methods) = password_step(&a, "bob", "foobared").await;
+    assert_eq!(methods, json!(["passkey"]));
+
+    // Removing it is sensitive: the password session steps up with the passkey first.
+    let id = list["passkeys"][0]["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/passkeys/{id}");
+    assert_eq!(call(&a, reqwest::Method::DELETE, &path, Some(&token), None).await.0, 401);
+    let (status, options) =
+        post(&a, "/api/v1/step-up/passkey/options", Some(&token), &json!({})).await;
+    assert_eq!(status, 200);
+    let assertion = device.sign(&options);
+    // Another session cannot use this session's step-up ceremony.
+    let stranger = b.api_login("alice", "wonderland").await;
+    assert_eq!(post(&b, "/api/v1/step-up/passkey", Some(&stranger), &assertion).await.0, 401);
+    let (status, options) =
+        post(&a, "/api/v1/step-up/passkey/options", Some(&token), &json!({})).await;
+    assert_eq!(status, 200);
+    let assertion = device.sign(&options);
+    let (status, body) = post(&b, "/api/v1/step-up/passkey", Some(&token), &assertion).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["aal"], 2);
+    assert_eq!(call(&a, reqwest::Method::DELETE, &path, Some(&token), None).await.0, 204);
+    let (_, plain) = post_api_login(&a.http, &a.base, &credentials("bob", "foobared")).await;
+    assert!(plain.get("token").is_some(), "without a factor bob signs in with the password alone");
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn a_second_factor_started_on_one_instance_finishes_on_another() {
+    let prefix = unique_prefix();
+    let a = TestServer::start(shared_redis(), Some(&prefix), |f| f).await;
+    let b = TestServer::start(shared_redis(), Some(&prefix), |f| f).await;
+    let (mfa_token, methods) = password_step(&a, "alice", "wonderland").await;
+    assert_eq!(methods, json!(["totp"]));
+    let mut done = false;
+    for code in demo_app_codes() {
+        let body = json!({"mfa_token": mfa_token, "code": code});
+        if post(&b, "/api/v1/login/totp", None, &body).await.0 == 200 {
+            done = true;
+            break;
+        }
+    }
+    assert!(done, "B finished what A started");
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn a_new_device_signing_in_is_announced_on_the_other_dashboards() {
+    let server =
+        TestServer::start(shared_redis(), None, |f| f.merge(("sse_heartbeat_secs", 1))).await;
+    let (cookie, _) = server.login("bob", "foobared").await;
+    let mut stream = Sse::new(server.events(&cookie, None).await);
+    // A phone that never signed in to bob's account before, from another address.
+    let phone = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 3]))
+        .user_agent(
+            "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 Chrome/131.0 Mobile Safari/537.36",
+        )
+        .build()
+        .unwrap();
+    let (status, body) =
+        post_api_login(&phone, &server.base, &credentials("bob", "foobared")).await;
+    assert_eq!(status, 200, "{body}");
+    let new_session = crate::common::session_id(body["token"].as_str().unwrap());
+    let event = stream.expect("security", Duration::from_secs(5)).await;
+    let notice: Value = serde_json::from_str(&event.data).unwrap();
+    assert_eq!(notice["type"], "new_sign_in");
+    assert_eq!(notice["device"], "Chrome on Android");
+    assert_eq!(notice["ip"], "127.0.0.3");
+    assert_eq!(notice["session"], new_session.as_str());
+    assert!(event.id.is_none(), "a notice must not move the stream's resume point");
+    // The same device again is not news.
+    let device = body["device_token"].as_str().unwrap();
+    let again = json!({"username": "bob", "password": "foobared", "device_token": device});
+    let (status, _) = post_api_login(&phone, &server.base, &again).await;
+    assert_eq!(status, 200);
+    // The stream stays quiet about it (heartbeats are comments, the generator is off).
+    let quiet = stream.next(Duration::from_secs(2)).await;
+    assert!(matches!(quiet, Next::Timeout), "an event for a device the account knows");
+    server.stop().await.unwrap();
+}
