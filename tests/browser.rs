@@ -408,6 +408,110 @@ async fn the_whole_flow_in_a_real_browser() {
         .collect();
     assert!(bad.is_empty(), "browser console: {bad:#?}");
 
+    strong_authentication(&server, &client).await;
+
     client.close().await.unwrap();
     server.stop().await.unwrap();
+}
+
+/// Types a code of alice's demo authenticator app into `/login/verify` (the app accepts each
+/// time step once: a code refused because its step was used, the next one is tried).
+async fn verify_with_demo_app(client: &Client) {
+    for code in common::demo_app_codes() {
+        let field = client.find(Locator::Css("#totp-code")).await.unwrap();
+        field.clear().await.unwrap();
+        field.send_keys(&code).await.unwrap();
+        client.find(Locator::Css("#totp-submit")).await.unwrap().click().await.unwrap();
+        wait_for(
+            client,
+            "location.pathname === '/dashboard' || document.querySelector('#verify-error')",
+            Duration::from_secs(5),
+        )
+        .await;
+        if client.current_url().await.unwrap().path() == "/dashboard" {
+            return;
+        }
+    }
+    panic!("no code of the demo app was accepted");
+}
+
+/// Passkeys with Chromium's virtual authenticator (WebDriver's WebAuthn extension), alice's
+/// authenticator app, and the live notice of a new device's sign-in. On `localhost`: WebAuthn
+/// needs a secure context, and passkeys are bound to the `public_origin`.
+async fn strong_authentication(server: &TestServer, client: &Client) {
+    let url = |path: &str| format!("{}{path}", server.origin);
+    let authenticator = json!({
+        "protocol": "ctap2", "transport": "internal", "hasResidentKey": true,
+        "hasUserVerification": true, "isUserVerified": true,
+    });
+    client.issue_cmd(Chromedriver("webauthn/authenticator", authenticator)).await.unwrap();
+
+    // bob adds a passkey on /security…
+    client.goto(&url("/login")).await.unwrap();
+    submit_login(client, "bob", "foobared").await;
+    wait_for(client, "location.pathname === '/dashboard'", Duration::from_secs(5)).await;
+    client.goto(&url("/security")).await.unwrap();
+    assert_accessible(client, "security").await;
+    let name = client.find(Locator::Css("#passkey-name")).await.unwrap();
+    name.send_keys("Test laptop").await.unwrap();
+    client.find(Locator::Css("#passkey-add")).await.unwrap().click().await.unwrap();
+    wait_for(
+        client,
+        "document.querySelectorAll('tr.passkey').length === 1",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(text(client, "tr.passkey").await.contains("Test laptop"));
+    screenshot(client, "security").await;
+    // …signs out, and signs in with the passkey alone: two factors, no password.
+    client.find(Locator::Css("#logout")).await.unwrap().click().await.unwrap();
+    wait_for(client, "location.pathname === '/login'", Duration::from_secs(5)).await;
+    client.find(Locator::Css("#passkey-sign-in")).await.unwrap().click().await.unwrap();
+    wait_for(client, "location.pathname === '/dashboard'", Duration::from_secs(10)).await;
+    client.goto(&url("/sessions")).await.unwrap();
+    let current = client.find(Locator::Css("tr.session.current td.aal")).await.unwrap();
+    assert_eq!(current.attr("data-aal").await.unwrap().as_deref(), Some("2"));
+    assert!(current.text().await.unwrap().contains("aal 2"));
+    client.find(Locator::Css("#logout")).await.unwrap().click().await.unwrap();
+    wait_for(client, "location.pathname === '/login'", Duration::from_secs(5)).await;
+
+    // alice signs in with her password and a code from her app.
+    submit_login(client, "alice", "wonderland").await;
+    wait_for(client, "location.pathname === '/login/verify'", Duration::from_secs(5)).await;
+    screenshot(client, "verify").await;
+    assert_accessible(client, "verify").await;
+    verify_with_demo_app(client).await;
+    wait_for(
+        client,
+        "document.querySelector('#live-status').dataset.state === 'live'",
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // A second browser (a device alice never used) signs in: the first one is told at once and
+    // signs it out with one click.
+    // (Its own chromedriver and profile: no device cookie, so the account has never seen it.)
+    let other_driver = Driver::start();
+    let other = other_driver.connect().await;
+    other.goto(&url("/login")).await.unwrap();
+    submit_login(&other, "alice", "wonderland").await;
+    wait_for(&other, "location.pathname === '/login/verify'", Duration::from_secs(5)).await;
+    verify_with_demo_app(&other).await;
+    let cookie = other.get_named_cookie("redbank").await.unwrap();
+    let key = server.keys().session(&common::session_id(cookie.value()));
+    wait_for(client, "document.querySelector('.security-notice')", Duration::from_secs(10)).await;
+    let notice = text(client, ".security-notice p").await;
+    assert!(notice.starts_with("New sign-in: Chrome on Linux, 127.0.0.1, "), "{notice}");
+    assert_accessible(client, "dashboard with a security notice").await;
+    let mut redis = common::shared_redis().conn().await;
+    assert!(redis.exists::<_, bool>(&key).await.unwrap());
+    client.find(Locator::Css(".security-notice .not-me")).await.unwrap().click().await.unwrap();
+    wait_for(
+        client,
+        "document.querySelector('.security-notice p').textContent.includes('signed out')",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(!redis.exists::<_, bool>(&key).await.unwrap(), "the other session survived 'not me'");
+    other.close().await.unwrap();
 }

@@ -307,7 +307,17 @@ fn activity_rows(entries: Vec<Entry>) -> Vec<Value> {
 pub async fn security_page(user: CurrentUser, db: &State<Db>) -> Result<Template> {
     let doc = &user.0.doc;
     let owned = factors::factors(db, &doc.user).await?;
-    let passkeys = passkey::list(db, &doc.user).await?;
+    // Times as the other pages show them (the API keeps RFC 3339).
+    let passkeys: Vec<Value> = passkey::list(db, &doc.user)
+        .await?
+        .into_iter()
+        .map(|p| {
+            let mut row = json!(p);
+            row["added"] = json!(display_ms(p.created_ms));
+            row["used"] = json!(p.last_used_ms.map(display_ms));
+            row
+        })
+        .collect();
     let entries = activity::newest(db, &doc.user, 50).await?;
     Ok(Template::render(
         "mfa/security",

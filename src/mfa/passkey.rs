@@ -105,6 +105,11 @@ pub struct PasskeyView {
     pub name: String,
     pub created_at: String,
     pub last_used_at: Option<String>,
+    /// The same times in ms, for pages.
+    #[serde(skip)]
+    pub created_ms: i64,
+    #[serde(skip)]
+    pub last_used_ms: Option<i64>,
 }
 
 /// The user a passkey signed in, and which passkey it was.
@@ -244,6 +249,8 @@ pub async fn list(db: &Db, username: &str) -> Result<Vec<PasskeyView>> {
             name: s.name,
             created_at: rfc3339_ms(s.created_at),
             last_used_at: s.last_used_at.map(rfc3339_ms),
+            created_ms: s.created_at,
+            last_used_ms: s.last_used_at,
         })
         .collect())
 }
@@ -334,7 +341,8 @@ pub async fn finish_registration(
     if added == 0 {
         return Err(Error::BadRequest("This passkey is already registered.".into()));
     }
-    Ok(PasskeyView { id, name, created_at: rfc3339_ms(now), last_used_at: None })
+    let created_at = rfc3339_ms(now);
+    Ok(PasskeyView { id, name, created_at, last_used_at: None, created_ms: now, last_used_ms: None })
 }
 
 /// Starts a passkey sign-in or step-up: the options for `navigator.credentials.get` (no

@@ -13,8 +13,8 @@ use crate::common::passkey::Device;
 use crate::common::server::{Next, Sse, TestServer, post_api_login};
 use crate::common::{credentials, demo_app_codes, shared_redis, unique_prefix};
 
-/// The origin the app's passkeys are bound to (`public_origin`'s default).
-const ORIGIN: &str = "http://localhost:8080";
+/// The origin both instances of the passkey test serve (one site behind one proxy).
+const ORIGIN: &str = "https://bank.example";
 
 /// A JSON request with a bearer token; the status and the JSON body (null when none).
 async fn call(

@@ -27,6 +27,9 @@ pub struct TestServer {
     pub base: String,
     /// The stream listener (`stream_port`), which serves only `GET /events`.
     pub stream_base: String,
+    /// `http://localhost:<port>`: the `public_origin` passkeys are bound to (unless a tweak set
+    /// another).
+    pub origin: String,
     pub prefix: String,
     shutdown: rocket::Shutdown,
     handle: tokio::task::JoinHandle<Result<(), String>>,
@@ -42,7 +45,13 @@ impl TestServer {
     ) -> Self {
         let prefix = prefix.map(str::to_owned).unwrap_or_else(unique_prefix);
         let (port, stream_port) = two_free_ports();
-        let figment = tweak(test_figment(redis, &prefix).merge(("stream_port", stream_port)))
+        // Passkeys are bound to the origin a browser reaches the app at (a tweak may share one
+        // between instances, as behind one proxy).
+        let origin = format!("http://localhost:{port}");
+        let figment = test_figment(redis, &prefix)
+            .merge(("stream_port", stream_port))
+            .merge(("public_origin", origin));
+        let figment = tweak(figment)
             .merge(("port", port))
             .merge(("address", "127.0.0.1"))
             .merge(("shutdown.ctrlc", false))
@@ -59,7 +68,8 @@ impl TestServer {
             reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         wait_healthy(&http, &base, Duration::from_secs(15)).await;
         let stream_base = format!("http://127.0.0.1:{stream_port}");
-        TestServer { base, stream_base, prefix, shutdown, handle, http }
+        let origin = format!("http://localhost:{port}");
+        TestServer { base, stream_base, origin, prefix, shutdown, handle, http }
     }
 
     pub fn url(&self, path: &str) -> String {
