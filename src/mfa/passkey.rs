@@ -342,7 +342,14 @@ pub async fn finish_registration(
         return Err(Error::BadRequest("This passkey is already registered.".into()));
     }
     let created_at = rfc3339_ms(now);
-    Ok(PasskeyView { id, name, created_at, last_used_at: None, created_ms: now, last_used_ms: None })
+    Ok(PasskeyView {
+        id,
+        name,
+        created_at,
+        last_used_at: None,
+        created_ms: now,
+        last_used_ms: None,
+    })
 }
 
 /// Starts a passkey sign-in or step-up: the options for `navigator.credentials.get` (no
