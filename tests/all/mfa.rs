@@ -386,10 +386,10 @@ async fn a_page_action_without_step_up_goes_through_verify_and_back() {
 #[rocket::async_test]
 async fn passkeys_register_sign_in_alone_and_work_across_instances() {
     let prefix = unique_prefix();
-    let a = TestServer::start(shared_redis(), Some(&prefix), |f| f).await;
-    let b =
-        TestServer::start(shared_redis(), Some(&prefix), |f| f.merge(("generator_interval_ms", 0)))
-            .await;
+    // Both behind one origin, as behind one proxy.
+    let one_site = |f: rocket::figment::Figment| f.merge(("public_origin", ORIGIN));
+    let a = TestServer::start(shared_redis(), Some(&prefix), one_site).await;
+    let b = TestServer::start(shared_redis(), Some(&prefix), one_site).await;
     let token = a.api_login("bob", "foobared").await;
     let mut device = Device::new(ORIGIN);
     // Registration starts on one instance and finishes on the other.
@@ -398,6 +398,7 @@ async fn passkeys_register_sign_in_alone_and_work_across_instances() {
     assert_eq!(status, 200, "{options}");
     assert_eq!(options["publicKey"]["authenticatorSelection"]["residentKey"], "required");
     assert_eq!(options["publicKey"]["authenticatorSelection"]["userVerification"], "required");
+    assert_eq!(options["publicKey"]["rp"]["id"], "bank.example");
     let answer = device.register(&options);
     let (status, added) = post(&b, "/api/v1/passkeys", Some(&token), &answer).await;
     assert_eq!(status, 201, "{added}");
@@ -501,5 +502,73 @@ async fn a_new_device_signing_in_is_announced_on_the_other_dashboards() {
     // The stream stays quiet about it (heartbeats are comments, the generator is off).
     let quiet = stream.next(Duration::from_secs(2)).await;
     assert!(matches!(quiet, Next::Timeout), "an event for a device the account knows");
+    server.stop().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn wrong_codes_are_throttled_like_passwords_without_locking_the_owner_out() {
+    let server =
+        TestServer::start(shared_redis(), None, |f| f.merge(("login_user_limit", 3))).await;
+    // alice's own phone signed in before: it holds a device token.
+    let (mfa_token, _) = password_step(&server, "alice", "wonderland").await;
+    let mut device = None;
+    for code in demo_app_codes() {
+        let (status, done) = post(
+            &server,
+            "/api/v1/login/totp",
+            None,
+            &json!({"mfa_token": mfa_token, "code": code}),
+        )
+        .await;
+        if status == 200 {
+            device = done["device_token"].as_str().map(str::to_owned);
+            break;
+        }
+    }
+    let device = device.expect("alice signed in from her phone");
+    // Someone with her password guesses codes from another address: three wrong codes, then
+    // that address is locked for her account — the right password no longer even gets a token.
+    let stranger = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 7]))
+        .build()
+        .unwrap();
+    let (status, body) =
+        post_api_login(&stranger, &server.base, &credentials("alice", "wonderland")).await;
+    assert_eq!(status, 200, "{body}");
+    let mfa_token = body["mfa_token"].as_str().unwrap().to_owned();
+    let secret = TotpSecret::from_base32(redbank::demo::ALICE_TOTP_SECRET).unwrap();
+    let valid: Vec<String> = (-1..=1).map(|o| code(&secret, o)).collect();
+    let wrong = ["314159", "271828", "161803", "141421"]
+        .into_iter()
+        .filter(|c| !valid.contains(&c.to_string()));
+    let mut statuses = Vec::new();
+    for guess in wrong.take(4) {
+        let res = stranger
+            .post(server.url("/api/v1/login/totp"))
+            .json(&json!({"mfa_token": mfa_token, "code": guess}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(res.status().as_u16());
+    }
+    assert_eq!(&statuses[..3], &[401, 401, 401]);
+    assert_eq!(statuses.get(3), Some(&429), "the fourth guess was not throttled: {statuses:?}");
+    let (status, _) =
+        post_api_login(&stranger, &server.base, &credentials("alice", "wonderland")).await;
+    assert_eq!(status, 429, "a locked address still got an mfa_token");
+    // The owner's phone is counted on its own and signs in at once.
+    let body = json!({"username": "alice", "password": "wonderland", "device_token": device});
+    let (status, body) = post_api_login(&server.http, &server.base, &body).await;
+    assert_eq!(status, 200, "{body}");
+    let mfa_token = body["mfa_token"].as_str().unwrap();
+    let mut ok = false;
+    for code in demo_app_codes() {
+        let body = json!({"mfa_token": mfa_token, "code": code});
+        if post(&server, "/api/v1/login/totp", None, &body).await.0 == 200 {
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok, "the owner's known device was locked out by a stranger's guesses");
     server.stop().await.unwrap();
 }
