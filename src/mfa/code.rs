@@ -64,15 +64,20 @@ pub async fn finish_sign_in(
 ) -> Result<SignedIn> {
     let pre = preauth::load(db, mfa_token).await?;
     let pre = pre.filter(|p| p.kind == session_kind).ok_or(Error::SignInExpired)?;
-    pre.throttle.check(db, config).await?;
+    // Counted before checked, by the state and by the login throttle: parallel guesses cannot
+    // get more codes checked than either allows.
+    if !preauth::try_code(db, mfa_token).await? {
+        return Err(Error::SignInExpired);
+    }
+    pre.throttle.reserve(db, config).await?;
     let client = pre.client();
     if !use_code(db, &pre.user, &client, kind, code).await? {
-        preauth::wrong_code(db, mfa_token).await?;
-        pre.throttle.failed(db, config).await?;
+        preauth::after_wrong_code(db, mfa_token).await?;
         let failed = Activity::FailedSignIn { method: kind.method().as_str().into() };
         activity::record(db, &pre.user, &client, failed).await;
         return Err(Error::InvalidCode);
     }
+    pre.throttle.refund(db, config).await?;
     if !preauth::take(db, mfa_token).await? {
         return Err(Error::SignInExpired);
     }
@@ -109,13 +114,13 @@ pub async fn step_up(
 ) -> Result<Assurance> {
     let user = &session.doc.user;
     let throttle = Throttle::new(db, user, &client.ip, Vec::new()).await?;
-    throttle.check(db, config).await?;
+    throttle.reserve(db, config).await?;
     if !use_code(db, user, client, kind, code).await? {
-        throttle.failed(db, config).await?;
         let failed = Activity::FailedSignIn { method: kind.method().as_str().into() };
         activity::record(db, user, client, failed).await;
         return Err(Error::InvalidCode);
     }
+    throttle.refund(db, config).await?;
     let assurance = stepped_up(session, 2, &[Amr::Otp]);
     let record = Activity::StepUp { method: kind.method().as_str().into(), aal: 2 };
     activity::record(db, user, client, record).await;

@@ -36,10 +36,18 @@ use crate::session::routes::{CsrfForm, sign_in_browser};
 use crate::session::store::{self as sessions, ClientInfo};
 use crate::web::SecretForm;
 
-/// Where to go after a step-up: a local path only (never another site).
+/// Where to go after a step-up: a path on this site, or `/security`. Printable ASCII only — a
+/// browser drops tabs and line breaks from a URL (`/\t/evil.example` is `//evil.example` to it)
+/// and reads `\` as `/` — and a valid origin-form URI, so the redirect itself cannot fail.
 fn safe_next(next: Option<&str>) -> String {
+    let local = |n: &str| {
+        n.starts_with('/')
+            && !n.starts_with("//")
+            && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
+            && rocket::http::uri::Origin::parse(n).is_ok()
+    };
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        Some(n) if local(n) => n.to_owned(),
         _ => "/security".to_owned(),
     }
 }
@@ -119,7 +127,8 @@ fn render_verify(
 
 #[get("/login/verify?<next>")]
 pub async fn verify_page(
-    next: Option<&str>,
+    // Decoded (a `String`), so the check sees what a browser would make of it.
+    next: Option<String>,
     user: MaybeUser,
     pre: PreAuthCookie,
     jar: &CookieJar<'_>,
@@ -129,7 +138,8 @@ pub async fn verify_page(
     match what_to_verify(db, user, &pre).await? {
         None => Ok(Reply::Done(Redirect::to(uri!("/login")))),
         Some(verify) => {
-            let page = render_verify(jar, config, &verify, &safe_next(next), Status::Ok, None);
+            let next = safe_next(next.as_deref());
+            let page = render_verify(jar, config, &verify, &next, Status::Ok, None);
             Ok(Reply::Page(page))
         }
     }

@@ -1,8 +1,9 @@
 //! The state between a correct password and the second factor: who signed in, from where, and
 //! the login throttle to settle — in Redis for five minutes, named by the SHA-256 of a random
 //! `mfa_token` (the API's) or of the browser's pre-auth cookie. It is not a session: it opens no
-//! page and no API. It allows [`MAX_WRONG`] wrong codes and is then gone, and it is taken (deleted)
-//! by the one request that completes the sign-in, so it works once.
+//! page and no API. It takes [`MAX_TRIES`] codes — each counted before it is checked, so parallel
+//! guesses cannot pass the bound — and is then gone, and it is taken (deleted) by the one request
+//! that completes the sign-in, so it works once.
 
 use redis::Script;
 use serde::{Deserialize, Serialize};
@@ -16,9 +17,9 @@ use crate::session::store::ClientInfo;
 
 /// How long a password-verified sign-in waits for its second factor.
 pub const TTL_SECS: u64 = 300;
-/// Wrong codes one pre-auth state takes before it is dropped (the account's own throttle bounds
+/// Codes one pre-auth state takes before it is dropped (the account's own throttle bounds
 /// guesses across states).
-pub const MAX_WRONG: i64 = 5;
+pub const MAX_TRIES: i64 = 5;
 
 /// A sign-in waiting for its second factor.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,7 +51,7 @@ pub async fn create(db: &Db, pre: &PreAuth) -> Result<SessionToken> {
             .arg(&key)
             .arg("state")
             .arg(&json)
-            .arg("wrong")
+            .arg("tries")
             .arg(0)
             .ignore()
             .cmd("EXPIRE")
@@ -73,19 +74,40 @@ pub async fn load(db: &Db, token: &str) -> Result<Option<PreAuth>> {
     raw.map(|raw| parse(&key, &raw)).transpose()
 }
 
-/// Counts a wrong code; the state is dropped at the [`MAX_WRONG`]th (never re-created once gone).
-const WRONG: &str = r#"
+/// Counts a try before its code is checked: its number, or 0 when the state is gone. The state is
+/// dropped once [`MAX_TRIES`] have been counted (never re-created once gone).
+const TRY: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local n = redis.call('HINCRBY', KEYS[1], 'wrong', 1)
-if n >= tonumber(ARGV[1]) then redis.call('DEL', KEYS[1]) end
+local n = redis.call('HINCRBY', KEYS[1], 'tries', 1)
+if n > tonumber(ARGV[1]) then redis.call('DEL', KEYS[1]) return 0 end
 return n
 "#;
 
-pub async fn wrong_code(db: &Db, token: &str) -> Result<()> {
+/// Reserves one try of the state behind `token`; false when it is gone (expired, used, or out of
+/// tries).
+pub async fn try_code(db: &Db, token: &str) -> Result<bool> {
+    let Some(token) = SessionToken::parse(token) else { return Ok(false) };
+    let key = db.keys.pre_auth(token.id().as_str());
+    let n: i64 =
+        db.run(async |c| Script::new(TRY).key(&key).arg(MAX_TRIES).invoke_async(c).await).await?;
+    Ok(n > 0)
+}
+
+/// After a wrong code: the state is dropped when that was its last try.
+pub async fn after_wrong_code(db: &Db, token: &str) -> Result<()> {
     let Some(token) = SessionToken::parse(token) else { return Ok(()) };
     let key = db.keys.pre_auth(token.id().as_str());
-    db.run(async |c| Script::new(WRONG).key(&key).arg(MAX_WRONG).invoke_async::<_, i64>(c).await)
-        .await?;
+    db.run(async |c| {
+        Script::new(
+            "if tonumber(redis.call('HGET', KEYS[1], 'tries') or '0') >= tonumber(ARGV[1]) then \
+             redis.call('DEL', KEYS[1]) end return 1",
+        )
+        .key(&key)
+        .arg(MAX_TRIES)
+        .invoke_async::<_, i64>(c)
+        .await
+    })
+    .await?;
     Ok(())
 }
 

@@ -362,10 +362,14 @@ pub async fn step_up_with_password(
             "Confirm with your second factor (authenticator app or passkey).".into(),
         ));
     }
+    // As at sign-in: checked before queueing, then checked again, hashed and counted under one
+    // hashing slot, so parallel guesses see each other's failures.
     let throttle = Throttle::new(db, user, &client.ip, Vec::new()).await?;
     throttle.check(db, config).await?;
     let stored = sessions::get_user(db, user).await?.ok_or(Error::Unauthorized)?;
-    let slot = passwords.slot().await?;
+    let max_wait = std::time::Duration::from_millis(config.login_queue_max_ms);
+    let slot = passwords.login_slot(max_wait, false).await?;
+    throttle.check(db, config).await?;
     let ok = password.len() <= MAX_PASSWORD_BYTES
         && passwords.verify(&slot, password, Some(&stored.password_hash)).await?;
     if !ok {

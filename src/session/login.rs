@@ -73,6 +73,20 @@ impl Throttle {
         }
     }
 
+    /// Counts a one-time code before it is checked (`Err(TooManyRequests)` over a limit); a
+    /// right one is given back with [`Throttle::refund`].
+    pub async fn reserve(&self, db: &Db, config: &Config) -> Result<()> {
+        match self.counters(db, config).reserve(db, config).await? {
+            Some(retry_after) => Err(Error::TooManyRequests { retry_after }),
+            None => Ok(()),
+        }
+    }
+
+    /// Gives back a reserved attempt whose code was right.
+    pub async fn refund(&self, db: &Db, config: &Config) -> Result<()> {
+        self.counters(db, config).refund(db).await
+    }
+
     /// Counts a wrong password or code.
     pub async fn failed(&self, db: &Db, config: &Config) -> Result<()> {
         self.counters(db, config).failed(db, config).await

@@ -128,6 +128,11 @@ pub async fn login_submit(
             Ok(LoginReply::Done(Redirect::to(uri!("/dashboard"))))
         }
         Ok(Outcome::SecondFactor { token, .. }) => {
+            // Whatever session this browser had ends here too, not only at the second step.
+            if let Presented::Token(old, Via::Cookie) = presented {
+                store::destroy(db, &old.id()).await?;
+                jar.add(removal_cookie(config));
+            }
             jar.add(pre_auth_cookie(config, &token));
             Ok(LoginReply::Done(Redirect::to("/login/verify")))
         }

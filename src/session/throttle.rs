@@ -29,6 +29,21 @@ if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) 
 return n
 "#;
 
+/// `INCR` + expiry like [`COUNT_FAILURE`], answering the count and the remaining window.
+const RESERVE: &str = r#"
+local n = redis.call('INCR', KEYS[1])
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return {n, redis.call('PTTL', KEYS[1])}
+"#;
+
+/// Gives back a reserved attempt that succeeded (never below zero, never re-creating a counter).
+const REFUND: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 and tonumber(redis.call('GET', KEYS[1])) > 0 then
+  redis.call('DECR', KEYS[1])
+end
+return 1
+"#;
+
 /// The count and remaining window of a counter; a counter without expiry is given one.
 const READ_COUNTER: &str = r#"
 local n = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
@@ -122,6 +137,46 @@ impl Counters {
             }
         }
         Ok(retry)
+    }
+
+    /// Counts an attempt on every counter *before* it is checked (a one-time code costs nothing
+    /// to check, so parallel guesses would otherwise all pass a check-then-count), answering the
+    /// seconds to wait when it went over a limit. A correct attempt is given back ([`refund`]).
+    ///
+    /// [`refund`]: Counters::refund
+    pub async fn reserve(&self, db: &Db, config: &Config) -> Result<Option<u64>> {
+        let window_ms = config.login_window_secs * 1000;
+        let replies: Vec<Vec<i64>> = db
+            .run(async |c| {
+                let mut pipe = redis::pipe();
+                for counter in &self.0 {
+                    pipe.cmd("EVAL").arg(RESERVE).arg(1).arg(&counter.key).arg(window_ms);
+                }
+                pipe.query_async(c).await
+            })
+            .await?;
+        let mut retry = None;
+        for (counter, reply) in self.0.iter().zip(replies) {
+            if let [count, ttl] = reply[..] {
+                if count.max(0) as u64 > counter.limit {
+                    let wait = if ttl > 0 { (ttl as u64).div_ceil(1000) } else { 1 };
+                    retry = Some(retry.unwrap_or(0).max(wait));
+                }
+            }
+        }
+        Ok(retry)
+    }
+
+    /// Gives back an attempt [`reserve`](Counters::reserve)d for a code that was right.
+    pub async fn refund(&self, db: &Db) -> Result<()> {
+        db.run(async |c| {
+            let mut pipe = redis::pipe();
+            for counter in &self.0 {
+                pipe.cmd("EVAL").arg(REFUND).arg(1).arg(&counter.key).ignore();
+            }
+            pipe.query_async::<_, ()>(c).await
+        })
+        .await
     }
 
     /// Counts one failed attempt on every counter.
