@@ -31,9 +31,13 @@ pub enum Error {
     /// No valid session or token. Pages redirect to the login form, the API answers 401.
     #[error("Please sign in.")]
     Unauthorized,
-    /// A wrong, reused or expired one-time code or passkey assertion (second factor or step-up).
+    /// A wrong, reused or expired one-time code or passkey assertion completing a sign-in.
     #[error("That code is not valid. Please try again.")]
     InvalidCode,
+    /// A signed-in user's confirmation (a step-up, or the code that turns a factor on) was wrong:
+    /// 422, so a client can tell it from a session that ended (401). The message is shown.
+    #[error("{0}")]
+    NotConfirmed(String),
     /// The sign-in waiting for its second factor expired, was used, or never existed.
     #[error("Your sign-in has expired. Please sign in again.")]
     SignInExpired,
@@ -79,6 +83,7 @@ impl Error {
             Error::Redis(e) if is_outage(e) => Status::ServiceUnavailable,
             Error::Redis(_) | Error::Internal(_) => Status::InternalServerError,
             Error::BadRequest(_) => Status::BadRequest,
+            Error::NotConfirmed(_) => Status::UnprocessableEntity,
             Error::Unauthorized
             | Error::InvalidCredentials
             | Error::InvalidCode

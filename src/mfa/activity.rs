@@ -149,19 +149,40 @@ pub async fn newest(db: &Db, username: &str, count: usize) -> Result<Vec<Entry>>
 /// Tells the user's other open dashboards that `session` just signed in from a new device (over
 /// the account's event channel; the bridge turns it into a `security` event).
 pub async fn announce_sign_in(db: &Db, session: &Session) {
-    let notice = serde_json::json!({
+    let mut notice = about(session, "new_sign_in", session.doc.created_at);
+    notice["session"] = serde_json::json!(session.id.as_str());
+    announce(db, session, notice).await;
+}
+
+/// Tells the user's other open dashboards that `session` added a second factor: the one thing
+/// a session may do without a step-up (adding a first factor is protective) that a thief holding
+/// it would want to do, so the owner hears of it at once.
+pub async fn announce_factor(db: &Db, session: &Session, factor: &str, name: Option<&str>) {
+    let mut notice = about(session, "factor_added", crate::clock::now_ms());
+    notice["factor"] = serde_json::json!(factor);
+    notice["name"] = serde_json::json!(name);
+    announce(db, session, notice).await;
+}
+
+/// The part of a notice that says who did it: the device, address and time.
+fn about(session: &Session, kind: &str, at: i64) -> serde_json::Value {
+    serde_json::json!({
+        "type": kind,
+        "device": describe_device(&session.doc.user_agent),
+        "ip": session.doc.ip,
+        "at": crate::clock::rfc3339_ms(at),
+        "time": crate::clock::display_ms(at),
+    })
+}
+
+/// Publishes `notice` to every open stream of the account except those of `session`.
+async fn announce(db: &Db, session: &Session, notice: serde_json::Value) {
+    let message = serde_json::json!({
         "account": session.doc.account,
         "session": session.id.as_str(),
-        "notice": {
-            "type": "new_sign_in",
-            "session": session.id.as_str(),
-            "device": describe_device(&session.doc.user_agent),
-            "ip": session.doc.ip,
-            "at": crate::clock::rfc3339_ms(session.doc.created_at),
-            "time": crate::clock::display_ms(session.doc.created_at),
-        },
+        "notice": notice,
     });
-    let payload = format!("{SECURITY_PREFIX}{notice}");
+    let payload = format!("{SECURITY_PREFIX}{message}");
     let channel = db.keys.events(&session.doc.account);
     let published = db
         .run(async |c| {
@@ -169,7 +190,7 @@ pub async fn announce_sign_in(db: &Db, session: &Session) {
         })
         .await;
     if let Err(e) = published {
-        rocket::warn!("new sign-in not announced: {e}");
+        rocket::warn!("security notice not announced: {e}");
     }
 }
 

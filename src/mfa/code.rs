@@ -118,11 +118,16 @@ pub async fn step_up(
     if !use_code(db, user, client, kind, code).await? {
         let failed = Activity::FailedSignIn { method: kind.method().as_str().into() };
         activity::record(db, user, client, failed).await;
-        return Err(Error::InvalidCode);
+        return Err(wrong_code());
     }
     throttle.refund(db, config).await?;
     let assurance = stepped_up(session, 2, &[Amr::Otp]);
     let record = Activity::StepUp { method: kind.method().as_str().into(), aal: 2 };
     activity::record(db, user, client, record).await;
     Ok(assurance)
+}
+
+/// A signed-in user's wrong code (422: the session itself is fine).
+pub fn wrong_code() -> Error {
+    Error::NotConfirmed("That code is not valid. Please try again.".into())
 }

@@ -235,7 +235,7 @@ pub async fn verify_submit(
             Ok(Reply::Done(Redirect::to(uri!("/login"))))
         }
         e @ (Error::InvalidCode
-        | Error::InvalidCredentials
+        | Error::NotConfirmed(_)
         | Error::TooManyRequests { .. }
         | Error::BadRequest(_)
         | Error::Forbidden(_)) => {
@@ -390,9 +390,9 @@ pub async fn totp_confirm(
     let me = &user.0;
     me.check_csrf(&form.0.csrf)?;
     let username = &me.0.doc.user;
-    match api::confirm_totp(db, username, &client, &form.0.code).await {
+    match api::confirm_totp(db, &me.0, &client, &form.0.code).await {
         Ok(codes) => Ok(Reply::Page(codes_page(me, codes))),
-        Err(Error::InvalidCode) => {
+        Err(Error::NotConfirmed(_)) => {
             let Some(secret) = factors::pending_totp(db, username).await? else {
                 return Ok(Reply::Done(Redirect::to(uri!("/security"))));
             };

@@ -128,6 +128,12 @@ fn bad_credential() -> Error {
     Error::BadRequest("The passkey response could not be read.".into())
 }
 
+fn too_many_passkeys() -> Error {
+    Error::Conflict(format!(
+        "You have {MAX_PASSKEYS} passkeys, the most an account can have. Remove one first."
+    ))
+}
+
 /// Counts a ceremony started from `ip`; 429 past [`CEREMONIES_PER_MINUTE`].
 async fn limit_ceremonies(db: &Db, ip: &str) -> Result<()> {
     let key = db.keys.throttle_ceremony(&address_group(ip));
@@ -280,9 +286,7 @@ pub async fn start_registration(
     limit_ceremonies(db, ip).await?;
     let existing = stored_passkeys(db, username).await?;
     if existing.len() >= MAX_PASSKEYS {
-        return Err(Error::BadRequest(format!(
-            "You have {MAX_PASSKEYS} passkeys, the most an account can have. Remove one first."
-        )));
+        return Err(too_many_passkeys());
     }
     let exclude: Vec<CredentialID> =
         existing.iter().map(|(_, s)| s.passkey.cred_id().clone()).collect();
@@ -335,11 +339,25 @@ pub async fn finish_registration(
     let stored = Stored { name: name.clone(), created_at: now, last_used_at: None, passkey };
     let json = serde_json::to_string(&stored).map_err(internal)?;
     let key = db.keys.passkeys(username);
+    // The cap again, atomically with the write: registrations started in parallel cannot pass it.
     let added: i64 = db
-        .run(async |c| redis::cmd("HSETNX").arg(&key).arg(&id).arg(&json).query_async(c).await)
+        .run(async |c| {
+            redis::Script::new(
+                "if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return -1 end \
+                 return redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])",
+            )
+            .key(&key)
+            .arg(&id)
+            .arg(&json)
+            .arg(MAX_PASSKEYS)
+            .invoke_async(c)
+            .await
+        })
         .await?;
-    if added == 0 {
-        return Err(Error::BadRequest("This passkey is already registered.".into()));
+    match added {
+        -1 => return Err(too_many_passkeys()),
+        0 => return Err(Error::BadRequest("This passkey is already registered.".into())),
+        _ => {}
     }
     let created_at = rfc3339_ms(now);
     Ok(PasskeyView {
@@ -387,12 +405,10 @@ pub async fn finish_authentication(db: &Db, rp: &RelyingParty, answer: &Value) -
         db.run(async |c| redis::cmd("GET").arg(&owner_key).query_async(c).await).await?;
     let user = user.ok_or(Error::InvalidCode)?;
     let key = db.keys.passkeys(&user);
-    let stored: Option<String> =
+    let before: Option<String> =
         db.run(async |c| redis::cmd("HGET").arg(&key).arg(&id).query_async(c).await).await?;
-    let mut stored: Stored = match stored {
-        Some(json) => serde_json::from_str(&json).map_err(internal)?,
-        None => return Err(Error::InvalidCode),
-    };
+    let before = before.ok_or(Error::InvalidCode)?;
+    let mut stored: Stored = serde_json::from_str(&before).map_err(internal)?;
     let result = rp
         .webauthn
         .finish_discoverable_authentication(
@@ -407,19 +423,26 @@ pub async fn finish_authentication(db: &Db, rp: &RelyingParty, answer: &Value) -
     stored.passkey.update_credential(&result);
     stored.last_used_at = Some(now_ms());
     let json = serde_json::to_string(&stored).map_err(internal)?;
-    // Only if the passkey was not removed meanwhile.
-    db.run(async |c| {
-        redis::Script::new(
-            "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then \
-             redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end return 1",
-        )
-        .key(&key)
-        .arg(&id)
-        .arg(&json)
-        .invoke_async::<_, i64>(c)
-        .await
-    })
-    .await?;
+    // Compare and set: only over the record this assertion was checked against. Two assertions
+    // racing with one counter value (a cloned authenticator) cannot both pass, and a passkey
+    // removed meanwhile is not brought back.
+    let swapped: i64 = db
+        .run(async |c| {
+            redis::Script::new(
+                "if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end \
+                 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) return 1",
+            )
+            .key(&key)
+            .arg(&id)
+            .arg(&before)
+            .arg(&json)
+            .invoke_async(c)
+            .await
+        })
+        .await?;
+    if swapped == 0 {
+        return Err(Error::InvalidCode);
+    }
     Ok(Verified { user, purpose: ceremony.purpose, passkey: stored.name })
 }
 

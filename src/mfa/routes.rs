@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::redis::Db;
 use crate::session::guard::{ApiUser, Via, session_cookie};
 use crate::session::login::{self, Method, Throttle};
-use crate::session::model::{Amr, Assurance, SessionKind};
+use crate::session::model::{Amr, Assurance, Session, SessionKind};
 use crate::session::password::{MAX_PASSWORD_BYTES, Passwords};
 use crate::session::routes::login_json;
 use crate::session::store::{self as sessions, ClientInfo};
@@ -142,26 +142,39 @@ pub async fn totp_begin(user: FactorAdder<ApiUser>, db: &State<Db>) -> Result<Js
     })))
 }
 
+/// Records a factor `session` added, and tells the user's other open dashboards.
+async fn factor_added(
+    db: &Db,
+    session: &Session,
+    client: &ClientInfo,
+    factor: &str,
+    name: Option<&str>,
+) {
+    let added = Activity::FactorAdded { factor: factor.into(), name: name.map(str::to_owned) };
+    activity::record(db, &session.doc.user, client, added).await;
+    activity::announce_factor(db, session, factor, name).await;
+}
+
 /// Confirms TOTP enrolment with a code from the app; the new recovery codes, shown once.
 pub async fn confirm_totp(
     db: &Db,
-    username: &str,
+    session: &Session,
     client: &ClientInfo,
     code: &str,
 ) -> Result<Vec<String>> {
+    let username = &session.doc.user;
     let Some(secret) = factors::pending_totp(db, username).await? else {
         return Err(Error::Conflict("There is no set-up waiting for a code. Start again.".into()));
     };
     let Some(step) = secret.matching_step(code, now_ms() / 1000) else {
-        return Err(Error::InvalidCode);
+        return Err(code::wrong_code());
     };
     let codes = recovery::generate();
     let digests: Vec<String> = codes.iter().filter_map(|c| recovery::digest(c)).collect();
     if !factors::confirm_totp(db, username, &secret, step, &digests).await? {
         return Err(Error::Conflict("The set-up was replaced or expired. Start again.".into()));
     }
-    let added = Activity::FactorAdded { factor: "totp".into(), name: None };
-    activity::record(db, username, client, added).await;
+    factor_added(db, session, client, "totp", None).await;
     Ok(codes)
 }
 
@@ -172,7 +185,7 @@ pub async fn totp_confirm(
     client: ClientInfo,
     db: &State<Db>,
 ) -> Result<Json<Value>> {
-    let codes = confirm_totp(db, &user.0.session.doc.user, &client, &body.0.code).await?;
+    let codes = confirm_totp(db, &user.0.session, &client, &body.0.code).await?;
     Ok(Json(json!({ "recovery_codes": codes })))
 }
 
@@ -256,9 +269,8 @@ pub async fn passkey_add(
     rp: &State<RelyingParty>,
 ) -> Result<(Status, Json<Value>)> {
     let username = &user.0.session.doc.user;
-    let view = passkey::finish_registration(db, rp, username, &answer).await?;
-    let added = Activity::FactorAdded { factor: "passkey".into(), name: Some(view.name.clone()) };
-    activity::record(db, username, &client, added).await;
+    let view = passkey::finish_registration(db, rp, username, &answer).await.map_err(signed_in)?;
+    factor_added(db, &user.0.session, &client, "passkey", Some(&view.name)).await;
     Ok((Status::Created, Json(json!(view))))
 }
 
@@ -289,6 +301,17 @@ pub async fn passkey_remove(
 }
 
 // ---- step-up -------------------------------------------------------------------------------------
+
+/// A passkey answer that failed for a signed-in user: 422 (their session is fine), not the 401 of
+/// a failed sign-in.
+fn signed_in(e: Error) -> Error {
+    match e {
+        Error::InvalidCode => {
+            Error::NotConfirmed("The passkey could not be confirmed. Please try again.".into())
+        }
+        e => e,
+    }
+}
 
 /// Stores a step-up: on a bearer session by JSON path; a browser session gets a new token (and
 /// CSRF token) with it, so a token seen before the step-up is worth nothing after it.
@@ -352,7 +375,7 @@ pub async fn step_up_with_password(
     db: &Db,
     config: &Config,
     passwords: &Passwords,
-    session: &crate::session::model::Session,
+    session: &Session,
     client: &ClientInfo,
     password: &str,
 ) -> Result<Assurance> {
@@ -377,7 +400,7 @@ pub async fn step_up_with_password(
         drop(slot);
         let failed = Activity::FailedSignIn { method: Method::Password.as_str().into() };
         activity::record(db, user, client, failed).await;
-        return Err(Error::InvalidCredentials);
+        return Err(Error::NotConfirmed("That password is not right. Please try again.".into()));
     }
     drop(slot);
     activity::record(db, user, client, Activity::StepUp { method: "password".into(), aal: 1 })
@@ -427,14 +450,14 @@ pub async fn step_up_passkey(
     config: &State<Config>,
     rp: &State<RelyingParty>,
 ) -> Result<Json<Value>> {
-    let verified = passkey::finish_authentication(db, rp, &answer).await?;
+    let verified = passkey::finish_authentication(db, rp, &answer).await.map_err(signed_in)?;
     let expected = Purpose::StepUp {
         user: user.session.doc.user.clone(),
         session: user.session.id.as_str().to_owned(),
     };
     // The passkey must be this user's, answering a ceremony this session started.
     if verified.purpose != expected || verified.user != user.session.doc.user {
-        return Err(Error::InvalidCode);
+        return Err(signed_in(Error::InvalidCode));
     }
     let username = &user.session.doc.user;
     activity::record(db, username, &client, Activity::StepUp { method: "passkey".into(), aal: 2 })

@@ -67,30 +67,33 @@ impl Keys {
         format!("{}device:{id}", self.prefix)
     }
 
+    // A user's factor keys share the hash tag `{user:<name>}`: enrolment changes three of them in
+    // one script, which Redis Cluster runs only within one slot.
+
     /// Hash of a user's TOTP factor: `secret` (base32), `enrolled_at` (ms), `last_step` (the
     /// newest time step accepted, so no code is used twice).
     pub fn totp(&self, username: &str) -> String {
-        format!("{}mfa:totp:{username}", self.prefix)
+        format!("{}mfa:{{user:{username}}}:totp", self.prefix)
     }
 
     /// A TOTP secret shown for enrolment and not yet confirmed by a code (expires).
     pub fn totp_pending(&self, username: &str) -> String {
-        format!("{}mfa:totp-pending:{username}", self.prefix)
+        format!("{}mfa:{{user:{username}}}:totp-pending", self.prefix)
     }
 
     /// Set of a user's unused recovery codes, each as hex SHA-256.
     pub fn recovery_codes(&self, username: &str) -> String {
-        format!("{}mfa:recovery:{username}", self.prefix)
+        format!("{}mfa:{{user:{username}}}:recovery", self.prefix)
     }
 
     /// Hash of a user's passkeys: credential id (base64url) → JSON (name, times, public key).
     pub fn passkeys(&self, username: &str) -> String {
-        format!("{}mfa:passkeys:{username}", self.prefix)
+        format!("{}mfa:{{user:{username}}}:passkeys", self.prefix)
     }
 
     /// A user's WebAuthn user handle (a random UUID, so the authenticator holds no username).
     pub fn user_handle(&self, username: &str) -> String {
-        format!("{}mfa:handle:{username}", self.prefix)
+        format!("{}mfa:{{user:{username}}}:handle", self.prefix)
     }
 
     /// User handle → username: who a discoverable passkey's assertion claims to be.

@@ -51,6 +51,7 @@ pub fn stage() -> AdHoc {
                     routes::api_logout,
                     routes::api_sessions,
                     routes::api_revoke,
+                    routes::api_revoke_others,
                 ],
             )
             .attach(AdHoc::on_liftoff("Demo users and session index", |rocket| {

@@ -399,6 +399,20 @@ pub async fn api_sessions(user: ApiUser, db: &State<Db>) -> Result<Json<Value>> 
     Ok(Json(json!({ "sessions": rows(list, &user.session.id) })))
 }
 
+/// Signs out every other session of the caller (protective: no step-up), e.g. from the
+/// dashboard's "not me" when the session it named has already changed.
+#[post("/api/v1/sessions/revoke-others")]
+pub async fn api_revoke_others(
+    user: ApiUser,
+    client: ClientInfo,
+    db: &State<Db>,
+) -> Result<Json<Value>> {
+    let username = &user.session.doc.user;
+    let count = store::destroy_others(db, username, Some(&user.session.id)).await?;
+    activity::record(db, username, &client, Activity::OtherSessionsSignedOut { count }).await;
+    Ok(Json(json!({ "signed_out": count })))
+}
+
 #[delete("/api/v1/sessions/<id>")]
 pub async fn api_revoke(
     id: &str,

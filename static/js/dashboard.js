@@ -120,38 +120,60 @@
     balanceChart.update('none');
   }
 
-  // A device new to the account signed in: say so, with a one-click way to sign it out.
+  // Security notices: a device new to the account signed in, or a factor was added from another
+  // session. Each says what, where from and when, with a one-click way out.
   const clock = new Intl.DateTimeFormat('en-US', { hour: '2-digit', minute: '2-digit' });
+  const FACTORS = { passkey: 'A passkey', totp: 'An authenticator app' };
+
+  async function api(method, path) {
+    const token = document.querySelector('meta[name="csrf-token"]').content;
+    return fetch(path, { method, credentials: 'same-origin', headers: { 'X-CSRF-Token': token } });
+  }
+
+  // Signs out the session the notice names; when it is gone already (ended, or moved to a new
+  // token by a step-up), every other session instead — the intruder's among them.
+  async function notMe(notice) {
+    if (notice.session) {
+      const res = await api('DELETE', '/api/v1/sessions/' + encodeURIComponent(notice.session));
+      if (res.ok) return 'That session is signed out. Consider changing your password and reviewing your security settings.';
+      if (res.status !== 404) return 'Could not sign that session out (' + res.status + '). Try again from Sessions.';
+    }
+    const res = await api('POST', '/api/v1/sessions/revoke-others');
+    return res.ok
+      ? 'Every other session is signed out. Review your passkeys and authenticator app under Security.'
+      : 'Could not sign the other sessions out (' + res.status + '). Try again from Sessions.';
+  }
+
   function showSecurityNotice(notice) {
     const box = document.getElementById('security-notices');
-    if (!box || notice.type !== 'new_sign_in') return;
+    if (!box) return;
+    const where = notice.device + ', ' + notice.ip + ', ' + clock.format(new Date(notice.at));
+    let what;
+    if (notice.type === 'new_sign_in') what = 'New sign-in: ' + where;
+    else if (notice.type === 'factor_added') {
+      what = (FACTORS[notice.factor] || 'A second factor') +
+        (notice.name ? ' (“' + notice.name + '”)' : '') + ' was added to your account: ' + where;
+    } else return;
     const card = document.createElement('section');
     card.className = 'card security-notice';
-    card.dataset.session = notice.session;
+    card.dataset.type = notice.type;
     const text = document.createElement('p');
-    text.textContent = 'New sign-in: ' + notice.device + ', ' + notice.ip + ', ' +
-      clock.format(new Date(notice.at));
-    const notMe = document.createElement('button');
-    notMe.type = 'button';
-    notMe.className = 'danger not-me';
-    notMe.textContent = 'Not me — sign that session out';
+    text.textContent = what;
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'danger not-me';
+    button.textContent = notice.session ? 'Not me — sign that session out' : 'Not me — sign out every other session';
     const dismiss = document.createElement('button');
     dismiss.type = 'button';
     dismiss.className = 'link dismiss';
     dismiss.textContent = 'Dismiss';
     dismiss.addEventListener('click', () => card.remove());
-    notMe.addEventListener('click', async () => {
-      notMe.disabled = true;
-      const token = document.querySelector('meta[name="csrf-token"]').content;
-      const res = await fetch('/api/v1/sessions/' + encodeURIComponent(notice.session), {
-        method: 'DELETE', credentials: 'same-origin', headers: { 'X-CSRF-Token': token },
-      });
-      text.textContent = res.ok || res.status === 404
-        ? 'That session is signed out. Consider changing your password and reviewing your security settings.'
-        : 'Could not sign that session out (' + res.status + '). Try again from Sessions.';
-      notMe.remove();
+    button.addEventListener('click', async () => {
+      button.disabled = true;
+      text.textContent = await notMe(notice);
+      button.remove();
     });
-    card.append(text, notMe, dismiss);
+    card.append(text, button, dismiss);
     box.prepend(card);
   }
 

@@ -62,8 +62,8 @@ async fn enrol_totp(server: &TestServer, token: &str) -> (TotpSecret, Vec<String
     // A wrong code does not turn it on.
     let wrong = json!({"code": "000000"});
     let wrong = if code(&secret, 0) == "000000" { json!({"code": "111111"}) } else { wrong };
-    let (status, _) = post(server, "/api/v1/mfa/totp/confirm", Some(token), &wrong).await;
-    assert_eq!(status, 401);
+    let (status, body) = post(server, "/api/v1/mfa/totp/confirm", Some(token), &wrong).await;
+    assert_eq!(status, 422, "a wrong code of a signed-in user is not a lost session: {body}");
     let (status, done) =
         post(server, "/api/v1/mfa/totp/confirm", Some(token), &json!({"code": code(&secret, -1)}))
             .await;
@@ -253,7 +253,7 @@ async fn sensitive_actions_need_a_recent_strong_sign_in() {
     assert_eq!(body["error"], "step_up_required");
     let (status, body) =
         post(&server, "/api/v1/step-up/password", Some(&token), &json!({"password": "nope"})).await;
-    assert_eq!(status, 401, "{body}");
+    assert_eq!(status, 422, "{body}");
     let (status, body) =
         post(&server, "/api/v1/step-up/password", Some(&token), &json!({"password": "foobared"}))
             .await;
@@ -278,7 +278,7 @@ async fn sensitive_actions_need_a_recent_strong_sign_in() {
     let (status, _) =
         post(&server, "/api/v1/step-up/totp", Some(&token), &json!({"code": code(&secret, -1)}))
             .await;
-    assert_eq!(status, 401, "the enrolment's code again");
+    assert_eq!(status, 422, "the enrolment's code again");
     let (status, body) =
         post(&server, "/api/v1/step-up/totp", Some(&token), &json!({"code": code(&secret, 0)}))
             .await;
@@ -363,7 +363,7 @@ async fn a_page_action_without_step_up_goes_through_verify_and_back() {
             rotated = res.cookies().find(|c| c.name() == "redbank").map(|c| c.value().to_owned());
             break;
         }
-        assert_eq!(res.status(), 401, "a wrong code shows the page again with 401");
+        assert_eq!(res.status(), 422, "a wrong code shows the page again with 422");
     }
     let rotated = format!("redbank={}", rotated.expect("a new session cookie after the step-up"));
     // The token from before the step-up is worth nothing now.
@@ -403,8 +403,9 @@ async fn passkeys_register_sign_in_alone_and_work_across_instances() {
     let (status, added) = post(&b, "/api/v1/passkeys", Some(&token), &answer).await;
     assert_eq!(status, 201, "{added}");
     assert_eq!(added["name"], "Test key");
-    // The same answer again: its ceremony is gone.
-    assert_eq!(post(&b, "/api/v1/passkeys", Some(&token), &answer).await.0, 401);
+    // Now that bob has a factor, his password session must step up to add another.
+    let (status, body) = post(&b, "/api/v1/passkeys", Some(&token), &answer).await;
+    assert_eq!((status.as_u16(), &body["error"]), (401, &json!("step_up_required")));
     let (_, list, _) = call(&a, reqwest::Method::GET, "/api/v1/passkeys", Some(&token), None).await;
     assert_eq!(list["passkeys"].as_array().unwrap().len(), 1, "{list}");
 
@@ -434,7 +435,7 @@ async fn passkeys_register_sign_in_alone_and_work_across_instances() {
     let assertion = device.sign(&options);
     // Another session cannot use this session's step-up ceremony.
     let stranger = b.api_login("alice", "wonderland").await;
-    assert_eq!(post(&b, "/api/v1/step-up/passkey", Some(&stranger), &assertion).await.0, 401);
+    assert_eq!(post(&b, "/api/v1/step-up/passkey", Some(&stranger), &assertion).await.0, 422);
     let (status, options) =
         post(&a, "/api/v1/step-up/passkey/options", Some(&token), &json!({})).await;
     assert_eq!(status, 200);
@@ -502,6 +503,40 @@ async fn a_new_device_signing_in_is_announced_on_the_other_dashboards() {
     // The stream stays quiet about it (heartbeats are comments, the generator is off).
     let quiet = stream.next(Duration::from_secs(2)).await;
     assert!(matches!(quiet, Next::Timeout), "an event for a device the account knows");
+    // A factor added from the phone's session (no step-up for a first factor) is news too.
+    let phone_token = body["token"].as_str().unwrap();
+    let (status, begun) =
+        post(&server, "/api/v1/passkeys/options", Some(phone_token), &json!({"name": "Phone"}))
+            .await;
+    assert_eq!(status, 200, "{begun}");
+    let mut device = Device::new(&server.origin);
+    let (status, _) =
+        post(&server, "/api/v1/passkeys", Some(phone_token), &device.register(&begun)).await;
+    assert_eq!(status, 201);
+    let event = stream.expect("security", Duration::from_secs(5)).await;
+    let notice: Value = serde_json::from_str(&event.data).unwrap();
+    assert_eq!(
+        (notice["type"].as_str(), notice["factor"].as_str()),
+        (Some("factor_added"), Some("passkey"))
+    );
+    assert_eq!(notice["name"], "Phone");
+    assert_eq!(notice["ip"], "127.0.0.3");
+    // "Not me": the browser signs out every other session, the phone's included.
+    let dashboard = server.http.get(server.url("/dashboard")).header("Cookie", &cookie);
+    let html = dashboard.send().await.unwrap().text().await.unwrap();
+    let csrf = crate::common::hidden_csrf(&html).unwrap();
+    let res = server
+        .http
+        .post(server.url("/api/v1/sessions/revoke-others"))
+        .header("Cookie", &cookie)
+        .header("X-CSRF-Token", csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let (status, _, _) =
+        call(&server, reqwest::Method::GET, "/api/v1/me", Some(phone_token), None).await;
+    assert_eq!(status, 401, "the phone's session survived 'sign out every other session'");
     server.stop().await.unwrap();
 }
 
