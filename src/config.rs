@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use rocket::fairing::AdHoc;
 use serde::{Deserialize, Serialize};
 
+use crate::bank::model::Cents;
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Config {
@@ -83,6 +85,17 @@ pub struct Config {
     /// The origin browsers reach redbank at (scheme, host, port): passkeys are bound to its
     /// host (the WebAuthn relying party id) and only accepted from exactly this origin.
     pub public_origin: String,
+    /// Most a customer may send by transfer per UTC day.
+    pub daily_transfer_limit: Cents,
+    /// Transfers up to this need no strong confirmation (PSD2's low-value exemption), while at
+    /// most `sca_exempt_count` of them and `sca_exempt_total` have been sent since the last
+    /// confirmed one.
+    pub sca_exempt_amount: Cents,
+    pub sca_exempt_count: u32,
+    pub sca_exempt_total: Cents,
+    /// Test only: every transfer stops between its debit and its credit (as if the process
+    /// died there), leaving the credit to the recovery task.
+    pub fault_after_debit: bool,
 }
 
 /// How the binary writes its log (see `logging`).
@@ -129,6 +142,11 @@ impl Default for Config {
             request_id_header: None,
             log_format: LogFormat::Text,
             public_origin: "http://localhost:8080".into(),
+            daily_transfer_limit: Cents(1_000_000),
+            sca_exempt_amount: Cents(3_000),
+            sca_exempt_count: 5,
+            sca_exempt_total: Cents(10_000),
+            fault_after_debit: false,
         }
     }
 }
@@ -211,6 +229,9 @@ impl Config {
             return Err("sse_queue must be >= 8".into());
         }
         crate::mfa::passkey::RelyingParty::new(self)?;
+        if self.daily_transfer_limit.0 <= 0 || self.sca_exempt_amount.0 < 0 {
+            return Err("daily_transfer_limit must be > 0 and sca_exempt_amount >= 0".into());
+        }
         if !(10..=10_000).contains(&self.redis_timeout_ms) {
             return Err("redis_timeout_ms must be between 10 and 10000".into());
         }

@@ -25,6 +25,12 @@ pub enum Error {
     /// The client sent something we cannot use; the message is shown to the client.
     #[error("{0}")]
     BadRequest(String),
+    /// A field of the request breaks a rule (422): the API names the field next to the message.
+    #[error("{message}")]
+    Invalid { field: &'static str, message: String },
+    /// What the request names is over (an expired pending transfer): 410.
+    #[error("{0}")]
+    Gone(String),
     /// Wrong username or password — deliberately one message for both (no user enumeration).
     #[error("Invalid username or password")]
     InvalidCredentials,
@@ -83,7 +89,8 @@ impl Error {
             Error::Redis(e) if is_outage(e) => Status::ServiceUnavailable,
             Error::Redis(_) | Error::Internal(_) => Status::InternalServerError,
             Error::BadRequest(_) => Status::BadRequest,
-            Error::NotConfirmed(_) => Status::UnprocessableEntity,
+            Error::NotConfirmed(_) | Error::Invalid { .. } => Status::UnprocessableEntity,
+            Error::Gone(_) => Status::Gone,
             Error::Unauthorized
             | Error::InvalidCredentials
             | Error::InvalidCode
@@ -267,6 +274,14 @@ impl<'r> Responder<'r, 'static> for Error {
         self.log(&format_args!("{} {}", req.method(), req.uri().path()));
         if let Error::StepUpRequired = self {
             return step_up_challenge(req);
+        }
+        if let (Error::Invalid { field, message }, true) = (&self, wants_json(req)) {
+            let body = json!({ "error": message, "field": field }).to_string();
+            return Response::build()
+                .status(Status::UnprocessableEntity)
+                .header(ContentType::JSON)
+                .sized_body(body.len(), Cursor::new(body))
+                .ok();
         }
         render(req, self.status(), &self.public_message(), self.retry_after())
     }

@@ -15,6 +15,7 @@ pub mod mfa;
 pub mod redis;
 pub mod secret;
 pub mod session;
+pub mod transfer;
 pub mod web;
 
 use rocket::figment::Figment;
@@ -51,4 +52,5 @@ pub fn build(figment: Figment) -> Rocket<Build> {
         .attach(mfa::stage())
         .attach(bank::stage())
         .attach(live::stage())
+        .attach(transfer::stage())
 }

@@ -421,10 +421,14 @@ async fn verify_with_demo_app(client: &Client) {
         let field = client.find(Locator::Css("#totp-code")).await.unwrap();
         field.clear().await.unwrap();
         field.send_keys(&code).await.unwrap();
+        // Marks this page, so the wait below sees the next one (a wrong code shows the same page
+        // again, with the same error element as before).
+        js(client, "window.__old_page = true; return null;").await;
         client.find(Locator::Css("#totp-submit")).await.unwrap().click().await.unwrap();
         wait_for(
             client,
-            "location.pathname === '/dashboard' || document.querySelector('#verify-error')",
+            "!window.__old_page && document.readyState === 'complete' && \
+             (location.pathname === '/dashboard' || document.querySelector('#verify-error'))",
             Duration::from_secs(5),
         )
         .await;

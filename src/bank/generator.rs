@@ -151,13 +151,21 @@ impl Generator {
     /// Creates one transaction for `account` and returns it with its stream id.
     pub async fn one(&self, account: &Account) -> Result<(Transaction, store::Recorded)> {
         let balance = store::balance(&self.db, &account.number).await?;
-        let tx = self.random_transaction(account, balance);
+        let date = now_ms();
+        let id = store::next_transaction_id(&self.db, &account.number, date).await?;
+        let tx = self.random_transaction(account, balance, id, date);
         let recorded = store::record(&self.db, &self.config, balance, &tx).await?;
         Ok((tx, recorded))
     }
 
     /// Mostly small debits, occasionally a credit; a debit the balance cannot cover becomes a credit.
-    fn random_transaction(&self, account: &Account, balance: Cents) -> Transaction {
+    fn random_transaction(
+        &self,
+        account: &Account,
+        balance: Cents,
+        id: u64,
+        date: i64,
+    ) -> Transaction {
         let mut rng = rand::thread_rng();
         let mut vendor = &self.vendors[self.weights.sample(&mut rng)];
         let mut cents = rng.gen_range(vendor.min_cents..=vendor.max_cents);
@@ -172,11 +180,8 @@ impl Generator {
             cents = rng.gen_range(vendor.min_cents..=vendor.max_cents);
         }
         let amount = if vendor.is_credit() { Cents(cents) } else { Cents(-cents) };
-        let date = now_ms();
         Transaction {
-            // Time-ordered and unique per account (one transaction per account per tick);
-            // stays below 2^53 so JSON readers keep it exact.
-            id: (date as u64) * 1000 + rng.gen_range(0..1000),
+            id,
             account_id: account.number.clone(),
             from_account: vendor_account(&vendor.name),
             from_account_name: vendor.name.clone(),

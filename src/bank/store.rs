@@ -100,7 +100,11 @@ pub async fn balance(db: &Db, number: &str) -> Result<Cents> {
 /// resolutions, each trimmed to what its window needs), count the spending, and announce it on the
 /// account's channel with the new top-5 spenders. Fails (changing nothing) if the balance moved
 /// meanwhile, would go below zero, or the transaction id is taken.
-const RECORD: &str = r#"
+///
+/// The body leaves the new balance and stream id in `new` and `sid`; scripts that do more in the
+/// same atomic step (a transfer's debit and credit) wrap it ([`RecordScript`]). KEYS[1..=8] and
+/// ARGV[1..=16] are its own; a wrapper's start at 9 and 17.
+pub const RECORD_BODY: &str = r#"
 if redis.call('EXISTS', KEYS[4]) == 1 then return redis.error_reply('DUPLICATE transaction id') end
 local cur = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
 if cur ~= tonumber(ARGV[2]) then return redis.error_reply('CONFLICT balance moved') end
@@ -134,8 +138,20 @@ end
 redis.call('PUBLISH', ARGV[9], '{"id":"' .. sid .. '","account":' .. cjson.encode(ARGV[10]) ..
   ',"tx":' .. ARGV[4] .. ',"spenders":{"labels":[' .. table.concat(labels, ',') ..
   '],"seriesCents":[' .. table.concat(series, ',') .. ']}}')
-return {new, sid}
 "#;
+
+/// A script around [`RECORD_BODY`]: `before` runs first (it may return early), `after` last (it
+/// must return). Built once per process.
+pub struct RecordScript(Script);
+
+impl RecordScript {
+    pub fn new(before: &str, after: &str) -> Self {
+        RecordScript(Script::new(&format!("{before}\n{RECORD_BODY}\n{after}")))
+    }
+}
+
+static RECORD: std::sync::LazyLock<RecordScript> =
+    std::sync::LazyLock::new(|| RecordScript::new("", "return {new, sid}"));
 
 /// What [`record`] wrote: the new balance and the stream entry id (also the SSE event id).
 #[derive(Debug, Clone)]
@@ -144,46 +160,83 @@ pub struct Recorded {
     pub stream_id: String,
 }
 
-/// Writes `tx` (whose `balance_after` must be `expected + amount`) atomically; see [`RECORD`].
+/// Writes `tx` (whose `balance_after` must be `expected + amount`) atomically; see [`RECORD_BODY`].
 pub async fn record(
     db: &Db,
     config: &Config,
     expected: Cents,
     tx: &Transaction,
 ) -> Result<Recorded> {
+    let reply: Vec<Value> = record_with(db, config, &RECORD, expected, tx, &[], &[]).await?;
+    recorded(&reply)
+}
+
+/// The new balance and stream id of a `{new, sid}` reply.
+pub fn recorded(reply: &[Value]) -> Result<Recorded> {
+    match reply {
+        [Value::Int(balance), sid, ..] => match value_text(sid) {
+            Some(stream_id) => Ok(Recorded { balance: Cents(*balance), stream_id }),
+            None => Err(Error::Internal("record: no stream id".into())),
+        },
+        _ => Err(Error::Internal(format!("record: unexpected reply {reply:?}"))),
+    }
+}
+
+/// Runs `script` (a [`RecordScript`]) for `tx` with the wrapper's own keys and arguments after
+/// the body's.
+pub async fn record_with(
+    db: &Db,
+    config: &Config,
+    script: &RecordScript,
+    expected: Cents,
+    tx: &Transaction,
+    extra_keys: &[String],
+    extra_args: &[String],
+) -> Result<Vec<Value>> {
     let keys = &db.keys;
     let acct = &tx.account_id;
     let doc = serde_json::to_string(tx).map_err(|e| Error::Internal(e.to_string()))?;
     let retention_secs = config.transaction_retention_days * 86_400;
     let min_id = tx.date - config.stream_retention_hours as i64 * 3_600_000;
-    let (balance, stream_id): (i64, String) = db
-        .run(async |c| {
-            Script::new(RECORD)
-                .key(keys.balance(acct))
-                .key(keys.stream(acct))
-                .key(keys.spenders(acct))
-                .key(keys.transaction(acct, tx.id))
-                .key(keys.balance_series(acct, SERIES[0].name))
-                .key(keys.balance_series(acct, SERIES[1].name))
-                .key(keys.balance_series(acct, SERIES[2].name))
-                .key(keys.recent(acct))
-                .arg(OPENING_BALANCE.0)
-                .arg(expected.0)
-                .arg(tx.amount.0)
-                .arg(&doc)
-                .arg(retention_secs)
-                .arg(min_id.max(0))
-                .arg(tx.date)
-                .arg(&tx.from_account_name)
-                .arg(keys.events(acct))
-                .arg(acct)
-                .arg(&SERIES.map(|r| r.width_ms)[..])
-                .arg(&SERIES.map(|r| r.window_ms)[..])
-                .invoke_async(c)
-                .await
-        })
-        .await?;
-    Ok(Recorded { balance: Cents(balance), stream_id })
+    db.run(async |c| {
+        let mut call = script.0.key(keys.balance(acct));
+        call.key(keys.stream(acct))
+            .key(keys.spenders(acct))
+            .key(keys.transaction(acct, tx.id))
+            .key(keys.balance_series(acct, SERIES[0].name))
+            .key(keys.balance_series(acct, SERIES[1].name))
+            .key(keys.balance_series(acct, SERIES[2].name))
+            .key(keys.recent(acct));
+        for key in extra_keys {
+            call.key(key);
+        }
+        call.arg(OPENING_BALANCE.0)
+            .arg(expected.0)
+            .arg(tx.amount.0)
+            .arg(&doc)
+            .arg(retention_secs)
+            .arg(min_id.max(0))
+            .arg(tx.date)
+            .arg(&tx.from_account_name)
+            .arg(keys.events(acct))
+            .arg(acct)
+            .arg(&SERIES.map(|r| r.width_ms)[..])
+            .arg(&SERIES.map(|r| r.window_ms)[..]);
+        for arg in extra_args {
+            call.arg(arg);
+        }
+        call.invoke_async(c).await
+    })
+    .await
+}
+
+/// A new transaction id for `account` at `date_ms`: time-ordered, below 2^53 (JSON readers keep
+/// it exact), and distinct from every other writer's — the low three digits come from the
+/// account's own counter, so two writers in one millisecond never draw the same id.
+pub async fn next_transaction_id(db: &Db, account: &str, date_ms: i64) -> Result<u64> {
+    let key = db.keys.transaction_sequence(account);
+    let n: u64 = db.run(async |c| redis::cmd("INCR").arg(&key).query_async(c).await).await?;
+    Ok(date_ms.max(0) as u64 * 1000 + n % 1000)
 }
 
 // ---- reads ------------------------------------------------------------------------------------

@@ -73,6 +73,9 @@ pub enum Purpose {
     SignIn,
     /// Re-authenticating session `session` of `user`.
     StepUp { user: String, session: String },
+    /// Confirming one pending transfer of `user`: `binding` is its id, amount, currency and
+    /// payee (PSD2 dynamic linking), compared with the transfer when the answer comes.
+    Transfer { user: String, binding: String },
 }
 
 #[derive(Serialize, Deserialize)]

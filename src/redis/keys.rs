@@ -155,6 +155,51 @@ impl Keys {
         format!("{}{{acct:{number}}}:recent", self.prefix)
     }
 
+    /// Counter whose low digits make transaction ids unique among writers of one millisecond.
+    pub fn transaction_sequence(&self, number: &str) -> String {
+        format!("{}{{acct:{number}}}:txseq", self.prefix)
+    }
+
+    /// JSON transfer document, on the sender's slot (status, amount, payee, confirmation).
+    pub fn transfer(&self, from: &str, id: &str) -> String {
+        format!("{}transfer:{{acct:{from}}}:{id}", self.prefix)
+    }
+
+    /// Cents the account sent by transfer on one UTC day (`YYYYMMDD`): the daily limit.
+    pub fn sent_on(&self, number: &str, day: &str) -> String {
+        format!("{}{{acct:{number}}}:sent:{day}", self.prefix)
+    }
+
+    /// Hash: transfer id → the credit the account's debit still owes its payee (JSON).
+    pub fn credits_owed(&self, number: &str) -> String {
+        format!("{}{{acct:{number}}}:owed", self.prefix)
+    }
+
+    /// Sorted set: the payees the account sent to, by last time (the form's "recent payees").
+    pub fn payees(&self, number: &str) -> String {
+        format!("{}{{acct:{number}}}:payees", self.prefix)
+    }
+
+    /// Marker that transfer `id` was credited to the account: a credit lands once.
+    pub fn credited(&self, number: &str, id: &str) -> String {
+        format!("{}{{acct:{number}}}:credited:{id}", self.prefix)
+    }
+
+    /// An `Idempotency-Key` a user sent (hex SHA-256 of it): the request and its transfer.
+    pub fn idempotency(&self, username: &str, key_hash: &str) -> String {
+        format!("{}idem:{{user:{username}}}:{key_hash}", self.prefix)
+    }
+
+    /// Hash: low-value transfers (`count`, `cents`) since the user's last strong confirmation.
+    pub fn sca_tally(&self, username: &str) -> String {
+        format!("{}sca:{{user:{username}}}", self.prefix)
+    }
+
+    /// Leader lock of the transfer recovery task.
+    pub fn transfer_recovery_leader(&self) -> String {
+        format!("{}transfer:recovery:leader", self.prefix)
+    }
+
     /// Sorted set: vendor → cents spent there.
     pub fn spenders(&self, number: &str) -> String {
         format!("{}{{acct:{number}}}:spenders", self.prefix)

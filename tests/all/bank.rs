@@ -21,9 +21,9 @@ use rocket::http::Status;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-const BOB: &str = "1580783161";
-const ALICE: &str = "2734819056";
-const OPENING: i64 = 10_000_000;
+pub(crate) const BOB: &str = "1580783161";
+pub(crate) const ALICE: &str = "2734819056";
+pub(crate) const OPENING: i64 = 10_000_000;
 
 // ---- helpers ----------------------------------------------------------------------------------
 
@@ -80,7 +80,7 @@ async fn record(
     tx
 }
 
-fn cents(v: &Value) -> i64 {
+pub(crate) fn cents(v: &Value) -> i64 {
     (v.as_f64().unwrap_or_else(|| panic!("not a number: {v}")) * 100.0).round() as i64
 }
 
@@ -90,12 +90,12 @@ async fn xlen(redis: &RedisServer, prefix: &str, number: &str) -> usize {
 }
 
 /// Everything stored for one account, read straight from Redis.
-struct Ledger {
-    balance: i64,
+pub(crate) struct Ledger {
+    pub(crate) balance: i64,
     /// Stream entries, oldest first: (id, the transaction document the entry carries).
-    entries: Vec<(String, Value)>,
+    pub(crate) entries: Vec<(String, Value)>,
     /// Transaction documents by id.
-    docs: HashMap<u64, Value>,
+    pub(crate) docs: HashMap<u64, Value>,
 }
 
 impl Ledger {
@@ -173,7 +173,7 @@ async fn ledger(redis: &RedisServer, prefix: &str, number: &str) -> Ledger {
 /// The balance invariant: balance = opening + Σ stored amounts; one stream entry per document,
 /// carrying that document unchanged; the balances chain from the opening balance and end at the
 /// balance key; never negative.
-async fn assert_balanced(redis: &RedisServer, prefix: &str, number: &str) -> Ledger {
+pub(crate) async fn assert_balanced(redis: &RedisServer, prefix: &str, number: &str) -> Ledger {
     let l = ledger(redis, prefix, number).await;
     let sum: i64 = l.docs.values().map(|d| cents(&d["amount"])).sum();
     assert_eq!(l.balance, OPENING + sum, "{number}: balance ≠ opening + Σ amounts");

@@ -13,3 +13,4 @@ mod hardening;
 mod live;
 mod mfa;
 mod sessions;
+mod transfers;

@@ -1,0 +1,278 @@
+//! The two-step ledger: no script touches two accounts, so a transfer works when the sender's and
+//! the payee's keys live on different Redis Cluster shards.
+//!
+//! 1. **Debit**, one script on the sender's slot: the transfer must be `executing`; the daily
+//!    limit and the balance are checked; the debit is recorded like any transaction (document,
+//!    stream, recent list, chart, live event); a durable *credit owed* record is written; the
+//!    transfer becomes `debited`.
+//! 2. **Credit**, one script on the payee's slot, idempotent by transfer id (a marker with the
+//!    transaction retention): the credit is recorded like any transaction.
+//! 3. **Finish**, one script on the sender's slot: the owed record goes, the transfer is
+//!    `completed`.
+//!
+//! A crash between 1 and 2 leaves the owed record: the recovery task ([`super::recovery`]) runs 2
+//! and 3 for every one it finds, and the marker makes a credit land exactly once however often it
+//! is tried.
+
+use std::sync::LazyLock;
+
+use redis::Value;
+use serde::{Deserialize, Serialize};
+
+use super::model::Transfer;
+use crate::bank::model::{Cents, Transaction};
+use crate::bank::store::{self as bank, RecordScript, Recorded};
+use crate::clock::{now_ms, rfc3339_ms};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::redis::Db;
+
+/// Attempts when the balance moved between read and write (the generator, other transfers of the
+/// same account), each after a short random pause so racing writers spread out.
+const ATTEMPTS: usize = 64;
+
+async fn pause() {
+    use rand::Rng;
+    let micros = rand::thread_rng().gen_range(200..3000);
+    tokio::time::sleep(std::time::Duration::from_micros(micros)).await;
+}
+
+static DEBIT: LazyLock<RecordScript> = LazyLock::new(|| {
+    RecordScript::new(
+        r#"
+local status = redis.call('JSON.GET', KEYS[9], '$.status')
+if not status then return redis.error_reply('GONE transfer') end
+if status ~= '["executing"]' then return redis.error_reply('STATE ' .. status) end
+local sent = tonumber(redis.call('GET', KEYS[10]) or '0')
+if sent - tonumber(ARGV[3]) > tonumber(ARGV[17]) then return redis.error_reply('LIMIT daily') end
+"#,
+        r#"
+redis.call('INCRBY', KEYS[10], -amount)
+redis.call('EXPIRE', KEYS[10], 172800)
+redis.call('HSET', KEYS[11], ARGV[18], ARGV[19])
+redis.call('JSON.SET', KEYS[9], '$.status', '"debited"')
+redis.call('JSON.SET', KEYS[9], '$.debit_tx', ARGV[20])
+redis.call('ZADD', KEYS[12], ARGV[7], ARGV[21])
+redis.call('ZREMRANGEBYRANK', KEYS[12], 0, -11)
+return {new, sid}
+"#,
+    )
+});
+
+static CREDIT: LazyLock<RecordScript> = LazyLock::new(|| {
+    RecordScript::new(
+        "if redis.call('EXISTS', KEYS[9]) == 1 then return {-1, ''} end",
+        "redis.call('SET', KEYS[9], '1', 'EX', ARGV[5])\nreturn {new, sid}",
+    )
+});
+
+/// Marks the transfer completed and forgets what was owed (sender's slot).
+const FINISH: &str = r#"
+redis.call('HDEL', KEYS[2], ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('JSON.SET', KEYS[1], '$.status', '"completed"')
+  redis.call('JSON.SET', KEYS[1], '$.completed_at', ARGV[2])
+  redis.call('JSON.SET', KEYS[1], '$.credit_tx', ARGV[3])
+end
+return 1
+"#;
+
+/// What the payee is owed: everything the credit needs, written with the debit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreditOwed {
+    pub transfer: String,
+    pub from_account: String,
+    pub from_name: String,
+    pub to_account: String,
+    pub payee_name: String,
+    pub amount: Cents,
+    pub reference: String,
+    pub debited_at: i64,
+}
+
+/// One side of a transfer: whose account, the counterparty, and the signed amount.
+struct Leg<'a> {
+    account: &'a str,
+    own_name: &'a str,
+    other_account: &'a str,
+    other_name: &'a str,
+    amount: Cents,
+    reference: &'a str,
+}
+
+impl Leg<'_> {
+    /// The leg as a transaction of its account.
+    fn transaction(&self, id: u64, balance: Cents, date: i64) -> Transaction {
+        let own = (self.account, self.own_name);
+        let other = (self.other_account, self.other_name);
+        let (from, to) = if self.amount.0 < 0 { (own, other) } else { (other, own) };
+        Transaction {
+            id,
+            account_id: self.account.to_owned(),
+            from_account: from.0.to_owned(),
+            // The row's "vendor" column: the counterparty, as the search finds it.
+            from_account_name: self.other_name.to_owned(),
+            to_account: to.0.to_owned(),
+            to_account_name: to.1.to_owned(),
+            amount: self.amount,
+            description: if self.reference.is_empty() {
+                let way = if self.amount.0 < 0 { "to" } else { "from" };
+                format!("Transfer {way} {}", self.other_name)
+            } else {
+                self.reference.to_owned()
+            },
+            transaction_date: rfc3339_ms(date),
+            date,
+            transaction_type: "transfer".into(),
+            balance_after: Cents(balance.0 + self.amount.0),
+        }
+    }
+}
+
+/// Why a debit was refused, for the sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    InsufficientFunds,
+    DailyLimit,
+}
+
+/// Step 1: debits the sender (the transfer must be `executing`). `Ok(Err(_))`: refused, nothing
+/// written.
+pub async fn debit(db: &Db, config: &Config, t: &Transfer) -> Result<Result<Recorded, Refusal>> {
+    let owed = CreditOwed {
+        transfer: t.id.clone(),
+        from_account: t.from_account.clone(),
+        from_name: t.from_name.clone(),
+        to_account: t.to_account.clone(),
+        payee_name: t.payee_name.clone(),
+        amount: t.amount,
+        reference: t.reference.clone(),
+        debited_at: now_ms(),
+    };
+    let owed = serde_json::to_string(&owed).map_err(|e| Error::Internal(e.to_string()))?;
+    let keys = &db.keys;
+    let day = day_of(now_ms());
+    let extra_keys = [
+        keys.transfer(&t.from_account, &t.id),
+        keys.sent_on(&t.from_account, &day),
+        keys.credits_owed(&t.from_account),
+        keys.payees(&t.from_account),
+    ];
+    for _ in 0..ATTEMPTS {
+        let balance = bank::balance(db, &t.from_account).await?;
+        let date = now_ms();
+        let id = bank::next_transaction_id(db, &t.from_account, date).await?;
+        let leg = Leg {
+            account: &t.from_account,
+            own_name: &t.from_name,
+            other_account: &t.to_account,
+            other_name: &t.payee_name,
+            amount: Cents(-t.amount.0),
+            reference: &t.reference,
+        };
+        let tx = leg.transaction(id, balance, date);
+        let extra_args = [
+            config.daily_transfer_limit.0.to_string(),
+            t.id.clone(),
+            owed.clone(),
+            id.to_string(),
+            t.to_account.clone(),
+        ];
+        let reply = bank::record_with(db, config, &DEBIT, balance, &tx, &extra_keys, &extra_args);
+        match reply.await {
+            Ok(reply) => return bank::recorded(&reply).map(Ok),
+            Err(e) => match refusal(&e) {
+                Some("CONFLICT") | Some("DUPLICATE") => pause().await,
+                Some("INSUFFICIENT") => return Ok(Err(Refusal::InsufficientFunds)),
+                Some("LIMIT") => return Ok(Err(Refusal::DailyLimit)),
+                Some(_) => {
+                    return Err(Error::Conflict("This transfer is no longer waiting.".into()));
+                }
+                None => return Err(e),
+            },
+        }
+    }
+    Err(Error::Unavailable("the sender's balance kept moving".into()))
+}
+
+/// Steps 2 and 3: credits the payee (once, however often it is called) and completes the
+/// transfer.
+pub async fn credit(db: &Db, config: &Config, owed: &CreditOwed) -> Result<()> {
+    let keys = &db.keys;
+    let marker = [keys.credited(&owed.to_account, &owed.transfer)];
+    let mut credit_tx = 0;
+    for attempt in 0..=ATTEMPTS {
+        if attempt == ATTEMPTS {
+            return Err(Error::Unavailable("the payee's balance kept moving".into()));
+        }
+        let balance = bank::balance(db, &owed.to_account).await?;
+        let date = now_ms();
+        let id = bank::next_transaction_id(db, &owed.to_account, date).await?;
+        let leg = Leg {
+            account: &owed.to_account,
+            own_name: &owed.payee_name,
+            other_account: &owed.from_account,
+            other_name: &owed.from_name,
+            amount: owed.amount,
+            reference: &owed.reference,
+        };
+        let tx = leg.transaction(id, balance, date);
+        match bank::record_with(db, config, &CREDIT, balance, &tx, &marker, &[]).await {
+            Ok(reply) => {
+                if !matches!(reply.first(), Some(Value::Int(-1))) {
+                    credit_tx = id;
+                }
+                break;
+            }
+            Err(e) if matches!(refusal(&e), Some("CONFLICT") | Some("DUPLICATE")) => pause().await,
+            Err(e) => return Err(e),
+        }
+    }
+    let (doc, owed_key) =
+        (keys.transfer(&owed.from_account, &owed.transfer), keys.credits_owed(&owed.from_account));
+    db.run(async |c| {
+        redis::Script::new(FINISH)
+            .key(&doc)
+            .key(&owed_key)
+            .arg(&owed.transfer)
+            .arg(now_ms())
+            .arg(credit_tx)
+            .invoke_async::<_, i64>(c)
+            .await
+    })
+    .await?;
+    Ok(())
+}
+
+/// The credits `account` owes, oldest first.
+pub async fn owed_by(db: &Db, account: &str) -> Result<Vec<CreditOwed>> {
+    let key = db.keys.credits_owed(account);
+    let all: Vec<String> =
+        db.run(async |c| redis::cmd("HVALS").arg(&key).query_async(c).await).await?;
+    let mut owed: Vec<CreditOwed> =
+        all.iter().filter_map(|json| serde_json::from_str(json).ok()).collect();
+    owed.sort_by_key(|o| o.debited_at);
+    Ok(owed)
+}
+
+/// What the sender sent on the UTC day of `now` (for the daily limit).
+pub async fn sent_today(db: &Db, account: &str, now: i64) -> Result<Cents> {
+    let key = db.keys.sent_on(account, &day_of(now));
+    let sent: Option<i64> =
+        db.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await).await?;
+    Ok(Cents(sent.unwrap_or(0)))
+}
+
+/// `YYYYMMDD` of a UTC instant (ms).
+fn day_of(ms: i64) -> String {
+    rfc3339_ms(ms).get(..10).unwrap_or_default().replace('-', "")
+}
+
+/// The marker word of a script's refusal (`CONFLICT balance moved` → `CONFLICT`).
+fn refusal(e: &Error) -> Option<&'static str> {
+    let Error::Redis(e) = e else { return None };
+    let text = format!("{} {}", e.code().unwrap_or_default(), e.detail().unwrap_or_default());
+    ["CONFLICT", "DUPLICATE", "INSUFFICIENT", "LIMIT", "GONE", "STATE"]
+        .into_iter()
+        .find(|word| text.contains(word))
+}

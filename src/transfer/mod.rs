@@ -1,0 +1,41 @@
+//! Money movement: transfers between customers, confirmed by strong authentication bound to the
+//! amount and payee (PSD2 dynamic linking), idempotent, and carried out by a two-step ledger that
+//! never touches two accounts in one script (so it works across Redis Cluster shards), with a
+//! recovery task for a debit whose credit did not land.
+
+pub mod ledger;
+pub mod model;
+pub mod recovery;
+pub mod routes;
+pub mod service;
+
+use rocket::fairing::AdHoc;
+use rocket::{Orbit, Rocket, routes};
+
+use crate::config::Config;
+use crate::redis::Db;
+
+pub fn stage() -> AdHoc {
+    AdHoc::on_ignite("Transfers", |rocket| async {
+        rocket
+            .mount(
+                "/",
+                routes![
+                    routes::api_create,
+                    routes::api_get,
+                    routes::api_options,
+                    routes::api_confirm,
+                    routes::form,
+                    routes::submit,
+                    routes::transfer_page,
+                    routes::confirm,
+                ],
+            )
+            .attach(AdHoc::on_liftoff("Transfer recovery", |rocket| Box::pin(liftoff(rocket))))
+    })
+}
+
+async fn liftoff(rocket: &Rocket<Orbit>) {
+    let (Some(db), Some(config)) = (rocket.state::<Db>(), rocket.state::<Config>()) else { return };
+    tokio::spawn(recovery::run(db.clone(), config.clone(), rocket.shutdown()));
+}

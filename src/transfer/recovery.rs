@@ -1,0 +1,71 @@
+//! Completes transfers whose debit landed but whose credit did not (the process stopped between
+//! the two steps, or Redis failed at that moment): every owed credit of every account is applied —
+//! once, by the payee-side marker — and the transfer completed. Runs at start and then every
+//! `repair_interval_secs`, on one instance at a time (a leader lock, as the generator's).
+
+use std::time::Duration;
+
+use redis::Script;
+use rocket::Shutdown;
+
+use super::ledger;
+use crate::bank::store as bank;
+use crate::config::Config;
+use crate::error::Result;
+use crate::redis::Db;
+use crate::secret::random_token;
+
+const RELEASE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
+const LEAD: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if not cur then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+if cur == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+return 0
+"#;
+
+/// Applies every owed credit; how many were completed.
+pub async fn run_once(db: &Db, config: &Config) -> Result<usize> {
+    let mut done = 0;
+    for account in bank::account_numbers(db).await? {
+        for owed in ledger::owed_by(db, &account).await? {
+            ledger::credit(db, config, &owed).await?;
+            done += 1;
+        }
+    }
+    Ok(done)
+}
+
+/// Runs until `shutdown`.
+pub async fn run(db: Db, config: Config, mut shutdown: Shutdown) {
+    let me = random_token();
+    let period = Duration::from_secs(config.repair_interval_secs);
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let key = db.keys.transfer_recovery_leader();
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = ticker.tick() => {}
+        }
+        let ttl = (period.as_millis() as u64 * 3).max(1000);
+        let led: Result<i64> = db
+            .run(async |c| Script::new(LEAD).key(&key).arg(&me).arg(ttl).invoke_async(c).await)
+            .await;
+        if !matches!(led, Ok(1)) {
+            continue;
+        }
+        match run_once(&db, &config).await {
+            Ok(0) => {}
+            Ok(n) => rocket::info!("transfers: completed {n} credit(s) left owed"),
+            Err(e) => rocket::warn!("transfers: recovery failed, retrying next round: {e}"),
+        }
+    }
+    // Hand the lock on at once: another instance recovers without waiting for it to expire.
+    let _ = db
+        .run(async |c| Script::new(RELEASE).key(&key).arg(&me).invoke_async::<_, i64>(c).await)
+        .await;
+}

@@ -1,0 +1,342 @@
+//! Transfers over the JSON API and the pages (`/transfer`): one service ([`super::service`]) under
+//! both, with the CSRF rules of each.
+
+use rocket::form::{Form, FromForm};
+use rocket::http::Status;
+use rocket::request::{self, FromRequest, Request};
+use rocket::response::{self, Redirect, Responder};
+use rocket::serde::json::{Json, Value, serde_json::json};
+use rocket::{State, get, post, uri};
+use rocket_dyn_templates::{Template, context};
+use serde::Deserialize;
+
+use super::model::{Status as TransferStatus, Transfer, parse_amount};
+use super::service::{self, Confirm, Request as TransferRequest};
+use crate::bank::store as bank;
+use crate::clock::{display_ms, rfc3339_ms};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::mfa::passkey::RelyingParty;
+use crate::mfa::store as factors;
+use crate::redis::Db;
+use crate::secret::random_token;
+use crate::session::guard::{ApiUser, CurrentUser};
+use crate::session::store::ClientInfo;
+use crate::web::SecretJson;
+
+/// The `Idempotency-Key` header, when there is exactly one (1–255 visible ASCII characters).
+pub struct IdempotencyKey(Option<String>);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for IdempotencyKey {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Self::Error> {
+        let mut values = req.headers().get("Idempotency-Key");
+        let key = match (values.next(), values.next()) {
+            (Some(v), None)
+                if (1..=255).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                Some(v.to_owned())
+            }
+            _ => None,
+        };
+        request::Outcome::Success(IdempotencyKey(key))
+    }
+}
+
+/// How the sender can confirm, in the API's words.
+async fn methods(db: &Db, t: &Transfer) -> Result<Vec<&'static str>> {
+    if t.status != TransferStatus::ConfirmationRequired {
+        return Ok(Vec::new());
+    }
+    let owned = factors::factors(db, &t.user).await?;
+    let mut methods = Vec::new();
+    if owned.passkeys > 0 {
+        methods.push("passkey");
+    }
+    if owned.totp {
+        methods.push("totp");
+    }
+    Ok(methods)
+}
+
+/// A transfer as the API shows it.
+async fn view(db: &Db, t: &Transfer) -> Result<Value> {
+    Ok(json!({
+        "id": t.id,
+        "status": t.status,
+        "amount": t.amount,
+        "currency": t.currency,
+        "from_account": t.from_account,
+        "to_account": t.to_account,
+        "payee_name": t.payee_name,
+        "reference": t.reference,
+        "created_at": rfc3339_ms(t.created_at),
+        "expires_at": rfc3339_ms(t.expires_at),
+        "completed_at": t.completed_at.map(rfc3339_ms),
+        "confirmed_by": t.confirmed_by,
+        "failure": t.failure,
+        "methods": methods(db, t).await?,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewTransfer {
+    to_account: String,
+    amount: Value,
+    #[serde(default)]
+    reference: String,
+}
+
+impl NewTransfer {
+    fn request(&self) -> Result<TransferRequest> {
+        Ok(TransferRequest {
+            to_account: self.to_account.trim().to_owned(),
+            amount: parse_amount(&self.amount)?,
+            reference: self.reference.trim().to_owned(),
+        })
+    }
+}
+
+#[post("/api/v1/transfers", data = "<body>")]
+pub async fn api_create(
+    body: SecretJson<NewTransfer>,
+    key: IdempotencyKey,
+    user: ApiUser,
+    db: &State<Db>,
+    config: &State<Config>,
+) -> Result<(Status, Json<Value>)> {
+    let Some(key) = key.0 else {
+        return Err(Error::BadRequest(
+            "An Idempotency-Key header (1-255 visible characters) is required.".into(),
+        ));
+    };
+    let req = body.0.request()?;
+    let t = service::create_once(db, config, &user.session, &req, &key).await?;
+    Ok((Status::Created, Json(view(db, &t).await?)))
+}
+
+#[get("/api/v1/transfers/<id>")]
+pub async fn api_get(id: &str, user: ApiUser, db: &State<Db>) -> Result<Json<Value>> {
+    let t = service::load(db, &user.session.doc.account, id).await?;
+    let t = t.filter(|t| t.user == user.session.doc.user).ok_or(Error::NotFound)?;
+    Ok(Json(view(db, &t).await?))
+}
+
+#[post("/api/v1/transfers/<id>/options")]
+pub async fn api_options(
+    id: &str,
+    user: ApiUser,
+    client: ClientInfo,
+    db: &State<Db>,
+    rp: &State<RelyingParty>,
+) -> Result<Json<Value>> {
+    Ok(Json(service::passkey_options(db, rp, &user.session, &client, id).await?))
+}
+
+#[post("/api/v1/transfers/<id>/confirm", data = "<body>")]
+#[allow(clippy::too_many_arguments)] // one per request guard: what Rocket routes look like
+pub async fn api_confirm(
+    id: &str,
+    body: SecretJson<Value>,
+    user: ApiUser,
+    client: ClientInfo,
+    db: &State<Db>,
+    config: &State<Config>,
+    rp: &State<RelyingParty>,
+) -> Result<Json<Value>> {
+    let how = match body.0.get("code").and_then(Value::as_str) {
+        Some(code) => Confirm::Totp(code),
+        None => Confirm::Passkey(&body.0),
+    };
+    let t = service::confirm(db, config, rp, &user.session, &client, id, how).await?;
+    Ok(Json(view(db, &t).await?))
+}
+
+// ---- pages -----------------------------------------------------------------------------------
+
+/// A page with its status (a refused form is 422, a wrong code 401…).
+pub struct Page(Status, Template);
+
+impl<'r> Responder<'r, 'static> for Page {
+    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        let mut res = self.1.respond_to(req)?;
+        res.set_status(self.0);
+        Ok(res)
+    }
+}
+
+#[derive(rocket::Responder)]
+pub enum Reply {
+    Done(Redirect),
+    Page(Page),
+}
+
+#[derive(Debug, Default, FromForm)]
+pub struct TransferForm {
+    #[field(default = String::new())]
+    csrf: String,
+    #[field(default = String::new())]
+    idempotency_key: String,
+    #[field(default = String::new())]
+    to_account: String,
+    #[field(default = String::new())]
+    amount: String,
+    #[field(default = String::new())]
+    reference: String,
+}
+
+async fn form_page(
+    db: &Db,
+    config: &Config,
+    user: &CurrentUser,
+    form: &TransferForm,
+    status: Status,
+    error: Option<(&str, String)>,
+) -> Result<Page> {
+    let doc = &user.0.doc;
+    let key = db.keys.payees(&doc.account);
+    let recent: Vec<String> = db
+        .run(async |c| redis::cmd("ZREVRANGE").arg(&key).arg(0).arg(4).query_async(c).await)
+        .await?;
+    let mut payees = Vec::new();
+    for number in recent {
+        if let Some(account) = bank::get_account(db, &number).await? {
+            payees.push(json!({ "number": account.number, "holder": account.holder }));
+        }
+    }
+    let owned = factors::factors(db, &doc.user).await?;
+    let (field, error) = error.map_or((None, None), |(f, e)| (Some(f), Some(e)));
+    let page = Template::render(
+        "transfer/form",
+        context! {
+            user: doc.user_view(),
+            csrf: &doc.csrf_token,
+            // A new key per form: a double-clicked submit sends the same one twice.
+            idempotency_key: if form.idempotency_key.is_empty() { random_token() } else { form.idempotency_key.clone() },
+            to_account: &form.to_account,
+            amount: &form.amount,
+            reference: &form.reference,
+            payees,
+            has_factor: owned.any(),
+            exempt: config.sca_exempt_amount.to_string(),
+            limit: config.daily_transfer_limit.to_string(),
+            balance: bank::balance(db, &doc.account).await?.to_string(),
+            error, field,
+        },
+    );
+    Ok(Page(status, page))
+}
+
+#[get("/transfer")]
+pub async fn form(user: CurrentUser, db: &State<Db>, config: &State<Config>) -> Result<Page> {
+    form_page(db, config, &user, &<TransferForm as Default>::default(), Status::Ok, None).await
+}
+
+#[post("/transfer", data = "<form>")]
+pub async fn submit(
+    user: CurrentUser,
+    form: Form<TransferForm>,
+    db: &State<Db>,
+    config: &State<Config>,
+) -> Result<Reply> {
+    user.check_csrf(&form.csrf)?;
+    let req = parse_amount(&Value::String(form.amount.clone())).map(|amount| TransferRequest {
+        to_account: form.to_account.trim().to_owned(),
+        amount,
+        reference: form.reference.trim().to_owned(),
+    });
+    let key =
+        if form.idempotency_key.is_empty() { random_token() } else { form.idempotency_key.clone() };
+    let outcome = match req {
+        Ok(req) => service::create_once(db, config, &user.0, &req, &key).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(t) => Ok(Reply::Done(Redirect::to(uri!(transfer_page(&t.id))))),
+        Err(Error::Invalid { field, message }) => {
+            let page = form_page(
+                db,
+                config,
+                &user,
+                &form,
+                Status::UnprocessableEntity,
+                Some((field, message)),
+            );
+            Ok(Reply::Page(page.await?))
+        }
+        Err(Error::Forbidden(message)) => {
+            let page =
+                form_page(db, config, &user, &form, Status::Forbidden, Some(("amount", message)));
+            Ok(Reply::Page(page.await?))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn transfer_view(
+    db: &Db,
+    user: &CurrentUser,
+    t: &Transfer,
+    status: Status,
+    error: Option<String>,
+) -> Result<Page> {
+    let doc = &user.0.doc;
+    let template = match t.status {
+        TransferStatus::ConfirmationRequired => "transfer/review",
+        _ => "transfer/receipt",
+    };
+    let page = Template::render(
+        template,
+        context! {
+            user: doc.user_view(),
+            csrf: &doc.csrf_token,
+            t: view(db, t).await?,
+            amount: t.amount.to_string(),
+            created: display_ms(t.created_at),
+            completed: t.completed_at.map(display_ms),
+            error,
+        },
+    );
+    Ok(Page(status, page))
+}
+
+#[get("/transfer/<id>")]
+pub async fn transfer_page(id: &str, user: CurrentUser, db: &State<Db>) -> Result<Page> {
+    let t = service::load(db, &user.0.doc.account, id).await?;
+    let t = t.filter(|t| t.user == user.0.doc.user).ok_or(Error::NotFound)?;
+    transfer_view(db, &user, &t, Status::Ok, None).await
+}
+
+#[derive(Debug, FromForm)]
+pub struct ConfirmForm {
+    #[field(default = String::new())]
+    csrf: String,
+    #[field(default = String::new())]
+    code: String,
+}
+
+#[post("/transfer/<id>/confirm", data = "<form>")]
+#[allow(clippy::too_many_arguments)] // one per request guard: what Rocket routes look like
+pub async fn confirm(
+    id: &str,
+    user: CurrentUser,
+    form: Form<ConfirmForm>,
+    client: ClientInfo,
+    db: &State<Db>,
+    config: &State<Config>,
+    rp: &State<RelyingParty>,
+) -> Result<Reply> {
+    user.check_csrf(&form.csrf)?;
+    let how = Confirm::Totp(&form.code);
+    match service::confirm(db, config, rp, &user.0, &client, id, how).await {
+        Ok(t) => Ok(Reply::Done(Redirect::to(uri!(transfer_page(&t.id))))),
+        Err(e @ (Error::InvalidCode | Error::TooManyRequests { .. })) => {
+            let t = service::pending(db, &user.0, id).await?;
+            let page = transfer_view(db, &user, &t, e.status(), Some(e.public_message()));
+            Ok(Reply::Page(page.await?))
+        }
+        Err(e) => Err(e),
+    }
+}

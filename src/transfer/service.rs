@@ -1,0 +1,426 @@
+//! Transfers for both the API and the pages: the rules, the PSD2 low-value exemption, the strong
+//! confirmation bound to the exact transfer (dynamic linking), idempotency, and carrying it out
+//! through the two-step ledger.
+//!
+//! **Dynamic linking.** A passkey confirmation answers a ceremony started for one pending transfer
+//! and stored with that transfer's binding (id, amount in cents, currency, payee account); the
+//! binding is compared with the transfer at confirmation, and the ceremony is taken once. The
+//! challenge itself stays random: `webauthn-rs` chooses it, and deriving it from the transfer would
+//! mean leaving the library's safe API — the binding is server-side, which PSD2 accepts when the
+//! authentication code is specific to the transaction and single-use. A TOTP code cannot be bound
+//! cryptographically to anything (it depends only on the time): it is accepted only for the
+//! pending transfer it was entered for, once.
+
+use rand::RngCore;
+use rand::rngs::OsRng;
+use redis::Script;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::ledger::{self, CreditOwed, Refusal};
+use super::model::{Confirmation, MAX_REFERENCE_CHARS, PENDING_SECS, Status, Transfer};
+use crate::bank::model::Cents;
+use crate::bank::store as bank;
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::mfa::passkey::{self, Purpose, RelyingParty};
+use crate::mfa::store as factors;
+use crate::redis::Db;
+use crate::session::login::Throttle;
+use crate::session::model::Session;
+use crate::session::store::ClientInfo;
+
+/// An `Idempotency-Key` is remembered this long.
+pub const IDEMPOTENCY_SECS: u64 = 86_400;
+
+/// What the sender asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub to_account: String,
+    pub amount: Cents,
+    pub reference: String,
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> Error {
+    Error::Invalid { field, message: message.into() }
+}
+
+/// Checks what needs no balance: the payee exists and is someone else, the reference fits.
+async fn check_request(db: &Db, session: &Session, req: &Request) -> Result<String> {
+    let valid_number = (6..=20).contains(&req.to_account.len())
+        && req.to_account.bytes().all(|b| b.is_ascii_digit());
+    if !valid_number {
+        return Err(invalid("to_account", "The payee's account number is 6 to 20 digits."));
+    }
+    if req.to_account == session.doc.account {
+        return Err(invalid("to_account", "You cannot send money to your own account."));
+    }
+    let Some(payee) = bank::get_account(db, &req.to_account).await? else {
+        return Err(invalid("to_account", "There is no account with this number."));
+    };
+    if req.reference.chars().count() > MAX_REFERENCE_CHARS {
+        return Err(invalid(
+            "reference",
+            format!("The reference has at most {MAX_REFERENCE_CHARS} characters."),
+        ));
+    }
+    if req.reference.chars().any(char::is_control) {
+        return Err(invalid(
+            "reference",
+            "The reference cannot contain line breaks or control characters.",
+        ));
+    }
+    Ok(payee.holder)
+}
+
+/// Checks the amount against the balance and the daily limit (again, atomically, at the debit).
+async fn check_amount(db: &Db, config: &Config, account: &str, amount: Cents) -> Result<()> {
+    let balance = bank::balance(db, account).await?;
+    if amount > balance {
+        return Err(invalid(
+            "amount",
+            format!("The amount is more than your balance ({balance})."),
+        ));
+    }
+    let sent = ledger::sent_today(db, account, now_ms()).await?;
+    if sent.0 + amount.0 > config.daily_transfer_limit.0 {
+        let left = Cents((config.daily_transfer_limit.0 - sent.0).max(0));
+        return Err(invalid(
+            "amount",
+            format!(
+                "The amount is over your daily limit ({} a day; {left} left today).",
+                config.daily_transfer_limit
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Counts an exempt transfer, if it still fits the exemption (count and total since the last
+/// strong confirmation), atomically.
+const TAKE_EXEMPTION: &str = r#"
+local n = tonumber(redis.call('HGET', KEYS[1], 'count') or '0')
+local cents = tonumber(redis.call('HGET', KEYS[1], 'cents') or '0')
+if n + 1 > tonumber(ARGV[2]) or cents + tonumber(ARGV[1]) > tonumber(ARGV[3]) then return 0 end
+redis.call('HINCRBY', KEYS[1], 'count', 1)
+redis.call('HINCRBY', KEYS[1], 'cents', ARGV[1])
+return 1
+"#;
+
+async fn take_exemption(db: &Db, config: &Config, user: &str, amount: Cents) -> Result<bool> {
+    if amount > config.sca_exempt_amount {
+        return Ok(false);
+    }
+    let key = db.keys.sca_tally(user);
+    let taken: i64 = db
+        .run(async |c| {
+            Script::new(TAKE_EXEMPTION)
+                .key(&key)
+                .arg(amount.0)
+                .arg(config.sca_exempt_count)
+                .arg(config.sca_exempt_total.0)
+                .invoke_async(c)
+                .await
+        })
+        .await?;
+    Ok(taken == 1)
+}
+
+/// A strong confirmation starts the exemption count again.
+async fn reset_exemption(db: &Db, user: &str) -> Result<()> {
+    let key = db.keys.sca_tally(user);
+    db.run(async |c| redis::cmd("DEL").arg(&key).query_async::<_, ()>(c).await).await
+}
+
+fn new_id() -> String {
+    let mut bytes = [0u8; 16];
+    OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+async fn save(db: &Db, config: &Config, t: &Transfer) -> Result<()> {
+    let key = db.keys.transfer(&t.from_account, &t.id);
+    let json = serde_json::to_string(t).map_err(|e| Error::Internal(e.to_string()))?;
+    let ttl = config.transaction_retention_days * 86_400;
+    db.run(async |c| {
+        redis::pipe()
+            .atomic()
+            .cmd("JSON.SET")
+            .arg(&key)
+            .arg("$")
+            .arg(&json)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(ttl)
+            .ignore()
+            .query_async::<_, ()>(c)
+            .await
+    })
+    .await
+}
+
+/// The sender's transfer `id` (None: no such transfer of this account).
+pub async fn load(db: &Db, account: &str, id: &str) -> Result<Option<Transfer>> {
+    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    let key = db.keys.transfer(account, id);
+    let raw: Option<String> =
+        db.run(async |c| redis::cmd("JSON.GET").arg(&key).query_async(c).await).await?;
+    raw.map(|raw| serde_json::from_str(&raw).map_err(|e| Error::Internal(format!("{key}: {e}"))))
+        .transpose()
+}
+
+/// Creates a transfer: carried out at once when exempt, otherwise pending its confirmation.
+pub async fn create(
+    db: &Db,
+    config: &Config,
+    session: &Session,
+    req: &Request,
+) -> Result<Transfer> {
+    create_with_id(db, config, session, req, new_id()).await
+}
+
+async fn create_with_id(
+    db: &Db,
+    config: &Config,
+    session: &Session,
+    req: &Request,
+    id: String,
+) -> Result<Transfer> {
+    let payee_name = check_request(db, session, req).await?;
+    let from = &session.doc.account;
+    check_amount(db, config, from, req.amount).await?;
+    let now = now_ms();
+    let exempt = take_exemption(db, config, &session.doc.user, req.amount).await?;
+    if !exempt && !factors::factors(db, &session.doc.user).await?.any() {
+        return Err(Error::Forbidden(format!(
+            "Transfers over {} (or more than {} small ones in a row) need a passkey or an \
+             authenticator app to confirm them. Set one up under Security.",
+            config.sca_exempt_amount, config.sca_exempt_count
+        )));
+    }
+    let mut t = Transfer {
+        id,
+        status: if exempt { Status::Executing } else { Status::ConfirmationRequired },
+        user: session.doc.user.clone(),
+        from_account: from.clone(),
+        from_name: session.doc.display_name.clone(),
+        to_account: req.to_account.clone(),
+        payee_name,
+        amount: req.amount,
+        currency: "USD".into(),
+        reference: req.reference.trim().to_owned(),
+        created_at: now,
+        expires_at: now + PENDING_SECS * 1000,
+        confirmed_by: exempt.then_some(Confirmation::Exempt),
+        completed_at: None,
+        failure: None,
+        debit_tx: None,
+        credit_tx: None,
+    };
+    save(db, config, &t).await?;
+    if exempt {
+        execute(db, config, &mut t).await?;
+    }
+    Ok(t)
+}
+
+/// How the sender confirms.
+pub enum Confirm<'a> {
+    Totp(&'a str),
+    Passkey(&'a serde_json::Value),
+}
+
+/// Moves a pending transfer to `executing` — once, and only before it expires.
+const CLAIM: &str = r#"
+local status = redis.call('JSON.GET', KEYS[1], '$.status')
+if status ~= '["confirmation_required"]' then return 0 end
+local expires = redis.call('JSON.GET', KEYS[1], '$.expires_at')
+if tonumber(string.match(expires, '%d+')) < tonumber(ARGV[1]) then return -1 end
+redis.call('JSON.SET', KEYS[1], '$.status', '"executing"')
+redis.call('JSON.SET', KEYS[1], '$.confirmed_by', ARGV[2])
+return 1
+"#;
+
+/// Confirms the sender's pending transfer `id` and carries it out.
+pub async fn confirm(
+    db: &Db,
+    config: &Config,
+    rp: &RelyingParty,
+    session: &Session,
+    client: &ClientInfo,
+    id: &str,
+    how: Confirm<'_>,
+) -> Result<Transfer> {
+    let mut t = pending(db, session, id).await?;
+    let method = match how {
+        Confirm::Totp(code) => {
+            let user = &session.doc.user;
+            let throttle = Throttle::new(db, user, &client.ip, Vec::new()).await?;
+            throttle.reserve(db, config).await?;
+            if !factors::use_totp_code(db, user, code, now_ms() / 1000).await? {
+                return Err(Error::InvalidCode);
+            }
+            throttle.refund(db, config).await?;
+            Confirmation::Totp
+        }
+        Confirm::Passkey(answer) => {
+            let verified = passkey::finish_authentication(db, rp, answer).await?;
+            let expected = Purpose::Transfer { user: t.user.clone(), binding: t.binding() };
+            if verified.purpose != expected || verified.user != t.user {
+                return Err(Error::InvalidCode);
+            }
+            Confirmation::Passkey
+        }
+    };
+    let key = db.keys.transfer(&t.from_account, &t.id);
+    let how = serde_json::to_string(&method).map_err(|e| Error::Internal(e.to_string()))?;
+    let claimed: i64 = db
+        .run(async |c| Script::new(CLAIM).key(&key).arg(now_ms()).arg(&how).invoke_async(c).await)
+        .await?;
+    match claimed {
+        1 => {}
+        -1 => return Err(Error::Gone("This transfer expired. Please start again.".into())),
+        _ => return Err(Error::Conflict("This transfer was already confirmed.".into())),
+    }
+    reset_exemption(db, &t.user).await?;
+    t.status = Status::Executing;
+    t.confirmed_by = Some(method);
+    execute(db, config, &mut t).await?;
+    Ok(t)
+}
+
+/// The sender's transfer `id`, still waiting for its confirmation (404, 409, 410 otherwise).
+pub async fn pending(db: &Db, session: &Session, id: &str) -> Result<Transfer> {
+    let t = load(db, &session.doc.account, id).await?;
+    let t = t.filter(|t| t.user == session.doc.user).ok_or(Error::NotFound)?;
+    if t.status != Status::ConfirmationRequired {
+        return Err(Error::Conflict("This transfer is not waiting for a confirmation.".into()));
+    }
+    if now_ms() > t.expires_at {
+        return Err(Error::Gone("This transfer expired. Please start again.".into()));
+    }
+    Ok(t)
+}
+
+/// The passkey options for confirming pending transfer `id`: a ceremony bound to it.
+pub async fn passkey_options(
+    db: &Db,
+    rp: &RelyingParty,
+    session: &Session,
+    client: &ClientInfo,
+    id: &str,
+) -> Result<serde_json::Value> {
+    let t = pending(db, session, id).await?;
+    let purpose = Purpose::Transfer { user: t.user.clone(), binding: t.binding() };
+    passkey::start_authentication(db, rp, purpose, &client.ip).await
+}
+
+/// Carries out an `executing` transfer: debit, then credit (or, under the test fault, stop
+/// between them). A refused debit marks it failed and says why.
+async fn execute(db: &Db, config: &Config, t: &mut Transfer) -> Result<()> {
+    match ledger::debit(db, config, t).await? {
+        Ok(recorded) => {
+            t.status = Status::Debited;
+            let _ = recorded;
+        }
+        Err(refusal) => {
+            let (field, message) = match refusal {
+                Refusal::InsufficientFunds => ("amount", "The amount is more than your balance."),
+                Refusal::DailyLimit => ("amount", "The amount is over your daily limit."),
+            };
+            t.status = Status::Failed;
+            t.failure = Some(message.into());
+            save(db, config, t).await?;
+            return Err(invalid(field, message));
+        }
+    }
+    if config.fault_after_debit {
+        return Err(Error::Unavailable(
+            "fault_after_debit: stopped between debit and credit".into(),
+        ));
+    }
+    let owed = CreditOwed {
+        transfer: t.id.clone(),
+        from_account: t.from_account.clone(),
+        from_name: t.from_name.clone(),
+        to_account: t.to_account.clone(),
+        payee_name: t.payee_name.clone(),
+        amount: t.amount,
+        reference: t.reference.clone(),
+        debited_at: now_ms(),
+    };
+    ledger::credit(db, config, &owed).await?;
+    if let Some(done) = load(db, &t.from_account, &t.id).await? {
+        *t = done;
+    }
+    Ok(())
+}
+
+// ---- idempotency -----------------------------------------------------------------------------
+
+/// What an `Idempotency-Key` remembers: the request it came with and the transfer it made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Remembered {
+    request: Request,
+    transfer: String,
+}
+
+/// Creates the transfer once per `Idempotency-Key`: the same key with the same request returns
+/// that transfer (as it is now) without a second one; with another request it is 422.
+pub async fn create_once(
+    db: &Db,
+    config: &Config,
+    session: &Session,
+    req: &Request,
+    idempotency_key: &str,
+) -> Result<Transfer> {
+    let digest = hex::encode(Sha256::digest(idempotency_key.as_bytes()));
+    let key = db.keys.idempotency(&session.doc.user, &digest);
+    let id = new_id();
+    let remembered = Remembered { request: req.clone(), transfer: id.clone() };
+    let json = serde_json::to_string(&remembered).map_err(|e| Error::Internal(e.to_string()))?;
+    let stored: Option<String> = db
+        .run(async |c| {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(&json)
+                .arg("NX")
+                .arg("GET")
+                .arg("EX")
+                .arg(IDEMPOTENCY_SECS)
+                .query_async(c)
+                .await
+        })
+        .await?;
+    let Some(earlier) = stored else {
+        // First use of the key. A request that fails validation writes nothing, so the key is
+        // given back for a corrected retry.
+        return match create_with_id(db, config, session, req, id).await {
+            Err(e @ (Error::Invalid { .. } | Error::Forbidden(_))) => {
+                db.run(async |c| redis::cmd("DEL").arg(&key).query_async::<_, ()>(c).await).await?;
+                Err(e)
+            }
+            other => other,
+        };
+    };
+    let earlier: Remembered =
+        serde_json::from_str(&earlier).map_err(|e| Error::Internal(e.to_string()))?;
+    if earlier.request != *req {
+        return Err(invalid(
+            "Idempotency-Key",
+            "This Idempotency-Key was used for a different transfer.",
+        ));
+    }
+    // The same request again: the transfer as it stands (it may still be on its way).
+    for _ in 0..20 {
+        if let Some(t) = load(db, &session.doc.account, &earlier.transfer).await? {
+            return Ok(t);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    Err(Error::Conflict("The first request with this Idempotency-Key is still running.".into()))
+}

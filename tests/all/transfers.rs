@@ -1,0 +1,436 @@
+//! Transfers over real HTTP: the rules, the low-value exemption, confirmation bound to amount and
+//! payee (replay across two transfers refused), idempotent retries, the crash between debit and
+//! credit, and 16 concurrent transfers with the generator running.
+
+use std::time::Duration;
+
+use redbank::mfa::totp::{TotpSecret, step_of};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::bank::{ALICE, BOB, OPENING, assert_balanced, cents};
+use crate::common::passkey::Device;
+use crate::common::server::TestServer;
+use crate::common::{ADMIN_PASSWORD, demo_app_codes, shared_redis, unique_prefix};
+
+const ADMIN: &str = "9000000001";
+
+async fn send(
+    server: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    key: Option<&str>,
+    body: Option<&Value>,
+) -> (StatusCode, Value) {
+    let mut req = server.http.request(method, server.url(path)).bearer_auth(token);
+    if let Some(key) = key {
+        req = req.header("Idempotency-Key", key);
+    }
+    if let Some(body) = body {
+        req = req.json(body);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn transfer(server: &TestServer, token: &str, key: &str, body: Value) -> (StatusCode, Value) {
+    send(server, reqwest::Method::POST, "/api/v1/transfers", token, Some(key), Some(&body)).await
+}
+
+async fn balance(server: &TestServer, token: &str) -> i64 {
+    let (_, account) =
+        send(server, reqwest::Method::GET, "/api/v1/account", token, None, None).await;
+    cents(&account["balance"])
+}
+
+fn key() -> String {
+    redbank::secret::random_token()
+}
+
+#[rocket::async_test]
+async fn every_rule_is_a_clear_4xx_that_writes_nothing() {
+    let server =
+        TestServer::start(shared_redis(), None, |f| f.merge(("daily_transfer_limit", 50.0))).await;
+    let bob = server.api_login("bob", "foobared").await;
+    let before = balance(&server, &bob).await;
+    let cases = [
+        (json!({"to_account": ALICE, "amount": 0}), "amount"),
+        (json!({"to_account": ALICE, "amount": -5}), "amount"),
+        (json!({"to_account": ALICE, "amount": 1.234}), "amount"),
+        (json!({"to_account": ALICE, "amount": "ten"}), "amount"),
+        (json!({"to_account": BOB, "amount": 1}), "to_account"),
+        (json!({"to_account": "0000000000", "amount": 1}), "to_account"),
+        (json!({"to_account": "12ab", "amount": 1}), "to_account"),
+        (json!({"to_account": ALICE, "amount": 1, "reference": "x".repeat(141)}), "reference"),
+        (json!({"to_account": ALICE, "amount": 1, "reference": "a\nb"}), "reference"),
+        (json!({"to_account": ALICE, "amount": 200_000}), "amount"),
+        (json!({"to_account": ALICE, "amount": 50.01}), "amount"),
+    ];
+    for (body, field) in cases {
+        let (status, answer) = transfer(&server, &bob, &key(), body.clone()).await;
+        assert_eq!(status, 422, "{body} → {answer}");
+        assert_eq!(answer["field"], field, "{body} → {answer}");
+        assert!(answer["error"].as_str().is_some_and(|e| e.len() > 10), "{answer}");
+    }
+    let body = json!({"to_account": ALICE, "amount": 1});
+    let (status, answer) =
+        send(&server, reqwest::Method::POST, "/api/v1/transfers", &bob, None, Some(&body)).await;
+    assert_eq!(status, 400, "no Idempotency-Key: {answer}");
+    assert_eq!(balance(&server, &bob).await, before, "a refused transfer moved money");
+    server.stop().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn small_transfers_are_exempt_until_the_count_or_total_is_reached() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let bob = server.api_login("bob", "foobared").await;
+    let alice = server.api_login("alice", "wonderland").await;
+    let (bob_before, alice_before) = (balance(&server, &bob).await, balance(&server, &alice).await);
+    for n in 0..5 {
+        let body = json!({"to_account": ALICE, "amount": 12.5, "reference": format!("Lunch {n}")});
+        let (status, t) = transfer(&server, &bob, &key(), body).await;
+        assert_eq!(status, 201, "{t}");
+        assert_eq!(t["status"], "completed", "{t}");
+        assert_eq!(t["payee_name"], "Alice Liddell");
+        assert_eq!(t["confirmed_by"], "exempt");
+    }
+    assert_eq!(balance(&server, &bob).await, bob_before - 6250);
+    assert_eq!(balance(&server, &alice).await, alice_before + 6250);
+    // The sixth in a row (or one over $30): bob has no second factor, so it is refused.
+    let (status, answer) =
+        transfer(&server, &bob, &key(), json!({"to_account": ALICE, "amount": 1})).await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("Security"), "{answer}");
+    // Both sides see it like any transaction: the recent list and the search, by reference.
+    let (_, recent) =
+        send(&server, reqwest::Method::GET, "/api/v1/transactions?limit=5", &alice, None, None)
+            .await;
+    let first = &recent.as_array().unwrap()[0];
+    assert_eq!(
+        (first["transactionType"].as_str(), first["fromAccountName"].as_str()),
+        (Some("transfer"), Some("Bob Jones"))
+    );
+    assert_eq!(cents(&first["amount"]), 1250);
+    let (_, found) =
+        send(&server, reqwest::Method::GET, "/api/v1/search?q=lunch", &bob, None, None).await;
+    assert_eq!(found["total"], 5, "{found}");
+    assert_balanced(shared_redis(), &server.prefix, BOB).await;
+    assert_balanced(shared_redis(), &server.prefix, ALICE).await;
+    server.stop().await.unwrap();
+}
+
+/// The code of alice's demo app for the step `offset` from now.
+fn alice_code(offset: i64) -> String {
+    let secret = TotpSecret::from_base32(redbank::demo::ALICE_TOTP_SECRET).unwrap();
+    secret.code_at(step_of(redbank::clock::now_ms() / 1000) + offset)
+}
+
+#[rocket::async_test]
+async fn a_confirmation_is_bound_to_its_transfer() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let alice = server.api_login("alice", "wonderland").await;
+    let bob = server.api_login("bob", "foobared").await;
+    let bob_before = balance(&server, &bob).await;
+    let (status, a) =
+        transfer(&server, &alice, &key(), json!({"to_account": BOB, "amount": 50})).await;
+    assert_eq!(status, 201, "{a}");
+    assert_eq!(a["status"], "confirmation_required");
+    assert_eq!(a["methods"], json!(["totp"]));
+    assert_eq!(a["payee_name"], "Bob Jones");
+    let (_, b) = transfer(&server, &alice, &key(), json!({"to_account": BOB, "amount": 60})).await;
+    let confirm = |id: &Value| format!("/api/v1/transfers/{}/confirm", id.as_str().unwrap());
+    // Wrong code: 401, nothing moves.
+    let wrong = if alice_code(0) == "000000" { "111111" } else { "000000" };
+    let (status, _) = send(
+        &server,
+        reqwest::Method::POST,
+        &confirm(&a["id"]),
+        &alice,
+        None,
+        Some(&json!({"code": wrong})),
+    )
+    .await;
+    assert_eq!(status, 401);
+    // A code that confirmed one transfer confirms no other (single use).
+    let mut used = None;
+    for code in demo_app_codes() {
+        let (status, done) = send(
+            &server,
+            reqwest::Method::POST,
+            &confirm(&a["id"]),
+            &alice,
+            None,
+            Some(&json!({"code": code})),
+        )
+        .await;
+        if status == 200 {
+            assert_eq!(done["status"], "completed", "{done}");
+            assert_eq!(done["confirmed_by"], "totp");
+            used = Some(code);
+            break;
+        }
+    }
+    let used = used.expect("a code of alice's app confirmed the transfer");
+    let (status, _) = send(
+        &server,
+        reqwest::Method::POST,
+        &confirm(&b["id"]),
+        &alice,
+        None,
+        Some(&json!({"code": used})),
+    )
+    .await;
+    assert_eq!(status, 401, "a replayed code confirmed another transfer");
+    // Confirming a completed transfer again is a conflict, not a second transfer.
+    let (status, _) = send(
+        &server,
+        reqwest::Method::POST,
+        &confirm(&a["id"]),
+        &alice,
+        None,
+        Some(&json!({"code": alice_code(1)})),
+    )
+    .await;
+    assert_eq!(status, 409);
+    assert_eq!(balance(&server, &bob).await, bob_before + 5000);
+    // Expired: 410.
+    let key_b =
+        server.keys().transfer(redbank::demo::DEMO_USERS[1].account, b["id"].as_str().unwrap());
+    let mut conn = shared_redis().conn().await;
+    let _: () = redis::cmd("JSON.SET")
+        .arg(&key_b)
+        .arg("$.expires_at")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let (status, _) = send(
+        &server,
+        reqwest::Method::POST,
+        &confirm(&b["id"]),
+        &alice,
+        None,
+        Some(&json!({"code": alice_code(1)})),
+    )
+    .await;
+    assert_eq!(status, 410);
+    // Another customer's transfer does not exist for bob.
+    let (status, _) = send(
+        &server,
+        reqwest::Method::GET,
+        &format!("/api/v1/transfers/{}", a["id"].as_str().unwrap()),
+        &bob,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    server.stop().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn a_passkey_assertion_for_one_transfer_fails_for_another() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let bob = server.api_login("bob", "foobared").await;
+    let mut device = Device::new(&server.origin);
+    let (_, options) = send(
+        &server,
+        reqwest::Method::POST,
+        "/api/v1/passkeys/options",
+        &bob,
+        None,
+        Some(&json!({})),
+    )
+    .await;
+    let (status, _) = send(
+        &server,
+        reqwest::Method::POST,
+        "/api/v1/passkeys",
+        &bob,
+        None,
+        Some(&device.register(&options)),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (_, a) = transfer(
+        &server,
+        &bob,
+        &key(),
+        json!({"to_account": ALICE, "amount": 42, "reference": "Dinner"}),
+    )
+    .await;
+    let (_, b) =
+        transfer(&server, &bob, &key(), json!({"to_account": ALICE, "amount": 4200})).await;
+    assert_eq!(a["methods"], json!(["passkey"]));
+    let path =
+        |id: &Value, what: &str| format!("/api/v1/transfers/{}/{what}", id.as_str().unwrap());
+    let (status, options) =
+        send(&server, reqwest::Method::POST, &path(&a["id"], "options"), &bob, None, None).await;
+    assert_eq!(status, 200, "{options}");
+    let assertion = device.sign(&options);
+    // Made for A ($42 to alice): refused for B ($4,200), and then used up.
+    let (status, _) = send(
+        &server,
+        reqwest::Method::POST,
+        &path(&b["id"], "confirm"),
+        &bob,
+        None,
+        Some(&assertion),
+    )
+    .await;
+    assert_eq!(status, 401, "an assertion for one transfer confirmed another");
+    let (status, _) = send(
+        &server,
+        reqwest::Method::POST,
+        &path(&a["id"], "confirm"),
+        &bob,
+        None,
+        Some(&assertion),
+    )
+    .await;
+    assert_eq!(status, 401, "the ceremony survived a failed use");
+    let (_, options) =
+        send(&server, reqwest::Method::POST, &path(&a["id"], "options"), &bob, None, None).await;
+    let (status, done) = send(
+        &server,
+        reqwest::Method::POST,
+        &path(&a["id"], "confirm"),
+        &bob,
+        None,
+        Some(&device.sign(&options)),
+    )
+    .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(
+        (done["status"].as_str(), done["confirmed_by"].as_str()),
+        (Some("completed"), Some("passkey"))
+    );
+    let (_, b_now) = send(
+        &server,
+        reqwest::Method::GET,
+        &format!("/api/v1/transfers/{}", b["id"].as_str().unwrap()),
+        &bob,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(b_now["status"], "confirmation_required");
+    server.stop().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn an_idempotency_key_makes_one_transfer() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let bob = server.api_login("bob", "foobared").await;
+    let before = balance(&server, &bob).await;
+    let k = key();
+    let body = json!({"to_account": ALICE, "amount": 7.25, "reference": "Coffee"});
+    let tries = (0..5).map(|_| transfer(&server, &bob, &k, body.clone()));
+    let answers = futures::future::join_all(tries).await;
+    let ids: Vec<&Value> = answers
+        .iter()
+        .map(|(status, t)| {
+            assert_eq!(*status, 201, "{t}");
+            &t["id"]
+        })
+        .collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(balance(&server, &bob).await, before - 725, "a retried request transferred twice");
+    let (status, answer) =
+        transfer(&server, &bob, &k, json!({"to_account": ALICE, "amount": 8})).await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["field"], "Idempotency-Key");
+    server.stop().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn a_crash_between_debit_and_credit_is_completed_exactly_once() {
+    let prefix = unique_prefix();
+    let crashing =
+        TestServer::start(shared_redis(), Some(&prefix), |f| f.merge(("fault_after_debit", true)))
+            .await;
+    let bob = crashing.api_login("bob", "foobared").await;
+    let alice = crashing.api_login("alice", "wonderland").await;
+    let (bob_before, alice_before) =
+        (balance(&crashing, &bob).await, balance(&crashing, &alice).await);
+    let (status, _) =
+        transfer(&crashing, &bob, &key(), json!({"to_account": ALICE, "amount": 20})).await;
+    assert_eq!(status, 503, "the fault switch stops after the debit");
+    assert_eq!(balance(&crashing, &bob).await, bob_before - 2000);
+    assert_eq!(balance(&crashing, &alice).await, alice_before, "credited despite the crash");
+    crashing.stop().await.unwrap();
+    // A healthy instance's recovery completes it; running recovery again changes nothing.
+    let healthy =
+        TestServer::start(shared_redis(), Some(&prefix), |f| f.merge(("repair_interval_secs", 1)))
+            .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while balance(&healthy, &alice).await == alice_before {
+        assert!(std::time::Instant::now() < deadline, "the owed credit never landed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let db = redbank::redis::Db::connect(&shared_redis().url(), &prefix, Duration::from_secs(2))
+        .unwrap();
+    let config = redbank::Config { key_prefix: prefix.clone(), ..Default::default() };
+    for _ in 0..3 {
+        assert_eq!(redbank::transfer::recovery::run_once(&db, &config).await.unwrap(), 0);
+    }
+    assert_eq!(balance(&healthy, &alice).await, alice_before + 2000, "credited more than once");
+    assert_balanced(shared_redis(), &prefix, BOB).await;
+    assert_balanced(shared_redis(), &prefix, ALICE).await;
+    healthy.stop().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn sixteen_concurrent_transfers_and_the_generator_keep_the_books() {
+    let server = TestServer::start(shared_redis(), None, |f| {
+        f.merge(("generator_interval_ms", 20))
+            .merge(("sca_exempt_count", 100))
+            .merge(("sca_exempt_total", 100_000.0))
+    })
+    .await;
+    let bob = server.api_login("bob", "foobared").await;
+    let admin = server.api_login("admin", ADMIN_PASSWORD).await;
+    let payers = [(&bob, ADMIN), (&admin, BOB)];
+    let bodies: Vec<(&String, Value)> = (0..16)
+        .map(|n| {
+            let (token, to) = payers[n % 2];
+            (token, json!({"to_account": to, "amount": 10 + n, "reference": format!("t{n}")}))
+        })
+        .collect();
+    let keys: Vec<String> = (0..16).map(|_| key()).collect();
+    let tries = bodies
+        .iter()
+        .zip(&keys)
+        .map(|((token, body), k)| transfer(&server, token, k, body.clone()));
+    for (status, t) in futures::future::join_all(tries).await {
+        assert_eq!(status, 201, "{t}");
+        assert_eq!(t["status"], "completed", "{t}");
+    }
+    let prefix = server.prefix.clone();
+    server.stop().await.unwrap();
+    let db = redbank::redis::Db::connect(&shared_redis().url(), &prefix, Duration::from_secs(2))
+        .unwrap();
+    let config = redbank::Config { key_prefix: prefix.clone(), ..Default::default() };
+    redbank::transfer::recovery::run_once(&db, &config).await.unwrap();
+    // Each account balances against its own documents, never negative; together the transfers
+    // net to zero, so the total is the openings plus the generated transactions.
+    let mut total = 0;
+    let mut generated = 0;
+    let mut transfers = 0;
+    for account in [BOB, ALICE, ADMIN] {
+        let ledger = assert_balanced(shared_redis(), &prefix, account).await;
+        total += ledger.balance;
+        for doc in ledger.docs.values() {
+            if doc["transactionType"] == "transfer" {
+                transfers += cents(&doc["amount"]);
+            } else {
+                generated += cents(&doc["amount"]);
+            }
+        }
+    }
+    assert_eq!(transfers, 0, "the two sides of the transfers do not cancel out");
+    assert_eq!(total, 3 * OPENING + generated);
+}
