@@ -20,6 +20,7 @@ use redis::AsyncCommands;
 use serde_json::{Value, json};
 
 const BOB: &str = "1580783161";
+const ALICE: &str = "2734819056";
 
 /// chromedriver on a free port; killed on drop.
 struct Driver {
@@ -476,42 +477,73 @@ async fn strong_authentication(server: &TestServer, client: &Client) {
     let current = client.find(Locator::Css("tr.session.current td.aal")).await.unwrap();
     assert_eq!(current.attr("data-aal").await.unwrap().as_deref(), Some("2"));
     assert!(current.text().await.unwrap().contains("aal 2"));
-    client.find(Locator::Css("#logout")).await.unwrap().click().await.unwrap();
-    wait_for(client, "location.pathname === '/login'", Duration::from_secs(5)).await;
 
-    // alice signs in with her password and a code from her app.
-    submit_login(client, "alice", "wonderland").await;
-    wait_for(client, "location.pathname === '/login/verify'", Duration::from_secs(5)).await;
-    screenshot(client, "verify").await;
-    assert_accessible(client, "verify").await;
-    verify_with_demo_app(client).await;
-    wait_for(
-        client,
-        "document.querySelector('#live-status').dataset.state === 'live'",
-        Duration::from_secs(10),
-    )
-    .await;
-
-    // A second browser (a device alice never used) signs in: the first one is told at once and
-    // signs it out with one click.
-    // (Its own chromedriver and profile: no device cookie, so the account has never seen it.)
+    // alice, in a second browser, signs in with her password and a code from her app, and
+    // watches her dashboard.
+    // (Its own chromedriver and profile: a device alice's account has never seen.)
     let other_driver = Driver::start();
     let other = other_driver.connect().await;
     other.goto(&url("/login")).await.unwrap();
     submit_login(&other, "alice", "wonderland").await;
     wait_for(&other, "location.pathname === '/login/verify'", Duration::from_secs(5)).await;
+    screenshot(&other, "verify").await;
+    assert_accessible(&other, "verify").await;
     verify_with_demo_app(&other).await;
-    let cookie = other.get_named_cookie("redbank").await.unwrap();
-    let key = server.keys().session(&common::session_id(cookie.value()));
-    wait_for(client, "document.querySelector('.security-notice')", Duration::from_secs(10)).await;
-    let notice = text(client, ".security-notice p").await;
-    assert!(notice.starts_with("New sign-in: Chrome on Linux, 127.0.0.1, "), "{notice}");
-    assert_accessible(client, "dashboard with a security notice").await;
-    let mut redis = common::shared_redis().conn().await;
-    assert!(redis.exists::<_, bool>(&key).await.unwrap());
-    client.find(Locator::Css(".security-notice .not-me")).await.unwrap().click().await.unwrap();
+    let live = "document.querySelector('#live-status').dataset.state === 'live'";
+    wait_for(&other, live, Duration::from_secs(10)).await;
+    js(&other, "window.__noReload = 'still here'; return null;").await;
+
+    // bob sends her $42.00 and confirms with his passkey; her dashboard shows it without a reload.
+    client.goto(&url("/transfer")).await.unwrap();
+    assert_accessible(client, "transfer").await;
+    client.find(Locator::Css("#to-account")).await.unwrap().send_keys(ALICE).await.unwrap();
+    client.find(Locator::Css("#amount")).await.unwrap().send_keys("42.00").await.unwrap();
+    client.find(Locator::Css("#reference")).await.unwrap().send_keys("Dinner").await.unwrap();
+    client.find(Locator::Css("#transfer-continue")).await.unwrap().click().await.unwrap();
+    wait_for(client, "document.querySelector('#review')", Duration::from_secs(5)).await;
+    let review = text(client, "#review-payee").await;
+    assert!(review.contains("Alice Liddell") && review.contains(ALICE), "{review}");
+    assert!(text(client, "#review-amount").await.contains("$42.00"));
+    assert_accessible(client, "transfer review").await;
+    screenshot(client, "transfer").await;
+    client.find(Locator::Css("#confirm-passkey")).await.unwrap().click().await.unwrap();
     wait_for(
         client,
+        "document.querySelector('#receipt') && document.querySelector('#receipt').dataset.status === 'completed'",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_accessible(client, "transfer receipt").await;
+    wait_for(
+        &other,
+        "[...document.querySelectorAll('#recent tbody tr.tx')].some(r => r.textContent.includes('Bob Jones') && r.textContent.includes('$42.00') && r.textContent.includes('Dinner'))",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(
+        js(&other, "return window.__noReload;").await,
+        "still here",
+        "alice's page reloaded"
+    );
+
+    // bob signs out; alice signs in on the first browser, a device new to her account: her
+    // other dashboard is told at once and signs that session out with one click.
+    client.find(Locator::Css("#logout")).await.unwrap().click().await.unwrap();
+    wait_for(client, "location.pathname === '/login'", Duration::from_secs(5)).await;
+    submit_login(client, "alice", "wonderland").await;
+    wait_for(client, "location.pathname === '/login/verify'", Duration::from_secs(5)).await;
+    verify_with_demo_app(client).await;
+    let cookie = client.get_named_cookie("redbank").await.unwrap();
+    let key = server.keys().session(&common::session_id(cookie.value()));
+    wait_for(&other, "document.querySelector('.security-notice')", Duration::from_secs(10)).await;
+    let notice = text(&other, ".security-notice p").await;
+    assert!(notice.starts_with("New sign-in: Chrome on Linux, 127.0.0.1, "), "{notice}");
+    assert_accessible(&other, "dashboard with a security notice").await;
+    let mut redis = common::shared_redis().conn().await;
+    assert!(redis.exists::<_, bool>(&key).await.unwrap());
+    other.find(Locator::Css(".security-notice .not-me")).await.unwrap().click().await.unwrap();
+    wait_for(
+        &other,
         "document.querySelector('.security-notice p').textContent.includes('signed out')",
         Duration::from_secs(5),
     )

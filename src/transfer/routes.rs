@@ -295,6 +295,7 @@ async fn transfer_view(
             t: view(db, t).await?,
             amount: t.amount.to_string(),
             created: display_ms(t.created_at),
+            expires: display_ms(t.expires_at),
             completed: t.completed_at.map(display_ms),
             error,
         },
