@@ -13,8 +13,7 @@
 //! Sequential on purpose: the write script refuses a transaction whose expected balance moved
 //! (`CONFLICT`), so concurrent writers on one account would fail; a conflict (e.g. the app's own
 //! generator wrote meanwhile) is retried with a fresh balance. Consecutive transactions are also
-//! kept at least one millisecond apart: a transaction id is `date_ms * 1000 + random(0..1000)`, so
-//! two written in the same millisecond could get the same id and overwrite each other's document.
+//! kept at least one millisecond apart, so their dates (and the balance chart's points) differ.
 
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -1,0 +1,171 @@
+//! Confirmed transfers per second, for `scripts/bench`: N customers (created through the app's own
+//! store code, each with an authenticator-app secret and a signed-in AAL2 mobile session) each send
+//! bob $50.00 — `POST /api/v1/transfers` (confirmation required) then `POST …/confirm` with a TOTP
+//! code the bench computes from the secret, as the customer's app would — C at a time, over HTTP.
+//!
+//! ```sh
+//! cargo run --release --example transfer_bench -- <redis_url> <key_prefix> <base_url> <count> <concurrency>
+//! ```
+//!
+//! A code works once per customer (each time step is single-use), so every transfer is a different
+//! customer's. Prints `count=… elapsed_ms=… per_sec=… p50_ms=… p99_ms=… failed=…` (latency: the
+//! create + confirm pair) on stdout.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use redbank::Config;
+use redbank::bank::model::Account;
+use redbank::bank::store as bank;
+use redbank::clock::now_ms;
+use redbank::mfa::totp::{TotpSecret, step_of};
+use redbank::redis::Db;
+use redbank::session::model::{Assurance, Role, SessionKind, User};
+use redbank::session::store::{self as sessions, ClientInfo};
+use serde_json::{Value, json};
+
+const USAGE: &str =
+    "usage: transfer_bench <redis_url> <key_prefix> <base_url> <count> <concurrency>";
+const PAYEE: &str = "1580783161"; // bob's
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("transfer_bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A bench customer: session token and authenticator secret.
+struct Customer {
+    token: String,
+    secret: TotpSecret,
+}
+
+async fn customer(db: &Db, config: &Config, n: usize) -> Result<Customer, String> {
+    let username = format!("bench{n:05}");
+    let account = format!("7{n:09}");
+    let user = User {
+        username: username.clone(),
+        display_name: format!("Bench Customer {n}"),
+        roles: vec![Role::User],
+        account: account.clone(),
+        city: "Benchville".into(),
+        // Never used: the bench signs its customers in directly (argon2 is the login row's).
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$unused$unused".into(),
+    };
+    let e = |e: redbank::Error| e.to_string();
+    sessions::create_user(db, &user).await.map_err(e)?;
+    let holder = user.display_name.clone();
+    let city = user.city.clone();
+    bank::ensure_account(
+        db,
+        &Account { number: account, username: username.clone(), holder, city },
+    )
+    .await
+    .map_err(e)?;
+    let secret = TotpSecret::generate();
+    redbank::mfa::store::ensure_demo_totp(db, &username, &secret).await.map_err(e)?;
+    let client = ClientInfo { ip: "127.0.0.1".into(), user_agent: "transfer_bench".into() };
+    let assurance = Assurance::password_and_code(now_ms());
+    let (token, _) =
+        sessions::create_session(db, config, &user, SessionKind::Mobile, &client, assurance)
+            .await
+            .map_err(e)?;
+    Ok(Customer { token: token.as_str().to_owned(), secret })
+}
+
+async fn send(
+    http: &reqwest::Client,
+    base: &str,
+    c: &Customer,
+    n: usize,
+) -> Result<Duration, String> {
+    let started = Instant::now();
+    let body = json!({"to_account": PAYEE, "amount": 50, "reference": format!("bench {n}")});
+    let res = http
+        .post(format!("{base}/api/v1/transfers"))
+        .bearer_auth(&c.token)
+        .header("Idempotency-Key", format!("bench-{n}-{}", now_ms()))
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = res.status();
+    let created: Value = res.json().await.map_err(|e| e.to_string())?;
+    if status != 201 || created["status"] != "confirmation_required" {
+        return Err(format!("create: {status} {created}"));
+    }
+    let code = c.secret.code_at(step_of(now_ms() / 1000));
+    let id = created["id"].as_str().unwrap_or_default();
+    let res = http
+        .post(format!("{base}/api/v1/transfers/{id}/confirm"))
+        .bearer_auth(&c.token)
+        .json(&json!({ "code": code }))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = res.status();
+    let done: Value = res.json().await.map_err(|e| e.to_string())?;
+    if status != 200 || done["status"] != "completed" {
+        return Err(format!("confirm: {status} {done}"));
+    }
+    Ok(started.elapsed())
+}
+
+async fn run() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [url, prefix, base, count, concurrency] = args.as_slice() else {
+        return Err(USAGE.into());
+    };
+    let count: usize = count.parse().map_err(|_| USAGE.to_string())?;
+    let concurrency: usize = concurrency.parse().map_err(|_| USAGE.to_string())?;
+    let config = Config { key_prefix: prefix.clone(), ..Config::default() };
+    let db = Db::connect(url, prefix, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    let mut customers = Vec::with_capacity(count);
+    for n in 0..count {
+        customers.push(Arc::new(customer(&db, &config, n).await?));
+    }
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let results: Vec<Result<Duration, String>> =
+        futures::stream::iter(customers.iter().enumerate())
+            .map(|(n, c)| {
+                let (http, base, c) = (http.clone(), base.clone(), c.clone());
+                async move { send(&http, &base, &c, n).await }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+    let elapsed = started.elapsed();
+    let mut latencies: Vec<Duration> =
+        results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
+    let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    if let Some(first) = failed.first() {
+        eprintln!("transfer_bench: {} failed, first: {first}", failed.len());
+    }
+    latencies.sort();
+    let at = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    let done = latencies.len();
+    println!(
+        "count={done} elapsed_ms={} per_sec={:.0} p50_ms={:.1} p99_ms={:.1} failed={}",
+        elapsed.as_millis(),
+        done as f64 / elapsed.as_secs_f64().max(1e-9),
+        at(0.5),
+        at(0.99),
+        failed.len()
+    );
+    Ok(())
+}
