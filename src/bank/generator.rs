@@ -143,7 +143,15 @@ impl Generator {
             if leased && !self.lead().await? {
                 break;
             }
-            self.one(&account).await?;
+            // A transfer may move the balance between the read and the write: try again with the
+            // new one, a few times, rather than give up the rest of the tick.
+            for attempt in 1.. {
+                match self.one(&account).await {
+                    Ok(_) => break,
+                    Err(e) if attempt < 5 && e.to_string().contains("CONFLICT") => continue,
+                    Err(e) => return Err(e),
+                }
+            }
         }
         Ok(())
     }

@@ -195,6 +195,22 @@ impl Keys {
         format!("{}sca:{{user:{username}}}", self.prefix)
     }
 
+    /// Sorted set: the account's transfers that are `executing` (confirmed, not yet debited), by
+    /// when; the recovery task carries out any left behind.
+    pub fn executing(&self, number: &str) -> String {
+        format!("{}{{acct:{number}}}:executing", self.prefix)
+    }
+
+    /// Wrong transfer-confirmation codes of one user (its own budget, apart from sign-in's).
+    pub fn throttle_confirmations(&self, username: &str) -> String {
+        format!("{}throttle:confirm:{username}", self.prefix)
+    }
+
+    /// Transfers one user started in the current minute.
+    pub fn throttle_transfers(&self, username: &str) -> String {
+        format!("{}throttle:transfer:{username}", self.prefix)
+    }
+
     /// Leader lock of the transfer recovery task.
     pub fn transfer_recovery_leader(&self) -> String {
         format!("{}transfer:recovery:leader", self.prefix)

@@ -54,6 +54,7 @@ redis.call('JSON.SET', KEYS[9], '$.status', '"debited"')
 redis.call('JSON.SET', KEYS[9], '$.debit_tx', ARGV[20])
 redis.call('ZADD', KEYS[12], ARGV[7], ARGV[21])
 redis.call('ZREMRANGEBYRANK', KEYS[12], 0, -11)
+redis.call('ZREM', KEYS[13], ARGV[18])
 return {new, sid}
 "#,
     )
@@ -67,9 +68,11 @@ static CREDIT: LazyLock<RecordScript> = LazyLock::new(|| {
 });
 
 /// Marks the transfer completed and forgets what was owed (sender's slot).
+/// (Only once: when the request and the recovery task both finish, the first one's facts stay.)
 const FINISH: &str = r#"
 redis.call('HDEL', KEYS[2], ARGV[1])
-if redis.call('EXISTS', KEYS[1]) == 1 then
+local status = redis.call('JSON.GET', KEYS[1], '$.status')
+if status and status ~= '["completed"]' then
   redis.call('JSON.SET', KEYS[1], '$.status', '"completed"')
   redis.call('JSON.SET', KEYS[1], '$.completed_at', ARGV[2])
   redis.call('JSON.SET', KEYS[1], '$.credit_tx', ARGV[3])
@@ -157,6 +160,7 @@ pub async fn debit(db: &Db, config: &Config, t: &Transfer) -> Result<Result<Reco
         keys.sent_on(&t.from_account, &day),
         keys.credits_owed(&t.from_account),
         keys.payees(&t.from_account),
+        keys.executing(&t.from_account),
     ];
     for _ in 0..ATTEMPTS {
         let balance = bank::balance(db, &t.from_account).await?;
@@ -249,8 +253,17 @@ pub async fn owed_by(db: &Db, account: &str) -> Result<Vec<CreditOwed>> {
     let key = db.keys.credits_owed(account);
     let all: Vec<String> =
         db.run(async |c| redis::cmd("HVALS").arg(&key).query_async(c).await).await?;
-    let mut owed: Vec<CreditOwed> =
-        all.iter().filter_map(|json| serde_json::from_str(json).ok()).collect();
+    let mut owed: Vec<CreditOwed> = all
+        .iter()
+        .filter_map(|json| match serde_json::from_str(json) {
+            Ok(owed) => Some(owed),
+            Err(e) => {
+                // Money is waiting here: say so loudly, never skip it silently.
+                rocket::error!("transfers: an owed credit of {account} does not parse: {e}");
+                None
+            }
+        })
+        .collect();
     owed.sort_by_key(|o| o.debited_at);
     Ok(owed)
 }

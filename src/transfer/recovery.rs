@@ -1,6 +1,7 @@
-//! Completes transfers whose debit landed but whose credit did not (the process stopped between
-//! the two steps, or Redis failed at that moment): every owed credit of every account is applied —
-//! once, by the payee-side marker — and the transfer completed. Runs at start and then every
+//! Completes transfers a request left half done (the process stopped, or Redis failed at that
+//! moment): a confirmed transfer never debited is carried out (or marked failed when the balance no
+//! longer allows it), and every owed credit of every account is applied — once, by the payee-side
+//! marker — and the transfer completed. Runs at start and then every
 //! `repair_interval_secs`, on one instance at a time (a leader lock, as the generator's).
 
 use std::time::Duration;
@@ -8,8 +9,9 @@ use std::time::Duration;
 use redis::Script;
 use rocket::Shutdown;
 
-use super::ledger;
+use super::{ledger, service};
 use crate::bank::store as bank;
+use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::Result;
 use crate::redis::Db;
@@ -27,13 +29,30 @@ if cur == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
 return 0
 "#;
 
-/// Applies every owed credit; how many were completed.
+/// A transfer left `executing` this long is taken over (the request carrying it out has had
+/// ample time).
+const STALE_MS: i64 = 10_000;
+
+/// Carries out every transfer left `executing` and applies every owed credit; how many were
+/// completed. One that fails is logged and left for the next round; the others go on.
 pub async fn run_once(db: &Db, config: &Config) -> Result<usize> {
     let mut done = 0;
     for account in bank::account_numbers(db).await? {
+        let stale = now_ms() - STALE_MS;
+        for id in service::executing_before(db, &account, stale).await? {
+            match service::resume(db, config, &account, &id).await {
+                Ok(true) => done += 1,
+                Ok(false) => {}
+                Err(e) => rocket::warn!("transfers: transfer {id} of {account} not resumed: {e}"),
+            }
+        }
         for owed in ledger::owed_by(db, &account).await? {
-            ledger::credit(db, config, &owed).await?;
-            done += 1;
+            match ledger::credit(db, config, &owed).await {
+                Ok(()) => done += 1,
+                Err(e) => {
+                    rocket::warn!("transfers: credit of {} not applied yet: {e}", owed.transfer)
+                }
+            }
         }
     }
     Ok(done)

@@ -47,7 +47,7 @@ impl<'r> FromRequest<'r> for IdempotencyKey {
 
 /// How the sender can confirm, in the API's words.
 async fn methods(db: &Db, t: &Transfer) -> Result<Vec<&'static str>> {
-    if t.status != TransferStatus::ConfirmationRequired {
+    if t.status != TransferStatus::ConfirmationRequired || expired(t) {
         return Ok(Vec::new());
     }
     let owned = factors::factors(db, &t.user).await?;
@@ -61,11 +61,17 @@ async fn methods(db: &Db, t: &Transfer) -> Result<Vec<&'static str>> {
     Ok(methods)
 }
 
-/// A transfer as the API shows it.
+/// Whether a transfer waited for its confirmation past its expiry (it can no longer be confirmed).
+fn expired(t: &Transfer) -> bool {
+    t.status == TransferStatus::ConfirmationRequired && crate::clock::now_ms() > t.expires_at
+}
+
+/// A transfer as the API shows it (a pending one past its expiry reads `expired`).
 async fn view(db: &Db, t: &Transfer) -> Result<Value> {
+    let status = if expired(t) { json!("expired") } else { json!(t.status) };
     Ok(json!({
         "id": t.id,
-        "status": t.status,
+        "status": status,
         "amount": t.amount,
         "currency": t.currency,
         "from_account": t.from_account,
@@ -141,16 +147,22 @@ pub async fn api_confirm(
     id: &str,
     body: SecretJson<Value>,
     user: ApiUser,
-    client: ClientInfo,
     db: &State<Db>,
     config: &State<Config>,
     rp: &State<RelyingParty>,
 ) -> Result<Json<Value>> {
-    let how = match body.0.get("code").and_then(Value::as_str) {
+    // A code may come as a string or a number (then with its leading zeros restored).
+    let code = match body.0.get("code") {
+        Some(Value::String(code)) => Some(code.clone()),
+        Some(Value::Number(n)) => n.as_u64().map(|n| format!("{n:06}")),
+        Some(_) => Some(String::new()),
+        None => None,
+    };
+    let how = match &code {
         Some(code) => Confirm::Totp(code),
         None => Confirm::Passkey(&body.0),
     };
-    let t = service::confirm(db, config, rp, &user.session, &client, id, how).await?;
+    let t = service::confirm(db, config, rp, &user.session, id, how).await?;
     Ok(Json(view(db, &t).await?))
 }
 
@@ -256,14 +268,11 @@ pub async fn submit(
     match outcome {
         Ok(t) => Ok(Reply::Done(Redirect::to(uri!(transfer_page(&t.id))))),
         Err(Error::Invalid { field, message }) => {
-            let page = form_page(
-                db,
-                config,
-                &user,
-                &form,
-                Status::UnprocessableEntity,
-                Some((field, message)),
-            );
+            // The form comes back with a new key: the corrected request is a new one.
+            let mut form = form.into_inner();
+            form.idempotency_key = String::new();
+            let error = Some((field, message));
+            let page = form_page(db, config, &user, &form, Status::UnprocessableEntity, error);
             Ok(Reply::Page(page.await?))
         }
         Err(Error::Forbidden(message)) => {
@@ -284,7 +293,7 @@ async fn transfer_view(
 ) -> Result<Page> {
     let doc = &user.0.doc;
     let template = match t.status {
-        TransferStatus::ConfirmationRequired => "transfer/review",
+        TransferStatus::ConfirmationRequired if !expired(t) => "transfer/review",
         _ => "transfer/receipt",
     };
     let page = Template::render(
@@ -324,14 +333,13 @@ pub async fn confirm(
     id: &str,
     user: CurrentUser,
     form: Form<ConfirmForm>,
-    client: ClientInfo,
     db: &State<Db>,
     config: &State<Config>,
     rp: &State<RelyingParty>,
 ) -> Result<Reply> {
     user.check_csrf(&form.csrf)?;
     let how = Confirm::Totp(&form.code);
-    match service::confirm(db, config, rp, &user.0, &client, id, how).await {
+    match service::confirm(db, config, rp, &user.0, id, how).await {
         Ok(t) => Ok(Reply::Done(Redirect::to(uri!(transfer_page(&t.id))))),
         Err(e @ (Error::InvalidCode | Error::TooManyRequests { .. })) => {
             let t = service::pending(db, &user.0, id).await?;

@@ -27,9 +27,9 @@ use crate::error::{Error, Result};
 use crate::mfa::passkey::{self, Purpose, RelyingParty};
 use crate::mfa::store as factors;
 use crate::redis::Db;
-use crate::session::login::Throttle;
 use crate::session::model::Session;
 use crate::session::store::ClientInfo;
+use crate::session::throttle::Counters;
 
 /// An `Idempotency-Key` is remembered this long.
 pub const IDEMPOTENCY_SECS: u64 = 86_400;
@@ -65,7 +65,13 @@ async fn check_request(db: &Db, session: &Session, req: &Request) -> Result<Stri
             format!("The reference has at most {MAX_REFERENCE_CHARS} characters."),
         ));
     }
-    if req.reference.chars().any(char::is_control) {
+    // Control characters, and the invisible format characters that reorder or hide text (bidi
+    // overrides, zero-width characters): the reference is shown on the payee's statement.
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+    };
+    if req.reference.chars().any(hidden) {
         return Err(invalid(
             "reference",
             "The reference cannot contain line breaks or control characters.",
@@ -183,6 +189,35 @@ pub async fn create(
     create_with_id(db, config, session, req, new_id()).await
 }
 
+/// Transfers a user may start per minute: enough for anyone, too few to walk the account numbers
+/// (an unknown number is a 422, a known one shows its holder's name).
+pub const STARTS_PER_MINUTE: i64 = 30;
+
+async fn limit_starts(db: &Db, user: &str) -> Result<()> {
+    let key = db.keys.throttle_transfers(user);
+    let (n, ttl): (i64, i64) = db
+        .run(async |c| {
+            redis::pipe()
+                .atomic()
+                .cmd("INCR")
+                .arg(&key)
+                .cmd("EXPIRE")
+                .arg(&key)
+                .arg(60)
+                .arg("NX")
+                .ignore()
+                .cmd("TTL")
+                .arg(&key)
+                .query_async(c)
+                .await
+        })
+        .await?;
+    if n > STARTS_PER_MINUTE {
+        return Err(Error::TooManyRequests { retry_after: ttl.max(1) as u64 });
+    }
+    Ok(())
+}
+
 async fn create_with_id(
     db: &Db,
     config: &Config,
@@ -190,6 +225,7 @@ async fn create_with_id(
     req: &Request,
     id: String,
 ) -> Result<Transfer> {
+    limit_starts(db, &session.doc.user).await?;
     let payee_name = check_request(db, session, req).await?;
     let from = &session.doc.account;
     check_amount(db, config, from, req.amount).await?;
@@ -223,9 +259,43 @@ async fn create_with_id(
     };
     save(db, config, &t).await?;
     if exempt {
-        execute(db, config, &mut t).await?;
+        executing(db, &t).await?;
+        if let Err(e) = execute(db, config, &mut t).await {
+            if t.status == Status::Failed {
+                give_back_exemption(db, &t.user, t.amount).await?;
+            }
+            return Err(e);
+        }
     }
     Ok(t)
+}
+
+/// Notes an `executing` transfer where the recovery task finds it should this process stop
+/// before its debit (the debit script removes it).
+async fn executing(db: &Db, t: &Transfer) -> Result<()> {
+    let key = db.keys.executing(&t.from_account);
+    db.run(async |c| {
+        redis::cmd("ZADD").arg(&key).arg(now_ms()).arg(&t.id).query_async::<_, ()>(c).await
+    })
+    .await
+}
+
+/// An exempt transfer whose debit was refused does not count against the exemption.
+async fn give_back_exemption(db: &Db, user: &str, amount: Cents) -> Result<()> {
+    let key = db.keys.sca_tally(user);
+    db.run(async |c| {
+        Script::new(
+            "if redis.call('EXISTS', KEYS[1]) == 1 then \
+             redis.call('HINCRBY', KEYS[1], 'count', -1) \
+             redis.call('HINCRBY', KEYS[1], 'cents', -tonumber(ARGV[1])) end return 1",
+        )
+        .key(&key)
+        .arg(amount.0)
+        .invoke_async::<_, i64>(c)
+        .await
+    })
+    .await?;
+    Ok(())
 }
 
 /// How the sender confirms.
@@ -237,11 +307,13 @@ pub enum Confirm<'a> {
 /// Moves a pending transfer to `executing` — once, and only before it expires.
 const CLAIM: &str = r#"
 local status = redis.call('JSON.GET', KEYS[1], '$.status')
+if not status then return -2 end
 if status ~= '["confirmation_required"]' then return 0 end
-local expires = redis.call('JSON.GET', KEYS[1], '$.expires_at')
-if tonumber(string.match(expires, '%d+')) < tonumber(ARGV[1]) then return -1 end
+local expires = tonumber(string.match(redis.call('JSON.GET', KEYS[1], '$.expires_at') or '', '%d+'))
+if not expires or expires < tonumber(ARGV[1]) then return -1 end
 redis.call('JSON.SET', KEYS[1], '$.status', '"executing"')
 redis.call('JSON.SET', KEYS[1], '$.confirmed_by', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[3])
 return 1
 "#;
 
@@ -251,20 +323,23 @@ pub async fn confirm(
     config: &Config,
     rp: &RelyingParty,
     session: &Session,
-    client: &ClientInfo,
     id: &str,
     how: Confirm<'_>,
 ) -> Result<Transfer> {
     let mut t = pending(db, session, id).await?;
     let method = match how {
         Confirm::Totp(code) => {
+            // Counted per user, apart from the sign-in counters: wrong codes from a stolen
+            // session must not lock the owner out of signing in.
             let user = &session.doc.user;
-            let throttle = Throttle::new(db, user, &client.ip, Vec::new()).await?;
-            throttle.reserve(db, config).await?;
+            let counter = Counters::confirmations(&db.keys, config, user);
+            if let Some(retry_after) = counter.reserve(db, config).await? {
+                return Err(Error::TooManyRequests { retry_after });
+            }
             if !factors::use_totp_code(db, user, code, now_ms() / 1000).await? {
                 return Err(Error::InvalidCode);
             }
-            throttle.refund(db, config).await?;
+            counter.refund(db).await?;
             Confirmation::Totp
         }
         Confirm::Passkey(answer) => {
@@ -277,13 +352,24 @@ pub async fn confirm(
         }
     };
     let key = db.keys.transfer(&t.from_account, &t.id);
+    let queue = db.keys.executing(&t.from_account);
     let how = serde_json::to_string(&method).map_err(|e| Error::Internal(e.to_string()))?;
     let claimed: i64 = db
-        .run(async |c| Script::new(CLAIM).key(&key).arg(now_ms()).arg(&how).invoke_async(c).await)
+        .run(async |c| {
+            Script::new(CLAIM)
+                .key(&key)
+                .key(&queue)
+                .arg(now_ms())
+                .arg(&how)
+                .arg(&t.id)
+                .invoke_async(c)
+                .await
+        })
         .await?;
     match claimed {
         1 => {}
         -1 => return Err(Error::Gone("This transfer expired. Please start again.".into())),
+        -2 => return Err(Error::NotFound),
         _ => return Err(Error::Conflict("This transfer was already confirmed.".into())),
     }
     reset_exemption(db, &t.user).await?;
@@ -319,14 +405,43 @@ pub async fn passkey_options(
     passkey::start_authentication(db, rp, purpose, &client.ip).await
 }
 
+/// The account's transfers left `executing` since before `before_ms`.
+pub async fn executing_before(db: &Db, account: &str, before_ms: i64) -> Result<Vec<String>> {
+    let key = db.keys.executing(account);
+    db.run(async |c| {
+        redis::cmd("ZRANGEBYSCORE").arg(&key).arg("-inf").arg(before_ms).query_async(c).await
+    })
+    .await
+}
+
+/// Carries out transfer `id` of `account` if it is still `executing` (for the recovery task);
+/// true when it was.
+pub async fn resume(db: &Db, config: &Config, account: &str, id: &str) -> Result<bool> {
+    let queue = db.keys.executing(account);
+    let forget = async || {
+        db.run(async |c| redis::cmd("ZREM").arg(&queue).arg(id).query_async::<_, ()>(c).await).await
+    };
+    let Some(mut t) = load(db, account, id).await? else {
+        forget().await?;
+        return Ok(false);
+    };
+    if t.status != Status::Executing {
+        forget().await?;
+        return Ok(false);
+    }
+    match execute(db, config, &mut t).await {
+        Ok(()) => Ok(true),
+        // Refused by the balance or the limit: the transfer is marked failed.
+        Err(Error::Invalid { .. }) => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
 /// Carries out an `executing` transfer: debit, then credit (or, under the test fault, stop
 /// between them). A refused debit marks it failed and says why.
 async fn execute(db: &Db, config: &Config, t: &mut Transfer) -> Result<()> {
     match ledger::debit(db, config, t).await? {
-        Ok(recorded) => {
-            t.status = Status::Debited;
-            let _ = recorded;
-        }
+        Ok(_) => t.status = Status::Debited,
         Err(refusal) => {
             let (field, message) = match refusal {
                 Refusal::InsufficientFunds => ("amount", "The amount is more than your balance."),
@@ -335,6 +450,11 @@ async fn execute(db: &Db, config: &Config, t: &mut Transfer) -> Result<()> {
             t.status = Status::Failed;
             t.failure = Some(message.into());
             save(db, config, t).await?;
+            let queue = db.keys.executing(&t.from_account);
+            db.run(async |c| {
+                redis::cmd("ZREM").arg(&queue).arg(&t.id).query_async::<_, ()>(c).await
+            })
+            .await?;
             return Err(invalid(field, message));
         }
     }
@@ -397,15 +517,25 @@ pub async fn create_once(
         })
         .await?;
     let Some(earlier) = stored else {
-        // First use of the key. A request that fails validation writes nothing, so the key is
-        // given back for a corrected retry.
-        return match create_with_id(db, config, session, req, id).await {
-            Err(e @ (Error::Invalid { .. } | Error::Forbidden(_))) => {
-                db.run(async |c| redis::cmd("DEL").arg(&key).query_async::<_, ()>(c).await).await?;
-                Err(e)
-            }
-            other => other,
-        };
+        // First use of the key. When no transfer came of it (refused, or Redis failed before it
+        // was stored), the key is given back — only if it still holds this request — so a
+        // corrected or repeated request can use it; once a transfer exists, the key answers
+        // with it for 24 h.
+        let made = create_with_id(db, config, session, req, id.clone()).await;
+        if made.is_err() && load(db, &session.doc.account, &id).await.ok().flatten().is_none() {
+            db.run(async |c| {
+                Script::new(
+                    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end \
+                     return 1",
+                )
+                .key(&key)
+                .arg(&json)
+                .invoke_async::<_, i64>(c)
+                .await
+            })
+            .await?;
+        }
+        return made;
     };
     let earlier: Remembered =
         serde_json::from_str(&earlier).map_err(|e| Error::Internal(e.to_string()))?;
@@ -418,6 +548,10 @@ pub async fn create_once(
     // The same request again: the transfer as it stands (it may still be on its way).
     for _ in 0..20 {
         if let Some(t) = load(db, &session.doc.account, &earlier.transfer).await? {
+            // A transfer refused when carried out answers as it did the first time.
+            if let (Status::Failed, Some(why)) = (t.status, &t.failure) {
+                return Err(invalid("amount", why.clone()));
+            }
             return Ok(t);
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;

@@ -434,3 +434,128 @@ async fn sixteen_concurrent_transfers_and_the_generator_keep_the_books() {
     assert_eq!(transfers, 0, "the two sides of the transfers do not cancel out");
     assert_eq!(total, 3 * OPENING + generated);
 }
+
+// ---- findings of the review of transfers ------------------------------------------------------
+
+/// Wrong transfer codes (say, from a stolen session) have their own budget: they never lock the
+/// owner out of signing in.
+#[rocket::async_test]
+async fn wrong_transfer_codes_never_lock_the_owner_out_of_signing_in() {
+    let server =
+        TestServer::start(shared_redis(), None, |f| f.merge(("login_user_limit", 3))).await;
+    let alice = server.api_login("alice", "wonderland").await;
+    let (_, t) = transfer(&server, &alice, &key(), json!({"to_account": BOB, "amount": 75})).await;
+    let path = format!("/api/v1/transfers/{}/confirm", t["id"].as_str().unwrap());
+    let valid = demo_app_codes();
+    let mut statuses = Vec::new();
+    for guess in ["314159", "271828", "161803", "141421"]
+        .iter()
+        .filter(|c| !valid.contains(&c.to_string()))
+        .take(4)
+    {
+        let (status, _) = send(
+            &server,
+            reqwest::Method::POST,
+            &path,
+            &alice,
+            None,
+            Some(&json!({"code": guess})),
+        )
+        .await;
+        statuses.push(status.as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 429], "wrong transfer codes are not throttled");
+    let (status, body) = crate::common::server::post_api_login(
+        &server.http,
+        &server.base,
+        &crate::common::credentials("alice", "wonderland"),
+    )
+    .await;
+    assert_eq!(status, 200, "the owner's sign-in was locked by transfer codes: {body}");
+    server.stop().await.unwrap();
+}
+
+/// A pending transfer past its five minutes reads as expired, with nothing left to confirm.
+#[rocket::async_test]
+async fn an_expired_transfer_reads_as_expired() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let alice = server.api_login("alice", "wonderland").await;
+    let (_, t) = transfer(&server, &alice, &key(), json!({"to_account": BOB, "amount": 75})).await;
+    let id = t["id"].as_str().unwrap();
+    let doc = server.keys().transfer(ALICE, id);
+    let mut conn = shared_redis().conn().await;
+    let _: () = redis::cmd("JSON.SET")
+        .arg(&doc)
+        .arg("$.expires_at")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let (status, now) =
+        send(&server, reqwest::Method::GET, &format!("/api/v1/transfers/{id}"), &alice, None, None)
+            .await;
+    assert_eq!(status, 200);
+    assert_eq!((now["status"].as_str(), &now["methods"]), (Some("expired"), &json!([])), "{now}");
+    server.stop().await.unwrap();
+}
+
+/// A confirmed transfer whose request died before the debit is carried out by the recovery task.
+#[rocket::async_test]
+async fn a_transfer_confirmed_but_never_debited_is_carried_out_by_recovery() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let alice = server.api_login("alice", "wonderland").await;
+    let bob = server.api_login("bob", "foobared").await;
+    let bob_before = balance(&server, &bob).await;
+    let (_, t) = transfer(&server, &alice, &key(), json!({"to_account": BOB, "amount": 75})).await;
+    let id = t["id"].as_str().unwrap();
+    // What a confirmation leaves behind when the process dies right after it: `executing`, and
+    // the note the recovery task reads (dated 20 s ago).
+    let mut conn = shared_redis().conn().await;
+    let keys = server.keys();
+    let _: () = redis::cmd("JSON.SET")
+        .arg(keys.transfer(ALICE, id))
+        .arg("$.status")
+        .arg("\"executing\"")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let then = redbank::clock::now_ms() - 20_000;
+    let _: () = redis::cmd("ZADD")
+        .arg(keys.executing(ALICE))
+        .arg(then)
+        .arg(id)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let db =
+        redbank::redis::Db::connect(&shared_redis().url(), &server.prefix, Duration::from_secs(2))
+            .unwrap();
+    let config = redbank::Config { key_prefix: server.prefix.clone(), ..Default::default() };
+    assert_eq!(
+        redbank::transfer::recovery::run_once(&db, &config).await.unwrap(),
+        1,
+        "the transfer was not carried out"
+    );
+    let (_, done) =
+        send(&server, reqwest::Method::GET, &format!("/api/v1/transfers/{id}"), &alice, None, None)
+            .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(balance(&server, &bob).await, bob_before + 7500);
+    assert_eq!(redbank::transfer::recovery::run_once(&db, &config).await.unwrap(), 0, "done twice");
+    server.stop().await.unwrap();
+}
+
+/// Starting transfers is limited per user, so nobody walks the account numbers for names.
+#[rocket::async_test]
+async fn transfer_starts_are_limited_per_user() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let bob = server.api_login("bob", "foobared").await;
+    let mut statuses = Vec::new();
+    for n in 0..31 {
+        let body = json!({"to_account": format!("{:010}", 1_000_000_000u64 + n), "amount": 1});
+        statuses.push(transfer(&server, &bob, &key(), body).await.0.as_u16());
+    }
+    assert!(statuses[..30].iter().all(|s| *s == 422), "{statuses:?}");
+    assert_eq!(statuses[30], 429, "{statuses:?}");
+    server.stop().await.unwrap();
+}
