@@ -179,16 +179,6 @@ pub async fn load(db: &Db, account: &str, id: &str) -> Result<Option<Transfer>> 
         .transpose()
 }
 
-/// Creates a transfer: carried out at once when exempt, otherwise pending its confirmation.
-pub async fn create(
-    db: &Db,
-    config: &Config,
-    session: &Session,
-    req: &Request,
-) -> Result<Transfer> {
-    create_with_id(db, config, session, req, new_id()).await
-}
-
 /// Transfers a user may start per minute: enough for anyone, too few to walk the account numbers
 /// (an unknown number is a 422, a known one shows its holder's name).
 pub const STARTS_PER_MINUTE: i64 = 30;
@@ -218,6 +208,7 @@ async fn limit_starts(db: &Db, user: &str) -> Result<()> {
     Ok(())
 }
 
+/// Creates transfer `id`: carried out at once when exempt, otherwise pending its confirmation.
 async fn create_with_id(
     db: &Db,
     config: &Config,
