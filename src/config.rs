@@ -93,6 +93,9 @@ pub struct Config {
     pub sca_exempt_amount: Cents,
     pub sca_exempt_count: u32,
     pub sca_exempt_total: Cents,
+    /// Port of the Prometheus metrics (`GET /metrics`, on `address`); 0 = off. Never the public
+    /// port: metrics name routes and counts that are for operators only.
+    pub metrics_port: u16,
     /// Test only: every transfer stops between its debit and its credit (as if the process
     /// died there), leaving the credit to the recovery task.
     pub fault_after_debit: bool,
@@ -147,6 +150,7 @@ impl Default for Config {
             sca_exempt_count: 5,
             sca_exempt_total: Cents(10_000),
             fault_after_debit: false,
+            metrics_port: 0,
         }
     }
 }

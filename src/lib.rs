@@ -11,6 +11,7 @@ pub mod demo;
 pub mod error;
 pub mod live;
 pub mod logging;
+pub mod metrics;
 pub mod mfa;
 pub mod redis;
 pub mod secret;
@@ -47,6 +48,7 @@ pub fn build(figment: Figment) -> Rocket<Build> {
         .attach(Template::fairing())
         .attach(redis::stage())
         .attach(access::stage())
+        .attach(metrics::stage())
         .attach(web::stage())
         .attach(session::stage())
         .attach(mfa::stage())

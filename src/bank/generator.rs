@@ -163,6 +163,7 @@ impl Generator {
         let id = store::next_transaction_id(&self.db, &account.number, date).await?;
         let tx = self.random_transaction(account, balance, id, date);
         let recorded = store::record(&self.db, &self.config, balance, &tx).await?;
+        self.db.metrics.generator_transactions.inc();
         Ok((tx, recorded))
     }
 

@@ -17,6 +17,7 @@ use tokio::sync::broadcast;
 
 use super::event::{Frame, Msg, Notice, SECURITY_PREFIX};
 use crate::config::Config;
+use crate::metrics::Metrics;
 
 /// Per-account broadcast channels plus the open-stream counters behind the SSE limits.
 pub struct Hub {
@@ -153,7 +154,13 @@ impl Drop for StreamSlot {
 }
 
 /// Runs the bridge until `shutdown`.
-pub async fn run(url: String, pattern: String, hub: Arc<Hub>, mut shutdown: Shutdown) {
+pub async fn run(
+    url: String,
+    pattern: String,
+    hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+    mut shutdown: Shutdown,
+) {
     let client = match redis::Client::open(url.as_str()) {
         Ok(client) => client,
         Err(e) => {
@@ -176,6 +183,7 @@ pub async fn run(url: String, pattern: String, hub: Arc<Hub>, mut shutdown: Shut
         match pubsub {
             Ok(Ok(pubsub)) => {
                 if std::mem::replace(&mut subscribed_before, true) {
+                    metrics.bridge_reconnects.inc();
                     rocket::info!("live: resubscribed to {pattern} after an outage");
                 }
                 backoff = Duration::from_millis(100);
@@ -186,7 +194,10 @@ pub async fn run(url: String, pattern: String, hub: Arc<Hub>, mut shutdown: Shut
                     tokio::select! {
                         _ = &mut shutdown => return,
                         msg = messages.next() => match msg {
-                            Some(msg) => dispatch(&hub, msg.get_payload_bytes()),
+                            Some(msg) => {
+                                metrics.events_fanned_out.inc();
+                                dispatch(&hub, msg.get_payload_bytes())
+                            }
                             None => break,
                         },
                     }

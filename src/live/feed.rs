@@ -24,6 +24,7 @@ use crate::bank::store as bank;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::metrics::OpenStream;
 use crate::redis::Db;
 use crate::session::credential::{self, Presented};
 use crate::session::guard::cookie_name;
@@ -60,6 +61,7 @@ pub struct Feed {
     retention_ms: i64,
     shutdown: Shutdown,
     _slot: StreamSlot,
+    _counted: OpenStream,
 }
 
 /// Where a stream resumes: the `Last-Event-ID` header (what a browser sends on reconnecting),
@@ -109,6 +111,8 @@ pub struct Holder<'a> {
     pub session: &'a Session,
     /// The client address (socket peer, or `ip_header` behind a proxy).
     pub ip: &'a str,
+    /// Which server carries it (`rocket`, `listener`), for the open-streams metric.
+    pub transport: &'static str,
 }
 
 /// Opens a stream: takes a slot under the limits (429 per session, user or client address, 503
@@ -156,6 +160,7 @@ pub async fn open(
         retention_ms: config.transaction_retention_ms(),
         shutdown,
         _slot: slot,
+        _counted: OpenStream::new(&db.metrics, holder.transport),
     })
 }
 
@@ -210,7 +215,11 @@ impl Feed {
                     Ok(Msg::Security(notice)) => Step::Notice(notice),
                     Ok(Msg::Resync) => Step::CatchUp,
                     // Too slow for the queue: disconnect; it resumes from its Last-Event-ID.
-                    Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => Step::End,
+                    Err(RecvError::Lagged(_)) => {
+                        self.db.metrics.slow_clients_dropped.inc();
+                        Step::End
+                    }
+                    Err(RecvError::Closed) => Step::End,
                 },
                 _ = self.ticker.tick() => Step::Heartbeat,
                 _ = &mut self.shutdown => Step::End,

@@ -245,7 +245,7 @@ async fn handshake(
     let authorization = head.authorization.iter().map(String::as_str);
     let session = feed::caller(&context.db, &context.config, cookies, authorization).await?;
     let ip = head.forwarded_for.unwrap_or(peer.ip()).to_string();
-    let holder = Holder { session: &session, ip: &ip };
+    let holder = Holder { session: &session, ip: &ip, transport: "listener" };
     let feed =
         feed::open(&context.db, &context.hub, &context.config, holder, head.resume, shutdown)
             .await?;

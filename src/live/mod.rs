@@ -41,7 +41,8 @@ async fn start_bridge(rocket: &Rocket<Orbit>) {
             return;
         }
     };
-    tokio::spawn(bridge::run(url, db.keys.events_pattern(), hub.clone(), rocket.shutdown()));
+    let (pattern, metrics) = (db.keys.events_pattern(), db.metrics.clone());
+    tokio::spawn(bridge::run(url, pattern, hub.clone(), metrics, rocket.shutdown()));
 }
 
 /// The stream listener (`stream_port`) as its own fairing: ignite binds (so a taken port stops the

@@ -45,7 +45,7 @@ pub async fn events(
     let resume = feed::resume_point(headers.get("Last-Event-ID"), query)?;
     let session =
         feed::caller(db, config, headers.get("Cookie"), headers.get("Authorization")).await?;
-    let holder = Holder { session: &session, ip: &client.ip };
+    let holder = Holder { session: &session, ip: &client.ip, transport: "rocket" };
     let mut feed = feed::open(db, hub, config, holder, resume, shutdown).await?;
     let stream = ByteStream! {
         while let Some(bytes) = feed.next().await {

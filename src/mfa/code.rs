@@ -73,6 +73,7 @@ pub async fn finish_sign_in(
     let client = pre.client();
     if !use_code(db, &pre.user, &client, kind, code).await? {
         preauth::after_wrong_code(db, mfa_token).await?;
+        db.metrics.logins.with_label_values(&["bad_code"]).inc();
         let failed = Activity::FailedSignIn { method: kind.method().as_str().into() };
         activity::record(db, &pre.user, &client, failed).await;
         return Err(Error::InvalidCode);

@@ -45,6 +45,8 @@ pub struct Db {
     timeout: Duration,
     pub keys: Keys,
     shared: Arc<Shared>,
+    /// This process's metrics (every Redis round trip is timed here).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Connections in use, taken from the pool once and shared: a multiplexed connection serves any
@@ -80,6 +82,7 @@ impl Db {
         // Never more than the pool can give (a small pool must still leave room for checkouts).
         let slots = SHARED_CONNECTIONS.min(self.pool.status().max_size.saturating_sub(1)).max(1);
         let slot = self.shared.next.fetch_add(1, Ordering::Relaxed) % slots;
+        let started = std::time::Instant::now();
         let work = async {
             let mut conn = self.connection(slot).await?;
             let result = f(&mut conn).await;
@@ -90,13 +93,15 @@ impl Db {
             }
             result.map_err(Error::from)
         };
-        match tokio::time::timeout(self.timeout, work).await {
+        let result = match tokio::time::timeout(self.timeout, work).await {
             Ok(result) => result,
             Err(_) => {
                 self.forget_all();
                 Err(Error::Unavailable(format!("no answer within {:?}", self.timeout)))
             }
-        }
+        };
+        self.metrics.redis(started.elapsed(), result.is_err());
+        result
     }
 
     /// The shared connection of `slot`, checked out of the pool (and so verified) when missing.
@@ -129,7 +134,7 @@ impl Db {
     }
 
     fn new(pool: Pool, timeout: Duration, keys: Keys) -> Db {
-        Db { pool, timeout, keys, shared: Arc::default() }
+        Db { pool, timeout, keys, shared: Arc::default(), metrics: Arc::default() }
     }
 }
 

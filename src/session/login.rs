@@ -152,13 +152,20 @@ pub async fn with_password(
 ) -> Result<Outcome> {
     let username = throttle::normalize_username(attempt.username);
     let throttle = Throttle::new(db, &username, attempt.ip, devices).await?;
+    let outcome = |label: &str| db.metrics.logins.with_label_values(&[label]).inc();
+    let throttled = |e: Error| {
+        if let Error::TooManyRequests { .. } = e {
+            outcome("throttled");
+        }
+        e
+    };
     // A locked caller is answered at once, without queueing for a hashing slot…
-    throttle.check(db, config).await?;
+    throttle.check(db, config).await.map_err(throttled)?;
     // …then check again, hash and count under one slot, so parallel guesses see each other's
     // failures (at most `password_hash_concurrency − 1` can pass a limit together).
     let max_wait = Duration::from_millis(config.login_queue_max_ms);
     let slot = passwords.login_slot(max_wait, throttle.device.is_some()).await?;
-    throttle.check(db, config).await?;
+    throttle.check(db, config).await.map_err(throttled)?;
     let user = store::get_user(db, &username).await?;
     let ok = attempt.password.len() <= MAX_PASSWORD_BYTES
         && passwords
@@ -168,6 +175,7 @@ pub async fn with_password(
     let Some(user) = user.filter(|_| ok) else {
         throttle.failed(db, config).await?;
         drop(slot);
+        outcome("bad_password");
         if exists {
             let failed = Activity::FailedSignIn { method: Method::Password.as_str().into() };
             activity::record(db, &username, client, failed).await;
@@ -185,6 +193,7 @@ pub async fn with_password(
             throttle,
         };
         let token = preauth::create(db, &pre).await?;
+        outcome("second_factor");
         return Ok(Outcome::SecondFactor { token, methods: owned.methods() });
     }
     let assurance = Assurance::password(now_ms());
@@ -206,6 +215,7 @@ pub async fn complete(
     method: Method,
 ) -> Result<SignedIn> {
     let device = throttle.succeeded(db, config).await?;
+    db.metrics.logins.with_label_values(&["ok"]).inc();
     let aal = assurance.aal;
     let (token, session) = store::create_session(db, config, user, kind, client, assurance).await?;
     let new_device = throttle.device.is_none();

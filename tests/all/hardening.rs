@@ -465,7 +465,7 @@ async fn replay_is_read_in_pages_as_the_client_reads() {
         db,
         hub,
         config,
-        redbank::live::feed::Holder { session: &session, ip: "127.0.0.1" },
+        redbank::live::feed::Holder { session: &session, ip: "127.0.0.1", transport: "rocket" },
         Some(StreamId(0, 0)),
         app.client.rocket().shutdown(),
     )

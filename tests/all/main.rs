@@ -11,6 +11,7 @@ mod bank;
 mod foundation;
 mod hardening;
 mod live;
+mod metrics;
 mod mfa;
 mod sessions;
 mod transfers;
