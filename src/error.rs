@@ -217,6 +217,25 @@ pub fn render(
 /// How recent a sign-in (or step-up) must be for a sensitive action (RFC 9470 `max_age`).
 pub const STEP_UP_MAX_AGE_SECS: i64 = 300;
 
+/// The message of a request guard's refusal, for the catcher that renders its status (guards
+/// cannot hand an error to catchers; without it the client would read a generic message).
+#[derive(Debug, Clone)]
+pub struct GuardMessage(pub Option<String>);
+
+/// A guard's refusal with `message` shown to the client.
+pub fn refuse<T>(
+    req: &Request<'_>,
+    status: Status,
+    message: &str,
+) -> rocket::request::Outcome<T, Error> {
+    req.local_cache(|| GuardMessage(Some(message.to_owned())));
+    let error = match status.code {
+        403 => Error::Forbidden(message.to_owned()),
+        _ => Error::BadRequest(message.to_owned()),
+    };
+    rocket::outcome::Outcome::Error((status, error))
+}
+
 /// Set by a request guard that refused for want of a recent strong sign-in, so the catcher that
 /// renders its 401 answers with the step-up challenge (guards cannot hand an error to catchers).
 #[derive(Debug, Clone, Copy)]
@@ -264,6 +283,9 @@ impl<'r> Responder<'r, 'static> for ErrorPage {
     fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
         if self.status == Status::Unauthorized && req.local_cache(|| StepUpWanted(false)).0 {
             return step_up_challenge(req);
+        }
+        if let Some(message) = &req.local_cache(|| GuardMessage(None)).0 {
+            return render(req, self.status, message, None);
         }
         render(req, self.status, self.message, None)
     }

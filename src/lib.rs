@@ -4,6 +4,7 @@
 //! (see [`figment`]), and each feature contributes one `stage()` with its routes, state and fairings.
 
 pub mod access;
+pub mod admin;
 pub mod bank;
 pub mod clock;
 pub mod config;
@@ -55,4 +56,5 @@ pub fn build(figment: Figment) -> Rocket<Build> {
         .attach(bank::stage())
         .attach(live::stage())
         .attach(transfer::stage())
+        .attach(admin::stage())
 }

@@ -200,7 +200,7 @@ impl Fairing for RequestMetrics {
 }
 
 /// Samples the live sessions per kind from the session index (two `FT.SEARCH … LIMIT 0 0`).
-async fn sample_sessions(db: &Db) {
+pub async fn sample_sessions(db: &Db) {
     for kind in ["browser", "mobile"] {
         let index = db.keys.session_index();
         let reply: crate::Result<Vec<redis::Value>> = db

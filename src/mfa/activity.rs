@@ -51,6 +51,11 @@ pub enum Activity {
     SessionRevoked {
         session: String,
     },
+    /// An operator ended `session` (or, without one, `count` sessions of the user).
+    RevokedByOperator {
+        session: Option<String>,
+        count: usize,
+    },
     OtherSessionsSignedOut {
         count: usize,
     },

@@ -29,12 +29,23 @@ impl Keys {
     /// RediSearch index over session documents (TAG user, kind; NUMERIC created_at,
     /// last_seen_at). Versioned: a schema change gets a new name, and the old index is dropped.
     pub fn session_index(&self) -> String {
-        format!("{}idx:session:2", self.prefix)
+        format!("{}idx:session:3", self.prefix)
     }
 
     /// Earlier session index names, dropped at startup (their documents stay).
-    pub fn legacy_session_indexes(&self) -> [String; 1] {
-        [format!("{}idx:session", self.prefix)]
+    pub fn legacy_session_indexes(&self) -> [String; 2] {
+        [format!("{}idx:session", self.prefix), format!("{}idx:session:2", self.prefix)]
+    }
+
+    /// Stream of recent failed password sign-ins of existing accounts (user, address), for the
+    /// operator console; about 1,000 kept.
+    pub fn failed_sign_ins(&self) -> String {
+        format!("{}audit:failed-sign-ins", self.prefix)
+    }
+
+    /// Stream of every operator action (who, what, on whom); about 10,000 kept.
+    pub fn admin_audit(&self) -> String {
+        format!("{}audit:admin", self.prefix)
     }
 
     /// Failed logins against one account from all unknown clients (expires with the window).

@@ -177,6 +177,7 @@ pub async fn with_password(
         drop(slot);
         outcome("bad_password");
         if exists {
+            crate::admin::store::failed_sign_in(db, &username, attempt.ip).await;
             let failed = Activity::FailedSignIn { method: Method::Password.as_str().into() };
             activity::record(db, &username, client, failed).await;
         }

@@ -276,6 +276,7 @@ pub async fn ensure_index(db: &Db) -> Result<()> {
     let schema = [
         "$.user", "AS", "user", "TAG",
         "$.kind", "AS", "kind", "TAG",
+        "$.ip", "AS", "ip", "TAG",
         "$.created_at", "AS", "created_at", "NUMERIC", "SORTABLE",
         "$.last_seen_at", "AS", "last_seen_at", "NUMERIC", "SORTABLE",
     ];

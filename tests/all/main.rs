@@ -7,6 +7,7 @@
 
 mod common;
 
+mod admin;
 mod bank;
 mod foundation;
 mod hardening;

@@ -1,0 +1,251 @@
+//! What the operator console reads and writes in Redis: the session search across users, the
+//! failed sign-ins stream and the operator audit stream.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use redis::Value;
+
+use crate::clock::now_ms;
+use crate::error::{Error, Result};
+use crate::redis::{Db, is_missing_index, parse_stored, search_hits, value_text};
+use crate::session::model::{Session, SessionId, SessionKind, valid_username};
+use crate::session::store::{self as sessions, ClientInfo};
+
+/// Sessions per page of the console.
+pub const PAGE_SIZE: usize = 25;
+/// Failed sign-ins kept in the stream.
+pub const FAILED_KEPT: usize = 1_000;
+
+/// Which sessions an operator asks for (all fields optional).
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub user: Option<String>,
+    pub kind: Option<SessionKind>,
+    pub ip: Option<String>,
+    /// Only sessions signed in at least this long ago.
+    pub older_than_secs: Option<u64>,
+    pub page: usize,
+}
+
+impl Filter {
+    /// From the query's text fields, refusing what cannot be a user, kind or address (400).
+    pub fn parse(
+        user: Option<&str>,
+        kind: Option<&str>,
+        ip: Option<&str>,
+        older_than_secs: Option<u64>,
+        page: Option<usize>,
+    ) -> Result<Filter> {
+        fn present(v: Option<&str>) -> Option<&str> {
+            v.map(str::trim).filter(|v| !v.is_empty())
+        }
+        let user = match present(user) {
+            Some(u) if valid_username(u) => Some(u.to_owned()),
+            Some(_) => return Err(Error::BadRequest("No user has that name.".into())),
+            None => None,
+        };
+        let kind = match present(kind) {
+            Some("browser") => Some(SessionKind::Browser),
+            Some("mobile") => Some(SessionKind::Mobile),
+            Some(_) => return Err(Error::BadRequest("kind is browser or mobile.".into())),
+            None => None,
+        };
+        let ip = match present(ip) {
+            Some(ip) => match ip.parse::<IpAddr>() {
+                Ok(ip) => Some(ip.to_string()),
+                Err(_) => return Err(Error::BadRequest("ip is an IPv4 or IPv6 address.".into())),
+            },
+            None => None,
+        };
+        let page = page.unwrap_or(1);
+        if !(1..=1000).contains(&page) {
+            return Err(Error::BadRequest("page is between 1 and 1000.".into()));
+        }
+        Ok(Filter { user, kind, ip, older_than_secs, page })
+    }
+}
+
+/// One page of the sessions matching `filter`, newest first, and how many match in all.
+pub async fn search(db: &Db, filter: &Filter) -> Result<(usize, Vec<Session>)> {
+    match search_once(db, filter).await {
+        Err(e) if is_missing_index(&e) => {
+            sessions::ensure_index(db).await?;
+            search_once(db, filter).await
+        }
+        other => other,
+    }
+}
+
+async fn search_once(db: &Db, filter: &Filter) -> Result<(usize, Vec<Session>)> {
+    let mut query = Vec::new();
+    let mut params: Vec<(String, String)> = Vec::new();
+    if let Some(user) = &filter.user {
+        query.push("@user:{$user}");
+        params.push(("user".into(), user.clone()));
+    }
+    if let Some(kind) = filter.kind {
+        query.push("@kind:{$kind}");
+        let kind = if kind == SessionKind::Browser { "browser" } else { "mobile" };
+        params.push(("kind".into(), kind.into()));
+    }
+    if let Some(ip) = &filter.ip {
+        query.push("@ip:{$ip}");
+        params.push(("ip".into(), ip.clone()));
+    }
+    if let Some(secs) = filter.older_than_secs {
+        query.push("@created_at:[-inf $before]");
+        params.push(("before".into(), (now_ms() - secs as i64 * 1000).to_string()));
+    }
+    let query = if query.is_empty() { "*".to_owned() } else { query.join(" ") };
+    let index = db.keys.session_index();
+    let offset = (filter.page - 1) * PAGE_SIZE;
+    let reply: Vec<Value> = db
+        .run(async |c| {
+            let mut cmd = redis::cmd("FT.SEARCH");
+            cmd.arg(&index).arg(&query);
+            if !params.is_empty() {
+                cmd.arg("PARAMS").arg(params.len() * 2);
+                for (name, value) in &params {
+                    cmd.arg(name).arg(value);
+                }
+            }
+            cmd.arg("SORTBY").arg("created_at").arg("DESC");
+            cmd.arg("LIMIT").arg(offset).arg(PAGE_SIZE).arg("DIALECT").arg(2);
+            cmd.query_async(c).await
+        })
+        .await?;
+    let (total, hits) = search_hits(&reply);
+    let prefix = db.keys.session_prefix();
+    let found = hits
+        .into_iter()
+        .filter_map(|(key, json)| {
+            let id = SessionId::parse(key.strip_prefix(&prefix)?)?;
+            Some(Session { id, doc: parse_stored(&key, &json)? })
+        })
+        .collect();
+    Ok((total, found))
+}
+
+/// Records a failed password sign-in of an existing account.
+pub async fn failed_sign_in(db: &Db, user: &str, ip: &str) {
+    let key = db.keys.failed_sign_ins();
+    let written = db
+        .run(async |c| {
+            redis::cmd("XADD")
+                .arg(&key)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(FAILED_KEPT)
+                .arg("*")
+                .arg("user")
+                .arg(user)
+                .arg("ip")
+                .arg(ip)
+                .query_async::<_, String>(c)
+                .await
+        })
+        .await;
+    if let Err(e) = written {
+        rocket::warn!("failed sign-in not recorded for the console: {e}");
+    }
+}
+
+/// Failed sign-ins in the stream, counted by account and by address (most first).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct FailedSignIns {
+    pub total: usize,
+    pub by_account: Vec<(String, usize)>,
+    pub by_address: Vec<(String, usize)>,
+    /// Since (ms) — the oldest entry read.
+    pub since: Option<i64>,
+}
+
+pub async fn failed_sign_ins(db: &Db) -> Result<FailedSignIns> {
+    let key = db.keys.failed_sign_ins();
+    let reply: Vec<Value> = db
+        .run(async |c| {
+            redis::cmd("XREVRANGE")
+                .arg(&key)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(FAILED_KEPT)
+                .query_async(c)
+                .await
+        })
+        .await?;
+    let (mut accounts, mut addresses) =
+        (HashMap::<String, usize>::new(), HashMap::<String, usize>::new());
+    let mut since = None;
+    let mut total = 0;
+    for entry in &reply {
+        let Value::Bulk(parts) = entry else { continue };
+        let (Some(id), Some(Value::Bulk(fields))) =
+            (parts.first().and_then(value_text), parts.get(1))
+        else {
+            continue;
+        };
+        let mut user = None;
+        let mut ip = None;
+        for pair in fields.chunks(2) {
+            if let [name, value] = pair {
+                match value_text(name).as_deref() {
+                    Some("user") => user = value_text(value),
+                    Some("ip") => ip = value_text(value),
+                    _ => {}
+                }
+            }
+        }
+        if let (Some(user), Some(ip)) = (user, ip) {
+            *accounts.entry(user).or_default() += 1;
+            *addresses.entry(crate::session::throttle::address_group(&ip)).or_default() += 1;
+            total += 1;
+            since = id.split('-').next().and_then(|ms| ms.parse().ok());
+        }
+    }
+    let top = |map: HashMap<String, usize>| {
+        let mut v: Vec<(String, usize)> = map.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.truncate(20);
+        v
+    };
+    Ok(FailedSignIns { total, by_account: top(accounts), by_address: top(addresses), since })
+}
+
+/// Appends an operator action to the audit stream.
+pub async fn audit(
+    db: &Db,
+    admin: &str,
+    action: &str,
+    target: &str,
+    detail: &str,
+    client: &ClientInfo,
+) {
+    let key = db.keys.admin_audit();
+    let written = db
+        .run(async |c| {
+            redis::cmd("XADD")
+                .arg(&key)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(10_000)
+                .arg("*")
+                .arg("admin")
+                .arg(admin)
+                .arg("action")
+                .arg(action)
+                .arg("target")
+                .arg(target)
+                .arg("detail")
+                .arg(detail)
+                .arg("ip")
+                .arg(&client.ip)
+                .query_async::<_, String>(c)
+                .await
+        })
+        .await;
+    if let Err(e) = written {
+        rocket::error!("operator action not audited ({admin} {action} {target}): {e}");
+    }
+}

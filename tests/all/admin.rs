@@ -1,0 +1,161 @@
+//! The operator console over real HTTP: only operators at AAL2 get in, the session search filters,
+//! revocation reaches an open stream, and every action is recorded.
+
+use std::time::Duration;
+
+use redbank::mfa::totp::{TotpSecret, step_of};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::server::{Sse, TestServer, post_api_login};
+use crate::common::{ADMIN_PASSWORD, credentials, shared_redis};
+
+async fn call(
+    server: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<&Value>,
+) -> (StatusCode, Value) {
+    let mut req = server.http.request(method, server.url(path)).bearer_auth(token);
+    if let Some(body) = body {
+        req = req.json(body);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(server: &TestServer, path: &str, token: &str) -> (StatusCode, Value) {
+    call(server, reqwest::Method::GET, path, token, None).await
+}
+
+fn code(secret: &TotpSecret, offset: i64) -> String {
+    secret.code_at(step_of(redbank::clock::now_ms() / 1000) + offset)
+}
+
+/// The admin, with an authenticator app set up and a session stepped up to AAL2.
+async fn operator(server: &TestServer) -> String {
+    let token = server.api_login("admin", ADMIN_PASSWORD).await;
+    // Without a second factor: refused, with how to get in.
+    let (status, body) = get(server, "/api/v1/admin/sessions", &token).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("second factor"), "{body}");
+    let (_, begun) =
+        call(server, reqwest::Method::POST, "/api/v1/mfa/totp", &token, Some(&json!({}))).await;
+    let secret = TotpSecret::from_base32(begun["secret"].as_str().unwrap()).unwrap();
+    let confirm = json!({"code": code(&secret, -1)});
+    let (status, _) =
+        call(server, reqwest::Method::POST, "/api/v1/mfa/totp/confirm", &token, Some(&confirm))
+            .await;
+    assert_eq!(status, 200);
+    // A factor, but this session signed in with the password alone: the step-up challenge.
+    let (status, body) = get(server, "/api/v1/admin/sessions", &token).await;
+    assert_eq!((status.as_u16(), &body["error"]), (401, &json!("step_up_required")));
+    let step = json!({"code": code(&secret, 0)});
+    let (status, _) =
+        call(server, reqwest::Method::POST, "/api/v1/step-up/totp", &token, Some(&step)).await;
+    assert_eq!(status, 200);
+    token
+}
+
+#[rocket::async_test]
+async fn only_operators_at_aal2_get_in() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let bob = server.api_login("bob", "foobared").await;
+    for path in ["/api/v1/admin/sessions", "/api/v1/admin/failed-sign-ins", "/api/v1/admin/stats"] {
+        assert_eq!(get(&server, path, &bob).await.0, 403, "{path}");
+        let anonymous = server.http.get(server.url(path)).send().await.unwrap();
+        assert_eq!(anonymous.status(), 401, "{path}");
+    }
+    let (status, _) =
+        call(&server, reqwest::Method::DELETE, "/api/v1/admin/users/alice/sessions", &bob, None)
+            .await;
+    assert_eq!(status, 403);
+    let (cookie, _) = server.login("bob", "foobared").await;
+    let page = server.http.get(server.url("/admin")).header("Cookie", cookie).send().await.unwrap();
+    assert_eq!(page.status(), 403);
+    let admin = operator(&server).await;
+    assert_eq!(get(&server, "/api/v1/admin/stats", &admin).await.0, 200);
+    server.stop().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn the_console_searches_revokes_and_records() {
+    let server =
+        TestServer::start(shared_redis(), None, |f| f.merge(("sse_heartbeat_secs", 1))).await;
+    let admin = operator(&server).await;
+    // bob: a browser with an open stream, and a phone on another address.
+    let (cookie, _) = server.login("bob", "foobared").await;
+    let mut stream = Sse::new(server.events(&cookie, None).await);
+    let phone = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 9]))
+        .build()
+        .unwrap();
+    let (_, body) = post_api_login(&phone, &server.base, &credentials("bob", "foobared")).await;
+    let phone_token = body["token"].as_str().unwrap().to_owned();
+    // A stranger guesses alice's password from another address.
+    let guesser = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 5]))
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        post_api_login(&guesser, &server.base, &credentials("alice", "guess")).await;
+    }
+
+    let (status, all) = get(&server, "/api/v1/admin/sessions?user=bob", &admin).await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(all["total"], 2, "{all}");
+    assert!(all["sessions"].as_array().unwrap().iter().all(|s| s["user"] == "bob"));
+    let (_, phones) = get(&server, "/api/v1/admin/sessions?user=bob&kind=mobile", &admin).await;
+    assert_eq!(phones["total"], 1);
+    assert_eq!(phones["sessions"][0]["ip"], "127.0.0.9");
+    let (_, by_ip) = get(&server, "/api/v1/admin/sessions?ip=127.0.0.9", &admin).await;
+    assert_eq!(by_ip["total"], 1, "{by_ip}");
+    let (_, old) =
+        get(&server, "/api/v1/admin/sessions?user=bob&older_than_secs=3600", &admin).await;
+    assert_eq!(old["total"], 0);
+    for bad in ["kind=tablet", "ip=not-an-ip", "user=Bad%20Name", "page=0"] {
+        let (status, body) = get(&server, &format!("/api/v1/admin/sessions?{bad}"), &admin).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+
+    // Revoking the browser session ends its open stream within a heartbeat.
+    let browser_id = crate::common::session_id(&cookie);
+    let path = format!("/api/v1/admin/sessions/{browser_id}");
+    assert_eq!(call(&server, reqwest::Method::DELETE, &path, &admin, None).await.0, 204);
+    stream.expect_closed(Duration::from_secs(3), "the revoked session's stream").await;
+    // All of bob's: the phone too.
+    let (status, done) =
+        call(&server, reqwest::Method::DELETE, "/api/v1/admin/users/bob/sessions", &admin, None)
+            .await;
+    assert_eq!((status.as_u16(), &done["signed_out"]), (200, &json!(1)));
+    assert_eq!(get(&server, "/api/v1/me", &phone_token).await.0, 401);
+
+    // Failed sign-ins by account and by address.
+    let (_, failed) = get(&server, "/api/v1/admin/failed-sign-ins", &admin).await;
+    assert_eq!(failed["by_account"][0], json!({"user": "alice", "count": 3}), "{failed}");
+    assert_eq!(failed["by_address"][0], json!({"address": "127.0.0.5", "count": 3}), "{failed}");
+
+    // Recorded for bob, and in the operators' audit stream.
+    let bob_activity = redbank::mfa::activity::newest(
+        &redbank::redis::Db::connect(&shared_redis().url(), &server.prefix, Duration::from_secs(2))
+            .unwrap(),
+        "bob",
+        20,
+    )
+    .await
+    .unwrap();
+    let by_operator = bob_activity
+        .iter()
+        .filter(|e| {
+            matches!(e.activity, redbank::mfa::activity::Activity::RevokedByOperator { .. })
+        })
+        .count();
+    assert_eq!(by_operator, 2);
+    let mut conn = shared_redis().conn().await;
+    let audited: usize =
+        redis::cmd("XLEN").arg(server.keys().admin_audit()).query_async(&mut conn).await.unwrap();
+    assert_eq!(audited, 2);
+    server.stop().await.unwrap();
+}
