@@ -418,7 +418,12 @@ async fn the_whole_flow_in_a_real_browser() {
 /// Types a code of alice's demo authenticator app into `/login/verify` (the app accepts each
 /// time step once: a code refused because its step was used, the next one is tried).
 async fn verify_with_demo_app(client: &Client) {
-    for code in common::demo_app_codes() {
+    verify_with_codes(client, common::demo_app_codes()).await;
+}
+
+/// Types `codes` into `/login/verify` in turn until one is accepted.
+async fn verify_with_codes(client: &Client, codes: Vec<String>) {
+    for code in codes {
         let field = client.find(Locator::Css("#totp-code")).await.unwrap();
         field.clear().await.unwrap();
         field.send_keys(&code).await.unwrap();
@@ -549,5 +554,45 @@ async fn strong_authentication(server: &TestServer, client: &Client) {
     )
     .await;
     assert!(!redis.exists::<_, bool>(&key).await.unwrap(), "the other session survived 'not me'");
+
+    // The operator console: the admin (with an authenticator app, set up here through the API)
+    // signs in with two factors and sees every session.
+    let http = &server.http;
+    let admin =
+        common::server::api_token(http, &server.base, "admin", common::ADMIN_PASSWORD).await;
+    let begun: serde_json::Value = http
+        .post(server.url("/api/v1/mfa/totp"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret =
+        redbank::mfa::totp::TotpSecret::from_base32(begun["secret"].as_str().unwrap()).unwrap();
+    let step = redbank::mfa::totp::step_of(redbank::clock::now_ms() / 1000);
+    let confirmed = http
+        .post(server.url("/api/v1/mfa/totp/confirm"))
+        .bearer_auth(&admin)
+        .json(&json!({"code": secret.code_at(step - 1)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status(), 200);
+    client.goto(&url("/login")).await.unwrap();
+    submit_login(client, "admin", common::ADMIN_PASSWORD).await;
+    wait_for(client, "location.pathname === '/login/verify'", Duration::from_secs(5)).await;
+    verify_with_codes(client, (0..=1).map(|o| secret.code_at(step + o)).collect()).await;
+    client.goto(&url("/admin")).await.unwrap();
+    wait_for(client, "document.querySelector('#admin-sessions')", Duration::from_secs(5)).await;
+    let users = js(
+        client,
+        "return [...document.querySelectorAll('tr.admin-session')].map(r => r.dataset.user);",
+    )
+    .await;
+    assert!(users.as_array().is_some_and(|u| u.iter().any(|u| u == "alice")), "{users}");
+    screenshot(client, "admin").await;
+    assert_accessible(client, "operator console").await;
     other.close().await.unwrap();
 }
