@@ -28,6 +28,8 @@ pub fn stage() -> rocket::fairing::AdHoc {
                 routes::api_sessions,
                 routes::api_revoke,
                 routes::api_revoke_user,
+                routes::api_reset_factors,
+                routes::reset_factors_form,
                 routes::api_failed_sign_ins,
                 routes::api_stats,
                 routes::page,

@@ -60,6 +60,25 @@ async fn revoke_user(db: &Db, admin: &Session, user: &str, client: &ClientInfo) 
     Ok(count)
 }
 
+/// Removes every second factor of `user` (TOTP, passkeys, recovery codes) and ends their
+/// sessions: the bank's answer to a customer who lost their devices, or whose account got a
+/// thief's passkey (a first factor needs no step-up). The customer then signs in with the
+/// password and sets up new factors.
+async fn reset_factors(db: &Db, admin: &Session, user: &str, client: &ClientInfo) -> Result<usize> {
+    if !crate::session::model::valid_username(user) || !sessions::user_exists(db, user).await? {
+        return Err(Error::NotFound);
+    }
+    if user == admin.doc.user {
+        return Err(Error::Forbidden("Operators cannot reset their own factors here.".into()));
+    }
+    let removed = crate::mfa::store::remove_all_factors(db, user).await?;
+    let count = sessions::destroy_others(db, user, None).await?;
+    let record = Activity::FactorRemoved { factor: "all (by the bank)".into(), name: None };
+    activity::record(db, user, client, record).await;
+    store::audit(db, &admin.doc.user, "reset_factors", user, &removed.to_string(), client).await;
+    Ok(count)
+}
+
 /// The live counts (sampled now for sessions; the process's own for the rest).
 async fn stats(db: &Db) -> Value {
     crate::metrics::sample_sessions(db).await;
@@ -146,6 +165,17 @@ pub async fn api_revoke_user(
     Ok(Json(json!({ "signed_out": count })))
 }
 
+#[delete("/api/v1/admin/users/<user>/factors")]
+pub async fn api_reset_factors(
+    user: &str,
+    admin: Admin<ApiUser>,
+    client: ClientInfo,
+    db: &State<Db>,
+) -> Result<Json<Value>> {
+    let count = reset_factors(db, admin.session(), user, &client).await?;
+    Ok(Json(json!({ "factors_removed": true, "signed_out": count })))
+}
+
 #[get("/api/v1/admin/failed-sign-ins")]
 pub async fn api_failed_sign_ins(_admin: Admin<ApiUser>, db: &State<Db>) -> Result<Json<Value>> {
     Ok(Json(failed_json(&store::failed_sign_ins(db).await?)))
@@ -201,6 +231,19 @@ pub async fn revoke_form(
 ) -> Result<Redirect> {
     admin.0.check_csrf(&form.csrf)?;
     revoke(db, admin.session(), id, &client).await?;
+    Ok(Redirect::to(uri!("/admin")))
+}
+
+#[post("/admin/users/<user>/reset-factors", data = "<form>")]
+pub async fn reset_factors_form(
+    user: &str,
+    admin: Admin<CurrentUser>,
+    form: Form<CsrfForm>,
+    client: ClientInfo,
+    db: &State<Db>,
+) -> Result<Redirect> {
+    admin.0.check_csrf(&form.csrf)?;
+    reset_factors(db, admin.session(), user, &client).await?;
     Ok(Redirect::to(uri!("/admin")))
 }
 

@@ -206,6 +206,28 @@ pub async fn replace_recovery_codes(db: &Db, username: &str, digests: &[String])
     .await
 }
 
+/// Removes every second factor of a user — TOTP (and a pending one), passkeys, recovery codes —
+/// keeping the WebAuthn user handle (new passkeys reuse it). True when there was any.
+pub async fn remove_all_factors(db: &Db, username: &str) -> Result<bool> {
+    let before = factors(db, username).await?;
+    let keys = [
+        db.keys.totp(username),
+        db.keys.totp_pending(username),
+        db.keys.recovery_codes(username),
+        db.keys.passkeys(username),
+    ];
+    db.run(async |c| {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for key in &keys {
+            pipe.cmd("DEL").arg(key).ignore();
+        }
+        pipe.query_async::<_, ()>(c).await
+    })
+    .await?;
+    Ok(before.any() || before.recovery_codes > 0)
+}
+
 /// Every factor key of a user (a removed user leaves none behind).
 pub async fn forget_user(db: &Db, username: &str) -> Result<()> {
     let handle: Option<String> = {

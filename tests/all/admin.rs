@@ -159,3 +159,56 @@ async fn the_console_searches_revokes_and_records() {
     assert_eq!(audited, 2);
     server.stop().await.unwrap();
 }
+
+/// A thief holding bob's session added a passkey (a first factor needs no step-up): the bank
+/// removes bob's factors, which ends every session of his, and bob signs in with his password.
+#[rocket::async_test]
+async fn an_operator_removes_a_thiefs_passkey() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let admin = operator(&server).await;
+    let stolen = server.api_login("bob", "foobared").await;
+    let mut device = crate::common::passkey::Device::new(&server.origin);
+    let (_, options) =
+        call(&server, reqwest::Method::POST, "/api/v1/passkeys/options", &stolen, Some(&json!({})))
+            .await;
+    let (status, _) = call(
+        &server,
+        reqwest::Method::POST,
+        "/api/v1/passkeys",
+        &stolen,
+        Some(&device.register(&options)),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (_, login) =
+        post_api_login(&server.http, &server.base, &credentials("bob", "foobared")).await;
+    assert_eq!(login["mfa_required"], true, "bob's password alone no longer signs him in");
+    // bob cannot remove it himself (his password is no step-up for a user with a factor): the
+    // bank resets his factors.
+    let (status, done) =
+        call(&server, reqwest::Method::DELETE, "/api/v1/admin/users/bob/factors", &admin, None)
+            .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(get(&server, "/api/v1/me", &stolen).await.0, 401, "the thief's session survived");
+    let (_, login) =
+        post_api_login(&server.http, &server.base, &credentials("bob", "foobared")).await;
+    assert!(login["token"].is_string(), "bob signs in with his password again: {login}");
+    let (_, options) =
+        call(&server, reqwest::Method::POST, "/api/v1/login/passkey/options", &admin, None).await;
+    let (status, _) = call(
+        &server,
+        reqwest::Method::POST,
+        "/api/v1/login/passkey",
+        &admin,
+        Some(&device.sign(&options)),
+    )
+    .await;
+    assert_eq!(status, 401, "the thief's passkey still signs in");
+    assert_eq!(
+        call(&server, reqwest::Method::DELETE, "/api/v1/admin/users/nobody/factors", &admin, None)
+            .await
+            .0,
+        404
+    );
+    server.stop().await.unwrap();
+}
