@@ -27,7 +27,7 @@ use crate::clock::{now_ms, rfc3339_ms};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::Db;
-use crate::session::throttle::address_group;
+use crate::session::throttle::{address_group, per_minute};
 
 /// How long a ceremony waits for the authenticator (and its state for the answer).
 pub const CEREMONY_SECS: u64 = 300;
@@ -140,27 +140,7 @@ fn too_many_passkeys() -> Error {
 /// Counts a ceremony started from `ip`; 429 past [`CEREMONIES_PER_MINUTE`].
 async fn limit_ceremonies(db: &Db, ip: &str) -> Result<()> {
     let key = db.keys.throttle_ceremony(&address_group(ip));
-    let (count, ttl): (i64, i64) = db
-        .run(async |c| {
-            redis::pipe()
-                .atomic()
-                .cmd("INCR")
-                .arg(&key)
-                .cmd("EXPIRE")
-                .arg(&key)
-                .arg(60)
-                .arg("NX")
-                .ignore()
-                .cmd("TTL")
-                .arg(&key)
-                .query_async(c)
-                .await
-        })
-        .await?;
-    if count > CEREMONIES_PER_MINUTE {
-        return Err(Error::TooManyRequests { retry_after: ttl.max(1) as u64 });
-    }
-    Ok(())
+    per_minute(db, &key, CEREMONIES_PER_MINUTE).await
 }
 
 /// Stores a ceremony under its challenge for [`CEREMONY_SECS`].

@@ -234,14 +234,8 @@ pub async fn forget_user(db: &Db, username: &str) -> Result<()> {
         let key = db.keys.user_handle(username);
         db.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await).await?
     };
-    let mut keys = vec![
-        db.keys.totp(username),
-        db.keys.totp_pending(username),
-        db.keys.recovery_codes(username),
-        db.keys.passkeys(username),
-        db.keys.user_handle(username),
-        db.keys.activity(username),
-    ];
+    remove_all_factors(db, username).await?;
+    let mut keys = vec![db.keys.user_handle(username), db.keys.activity(username)];
     if let Some(handle) = handle {
         keys.push(db.keys.handle_owner(&handle));
     }

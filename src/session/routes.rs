@@ -291,6 +291,13 @@ pub async fn revoke_form(
     Ok(Redirect::to(uri!("/sessions")))
 }
 
+/// Ends every other session of `me`'s user and records it; how many ended.
+async fn sign_out_others(db: &Db, me: &Session, client: &ClientInfo) -> Result<usize> {
+    let count = store::destroy_others(db, &me.doc.user, Some(&me.id)).await?;
+    activity::record(db, &me.doc.user, client, Activity::OtherSessionsSignedOut { count }).await;
+    Ok(count)
+}
+
 #[post("/sessions/revoke-others", data = "<form>")]
 pub async fn revoke_others_form(
     user: CurrentUser,
@@ -299,9 +306,7 @@ pub async fn revoke_others_form(
     db: &State<Db>,
 ) -> Result<Redirect> {
     user.check_csrf(&form.csrf)?;
-    let username = &user.0.doc.user;
-    let count = store::destroy_others(db, username, Some(&user.0.id)).await?;
-    activity::record(db, username, &client, Activity::OtherSessionsSignedOut { count }).await;
+    sign_out_others(db, &user.0, &client).await?;
     Ok(Redirect::to(uri!("/sessions")))
 }
 
@@ -407,9 +412,7 @@ pub async fn api_revoke_others(
     client: ClientInfo,
     db: &State<Db>,
 ) -> Result<Json<Value>> {
-    let username = &user.session.doc.user;
-    let count = store::destroy_others(db, username, Some(&user.session.id)).await?;
-    activity::record(db, username, &client, Activity::OtherSessionsSignedOut { count }).await;
+    let count = sign_out_others(db, &user.session, &client).await?;
     Ok(Json(json!({ "signed_out": count })))
 }
 

@@ -55,6 +55,33 @@ end
 return {n, ttl}
 "#;
 
+/// Counts one more action on `key` in the current minute (the minute starts at the first);
+/// 429 + `Retry-After` once more than `limit` were counted. For actions that cost something to
+/// start but are no guesses (WebAuthn ceremonies, transfers).
+pub async fn per_minute(db: &Db, key: &str, limit: i64) -> Result<()> {
+    let (count, ttl): (i64, i64) = db
+        .run(async |c| {
+            redis::pipe()
+                .atomic()
+                .cmd("INCR")
+                .arg(key)
+                .cmd("EXPIRE")
+                .arg(key)
+                .arg(60)
+                .arg("NX")
+                .ignore()
+                .cmd("TTL")
+                .arg(key)
+                .query_async(c)
+                .await
+        })
+        .await?;
+    if count > limit {
+        return Err(crate::error::Error::TooManyRequests { retry_after: ttl.max(1) as u64 });
+    }
+    Ok(())
+}
+
 /// The username as it is looked up and counted: trimmed, lower-case, bounded (so any input maps
 /// to a short key, and `" BOB "` is bob).
 pub fn normalize_username(raw: &str) -> String {

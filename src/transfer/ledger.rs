@@ -93,6 +93,22 @@ pub struct CreditOwed {
     pub debited_at: i64,
 }
 
+impl CreditOwed {
+    /// What `t`'s payee is owed, as of now.
+    pub fn of(t: &Transfer) -> Self {
+        CreditOwed {
+            transfer: t.id.clone(),
+            from_account: t.from_account.clone(),
+            from_name: t.from_name.clone(),
+            to_account: t.to_account.clone(),
+            payee_name: t.payee_name.clone(),
+            amount: t.amount,
+            reference: t.reference.clone(),
+            debited_at: now_ms(),
+        }
+    }
+}
+
 /// One side of a transfer: whose account, the counterparty, and the signed amount.
 struct Leg<'a> {
     account: &'a str,
@@ -142,17 +158,8 @@ pub enum Refusal {
 /// Step 1: debits the sender (the transfer must be `executing`). `Ok(Err(_))`: refused, nothing
 /// written.
 pub async fn debit(db: &Db, config: &Config, t: &Transfer) -> Result<Result<Recorded, Refusal>> {
-    let owed = CreditOwed {
-        transfer: t.id.clone(),
-        from_account: t.from_account.clone(),
-        from_name: t.from_name.clone(),
-        to_account: t.to_account.clone(),
-        payee_name: t.payee_name.clone(),
-        amount: t.amount,
-        reference: t.reference.clone(),
-        debited_at: now_ms(),
-    };
-    let owed = serde_json::to_string(&owed).map_err(|e| Error::Internal(e.to_string()))?;
+    let owed =
+        serde_json::to_string(&CreditOwed::of(t)).map_err(|e| Error::Internal(e.to_string()))?;
     let keys = &db.keys;
     let day = day_of(now_ms());
     let extra_keys = [

@@ -29,7 +29,7 @@ use crate::mfa::store as factors;
 use crate::redis::Db;
 use crate::session::model::Session;
 use crate::session::store::ClientInfo;
-use crate::session::throttle::Counters;
+use crate::session::throttle::{Counters, per_minute};
 
 /// An `Idempotency-Key` is remembered this long.
 pub const IDEMPOTENCY_SECS: u64 = 86_400;
@@ -183,31 +183,6 @@ pub async fn load(db: &Db, account: &str, id: &str) -> Result<Option<Transfer>> 
 /// (an unknown number is a 422, a known one shows its holder's name).
 pub const STARTS_PER_MINUTE: i64 = 30;
 
-async fn limit_starts(db: &Db, user: &str) -> Result<()> {
-    let key = db.keys.throttle_transfers(user);
-    let (n, ttl): (i64, i64) = db
-        .run(async |c| {
-            redis::pipe()
-                .atomic()
-                .cmd("INCR")
-                .arg(&key)
-                .cmd("EXPIRE")
-                .arg(&key)
-                .arg(60)
-                .arg("NX")
-                .ignore()
-                .cmd("TTL")
-                .arg(&key)
-                .query_async(c)
-                .await
-        })
-        .await?;
-    if n > STARTS_PER_MINUTE {
-        return Err(Error::TooManyRequests { retry_after: ttl.max(1) as u64 });
-    }
-    Ok(())
-}
-
 /// Creates transfer `id`: carried out at once when exempt, otherwise pending its confirmation.
 async fn create_with_id(
     db: &Db,
@@ -216,7 +191,7 @@ async fn create_with_id(
     req: &Request,
     id: String,
 ) -> Result<Transfer> {
-    limit_starts(db, &session.doc.user).await?;
+    per_minute(db, &db.keys.throttle_transfers(&session.doc.user), STARTS_PER_MINUTE).await?;
     let payee_name = check_request(db, session, req).await?;
     let from = &session.doc.account;
     check_amount(db, config, from, req.amount).await?;
@@ -454,17 +429,7 @@ async fn execute(db: &Db, config: &Config, t: &mut Transfer) -> Result<()> {
             "fault_after_debit: stopped between debit and credit".into(),
         ));
     }
-    let owed = CreditOwed {
-        transfer: t.id.clone(),
-        from_account: t.from_account.clone(),
-        from_name: t.from_name.clone(),
-        to_account: t.to_account.clone(),
-        payee_name: t.payee_name.clone(),
-        amount: t.amount,
-        reference: t.reference.clone(),
-        debited_at: now_ms(),
-    };
-    ledger::credit(db, config, &owed).await?;
+    ledger::credit(db, config, &CreditOwed::of(t)).await?;
     if let Some(done) = load(db, &t.from_account, &t.id).await? {
         *t = done;
     }

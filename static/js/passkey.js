@@ -1,5 +1,6 @@
 // Passkeys (WebAuthn) in the browser: sign in on /login, confirm on /login/verify (second step
-// or step-up), add one on /security. The server sends WebAuthn options as JSON with binary fields
+// or step-up), add one on /security; `window.redbankPasskey.assert` serves other pages (the
+// transfer review). The server sends WebAuthn options as JSON with binary fields
 // in base64url; this converts them for navigator.credentials and the answer back. No inline
 // script (CSP); messages are set with textContent only.
 (function () {
@@ -110,6 +111,8 @@
       action().catch(showError).finally(function () { button.disabled = false; });
     });
   }
+
+  window.redbankPasskey = { assert: assert, showError: showError };
 
   const verify = document.getElementById('verify');
   on('passkey-sign-in', signIn);
