@@ -9,8 +9,8 @@ use std::io::Cursor;
 use rocket::http::{ContentType, Header, Status};
 use rocket::request::Request;
 use rocket::response::{self, Redirect, Responder, Response};
-use rocket::serde::json::serde_json::json;
 use rocket_dyn_templates::{Template, context};
+use serde::Serialize;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -152,6 +152,35 @@ fn is_outage(e: &redis::RedisError) -> bool {
         || matches!(e.kind(), BusyLoadingError | TryAgain | ClusterDown | MasterDown)
 }
 
+/// The body of every JSON error, as the OpenAPI document describes it: `error` always; `field`
+/// names the offending request field of a 422; a step-up challenge (401) adds what RFC 9470's
+/// `WWW-Authenticate` says, with `error` = `step_up_required`.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct ApiError {
+    /// A short message for people (or `step_up_required`).
+    #[schema(example = "Please sign in.")]
+    pub error: String,
+    /// The request field a 422 is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<&'static str>,
+    /// The step-up challenge's message for people.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The step-up challenge: how recent (seconds) the strong sign-in must be.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<i64>,
+    /// The step-up challenge: the assurance level wanted (`aal2`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acr_values: Option<&'static str>,
+}
+
+impl ApiError {
+    fn body(&self) -> String {
+        // A struct of strings and numbers always serializes.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
 /// Requests answered with JSON errors: the API, the seed-compatible endpoints, or an explicit ask.
 pub fn wants_json(req: &Request<'_>) -> bool {
     let path = req.uri().path();
@@ -176,7 +205,7 @@ pub fn render(
     retry_after: Option<u64>,
 ) -> response::Result<'static> {
     let mut response = if wants_json(req) {
-        let body = json!({ "error": message }).to_string();
+        let body = ApiError { error: message.to_owned(), ..ApiError::default() }.body();
         Response::build()
             .header(ContentType::JSON)
             .sized_body(body.len(), Cursor::new(body))
@@ -254,13 +283,14 @@ pub fn step_up_challenge(req: &Request<'_>) -> response::Result<'static> {
         let next = rocket::http::RawStr::new(&back).percent_encode().to_string();
         return Redirect::to(format!("/login/verify?next={next}")).respond_to(req);
     }
-    let body = json!({
-        "error": "step_up_required",
-        "message": Error::StepUpRequired.to_string(),
-        "max_age": STEP_UP_MAX_AGE_SECS,
-        "acr_values": "aal2",
-    })
-    .to_string();
+    let body = ApiError {
+        error: "step_up_required".into(),
+        message: Some(Error::StepUpRequired.to_string()),
+        max_age: Some(STEP_UP_MAX_AGE_SECS),
+        acr_values: Some("aal2"),
+        field: None,
+    }
+    .body();
     let challenge = format!(
         "Bearer error=\"insufficient_user_authentication\", max_age={STEP_UP_MAX_AGE_SECS}, \
          acr_values=\"aal2\""
@@ -298,7 +328,9 @@ impl<'r> Responder<'r, 'static> for Error {
             return step_up_challenge(req);
         }
         if let (Error::Invalid { field, message }, true) = (&self, wants_json(req)) {
-            let body = json!({ "error": message, "field": field }).to_string();
+            let body =
+                ApiError { error: message.clone(), field: Some(field), ..ApiError::default() }
+                    .body();
             return Response::build()
                 .status(Status::UnprocessableEntity)
                 .header(ContentType::JSON)

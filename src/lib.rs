@@ -14,6 +14,7 @@ pub mod live;
 pub mod logging;
 pub mod metrics;
 pub mod mfa;
+pub mod openapi;
 pub mod redis;
 pub mod secret;
 pub mod session;
@@ -57,4 +58,5 @@ pub fn build(figment: Figment) -> Rocket<Build> {
         .attach(live::stage())
         .attach(transfer::stage())
         .attach(admin::stage())
+        .attach(openapi::stage())
 }

@@ -3,35 +3,54 @@
 use rocket::form::Form;
 use rocket::http::Status;
 use rocket::response::Redirect;
-use rocket::serde::json::{Json, Value, serde_json::json};
+use rocket::serde::json::Json;
 use rocket::{State, delete, get, post, uri};
 use rocket_dyn_templates::{Template, context};
+use serde::Serialize;
 
 use super::Admin;
 use super::store::{self, FailedSignIns, Filter};
 use crate::clock::{display_ms, rfc3339_ms};
-use crate::error::{Error, Result};
+use crate::error::{ApiError, Error, Result};
 use crate::mfa::activity::{self, Activity};
 use crate::redis::Db;
 use crate::session::guard::{ApiUser, CurrentUser};
-use crate::session::model::{Session, SessionId};
-use crate::session::routes::CsrfForm;
+use crate::session::model::{Session, SessionId, SessionKind};
+use crate::session::routes::{CsrfForm, SignedOutCount};
 use crate::session::store::{self as sessions, ClientInfo};
 
-fn session_json(s: &Session) -> Value {
-    json!({
-        "id": s.id.as_str(),
-        "user": s.doc.user,
-        "kind": s.doc.kind,
-        "ip": s.doc.ip,
-        "user_agent": s.doc.user_agent,
-        "device": activity::describe_device(&s.doc.user_agent),
-        "created_at": rfc3339_ms(s.doc.created_at),
-        "last_seen_at": rfc3339_ms(s.doc.last_seen_at),
-        "aal": s.doc.assurance.aal,
-        "created": display_ms(s.doc.created_at),
-        "last_seen": display_ms(s.doc.last_seen_at),
-    })
+/// Any user's session, as an operator sees it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AdminSession {
+    id: String,
+    user: String,
+    kind: SessionKind,
+    ip: String,
+    user_agent: String,
+    /// The browser and system, in words.
+    device: String,
+    created_at: String,
+    last_seen_at: String,
+    aal: u8,
+    /// The same times for people (UTC).
+    created: String,
+    last_seen: String,
+}
+
+fn session_json(s: &Session) -> AdminSession {
+    AdminSession {
+        id: s.id.as_str().to_owned(),
+        user: s.doc.user.clone(),
+        kind: s.doc.kind,
+        ip: s.doc.ip.clone(),
+        user_agent: s.doc.user_agent.clone(),
+        device: activity::describe_device(&s.doc.user_agent),
+        created_at: rfc3339_ms(s.doc.created_at),
+        last_seen_at: rfc3339_ms(s.doc.last_seen_at),
+        aal: s.doc.assurance.aal,
+        created: display_ms(s.doc.created_at),
+        last_seen: display_ms(s.doc.last_seen_at),
+    }
 }
 
 /// Ends one session (any user's), recording it for the user and in the audit stream.
@@ -79,49 +98,138 @@ async fn reset_factors(db: &Db, admin: &Session, user: &str, client: &ClientInfo
     Ok(count)
 }
 
+/// The live counts: sessions across all instances (sampled from Redis now), the rest this
+/// instance's own since it started.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Stats {
+    sessions_active: SessionCounts,
+    event_streams_open: StreamCounts,
+    this_process: ProcessCounts,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionCounts {
+    browser: i64,
+    mobile: i64,
+}
+
+/// Open `/events` streams by transport.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StreamCounts {
+    rocket: i64,
+    listener: i64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProcessCounts {
+    logins: LoginCounts,
+    events_fanned_out: u64,
+    slow_clients_dropped: u64,
+    bridge_reconnects: u64,
+    generator_transactions: u64,
+    redis_errors: u64,
+}
+
+/// Sign-ins by outcome.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LoginCounts {
+    ok: u64,
+    bad_password: u64,
+    throttled: u64,
+    second_factor: u64,
+    bad_code: u64,
+}
+
 /// The live counts (sampled now for sessions; the process's own for the rest).
-async fn stats(db: &Db) -> Value {
+async fn stats(db: &Db) -> Stats {
     crate::metrics::sample_sessions(db).await;
     let m = &db.metrics;
     let gauge = |v: &prometheus::IntGaugeVec, label: &str| v.with_label_values(&[label]).get();
     let logins = |label: &str| m.logins.with_label_values(&[label]).get();
-    json!({
-        "sessions_active": {
-            "browser": gauge(&m.sessions_active, "browser"),
-            "mobile": gauge(&m.sessions_active, "mobile"),
+    Stats {
+        sessions_active: SessionCounts {
+            browser: gauge(&m.sessions_active, "browser"),
+            mobile: gauge(&m.sessions_active, "mobile"),
         },
-        "event_streams_open": {
-            "rocket": gauge(&m.streams_open, "rocket"),
-            "listener": gauge(&m.streams_open, "listener"),
+        event_streams_open: StreamCounts {
+            rocket: gauge(&m.streams_open, "rocket"),
+            listener: gauge(&m.streams_open, "listener"),
         },
-        "this_process": {
-            "logins": {
-                "ok": logins("ok"),
-                "bad_password": logins("bad_password"),
-                "throttled": logins("throttled"),
-                "second_factor": logins("second_factor"),
-                "bad_code": logins("bad_code"),
+        this_process: ProcessCounts {
+            logins: LoginCounts {
+                ok: logins("ok"),
+                bad_password: logins("bad_password"),
+                throttled: logins("throttled"),
+                second_factor: logins("second_factor"),
+                bad_code: logins("bad_code"),
             },
-            "events_fanned_out": m.events_fanned_out.get(),
-            "slow_clients_dropped": m.slow_clients_dropped.get(),
-            "bridge_reconnects": m.bridge_reconnects.get(),
-            "generator_transactions": m.generator_transactions.get(),
-            "redis_errors": m.redis_errors.get(),
+            events_fanned_out: m.events_fanned_out.get(),
+            slow_clients_dropped: m.slow_clients_dropped.get(),
+            bridge_reconnects: m.bridge_reconnects.get(),
+            generator_transactions: m.generator_transactions.get(),
+            redis_errors: m.redis_errors.get(),
         },
-    })
+    }
 }
 
-fn failed_json(failed: &FailedSignIns) -> Value {
-    json!({
-        "total": failed.total,
-        "since": failed.since.map(rfc3339_ms),
-        "by_account": failed.by_account.iter().map(|(a, n)| json!({"user": a, "count": n})).collect::<Vec<_>>(),
-        "by_address": failed.by_address.iter().map(|(a, n)| json!({"address": a, "count": n})).collect::<Vec<_>>(),
-    })
+/// Failed sign-ins of the recent past (the audit stream's newest entries).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FailedView {
+    total: usize,
+    /// RFC 3339: the oldest entry counted.
+    since: Option<String>,
+    by_account: Vec<ByAccount>,
+    by_address: Vec<ByAddress>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ByAccount {
+    user: String,
+    count: usize,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ByAddress {
+    address: String,
+    count: usize,
+}
+
+fn failed_json(failed: &FailedSignIns) -> FailedView {
+    let by_account = failed.by_account.iter();
+    let by_address = failed.by_address.iter();
+    FailedView {
+        total: failed.total,
+        since: failed.since.map(rfc3339_ms),
+        by_account: by_account.map(|(a, n)| ByAccount { user: a.clone(), count: *n }).collect(),
+        by_address: by_address.map(|(a, n)| ByAddress { address: a.clone(), count: *n }).collect(),
+    }
 }
 
 // ---- API ------------------------------------------------------------------------------------
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AdminSessionPage {
+    total: usize,
+    page: usize,
+    pages: usize,
+    sessions: Vec<AdminSession>,
+}
+
+/// Active sessions across all users, newest first, filtered (admin at AAL2).
+#[utoipa::path(
+    tag = "admin",
+    params(
+        ("user" = Option<String>, Query, description = "Only this user's"),
+        ("kind" = Option<String>, Query, description = "`browser` or `mobile`"),
+        ("ip" = Option<String>, Query, description = "Only from this address"),
+        ("older_than_secs" = Option<u64>, Query, description = "Only sessions signed in at least this long ago"),
+        ("page" = Option<usize>, Query, description = "1 (default) to 1000"),
+    ),
+    responses(
+        (status = 200, body = AdminSessionPage),
+        (status = 400, description = "A filter that cannot match (bad name, kind, address or page)", body = ApiError),
+    )
+)]
 #[get("/api/v1/admin/sessions?<user>&<kind>&<ip>&<older_than_secs>&<page>")]
 pub async fn api_sessions(
     user: Option<&str>,
@@ -131,18 +239,27 @@ pub async fn api_sessions(
     page: Option<usize>,
     _admin: Admin<ApiUser>,
     db: &State<Db>,
-) -> Result<Json<Value>> {
+) -> Result<Json<AdminSessionPage>> {
     let filter = Filter::parse(user, kind, ip, older_than_secs, page)?;
     let (total, found) = store::search(db, &filter).await?;
     let pages = total.div_ceil(store::PAGE_SIZE).max(1);
-    Ok(Json(json!({
-        "total": total,
-        "page": filter.page,
-        "pages": pages,
-        "sessions": found.iter().map(session_json).collect::<Vec<_>>(),
-    })))
+    Ok(Json(AdminSessionPage {
+        total,
+        page: filter.page,
+        pages,
+        sessions: found.iter().map(session_json).collect(),
+    }))
 }
 
+/// Ends any user's session (their open streams end within a heartbeat).
+#[utoipa::path(
+    tag = "admin",
+    params(("id" = String, Path)),
+    responses(
+        (status = 204, description = "Ended"),
+        (status = 404, description = "No such session", body = ApiError),
+    )
+)]
 #[delete("/api/v1/admin/sessions/<id>")]
 pub async fn api_revoke(
     id: &str,
@@ -154,35 +271,68 @@ pub async fn api_revoke(
     Ok(Status::NoContent)
 }
 
+/// Ends every session of a user (the operator's own excepted).
+#[utoipa::path(
+    tag = "admin",
+    params(("user" = String, Path)),
+    responses(
+        (status = 200, body = SignedOutCount),
+        (status = 404, description = "No such user", body = ApiError),
+    )
+)]
 #[delete("/api/v1/admin/users/<user>/sessions")]
 pub async fn api_revoke_user(
     user: &str,
     admin: Admin<ApiUser>,
     client: ClientInfo,
     db: &State<Db>,
-) -> Result<Json<Value>> {
+) -> Result<Json<SignedOutCount>> {
     let count = revoke_user(db, admin.session(), user, &client).await?;
-    Ok(Json(json!({ "signed_out": count })))
+    Ok(Json(SignedOutCount { signed_out: count }))
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FactorsReset {
+    factors_removed: bool,
+    signed_out: usize,
+}
+
+/// Removes every second factor of a user and ends their sessions: the way back for a customer
+/// who lost their devices, or whose account got a thief's passkey.
+#[utoipa::path(
+    tag = "admin",
+    params(("user" = String, Path)),
+    responses(
+        (status = 200, body = FactorsReset),
+        (status = 403, description = "Not an admin at AAL2, or the operator's own account", body = ApiError),
+        (status = 404, description = "No such user", body = ApiError),
+    )
+)]
 #[delete("/api/v1/admin/users/<user>/factors")]
 pub async fn api_reset_factors(
     user: &str,
     admin: Admin<ApiUser>,
     client: ClientInfo,
     db: &State<Db>,
-) -> Result<Json<Value>> {
+) -> Result<Json<FactorsReset>> {
     let count = reset_factors(db, admin.session(), user, &client).await?;
-    Ok(Json(json!({ "factors_removed": true, "signed_out": count })))
+    Ok(Json(FactorsReset { factors_removed: true, signed_out: count }))
 }
 
+/// Recent failed sign-ins by account and by address.
+#[utoipa::path(tag = "admin", responses((status = 200, body = FailedView)))]
 #[get("/api/v1/admin/failed-sign-ins")]
-pub async fn api_failed_sign_ins(_admin: Admin<ApiUser>, db: &State<Db>) -> Result<Json<Value>> {
+pub async fn api_failed_sign_ins(
+    _admin: Admin<ApiUser>,
+    db: &State<Db>,
+) -> Result<Json<FailedView>> {
     Ok(Json(failed_json(&store::failed_sign_ins(db).await?)))
 }
 
+/// The live counts of the metrics.
+#[utoipa::path(tag = "admin", responses((status = 200, body = Stats)))]
 #[get("/api/v1/admin/stats")]
-pub async fn api_stats(_admin: Admin<ApiUser>, db: &State<Db>) -> Json<Value> {
+pub async fn api_stats(_admin: Admin<ApiUser>, db: &State<Db>) -> Json<Stats> {
     Json(stats(db).await)
 }
 

@@ -57,6 +57,20 @@ impl Serialize for Cents {
     }
 }
 
+/// In the API document: a decimal number of dollars with two decimals.
+impl utoipa::PartialSchema for Cents {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Number)
+            .description(Some("US dollars with two decimals (integer cents inside)"))
+            .examples([serde_json::json!(-223.28)])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Cents {}
+
 impl<'de> Deserialize<'de> for Cents {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let dollars = f64::deserialize(d)?;
@@ -75,7 +89,7 @@ pub struct Account {
 
 /// One card transaction, as stored in RedisJSON and returned by the API (the seed's fields plus
 /// `accountId` and the numeric `date` the index sorts on).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Transaction {
     pub id: u64,
@@ -116,14 +130,14 @@ impl Vendor {
 }
 
 /// A point of the balance chart: `x` ms since epoch, `y` balance in dollars.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BalancePoint {
     pub x: i64,
     pub y: Cents,
 }
 
 /// The biggest-spenders donut: vendor names and dollars spent, descending.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Spenders {
     pub labels: Vec<String>,
     pub series: Vec<Cents>,

@@ -2,16 +2,17 @@
 //! endpoints. Every route reads the caller's account from the session — never from the request —
 //! so nobody sees another account's data.
 
-use rocket::serde::json::{Json, Value, serde_json::json};
+use rocket::serde::json::Json;
 use rocket::{State, get};
 use rocket_dyn_templates::{Template, context};
+use serde::Serialize;
 
-use super::model::{Account, BalancePoint, Spenders, Transaction};
+use super::model::{Account, BalancePoint, Cents, Spenders, Transaction};
 use super::store::{self, PAGE_SIZE, SearchPage};
 use super::view;
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{ApiError, Error, Result};
 use crate::redis::Db;
 use crate::session::guard::{ApiUser, CurrentUser};
 use crate::session::model::Session;
@@ -103,19 +104,40 @@ pub async fn transactions_page(
 
 // ---- JSON API ---------------------------------------------------------------------------------
 
-#[get("/api/v1/account")]
-pub async fn api_account(user: ApiUser, db: &State<Db>) -> Result<Json<Value>> {
-    let account = account_of(db, &user.session).await?;
-    let balance = store::balance(db, &account.number).await?;
-    Ok(Json(json!({
-        "number": account.number,
-        "holder": account.holder,
-        "city": account.city,
-        "currency": "USD",
-        "balance": balance,
-    })))
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AccountView {
+    number: String,
+    holder: String,
+    city: String,
+    #[schema(example = "USD")]
+    currency: &'static str,
+    balance: Cents,
 }
 
+/// The caller's account and its balance.
+#[utoipa::path(tag = "account", responses((status = 200, body = AccountView)))]
+#[get("/api/v1/account")]
+pub async fn api_account(user: ApiUser, db: &State<Db>) -> Result<Json<AccountView>> {
+    let account = account_of(db, &user.session).await?;
+    let balance = store::balance(db, &account.number).await?;
+    Ok(Json(AccountView {
+        number: account.number,
+        holder: account.holder,
+        city: account.city,
+        currency: "USD",
+        balance,
+    }))
+}
+
+/// The balance over a window (at most 500 points, oldest first).
+#[utoipa::path(
+    tag = "account",
+    params(("window" = Option<String>, Query, description = "`5m` (default), `1h` or `24h`")),
+    responses(
+        (status = 200, body = Vec<BalancePoint>),
+        (status = 400, description = "Unknown window", body = ApiError),
+    )
+)]
 #[get("/api/v1/balance?<window>")]
 pub async fn api_balance(
     window: Option<&str>,
@@ -128,11 +150,22 @@ pub async fn api_balance(
     ))
 }
 
+/// Where the money went: merchants by amount spent, biggest first.
+#[utoipa::path(tag = "account", responses((status = 200, body = Spenders)))]
 #[get("/api/v1/spenders")]
 pub async fn api_spenders(user: ApiUser, db: &State<Db>) -> Result<Json<Spenders>> {
     Ok(Json(store::spenders(db, &user.session.doc.account).await?))
 }
 
+/// The newest transactions, newest first.
+#[utoipa::path(
+    tag = "account",
+    params(("limit" = Option<String>, Query, description = "How many: 1 to 100 (default 10)")),
+    responses(
+        (status = 200, body = Vec<Transaction>),
+        (status = 400, description = "`limit` is not a number from 1 to 100", body = ApiError),
+    )
+)]
 #[get("/api/v1/transactions?<limit>")]
 pub async fn api_transactions(
     limit: Option<&str>,
@@ -152,6 +185,19 @@ pub async fn api_transactions(
     Ok(Json(store::recent(db, &user.session.doc.account, limit, oldest).await?))
 }
 
+/// Full-text and prefix search over the caller's transactions (description, merchant, type),
+/// newest first, with the matched ranges (UTF-16 offsets) to highlight.
+#[utoipa::path(
+    tag = "account",
+    params(
+        ("q" = Option<String>, Query, description = "Words; the last may be a prefix. Empty: everything"),
+        ("page" = Option<String>, Query, description = "1 (default) to 100"),
+    ),
+    responses(
+        (status = 200, body = SearchPage),
+        (status = 400, description = "A bad page or query", body = ApiError),
+    )
+)]
 #[get("/api/v1/search?<q>&<page>")]
 pub async fn api_search(
     q: Option<&str>,
@@ -167,6 +213,7 @@ pub async fn api_search(
 
 /// The seed's balance series (last 5 minutes); like the seed tutorial, the newest point is also
 /// stored in the session document as `currentBalanceAmount`.
+#[utoipa::path(tag = "seed", responses((status = 200, body = Vec<BalancePoint>)))]
 #[get("/transaction/balance")]
 pub async fn seed_balance(user: ApiUser, db: &State<Db>) -> Result<Json<Vec<BalancePoint>>> {
     let points =
@@ -190,11 +237,15 @@ pub async fn seed_balance(user: ApiUser, db: &State<Db>) -> Result<Json<Vec<Bala
     Ok(Json(points))
 }
 
+/// The seed's biggest spenders.
+#[utoipa::path(tag = "seed", responses((status = 200, body = Spenders)))]
 #[get("/transaction/biggestspenders")]
 pub async fn seed_spenders(user: ApiUser, db: &State<Db>) -> Result<Json<Spenders>> {
     Ok(Json(store::spenders(db, &user.session.doc.account).await?))
 }
 
+/// The seed's ten newest transactions.
+#[utoipa::path(tag = "seed", responses((status = 200, body = Vec<Transaction>)))]
 #[get("/transaction/transactions")]
 pub async fn seed_transactions(
     user: ApiUser,
@@ -205,6 +256,15 @@ pub async fn seed_transactions(
     Ok(Json(store::recent(db, &user.session.doc.account, 10, oldest).await?))
 }
 
+/// The seed's search: the first page of matches for `term`, without highlights.
+#[utoipa::path(
+    tag = "seed",
+    params(("term" = Option<String>, Query, description = "Words; the last may be a prefix")),
+    responses(
+        (status = 200, body = Vec<Transaction>),
+        (status = 400, description = "A query that cannot be searched", body = ApiError),
+    )
+)]
 #[get("/transaction/search?<term>")]
 pub async fn seed_search(
     term: Option<&str>,

@@ -543,22 +543,25 @@ fn is_word_char(c: char) -> bool {
 }
 
 /// One search hit: the transaction and, per text field, the UTF-16 `[start, end)` ranges to mark.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Hit {
     #[serde(flatten)]
     pub tx: Transaction,
     pub highlight: Highlights,
 }
 
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Highlights {
+    #[schema(value_type = Vec<Vec<u32>>)]
     pub description: Vec<(usize, usize)>,
+    #[schema(value_type = Vec<Vec<u32>>)]
     pub from_account_name: Vec<(usize, usize)>,
+    #[schema(value_type = Vec<Vec<u32>>)]
     pub transaction_type: Vec<(usize, usize)>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct SearchPage {
     pub total: usize,
     pub page: usize,

@@ -21,7 +21,7 @@ pub const MAX_ENTRIES: usize = 200;
 pub const MAX_AGE_DAYS: i64 = 90;
 
 /// What happened.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Activity {
     /// A new session. `method`: `password`, `totp`, `recovery` or `passkey`.

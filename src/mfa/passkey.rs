@@ -101,7 +101,7 @@ struct Stored {
 }
 
 /// A passkey as the user sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PasskeyView {
     /// The credential id (base64url): names it in `DELETE /api/v1/passkeys/<id>`.
     pub id: String,

@@ -2,49 +2,49 @@
 //! enrolling and removing factors, stepping up, and the security activity.
 
 use rocket::http::{CookieJar, Status};
-use rocket::serde::json::{Json, Value, serde_json::json};
+use rocket::serde::json::{Json, Value};
 use rocket::{State, delete, get, post};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::activity::{self, Activity};
 use super::code::{self, CodeKind};
 use super::guard::{FactorAdder, SteppedUp};
-use super::passkey::{self, Purpose, RelyingParty};
+use super::passkey::{self, PasskeyView, Purpose, RelyingParty};
 use super::recovery;
 use super::store::{self as factors, Factors};
 use super::totp::qr_svg;
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{ApiError, Error, Result};
 use crate::redis::Db;
 use crate::session::guard::{ApiUser, Via, session_cookie};
 use crate::session::login::{self, Method, Throttle};
 use crate::session::model::{Amr, Assurance, Session, SessionKind};
 use crate::session::password::{MAX_PASSWORD_BYTES, Passwords};
-use crate::session::routes::login_json;
+use crate::session::routes::{SignedInBody, login_json};
 use crate::session::store::{self as sessions, ClientInfo};
 use crate::web::SecretJson;
 
 /// The issuer authenticator apps show next to the account.
 pub const ISSUER: &str = "redbank";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct MfaCode {
     mfa_token: String,
     code: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct Code {
     code: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct Password {
     password: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct PasskeyName {
     #[serde(default)]
     name: Option<String>,
@@ -52,28 +52,60 @@ pub struct PasskeyName {
 
 // ---- completing a sign-in -----------------------------------------------------------------------
 
+/// Completes a sign-in with the `mfa_token` and a code from the authenticator app.
+#[utoipa::path(
+    tag = "sign-in",
+    security(()),
+    request_body = MfaCode,
+    responses(
+        (status = 200, description = "Signed in", body = SignedInBody),
+        (status = 401, description = "Wrong or used code, or the sign-in expired", body = ApiError),
+        (status = 429, description = "Too many codes tried", body = ApiError),
+    )
+)]
 #[post("/api/v1/login/totp", data = "<body>")]
 pub async fn login_totp(
     body: SecretJson<MfaCode>,
     db: &State<Db>,
     config: &State<Config>,
-) -> Result<Json<Value>> {
+) -> Result<Json<SignedInBody>> {
     let kind = (SessionKind::Mobile, CodeKind::Totp);
     let done = code::finish_sign_in(db, config, &body.0.mfa_token, kind.0, kind.1, &body.0.code);
     Ok(Json(login_json(config, &done.await?)))
 }
 
+/// Completes a sign-in with the `mfa_token` and a recovery code (each works once).
+#[utoipa::path(
+    tag = "sign-in",
+    security(()),
+    request_body = MfaCode,
+    responses(
+        (status = 200, description = "Signed in", body = SignedInBody),
+        (status = 401, description = "Wrong or used code, or the sign-in expired", body = ApiError),
+        (status = 429, description = "Too many codes tried", body = ApiError),
+    )
+)]
 #[post("/api/v1/login/recovery", data = "<body>")]
 pub async fn login_recovery(
     body: SecretJson<MfaCode>,
     db: &State<Db>,
     config: &State<Config>,
-) -> Result<Json<Value>> {
+) -> Result<Json<SignedInBody>> {
     let kind = (SessionKind::Mobile, CodeKind::Recovery);
     let done = code::finish_sign_in(db, config, &body.0.mfa_token, kind.0, kind.1, &body.0.code);
     Ok(Json(login_json(config, &done.await?)))
 }
 
+/// Starts a passkey sign-in: WebAuthn `PublicKeyCredentialRequestOptions` (as
+/// `{"publicKey": …}`) for `navigator.credentials.get` or a platform authenticator.
+#[utoipa::path(
+    tag = "sign-in",
+    security(()),
+    responses(
+        (status = 200, description = "WebAuthn request options", body = Object),
+        (status = 429, description = "Too many ceremonies from this address", body = ApiError),
+    )
+)]
 #[post("/api/v1/login/passkey/options")]
 pub async fn login_passkey_options(
     client: ClientInfo,
@@ -104,6 +136,18 @@ pub async fn sign_in_with_passkey(
     login::complete(db, config, &user, &throttle, kind, client, assurance, Method::Passkey).await
 }
 
+/// Signs in with a passkey's assertion (the WebAuthn `PublicKeyCredential`, as JSON): two
+/// factors at once, no password.
+#[utoipa::path(
+    tag = "sign-in",
+    security(()),
+    request_body(content = Object, description = "The WebAuthn assertion (`PublicKeyCredential` JSON)"),
+    responses(
+        (status = 200, description = "Signed in", body = SignedInBody),
+        (status = 401, description = "The assertion did not verify", body = ApiError),
+        (status = 429, description = "Too many attempts", body = ApiError),
+    )
+)]
 #[post("/api/v1/login/passkey", data = "<answer>")]
 pub async fn login_passkey(
     answer: Json<Value>,
@@ -111,7 +155,7 @@ pub async fn login_passkey(
     db: &State<Db>,
     config: &State<Config>,
     rp: &State<RelyingParty>,
-) -> Result<Json<Value>> {
+) -> Result<Json<SignedInBody>> {
     let kind = SessionKind::Mobile;
     let signed_in = sign_in_with_passkey(db, config, rp, &answer, kind, &client, Vec::new());
     Ok(Json(login_json(config, &signed_in.await?)))
@@ -131,15 +175,36 @@ pub async fn begin_totp(db: &Db, username: &str) -> Result<(String, String)> {
     Ok((secret.base32(), uri))
 }
 
+/// A TOTP set-up waiting for its first code.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TotpSetup {
+    /// The key (base32) for typing into an app.
+    secret: String,
+    otpauth_uri: String,
+    /// The `otpauth_uri` as a QR code (SVG), when one could be drawn.
+    qr_svg: Option<String>,
+    /// Seconds to confirm it with `POST /api/v1/mfa/totp/confirm`.
+    expires_in: u64,
+}
+
+/// Starts setting up an authenticator app. The first factor needs no step-up; adding one more
+/// does.
+#[utoipa::path(
+    tag = "factors",
+    responses(
+        (status = 200, description = "A new secret, pending until confirmed", body = TotpSetup),
+        (status = 409, description = "An authenticator app is already set up", body = ApiError),
+    )
+)]
 #[post("/api/v1/mfa/totp")]
-pub async fn totp_begin(user: FactorAdder<ApiUser>, db: &State<Db>) -> Result<Json<Value>> {
+pub async fn totp_begin(user: FactorAdder<ApiUser>, db: &State<Db>) -> Result<Json<TotpSetup>> {
     let (secret, uri) = begin_totp(db, &user.0.session.doc.user).await?;
-    Ok(Json(json!({
-        "secret": secret,
-        "otpauth_uri": uri,
-        "qr_svg": qr_svg(&uri),
-        "expires_in": factors::PENDING_TOTP_SECS,
-    })))
+    Ok(Json(TotpSetup {
+        secret,
+        qr_svg: qr_svg(&uri),
+        otpauth_uri: uri,
+        expires_in: factors::PENDING_TOTP_SECS,
+    }))
 }
 
 /// Records a factor `session` added, and tells the user's other open dashboards.
@@ -178,15 +243,31 @@ pub async fn confirm_totp(
     Ok(codes)
 }
 
+/// New recovery codes: shown once, each works once.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RecoveryCodes {
+    recovery_codes: Vec<String>,
+}
+
+/// Turns the pending authenticator app on with one of its codes; answers the recovery codes.
+#[utoipa::path(
+    tag = "factors",
+    request_body = Code,
+    responses(
+        (status = 200, description = "On; the recovery codes, shown once", body = RecoveryCodes),
+        (status = 409, description = "No set-up waiting, or it was replaced", body = ApiError),
+        (status = 422, description = "Wrong code", body = ApiError),
+    )
+)]
 #[post("/api/v1/mfa/totp/confirm", data = "<body>")]
 pub async fn totp_confirm(
     body: SecretJson<Code>,
     user: FactorAdder<ApiUser>,
     client: ClientInfo,
     db: &State<Db>,
-) -> Result<Json<Value>> {
+) -> Result<Json<RecoveryCodes>> {
     let codes = confirm_totp(db, &user.0.session, &client, &body.0.code).await?;
-    Ok(Json(json!({ "recovery_codes": codes })))
+    Ok(Json(RecoveryCodes { recovery_codes: codes }))
 }
 
 /// Removes a factor's recovery codes when the user has no second factor left.
@@ -207,6 +288,14 @@ pub async fn remove_totp(db: &Db, username: &str, client: &ClientInfo) -> Result
     Ok(())
 }
 
+/// Removes the authenticator app (needs a recent step-up).
+#[utoipa::path(
+    tag = "factors",
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No authenticator app is set up", body = ApiError),
+    )
+)]
 #[delete("/api/v1/mfa/totp")]
 pub async fn totp_remove(
     user: SteppedUp<ApiUser>,
@@ -234,16 +323,35 @@ pub async fn renew_recovery_codes(
     Ok(codes)
 }
 
+/// New recovery codes; the old ones stop working (needs a recent step-up).
+#[utoipa::path(
+    tag = "factors",
+    responses(
+        (status = 200, description = "The new codes, shown once", body = RecoveryCodes),
+        (status = 409, description = "No second factor to back up", body = ApiError),
+    )
+)]
 #[post("/api/v1/mfa/recovery-codes")]
 pub async fn recovery_renew(
     user: SteppedUp<ApiUser>,
     client: ClientInfo,
     db: &State<Db>,
-) -> Result<Json<Value>> {
+) -> Result<Json<RecoveryCodes>> {
     let codes = renew_recovery_codes(db, &user.0.session.doc.user, &client).await?;
-    Ok(Json(json!({ "recovery_codes": codes })))
+    Ok(Json(RecoveryCodes { recovery_codes: codes }))
 }
 
+/// Starts adding a passkey: WebAuthn `PublicKeyCredentialCreationOptions` (as
+/// `{"publicKey": …}`). The first factor needs no step-up; adding one more does.
+#[utoipa::path(
+    tag = "factors",
+    request_body(content = Option<PasskeyName>, description = "A name for the passkey (default: the device)"),
+    responses(
+        (status = 200, description = "WebAuthn creation options", body = Object),
+        (status = 409, description = "Already 10 passkeys", body = ApiError),
+        (status = 429, description = "Too many ceremonies", body = ApiError),
+    )
+)]
 #[post("/api/v1/passkeys/options", data = "<body>")]
 pub async fn passkey_options(
     body: Option<Json<PasskeyName>>,
@@ -260,6 +368,16 @@ pub async fn passkey_options(
     Ok(Json(options.await?))
 }
 
+/// Finishes adding a passkey with the authenticator's attestation (`PublicKeyCredential` JSON).
+#[utoipa::path(
+    tag = "factors",
+    request_body(content = Object, description = "The WebAuthn attestation (`PublicKeyCredential` JSON)"),
+    responses(
+        (status = 201, description = "Added", body = PasskeyView),
+        (status = 409, description = "Already 10 passkeys", body = ApiError),
+        (status = 422, description = "The attestation did not verify", body = ApiError),
+    )
+)]
 #[post("/api/v1/passkeys", data = "<answer>")]
 pub async fn passkey_add(
     answer: Json<Value>,
@@ -267,17 +385,24 @@ pub async fn passkey_add(
     client: ClientInfo,
     db: &State<Db>,
     rp: &State<RelyingParty>,
-) -> Result<(Status, Json<Value>)> {
+) -> Result<(Status, Json<PasskeyView>)> {
     let username = &user.0.session.doc.user;
     let view = passkey::finish_registration(db, rp, username, &answer).await.map_err(signed_in)?;
     factor_added(db, &user.0.session, &client, "passkey", Some(&view.name)).await;
-    Ok((Status::Created, Json(json!(view))))
+    Ok((Status::Created, Json(view)))
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PasskeyList {
+    passkeys: Vec<PasskeyView>,
+}
+
+/// The caller's passkeys.
+#[utoipa::path(tag = "factors", responses((status = 200, body = PasskeyList)))]
 #[get("/api/v1/passkeys")]
-pub async fn passkey_list(user: ApiUser, db: &State<Db>) -> Result<Json<Value>> {
-    let list = passkey::list(db, &user.session.doc.user).await?;
-    Ok(Json(json!({ "passkeys": list })))
+pub async fn passkey_list(user: ApiUser, db: &State<Db>) -> Result<Json<PasskeyList>> {
+    let passkeys = passkey::list(db, &user.session.doc.user).await?;
+    Ok(Json(PasskeyList { passkeys }))
 }
 
 pub async fn remove_passkey(db: &Db, username: &str, id: &str, client: &ClientInfo) -> Result<()> {
@@ -289,6 +414,15 @@ pub async fn remove_passkey(db: &Db, username: &str, id: &str, client: &ClientIn
     Ok(())
 }
 
+/// Removes one of the caller's passkeys (needs a recent step-up).
+#[utoipa::path(
+    tag = "factors",
+    params(("id" = String, Path, description = "The passkey's id from `GET /api/v1/passkeys`")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No such passkey of yours", body = ApiError),
+    )
+)]
 #[delete("/api/v1/passkeys/<id>")]
 pub async fn passkey_remove(
     id: &str,
@@ -321,12 +455,13 @@ async fn apply_step_up(
     jar: &CookieJar<'_>,
     user: &ApiUser,
     assurance: Assurance,
-) -> Result<Json<Value>> {
-    let mut body = json!({
-        "aal": assurance.aal,
-        "amr": assurance.amr,
-        "auth_time": rfc3339_ms(assurance.auth_time),
-    });
+) -> Result<Json<SteppedUpBody>> {
+    let mut body = SteppedUpBody {
+        aal: assurance.aal,
+        amr: assurance.amr.clone(),
+        auth_time: rfc3339_ms(assurance.auth_time),
+        csrf_token: None,
+    };
     match user.via {
         Via::Bearer => {
             if !sessions::set_assurance(db, &user.session.id, &assurance).await? {
@@ -336,12 +471,33 @@ async fn apply_step_up(
         Via::Cookie => {
             let (token, session) = sessions::rotate(db, config, &user.session, assurance).await?;
             jar.add(session_cookie(config, &token));
-            body["csrf_token"] = json!(session.doc.csrf_token);
+            body.csrf_token = Some(session.doc.csrf_token);
         }
     }
     Ok(Json(body))
 }
 
+/// The session's new assurance after a step-up.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SteppedUpBody {
+    aal: u8,
+    amr: Vec<Amr>,
+    auth_time: String,
+    /// A browser session's new CSRF token (its cookie was renewed too); absent for bearer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    csrf_token: Option<String>,
+}
+
+/// Steps up with a code from the authenticator app: the session is at AAL2 for the next few minutes.
+#[utoipa::path(
+    tag = "step-up",
+    request_body = Code,
+    responses(
+        (status = 200, description = "Stepped up", body = SteppedUpBody),
+        (status = 422, description = "Wrong or used code", body = ApiError),
+        (status = 429, description = "Too many codes tried", body = ApiError),
+    )
+)]
 #[post("/api/v1/step-up/totp", data = "<body>")]
 pub async fn step_up_totp(
     body: SecretJson<Code>,
@@ -350,12 +506,22 @@ pub async fn step_up_totp(
     jar: &CookieJar<'_>,
     db: &State<Db>,
     config: &State<Config>,
-) -> Result<Json<Value>> {
+) -> Result<Json<SteppedUpBody>> {
     let kind = CodeKind::Totp;
     let assurance = code::step_up(db, config, &user.session, &client, kind, &body.0.code).await?;
     apply_step_up(db, config, jar, &user, assurance).await
 }
 
+/// Steps up with a recovery code (each works once): the session is at AAL2 for the next few minutes.
+#[utoipa::path(
+    tag = "step-up",
+    request_body = Code,
+    responses(
+        (status = 200, description = "Stepped up", body = SteppedUpBody),
+        (status = 422, description = "Wrong or used code", body = ApiError),
+        (status = 429, description = "Too many codes tried", body = ApiError),
+    )
+)]
 #[post("/api/v1/step-up/recovery", data = "<body>")]
 pub async fn step_up_recovery(
     body: SecretJson<Code>,
@@ -364,7 +530,7 @@ pub async fn step_up_recovery(
     jar: &CookieJar<'_>,
     db: &State<Db>,
     config: &State<Config>,
-) -> Result<Json<Value>> {
+) -> Result<Json<SteppedUpBody>> {
     let kind = CodeKind::Recovery;
     let assurance = code::step_up(db, config, &user.session, &client, kind, &body.0.code).await?;
     apply_step_up(db, config, jar, &user, assurance).await
@@ -408,6 +574,18 @@ pub async fn step_up_with_password(
     Ok(code::stepped_up(session, 1, &[Amr::Pwd]))
 }
 
+/// Steps up with the password: only for a user without a second factor (the session stays at
+/// AAL1, with a fresh authentication time).
+#[utoipa::path(
+    tag = "step-up",
+    request_body = Password,
+    responses(
+        (status = 200, description = "Stepped up", body = SteppedUpBody),
+        (status = 403, description = "The user has a second factor: use it", body = ApiError),
+        (status = 422, description = "Wrong password", body = ApiError),
+        (status = 429, description = "Too many attempts", body = ApiError),
+    )
+)]
 #[post("/api/v1/step-up/password", data = "<body>")]
 #[allow(clippy::too_many_arguments)] // one per request guard: what Rocket routes look like
 pub async fn step_up_password(
@@ -418,13 +596,21 @@ pub async fn step_up_password(
     db: &State<Db>,
     config: &State<Config>,
     passwords: &State<std::sync::Arc<Passwords>>,
-) -> Result<Json<Value>> {
+) -> Result<Json<SteppedUpBody>> {
     let assurance =
         step_up_with_password(db, config, passwords, &user.session, &client, &body.0.password)
             .await?;
     apply_step_up(db, config, jar, &user, assurance).await
 }
 
+/// Starts a passkey step-up: WebAuthn request options bound to this session.
+#[utoipa::path(
+    tag = "step-up",
+    responses(
+        (status = 200, description = "WebAuthn request options", body = Object),
+        (status = 429, description = "Too many ceremonies", body = ApiError),
+    )
+)]
 #[post("/api/v1/step-up/passkey/options")]
 pub async fn step_up_passkey_options(
     user: ApiUser,
@@ -439,6 +625,15 @@ pub async fn step_up_passkey_options(
     Ok(Json(passkey::start_authentication(db, rp, purpose, &client.ip).await?))
 }
 
+/// Steps up with a passkey's assertion (`PublicKeyCredential` JSON).
+#[utoipa::path(
+    tag = "step-up",
+    request_body(content = Object, description = "The WebAuthn assertion (`PublicKeyCredential` JSON)"),
+    responses(
+        (status = 200, description = "Stepped up", body = SteppedUpBody),
+        (status = 422, description = "The assertion did not verify", body = ApiError),
+    )
+)]
 #[post("/api/v1/step-up/passkey", data = "<answer>")]
 #[allow(clippy::too_many_arguments)] // one per request guard: what Rocket routes look like
 pub async fn step_up_passkey(
@@ -449,7 +644,7 @@ pub async fn step_up_passkey(
     db: &State<Db>,
     config: &State<Config>,
     rp: &State<RelyingParty>,
-) -> Result<Json<Value>> {
+) -> Result<Json<SteppedUpBody>> {
     let verified = passkey::finish_authentication(db, rp, &answer).await.map_err(signed_in)?;
     let expected = Purpose::StepUp {
         user: user.session.doc.user.clone(),
@@ -469,26 +664,57 @@ pub async fn step_up_passkey(
 // ---- activity ------------------------------------------------------------------------------------
 
 /// The user's factors as the API and `/security` show them.
-pub fn factors_json(owned: &Factors) -> Value {
-    json!({
-        "totp": owned.totp,
-        "passkeys": owned.passkeys,
-        "recovery_codes_left": owned.recovery_codes,
-    })
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FactorsView {
+    totp: bool,
+    passkeys: usize,
+    recovery_codes_left: usize,
 }
 
+impl From<&Factors> for FactorsView {
+    fn from(owned: &Factors) -> Self {
+        FactorsView {
+            totp: owned.totp,
+            passkeys: owned.passkeys,
+            recovery_codes_left: owned.recovery_codes,
+        }
+    }
+}
+
+/// One thing that happened to the account's security.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ActivityView {
+    /// RFC 3339.
+    at: String,
+    ip: String,
+    user_agent: String,
+    #[serde(flatten)]
+    activity: Activity,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SecurityActivity {
+    factors: FactorsView,
+    /// Newest first, at most 100.
+    activity: Vec<ActivityView>,
+}
+
+/// The caller's factors and security activity (sign-ins, factors added or removed, step-ups,
+/// sessions ended).
+#[utoipa::path(tag = "factors", responses((status = 200, body = SecurityActivity)))]
 #[get("/api/v1/security/activity")]
-pub async fn security_activity(user: ApiUser, db: &State<Db>) -> Result<Json<Value>> {
+pub async fn security_activity(user: ApiUser, db: &State<Db>) -> Result<Json<SecurityActivity>> {
     let username = &user.session.doc.user;
     let entries = activity::newest(db, username, 100).await?;
     let owned = factors::factors(db, username).await?;
-    let entries: Vec<Value> = entries
+    let activity = entries
         .into_iter()
-        .map(|e| {
-            let mut v = json!(e);
-            v["at"] = json!(rfc3339_ms(e.at));
-            v
+        .map(|e| ActivityView {
+            at: rfc3339_ms(e.at),
+            ip: e.ip,
+            user_agent: e.user_agent,
+            activity: e.activity,
         })
         .collect();
-    Ok(Json(json!({ "factors": factors_json(&owned), "activity": entries })))
+    Ok(Json(SecurityActivity { factors: FactorsView::from(&owned), activity }))
 }

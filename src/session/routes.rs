@@ -6,7 +6,7 @@ use rocket::form::{Form, FromForm};
 use rocket::http::{CookieJar, Status};
 use rocket::request::Request;
 use rocket::response::{self, Redirect, Responder};
-use rocket::serde::json::{Json, Value, serde_json::json};
+use rocket::serde::json::Json;
 use rocket::{State, delete, get, post, uri};
 use rocket_dyn_templates::{Template, context};
 use serde::{Deserialize, Serialize};
@@ -18,12 +18,12 @@ use super::guard::{
     pre_auth_removal_cookie, removal_cookie, session_cookie,
 };
 use super::login::{self, Attempt, Outcome, SignedIn};
-use super::model::{Amr, DeviceToken, Session, SessionId, SessionKind};
+use super::model::{Amr, DeviceToken, Session, SessionId, SessionKind, UserView};
 use super::password::Passwords;
 use super::store::{self, ClientInfo};
 use crate::clock::{display_ms, rfc3339_ms};
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{ApiError, Error, Result};
 use crate::mfa::activity::{self, Activity};
 use crate::redis::Db;
 use crate::web::{SecretForm, SecretJson};
@@ -200,7 +200,7 @@ pub fn index(_user: CurrentUser) -> Redirect {
 }
 
 /// A session as a row on the sessions page or in the API.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionRow {
     id: String,
     user: String,
@@ -312,9 +312,11 @@ pub async fn revoke_others_form(
 
 // ---- mobile / JSON API ------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ApiLogin {
+    #[schema(example = "bob")]
     username: String,
+    #[schema(example = "password")]
     password: String,
     /// The `device_token` of an earlier sign-in on this device: its attempts are then counted
     /// apart from strangers', so they can never lock this device out.
@@ -322,6 +324,55 @@ pub struct ApiLogin {
     device_token: Option<String>,
 }
 
+/// A completed sign-in: the bearer token and what it is worth.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SignedInBody {
+    /// Send as `Authorization: Bearer <token>`.
+    token: String,
+    #[schema(example = "Bearer")]
+    token_type: &'static str,
+    /// RFC 3339: the absolute end of the session (it also ends after `idle_timeout_secs` unused).
+    expires_at: String,
+    idle_timeout_secs: u64,
+    user: UserView,
+    /// Keep it and send it with the next sign-in on this device (`device_token`).
+    device_token: String,
+    /// Authenticator assurance level: 1 (password) or 2 (two factors or a passkey).
+    aal: u8,
+    amr: Vec<Amr>,
+}
+
+/// A correct password of a user with a second factor: no session yet. Finish with
+/// `POST /api/v1/login/totp` or `/api/v1/login/recovery` and the `mfa_token`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SecondFactorRequired {
+    mfa_required: bool,
+    mfa_token: String,
+    /// What the user has: `totp`, `passkey`, `recovery`.
+    methods: Vec<&'static str>,
+    /// Seconds the `mfa_token` is valid.
+    expires_in: u64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum LoginAnswer {
+    SignedIn(SignedInBody),
+    SecondFactor(SecondFactorRequired),
+}
+
+/// Signs in with a username and password (a mobile session, bearer token). A user with a second
+/// factor gets an `mfa_token` instead of a session.
+#[utoipa::path(
+    tag = "session",
+    security(()),
+    request_body = ApiLogin,
+    responses(
+        (status = 200, description = "Signed in, or a second factor is needed", body = LoginAnswer),
+        (status = 401, description = "Wrong username or password (one message for both)", body = ApiError),
+        (status = 429, description = "Too many attempts for this account or address", body = ApiError),
+    )
+)]
 #[post("/api/v1/login", data = "<body>")]
 pub async fn api_login(
     body: SecretJson<ApiLogin>,
@@ -329,93 +380,149 @@ pub async fn api_login(
     db: &State<Db>,
     config: &State<Config>,
     passwords: &State<Arc<Passwords>>,
-) -> Result<Json<Value>> {
+) -> Result<Json<LoginAnswer>> {
     let body = body.0;
     let attempt = Attempt { username: &body.username, password: &body.password, ip: &client.ip };
     let device = body.device_token.as_deref().and_then(DeviceToken::parse).into_iter().collect();
     let kind = SessionKind::Mobile;
     match login::with_password(db, config, passwords, attempt, device, kind, &client).await? {
-        Outcome::SignedIn(signed_in) => Ok(Json(login_json(config, &signed_in))),
-        Outcome::SecondFactor { token, methods } => Ok(Json(json!({
-            "mfa_required": true,
-            "mfa_token": token.as_str(),
-            "methods": methods,
-            "expires_in": crate::mfa::preauth::TTL_SECS,
-        }))),
+        Outcome::SignedIn(signed_in) => {
+            Ok(Json(LoginAnswer::SignedIn(login_json(config, &signed_in))))
+        }
+        Outcome::SecondFactor { token, methods } => {
+            Ok(Json(LoginAnswer::SecondFactor(SecondFactorRequired {
+                mfa_required: true,
+                mfa_token: token.as_str().to_owned(),
+                methods,
+                expires_in: crate::mfa::preauth::TTL_SECS,
+            })))
+        }
     }
 }
 
 /// The API's answer to a completed sign-in (password, code or passkey).
-pub fn login_json(config: &Config, signed_in: &SignedIn) -> Value {
-    let session = &signed_in.session;
-    json!({
-        "token": signed_in.token.as_str(),
-        "token_type": "Bearer",
-        "expires_at": rfc3339_ms(session.doc.expires_at(config)),
-        "idle_timeout_secs": config.session_idle_secs,
-        "user": user_json(session),
-        "device_token": signed_in.device.as_str(),
-        "aal": session.doc.assurance.aal,
-        "amr": session.doc.assurance.amr,
+pub fn login_json(config: &Config, signed_in: &SignedIn) -> SignedInBody {
+    let doc = &signed_in.session.doc;
+    SignedInBody {
+        token: signed_in.token.as_str().to_owned(),
+        token_type: "Bearer",
+        expires_at: rfc3339_ms(doc.expires_at(config)),
+        idle_timeout_secs: config.session_idle_secs,
+        user: doc.user_view(),
+        device_token: signed_in.device.as_str().to_owned(),
+        aal: doc.assurance.aal,
+        amr: doc.assurance.amr.clone(),
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Me {
+    user: UserView,
+    session: MySession,
+}
+
+/// The session the request came with.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MySession {
+    kind: SessionKind,
+    /// How this request presented it: `bearer` or `cookie`.
+    via: &'static str,
+    created_at: String,
+    last_seen_at: String,
+    expires_at: String,
+    ip: String,
+    user_agent: String,
+    aal: u8,
+    amr: Vec<Amr>,
+    auth_time: String,
+}
+
+/// Who is signed in, and the session's kind, times and assurance.
+#[utoipa::path(tag = "session", responses((status = 200, body = Me)))]
+#[get("/api/v1/me")]
+pub fn api_me(user: ApiUser, config: &State<Config>) -> Json<Me> {
+    let doc = &user.session.doc;
+    Json(Me {
+        user: doc.user_view(),
+        session: MySession {
+            kind: doc.kind,
+            via: if user.via == Via::Bearer { "bearer" } else { "cookie" },
+            created_at: rfc3339_ms(doc.created_at),
+            last_seen_at: rfc3339_ms(doc.last_seen_at),
+            expires_at: rfc3339_ms(doc.expires_at(config)),
+            ip: doc.ip.clone(),
+            user_agent: doc.user_agent.clone(),
+            aal: doc.assurance.aal,
+            amr: doc.assurance.amr.clone(),
+            auth_time: rfc3339_ms(doc.assurance.auth_time),
+        },
     })
 }
 
-fn user_json(session: &Session) -> Value {
-    json!(session.doc.user_view())
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SignedOut {
+    #[schema(example = "signed out")]
+    status: &'static str,
 }
 
-#[get("/api/v1/me")]
-pub fn api_me(user: ApiUser, config: &State<Config>) -> Json<Value> {
-    let doc = &user.session.doc;
-    Json(json!({
-        "user": user_json(&user.session),
-        "session": {
-            "kind": doc.kind,
-            "via": if user.via == Via::Bearer { "bearer" } else { "cookie" },
-            "created_at": rfc3339_ms(doc.created_at),
-            "last_seen_at": rfc3339_ms(doc.last_seen_at),
-            "expires_at": rfc3339_ms(doc.expires_at(config)),
-            "ip": doc.ip,
-            "user_agent": doc.user_agent,
-            "aal": doc.assurance.aal,
-            "amr": doc.assurance.amr,
-            "auth_time": rfc3339_ms(doc.assurance.auth_time),
-        }
-    }))
-}
-
+/// Signs this session out (its token stops working at once).
+#[utoipa::path(tag = "session", responses((status = 200, body = SignedOut)))]
 #[delete("/api/v1/session")]
 pub async fn api_logout(
     user: ApiUser,
     jar: &CookieJar<'_>,
     db: &State<Db>,
     config: &State<Config>,
-) -> Result<Json<Value>> {
+) -> Result<Json<SignedOut>> {
     store::destroy(db, &user.session.id).await?;
     if user.via == Via::Cookie {
         jar.add(removal_cookie(config));
     }
-    Ok(Json(json!({ "status": "signed out" })))
+    Ok(Json(SignedOut { status: "signed out" }))
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionList {
+    sessions: Vec<SessionRow>,
+}
+
+/// The caller's active sessions (an admin's lists everyone's), newest first; `current` marks
+/// the one asking.
+#[utoipa::path(tag = "session", responses((status = 200, body = SessionList)))]
 #[get("/api/v1/sessions")]
-pub async fn api_sessions(user: ApiUser, db: &State<Db>) -> Result<Json<Value>> {
+pub async fn api_sessions(user: ApiUser, db: &State<Db>) -> Result<Json<SessionList>> {
     let list = store::list_sessions(db, scope(&user.session)).await?;
-    Ok(Json(json!({ "sessions": rows(list, &user.session.id) })))
+    Ok(Json(SessionList { sessions: rows(list, &user.session.id) }))
+}
+
+/// How many sessions an action ended.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SignedOutCount {
+    pub signed_out: usize,
 }
 
 /// Signs out every other session of the caller (protective: no step-up), e.g. from the
 /// dashboard's "not me" when the session it named has already changed.
+#[utoipa::path(tag = "session", responses((status = 200, body = SignedOutCount)))]
 #[post("/api/v1/sessions/revoke-others")]
 pub async fn api_revoke_others(
     user: ApiUser,
     client: ClientInfo,
     db: &State<Db>,
-) -> Result<Json<Value>> {
+) -> Result<Json<SignedOutCount>> {
     let count = sign_out_others(db, &user.session, &client).await?;
-    Ok(Json(json!({ "signed_out": count })))
+    Ok(Json(SignedOutCount { signed_out: count }))
 }
 
+/// Signs out one of the caller's sessions by its `id` (from the list).
+#[utoipa::path(
+    tag = "session",
+    params(("id" = String, Path, description = "A session id from `GET /api/v1/sessions`")),
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 404, description = "No such session of yours", body = ApiError),
+    )
+)]
 #[delete("/api/v1/sessions/<id>")]
 pub async fn api_revoke(
     id: &str,

@@ -25,7 +25,7 @@ pub enum Status {
 }
 
 /// How a transfer was confirmed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Confirmation {
     /// Low value: the PSD2 exemption applied.

@@ -8,14 +8,15 @@ use rocket::response::{self, Redirect, Responder};
 use rocket::serde::json::{Json, Value, serde_json::json};
 use rocket::{State, get, post, uri};
 use rocket_dyn_templates::{Template, context};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::model::{Status as TransferStatus, Transfer, parse_amount};
+use super::model::{Confirmation, Status as TransferStatus, Transfer, parse_amount};
 use super::service::{self, Confirm, Request as TransferRequest};
+use crate::bank::model::Cents;
 use crate::bank::store as bank;
 use crate::clock::{display_ms, rfc3339_ms};
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{ApiError, Error, Result};
 use crate::mfa::passkey::RelyingParty;
 use crate::mfa::store as factors;
 use crate::redis::Db;
@@ -66,31 +67,89 @@ fn expired(t: &Transfer) -> bool {
     t.status == TransferStatus::ConfirmationRequired && crate::clock::now_ms() > t.expires_at
 }
 
-/// A transfer as the API shows it (a pending one past its expiry reads `expired`).
-async fn view(db: &Db, t: &Transfer) -> Result<Value> {
-    let status = if expired(t) { json!("expired") } else { json!(t.status) };
-    Ok(json!({
-        "id": t.id,
-        "status": status,
-        "amount": t.amount,
-        "currency": t.currency,
-        "from_account": t.from_account,
-        "to_account": t.to_account,
-        "payee_name": t.payee_name,
-        "reference": t.reference,
-        "created_at": rfc3339_ms(t.created_at),
-        "expires_at": rfc3339_ms(t.expires_at),
-        "completed_at": t.completed_at.map(rfc3339_ms),
-        "confirmed_by": t.confirmed_by,
-        "failure": t.failure,
-        "methods": methods(db, t).await?,
-    }))
+/// Where a transfer is, as the API shows it.
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Shown {
+    /// Waiting for the sender's strong confirmation (see `methods`).
+    ConfirmationRequired,
+    Executing,
+    /// The sender was debited and the payee's credit is under way.
+    Debited,
+    Completed,
+    /// Refused when carried out (`failure` says why).
+    Failed,
+    /// Not confirmed in time: nothing moved.
+    Expired,
 }
 
-#[derive(Debug, Deserialize)]
-pub struct NewTransfer {
+/// A transfer as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TransferView {
+    id: String,
+    status: Shown,
+    amount: Cents,
+    #[schema(example = "USD")]
+    currency: String,
+    from_account: String,
     to_account: String,
+    payee_name: String,
+    reference: String,
+    created_at: String,
+    /// When a transfer waiting for its confirmation expires.
+    expires_at: String,
+    completed_at: Option<String>,
+    confirmed_by: Option<Confirmation>,
+    failure: Option<String>,
+    /// How the sender can confirm it now: `passkey`, `totp` (empty unless it waits for that).
+    methods: Vec<&'static str>,
+}
+
+/// A transfer as the API shows it (a pending one past its expiry reads `expired`).
+async fn view(db: &Db, t: &Transfer) -> Result<TransferView> {
+    let status = match t.status {
+        _ if expired(t) => Shown::Expired,
+        TransferStatus::ConfirmationRequired => Shown::ConfirmationRequired,
+        TransferStatus::Executing => Shown::Executing,
+        TransferStatus::Debited => Shown::Debited,
+        TransferStatus::Completed => Shown::Completed,
+        TransferStatus::Failed => Shown::Failed,
+    };
+    Ok(TransferView {
+        id: t.id.clone(),
+        status,
+        amount: t.amount,
+        currency: t.currency.clone(),
+        from_account: t.from_account.clone(),
+        to_account: t.to_account.clone(),
+        payee_name: t.payee_name.clone(),
+        reference: t.reference.clone(),
+        created_at: rfc3339_ms(t.created_at),
+        expires_at: rfc3339_ms(t.expires_at),
+        completed_at: t.completed_at.map(rfc3339_ms),
+        confirmed_by: t.confirmed_by,
+        failure: t.failure.clone(),
+        methods: methods(db, t).await?,
+    })
+}
+
+/// In the API document: an amount is a number or a decimal string of dollars.
+fn amount_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Number))
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .description(Some("Dollars, at most two decimals, more than 0 (`12.5` or `\"12.50\"`)"))
+        .into()
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct NewTransfer {
+    /// The payee's account number.
+    to_account: String,
+    #[schema(schema_with = amount_schema)]
     amount: Value,
+    /// Shown to both sides (at most 140 characters).
     #[serde(default)]
     reference: String,
 }
@@ -105,6 +164,23 @@ impl NewTransfer {
     }
 }
 
+/// Starts a transfer to another redbank account. A small one (the PSD2 low-value exemption)
+/// completes at once; any other waits for the sender's confirmation with a passkey or a code,
+/// bound to this amount and payee. Repeating a request with the same `Idempotency-Key` answers
+/// the first one's transfer.
+#[utoipa::path(
+    tag = "transfers",
+    params(("Idempotency-Key" = String, Header, description = "1-255 visible ASCII characters, unique per transfer")),
+    request_body = NewTransfer,
+    responses(
+        (status = 201, description = "Created: completed, or waiting for its confirmation", body = TransferView),
+        (status = 400, description = "No usable Idempotency-Key", body = ApiError),
+        (status = 403, description = "Above the exemption without a second factor to confirm it", body = ApiError),
+        (status = 409, description = "The first request with this key is still running", body = ApiError),
+        (status = 422, description = "A field breaks a rule (`field` names it), or the key was used for another transfer", body = ApiError),
+        (status = 429, description = "Too many transfers started", body = ApiError),
+    )
+)]
 #[post("/api/v1/transfers", data = "<body>")]
 pub async fn api_create(
     body: SecretJson<NewTransfer>,
@@ -112,7 +188,7 @@ pub async fn api_create(
     user: ApiUser,
     db: &State<Db>,
     config: &State<Config>,
-) -> Result<(Status, Json<Value>)> {
+) -> Result<(Status, Json<TransferView>)> {
     let Some(key) = key.0 else {
         return Err(Error::BadRequest(
             "An Idempotency-Key header (1-255 visible characters) is required.".into(),
@@ -123,13 +199,35 @@ pub async fn api_create(
     Ok((Status::Created, Json(view(db, &t).await?)))
 }
 
+/// One of the caller's transfers.
+#[utoipa::path(
+    tag = "transfers",
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, body = TransferView),
+        (status = 404, description = "No such transfer of yours", body = ApiError),
+    )
+)]
 #[get("/api/v1/transfers/<id>")]
-pub async fn api_get(id: &str, user: ApiUser, db: &State<Db>) -> Result<Json<Value>> {
+pub async fn api_get(id: &str, user: ApiUser, db: &State<Db>) -> Result<Json<TransferView>> {
     let t = service::load(db, &user.session.doc.account, id).await?;
     let t = t.filter(|t| t.user == user.session.doc.user).ok_or(Error::NotFound)?;
     Ok(Json(view(db, &t).await?))
 }
 
+/// WebAuthn request options for confirming this transfer with a passkey (the challenge is
+/// bound to its amount and payee).
+#[utoipa::path(
+    tag = "transfers",
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "WebAuthn request options", body = Object),
+        (status = 404, description = "No such transfer of yours", body = ApiError),
+        (status = 409, description = "Not waiting for a confirmation", body = ApiError),
+        (status = 410, description = "Expired", body = ApiError),
+        (status = 429, description = "Too many ceremonies", body = ApiError),
+    )
+)]
 #[post("/api/v1/transfers/<id>/options")]
 pub async fn api_options(
     id: &str,
@@ -141,6 +239,22 @@ pub async fn api_options(
     Ok(Json(service::passkey_options(db, rp, &user.session, &client, id).await?))
 }
 
+/// Confirms a waiting transfer with `{"code": "123456"}` from the authenticator app, or with the
+/// passkey's assertion (`PublicKeyCredential` JSON) for the options of this transfer; it is
+/// then carried out.
+#[utoipa::path(
+    tag = "transfers",
+    params(("id" = String, Path)),
+    request_body(content = Object, description = "`{\"code\": \"123456\"}` or a WebAuthn assertion"),
+    responses(
+        (status = 200, description = "Confirmed and carried out (`completed` or `failed`)", body = TransferView),
+        (status = 401, description = "Wrong code or assertion", body = ApiError),
+        (status = 404, description = "No such transfer of yours", body = ApiError),
+        (status = 409, description = "Already confirmed", body = ApiError),
+        (status = 410, description = "Expired", body = ApiError),
+        (status = 429, description = "Too many codes tried", body = ApiError),
+    )
+)]
 #[post("/api/v1/transfers/<id>/confirm", data = "<body>")]
 #[allow(clippy::too_many_arguments)] // one per request guard: what Rocket routes look like
 pub async fn api_confirm(
@@ -150,7 +264,7 @@ pub async fn api_confirm(
     db: &State<Db>,
     config: &State<Config>,
     rp: &State<RelyingParty>,
-) -> Result<Json<Value>> {
+) -> Result<Json<TransferView>> {
     // A code may come as a string or a number (then with its leading zeros restored).
     let code = match body.0.get("code") {
         Some(Value::String(code)) => Some(code.clone()),

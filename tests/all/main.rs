@@ -9,6 +9,7 @@ mod common;
 
 mod admin;
 mod bank;
+mod contract;
 mod foundation;
 mod hardening;
 mod live;

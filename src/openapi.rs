@@ -1,0 +1,226 @@
+//! The API contract: an OpenAPI 3.1 document generated from the handlers' own annotations and
+//! types (utoipa), served at `GET /api/v1/openapi.json`. What every operation shares — the
+//! bearer scheme, 401/403 for a missing or refused session, 400/413/422 for a body that cannot
+//! be used, 503 and `Retry-After` for an outage — is added here once, from what each operation
+//! declares, so no handler repeats it and none can forget it. A test compares the document with
+//! the routes Rocket mounts, and `scripts/test` fuzzes a live app against it (schemathesis).
+
+use rocket::fairing::AdHoc;
+use rocket::http::ContentType;
+use rocket::{State, get, routes};
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, HeaderBuilder, ObjectBuilder, RefOr, Type};
+use utoipa::{Modify, OpenApi};
+
+use crate::error::ApiError;
+use crate::{admin, bank, mfa, session, transfer};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "redbank API",
+        description = "Sign-in, sessions, strong authentication, the account and transfers of \
+            redbank, for mobile clients. Authenticate with `Authorization: Bearer <token>` from \
+            `POST /api/v1/login` (browser sessions use their cookie and a CSRF header instead). \
+            Live updates: `GET /events` (server-sent events) with the same bearer token. \
+            Every error is JSON: `{\"error\": \"…\"}`.",
+        license(name = "MIT", identifier = "MIT"),
+    ),
+    paths(
+        openapi_json,
+        session::routes::api_login,
+        session::routes::api_me,
+        session::routes::api_logout,
+        session::routes::api_sessions,
+        session::routes::api_revoke_others,
+        session::routes::api_revoke,
+        mfa::routes::login_totp,
+        mfa::routes::login_recovery,
+        mfa::routes::login_passkey_options,
+        mfa::routes::login_passkey,
+        mfa::routes::totp_begin,
+        mfa::routes::totp_confirm,
+        mfa::routes::totp_remove,
+        mfa::routes::recovery_renew,
+        mfa::routes::passkey_options,
+        mfa::routes::passkey_add,
+        mfa::routes::passkey_list,
+        mfa::routes::passkey_remove,
+        mfa::routes::step_up_totp,
+        mfa::routes::step_up_recovery,
+        mfa::routes::step_up_password,
+        mfa::routes::step_up_passkey_options,
+        mfa::routes::step_up_passkey,
+        mfa::routes::security_activity,
+        bank::routes::api_account,
+        bank::routes::api_balance,
+        bank::routes::api_spenders,
+        bank::routes::api_transactions,
+        bank::routes::api_search,
+        bank::routes::seed_balance,
+        bank::routes::seed_spenders,
+        bank::routes::seed_transactions,
+        bank::routes::seed_search,
+        transfer::routes::api_create,
+        transfer::routes::api_get,
+        transfer::routes::api_options,
+        transfer::routes::api_confirm,
+        admin::routes::api_sessions,
+        admin::routes::api_revoke,
+        admin::routes::api_revoke_user,
+        admin::routes::api_reset_factors,
+        admin::routes::api_failed_sign_ins,
+        admin::routes::api_stats,
+    ),
+    components(schemas(ApiError)),
+    security(("bearer" = [])),
+    modifiers(&Shared),
+    tags(
+        (name = "session", description = "Signing in with a password, and the caller's sessions"),
+        (name = "sign-in", description = "Finishing a sign-in with a second factor, or a passkey"),
+        (name = "factors", description = "Authenticator app, passkeys, recovery codes, security activity"),
+        (name = "step-up", description = "Confirming it is you again before a sensitive action (RFC 9470)"),
+        (name = "account", description = "The caller's account"),
+        (name = "seed", description = "The Banking-On-Redis demo's endpoints, same shapes"),
+        (name = "transfers", description = "Money to another account, confirmed by strong authentication"),
+        (name = "admin", description = "The operator console (role `admin`, at AAL2; 403 for others)"),
+        (name = "meta", description = "This document"),
+    ),
+)]
+pub struct ApiDoc;
+
+/// The document, built once at ignition.
+pub struct Document(String);
+
+/// This document (OpenAPI 3.1).
+#[utoipa::path(
+    tag = "meta",
+    security(()),
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object))
+)]
+#[get("/api/v1/openapi.json")]
+pub fn openapi_json(doc: &State<Document>) -> (ContentType, String) {
+    (ContentType::JSON, doc.0.clone())
+}
+
+pub fn stage() -> AdHoc {
+    AdHoc::on_ignite("OpenAPI", |rocket| async {
+        match ApiDoc::openapi().to_pretty_json() {
+            Ok(json) => rocket.manage(Document(json)).mount("/", routes![openapi_json]),
+            Err(e) => {
+                rocket::error!("the OpenAPI document could not be written: {e}");
+                rocket
+            }
+        }
+    })
+}
+
+/// Adds what operations share, from what each declares.
+struct Shared;
+
+impl Modify for Shared {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components
+            .add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        for item in doc.paths.paths.values_mut() {
+            let ops =
+                [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch];
+            for op in ops.into_iter().flatten() {
+                add_shared(op);
+            }
+        }
+    }
+}
+
+/// Whether the operation needs a session: it inherits the document's bearer requirement, or names
+/// one (an empty requirement, `security(())`, marks the public ones).
+fn needs_session(op: &Operation) -> bool {
+    match &op.security {
+        None => true,
+        Some(reqs) => !reqs.iter().any(|r| r == &Default::default()),
+    }
+}
+
+fn add_shared(op: &mut Operation) {
+    let has_body = op.request_body.is_some();
+    let has_query = op.parameters.as_ref().is_some_and(|ps| {
+        ps.iter().any(|p| matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query))
+    });
+    let session = needs_session(op);
+    let responses = &mut op.responses.responses;
+    let mut add = |code: &str, description: &str| {
+        responses.entry(code.to_owned()).or_insert_with(|| error(description).into());
+    };
+    if session {
+        add(
+            "401",
+            "No valid session or token; or, for a sensitive action, a step-up is needed first \
+             (`error` = `step_up_required`, with RFC 9470's `WWW-Authenticate` challenge)",
+        );
+        add(
+            "403",
+            "The session may not do this (a browser session's token used as a bearer token, a \
+             missing CSRF header on a cookie request, or a role it lacks)",
+        );
+    }
+    if has_body {
+        add("400", "The body could not be read");
+        add("413", "The body is too large");
+        add("422", "The body is not the JSON this operation expects");
+    }
+    if has_query {
+        add("400", "A query parameter has a value this operation cannot use");
+    }
+    add("503", "Redis is unavailable or the app is too busy: retry after `Retry-After` seconds");
+    // Every 429 and 503 says when to come back.
+    for code in ["429", "503"] {
+        if let Some(RefOr::T(response)) = responses.get_mut(code) {
+            let seconds = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0));
+            let header = HeaderBuilder::new()
+                .schema(seconds)
+                .description(Some("Seconds to wait before trying again"))
+                .build();
+            response.headers.insert("Retry-After".to_owned(), header);
+        }
+    }
+}
+
+fn error(description: &str) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/json", ContentBuilder::new().schema(Some(error_body())).build())
+        .build()
+}
+
+fn error_body() -> RefOr<utoipa::openapi::schema::Schema> {
+    RefOr::Ref(utoipa::openapi::Ref::from_schema_name("ApiError"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every operation answers 503 with `Retry-After`, and the secured ones 401 and 403; the
+    /// public ones say so with an empty requirement.
+    #[test]
+    fn shared_responses_are_added() {
+        let doc = ApiDoc::openapi();
+        let login = doc.paths.paths["/api/v1/login"].post.as_ref().expect("login");
+        assert!(!needs_session(login));
+        assert!(!login.responses.responses.contains_key("403"));
+        let me = doc.paths.paths["/api/v1/me"].get.as_ref().expect("me");
+        assert!(needs_session(me));
+        for code in ["401", "403", "503"] {
+            assert!(me.responses.responses.contains_key(code), "{code}");
+        }
+        let RefOr::T(busy) = &me.responses.responses["503"] else { panic!("503 is inline") };
+        assert!(busy.headers.contains_key("Retry-After"));
+        let create = doc.paths.paths["/api/v1/transfers"].post.as_ref().expect("transfers");
+        let RefOr::T(throttled) = &create.responses.responses["429"] else { panic!("429") };
+        assert!(throttled.headers.contains_key("Retry-After"));
+        assert!(create.responses.responses.contains_key("413"));
+    }
+}

@@ -1,0 +1,85 @@
+//! The API contract: the OpenAPI document served at `/api/v1/openapi.json` names exactly the API
+//! routes Rocket mounts, with their methods (schemathesis fuzzes a live app against it in
+//! `tests/contract.rs`).
+
+use std::collections::BTreeSet;
+
+use rocket::http::{ContentType, Status};
+use serde_json::Value;
+
+use crate::common::TestApp;
+
+/// `/api/v1/transfers/<id>/confirm?<q>` → `/api/v1/transfers/{id}/confirm`.
+fn openapi_path(rocket_path: &str) -> String {
+    let path = rocket_path.split('?').next().unwrap_or_default();
+    path.split('/')
+        .map(|seg| match seg.strip_prefix('<').and_then(|s| s.strip_suffix('>')) {
+            Some(name) => format!("{{{}}}", name.trim_end_matches("..")),
+            None => seg.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[rocket::async_test]
+async fn the_document_covers_every_mounted_api_route_and_nothing_else() {
+    let app = TestApp::new().await;
+    let res = app.client.get("/api/v1/openapi.json").dispatch().await;
+    assert_eq!(res.status(), Status::Ok);
+    assert_eq!(res.content_type(), Some(ContentType::JSON));
+    let doc: Value = res.into_json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+
+    let mounted: BTreeSet<(String, String)> = app
+        .client
+        .rocket()
+        .routes()
+        .filter(|r| {
+            let path = r.uri.path();
+            path.starts_with("/api/v1/") || path.starts_with("/transaction/")
+        })
+        .map(|r| (r.method.as_str().to_lowercase(), openapi_path(&r.uri.to_string())))
+        .collect();
+    let documented: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object().unwrap().keys().map(move |method| (method.clone(), path.clone()))
+        })
+        .filter(|(method, _)| ["get", "post", "put", "delete", "patch"].contains(&method.as_str()))
+        .collect();
+    assert!(mounted.len() > 40, "the API routes: {mounted:?}");
+    let missing: Vec<_> = mounted.difference(&documented).collect();
+    assert!(missing.is_empty(), "mounted but not in the OpenAPI document: {missing:?}");
+    let phantom: Vec<_> = documented.difference(&mounted).collect();
+    assert!(phantom.is_empty(), "documented but not mounted: {phantom:?}");
+
+    // Every operation says what its errors look like and when to come back after a 503.
+    for (method, path) in &documented {
+        let op = &doc["paths"][path][method];
+        let busy = &op["responses"]["503"];
+        assert_eq!(busy["headers"]["Retry-After"]["schema"]["type"], "integer", "{method} {path}");
+        assert_eq!(
+            busy["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ApiError",
+            "{method} {path}"
+        );
+        let public = op["security"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|r| r == &serde_json::json!({})));
+        if !public {
+            assert!(op["responses"]["401"].is_object(), "{method} {path} has no 401");
+        }
+    }
+}
+
+/// An error the document promises is the error the app sends: the `ApiError` shape.
+#[rocket::async_test]
+async fn errors_have_the_documented_shape() {
+    let app = TestApp::new().await;
+    let res = app.client.get("/api/v1/me").dispatch().await;
+    assert_eq!(res.status(), Status::Unauthorized);
+    let body: Value = res.into_json().await.unwrap();
+    assert_eq!(body.as_object().unwrap().keys().collect::<Vec<_>>(), ["error"]);
+}

@@ -1,0 +1,114 @@
+//! schemathesis against a live app: every operation of the OpenAPI document, with a bearer token,
+//! fuzzed from the document's own schemas. No 5xx, and every status code, content type, body and
+//! header must be what the document says. Whatever it finds is fixed in the app or the document,
+//! never excluded here.
+//!
+//! Needs schemathesis (scripts/test installs the pinned version into ~/.cache/redbank and names it
+//! in `REDBANK_SCHEMATHESIS`). Its own binary, like the browser test: the fuzzer's load would
+//! skew the timing-sensitive tests in `tests/all`.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "all/common/mod.rs"]
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use common::server::TestServer;
+use redbank::mfa::totp::{TotpSecret, step_of};
+use serde_json::{Value, json};
+
+const BOB_PASSWORD: &str = "foobared";
+
+fn schemathesis() -> PathBuf {
+    match std::env::var_os("REDBANK_SCHEMATHESIS") {
+        Some(path) => PathBuf::from(path),
+        None => panic!(
+            "REDBANK_SCHEMATHESIS is not set: run scripts/test, which installs schemathesis and \
+             names it there"
+        ),
+    }
+}
+
+async fn post(server: &TestServer, path: &str, token: &str, body: &Value) -> Value {
+    let res = server.http.post(server.url(path)).bearer_auth(token).json(body).send().await;
+    let res = res.unwrap();
+    assert!(res.status().is_success(), "{path}: {}", res.status());
+    res.json().await.unwrap()
+}
+
+/// The operator at AAL2: an authenticator app set up, then a step-up with it.
+async fn operator(server: &TestServer) -> String {
+    let token = server.api_login("admin", common::ADMIN_PASSWORD).await;
+    let begun = post(server, "/api/v1/mfa/totp", &token, &json!({})).await;
+    let secret = TotpSecret::from_base32(begun["secret"].as_str().unwrap()).unwrap();
+    let step = step_of(redbank::clock::now_ms() / 1000);
+    let confirm = json!({"code": secret.code_at(step - 1)});
+    post(server, "/api/v1/mfa/totp/confirm", &token, &confirm).await;
+    post(server, "/api/v1/step-up/totp", &token, &json!({"code": secret.code_at(step)})).await;
+    token
+}
+
+#[rocket::async_test]
+async fn schemathesis_finds_nothing() {
+    let st = schemathesis();
+    let server = TestServer::start(common::shared_redis(), None, |f| {
+        // The fuzzer signs in (and fails to) far more often than a person: the throttle has its
+        // own tests, here it would only hide the operations behind 429s.
+        f.merge(("login_user_limit", 100_000))
+            .merge(("login_ip_limit", 100_000))
+            .merge(("login_account_limit", 100_000))
+            .merge(("generator_interval_ms", 300))
+    })
+    .await;
+    let token = operator(&server).await;
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/contract");
+    let report = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("schemathesis");
+    let started = Instant::now();
+    let out = Command::new(&st)
+        .arg("--config-file")
+        .arg(dir.join("schemathesis.toml"))
+        .arg("run")
+        .arg(server.url("/api/v1/openapi.json"))
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,\
+             response_schema_conformance,response_headers_conformance",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--max-examples",
+            "25",
+            "--seed",
+            "20261130",
+            "--generation-database",
+            "none",
+            "--workers",
+            "2",
+            "--request-timeout",
+            "10",
+            "--no-color",
+            "--report",
+            "junit",
+            "--report-dir",
+        ])
+        .arg(&report)
+        .env("SCHEMATHESIS_HOOKS", dir.join("hooks.py"))
+        .env("REDBANK_BASE", &server.base)
+        .env("REDBANK_TOKEN", &token)
+        .env("REDBANK_BOB_PASSWORD", BOB_PASSWORD)
+        .output()
+        .unwrap_or_else(|e| panic!("{} did not start: {e}", st.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Straight to stderr: the summary (operations, cases, time) belongs in the test log even
+    // when it passes.
+    let summary = stdout.lines().rev().take(12).collect::<Vec<_>>();
+    let summary = summary.into_iter().rev().collect::<Vec<_>>().join("\n");
+    let took = started.elapsed().as_secs();
+    let line = format!("schemathesis ({took} s):\n{summary}\n");
+    std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes()).unwrap();
+    assert!(out.status.success(), "schemathesis failed:\n{stdout}\n{stderr}");
+    server.stop().await.unwrap();
+}
