@@ -107,7 +107,7 @@ pub fn openapi_json(doc: &State<Document>) -> (ContentType, String) {
 
 pub fn stage() -> AdHoc {
     AdHoc::on_ignite("OpenAPI", |rocket| async {
-        match ApiDoc::openapi().to_pretty_json() {
+        match serde_json::to_string_pretty(&document()) {
             Ok(json) => rocket.manage(Document(json)).mount("/", routes![openapi_json]),
             Err(e) => {
                 rocket::error!("the OpenAPI document could not be written: {e}");
@@ -115,6 +115,33 @@ pub fn stage() -> AdHoc {
             }
         }
     })
+}
+
+/// The document as JSON. utoipa 5.5 writes a Link object's fields in snake case
+/// (`operation_id`); OpenAPI spells them in camel case, and tools ignore the others.
+pub fn document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    let links = doc["paths"].as_object_mut().into_iter().flat_map(|paths| paths.values_mut());
+    let links = links
+        .filter_map(|item| item.as_object_mut())
+        .flat_map(|item| item.values_mut())
+        .filter_map(|op| op.get_mut("responses")?.as_object_mut())
+        .flat_map(|responses| responses.values_mut())
+        .filter_map(|response| response.get_mut("links")?.as_object_mut())
+        .flat_map(|links| links.values_mut())
+        .filter_map(|link| link.as_object_mut());
+    for link in links {
+        for (snake, camel) in [
+            ("operation_id", "operationId"),
+            ("operation_ref", "operationRef"),
+            ("request_body", "requestBody"),
+        ] {
+            if let Some(value) = link.remove(snake) {
+                link.insert(camel.to_owned(), value);
+            }
+        }
+    }
+    doc
 }
 
 /// Adds what operations share, from what each declares.

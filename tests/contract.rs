@@ -77,9 +77,9 @@ async fn schemathesis_finds_nothing() {
             "not_a_server_error,status_code_conformance,content_type_conformance,\
              response_schema_conformance,response_headers_conformance",
             "--phases",
-            "examples,coverage,fuzzing",
+            "examples,coverage,fuzzing,stateful",
             "--max-examples",
-            "25",
+            "50",
             "--seed",
             "20261130",
             "--generation-database",
@@ -102,13 +102,23 @@ async fn schemathesis_finds_nothing() {
         .unwrap_or_else(|e| panic!("{} did not start: {e}", st.display()));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    std::fs::write(report.join("output.txt"), stdout.as_bytes()).unwrap();
     // Straight to stderr: the summary (operations, cases, time) belongs in the test log even
-    // when it passes.
+    // when it passes (the whole output is in target/tmp/schemathesis/output.txt).
     let summary = stdout.lines().rev().take(12).collect::<Vec<_>>();
     let summary = summary.into_iter().rev().collect::<Vec<_>>().join("\n");
     let took = started.elapsed().as_secs();
     let line = format!("schemathesis ({took} s):\n{summary}\n");
     std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes()).unwrap();
+    // Its session lived through the run, so every operation was tried signed in, not refused.
+    let me = server.http.get(server.url("/api/v1/me")).bearer_auth(&token).send().await.unwrap();
+    if me.status() != 200 {
+        let mut conn = common::shared_redis().conn().await;
+        let key = server.keys().activity("admin");
+        let activity: redis::Value =
+            redis::cmd("XRANGE").arg(&key).arg("-").arg("+").query_async(&mut conn).await.unwrap();
+        panic!("the operator's session ended during the run: {activity:?}");
+    }
     assert!(out.status.success(), "schemathesis failed:\n{stdout}\n{stderr}");
     server.stop().await.unwrap();
 }

@@ -56,6 +56,9 @@ fn session_json(s: &Session) -> AdminSession {
 /// Ends one session (any user's), recording it for the user and in the audit stream.
 async fn revoke(db: &Db, admin: &Session, id: &str, client: &ClientInfo) -> Result<String> {
     let id = SessionId::parse(id).ok_or(Error::NotFound)?;
+    if id == admin.id {
+        return Err(Error::Forbidden("This is your own session: sign out instead.".into()));
+    }
     let doc = sessions::get_session(db, &id).await?.ok_or(Error::NotFound)?;
     if !sessions::destroy(db, &id).await? {
         return Err(Error::NotFound);
@@ -218,15 +221,18 @@ pub struct AdminSessionPage {
 /// Active sessions across all users, newest first, filtered (admin at AAL2).
 #[utoipa::path(
     tag = "admin",
+    operation_id = "admin_sessions",
     params(
         ("user" = Option<String>, Query, description = "Only this user's"),
         ("kind" = Option<String>, Query, description = "`browser` or `mobile`"),
         ("ip" = Option<String>, Query, description = "Only from this address"),
-        ("older_than_secs" = Option<u64>, Query, description = "Only sessions signed in at least this long ago"),
-        ("page" = Option<usize>, Query, description = "1 (default) to 1000"),
+        ("older_than_secs" = Option<u64>, Query, maximum = 315_360_000, description = "Only sessions signed in at least this long ago (seconds, at most ten years)"),
+        ("page" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "1 (default) to 1000"),
     ),
     responses(
-        (status = 200, body = AdminSessionPage),
+        (status = 200, body = AdminSessionPage, links(
+            ("EndFirst" = (operation_id = "admin_revoke_session", parameters(("id" = "$response.body#/sessions/0/id")))),
+        )),
         (status = 400, description = "A filter that cannot match (bad name, kind, address or page)", body = ApiError),
     )
 )]
@@ -251,12 +257,15 @@ pub async fn api_sessions(
     }))
 }
 
-/// Ends any user's session (their open streams end within a heartbeat).
+/// Ends any user's session (their open streams end within a heartbeat); not the operator's own
+/// current one (that is `DELETE /api/v1/session`).
 #[utoipa::path(
     tag = "admin",
+    operation_id = "admin_revoke_session",
     params(("id" = String, Path)),
     responses(
         (status = 204, description = "Ended"),
+        (status = 403, description = "Not an admin at AAL2, or the operator's own current session", body = ApiError),
         (status = 404, description = "No such session", body = ApiError),
     )
 )]

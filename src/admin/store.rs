@@ -17,6 +17,10 @@ pub const PAGE_SIZE: usize = 25;
 /// Failed sign-ins kept in the stream.
 pub const FAILED_KEPT: usize = 1_000;
 
+/// The oldest a session filter may ask for (ten years): no session lives that long, and the
+/// subtraction from the clock stays far from overflowing.
+pub const MAX_AGE_SECS: u64 = 10 * 365 * 86_400;
+
 /// Which sessions an operator asks for (all fields optional).
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
@@ -58,6 +62,11 @@ impl Filter {
             },
             None => None,
         };
+        if older_than_secs.is_some_and(|secs| secs > MAX_AGE_SECS) {
+            return Err(Error::BadRequest(format!(
+                "older_than_secs is at most {MAX_AGE_SECS} (ten years)."
+            )));
+        }
         let page = page.unwrap_or(1);
         if !(1..=1000).contains(&page) {
             return Err(Error::BadRequest("page is between 1 and 1000.".into()));

@@ -26,13 +26,33 @@ async fn account_of(db: &Db, session: &Session) -> Result<Account> {
     })
 }
 
-fn window_ms(window: Option<&str>) -> Result<i64> {
-    match window.unwrap_or("5m") {
-        "5m" => Ok(5 * 60_000),
-        "1h" => Ok(3_600_000),
-        "24h" => Ok(86_400_000),
-        other => Err(Error::BadRequest(format!("unknown window {other:?}: use 5m, 1h or 24h"))),
+/// The balance chart's windows; their names (serde's, which the API document shows too) are the
+/// `window` query values.
+#[derive(Debug, Clone, Copy, serde::Deserialize, utoipa::ToSchema)]
+pub enum Window {
+    #[serde(rename = "5m")]
+    FiveMinutes,
+    #[serde(rename = "1h")]
+    OneHour,
+    #[serde(rename = "24h")]
+    OneDay,
+}
+
+impl Window {
+    fn ms(self) -> i64 {
+        match self {
+            Window::FiveMinutes => 5 * 60_000,
+            Window::OneHour => 3_600_000,
+            Window::OneDay => 86_400_000,
+        }
     }
+}
+
+fn window_ms(window: Option<&str>) -> Result<i64> {
+    let Some(text) = window else { return Ok(Window::FiveMinutes.ms()) };
+    serde_json::from_value::<Window>(serde_json::Value::String(text.to_owned()))
+        .map(Window::ms)
+        .map_err(|_| Error::BadRequest(format!("unknown window {text:?}: use 5m, 1h or 24h")))
 }
 
 fn parse_page(page: Option<&str>) -> Result<usize> {
@@ -132,7 +152,7 @@ pub async fn api_account(user: ApiUser, db: &State<Db>) -> Result<Json<AccountVi
 /// The balance over a window (at most 500 points, oldest first).
 #[utoipa::path(
     tag = "account",
-    params(("window" = Option<String>, Query, description = "`5m` (default), `1h` or `24h`")),
+    params(("window" = inline(Option<Window>), Query, description = "`5m` (default), `1h` or `24h`")),
     responses(
         (status = 200, body = Vec<BalancePoint>),
         (status = 400, description = "Unknown window", body = ApiError),
@@ -160,7 +180,7 @@ pub async fn api_spenders(user: ApiUser, db: &State<Db>) -> Result<Json<Spenders
 /// The newest transactions, newest first.
 #[utoipa::path(
     tag = "account",
-    params(("limit" = Option<String>, Query, description = "How many: 1 to 100 (default 10)")),
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "How many (default 10)")),
     responses(
         (status = 200, body = Vec<Transaction>),
         (status = 400, description = "`limit` is not a number from 1 to 100", body = ApiError),
@@ -191,7 +211,7 @@ pub async fn api_transactions(
     tag = "account",
     params(
         ("q" = Option<String>, Query, description = "Words; the last may be a prefix. Empty: everything"),
-        ("page" = Option<String>, Query, description = "1 (default) to 100"),
+        ("page" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Default 1"),
     ),
     responses(
         (status = 200, body = SearchPage),

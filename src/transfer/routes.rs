@@ -137,20 +137,27 @@ async fn view(db: &Db, t: &Transfer) -> Result<TransferView> {
 fn amount_schema() -> utoipa::openapi::schema::Schema {
     use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
     OneOfBuilder::new()
-        .item(ObjectBuilder::new().schema_type(Type::Number))
-        .item(ObjectBuilder::new().schema_type(Type::String))
+        .item(ObjectBuilder::new().schema_type(Type::Number).exclusive_minimum(Some(0)))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r"^[0-9]{1,12}(\.[0-9]{1,2})?$")),
+        )
         .description(Some("Dollars, at most two decimals, more than 0 (`12.5` or `\"12.50\"`)"))
+        .examples([json!(12.5)])
         .into()
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct NewTransfer {
     /// The payee's account number.
+    #[schema(pattern = "^[0-9]{6,20}$", example = "2734819056")]
     to_account: String,
     #[schema(schema_with = amount_schema)]
     amount: Value,
-    /// Shown to both sides (at most 140 characters).
+    /// Shown to both sides.
     #[serde(default)]
+    #[schema(max_length = 140)]
     reference: String,
 }
 
@@ -170,10 +177,15 @@ impl NewTransfer {
 /// the first one's transfer.
 #[utoipa::path(
     tag = "transfers",
+    operation_id = "create_transfer",
     params(("Idempotency-Key" = String, Header, description = "1-255 visible ASCII characters, unique per transfer")),
     request_body = NewTransfer,
     responses(
-        (status = 201, description = "Created: completed, or waiting for its confirmation", body = TransferView),
+        (status = 201, description = "Created: completed, or waiting for its confirmation", body = TransferView, links(
+            ("Get" = (operation_id = "get_transfer", parameters(("id" = "$response.body#/id")))),
+            ("PasskeyOptions" = (operation_id = "transfer_passkey_options", parameters(("id" = "$response.body#/id")))),
+            ("Confirm" = (operation_id = "confirm_transfer", parameters(("id" = "$response.body#/id")))),
+        )),
         (status = 400, description = "No usable Idempotency-Key", body = ApiError),
         (status = 403, description = "Above the exemption without a second factor to confirm it", body = ApiError),
         (status = 409, description = "The first request with this key is still running", body = ApiError),
@@ -202,6 +214,7 @@ pub async fn api_create(
 /// One of the caller's transfers.
 #[utoipa::path(
     tag = "transfers",
+    operation_id = "get_transfer",
     params(("id" = String, Path)),
     responses(
         (status = 200, body = TransferView),
@@ -219,6 +232,7 @@ pub async fn api_get(id: &str, user: ApiUser, db: &State<Db>) -> Result<Json<Tra
 /// bound to its amount and payee).
 #[utoipa::path(
     tag = "transfers",
+    operation_id = "transfer_passkey_options",
     params(("id" = String, Path)),
     responses(
         (status = 200, description = "WebAuthn request options", body = Object),
@@ -244,6 +258,7 @@ pub async fn api_options(
 /// then carried out.
 #[utoipa::path(
     tag = "transfers",
+    operation_id = "confirm_transfer",
     params(("id" = String, Path)),
     request_body(content = Object, description = "`{\"code\": \"123456\"}` or a WebAuthn assertion"),
     responses(

@@ -56,15 +56,30 @@ async fn the_document_covers_every_mounted_api_route_and_nothing_else() {
     let phantom: Vec<_> = documented.difference(&mounted).collect();
     assert!(phantom.is_empty(), "documented but not mounted: {phantom:?}");
 
-    // Every operation says what its errors look like and when to come back after a 503.
+    // Every operation says what its errors look like and when to come back after a 503, and
+    // has its own operationId (links name them).
+    let mut ids = BTreeSet::new();
     for (method, path) in &documented {
         let op = &doc["paths"][path][method];
+        let id = op["operationId"].as_str().unwrap();
+        assert!(ids.insert(id), "operationId {id} twice");
         let busy = &op["responses"]["503"];
         assert_eq!(busy["headers"]["Retry-After"]["schema"]["type"], "integer", "{method} {path}");
         assert_eq!(
             busy["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ApiError",
             "{method} {path}"
         );
+        // Links (which the fuzzer follows) name operations that exist.
+        let links =
+            op["responses"].as_object().unwrap().values().filter_map(|r| r["links"].as_object());
+        for link in links.flat_map(|l| l.values()) {
+            let target = link["operationId"].as_str().unwrap_or_else(|| panic!("{link}"));
+            let exists =
+                doc["paths"].as_object().unwrap().values().any(|item| {
+                    item.as_object().unwrap().values().any(|o| o["operationId"] == target)
+                });
+            assert!(exists, "{method} {path} links to {target}, which is not in the document");
+        }
         let public = op["security"]
             .as_array()
             .is_some_and(|s| s.iter().any(|r| r == &serde_json::json!({})));

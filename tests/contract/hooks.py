@@ -1,15 +1,16 @@
 """How schemathesis authenticates against redbank (loaded through SCHEMATHESIS_HOOKS).
 
 Every operation runs with the operator's bearer token (admin at AAL2, so the admin operations are
-exercised too, not only refused), except signing out: that ends the token it is called with, so it
-gets a fresh session of its own each time.
+exercised too, not only refused), except the two that end the caller's own session — signing out,
+and revoking a session by the id the fuzzer may have read from the list: they get a fresh session
+of their own each time.
 """
 import os
 
 import requests
 import schemathesis
 
-SIGN_OUT = {"method": "DELETE", "path": "/api/v1/session"}
+SIGN_OUT = {"method": "DELETE", "path": ["/api/v1/session", "/api/v1/sessions/{id}"]}
 
 
 def _bearer(case, token):
