@@ -99,6 +99,15 @@ pub struct Config {
     /// Test only: every transfer stops between its debit and its credit (as if the process
     /// died there), leaving the credit to the recovery task.
     pub fault_after_debit: bool,
+    /// Redis Sentinel addresses (`host:port`). When set, the primary of `redis_master` is found
+    /// through them (and found again after a failover) instead of `databases.redis.url`.
+    pub redis_sentinels: Vec<String>,
+    /// The name the sentinels monitor the primary under.
+    pub redis_master: String,
+    /// Replicas that must confirm a money-moving write (`WAIT`) before it is acknowledged; unset:
+    /// 1 with sentinels, 0 with a single Redis. A write no replica confirmed in time is reported
+    /// as pending, never as lost.
+    pub min_replicas_ack: Option<u32>,
 }
 
 /// How the binary writes its log (see `logging`).
@@ -151,11 +160,19 @@ impl Default for Config {
             sca_exempt_total: Cents(10_000),
             fault_after_debit: false,
             metrics_port: 0,
+            redis_sentinels: Vec::new(),
+            redis_master: "redbank".into(),
+            min_replicas_ack: None,
         }
     }
 }
 
 impl Config {
+    /// Replicas a money-moving write waits for (see `min_replicas_ack`).
+    pub fn replicas_to_ack(&self) -> u32 {
+        self.min_replicas_ack.unwrap_or(if self.redis_sentinels.is_empty() { 0 } else { 1 })
+    }
+
     /// The oldest transaction date (ms) still shown at `now`: documents older than the retention
     /// have expired, and a copy elsewhere (an idle account's stream entry) must not outlive them.
     pub fn oldest_transaction(&self, now: i64) -> i64 {
@@ -235,6 +252,15 @@ impl Config {
         crate::mfa::passkey::RelyingParty::new(self)?;
         if self.daily_transfer_limit.0 <= 0 || self.sca_exempt_amount.0 < 0 {
             return Err("daily_transfer_limit must be > 0 and sca_exempt_amount >= 0".into());
+        }
+        let host_port = |a: &str| {
+            a.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+        };
+        if let Some(bad) = self.redis_sentinels.iter().find(|a| !host_port(a)) {
+            return Err(format!("redis_sentinels: {bad:?} is not host:port"));
+        }
+        if self.redis_master.trim().is_empty() {
+            return Err("redis_master must name the monitored primary".into());
         }
         if !(10..=10_000).contains(&self.redis_timeout_ms) {
             return Err("redis_timeout_ms must be between 10 and 10000".into());

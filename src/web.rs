@@ -97,16 +97,30 @@ async fn favicon(config: &State<Config>) -> Option<(ContentType, NamedFile)> {
     Some((ContentType::Icon, file))
 }
 
-/// Liveness + Redis reachability for load balancers: 200 when a PING round trip succeeds,
-/// 503 otherwise, always within `redis_timeout_ms` (the round trip is bounded by [`Db::run`]).
+/// Liveness + Redis reachability for load balancers: 200 when the server the app writes to
+/// answers as the primary, 503 otherwise (unreachable, or a replica — mid-failover, or a URL that
+/// names one), always within `redis_timeout_ms` (the round trip is bounded by [`Db::run`]). It
+/// says what it sees: `role` (`master`, `slave`, …) and `via` (`url` or `sentinel`).
 #[get("/healthz")]
 async fn healthz(db: &State<Db>) -> (Status, Json<Value>) {
-    let ping = db.run(async |c| redis::cmd("PING").query_async::<_, String>(c).await).await;
-    match ping {
-        Ok(_) => (Status::Ok, Json(json!({ "status": "ok", "redis": "ok" }))),
+    let role = db
+        .run(async |c| redis::cmd("ROLE").query_async::<_, Vec<redis::Value>>(c).await)
+        .await
+        .map(|reply| reply.first().and_then(crate::redis::value_text).unwrap_or_default());
+    let via = db.via();
+    match role {
+        Ok(role) if role == "master" => {
+            (Status::Ok, Json(json!({ "status": "ok", "redis": "ok", "role": role, "via": via })))
+        }
+        Ok(role) => {
+            rocket::warn!("healthz: Redis answers as {role}, not as the primary");
+            let body = json!({ "status": "degraded", "redis": "ok", "role": role, "via": via });
+            (Status::ServiceUnavailable, Json(body))
+        }
         Err(e) => {
             rocket::warn!("healthz: {e}");
-            (Status::ServiceUnavailable, Json(json!({ "status": "degraded", "redis": "down" })))
+            let body = json!({ "status": "degraded", "redis": "down", "via": via });
+            (Status::ServiceUnavailable, Json(body))
         }
     }
 }

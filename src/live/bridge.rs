@@ -17,7 +17,7 @@ use tokio::sync::broadcast;
 
 use super::event::{Frame, Msg, Notice, SECURITY_PREFIX};
 use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::redis::Db;
 
 /// Per-account broadcast channels plus the open-stream counters behind the SSE limits.
 pub struct Hub {
@@ -153,35 +153,27 @@ impl Drop for StreamSlot {
     }
 }
 
-/// Runs the bridge until `shutdown`.
-pub async fn run(
-    url: String,
-    pattern: String,
-    hub: Arc<Hub>,
-    metrics: Arc<Metrics>,
-    mut shutdown: Shutdown,
-) {
-    let client = match redis::Client::open(url.as_str()) {
-        Ok(client) => client,
-        Err(e) => {
-            rocket::error!("live: bad Redis URL: {e}");
-            return;
-        }
-    };
+/// Runs the bridge until `shutdown`. Each (re)connection goes to the primary as it is then (with
+/// sentinels, the one they name after a failover).
+pub async fn run(db: Db, pattern: String, hub: Arc<Hub>, mut shutdown: Shutdown) {
+    let metrics = db.metrics.clone();
     let mut backoff = Duration::from_millis(100);
     let mut subscribed_before = false;
     loop {
         let connect = async {
+            let client = db.primary_client().await.map_err(|e| {
+                redis::RedisError::from((redis::ErrorKind::IoError, "no primary", e.to_string()))
+            })?;
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.psubscribe(&pattern).await?;
-            Ok::<_, redis::RedisError>(pubsub)
+            Ok::<_, redis::RedisError>((pubsub, client.get_connection_info().addr.clone()))
         };
         let pubsub = tokio::select! {
             _ = &mut shutdown => return,
             r = tokio::time::timeout(Duration::from_secs(2), connect) => r,
         };
         match pubsub {
-            Ok(Ok(pubsub)) => {
+            Ok(Ok((pubsub, subscribed_to))) => {
                 if std::mem::replace(&mut subscribed_before, true) {
                     metrics.bridge_reconnects.inc();
                     rocket::info!("live: resubscribed to {pattern} after an outage");
@@ -190,9 +182,26 @@ pub async fn run(
                 // Anything published while we were away is in the account streams: catch up.
                 hub.resync_all();
                 let mut messages = pubsub.into_on_message();
+                // A cut link does not close a subscription: it goes quiet. With sentinels, a
+                // PING each second through the command connections finds a failover (their
+                // failure makes the next connection ask the sentinels), and a new primary means
+                // subscribing there.
+                let mut check = tokio::time::interval(Duration::from_secs(1));
+                let watch = db.via() == "sentinel";
                 loop {
                     tokio::select! {
                         _ = &mut shutdown => return,
+                        _ = check.tick(), if watch => {
+                            let ping = db.run(async |c| redis::cmd("PING").query_async::<_, ()>(c).await);
+                            let _ = ping.await;
+                            match db.primary_client().await {
+                                Ok(now) if now.get_connection_info().addr != subscribed_to => {
+                                    rocket::warn!("live: the primary moved to {}; resubscribing", now.get_connection_info().addr);
+                                    break;
+                                }
+                                _ => {}
+                            }
+                        }
                         msg = messages.next() => match msg {
                             Some(msg) => {
                                 metrics.events_fanned_out.inc();

@@ -34,15 +34,8 @@ async fn start_bridge(rocket: &Rocket<Orbit>) {
     let (Some(hub), Some(db)) = (rocket.state::<Arc<Hub>>(), rocket.state::<Db>()) else {
         return;
     };
-    let url: String = match rocket.figment().extract_inner("databases.redis.url") {
-        Ok(url) => url,
-        Err(e) => {
-            rocket::error!("live: no databases.redis.url: {e}");
-            return;
-        }
-    };
-    let (pattern, metrics) = (db.keys.events_pattern(), db.metrics.clone());
-    tokio::spawn(bridge::run(url, pattern, hub.clone(), metrics, rocket.shutdown()));
+    let pattern = db.keys.events_pattern();
+    tokio::spawn(bridge::run(db.clone(), pattern, hub.clone(), rocket.shutdown()));
 }
 
 /// The stream listener (`stream_port`) as its own fairing: ignite binds (so a taken port stops the

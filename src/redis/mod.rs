@@ -1,6 +1,7 @@
-//! Redis access: the connection pool (rocket_db_pools + deadpool_redis) and the time bound on
-//! every round trip. Key names, the repair loop, the module check and RediSearch reply parsing
-//! live in the submodules, one job each.
+//! Redis access: the connections (rocket_db_pools + deadpool_redis for one Redis, or the primary
+//! Redis Sentinel names) and the time bound on every round trip. Key names, finding the primary,
+//! the repair loop, the module check and RediSearch reply parsing live in the submodules, one job
+//! each.
 //!
 //! Every command goes through [`Db::run`], which bounds the wait for a connection *and* the
 //! command itself by `redis_timeout_ms`: a frozen or unreachable Redis turns into a fast 503, never
@@ -10,6 +11,7 @@
 
 mod keys;
 mod modules;
+mod primary;
 mod repair;
 mod search;
 
@@ -29,6 +31,7 @@ use crate::error::{Error, Result};
 
 pub use keys::Keys;
 pub use modules::{REQUIRED_MODULES, missing_modules};
+pub use primary::Primary;
 pub use repair::when_ready;
 pub use search::{create_json_index, is_missing_index, parse_stored, search_hits, value_text};
 
@@ -41,7 +44,10 @@ pub struct Redis(Pool);
 /// Bounded access to Redis plus this instance's key names; managed state, cheap to clone.
 #[derive(Clone)]
 pub struct Db {
-    pool: Pool,
+    /// rocket_db_pools' pool for one Redis; `None` with sentinels (each connection is made to
+    /// the primary they name).
+    pool: Option<Pool>,
+    primary: Arc<Primary>,
     timeout: Duration,
     pub keys: Keys,
     shared: Arc<Shared>,
@@ -64,7 +70,7 @@ struct Shared {
 /// A connection checked out of the pool and kept (so the pool hands a different one to the next
 /// slot), with the handle calls clone.
 struct Held {
-    _pooled: Connection,
+    _pooled: Option<Connection>,
     conn: MultiplexedConnection,
 }
 
@@ -80,14 +86,23 @@ impl Db {
         f: impl AsyncFnOnce(&mut MultiplexedConnection) -> RedisResult<T>,
     ) -> Result<T> {
         // Never more than the pool can give (a small pool must still leave room for checkouts).
-        let slots = SHARED_CONNECTIONS.min(self.pool.status().max_size.saturating_sub(1)).max(1);
+        let slots = match &self.pool {
+            Some(pool) => SHARED_CONNECTIONS.min(pool.status().max_size.saturating_sub(1)).max(1),
+            None => SHARED_CONNECTIONS,
+        };
         let slot = self.shared.next.fetch_add(1, Ordering::Relaxed) % slots;
         let started = std::time::Instant::now();
         let work = async {
             let mut conn = self.connection(slot).await?;
             let result = f(&mut conn).await;
             if let Err(e) = &result {
-                if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+                // A broken connection, or a primary that was demoted under it (`READONLY`):
+                // connect afresh (with sentinels: to the primary they name now).
+                if e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.kind() == redis::ErrorKind::ReadOnly
+                {
                     self.forget_all();
                 }
             }
@@ -112,9 +127,17 @@ impl Db {
         if let Some(conn) = cached {
             return Ok(conn);
         }
-        let pooled = self.pool.get().await?;
-        let conn = MultiplexedConnection::clone(&pooled);
-        let held = Held { _pooled: pooled, conn: conn.clone() };
+        let held = match &self.pool {
+            Some(pool) => {
+                let pooled = pool.get().await?;
+                Held { conn: MultiplexedConnection::clone(&pooled), _pooled: Some(pooled) }
+            }
+            None => {
+                let client = self.primary.client().await?;
+                Held { conn: client.get_multiplexed_async_connection().await?, _pooled: None }
+            }
+        };
+        let conn = held.conn.clone();
         self.shared.slots.lock().unwrap_or_else(PoisonError::into_inner)[slot] = Some(held);
         Ok(conn)
     }
@@ -122,6 +145,21 @@ impl Db {
     fn forget_all(&self) {
         let mut slots = self.shared.slots.lock().unwrap_or_else(PoisonError::into_inner);
         *slots = Default::default();
+        self.primary.forget();
+    }
+
+    /// A client for the primary (the pub/sub bridge makes its own connection from it), found
+    /// within `redis_timeout_ms`.
+    pub async fn primary_client(&self) -> Result<redis::Client> {
+        match tokio::time::timeout(self.timeout, self.primary.client()).await {
+            Ok(client) => Ok(client?),
+            Err(_) => Err(Error::Unavailable("no primary found in time".into())),
+        }
+    }
+
+    /// How the primary is found: `url` or `sentinel`.
+    pub fn via(&self) -> &'static str {
+        self.primary.via()
     }
 
     /// A `Db` outside Rocket (tools, benchmarks, tests): its own pool to `url`.
@@ -130,32 +168,54 @@ impl Db {
         let pool = PoolConfig::from_url(url)
             .create_pool(Some(Runtime::Tokio1))
             .map_err(|e| Error::Internal(format!("redis pool: {e}")))?;
-        Ok(Db::new(pool, timeout, Keys::new(key_prefix)))
+        let primary = Primary::Url(url.to_owned());
+        Ok(Db::new(Some(pool), primary, timeout, Keys::new(key_prefix)))
     }
 
-    fn new(pool: Pool, timeout: Duration, keys: Keys) -> Db {
-        Db { pool, timeout, keys, shared: Arc::default(), metrics: Arc::default() }
+    fn new(pool: Option<Pool>, primary: Primary, timeout: Duration, keys: Keys) -> Db {
+        let (shared, metrics, primary) = (Arc::default(), Arc::default(), Arc::new(primary));
+        Db { pool, primary, timeout, keys, shared, metrics }
     }
 }
 
-/// Pool (rocket_db_pools), [`Db`] state, and a startup check of the server's modules.
+/// Connections (rocket_db_pools' pool for one Redis; none to set up with sentinels), [`Db`]
+/// state, and a startup check of the server's modules.
 pub fn stage() -> AdHoc {
     AdHoc::on_ignite("Redis", |rocket| async {
-        rocket.attach(Redis::init()).attach(AdHoc::try_on_ignite("Redis state", manage_db)).attach(
-            AdHoc::on_liftoff("Redis module check", |rocket| {
+        let sentinels = rocket.state::<Config>().is_some_and(|c| !c.redis_sentinels.is_empty());
+        let rocket = if sentinels { rocket } else { rocket.attach(Redis::init()) };
+        rocket
+            .attach(AdHoc::try_on_ignite("Redis state", manage_db))
+            .attach(AdHoc::on_liftoff("Redis module check", |rocket| {
                 Box::pin(modules::check_modules(rocket))
-            }),
-        )
+            }))
     })
 }
 
 async fn manage_db(rocket: Rocket<Build>) -> rocket::fairing::Result {
-    let (Some(redis), Some(config)) = (Redis::fetch(&rocket), rocket.state::<Config>()) else {
-        rocket::error!("Redis pool or config missing at ignite");
+    let Some(config) = rocket.state::<Config>() else {
+        rocket::error!("Redis: no configuration at ignite");
         return Err(rocket);
     };
+    let url: Option<String> = rocket.figment().extract_inner("databases.redis.url").ok();
+    let primary = match Primary::new(url, &config.redis_sentinels, &config.redis_master) {
+        Ok(primary) => primary,
+        Err(e) => {
+            rocket::error!("Redis: {e}");
+            return Err(rocket);
+        }
+    };
+    let pool = match (&primary, Redis::fetch(&rocket)) {
+        (Primary::Url(_), Some(redis)) => Some(redis.0.clone()),
+        (Primary::Url(_), None) => {
+            rocket::error!("Redis pool missing at ignite");
+            return Err(rocket);
+        }
+        (Primary::Sentinel(_), _) => None,
+    };
     let db = Db::new(
-        redis.0.clone(),
+        pool,
+        primary,
         Duration::from_millis(config.redis_timeout_ms),
         Keys::new(&config.key_prefix),
     );

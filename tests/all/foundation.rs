@@ -19,7 +19,8 @@ async fn healthz_ok_when_redis_answers() {
     let res = app.client.get("/healthz").dispatch().await;
     assert_eq!(res.status(), Status::Ok);
     assert_eq!(res.content_type(), Some(ContentType::JSON));
-    assert_eq!(json_body(res).await, serde_json::json!({"status": "ok", "redis": "ok"}));
+    let want = serde_json::json!({"status": "ok", "redis": "ok", "role": "master", "via": "url"});
+    assert_eq!(json_body(res).await, want);
 }
 
 /// Polls /healthz until it answers `want`, returning how long the last request took.

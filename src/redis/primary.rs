@@ -1,0 +1,95 @@
+//! Where the primary is: one fixed URL, or whichever server Redis Sentinel names now.
+//!
+//! With sentinels, the primary is asked for when a connection is made and remembered until a
+//! call fails at the connection level or meets a `READONLY` reply (a demoted primary); then the
+//! next connection asks again. Every sentinel is asked at once and the first good answer wins, so
+//! one that is unreachable (a cut link hangs rather than refuses) costs nothing; the caller's
+//! `redis_timeout_ms` bounds the whole search. The answer is the redis crate's own: it takes the
+//! master the sentinels agree is up and confirms it with `ROLE`.
+
+use std::sync::{Mutex, PoisonError};
+
+use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
+use redis::{Client, IntoConnectionInfo, RedisResult};
+use rocket::futures::future::{BoxFuture, FutureExt, select_ok};
+
+pub enum Primary {
+    Url(String),
+    Sentinel(Sentinels),
+}
+
+/// The sentinels, one client each (so they are asked concurrently), and the primary last found.
+pub struct Sentinels {
+    each: Vec<tokio::sync::Mutex<Sentinel>>,
+    master: String,
+    node: SentinelNodeConnectionInfo,
+    current: Mutex<Option<Client>>,
+}
+
+impl Primary {
+    /// From the configuration: sentinels when any are named, else the URL.
+    pub fn new(url: Option<String>, sentinels: &[String], master: &str) -> RedisResult<Primary> {
+        if sentinels.is_empty() {
+            let url = url.unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+            return Ok(Primary::Url(url));
+        }
+        // Credentials and database for the data servers come from the URL when one is given.
+        let node_info = match url {
+            Some(url) => Some(url.into_connection_info()?.redis),
+            None => None,
+        };
+        let each = sentinels
+            .iter()
+            .map(|addr| {
+                Sentinel::build(vec![format!("redis://{addr}")]).map(tokio::sync::Mutex::new)
+            })
+            .collect::<RedisResult<Vec<_>>>()?;
+        Ok(Primary::Sentinel(Sentinels {
+            each,
+            master: master.to_owned(),
+            node: SentinelNodeConnectionInfo { tls_mode: None, redis_connection_info: node_info },
+            current: Mutex::new(None),
+        }))
+    }
+
+    /// A client for the primary (unbounded in time: callers bound it).
+    pub async fn client(&self) -> RedisResult<Client> {
+        match self {
+            Primary::Url(url) => Client::open(url.as_str()),
+            Primary::Sentinel(s) => s.client().await,
+        }
+    }
+
+    /// Forgets the primary found, so the next connection asks the sentinels again.
+    pub fn forget(&self) {
+        if let Primary::Sentinel(s) = self {
+            *s.current.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        }
+    }
+
+    /// How the primary is found, for `/healthz`.
+    pub fn via(&self) -> &'static str {
+        match self {
+            Primary::Url(_) => "url",
+            Primary::Sentinel(_) => "sentinel",
+        }
+    }
+}
+
+impl Sentinels {
+    async fn client(&self) -> RedisResult<Client> {
+        if let Some(client) = self.current.lock().unwrap_or_else(PoisonError::into_inner).clone() {
+            return Ok(client);
+        }
+        let asks =
+            self.each.iter().map(|sentinel| -> BoxFuture<'_, RedisResult<Client>> {
+                async move {
+                    sentinel.lock().await.async_master_for(&self.master, Some(&self.node)).await
+                }
+                .boxed()
+            });
+        let (client, _) = select_ok(asks).await?;
+        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(client.clone());
+        Ok(client)
+    }
+}
