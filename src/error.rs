@@ -149,7 +149,16 @@ fn is_outage(e: &redis::RedisError) -> bool {
         || e.is_connection_refusal()
         || e.is_connection_dropped()
         || e.is_timeout()
-        || matches!(e.kind(), BusyLoadingError | TryAgain | ClusterDown | MasterDown | ReadOnly)
+        || matches!(
+            e.kind(),
+            BusyLoadingError
+                | TryAgain
+                | ClusterDown
+                | MasterDown
+                | ReadOnly
+                | MasterNameNotFoundBySentinel
+                | NoValidReplicasFoundBySentinel
+        )
 }
 
 /// The body of every JSON error, as the OpenAPI document describes it: `error` always; `field`

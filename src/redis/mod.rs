@@ -205,13 +205,15 @@ async fn manage_db(rocket: Rocket<Build>) -> rocket::fairing::Result {
             return Err(rocket);
         }
     };
-    let pool = match (&primary, Redis::fetch(&rocket)) {
-        (Primary::Url(_), Some(redis)) => Some(redis.0.clone()),
-        (Primary::Url(_), None) => {
-            rocket::error!("Redis pool missing at ignite");
-            return Err(rocket);
-        }
-        (Primary::Sentinel(_), _) => None,
+    let pool = match &primary {
+        Primary::Url(_) => match Redis::fetch(&rocket) {
+            Some(redis) => Some(redis.0.clone()),
+            None => {
+                rocket::error!("Redis pool missing at ignite");
+                return Err(rocket);
+            }
+        },
+        Primary::Sentinel(_) => None,
     };
     let db = Db::new(
         pool,

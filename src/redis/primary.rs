@@ -81,13 +81,12 @@ impl Sentinels {
         if let Some(client) = self.current.lock().unwrap_or_else(PoisonError::into_inner).clone() {
             return Ok(client);
         }
-        let asks =
-            self.each.iter().map(|sentinel| -> BoxFuture<'_, RedisResult<Client>> {
-                async move {
+        let asks = self.each.iter().map(|sentinel| -> BoxFuture<'_, RedisResult<Client>> {
+            async move {
                     sentinel.lock().await.async_master_for(&self.master, Some(&self.node)).await
                 }
                 .boxed()
-            });
+        });
         let (client, _) = select_ok(asks).await?;
         *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(client.clone());
         Ok(client)
