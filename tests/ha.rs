@@ -736,7 +736,7 @@ async fn killing_an_app_moves_its_streams_and_the_generator_to_the_other() {
             .await
             .unwrap();
         let owner: Option<String> =
-            lab.query(&primary, 6379, redis::cmd("GET").arg(&leader_key)).await;
+            lab.query(&primary, 6379, redis::cmd("GET").arg(&leader_key)).await.flatten();
         if entry_ids(&newest) != before && owner.as_ref().is_some_and(|o| *o != holder) {
             break;
         }
