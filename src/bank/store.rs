@@ -101,9 +101,11 @@ pub async fn balance(db: &Db, number: &str) -> Result<Cents> {
 /// account's channel with the new top-5 spenders. Fails (changing nothing) if the balance moved
 /// meanwhile, would go below zero, or the transaction id is taken.
 ///
-/// The body leaves the new balance and stream id in `new` and `sid`; scripts that do more in the
-/// same atomic step (a transfer's debit and credit) wrap it ([`RecordScript`]). KEYS[1..=8] and
-/// ARGV[1..=16] are its own; a wrapper's start at 9 and 17.
+/// The body leaves the new balance, stream id and announcement in `new`, `sid` and `msg`; scripts
+/// that do more in the same atomic step (a transfer's debit and credit) wrap it
+/// ([`RecordScript`]) and return `{new, sid, msg}`. KEYS[1..=8] and ARGV[1..=16] are its own; a
+/// wrapper's start at 9 and 17. With an empty channel (ARGV[9]) nothing is published: the caller
+/// announces it once a replica has it ([`record_with`]).
 pub const RECORD_BODY: &str = r#"
 if redis.call('EXISTS', KEYS[4]) == 1 then return redis.error_reply('DUPLICATE transaction id') end
 local cur = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
@@ -135,9 +137,10 @@ for i = 1, #top, 2 do
   labels[#labels + 1] = cjson.encode(top[i])
   series[#series + 1] = top[i + 1]
 end
-redis.call('PUBLISH', ARGV[9], '{"id":"' .. sid .. '","account":' .. cjson.encode(ARGV[10]) ..
+local msg = '{"id":"' .. sid .. '","account":' .. cjson.encode(ARGV[10]) ..
   ',"tx":' .. ARGV[4] .. ',"spenders":{"labels":[' .. table.concat(labels, ',') ..
-  '],"seriesCents":[' .. table.concat(series, ',') .. ']}}')
+  '],"seriesCents":[' .. table.concat(series, ',') .. ']}}'
+if ARGV[9] ~= '' then redis.call('PUBLISH', ARGV[9], msg) end
 "#;
 
 /// A script around [`RECORD_BODY`]: `before` runs first (it may return early), `after` last (it
@@ -151,7 +154,7 @@ impl RecordScript {
 }
 
 static RECORD: std::sync::LazyLock<RecordScript> =
-    std::sync::LazyLock::new(|| RecordScript::new("", "return {new, sid}"));
+    std::sync::LazyLock::new(|| RecordScript::new("", "return {new, sid, msg}"));
 
 /// What [`record`] wrote: the new balance and the stream entry id (also the SSE event id).
 #[derive(Debug, Clone)]
@@ -198,36 +201,68 @@ pub async fn record_with(
     let doc = serde_json::to_string(tx).map_err(|e| Error::Internal(e.to_string()))?;
     let retention_secs = config.transaction_retention_days * 86_400;
     let min_id = tx.date - config.stream_retention_hours as i64 * 3_600_000;
-    db.run(async |c| {
-        let mut call = script.0.key(keys.balance(acct));
-        call.key(keys.stream(acct))
-            .key(keys.spenders(acct))
-            .key(keys.transaction(acct, tx.id))
-            .key(keys.balance_series(acct, SERIES[0].name))
-            .key(keys.balance_series(acct, SERIES[1].name))
-            .key(keys.balance_series(acct, SERIES[2].name))
-            .key(keys.recent(acct));
-        for key in extra_keys {
-            call.key(key);
+    // With replicas to wait for, the script does not announce the transaction: it is announced
+    // here once one has it.
+    let replicas = config.replicas_to_ack();
+    let channel = if replicas > 0 { String::new() } else { keys.events(acct) };
+    let reply: Vec<Value> = db
+        .run(async |c| {
+            let mut call = script.0.key(keys.balance(acct));
+            call.key(keys.stream(acct))
+                .key(keys.spenders(acct))
+                .key(keys.transaction(acct, tx.id))
+                .key(keys.balance_series(acct, SERIES[0].name))
+                .key(keys.balance_series(acct, SERIES[1].name))
+                .key(keys.balance_series(acct, SERIES[2].name))
+                .key(keys.recent(acct));
+            for key in extra_keys {
+                call.key(key);
+            }
+            call.arg(OPENING_BALANCE.0)
+                .arg(expected.0)
+                .arg(tx.amount.0)
+                .arg(&doc)
+                .arg(retention_secs)
+                .arg(min_id.max(0))
+                .arg(tx.date)
+                .arg(&tx.from_account_name)
+                .arg(&channel)
+                .arg(acct)
+                .arg(&SERIES.map(|r| r.width_ms)[..])
+                .arg(&SERIES.map(|r| r.window_ms)[..]);
+            for arg in extra_args {
+                call.arg(arg);
+            }
+            call.invoke_async(c).await
+        })
+        .await?;
+    if replicas > 0 {
+        if let Some(msg) = reply.get(2).and_then(value_text) {
+            announce_when_replicated(db, config, &keys.events(acct), &msg).await?;
         }
-        call.arg(OPENING_BALANCE.0)
-            .arg(expected.0)
-            .arg(tx.amount.0)
-            .arg(&doc)
-            .arg(retention_secs)
-            .arg(min_id.max(0))
-            .arg(tx.date)
-            .arg(&tx.from_account_name)
-            .arg(keys.events(acct))
-            .arg(acct)
-            .arg(&SERIES.map(|r| r.width_ms)[..])
-            .arg(&SERIES.map(|r| r.window_ms)[..]);
-        for arg in extra_args {
-            call.arg(arg);
-        }
-        call.invoke_async(c).await
-    })
-    .await
+    }
+    Ok(reply)
+}
+
+/// Publishes a transaction's announcement once `min_replicas_ack` replicas have it. When none
+/// confirms in time it is not announced (a failover now could still lose it): it stays in the
+/// account's stream, where a resuming stream finds it once it is safe — pending, never
+/// announced and then lost.
+async fn announce_when_replicated(
+    db: &Db,
+    config: &Config,
+    channel: &str,
+    msg: &str,
+) -> Result<()> {
+    if db.replicated(config).await? {
+        db.run(async |c| {
+            redis::cmd("PUBLISH").arg(channel).arg(msg).query_async::<_, i64>(c).await
+        })
+        .await?;
+    } else {
+        rocket::warn!("a transaction was not confirmed by a replica in time: not announced live");
+    }
+    Ok(())
 }
 
 /// A new transaction id for `account` at `date_ms`: time-ordered, below 2^53 (JSON readers keep

@@ -264,6 +264,11 @@ impl Keys {
     }
 
     /// Leader lock: only its holder runs the generator.
+    /// The key [`super::Db::replicated`] writes before `WAIT`.
+    pub fn replication_probe(&self) -> String {
+        format!("{}replication:probe", self.prefix)
+    }
+
     pub fn generator_leader(&self) -> String {
         format!("{}generator:leader", self.prefix)
     }

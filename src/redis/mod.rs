@@ -157,6 +157,41 @@ impl Db {
         }
     }
 
+    /// Whether `min_replicas_ack` replicas have every write made so far (none to wait for: yes).
+    /// A probe write, then `WAIT`, on a connection of its own: a replica that has the probe has
+    /// all that came before it on the primary (one replication stream, applied in order),
+    /// whichever connection wrote it; and a `WAIT` that waits (replicas gone) holds up no other
+    /// request, as it would on the shared connections. At most half of `redis_timeout_ms` for
+    /// the `WAIT`, `redis_timeout_ms` in all.
+    pub async fn replicated(&self, config: &Config) -> Result<bool> {
+        let wanted = config.replicas_to_ack();
+        if wanted == 0 {
+            return Ok(true);
+        }
+        let key = self.keys.replication_probe();
+        let wait_ms = config.redis_timeout_ms / 2;
+        let probe = async {
+            let client = self.primary.client().await?;
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            redis::pipe()
+                .cmd("SET")
+                .arg(&key)
+                .arg(crate::clock::now_ms())
+                .arg("PX")
+                .arg(60_000)
+                .cmd("WAIT")
+                .arg(wanted)
+                .arg(wait_ms)
+                .query_async::<_, ((), u32)>(&mut conn)
+                .await
+        };
+        match tokio::time::timeout(self.timeout, probe).await {
+            Ok(Ok((_, acked))) => Ok(acked >= wanted),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(Error::Unavailable("no WAIT answer in time".into())),
+        }
+    }
+
     /// How the primary is found: `url` or `sentinel`.
     pub fn via(&self) -> &'static str {
         self.primary.via()

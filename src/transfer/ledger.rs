@@ -55,7 +55,7 @@ redis.call('JSON.SET', KEYS[9], '$.debit_tx', ARGV[20])
 redis.call('ZADD', KEYS[12], ARGV[7], ARGV[21])
 redis.call('ZREMRANGEBYRANK', KEYS[12], 0, -11)
 redis.call('ZREM', KEYS[13], ARGV[18])
-return {new, sid}
+return {new, sid, msg}
 "#,
     )
 });
@@ -63,7 +63,7 @@ return {new, sid}
 static CREDIT: LazyLock<RecordScript> = LazyLock::new(|| {
     RecordScript::new(
         "if redis.call('EXISTS', KEYS[9]) == 1 then return {-1, ''} end",
-        "redis.call('SET', KEYS[9], '1', 'EX', ARGV[5])\nreturn {new, sid}",
+        "redis.call('SET', KEYS[9], '1', 'EX', ARGV[5])\nreturn {new, sid, msg}",
     )
 });
 

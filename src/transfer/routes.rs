@@ -103,6 +103,28 @@ pub struct TransferView {
     failure: Option<String>,
     /// How the sender can confirm it now: `passkey`, `totp` (empty unless it waits for that).
     methods: Vec<&'static str>,
+    /// With replicas to wait for (`min_replicas_ack`), in the answer that moved money:
+    /// `confirmed` (a replica has it), or `pending` (answered 202: done on the primary, no
+    /// replica confirmed it in time; `GET` it again later).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    replication: Option<&'static str>,
+}
+
+/// The answer to a request that may have moved money: `ok`, or 202 with `replication: pending`
+/// when no replica confirmed it in time (never reported as done and then lost in a failover).
+async fn acknowledged(
+    db: &Db,
+    config: &Config,
+    ok: Status,
+    mut view: TransferView,
+) -> Result<(Status, Json<TransferView>)> {
+    if config.replicas_to_ack() == 0 {
+        return Ok((ok, Json(view)));
+    }
+    let confirmed = db.replicated(config).await?;
+    view.replication = Some(if confirmed { "confirmed" } else { "pending" });
+    Ok((if confirmed { ok } else { Status::Accepted }, Json(view)))
 }
 
 /// A transfer as the API shows it (a pending one past its expiry reads `expired`).
@@ -130,6 +152,7 @@ async fn view(db: &Db, t: &Transfer) -> Result<TransferView> {
         confirmed_by: t.confirmed_by,
         failure: t.failure.clone(),
         methods: methods(db, t).await?,
+        replication: None,
     })
 }
 
@@ -181,6 +204,7 @@ impl NewTransfer {
     params(("Idempotency-Key" = String, Header, description = "1-255 visible ASCII characters, unique per transfer")),
     request_body = NewTransfer,
     responses(
+        (status = 202, description = "Completed on the primary, but no replica confirmed it in time (`replication`: `pending`)", body = TransferView),
         (status = 201, description = "Created: completed, or waiting for its confirmation", body = TransferView, links(
             ("Get" = (operation_id = "get_transfer", parameters(("id" = "$response.body#/id")))),
             ("PasskeyOptions" = (operation_id = "transfer_passkey_options", parameters(("id" = "$response.body#/id")))),
@@ -208,7 +232,7 @@ pub async fn api_create(
     };
     let req = body.0.request()?;
     let t = service::create_once(db, config, &user.session, &req, &key).await?;
-    Ok((Status::Created, Json(view(db, &t).await?)))
+    acknowledged(db, config, Status::Created, view(db, &t).await?).await
 }
 
 /// One of the caller's transfers.
@@ -263,6 +287,7 @@ pub async fn api_options(
     request_body(content = Object, description = "`{\"code\": \"123456\"}` or a WebAuthn assertion"),
     responses(
         (status = 200, description = "Confirmed and carried out (`completed` or `failed`)", body = TransferView),
+        (status = 202, description = "Carried out on the primary, but no replica confirmed it in time (`replication`: `pending`)", body = TransferView),
         (status = 401, description = "Wrong code or assertion", body = ApiError),
         (status = 404, description = "No such transfer of yours", body = ApiError),
         (status = 409, description = "Already confirmed", body = ApiError),
@@ -279,7 +304,7 @@ pub async fn api_confirm(
     db: &State<Db>,
     config: &State<Config>,
     rp: &State<RelyingParty>,
-) -> Result<Json<TransferView>> {
+) -> Result<(Status, Json<TransferView>)> {
     // A code may come as a string or a number (then with its leading zeros restored).
     let code = match body.0.get("code") {
         Some(Value::String(code)) => Some(code.clone()),
@@ -292,7 +317,7 @@ pub async fn api_confirm(
         None => Confirm::Passkey(&body.0),
     };
     let t = service::confirm(db, config, rp, &user.session, id, how).await?;
-    Ok(Json(view(db, &t).await?))
+    acknowledged(db, config, Status::Ok, view(db, &t).await?).await
 }
 
 // ---- pages -----------------------------------------------------------------------------------
