@@ -638,16 +638,22 @@ async fn cutting_the_primarys_link_fails_over_and_loses_nothing_acknowledged() {
         let debits = txs.iter().filter(|t| t["description"] == reference.as_str()).count();
         assert_eq!(debits, 1, "transfer {reference} booked {debits} times");
     }
-    let account: Value = http
-        .get(format!("{base}/api/v1/account"))
-        .bearer_auth(&bob)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(account["balance"], txs[0]["balanceAfter"], "balance and newest entry disagree");
+    // The balance invariant, on the new primary: opening balance + every stored transaction.
+    let primary = lab.primary().await.unwrap();
+    let stream = Keys::new(PREFIX).stream(BOB_ACCOUNT);
+    let cmd = redis::cmd("XRANGE").arg(&stream).arg("-").arg("+").clone();
+    let entries: Vec<Vec<redis::Value>> = lab.query(&primary, 6379, &cmd).await.unwrap();
+    let sum: i64 = entries
+        .iter()
+        .map(|e| {
+            let fields: Vec<String> = redis::from_redis_value(&e[1]).unwrap();
+            let doc: Value = serde_json::from_str(&fields[1]).unwrap();
+            (doc["amount"].as_f64().unwrap() * 100.0).round() as i64
+        })
+        .sum();
+    let cmd = redis::cmd("GET").arg(Keys::new(PREFIX).balance(BOB_ACCOUNT)).clone();
+    let balance: i64 = lab.query(&primary, 6379, &cmd).await.unwrap();
+    assert_eq!(balance, 10_000_000 + sum, "balance != opening + Σ transactions");
 
     // The stream resumed through nginx and missed nothing.
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -5,9 +5,12 @@
 //! next connection asks again. Every sentinel is asked at once and the first good answer wins, so
 //! one that is unreachable (a cut link hangs rather than refuses) costs nothing; the caller's
 //! `redis_timeout_ms` bounds the whole search. The answer is the redis crate's own: it takes the
-//! master the sentinels agree is up and confirms it with `ROLE`.
+//! master the sentinels agree is up and confirms it with `ROLE`. While no primary can be found (the
+//! sentinels have not promoted one yet) the search is retried with a backoff, 100 ms doubling to
+//! 500 ms: requests meanwhile fail fast with 503 instead of each asking every sentinel again.
 
 use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
 use redis::{Client, IntoConnectionInfo, RedisResult};
@@ -24,7 +27,12 @@ pub struct Sentinels {
     master: String,
     node: SentinelNodeConnectionInfo,
     current: Mutex<Option<Client>>,
+    /// After a failed search: not before this instant, and the next wait.
+    backoff: Mutex<(Option<Instant>, Duration)>,
 }
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
 impl Primary {
     /// From the configuration: sentinels when any are named, else the URL.
@@ -49,6 +57,7 @@ impl Primary {
             master: master.to_owned(),
             node: SentinelNodeConnectionInfo { tls_mode: None, redis_connection_info: node_info },
             current: Mutex::new(None),
+            backoff: Mutex::new((None, FIRST_BACKOFF)),
         }))
     }
 
@@ -81,14 +90,30 @@ impl Sentinels {
         if let Some(client) = self.current.lock().unwrap_or_else(PoisonError::into_inner).clone() {
             return Ok(client);
         }
+        let not_before = self.backoff.lock().unwrap_or_else(PoisonError::into_inner).0;
+        if not_before.is_some_and(|t| Instant::now() < t) {
+            let fail = "no primary (the last search failed; retrying shortly)";
+            return Err((redis::ErrorKind::MasterNameNotFoundBySentinel, fail).into());
+        }
         let asks = self.each.iter().map(|sentinel| -> BoxFuture<'_, RedisResult<Client>> {
             async move {
                     sentinel.lock().await.async_master_for(&self.master, Some(&self.node)).await
                 }
                 .boxed()
         });
-        let (client, _) = select_ok(asks).await?;
-        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(client.clone());
-        Ok(client)
+        let found = select_ok(asks).await;
+        let mut backoff = self.backoff.lock().unwrap_or_else(PoisonError::into_inner);
+        match found {
+            Ok((client, _)) => {
+                *backoff = (None, FIRST_BACKOFF);
+                *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(client.clone());
+                Ok(client)
+            }
+            Err(e) => {
+                let wait = backoff.1;
+                *backoff = (Some(Instant::now() + wait), (wait * 2).min(MAX_BACKOFF));
+                Err(e)
+            }
+        }
     }
 }

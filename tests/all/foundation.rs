@@ -50,7 +50,8 @@ async fn healthz_503_fast_when_redis_stops_and_recovers_when_it_restarts() {
     let took = started.elapsed();
     assert_eq!(res.status(), Status::ServiceUnavailable);
     assert!(took < Duration::from_secs(1), "503 took {took:?}");
-    assert_eq!(json_body(res).await, serde_json::json!({"status": "degraded", "redis": "down"}));
+    let want = serde_json::json!({"status": "degraded", "redis": "down", "via": "url"});
+    assert_eq!(json_body(res).await, want);
 
     // Still fast on repeated calls while Redis is gone (no pool exhaustion, no growing waits).
     for _ in 0..5 {
