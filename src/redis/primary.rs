@@ -18,7 +18,7 @@ use rocket::futures::future::{BoxFuture, FutureExt, select_ok};
 
 pub enum Primary {
     Url(String),
-    Sentinel(Sentinels),
+    Sentinel(Box<Sentinels>),
 }
 
 /// The sentinels, one client each (so they are asked concurrently), and the primary last found.
@@ -52,13 +52,13 @@ impl Primary {
                 Sentinel::build(vec![format!("redis://{addr}")]).map(tokio::sync::Mutex::new)
             })
             .collect::<RedisResult<Vec<_>>>()?;
-        Ok(Primary::Sentinel(Sentinels {
+        Ok(Primary::Sentinel(Box::new(Sentinels {
             each,
             master: master.to_owned(),
             node: SentinelNodeConnectionInfo { tls_mode: None, redis_connection_info: node_info },
             current: Mutex::new(None),
             backoff: Mutex::new((None, FIRST_BACKOFF)),
-        }))
+        })))
     }
 
     /// A client for the primary (unbounded in time: callers bound it).
