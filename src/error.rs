@@ -142,10 +142,13 @@ impl Error {
     }
 }
 
-/// Failures that mean "Redis is not there right now" rather than "we sent something wrong".
+/// Failures that mean "Redis is not there right now" rather than "we sent something wrong" —
+/// including a primary that refuses writes while no replica is in sync (`NOREPLICAS`, with
+/// `min-replicas-to-write`) and the moments of a failover when the sentinels name no primary.
 fn is_outage(e: &redis::RedisError) -> bool {
     use redis::ErrorKind::*;
-    e.is_io_error()
+    e.code() == Some("NOREPLICAS")
+        || e.is_io_error()
         || e.is_connection_refusal()
         || e.is_connection_dropped()
         || e.is_timeout()

@@ -105,7 +105,8 @@ pub async fn balance(db: &Db, number: &str) -> Result<Cents> {
 /// that do more in the same atomic step (a transfer's debit and credit) wrap it
 /// ([`RecordScript`]) and return `{new, sid, msg}`. KEYS[1..=8] and ARGV[1..=16] are its own; a
 /// wrapper's start at 9 and 17. With an empty channel (ARGV[9]) nothing is published: the caller
-/// announces it once a replica has it ([`record_with`]).
+/// announces it once a replica has it ([`record_with`]), and the announcement names the entry
+/// before it (`prev`), so a stream that did not see that one reads the gap from the stream.
 pub const RECORD_BODY: &str = r#"
 if redis.call('EXISTS', KEYS[4]) == 1 then return redis.error_reply('DUPLICATE transaction id') end
 local cur = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
@@ -116,6 +117,11 @@ if new < 0 then return redis.error_reply('INSUFFICIENT funds') end
 redis.call('SET', KEYS[1], new)
 redis.call('JSON.SET', KEYS[4], '$', ARGV[4])
 redis.call('EXPIRE', KEYS[4], ARGV[5])
+local prev = ''
+if ARGV[9] == '' then
+  local newest = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+  prev = newest[1] and newest[1][1] or '0-0'
+end
 local sid = redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[6], '*',
   'doc', ARGV[4])
 redis.call('LPUSH', KEYS[8], sid .. ' ' .. ARGV[4])
@@ -137,7 +143,7 @@ for i = 1, #top, 2 do
   labels[#labels + 1] = cjson.encode(top[i])
   series[#series + 1] = top[i + 1]
 end
-local msg = '{"id":"' .. sid .. '","account":' .. cjson.encode(ARGV[10]) ..
+local msg = '{"id":"' .. sid .. '","prev":"' .. prev .. '","account":' .. cjson.encode(ARGV[10]) ..
   ',"tx":' .. ARGV[4] .. ',"spenders":{"labels":[' .. table.concat(labels, ',') ..
   '],"seriesCents":[' .. table.concat(series, ',') .. ']}}'
 if ARGV[9] ~= '' then redis.call('PUBLISH', ARGV[9], msg) end
@@ -205,6 +211,7 @@ pub async fn record_with(
     // here once one has it.
     let replicas = config.replicas_to_ack();
     let channel = if replicas > 0 { String::new() } else { keys.events(acct) };
+    let generation = db.generation();
     let reply: Vec<Value> = db
         .run(async |c| {
             let mut call = script.0.key(keys.balance(acct));
@@ -238,7 +245,7 @@ pub async fn record_with(
         .await?;
     if replicas > 0 {
         if let Some(msg) = reply.get(2).and_then(value_text) {
-            announce_when_replicated(db, config, &keys.events(acct), &msg).await?;
+            announce_when_replicated(db, config, generation, &keys.events(acct), &msg).await;
         }
     }
     Ok(reply)
@@ -246,23 +253,20 @@ pub async fn record_with(
 
 /// Publishes a transaction's announcement once `min_replicas_ack` replicas have it. When none
 /// confirms in time it is not announced (a failover now could still lose it): it stays in the
-/// account's stream, where a resuming stream finds it once it is safe — pending, never
-/// announced and then lost.
-async fn announce_when_replicated(
-    db: &Db,
-    config: &Config,
-    channel: &str,
-    msg: &str,
-) -> Result<()> {
-    if db.replicated(config).await? {
-        db.run(async |c| {
-            redis::cmd("PUBLISH").arg(channel).arg(msg).query_async::<_, i64>(c).await
-        })
-        .await?;
-    } else {
+/// account's stream, and the next announcement on the account (whose `prev` then is not what a
+/// stream saw last) makes every stream read the gap from the stream — by then it is replicated
+/// too, being older. Pending, never announced and then lost. The write has happened whatever
+/// goes wrong here: nothing is returned but logged.
+async fn announce_when_replicated(db: &Db, config: &Config, since: u64, channel: &str, msg: &str) {
+    if !db.replicated(config, since).await {
         rocket::warn!("a transaction was not confirmed by a replica in time: not announced live");
+        return;
     }
-    Ok(())
+    let publish = db
+        .run(async |c| redis::cmd("PUBLISH").arg(channel).arg(msg).query_async::<_, i64>(c).await);
+    if let Err(e) = publish.await {
+        rocket::warn!("a replicated transaction could not be announced: {e}");
+    }
 }
 
 /// A new transaction id for `account` at `date_ms`: time-ordered, below 2^53 (JSON readers keep

@@ -56,6 +56,9 @@ impl Ord for StreamId {
 #[derive(Debug, Deserialize)]
 struct Published {
     id: String,
+    /// The entry before this one when the app announced it after its `WAIT` (empty otherwise).
+    #[serde(default)]
+    prev: String,
     account: String,
     tx: Transaction,
     spenders: PublishedSpenders,
@@ -73,6 +76,9 @@ struct PublishedSpenders {
 #[derive(Debug, Clone)]
 pub struct Frame {
     pub id: StreamId,
+    /// The stream entry before this one, when announcements may arrive out of order or not at
+    /// all (after a `WAIT`): a stream that saw another last reads the gap from the stream.
+    pub prev: Option<StreamId>,
     pub account: String,
     pub wire: Bytes,
 }
@@ -124,6 +130,7 @@ impl Frame {
         };
         let mut frame = Frame::from_transaction(id, &p.tx, Some(&spenders))?;
         frame.account = p.account;
+        frame.prev = StreamId::parse(&p.prev);
         Ok(frame)
     }
 
@@ -145,7 +152,7 @@ impl Frame {
         if let Some(spenders) = spenders {
             push_event(&mut wire, "spenders", Some(&id_text), &json(spenders)?);
         }
-        Ok(Frame { id, account: tx.account_id.clone(), wire: Bytes::from(wire) })
+        Ok(Frame { id, prev: None, account: tx.account_id.clone(), wire: Bytes::from(wire) })
     }
 }
 

@@ -50,6 +50,8 @@ pub struct Feed {
     catch_up: bool,
     /// …from this entry on (an entry whose document has expired sends nothing but is passed).
     cursor: StreamId,
+    /// …up to this entry, when the replay fills a gap an announcement revealed (else to the end).
+    until: Option<StreamId>,
     /// Replayed frames of the current page not yet handed out.
     backlog: VecDeque<Bytes>,
     greeting: Option<Bytes>,
@@ -153,6 +155,7 @@ pub async fn open(
         last,
         catch_up: true,
         cursor: last,
+        until: None,
         backlog: VecDeque::new(),
         greeting: Some(Bytes::from(format!("retry:{}\n\n", config.sse_retry_ms))),
         ticker,
@@ -202,10 +205,19 @@ impl Feed {
                 self.catch_up = !complete;
                 self.cursor = cursor;
                 for frame in frames {
+                    // A gap read stops at the announcement that revealed it: what follows may
+                    // not be on a replica yet (its own announcement comes when it is).
+                    if self.until.is_some_and(|until| frame.id > until) {
+                        self.catch_up = false;
+                        break;
+                    }
                     if frame.id > self.last {
                         self.last = frame.id;
                         self.backlog.push_back(frame.wire);
                     }
+                }
+                if !self.catch_up {
+                    self.until = None;
                 }
                 continue;
             }
@@ -225,12 +237,20 @@ impl Feed {
                 _ = &mut self.shutdown => Step::End,
             };
             match step {
-                Step::Live(frame) => {
-                    if frame.id > self.last {
+                Step::Live(frame) => match frame.prev {
+                    // An entry between what this stream saw last and this one was announced
+                    // late, or not at all: read the stream up to this one, in order.
+                    Some(prev) if frame.id > self.last && prev > self.last => {
+                        self.catch_up = true;
+                        self.cursor = self.last;
+                        self.until = Some(frame.id);
+                    }
+                    _ if frame.id > self.last => {
                         self.last = frame.id;
                         return Some(frame.wire.clone());
                     }
-                }
+                    _ => {}
+                },
                 Step::Notice(notice) => {
                     if notice.session != self.session.as_str() {
                         return Some(notice.wire.clone());
@@ -239,6 +259,7 @@ impl Feed {
                 Step::CatchUp => {
                     self.catch_up = true;
                     self.cursor = self.last;
+                    self.until = None;
                 }
                 Step::Heartbeat => {
                     if now_ms() >= self.deadline {

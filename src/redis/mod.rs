@@ -65,6 +65,9 @@ pub struct Db {
 struct Shared {
     slots: Mutex<[Option<Held>; SHARED_CONNECTIONS]>,
     next: AtomicUsize,
+    /// Counts [`Db::forget_all`]: unchanged between a write and its `WAIT`, both went to the same
+    /// server.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// A connection checked out of the pool and kept (so the pool hands a different one to the next
@@ -145,7 +148,13 @@ impl Db {
     fn forget_all(&self) {
         let mut slots = self.shared.slots.lock().unwrap_or_else(PoisonError::into_inner);
         *slots = Default::default();
+        self.shared.generation.fetch_add(1, Ordering::AcqRel);
         self.primary.forget();
+    }
+
+    /// Which connections are in use: take it before a write, hand it to [`Db::replicated`].
+    pub fn generation(&self) -> u64 {
+        self.shared.generation.load(Ordering::Acquire)
     }
 
     /// A client for the primary (the pub/sub bridge makes its own connection from it), found
@@ -157,17 +166,34 @@ impl Db {
         }
     }
 
-    /// Whether `min_replicas_ack` replicas have every write made so far (none to wait for: yes).
+    /// Whether `min_replicas_ack` replicas have every write made since [`Db::generation`] was
+    /// `since` (none to wait for: yes). Never an error: the write it is asked about has happened,
+    /// so a `WAIT` that fails or times out means "not confirmed", logged.
+    ///
     /// A probe write, then `WAIT`, on a connection of its own: a replica that has the probe has
     /// all that came before it on the primary (one replication stream, applied in order),
     /// whichever connection wrote it; and a `WAIT` that waits (replicas gone) holds up no other
-    /// request, as it would on the shared connections. At most half of `redis_timeout_ms` for
-    /// the `WAIT`, `redis_timeout_ms` in all.
-    pub async fn replicated(&self, config: &Config) -> Result<bool> {
+    /// request, as it would on the shared connections. If the connections were dropped since the
+    /// write (a failover may have begun), the probe could reach another server: not confirmed.
+    /// At most half of `redis_timeout_ms` for the `WAIT`, `redis_timeout_ms` in all.
+    pub async fn replicated(&self, config: &Config, since: u64) -> bool {
         let wanted = config.replicas_to_ack();
         if wanted == 0 {
-            return Ok(true);
+            return true;
         }
+        if self.generation() != since {
+            return false;
+        }
+        match self.wait_for_replicas(config, wanted).await {
+            Ok(acked) => acked && self.generation() == since,
+            Err(e) => {
+                rocket::warn!("a write could not be confirmed by a replica: {e}");
+                false
+            }
+        }
+    }
+
+    async fn wait_for_replicas(&self, config: &Config, wanted: u32) -> Result<bool> {
         let key = self.keys.replication_probe();
         let wait_ms = config.redis_timeout_ms / 2;
         let probe = async {

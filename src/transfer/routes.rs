@@ -113,16 +113,19 @@ pub struct TransferView {
 
 /// The answer to a request that may have moved money: `ok`, or 202 with `replication: pending`
 /// when no replica confirmed it in time (never reported as done and then lost in a failover).
+/// `since`: [`Db::generation`] before the request wrote anything. A transfer still waiting for
+/// its confirmation moved nothing: no wait.
 async fn acknowledged(
     db: &Db,
     config: &Config,
+    since: u64,
     ok: Status,
     mut view: TransferView,
 ) -> Result<(Status, Json<TransferView>)> {
-    if config.replicas_to_ack() == 0 {
+    if config.replicas_to_ack() == 0 || matches!(view.status, Shown::ConfirmationRequired) {
         return Ok((ok, Json(view)));
     }
-    let confirmed = db.replicated(config).await?;
+    let confirmed = db.replicated(config, since).await;
     view.replication = Some(if confirmed { "confirmed" } else { "pending" });
     Ok((if confirmed { ok } else { Status::Accepted }, Json(view)))
 }
@@ -231,8 +234,9 @@ pub async fn api_create(
         ));
     };
     let req = body.0.request()?;
+    let since = db.generation();
     let t = service::create_once(db, config, &user.session, &req, &key).await?;
-    acknowledged(db, config, Status::Created, view(db, &t).await?).await
+    acknowledged(db, config, since, Status::Created, view(db, &t).await?).await
 }
 
 /// One of the caller's transfers.
@@ -316,8 +320,9 @@ pub async fn api_confirm(
         Some(code) => Confirm::Totp(code),
         None => Confirm::Passkey(&body.0),
     };
+    let since = db.generation();
     let t = service::confirm(db, config, rp, &user.session, id, how).await?;
-    acknowledged(db, config, Status::Ok, view(db, &t).await?).await
+    acknowledged(db, config, since, Status::Ok, view(db, &t).await?).await
 }
 
 // ---- pages -----------------------------------------------------------------------------------

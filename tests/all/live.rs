@@ -683,3 +683,74 @@ async fn idle_connections_can_hold_only_the_handshake_slots() {
     drop(idle);
     server.stop().await.unwrap();
 }
+
+/// With a replica to wait for (`min_replicas_ack`), a transaction is announced only once the
+/// replica has it; one no replica confirmed is not announced at all, and the next announcement
+/// (naming it as `prev`) makes the stream read it from the account stream — in order, nothing
+/// lost, nothing twice.
+#[rocket::async_test]
+async fn with_a_replica_to_wait_for_events_come_once_replicated_and_in_order() {
+    use redbank::bank::generator::{Generator, vendors};
+    let primary = RedisServer::start();
+    let replica = RedisServer::start();
+    let mut c = replica.conn().await;
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(primary.port)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut p = primary.conn().await;
+    loop {
+        let info: String = redis::cmd("INFO").arg("replication").query_async(&mut p).await.unwrap();
+        if info.contains("state=online") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the replica did not sync: {info}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let wait_one = |f: rocket::figment::Figment| {
+        f.merge(("min_replicas_ack", 1)).merge(("sse_heartbeat_secs", 1))
+    };
+    let server = TestServer::start(&primary, None, wait_one).await;
+    let token = server.api_login("bob", "foobared").await;
+    let res = server.http.get(server.events_url(Via::Rocket)).bearer_auth(&token).send().await;
+    let mut sse = Sse::new(res.unwrap());
+    let config = redbank::Config {
+        key_prefix: server.prefix.clone(),
+        min_replicas_ack: Some(1),
+        ..redbank::Config::default()
+    };
+    let db = redbank::redis::Db::connect(&primary.url(), &server.prefix, Duration::from_secs(1))
+        .unwrap();
+    let mut generator =
+        Generator::new(db, config, std::sync::Arc::new(vendors().unwrap())).unwrap();
+
+    generator.tick().await.unwrap();
+    let first = sse.expect("transaction", Duration::from_secs(3)).await.id.unwrap();
+    // The replica stops answering: the next transaction is written but not announced.
+    replica.freeze();
+    generator.tick().await.unwrap();
+    let deadline = Instant::now() + Duration::from_millis(800);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match sse.next(left).await {
+            Next::Event(e) if e.event == "transaction" => {
+                panic!("announced before a replica had it: {}", e.data)
+            }
+            Next::Event(_) => {}
+            Next::Timeout => break,
+            Next::Closed => panic!("the stream closed"),
+        }
+    }
+    replica.thaw();
+    generator.tick().await.unwrap();
+    let stored = stream_ids(&primary, &server.keys(), BOB, &first).await;
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        got.push(sse.expect("transaction", Duration::from_secs(3)).await.id.unwrap());
+    }
+    assert_eq!(got, stored, "the unannounced transaction was skipped or came out of order");
+    server.stop().await.unwrap();
+}
