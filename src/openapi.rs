@@ -201,7 +201,11 @@ fn add_shared(op: &mut Operation) {
     if has_query {
         add("400", "A query parameter has a value this operation cannot use");
     }
-    add("503", "Redis is unavailable or the app is too busy: retry after `Retry-After` seconds");
+    // The document itself is made at start: it never waits for Redis.
+    if op.operation_id.as_deref() != Some("openapi_json") {
+        let busy = "Redis is unavailable or the app is too busy: retry after `Retry-After` seconds";
+        add("503", busy);
+    }
     // Every 429 and 503 says when to come back.
     for code in ["429", "503"] {
         if let Some(RefOr::T(response)) = responses.get_mut(code) {

@@ -103,13 +103,20 @@ async fn favicon(config: &State<Config>) -> Option<(ContentType, NamedFile)> {
 /// says what it sees: `role` (`master`, `slave`, …) and `via` (`url` or `sentinel`).
 #[get("/healthz")]
 async fn healthz(db: &State<Db>) -> (Status, Json<Value>) {
+    // `ROLE` is an admin command: a Redis user without it (ACL) still gets a health check,
+    // by `PING`, with the role unknown.
     let role = db
-        .run(async |c| redis::cmd("ROLE").query_async::<_, Vec<redis::Value>>(c).await)
-        .await
-        .map(|reply| reply.first().and_then(crate::redis::value_text).unwrap_or_default());
+        .run(async |c| match redis::cmd("ROLE").query_async::<_, Vec<redis::Value>>(c).await {
+            Ok(reply) => Ok(reply.first().and_then(crate::redis::value_text).unwrap_or_default()),
+            Err(e) if e.code() == Some("NOPERM") => {
+                redis::cmd("PING").query_async::<_, ()>(c).await.map(|_| "unknown".to_owned())
+            }
+            Err(e) => Err(e),
+        })
+        .await;
     let via = db.via();
     match role {
-        Ok(role) if role == "master" => {
+        Ok(role) if role == "master" || role == "unknown" => {
             (Status::Ok, Json(json!({ "status": "ok", "redis": "ok", "role": role, "via": via })))
         }
         Ok(role) => {

@@ -123,5 +123,8 @@ async fn schemathesis_finds_nothing() {
         panic!("the operator's session ended during the run: {activity:?}");
     }
     assert!(out.status.success(), "schemathesis failed:\n{stdout}\n{stderr}");
+    // And still an operator: the admin operations were tried with their rights, not refused.
+    let stats = server.http.get(server.url("/api/v1/admin/stats")).bearer_auth(&token).send();
+    assert_eq!(stats.await.unwrap().status(), 200, "the run took the operator's rights");
     server.stop().await.unwrap();
 }

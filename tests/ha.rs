@@ -522,7 +522,8 @@ fn entry_ids(entries: &[Vec<redis::Value>]) -> Vec<String> {
     entries.iter().filter_map(|e| e.first().and_then(redbank::redis::value_text)).collect()
 }
 
-/// Polls `url` until it answers 200, recording the slowest answer on the way.
+/// Polls `url` until it answers 200, recording the slowest answer on the way; every other answer
+/// must be a 503 with `Retry-After` (an outage, said so), never a 500 or a hang.
 async fn until_ok(
     http: &reqwest::Client,
     url: &str,
@@ -537,11 +538,13 @@ async fn until_ok(
         if let Some(token) = token {
             req = req.bearer_auth(token);
         }
-        let ok = req.send().await.map(|r| r.status() == 200).unwrap_or(false);
+        let res = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
         slowest = slowest.max(t.elapsed());
-        if ok {
+        if res.status() == 200 {
             return (started.elapsed(), slowest);
         }
+        assert_eq!(res.status(), 503, "{url} during the outage");
+        assert!(res.headers().contains_key("retry-after"), "{url}: a 503 without Retry-After");
         assert!(started.elapsed() < within, "{url} not back within {within:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -757,6 +760,7 @@ async fn killing_an_app_moves_its_streams_and_the_generator_to_the_other() {
         assert_no_gap_no_duplicate(&lab, BOB_ACCOUNT, &seen).await;
         total += reconnects;
     }
+    assert!(total >= 1, "no stream was on the killed instance");
     report(format!(
         "ha: {victim} killed → generator on the other instance after {:.1} s (lease {} ms); 4 streams resumed through nginx ({total} reconnects), none lost or repeated",
         moved.as_secs_f64(),
@@ -820,6 +824,19 @@ async fn an_app_cut_from_redis_answers_503_fast_while_the_other_serves() {
     let status = res.status();
     let t: Value = res.json().await.unwrap();
     assert_eq!((status.as_u16(), &t["replication"]), (202, &json!("pending")), "{t}");
+    // Past min-replicas-max-lag (10 s) the primary refuses writes (NOREPLICAS): a fast 503 with
+    // Retry-After, not a 500; reads go on.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let res = http
+        .post(format!("{base}/api/v1/login"))
+        .json(&json!({"username": "bob", "password": "foobared"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503, "a write with no replica in sync");
+    assert!(res.headers().contains_key("retry-after"));
+    let res = http.get(format!("{base}/api/v1/me")).bearer_auth(&bob).send().await.unwrap();
+    assert_eq!(res.status(), 200, "reads without replicas");
     lab.link("replica1", true, true);
     lab.link("replica2", true, true);
 

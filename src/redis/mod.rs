@@ -136,8 +136,18 @@ impl Db {
                 Held { conn: MultiplexedConnection::clone(&pooled), _pooled: Some(pooled) }
             }
             None => {
-                let client = self.primary.client().await?;
-                Held { conn: client.get_multiplexed_async_connection().await?, _pooled: None }
+                // A primary that cannot be reached may have been replaced: ask again next time.
+                let connect = async {
+                    let client = self.primary.client().await?;
+                    client.get_multiplexed_async_connection().await
+                };
+                match connect.await {
+                    Ok(conn) => Held { conn, _pooled: None },
+                    Err(e) => {
+                        self.forget_all();
+                        return Err(e.into());
+                    }
+                }
             }
         };
         let conn = held.conn.clone();
@@ -259,7 +269,9 @@ async fn manage_db(rocket: Rocket<Build>) -> rocket::fairing::Result {
         return Err(rocket);
     };
     let url: Option<String> = rocket.figment().extract_inner("databases.redis.url").ok();
-    let primary = match Primary::new(url, &config.redis_sentinels, &config.redis_master) {
+    // A search for the primary leaves room, within one request's bound, to connect to it.
+    let search = Duration::from_millis(config.redis_timeout_ms * 3 / 4);
+    let primary = match Primary::new(url, &config.redis_sentinels, &config.redis_master, search) {
         Ok(primary) => primary,
         Err(e) => {
             rocket::error!("Redis: {e}");

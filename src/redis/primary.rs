@@ -27,6 +27,11 @@ pub struct Sentinels {
     master: String,
     node: SentinelNodeConnectionInfo,
     current: Mutex<Option<Client>>,
+    /// One search at a time: the others wait for its answer instead of asking again.
+    search: tokio::sync::Mutex<()>,
+    /// A search gives up after this (a cut primary hangs the `ROLE` check; the caller's bound
+    /// would drop the search before it could record its failure).
+    timeout: Duration,
     /// After a failed search: not before this instant, and the next wait.
     backoff: Mutex<(Option<Instant>, Duration)>,
 }
@@ -36,7 +41,13 @@ const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
 impl Primary {
     /// From the configuration: sentinels when any are named, else the URL.
-    pub fn new(url: Option<String>, sentinels: &[String], master: &str) -> RedisResult<Primary> {
+    /// `timeout`: the most one search for the primary may take.
+    pub fn new(
+        url: Option<String>,
+        sentinels: &[String],
+        master: &str,
+        timeout: Duration,
+    ) -> RedisResult<Primary> {
         if sentinels.is_empty() {
             let url = url.unwrap_or_else(|| "redis://127.0.0.1:6379".into());
             return Ok(Primary::Url(url));
@@ -57,6 +68,8 @@ impl Primary {
             master: master.to_owned(),
             node: SentinelNodeConnectionInfo { tls_mode: None, redis_connection_info: node_info },
             current: Mutex::new(None),
+            search: tokio::sync::Mutex::new(()),
+            timeout,
             backoff: Mutex::new((None, FIRST_BACKOFF)),
         })))
     }
@@ -86,8 +99,17 @@ impl Primary {
 }
 
 impl Sentinels {
+    fn found(&self) -> Option<Client> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     async fn client(&self) -> RedisResult<Client> {
-        if let Some(client) = self.current.lock().unwrap_or_else(PoisonError::into_inner).clone() {
+        if let Some(client) = self.found() {
+            return Ok(client);
+        }
+        let _one = self.search.lock().await;
+        // Found by the search this one waited for?
+        if let Some(client) = self.found() {
             return Ok(client);
         }
         let not_before = self.backoff.lock().unwrap_or_else(PoisonError::into_inner).0;
@@ -101,7 +123,10 @@ impl Sentinels {
                 }
                 .boxed()
         });
-        let found = select_ok(asks).await;
+        let found = match tokio::time::timeout(self.timeout, select_ok(asks)).await {
+            Ok(found) => found,
+            Err(_) => Err((redis::ErrorKind::IoError, "no sentinel answered in time").into()),
+        };
         let mut backoff = self.backoff.lock().unwrap_or_else(PoisonError::into_inner);
         match found {
             Ok((client, _)) => {

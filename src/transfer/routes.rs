@@ -296,6 +296,7 @@ pub async fn api_options(
         (status = 404, description = "No such transfer of yours", body = ApiError),
         (status = 409, description = "Already confirmed", body = ApiError),
         (status = 410, description = "Expired", body = ApiError),
+        (status = 422, description = "Refused when carried out (over the balance or the daily limit; `field` says which): it is now `failed`, nothing moved", body = ApiError),
         (status = 429, description = "Too many codes tried", body = ApiError),
     )
 )]

@@ -63,6 +63,11 @@ async fn the_document_covers_every_mounted_api_route_and_nothing_else() {
         let op = &doc["paths"][path][method];
         let id = op["operationId"].as_str().unwrap();
         assert!(ids.insert(id), "operationId {id} twice");
+        if id == "openapi_json" {
+            // Made at start: the one operation that never waits for Redis.
+            assert!(op["responses"]["503"].is_null());
+            continue;
+        }
         let busy = &op["responses"]["503"];
         assert_eq!(busy["headers"]["Retry-After"]["schema"]["type"], "integer", "{method} {path}");
         assert_eq!(
