@@ -3,8 +3,8 @@
 //! With sentinels, the primary is asked for when a connection is made and remembered until a
 //! call fails at the connection level or meets a `READONLY` reply (a demoted primary); then the
 //! next connection asks again. Every sentinel is asked at once and the first good answer wins, so
-//! one that is unreachable (a cut link hangs rather than refuses) costs nothing; the caller's
-//! `redis_timeout_ms` bounds the whole search. The answer is the redis crate's own: it takes the
+//! one that is unreachable (a cut link hangs rather than refuses) costs nothing; one search runs at
+//! a time (the others wait for its answer), bounded by ¾ of `redis_timeout_ms`. The answer is the redis crate's own: it takes the
 //! master the sentinels agree is up and confirms it with `ROLE`. While no primary can be found (the
 //! sentinels have not promoted one yet) the search is retried with a backoff, 100 ms doubling to
 //! 500 ms: requests meanwhile fail fast with 503 instead of each asking every sentinel again.
