@@ -671,15 +671,42 @@ async fn cutting_the_primarys_link_fails_over_and_loses_nothing_acknowledged() {
     // Heal: the old primary comes back as a replica of the new one; it took no writes meanwhile.
     let healed = Instant::now();
     lab.link("primary", true, true);
+    // Until the sentinels demote it, the old primary still calls itself one: every write the
+    // apps acknowledge meanwhile must land on the new primary (it would be thrown away on the old
+    // one when it resyncs).
+    let mut after_heal = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
+    // One a second, at most 8: with the 9 made before, under max_sessions_per_user (20).
+    let mut next_sign_in = Instant::now();
     while lab.role(&old_primary).await.as_deref() != Some("slave") {
         assert!(Instant::now() < deadline, "the old primary did not rejoin as a replica");
         tokio::time::sleep(Duration::from_millis(200)).await;
+        if after_heal.len() == 8 || Instant::now() < next_sign_in {
+            continue;
+        }
+        next_sign_in = Instant::now() + Duration::from_secs(1);
+        let res = http
+            .post(format!("{base}/api/v1/login"))
+            .json(&json!({"username": "bob", "password": "foobared"}))
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 200 {
+            let body: Value = res.json().await.unwrap();
+            after_heal.push(body["token"].as_str().unwrap().to_owned());
+        }
     }
     report(format!(
-        "ha: link healed → old primary a replica after {:.1} s",
-        healed.elapsed().as_secs_f64()
+        "ha: link healed → old primary a replica after {:.1} s; {} sign-ins meanwhile",
+        healed.elapsed().as_secs_f64(),
+        after_heal.len()
     ));
+    assert!(!after_heal.is_empty(), "no sign-in was tried while the old primary rejoined");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for token in &after_heal {
+        let res = http.get(format!("{base}/api/v1/me")).bearer_auth(token).send().await.unwrap();
+        assert_eq!(res.status(), 200, "a sign-in acknowledged during the heal was lost");
+    }
     let balance = Keys::new(PREFIX).balance(BOB_ACCOUNT);
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
