@@ -437,11 +437,28 @@ fn http() -> reqwest::Client {
         .unwrap()
 }
 
+async fn try_login(http: &reqwest::Client, base: &str, user: &str, pw: &str) -> reqwest::Response {
+    let body = json!({"username": user, "password": pw});
+    http.post(format!("{base}/api/v1/login")).json(&body).send().await.unwrap()
+}
+
 async fn login(http: &reqwest::Client, base: &str, user: &str, password: &str) -> String {
-    let body = json!({"username": user, "password": password});
-    let res = http.post(format!("{base}/api/v1/login")).json(&body).send().await.unwrap();
+    let res = try_login(http, base, user, password).await;
     assert_eq!(res.status(), 200, "login {user}");
     res.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
+}
+
+/// bob sends alice `amount` with `reference`, which is also the idempotency key.
+async fn transfer(
+    http: &reqwest::Client,
+    base: &str,
+    bob: &str,
+    amount: &str,
+    reference: &str,
+) -> reqwest::Response {
+    let body = json!({"to_account": ALICE_ACCOUNT, "amount": amount, "reference": reference});
+    let req = http.post(format!("{base}/api/v1/transfers")).bearer_auth(bob);
+    req.header("Idempotency-Key", reference).json(&body).send().await.unwrap()
 }
 
 /// A client following `/events` through nginx as a browser would: on any end it reconnects
@@ -569,16 +586,7 @@ async fn cutting_the_primarys_link_fails_over_and_loses_nothing_acknowledged() {
     let follower = Follower::start(format!("{base}/events"), bob.clone());
     let mut transfers = Vec::new();
     for i in 0..5 {
-        let body =
-            json!({"to_account": ALICE_ACCOUNT, "amount": "10.00", "reference": format!("ha-{i}")});
-        let res = http
-            .post(format!("{base}/api/v1/transfers"))
-            .bearer_auth(&bob)
-            .header("Idempotency-Key", format!("ha-{i}"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let res = transfer(&http, &base, &bob, "10.00", &format!("ha-{i}")).await;
         assert_eq!(res.status(), 201);
         let t: Value = res.json().await.unwrap();
         assert_eq!((&t["status"], &t["replication"]), (&json!("completed"), &json!("confirmed")));
@@ -685,12 +693,7 @@ async fn cutting_the_primarys_link_fails_over_and_loses_nothing_acknowledged() {
             continue;
         }
         next_sign_in = Instant::now() + Duration::from_secs(1);
-        let res = http
-            .post(format!("{base}/api/v1/login"))
-            .json(&json!({"username": "bob", "password": "foobared"}))
-            .send()
-            .await
-            .unwrap();
+        let res = try_login(&http, &base, "bob", "foobared").await;
         if res.status() == 200 {
             let body: Value = res.json().await.unwrap();
             after_heal.push(body["token"].as_str().unwrap().to_owned());
@@ -752,28 +755,18 @@ async fn killing_an_app_moves_its_streams_and_the_generator_to_the_other() {
     let killed = Instant::now();
     lab.kill(victim);
     // The generator resumes on the survivor within its lease.
-    let last: Vec<Vec<redis::Value>> = lab
-        .query(
-            &primary,
-            6379,
-            redis::cmd("XREVRANGE").arg(&stream_key).arg("+").arg("-").arg("COUNT").arg(1),
-        )
-        .await
-        .unwrap();
-    let before = entry_ids(&last);
+    let newest =
+        redis::cmd("XREVRANGE").arg(&stream_key).arg("+").arg("-").arg("COUNT").arg(1).clone();
+    let newest_id = async || {
+        entry_ids(&lab.query::<Vec<Vec<redis::Value>>>(&primary, 6379, &newest).await.unwrap())
+    };
+    let before = newest_id().await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let newest: Vec<Vec<redis::Value>> = lab
-            .query(
-                &primary,
-                6379,
-                redis::cmd("XREVRANGE").arg(&stream_key).arg("+").arg("-").arg("COUNT").arg(1),
-            )
-            .await
-            .unwrap();
+        let now = newest_id().await;
         let owner: Option<String> =
             lab.query(&primary, 6379, redis::cmd("GET").arg(&leader_key)).await.flatten();
-        if entry_ids(&newest) != before && owner.as_ref().is_some_and(|o| *o != holder) {
+        if now != before && owner.as_ref().is_some_and(|o| *o != holder) {
             break;
         }
         assert!(Instant::now() < deadline, "the generator did not move");
@@ -839,27 +832,14 @@ async fn an_app_cut_from_redis_answers_503_fast_while_the_other_serves() {
     // but none is confirmed, so a transfer is answered 202 "pending", never plain success.
     lab.link("replica1", true, false);
     lab.link("replica2", true, false);
-    let body = json!({"to_account": ALICE_ACCOUNT, "amount": "5.00", "reference": "unconfirmed"});
-    let res = http
-        .post(format!("{base}/api/v1/transfers"))
-        .bearer_auth(&bob)
-        .header("Idempotency-Key", "unconfirmed")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let res = transfer(&http, &base, &bob, "5.00", "unconfirmed").await;
     let status = res.status();
     let t: Value = res.json().await.unwrap();
     assert_eq!((status.as_u16(), &t["replication"]), (202, &json!("pending")), "{t}");
     // Past min-replicas-max-lag (10 s) the primary refuses writes (NOREPLICAS): a fast 503 with
     // Retry-After, not a 500; reads go on.
     tokio::time::sleep(Duration::from_secs(11)).await;
-    let res = http
-        .post(format!("{base}/api/v1/login"))
-        .json(&json!({"username": "bob", "password": "foobared"}))
-        .send()
-        .await
-        .unwrap();
+    let res = try_login(&http, &base, "bob", "foobared").await;
     assert_eq!(res.status(), 503, "a write with no replica in sync");
     assert!(res.headers().contains_key("retry-after"));
     let res = http.get(format!("{base}/api/v1/me")).bearer_auth(&bob).send().await.unwrap();
