@@ -6,7 +6,9 @@ COPY src ./src
 RUN cargo build --release --locked --bin redbank
 
 FROM debian:bookworm-slim
-RUN useradd --system --home /app redbank
+# CA certificates: the SMTP client verifies the mail server's TLS certificate (smtp_url).
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* && useradd --system --home /app redbank
 WORKDIR /app
 COPY --from=build /app/target/release/redbank /usr/local/bin/redbank
 COPY Rocket.toml ./

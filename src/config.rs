@@ -108,6 +108,18 @@ pub struct Config {
     /// 1 with sentinels, 0 with a single Redis. A write no replica confirmed in time is reported
     /// as pending, never as lost.
     pub min_replicas_ack: Option<u32>,
+    /// The mail server (`smtps://host`, or `smtp://host:587?tls=required` for STARTTLS; user and
+    /// password in the URL). Unset: every message is written as an `.eml` file in `mail_dir`.
+    pub smtp_url: Option<String>,
+    /// The sender of every message (`Name <address>` or a bare address).
+    pub mail_from: String,
+    /// Where messages are written when no `smtp_url` is set (created readable by its owner only).
+    pub mail_dir: PathBuf,
+    /// The `admin` user's e-mail address (security notices go there).
+    pub admin_email: Option<String>,
+    /// How recent a strong sign-in or step-up must be for a sensitive action (RFC 9470 `max_age`):
+    /// a factor removed, new recovery codes, an operator's destructive console action.
+    pub step_up_max_age_secs: u64,
 }
 
 /// How the binary writes its log (see `logging`).
@@ -163,6 +175,11 @@ impl Default for Config {
             redis_sentinels: Vec::new(),
             redis_master: "redbank".into(),
             min_replicas_ack: None,
+            smtp_url: None,
+            mail_from: "redbank <no-reply@localhost>".into(),
+            mail_dir: PathBuf::from(".mail"),
+            admin_email: None,
+            step_up_max_age_secs: 300,
         }
     }
 }
@@ -261,6 +278,13 @@ impl Config {
         }
         if self.redis_master.trim().is_empty() {
             return Err("redis_master must name the monitored primary".into());
+        }
+        crate::mail::Mailer::new(self)?;
+        if let Some(bad) = self.admin_email.as_deref().filter(|a| !crate::mail::valid_address(a)) {
+            return Err(format!("admin_email: {bad:?} is not an e-mail address"));
+        }
+        if !(30..=3600).contains(&self.step_up_max_age_secs) {
+            return Err("step_up_max_age_secs must be between 30 and 3600".into());
         }
         if !(10..=10_000).contains(&self.redis_timeout_ms) {
             return Err("redis_timeout_ms must be between 10 and 10000".into());

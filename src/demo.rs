@@ -17,6 +17,8 @@ pub struct DemoUser {
     pub city: &'static str,
     /// A TOTP secret (base32) enrolled for this demo user — printed in the README, so demo only.
     pub totp: Option<&'static str>,
+    /// Where the user's mail goes (`admin`: `admin_email`).
+    pub email: Option<&'static str>,
 }
 
 /// alice's authenticator-app secret in demo mode (README: add it to an app, or compute codes
@@ -32,6 +34,7 @@ pub const DEMO_USERS: [DemoUser; 3] = [
         account: "1580783161",
         city: "San Francisco, CA",
         totp: None,
+        email: Some("bob@example.com"),
     },
     DemoUser {
         username: "alice",
@@ -41,6 +44,7 @@ pub const DEMO_USERS: [DemoUser; 3] = [
         account: "2734819056",
         city: "Oxford, UK",
         totp: Some(ALICE_TOTP_SECRET),
+        email: Some("alice@example.com"),
     },
     DemoUser {
         username: "admin",
@@ -50,6 +54,7 @@ pub const DEMO_USERS: [DemoUser; 3] = [
         account: "9000000001",
         city: "New York, NY",
         totp: None,
+        email: None, // admin_email
     },
 ];
 
@@ -59,6 +64,11 @@ pub fn configured_users(config: &Config) -> impl Iterator<Item = (&'static DemoU
         Some(password) => config.demo_users.then_some((user, password)),
         None => config.admin_password.as_deref().map(|password| (user, password)),
     })
+}
+
+/// The address `user` gets under `config`.
+pub fn email_of<'a>(user: &'a DemoUser, config: &'a Config) -> Option<&'a str> {
+    user.email.or(config.admin_email.as_deref().filter(|_| user.role == Role::Admin))
 }
 
 /// The checking accounts of the users this configuration creates: (account number, username,

@@ -67,6 +67,10 @@ pub enum Error {
     /// `Retry-After` at once, instead of a wait without limit.
     #[error("too busy, try again in {retry_after} s")]
     Overloaded { retry_after: u64 },
+    /// The mail server refused a message or did not answer (the reason is logged, the client is
+    /// asked to try again): 503.
+    #[error("mail not sent: {0}")]
+    MailUnavailable(String),
     /// A bug or broken invariant; logged with detail, shown as a plain 500.
     #[error("internal error: {0}")]
     Internal(String),
@@ -85,7 +89,9 @@ impl From<rocket_db_pools::deadpool_redis::PoolError> for Error {
 impl Error {
     pub fn status(&self) -> Status {
         match self {
-            Error::Unavailable(_) | Error::Overloaded { .. } => Status::ServiceUnavailable,
+            Error::Unavailable(_) | Error::Overloaded { .. } | Error::MailUnavailable(_) => {
+                Status::ServiceUnavailable
+            }
             Error::Redis(e) if is_outage(e) => Status::ServiceUnavailable,
             Error::Redis(_) | Error::Internal(_) => Status::InternalServerError,
             Error::BadRequest(_) => Status::BadRequest,
@@ -133,6 +139,10 @@ impl Error {
     pub(crate) fn public_message(&self) -> String {
         if let Error::Overloaded { retry_after } = self {
             return format!("Too many sign-ins at once. Please try again in {retry_after} s.");
+        }
+        if let Error::MailUnavailable(_) = self {
+            return "We could not send you an e-mail just now. Please try again in a moment."
+                .into();
         }
         match self.status().code {
             500 => "Something went wrong on our side. Please try again.".into(),
@@ -255,9 +265,6 @@ pub fn render(
     Ok(response)
 }
 
-/// How recent a sign-in (or step-up) must be for a sensitive action (RFC 9470 `max_age`).
-pub const STEP_UP_MAX_AGE_SECS: i64 = 300;
-
 /// The message of a request guard's refusal, for the catcher that renders its status (guards
 /// cannot hand an error to catchers; without it the client would read a generic message).
 #[derive(Debug, Clone)]
@@ -295,16 +302,19 @@ pub fn step_up_challenge(req: &Request<'_>) -> response::Result<'static> {
         let next = rocket::http::RawStr::new(&back).percent_encode().to_string();
         return Redirect::to(format!("/login/verify?next={next}")).respond_to(req);
     }
+    // How recent the strong sign-in must be (`step_up_max_age_secs`; its default without state).
+    let max_age =
+        req.rocket().state::<crate::config::Config>().map_or(300, |c| c.step_up_max_age_secs);
     let body = ApiError {
         error: "step_up_required".into(),
         message: Some(Error::StepUpRequired.to_string()),
-        max_age: Some(STEP_UP_MAX_AGE_SECS),
+        max_age: Some(max_age as i64),
         acr_values: Some("aal2"),
         field: None,
     }
     .body();
     let challenge = format!(
-        "Bearer error=\"insufficient_user_authentication\", max_age={STEP_UP_MAX_AGE_SECS}, \
+        "Bearer error=\"insufficient_user_authentication\", max_age={max_age}, \
          acr_values=\"aal2\""
     );
     Ok(Response::build()

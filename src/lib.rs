@@ -12,6 +12,7 @@ pub mod demo;
 pub mod error;
 pub mod live;
 pub mod logging;
+pub mod mail;
 pub mod metrics;
 pub mod mfa;
 pub mod openapi;
@@ -49,6 +50,7 @@ pub fn build(figment: Figment) -> Rocket<Build> {
         .attach(config::stage())
         .attach(Template::fairing())
         .attach(redis::stage())
+        .attach(mail::stage())
         .attach(access::stage())
         .attach(metrics::stage())
         .attach(web::stage())

@@ -465,6 +465,18 @@ async fn strong_authentication(server: &TestServer, client: &Client) {
     let name = client.find(Locator::Css("#passkey-name")).await.unwrap();
     name.send_keys("Test laptop").await.unwrap();
     client.find(Locator::Css("#passkey-add")).await.unwrap().click().await.unwrap();
+    // His first factor: the page asks for the code mailed to him (read from the SMTP server).
+    wait_for(
+        client,
+        "!document.querySelector('#passkey-email-step').hidden",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_accessible(client, "security: the e-mailed code").await;
+    let code = server.mail.code_to("bob@example.com", 0).await;
+    let field = client.find(Locator::Css("#passkey-email-code")).await.unwrap();
+    field.send_keys(&code).await.unwrap();
+    client.find(Locator::Css("#passkey-email-continue")).await.unwrap().click().await.unwrap();
     wait_for(
         client,
         "document.querySelectorAll('tr.passkey').length === 1",
@@ -555,31 +567,12 @@ async fn strong_authentication(server: &TestServer, client: &Client) {
     .await;
     assert!(!redis.exists::<_, bool>(&key).await.unwrap(), "the other session survived 'not me'");
 
-    // The operator console: the admin (with an authenticator app, set up here through the API)
-    // signs in with two factors and sees every session.
-    let http = &server.http;
-    let admin =
-        common::server::api_token(http, &server.base, "admin", common::ADMIN_PASSWORD).await;
-    let begun: serde_json::Value = http
-        .post(server.url("/api/v1/mfa/totp"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let secret =
-        redbank::mfa::totp::TotpSecret::from_base32(begun["secret"].as_str().unwrap()).unwrap();
+    // The operator console: the admin (whose authenticator app is set up on the machine with
+    // `redbank admin totp`) signs in with two factors and sees every session.
+    let out = server.admin_totp(&[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let secret = common::server::printed_secret(&String::from_utf8_lossy(&out.stdout));
     let step = redbank::mfa::totp::step_of(redbank::clock::now_ms() / 1000);
-    let confirmed = http
-        .post(server.url("/api/v1/mfa/totp/confirm"))
-        .bearer_auth(&admin)
-        .json(&json!({"code": secret.code_at(step - 1)}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(confirmed.status(), 200);
     client.goto(&url("/login")).await.unwrap();
     submit_login(client, "admin", common::ADMIN_PASSWORD).await;
     wait_for(client, "location.pathname === '/login/verify'", Duration::from_secs(5)).await;

@@ -17,8 +17,6 @@ use std::process::Command;
 use std::time::Instant;
 
 use common::server::TestServer;
-use redbank::mfa::totp::{TotpSecret, step_of};
-use serde_json::{Value, json};
 
 const BOB_PASSWORD: &str = "foobared";
 
@@ -30,25 +28,6 @@ fn schemathesis() -> PathBuf {
              names it there"
         ),
     }
-}
-
-async fn post(server: &TestServer, path: &str, token: &str, body: &Value) -> Value {
-    let res = server.http.post(server.url(path)).bearer_auth(token).json(body).send().await;
-    let res = res.unwrap();
-    assert!(res.status().is_success(), "{path}: {}", res.status());
-    res.json().await.unwrap()
-}
-
-/// The operator at AAL2: an authenticator app set up, then a step-up with it.
-async fn operator(server: &TestServer) -> String {
-    let token = server.api_login("admin", common::ADMIN_PASSWORD).await;
-    let begun = post(server, "/api/v1/mfa/totp", &token, &json!({})).await;
-    let secret = TotpSecret::from_base32(begun["secret"].as_str().unwrap()).unwrap();
-    let step = step_of(redbank::clock::now_ms() / 1000);
-    let confirm = json!({"code": secret.code_at(step - 1)});
-    post(server, "/api/v1/mfa/totp/confirm", &token, &confirm).await;
-    post(server, "/api/v1/step-up/totp", &token, &json!({"code": secret.code_at(step)})).await;
-    token
 }
 
 #[rocket::async_test]
@@ -63,7 +42,7 @@ async fn schemathesis_finds_nothing() {
             .merge(("generator_interval_ms", 300))
     })
     .await;
-    let token = operator(&server).await;
+    let (token, _) = server.operator().await;
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/contract");
     let report = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("schemathesis");
     let started = Instant::now();

@@ -6,6 +6,7 @@
 //! operator without a second factor is sent to set one up. Every action is written to the
 //! affected user's security activity and to the operator audit stream.
 
+pub mod cli;
 pub mod routes;
 pub mod store;
 
@@ -15,7 +16,7 @@ use rocket::request::{self, FromRequest, Request};
 use rocket::routes;
 
 use crate::error::{Error, StepUpWanted, refuse};
-use crate::mfa::guard::Signed;
+use crate::mfa::guard::{OPERATOR_FIRST_FACTOR, Signed, SteppedUp};
 use crate::mfa::store as factors;
 use crate::redis::Db;
 use crate::session::model::Session;
@@ -46,11 +47,17 @@ pub fn stage() -> rocket::fairing::AdHoc {
 #[derive(Debug, Clone)]
 pub struct Admin<U>(pub U);
 
-impl<U: Signed> Admin<U> {
-    pub fn session(&self) -> &Session {
+impl<U: Signed> Signed for Admin<U> {
+    fn session(&self) -> &Session {
         self.0.session()
     }
 }
+
+/// An operator whose two-factor authentication is recent (`step_up_max_age_secs`): what the
+/// destructive console actions take (resetting a customer's factors, ending all their
+/// sessions), as removing one's own factor does. The role is checked first, so a customer
+/// is refused (403) rather than asked to step up.
+pub type FreshAdmin<U> = SteppedUp<Admin<U>>;
 
 #[rocket::async_trait]
 impl<'r, U> FromRequest<'r> for Admin<U>
@@ -80,12 +87,7 @@ where
                 req.local_cache(|| StepUpWanted(true));
                 Outcome::Error((Status::Unauthorized, Error::StepUpRequired))
             }
-            Ok(_) => refuse(
-                req,
-                Status::Forbidden,
-                "Operators need a second factor: set up a passkey or an authenticator app under \
-                 Security, then sign in with it.",
-            ),
+            Ok(_) => refuse(req, Status::Forbidden, OPERATOR_FIRST_FACTOR),
             Err(e) => Outcome::Error((e.status(), e)),
         }
     }

@@ -8,11 +8,12 @@ use rocket::{State, delete, get, post, uri};
 use rocket_dyn_templates::{Template, context};
 use serde::Serialize;
 
-use super::Admin;
 use super::store::{self, FailedSignIns, Filter};
+use super::{Admin, FreshAdmin};
 use crate::clock::{display_ms, rfc3339_ms};
 use crate::error::{ApiError, Error, Result};
 use crate::mfa::activity::{self, Activity};
+use crate::mfa::guard::Signed;
 use crate::redis::Db;
 use crate::session::guard::{ApiUser, CurrentUser};
 use crate::session::model::{Session, SessionId, SessionKind};
@@ -280,7 +281,8 @@ pub async fn api_revoke(
     Ok(Status::NoContent)
 }
 
-/// Ends every session of a user (the operator's own excepted).
+/// Ends every session of a user (the operator's own excepted); needs a two-factor
+/// authentication within `step_up_max_age_secs` (the step-up challenge otherwise).
 #[utoipa::path(
     tag = "admin",
     params(("user" = String, Path)),
@@ -292,7 +294,7 @@ pub async fn api_revoke(
 #[delete("/api/v1/admin/users/<user>/sessions")]
 pub async fn api_revoke_user(
     user: &str,
-    admin: Admin<ApiUser>,
+    admin: FreshAdmin<ApiUser>,
     client: ClientInfo,
     db: &State<Db>,
 ) -> Result<Json<SignedOutCount>> {
@@ -307,7 +309,8 @@ pub struct FactorsReset {
 }
 
 /// Removes every second factor of a user and ends their sessions: the way back for a customer
-/// who lost their devices, or whose account got a thief's passkey.
+/// who lost their devices, or whose account got a thief's passkey. Needs a two-factor
+/// authentication within `step_up_max_age_secs` (the step-up challenge otherwise).
 #[utoipa::path(
     tag = "admin",
     params(("user" = String, Path)),
@@ -320,7 +323,7 @@ pub struct FactorsReset {
 #[delete("/api/v1/admin/users/<user>/factors")]
 pub async fn api_reset_factors(
     user: &str,
-    admin: Admin<ApiUser>,
+    admin: FreshAdmin<ApiUser>,
     client: ClientInfo,
     db: &State<Db>,
 ) -> Result<Json<FactorsReset>> {
@@ -396,12 +399,12 @@ pub async fn revoke_form(
 #[post("/admin/users/<user>/reset-factors", data = "<form>")]
 pub async fn reset_factors_form(
     user: &str,
-    admin: Admin<CurrentUser>,
+    admin: FreshAdmin<CurrentUser>,
     form: Form<CsrfForm>,
     client: ClientInfo,
     db: &State<Db>,
 ) -> Result<Redirect> {
-    admin.0.check_csrf(&form.csrf)?;
+    admin.0.0.check_csrf(&form.csrf)?;
     reset_factors(db, admin.session(), user, &client).await?;
     Ok(Redirect::to(uri!("/admin")))
 }
@@ -409,12 +412,12 @@ pub async fn reset_factors_form(
 #[post("/admin/users/<user>/revoke", data = "<form>")]
 pub async fn revoke_user_form(
     user: &str,
-    admin: Admin<CurrentUser>,
+    admin: FreshAdmin<CurrentUser>,
     form: Form<CsrfForm>,
     client: ClientInfo,
     db: &State<Db>,
 ) -> Result<Redirect> {
-    admin.0.check_csrf(&form.csrf)?;
+    admin.0.0.check_csrf(&form.csrf)?;
     revoke_user(db, admin.session(), user, &client).await?;
     Ok(Redirect::to(uri!("/admin")))
 }

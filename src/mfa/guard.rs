@@ -1,7 +1,11 @@
 //! Step-up guards: a sensitive action (removing a factor, new recovery codes, a transfer) runs
-//! only for a session whose user authenticated within [`STEP_UP_MAX_AGE_SECS`] — with a second
+//! only for a session whose user authenticated within `step_up_max_age_secs` — with a second
 //! factor when the user has one, with the password when they have none (AAL1, as recorded).
 //! Otherwise the request fails with 401 and the step-up challenge (see `error::step_up_challenge`).
+//!
+//! Adding a factor is the one action a password alone never unlocks: the first factor also needs
+//! a code e-mailed to the account (`email_code`), an operator's first one is set up on the
+//! machine (`redbank admin totp`), and every later one needs a step-up with an existing factor.
 
 use rocket::http::Status;
 use rocket::outcome::Outcome;
@@ -9,15 +13,16 @@ use rocket::request::{self, FromRequest, Request};
 
 use super::store::{self as factors, Factors};
 use crate::clock::now_ms;
-use crate::error::{Error, STEP_UP_MAX_AGE_SECS, StepUpWanted};
+use crate::config::Config;
+use crate::error::{Error, StepUpWanted, refuse};
 use crate::redis::Db;
 use crate::session::guard::{ApiUser, CurrentUser};
 use crate::session::model::Session;
 
 /// Whether `session` may do something sensitive now, given the user's factors.
-pub fn is_recent(session: &Session, factors: &Factors, now: i64) -> bool {
+pub fn is_recent(config: &Config, session: &Session, factors: &Factors, now: i64) -> bool {
     let assurance = &session.doc.assurance;
-    let fresh = now - assurance.auth_time <= STEP_UP_MAX_AGE_SECS * 1000;
+    let fresh = now - assurance.auth_time <= config.step_up_max_age_secs as i64 * 1000;
     fresh && (assurance.aal >= 2 || !factors.any())
 }
 
@@ -26,31 +31,52 @@ pub fn is_recent(session: &Session, factors: &Factors, now: i64) -> bool {
 enum Policy {
     /// Only a recent enough one.
     Recent,
-    /// Any, while the user has no second factor (adding the first one is protective and never
-    /// waits); a recent one otherwise (a stolen session must not add the thief's factor).
+    /// One who may add a factor: with no factor yet, a customer (who must then also give the
+    /// code e-mailed to them: see [`Enrolment::First`]) but never an operator; with one, a
+    /// recent one (a stolen session must not add the thief's factor).
     AddFactor,
 }
+
+/// What adding a factor takes besides the guard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enrolment {
+    /// The user's first factor: the code e-mailed to the account must confirm it
+    /// (`email_code`).
+    First,
+    /// One more, after a recent step-up with an existing factor: nothing more.
+    More,
+}
+
+/// The message an operator without a factor reads: their first one comes from the machine.
+pub const OPERATOR_FIRST_FACTOR: &str = "An operator's first factor is set up on the server, not \
+     over the web: run `redbank admin totp` there, add the key to your authenticator app, then \
+     sign in with it.";
 
 async fn check<T>(
     req: &Request<'_>,
     session: &Session,
     policy: Policy,
-    ok: T,
+    ok: impl FnOnce(Enrolment) -> T,
 ) -> request::Outcome<T, Error> {
-    let Some(db) = req.rocket().state::<Db>() else {
+    let (Some(db), Some(config)) = (req.rocket().state::<Db>(), req.rocket().state::<Config>())
+    else {
         return Outcome::Error((Status::InternalServerError, Error::Internal("no Db".into())));
     };
-    let passes = |owned: &Factors| match policy {
-        Policy::Recent => is_recent(session, owned, now_ms()),
-        Policy::AddFactor => !owned.any() || is_recent(session, owned, now_ms()),
+    let owned = match factors::factors(db, &session.doc.user).await {
+        Ok(owned) => owned,
+        Err(e) => return Outcome::Error((e.status(), e)),
     };
-    match factors::factors(db, &session.doc.user).await {
-        Ok(owned) if passes(&owned) => Outcome::Success(ok),
-        Ok(_) => {
+    let recent = is_recent(config, session, &owned, now_ms());
+    match policy {
+        Policy::AddFactor if !owned.any() && session.doc.is_admin() => {
+            refuse(req, Status::Forbidden, OPERATOR_FIRST_FACTOR)
+        }
+        Policy::AddFactor if !owned.any() => Outcome::Success(ok(Enrolment::First)),
+        _ if recent => Outcome::Success(ok(Enrolment::More)),
+        _ => {
             req.local_cache(|| StepUpWanted(true));
             Outcome::Error((Status::Unauthorized, Error::StepUpRequired))
         }
-        Err(e) => Outcome::Error((e.status(), e)),
     }
 }
 
@@ -71,10 +97,16 @@ impl Signed for CurrentUser {
     }
 }
 
+impl<U: Signed> Signed for SteppedUp<U> {
+    fn session(&self) -> &Session {
+        self.0.session()
+    }
+}
+
 async fn guarded<'r, U, T>(
     req: &'r Request<'_>,
     policy: Policy,
-    wrap: impl FnOnce(U) -> T,
+    wrap: impl FnOnce(U, Enrolment) -> T,
 ) -> request::Outcome<T, Error>
 where
     U: FromRequest<'r, Error = Error> + Signed,
@@ -85,7 +117,7 @@ where
         Outcome::Error(e) => return Outcome::Error(e),
     };
     let session = user.session().clone();
-    check(req, &session, policy, wrap(user)).await
+    check(req, &session, policy, |enrolment| wrap(user, enrolment)).await
 }
 
 /// A caller (`ApiUser` or `CurrentUser`) who authenticated recently enough for a sensitive
@@ -101,14 +133,14 @@ where
     type Error = Error;
 
     async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Error> {
-        guarded(req, Policy::Recent, SteppedUp).await
+        guarded(req, Policy::Recent, |user, _| SteppedUp(user)).await
     }
 }
 
-/// A caller who may add a second factor: at once for the first one, after a step-up when the
-/// user already has one.
+/// A caller who may add a second factor: a customer's first one with the code e-mailed to them
+/// ([`Enrolment::First`]), any later one after a step-up.
 #[derive(Debug, Clone)]
-pub struct FactorAdder<U>(pub U);
+pub struct FactorAdder<U>(pub U, pub Enrolment);
 
 #[rocket::async_trait]
 impl<'r, U> FromRequest<'r> for FactorAdder<U>

@@ -5,6 +5,7 @@
 
 pub mod activity;
 pub mod code;
+pub mod email_code;
 pub mod guard;
 pub mod pages;
 pub mod passkey;

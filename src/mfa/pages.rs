@@ -15,7 +15,7 @@ use rocket_dyn_templates::{Template, context};
 
 use super::activity::{self, Entry};
 use super::code::{self, CodeKind};
-use super::guard::{FactorAdder, SteppedUp};
+use super::guard::{Enrolment, FactorAdder, SteppedUp};
 use super::passkey::{self, Purpose, RelyingParty};
 use super::preauth;
 use super::routes::{self as api, sign_in_with_passkey};
@@ -24,6 +24,7 @@ use super::totp::qr_svg;
 use crate::clock::display_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::mail::Mailer;
 use crate::redis::Db;
 use crate::session::credential::Presented;
 use crate::session::csrf::{self, SameOrigin};
@@ -349,14 +350,21 @@ pub async fn totp_begin(
     user: FactorAdder<CurrentUser>,
     form: Form<CsrfForm>,
     db: &State<Db>,
+    mailer: &State<Mailer>,
 ) -> Result<Template> {
-    let me = &user.0;
+    let FactorAdder(me, enrolment) = &user;
     me.check_csrf(&form.csrf)?;
-    let (secret, uri) = api::begin_totp(db, &me.0.doc.user).await?;
-    Ok(totp_page(me, &secret, &uri, None))
+    let (secret, uri) = api::begin_totp(db, mailer, &me.0.doc.user, *enrolment).await?;
+    Ok(totp_page(me, *enrolment, &secret, &uri, None))
 }
 
-fn totp_page(user: &CurrentUser, secret: &str, uri: &str, error: Option<&str>) -> Template {
+fn totp_page(
+    user: &CurrentUser,
+    enrolment: Enrolment,
+    secret: &str,
+    uri: &str,
+    error: Option<&str>,
+) -> Template {
     // Groups of four, as apps ask for it.
     let grouped: Vec<String> =
         secret.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
@@ -367,42 +375,49 @@ fn totp_page(user: &CurrentUser, secret: &str, uri: &str, error: Option<&str>) -
             csrf: &user.0.doc.csrf_token,
             secret: grouped.join(" "),
             qr: qr_svg(uri),
+            email_code_required: enrolment == Enrolment::First,
             error,
         },
     )
 }
 
 #[derive(Debug, FromForm)]
-pub struct CodeForm {
+pub struct TotpForm {
     #[field(default = String::new())]
     csrf: String,
     #[field(default = String::new())]
     code: String,
+    #[field(default = String::new())]
+    email_code: String,
 }
 
 #[post("/security/totp/confirm", data = "<form>")]
 pub async fn totp_confirm(
     user: FactorAdder<CurrentUser>,
-    form: SecretForm<CodeForm>,
+    form: SecretForm<TotpForm>,
     client: ClientInfo,
     db: &State<Db>,
 ) -> Result<Reply> {
-    let me = &user.0;
-    me.check_csrf(&form.0.csrf)?;
+    let FactorAdder(me, enrolment) = &user;
+    let form = &form.0;
+    me.check_csrf(&form.csrf)?;
     let username = &me.0.doc.user;
-    match api::confirm_totp(db, &me.0, &client, &form.0.code).await {
-        Ok(codes) => Ok(Reply::Page(codes_page(me, codes))),
-        Err(Error::NotConfirmed(_)) => {
-            let Some(secret) = factors::pending_totp(db, username).await? else {
-                return Ok(Reply::Done(Redirect::to(uri!("/security"))));
-            };
-            let uri = secret.otpauth_uri(api::ISSUER, username);
-            let message = "That code is not valid. Check the time on your phone and try again.";
-            let page = totp_page(me, &secret.base32(), &uri, Some(message));
-            Ok(Reply::Page(Page { status: Status::UnprocessableEntity, page }))
-        }
-        Err(e) => Err(e),
-    }
+    let email_code = Some(form.email_code.as_str());
+    let message =
+        match api::confirm_totp(db, &me.0, &client, *enrolment, &form.code, email_code).await {
+            Ok(codes) => return Ok(Reply::Page(codes_page(me, codes))),
+            Err(Error::NotConfirmed(_)) => {
+                "That code is not valid. Check the time on your phone and try again.".to_owned()
+            }
+            Err(Error::Invalid { message, .. }) => message,
+            Err(e) => return Err(e),
+        };
+    let Some(secret) = factors::pending_totp(db, username).await? else {
+        return Ok(Reply::Done(Redirect::to(uri!("/security"))));
+    };
+    let uri = secret.otpauth_uri(api::ISSUER, username);
+    let page = totp_page(me, *enrolment, &secret.base32(), &uri, Some(&message));
+    Ok(Reply::Page(Page { status: Status::UnprocessableEntity, page }))
 }
 
 fn codes_page(user: &CurrentUser, codes: Vec<String>) -> Page {

@@ -175,8 +175,18 @@ async fn take(db: &Db, client_data_json: &[u8]) -> Result<Ceremony> {
     serde_json::from_str(&raw).map_err(internal)
 }
 
-/// The options JSON as sent to the client, and the challenge that names the ceremony.
-fn challenge_of(options: &Value) -> Result<String> {
+/// The challenge an answer (attestation or assertion, as JSON) says it answers, read from its
+/// client data; None when there is none to read.
+pub fn answered_challenge(answer: &Value) -> Option<String> {
+    let raw = answer.pointer("/response/clientDataJSON")?.as_str()?;
+    let bytes = URL_SAFE_NO_PAD.decode(raw.trim_end_matches('=')).ok()?;
+    let client_data: Value = serde_json::from_slice(&bytes).ok()?;
+    let challenge = client_data.get("challenge")?.as_str()?;
+    (challenge.len() <= 128).then(|| challenge.to_owned())
+}
+
+/// The challenge that names a ceremony, from its options JSON as sent to the client.
+pub fn challenge_of(options: &Value) -> Result<String> {
     options
         .pointer("/publicKey/challenge")
         .and_then(Value::as_str)

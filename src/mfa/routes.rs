@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::activity::{self, Activity};
 use super::code::{self, CodeKind};
-use super::guard::{FactorAdder, SteppedUp};
+use super::email_code::{self, NewFactor};
+use super::guard::{Enrolment, FactorAdder, SteppedUp};
 use super::passkey::{self, PasskeyView, Purpose, RelyingParty};
 use super::recovery;
 use super::store::{self as factors, Factors};
@@ -16,6 +17,7 @@ use super::totp::qr_svg;
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::config::Config;
 use crate::error::{ApiError, Error, Result};
+use crate::mail::Mailer;
 use crate::redis::Db;
 use crate::session::guard::{ApiUser, Via, session_cookie};
 use crate::session::login::{self, Method, Throttle};
@@ -37,6 +39,16 @@ pub struct MfaCode {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct Code {
     code: String,
+}
+
+/// The code from the authenticator app that turns it on, and for a first factor the code
+/// e-mailed to the account.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct TotpConfirm {
+    code: String,
+    /// Needed when `POST /api/v1/mfa/totp` answered `email_code_required`.
+    #[serde(default)]
+    email_code: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -163,14 +175,23 @@ pub async fn login_passkey(
 
 // ---- enrolment ------------------------------------------------------------------------------------
 
-/// Starts TOTP enrolment: a new secret (pending until a code confirms it).
-pub async fn begin_totp(db: &Db, username: &str) -> Result<(String, String)> {
+/// Starts TOTP enrolment: a new secret (pending until a code confirms it); for a first factor
+/// also mails the code that must come with that confirmation.
+pub async fn begin_totp(
+    db: &Db,
+    mailer: &Mailer,
+    username: &str,
+    enrolment: Enrolment,
+) -> Result<(String, String)> {
     if factors::factors(db, username).await?.totp {
         return Err(Error::Conflict(
             "An authenticator app is already set up. Remove it first to set up another.".into(),
         ));
     }
     let secret = factors::begin_totp(db, username).await?;
+    if enrolment == Enrolment::First {
+        email_code::send(db, mailer, username, NewFactor::Totp, &secret.base32()).await?;
+    }
     let uri = secret.otpauth_uri(ISSUER, username);
     Ok((secret.base32(), uri))
 }
@@ -185,25 +206,36 @@ pub struct TotpSetup {
     qr_svg: Option<String>,
     /// Seconds to confirm it with `POST /api/v1/mfa/totp/confirm`.
     expires_in: u64,
+    /// True for a first factor: a code was e-mailed to the account, and the confirmation must
+    /// carry it as `email_code`.
+    email_code_required: bool,
 }
 
-/// Starts setting up an authenticator app. The first factor needs no step-up; adding one more
-/// does.
+/// Starts setting up an authenticator app. A first factor is confirmed with a code e-mailed to
+/// the account (an operator's first comes from the server: 403); adding one more needs a
+/// step-up.
 #[utoipa::path(
     tag = "factors",
     responses(
         (status = 200, description = "A new secret, pending until confirmed", body = TotpSetup),
-        (status = 409, description = "An authenticator app is already set up", body = ApiError),
+        (status = 403, description = "An operator's first factor is set up on the server", body = ApiError),
+        (status = 409, description = "An authenticator app is already set up, or no e-mail address", body = ApiError),
+        (status = 429, description = "Too many codes e-mailed lately", body = ApiError),
     )
 )]
 #[post("/api/v1/mfa/totp")]
-pub async fn totp_begin(user: FactorAdder<ApiUser>, db: &State<Db>) -> Result<Json<TotpSetup>> {
-    let (secret, uri) = begin_totp(db, &user.0.session.doc.user).await?;
+pub async fn totp_begin(
+    user: FactorAdder<ApiUser>,
+    db: &State<Db>,
+    mailer: &State<Mailer>,
+) -> Result<Json<TotpSetup>> {
+    let (secret, uri) = begin_totp(db, mailer, &user.0.session.doc.user, user.1).await?;
     Ok(Json(TotpSetup {
         secret,
         qr_svg: qr_svg(&uri),
         otpauth_uri: uri,
         expires_in: factors::PENDING_TOTP_SECS,
+        email_code_required: user.1 == Enrolment::First,
     }))
 }
 
@@ -220,12 +252,15 @@ async fn factor_added(
     activity::announce_factor(db, session, factor, name).await;
 }
 
-/// Confirms TOTP enrolment with a code from the app; the new recovery codes, shown once.
+/// Confirms TOTP enrolment with a code from the app (and, for a first factor, the e-mailed
+/// code, spent only once the app's code is right); the new recovery codes, shown once.
 pub async fn confirm_totp(
     db: &Db,
     session: &Session,
     client: &ClientInfo,
+    enrolment: Enrolment,
     code: &str,
+    email_code: Option<&str>,
 ) -> Result<Vec<String>> {
     let username = &session.doc.user;
     let Some(secret) = factors::pending_totp(db, username).await? else {
@@ -234,6 +269,9 @@ pub async fn confirm_totp(
     let Some(step) = secret.matching_step(code, now_ms() / 1000) else {
         return Err(code::wrong_code());
     };
+    if enrolment == Enrolment::First {
+        email_code::redeem(db, username, &secret.base32(), email_code).await?;
+    }
     let codes = recovery::generate();
     let digests: Vec<String> = codes.iter().filter_map(|c| recovery::digest(c)).collect();
     if !factors::confirm_totp(db, username, &secret, step, &digests).await? {
@@ -249,24 +287,28 @@ pub struct RecoveryCodes {
     recovery_codes: Vec<String>,
 }
 
-/// Turns the pending authenticator app on with one of its codes; answers the recovery codes.
+/// Turns the pending authenticator app on with one of its codes (and a first factor with the
+/// e-mailed `email_code`); answers the recovery codes.
 #[utoipa::path(
     tag = "factors",
-    request_body = Code,
+    request_body = TotpConfirm,
     responses(
         (status = 200, description = "On; the recovery codes, shown once", body = RecoveryCodes),
         (status = 409, description = "No set-up waiting, or it was replaced", body = ApiError),
-        (status = 422, description = "Wrong code", body = ApiError),
+        (status = 422, description = "Wrong code, or a missing or wrong `email_code`", body = ApiError),
     )
 )]
 #[post("/api/v1/mfa/totp/confirm", data = "<body>")]
 pub async fn totp_confirm(
-    body: SecretJson<Code>,
+    body: SecretJson<TotpConfirm>,
     user: FactorAdder<ApiUser>,
     client: ClientInfo,
     db: &State<Db>,
 ) -> Result<Json<RecoveryCodes>> {
-    let codes = confirm_totp(db, &user.0.session, &client, &body.0.code).await?;
+    let TotpConfirm { code, email_code } = body.0;
+    let confirmed =
+        confirm_totp(db, &user.0.session, &client, user.1, &code, email_code.as_deref());
+    let codes = confirmed.await?;
     Ok(Json(RecoveryCodes { recovery_codes: codes }))
 }
 
@@ -342,14 +384,17 @@ pub async fn recovery_renew(
 }
 
 /// Starts adding a passkey: WebAuthn `PublicKeyCredentialCreationOptions` (as
-/// `{"publicKey": …}`). The first factor needs no step-up; adding one more does.
+/// `{"publicKey": …}`). For a first factor a code is e-mailed to the account
+/// (`"email_code_required": true` in the answer) and the finish must carry it; an operator's
+/// first factor comes from the server (403); adding one more needs a step-up.
 #[utoipa::path(
     tag = "factors",
     request_body(content = Option<PasskeyName>, description = "A name for the passkey (default: the device)"),
     responses(
-        (status = 200, description = "WebAuthn creation options", body = Object),
-        (status = 409, description = "Already 10 passkeys", body = ApiError),
-        (status = 429, description = "Too many ceremonies", body = ApiError),
+        (status = 200, description = "WebAuthn creation options, and `email_code_required`", body = Object),
+        (status = 403, description = "An operator's first factor is set up on the server", body = ApiError),
+        (status = 409, description = "Already 10 passkeys, or no e-mail address", body = ApiError),
+        (status = 429, description = "Too many ceremonies, or codes e-mailed lately", body = ApiError),
     )
 )]
 #[post("/api/v1/passkeys/options", data = "<body>")]
@@ -359,23 +404,32 @@ pub async fn passkey_options(
     client: ClientInfo,
     db: &State<Db>,
     rp: &State<RelyingParty>,
+    mailer: &State<Mailer>,
 ) -> Result<Json<Value>> {
     let doc = &user.0.session.doc;
     let default_name = activity::describe_device(&client.user_agent);
     let name = body.and_then(|b| b.0.name).unwrap_or(default_name);
     let options =
         passkey::start_registration(db, rp, &doc.user, &doc.display_name, &name, &client.ip);
-    Ok(Json(options.await?))
+    let mut options = options.await?;
+    let first = user.1 == Enrolment::First;
+    if first {
+        let challenge = passkey::challenge_of(&options)?;
+        email_code::send(db, mailer, &doc.user, NewFactor::Passkey, &challenge).await?;
+    }
+    options["email_code_required"] = Value::Bool(first);
+    Ok(Json(options))
 }
 
-/// Finishes adding a passkey with the authenticator's attestation (`PublicKeyCredential` JSON).
+/// Finishes adding a passkey with the authenticator's attestation (`PublicKeyCredential` JSON,
+/// plus `email_code` when the options asked for it).
 #[utoipa::path(
     tag = "factors",
-    request_body(content = Object, description = "The WebAuthn attestation (`PublicKeyCredential` JSON)"),
+    request_body(content = Object, description = "The WebAuthn attestation (`PublicKeyCredential` JSON), with `email_code` for a first factor"),
     responses(
         (status = 201, description = "Added", body = PasskeyView),
         (status = 409, description = "Already 10 passkeys", body = ApiError),
-        (status = 422, description = "The attestation did not verify", body = ApiError),
+        (status = 422, description = "The attestation did not verify, or a missing or wrong `email_code`", body = ApiError),
     )
 )]
 #[post("/api/v1/passkeys", data = "<answer>")]
@@ -387,6 +441,16 @@ pub async fn passkey_add(
     rp: &State<RelyingParty>,
 ) -> Result<(Status, Json<PasskeyView>)> {
     let username = &user.0.session.doc.user;
+    let mut answer = answer.into_inner();
+    let email_code = answer.as_object_mut().and_then(|a| a.remove("email_code"));
+    if user.1 == Enrolment::First {
+        // The code answers the ceremony it was mailed for: the challenge inside the signed
+        // client data. Checked before the ceremony is spent, so a mistyped code can be retried.
+        let challenge =
+            passkey::answered_challenge(&answer).ok_or_else(|| signed_in(Error::InvalidCode))?;
+        email_code::redeem(db, username, &challenge, email_code.as_ref().and_then(Value::as_str))
+            .await?;
+    }
     let view = passkey::finish_registration(db, rp, username, &answer).await.map_err(signed_in)?;
     factor_added(db, &user.0.session, &client, "passkey", Some(&view.name)).await;
     Ok((Status::Created, Json(view)))

@@ -134,6 +134,19 @@ pub fn qr_svg(uri: &str) -> Option<String> {
     svg.find("<svg").map(|start| svg[start..].to_owned())
 }
 
+/// The URI as a QR code for a terminal (two rows per character; dark on light, as scanners
+/// expect, with a quiet zone).
+pub fn qr_text(uri: &str) -> Option<String> {
+    let code = qrcode::QrCode::with_error_correction_level(uri, qrcode::EcLevel::M).ok()?;
+    Some(
+        code.render::<qrcode::render::unicode::Dense1x2>()
+            .dark_color(qrcode::render::unicode::Dense1x2::Light)
+            .light_color(qrcode::render::unicode::Dense1x2::Dark)
+            .quiet_zone(true)
+            .build(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

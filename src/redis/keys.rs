@@ -92,6 +92,17 @@ impl Keys {
         format!("{}mfa:{{user:{username}}}:totp-pending", self.prefix)
     }
 
+    /// Hash of the code e-mailed for a user's first factor: `digest` (hex SHA-256 of the code),
+    /// `binding` (the enrolment it is for), `tries`; single use, expires in 10 min.
+    pub fn enrol_code(&self, username: &str) -> String {
+        format!("{}mfa:{{user:{username}}}:enrol-code", self.prefix)
+    }
+
+    /// Codes e-mailed to one user in the current window (so nobody floods a mailbox).
+    pub fn throttle_mail(&self, username: &str) -> String {
+        format!("{}throttle:mail:{username}", self.prefix)
+    }
+
     /// Set of a user's unused recovery codes, each as hex SHA-256.
     pub fn recovery_codes(&self, username: &str) -> String {
         format!("{}mfa:{{user:{username}}}:recovery", self.prefix)

@@ -102,6 +102,7 @@ async fn setup(db: &Db, config: &Config, passwords: &Passwords) -> Result<()> {
             account: demo.account.into(),
             city: demo.city.into(),
             password_hash: passwords.hash(password).await?,
+            email: crate::demo::email_of(demo, config).map(str::to_owned),
         };
         store::create_user(db, &user).await?;
     }
@@ -137,6 +138,10 @@ async fn reconcile(db: &Db, config: &Config, passwords: &Passwords) -> Result<()
                 rocket::info!("users: password of `{}` changed by configuration", demo.username);
             }
             Some(_) => {}
+        }
+        // Addresses follow the configuration (users stored before addresses existed get one).
+        if wanted.is_some() {
+            store::set_email(db, demo.username, crate::demo::email_of(demo, config)).await?;
         }
         // Demo mode: alice has her authenticator app from the README at every start.
         if let Some(secret) = demo.totp.and_then(crate::mfa::totp::TotpSecret::from_base32) {

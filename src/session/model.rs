@@ -26,6 +26,10 @@ pub struct User {
     pub city: String,
     /// argon2id PHC string.
     pub password_hash: String,
+    /// Where one-time codes and security notices go (the second channel; see `mail`). Users
+    /// stored before addresses existed have none until the configuration gives them one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }
 
 /// What clients may see of a user (never the hash).

@@ -239,31 +239,28 @@ fn rows(sessions: Vec<Session>, current: &SessionId) -> Vec<SessionRow> {
         .collect()
 }
 
-/// Whose sessions the caller may see and revoke: their own, or everyone's for an admin.
-fn scope(session: &Session) -> Option<&str> {
-    if session.doc.is_admin() { None } else { Some(&session.doc.user) }
-}
-
 #[get("/sessions")]
 pub async fn sessions_page(user: CurrentUser, db: &State<Db>) -> Result<Template> {
     let me = &user.0;
-    let list = store::list_sessions(db, scope(me)).await?;
+    // Only the caller's own, an admin's too: every user's sessions are the console's (AAL2,
+    // audited), in one place behind one guard.
+    let list = store::list_sessions(db, Some(&me.doc.user)).await?;
     Ok(Template::render(
         "session/sessions",
         context! {
             user: me.doc.user_view(),
             csrf: &me.doc.csrf_token,
-            admin: me.doc.is_admin(),
             sessions: rows(list, &me.id),
         },
     ))
 }
 
-/// Deletes session `id` if `me` owns it or is an admin. True when it was `me`'s own session.
+/// Deletes session `id` if `me` owns it (operators end other users' sessions in the console).
+/// True when it was `me`'s own session.
 async fn revoke(db: &Db, me: &Session, id: &str, client: &ClientInfo) -> Result<bool> {
     let id = SessionId::parse(id).ok_or(Error::NotFound)?;
     let doc = store::get_session(db, &id).await?.ok_or(Error::NotFound)?;
-    if doc.user != me.doc.user && !me.doc.is_admin() {
+    if doc.user != me.doc.user {
         return Err(Error::Forbidden("You can only revoke your own sessions.".into()));
     }
     if store::destroy(db, &id).await? {
@@ -486,12 +483,12 @@ pub struct SessionList {
     sessions: Vec<SessionRow>,
 }
 
-/// The caller's active sessions (an admin's lists everyone's), newest first; `current` marks
+/// The caller's active sessions (an admin's too: the console lists everyone's), newest first; `current` marks
 /// the one asking.
 #[utoipa::path(tag = "session", responses((status = 200, body = SessionList)))]
 #[get("/api/v1/sessions")]
 pub async fn api_sessions(user: ApiUser, db: &State<Db>) -> Result<Json<SessionList>> {
-    let list = store::list_sessions(db, scope(&user.session)).await?;
+    let list = store::list_sessions(db, Some(&user.session.doc.user)).await?;
     Ok(Json(SessionList { sessions: rows(list, &user.session.id) }))
 }
 

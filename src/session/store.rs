@@ -56,6 +56,26 @@ pub async fn set_password_hash(db: &Db, username: &str, hash: &str) -> Result<()
     .await
 }
 
+/// Sets (or, with None, removes) a user's e-mail address by JSON path, in a script that first
+/// checks the user exists: never re-creates a deleted user.
+pub async fn set_email(db: &Db, username: &str, email: Option<&str>) -> Result<()> {
+    let key = db.keys.user(username);
+    let json = email.map(|e| serde_json::Value::from(e).to_string()).unwrap_or_default();
+    db.run(async |c| {
+        Script::new(
+            "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end \
+             if ARGV[1] == '' then redis.call('JSON.DEL', KEYS[1], '$.email') \
+             else redis.call('JSON.SET', KEYS[1], '$.email', ARGV[1]) end \
+             return 1",
+        )
+        .key(&key)
+        .arg(&json)
+        .invoke_async::<_, ()>(c)
+        .await
+    })
+    .await
+}
+
 pub async fn user_exists(db: &Db, username: &str) -> Result<bool> {
     let key = db.keys.user(username);
     db.run(async |c| redis::cmd("EXISTS").arg(&key).query_async(c).await).await

@@ -59,6 +59,11 @@ return {n, ttl}
 /// 429 + `Retry-After` once more than `limit` were counted. For actions that cost something to
 /// start but are no guesses (WebAuthn ceremonies, transfers).
 pub async fn per_minute(db: &Db, key: &str, limit: i64) -> Result<()> {
+    per_window(db, key, limit, 60).await
+}
+
+/// [`per_minute`] over a window of `window_secs` (e-mails sent to one person).
+pub async fn per_window(db: &Db, key: &str, limit: i64, window_secs: u64) -> Result<()> {
     let (count, ttl): (i64, i64) = db
         .run(async |c| {
             redis::pipe()
@@ -67,7 +72,7 @@ pub async fn per_minute(db: &Db, key: &str, limit: i64) -> Result<()> {
                 .arg(key)
                 .cmd("EXPIRE")
                 .arg(key)
-                .arg(60)
+                .arg(window_secs)
                 .arg("NX")
                 .ignore()
                 .cmd("TTL")

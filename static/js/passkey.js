@@ -36,7 +36,11 @@
       window.location.assign('/login/verify?next=' + encodeURIComponent(window.location.pathname));
       throw new Error('step-up');
     }
-    if (!res.ok) throw new Error(data.error || ('The server answered ' + res.status + '.'));
+    if (!res.ok) {
+      const e = new Error(data.error || ('The server answered ' + res.status + '.'));
+      e.field = data.field;
+      throw e;
+    }
     return data;
   }
 
@@ -49,16 +53,31 @@
     box.hidden = false;
   }
 
+  // A first factor needs the code e-mailed for it: shows the code step and resolves with what
+  // the user typed when they press Continue (a click, so the passkey prompt that follows has the
+  // user gesture browsers want).
+  function emailCode() {
+    const step = document.getElementById('passkey-email-step');
+    const input = document.getElementById('passkey-email-code');
+    const button = document.getElementById('passkey-email-continue');
+    step.hidden = false;
+    input.focus();
+    return new Promise(function (resolve) {
+      button.addEventListener('click', function () { resolve(input.value.trim()); }, { once: true });
+    });
+  }
+
   async function register() {
     const input = document.getElementById('passkey-name');
     const name = input && input.value.trim() ? input.value.trim() : undefined;
     const options = await post('/api/v1/passkeys/options', name ? { name: name } : {});
+    let code = options.email_code_required ? await emailCode() : undefined;
     const pk = options.publicKey;
     pk.challenge = fromB64u(pk.challenge);
     pk.user.id = fromB64u(pk.user.id);
     (pk.excludeCredentials || []).forEach(function (c) { c.id = fromB64u(c.id); });
     const cred = await navigator.credentials.create({ publicKey: pk });
-    await post('/api/v1/passkeys', {
+    const answer = {
       id: cred.id,
       rawId: toB64u(cred.rawId),
       type: cred.type,
@@ -68,7 +87,18 @@
         transports: cred.response.getTransports ? cred.response.getTransports() : null,
       },
       extensions: cred.getClientExtensionResults(),
-    });
+    };
+    for (;;) {
+      try {
+        await post('/api/v1/passkeys', code === undefined ? answer : Object.assign({ email_code: code }, answer));
+        break;
+      } catch (e) {
+        // A mistyped code: the same passkey waits for the right one.
+        if (e.field !== 'email_code') throw e;
+        showError(e);
+        code = await emailCode();
+      }
+    }
     window.location.reload();
   }
 

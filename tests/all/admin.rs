@@ -34,29 +34,56 @@ fn code(secret: &TotpSecret, offset: i64) -> String {
     secret.code_at(step_of(redbank::clock::now_ms() / 1000) + offset)
 }
 
-/// The admin, with an authenticator app set up and a session stepped up to AAL2.
+/// The admin at AAL2 (an authenticator app set up on the machine, signed in with it).
 async fn operator(server: &TestServer) -> String {
+    server.operator().await.0
+}
+
+/// The outside review's finding: the admin's password alone enrolled a TOTP app over the web and
+/// opened the whole console. The operator's first factor now comes only from the machine.
+#[rocket::async_test]
+async fn an_operators_first_factor_comes_from_the_machine() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
     let token = server.api_login("admin", ADMIN_PASSWORD).await;
     // Without a second factor: refused, with how to get in.
-    let (status, body) = get(server, "/api/v1/admin/sessions", &token).await;
+    let (status, body) = get(&server, "/api/v1/admin/sessions", &token).await;
     assert_eq!(status, 403, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("second factor"), "{body}");
-    let (_, begun) =
-        call(server, reqwest::Method::POST, "/api/v1/mfa/totp", &token, Some(&json!({}))).await;
-    let secret = TotpSecret::from_base32(begun["secret"].as_str().unwrap()).unwrap();
-    let confirm = json!({"code": code(&secret, -1)});
-    let (status, _) =
-        call(server, reqwest::Method::POST, "/api/v1/mfa/totp/confirm", &token, Some(&confirm))
-            .await;
-    assert_eq!(status, 200);
-    // A factor, but this session signed in with the password alone: the step-up challenge.
-    let (status, body) = get(server, "/api/v1/admin/sessions", &token).await;
+    assert!(body["error"].as_str().unwrap().contains("redbank admin totp"), "{body}");
+    // …and the web will not add one: neither an app nor a passkey.
+    for path in ["/api/v1/mfa/totp", "/api/v1/passkeys/options"] {
+        let (status, body) =
+            call(&server, reqwest::Method::POST, path, &token, Some(&json!({}))).await;
+        assert_eq!(status, 403, "{path}: {body}");
+        assert!(body["error"].as_str().unwrap().contains("redbank admin totp"), "{body}");
+    }
+    // On the machine: the URI and the key are printed, exit 0.
+    let out = server.admin_totp(&[]);
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{printed}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(printed.lines().any(|l| l.starts_with("otpauth://totp/redbank:admin?")), "{printed}");
+    let secret = crate::common::server::printed_secret(&printed);
+    assert!(printed.contains('\u{2580}') || printed.contains('\u{2584}'), "a terminal QR code");
+    // A factor, but this session signed in with the password alone: the step-up challenge, and
+    // the app's code steps it up.
+    let (status, body) = get(&server, "/api/v1/admin/sessions", &token).await;
     assert_eq!((status.as_u16(), &body["error"]), (401, &json!("step_up_required")));
     let step = json!({"code": code(&secret, 0)});
     let (status, _) =
-        call(server, reqwest::Method::POST, "/api/v1/step-up/totp", &token, Some(&step)).await;
+        call(&server, reqwest::Method::POST, "/api/v1/step-up/totp", &token, Some(&step)).await;
     assert_eq!(status, 200);
-    token
+    assert_eq!(get(&server, "/api/v1/admin/sessions", &token).await.0, 200);
+    // Run again, it refuses to replace the app silently; --replace swaps it and ends the
+    // admin's sessions.
+    let again = server.admin_totp(&[]);
+    assert!(!again.status.success(), "replaced an app without --replace");
+    let replaced = server.admin_totp(&["--replace"]);
+    assert!(replaced.status.success(), "{}", String::from_utf8_lossy(&replaced.stderr));
+    let new_secret =
+        crate::common::server::printed_secret(&String::from_utf8_lossy(&replaced.stdout));
+    assert_ne!(new_secret.base32(), secret.base32());
+    assert_eq!(get(&server, "/api/v1/admin/sessions", &token).await.0, 401, "session survived");
+    server.totp_login("admin", ADMIN_PASSWORD, &new_secret).await;
+    server.stop().await.unwrap();
 }
 
 #[rocket::async_test]
@@ -169,8 +196,9 @@ async fn the_console_searches_revokes_and_records() {
     server.stop().await.unwrap();
 }
 
-/// A thief holding bob's session added a passkey (a first factor needs no step-up): the bank
-/// removes bob's factors, which ends every session of his, and bob signs in with his password.
+/// A thief holding bob's session and reading his mail added a passkey (a first factor needs the
+/// mailed code, no step-up): the bank removes bob's factors, which ends every session of his,
+/// and bob signs in with his password.
 #[rocket::async_test]
 async fn an_operator_removes_a_thiefs_passkey() {
     let server = TestServer::start(shared_redis(), None, |f| f).await;
@@ -180,14 +208,10 @@ async fn an_operator_removes_a_thiefs_passkey() {
     let (_, options) =
         call(&server, reqwest::Method::POST, "/api/v1/passkeys/options", &stolen, Some(&json!({})))
             .await;
-    let (status, _) = call(
-        &server,
-        reqwest::Method::POST,
-        "/api/v1/passkeys",
-        &stolen,
-        Some(&device.register(&options)),
-    )
-    .await;
+    let mut answer = device.register(&options);
+    answer["email_code"] = json!(server.mail.code_to("bob@example.com", 0).await);
+    let (status, _) =
+        call(&server, reqwest::Method::POST, "/api/v1/passkeys", &stolen, Some(&answer)).await;
     assert_eq!(status, 201);
     let (_, login) =
         post_api_login(&server.http, &server.base, &credentials("bob", "foobared")).await;
@@ -219,5 +243,75 @@ async fn an_operator_removes_a_thiefs_passkey() {
             .0,
         404
     );
+    server.stop().await.unwrap();
+}
+
+/// The outside review's finding: an admin session at AAL1 listed every user's sessions (address,
+/// device) and ended them through `/sessions` and `/api/v1/sessions`, outside the console's AAL2
+/// rule and its audit. There is one privileged view now: the console.
+#[rocket::async_test]
+async fn the_session_pages_show_an_admin_only_their_own() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let bob = server.api_login("bob", "foobared").await;
+    let bobs = crate::common::session_id(&bob);
+    let admin = server.api_login("admin", ADMIN_PASSWORD).await;
+    let (status, list) = get(&server, "/api/v1/sessions", &admin).await;
+    assert_eq!(status, 200);
+    let users: Vec<&str> = list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["user"].as_str().unwrap_or("admin"))
+        .collect();
+    assert!(!list.to_string().contains(&bobs), "bob's session in the admin's list: {list}");
+    assert!(users.iter().all(|u| *u == "admin"), "{list}");
+    let path = format!("/api/v1/sessions/{bobs}");
+    let (status, _) = call(&server, reqwest::Method::DELETE, &path, &admin, None).await;
+    assert_eq!(status, 403, "an admin at AAL1 ended bob's session");
+    assert_eq!(get(&server, "/api/v1/me", &bob).await.0, 200, "bob's session ended");
+    let (cookie, _) = server.login("admin", ADMIN_PASSWORD).await;
+    let page = server.http.get(server.url("/sessions")).header("Cookie", &cookie).send().await;
+    let html = page.unwrap().text().await.unwrap();
+    assert!(html.contains("Your active sessions") && !html.contains(&bobs[..16]), "{html}");
+    server.stop().await.unwrap();
+}
+
+/// Destructive console actions need a fresh authentication, like removing one's own factor: an
+/// operator whose two-factor sign-in is older than `step_up_max_age_secs` is asked to step up
+/// (with that age in the challenge) before resetting a customer's factors or ending all their
+/// sessions; reading the console needs no fresh one.
+#[rocket::async_test]
+async fn destructive_console_actions_need_a_fresh_authentication() {
+    let server =
+        TestServer::start(shared_redis(), None, |f| f.merge(("step_up_max_age_secs", 30))).await;
+    let (admin, secret) = server.operator().await;
+    server.api_login("bob", "foobared").await;
+    // Age the operator's authentication past the limit.
+    let key = server.keys().session(&crate::common::session_id(&admin));
+    let mut conn = shared_redis().conn().await;
+    let old = redbank::clock::now_ms() - 31_000;
+    let _: () = redis::cmd("JSON.SET")
+        .arg(&key)
+        .arg("$.assurance.auth_time")
+        .arg(old)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(get(&server, "/api/v1/admin/sessions", &admin).await.0, 200, "reading is fine");
+    for path in ["/api/v1/admin/users/bob/factors", "/api/v1/admin/users/bob/sessions"] {
+        let res = server.http.delete(server.url(path)).bearer_auth(&admin).send().await.unwrap();
+        assert_eq!(res.status(), 401, "{path}");
+        let challenge = res.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        assert!(challenge.contains("max_age=30"), "{challenge}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!((&body["error"], &body["max_age"]), (&json!("step_up_required"), &json!(30)));
+    }
+    let step = json!({"code": code(&secret, 1)});
+    let (status, _) =
+        call(&server, reqwest::Method::POST, "/api/v1/step-up/totp", &admin, Some(&step)).await;
+    assert_eq!(status, 200);
+    let path = "/api/v1/admin/users/bob/sessions";
+    let (status, body) = call(&server, reqwest::Method::DELETE, path, &admin, None).await;
+    assert_eq!(status, 200, "{body}");
     server.stop().await.unwrap();
 }

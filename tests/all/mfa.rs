@@ -51,22 +51,25 @@ fn code(secret: &TotpSecret, offset: i64) -> String {
     secret.code_at(step_of(redbank::clock::now_ms() / 1000) + offset)
 }
 
-/// Enrols TOTP for the user of `token`; the secret and the recovery codes.
+/// Enrols bob's first factor, TOTP, through the API with the code e-mailed to him; the secret
+/// and the recovery codes.
 async fn enrol_totp(server: &TestServer, token: &str) -> (TotpSecret, Vec<String>) {
+    let seen = server.mail.to(BOB_EMAIL).len();
     let (status, begun) = post(server, "/api/v1/mfa/totp", Some(token), &json!({})).await;
     assert_eq!(status, 200, "{begun}");
+    assert_eq!(begun["email_code_required"], true, "{begun}");
     let secret = TotpSecret::from_base32(begun["secret"].as_str().unwrap()).unwrap();
     let uri = begun["otpauth_uri"].as_str().unwrap();
     assert!(uri.starts_with("otpauth://totp/redbank:") && uri.contains("secret="), "{uri}");
     assert!(begun["qr_svg"].as_str().unwrap().starts_with("<svg"));
-    // A wrong code does not turn it on.
-    let wrong = json!({"code": "000000"});
-    let wrong = if code(&secret, 0) == "000000" { json!({"code": "111111"}) } else { wrong };
+    let email_code = server.mail.code_to(BOB_EMAIL, seen).await;
+    // A wrong app code does not turn it on (and spends no try of the e-mailed code).
+    let wrong = if code(&secret, 0) == "000000" { "111111" } else { "000000" };
+    let wrong = json!({"code": wrong, "email_code": email_code});
     let (status, body) = post(server, "/api/v1/mfa/totp/confirm", Some(token), &wrong).await;
     assert_eq!(status, 422, "a wrong code of a signed-in user is not a lost session: {body}");
-    let (status, done) =
-        post(server, "/api/v1/mfa/totp/confirm", Some(token), &json!({"code": code(&secret, -1)}))
-            .await;
+    let right = json!({"code": code(&secret, -1), "email_code": email_code});
+    let (status, done) = post(server, "/api/v1/mfa/totp/confirm", Some(token), &right).await;
     assert_eq!(status, 200, "{done}");
     let codes: Vec<String> = done["recovery_codes"]
         .as_array()
@@ -76,6 +79,158 @@ async fn enrol_totp(server: &TestServer, token: &str) -> (TotpSecret, Vec<String
         .collect();
     assert_eq!(codes.len(), 10);
     (secret, codes)
+}
+
+const BOB_EMAIL: &str = "bob@example.com";
+
+/// What the API says of the factors of the user of `token`.
+async fn factors_of(server: &TestServer, token: &str) -> Value {
+    let path = "/api/v1/security/activity";
+    call(server, reqwest::Method::GET, path, Some(token), None).await.1["factors"].clone()
+}
+
+/// The outside review's finding: a phished password alone (an AAL1 session) enrolled the thief's
+/// authenticator app and then confirmed payments with it. The first factor now also needs the
+/// code mailed to the account — bound to that enrolment, single use, five tries.
+#[rocket::async_test]
+async fn a_password_alone_cannot_add_the_first_factor() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let thief = server.api_login("bob", "foobared").await;
+    let (status, begun) = post(&server, "/api/v1/mfa/totp", Some(&thief), &json!({})).await;
+    assert_eq!((status.as_u16(), &begun["email_code_required"]), (200, &json!(true)), "{begun}");
+    let secret = TotpSecret::from_base32(begun["secret"].as_str().unwrap()).unwrap();
+    // The code went to bob's mailbox, not to the caller.
+    let mail = server.mail.next_to(BOB_EMAIL, 0).await;
+    let mailed = mail.code(8).expect("an 8-digit code");
+    assert!(!begun.to_string().contains(&mailed), "the code must only be in the mail");
+    assert_eq!(mail.header("To").as_deref(), Some(BOB_EMAIL));
+    assert!(mail.body().contains("authenticator app"), "{}", mail.body());
+    // Without it, or with a wrong one: 422 naming the field, and no factor.
+    let confirm = |email_code: Option<&str>| {
+        let mut body = json!({"code": code(&secret, 0)});
+        if let Some(email_code) = email_code {
+            body["email_code"] = json!(email_code);
+        }
+        body
+    };
+    let wrong = if mailed == "12345678" { "87654321" } else { "12345678" };
+    for attempt in [None, Some(wrong), Some("not digits")] {
+        let (status, body) =
+            post(&server, "/api/v1/mfa/totp/confirm", Some(&thief), &confirm(attempt)).await;
+        assert_eq!((status.as_u16(), &body["field"]), (422, &json!("email_code")), "{body}");
+    }
+    assert_eq!(factors_of(&server, &thief).await["totp"], false);
+    // Five tries in all (one wrong so far; a missing or malformed code costs none): four more
+    // wrong ones void the code, even the right one is then refused.
+    for _ in 0..4 {
+        let (status, _) =
+            post(&server, "/api/v1/mfa/totp/confirm", Some(&thief), &confirm(Some(wrong))).await;
+        assert_eq!(status, 422);
+    }
+    let (status, body) =
+        post(&server, "/api/v1/mfa/totp/confirm", Some(&thief), &confirm(Some(&mailed))).await;
+    assert_eq!((status.as_u16(), &body["field"]), (422, &json!("email_code")), "{body}");
+    assert_eq!(factors_of(&server, &thief).await["totp"], false);
+
+    // Bound to its enrolment: a code mailed for one set-up does not confirm the next.
+    let (_, first) = post(&server, "/api/v1/mfa/totp", Some(&thief), &json!({})).await;
+    let first_code = server.mail.code_to(BOB_EMAIL, 1).await;
+    let (_, second) = post(&server, "/api/v1/mfa/totp", Some(&thief), &json!({})).await;
+    let second_code = server.mail.code_to(BOB_EMAIL, 2).await;
+    assert_ne!(first["secret"], second["secret"]);
+    let secret = TotpSecret::from_base32(second["secret"].as_str().unwrap()).unwrap();
+    let with = |c: &str| json!({"code": code(&secret, 0), "email_code": c});
+    let (status, _) =
+        post(&server, "/api/v1/mfa/totp/confirm", Some(&thief), &with(&first_code)).await;
+    assert_eq!(status, 422, "the first set-up's code confirmed the second");
+    // The owner, reading the mail, confirms: on, and the code is spent.
+    let (status, body) =
+        post(&server, "/api/v1/mfa/totp/confirm", Some(&thief), &with(&second_code)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(factors_of(&server, &thief).await["totp"], true);
+    let mut conn = shared_redis().conn().await;
+    let left: bool = redis::cmd("EXISTS")
+        .arg(server.keys().enrol_code("bob"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!left, "a used code is gone");
+    server.stop().await.unwrap();
+}
+
+/// A passkey as the first factor takes the e-mailed code too, bound to its ceremony; a wrong code
+/// leaves the ceremony for the right one.
+#[rocket::async_test]
+async fn a_first_passkey_needs_the_emailed_code() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let token = server.api_login("bob", "foobared").await;
+    let (status, options) =
+        post(&server, "/api/v1/passkeys/options", Some(&token), &json!({"name": "Key"})).await;
+    assert_eq!(status, 200, "{options}");
+    assert_eq!(options["email_code_required"], true);
+    let mailed = server.mail.code_to(BOB_EMAIL, 0).await;
+    assert!(server.mail.to(BOB_EMAIL)[0].body().contains("a passkey"));
+    let mut device = Device::new(&server.origin);
+    let answer = device.register(&options);
+    let (status, body) = post(&server, "/api/v1/passkeys", Some(&token), &answer).await;
+    assert_eq!((status.as_u16(), &body["field"]), (422, &json!("email_code")), "{body}");
+    let wrong = if mailed == "12345678" { "87654321" } else { "12345678" };
+    let mut with_code = answer.clone();
+    with_code["email_code"] = json!(wrong);
+    let (status, body) = post(&server, "/api/v1/passkeys", Some(&token), &with_code).await;
+    assert_eq!((status.as_u16(), &body["field"]), (422, &json!("email_code")), "{body}");
+    assert_eq!(factors_of(&server, &token).await["passkeys"], 0);
+    with_code["email_code"] = json!(mailed);
+    let (status, body) = post(&server, "/api/v1/passkeys", Some(&token), &with_code).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(factors_of(&server, &token).await["passkeys"], 1);
+    server.stop().await.unwrap();
+}
+
+/// The `/security` pages carry the same field: the set-up page asks for the mailed code, and the
+/// confirmation without it is refused with the page again.
+#[rocket::async_test]
+async fn the_security_page_asks_for_the_emailed_code() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let (cookie, csrf) = server.login("bob", "foobared").await;
+    let form = |body: String| {
+        server
+            .http
+            .post(server.url("/security/totp/confirm"))
+            .header("Cookie", &cookie)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+    };
+    let res = server
+        .http
+        .post(server.url("/security/totp"))
+        .header("Cookie", &cookie)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("name=\"email_code\""), "no e-mail code field");
+    let key: String = html
+        .split("id=\"totp-secret\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .replace(' ', "");
+    let secret = TotpSecret::from_base32(&key).unwrap();
+    let mailed = server.mail.code_to(BOB_EMAIL, 0).await;
+    let res = form(format!("csrf={csrf}&code={}", code(&secret, 0))).send().await.unwrap();
+    assert_eq!(res.status(), 422);
+    assert!(res.text().await.unwrap().contains("e-mailed"), "the page says what is missing");
+    let body = format!("csrf={csrf}&code={}&email_code={mailed}", code(&secret, 0));
+    let res = form(body).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap().matches("<li><code>").count(), 10, "recovery codes");
+    server.stop().await.unwrap();
 }
 
 /// A password sign-in that must stop at the second factor; its `mfa_token` and methods.
@@ -399,7 +554,8 @@ async fn passkeys_register_sign_in_alone_and_work_across_instances() {
     assert_eq!(options["publicKey"]["authenticatorSelection"]["residentKey"], "required");
     assert_eq!(options["publicKey"]["authenticatorSelection"]["userVerification"], "required");
     assert_eq!(options["publicKey"]["rp"]["id"], "bank.example");
-    let answer = device.register(&options);
+    let mut answer = device.register(&options);
+    answer["email_code"] = json!(a.mail.code_to(BOB_EMAIL, 0).await);
     let (status, added) = post(&b, "/api/v1/passkeys", Some(&token), &answer).await;
     assert_eq!(status, 201, "{added}");
     assert_eq!(added["name"], "Test key");
@@ -503,15 +659,17 @@ async fn a_new_device_signing_in_is_announced_on_the_other_dashboards() {
     // The stream stays quiet about it (heartbeats are comments, the generator is off).
     let quiet = stream.next(Duration::from_secs(2)).await;
     assert!(matches!(quiet, Next::Timeout), "an event for a device the account knows");
-    // A factor added from the phone's session (no step-up for a first factor) is news too.
+    // A factor added from the phone's session (a first factor: with the mailed code, no
+    // step-up) is news too.
     let phone_token = body["token"].as_str().unwrap();
     let (status, begun) =
         post(&server, "/api/v1/passkeys/options", Some(phone_token), &json!({"name": "Phone"}))
             .await;
     assert_eq!(status, 200, "{begun}");
     let mut device = Device::new(&server.origin);
-    let (status, _) =
-        post(&server, "/api/v1/passkeys", Some(phone_token), &device.register(&begun)).await;
+    let mut answer = device.register(&begun);
+    answer["email_code"] = json!(server.mail.code_to(BOB_EMAIL, 0).await);
+    let (status, _) = post(&server, "/api/v1/passkeys", Some(phone_token), &answer).await;
     assert_eq!(status, 201);
     let event = stream.expect("security", Duration::from_secs(5)).await;
     let notice: Value = serde_json::from_str(&event.data).unwrap();

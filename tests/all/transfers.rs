@@ -244,15 +244,10 @@ async fn a_passkey_assertion_for_one_transfer_fails_for_another() {
         Some(&json!({})),
     )
     .await;
-    let (status, _) = send(
-        &server,
-        reqwest::Method::POST,
-        "/api/v1/passkeys",
-        &bob,
-        None,
-        Some(&device.register(&options)),
-    )
-    .await;
+    let mut answer = device.register(&options);
+    answer["email_code"] = json!(server.mail.code_to("bob@example.com", 0).await);
+    let (status, _) =
+        send(&server, reqwest::Method::POST, "/api/v1/passkeys", &bob, None, Some(&answer)).await;
     assert_eq!(status, 201);
     let (_, a) = transfer(
         &server,

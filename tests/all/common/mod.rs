@@ -9,6 +9,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod mail;
 pub mod passkey;
 pub mod server;
 
@@ -227,12 +228,16 @@ pub fn test_figment(redis: &RedisServer, prefix: &str) -> Figment {
         .merge(("generator_interval_ms", 0))
         .merge(("log_level", "off"))
         .merge(("admin_password", ADMIN_PASSWORD))
+        // A test that turns SMTP off writes its `.eml` files here, never into the checkout.
+        .merge(("mail_dir", std::env::temp_dir().join(format!("redbank-mail-{prefix}"))))
 }
 
 /// The real app on a local (in-process) client.
 pub struct TestApp {
     pub client: Client,
     pub prefix: String,
+    /// The SMTP server the app sends its mail through.
+    pub mail: mail::Mailbox,
 }
 
 impl TestApp {
@@ -243,10 +248,7 @@ impl TestApp {
 
     /// The app against `redis`, with extra configuration applied to the test figment.
     pub async fn with(redis: &RedisServer, tweak: impl FnOnce(Figment) -> Figment) -> Self {
-        let prefix = unique_prefix();
-        let figment = tweak(test_figment(redis, &prefix));
-        let client = Client::untracked(redbank::build(figment)).await.expect("valid rocket");
-        TestApp { client, prefix }
+        Self::with_prefix(redis, &unique_prefix(), tweak).await
     }
 
     pub fn db(&self) -> &redbank::redis::Db {
@@ -554,9 +556,10 @@ impl TestApp {
         prefix: &str,
         tweak: impl FnOnce(Figment) -> Figment,
     ) -> Self {
-        let figment = tweak(test_figment(redis, prefix));
+        let mail = mail::Mailbox::start();
+        let figment = tweak(test_figment(redis, prefix).merge(("smtp_url", mail.url())));
         let client = Client::untracked(redbank::build(figment)).await.expect("valid rocket");
-        TestApp { client, prefix: prefix.to_owned() }
+        TestApp { client, prefix: prefix.to_owned(), mail }
     }
 }
 

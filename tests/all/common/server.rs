@@ -34,6 +34,10 @@ pub struct TestServer {
     shutdown: rocket::Shutdown,
     handle: tokio::task::JoinHandle<Result<(), String>>,
     pub http: reqwest::Client,
+    /// The SMTP server the app sends its mail through.
+    pub mail: crate::common::mail::Mailbox,
+    /// The Redis it runs against (for the binary's tools).
+    pub redis_url: String,
 }
 
 impl TestServer {
@@ -48,9 +52,11 @@ impl TestServer {
         // Passkeys are bound to the origin a browser reaches the app at (a tweak may share one
         // between instances, as behind one proxy).
         let origin = format!("http://localhost:{port}");
+        let mail = crate::common::mail::Mailbox::start();
         let figment = test_figment(redis, &prefix)
             .merge(("stream_port", stream_port))
-            .merge(("public_origin", origin));
+            .merge(("public_origin", origin))
+            .merge(("smtp_url", mail.url()));
         let figment = tweak(figment)
             .merge(("port", port))
             .merge(("address", "127.0.0.1"))
@@ -69,7 +75,8 @@ impl TestServer {
         wait_healthy(&http, &base, Duration::from_secs(15)).await;
         let stream_base = format!("http://127.0.0.1:{stream_port}");
         let origin = format!("http://localhost:{port}");
-        TestServer { base, stream_base, origin, prefix, shutdown, handle, http }
+        let redis_url = redis.url();
+        TestServer { base, stream_base, origin, prefix, shutdown, handle, http, mail, redis_url }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -79,6 +86,57 @@ impl TestServer {
     /// The names of this server's keys.
     pub fn keys(&self) -> Keys {
         Keys::new(&self.prefix)
+    }
+
+    /// Runs `redbank admin totp <args…>` (the real binary) against this server's Redis and keys.
+    pub fn admin_totp(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_redbank"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("REDIS_URL", &self.redis_url)
+            .env("ROCKET_KEY_PREFIX", &self.prefix)
+            .args(["admin", "totp"])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// The admin with an authenticator app set up on the machine (`redbank admin totp`), signed
+    /// in with it through the API (AAL2): the bearer token and the app's secret.
+    pub async fn operator(&self) -> (String, redbank::mfa::totp::TotpSecret) {
+        let out = self.admin_totp(&[]);
+        let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "admin totp: {printed}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let secret = printed_secret(&printed);
+        let token = self.totp_login("admin", crate::common::ADMIN_PASSWORD, &secret).await;
+        (token, secret)
+    }
+
+    /// A mobile sign-in with the password and then a code of `secret` (the current step, or the
+    /// next one when the current one was used); returns the bearer token.
+    pub async fn totp_login(
+        &self,
+        user: &str,
+        pass: &str,
+        secret: &redbank::mfa::totp::TotpSecret,
+    ) -> String {
+        let (status, body) = post_api_login(&self.http, &self.base, &credentials(user, pass)).await;
+        assert_eq!((status.as_u16(), &body["mfa_required"]), (200, &Value::Bool(true)), "{body}");
+        let now = redbank::mfa::totp::step_of(redbank::clock::now_ms() / 1000);
+        for step in [now, now + 1] {
+            let answer =
+                serde_json::json!({"mfa_token": body["mfa_token"], "code": secret.code_at(step)});
+            let res = self.http.post(self.url("/api/v1/login/totp")).json(&answer).send().await;
+            let res = res.unwrap();
+            if res.status() == 200 {
+                let done: Value = res.json().await.unwrap();
+                return done["token"].as_str().expect("token").to_owned();
+            }
+        }
+        panic!("no code of {user}'s app was accepted");
     }
 
     /// Signs in through the mobile API; returns the bearer token.
@@ -433,6 +491,12 @@ impl Drop for Binary {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The TOTP secret `redbank admin totp` printed (its `Key:` line).
+pub fn printed_secret(printed: &str) -> redbank::mfa::totp::TotpSecret {
+    let key = printed.lines().find_map(|l| l.strip_prefix("Key: ")).expect("a Key: line");
+    redbank::mfa::totp::TotpSecret::from_base32(key.trim()).expect("a base32 key")
 }
 
 /// Waits until the app at `base` answers `/healthz` with 200, for at most `within`.

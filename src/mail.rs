@@ -1,0 +1,194 @@
+//! Outgoing mail: one-time codes and security notices reach a user's mailbox, the second channel
+//! a password alone does not open.
+//!
+//! With `smtp_url` set, messages go through that server (`smtps://` is TLS from the first byte,
+//! `smtp://…?tls=required` upgrades with STARTTLS and refuses a server that will not; a bare
+//! `smtp://` is plain text, for a relay on the same host). Without it each message is written as
+//! one `.eml` file under `mail_dir`, so a developer reads the demo's codes with `cat` and no mail
+//! server is needed. Both are lettre's transports; nothing here speaks SMTP by hand.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Body, Mailbox, SinglePart};
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use rocket::fairing::AdHoc;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// The longest a request waits for the mail server (a code mail is sent while the user waits).
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+enum Transport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Files(AsyncFileTransport<Tokio1Executor>, PathBuf),
+}
+
+/// Sends mail; managed state, cheap to clone.
+#[derive(Clone)]
+pub struct Mailer {
+    transport: Arc<Transport>,
+    from: Mailbox,
+}
+
+impl Mailer {
+    /// The transport `config` asks for; an `smtp_url` or `mail_from` that does not parse is an
+    /// error naming the key (checked at launch, not at the first sign-up).
+    pub fn new(config: &Config) -> std::result::Result<Mailer, String> {
+        let from: Mailbox =
+            config.mail_from.parse().map_err(|e| format!("mail_from is not an address: {e}"))?;
+        let transport = match config.smtp_url.as_deref().filter(|u| !u.trim().is_empty()) {
+            Some(url) => {
+                let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+                    .map_err(|e| format!("smtp_url is not an SMTP URL: {e}"))?;
+                Transport::Smtp(builder.timeout(Some(SEND_TIMEOUT)).build())
+            }
+            None => {
+                let dir = config.mail_dir.clone();
+                Transport::Files(AsyncFileTransport::<Tokio1Executor>::new(&dir), dir)
+            }
+        };
+        Ok(Mailer { transport: Arc::new(transport), from })
+    }
+
+    /// Where messages go, for the startup log: the SMTP server's URL without its credentials,
+    /// or the folder of `.eml` files.
+    pub fn describe(&self, config: &Config) -> String {
+        match &*self.transport {
+            Transport::Smtp(_) => {
+                let url = config.smtp_url.as_deref().unwrap_or_default();
+                // `scheme://user:pass@host…` → `scheme://host…`: a password never reaches the log.
+                match (url.split_once("://"), url.rsplit_once('@')) {
+                    (Some((scheme, _)), Some((_, host))) => format!("SMTP {scheme}://{host}"),
+                    _ => format!("SMTP {url}"),
+                }
+            }
+            Transport::Files(_, dir) => format!(".eml files in {}", dir.display()),
+        }
+    }
+
+    /// Sends a plain-text message to `to`. A mail server that refuses or does not answer within
+    /// [`SEND_TIMEOUT`] is [`Error::MailUnavailable`] (503, logged with the server's reason);
+    /// an address that does not parse is a 500 (addresses are checked before they are stored).
+    pub async fn send(&self, to: &str, subject: &str, text: String) -> Result<()> {
+        let to: Mailbox = to
+            .parse()
+            .map_err(|e| Error::Internal(format!("stored address does not parse: {e}")))?;
+        let part = SinglePart::builder().header(ContentType::TEXT_PLAIN).body(body(&text));
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(subject)
+            .singlepart(part)
+            .map_err(|e| Error::Internal(format!("mail: {e}")))?;
+        let sent = async {
+            match &*self.transport {
+                Transport::Smtp(smtp) => {
+                    smtp.send(message).await.map(|_| ()).map_err(|e| format!("SMTP: {e}"))
+                }
+                Transport::Files(files, dir) => {
+                    create_private_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                    files.send(message).await.map(|_| ()).map_err(|e| e.to_string())
+                }
+            }
+        };
+        match tokio::time::timeout(SEND_TIMEOUT, sent).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::MailUnavailable(e)),
+            Err(_) => Err(Error::MailUnavailable("no answer in time".into())),
+        }
+    }
+}
+
+/// Prose wrapped at 72 columns, lines ending in CRLF, sent as it is: 7bit when ASCII (readable
+/// with `cat`), 8bit otherwise. Never quoted-printable, which would fold a long link across
+/// lines with `=` (a link is one word, so it keeps a line of its own, well under SMTP's 998).
+fn body(text: &str) -> Body {
+    let mut out = String::with_capacity(text.len() + 64);
+    for line in text.lines() {
+        let indent = &line[..line.len() - line.trim_start().len()];
+        let mut current = indent.to_owned();
+        let mut words = 0;
+        for word in line.split(' ').filter(|w| !w.is_empty()) {
+            if words > 0 && current.chars().count() + 1 + word.chars().count() > 72 {
+                out.push_str(&current);
+                out.push_str("\r\n");
+                current = indent.to_owned();
+                words = 0;
+            }
+            if words > 0 {
+                current.push(' ');
+            }
+            current.push_str(word);
+            words += 1;
+        }
+        out.push_str(&current);
+        out.push_str("\r\n");
+    }
+    if out.split("\r\n").any(|l| l.len() >= 998) || out.contains('\0') {
+        return Body::new(out);
+    }
+    let encoding = if out.is_ascii() {
+        ContentTransferEncoding::SevenBit
+    } else {
+        ContentTransferEncoding::EightBit
+    };
+    Body::dangerous_pre_encoded(out.into_bytes(), encoding)
+}
+
+/// Whether `address` is one mail can be sent to (`local@domain`, at most 254 bytes).
+pub fn valid_address(address: &str) -> bool {
+    address.len() <= 254 && address.parse::<lettre::Address>().is_ok()
+}
+
+/// The mail folder, readable by this user only (it holds one-time codes).
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// The [`Mailer`] as managed state, and one log line saying where mail goes.
+pub fn stage() -> AdHoc {
+    AdHoc::try_on_ignite("Mail", |rocket| async {
+        let Some(config) = rocket.state::<Config>() else { return Err(rocket) };
+        match Mailer::new(config) {
+            Ok(mailer) => {
+                rocket::info!("mail: {}", mailer.describe(config));
+                Ok(rocket.manage(mailer))
+            }
+            Err(e) => {
+                rocket::error!("configuration: {e}");
+                Err(rocket)
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Prose is folded at word boundaries below SMTP's recommended 78 columns, indentation and
+    /// long links are kept whole on their line, and the result is sent as it reads.
+    #[test]
+    fn bodies_wrap_prose_and_keep_links_whole() {
+        let link = format!("http://localhost:8080/not-me?token={}", "x".repeat(60));
+        let text = format!("{} end\n\n    12345678\n{link}\n", "word ".repeat(30));
+        let body = body(&text);
+        let sent = String::from_utf8(body.into_vec()).expect("ASCII");
+        let lines: Vec<&str> = sent.split("\r\n").collect();
+        assert!(lines.iter().filter(|l| !l.contains("token")).all(|l| l.len() <= 72), "{sent}");
+        assert!(lines.contains(&"    12345678"), "{sent}");
+        assert!(lines.contains(&link.as_str()), "{sent}");
+        assert_eq!(sent.matches("word").count(), 30);
+    }
+}

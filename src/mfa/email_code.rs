@@ -1,0 +1,165 @@
+//! The e-mailed code that binds a user's *first* second factor (SECURITY.md G.34).
+//!
+//! A password alone must not reach strong authentication: whoever phished it could otherwise add
+//! their own authenticator, confirm payments with it and lock the owner out. So adding the first
+//! factor also needs a code sent to the address the account already trusts. The code is bound to
+//! one enrolment (the pending TOTP secret, or the passkey ceremony's challenge), has 8 digits,
+//! lives 10 minutes, allows 5 tries and works once — checked and burnt by one script, so
+//! parallel guesses cannot get more tries. Later factors are added under a step-up with an
+//! existing one instead (see `guard::FactorAdder`).
+
+use rand::Rng;
+use redis::Script;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::mail::Mailer;
+use crate::redis::Db;
+use crate::session::store as users;
+use crate::session::throttle::per_window;
+
+/// How long an e-mailed code works.
+pub const CODE_SECS: u64 = 600;
+/// Wrong codes before the code is void.
+pub const MAX_TRIES: i64 = 5;
+/// Codes e-mailed to one user per [`MAIL_WINDOW_SECS`]: enough to retry, too few to flood.
+const MAILS_PER_WINDOW: i64 = 5;
+const MAIL_WINDOW_SECS: u64 = 900;
+
+/// What the code lets the user add, in the mail's words.
+#[derive(Debug, Clone, Copy)]
+pub enum NewFactor {
+    Totp,
+    Passkey,
+}
+
+impl NewFactor {
+    fn describe(self) -> &'static str {
+        match self {
+            NewFactor::Totp => "an authenticator app",
+            NewFactor::Passkey => "a passkey",
+        }
+    }
+}
+
+/// The enrolment a code is for: the hex SHA-256 of what names it (the pending TOTP secret, the
+/// passkey ceremony's challenge), so a code mailed for one enrolment confirms no other.
+pub fn binding(of: &str) -> String {
+    hex::encode(Sha256::digest(of.as_bytes()))
+}
+
+fn digest(code: &str) -> String {
+    hex::encode(Sha256::digest(code.as_bytes()))
+}
+
+/// A new 8-digit code (uniform over 10^8, from the thread's CSPRNG).
+fn new_code() -> String {
+    format!("{:08}", rand::thread_rng().gen_range(0..100_000_000u32))
+}
+
+/// Mails a new code for `enrolment` to the user's address (replacing any earlier code). Refused
+/// when the account has no address, or when too many were sent lately (429).
+pub async fn send(
+    db: &Db,
+    mailer: &Mailer,
+    username: &str,
+    factor: NewFactor,
+    enrolment: &str,
+) -> Result<()> {
+    let user = users::get_user(db, username).await?.ok_or(Error::Unauthorized)?;
+    let Some(address) = user.email.as_deref() else {
+        return Err(Error::Conflict(
+            "Your account has no e-mail address to send a confirmation code to. Please contact \
+             support."
+                .into(),
+        ));
+    };
+    per_window(db, &db.keys.throttle_mail(username), MAILS_PER_WINDOW, MAIL_WINDOW_SECS).await?;
+    let code = new_code();
+    let key = db.keys.enrol_code(username);
+    let (digest, binding) = (digest(&code), binding(enrolment));
+    db.run(async |c| {
+        redis::pipe()
+            .atomic()
+            .cmd("DEL")
+            .arg(&key)
+            .ignore()
+            .cmd("HSET")
+            .arg(&key)
+            .arg("digest")
+            .arg(&digest)
+            .arg("binding")
+            .arg(&binding)
+            .arg("tries")
+            .arg(0)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(CODE_SECS)
+            .ignore()
+            .query_async::<_, ()>(c)
+            .await
+    })
+    .await?;
+    let text = format!(
+        "Hello {name},\n\n\
+         Your redbank confirmation code is:\n\n    {code}\n\n\
+         It adds {what} to your account's sign-in and works once, for the next {minutes} \
+         minutes.\n\n\
+         If you did not ask for it, someone knows your password: do not share this code with \
+         anyone (redbank never asks for it by phone or chat), and change your password.\n",
+        name = user.display_name,
+        what = factor.describe(),
+        minutes = CODE_SECS / 60,
+    );
+    mailer.send(address, "Your redbank confirmation code", text).await
+}
+
+/// Checks and burns in one step: -2 for the right code of this enrolment (then deleted), -1 when
+/// there is none, otherwise the tries left (a code with none left is deleted).
+const REDEEM: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local tries = redis.call('HINCRBY', KEYS[1], 'tries', 1)
+local fields = redis.call('HMGET', KEYS[1], 'digest', 'binding')
+if fields[1] == ARGV[1] and fields[2] == ARGV[2] and tries <= tonumber(ARGV[3]) then
+  redis.call('DEL', KEYS[1])
+  return -2
+end
+if tries >= tonumber(ARGV[3]) then redis.call('DEL', KEYS[1]) end
+return math.max(tonumber(ARGV[3]) - tries, 0)
+"#;
+
+fn invalid(message: impl Into<String>) -> Error {
+    Error::Invalid { field: "email_code", message: message.into() }
+}
+
+/// Spends the user's e-mailed code on `enrolment`: Ok once, for the right code; 422 naming
+/// `email_code` when it is missing, wrong, used up, expired, or was sent for another enrolment.
+pub async fn redeem(db: &Db, username: &str, enrolment: &str, code: Option<&str>) -> Result<()> {
+    let code: String = code.unwrap_or_default().chars().filter(|c| !c.is_whitespace()).collect();
+    if code.is_empty() {
+        return Err(invalid("Enter the code we e-mailed you: a first sign-in factor needs it."));
+    }
+    if code.len() > 16 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid("The e-mailed code has 8 digits."));
+    }
+    let key = db.keys.enrol_code(username);
+    let (digest, binding) = (digest(&code), binding(enrolment));
+    let left: i64 = db
+        .run(async |c| {
+            Script::new(REDEEM)
+                .key(&key)
+                .arg(&digest)
+                .arg(&binding)
+                .arg(MAX_TRIES)
+                .invoke_async(c)
+                .await
+        })
+        .await?;
+    match left {
+        -2 => Ok(()),
+        -1 => Err(invalid("That code has expired or was replaced. Start again for a new one.")),
+        0 => Err(invalid("That code is not right, and no tries are left. Start again.")),
+        left => Err(invalid(format!("That code is not right. Tries left: {left}."))),
+    }
+}
