@@ -60,6 +60,7 @@ async fn customer(db: &Db, config: &Config, n: usize) -> Result<Customer, String
         // Never used: the bench signs its customers in directly (argon2 is the login row's).
         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$unused$unused".into(),
         email: Some(format!("{username}@bench.example")),
+        password_compromised: false,
     };
     let e = |e: redbank::Error| e.to_string();
     sessions::create_user(db, &user).await.map_err(e)?;

@@ -42,6 +42,10 @@ pub struct Config {
     pub login_window_secs: u64,
     /// A device that signed in is known (its failures counted apart from strangers') this long.
     pub device_trust_days: u64,
+    /// Wrong second-factor codes (second step of a sign-in, step-up) per account within
+    /// `login_window_secs`, from any device or address, before that step is locked (429; the
+    /// owner is told by mail).
+    pub second_factor_limit: u64,
     /// A login that would queue longer than this for a hashing slot gets 503 + `Retry-After` at once.
     pub login_queue_max_ms: u64,
     /// Password of the `admin` user; no admin user exists unless it is set (never logged).
@@ -147,6 +151,7 @@ impl Default for Config {
             login_account_limit: 20,
             login_window_secs: 900,
             device_trust_days: 90,
+            second_factor_limit: 10,
             login_queue_max_ms: 3000,
             admin_password: None,
             demo_users: true,
@@ -231,6 +236,9 @@ impl Config {
         }
         if self.device_trust_days == 0 || self.login_queue_max_ms == 0 {
             return Err("device_trust_days and login_queue_max_ms must be > 0".into());
+        }
+        if self.second_factor_limit == 0 {
+            return Err("second_factor_limit must be > 0".into());
         }
         if self.max_sessions_per_user == 0 {
             return Err("max_sessions_per_user must be > 0".into());

@@ -1,6 +1,12 @@
 //! Outgoing mail: one-time codes and security notices reach a user's mailbox, the second channel
 //! a password alone does not open.
 //!
+//! A code the user is waiting for is sent at once ([`Mailer::send`]: a failure is the user's 503).
+//! A notice ("a passkey was added", "new sign-in") goes through an outbox instead ([`queue`]): a
+//! Redis stream any instance's sender reads as one consumer group, so the request that caused it
+//! waits for no mail server, a notice survives a restart, and one that failed is tried again (by
+//! any instance) until it is sent or has failed [`MAX_DELIVERIES`] times.
+//!
 //! With `smtp_url` set, messages go through that server (`smtps://` is TLS from the first byte,
 //! `smtp://…?tls=required` upgrades with STARTTLS and refuses a server that will not; a bare
 //! `smtp://` is plain text, for a relay on the same host). Without it each message is written as
@@ -15,9 +21,11 @@ use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Body, Mailbox, SinglePart};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use rocket::fairing::AdHoc;
+use rocket::{Orbit, Rocket};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::redis::Db;
 
 /// The longest a request waits for the mail server (a code mail is sent while the user waits).
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -156,14 +164,233 @@ fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
-/// The [`Mailer`] as managed state, and one log line saying where mail goes.
+// ---- the outbox ------------------------------------------------------------------------------
+
+/// The consumer group of every instance's sender.
+const GROUP: &str = "mailers";
+/// How often the sender looks for new mail (a notice may wait this long).
+const POLL: Duration = Duration::from_millis(250);
+/// A message not acknowledged this long (its sender failed or died) is taken over by another.
+const RETRY_IDLE_MS: u64 = 30_000;
+/// A message that failed this often is dropped, with an error in the log.
+pub const MAX_DELIVERIES: i64 = 20;
+/// Messages kept waiting at most (a mail server down for long must not fill Redis).
+const MAX_QUEUED: usize = 10_000;
+
+/// Puts a message in the outbox; a sender sends it within [`POLL`] when the mail server answers.
+pub async fn queue(db: &Db, to: &str, subject: &str, text: &str) -> Result<()> {
+    let key = db.keys.mail_outbox();
+    db.run(async |c| {
+        redis::cmd("XADD")
+            .arg(&key)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(MAX_QUEUED)
+            .arg("*")
+            .arg("to")
+            .arg(to)
+            .arg("subject")
+            .arg(subject)
+            .arg("text")
+            .arg(text)
+            .query_async::<_, ()>(c)
+            .await
+    })
+    .await
+}
+
+type Entry = (String, std::collections::HashMap<String, String>);
+
+/// Stream entries (`[[id, [field, value, …]], …]`) read from a reply; parsed by hand because the
+/// redis crate's tuple conversions take a two-element list for a flat pair list.
+fn entries(reply: &redis::Value) -> Vec<Entry> {
+    use crate::redis::value_text;
+    let redis::Value::Bulk(items) = reply else { return Vec::new() };
+    items
+        .iter()
+        .filter_map(|item| {
+            let redis::Value::Bulk(parts) = item else { return None };
+            let id = value_text(parts.first()?)?;
+            let redis::Value::Bulk(fields) = parts.get(1)? else { return None };
+            let fields = fields
+                .chunks(2)
+                .filter_map(|pair| Some((value_text(pair.first()?)?, value_text(pair.get(1)?)?)))
+                .collect();
+            Some((id, fields))
+        })
+        .collect()
+}
+
+/// One pass: messages that failed or whose sender died (idle past [`RETRY_IDLE_MS`]), then new
+/// ones. Answers how many were handled.
+async fn send_queued(db: &Db, mailer: &Mailer, consumer: &str) -> Result<usize> {
+    let key = db.keys.mail_outbox();
+    // Stale ones first, with how often each was delivered.
+    let stale: Vec<(String, String, i64, i64)> = db
+        .run(async |c| {
+            redis::cmd("XPENDING")
+                .arg(&key)
+                .arg(GROUP)
+                .arg("IDLE")
+                .arg(RETRY_IDLE_MS)
+                .arg("-")
+                .arg("+")
+                .arg(20)
+                .query_async(c)
+                .await
+        })
+        .await?;
+    let mut batch: Vec<(Entry, i64)> = Vec::new();
+    if !stale.is_empty() {
+        let ids: Vec<&str> = stale.iter().map(|(id, ..)| id.as_str()).collect();
+        let claimed: redis::Value = db
+            .run(async |c| {
+                redis::cmd("XCLAIM")
+                    .arg(&key)
+                    .arg(GROUP)
+                    .arg(consumer)
+                    .arg(RETRY_IDLE_MS)
+                    .arg(&ids)
+                    .query_async(c)
+                    .await
+            })
+            .await?;
+        for entry in entries(&claimed) {
+            let deliveries = stale.iter().find(|s| s.0 == entry.0).map_or(1, |s| s.3 + 1);
+            batch.push((entry, deliveries));
+        }
+    }
+    let fresh: redis::Value = db
+        .run(async |c| {
+            redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(GROUP)
+                .arg(consumer)
+                .arg("COUNT")
+                .arg(20)
+                .arg("STREAMS")
+                .arg(&key)
+                .arg(">")
+                .query_async(c)
+                .await
+        })
+        .await?;
+    // `[[stream, entries]]`, or nil when there is nothing new.
+    if let redis::Value::Bulk(streams) = &fresh {
+        for stream in streams {
+            if let redis::Value::Bulk(pair) = stream {
+                if let Some(list) = pair.get(1) {
+                    batch.extend(entries(list).into_iter().map(|e| (e, 1)));
+                }
+            }
+        }
+    }
+    let handled = batch.len();
+    for ((id, fields), deliveries) in batch {
+        let field = |name: &str| fields.get(name).cloned().unwrap_or_default();
+        let done = match mailer.send(&field("to"), &field("subject"), field("text")).await {
+            Ok(()) => true,
+            Err(e) if deliveries >= MAX_DELIVERIES => {
+                rocket::error!("mail: a notice failed {deliveries} times and is dropped: {e}");
+                true
+            }
+            Err(e) => {
+                rocket::warn!("mail: a notice was not sent (attempt {deliveries}), retried: {e}");
+                false
+            }
+        };
+        if done {
+            db.run(async |c| {
+                redis::pipe()
+                    .cmd("XACK")
+                    .arg(&key)
+                    .arg(GROUP)
+                    .arg(&id)
+                    .ignore()
+                    .cmd("XDEL")
+                    .arg(&key)
+                    .arg(&id)
+                    .ignore()
+                    .query_async::<_, ()>(c)
+                    .await
+            })
+            .await?;
+        }
+    }
+    Ok(handled)
+}
+
+/// The consumer group, created with the stream if missing (idempotent; a message queued before
+/// it existed is still read: the group starts at the stream's beginning).
+async fn ensure_group(db: &Db) -> Result<()> {
+    let key = db.keys.mail_outbox();
+    let created = db
+        .run(async |c| {
+            redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(&key)
+                .arg(GROUP)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async::<_, ()>(c)
+                .await
+        })
+        .await;
+    match created {
+        Err(Error::Redis(e)) if e.code() == Some("BUSYGROUP") => Ok(()),
+        other => other,
+    }
+}
+
+/// The sender of this process: polls the outbox until shutdown. Redis or mail-server trouble is
+/// logged once when it starts, and the loop goes on.
+async fn run_sender(rocket: &Rocket<Orbit>) {
+    let (Some(db), Some(mailer)) = (rocket.state::<Db>(), rocket.state::<Mailer>()) else {
+        return;
+    };
+    let (db, mailer) = (db.clone(), mailer.clone());
+    let consumer = crate::secret::random_token()[..12].to_owned();
+    let mut shutdown = rocket.shutdown();
+    tokio::spawn(async move {
+        let mut failing = false;
+        loop {
+            let pass = async {
+                ensure_group(&db).await?;
+                send_queued(&db, &mailer, &consumer).await
+            };
+            let idle = match pass.await {
+                Ok(handled) => {
+                    failing = false;
+                    handled == 0
+                }
+                Err(e) => {
+                    if !failing {
+                        rocket::warn!("mail: the outbox cannot be read ({e}); retrying");
+                    }
+                    failing = true;
+                    true
+                }
+            };
+            // Straight on while there is more; checking for shutdown either way.
+            let pause = if idle { POLL } else { Duration::ZERO };
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    });
+}
+
+/// The [`Mailer`] as managed state, one log line saying where mail goes, and the outbox sender.
 pub fn stage() -> AdHoc {
     AdHoc::try_on_ignite("Mail", |rocket| async {
         let Some(config) = rocket.state::<Config>() else { return Err(rocket) };
         match Mailer::new(config) {
             Ok(mailer) => {
                 rocket::info!("mail: {}", mailer.describe(config));
-                Ok(rocket.manage(mailer))
+                Ok(rocket.manage(mailer).attach(AdHoc::on_liftoff("Mail outbox", |rocket| {
+                    Box::pin(run_sender(rocket))
+                })))
             }
             Err(e) => {
                 rocket::error!("configuration: {e}");

@@ -265,6 +265,10 @@ impl Fairing for SecurityHeaders {
 
     async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
         for (name, value) in SECURITY_HEADERS {
+            // A page that carries a secret in its URL asked for a stricter policy: keep it.
+            if *name == "Referrer-Policy" && res.headers().contains(name) {
+                continue;
+            }
             res.set_raw_header(*name, *value);
         }
         // Pages and API carry account data: never cache them. Static assets are public.
@@ -275,5 +279,20 @@ impl Fairing for SecurityHeaders {
             res.set_raw_header("Cache-Control", "no-store");
         }
         res.remove_header("Server");
+    }
+}
+
+/// A response whose URL carries a secret (a "this wasn't me" link's token): `Referrer-Policy:
+/// no-referrer`, so not even this site's own requests from the page repeat the URL. (Its form
+/// then posts with `Origin: null`: the route behind it must not rely on the origin check.)
+pub struct NoReferrer<R>(pub R);
+
+impl<'r, 'o: 'r, R: rocket::response::Responder<'r, 'o>> rocket::response::Responder<'r, 'o>
+    for NoReferrer<R>
+{
+    fn respond_to(self, req: &'r Request<'_>) -> rocket::response::Result<'o> {
+        let mut res = self.0.respond_to(req)?;
+        res.set_raw_header("Referrer-Policy", "no-referrer");
+        Ok(res)
     }
 }

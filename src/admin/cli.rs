@@ -14,6 +14,7 @@ use rocket::figment::Figment;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::mfa::activity::{self, Activity};
+use crate::mfa::notice::{self, Notice};
 use crate::mfa::totp::{qr_text, step_of};
 use crate::mfa::{recovery, routes::ISSUER, store as factors};
 use crate::redis::Db;
@@ -68,6 +69,9 @@ async fn enrol(figment: Figment, replace: bool) -> Result<(), String> {
     let client = ClientInfo { ip: "server".into(), user_agent: "redbank admin totp".into() };
     let added = Activity::FactorAdded { factor: "totp".into(), name: Some("server".into()) };
     activity::record(db, ADMIN, &client, added).await;
+    // Mailed to `admin_email` (through the outbox: a running instance sends it).
+    let notice = Notice::FactorAdded { factor: "totp".into(), name: None };
+    notice::factors_changed(db, config, ADMIN, &client, notice).await;
 
     let uri = secret.otpauth_uri(ISSUER, ADMIN);
     println!("The admin's authenticator app is set up. Scan the code, or add the key by hand.\n");

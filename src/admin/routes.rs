@@ -11,9 +11,11 @@ use serde::Serialize;
 use super::store::{self, FailedSignIns, Filter};
 use super::{Admin, FreshAdmin};
 use crate::clock::{display_ms, rfc3339_ms};
+use crate::config::Config;
 use crate::error::{ApiError, Error, Result};
 use crate::mfa::activity::{self, Activity};
 use crate::mfa::guard::Signed;
+use crate::mfa::notice::Notice;
 use crate::redis::Db;
 use crate::session::guard::{ApiUser, CurrentUser};
 use crate::session::model::{Session, SessionId, SessionKind};
@@ -76,6 +78,7 @@ async fn revoke_user(db: &Db, admin: &Session, user: &str, client: &ClientInfo) 
         return Err(Error::NotFound);
     }
     let count = sessions::destroy_others(db, user, Some(&admin.id)).await?;
+    crate::session::throttle::forget_devices(db, user).await?;
     let record = Activity::RevokedByOperator { session: None, count };
     activity::record(db, user, client, record).await;
     store::audit(db, &admin.doc.user, "revoke_user_sessions", user, &count.to_string(), client)
@@ -87,7 +90,13 @@ async fn revoke_user(db: &Db, admin: &Session, user: &str, client: &ClientInfo) 
 /// sessions: the bank's answer to a customer who lost their devices, or whose account got a
 /// thief's passkey (a first factor needs no step-up). The customer then signs in with the
 /// password and sets up new factors.
-async fn reset_factors(db: &Db, admin: &Session, user: &str, client: &ClientInfo) -> Result<usize> {
+async fn reset_factors(
+    db: &Db,
+    config: &Config,
+    admin: &Session,
+    user: &str,
+    client: &ClientInfo,
+) -> Result<usize> {
     if !crate::session::model::valid_username(user) || !sessions::user_exists(db, user).await? {
         return Err(Error::NotFound);
     }
@@ -99,6 +108,7 @@ async fn reset_factors(db: &Db, admin: &Session, user: &str, client: &ClientInfo
     let record = Activity::FactorRemoved { factor: "all (by the bank)".into(), name: None };
     activity::record(db, user, client, record).await;
     store::audit(db, &admin.doc.user, "reset_factors", user, &removed.to_string(), client).await;
+    crate::mfa::notice::factors_changed(db, config, user, client, Notice::FactorsReset).await;
     Ok(count)
 }
 
@@ -326,8 +336,9 @@ pub async fn api_reset_factors(
     admin: FreshAdmin<ApiUser>,
     client: ClientInfo,
     db: &State<Db>,
+    config: &State<Config>,
 ) -> Result<Json<FactorsReset>> {
-    let count = reset_factors(db, admin.session(), user, &client).await?;
+    let count = reset_factors(db, config, admin.session(), user, &client).await?;
     Ok(Json(FactorsReset { factors_removed: true, signed_out: count }))
 }
 
@@ -403,9 +414,10 @@ pub async fn reset_factors_form(
     form: Form<CsrfForm>,
     client: ClientInfo,
     db: &State<Db>,
+    config: &State<Config>,
 ) -> Result<Redirect> {
     admin.0.0.check_csrf(&form.csrf)?;
-    reset_factors(db, admin.session(), user, &client).await?;
+    reset_factors(db, config, admin.session(), user, &client).await?;
     Ok(Redirect::to(uri!("/admin")))
 }
 

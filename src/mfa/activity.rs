@@ -63,6 +63,14 @@ pub enum Activity {
         method: String,
         aal: u8,
     },
+    /// The owner used a "this wasn't me" link: these factors were removed, every session and
+    /// device signed out, and the password marked compromised.
+    NotMe {
+        factors_removed: Vec<String>,
+        signed_out: usize,
+    },
+    /// The password was replaced after it was marked compromised.
+    PasswordRenewed,
 }
 
 /// One entry of the stream.

@@ -4,6 +4,7 @@
 //! the pre-auth state, which allows only a few.
 
 use super::activity::{self, Activity};
+use super::notice::{self, Notice};
 use super::preauth;
 use super::recovery;
 use super::store as factors;
@@ -11,9 +12,10 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::Db;
-use crate::session::login::{self, Method, SignedIn, Throttle};
+use crate::session::login::{self, Method, Throttle};
 use crate::session::model::{Amr, Assurance, Session, SessionKind};
 use crate::session::store::{self as sessions, ClientInfo};
+use crate::session::throttle::Counters;
 
 /// Which kind of code the user typed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +55,8 @@ async fn use_code(
     }
 }
 
-/// Completes the sign-in waiting under `mfa_token` (for a session of `kind`) with a code.
+/// Completes the sign-in waiting under `mfa_token` (for a session of `kind`) with a code: the
+/// session, or the renewal step when the password was reported compromised.
 pub async fn finish_sign_in(
     db: &Db,
     config: &Config,
@@ -61,30 +64,38 @@ pub async fn finish_sign_in(
     session_kind: SessionKind,
     kind: CodeKind,
     code: &str,
-) -> Result<SignedIn> {
+) -> Result<login::Outcome> {
     let pre = preauth::load(db, mfa_token).await?;
-    let pre = pre.filter(|p| p.kind == session_kind).ok_or(Error::SignInExpired)?;
-    // Counted before checked, by the state and by the login throttle: parallel guesses cannot
-    // get more codes checked than either allows.
+    // A state waiting for a new password takes no code.
+    let pre = pre.filter(|p| p.kind == session_kind && p.renewal.is_none());
+    let pre = pre.ok_or(Error::SignInExpired)?;
+    let client = pre.client();
+    // Counted before checked, by the state, by the login throttle and by the account's code
+    // budget: parallel guesses cannot get more codes checked than any of them allows, and no
+    // number of device tokens lifts the last.
     if !preauth::try_code(db, mfa_token).await? {
         return Err(Error::SignInExpired);
     }
+    reserve_code(db, config, &pre.user, &client).await?;
     pre.throttle.reserve(db, config).await?;
-    let client = pre.client();
     if !use_code(db, &pre.user, &client, kind, code).await? {
-        preauth::after_wrong_code(db, mfa_token).await?;
+        if preauth::after_wrong_code(db, mfa_token).await? {
+            notice::send(db, config, &pre.user, &client, Notice::WrongSecondFactor).await;
+        }
         db.metrics.logins.with_label_values(&["bad_code"]).inc();
         let failed = Activity::FailedSignIn { method: kind.method().as_str().into() };
         activity::record(db, &pre.user, &client, failed).await;
         return Err(Error::InvalidCode);
     }
     pre.throttle.refund(db, config).await?;
+    Counters::codes(&db.keys, config, &pre.user).refund(db).await?;
     if !preauth::take(db, mfa_token).await? {
         return Err(Error::SignInExpired);
     }
     let user = sessions::get_user(db, &pre.user).await?.ok_or(Error::SignInExpired)?;
     let assurance = Assurance::password_and_code(now_ms());
-    login::complete(db, config, &user, &pre.throttle, pre.kind, &client, assurance, kind.method())
+    let (throttle, method) = (&pre.throttle, kind.method());
+    login::finish_with_password(db, config, &user, throttle, pre.kind, &client, assurance, method)
         .await
 }
 
@@ -115,6 +126,7 @@ pub async fn step_up(
 ) -> Result<Assurance> {
     let user = &session.doc.user;
     let throttle = Throttle::new(db, user, &client.ip, Vec::new()).await?;
+    reserve_code(db, config, user, client).await?;
     throttle.reserve(db, config).await?;
     if !use_code(db, user, client, kind, code).await? {
         let failed = Activity::FailedSignIn { method: kind.method().as_str().into() };
@@ -122,10 +134,40 @@ pub async fn step_up(
         return Err(wrong_code());
     }
     throttle.refund(db, config).await?;
+    Counters::codes(&db.keys, config, user).refund(db).await?;
     let assurance = stepped_up(session, 2, &[Amr::Otp]);
     let record = Activity::StepUp { method: kind.method().as_str().into(), aal: 2 };
     activity::record(db, user, client, record).await;
     Ok(assurance)
+}
+
+/// Counts a code against the account's budget before it is checked (`second_factor_limit` per
+/// window, whatever device or address it comes from); the first refusal of a window is mailed
+/// to the owner — the step is locked, and somebody who knows the password is trying.
+async fn reserve_code(db: &Db, config: &Config, user: &str, client: &ClientInfo) -> Result<()> {
+    let Some(retry_after) = Counters::codes(&db.keys, config, user).reserve(db, config).await?
+    else {
+        return Ok(());
+    };
+    let flag = db.keys.codes_lock_announced(user);
+    let first: bool = db
+        .run(async |c| {
+            redis::cmd("SET")
+                .arg(&flag)
+                .arg(1)
+                .arg("NX")
+                .arg("EX")
+                .arg(retry_after.max(1))
+                .query_async::<_, Option<String>>(c)
+                .await
+                .map(|set| set.is_some())
+        })
+        .await?;
+    if first {
+        let minutes = retry_after.div_ceil(60);
+        notice::send(db, config, user, client, Notice::SecondStepLocked { minutes }).await;
+    }
+    Err(Error::TooManyRequests { retry_after })
 }
 
 /// A signed-in user's wrong code (422: the session itself is fine).

@@ -1,4 +1,5 @@
-//! The e-mailed code that binds a user's *first* second factor (SECURITY.md G.34).
+//! The e-mailed code that binds a user's *first* second factor (SECURITY.md G.34), and that
+//! renews a password the owner said was compromised.
 //!
 //! A password alone must not reach strong authentication: whoever phished it could otherwise add
 //! their own authenticator, confirm payments with it and lock the owner out. So adding the first
@@ -26,18 +27,21 @@ pub const MAX_TRIES: i64 = 5;
 const MAILS_PER_WINDOW: i64 = 5;
 const MAIL_WINDOW_SECS: u64 = 900;
 
-/// What the code lets the user add, in the mail's words.
+/// What the code is for, in the mail's words.
 #[derive(Debug, Clone, Copy)]
 pub enum NewFactor {
     Totp,
     Passkey,
+    /// A new password, after "this wasn't me".
+    Password,
 }
 
 impl NewFactor {
     fn describe(self) -> &'static str {
         match self {
-            NewFactor::Totp => "an authenticator app",
-            NewFactor::Passkey => "a passkey",
+            NewFactor::Totp => "adds an authenticator app to your account's sign-in",
+            NewFactor::Passkey => "adds a passkey to your account's sign-in",
+            NewFactor::Password => "lets you choose a new password as you sign in",
         }
     }
 }
@@ -57,8 +61,9 @@ fn new_code() -> String {
     format!("{:08}", rand::thread_rng().gen_range(0..100_000_000u32))
 }
 
-/// Mails a new code for `enrolment` to the user's address (replacing any earlier code). Refused
-/// when the account has no address, or when too many were sent lately (429).
+/// Mails a new code for `enrolment` to the user's address at once (replacing any earlier code):
+/// the user is waiting for it, so a mail server that fails is their 503. Refused when the
+/// account has no address, or when too many were sent lately (429).
 pub async fn send(
     db: &Db,
     mailer: &Mailer,
@@ -66,8 +71,28 @@ pub async fn send(
     factor: NewFactor,
     enrolment: &str,
 ) -> Result<()> {
+    let (to, text) = issue(db, username, factor, enrolment).await?;
+    mailer.send(&to, SUBJECT, text).await
+}
+
+/// [`send`] through the mail outbox, for a step that cannot wait for the mail server (a sign-in
+/// that has no mailer at hand); sent within a moment.
+pub async fn queue(db: &Db, username: &str, factor: NewFactor, enrolment: &str) -> Result<()> {
+    let (to, text) = issue(db, username, factor, enrolment).await?;
+    crate::mail::queue(db, &to, SUBJECT, &text).await
+}
+
+const SUBJECT: &str = "Your redbank confirmation code";
+
+/// Stores a new code for `enrolment`; the address and the message's text.
+async fn issue(
+    db: &Db,
+    username: &str,
+    factor: NewFactor,
+    enrolment: &str,
+) -> Result<(String, String)> {
     let user = users::get_user(db, username).await?.ok_or(Error::Unauthorized)?;
-    let Some(address) = user.email.as_deref() else {
+    let Some(address) = user.email.clone() else {
         return Err(Error::Conflict(
             "Your account has no e-mail address to send a confirmation code to. Please contact \
              support."
@@ -104,15 +129,14 @@ pub async fn send(
     let text = format!(
         "Hello {name},\n\n\
          Your redbank confirmation code is:\n\n    {code}\n\n\
-         It adds {what} to your account's sign-in and works once, for the next {minutes} \
-         minutes.\n\n\
+         It {what} and works once, for the next {minutes} minutes.\n\n\
          If you did not ask for it, someone knows your password: do not share this code with \
          anyone (redbank never asks for it by phone or chat), and change your password.\n",
         name = user.display_name,
         what = factor.describe(),
         minutes = CODE_SECS / 60,
     );
-    mailer.send(address, "Your redbank confirmation code", text).await
+    Ok((address, text))
 }
 
 /// Checks and burns in one step: -2 for the right code of this enrolment (then deleted), -1 when

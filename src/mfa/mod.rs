@@ -7,6 +7,7 @@ pub mod activity;
 pub mod code;
 pub mod email_code;
 pub mod guard;
+pub mod notice;
 pub mod pages;
 pub mod passkey;
 pub mod preauth;
@@ -36,6 +37,9 @@ pub fn stage() -> AdHoc {
             routes![
                 routes::login_totp,
                 routes::login_recovery,
+                routes::login_renew,
+                pages::renew_page,
+                pages::renew_submit,
                 routes::login_passkey_options,
                 routes::login_passkey,
                 routes::totp_begin,
@@ -52,6 +56,9 @@ pub fn stage() -> AdHoc {
                 routes::step_up_passkey_options,
                 routes::step_up_passkey,
                 routes::security_activity,
+                routes::not_me,
+                pages::not_me_page,
+                pages::not_me_submit,
                 pages::verify_page,
                 pages::verify_submit,
                 pages::passkey_options,

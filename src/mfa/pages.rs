@@ -16,6 +16,7 @@ use rocket_dyn_templates::{Template, context};
 use super::activity::{self, Entry};
 use super::code::{self, CodeKind};
 use super::guard::{Enrolment, FactorAdder, SteppedUp};
+use super::notice;
 use super::passkey::{self, Purpose, RelyingParty};
 use super::preauth;
 use super::routes::{self as api, sign_in_with_passkey};
@@ -29,13 +30,15 @@ use crate::redis::Db;
 use crate::session::credential::Presented;
 use crate::session::csrf::{self, SameOrigin};
 use crate::session::guard::{
-    CurrentUser, MaybeUser, PreAuthCookie, PresentedDevice, pre_auth_removal_cookie, session_cookie,
+    CurrentUser, MaybeUser, PreAuthCookie, PresentedDevice, pre_auth_cookie,
+    pre_auth_removal_cookie, session_cookie,
 };
+use crate::session::login;
 use crate::session::model::SessionKind;
 use crate::session::password::Passwords;
 use crate::session::routes::{CsrfForm, sign_in_browser};
 use crate::session::store::{self as sessions, ClientInfo};
-use crate::web::SecretForm;
+use crate::web::{NoReferrer, SecretForm};
 
 /// Where to go after a step-up: a path on this site, or `/security`. Printable ASCII only — a
 /// browser drops tabs and line breaks from a URL (`/\t/evil.example` is `//evil.example` to it)
@@ -192,9 +195,16 @@ pub async fn verify_submit(
             let kind = kind.ok_or_else(|| Error::BadRequest("Choose how to confirm.".into()))?;
             let browser = SessionKind::Browser;
             match code::finish_sign_in(db, config, token, browser, kind, &form.code).await {
-                Ok(signed_in) => {
+                Ok(login::Outcome::SignedIn(signed_in)) => {
                     sign_in_browser(db, config, jar, presented, &signed_in).await?;
                     return Ok(Reply::Done(Redirect::to(uri!("/dashboard"))));
+                }
+                Ok(login::Outcome::NewPassword { token }) => {
+                    jar.add(pre_auth_cookie(config, &token));
+                    return Ok(Reply::Done(Redirect::to(uri!("/login/renew"))));
+                }
+                Ok(login::Outcome::SecondFactor { .. }) => {
+                    return Err(Error::Internal("a second factor after the second factor".into()));
                 }
                 Err(e) => e,
             }
@@ -330,9 +340,25 @@ pub async fn security_page(user: CurrentUser, db: &State<Db>) -> Result<Template
         })
         .collect();
     let entries = activity::newest(db, &doc.user, 50).await?;
+    let devices: Vec<Value> = crate::session::throttle::devices(db, &doc.user)
+        .await?
+        .into_iter()
+        .map(|d| {
+            json!({
+                "device": activity::describe_device(&d.user_agent),
+                "user_agent": d.user_agent,
+                "ip": d.ip,
+                "first_at": crate::clock::rfc3339_ms(d.created_at),
+                "first": display_ms(d.created_at),
+                "last_at": crate::clock::rfc3339_ms(d.last_used_at),
+                "last": display_ms(d.last_used_at),
+            })
+        })
+        .collect();
     Ok(Template::render(
         "mfa/security",
         context! {
+            devices,
             user: doc.user_view(),
             csrf: &doc.csrf_token,
             totp: owned.totp,
@@ -397,6 +423,7 @@ pub async fn totp_confirm(
     form: SecretForm<TotpForm>,
     client: ClientInfo,
     db: &State<Db>,
+    config: &State<Config>,
 ) -> Result<Reply> {
     let FactorAdder(me, enrolment) = &user;
     let form = &form.0;
@@ -404,7 +431,9 @@ pub async fn totp_confirm(
     let username = &me.0.doc.user;
     let email_code = Some(form.email_code.as_str());
     let message =
-        match api::confirm_totp(db, &me.0, &client, *enrolment, &form.code, email_code).await {
+        match api::confirm_totp(db, config, &me.0, &client, *enrolment, &form.code, email_code)
+            .await
+        {
             Ok(codes) => return Ok(Reply::Page(codes_page(me, codes))),
             Err(Error::NotConfirmed(_)) => {
                 "That code is not valid. Check the time on your phone and try again.".to_owned()
@@ -434,10 +463,11 @@ pub async fn totp_remove(
     form: Form<CsrfForm>,
     client: ClientInfo,
     db: &State<Db>,
+    config: &State<Config>,
 ) -> Result<Redirect> {
     let me = &user.0;
     me.check_csrf(&form.csrf)?;
-    api::remove_totp(db, &me.0.doc.user, &client).await?;
+    api::remove_totp(db, config, &me.0.doc.user, &client).await?;
     Ok(Redirect::to(uri!("/security")))
 }
 
@@ -447,10 +477,11 @@ pub async fn recovery_renew(
     form: Form<CsrfForm>,
     client: ClientInfo,
     db: &State<Db>,
+    config: &State<Config>,
 ) -> Result<Page> {
     let me = &user.0;
     me.check_csrf(&form.csrf)?;
-    let codes = api::renew_recovery_codes(db, &me.0.doc.user, &client).await?;
+    let codes = api::renew_recovery_codes(db, config, &me.0.doc.user, &client).await?;
     Ok(codes_page(me, codes))
 }
 
@@ -461,9 +492,146 @@ pub async fn passkey_remove(
     form: Form<CsrfForm>,
     client: ClientInfo,
     db: &State<Db>,
+    config: &State<Config>,
 ) -> Result<Redirect> {
     let me = &user.0;
     me.check_csrf(&form.csrf)?;
-    api::remove_passkey(db, &me.0.doc.user, id, &client).await?;
+    api::remove_passkey(db, config, &me.0.doc.user, id, &client).await?;
     Ok(Redirect::to(uri!("/security")))
+}
+
+// ---- "this wasn't me" ---------------------------------------------------------------------------
+
+/// The page a notice's link opens: it only shows what the button will do (mail scanners and
+/// previews open links), and names the account. No session needed; the token in its URL is
+/// kept from any `Referer`.
+#[get("/not-me?<token>")]
+pub async fn not_me_page(token: Option<&str>, db: &State<Db>) -> Result<NoReferrer<Page>> {
+    let token = token.unwrap_or_default();
+    let page = match notice::peek(db, token).await {
+        Ok(link) => {
+            let page = Template::render("mfa/not_me", context! { link, token, user: None::<()> });
+            Page { status: Status::Ok, page }
+        }
+        Err(e @ Error::Gone(_)) => not_me_gone(&e),
+        Err(e) => return Err(e),
+    };
+    Ok(NoReferrer(page))
+}
+
+fn not_me_gone(e: &Error) -> Page {
+    let page = Template::render("mfa/not_me", context! { error: e.public_message() });
+    Page { status: e.status(), page }
+}
+
+#[derive(Debug, FromForm)]
+pub struct NotMeForm {
+    #[field(default = String::new())]
+    token: String,
+}
+
+/// The link's button: secures the account (see `notice::undo`). No origin check: the page sends
+/// no `Referer` (so browsers post `Origin: null`), and the unguessable single-use token is the
+/// credential — a forged post would need it, and could only do what the owner asks here.
+#[post("/not-me", data = "<form>")]
+pub async fn not_me_submit(
+    form: SecretForm<NotMeForm>,
+    client: ClientInfo,
+    db: &State<Db>,
+) -> Result<NoReferrer<Page>> {
+    let page = match notice::undo(db, &form.0.token, &client).await {
+        Ok(undone) => {
+            let page = Template::render("mfa/not_me", context! { undone });
+            Page { status: Status::Ok, page }
+        }
+        Err(e @ Error::Gone(_)) => not_me_gone(&e),
+        Err(e) => return Err(e),
+    };
+    Ok(NoReferrer(page))
+}
+
+// ---- a new password after "this wasn't me" -----------------------------------------------------
+
+/// The renewal state the browser's pre-auth cookie names, if it is one.
+async fn renewal_of(db: &Db, pre: &PreAuthCookie) -> Result<Option<String>> {
+    let Some(token) = pre.0.as_deref() else { return Ok(None) };
+    let state = preauth::load(db, token).await?;
+    let waiting = state.is_some_and(|s| s.kind == SessionKind::Browser && s.renewal.is_some());
+    Ok(waiting.then(|| token.to_owned()))
+}
+
+fn renew_form(jar: &CookieJar<'_>, config: &Config, status: Status, error: Option<&str>) -> Page {
+    let csrf = csrf::login_token(jar, config);
+    let min_chars = login::min_password_chars(false);
+    let page = Template::render("mfa/renew", context! { csrf, error, min_chars });
+    Page { status, page }
+}
+
+#[get("/login/renew")]
+pub async fn renew_page(
+    pre: PreAuthCookie,
+    jar: &CookieJar<'_>,
+    db: &State<Db>,
+    config: &State<Config>,
+) -> Result<Reply> {
+    match renewal_of(db, &pre).await? {
+        Some(_) => Ok(Reply::Page(renew_form(jar, config, Status::Ok, None))),
+        None => Ok(Reply::Done(Redirect::to(uri!("/login")))),
+    }
+}
+
+#[derive(Debug, FromForm)]
+pub struct RenewForm {
+    #[field(default = String::new())]
+    csrf: String,
+    #[field(default = String::new())]
+    email_code: String,
+    #[field(default = String::new())]
+    password: String,
+}
+
+#[post("/login/renew", data = "<form>")]
+#[allow(clippy::too_many_arguments)] // one per request guard: what Rocket routes look like
+pub async fn renew_submit(
+    _same_origin: SameOrigin,
+    form: SecretForm<RenewForm>,
+    pre: PreAuthCookie,
+    presented: Presented,
+    jar: &CookieJar<'_>,
+    db: &State<Db>,
+    config: &State<Config>,
+    passwords: &State<Arc<Passwords>>,
+) -> Result<Reply> {
+    let form = form.0;
+    if !csrf::check_login_token(jar, config, &form.csrf) {
+        return Err(Error::Forbidden("Your form has expired. Please try again.".into()));
+    }
+    let Some(token) = renewal_of(db, &pre).await? else {
+        return Ok(Reply::Done(Redirect::to(uri!("/login"))));
+    };
+    let browser = SessionKind::Browser;
+    let renewed = login::renew_password(
+        db,
+        config,
+        passwords,
+        &token,
+        browser,
+        &form.email_code,
+        &form.password,
+    );
+    match renewed.await {
+        Ok(signed_in) => {
+            sign_in_browser(db, config, jar, presented, &signed_in).await?;
+            Ok(Reply::Done(Redirect::to(uri!("/dashboard"))))
+        }
+        Err(Error::SignInExpired) => {
+            jar.add(pre_auth_removal_cookie(config));
+            Ok(Reply::Done(Redirect::to(uri!("/login"))))
+        }
+        Err(e @ (Error::Invalid { .. } | Error::TooManyRequests { .. })) => {
+            let message = e.public_message();
+            Ok(Reply::Page(renew_form(jar, config, e.status(), Some(&message))))
+        }
+        Err(e) => Err(e),
+    }
 }

@@ -12,7 +12,7 @@ use super::store::parse;
 use crate::error::Result;
 use crate::redis::Db;
 use crate::session::login::Throttle;
-use crate::session::model::{SessionKind, SessionToken};
+use crate::session::model::{Assurance, SessionKind, SessionToken};
 use crate::session::store::ClientInfo;
 
 /// How long a password-verified sign-in waits for its second factor.
@@ -31,6 +31,19 @@ pub struct PreAuth {
     pub ip: String,
     pub user_agent: String,
     pub throttle: Throttle,
+    /// Set when every factor is in but the password was reported compromised: what the session
+    /// will be once a new password is chosen (with the e-mailed code). Such a state completes
+    /// only through the renewal step, never through a code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal: Option<Renewal>,
+}
+
+/// The session a renewed password leads to: the assurance the factors earned, and how.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Renewal {
+    pub assurance: Assurance,
+    /// `password`, `totp` or `recovery` (see `login::Method`).
+    pub method: String,
 }
 
 impl PreAuth {
@@ -93,22 +106,24 @@ pub async fn try_code(db: &Db, token: &str) -> Result<bool> {
     Ok(n > 0)
 }
 
-/// After a wrong code: the state is dropped when that was its last try.
-pub async fn after_wrong_code(db: &Db, token: &str) -> Result<()> {
-    let Some(token) = SessionToken::parse(token) else { return Ok(()) };
+/// Counts a wrong code, and drops the state when that was its last try.
+const WRONG: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local wrong = redis.call('HINCRBY', KEYS[1], 'wrong', 1)
+if tonumber(redis.call('HGET', KEYS[1], 'tries') or '0') >= tonumber(ARGV[1]) then
+  redis.call('DEL', KEYS[1])
+end
+return wrong
+"#;
+
+/// After a wrong code: the state is dropped when that was its last try. True for the first
+/// wrong code of this sign-in (the owner is told once per sign-in, not once per code).
+pub async fn after_wrong_code(db: &Db, token: &str) -> Result<bool> {
+    let Some(token) = SessionToken::parse(token) else { return Ok(false) };
     let key = db.keys.pre_auth(token.id().as_str());
-    db.run(async |c| {
-        Script::new(
-            "if tonumber(redis.call('HGET', KEYS[1], 'tries') or '0') >= tonumber(ARGV[1]) then \
-             redis.call('DEL', KEYS[1]) end return 1",
-        )
-        .key(&key)
-        .arg(MAX_TRIES)
-        .invoke_async::<_, i64>(c)
-        .await
-    })
-    .await?;
-    Ok(())
+    let wrong: i64 =
+        db.run(async |c| Script::new(WRONG).key(&key).arg(MAX_TRIES).invoke_async(c).await).await?;
+    Ok(wrong == 1)
 }
 
 /// Takes the state for the one request that completes the sign-in; false when another request

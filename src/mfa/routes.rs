@@ -10,6 +10,7 @@ use super::activity::{self, Activity};
 use super::code::{self, CodeKind};
 use super::email_code::{self, NewFactor};
 use super::guard::{Enrolment, FactorAdder, SteppedUp};
+use super::notice::{self, Notice};
 use super::passkey::{self, PasskeyView, Purpose, RelyingParty};
 use super::recovery;
 use super::store::{self as factors, Factors};
@@ -23,7 +24,7 @@ use crate::session::guard::{ApiUser, Via, session_cookie};
 use crate::session::login::{self, Method, Throttle};
 use crate::session::model::{Amr, Assurance, Session, SessionKind};
 use crate::session::password::{MAX_PASSWORD_BYTES, Passwords};
-use crate::session::routes::{SignedInBody, login_json};
+use crate::session::routes::{LoginAnswer, SignedInBody, login_json};
 use crate::session::store::{self as sessions, ClientInfo};
 use crate::web::SecretJson;
 
@@ -70,7 +71,7 @@ pub struct PasskeyName {
     security(()),
     request_body = MfaCode,
     responses(
-        (status = 200, description = "Signed in", body = SignedInBody),
+        (status = 200, description = "Signed in, or a new password is needed", body = LoginAnswer),
         (status = 401, description = "Wrong or used code, or the sign-in expired", body = ApiError),
         (status = 429, description = "Too many codes tried", body = ApiError),
     )
@@ -80,10 +81,10 @@ pub async fn login_totp(
     body: SecretJson<MfaCode>,
     db: &State<Db>,
     config: &State<Config>,
-) -> Result<Json<SignedInBody>> {
+) -> Result<Json<LoginAnswer>> {
     let kind = (SessionKind::Mobile, CodeKind::Totp);
     let done = code::finish_sign_in(db, config, &body.0.mfa_token, kind.0, kind.1, &body.0.code);
-    Ok(Json(login_json(config, &done.await?)))
+    Ok(Json(LoginAnswer::finished(config, done.await?)))
 }
 
 /// Completes a sign-in with the `mfa_token` and a recovery code (each works once).
@@ -92,7 +93,7 @@ pub async fn login_totp(
     security(()),
     request_body = MfaCode,
     responses(
-        (status = 200, description = "Signed in", body = SignedInBody),
+        (status = 200, description = "Signed in, or a new password is needed", body = LoginAnswer),
         (status = 401, description = "Wrong or used code, or the sign-in expired", body = ApiError),
         (status = 429, description = "Too many codes tried", body = ApiError),
     )
@@ -102,9 +103,53 @@ pub async fn login_recovery(
     body: SecretJson<MfaCode>,
     db: &State<Db>,
     config: &State<Config>,
-) -> Result<Json<SignedInBody>> {
+) -> Result<Json<LoginAnswer>> {
     let kind = (SessionKind::Mobile, CodeKind::Recovery);
     let done = code::finish_sign_in(db, config, &body.0.mfa_token, kind.0, kind.1, &body.0.code);
+    Ok(Json(LoginAnswer::finished(config, done.await?)))
+}
+
+/// The e-mailed code and a new password, after "this wasn't me".
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct Renew {
+    /// From the sign-in's answer.
+    renew_token: String,
+    email_code: String,
+    /// At least 15 characters while it is the account's only factor, 8 with a second one; not
+    /// the old one, not containing the username or address.
+    new_password: String,
+}
+
+/// Completes a sign-in whose password the owner reported compromised ("this wasn't me"): the
+/// code e-mailed for it and a new password. The old password stops working.
+#[utoipa::path(
+    tag = "sign-in",
+    security(()),
+    request_body = Renew,
+    responses(
+        (status = 200, description = "Signed in with the new password", body = SignedInBody),
+        (status = 401, description = "The sign-in expired or was used", body = ApiError),
+        (status = 422, description = "A wrong `email_code`, or a `password` that breaks a rule", body = ApiError),
+    )
+)]
+#[post("/api/v1/login/renew", data = "<body>")]
+pub async fn login_renew(
+    body: SecretJson<Renew>,
+    db: &State<Db>,
+    config: &State<Config>,
+    passwords: &State<std::sync::Arc<Passwords>>,
+) -> Result<Json<SignedInBody>> {
+    let Renew { renew_token, email_code, new_password } = body.0;
+    let kind = SessionKind::Mobile;
+    let done = login::renew_password(
+        db,
+        config,
+        passwords,
+        &renew_token,
+        kind,
+        &email_code,
+        &new_password,
+    );
     Ok(Json(login_json(config, &done.await?)))
 }
 
@@ -239,23 +284,44 @@ pub async fn totp_begin(
     }))
 }
 
-/// Records a factor `session` added, and tells the user's other open dashboards.
+/// Records a factor `session` added, tells the user's other open dashboards and mails the
+/// owner (forgetting the remembered devices).
 async fn factor_added(
     db: &Db,
+    config: &Config,
     session: &Session,
     client: &ClientInfo,
     factor: &str,
     name: Option<&str>,
 ) {
-    let added = Activity::FactorAdded { factor: factor.into(), name: name.map(str::to_owned) };
+    let (factor, name) = (factor.to_owned(), name.map(str::to_owned));
+    let added = Activity::FactorAdded { factor: factor.clone(), name: name.clone() };
     activity::record(db, &session.doc.user, client, added).await;
-    activity::announce_factor(db, session, factor, name).await;
+    activity::announce_factor(db, session, &factor, name.as_deref()).await;
+    let notice = Notice::FactorAdded { factor, name };
+    notice::factors_changed(db, config, &session.doc.user, client, notice).await;
+}
+
+/// Records a removed factor and mails the owner (forgetting the remembered devices).
+async fn factor_removed(
+    db: &Db,
+    config: &Config,
+    username: &str,
+    client: &ClientInfo,
+    factor: &str,
+    name: Option<String>,
+) {
+    let removed = Activity::FactorRemoved { factor: factor.into(), name: name.clone() };
+    activity::record(db, username, client, removed).await;
+    let notice = Notice::FactorRemoved { factor: factor.into(), name };
+    notice::factors_changed(db, config, username, client, notice).await;
 }
 
 /// Confirms TOTP enrolment with a code from the app (and, for a first factor, the e-mailed
 /// code, spent only once the app's code is right); the new recovery codes, shown once.
 pub async fn confirm_totp(
     db: &Db,
+    config: &Config,
     session: &Session,
     client: &ClientInfo,
     enrolment: Enrolment,
@@ -277,7 +343,7 @@ pub async fn confirm_totp(
     if !factors::confirm_totp(db, username, &secret, step, &digests).await? {
         return Err(Error::Conflict("The set-up was replaced or expired. Start again.".into()));
     }
-    factor_added(db, session, client, "totp", None).await;
+    factor_added(db, config, session, client, "totp", None).await;
     Ok(codes)
 }
 
@@ -304,10 +370,12 @@ pub async fn totp_confirm(
     user: FactorAdder<ApiUser>,
     client: ClientInfo,
     db: &State<Db>,
+    config: &State<Config>,
 ) -> Result<Json<RecoveryCodes>> {
     let TotpConfirm { code, email_code } = body.0;
+    let session = &user.0.session;
     let confirmed =
-        confirm_totp(db, &user.0.session, &client, user.1, &code, email_code.as_deref());
+        confirm_totp(db, config, session, &client, user.1, &code, email_code.as_deref());
     let codes = confirmed.await?;
     Ok(Json(RecoveryCodes { recovery_codes: codes }))
 }
@@ -320,13 +388,17 @@ async fn drop_orphan_codes(db: &Db, username: &str) -> Result<()> {
     Ok(())
 }
 
-pub async fn remove_totp(db: &Db, username: &str, client: &ClientInfo) -> Result<()> {
+pub async fn remove_totp(
+    db: &Db,
+    config: &Config,
+    username: &str,
+    client: &ClientInfo,
+) -> Result<()> {
     if !factors::remove_totp(db, username).await? {
         return Err(Error::NotFound);
     }
     drop_orphan_codes(db, username).await?;
-    let removed = Activity::FactorRemoved { factor: "totp".into(), name: None };
-    activity::record(db, username, client, removed).await;
+    factor_removed(db, config, username, client, "totp", None).await;
     Ok(())
 }
 
@@ -343,14 +415,16 @@ pub async fn totp_remove(
     user: SteppedUp<ApiUser>,
     client: ClientInfo,
     db: &State<Db>,
+    config: &State<Config>,
 ) -> Result<Status> {
-    remove_totp(db, &user.0.session.doc.user, &client).await?;
+    remove_totp(db, config, &user.0.session.doc.user, &client).await?;
     Ok(Status::NoContent)
 }
 
 /// New recovery codes (the old ones stop working); only with a second factor to back up.
 pub async fn renew_recovery_codes(
     db: &Db,
+    config: &Config,
     username: &str,
     client: &ClientInfo,
 ) -> Result<Vec<String>> {
@@ -362,6 +436,8 @@ pub async fn renew_recovery_codes(
     factors::replace_recovery_codes(db, username, &digests).await?;
     let added = Activity::FactorAdded { factor: "recovery_codes".into(), name: None };
     activity::record(db, username, client, added).await;
+    let notice = Notice::FactorAdded { factor: "recovery_codes".into(), name: None };
+    notice::factors_changed(db, config, username, client, notice).await;
     Ok(codes)
 }
 
@@ -378,8 +454,9 @@ pub async fn recovery_renew(
     user: SteppedUp<ApiUser>,
     client: ClientInfo,
     db: &State<Db>,
+    config: &State<Config>,
 ) -> Result<Json<RecoveryCodes>> {
-    let codes = renew_recovery_codes(db, &user.0.session.doc.user, &client).await?;
+    let codes = renew_recovery_codes(db, config, &user.0.session.doc.user, &client).await?;
     Ok(Json(RecoveryCodes { recovery_codes: codes }))
 }
 
@@ -438,6 +515,7 @@ pub async fn passkey_add(
     user: FactorAdder<ApiUser>,
     client: ClientInfo,
     db: &State<Db>,
+    config: &State<Config>,
     rp: &State<RelyingParty>,
 ) -> Result<(Status, Json<PasskeyView>)> {
     let username = &user.0.session.doc.user;
@@ -452,7 +530,7 @@ pub async fn passkey_add(
             .await?;
     }
     let view = passkey::finish_registration(db, rp, username, &answer).await.map_err(signed_in)?;
-    factor_added(db, &user.0.session, &client, "passkey", Some(&view.name)).await;
+    factor_added(db, config, &user.0.session, &client, "passkey", Some(&view.name)).await;
     Ok((Status::Created, Json(view)))
 }
 
@@ -469,12 +547,17 @@ pub async fn passkey_list(user: ApiUser, db: &State<Db>) -> Result<Json<PasskeyL
     Ok(Json(PasskeyList { passkeys }))
 }
 
-pub async fn remove_passkey(db: &Db, username: &str, id: &str, client: &ClientInfo) -> Result<()> {
+pub async fn remove_passkey(
+    db: &Db,
+    config: &Config,
+    username: &str,
+    id: &str,
+    client: &ClientInfo,
+) -> Result<()> {
     let id = passkey::parse_id(id).ok_or(Error::NotFound)?;
     let name = passkey::remove(db, username, &id).await?.ok_or(Error::NotFound)?;
     drop_orphan_codes(db, username).await?;
-    let removed = Activity::FactorRemoved { factor: "passkey".into(), name: Some(name) };
-    activity::record(db, username, client, removed).await;
+    factor_removed(db, config, username, client, "passkey", Some(name)).await;
     Ok(())
 }
 
@@ -493,8 +576,9 @@ pub async fn passkey_remove(
     user: SteppedUp<ApiUser>,
     client: ClientInfo,
     db: &State<Db>,
+    config: &State<Config>,
 ) -> Result<Status> {
-    remove_passkey(db, &user.0.session.doc.user, id, &client).await?;
+    remove_passkey(db, config, &user.0.session.doc.user, id, &client).await?;
     Ok(Status::NoContent)
 }
 
@@ -725,6 +809,36 @@ pub async fn step_up_passkey(
     apply_step_up(db, config, jar, &user, assurance).await
 }
 
+// ---- "this wasn't me" -----------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct NotMeToken {
+    /// The `token` of a security notice's "this wasn't me" link.
+    token: String,
+}
+
+/// "This wasn't me", from a security notice's link: removes factors added in the last 24 hours,
+/// signs out every session and remembered device, and marks the password compromised (the next
+/// password sign-in also needs an e-mailed code and a new password). No sign-in: the link's
+/// single-use token is the credential.
+#[utoipa::path(
+    tag = "factors",
+    security(()),
+    request_body = NotMeToken,
+    responses(
+        (status = 200, description = "Secured", body = notice::Undone),
+        (status = 410, description = "The link was used or has expired", body = ApiError),
+    )
+)]
+#[post("/api/v1/not-me", data = "<body>")]
+pub async fn not_me(
+    body: SecretJson<NotMeToken>,
+    client: ClientInfo,
+    db: &State<Db>,
+) -> Result<Json<notice::Undone>> {
+    Ok(Json(notice::undo(db, &body.0.token, &client).await?))
+}
+
 // ---- activity ------------------------------------------------------------------------------------
 
 /// The user's factors as the API and `/security` show them.
@@ -761,6 +875,34 @@ pub struct SecurityActivity {
     factors: FactorsView,
     /// Newest first, at most 100.
     activity: Vec<ActivityView>,
+    /// Devices that signed in and are remembered (their wrong passwords are counted apart from
+    /// strangers'), most recently used first; forgotten by "sign out everywhere" and by every
+    /// change of factors.
+    devices: Vec<DeviceView>,
+}
+
+/// A remembered device.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeviceView {
+    /// "Chrome on Linux", from its user agent.
+    device: String,
+    user_agent: String,
+    ip: String,
+    /// RFC 3339.
+    first_sign_in: String,
+    last_sign_in: String,
+}
+
+impl From<&crate::session::throttle::Device> for DeviceView {
+    fn from(d: &crate::session::throttle::Device) -> Self {
+        DeviceView {
+            device: activity::describe_device(&d.user_agent),
+            user_agent: d.user_agent.clone(),
+            ip: d.ip.clone(),
+            first_sign_in: rfc3339_ms(d.created_at),
+            last_sign_in: rfc3339_ms(d.last_used_at),
+        }
+    }
 }
 
 /// The caller's factors and security activity (sign-ins, factors added or removed, step-ups,
@@ -780,5 +922,7 @@ pub async fn security_activity(user: ApiUser, db: &State<Db>) -> Result<Json<Sec
             activity: e.activity,
         })
         .collect();
-    Ok(Json(SecurityActivity { factors: FactorsView::from(&owned), activity }))
+    let devices = crate::session::throttle::devices(db, username).await?;
+    let devices = devices.iter().map(DeviceView::from).collect();
+    Ok(Json(SecurityActivity { factors: FactorsView::from(&owned), activity, devices }))
 }

@@ -161,6 +161,38 @@ pub async fn use_totp_code(db: &Db, username: &str, code: &str, now_secs: i64) -
     Ok(fresh == 1)
 }
 
+/// When the user's TOTP factor was enrolled (ms), if they have one.
+pub async fn totp_enrolled_at(db: &Db, username: &str) -> Result<Option<i64>> {
+    let key = db.keys.totp(username);
+    let (exists, at): (bool, Option<i64>) = db
+        .run(async |c| {
+            redis::pipe()
+                .cmd("EXISTS")
+                .arg(&key)
+                .cmd("HGET")
+                .arg(&key)
+                .arg("enrolled_at")
+                .query_async(c)
+                .await
+        })
+        .await?;
+    // A factor without the field (the demo's) counts as old.
+    Ok(exists.then(|| at.unwrap_or(0)))
+}
+
+/// Drops an enrolment in progress (the pending TOTP secret and the e-mailed code).
+pub async fn drop_pending(db: &Db, username: &str) -> Result<()> {
+    let keys = [db.keys.totp_pending(username), db.keys.enrol_code(username)];
+    db.run(async |c| {
+        let mut pipe = redis::pipe();
+        for key in &keys {
+            pipe.cmd("DEL").arg(key).ignore();
+        }
+        pipe.query_async::<_, ()>(c).await
+    })
+    .await
+}
+
 /// Sets a demo user's TOTP factor unless the user already has one (the fixed demo secret).
 pub async fn ensure_demo_totp(db: &Db, username: &str, secret: &TotpSecret) -> Result<()> {
     let key = db.keys.totp(username);

@@ -73,9 +73,27 @@ impl Keys {
         format!("{}throttle:ceremony:{group}", self.prefix)
     }
 
-    /// A known device: SHA-256 of its token → the username it signed in as.
-    pub fn device(&self, id: &str) -> String {
-        format!("{}device:{id}", self.prefix)
+    /// A user's known devices: hash of SHA-256 of a device token → JSON (first and last sign-in,
+    /// address, user agent, kind); each field expires `device_trust_days` after its last use, at
+    /// most 10 kept (least recently used dropped).
+    pub fn devices(&self, username: &str) -> String {
+        format!("{}devices:{{user:{username}}}", self.prefix)
+    }
+
+    /// Second-factor codes tried against one account (sign-in and step-up), whatever the device.
+    pub fn throttle_codes(&self, username: &str) -> String {
+        format!("{}throttle:codes:{username}", self.prefix)
+    }
+
+    /// Set while the owner has been told their second step is locked (one mail per window).
+    pub fn codes_lock_announced(&self, username: &str) -> String {
+        format!("{}throttle:codes-announced:{username}", self.prefix)
+    }
+
+    /// A "this wasn't me" link (hex SHA-256 of its token) → JSON (user, what it is about);
+    /// single use, 24 h.
+    pub fn not_me(&self, id: &str) -> String {
+        format!("{}not-me:{id}", self.prefix)
     }
 
     // A user's factor keys share the hash tag `{user:<name>}`: enrolment changes three of them in
@@ -101,6 +119,12 @@ impl Keys {
     /// Codes e-mailed to one user in the current window (so nobody floods a mailbox).
     pub fn throttle_mail(&self, username: &str) -> String {
         format!("{}throttle:mail:{username}", self.prefix)
+    }
+
+    /// Stream of mail waiting to be sent (`to`, `subject`, `text`), read by the consumer group
+    /// `mailers` (one consumer per process); an entry is deleted once sent.
+    pub fn mail_outbox(&self) -> String {
+        format!("{}mail:outbox", self.prefix)
     }
 
     /// Set of a user's unused recovery codes, each as hex SHA-256.

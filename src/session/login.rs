@@ -17,7 +17,9 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::mfa::activity::{self, Activity};
-use crate::mfa::preauth::{self, PreAuth};
+use crate::mfa::email_code::{self, NewFactor};
+use crate::mfa::notice::{self, Notice};
+use crate::mfa::preauth::{self, PreAuth, Renewal};
 use crate::mfa::store as factors;
 use crate::redis::Db;
 
@@ -94,9 +96,14 @@ impl Throttle {
 
     /// After the last factor: clears this client's counters and returns its device token (the
     /// known one renewed, or a new one).
-    async fn succeeded(&self, db: &Db, config: &Config) -> Result<DeviceToken> {
+    async fn succeeded(
+        &self,
+        db: &Db,
+        config: &Config,
+        client: &ClientInfo,
+    ) -> Result<DeviceToken> {
         self.counters(db, config).succeeded(db).await?;
-        throttle::remember_device(db, config, &self.username, self.known()).await
+        throttle::remember_device(db, config, &self.username, self.known(), client).await
     }
 }
 
@@ -117,6 +124,11 @@ pub enum Outcome {
         token: SessionToken,
         methods: Vec<&'static str>,
     },
+    /// Every factor is in, but the owner reported the password compromised ("this wasn't me"):
+    /// a code was e-mailed, and `token` names the state [`renew_password`] completes.
+    NewPassword {
+        token: SessionToken,
+    },
 }
 
 /// How a sign-in was completed, as the activity log names it.
@@ -135,6 +147,15 @@ impl Method {
             Method::Totp => "totp",
             Method::Recovery => "recovery",
             Method::Passkey => "passkey",
+        }
+    }
+
+    fn parse(text: &str) -> Method {
+        match text {
+            "totp" => Method::Totp,
+            "recovery" => Method::Recovery,
+            "passkey" => Method::Passkey,
+            _ => Method::Password,
         }
     }
 }
@@ -192,14 +213,118 @@ pub async fn with_password(
             ip: client.ip.clone(),
             user_agent: client.user_agent.clone(),
             throttle,
+            renewal: None,
         };
         let token = preauth::create(db, &pre).await?;
         outcome("second_factor");
         return Ok(Outcome::SecondFactor { token, methods: owned.methods() });
     }
     let assurance = Assurance::password(now_ms());
-    let done = complete(db, config, &user, &throttle, kind, client, assurance, Method::Password);
-    Ok(Outcome::SignedIn(Box::new(done.await?)))
+    finish_with_password(db, config, &user, &throttle, kind, client, assurance, Method::Password)
+        .await
+}
+
+/// The end of a sign-in that used the password (with a code after it, or alone): the session —
+/// or, when the owner reported the password compromised, a renewal state and an e-mailed code
+/// first ([`Outcome::NewPassword`]): the password alone, even with a second factor, must not
+/// let a thief back in.
+#[allow(clippy::too_many_arguments)] // each is one fact about the sign-in
+pub async fn finish_with_password(
+    db: &Db,
+    config: &Config,
+    user: &User,
+    throttle: &Throttle,
+    kind: SessionKind,
+    client: &ClientInfo,
+    assurance: Assurance,
+    method: Method,
+) -> Result<Outcome> {
+    if !user.password_compromised {
+        let done = complete(db, config, user, throttle, kind, client, assurance, method).await?;
+        return Ok(Outcome::SignedIn(Box::new(done)));
+    }
+    let pre = PreAuth {
+        user: user.username.clone(),
+        kind,
+        ip: client.ip.clone(),
+        user_agent: client.user_agent.clone(),
+        throttle: throttle.clone(),
+        renewal: Some(Renewal { assurance, method: method.as_str().into() }),
+    };
+    let token = preauth::create(db, &pre).await?;
+    email_code::queue(db, &user.username, NewFactor::Password, token.id().as_str()).await?;
+    db.metrics.logins.with_label_values(&["new_password"]).inc();
+    Ok(Outcome::NewPassword { token })
+}
+
+/// The shortest password accepted: 15 characters while it is the account's only factor, 8 once
+/// there is a second one (NIST SP 800-63B-4).
+pub fn min_password_chars(has_second_factor: bool) -> usize {
+    if has_second_factor { 8 } else { 15 }
+}
+
+/// Why `new` cannot be the password of `user` (with or without a second factor), if it can't.
+fn password_problem(user: &User, new: &str, has_second_factor: bool) -> Option<String> {
+    let min = min_password_chars(has_second_factor);
+    if new.chars().count() < min {
+        return Some(format!("Choose a password of at least {min} characters."));
+    }
+    if new.len() > MAX_PASSWORD_BYTES {
+        return Some(format!("Choose a password of at most {MAX_PASSWORD_BYTES} bytes."));
+    }
+    let lower = new.to_lowercase();
+    let name = user.username.to_lowercase();
+    if lower.contains(&name)
+        || user.email.as_deref().is_some_and(|e| lower.contains(&e.to_lowercase()))
+    {
+        return Some("Choose a password that does not contain your name or address.".into());
+    }
+    None
+}
+
+/// Completes the renewal state `token` (for a session of `kind`) with the e-mailed code and a new
+/// password: the password is replaced (and no longer compromised), and the session the factors
+/// earned is created. 422 naming `email_code` or `password`; an expired or used state is
+/// [`Error::SignInExpired`].
+pub async fn renew_password(
+    db: &Db,
+    config: &Config,
+    passwords: &Passwords,
+    token: &str,
+    kind: SessionKind,
+    email_code: &str,
+    new_password: &str,
+) -> Result<SignedIn> {
+    let pre = preauth::load(db, token).await?.filter(|p| p.kind == kind);
+    let pre = pre.ok_or(Error::SignInExpired)?;
+    let renewal = pre.renewal.clone().ok_or(Error::SignInExpired)?;
+    if !preauth::try_code(db, token).await? {
+        return Err(Error::SignInExpired);
+    }
+    // The password's rules first, so a refused password does not burn the e-mailed code.
+    let user = store::get_user(db, &pre.user).await?.ok_or(Error::SignInExpired)?;
+    let has_factor = factors::factors(db, &user.username).await?.any();
+    if let Some(problem) = password_problem(&user, new_password, has_factor) {
+        return Err(Error::Invalid { field: "password", message: problem });
+    }
+    let slot = passwords.slot().await?;
+    if passwords.verify(&slot, new_password, Some(&user.password_hash)).await? {
+        let message = "Choose a different password: this one was reported compromised.".into();
+        return Err(Error::Invalid { field: "password", message });
+    }
+    drop(slot);
+    let id = SessionToken::parse(token).ok_or(Error::SignInExpired)?.id();
+    email_code::redeem(db, &pre.user, id.as_str(), Some(email_code)).await?;
+    let hash = passwords.hash(new_password).await?;
+    if !preauth::take(db, token).await? {
+        return Err(Error::SignInExpired);
+    }
+    store::set_password_hash(db, &user.username, &hash).await?;
+    store::set_password_compromised(db, &user.username, false).await?;
+    let client = pre.client();
+    activity::record(db, &user.username, &client, Activity::PasswordRenewed).await;
+    let method = Method::parse(&renewal.method);
+    complete(db, config, &user, &pre.throttle, pre.kind, &client, renewal.assurance, method).await
 }
 
 /// Creates the session once every factor is in: settles the throttle, records the sign-in and,
@@ -215,7 +340,7 @@ pub async fn complete(
     assurance: Assurance,
     method: Method,
 ) -> Result<SignedIn> {
-    let device = throttle.succeeded(db, config).await?;
+    let device = throttle.succeeded(db, config, client).await?;
     db.metrics.logins.with_label_values(&["ok"]).inc();
     let aal = assurance.aal;
     let (token, session) = store::create_session(db, config, user, kind, client, assurance).await?;
@@ -230,6 +355,8 @@ pub async fn complete(
     activity::record(db, &user.username, client, signed_in).await;
     if new_device {
         activity::announce_sign_in(db, &session).await;
+        let notice = Notice::NewDevice { method: method.as_str().into() };
+        notice::send(db, config, &user.username, client, notice).await;
     }
     Ok(SignedIn { token, session, device })
 }

@@ -103,6 +103,7 @@ async fn setup(db: &Db, config: &Config, passwords: &Passwords) -> Result<()> {
             city: demo.city.into(),
             password_hash: passwords.hash(password).await?,
             email: crate::demo::email_of(demo, config).map(str::to_owned),
+            password_compromised: false,
         };
         store::create_user(db, &user).await?;
     }

@@ -30,6 +30,10 @@ pub struct User {
     /// stored before addresses existed have none until the configuration gives them one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// The owner said "this wasn't me": the next password sign-in also needs an e-mailed code
+    /// and a new password.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub password_compromised: bool,
 }
 
 /// What clients may see of a user (never the hash).

@@ -128,13 +128,10 @@ pub async fn login_submit(
             Ok(LoginReply::Done(Redirect::to(uri!("/dashboard"))))
         }
         Ok(Outcome::SecondFactor { token, .. }) => {
-            // Whatever session this browser had ends here too, not only at the second step.
-            if let Presented::Token(old, Via::Cookie) = presented {
-                store::destroy(db, &old.id()).await?;
-                jar.add(removal_cookie(config));
-            }
-            jar.add(pre_auth_cookie(config, &token));
-            Ok(LoginReply::Done(Redirect::to("/login/verify")))
+            next_step(db, config, jar, presented, &token, "/login/verify").await
+        }
+        Ok(Outcome::NewPassword { token }) => {
+            next_step(db, config, jar, presented, &token, "/login/renew").await
         }
         Err(Error::InvalidCredentials) => Ok(LoginReply::Page(login_page(
             jar,
@@ -164,6 +161,24 @@ pub async fn login_submit(
 /// Hands a browser its new session: whatever session it had is destroyed first (no fixation:
 /// a new token is minted at every sign-in), then the session and device cookies are set and the
 /// pre-auth cookie, if any, is dropped.
+/// A browser's sign-in goes on to `next` (the second factor, or a new password): the pre-auth
+/// cookie names its state, and whatever session this browser had ends here already.
+pub async fn next_step(
+    db: &Db,
+    config: &Config,
+    jar: &CookieJar<'_>,
+    presented: Presented,
+    token: &crate::session::model::SessionToken,
+    next: &'static str,
+) -> Result<LoginReply> {
+    if let Presented::Token(old, Via::Cookie) = presented {
+        store::destroy(db, &old.id()).await?;
+        jar.add(removal_cookie(config));
+    }
+    jar.add(pre_auth_cookie(config, token));
+    Ok(LoginReply::Done(Redirect::to(next)))
+}
+
 pub async fn sign_in_browser(
     db: &Db,
     config: &Config,
@@ -289,8 +304,11 @@ pub async fn revoke_form(
 }
 
 /// Ends every other session of `me`'s user and records it; how many ended.
+/// "Sign out everywhere else": every other session ends, and every remembered device is
+/// forgotten (a thief's device token must not keep its own throttle budget).
 async fn sign_out_others(db: &Db, me: &Session, client: &ClientInfo) -> Result<usize> {
     let count = store::destroy_others(db, &me.doc.user, Some(&me.id)).await?;
+    super::throttle::forget_devices(db, &me.doc.user).await?;
     activity::record(db, &me.doc.user, client, Activity::OtherSessionsSignedOut { count }).await;
     Ok(count)
 }
@@ -351,21 +369,66 @@ pub struct SecondFactorRequired {
     expires_in: u64,
 }
 
+/// Every factor is in, but the owner reported the password compromised ("this wasn't me"): a
+/// code was e-mailed; finish with `POST /api/v1/login/renew`, the `renew_token`, that code and a
+/// new password.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct NewPasswordRequired {
+    password_change_required: bool,
+    email_code_required: bool,
+    renew_token: String,
+    /// Seconds the `renew_token` is valid.
+    expires_in: u64,
+}
+
+impl NewPasswordRequired {
+    pub fn new(token: &crate::session::model::SessionToken) -> Self {
+        NewPasswordRequired {
+            password_change_required: true,
+            email_code_required: true,
+            renew_token: token.as_str().to_owned(),
+            expires_in: crate::mfa::preauth::TTL_SECS,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum LoginAnswer {
     SignedIn(SignedInBody),
     SecondFactor(SecondFactorRequired),
+    NewPassword(NewPasswordRequired),
+}
+
+impl LoginAnswer {
+    /// The answer to a sign-in that needs no more factors: signed in, or a new password first.
+    pub fn finished(config: &Config, outcome: Outcome) -> LoginAnswer {
+        match outcome {
+            Outcome::SignedIn(signed_in) => LoginAnswer::SignedIn(login_json(config, &signed_in)),
+            Outcome::NewPassword { token } => {
+                LoginAnswer::NewPassword(NewPasswordRequired::new(&token))
+            }
+            Outcome::SecondFactor { token, methods } => {
+                LoginAnswer::SecondFactor(SecondFactorRequired {
+                    mfa_required: true,
+                    mfa_token: token.as_str().to_owned(),
+                    methods,
+                    expires_in: crate::mfa::preauth::TTL_SECS,
+                })
+            }
+        }
+    }
 }
 
 /// Signs in with a username and password (a mobile session, bearer token). A user with a second
-/// factor gets an `mfa_token` instead of a session.
+/// factor gets an `mfa_token` instead of a session; a password the owner reported compromised
+/// gets a `renew_token` (and an e-mailed code) instead.
 #[utoipa::path(
     tag = "session",
     security(()),
     request_body = ApiLogin,
     responses(
-        (status = 200, description = "Signed in, or a second factor is needed", body = LoginAnswer),
+        (status = 200, description = "Signed in, or a second factor or a new password is needed", body = LoginAnswer),
         (status = 401, description = "Wrong username or password (one message for both)", body = ApiError),
         (status = 429, description = "Too many attempts for this account or address", body = ApiError),
     )
@@ -382,19 +445,8 @@ pub async fn api_login(
     let attempt = Attempt { username: &body.username, password: &body.password, ip: &client.ip };
     let device = body.device_token.as_deref().and_then(DeviceToken::parse).into_iter().collect();
     let kind = SessionKind::Mobile;
-    match login::with_password(db, config, passwords, attempt, device, kind, &client).await? {
-        Outcome::SignedIn(signed_in) => {
-            Ok(Json(LoginAnswer::SignedIn(login_json(config, &signed_in))))
-        }
-        Outcome::SecondFactor { token, methods } => {
-            Ok(Json(LoginAnswer::SecondFactor(SecondFactorRequired {
-                mfa_required: true,
-                mfa_token: token.as_str().to_owned(),
-                methods,
-                expires_in: crate::mfa::preauth::TTL_SECS,
-            })))
-        }
-    }
+    let outcome = login::with_password(db, config, passwords, attempt, device, kind, &client);
+    Ok(Json(LoginAnswer::finished(config, outcome.await?)))
 }
 
 /// The API's answer to a completed sign-in (password, code or passkey).

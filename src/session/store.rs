@@ -76,6 +76,23 @@ pub async fn set_email(db: &Db, username: &str, email: Option<&str>) -> Result<(
     .await
 }
 
+/// Marks (or clears) the user's password as compromised, by JSON path in a script that first
+/// checks the user exists.
+pub async fn set_password_compromised(db: &Db, username: &str, compromised: bool) -> Result<()> {
+    let key = db.keys.user(username);
+    db.run(async |c| {
+        Script::new(
+            "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end \
+             redis.call('JSON.SET', KEYS[1], '$.password_compromised', ARGV[1]) return 1",
+        )
+        .key(&key)
+        .arg(if compromised { "true" } else { "false" })
+        .invoke_async::<_, ()>(c)
+        .await
+    })
+    .await
+}
+
 pub async fn user_exists(db: &Db, username: &str) -> Result<bool> {
     let key = db.keys.user(username);
     db.run(async |c| redis::cmd("EXISTS").arg(&key).query_async(c).await).await

@@ -17,9 +17,13 @@
 
 use std::net::IpAddr;
 
+use redis::Script;
+use serde::{Deserialize, Serialize};
+
 use super::model::DeviceToken;
+use super::store::ClientInfo;
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::redis::{Db, Keys};
 
 /// `INCR` + expiry in one atomic step; the window starts at the first failure.
@@ -144,6 +148,15 @@ impl Counters {
         ])
     }
 
+    /// The account's budget for second-factor codes (at the second step of a sign-in and for
+    /// step-up): `second_factor_limit` per window, whatever device or address they come from.
+    /// Whoever reaches that step knows the password already; locking it is acceptable, and the
+    /// owner is told by mail.
+    pub fn codes(keys: &Keys, config: &Config, username: &str) -> Self {
+        let key = keys.throttle_codes(username);
+        Counters(vec![Counter { key, limit: config.second_factor_limit, reset_on_success: false }])
+    }
+
     /// The counter of a user's transfer confirmations (codes), apart from the sign-in counters:
     /// `login_user_limit` wrong codes per window.
     pub fn confirmations(keys: &Keys, config: &Config, username: &str) -> Self {
@@ -252,8 +265,8 @@ impl Counters {
     }
 }
 
-/// The first of `candidates` that is a live device token of `username` (one pipelined `GET`
-/// per candidate; none without candidates).
+/// The first of `candidates` that is a live device token of `username` (one `HMGET` on the
+/// user's devices; none without candidates).
 pub async fn known_device(
     db: &Db,
     username: &str,
@@ -262,38 +275,104 @@ pub async fn known_device(
     if candidates.is_empty() {
         return Ok(None);
     }
-    let keys: Vec<String> = candidates.iter().map(|d| db.keys.device(&d.id())).collect();
-    let owners: Vec<Option<String>> = db
-        .run(async |c| {
-            let mut pipe = redis::pipe();
-            for key in &keys {
-                pipe.cmd("GET").arg(key);
-            }
-            pipe.query_async(c).await
-        })
-        .await?;
-    Ok(candidates
-        .into_iter()
-        .zip(owners)
-        .find_map(|(device, owner)| (owner.as_deref() == Some(username)).then_some(device)))
+    let key = db.keys.devices(username);
+    let ids: Vec<String> = candidates.iter().map(DeviceToken::id).collect();
+    let found: Vec<Option<String>> =
+        db.run(async |c| redis::cmd("HMGET").arg(&key).arg(&ids).query_async(c).await).await?;
+    Ok(candidates.into_iter().zip(found).find_map(|(device, doc)| doc.map(|_| device)))
 }
 
-/// After a successful login: the device token to hand back — the known one, its lifetime
+/// Most devices remembered per user: the least recently used one beyond it is forgotten, so a
+/// guesser cannot mint device tokens to multiply any budget (SECURITY.md G.36).
+pub const MAX_DEVICES: usize = 10;
+
+/// Stores the device (its field expires `device_trust_days` after this use) and forgets the
+/// least recently used ones beyond [`MAX_DEVICES`], in one step.
+const REMEMBER: &str = r#"
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+local doc = cjson.decode(ARGV[2])
+if old then
+  local ok, previous = pcall(cjson.decode, old)
+  if ok and previous.created_at then doc.created_at = previous.created_at end
+end
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(doc))
+redis.call('HEXPIRE', KEYS[1], ARGV[3], 'FIELDS', 1, ARGV[1])
+local n = redis.call('HLEN', KEYS[1])
+local max = tonumber(ARGV[4])
+if n > max then
+  local all = redis.call('HGETALL', KEYS[1])
+  local entries = {}
+  for i = 1, #all, 2 do
+    local ok, d = pcall(cjson.decode, all[i + 1])
+    table.insert(entries, {all[i], (ok and tonumber(d.last_used_at)) or 0})
+  end
+  table.sort(entries, function(a, b) return a[2] < b[2] end)
+  for i = 1, n - max do redis.call('HDEL', KEYS[1], entries[i][1]) end
+end
+return n
+"#;
+
+/// A device as the user's devices list shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Device {
+    /// ms since epoch.
+    pub created_at: i64,
+    pub last_used_at: i64,
+    pub ip: String,
+    pub user_agent: String,
+}
+
+/// After a successful sign-in: the device token to hand back — the known one, its lifetime
 /// renewed, or a new one for this account.
 pub async fn remember_device(
     db: &Db,
     config: &Config,
     username: &str,
     known: Option<DeviceToken>,
+    client: &ClientInfo,
 ) -> Result<DeviceToken> {
     let device = known.unwrap_or_else(DeviceToken::generate);
-    let key = db.keys.device(&device.id());
+    let key = db.keys.devices(username);
+    let now = crate::clock::now_ms();
+    let doc = Device {
+        created_at: now,
+        last_used_at: now,
+        ip: client.ip.clone(),
+        user_agent: client.user_agent.chars().take(256).collect(),
+    };
+    let json = serde_json::to_string(&doc).map_err(|e| Error::Internal(e.to_string()))?;
     let ttl = config.device_trust_days * 86_400;
+    let id = device.id();
     db.run(async |c| {
-        redis::cmd("SET").arg(&key).arg(username).arg("EX").arg(ttl).query_async::<_, ()>(c).await
+        Script::new(REMEMBER)
+            .key(&key)
+            .arg(&id)
+            .arg(&json)
+            .arg(ttl)
+            .arg(MAX_DEVICES)
+            .invoke_async::<_, ()>(c)
+            .await
     })
     .await?;
     Ok(device)
+}
+
+/// The user's remembered devices, most recently used first.
+pub async fn devices(db: &Db, username: &str) -> Result<Vec<Device>> {
+    let key = db.keys.devices(username);
+    let all: Vec<(String, String)> =
+        db.run(async |c| redis::cmd("HGETALL").arg(&key).query_async(c).await).await?;
+    let mut list: Vec<Device> =
+        all.into_iter().filter_map(|(_, doc)| serde_json::from_str(&doc).ok()).collect();
+    list.sort_by_key(|d| std::cmp::Reverse(d.last_used_at));
+    Ok(list)
+}
+
+/// Forgets every device of the user: their next sign-ins count as strangers' (and are announced
+/// as new). After "sign out everywhere", any change of factors, and "this wasn't me".
+pub async fn forget_devices(db: &Db, username: &str) -> Result<()> {
+    let key = db.keys.devices(username);
+    db.run(async |c| redis::cmd("DEL").arg(&key).query_async::<_, ()>(c).await).await
 }
 
 #[cfg(test)]

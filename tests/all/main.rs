@@ -15,5 +15,6 @@ mod hardening;
 mod live;
 mod metrics;
 mod mfa;
+mod notices;
 mod sessions;
 mod transfers;

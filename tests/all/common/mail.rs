@@ -148,9 +148,25 @@ impl Mailbox {
         }
     }
 
-    /// The newest 8-digit code e-mailed to `address`, waiting for a message beyond `seen`.
+    /// The newest confirmation-code mail to `address` among those after the first `seen`,
+    /// waiting (up to 10 s) for one: security notices may arrive in between.
+    pub async fn code_mail(&self, address: &str, seen: usize) -> Mail {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let found = self.to(address).into_iter().skip(seen).rev().find(|m| {
+                m.header("Subject").is_some_and(|s| s.contains("confirmation code"))
+            });
+            if let Some(mail) = found {
+                return mail;
+            }
+            assert!(Instant::now() < deadline, "no code mailed to {address} (after {seen})");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The 8-digit code of [`Mailbox::code_mail`].
     pub async fn code_to(&self, address: &str, seen: usize) -> String {
-        let mail = self.next_to(address, seen).await;
+        let mail = self.code_mail(address, seen).await;
         mail.code(8).unwrap_or_else(|| panic!("no 8-digit code in: {}", mail.raw))
     }
 }
