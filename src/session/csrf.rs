@@ -47,7 +47,8 @@ fn login_cookie_name(config: &Config) -> &'static str {
 
 /// The login form's CSRF token: reuses the visitor's double-submit cookie or sets a new one.
 pub fn login_token(jar: &CookieJar<'_>, config: &Config) -> String {
-    if let Some(token) = jar.get(login_cookie_name(config)).map(|c| c.value().to_owned()) {
+    // `get_pending`: a cookie [`CookieRule`] removed is absent (`get` would still see it).
+    if let Some(token) = jar.get_pending(login_cookie_name(config)).map(|c| c.value().to_owned()) {
         if token.len() == 43 {
             return token;
         }
@@ -65,8 +66,32 @@ pub fn login_token(jar: &CookieJar<'_>, config: &Config) -> String {
 
 /// True when the form's token equals the double-submit cookie.
 pub fn check_login_token(jar: &CookieJar<'_>, config: &Config, form_token: &str) -> bool {
-    jar.get(login_cookie_name(config))
+    jar.get_pending(login_cookie_name(config))
         .is_some_and(|c| c.value().len() == 43 && tokens_match(c.value(), form_token))
+}
+
+/// Makes Rocket's jar follow the cookie rule the session cookie follows (SECURITY.md F.28,
+/// `credential::cookie_value`) for the one cookie read through it, the login form's
+/// double-submit cookie: the jar decodes names, so without this `redbank%5Fcsrf` — or
+/// `%5F%5FHost-redbank_csrf`, which a sibling subdomain may set where it cannot set the
+/// `__Host-` cookie — would stand in for it. An encoded alias or a second copy makes the cookie
+/// absent (and the browser is told to drop it): the form then gets a fresh token.
+pub struct CookieRule;
+
+#[rocket::async_trait]
+impl rocket::fairing::Fairing for CookieRule {
+    fn info(&self) -> rocket::fairing::Info {
+        rocket::fairing::Info { name: "Cookie rule", kind: rocket::fairing::Kind::Request }
+    }
+
+    async fn on_request(&self, req: &mut Request<'_>, _: &mut rocket::Data<'_>) {
+        let Some(config) = req.rocket().state::<Config>() else { return };
+        let name = login_cookie_name(config);
+        let value = super::credential::cookie_value(name, req.headers().get("Cookie"));
+        if let super::credential::CookieValue::Ambiguous = value {
+            req.cookies().remove(Cookie::build(name).path("/"));
+        }
+    }
 }
 
 /// Request guard refusing cross-site requests (403) before any work — for the login form, which

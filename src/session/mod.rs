@@ -35,6 +35,7 @@ pub fn stage() -> AdHoc {
             }
         };
         Ok(rocket
+            .attach(csrf::CookieRule)
             .manage(Arc::new(passwords))
             .mount(
                 "/",

@@ -5,6 +5,59 @@ use serde::{Deserialize, Serialize};
 use crate::bank::model::Cents;
 use crate::error::{Error, Result};
 
+/// Whether `c` may appear in text another person reads (a payment reference): letters, marks,
+/// numbers, punctuation, symbols and the ordinary space — an allow-list, so every invisible,
+/// line-breaking or reordering character is out, including the ones no deny-list names
+/// (SECURITY.md G.39). Default-ignorable code points are out even where their category is
+/// allowed (U+3164 HANGUL FILLER is a letter that renders as nothing), except the variation
+/// selectors that choose an emoji's presentation.
+pub fn readable_char(c: char) -> bool {
+    use unicode_general_category::GeneralCategory::*;
+    if c == ' ' {
+        return true;
+    }
+    let category = unicode_general_category::get_general_category(c);
+    let allowed = matches!(
+        category,
+        UppercaseLetter
+            | LowercaseLetter
+            | TitlecaseLetter
+            | ModifierLetter
+            | OtherLetter
+            | NonspacingMark
+            | SpacingMark
+            | EnclosingMark
+            | DecimalNumber
+            | LetterNumber
+            | OtherNumber
+            | ConnectorPunctuation
+            | DashPunctuation
+            | OpenPunctuation
+            | ClosePunctuation
+            | InitialPunctuation
+            | FinalPunctuation
+            | OtherPunctuation
+            | MathSymbol
+            | CurrencySymbol
+            | ModifierSymbol
+            | OtherSymbol
+    );
+    // Unicode's Default_Ignorable_Code_Point outside the categories refused above, but for
+    // U+FE00..U+FE0F (emoji presentation).
+    let ignorable = matches!(
+        c,
+        '\u{034F}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{3164}'
+            | '\u{FFA0}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0100}'..='\u{E01EF}'
+    );
+    allowed && !ignorable
+}
+
 /// Longest reference, in characters.
 pub const MAX_REFERENCE_CHARS: usize = 140;
 /// A transfer waiting for its confirmation expires after this.
@@ -137,6 +190,40 @@ mod tests {
             json!(".5"),
         ] {
             assert!(parse_amount(&raw).is_err(), "{raw}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod reference_tests {
+    use super::readable_char;
+
+    #[test]
+    fn references_allow_what_people_write_and_nothing_unseen() {
+        let fine = "Café 🍕 – № 5, (rent) ½ ¥100 \"ok\" 日本 عربى naïve ❤\u{FE0F} e\u{301}";
+        assert!(fine.chars().all(readable_char), "{:?}", fine.chars().find(|c| !readable_char(*c)));
+        for c in [
+            '\n',
+            '\t',
+            '\u{0}',
+            '\u{7F}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{061C}',
+            '\u{E0041}',
+            '\u{00AD}',
+            '\u{3164}',
+            '\u{00A0}',
+            '\u{200B}',
+            '\u{202E}',
+            '\u{2066}',
+            '\u{FEFF}',
+            '\u{FFA0}',
+            '\u{115F}',
+            '\u{E000}',
+            '\u{3000}',
+        ] {
+            assert!(!readable_char(c), "U+{:04X} accepted", c as u32);
         }
     }
 }

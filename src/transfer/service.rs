@@ -65,16 +65,12 @@ async fn check_request(db: &Db, session: &Session, req: &Request) -> Result<Stri
             format!("The reference has at most {MAX_REFERENCE_CHARS} characters."),
         ));
     }
-    // Control characters, and the invisible format characters that reorder or hide text (bidi
-    // overrides, zero-width characters): the reference is shown on the payee's statement.
-    let hidden = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
-    };
-    if req.reference.chars().any(hidden) {
+    // The reference is shown on the payee's statement: only characters people can see.
+    if !req.reference.chars().all(super::model::readable_char) {
         return Err(invalid(
             "reference",
-            "The reference cannot contain line breaks or control characters.",
+            "The reference can hold letters, numbers, punctuation, symbols and spaces only (no \
+             line breaks or invisible characters).",
         ));
     }
     Ok(payee.holder)

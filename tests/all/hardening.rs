@@ -103,6 +103,40 @@ async fn a_percent_encoded_second_session_cookie_counts_as_a_duplicate() {
     }
 }
 
+/// The second outside review: the login form's double-submit cookie was read through Rocket's
+/// jar, which decodes names, so `redbank%5Fcsrf` stood in for `redbank_csrf` — and a cookie a
+/// sibling subdomain can set (`%5F%5FHost-redbank_csrf`) stood in for the `__Host-` one, which it
+/// cannot. Every cookie we read follows the session cookie's rule: the literal name, once.
+#[rocket::async_test]
+async fn an_encoded_alias_of_the_csrf_cookie_is_no_csrf_cookie() {
+    for (secure, name, alias) in [
+        (false, "redbank_csrf", "redbank%5Fcsrf"),
+        (true, "__Host-redbank_csrf", "%5F%5FHost-redbank_csrf"),
+    ] {
+        let server =
+            TestServer::start(shared_redis(), None, |f| f.merge(("cookie_secure", secure))).await;
+        let token = "a".repeat(43);
+        let login = |cookie: String| {
+            server
+                .http
+                .post(server.url("/login"))
+                .header("Cookie", cookie)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(format!("username=bob&password=foobared&csrf={token}"))
+                .send()
+        };
+        // The literal name signs in (the session cookie is `Secure` in the second case, so
+        // reqwest keeps it to itself: the status says enough).
+        let res = login(format!("{name}={token}")).await.unwrap();
+        assert_eq!(res.status(), 303, "{name}");
+        for cookie in [format!("{alias}={token}"), format!("{name}={token}; {alias}={token}")] {
+            let res = login(cookie.clone()).await.unwrap();
+            assert_eq!(res.status(), 403, "{cookie}");
+        }
+        server.stop().await.unwrap();
+    }
+}
+
 #[rocket::async_test]
 async fn a_token_works_only_through_the_channel_it_was_issued_for() {
     let touch_always = |f: rocket::figment::Figment| f.merge(("session_touch_secs", 0));

@@ -65,6 +65,16 @@ async fn every_rule_is_a_clear_4xx_that_writes_nothing() {
         (json!({"to_account": "12ab", "amount": 1}), "to_account"),
         (json!({"to_account": ALICE, "amount": 1, "reference": "x".repeat(141)}), "reference"),
         (json!({"to_account": ALICE, "amount": 1, "reference": "a\nb"}), "reference"),
+        // Found by the second outside review: invisible or line-breaking characters that a
+        // deny-list of controls and bidi overrides let through. An allow-list of letters, marks,
+        // numbers, punctuation, symbols and the space refuses them (and every other unseen one).
+        (json!({"to_account": ALICE, "amount": 1, "reference": "a\u{2028}b"}), "reference"),
+        (json!({"to_account": ALICE, "amount": 1, "reference": "a\u{2029}b"}), "reference"),
+        (json!({"to_account": ALICE, "amount": 1, "reference": "a\u{061C}b"}), "reference"),
+        (json!({"to_account": ALICE, "amount": 1, "reference": "a\u{E0041}b"}), "reference"),
+        (json!({"to_account": ALICE, "amount": 1, "reference": "a\u{00AD}b"}), "reference"),
+        (json!({"to_account": ALICE, "amount": 1, "reference": "a\u{3164}b"}), "reference"),
+        (json!({"to_account": ALICE, "amount": 1, "reference": "a\u{00A0}b"}), "reference"),
         (json!({"to_account": ALICE, "amount": 200_000}), "amount"),
         (json!({"to_account": ALICE, "amount": 50.01}), "amount"),
     ];

@@ -153,9 +153,12 @@ impl Mailbox {
     pub async fn code_mail(&self, address: &str, seen: usize) -> Mail {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let found = self.to(address).into_iter().skip(seen).rev().find(|m| {
-                m.header("Subject").is_some_and(|s| s.contains("confirmation code"))
-            });
+            let found = self
+                .to(address)
+                .into_iter()
+                .skip(seen)
+                .rev()
+                .find(|m| m.header("Subject").is_some_and(|s| s.contains("confirmation code")));
             if let Some(mail) = found {
                 return mail;
             }
