@@ -97,6 +97,9 @@ pub struct Config {
     pub sca_exempt_amount: Cents,
     pub sca_exempt_count: u32,
     pub sca_exempt_total: Cents,
+    /// Transfers one user may have waiting for their confirmation at once; the next start is a
+    /// 409 until one is confirmed or expires.
+    pub max_pending_transfers: usize,
     /// Port of the Prometheus metrics (`GET /metrics`, on `address`); 0 = off. Never the public
     /// port: metrics name routes and counts that are for operators only.
     pub metrics_port: u16,
@@ -175,6 +178,7 @@ impl Default for Config {
             sca_exempt_amount: Cents(3_000),
             sca_exempt_count: 5,
             sca_exempt_total: Cents(10_000),
+            max_pending_transfers: 5,
             fault_after_debit: false,
             metrics_port: 0,
             redis_sentinels: Vec::new(),
@@ -275,6 +279,9 @@ impl Config {
             return Err("sse_queue must be >= 8".into());
         }
         crate::mfa::passkey::RelyingParty::new(self)?;
+        if !(1..=100).contains(&self.max_pending_transfers) {
+            return Err("max_pending_transfers must be between 1 and 100".into());
+        }
         if self.daily_transfer_limit.0 <= 0 || self.sca_exempt_amount.0 < 0 {
             return Err("daily_transfer_limit must be > 0 and sca_exempt_amount >= 0".into());
         }

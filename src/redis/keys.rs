@@ -241,6 +241,12 @@ impl Keys {
         format!("{}sca:{{user:{username}}}", self.prefix)
     }
 
+    /// Sorted set: the account's transfers waiting for their confirmation, by when they expire
+    /// (at most `max_pending_transfers`).
+    pub fn pending_transfers(&self, number: &str) -> String {
+        format!("{}{{acct:{number}}}:pending", self.prefix)
+    }
+
     /// Sorted set: the account's transfers that are `executing` (confirmed, not yet debited), by
     /// when; the recovery task carries out any left behind.
     pub fn executing(&self, number: &str) -> String {

@@ -62,6 +62,9 @@ pub fn readable_char(c: char) -> bool {
 pub const MAX_REFERENCE_CHARS: usize = 140;
 /// A transfer waiting for its confirmation expires after this.
 pub const PENDING_SECS: i64 = 300;
+/// A transfer that never got its confirmation is kept this long past its expiry (so "expired"
+/// can still be told apart from "unknown"), then forgotten.
+pub const PENDING_MARGIN_SECS: i64 = 600;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::ledger::{self, CreditOwed, Refusal};
-use super::model::{Confirmation, MAX_REFERENCE_CHARS, PENDING_SECS, Status, Transfer};
+use super::model::{
+    Confirmation, MAX_REFERENCE_CHARS, PENDING_MARGIN_SECS, PENDING_SECS, Status, Transfer,
+};
 use crate::bank::model::Cents;
 use crate::bank::store as bank;
 use crate::clock::now_ms;
@@ -141,10 +143,55 @@ fn new_id() -> String {
     hex::encode(bytes)
 }
 
+/// How long a transfer document is kept: one waiting for its confirmation until its expiry and a
+/// margin, any other (a receipt) as long as transactions.
+fn kept_secs(config: &Config, status: Status) -> i64 {
+    if status == Status::ConfirmationRequired {
+        PENDING_SECS + PENDING_MARGIN_SECS
+    } else {
+        config.transaction_retention_days as i64 * 86_400
+    }
+}
+
+/// Counts a new pending transfer against `max_pending_transfers` (those expired are dropped
+/// first), atomically: 0 when the user already has that many waiting.
+const TAKE_PENDING_SLOT: &str = r#"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) - tonumber(ARGV[1]))
+return 1
+"#;
+
+async fn take_pending_slot(db: &Db, config: &Config, t: &Transfer) -> Result<()> {
+    let key = db.keys.pending_transfers(&t.from_account);
+    let taken: i64 = db
+        .run(async |c| {
+            Script::new(TAKE_PENDING_SLOT)
+                .key(&key)
+                .arg(t.created_at)
+                .arg(config.max_pending_transfers)
+                .arg(t.expires_at)
+                .arg(&t.id)
+                .invoke_async(c)
+                .await
+        })
+        .await?;
+    if taken == 0 {
+        return Err(Error::Conflict(format!(
+            "You already have {} transfers waiting for your confirmation. Confirm one, or let it \
+             expire ({} minutes after you started it), before you start another.",
+            config.max_pending_transfers,
+            PENDING_SECS / 60
+        )));
+    }
+    Ok(())
+}
+
 async fn save(db: &Db, config: &Config, t: &Transfer) -> Result<()> {
     let key = db.keys.transfer(&t.from_account, &t.id);
     let json = serde_json::to_string(t).map_err(|e| Error::Internal(e.to_string()))?;
-    let ttl = config.transaction_retention_days * 86_400;
+    let ttl = kept_secs(config, t.status);
     db.run(async |c| {
         redis::pipe()
             .atomic()
@@ -219,6 +266,9 @@ async fn create_with_id(
         debit_tx: None,
         credit_tx: None,
     };
+    if !exempt {
+        take_pending_slot(db, config, &t).await?;
+    }
     save(db, config, &t).await?;
     if exempt {
         executing(db, &t).await?;
@@ -266,7 +316,8 @@ pub enum Confirm<'a> {
     Passkey(&'a serde_json::Value),
 }
 
-/// Moves a pending transfer to `executing` — once, and only before it expires.
+/// Moves a pending transfer to `executing` — once, and only before it expires — freeing its
+/// pending slot and keeping the document as long as a receipt.
 const CLAIM: &str = r#"
 local status = redis.call('JSON.GET', KEYS[1], '$.status')
 if not status then return -2 end
@@ -276,6 +327,8 @@ if not expires or expires < tonumber(ARGV[1]) then return -1 end
 redis.call('JSON.SET', KEYS[1], '$.status', '"executing"')
 redis.call('JSON.SET', KEYS[1], '$.confirmed_by', ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[1], ARGV[3])
+redis.call('ZREM', KEYS[3], ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
 return 1
 "#;
 
@@ -315,15 +368,19 @@ pub async fn confirm(
     };
     let key = db.keys.transfer(&t.from_account, &t.id);
     let queue = db.keys.executing(&t.from_account);
+    let pending = db.keys.pending_transfers(&t.from_account);
     let how = serde_json::to_string(&method).map_err(|e| Error::Internal(e.to_string()))?;
+    let receipt = kept_secs(config, Status::Executing);
     let claimed: i64 = db
         .run(async |c| {
             Script::new(CLAIM)
                 .key(&key)
                 .key(&queue)
+                .key(&pending)
                 .arg(now_ms())
                 .arg(&how)
                 .arg(&t.id)
+                .arg(receipt)
                 .invoke_async(c)
                 .await
         })

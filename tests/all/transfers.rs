@@ -269,8 +269,7 @@ async fn a_passkey_assertion_for_one_transfer_fails_for_another() {
     let (_, b) =
         transfer(&server, &bob, &key(), json!({"to_account": ALICE, "amount": 4200})).await;
     assert_eq!(a["methods"], json!(["passkey"]));
-    let path =
-        |id: &Value, what: &str| format!("/api/v1/transfers/{}/{what}", id.as_str().unwrap());
+    let path = transfer_path;
     let (status, options) =
         send(&server, reqwest::Method::POST, &path(&a["id"], "options"), &bob, None, None).await;
     assert_eq!(status, 200, "{options}");
@@ -562,5 +561,137 @@ async fn transfer_starts_are_limited_per_user() {
     }
     assert!(statuses[..30].iter().all(|s| *s == 422), "{statuses:?}");
     assert_eq!(statuses[30], 429, "{statuses:?}");
+    server.stop().await.unwrap();
+}
+
+/// bob with a passkey (his first factor, confirmed with the code mailed to him): his token and
+/// the device holding it.
+async fn bob_with_passkey(server: &TestServer) -> (String, Device) {
+    let bob = server.api_login("bob", "foobared").await;
+    let mut device = Device::new(&server.origin);
+    let body = json!({});
+    let (_, options) =
+        send(server, reqwest::Method::POST, "/api/v1/passkeys/options", &bob, None, Some(&body))
+            .await;
+    let mut answer = device.register(&options);
+    answer["email_code"] = json!(server.mail.code_to("bob@example.com", 0).await);
+    let (status, _) =
+        send(server, reqwest::Method::POST, "/api/v1/passkeys", &bob, None, Some(&answer)).await;
+    assert_eq!(status, 201);
+    (bob, device)
+}
+
+/// `/api/v1/transfers/<id>/<what>`.
+fn transfer_path(id: &Value, what: &str) -> String {
+    format!("/api/v1/transfers/{}/{what}", id.as_str().unwrap())
+}
+
+/// Confirms bob's pending transfer `id` with his passkey.
+async fn confirm_with_passkey(
+    server: &TestServer,
+    token: &str,
+    device: &mut Device,
+    id: &Value,
+) -> (StatusCode, Value) {
+    let (_, options) =
+        send(server, reqwest::Method::POST, &transfer_path(id, "options"), token, None, None).await;
+    let assertion = device.sign(&options);
+    let confirm = transfer_path(id, "confirm");
+    send(server, reqwest::Method::POST, &confirm, token, None, Some(&assertion)).await
+}
+
+/// The second outside review: every started transfer was kept 30 days and there was no bound on
+/// how many could wait for a confirmation. At most `max_pending_transfers` wait per user (the
+/// next start is a 409 that says why), each kept only until its expiry plus a short margin; a
+/// confirmed one is kept as a receipt.
+#[rocket::async_test]
+async fn pending_transfers_are_bounded_per_user_and_kept_only_until_they_expire() {
+    let server =
+        TestServer::start(shared_redis(), None, |f| f.merge(("max_pending_transfers", 3))).await;
+    let (bob, mut device) = bob_with_passkey(&server).await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let body = json!({"to_account": ALICE, "amount": 50 + n});
+        let (status, t) = transfer(&server, &bob, &key(), body).await;
+        assert_eq!((status.as_u16(), t["status"].as_str()), (201, Some("confirmation_required")));
+        ids.push(t["id"].clone());
+    }
+    let (status, refused) =
+        transfer(&server, &bob, &key(), json!({"to_account": ALICE, "amount": 60})).await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(refused["error"].as_str().unwrap().contains("waiting"), "{refused}");
+    let mut conn = shared_redis().conn().await;
+    let ttl = |id: &Value| {
+        let key = server.keys().transfer(BOB, id.as_str().unwrap());
+        let mut conn = conn.clone();
+        async move { redis::cmd("TTL").arg(key).query_async::<_, i64>(&mut conn).await.unwrap() }
+    };
+    let pending_ttl = ttl(&ids[0]).await;
+    assert!((1..=900).contains(&pending_ttl), "a pending transfer kept {pending_ttl} s");
+    // Confirming one makes room, and keeps it as a receipt.
+    let (status, done) = confirm_with_passkey(&server, &bob, &mut device, &ids[0]).await;
+    assert_eq!(status, 200, "{done}");
+    assert!(ttl(&ids[0]).await > 86_400, "a completed transfer is a receipt");
+    let (status, _) =
+        transfer(&server, &bob, &key(), json!({"to_account": ALICE, "amount": 61})).await;
+    assert_eq!(status, 201);
+    let _: () = redis::cmd("PING").query_async(&mut conn).await.unwrap();
+    server.stop().await.unwrap();
+}
+
+/// The second outside review: deleting the transaction script's atomic overdraft guard
+/// (`INSUFFICIENT funds`) left every test green, though it is the only thing that holds when
+/// writers race — the service's balance check reads a balance the debit may no longer find.
+/// Four parallel $20.00 transfers on a $25.00 balance: one completes, three are refused and
+/// write nothing; and a debit larger than the balance, written by the store function the
+/// generator uses, is refused with nothing written.
+#[rocket::async_test]
+async fn racing_debits_never_overdraw_and_the_refused_ones_write_nothing() {
+    use redbank::bank::store as bank;
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let bob = server.api_login("bob", "foobared").await;
+    let db = redbank::redis::Db::connect(&server.redis_url, &server.prefix, Duration::from_secs(2))
+        .unwrap();
+    let config = redbank::Config { key_prefix: server.prefix.clone(), ..Default::default() };
+    // bob's balance to $25.00, through the ledger (so it stays balanced).
+    let balance = bank::balance(&db, BOB).await.unwrap();
+    let date = redbank::clock::now_ms();
+    let rent = crate::common::transaction(
+        BOB,
+        "Rent",
+        "Landlord",
+        "debit",
+        2500 - balance.0,
+        date,
+        balance,
+    );
+    bank::record(&db, &config, balance, &rent).await.unwrap();
+    let race = (0..4).map(|_| {
+        let body = json!({"to_account": ALICE, "amount": 20});
+        let bob = bob.clone();
+        let server = &server;
+        async move { transfer(server, &bob, &key(), body).await }
+    });
+    let answers = futures::future::join_all(race).await;
+    let completed = answers.iter().filter(|(s, t)| *s == 201 && t["status"] == "completed").count();
+    let refused = answers.iter().filter(|(s, t)| *s == 422 && t["field"] == "amount").count();
+    assert_eq!((completed, refused), (1, 3), "{answers:?}");
+    assert_eq!(bank::balance(&db, BOB).await.unwrap().0, 500);
+    let ledger = crate::bank::assert_balanced(shared_redis(), &server.prefix, BOB).await;
+    let transfers = ledger.docs.values().filter(|d| d["transactionType"] == "transfer").count();
+    assert_eq!(transfers, 1, "a refused transfer wrote a transaction");
+    // A debit of more than the balance, through the generator's own store function.
+    let balance = bank::balance(&db, BOB).await.unwrap();
+    let date = redbank::clock::now_ms() + 1;
+    let big =
+        crate::common::transaction(BOB, "Big", "Shop", "debit", -(balance.0 + 1), date, balance);
+    let refused = bank::record(&db, &config, balance, &big).await;
+    assert!(matches!(&refused, Err(e) if e.to_string().contains("INSUFFICIENT")), "{refused:?}");
+    let after = crate::bank::assert_balanced(shared_redis(), &server.prefix, BOB).await;
+    assert_eq!(
+        (after.balance, after.docs.len()),
+        (500, ledger.docs.len()),
+        "the refused debit wrote"
+    );
     server.stop().await.unwrap();
 }
