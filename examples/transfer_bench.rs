@@ -1,16 +1,20 @@
 //! Confirmed transfers per second, for `scripts/bench`: N customers (created through the app's own
-//! store code, each with an authenticator-app secret and a signed-in AAL2 mobile session) each send
-//! bob $50.00 — `POST /api/v1/transfers` (confirmation required) then `POST …/confirm` with a TOTP
-//! code the bench computes from the secret, as the customer's app would — C at a time, over HTTP.
+//! store code, each with a passkey — a software authenticator registered through the app's own
+//! passkey functions — and a signed-in AAL2 mobile session) each send bob $50.00 —
+//! `POST /api/v1/transfers` (confirmation required), `POST …/options` (the WebAuthn challenge
+//! bound to that transfer) and `POST …/confirm` with the passkey's signature, as the customer's
+//! app would — C at a time, over HTTP.
 //!
 //! ```sh
 //! cargo run --release --example transfer_bench -- <redis_url> <key_prefix> <base_url> <count> <concurrency>
 //! ```
 //!
-//! A code works once per customer (each time step is single-use), so every transfer is a different
-//! customer's. At the end the customers' accounts leave the account list (the generator would
-//! otherwise write for each of them every interval). Prints `count=… elapsed_ms=… per_sec=… p50_ms=… p99_ms=… failed=…` (latency: the
-//! create + confirm pair) on stdout.
+//! The app's `public_origin` is `ROCKET_PUBLIC_ORIGIN` (default `http://localhost:8080`): the
+//! passkeys sign for it. Ceremonies are limited per client address (60 a minute), so the
+//! customers come from 127.1.0.x, 50 to an address. At the end the customers' accounts leave the
+//! account list (the generator would otherwise write for each of them every interval). Prints
+//! `count=… elapsed_ms=… per_sec=… p50_ms=… p99_ms=… failed=…` (latency: create + options +
+//! confirm) on stdout.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,7 +25,7 @@ use redbank::Config;
 use redbank::bank::model::Account;
 use redbank::bank::store as bank;
 use redbank::clock::now_ms;
-use redbank::mfa::totp::{TotpSecret, step_of};
+use redbank::mfa::passkey::{self, RelyingParty};
 use redbank::redis::Db;
 use redbank::session::model::{Assurance, Role, SessionKind, User};
 use redbank::session::store::{self as sessions, ClientInfo};
@@ -42,13 +46,31 @@ async fn main() -> ExitCode {
     }
 }
 
-/// A bench customer: session token and authenticator secret.
+#[path = "../tests/all/common/passkey.rs"]
+mod device;
+
+/// Customers per client address (ceremonies are limited per address and minute).
+const PER_ADDRESS: usize = 50;
+
+/// A bench customer: session token, passkey, and the client (address) it sends from.
 struct Customer {
     token: String,
-    secret: TotpSecret,
+    device: tokio::sync::Mutex<device::Device>,
+    http: reqwest::Client,
 }
 
-async fn customer(db: &Db, config: &Config, n: usize) -> Result<Customer, String> {
+fn address(n: usize) -> std::net::IpAddr {
+    let k = n / PER_ADDRESS;
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 1, (k / 250) as u8, (k % 250 + 1) as u8))
+}
+
+async fn customer(
+    db: &Db,
+    config: &Config,
+    rp: &RelyingParty,
+    clients: &[reqwest::Client],
+    n: usize,
+) -> Result<Customer, String> {
     let username = format!("bench{n:05}");
     let account = format!("7{n:09}");
     let user = User {
@@ -68,27 +90,30 @@ async fn customer(db: &Db, config: &Config, n: usize) -> Result<Customer, String
     let city = user.city.clone();
     bank::ensure_account(
         db,
-        &Account { number: account, username: username.clone(), holder, city },
+        &Account { number: account, username: username.clone(), holder: holder.clone(), city },
     )
     .await
     .map_err(e)?;
-    let secret = TotpSecret::generate();
-    redbank::mfa::store::ensure_demo_totp(db, &username, &secret).await.map_err(e)?;
-    let client = ClientInfo { ip: "127.0.0.1".into(), user_agent: "transfer_bench".into() };
-    let assurance = Assurance::password_and_code(now_ms());
+    // The passkey, registered through the app's own functions (the e-mailed code a first factor
+    // needs over the API is the routes' rule, not the bench's subject).
+    let mut device = device::Device::new(&config.public_origin);
+    // Registered "from" an address of its own: the HTTP addresses' ceremony budget is the run's.
+    let ip = format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255);
+    let options = passkey::start_registration(db, rp, &username, &holder, "bench", &ip);
+    let answer = device.register(&options.await.map_err(e)?);
+    passkey::finish_registration(db, rp, &username, &answer).await.map_err(e)?;
+    let client = ClientInfo { ip: address(n).to_string(), user_agent: "transfer_bench".into() };
+    let assurance = Assurance::passkey(now_ms());
     let (token, _) =
         sessions::create_session(db, config, &user, SessionKind::Mobile, &client, assurance)
             .await
             .map_err(e)?;
-    Ok(Customer { token: token.as_str().to_owned(), secret })
+    let http = clients[n / PER_ADDRESS].clone();
+    Ok(Customer { token: token.as_str().to_owned(), device: device.into(), http })
 }
 
-async fn send(
-    http: &reqwest::Client,
-    base: &str,
-    c: &Customer,
-    n: usize,
-) -> Result<Duration, String> {
+async fn send(base: &str, c: &Customer, n: usize) -> Result<Duration, String> {
+    let http = &c.http;
     let started = Instant::now();
     let body = json!({"to_account": PAYEE, "amount": 50, "reference": format!("bench {n}")});
     let res = http
@@ -104,12 +129,23 @@ async fn send(
     if status != 201 || created["status"] != "confirmation_required" {
         return Err(format!("create: {status} {created}"));
     }
-    let code = c.secret.code_at(step_of(now_ms() / 1000));
     let id = created["id"].as_str().unwrap_or_default();
+    let res = http
+        .post(format!("{base}/api/v1/transfers/{id}/options"))
+        .bearer_auth(&c.token)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = res.status();
+    let options: Value = res.json().await.map_err(|e| e.to_string())?;
+    if status != 200 {
+        return Err(format!("options: {status} {options}"));
+    }
+    let assertion = c.device.lock().await.sign(&options);
     let res = http
         .post(format!("{base}/api/v1/transfers/{id}/confirm"))
         .bearer_auth(&c.token)
-        .json(&json!({ "code": code }))
+        .json(&assertion)
         .send()
         .await
         .map_err(|e| e.to_string())?;
@@ -128,22 +164,31 @@ async fn run() -> Result<(), String> {
     };
     let count: usize = count.parse().map_err(|_| USAGE.to_string())?;
     let concurrency: usize = concurrency.parse().map_err(|_| USAGE.to_string())?;
-    let config = Config { key_prefix: prefix.clone(), ..Config::default() };
+    let mut config = Config { key_prefix: prefix.clone(), ..Config::default() };
+    if let Ok(origin) = std::env::var("ROCKET_PUBLIC_ORIGIN") {
+        config.public_origin = origin;
+    }
+    let rp = RelyingParty::new(&config)?;
     let db = Db::connect(url, prefix, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    let clients = (0..count.div_ceil(PER_ADDRESS))
+        .map(|k| {
+            reqwest::Client::builder()
+                .local_address(address(k * PER_ADDRESS))
+                .pool_max_idle_per_host(concurrency)
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     let mut customers = Vec::with_capacity(count);
     for n in 0..count {
-        customers.push(Arc::new(customer(&db, &config, n).await?));
+        customers.push(Arc::new(customer(&db, &config, &rp, &clients, n).await?));
     }
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()
-        .map_err(|e| e.to_string())?;
     let started = Instant::now();
     let results: Vec<Result<Duration, String>> =
         futures::stream::iter(customers.iter().enumerate())
             .map(|(n, c)| {
-                let (http, base, c) = (http.clone(), base.clone(), c.clone());
-                async move { send(&http, &base, &c, n).await }
+                let (base, c) = (base.clone(), c.clone());
+                async move { send(&base, &c, n).await }
             })
             .buffer_unordered(concurrency)
             .collect()

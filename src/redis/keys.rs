@@ -253,11 +253,6 @@ impl Keys {
         format!("{}{{acct:{number}}}:executing", self.prefix)
     }
 
-    /// Wrong transfer-confirmation codes of one user (its own budget, apart from sign-in's).
-    pub fn throttle_confirmations(&self, username: &str) -> String {
-        format!("{}throttle:confirm:{username}", self.prefix)
-    }
-
     /// Transfers one user started in the current minute.
     pub fn throttle_transfers(&self, username: &str) -> String {
         format!("{}throttle:transfer:{username}", self.prefix)

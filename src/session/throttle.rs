@@ -157,13 +157,6 @@ impl Counters {
         Counters(vec![Counter { key, limit: config.second_factor_limit, reset_on_success: false }])
     }
 
-    /// The counter of a user's transfer confirmations (codes), apart from the sign-in counters:
-    /// `login_user_limit` wrong codes per window.
-    pub fn confirmations(keys: &Keys, config: &Config, username: &str) -> Self {
-        let key = keys.throttle_confirmations(username);
-        Counters(vec![Counter { key, limit: config.login_user_limit, reset_on_success: false }])
-    }
-
     /// Seconds until the caller may try again, when any counter is at its limit.
     pub async fn locked(&self, db: &Db, config: &Config) -> Result<Option<u64>> {
         let window_ms = config.login_window_secs * 1000;

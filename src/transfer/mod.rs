@@ -28,7 +28,6 @@ pub fn stage() -> AdHoc {
                     routes::form,
                     routes::submit,
                     routes::transfer_page,
-                    routes::confirm,
                 ],
             )
             .attach(AdHoc::on_liftoff("Transfer recovery", |rocket| Box::pin(liftoff(rocket))))

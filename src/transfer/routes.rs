@@ -11,7 +11,7 @@ use rocket_dyn_templates::{Template, context};
 use serde::{Deserialize, Serialize};
 
 use super::model::{Confirmation, Status as TransferStatus, Transfer, parse_amount};
-use super::service::{self, Confirm, Request as TransferRequest};
+use super::service::{self, Request as TransferRequest};
 use crate::bank::model::Cents;
 use crate::bank::store as bank;
 use crate::clock::{display_ms, rfc3339_ms};
@@ -46,20 +46,13 @@ impl<'r> FromRequest<'r> for IdempotencyKey {
     }
 }
 
-/// How the sender can confirm, in the API's words.
+/// How the sender can confirm, in the API's words: a passkey, while it waits for one.
 async fn methods(db: &Db, t: &Transfer) -> Result<Vec<&'static str>> {
     if t.status != TransferStatus::ConfirmationRequired || expired(t) {
         return Ok(Vec::new());
     }
     let owned = factors::factors(db, &t.user).await?;
-    let mut methods = Vec::new();
-    if owned.passkeys > 0 {
-        methods.push("passkey");
-    }
-    if owned.totp {
-        methods.push("totp");
-    }
-    Ok(methods)
+    Ok(if owned.passkeys > 0 { service::CONFIRMED_WITH.to_vec() } else { Vec::new() })
 }
 
 /// Whether a transfer waited for its confirmation past its expiry (it can no longer be confirmed).
@@ -101,8 +94,12 @@ pub struct TransferView {
     completed_at: Option<String>,
     confirmed_by: Option<Confirmation>,
     failure: Option<String>,
-    /// How the sender can confirm it now: `passkey`, `totp` (empty unless it waits for that).
+    /// How the sender can confirm it now: `passkey` (empty unless it waits for that).
     methods: Vec<&'static str>,
+    /// Why those, while it waits (PSD2 dynamic linking).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    why: Option<&'static str>,
     /// With replicas to wait for (`min_replicas_ack`), in the answer that moved money:
     /// `confirmed` (a replica has it), or `pending` (answered 202: done on the primary, no
     /// replica confirmed it in time; `GET` it again later).
@@ -154,6 +151,7 @@ async fn view(db: &Db, t: &Transfer) -> Result<TransferView> {
         completed_at: t.completed_at.map(rfc3339_ms),
         confirmed_by: t.confirmed_by,
         failure: t.failure.clone(),
+        why: matches!(status, Shown::ConfirmationRequired).then_some(service::WHY_PASSKEY),
         methods: methods(db, t).await?,
         replication: None,
     })
@@ -263,7 +261,7 @@ pub async fn api_get(id: &str, user: ApiUser, db: &State<Db>) -> Result<Json<Tra
     operation_id = "transfer_passkey_options",
     params(("id" = String, Path)),
     responses(
-        (status = 200, description = "WebAuthn request options", body = Object),
+        (status = 200, description = "WebAuthn request options, with what confirms the transfer (`accepts`) and `why`", body = Object),
         (status = 404, description = "No such transfer of yours", body = ApiError),
         (status = 409, description = "Not waiting for a confirmation", body = ApiError),
         (status = 410, description = "Expired", body = ApiError),
@@ -278,26 +276,29 @@ pub async fn api_options(
     db: &State<Db>,
     rp: &State<RelyingParty>,
 ) -> Result<Json<Value>> {
-    Ok(Json(service::passkey_options(db, rp, &user.session, &client, id).await?))
+    let mut options = service::passkey_options(db, rp, &user.session, &client, id).await?;
+    options["accepts"] = serde_json::json!(service::CONFIRMED_WITH);
+    options["why"] = Value::from(service::WHY_PASSKEY);
+    Ok(Json(options))
 }
 
-/// Confirms a waiting transfer with `{"code": "123456"}` from the authenticator app, or with the
-/// passkey's assertion (`PublicKeyCredential` JSON) for the options of this transfer; it is
-/// then carried out.
+/// Confirms a waiting transfer with the passkey's assertion (`PublicKeyCredential` JSON) for the
+/// options of this transfer; it is then carried out. A code is refused (403): only a passkey
+/// signs the amount and payee (PSD2 dynamic linking).
 #[utoipa::path(
     tag = "transfers",
     operation_id = "confirm_transfer",
     params(("id" = String, Path)),
-    request_body(content = Object, description = "`{\"code\": \"123456\"}` or a WebAuthn assertion"),
+    request_body(content = Object, description = "The WebAuthn assertion for this transfer's options"),
     responses(
         (status = 200, description = "Confirmed and carried out (`completed` or `failed`)", body = TransferView),
         (status = 202, description = "Carried out on the primary, but no replica confirmed it in time (`replication`: `pending`)", body = TransferView),
-        (status = 401, description = "Wrong code or assertion", body = ApiError),
+        (status = 401, description = "The assertion did not verify, or was for another transfer", body = ApiError),
+        (status = 403, description = "A code instead of a passkey", body = ApiError),
         (status = 404, description = "No such transfer of yours", body = ApiError),
         (status = 409, description = "Already confirmed", body = ApiError),
         (status = 410, description = "Expired", body = ApiError),
         (status = 422, description = "Refused when carried out (over the balance or the daily limit; `field` says which): it is now `failed`, nothing moved", body = ApiError),
-        (status = 429, description = "Too many codes tried", body = ApiError),
     )
 )]
 #[post("/api/v1/transfers/<id>/confirm", data = "<body>")]
@@ -310,19 +311,15 @@ pub async fn api_confirm(
     config: &State<Config>,
     rp: &State<RelyingParty>,
 ) -> Result<(Status, Json<TransferView>)> {
-    // A code may come as a string or a number (then with its leading zeros restored).
-    let code = match body.0.get("code") {
-        Some(Value::String(code)) => Some(code.clone()),
-        Some(Value::Number(n)) => n.as_u64().map(|n| format!("{n:06}")),
-        Some(_) => Some(String::new()),
-        None => None,
-    };
-    let how = match &code {
-        Some(code) => Confirm::Totp(code),
-        None => Confirm::Passkey(&body.0),
-    };
+    // A code (any `code` field) confirms no payment: it is not tied to the amount and payee.
+    if body.0.get("code").is_some() {
+        return Err(Error::Forbidden(format!(
+            "A code cannot confirm a transfer. {} Confirm it with your passkey.",
+            service::WHY_PASSKEY
+        )));
+    }
     let since = db.generation();
-    let t = service::confirm(db, config, rp, &user.session, id, how).await?;
+    let t = service::confirm(db, config, rp, &user.session, id, &body.0).await?;
     acknowledged(db, config, since, Status::Ok, view(db, &t).await?).await
 }
 
@@ -391,7 +388,8 @@ async fn form_page(
             amount: &form.amount,
             reference: &form.reference,
             payees,
-            has_factor: owned.any(),
+            has_passkey: owned.passkeys > 0,
+            why_passkey: service::WHY_PASSKEY,
             exempt: config.sca_exempt_amount.to_string(),
             limit: config.daily_transfer_limit.to_string(),
             balance: bank::balance(db, &doc.account).await?.to_string(),
@@ -477,35 +475,4 @@ pub async fn transfer_page(id: &str, user: CurrentUser, db: &State<Db>) -> Resul
     let t = service::load(db, &user.0.doc.account, id).await?;
     let t = t.filter(|t| t.user == user.0.doc.user).ok_or(Error::NotFound)?;
     transfer_view(db, &user, &t, Status::Ok, None).await
-}
-
-#[derive(Debug, FromForm)]
-pub struct ConfirmForm {
-    #[field(default = String::new())]
-    csrf: String,
-    #[field(default = String::new())]
-    code: String,
-}
-
-#[post("/transfer/<id>/confirm", data = "<form>")]
-#[allow(clippy::too_many_arguments)] // one per request guard: what Rocket routes look like
-pub async fn confirm(
-    id: &str,
-    user: CurrentUser,
-    form: Form<ConfirmForm>,
-    db: &State<Db>,
-    config: &State<Config>,
-    rp: &State<RelyingParty>,
-) -> Result<Reply> {
-    user.check_csrf(&form.csrf)?;
-    let how = Confirm::Totp(&form.code);
-    match service::confirm(db, config, rp, &user.0, id, how).await {
-        Ok(t) => Ok(Reply::Done(Redirect::to(uri!(transfer_page(&t.id))))),
-        Err(e @ (Error::InvalidCode | Error::TooManyRequests { .. })) => {
-            let t = service::pending(db, &user.0, id).await?;
-            let page = transfer_view(db, &user, &t, e.status(), Some(e.public_message()));
-            Ok(Reply::Page(page.await?))
-        }
-        Err(e) => Err(e),
-    }
 }

@@ -31,7 +31,7 @@ use crate::mfa::store as factors;
 use crate::redis::Db;
 use crate::session::model::Session;
 use crate::session::store::ClientInfo;
-use crate::session::throttle::{Counters, per_minute};
+use crate::session::throttle::per_minute;
 
 /// An `Idempotency-Key` is remembered this long.
 pub const IDEMPOTENCY_SECS: u64 = 86_400;
@@ -240,10 +240,10 @@ async fn create_with_id(
     check_amount(db, config, from, req.amount).await?;
     let now = now_ms();
     let exempt = take_exemption(db, config, &session.doc.user, req.amount).await?;
-    if !exempt && !factors::factors(db, &session.doc.user).await?.any() {
+    if !exempt && factors::factors(db, &session.doc.user).await?.passkeys == 0 {
         return Err(Error::Forbidden(format!(
-            "Transfers over {} (or more than {} small ones in a row) need a passkey or an \
-             authenticator app to confirm them. Set one up under Security.",
+            "Transfers over {} (or more than {} small ones in a row) are confirmed with a \
+             passkey. {WHY_PASSKEY} Add a passkey under Security.",
             config.sca_exempt_amount, config.sca_exempt_count
         )));
     }
@@ -310,11 +310,13 @@ async fn give_back_exemption(db: &Db, user: &str, amount: Cents) -> Result<()> {
     Ok(())
 }
 
-/// How the sender confirms.
-pub enum Confirm<'a> {
-    Totp(&'a str),
-    Passkey(&'a serde_json::Value),
-}
+/// Why a payment needs a passkey, in the customer's words (PSD2 RTS Art. 5, dynamic linking).
+pub const WHY_PASSKEY: &str = "A passkey signs this transfer's amount and payee, so a \
+     confirmation cannot be reused for another; a code from an authenticator app is not tied to \
+     them.";
+
+/// What confirms a pending transfer: a passkey (`passkey`), and only that.
+pub const CONFIRMED_WITH: [&str; 1] = ["passkey"];
 
 /// Moves a pending transfer to `executing` — once, and only before it expires — freeing its
 /// pending slot and keeping the document as long as a receipt.
@@ -332,40 +334,23 @@ redis.call('EXPIRE', KEYS[1], ARGV[4])
 return 1
 "#;
 
-/// Confirms the sender's pending transfer `id` and carries it out.
+/// Confirms the sender's pending transfer `id` with a passkey's assertion for its options, and
+/// carries it out.
 pub async fn confirm(
     db: &Db,
     config: &Config,
     rp: &RelyingParty,
     session: &Session,
     id: &str,
-    how: Confirm<'_>,
+    answer: &serde_json::Value,
 ) -> Result<Transfer> {
     let mut t = pending(db, session, id).await?;
-    let method = match how {
-        Confirm::Totp(code) => {
-            // Counted per user, apart from the sign-in counters: wrong codes from a stolen
-            // session must not lock the owner out of signing in.
-            let user = &session.doc.user;
-            let counter = Counters::confirmations(&db.keys, config, user);
-            if let Some(retry_after) = counter.reserve(db, config).await? {
-                return Err(Error::TooManyRequests { retry_after });
-            }
-            if !factors::use_totp_code(db, user, code, now_ms() / 1000).await? {
-                return Err(Error::InvalidCode);
-            }
-            counter.refund(db).await?;
-            Confirmation::Totp
-        }
-        Confirm::Passkey(answer) => {
-            let verified = passkey::finish_authentication(db, rp, answer).await?;
-            let expected = Purpose::Transfer { user: t.user.clone(), binding: t.binding() };
-            if verified.purpose != expected || verified.user != t.user {
-                return Err(Error::InvalidCode);
-            }
-            Confirmation::Passkey
-        }
-    };
+    let verified = passkey::finish_authentication(db, rp, answer).await?;
+    let expected = Purpose::Transfer { user: t.user.clone(), binding: t.binding() };
+    if verified.purpose != expected || verified.user != t.user {
+        return Err(Error::InvalidCode);
+    }
+    let method = Confirmation::Passkey;
     let key = db.keys.transfer(&t.from_account, &t.id);
     let queue = db.keys.executing(&t.from_account);
     let pending = db.keys.pending_transfers(&t.from_account);
