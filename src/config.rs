@@ -17,7 +17,8 @@ pub struct Config {
     pub key_prefix: String,
     /// Period of the transaction generator; 0 turns it off.
     pub generator_interval_ms: u64,
-    /// A session dies after this long without activity (the key's TTL).
+    /// A session dies after this long without activity (the key's TTL): 5 minutes, PSD2's limit
+    /// for a signed-in payment service (RTS Art. 4(3)(d)). Pages warn a minute before.
     pub session_idle_secs: u64,
     /// A session dies this long after login, however busy it is.
     pub session_absolute_secs: u64,
@@ -143,7 +144,7 @@ impl Default for Config {
         Self {
             key_prefix: "redbank:".into(),
             generator_interval_ms: 10_000,
-            session_idle_secs: 1800,
+            session_idle_secs: 300,
             session_absolute_secs: 43_200,
             cookie_secure: true,
             redis_timeout_ms: 500,

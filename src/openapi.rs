@@ -33,6 +33,7 @@ use crate::{admin, bank, mfa, session, transfer};
         session::routes::api_login,
         session::routes::api_me,
         session::routes::api_logout,
+        session::routes::api_refresh,
         session::routes::api_sessions,
         session::routes::api_revoke_others,
         session::routes::api_revoke,

@@ -637,6 +637,21 @@ async fn strong_authentication(server: &TestServer, client: &Client) {
     field.send_keys("a looking-glass of my own").await.unwrap();
     other.find(Locator::Css("#renew-submit")).await.unwrap().click().await.unwrap();
     wait_for(&other, "location.pathname === '/dashboard'", Duration::from_secs(5)).await;
+    // The idle limit: four minutes later (the page's clock moved on), the warning says why and
+    // offers to stay; staying is a real request that extends the session.
+    js(
+        &other,
+        "window.__realNow = Date.now; Date.now = () => window.__realNow() + 250000; return null;",
+    )
+    .await;
+    wait_for(&other, "!document.querySelector('#idle-warning').hidden", Duration::from_secs(5))
+        .await;
+    assert!(text(&other, "#idle-why").await.contains("PSD2"));
+    assert_accessible(&other, "idle warning").await;
+    js(&other, "Date.now = window.__realNow; return null;").await;
+    other.find(Locator::Css("#idle-stay")).await.unwrap().click().await.unwrap();
+    wait_for(&other, "document.querySelector('#idle-warning').hidden", Duration::from_secs(5))
+        .await;
 
     // The operator console: the admin (whose authenticator app is set up on the machine with
     // `redbank admin totp`) signs in with two factors and sees every session.

@@ -371,6 +371,7 @@ pub async fn page(
     page: Option<usize>,
     admin: Admin<CurrentUser>,
     db: &State<Db>,
+    config: &State<Config>,
 ) -> Result<Template> {
     let filter = Filter::parse(user, kind, ip, older_than_secs, page)?;
     let (total, found) = store::search(db, &filter).await?;
@@ -378,7 +379,7 @@ pub async fn page(
     Ok(Template::render(
         "admin/console",
         context! {
-            user: me.doc.user_view(),
+            user: me.doc.page_user(config),
             csrf: &me.doc.csrf_token,
             total,
             page: filter.page,

@@ -89,7 +89,7 @@ pub async fn dashboard(
     Ok(Template::render(
         "bank/dashboard",
         context! {
-            user: doc.user_view(), csrf: &doc.csrf_token, account, balance: balance.display(),
+            user: doc.page_user(config), csrf: &doc.csrf_token, account, balance: balance.display(),
             rows, no_rows, last_id,
         },
     ))
@@ -101,6 +101,7 @@ pub async fn transactions_page(
     page: Option<&str>,
     user: CurrentUser,
     db: &State<Db>,
+    config: &State<Config>,
 ) -> Result<Template> {
     let doc = &user.0.doc;
     let q = q.unwrap_or("").trim();
@@ -113,7 +114,7 @@ pub async fn transactions_page(
     Ok(Template::render(
         "bank/transactions",
         context! {
-            user: doc.user_view(), csrf: &doc.csrf_token, q, rows, no_rows,
+            user: doc.page_user(config), csrf: &doc.csrf_token, q, rows, no_rows,
             total: found.total, page: found.page, pages: found.pages, page_size: PAGE_SIZE,
             last_id, live: q.is_empty() && page == 1,
             prev: (page > 1).then(|| page - 1),

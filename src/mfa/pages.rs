@@ -114,7 +114,7 @@ fn render_verify(
             methods.clone(),
             *password_only,
             user.0.doc.csrf_token.clone(),
-            Some(user.0.doc.user_view()),
+            Some(user.0.doc.page_user(config)),
         ),
     };
     let page = Template::render(
@@ -325,7 +325,11 @@ fn activity_rows(entries: Vec<Entry>) -> Vec<Value> {
 }
 
 #[get("/security")]
-pub async fn security_page(user: CurrentUser, db: &State<Db>) -> Result<Template> {
+pub async fn security_page(
+    user: CurrentUser,
+    db: &State<Db>,
+    config: &State<Config>,
+) -> Result<Template> {
     let doc = &user.0.doc;
     let owned = factors::factors(db, &doc.user).await?;
     // Times as the other pages show them (the API keeps RFC 3339).
@@ -359,7 +363,7 @@ pub async fn security_page(user: CurrentUser, db: &State<Db>) -> Result<Template
         "mfa/security",
         context! {
             devices,
-            user: doc.user_view(),
+            user: doc.page_user(config),
             csrf: &doc.csrf_token,
             totp: owned.totp,
             recovery_left: owned.recovery_codes,
@@ -376,15 +380,17 @@ pub async fn totp_begin(
     user: FactorAdder<CurrentUser>,
     form: Form<CsrfForm>,
     db: &State<Db>,
+    config: &State<Config>,
     mailer: &State<Mailer>,
 ) -> Result<Template> {
     let FactorAdder(me, enrolment) = &user;
     me.check_csrf(&form.csrf)?;
     let (secret, uri) = api::begin_totp(db, mailer, &me.0.doc.user, *enrolment).await?;
-    Ok(totp_page(me, *enrolment, &secret, &uri, None))
+    Ok(totp_page(config, me, *enrolment, &secret, &uri, None))
 }
 
 fn totp_page(
+    config: &Config,
     user: &CurrentUser,
     enrolment: Enrolment,
     secret: &str,
@@ -397,7 +403,7 @@ fn totp_page(
     Template::render(
         "mfa/totp",
         context! {
-            user: user.0.doc.user_view(),
+            user: user.0.doc.page_user(config),
             csrf: &user.0.doc.csrf_token,
             secret: grouped.join(" "),
             qr: qr_svg(uri),
@@ -434,7 +440,7 @@ pub async fn totp_confirm(
         match api::confirm_totp(db, config, &me.0, &client, *enrolment, &form.code, email_code)
             .await
         {
-            Ok(codes) => return Ok(Reply::Page(codes_page(me, codes))),
+            Ok(codes) => return Ok(Reply::Page(codes_page(config, me, codes))),
             Err(Error::NotConfirmed(_)) => {
                 "That code is not valid. Check the time on your phone and try again.".to_owned()
             }
@@ -445,14 +451,14 @@ pub async fn totp_confirm(
         return Ok(Reply::Done(Redirect::to(uri!("/security"))));
     };
     let uri = secret.otpauth_uri(api::ISSUER, username);
-    let page = totp_page(me, *enrolment, &secret.base32(), &uri, Some(&message));
+    let page = totp_page(config, me, *enrolment, &secret.base32(), &uri, Some(&message));
     Ok(Reply::Page(Page { status: Status::UnprocessableEntity, page }))
 }
 
-fn codes_page(user: &CurrentUser, codes: Vec<String>) -> Page {
+fn codes_page(config: &Config, user: &CurrentUser, codes: Vec<String>) -> Page {
     let page = Template::render(
         "mfa/codes",
-        context! { user: user.0.doc.user_view(), csrf: &user.0.doc.csrf_token, codes },
+        context! { user: user.0.doc.page_user(config), csrf: &user.0.doc.csrf_token, codes },
     );
     Page { status: Status::Ok, page }
 }
@@ -482,7 +488,7 @@ pub async fn recovery_renew(
     let me = &user.0;
     me.check_csrf(&form.csrf)?;
     let codes = api::renew_recovery_codes(db, config, &me.0.doc.user, &client).await?;
-    Ok(codes_page(me, codes))
+    Ok(codes_page(config, me, codes))
 }
 
 #[post("/security/passkeys/<id>/remove", data = "<form>")]

@@ -50,6 +50,7 @@ pub fn stage() -> AdHoc {
                     routes::api_login,
                     routes::api_me,
                     routes::api_logout,
+                    routes::api_refresh,
                     routes::api_sessions,
                     routes::api_revoke,
                     routes::api_revoke_others,

@@ -162,6 +162,31 @@ impl SessionDoc {
             account: self.account.clone(),
         }
     }
+
+    /// When the session ends if nothing more happens (ms): its idle timeout from the last
+    /// refresh, or its absolute end if sooner.
+    pub fn idle_deadline(&self, config: &Config) -> i64 {
+        (self.last_seen_at + config.session_idle_secs as i64 * 1000).min(self.expires_at(config))
+    }
+
+    /// The signed-in user as pages show them, with when the session idles out (the page warns a
+    /// minute before and offers to stay signed in).
+    pub fn page_user(&self, config: &Config) -> PageUser {
+        PageUser {
+            view: self.user_view(),
+            idle_deadline: self.idle_deadline(config),
+            idle_minutes: config.session_idle_secs.div_ceil(60),
+        }
+    }
+}
+
+/// [`UserView`] for templates: plus the idle deadline (ms since epoch) and the idle limit.
+#[derive(Debug, Clone, Serialize)]
+pub struct PageUser {
+    #[serde(flatten)]
+    pub view: UserView,
+    pub idle_deadline: i64,
+    pub idle_minutes: u64,
 }
 
 /// A live session: its public id (the key suffix, hex SHA-256 of the token) and its document.

@@ -255,7 +255,11 @@ fn rows(sessions: Vec<Session>, current: &SessionId) -> Vec<SessionRow> {
 }
 
 #[get("/sessions")]
-pub async fn sessions_page(user: CurrentUser, db: &State<Db>) -> Result<Template> {
+pub async fn sessions_page(
+    user: CurrentUser,
+    db: &State<Db>,
+    config: &State<Config>,
+) -> Result<Template> {
     let me = &user.0;
     // Only the caller's own, an admin's too: every user's sessions are the console's (AAL2,
     // audited), in one place behind one guard.
@@ -263,7 +267,7 @@ pub async fn sessions_page(user: CurrentUser, db: &State<Db>) -> Result<Template
     Ok(Template::render(
         "session/sessions",
         context! {
-            user: me.doc.user_view(),
+            user: me.doc.page_user(config),
             csrf: &me.doc.csrf_token,
             sessions: rows(list, &me.id),
         },
@@ -506,6 +510,35 @@ pub fn api_me(user: ApiUser, config: &State<Config>) -> Json<Me> {
             auth_time: rfc3339_ms(doc.assurance.auth_time),
         },
     })
+}
+
+/// The session after "stay signed in".
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Refreshed {
+    /// RFC 3339: when it ends if nothing more happens (`session_idle_secs` from now, or the
+    /// absolute end if sooner).
+    idle_expires_at: String,
+    /// RFC 3339: the absolute end.
+    expires_at: String,
+}
+
+/// "Stay signed in": extends the session's idle timeout now — the one request a page makes just
+/// to say the customer is still there (an open live stream never counts as activity).
+#[utoipa::path(tag = "session", responses((status = 200, body = Refreshed)))]
+#[post("/api/v1/session/refresh")]
+pub async fn api_refresh(
+    user: ApiUser,
+    db: &State<Db>,
+    config: &State<Config>,
+) -> Result<Json<Refreshed>> {
+    let mut session = user.session;
+    if !store::touch(db, config, &mut session).await? {
+        return Err(Error::Unauthorized);
+    }
+    Ok(Json(Refreshed {
+        idle_expires_at: rfc3339_ms(session.doc.idle_deadline(config)),
+        expires_at: rfc3339_ms(session.doc.expires_at(config)),
+    }))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -272,16 +272,31 @@ pub async fn load_session(
         delete(db, &key).await?;
         return Ok(None);
     }
-    if now - doc.last_seen_at >= config.session_touch_secs as i64 * 1000 {
-        let alive: i64 = db
-            .run(async |c| Script::new(TOUCH).key(&key).arg(now).arg(ttl).invoke_async(c).await)
-            .await?;
-        if alive == 0 {
-            return Ok(None);
-        }
-        doc.last_seen_at = now;
+    let mut session = Session { id, doc };
+    if now - session.doc.last_seen_at >= config.session_touch_secs as i64 * 1000
+        && !touch(db, config, &mut session).await?
+    {
+        return Ok(None);
     }
-    Ok(Some(Session { id, doc }))
+    Ok(Some(session))
+}
+
+/// Refreshes the session's idle timeout now (its `last_seen_at` and TTL), never past the
+/// absolute deadline and never bringing back a session that ended; false when it has.
+pub async fn touch(db: &Db, config: &Config, session: &mut Session) -> Result<bool> {
+    let now = now_ms();
+    let ttl = ttl_ms(config, &session.doc, now);
+    if ttl <= 0 {
+        return Ok(false);
+    }
+    let key = db.keys.session(session.id.as_str());
+    let alive: i64 = db
+        .run(async |c| Script::new(TOUCH).key(&key).arg(now).arg(ttl).invoke_async(c).await)
+        .await?;
+    if alive == 1 {
+        session.doc.last_seen_at = now;
+    }
+    Ok(alive == 1)
 }
 
 fn doc_is_sane(doc: &SessionDoc) -> bool {

@@ -380,7 +380,7 @@ async fn form_page(
     let page = Template::render(
         "transfer/form",
         context! {
-            user: doc.user_view(),
+            user: doc.page_user(config),
             csrf: &doc.csrf_token,
             // A new key per form: a double-clicked submit sends the same one twice.
             idempotency_key: if form.idempotency_key.is_empty() { random_token() } else { form.idempotency_key.clone() },
@@ -444,6 +444,7 @@ pub async fn submit(
 
 async fn transfer_view(
     db: &Db,
+    config: &Config,
     user: &CurrentUser,
     t: &Transfer,
     status: Status,
@@ -457,7 +458,7 @@ async fn transfer_view(
     let page = Template::render(
         template,
         context! {
-            user: doc.user_view(),
+            user: doc.page_user(config),
             csrf: &doc.csrf_token,
             t: view(db, t).await?,
             amount: t.amount.to_string(),
@@ -471,8 +472,13 @@ async fn transfer_view(
 }
 
 #[get("/transfer/<id>")]
-pub async fn transfer_page(id: &str, user: CurrentUser, db: &State<Db>) -> Result<Page> {
+pub async fn transfer_page(
+    id: &str,
+    user: CurrentUser,
+    db: &State<Db>,
+    config: &State<Config>,
+) -> Result<Page> {
     let t = service::load(db, &user.0.doc.account, id).await?;
     let t = t.filter(|t| t.user == user.0.doc.user).ok_or(Error::NotFound)?;
-    transfer_view(db, &user, &t, Status::Ok, None).await
+    transfer_view(db, config, &user, &t, Status::Ok, None).await
 }

@@ -588,3 +588,45 @@ async fn concurrent_successful_logins_of_one_user_are_never_throttled() {
     let statuses: Vec<Status> = futures::future::join_all(logins).await;
     assert!(statuses.iter().all(|s| *s == Status::Ok), "{statuses:?}");
 }
+
+/// PSD2 RTS Art. 4(3)(d): at most 5 minutes without activity after authentication. The idle limit
+/// defaults to 300 s; pages carry the deadline and the warning that says why; "stay signed in"
+/// is a real request that extends the session (an open live stream is not activity).
+#[rocket::async_test]
+async fn sessions_idle_out_after_five_minutes_and_stay_signed_in_extends_them() {
+    let app = TestApp::new().await;
+    assert_eq!(app.config().session_idle_secs, 300);
+    let browser = app.login_browser("bob", "foobared").await;
+    let key = app.keys().session(&browser.id());
+    let mut conn = shared_redis().conn().await;
+    let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut conn).await.unwrap();
+    assert!((1..=300).contains(&ttl), "ttl {ttl}");
+    let html = app
+        .client
+        .get("/dashboard")
+        .header(browser.cookie())
+        .dispatch()
+        .await
+        .into_string()
+        .await
+        .unwrap();
+    assert!(html.contains("data-idle-deadline=\""), "no deadline on the page");
+    assert!(html.contains("id=\"idle-warning\"") && html.contains("PSD2"), "no warning");
+    // Age the session: a minute left.
+    let _: () = redis::cmd("EXPIRE").arg(&key).arg(60).query_async(&mut conn).await.unwrap();
+    let res = app
+        .client
+        .post("/api/v1/session/refresh")
+        .header(browser.cookie())
+        .header(Header::new("X-CSRF-Token", browser.csrf.clone()))
+        .dispatch()
+        .await;
+    assert_eq!(res.status(), Status::Ok);
+    let body: Value = serde_json::from_str(&res.into_string().await.unwrap()).unwrap();
+    assert!(body["idle_expires_at"].as_str().is_some(), "{body}");
+    let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut conn).await.unwrap();
+    assert!(ttl > 250, "stay signed in did not extend the session: ttl {ttl}");
+    // Without the CSRF token, a cookie session is not refreshed.
+    let res = app.client.post("/api/v1/session/refresh").header(browser.cookie()).dispatch().await;
+    assert_eq!(res.status(), Status::Forbidden);
+}
