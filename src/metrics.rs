@@ -222,36 +222,89 @@ pub async fn sample_sessions(db: &Db) {
     }
 }
 
-/// Serves `GET /metrics` on `metrics_port` until shutdown: a minimal HTTP/1.1 exchange per
-/// connection (Prometheus scrapes every few seconds; nothing else should reach this port).
+/// Connections the metrics server serves at once; more are closed at once (a scraper makes one
+/// at a time: this bounds what a stray client can hold, SECURITY.md G.38).
+pub const MAX_CONNECTIONS: usize = 16;
+/// How long a connection may take to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest request head read.
+const MAX_HEAD: usize = 8 * 1024;
+
+/// Serves `GET /metrics` until shutdown: each request head read until `httparse` says it is
+/// complete (a head split across TCP segments is one request), within [`HEAD_TIMEOUT`] and
+/// [`MAX_HEAD`]; at most [`MAX_CONNECTIONS`] at once; an accept error (file descriptors out, say)
+/// backs off instead of spinning.
 pub async fn serve(listener: TcpListener, db: Db, mut shutdown: Shutdown) {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut backoff = Duration::from_millis(10);
     loop {
         let accepted = tokio::select! {
             _ = &mut shutdown => return,
             accepted = listener.accept() => accepted,
         };
-        let Ok((mut socket, _)) = accepted else { continue };
+        let socket = match accepted {
+            Ok((socket, _)) => {
+                backoff = Duration::from_millis(10);
+                socket
+            }
+            Err(e) => {
+                rocket::warn!("metrics: accept failed ({e}); pausing {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        // Full: closed at once, holding nothing.
+        let Ok(permit) = slots.clone().try_acquire_owned() else { continue };
         let db = db.clone();
         tokio::spawn(async move {
-            let mut head = vec![0u8; 4096];
-            let read = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut head)).await;
-            let Ok(Ok(n)) = read else { return };
-            let line = String::from_utf8_lossy(&head[..n]);
-            let (status, body) = if line.starts_with("GET /metrics ") {
-                sample_sessions(&db).await;
-                ("200 OK", db.metrics.render())
-            } else {
-                ("404 Not Found", "GET /metrics\n".to_owned())
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
-                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = socket.write_all(response.as_bytes()).await;
-            let _ = socket.shutdown().await;
+            answer(socket, &db).await;
+            drop(permit);
         });
     }
+}
+
+/// What the request head asks for, once complete: `Some(path)` for a GET, `None` for a head that
+/// is not HTTP (or another method).
+async fn read_head(socket: &mut tokio::net::TcpStream) -> Result<Option<String>, &'static str> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = socket.read(&mut chunk).await.map_err(|_| "read")?;
+        if n == 0 {
+            return Err("closed");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&buf) {
+            Ok(httparse::Status::Complete(_)) => {
+                return Ok((req.method == Some("GET")).then(|| req.path.unwrap_or("").to_owned()));
+            }
+            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
+            _ => return Ok(None),
+        }
+    }
+}
+
+async fn answer(mut socket: tokio::net::TcpStream, db: &Db) {
+    let head = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut socket)).await;
+    let Ok(Ok(head)) = head else { return };
+    let (status, body) = match head.as_deref() {
+        Some("/metrics") => {
+            sample_sessions(db).await;
+            ("200 OK", db.metrics.render())
+        }
+        Some(_) => ("404 Not Found", "GET /metrics\n".to_owned()),
+        None => ("400 Bad Request", "GET /metrics\n".to_owned()),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = socket.write_all(response.as_bytes()).await;
+    let _ = socket.shutdown().await;
 }
 
 /// Binds `metrics_port` on `address` at liftoff and serves it (nothing when the port is 0).

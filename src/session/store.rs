@@ -254,7 +254,7 @@ pub async fn load_session(
             return Ok(None);
         }
     };
-    let mut doc: SessionDoc = match serde_json::from_str(&raw) {
+    let doc: SessionDoc = match serde_json::from_str(&raw) {
         Ok(doc) if doc_is_sane(&doc) => doc,
         _ => {
             rocket::warn!("corrupt or old-schema session document dropped");

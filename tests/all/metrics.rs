@@ -66,3 +66,45 @@ async fn metrics_move_with_logins_streams_and_transactions() {
     assert_eq!(public.status(), 404);
     server.stop().await.unwrap();
 }
+
+/// The second outside review: the metrics server read one 4 KiB chunk and matched it as text, so
+/// a request head split across TCP segments was a 404, and it held every silent connection until
+/// file descriptors ran out. Now a real HTTP parser reads until the head is complete, at most
+/// [`redbank::metrics::MAX_CONNECTIONS`] connections are served at once (more are closed at
+/// once), and a silent one is dropped after the head timeout.
+#[rocket::async_test]
+async fn the_metrics_server_parses_split_heads_and_bounds_its_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = free_port();
+    let server = TestServer::start(shared_redis(), None, |f| f.merge(("metrics_port", port))).await;
+    scrape(port).await;
+    // A head in three segments.
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    socket.set_nodelay(true).unwrap();
+    for part in ["GET /met", "rics HTTP/1.1\r\nHost: metrics\r\n", "\r\n"] {
+        socket.write_all(part.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{}", answer.lines().next().unwrap_or_default());
+    // Twice the bound of silent connections: a scrape still answers.
+    let mut silent = Vec::new();
+    for _ in 0..2 * redbank::metrics::MAX_CONNECTIONS {
+        silent.push(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+    }
+    let scraped = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(res) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await {
+                if res.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(scraped.is_ok(), "silent connections held the metrics server");
+    drop(silent);
+    server.stop().await.unwrap();
+}
