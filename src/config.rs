@@ -125,6 +125,11 @@ pub struct Config {
     pub mail_dir: PathBuf,
     /// The `admin` user's e-mail address (security notices go there).
     pub admin_email: Option<String>,
+    /// Keys that seal TOTP secrets at rest, `id:base64` (32 bytes: `openssl rand -base64 32`);
+    /// the first seals, all open (rotation: put the new one first, run `redbank admin
+    /// totp-rekey`, then drop the old one). Unset: the public demo key while `demo_users` is on,
+    /// and no start otherwise. Never logged.
+    pub totp_keys: Vec<String>,
     /// How recent a strong sign-in or step-up must be for a sensitive action (RFC 9470 `max_age`):
     /// a factor removed, new recovery codes, an operator's destructive console action.
     pub step_up_max_age_secs: u64,
@@ -190,11 +195,25 @@ impl Default for Config {
             mail_dir: PathBuf::from(".mail"),
             admin_email: None,
             step_up_max_age_secs: 300,
+            totp_keys: Vec::new(),
         }
     }
 }
 
 impl Config {
+    /// What seals TOTP secrets: `totp_keys`, or the public demo key in demo mode only.
+    pub fn secret_box(&self) -> Result<crate::secret::SecretBox, String> {
+        if self.totp_keys.is_empty() {
+            if self.demo_users {
+                return Ok(crate::secret::SecretBox::demo());
+            }
+            return Err("totp_keys must be set (`id:` + `openssl rand -base64 32`) unless \
+                        demo_users is on"
+                .into());
+        }
+        crate::secret::SecretBox::new(&self.totp_keys)
+    }
+
     /// Replicas a money-moving write waits for (see `min_replicas_ack`).
     pub fn replicas_to_ack(&self) -> u32 {
         self.min_replicas_ack.unwrap_or(if self.redis_sentinels.is_empty() { 0 } else { 1 })
@@ -296,6 +315,7 @@ impl Config {
             return Err("redis_master must name the monitored primary".into());
         }
         crate::mail::Mailer::new(self)?;
+        self.secret_box()?;
         if let Some(bad) = self.admin_email.as_deref().filter(|a| !crate::mail::valid_address(a)) {
             return Err(format!("admin_email: {bad:?} is not an e-mail address"));
         }

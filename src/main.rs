@@ -12,7 +12,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const USAGE: &str =
     "usage: redbank                         serve (configuration: Rocket.toml, ROCKET_*)
-       redbank admin totp [--replace]  set up the admin's authenticator app on this machine";
+       redbank admin totp [--replace]  set up the admin's authenticator app on this machine
+       redbank admin totp-rekey        re-seal every TOTP secret with the first of totp_keys";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -28,6 +29,9 @@ fn main() -> ExitCode {
         ["admin", "totp"] => rocket::execute(redbank::admin::cli::totp(redbank::figment(), false)),
         ["admin", "totp", "--replace"] => {
             rocket::execute(redbank::admin::cli::totp(redbank::figment(), true))
+        }
+        ["admin", "totp-rekey"] => {
+            rocket::execute(redbank::admin::cli::totp_rekey(redbank::figment()))
         }
         ["--help" | "-h" | "help"] => {
             println!("{USAGE}");

@@ -23,6 +23,46 @@ use crate::session::store::{self as sessions, ClientInfo};
 /// The admin's username (see `demo::DEMO_USERS`).
 const ADMIN: &str = "admin";
 
+/// Runs `redbank admin totp-rekey`: re-seals every TOTP secret with the first of `totp_keys`
+/// (the step between adding a new key first and dropping the old one).
+pub async fn totp_rekey(figment: Figment) -> ExitCode {
+    let result = async {
+        let (db, _) = connect(figment).await?;
+        let (resealed, unreadable) =
+            factors::reseal_all(&db).await.map_err(|e| format!("Redis: {e}"))?;
+        println!("re-sealed {resealed} TOTP secret(s) with the first of totp_keys");
+        if unreadable > 0 {
+            return Err(format!(
+                "{unreadable} secret(s) open with none of totp_keys: keep the key they were \
+                 sealed with until they are re-sealed"
+            ));
+        }
+        Ok(())
+    };
+    match result.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("redbank admin totp-rekey: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The configuration and Redis of `figment`: no routes, no background tasks, no port.
+async fn connect(figment: Figment) -> Result<(Db, Config), String> {
+    let figment = figment.merge(("log_level", "off"));
+    let rocket = rocket::custom(figment)
+        .attach(crate::config::stage())
+        .attach(crate::redis::stage())
+        .ignite()
+        .await
+        .map_err(|e| format!("configuration or Redis: {e}"))?;
+    match (rocket.state::<Db>(), rocket.state::<Config>()) {
+        (Some(db), Some(config)) => Ok((db.clone(), config.clone())),
+        _ => Err("configuration or Redis state missing".into()),
+    }
+}
+
 /// Runs `redbank admin totp [--replace]` against the Redis `figment` configures.
 pub async fn totp(figment: Figment, replace: bool) -> ExitCode {
     match enrol(figment, replace).await {
@@ -35,17 +75,8 @@ pub async fn totp(figment: Figment, replace: bool) -> ExitCode {
 }
 
 async fn enrol(figment: Figment, replace: bool) -> Result<(), String> {
-    // Only configuration and Redis: no routes, no background tasks, no port.
-    let figment = figment.merge(("log_level", "off"));
-    let rocket = rocket::custom(figment)
-        .attach(crate::config::stage())
-        .attach(crate::redis::stage())
-        .ignite()
-        .await
-        .map_err(|e| format!("configuration or Redis: {e}"))?;
-    let (Some(db), Some(config)) = (rocket.state::<Db>(), rocket.state::<Config>()) else {
-        return Err("configuration or Redis state missing".into());
-    };
+    let (db, config) = connect(figment).await?;
+    let (db, config) = (&db, &config);
     let failed = |e: crate::Error| format!("Redis ({}): {e}", config.key_prefix);
     if sessions::get_user(db, ADMIN).await.map_err(failed)?.is_none() {
         return Err("there is no admin user: set admin_password and start redbank once".into());
@@ -56,12 +87,12 @@ async fn enrol(figment: Figment, replace: bool) -> Result<(), String> {
                     replaces it (the old one stops working and the admin's sessions end)"
             .into());
     }
-    let secret = factors::begin_totp(db, ADMIN).await.map_err(failed)?;
+    let pending = factors::begin_totp(db, ADMIN).await.map_err(failed)?;
     let codes = recovery::generate();
     let digests: Vec<String> = codes.iter().filter_map(|c| recovery::digest(c)).collect();
     // Every code of the current window works at once: none counts as used yet.
     let before_now = step_of(now_ms() / 1000) - 2;
-    if !factors::confirm_totp(db, ADMIN, &secret, before_now, &digests).await.map_err(failed)? {
+    if !factors::confirm_totp(db, ADMIN, &pending, before_now, &digests).await.map_err(failed)? {
         return Err("another enrolment replaced this one meanwhile; run it again".into());
     }
     let ended =
@@ -73,6 +104,7 @@ async fn enrol(figment: Figment, replace: bool) -> Result<(), String> {
     let notice = Notice::FactorAdded { factor: "totp".into(), name: None };
     notice::factors_changed(db, config, ADMIN, &client, notice).await;
 
+    let secret = &pending.secret;
     let uri = secret.otpauth_uri(ISSUER, ADMIN);
     println!("The admin's authenticator app is set up. Scan the code, or add the key by hand.\n");
     if let Some(qr) = qr_text(&uri) {

@@ -447,7 +447,7 @@ pub async fn totp_confirm(
             Err(Error::Invalid { message, .. }) => message,
             Err(e) => return Err(e),
         };
-    let Some(secret) = factors::pending_totp(db, username).await? else {
+    let Some(factors::Pending { secret, .. }) = factors::pending_totp(db, username).await? else {
         return Ok(Reply::Done(Redirect::to(uri!("/security"))));
     };
     let uri = secret.otpauth_uri(api::ISSUER, username);

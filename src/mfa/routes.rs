@@ -233,7 +233,7 @@ pub async fn begin_totp(
             "An authenticator app is already set up. Remove it first to set up another.".into(),
         ));
     }
-    let secret = factors::begin_totp(db, username).await?;
+    let secret = factors::begin_totp(db, username).await?.secret;
     if enrolment == Enrolment::First {
         email_code::send(db, mailer, username, NewFactor::Totp, &secret.base32()).await?;
     }
@@ -329,18 +329,18 @@ pub async fn confirm_totp(
     email_code: Option<&str>,
 ) -> Result<Vec<String>> {
     let username = &session.doc.user;
-    let Some(secret) = factors::pending_totp(db, username).await? else {
+    let Some(pending) = factors::pending_totp(db, username).await? else {
         return Err(Error::Conflict("There is no set-up waiting for a code. Start again.".into()));
     };
-    let Some(step) = secret.matching_step(code, now_ms() / 1000) else {
+    let Some(step) = pending.secret.matching_step(code, now_ms() / 1000) else {
         return Err(code::wrong_code());
     };
     if enrolment == Enrolment::First {
-        email_code::redeem(db, username, &secret.base32(), email_code).await?;
+        email_code::redeem(db, username, &pending.secret.base32(), email_code).await?;
     }
     let codes = recovery::generate();
     let digests: Vec<String> = codes.iter().filter_map(|c| recovery::digest(c)).collect();
-    if !factors::confirm_totp(db, username, &secret, step, &digests).await? {
+    if !factors::confirm_totp(db, username, &pending, step, &digests).await? {
         return Err(Error::Conflict("The set-up was replaced or expired. Start again.".into()));
     }
     factor_added(db, config, session, client, "totp", None).await;

@@ -11,6 +11,7 @@ use super::totp::TotpSecret;
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::redis::Db;
+use crate::secret::SecretBox;
 
 /// How long a TOTP secret shown for enrolment waits for its confirming code.
 pub const PENDING_TOTP_SECS: u64 = 600;
@@ -67,39 +68,71 @@ pub async fn factors(db: &Db, username: &str) -> Result<Factors> {
 
 // ---- TOTP -----------------------------------------------------------------------------------
 
+/// What a TOTP secret of `username` is sealed for: it opens for this user's factor only.
+fn seal_context(username: &str) -> String {
+    format!("totp:{username}")
+}
+
+/// `secret` sealed for `username` (`totp_keys`).
+fn seal(db: &Db, username: &str, secret: &TotpSecret) -> Result<String> {
+    db.sealer
+        .seal(&secret.base32(), &seal_context(username))
+        .ok_or_else(|| Error::Internal("no key to seal TOTP secrets (totp_keys)".into()))
+}
+
+/// A stored TOTP secret: sealed (opened with `totp_keys`), or plain base32 when stored before
+/// secrets were sealed (re-sealed by `redbank admin totp-rekey`).
+fn unseal(db: &Db, username: &str, stored: &str) -> Option<TotpSecret> {
+    if SecretBox::is_sealed(stored) {
+        let (base32, _) = db.sealer.open(stored, &seal_context(username))?;
+        TotpSecret::from_base32(&base32)
+    } else {
+        TotpSecret::from_base32(stored)
+    }
+}
+
 /// The user's enrolled TOTP secret.
 pub async fn totp_secret(db: &Db, username: &str) -> Result<Option<TotpSecret>> {
     let key = db.keys.totp(username);
     let secret: Option<String> =
         db.run(async |c| redis::cmd("HGET").arg(&key).arg("secret").query_async(c).await).await?;
-    Ok(secret.as_deref().and_then(TotpSecret::from_base32))
+    Ok(secret.as_deref().and_then(|s| unseal(db, username, s)))
 }
 
-/// A new secret for enrolment, kept until confirmed (or for [`PENDING_TOTP_SECS`]); asking
-/// again replaces it.
-pub async fn begin_totp(db: &Db, username: &str) -> Result<TotpSecret> {
+/// A TOTP secret waiting for its confirming code, and its stored (sealed) form, which names it.
+pub struct Pending {
+    pub secret: TotpSecret,
+    stored: String,
+}
+
+/// A new secret for enrolment, kept (sealed) until confirmed or for [`PENDING_TOTP_SECS`];
+/// asking again replaces it.
+pub async fn begin_totp(db: &Db, username: &str) -> Result<Pending> {
     let secret = TotpSecret::generate();
     let key = db.keys.totp_pending(username);
-    let text = secret.base32();
+    let stored = seal(db, username, &secret)?;
     db.run(async |c| {
         redis::cmd("SET")
             .arg(&key)
-            .arg(&text)
+            .arg(&stored)
             .arg("EX")
             .arg(PENDING_TOTP_SECS)
             .query_async::<_, ()>(c)
             .await
     })
     .await?;
-    Ok(secret)
+    Ok(Pending { secret, stored })
 }
 
 /// The secret waiting for its confirming code.
-pub async fn pending_totp(db: &Db, username: &str) -> Result<Option<TotpSecret>> {
+pub async fn pending_totp(db: &Db, username: &str) -> Result<Option<Pending>> {
     let key = db.keys.totp_pending(username);
-    let secret: Option<String> =
+    let stored: Option<String> =
         db.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await).await?;
-    Ok(secret.as_deref().and_then(TotpSecret::from_base32))
+    Ok(stored.and_then(|stored| {
+        let secret = unseal(db, username, &stored)?;
+        Some(Pending { secret, stored })
+    }))
 }
 
 /// Makes the pending secret the user's TOTP factor — only if it is still the pending one — with
@@ -114,23 +147,23 @@ for i = 4, #ARGV do redis.call('SADD', KEYS[3], ARGV[i]) end
 return 1
 "#;
 
-/// Confirms enrolment of `secret` (whose code for `step` the user typed), storing the digests of
-/// the new recovery codes. False when that secret is no longer pending.
+/// Confirms enrolment of `pending` (whose code for `step` the user typed), storing the digests
+/// of the new recovery codes. False when that secret is no longer pending.
 pub async fn confirm_totp(
     db: &Db,
     username: &str,
-    secret: &TotpSecret,
+    pending: &Pending,
     step: i64,
     recovery_digests: &[String],
 ) -> Result<bool> {
     let keys =
         [db.keys.totp_pending(username), db.keys.totp(username), db.keys.recovery_codes(username)];
-    let text = secret.base32();
+    let text = &pending.stored;
     let done: i64 = db
         .run(async |c| {
             let script = Script::new(CONFIRM_TOTP);
             let mut call = script.key(&keys[0]);
-            call.key(&keys[1]).key(&keys[2]).arg(&text).arg(now_ms()).arg(step);
+            call.key(&keys[1]).key(&keys[2]).arg(text).arg(now_ms()).arg(step);
             for digest in recovery_digests {
                 call.arg(digest);
             }
@@ -193,10 +226,75 @@ pub async fn drop_pending(db: &Db, username: &str) -> Result<()> {
     .await
 }
 
+/// Replaces a stored secret only if it is still `old` (a factor removed or re-enrolled meanwhile
+/// is left alone).
+const RESEAL: &str = r#"
+if redis.call('HGET', KEYS[1], 'secret') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'secret', ARGV[2])
+return 1
+"#;
+
+/// Re-seals every enrolled TOTP secret not sealed with the first of `totp_keys` (after a new key
+/// was put first, before the old one is dropped; also seals secrets stored before sealing
+/// existed). Answers (re-sealed, unreadable: no configured key opens them). Pending enrolments
+/// are left to expire (10 minutes).
+pub async fn reseal_all(db: &Db) -> Result<(usize, usize)> {
+    let pattern = db.keys.totp("*");
+    let (prefix, suffix) = pattern.split_once('*').unwrap_or((&pattern, ""));
+    let (prefix, suffix) = (prefix.to_owned(), suffix.to_owned());
+    let (mut resealed, mut unreadable) = (0, 0);
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = db
+            .run(async |c| {
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .arg("TYPE")
+                    .arg("hash")
+                    .query_async(c)
+                    .await
+            })
+            .await?;
+        for key in keys {
+            let Some(user) = key.strip_prefix(&prefix).and_then(|k| k.strip_suffix(&suffix)) else {
+                continue;
+            };
+            let stored: Option<String> = db
+                .run(async |c| redis::cmd("HGET").arg(&key).arg("secret").query_async(c).await)
+                .await?;
+            let Some(stored) = stored else { continue };
+            let current = SecretBox::is_sealed(&stored)
+                && db.sealer.open(&stored, &seal_context(user)).is_some_and(|(_, first)| first);
+            if current {
+                continue;
+            }
+            let Some(secret) = unseal(db, user, &stored) else {
+                unreadable += 1;
+                continue;
+            };
+            let sealed = seal(db, user, &secret)?;
+            let done: i64 = db
+                .run(async |c| {
+                    Script::new(RESEAL).key(&key).arg(&stored).arg(&sealed).invoke_async(c).await
+                })
+                .await?;
+            resealed += done as usize;
+        }
+        cursor = next;
+        if cursor == 0 {
+            return Ok((resealed, unreadable));
+        }
+    }
+}
+
 /// Sets a demo user's TOTP factor unless the user already has one (the fixed demo secret).
 pub async fn ensure_demo_totp(db: &Db, username: &str, secret: &TotpSecret) -> Result<()> {
     let key = db.keys.totp(username);
-    let text = secret.base32();
+    let text = seal(db, username, secret)?;
     db.run(async |c| {
         redis::cmd("HSETNX").arg(&key).arg("secret").arg(&text).query_async::<_, ()>(c).await
     })

@@ -53,6 +53,8 @@ pub struct Db {
     shared: Arc<Shared>,
     /// This process's metrics (every Redis round trip is timed here).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Seals secrets stored here (TOTP secrets); without keys nothing can be sealed.
+    pub sealer: Arc<crate::secret::SecretBox>,
 }
 
 /// Connections in use, taken from the pool once and shared: a multiplexed connection serves any
@@ -245,7 +247,14 @@ impl Db {
 
     fn new(pool: Option<Pool>, primary: Primary, timeout: Duration, keys: Keys) -> Db {
         let (shared, metrics, primary) = (Arc::default(), Arc::default(), Arc::new(primary));
-        Db { pool, primary, timeout, keys, shared, metrics }
+        let sealer = Arc::new(crate::secret::SecretBox::empty());
+        Db { pool, primary, timeout, keys, shared, metrics, sealer }
+    }
+
+    /// This `Db` sealing with `sealer` (a tool's `Db` from [`Db::connect`] has no key).
+    pub fn with_sealer(mut self, sealer: crate::secret::SecretBox) -> Db {
+        self.sealer = Arc::new(sealer);
+        self
     }
 }
 
@@ -288,11 +297,22 @@ async fn manage_db(rocket: Rocket<Build>) -> rocket::fairing::Result {
         },
         Primary::Sentinel(_) => None,
     };
+    let sealer = match config.secret_box() {
+        Ok(sealer) => sealer,
+        Err(e) => {
+            rocket::error!("configuration: {e}");
+            return Err(rocket);
+        }
+    };
+    if sealer.is_demo() {
+        rocket::warn!("TOTP secrets are sealed with the public demo key: set totp_keys");
+    }
     let db = Db::new(
         pool,
         primary,
         Duration::from_millis(config.redis_timeout_ms),
         Keys::new(&config.key_prefix),
-    );
+    )
+    .with_sealer(sealer);
     Ok(rocket.manage(db))
 }

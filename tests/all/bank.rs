@@ -1009,7 +1009,11 @@ async fn grow(app: &TestApp, base: i64, to: usize, balance: &mut Cents, inserted
 /// balance to grow his history from.
 async fn counted() -> (RedisServer, TestApp, String, redis::aio::MultiplexedConnection, Cents) {
     let redis = RedisServer::start();
-    let app = TestApp::with(&redis, |f| f.merge(("session_touch_secs", 1000))).await;
+    // No session refresh between the measured requests (the idle limit stretched to allow it).
+    let quiet = |f: rocket::figment::Figment| {
+        f.merge(("session_touch_secs", 1000)).merge(("session_idle_secs", 1800))
+    };
+    let app = TestApp::with(&redis, quiet).await;
     let token = app.api_login("bob", "foobared").await;
     let c = redis.conn().await;
     let balance = store::balance(app.db(), BOB).await.unwrap();

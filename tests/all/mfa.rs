@@ -767,3 +767,60 @@ async fn wrong_codes_are_throttled_like_passwords_without_locking_the_owner_out(
     assert!(ok, "the owner's known device was locked out by a stranger's guesses");
     server.stop().await.unwrap();
 }
+
+/// The second outside review: TOTP secrets sat in Redis in clear, so a dump alone yielded
+/// working codes. They are sealed (XChaCha20-Poly1305) with `totp_keys`: the dump holds no
+/// secret, a server without the key cannot use it, and keys rotate — a new key first opens the
+/// old values, `redbank admin totp-rekey` re-seals them, and the old key can then go.
+#[rocket::async_test]
+async fn totp_secrets_are_sealed_at_rest_and_their_keys_rotate() {
+    use base64::Engine;
+    let key = |id: &str, byte: u8| {
+        format!("{id}:{}", base64::engine::general_purpose::STANDARD.encode([byte; 32]))
+    };
+    let (old, new) = (key("old", 7), key("new", 9));
+    let prefix = unique_prefix();
+    let with = |keys: Vec<String>| move |f: rocket::figment::Figment| f.merge(("totp_keys", keys));
+    let server = TestServer::start(shared_redis(), Some(&prefix), with(vec![old.clone()])).await;
+    let token = server.api_login("bob", "foobared").await;
+    let (secret, _) = enrol_totp(&server, &token).await;
+    let mut conn = shared_redis().conn().await;
+    let stored = async |conn: &mut redis::aio::MultiplexedConnection| -> String {
+        let key = redbank::redis::Keys::new(&prefix).totp("bob");
+        redis::cmd("HGET").arg(key).arg("secret").query_async(conn).await.unwrap()
+    };
+    let dumped = stored(&mut conn).await;
+    assert!(dumped.starts_with("v1.old.") && !dumped.contains(&secret.base32()), "{dumped}");
+    server.stop().await.unwrap();
+    // A sign-in with a code of the app works on a server holding the key…
+    let sign_in = async |keys: Vec<String>| {
+        let server = TestServer::start(shared_redis(), Some(&prefix), with(keys)).await;
+        let (_, body) =
+            post_api_login(&server.http, &server.base, &credentials("bob", "foobared")).await;
+        let mfa_token = body["mfa_token"].as_str().unwrap().to_owned();
+        let mut status = 0;
+        for offset in [0, 1] {
+            let body = json!({"mfa_token": mfa_token, "code": code(&secret, offset)});
+            status = post(&server, "/api/v1/login/totp", None, &body).await.0.as_u16();
+            if status == 200 {
+                break;
+            }
+        }
+        (server, status)
+    };
+    let (server, status) = sign_in(vec![new.clone(), old.clone()]).await;
+    assert_eq!(status, 200, "the old key no longer opened its value");
+    // …re-sealed with the new key by the tool, after which the old key can go.
+    let out = server.admin_tool(&[new.clone(), old.clone()], &["totp-rekey"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    // bob's, and alice's demo app.
+    assert!(printed.contains("re-sealed 2 "), "{printed}");
+    assert!(stored(&mut conn).await.starts_with("v1.new."));
+    server.stop().await.unwrap();
+    let (server, status) = sign_in(vec![old.clone()]).await;
+    assert_eq!(status, 401, "a server with only the dropped key used the secret");
+    server.stop().await.unwrap();
+    let (server, _) = sign_in(vec![new.clone()]).await;
+    server.stop().await.unwrap();
+}

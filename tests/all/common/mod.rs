@@ -204,6 +204,9 @@ impl Drop for RedisServer {
     }
 }
 
+/// The key tests seal TOTP secrets with (`totp_keys`).
+pub const TEST_TOTP_KEY: &str = "test:dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktdGVzdCE=";
+
 /// The admin password tests configure (the real default is random).
 pub const ADMIN_PASSWORD: &str = "test-admin-password";
 
@@ -228,6 +231,8 @@ pub fn test_figment(redis: &RedisServer, prefix: &str) -> Figment {
         .merge(("generator_interval_ms", 0))
         .merge(("log_level", "off"))
         .merge(("admin_password", ADMIN_PASSWORD))
+        // TOTP secrets sealed with a test key (not the demo's).
+        .merge(("totp_keys", [TEST_TOTP_KEY]))
         // A test that turns SMTP off writes its `.eml` files here, never into the checkout.
         .merge(("mail_dir", std::env::temp_dir().join(format!("redbank-mail-{prefix}"))))
 }

@@ -38,6 +38,8 @@ pub struct TestServer {
     pub mail: crate::common::mail::Mailbox,
     /// The Redis it runs against (for the binary's tools).
     pub redis_url: String,
+    /// Its `totp_keys` (the binary's tools seal with the same).
+    pub totp_keys: Vec<String>,
 }
 
 impl TestServer {
@@ -63,6 +65,7 @@ impl TestServer {
             .merge(("shutdown.ctrlc", false))
             .merge(("shutdown.grace", 1))
             .merge(("shutdown.mercy", 1));
+        let totp_keys: Vec<String> = figment.extract_inner("totp_keys").unwrap_or_default();
         let rocket = redbank::build(figment).ignite().await.expect("ignite");
         let shutdown = rocket.shutdown();
         let handle =
@@ -76,7 +79,18 @@ impl TestServer {
         let stream_base = format!("http://127.0.0.1:{stream_port}");
         let origin = format!("http://localhost:{port}");
         let redis_url = redis.url();
-        TestServer { base, stream_base, origin, prefix, shutdown, handle, http, mail, redis_url }
+        TestServer {
+            base,
+            stream_base,
+            origin,
+            prefix,
+            shutdown,
+            handle,
+            http,
+            mail,
+            redis_url,
+            totp_keys,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -90,11 +104,19 @@ impl TestServer {
 
     /// Runs `redbank admin totp <args…>` (the real binary) against this server's Redis and keys.
     pub fn admin_totp(&self, args: &[&str]) -> std::process::Output {
+        self.admin_tool(&self.totp_keys, &[&["totp"][..], args].concat())
+    }
+
+    /// Runs `redbank admin <args…>` (the real binary) against this server's Redis, with
+    /// `totp_keys`.
+    pub fn admin_tool(&self, totp_keys: &[String], args: &[&str]) -> std::process::Output {
+        let keys: Vec<String> = totp_keys.iter().map(|k| format!("{k:?}")).collect();
         Command::new(env!("CARGO_BIN_EXE_redbank"))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("REDIS_URL", &self.redis_url)
             .env("ROCKET_KEY_PREFIX", &self.prefix)
-            .args(["admin", "totp"])
+            .env("ROCKET_TOTP_KEYS", format!("[{}]", keys.join(", ")))
+            .arg("admin")
             .args(args)
             .output()
             .unwrap()
