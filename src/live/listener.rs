@@ -25,9 +25,13 @@
 //! stopped reading) or, on Linux, data left unacknowledged for two (`TCP_USER_TIMEOUT`: a client
 //! that vanished without closing; elsewhere the write timeout alone finds those).
 //!
-//! At most [`MAX_HANDSHAKES`] connections are between accept and their first event byte; beyond
-//! that the listener stops accepting (new connections wait in the kernel's backlog), so a flood of
-//! idle connections cannot take the file descriptors Rocket and the Redis pool need.
+//! At most [`MAX_HANDSHAKES`] connections are between accept and their first event byte, and at
+//! most [`MAX_HANDSHAKES_PER_ADDRESS`] of them from one client address (IPv4, or IPv6 /64; not
+//! behind a proxy, where every connection comes from the proxy and it bounds its clients): a
+//! connection beyond either is closed as soon as it is accepted, so a flood of silent
+//! connections from a few addresses holds a few slots, costs no file descriptors, and never
+//! makes another address's request wait. A connection whose head does not arrive within
+//! [`HEAD_TIMEOUT`] gives its slot back before its 408 is sent.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -57,6 +61,8 @@ pub const MAX_HEAD: usize = 32 * 1024;
 const MAX_HEADERS: usize = 100;
 /// Connections at most in the handshake (reading the head, looking up the session).
 pub const MAX_HANDSHAKES: usize = 512;
+/// Of those, at most this many from one client address (without a proxy in front).
+pub const MAX_HANDSHAKES_PER_ADDRESS: usize = 16;
 /// After a refusal, what is still read (and dropped) before closing, so the client gets the
 /// response instead of a reset caused by its own unread bytes.
 const LINGER_BYTES: usize = 64 * 1024;
@@ -80,27 +86,81 @@ pub struct Context {
     pub ip_header: Option<String>,
 }
 
+/// The handshake slots: all of them, and those each client address holds.
+struct Slots {
+    all: Arc<Semaphore>,
+    per_address: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    /// 0: no per-address share (behind a proxy every connection comes from the proxy).
+    share: usize,
+}
+
+/// A connection's handshake slot, given back when dropped.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    slots: Arc<Slots>,
+    address: String,
+}
+
+impl Slots {
+    /// A slot for a connection from `address`, if there is one free for it.
+    fn take(self: &Arc<Self>, address: String) -> Option<Slot> {
+        let permit = self.all.clone().try_acquire_owned().ok()?;
+        if self.share > 0 {
+            let mut held = self.per_address.lock().unwrap_or_else(|e| e.into_inner());
+            let count = held.entry(address.clone()).or_insert(0);
+            if *count >= self.share {
+                return None;
+            }
+            *count += 1;
+        }
+        Some(Slot { _permit: permit, slots: self.clone(), address })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.slots.share == 0 {
+            return;
+        }
+        let mut held = self.slots.per_address.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = held.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.address);
+            }
+        }
+    }
+}
+
 /// Accepts connections until `shutdown`; each open stream ends on `shutdown` too.
 pub async fn serve(listener: TcpListener, context: Arc<Context>, mut shutdown: Shutdown) {
-    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let share = if context.ip_header.is_some() { 0 } else { MAX_HANDSHAKES_PER_ADDRESS };
+    let slots = Arc::new(Slots {
+        all: Arc::new(Semaphore::new(MAX_HANDSHAKES)),
+        per_address: Default::default(),
+        share,
+    });
+    let mut backoff = Duration::from_millis(10);
     loop {
-        let permit = tokio::select! {
-            permit = handshakes.clone().acquire_owned() => permit,
-            _ = &mut shutdown => return,
-        };
-        let Ok(permit) = permit else { return };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = &mut shutdown => return,
         };
         match accepted {
             Ok((socket, peer)) => {
-                tokio::spawn(connection(socket, peer, context.clone(), shutdown.clone(), permit));
+                backoff = Duration::from_millis(10);
+                let address = crate::session::throttle::address_group(&peer.ip().to_string());
+                // No slot for it: closed at once (dropped), holding nothing.
+                if let Some(slot) = slots.take(address) {
+                    let (context, shutdown) = (context.clone(), shutdown.clone());
+                    tokio::spawn(connection(socket, peer, context, shutdown, slot));
+                }
             }
             // Out of file descriptors or the like: back off instead of spinning.
             Err(e) => {
                 rocket::warn!("stream listener: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }
     }
@@ -163,7 +223,7 @@ async fn connection(
     peer: SocketAddr,
     context: Arc<Context>,
     shutdown: Shutdown,
-    permit: OwnedSemaphorePermit,
+    slot: Slot,
 ) {
     let heartbeat = Duration::from_secs(context.config.sse_heartbeat_secs);
     // Events are single small writes that should leave at once.
@@ -177,12 +237,14 @@ async fn connection(
     match opened {
         Ok(Some((feed, pipelined))) => {
             access::record(method, path, 200, started, id);
-            drop(permit);
+            drop(slot);
             stream(socket, feed, heartbeat, pipelined).await;
         }
         Ok(None) => {}
         Err(refusal) => {
             access::record(method, path, refusal.0, started, id);
+            // The handshake is over: the refusal (bounded in time itself) holds no slot.
+            drop(slot);
             Box::pin(refuse(socket, &refusal, id)).await;
         }
     }
