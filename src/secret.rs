@@ -51,9 +51,8 @@ impl SecretBox {
                 && id.len() <= 32
                 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if !valid_id {
-                return Err(format!(
-                    "totp_keys: key id {id:?} must be 1-32 letters, digits, - or _"
-                ));
+                // Not echoed: a key pasted the wrong way round would be its "id".
+                return Err("totp_keys: a key id must be 1-32 letters, digits, - or _".into());
             }
             if keys.iter().any(|(other, _)| other == id) {
                 return Err(format!("totp_keys: key id {id:?} appears twice"));

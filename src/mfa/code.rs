@@ -76,8 +76,9 @@ pub async fn finish_sign_in(
     if !preauth::try_code(db, mfa_token).await? {
         return Err(Error::SignInExpired);
     }
-    reserve_code(db, config, &pre.user, &client).await?;
+    // The client's counters first: a refusal there must not spend the account's budget.
     pre.throttle.reserve(db, config).await?;
+    reserve_code(db, config, &pre.user, &client).await?;
     if !use_code(db, &pre.user, &client, kind, code).await? {
         if preauth::after_wrong_code(db, mfa_token).await? {
             notice::send(db, config, &pre.user, &client, Notice::WrongSecondFactor).await;
@@ -126,8 +127,8 @@ pub async fn step_up(
 ) -> Result<Assurance> {
     let user = &session.doc.user;
     let throttle = Throttle::new(db, user, &client.ip, Vec::new()).await?;
-    reserve_code(db, config, user, client).await?;
     throttle.reserve(db, config).await?;
+    reserve_code(db, config, user, client).await?;
     if !use_code(db, user, client, kind, code).await? {
         let failed = Activity::FailedSignIn { method: kind.method().as_str().into() };
         activity::record(db, user, client, failed).await;

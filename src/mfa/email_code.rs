@@ -71,26 +71,50 @@ pub async fn send(
     factor: NewFactor,
     enrolment: &str,
 ) -> Result<()> {
-    let (to, text) = issue(db, username, factor, enrolment).await?;
-    mailer.send(&to, SUBJECT, text).await
+    if let Some((to, text)) = issue(db, username, factor, enrolment).await? {
+        mailer.send(&to, SUBJECT, text).await?;
+    }
+    Ok(())
 }
 
 /// [`send`] through the mail outbox, for a step that cannot wait for the mail server (a sign-in
 /// that has no mailer at hand); sent within a moment.
 pub async fn queue(db: &Db, username: &str, factor: NewFactor, enrolment: &str) -> Result<()> {
-    let (to, text) = issue(db, username, factor, enrolment).await?;
-    crate::mail::queue(db, &to, SUBJECT, &text).await
+    if let Some((to, text)) = issue(db, username, factor, enrolment).await? {
+        crate::mail::queue(db, &to, SUBJECT, &text).await?;
+    }
+    Ok(())
 }
+
+/// The key a code for `factor` lives under. A renewal code has its own, and is not replaced
+/// while it lives: whoever keeps signing in with a compromised password must not be able to
+/// replace (or use up the mail budget of) the code its owner is about to type.
+fn code_key(db: &Db, username: &str, factor: NewFactor) -> String {
+    match factor {
+        NewFactor::Password => db.keys.renew_code(username),
+        NewFactor::Totp | NewFactor::Passkey => db.keys.enrol_code(username),
+    }
+}
+
+/// Stores a code: replacing the earlier one (`ARGV[4]` = 1), or only when there is none.
+const STORE: &str = r#"
+if ARGV[4] ~= '1' and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'digest', ARGV[1], 'binding', ARGV[2], 'tries', 0)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"#;
 
 const SUBJECT: &str = "Your redbank confirmation code";
 
-/// Stores a new code for `enrolment`; the address and the message's text.
+/// Stores a new code for `enrolment`; the address and the message's text, or None when a
+/// renewal code still lives (the owner has it in their mailbox already).
 async fn issue(
     db: &Db,
     username: &str,
     factor: NewFactor,
     enrolment: &str,
-) -> Result<(String, String)> {
+) -> Result<Option<(String, String)>> {
     let user = users::get_user(db, username).await?.ok_or(Error::Unauthorized)?;
     let Some(address) = user.email.clone() else {
         return Err(Error::Conflict(
@@ -99,33 +123,33 @@ async fn issue(
                 .into(),
         ));
     };
+    let key = code_key(db, username, factor);
+    let replace = !matches!(factor, NewFactor::Password);
+    if !replace {
+        let live: bool =
+            db.run(async |c| redis::cmd("EXISTS").arg(&key).query_async(c).await).await?;
+        if live {
+            return Ok(None);
+        }
+    }
     per_window(db, &db.keys.throttle_mail(username), MAILS_PER_WINDOW, MAIL_WINDOW_SECS).await?;
     let code = new_code();
-    let key = db.keys.enrol_code(username);
     let (digest, binding) = (digest(&code), binding(enrolment));
-    db.run(async |c| {
-        redis::pipe()
-            .atomic()
-            .cmd("DEL")
-            .arg(&key)
-            .ignore()
-            .cmd("HSET")
-            .arg(&key)
-            .arg("digest")
-            .arg(&digest)
-            .arg("binding")
-            .arg(&binding)
-            .arg("tries")
-            .arg(0)
-            .ignore()
-            .cmd("EXPIRE")
-            .arg(&key)
-            .arg(CODE_SECS)
-            .ignore()
-            .query_async::<_, ()>(c)
-            .await
-    })
-    .await?;
+    let stored: i64 = db
+        .run(async |c| {
+            Script::new(STORE)
+                .key(&key)
+                .arg(&digest)
+                .arg(&binding)
+                .arg(CODE_SECS)
+                .arg(if replace { "1" } else { "0" })
+                .invoke_async(c)
+                .await
+        })
+        .await?;
+    if stored == 0 {
+        return Ok(None);
+    }
     let text = format!(
         "Hello {name},\n\n\
          Your redbank confirmation code is:\n\n    {code}\n\n\
@@ -136,7 +160,7 @@ async fn issue(
         what = factor.describe(),
         minutes = CODE_SECS / 60,
     );
-    Ok((address, text))
+    Ok(Some((address, text)))
 }
 
 /// Checks and burns in one step: -2 for the right code of this enrolment (then deleted), -1 when
@@ -159,7 +183,13 @@ fn invalid(message: impl Into<String>) -> Error {
 
 /// Spends the user's e-mailed code on `enrolment`: Ok once, for the right code; 422 naming
 /// `email_code` when it is missing, wrong, used up, expired, or was sent for another enrolment.
-pub async fn redeem(db: &Db, username: &str, enrolment: &str, code: Option<&str>) -> Result<()> {
+pub async fn redeem(
+    db: &Db,
+    username: &str,
+    factor: NewFactor,
+    enrolment: &str,
+    code: Option<&str>,
+) -> Result<()> {
     let code: String = code.unwrap_or_default().chars().filter(|c| !c.is_whitespace()).collect();
     if code.is_empty() {
         return Err(invalid("Enter the code we e-mailed you: a first sign-in factor needs it."));
@@ -167,7 +197,7 @@ pub async fn redeem(db: &Db, username: &str, enrolment: &str, code: Option<&str>
     if code.len() > 16 || !code.bytes().all(|b| b.is_ascii_digit()) {
         return Err(invalid("The e-mailed code has 8 digits."));
     }
-    let key = db.keys.enrol_code(username);
+    let key = code_key(db, username, factor);
     let (digest, binding) = (digest(&code), binding(enrolment));
     let left: i64 = db
         .run(async |c| {

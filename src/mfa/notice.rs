@@ -169,7 +169,7 @@ async fn queue(
             .await
     })
     .await?;
-    let device = describe_device(&client.user_agent);
+    let device = known_device(&client.user_agent);
     let text = format!(
         "Hello {name},\n\n\
          {what}.\n\n\
@@ -187,6 +187,14 @@ async fn queue(
         origin = config.public_origin.trim_end_matches('/'),
     );
     crate::mail::queue(db, address, notice.subject(), &text).await
+}
+
+/// The device as a notice names it: a browser and system redbank knows, or "an unknown
+/// device" — never the client's own text (a thief must not write into a genuine bank mail).
+fn known_device(user_agent: &str) -> String {
+    let named = describe_device(user_agent);
+    let known = ["Edge", "Opera", "Firefox", "Chrome", "Safari"];
+    if known.iter().any(|b| named.starts_with(b)) { named } else { "an unknown device".into() }
 }
 
 /// What the link's page shows before anything is done: whose account, and until when.
@@ -221,18 +229,21 @@ pub struct Undone {
     pub signed_out: usize,
 }
 
-/// Uses the link (once) and secures the account: factors added in the last 24 hours removed,
-/// pending enrolments dropped, every session and remembered device signed out, the password
-/// marked compromised. 410 for a used, expired or unknown link.
+/// Uses the link and secures the account: the password marked compromised first (so no sign-in
+/// with it can finish from then on), then factors added in the last 24 hours removed, pending
+/// enrolments dropped, every session and remembered device signed out. Each step can run again:
+/// the link is deleted last, so a step that failed (Redis away: 503) is retried with the same
+/// link. 410 for a used, expired or unknown link.
 pub async fn undo(db: &Db, token: &str, client: &ClientInfo) -> Result<Undone> {
     if token.len() > 128 {
         return Err(gone());
     }
     let key = db.keys.not_me(&link_id(token));
     let raw: Option<String> =
-        db.run(async |c| redis::cmd("GETDEL").arg(&key).query_async(c).await).await?;
+        db.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await).await?;
     let link: Link = raw.and_then(|r| serde_json::from_str(&r).ok()).ok_or_else(gone)?;
     let user = link.user;
+    sessions::set_password_compromised(db, &user, true).await?;
     let since = now_ms() - LINK_SECS as i64 * 1000;
     let mut undone = Undone::default();
     if factors::totp_enrolled_at(db, &user).await?.is_some_and(|at| at >= since) {
@@ -254,7 +265,11 @@ pub async fn undo(db: &Db, token: &str, client: &ClientInfo) -> Result<Undone> {
     }
     undone.signed_out = sessions::destroy_others(db, &user, None).await?;
     throttle::forget_devices(db, &user).await?;
-    sessions::set_password_compromised(db, &user, true).await?;
+    let used: i64 = db.run(async |c| redis::cmd("DEL").arg(&key).query_async(c).await).await?;
+    if used == 0 {
+        // Another request with this link finished first: it reported what was done.
+        return Err(gone());
+    }
     let record = Activity::NotMe {
         factors_removed: undone.factors_removed.clone(),
         signed_out: undone.signed_out,

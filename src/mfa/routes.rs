@@ -336,7 +336,8 @@ pub async fn confirm_totp(
         return Err(code::wrong_code());
     };
     if enrolment == Enrolment::First {
-        email_code::redeem(db, username, &pending.secret.base32(), email_code).await?;
+        let enrolment = pending.secret.base32();
+        email_code::redeem(db, username, NewFactor::Totp, &enrolment, email_code).await?;
     }
     let codes = recovery::generate();
     let digests: Vec<String> = codes.iter().filter_map(|c| recovery::digest(c)).collect();
@@ -526,8 +527,8 @@ pub async fn passkey_add(
         // client data. Checked before the ceremony is spent, so a mistyped code can be retried.
         let challenge =
             passkey::answered_challenge(&answer).ok_or_else(|| signed_in(Error::InvalidCode))?;
-        email_code::redeem(db, username, &challenge, email_code.as_ref().and_then(Value::as_str))
-            .await?;
+        let email_code = email_code.as_ref().and_then(Value::as_str);
+        email_code::redeem(db, username, NewFactor::Passkey, &challenge, email_code).await?;
     }
     let view = passkey::finish_registration(db, rp, username, &answer).await.map_err(signed_in)?;
     factor_added(db, config, &user.0.session, &client, "passkey", Some(&view.name)).await;

@@ -344,6 +344,7 @@ pub async fn remove_all_factors(db: &Db, username: &str) -> Result<bool> {
         db.keys.totp(username),
         db.keys.totp_pending(username),
         db.keys.enrol_code(username),
+        db.keys.renew_code(username),
         db.keys.recovery_codes(username),
         db.keys.passkeys(username),
     ];

@@ -116,6 +116,12 @@ impl Keys {
         format!("{}mfa:{{user:{username}}}:enrol-code", self.prefix)
     }
 
+    /// The code e-mailed to renew a user's password after "this wasn't me" (same fields as
+    /// [`Keys::enrol_code`]); one at a time, not replaced while it lives (10 min).
+    pub fn renew_code(&self, username: &str) -> String {
+        format!("{}mfa:{{user:{username}}}:renew-code", self.prefix)
+    }
+
     /// Codes e-mailed to one user in the current window (so nobody floods a mailbox).
     pub fn throttle_mail(&self, username: &str) -> String {
         format!("{}throttle:mail:{username}", self.prefix)

@@ -239,6 +239,10 @@ pub async fn finish_with_password(
     assurance: Assurance,
     method: Method,
 ) -> Result<Outcome> {
+    // Read again now, not when the password was checked (an argon2 hash ago): a "this wasn't
+    // me" pressed meanwhile must not let this sign-in through.
+    let fresh = store::get_user(db, &user.username).await?;
+    let user = fresh.as_ref().ok_or(Error::InvalidCredentials)?;
     if !user.password_compromised {
         let done = complete(db, config, user, throttle, kind, client, assurance, method).await?;
         return Ok(Outcome::SignedIn(Box::new(done)));
@@ -252,10 +256,15 @@ pub async fn finish_with_password(
         renewal: Some(Renewal { assurance, method: method.as_str().into() }),
     };
     let token = preauth::create(db, &pre).await?;
-    email_code::queue(db, &user.username, NewFactor::Password, token.id().as_str()).await?;
+    // One renewal code per user at a time, valid for any of the user's renewal states (see
+    // `email_code::code_key`).
+    email_code::queue(db, &user.username, NewFactor::Password, RENEWAL).await?;
     db.metrics.logins.with_label_values(&["new_password"]).inc();
     Ok(Outcome::NewPassword { token })
 }
+
+/// What a renewal code is bound to: the user's password renewal (whichever sign-in asks).
+const RENEWAL: &str = "password renewal";
 
 /// The shortest password accepted: 15 characters while it is the account's only factor, 8 once
 /// there is a second one (NIST SP 800-63B-4).
@@ -313,8 +322,7 @@ pub async fn renew_password(
         return Err(Error::Invalid { field: "password", message });
     }
     drop(slot);
-    let id = SessionToken::parse(token).ok_or(Error::SignInExpired)?.id();
-    email_code::redeem(db, &pre.user, id.as_str(), Some(email_code)).await?;
+    email_code::redeem(db, &pre.user, NewFactor::Password, RENEWAL, Some(email_code)).await?;
     let hash = passwords.hash(new_password).await?;
     if !preauth::take(db, token).await? {
         return Err(Error::SignInExpired);

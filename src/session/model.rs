@@ -172,20 +172,22 @@ impl SessionDoc {
     /// The signed-in user as pages show them, with when the session idles out (the page warns a
     /// minute before and offers to stay signed in).
     pub fn page_user(&self, config: &Config) -> PageUser {
+        let left_ms = (self.idle_deadline(config) - crate::clock::now_ms()).max(0);
         PageUser {
             view: self.user_view(),
-            idle_deadline: self.idle_deadline(config),
+            idle_left_secs: (left_ms / 1000) as u64,
             idle_minutes: config.session_idle_secs.div_ceil(60),
         }
     }
 }
 
-/// [`UserView`] for templates: plus the idle deadline (ms since epoch) and the idle limit.
+/// [`UserView`] for templates: plus the seconds until the session idles out (a count, not a
+/// time: the browser's clock may be off) and the idle limit.
 #[derive(Debug, Clone, Serialize)]
 pub struct PageUser {
     #[serde(flatten)]
     pub view: UserView,
-    pub idle_deadline: i64,
+    pub idle_left_secs: u64,
     pub idle_minutes: u64,
 }
 

@@ -520,6 +520,8 @@ pub struct Refreshed {
     idle_expires_at: String,
     /// RFC 3339: the absolute end.
     expires_at: String,
+    /// Seconds until it idles out (clients count from this, whatever their clock says).
+    idle_secs_left: u64,
 }
 
 /// "Stay signed in": extends the session's idle timeout now — the one request a page makes just
@@ -535,9 +537,11 @@ pub async fn api_refresh(
     if !store::touch(db, config, &mut session).await? {
         return Err(Error::Unauthorized);
     }
+    let deadline = session.doc.idle_deadline(config);
     Ok(Json(Refreshed {
-        idle_expires_at: rfc3339_ms(session.doc.idle_deadline(config)),
+        idle_expires_at: rfc3339_ms(deadline),
         expires_at: rfc3339_ms(session.doc.expires_at(config)),
+        idle_secs_left: ((deadline - crate::clock::now_ms()).max(0) / 1000) as u64,
     }))
 }
 

@@ -1,11 +1,13 @@
 // The idle limit (PSD2: a bank session ends after a few minutes without activity): a minute
 // before the server ends the session, a warning offers "Stay signed in" — a real request that
-// extends it. When the time is up, the page goes to the sign-in form. The deadline comes from the
-// server (data-idle-deadline, ms); live updates never extend it. No inline script (CSP).
+// extends it. When the time is up, the page goes to the sign-in form. The server says how many
+// seconds are left (data-idle-left), counted from the page's load on the browser's own clock
+// (whatever its time of day); live updates never extend it. No inline script (CSP).
 (function () {
   'use strict';
-  let deadline = Number(document.body.dataset.idleDeadline || 0);
-  if (!deadline) return;
+  const left0 = document.body.dataset.idleLeft;
+  if (left0 === undefined) return;
+  let deadline = Date.now() + Number(left0) * 1000;
   const box = document.getElementById('idle-warning');
   const left = document.getElementById('idle-left');
   const stay = document.getElementById('idle-stay');
@@ -44,8 +46,8 @@
       });
       if (res.status === 401) { window.location.assign('/login'); return; }
       const data = await res.json();
-      if (res.ok && data.idle_expires_at) {
-        deadline = Date.parse(data.idle_expires_at);
+      if (res.ok && typeof data.idle_secs_left === 'number') {
+        deadline = Date.now() + data.idle_secs_left * 1000;
         box.hidden = true;
       }
     } finally {

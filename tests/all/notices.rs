@@ -170,6 +170,14 @@ async fn this_wasnt_me_secures_the_account_and_the_next_sign_in_renews_the_passw
     assert!(body.get("token").is_none(), "a session with a compromised password: {body}");
     let renew_token = body["renew_token"].as_str().unwrap().to_owned();
     let email_code = server.mail.code_to(BOB, seen).await;
+    // Whoever goes on signing in with the old password neither replaces that code nor mails
+    // another (the owner's code stays good for the owner's own sign-in).
+    let (_, again) =
+        post_api_login(&server.http, &server.base, &credentials("bob", "foobared")).await;
+    let second_token = again["renew_token"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let codes = server.mail.to(BOB).iter().skip(seen).filter(|m| m.code(8).is_some()).count();
+    assert_eq!(codes, 1, "a second sign-in mailed another renewal code");
     let wrong = if email_code == "12345678" { "87654321" } else { "12345678" };
     let renew = |email_code: &str, password: &str| json!({"renew_token": renew_token, "email_code": email_code, "new_password": password});
     // A refused password spends no try of the code.
@@ -184,14 +192,12 @@ async fn this_wasnt_me_secures_the_account_and_the_next_sign_in_renews_the_passw
             .await;
         assert_eq!((status.as_u16(), &body["field"]), (422, &json!(field)), "{password}: {body}");
     }
-    let (status, body) = server
-        .call(
-            Method::POST,
-            "/api/v1/login/renew",
-            None,
-            Some(&renew(&email_code, "correct horse battery staple")),
-        )
-        .await;
+    let done = json!({
+        "renew_token": second_token,
+        "email_code": email_code,
+        "new_password": "correct horse battery staple",
+    });
+    let (status, body) = server.call(Method::POST, "/api/v1/login/renew", None, Some(&done)).await;
     assert_eq!(status, 200, "{body}");
     assert!(body["token"].is_string());
     // The old password is dead, the new one signs in plainly (no factor left, no renewal).

@@ -610,7 +610,7 @@ async fn sessions_idle_out_after_five_minutes_and_stay_signed_in_extends_them() 
         .into_string()
         .await
         .unwrap();
-    assert!(html.contains("data-idle-deadline=\""), "no deadline on the page");
+    assert!(html.contains("data-idle-left=\""), "no idle countdown on the page");
     assert!(html.contains("id=\"idle-warning\"") && html.contains("PSD2"), "no warning");
     // Age the session: a minute left.
     let _: () = redis::cmd("EXPIRE").arg(&key).arg(60).query_async(&mut conn).await.unwrap();
@@ -624,6 +624,7 @@ async fn sessions_idle_out_after_five_minutes_and_stay_signed_in_extends_them() 
     assert_eq!(res.status(), Status::Ok);
     let body: Value = serde_json::from_str(&res.into_string().await.unwrap()).unwrap();
     assert!(body["idle_expires_at"].as_str().is_some(), "{body}");
+    assert!(body["idle_secs_left"].as_u64().is_some_and(|s| s > 250), "{body}");
     let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut conn).await.unwrap();
     assert!(ttl > 250, "stay signed in did not extend the session: ttl {ttl}");
     // Without the CSRF token, a cookie session is not refreshed.
