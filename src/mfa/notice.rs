@@ -260,8 +260,15 @@ pub async fn undo(db: &Db, token: &str, client: &ClientInfo) -> Result<Undone> {
         }
     }
     factors::drop_pending(db, &user).await?;
-    if !factors::factors(db, &user).await?.any() {
+    // Recovery codes made in the last 24 hours may be the intruder's (with the factor they added,
+    // or renewed under it); with no factor left there is nothing for them to back up.
+    let recent_codes = factors::recovery_issued_at(db, &user).await?.is_some_and(|at| at >= since);
+    let owned = factors::factors(db, &user).await?;
+    if owned.recovery_codes > 0 && (recent_codes || !owned.any()) {
         factors::replace_recovery_codes(db, &user, &[]).await?;
+        if recent_codes {
+            undone.factors_removed.push("recovery codes".into());
+        }
     }
     undone.signed_out = sessions::destroy_others(db, &user, None).await?;
     throttle::forget_devices(db, &user).await?;

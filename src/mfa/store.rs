@@ -144,6 +144,7 @@ redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[2], 'secret', ARGV[1], 'enrolled_at', ARGV[2], 'last_step', ARGV[3])
 redis.call('DEL', KEYS[3])
 for i = 4, #ARGV do redis.call('SADD', KEYS[3], ARGV[i]) end
+redis.call('SET', KEYS[4], ARGV[2])
 return 1
 "#;
 
@@ -156,14 +157,18 @@ pub async fn confirm_totp(
     step: i64,
     recovery_digests: &[String],
 ) -> Result<bool> {
-    let keys =
-        [db.keys.totp_pending(username), db.keys.totp(username), db.keys.recovery_codes(username)];
+    let keys = [
+        db.keys.totp_pending(username),
+        db.keys.totp(username),
+        db.keys.recovery_codes(username),
+        db.keys.recovery_issued(username),
+    ];
     let text = &pending.stored;
     let done: i64 = db
         .run(async |c| {
             let script = Script::new(CONFIRM_TOTP);
             let mut call = script.key(&keys[0]);
-            call.key(&keys[1]).key(&keys[2]).arg(text).arg(now_ms()).arg(step);
+            call.key(&keys[1]).key(&keys[2]).key(&keys[3]).arg(text).arg(now_ms()).arg(step);
             for digest in recovery_digests {
                 call.arg(digest);
             }
@@ -322,18 +327,25 @@ pub async fn burn_recovery_code(db: &Db, username: &str, digest: &str) -> Result
     Ok(removed == 1)
 }
 
-/// Replaces the user's recovery codes with these digests (none: removes them).
+/// Replaces the user's recovery codes with these digests (none: removes them), noting when.
 pub async fn replace_recovery_codes(db: &Db, username: &str, digests: &[String]) -> Result<()> {
-    let key = db.keys.recovery_codes(username);
+    let (key, issued) = (db.keys.recovery_codes(username), db.keys.recovery_issued(username));
     db.run(async |c| {
         let mut pipe = redis::pipe();
-        pipe.atomic().cmd("DEL").arg(&key).ignore();
+        pipe.atomic().cmd("DEL").arg(&key).ignore().cmd("DEL").arg(&issued).ignore();
         if !digests.is_empty() {
             pipe.cmd("SADD").arg(&key).arg(digests).ignore();
+            pipe.cmd("SET").arg(&issued).arg(now_ms()).ignore();
         }
         pipe.query_async::<_, ()>(c).await
     })
     .await
+}
+
+/// When the user's recovery codes were made (ms), if they have any.
+pub async fn recovery_issued_at(db: &Db, username: &str) -> Result<Option<i64>> {
+    let key = db.keys.recovery_issued(username);
+    db.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await).await
 }
 
 /// Removes every second factor of a user — TOTP (and a pending one), passkeys, recovery codes —
@@ -346,6 +358,7 @@ pub async fn remove_all_factors(db: &Db, username: &str) -> Result<bool> {
         db.keys.enrol_code(username),
         db.keys.renew_code(username),
         db.keys.recovery_codes(username),
+        db.keys.recovery_issued(username),
         db.keys.passkeys(username),
     ];
     db.run(async |c| {

@@ -133,6 +133,12 @@ impl Keys {
         format!("{}mail:outbox", self.prefix)
     }
 
+    /// When the user's recovery codes were made (ms): "this wasn't me" drops codes made in the
+    /// last 24 hours, whoever made them.
+    pub fn recovery_issued(&self, username: &str) -> String {
+        format!("{}mfa:{{user:{username}}}:recovery-at", self.prefix)
+    }
+
     /// Set of a user's unused recovery codes, each as hex SHA-256.
     pub fn recovery_codes(&self, username: &str) -> String {
         format!("{}mfa:{{user:{username}}}:recovery", self.prefix)
