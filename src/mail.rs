@@ -320,6 +320,42 @@ async fn send_queued(db: &Db, mailer: &Mailer, consumer: &str) -> Result<usize> 
     Ok(handled)
 }
 
+/// Consumers (one per process that ever started) idle this long with nothing pending are
+/// removed from the group, so restarts do not grow it without end.
+const FORGET_IDLE_MS: i64 = 3_600_000;
+
+/// Removes the group's consumers that hold nothing and have been idle past [`FORGET_IDLE_MS`]
+/// (a consumer that still holds messages keeps them until another takes them over).
+async fn forget_idle_consumers(db: &Db) -> Result<()> {
+    let key = db.keys.mail_outbox();
+    let consumers: Vec<std::collections::HashMap<String, redis::Value>> = db
+        .run(async |c| {
+            redis::cmd("XINFO").arg("CONSUMERS").arg(&key).arg(GROUP).query_async(c).await
+        })
+        .await?;
+    let number = |v: Option<&redis::Value>| match v {
+        Some(redis::Value::Int(n)) => *n,
+        _ => 0,
+    };
+    for consumer in consumers {
+        let name = consumer.get("name").and_then(crate::redis::value_text).unwrap_or_default();
+        let (pending, idle) = (number(consumer.get("pending")), number(consumer.get("idle")));
+        if pending == 0 && idle > FORGET_IDLE_MS && !name.is_empty() {
+            db.run(async |c| {
+                redis::cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(&key)
+                    .arg(GROUP)
+                    .arg(&name)
+                    .query_async::<_, ()>(c)
+                    .await
+            })
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 /// The consumer group, created with the stream if missing (idempotent; a message queued before
 /// it existed is still read: the group starts at the stream's beginning).
 async fn ensure_group(db: &Db) -> Result<()> {
@@ -353,9 +389,17 @@ async fn run_sender(rocket: &Rocket<Orbit>) {
     let mut shutdown = rocket.shutdown();
     tokio::spawn(async move {
         let mut failing = false;
+        let mut passes: u64 = 0;
         loop {
+            passes += 1;
             let pass = async {
                 ensure_group(&db).await?;
+                // About once every 10 minutes.
+                if passes % 2400 == 1 {
+                    if let Err(e) = forget_idle_consumers(&db).await {
+                        rocket::warn!("mail: idle outbox consumers not removed: {e}");
+                    }
+                }
                 send_queued(&db, &mailer, &consumer).await
             };
             let idle = match pass.await {
