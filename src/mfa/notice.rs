@@ -204,6 +204,8 @@ pub struct LinkView {
     pub name: String,
     /// When the notice was sent (RFC 3339).
     pub sent_at: String,
+    /// The same, for people.
+    pub sent: String,
 }
 
 /// The account a link names, without using it (the page the mail links to).
@@ -213,7 +215,11 @@ pub async fn peek(db: &Db, token: &str) -> Result<LinkView> {
         db.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await).await?;
     let link: Link = raw.and_then(|r| serde_json::from_str(&r).ok()).ok_or_else(gone)?;
     let user = sessions::get_user(db, &link.user).await?.ok_or_else(gone)?;
-    Ok(LinkView { name: user.display_name, sent_at: crate::clock::rfc3339_ms(link.sent_at) })
+    Ok(LinkView {
+        name: user.display_name,
+        sent_at: crate::clock::rfc3339_ms(link.sent_at),
+        sent: display_ms(link.sent_at),
+    })
 }
 
 fn gone() -> Error {
