@@ -824,3 +824,42 @@ async fn totp_secrets_are_sealed_at_rest_and_their_keys_rotate() {
     let (server, _) = sign_in(vec![new.clone()]).await;
     server.stop().await.unwrap();
 }
+
+/// The e-mailed code's rules at the store level, as a mutation pass found them untested: a code
+/// is per user (one user's code never replaces another's), answers only the enrolment it was
+/// mailed for, and a malformed or oversized one spends no try.
+#[rocket::async_test]
+async fn an_emailed_code_is_per_user_per_enrolment_and_malformed_ones_cost_nothing() {
+    use redbank::mfa::email_code::{self, NewFactor};
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let db = redbank::redis::Db::connect(&server.redis_url, &server.prefix, Duration::from_secs(2))
+        .unwrap();
+    let config = redbank::Config {
+        key_prefix: server.prefix.clone(),
+        smtp_url: Some(server.mail.url()),
+        ..redbank::Config::default()
+    };
+    let mailer = redbank::mail::Mailer::new(&config).unwrap();
+    let alice_email = "alice@example.com";
+    email_code::send(&db, &mailer, "bob", NewFactor::Totp, "enrolment A").await.unwrap();
+    let bobs = server.mail.code_to(BOB_EMAIL, 0).await;
+    email_code::send(&db, &mailer, "alice", NewFactor::Totp, "enrolment C").await.unwrap();
+    let alices = server.mail.code_to(alice_email, 0).await;
+    // Malformed or oversized: refused without spending any of bob's five tries.
+    for _ in 0..6 {
+        for junk in ["not digits", "123456789012345678901"] {
+            let refused =
+                email_code::redeem(&db, "bob", NewFactor::Totp, "enrolment A", Some(junk));
+            assert!(refused.await.is_err());
+        }
+    }
+    // Another enrolment's code is refused (a try spent), then the right one works, once.
+    let other = email_code::redeem(&db, "bob", NewFactor::Totp, "enrolment B", Some(&bobs));
+    assert!(other.await.is_err(), "a code answered another enrolment");
+    email_code::redeem(&db, "bob", NewFactor::Totp, "enrolment A", Some(&bobs)).await.unwrap();
+    let again = email_code::redeem(&db, "bob", NewFactor::Totp, "enrolment A", Some(&bobs));
+    assert!(again.await.is_err(), "a code worked twice");
+    // alice's code, mailed after bob's, neither replaced his nor was replaced.
+    email_code::redeem(&db, "alice", NewFactor::Totp, "enrolment C", Some(&alices)).await.unwrap();
+    server.stop().await.unwrap();
+}
