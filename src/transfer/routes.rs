@@ -213,7 +213,8 @@ impl NewTransfer {
         )),
         (status = 400, description = "No usable Idempotency-Key", body = ApiError),
         (status = 403, description = "Above the exemption without a second factor to confirm it", body = ApiError),
-        (status = 409, description = "The first request with this key is still running", body = ApiError),
+        (status = 409, description = "The first request with this key is still running, or `max_pending_transfers` wait already", body = ApiError),
+        (status = 410, description = "The key's transfer expired without a confirmation and was forgotten", body = ApiError),
         (status = 422, description = "A field breaks a rule (`field` names it), or the key was used for another transfer", body = ApiError),
         (status = 429, description = "Too many transfers started", body = ApiError),
     )

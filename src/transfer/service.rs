@@ -481,6 +481,9 @@ async fn execute(db: &Db, config: &Config, t: &mut Transfer) -> Result<()> {
 struct Remembered {
     request: Request,
     transfer: String,
+    /// When the key was first used (ms; 0 in records written before this field existed).
+    #[serde(default)]
+    at: i64,
 }
 
 /// Creates the transfer once per `Idempotency-Key`: the same key with the same request returns
@@ -495,7 +498,7 @@ pub async fn create_once(
     let digest = hex::encode(Sha256::digest(idempotency_key.as_bytes()));
     let key = db.keys.idempotency(&session.doc.user, &digest);
     let id = new_id();
-    let remembered = Remembered { request: req.clone(), transfer: id.clone() };
+    let remembered = Remembered { request: req.clone(), transfer: id.clone(), at: now_ms() };
     let json = serde_json::to_string(&remembered).map_err(|e| Error::Internal(e.to_string()))?;
     let stored: Option<String> = db
         .run(async |c| {
@@ -547,6 +550,15 @@ pub async fn create_once(
                 return Err(invalid("amount", why.clone()));
             }
             return Ok(t);
+        }
+        // Gone long after any request could still be making it: it waited for its confirmation
+        // and was forgotten after its expiry (a receipt would still be here).
+        if now_ms() - earlier.at > (PENDING_SECS + 60) * 1000 {
+            return Err(Error::Gone(
+                "This transfer expired without a confirmation. Start a new one (with a new \
+                 Idempotency-Key)."
+                    .into(),
+            ));
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }

@@ -604,3 +604,38 @@ async fn racing_debits_never_overdraw_and_the_refused_ones_write_nothing() {
     );
     server.stop().await.unwrap();
 }
+
+/// Found by the review of the pending-transfer bound: a pending transfer is now forgotten 15
+/// minutes after it starts, but its `Idempotency-Key` is kept 24 h; the same request again then
+/// read "still running" (409) for a day. It now says the transfer expired (410).
+#[rocket::async_test]
+async fn an_idempotency_key_whose_transfer_expired_and_was_forgotten_answers_410() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let (bob, _) = bob_with_passkey(&server).await;
+    let idempotency = key();
+    let body = json!({"to_account": ALICE, "amount": 75});
+    let (status, t) = transfer(&server, &bob, &idempotency, body.clone()).await;
+    assert_eq!(status, 201, "{t}");
+    // Forgotten (as after its 5 + 10 minutes), and the key's record dated an hour back.
+    let mut conn = shared_redis().conn().await;
+    let doc = server.keys().transfer(BOB, t["id"].as_str().unwrap());
+    let _: () = redis::cmd("DEL").arg(&doc).query_async(&mut conn).await.unwrap();
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(idempotency.as_bytes()))
+    };
+    let record = server.keys().idempotency("bob", &digest);
+    let stored: String = redis::cmd("GET").arg(&record).query_async(&mut conn).await.unwrap();
+    let mut remembered: Value = serde_json::from_str(&stored).unwrap();
+    remembered["at"] = json!(redbank::clock::now_ms() - 3_600_000);
+    let _: () = redis::cmd("SET")
+        .arg(&record)
+        .arg(remembered.to_string())
+        .arg("KEEPTTL")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let (status, answer) = transfer(&server, &bob, &idempotency, body).await;
+    assert_eq!(status, 410, "{answer}");
+    server.stop().await.unwrap();
+}
