@@ -50,11 +50,13 @@ impl TestServer {
         tweak: impl FnOnce(Figment) -> Figment,
     ) -> Self {
         let prefix = prefix.map(str::to_owned).unwrap_or_else(unique_prefix);
+        // The SMTP server first: it holds its port, so the app's free ports cannot be it (they
+        // are only found free, then released until the app binds them).
+        let mail = crate::common::mail::Mailbox::start();
         let (port, stream_port) = two_free_ports();
         // Passkeys are bound to the origin a browser reaches the app at (a tweak may share one
         // between instances, as behind one proxy).
         let origin = format!("http://localhost:{port}");
-        let mail = crate::common::mail::Mailbox::start();
         let figment = test_figment(redis, &prefix)
             .merge(("stream_port", stream_port))
             .merge(("public_origin", origin))
