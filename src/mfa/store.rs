@@ -220,10 +220,15 @@ pub async fn totp_enrolled_at(db: &Db, username: &str) -> Result<Option<i64>> {
 
 /// Drops an enrolment in progress (the pending TOTP secret and the e-mailed code).
 pub async fn drop_pending(db: &Db, username: &str) -> Result<()> {
-    let keys = [db.keys.totp_pending(username), db.keys.enrol_code(username)];
+    delete_each(db, &[db.keys.totp_pending(username), db.keys.enrol_code(username)]).await
+}
+
+/// Deletes `keys` in one round trip, one `DEL` per key (not one multi-key `DEL`), so it stays
+/// valid on Redis Cluster whatever slots the keys hash to.
+async fn delete_each(db: &Db, keys: &[String]) -> Result<()> {
     db.run(async |c| {
         let mut pipe = redis::pipe();
-        for key in &keys {
+        for key in keys {
             pipe.cmd("DEL").arg(key).ignore();
         }
         pipe.query_async::<_, ()>(c).await
@@ -384,15 +389,7 @@ pub async fn forget_user(db: &Db, username: &str) -> Result<()> {
     if let Some(handle) = handle {
         keys.push(db.keys.handle_owner(&handle));
     }
-    db.run(async |c| {
-        let mut pipe = redis::pipe();
-        // One DEL per key (not one multi-key DEL) so this stays valid on Redis Cluster.
-        for key in &keys {
-            pipe.cmd("DEL").arg(key).ignore();
-        }
-        pipe.query_async::<_, ()>(c).await
-    })
-    .await
+    delete_each(db, &keys).await
 }
 
 /// Parses a stored JSON value, naming the key when it is corrupt.
