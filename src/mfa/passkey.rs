@@ -159,8 +159,8 @@ async fn save(db: &Db, challenge: &str, ceremony: &Ceremony) -> Result<()> {
     .await
 }
 
-/// Takes (reads and deletes) the ceremony the client data's challenge names.
-async fn take(db: &Db, client_data_json: &[u8]) -> Result<Ceremony> {
+/// The key of the ceremony the client data's challenge names.
+fn ceremony_key(db: &Db, client_data_json: &[u8]) -> Result<String> {
     let client_data: Value =
         serde_json::from_slice(client_data_json).map_err(|_| bad_credential())?;
     let challenge =
@@ -168,11 +168,22 @@ async fn take(db: &Db, client_data_json: &[u8]) -> Result<Ceremony> {
     if challenge.len() > 128 {
         return Err(bad_credential());
     }
-    let key = db.keys.ceremony(&hex::encode(Sha256::digest(challenge.as_bytes())));
+    Ok(db.keys.ceremony(&hex::encode(Sha256::digest(challenge.as_bytes()))))
+}
+
+/// Reads the ceremony at `key`, deleting it when `spend` (GETDEL: of two answers racing for one
+/// ceremony, one gets it).
+async fn ceremony_at(db: &Db, key: &str, spend: bool) -> Result<Ceremony> {
+    let command = if spend { "GETDEL" } else { "GET" };
     let raw: Option<String> =
-        db.run(async |c| redis::cmd("GETDEL").arg(&key).query_async(c).await).await?;
+        db.run(async |c| redis::cmd(command).arg(key).query_async(c).await).await?;
     let raw = raw.ok_or(Error::InvalidCode)?;
     serde_json::from_str(&raw).map_err(internal)
+}
+
+/// Takes (reads and deletes) the ceremony the client data's challenge names.
+async fn take(db: &Db, client_data_json: &[u8]) -> Result<Ceremony> {
+    ceremony_at(db, &ceremony_key(db, client_data_json)?, true).await
 }
 
 /// The challenge an answer (attestation or assertion, as JSON) says it answers, read from its
@@ -305,18 +316,20 @@ fn clean_name(name: &str) -> String {
     if name.is_empty() { "Passkey".into() } else { name }
 }
 
-/// Finishes adding a passkey for `username` from the authenticator's answer.
-pub async fn finish_registration(
+/// Checks the authenticator's answer to `username`'s registration options. Its ceremony stays
+/// open, so an answer that does not verify (or, for a first factor, a mistyped e-mailed code
+/// checked next) spends nothing; `store_registration` spends it.
+pub async fn verify_registration(
     db: &Db,
     rp: &RelyingParty,
     username: &str,
     answer: &Value,
-) -> Result<PasskeyView> {
+) -> Result<NewPasskey> {
     let credential: RegisterPublicKeyCredential =
         serde_json::from_value(answer.clone()).map_err(|_| bad_credential())?;
-    let ceremony = take(db, credential.response.client_data_json.as_ref()).await?;
-    let (Purpose::Register { user, name }, State::Registration(state)) =
-        (ceremony.purpose, ceremony.state)
+    let ceremony = ceremony_key(db, credential.response.client_data_json.as_ref())?;
+    let open = ceremony_at(db, &ceremony, false).await?;
+    let (Purpose::Register { user, name }, State::Registration(state)) = (open.purpose, open.state)
     else {
         return Err(Error::InvalidCode);
     };
@@ -327,6 +340,21 @@ pub async fn finish_registration(
         rocket::info!("passkey registration refused: {e}");
         Error::InvalidCode
     })?;
+    Ok(NewPasskey { ceremony, name, passkey })
+}
+
+/// An attestation that verified against its open ceremony, not stored yet.
+pub struct NewPasskey {
+    ceremony: String,
+    name: String,
+    passkey: Passkey,
+}
+
+/// Stores a verified passkey, spending its ceremony: a ceremony already spent (a parallel answer
+/// to the same options) adds nothing.
+pub async fn store_registration(db: &Db, username: &str, new: NewPasskey) -> Result<PasskeyView> {
+    let NewPasskey { ceremony, name, passkey } = new;
+    ceremony_at(db, &ceremony, true).await?;
     let id = URL_SAFE_NO_PAD.encode(passkey.cred_id().as_ref());
     let now = now_ms();
     let stored = Stored { name: name.clone(), created_at: now, last_used_at: None, passkey };

@@ -522,15 +522,18 @@ pub async fn passkey_add(
     let username = &user.0.session.doc.user;
     let mut answer = answer.into_inner();
     let email_code = answer.as_object_mut().and_then(|a| a.remove("email_code"));
+    // The answer is checked before the code is spent, and the code before the ceremony: a
+    // damaged answer or a mistyped code can be retried on the same options and the same mail.
+    let new = passkey::verify_registration(db, rp, username, &answer).await.map_err(signed_in)?;
     if user.1 == Enrolment::First {
         // The code answers the ceremony it was mailed for: the challenge inside the signed
-        // client data. Checked before the ceremony is spent, so a mistyped code can be retried.
+        // client data.
         let challenge =
             passkey::answered_challenge(&answer).ok_or_else(|| signed_in(Error::InvalidCode))?;
         let email_code = email_code.as_ref().and_then(Value::as_str);
         email_code::redeem(db, username, NewFactor::Passkey, &challenge, email_code).await?;
     }
-    let view = passkey::finish_registration(db, rp, username, &answer).await.map_err(signed_in)?;
+    let view = passkey::store_registration(db, username, new).await.map_err(signed_in)?;
     factor_added(db, config, &user.0.session, &client, "passkey", Some(&view.name)).await;
     Ok((Status::Created, Json(view)))
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use redbank::mfa::totp::{TotpSecret, step_of};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::common::passkey::Device;
 use crate::common::server::{Next, Sse, TestServer, post_api_login};
@@ -186,6 +187,45 @@ async fn a_first_passkey_needs_the_emailed_code() {
     let (status, body) = post(&server, "/api/v1/passkeys", Some(&token), &with_code).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(factors_of(&server, &token).await["passkeys"], 1);
+    server.stop().await.unwrap();
+}
+
+/// An attestation that does not verify spends nothing: not the e-mailed code, not the ceremony.
+/// The same code then takes a good answer to the same options, and the good answer is the one
+/// that spends both (a second use of either is refused).
+#[rocket::async_test]
+async fn a_failed_attestation_keeps_the_emailed_code() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let token = server.api_login("bob", "foobared").await;
+    let (status, options) =
+        post(&server, "/api/v1/passkeys/options", Some(&token), &json!({"name": "Key"})).await;
+    assert_eq!(status, 200, "{options}");
+    let mailed = server.mail.code_to(BOB_EMAIL, 0).await;
+    // An answer to our options whose attestation is damaged in transit: it does not verify.
+    let mut broken = Device::new(&server.origin).register(&options);
+    broken["response"]["attestationObject"] = json!("o2NmbXRkbm9uZQ");
+    broken["email_code"] = json!(mailed);
+    let (status, body) = post(&server, "/api/v1/passkeys", Some(&token), &broken).await;
+    assert_eq!(status, 422, "{body}");
+    assert_ne!(body["field"], json!("email_code"), "the code was right: {body}");
+    assert_eq!(factors_of(&server, &token).await["passkeys"], 0);
+
+    let mut answer = Device::new(&server.origin).register(&options);
+    answer["email_code"] = json!(mailed);
+    let (status, body) = post(&server, "/api/v1/passkeys", Some(&token), &answer).await;
+    assert_eq!(status, 201, "the right code and a good answer: {body}");
+    assert_eq!(factors_of(&server, &token).await["passkeys"], 1);
+    // Both are spent now.
+    let challenge = options["publicKey"]["challenge"].as_str().unwrap();
+    let ceremony = server.keys().ceremony(&hex::encode(Sha256::digest(challenge.as_bytes())));
+    let mut conn = shared_redis().conn().await;
+    let open: bool = redis::cmd("EXISTS").arg(&ceremony).query_async(&mut conn).await.unwrap();
+    let code_left: bool = redis::cmd("EXISTS")
+        .arg(server.keys().enrol_code("bob"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!open && !code_left, "ceremony open: {open}, code kept: {code_left}");
     server.stop().await.unwrap();
 }
 
