@@ -101,7 +101,8 @@ async fn customer(
     let ip = format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255);
     let options = passkey::start_registration(db, rp, &username, &holder, "bench", &ip);
     let answer = device.register(&options.await.map_err(e)?);
-    passkey::finish_registration(db, rp, &username, &answer).await.map_err(e)?;
+    let new = passkey::verify_registration(db, rp, &username, &answer).await.map_err(e)?;
+    passkey::store_registration(db, &username, new).await.map_err(e)?;
     let client = ClientInfo { ip: address(n).to_string(), user_agent: "transfer_bench".into() };
     let assurance = Assurance::passkey(now_ms());
     let (token, _) =
