@@ -242,10 +242,20 @@ pub async fn finish_with_password(
     // Read again now, not when the password was checked (an argon2 hash ago): a "this wasn't
     // me" pressed meanwhile must not let this sign-in through.
     let fresh = store::get_user(db, &user.username).await?;
-    let user = fresh.as_ref().ok_or(Error::InvalidCredentials)?;
+    let mut user = fresh.ok_or(Error::InvalidCredentials)?;
     if !user.password_compromised {
-        let done = complete(db, config, user, throttle, kind, client, assurance, method).await?;
-        return Ok(Outcome::SignedIn(Box::new(done)));
+        let done =
+            complete(db, config, &user, throttle, kind, client, assurance.clone(), method).await?;
+        // Once more, now that the session exists. "This wasn't me" marks the password before it
+        // signs the user's sessions out, so a mark this read misses is followed by a sign-out
+        // that ends this session; a mark it sees, it acts on itself.
+        let now = store::get_user(db, &user.username).await?;
+        if now.as_ref().is_some_and(|u| !u.password_compromised) {
+            return Ok(Outcome::SignedIn(Box::new(done)));
+        }
+        store::destroy(db, &done.session.id).await?;
+        throttle::forget_device(db, &user.username, &done.device).await?;
+        user = now.ok_or(Error::InvalidCredentials)?;
     }
     let pre = PreAuth {
         user: user.username.clone(),
