@@ -20,9 +20,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use bytes::Bytes;
-use redbank::bank::model::{Cents, Spenders, Transaction};
+use redbank::bank::model::{Spenders, Transaction};
 use redbank::clock::{now_ms, rfc3339_ms};
 use redbank::live::event::{Frame, StreamId};
+use redbank::money::Cents;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;

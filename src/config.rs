@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use rocket::fairing::AdHoc;
 use serde::{Deserialize, Serialize};
 
-use crate::bank::model::Cents;
+use crate::money::Cents;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]

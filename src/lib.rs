@@ -15,6 +15,7 @@ pub mod logging;
 pub mod mail;
 pub mod metrics;
 pub mod mfa;
+pub mod money;
 pub mod openapi;
 pub mod redis;
 pub mod secret;

@@ -13,11 +13,12 @@ use redis::Script;
 use rocket::Shutdown;
 use sha2::{Digest, Sha256};
 
-use super::model::{Account, Cents, Transaction, Vendor};
+use super::model::{Account, Transaction, Vendor};
 use super::store;
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::money::Cents;
 use crate::redis::Db;
 use crate::secret::random_token;
 

@@ -7,12 +7,13 @@ use rocket::{State, get};
 use rocket_dyn_templates::{Template, context};
 use serde::Serialize;
 
-use super::model::{Account, BalancePoint, Cents, Spenders, Transaction};
+use super::model::{Account, BalancePoint, Spenders, Transaction};
 use super::store::{self, PAGE_SIZE, SearchPage};
 use super::view;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{ApiError, Error, Result};
+use crate::money::Cents;
 use crate::redis::Db;
 use crate::session::guard::{ApiUser, CurrentUser};
 use crate::session::model::Session;

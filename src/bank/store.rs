@@ -8,9 +8,10 @@
 
 use redis::{Script, Value};
 
-use super::model::{Account, BalancePoint, Cents, OPENING_BALANCE, Spenders, Transaction};
+use super::model::{Account, BalancePoint, OPENING_BALANCE, Spenders, Transaction};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::money::Cents;
 use crate::redis::{
     Db, create_json_index, is_missing_index, parse_stored, search_hits, value_text,
 };

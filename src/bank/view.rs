@@ -86,8 +86,8 @@ fn escape(html: &mut String, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bank::model::Cents;
     use crate::clock::rfc3339_ms;
+    use crate::money::Cents;
 
     fn tx(description: &str) -> Transaction {
         Transaction {

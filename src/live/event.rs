@@ -8,8 +8,9 @@ use bytes::Bytes;
 
 use serde::Deserialize;
 
-use crate::bank::model::{BalancePoint, Cents, Spenders, Transaction};
+use crate::bank::model::{BalancePoint, Spenders, Transaction};
 use crate::error::{Error, Result};
+use crate::money::Cents;
 
 /// A Redis stream entry id (`<ms>-<seq>`), ordered numerically; it is also the SSE event id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

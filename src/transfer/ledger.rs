@@ -20,11 +20,12 @@ use redis::Value;
 use serde::{Deserialize, Serialize};
 
 use super::model::Transfer;
-use crate::bank::model::{Cents, Transaction};
+use crate::bank::model::Transaction;
 use crate::bank::store::{self as bank, RecordScript, Recorded};
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::money::Cents;
 use crate::redis::Db;
 
 /// Attempts when the balance moved between read and write (the generator, other transfers of the

@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::bank::model::Cents;
 use crate::error::{Error, Result};
+use crate::money::Cents;
 
 /// Whether `c` may appear in text another person reads (a payment reference): letters, marks,
 /// numbers, punctuation, symbols and the ordinary space — an allow-list, so every invisible,

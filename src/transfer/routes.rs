@@ -12,13 +12,13 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{Confirmation, Status as TransferStatus, Transfer, parse_amount};
 use super::service::{self, Request as TransferRequest};
-use crate::bank::model::Cents;
 use crate::bank::store as bank;
 use crate::clock::{display_ms, rfc3339_ms};
 use crate::config::Config;
 use crate::error::{ApiError, Error, Result};
 use crate::mfa::passkey::RelyingParty;
 use crate::mfa::store as factors;
+use crate::money::Cents;
 use crate::redis::Db;
 use crate::secret::random_token;
 use crate::session::guard::{ApiUser, CurrentUser};

@@ -21,13 +21,13 @@ use super::ledger::{self, CreditOwed, Refusal};
 use super::model::{
     Confirmation, MAX_REFERENCE_CHARS, PENDING_MARGIN_SECS, PENDING_SECS, Status, Transfer,
 };
-use crate::bank::model::Cents;
 use crate::bank::store as bank;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::mfa::passkey::{self, Purpose, RelyingParty};
 use crate::mfa::store as factors;
+use crate::money::Cents;
 use crate::redis::Db;
 use crate::session::model::Session;
 use crate::session::store::ClientInfo;

@@ -13,9 +13,10 @@ use crate::common::{
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use redbank::bank::generator::{Generator, vendors};
-use redbank::bank::model::{Cents, Transaction};
+use redbank::bank::model::Transaction;
 use redbank::bank::store;
 use redbank::clock::now_ms;
+use redbank::money::Cents;
 use redbank::redis::Keys;
 use rocket::http::Status;
 use serde_json::Value;

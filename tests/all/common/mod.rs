@@ -21,7 +21,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use redbank::bank::model::{Cents, Transaction};
+use redbank::bank::model::Transaction;
+use redbank::money::Cents;
 use redbank::redis::Keys;
 use rocket::figment::Figment;
 use rocket::http::{ContentType, Cookie, Header, Status};
