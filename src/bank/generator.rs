@@ -1,6 +1,6 @@
 //! The transaction generator: every `generator_interval_ms`, one random card transaction per
-//! account — run by exactly one app instance among all those sharing the Redis (a leader lock
-//! with expiry, renewed every tick; if the leader dies another takes over when the lock expires,
+//! account — run by exactly one app instance among all those sharing the Redis (a leader lease
+//! with expiry, renewed every tick; if the leader dies another takes over when the lease lapses,
 //! within ~3 intervals).
 
 use std::collections::HashMap;
@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use rand::Rng;
 use rand::distributions::{Distribution, WeightedIndex};
-use redis::Script;
 use rocket::Shutdown;
 use sha2::{Digest, Sha256};
 
@@ -19,8 +18,7 @@ use crate::clock::{now_ms, rfc3339_ms};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::money::Cents;
-use crate::redis::Db;
-use crate::secret::random_token;
+use crate::redis::{Db, Lease};
 
 /// The merchants and payers, written for redbank (see `vendors.json`).
 pub fn vendors() -> Result<Vec<Vendor>> {
@@ -36,27 +34,14 @@ pub fn vendors() -> Result<Vec<Vendor>> {
     Ok(vendors)
 }
 
-/// Takes the lock if free, renews it if ours; 1 when we lead.
-const LEAD: &str = r#"
-local cur = redis.call('GET', KEYS[1])
-if not cur then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
-if cur == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
-return 0
-"#;
-
-const RELEASE: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"#;
-
 /// Makes random transactions for the accounts.
 pub struct Generator {
     db: Db,
     config: Config,
     vendors: Arc<Vec<Vendor>>,
     weights: WeightedIndex<u32>,
-    /// This instance's identity in the leader lock.
-    me: String,
+    /// Only the holder of this lease generates.
+    lease: Lease,
     accounts: HashMap<String, Account>,
 }
 
@@ -64,10 +49,11 @@ impl Generator {
     pub fn new(db: Db, config: Config, vendors: Arc<Vec<Vendor>>) -> Result<Self> {
         let weights = WeightedIndex::new(vendors.iter().map(|v| v.weight))
             .map_err(|e| Error::Internal(format!("vendor weights: {e}")))?;
-        Ok(Generator { db, config, vendors, weights, me: random_token(), accounts: HashMap::new() })
+        let lease = Lease::new(db.keys.generator_leader());
+        Ok(Generator { db, config, vendors, weights, lease, accounts: HashMap::new() })
     }
 
-    /// Runs until `shutdown`; releases the lock on the way out so another instance takes over at once.
+    /// Runs until `shutdown`; releases the lease on the way out so another instance takes over at once.
     pub async fn run(mut self, mut shutdown: Shutdown) {
         let interval = Duration::from_millis(self.config.generator_interval_ms);
         let mut ticker = tokio::time::interval(interval);
@@ -101,32 +87,21 @@ impl Generator {
                 Err(_) => {}
             }
         }
-        let key = self.db.keys.generator_leader();
-        let _ = self
-            .db
-            .run(async |c| {
-                Script::new(RELEASE).key(&key).arg(&self.me).invoke_async::<_, i64>(c).await
-            })
-            .await;
+        self.lease.release(&self.db).await;
     }
 
-    /// Takes or renews the leader lock (2.5 intervals); true while this instance leads.
+    /// Takes or renews the lease (2.5 intervals); true while this instance holds it.
     async fn lead(&self) -> Result<bool> {
-        let key = self.db.keys.generator_leader();
-        let ttl = (self.config.generator_interval_ms * 5 / 2).max(50);
-        let led: i64 = self
-            .db
-            .run(async |c| Script::new(LEAD).key(&key).arg(&self.me).arg(ttl).invoke_async(c).await)
-            .await?;
-        Ok(led == 1)
+        let ttl = Duration::from_millis(self.config.generator_interval_ms * 5 / 2);
+        self.lease.hold(&self.db, ttl.max(Duration::from_millis(50))).await
     }
 
-    /// One transaction for every account (no leader lock: for tools and tests).
+    /// One transaction for every account (no lease: for tools and tests).
     pub async fn tick(&mut self) -> Result<()> {
         self.tick_inner(false).await
     }
 
-    /// One transaction per account; with `leased`, the leader lock is renewed before each one and
+    /// One transaction per account; with `leased`, the lease is renewed before each one and
     /// the tick stops as soon as it is lost.
     async fn tick_inner(&mut self, leased: bool) -> Result<()> {
         for number in store::account_numbers(&self.db).await? {

@@ -10,6 +10,8 @@
 //! needed), so the app recovers by itself once Redis is back.
 
 mod keys;
+mod lease;
+pub mod lua;
 mod modules;
 mod primary;
 mod repair;
@@ -30,6 +32,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 
 pub use keys::Keys;
+pub use lease::Lease;
 pub use modules::{REQUIRED_MODULES, missing_modules};
 pub use primary::Primary;
 pub use repair::when_ready;

@@ -2,11 +2,10 @@
 //! moment): a confirmed transfer never debited is carried out (or marked failed when the balance no
 //! longer allows it), and every owed credit of every account is applied — once, by the payee-side
 //! marker — and the transfer completed. Runs at start and then every
-//! `repair_interval_secs`, on one instance at a time (a leader lock, as the generator's).
+//! `repair_interval_secs`, on one instance at a time (a leader lease, as the generator's).
 
 use std::time::Duration;
 
-use redis::Script;
 use rocket::Shutdown;
 
 use super::{ledger, service};
@@ -14,20 +13,7 @@ use crate::bank::store as bank;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::Result;
-use crate::redis::Db;
-use crate::secret::random_token;
-
-const RELEASE: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"#;
-
-const LEAD: &str = r#"
-local cur = redis.call('GET', KEYS[1])
-if not cur then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
-if cur == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
-return 0
-"#;
+use crate::redis::{Db, Lease};
 
 /// A transfer left `executing` this long is taken over (the request carrying it out has had
 /// ample time).
@@ -58,23 +44,19 @@ pub async fn run_once(db: &Db, config: &Config) -> Result<usize> {
     Ok(done)
 }
 
-/// Runs until `shutdown`.
+/// Runs until `shutdown`, under the recovery lease.
 pub async fn run(db: Db, config: Config, mut shutdown: Shutdown) {
-    let me = random_token();
     let period = Duration::from_secs(config.repair_interval_secs);
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let key = db.keys.transfer_recovery_leader();
+    let lease = Lease::new(db.keys.transfer_recovery_leader());
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             _ = ticker.tick() => {}
         }
-        let ttl = (period.as_millis() as u64 * 3).max(1000);
-        let led: Result<i64> = db
-            .run(async |c| Script::new(LEAD).key(&key).arg(&me).arg(ttl).invoke_async(c).await)
-            .await;
-        if !matches!(led, Ok(1)) {
+        let ttl = (period * 3).max(Duration::from_secs(1));
+        if !matches!(lease.hold(&db, ttl).await, Ok(true)) {
             continue;
         }
         match run_once(&db, &config).await {
@@ -83,8 +65,5 @@ pub async fn run(db: Db, config: Config, mut shutdown: Shutdown) {
             Err(e) => rocket::warn!("transfers: recovery failed, retrying next round: {e}"),
         }
     }
-    // Hand the lock on at once: another instance recovers without waiting for it to expire.
-    let _ = db
-        .run(async |c| Script::new(RELEASE).key(&key).arg(&me).invoke_async::<_, i64>(c).await)
-        .await;
+    lease.release(&db).await;
 }
