@@ -146,17 +146,7 @@ async fn limit_ceremonies(db: &Db, ip: &str) -> Result<()> {
 /// Stores a ceremony under its challenge for [`CEREMONY_SECS`].
 async fn save(db: &Db, challenge: &str, ceremony: &Ceremony) -> Result<()> {
     let key = db.keys.ceremony(&hex::encode(Sha256::digest(challenge.as_bytes())));
-    let json = serde_json::to_string(ceremony).map_err(internal)?;
-    db.run(async |c| {
-        redis::cmd("SET")
-            .arg(&key)
-            .arg(&json)
-            .arg("EX")
-            .arg(CEREMONY_SECS)
-            .query_async::<_, ()>(c)
-            .await
-    })
-    .await
+    db.put_text(&key, ceremony, Duration::from_secs(CEREMONY_SECS)).await
 }
 
 /// The key of the ceremony the client data's challenge names.
@@ -174,11 +164,8 @@ fn ceremony_key(db: &Db, client_data_json: &[u8]) -> Result<String> {
 /// Reads the ceremony at `key`, deleting it when `spend` (GETDEL: of two answers racing for one
 /// ceremony, one gets it).
 async fn ceremony_at(db: &Db, key: &str, spend: bool) -> Result<Ceremony> {
-    let command = if spend { "GETDEL" } else { "GET" };
-    let raw: Option<String> =
-        db.run(async |c| redis::cmd(command).arg(key).query_async(c).await).await?;
-    let raw = raw.ok_or(Error::InvalidCode)?;
-    serde_json::from_str(&raw).map_err(internal)
+    let ceremony = if spend { db.take_text(key).await? } else { db.get_text(key).await? };
+    ceremony.ok_or(Error::InvalidCode)
 }
 
 /// Takes (reads and deletes) the ceremony the client data's challenge names.

@@ -9,6 +9,7 @@
 //! dropped, and the next call checks a fresh one out of the pool (which PINGs it, reconnecting if
 //! needed), so the app recovers by itself once Redis is back.
 
+mod doc;
 mod keys;
 mod lease;
 pub mod lua;
@@ -31,6 +32,7 @@ use rocket_db_pools::deadpool_redis::{Connection, Pool};
 use crate::config::Config;
 use crate::error::{Error, Result};
 
+pub use doc::{from_json, to_json};
 pub use keys::Keys;
 pub use lease::Lease;
 pub use modules::{REQUIRED_MODULES, missing_modules};

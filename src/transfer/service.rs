@@ -145,11 +145,11 @@ fn new_id() -> String {
 
 /// How long a transfer document is kept: one waiting for its confirmation until its expiry and a
 /// margin, any other (a receipt) as long as transactions.
-fn kept_secs(config: &Config, status: Status) -> i64 {
+fn kept_secs(config: &Config, status: Status) -> u64 {
     if status == Status::ConfirmationRequired {
-        PENDING_SECS + PENDING_MARGIN_SECS
+        (PENDING_SECS + PENDING_MARGIN_SECS).unsigned_abs()
     } else {
-        config.transaction_retention_days as i64 * 86_400
+        config.transaction_retention_days * 86_400
     }
 }
 
@@ -190,24 +190,7 @@ async fn take_pending_slot(db: &Db, config: &Config, t: &Transfer) -> Result<()>
 
 async fn save(db: &Db, config: &Config, t: &Transfer) -> Result<()> {
     let key = db.keys.transfer(&t.from_account, &t.id);
-    let json = serde_json::to_string(t).map_err(|e| Error::Internal(e.to_string()))?;
-    let ttl = kept_secs(config, t.status);
-    db.run(async |c| {
-        redis::pipe()
-            .atomic()
-            .cmd("JSON.SET")
-            .arg(&key)
-            .arg("$")
-            .arg(&json)
-            .ignore()
-            .cmd("EXPIRE")
-            .arg(&key)
-            .arg(ttl)
-            .ignore()
-            .query_async::<_, ()>(c)
-            .await
-    })
-    .await
+    db.put_json(&key, t, std::time::Duration::from_secs(kept_secs(config, t.status))).await
 }
 
 /// The sender's transfer `id` (None: no such transfer of this account).

@@ -1,0 +1,81 @@
+//! Documents: a value serialized as JSON and stored with an expiry, the shape most features
+//! keep (ceremonies, links, transfers, pending states). As a RedisJSON document when its fields
+//! are read or changed by path, or an index covers it; as a plain string when it is only ever
+//! read whole.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::Db;
+use crate::error::{Error, Result};
+
+/// `value` as JSON text (a failure is a bug: our own types always serialize).
+pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::Internal(format!("serialize: {e}")))
+}
+
+/// `text` as a `T` (a failure means the stored document is not ours: an internal error).
+pub fn from_json<T: DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| Error::Internal(format!("stored document: {e}")))
+}
+
+impl Db {
+    /// Stores `value` as a RedisJSON document at `key` expiring after `ttl`, both in one
+    /// transaction (no moment without the expiry).
+    pub async fn put_json<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<()> {
+        let json = to_json(value)?;
+        self.run(async |c| {
+            redis::pipe()
+                .atomic()
+                .cmd("JSON.SET")
+                .arg(key)
+                .arg("$")
+                .arg(&json)
+                .ignore()
+                .cmd("PEXPIRE")
+                .arg(key)
+                .arg(ttl.as_millis().max(1) as u64)
+                .ignore()
+                .query_async::<_, ()>(c)
+                .await
+        })
+        .await
+    }
+
+    /// Stores `value` as JSON text at `key` expiring after `ttl` (`SET … PX`).
+    pub async fn put_text<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<()> {
+        let json = to_json(value)?;
+        let ms = ttl.as_millis().max(1) as u64;
+        self.run(async |c| {
+            redis::cmd("SET").arg(key).arg(&json).arg("PX").arg(ms).query_async::<_, ()>(c).await
+        })
+        .await
+    }
+
+    /// The JSON text at `key` as a `T`; None when there is none.
+    pub async fn get_text<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let raw: Option<String> =
+            self.run(async |c| redis::cmd("GET").arg(key).query_async(c).await).await?;
+        raw.as_deref().map(from_json).transpose()
+    }
+
+    /// Takes (reads and deletes, in one command) the JSON text at `key`: of two callers racing
+    /// for one value, one gets it.
+    pub async fn take_text<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let raw: Option<String> =
+            self.run(async |c| redis::cmd("GETDEL").arg(key).query_async(c).await).await?;
+        raw.as_deref().map(from_json).transpose()
+    }
+}
