@@ -639,3 +639,57 @@ async fn an_idempotency_key_whose_transfer_expired_and_was_forgotten_answers_410
     assert_eq!(status, 410, "{answer}");
     server.stop().await.unwrap();
 }
+
+/// The edges of each rule, with the message the customer reads: a payee number of the right
+/// length but not all digits, a reference of exactly the longest length, and the whole balance
+/// (allowed) or a cent more (refused before anything is written, saying why).
+#[rocket::async_test]
+async fn each_rule_holds_at_its_edge_and_says_which_rule() {
+    use redbank::bank::store as bank;
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let bob = server.api_login("bob", "foobared").await;
+    let refusal = |body: Value| {
+        let bob = &bob;
+        let server = &server;
+        async move {
+            let (status, answer) = transfer(server, bob, &key(), body.clone()).await;
+            assert_eq!(status, 422, "{body} → {answer}");
+            (answer["field"].as_str().unwrap_or("").to_owned(), answer["error"].to_string())
+        }
+    };
+    for number in ["12ab56", "1234567890123456789x", "123456789012345678901"] {
+        let (field, error) = refusal(json!({"to_account": number, "amount": 1})).await;
+        assert!(field == "to_account" && error.contains("6 to 20 digits"), "{number}: {error}");
+    }
+    let (field, error) = refusal(json!({"to_account": "999999", "amount": 1})).await;
+    assert!(field == "to_account" && error.contains("no account"), "{error}");
+    let longest = "r".repeat(140);
+    let body = json!({"to_account": ALICE, "amount": 1, "reference": longest});
+    let (status, t) = transfer(&server, &bob, &key(), body).await;
+    assert_eq!((status.as_u16(), &t["reference"]), (201, &json!(longest)), "{t}");
+
+    // bob's balance to $20.00 through the ledger; $20.01 is refused, $20.00 leaves zero.
+    let db = redbank::redis::Db::connect(&server.redis_url, &server.prefix, Duration::from_secs(2))
+        .unwrap();
+    let config = redbank::Config { key_prefix: server.prefix.clone(), ..Default::default() };
+    let balance = bank::balance(&db, BOB).await.unwrap();
+    let date = redbank::clock::now_ms();
+    let rent = crate::common::transaction(
+        BOB,
+        "Rent",
+        "Landlord",
+        "debit",
+        2000 - balance.0,
+        date,
+        balance,
+    );
+    bank::record(&db, &config, balance, &rent).await.unwrap();
+    let (field, error) = refusal(json!({"to_account": ALICE, "amount": 20.01})).await;
+    assert!(field == "amount" && error.contains("more than your balance ($20.00)"), "{error}");
+    let (status, t) =
+        transfer(&server, &bob, &key(), json!({"to_account": ALICE, "amount": 20})).await;
+    assert_eq!((status.as_u16(), &t["status"]), (201, &json!("completed")), "{t}");
+    assert_eq!(bank::balance(&db, BOB).await.unwrap().0, 0);
+    assert_balanced(shared_redis(), &server.prefix, BOB).await;
+    server.stop().await.unwrap();
+}
