@@ -20,6 +20,7 @@ pub mod openapi;
 pub mod redis;
 pub mod secret;
 pub mod session;
+pub mod stage;
 pub mod transfer;
 pub mod web;
 

@@ -26,6 +26,7 @@ use rocket::{Orbit, Rocket};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::Db;
+use crate::stage::needs;
 
 /// The longest a request waits for the mail server (a code mail is sent while the user waits).
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -380,11 +381,7 @@ async fn ensure_group(db: &Db) -> Result<()> {
 
 /// The sender of this process: polls the outbox until shutdown. Redis or mail-server trouble is
 /// logged once when it starts, and the loop goes on.
-async fn run_sender(rocket: &Rocket<Orbit>) {
-    let (Some(db), Some(mailer)) = (rocket.state::<Db>(), rocket.state::<Mailer>()) else {
-        return;
-    };
-    let (db, mailer) = (db.clone(), mailer.clone());
+async fn run_sender(rocket: &Rocket<Orbit>, db: Db, mailer: Mailer) {
     let consumer = crate::secret::random_token()[..12].to_owned();
     let mut shutdown = rocket.shutdown();
     tokio::spawn(async move {
@@ -428,13 +425,19 @@ async fn run_sender(rocket: &Rocket<Orbit>) {
 /// The [`Mailer`] as managed state, one log line saying where mail goes, and the outbox sender.
 pub fn stage() -> AdHoc {
     AdHoc::try_on_ignite("Mail", |rocket| async {
-        let Some(config) = rocket.state::<Config>() else { return Err(rocket) };
-        match Mailer::new(config) {
+        let (Some(db), Some(config)) =
+            (needs::<Db>(&rocket, "Mail"), needs::<Config>(&rocket, "Mail"))
+        else {
+            return Err(rocket);
+        };
+        match Mailer::new(&config) {
             Ok(mailer) => {
-                rocket::info!("mail: {}", mailer.describe(config));
-                Ok(rocket.manage(mailer).attach(AdHoc::on_liftoff("Mail outbox", |rocket| {
-                    Box::pin(run_sender(rocket))
-                })))
+                rocket::info!("mail: {}", mailer.describe(&config));
+                Ok(rocket
+                    .manage(mailer.clone())
+                    .attach(AdHoc::on_liftoff("Mail outbox", |rocket| {
+                        Box::pin(run_sender(rocket, db, mailer))
+                    })))
             }
             Err(e) => {
                 rocket::error!("configuration: {e}");

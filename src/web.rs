@@ -14,6 +14,7 @@ use rocket::{Catcher, Response, State, catch, catchers, get, routes};
 use crate::config::Config;
 use crate::error::{Error, ErrorPage};
 use crate::redis::Db;
+use crate::stage::needs;
 
 /// No inline script or style, nothing from other origins, no framing, no plugins.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
@@ -33,15 +34,12 @@ pub const SECURITY_HEADERS: &[(&str, &str)] = &[
 ];
 
 pub fn stage() -> AdHoc {
-    AdHoc::on_ignite("Web", |rocket| async {
-        let static_dir = rocket
-            .state::<Config>()
-            .map(|c| c.static_dir.clone())
-            .unwrap_or_else(|| "static".into());
-        rocket
+    AdHoc::try_on_ignite("Web", |rocket| async {
+        let Some(config) = needs::<Config>(&rocket, "Web") else { return Err(rocket) };
+        Ok(rocket
             .mount("/", routes![healthz, favicon])
             .mount("/", exact_paths())
-            .mount("/static", FileServer::from(static_dir).rank(20))
+            .mount("/static", FileServer::from(config.static_dir).rank(20))
             .register("/", catchers())
             .attach(SecurityHeaders)
             .attach(AdHoc::on_response("One write per response", |_, res| {
@@ -51,7 +49,7 @@ pub fn stage() -> AdHoc {
                         res.set_max_chunk_size(size.clamp(MIN_CHUNK, MAX_CHUNK));
                     }
                 })
-            }))
+            })))
     })
 }
 

@@ -8,6 +8,7 @@ pub mod store;
 pub mod view;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rocket::fairing::AdHoc;
 use rocket::{Orbit, Rocket, routes};
@@ -15,12 +16,28 @@ use rocket::{Orbit, Rocket, routes};
 use crate::config::Config;
 use crate::error::Result;
 use crate::redis::{Db, when_ready};
+use crate::stage::needs;
 use generator::Generator;
 use model::Account;
 
 pub fn stage() -> AdHoc {
-    AdHoc::on_ignite("Bank", |rocket| async {
-        rocket
+    AdHoc::try_on_ignite("Bank", |rocket| async {
+        let (Some(db), Some(config)) =
+            (needs::<Db>(&rocket, "Bank"), needs::<Config>(&rocket, "Bank"))
+        else {
+            return Err(rocket);
+        };
+        // Built now, so a bad vendor list stops the launch instead of leaving no generator.
+        let generator = match generator::vendors()
+            .and_then(|vendors| Generator::new(db.clone(), config.clone(), Arc::new(vendors)))
+        {
+            Ok(generator) => generator,
+            Err(e) => {
+                rocket::error!("generator: {e}");
+                return Err(rocket);
+            }
+        };
+        Ok(rocket
             .mount(
                 "/",
                 routes![
@@ -37,14 +54,16 @@ pub fn stage() -> AdHoc {
                     routes::seed_search,
                 ],
             )
-            .attach(AdHoc::on_liftoff("Accounts and generator", |rocket| Box::pin(liftoff(rocket))))
+            .attach(AdHoc::on_liftoff("Accounts and generator", |rocket| {
+                Box::pin(liftoff(rocket, db, config, generator))
+            })))
     })
 }
 
-async fn liftoff(rocket: &Rocket<Orbit>) {
-    let (Some(db), Some(config)) = (rocket.state::<Db>(), rocket.state::<Config>()) else { return };
+async fn liftoff(rocket: &Rocket<Orbit>, db: Db, config: Config, generator: Generator) {
     let (setup_db, setup_config) = (db.clone(), config.clone());
-    when_ready(rocket, "accounts", move || {
+    let period = Duration::from_secs(config.repair_interval_secs);
+    when_ready(rocket, period, "accounts", move || {
         let (db, config) = (setup_db.clone(), setup_config.clone());
         async move { setup(&db, &config).await }
     })
@@ -53,14 +72,7 @@ async fn liftoff(rocket: &Rocket<Orbit>) {
         rocket::info!("generator: off (generator_interval_ms = 0)");
         return;
     }
-    let generator = generator::vendors()
-        .and_then(|vendors| Generator::new(db.clone(), config.clone(), Arc::new(vendors)));
-    match generator {
-        Ok(generator) => {
-            tokio::spawn(generator.run(rocket.shutdown()));
-        }
-        Err(e) => rocket::error!("generator: not started: {e}"),
-    }
+    tokio::spawn(generator.run(rocket.shutdown()));
 }
 
 /// The transaction index and one checking account per configured user (never resetting a balance).

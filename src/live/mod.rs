@@ -16,33 +16,40 @@ use rocket::{Build, Orbit, Rocket, routes};
 
 use crate::config::Config;
 use crate::redis::Db;
+use crate::stage::needs;
 use bridge::Hub;
 
 pub fn stage() -> AdHoc {
     AdHoc::try_on_ignite("Live updates", |rocket| async {
-        let Some(config) = rocket.state::<Config>().cloned() else { return Err(rocket) };
+        let stage = "Live updates";
+        let (Some(db), Some(config)) =
+            (needs::<Db>(&rocket, stage), needs::<Config>(&rocket, stage))
+        else {
+            return Err(rocket);
+        };
+        let hub = Arc::new(Hub::new(config.sse_queue));
+        let listener =
+            StreamListener { socket: Mutex::default(), hub: hub.clone(), db: db.clone() };
         Ok(rocket
-            .manage(Arc::new(Hub::new(config.sse_queue)))
+            .manage(hub.clone())
             .mount("/", routes![routes::events])
-            .attach(AdHoc::on_liftoff("Pub/sub bridge", |rocket| Box::pin(start_bridge(rocket))))
-            .attach(StreamListener::default()))
+            .attach(AdHoc::on_liftoff("Pub/sub bridge", |rocket| {
+                // The one pub/sub connection of this process, until shutdown.
+                Box::pin(async move {
+                    let pattern = db.keys.events_pattern();
+                    tokio::spawn(bridge::run(db, pattern, hub, rocket.shutdown()));
+                })
+            }))
+            .attach(listener))
     })
-}
-
-/// The one pub/sub connection of this process, until shutdown.
-async fn start_bridge(rocket: &Rocket<Orbit>) {
-    let (Some(hub), Some(db)) = (rocket.state::<Arc<Hub>>(), rocket.state::<Db>()) else {
-        return;
-    };
-    let pattern = db.keys.events_pattern();
-    tokio::spawn(bridge::run(db.clone(), pattern, hub.clone(), rocket.shutdown()));
 }
 
 /// The stream listener (`stream_port`) as its own fairing: ignite binds (so a taken port stops the
 /// launch with a clear error), liftoff serves until shutdown. The socket waits in between here.
-#[derive(Default)]
 struct StreamListener {
     socket: Mutex<Option<tokio::net::TcpListener>>,
+    hub: Arc<Hub>,
+    db: Db,
 }
 
 #[rocket::async_trait]
@@ -52,9 +59,8 @@ impl Fairing for StreamListener {
     }
 
     async fn on_ignite(&self, rocket: Rocket<Build>) -> fairing::Result {
-        let port = match rocket.state::<Config>() {
-            Some(config) => config.stream_port,
-            None => return Err(rocket),
+        let Some(port) = needs::<Config>(&rocket, "Stream listener").map(|c| c.stream_port) else {
+            return Err(rocket);
         };
         if port == 0 {
             return Ok(rocket);
@@ -86,17 +92,14 @@ impl Fairing for StreamListener {
         let Some(socket) = self.socket.lock().unwrap_or_else(PoisonError::into_inner).take() else {
             return;
         };
-        let (Some(hub), Some(db), Some(config)) =
-            (rocket.state::<Arc<Hub>>(), rocket.state::<Db>(), rocket.state::<Config>())
-        else {
-            return;
-        };
+        // Present: ignite (which bound the socket) checked it.
+        let Some(config) = rocket.state::<Config>() else { return };
         if let Ok(addr) = socket.local_addr() {
             rocket::info!("stream listener: GET /events on http://{addr}");
         }
         let context = listener::Context {
-            db: db.clone(),
-            hub: hub.clone(),
+            db: self.db.clone(),
+            hub: self.hub.clone(),
             config: config.clone(),
             ip_header: rocket.config().ip_header.as_ref().map(|h| h.to_string()),
         };

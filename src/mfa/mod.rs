@@ -20,17 +20,20 @@ use rocket::fairing::AdHoc;
 use rocket::routes;
 
 use crate::config::Config;
+use crate::stage::needs;
 use passkey::RelyingParty;
 
 pub fn stage() -> AdHoc {
     AdHoc::try_on_ignite("Strong authentication", |rocket| async {
-        let rp = match rocket.state::<Config>().map(RelyingParty::new) {
-            Some(Ok(rp)) => rp,
-            Some(Err(e)) => {
+        let Some(config) = needs::<Config>(&rocket, "Strong authentication") else {
+            return Err(rocket);
+        };
+        let rp = match RelyingParty::new(&config) {
+            Ok(rp) => rp,
+            Err(e) => {
                 rocket::error!("configuration: {e}");
                 return Err(rocket);
             }
-            None => return Err(rocket),
         };
         Ok(rocket.manage(rp).mount(
             "/",

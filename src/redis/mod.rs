@@ -24,13 +24,14 @@ use std::time::Duration;
 
 use redis::RedisResult;
 use redis::aio::MultiplexedConnection;
-use rocket::fairing::AdHoc;
+use rocket::fairing::{AdHoc, Fairing};
 use rocket::{Build, Rocket};
 use rocket_db_pools::Database;
 use rocket_db_pools::deadpool_redis::{Connection, Pool};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::stage::needs;
 
 pub use doc::{from_json, to_json};
 pub use keys::Keys;
@@ -266,14 +267,22 @@ impl Db {
 /// Connections (rocket_db_pools' pool for one Redis; none to set up with sentinels), [`Db`]
 /// state, and a startup check of the server's modules.
 pub fn stage() -> AdHoc {
-    AdHoc::on_ignite("Redis", |rocket| async {
-        let sentinels = rocket.state::<Config>().is_some_and(|c| !c.redis_sentinels.is_empty());
-        let rocket = if sentinels { rocket } else { rocket.attach(Redis::init()) };
-        rocket
-            .attach(AdHoc::try_on_ignite("Redis state", manage_db))
-            .attach(AdHoc::on_liftoff("Redis module check", |rocket| {
-                Box::pin(modules::check_modules(rocket))
-            }))
+    AdHoc::try_on_ignite("Redis", |rocket| async {
+        let Some(config) = needs::<Config>(&rocket, "Redis") else { return Err(rocket) };
+        if !config.redis_sentinels.is_empty() {
+            return manage_db(rocket).await;
+        }
+        // rocket_db_pools' initializer, run here rather than attached: the pool and `Db` must
+        // exist when the stages attached after this one ignite.
+        let rocket = Redis::init().on_ignite(rocket).await?;
+        let rocket = rocket.attach(AdHoc::on_shutdown("Redis pool", |rocket| {
+            Box::pin(async move {
+                if let Some(redis) = Redis::fetch(rocket) {
+                    redis.close();
+                }
+            })
+        }));
+        manage_db(rocket).await
     })
 }
 
@@ -319,5 +328,7 @@ async fn manage_db(rocket: Rocket<Build>) -> rocket::fairing::Result {
         Keys::new(&config.key_prefix),
     )
     .with_sealer(sealer);
-    Ok(rocket.manage(db))
+    Ok(rocket.manage(db.clone()).attach(AdHoc::on_liftoff("Redis module check", |_| {
+        Box::pin(async move { modules::check_modules(&db).await })
+    })))
 }

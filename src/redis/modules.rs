@@ -1,7 +1,6 @@
 //! The startup check for the RedisJSON and RediSearch modules.
 
 use redis::Value;
-use rocket::{Orbit, Rocket};
 
 use super::{Db, value_text};
 use crate::error::Result;
@@ -30,8 +29,7 @@ pub async fn missing_modules(db: &Db) -> Result<Vec<&'static str>> {
 
 /// Logs clearly which module is missing. Redis being down at startup is not fatal: the app serves
 /// 503s and recovers when Redis comes back.
-pub(super) async fn check_modules(rocket: &Rocket<Orbit>) {
-    let Some(db) = rocket.state::<Db>() else { return };
+pub(super) async fn check_modules(db: &Db) {
     match missing_modules(db).await {
         Ok(missing) if missing.is_empty() => {
             rocket::info!("Redis: RedisJSON and RediSearch loaded")

@@ -5,15 +5,18 @@ use std::time::Duration;
 
 use rocket::{Orbit, Rocket};
 
-use crate::config::Config;
 use crate::error::Result;
 
 /// Runs `step` once now (so the app is ready when it starts serving), then again in the background:
-/// with capped backoff while Redis is not there, and every `repair_interval_secs` after that (each
+/// with capped backoff while Redis is not there, and every `period` after that (each
 /// step is idempotent and cheap when nothing is missing), so a Redis that lost its data (restarted
 /// without persistence, flushed) is repaired without restarting the app.
-pub async fn when_ready<F, Fut>(rocket: &Rocket<Orbit>, what: &'static str, mut step: F)
-where
+pub async fn when_ready<F, Fut>(
+    rocket: &Rocket<Orbit>,
+    period: Duration,
+    what: &'static str,
+    mut step: F,
+) where
     F: FnMut() -> Fut + Send + 'static,
     Fut: Future<Output = Result<()>> + Send,
 {
@@ -25,8 +28,6 @@ where
         }
     };
     let mut shutdown = rocket.shutdown();
-    let period =
-        Duration::from_secs(rocket.state::<Config>().map_or(30, |c| c.repair_interval_secs));
     tokio::spawn(async move {
         let mut delay = Duration::from_millis(250);
         loop {

@@ -13,6 +13,7 @@ pub mod throttle;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use rocket::fairing::AdHoc;
 use rocket::{Orbit, Rocket, routes};
@@ -21,14 +22,19 @@ use crate::config::Config;
 use crate::demo::{DEMO_USERS, configured_users};
 use crate::error::Result;
 use crate::redis::{Db, when_ready};
+use crate::stage::needs;
 use model::User;
 use password::Passwords;
 
 pub fn stage() -> AdHoc {
     AdHoc::try_on_ignite("Sessions", |rocket| async {
-        let concurrency = rocket.state::<Config>().map_or(2, |c| c.password_hash_concurrency);
-        let passwords = match Passwords::new(concurrency) {
-            Ok(p) => p,
+        let (Some(db), Some(config)) =
+            (needs::<Db>(&rocket, "Sessions"), needs::<Config>(&rocket, "Sessions"))
+        else {
+            return Err(rocket);
+        };
+        let passwords = match Passwords::new(config.password_hash_concurrency) {
+            Ok(p) => Arc::new(p),
             Err(e) => {
                 rocket::error!("password hasher: {e}");
                 return Err(rocket);
@@ -36,7 +42,7 @@ pub fn stage() -> AdHoc {
         };
         Ok(rocket
             .attach(csrf::CookieRule)
-            .manage(Arc::new(passwords))
+            .manage(passwords.clone())
             .mount(
                 "/",
                 routes![
@@ -57,7 +63,7 @@ pub fn stage() -> AdHoc {
                 ],
             )
             .attach(AdHoc::on_liftoff("Demo users and session index", |rocket| {
-                Box::pin(prepare(rocket))
+                Box::pin(prepare(rocket, db, config, passwords))
             })))
     })
 }
@@ -65,15 +71,10 @@ pub fn stage() -> AdHoc {
 /// Creates the session index and the configured users as soon as Redis answers (and again on
 /// every repair); the first successful run also brings existing users in line with the
 /// configuration.
-async fn prepare(rocket: &Rocket<Orbit>) {
-    let (Some(db), Some(config), Some(passwords)) =
-        (rocket.state::<Db>(), rocket.state::<Config>(), rocket.state::<Arc<Passwords>>())
-    else {
-        return;
-    };
-    let (db, config, passwords) = (db.clone(), config.clone(), passwords.clone());
+async fn prepare(rocket: &Rocket<Orbit>, db: Db, config: Config, passwords: Arc<Passwords>) {
     let reconciled = Arc::new(AtomicBool::new(false));
-    when_ready(rocket, "users", move || {
+    let period = Duration::from_secs(config.repair_interval_secs);
+    when_ready(rocket, period, "users", move || {
         let (db, config, passwords) = (db.clone(), config.clone(), passwords.clone());
         let reconciled = reconciled.clone();
         async move {

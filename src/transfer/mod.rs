@@ -10,14 +10,21 @@ pub mod routes;
 pub mod service;
 
 use rocket::fairing::AdHoc;
-use rocket::{Orbit, Rocket, routes};
+use rocket::routes;
 
 use crate::config::Config;
 use crate::redis::Db;
+use crate::stage::needs;
 
 pub fn stage() -> AdHoc {
-    AdHoc::on_ignite("Transfers", |rocket| async {
-        rocket
+    AdHoc::try_on_ignite("Transfers", |rocket| async {
+        let stage = "Transfers";
+        let (Some(db), Some(config)) =
+            (needs::<Db>(&rocket, stage), needs::<Config>(&rocket, stage))
+        else {
+            return Err(rocket);
+        };
+        Ok(rocket
             .mount(
                 "/",
                 routes![
@@ -30,11 +37,10 @@ pub fn stage() -> AdHoc {
                     routes::transfer_page,
                 ],
             )
-            .attach(AdHoc::on_liftoff("Transfer recovery", |rocket| Box::pin(liftoff(rocket))))
+            .attach(AdHoc::on_liftoff("Transfer recovery", |rocket| {
+                Box::pin(async move {
+                    tokio::spawn(recovery::run(db, config, rocket.shutdown()));
+                })
+            })))
     })
-}
-
-async fn liftoff(rocket: &Rocket<Orbit>) {
-    let (Some(db), Some(config)) = (rocket.state::<Db>(), rocket.state::<Config>()) else { return };
-    tokio::spawn(recovery::run(db.clone(), config.clone(), rocket.shutdown()));
 }

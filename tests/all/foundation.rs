@@ -212,6 +212,31 @@ async fn a_stream_port_that_cannot_be_served_stops_the_launch() {
     launch_fails(figment.merge(("stream_port", taken.local_addr().unwrap().port()))).await;
 }
 
+/// A stage attached without the stages it needs (here: transfers without configuration and
+/// Redis) stops the launch, naming itself, instead of leaving its background task unstarted.
+#[rocket::async_test]
+async fn a_stage_without_what_it_needs_stops_the_launch() {
+    let figment = common::test_figment(common::shared_redis(), "alone:");
+    for (rocket, name) in [
+        (rocket::custom(figment.clone()).attach(redbank::transfer::stage()), "Transfers"),
+        (rocket::custom(figment.clone()).attach(redbank::bank::stage()), "Bank"),
+        (
+            rocket::custom(figment).attach(redbank::config::stage()).attach(redbank::live::stage()),
+            "Live updates",
+        ),
+    ] {
+        let Err(err) = rocket::local::asynchronous::Client::untracked(rocket).await else {
+            panic!("{name}: launch must fail");
+        };
+        match err.kind() {
+            rocket::error::ErrorKind::FailedFairings(failed) => {
+                assert!(failed.iter().any(|f| f.name == name), "{name}: {failed:?}")
+            }
+            other => panic!("{name}: unexpected launch error: {other:?}"),
+        }
+    }
+}
+
 #[rocket::async_test]
 async fn a_redis_that_lost_its_data_is_repaired_without_a_restart() {
     let mut redis = RedisServer::start();
