@@ -351,12 +351,12 @@ pub fn stage() -> AdHoc {
 mod tests {
     use super::*;
 
-    /// The README's configuration table states the defaults of [`Config::default`] — the one
-    /// place they are set — and documents every key.
+    /// The configuration table in `docs/OPERATIONS.md` states the defaults of [`Config::default`]
+    /// — the one place they are set — and documents every key.
     #[test]
-    fn the_readme_states_every_key_and_its_default() {
-        let readme = include_str!("../README.md");
-        let table = readme.split("## Configuration").nth(1).unwrap_or_default();
+    fn the_operations_guide_states_every_key_and_its_default() {
+        let guide = include_str!("../docs/OPERATIONS.md");
+        let table = guide.split("## Configuration").nth(1).unwrap_or_default();
         let table = table.split("\n## ").next().unwrap_or_default();
         let defaults = match serde_json::to_value(Config::default()) {
             Ok(serde_json::Value::Object(map)) => map,
@@ -385,14 +385,14 @@ mod tests {
                     serde_json::Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                // Money reads `10000.00` in the README and 10000.0 as a JSON value.
+                // Money reads `10000.00` in docs/OPERATIONS.md and 10000.0 as a JSON value.
                 let same_number = matches!(
                     (default.parse::<f64>(), value.parse::<f64>()),
                     (Ok(a), Ok(b)) if a == b
                 );
                 assert!(
                     &default == value || same_number,
-                    "README states {key} = {value}, Config::default has {default}"
+                    "docs/OPERATIONS.md states {key} = {value}, Config::default has {default}"
                 );
                 checked += 1;
             }
@@ -400,7 +400,7 @@ mod tests {
         for key in defaults.keys() {
             assert!(
                 documented.contains(key),
-                "{key} is missing from the README's configuration table"
+                "{key} is missing from the configuration table of docs/OPERATIONS.md"
             );
         }
         assert!(checked >= 25, "only {checked} defaults compared");

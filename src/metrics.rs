@@ -223,7 +223,7 @@ pub async fn sample_sessions(db: &Db) {
 }
 
 /// Connections the metrics server serves at once; more are closed at once (a scraper makes one
-/// at a time: this bounds what a stray client can hold, SECURITY.md G.38).
+/// at a time: this bounds what a stray client can hold, docs/SECURITY.md G.38).
 pub const MAX_CONNECTIONS: usize = 16;
 /// How long a connection may take to send its request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(5);

@@ -1,6 +1,6 @@
 //! `redbank admin totp`: the operator's first factor, set up on the machine.
 //!
-//! The console needs two factors, and a password alone must never add the first (SECURITY.md
+//! The console needs two factors, and a password alone must never add the first (docs/SECURITY.md
 //! G.34), so the admin's authenticator app is enrolled here, by someone who can run the binary
 //! with the server's configuration — the machine is the root of trust, as for the bootstrap
 //! admins of identity servers. It prints the `otpauth://` URI, a QR code for the terminal, the

@@ -1,4 +1,4 @@
-//! The e-mailed code that binds a user's *first* second factor (SECURITY.md G.34), and that
+//! The e-mailed code that binds a user's *first* second factor (docs/SECURITY.md G.34), and that
 //! renews a password the owner said was compromised.
 //!
 //! A password alone must not reach strong authentication: whoever phished it could otherwise add

@@ -1,4 +1,4 @@
-//! Security notices by mail, each with a one-time "this wasn't me" link (SECURITY.md G.34).
+//! Security notices by mail, each with a one-time "this wasn't me" link (docs/SECURITY.md G.34).
 //!
 //! The owner hears by mail of every factor added or removed, every sign-in from a device new to
 //! the account, every correct password followed by a wrong second factor, and a locked second

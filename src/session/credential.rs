@@ -1,6 +1,6 @@
 //! Which session a request presents — the one rule shared by Rocket's request guards and the event
 //! stream endpoint (`live::feed::caller`, for both of its servers), so they can never disagree
-//! about who the caller is (SECURITY.md F.28–F.29).
+//! about who the caller is (docs/SECURITY.md F.28–F.29).
 //!
 //! It reads the raw `Cookie` and `Authorization` headers, not Rocket's cookie jar: the jar keeps
 //! one cookie per name (the last), and it percent-decodes names, so `redbank=A; r%65dbank=B` reads

@@ -1,4 +1,4 @@
-//! Cross-site request forgery defences (SECURITY.md D.18).
+//! Cross-site request forgery defences (docs/SECURITY.md D.18).
 //!
 //! Two layers: the browser's own `Sec-Fetch-Site` / `Origin` headers (a cross-site form post is
 //! refused before anything else), and a synchronizer token — from the session document for signed-in
@@ -70,7 +70,7 @@ pub fn check_login_token(jar: &CookieJar<'_>, config: &Config, form_token: &str)
         .is_some_and(|c| c.value().len() == 43 && tokens_match(c.value(), form_token))
 }
 
-/// Makes Rocket's jar follow the cookie rule the session cookie follows (SECURITY.md F.28,
+/// Makes Rocket's jar follow the cookie rule the session cookie follows (docs/SECURITY.md F.28,
 /// `credential::cookie_value`) for the one cookie read through it, the login form's
 /// double-submit cookie: the jar decodes names, so without this `redbank%5Fcsrf` — or
 /// `%5F%5FHost-redbank_csrf`, which a sibling subdomain may set where it cannot set the

@@ -1,6 +1,6 @@
 //! Users, sessions and login throttling in Redis. The only module that touches those keys.
 //!
-//! Rules this file keeps (see SECURITY.md A/C): session keys are named by SHA-256 of the token;
+//! Rules this file keeps (docs/SECURITY.md A/C): session keys are named by SHA-256 of the token;
 //! every session key has a TTL in (0, idle]; a refresh writes one field by JSON path inside a script
 //! that first checks the key exists, so a request racing a logout can never bring the key back; a
 //! document that does not parse is deleted and treated as no session.

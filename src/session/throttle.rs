@@ -1,5 +1,5 @@
 //! Login throttling that bounds guessing without letting a stranger lock the owner out
-//! (SECURITY.md C.15, F.30; OWASP's "device cookie" pattern).
+//! (docs/SECURITY.md C.15, F.30; OWASP's "device cookie" pattern).
 //!
 //! A client that signed in to an account before holds a device token for it (a cookie in the
 //! browser, `device_token` in the mobile login body). Failed passwords are counted:
@@ -276,7 +276,7 @@ pub async fn known_device(
 }
 
 /// Most devices remembered per user: the least recently used one beyond it is forgotten, so a
-/// guesser cannot mint device tokens to multiply any budget (SECURITY.md G.36).
+/// guesser cannot mint device tokens to multiply any budget (docs/SECURITY.md G.36).
 pub const MAX_DEVICES: usize = 10;
 
 /// Stores the device (its field expires `device_trust_days` after this use) and forgets the

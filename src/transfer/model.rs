@@ -8,7 +8,7 @@ use crate::money::Cents;
 /// Whether `c` may appear in text another person reads (a payment reference): letters, marks,
 /// numbers, punctuation, symbols and the ordinary space — an allow-list, so every invisible,
 /// line-breaking or reordering character is out, including the ones no deny-list names
-/// (SECURITY.md G.39). Default-ignorable code points are out even where their category is
+/// (docs/SECURITY.md G.39). Default-ignorable code points are out even where their category is
 /// allowed (U+3164 HANGUL FILLER is a letter that renders as nothing), except the variation
 /// selectors that choose an emoji's presentation.
 pub fn readable_char(c: char) -> bool {

@@ -8,8 +8,8 @@
 //! challenge itself stays random: `webauthn-rs` chooses it, and deriving it from the transfer would
 //! mean leaving the library's safe API — the binding is server-side, which PSD2 accepts when the
 //! authentication code is specific to the transaction and single-use. A TOTP code cannot be bound
-//! cryptographically to anything (it depends only on the time): it is accepted only for the
-//! pending transfer it was entered for, once.
+//! to anything (it depends only on the time), so it never confirms a transfer outside the
+//! low-value exemption: only a passkey does (a code is refused with 403, saying why).
 
 use rand::RngCore;
 use rand::rngs::OsRng;

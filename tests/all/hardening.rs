@@ -1,4 +1,4 @@
-//! Regression tests for the holes an outside security review found (SECURITY.md F.28–F.32): each
+//! Regression tests for the holes an outside security review found (docs/SECURITY.md F.28–F.32): each
 //! test reproduces one finding against the real app over real HTTP (or the real binary) and fails
 //! on the code before its fix.
 //!
@@ -572,7 +572,7 @@ async fn secrets_and_log(prefix: &str, level: &str) -> (Vec<String>, String) {
 async fn no_password_or_token_reaches_the_log_and_no_admin_exists_without_a_password() {
     // At the production level nothing secret is logged; at debug no password is (Rocket's form
     // parser traces fields there). Debug also prints hyper's raw headers — cookies and bearer
-    // tokens included — which is why it is never for production (README).
+    // tokens included — which is why it is never for production (docs/SECURITY.md).
     for (level, checked) in [("normal", 5), ("debug", 3)] {
         let prefix = common::unique_prefix();
         let (secrets, text) = secrets_and_log(&prefix, level).await;

@@ -504,7 +504,7 @@ async fn a_client_that_never_reads_does_not_delay_others() {
 
 /// A listener client that stops reading is cut off — by the write timeout (one heartbeat) or by
 /// `TCP_USER_TIMEOUT` (two), whichever comes first — and its slot goes back. Rocket's path has
-/// neither (see the README).
+/// neither (see docs/OPERATIONS.md, "Live updates at scale").
 #[rocket::async_test]
 async fn the_stream_listener_cuts_off_a_client_that_stopped_reading() {
     use tokio::io::AsyncWriteExt;

@@ -1,4 +1,4 @@
-//! Security notices by mail and "this wasn't me" (SECURITY.md G.34, G.36), over real HTTP with the
+//! Security notices by mail and "this wasn't me" (docs/SECURITY.md G.34, G.36), over real HTTP with the
 //! mail read from a real SMTP server: every factor change, new-device sign-in and wrong second
 //! factor after a right password is mailed with a one-time link; the link's page only shows, its
 //! button secures the account (factors added in the last 24 hours removed, every session and

@@ -1,4 +1,4 @@
-//! Sign-in and sessions against the real app and a real Redis (SECURITY.md A–E).
+//! Sign-in and sessions against the real app and a real Redis (docs/SECURITY.md A–E).
 
 use crate::common;
 
