@@ -693,3 +693,54 @@ async fn each_rule_holds_at_its_edge_and_says_which_rule() {
     assert_balanced(shared_redis(), &server.prefix, BOB).await;
     server.stop().await.unwrap();
 }
+
+/// The exemption and the daily limit at their edges: a transfer of exactly the exempt amount is
+/// exempt; the daily limit can be reached exactly, and a refusal says how much is left; a
+/// passkey confirmation starts the exemption's count again.
+#[rocket::async_test]
+async fn the_exemption_and_the_daily_limit_hold_at_their_edges() {
+    let server = TestServer::start(shared_redis(), None, |f| {
+        f.merge(("daily_transfer_limit", 150.0)).merge(("sca_exempt_total", 1000.0))
+    })
+    .await;
+    let bob = server.api_login("bob", "foobared").await;
+    let send_money = |amount: f64| {
+        let (server, bob) = (&server, &bob);
+        async move {
+            transfer(server, bob, &key(), json!({"to_account": ALICE, "amount": amount})).await
+        }
+    };
+    // Exactly $30.00 is exempt: four of them, $120.00 sent today.
+    for n in 0..4 {
+        let (status, t) = send_money(30.0).await;
+        assert_eq!((status.as_u16(), &t["confirmed_by"]), (201, &json!("exempt")), "#{n}: {t}");
+    }
+    // $30.01 is over the daily limit ($150.00, $30.00 left), and the refusal says so.
+    let (status, t) = send_money(30.01).await;
+    assert_eq!((status.as_u16(), &t["field"]), (422, &json!("amount")), "{t}");
+    let error = t["error"].as_str().unwrap_or("");
+    assert!(error.contains("$150.00 a day; $30.00 left today"), "{error}");
+    // Exactly what is left is allowed: the limit is reached to the cent, and then nothing is left.
+    let (status, t) = send_money(30.0).await;
+    assert_eq!((status.as_u16(), &t["confirmed_by"]), (201, &json!("exempt")), "{t}");
+    let (status, t) = send_money(0.01).await;
+    assert_eq!(status, 422, "{t}");
+    assert!(t["error"].as_str().unwrap_or("").contains("$0.00 left today"), "{t}");
+    server.stop().await.unwrap();
+
+    // Five exempt transfers use the count up; a passkey confirmation starts it again.
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let (bob, mut device) = bob_with_passkey(&server).await;
+    let small = json!({"to_account": ALICE, "amount": 1});
+    for _ in 0..5 {
+        let (status, t) = transfer(&server, &bob, &key(), small.clone()).await;
+        assert_eq!((status.as_u16(), &t["confirmed_by"]), (201, &json!("exempt")), "{t}");
+    }
+    let (status, sixth) = transfer(&server, &bob, &key(), small.clone()).await;
+    assert_eq!((status.as_u16(), &sixth["status"]), (201, &json!("confirmation_required")));
+    let (status, done) = confirm_with_passkey(&server, &bob, &mut device, &sixth["id"]).await;
+    assert_eq!(status, 200, "{done}");
+    let (status, t) = transfer(&server, &bob, &key(), small).await;
+    assert_eq!((status.as_u16(), &t["confirmed_by"]), (201, &json!("exempt")), "{t}");
+    server.stop().await.unwrap();
+}
