@@ -96,7 +96,7 @@ async fn customer(
     .map_err(e)?;
     // The passkey, registered through the app's own functions (the e-mailed code a first factor
     // needs over the API is the routes' rule, not the bench's subject).
-    let mut device = device::Device::new(&config.public_origin);
+    let mut device = device::Device::new(&config.web.public_origin);
     // Registered "from" an address of its own: the HTTP addresses' ceremony budget is the run's.
     let ip = format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255);
     let options = passkey::start_registration(db, rp, &username, &holder, "bench", &ip);
@@ -167,7 +167,7 @@ async fn run() -> Result<(), String> {
     let concurrency: usize = concurrency.parse().map_err(|_| USAGE.to_string())?;
     let mut config = Config { key_prefix: prefix.clone(), ..Config::default() };
     if let Ok(origin) = std::env::var("ROCKET_PUBLIC_ORIGIN") {
-        config.public_origin = origin;
+        config.web.public_origin = origin;
     }
     let rp = RelyingParty::new(&config)?;
     let db = Db::connect(url, prefix, Duration::from_secs(5)).map_err(|e| e.to_string())?;

@@ -64,7 +64,8 @@ impl Fairing for AccessLog {
     }
 
     async fn on_request(&self, req: &mut Request<'_>, _: &mut Data<'_>) {
-        let trusted = req.rocket().state::<Config>().and_then(|c| c.request_id_header.as_deref());
+        let trusted =
+            req.rocket().state::<Config>().and_then(|c| c.web.request_id_header.as_deref());
         let from_proxy =
             trusted.and_then(|name| from_proxy(req.headers().get(name))).map(str::to_owned);
         let id = from_proxy.unwrap_or_else(generate);

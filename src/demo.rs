@@ -68,7 +68,7 @@ pub fn configured_users(config: &Config) -> impl Iterator<Item = (&'static DemoU
 
 /// The address `user` gets under `config`.
 pub fn email_of<'a>(user: &'a DemoUser, config: &'a Config) -> Option<&'a str> {
-    user.email.or(config.admin_email.as_deref().filter(|_| user.role == Role::Admin))
+    user.email.or(config.mail.admin_email.as_deref().filter(|_| user.role == Role::Admin))
 }
 
 /// The checking accounts of the users this configuration creates: (account number, username,

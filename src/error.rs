@@ -303,8 +303,10 @@ pub fn step_up_challenge(req: &Request<'_>) -> response::Result<'static> {
         return Redirect::to(format!("/login/verify?next={next}")).respond_to(req);
     }
     // How recent the strong sign-in must be (`step_up_max_age_secs`; its default without state).
-    let max_age =
-        req.rocket().state::<crate::config::Config>().map_or(300, |c| c.step_up_max_age_secs);
+    let max_age = req
+        .rocket()
+        .state::<crate::config::Config>()
+        .map_or(300, |c| c.session.step_up_max_age_secs);
     let body = ApiError {
         error: "step_up_required".into(),
         message: Some(Error::StepUpRequired.to_string()),

@@ -48,15 +48,18 @@ impl Mailer {
     /// error naming the key (checked at launch, not at the first sign-up).
     pub fn new(config: &Config) -> std::result::Result<Mailer, String> {
         let from: Mailbox =
-            config.mail_from.parse().map_err(|e| format!("mail_from is not an address: {e}"))?;
-        let transport = match config.smtp_url.as_deref().filter(|u| !u.trim().is_empty()) {
+            config.mail.from.parse().map_err(|e| format!("mail_from is not an address: {e}"))?;
+        if let Some(bad) = config.mail.admin_email.as_deref().filter(|a| !valid_address(a)) {
+            return Err(format!("admin_email: {bad:?} is not an e-mail address"));
+        }
+        let transport = match config.mail.smtp_url.as_deref().filter(|u| !u.trim().is_empty()) {
             Some(url) => {
                 let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
                     .map_err(|e| format!("smtp_url is not an SMTP URL: {e}"))?;
                 Transport::Smtp(builder.timeout(Some(SEND_TIMEOUT)).build())
             }
             None => {
-                let dir = config.mail_dir.clone();
+                let dir = config.mail.dir.clone();
                 Transport::Files(AsyncFileTransport::<Tokio1Executor>::new(&dir), dir)
             }
         };
@@ -68,7 +71,7 @@ impl Mailer {
     pub fn describe(&self, config: &Config) -> String {
         match &*self.transport {
             Transport::Smtp(_) => {
-                let url = config.smtp_url.as_deref().unwrap_or_default();
+                let url = config.mail.smtp_url.as_deref().unwrap_or_default();
                 // `scheme://user:pass@host…` → `scheme://host…`: a password never reaches the log.
                 match (url.split_once("://"), url.rsplit_once('@')) {
                     (Some((scheme, _)), Some((_, host))) => format!("SMTP {scheme}://{host}"),

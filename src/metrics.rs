@@ -311,13 +311,13 @@ async fn answer(mut socket: tokio::net::TcpStream, db: &Db) {
 pub async fn start(rocket: &Rocket<Orbit>) {
     let (Some(config), Some(db)) = (rocket.state::<Config>(), rocket.state::<Db>()) else { return };
     let address = rocket.config().address;
-    match TcpListener::bind((address, config.metrics_port)).await {
+    match TcpListener::bind((address, config.web.metrics_port)).await {
         Ok(listener) => {
-            rocket::info!("metrics: GET /metrics on http://{address}:{}", config.metrics_port);
+            rocket::info!("metrics: GET /metrics on http://{address}:{}", config.web.metrics_port);
             tokio::spawn(serve(listener, db.clone(), rocket.shutdown()));
         }
         Err(e) => {
-            rocket::error!("metrics: cannot listen on {address}:{}: {e}", config.metrics_port)
+            rocket::error!("metrics: cannot listen on {address}:{}: {e}", config.web.metrics_port)
         }
     }
 }
@@ -326,7 +326,7 @@ pub async fn start(rocket: &Rocket<Orbit>) {
 /// nobody reads per-request series, so none are kept).
 pub fn stage() -> rocket::fairing::AdHoc {
     rocket::fairing::AdHoc::on_ignite("Metrics", |rocket| async {
-        if rocket.state::<Config>().is_none_or(|c| c.metrics_port == 0) {
+        if rocket.state::<Config>().is_none_or(|c| c.web.metrics_port == 0) {
             return rocket;
         }
         rocket

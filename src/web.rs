@@ -39,7 +39,7 @@ pub fn stage() -> AdHoc {
         Ok(rocket
             .mount("/", routes![healthz, favicon])
             .mount("/", exact_paths())
-            .mount("/static", FileServer::from(config.static_dir).rank(20))
+            .mount("/static", FileServer::from(config.web.static_dir).rank(20))
             .register("/", catchers())
             .attach(SecurityHeaders)
             .attach(AdHoc::on_response("One write per response", |_, res| {
@@ -91,7 +91,7 @@ impl Handler for ExactPath {
 /// view logs a 404 in the browser console.
 #[get("/favicon.ico")]
 async fn favicon(config: &State<Config>) -> Option<(ContentType, NamedFile)> {
-    let file = NamedFile::open(config.static_dir.join("favicon.ico")).await.ok()?;
+    let file = NamedFile::open(config.web.static_dir.join("favicon.ico")).await.ok()?;
     Some((ContentType::Icon, file))
 }
 

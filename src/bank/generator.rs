@@ -55,7 +55,7 @@ impl Generator {
 
     /// Runs until `shutdown`; releases the lease on the way out so another instance takes over at once.
     pub async fn run(mut self, mut shutdown: Shutdown) {
-        let interval = Duration::from_millis(self.config.generator_interval_ms);
+        let interval = Duration::from_millis(self.config.bank.generator_interval_ms);
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut was_leader = false;
@@ -92,7 +92,7 @@ impl Generator {
 
     /// Takes or renews the lease (2.5 intervals); true while this instance holds it.
     async fn lead(&self) -> Result<bool> {
-        let ttl = Duration::from_millis(self.config.generator_interval_ms * 5 / 2);
+        let ttl = Duration::from_millis(self.config.bank.generator_interval_ms * 5 / 2);
         self.lease.hold(&self.db, ttl.max(Duration::from_millis(50))).await
     }
 

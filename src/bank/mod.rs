@@ -62,13 +62,13 @@ pub fn stage() -> AdHoc {
 
 async fn liftoff(rocket: &Rocket<Orbit>, db: Db, config: Config, generator: Generator) {
     let (setup_db, setup_config) = (db.clone(), config.clone());
-    let period = Duration::from_secs(config.repair_interval_secs);
+    let period = Duration::from_secs(config.redis.repair_interval_secs);
     when_ready(rocket, period, "accounts", move || {
         let (db, config) = (setup_db.clone(), setup_config.clone());
         async move { setup(&db, &config).await }
     })
     .await;
-    if config.generator_interval_ms == 0 {
+    if config.bank.generator_interval_ms == 0 {
         rocket::info!("generator: off (generator_interval_ms = 0)");
         return;
     }

@@ -77,7 +77,7 @@ pub async fn dashboard(
 ) -> Result<Template> {
     let doc = &user.0.doc;
     // Account, balance, the newest entries and their documents: one round trip.
-    let oldest = config.oldest_transaction(now_ms());
+    let oldest = config.bank.oldest_transaction(now_ms());
     let view = store::recent_view(db, &doc.account, 10, oldest, true).await?;
     let account = view
         .account
@@ -203,7 +203,7 @@ pub async fn api_transactions(
             .filter(|l| (1..=100).contains(l))
             .ok_or_else(|| Error::BadRequest("limit must be a number from 1 to 100".into()))?,
     };
-    let oldest = config.oldest_transaction(now_ms());
+    let oldest = config.bank.oldest_transaction(now_ms());
     Ok(Json(store::recent(db, &user.session.doc.account, limit, oldest).await?))
 }
 
@@ -274,7 +274,7 @@ pub async fn seed_transactions(
     db: &State<Db>,
     config: &State<Config>,
 ) -> Result<Json<Vec<Transaction>>> {
-    let oldest = config.oldest_transaction(now_ms());
+    let oldest = config.bank.oldest_transaction(now_ms());
     Ok(Json(store::recent(db, &user.session.doc.account, 10, oldest).await?))
 }
 

@@ -206,11 +206,11 @@ pub async fn record_with(
     let keys = &db.keys;
     let acct = &tx.account_id;
     let doc = serde_json::to_string(tx).map_err(|e| Error::Internal(e.to_string()))?;
-    let retention_secs = config.transaction_retention_days * 86_400;
-    let min_id = tx.date - config.stream_retention_hours as i64 * 3_600_000;
+    let retention_secs = config.bank.transaction_retention_days * 86_400;
+    let min_id = tx.date - config.bank.stream_retention_hours as i64 * 3_600_000;
     // With replicas to wait for, the script does not announce the transaction: it is announced
     // here once one has it.
-    let replicas = config.replicas_to_ack();
+    let replicas = config.redis.replicas_to_ack();
     let channel = if replicas > 0 { String::new() } else { keys.events(acct) };
     let generation = db.generation();
     let reply: Vec<Value> = db

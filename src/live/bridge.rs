@@ -69,16 +69,16 @@ impl Hub {
     ) -> Result<StreamSlot, Limit> {
         let mut holders = self.holders.lock().unwrap_or_else(PoisonError::into_inner);
         let count = |map: &Counts, key: &str| map.get(key).map_or(0, |(_, n)| *n);
-        if count(&holders.sessions, owner.session) >= config.sse_max_per_session {
+        if count(&holders.sessions, owner.session) >= config.live.max_per_session {
             return Err(Limit::Session);
         }
-        if count(&holders.users, owner.user) >= config.sse_max_per_user {
+        if count(&holders.users, owner.user) >= config.live.max_per_user {
             return Err(Limit::User);
         }
-        if count(&holders.addresses, owner.address) >= config.sse_max_per_address {
+        if count(&holders.addresses, owner.address) >= config.live.max_per_address {
             return Err(Limit::Address);
         }
-        if self.open.fetch_add(1, Ordering::AcqRel) >= config.sse_max_streams {
+        if self.open.fetch_add(1, Ordering::AcqRel) >= config.live.max_streams {
             self.open.fetch_sub(1, Ordering::AcqRel);
             return Err(Limit::Global);
         }

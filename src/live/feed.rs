@@ -143,7 +143,7 @@ pub async fn open(
         None => newest_id(db, &account).await?,
     };
     let rx = hub.subscribe(&account);
-    let heartbeat = Duration::from_secs(config.sse_heartbeat_secs);
+    let heartbeat = Duration::from_secs(config.live.heartbeat_secs);
     let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
     // After a stall, one heartbeat (and one session check), not a burst of them.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -157,10 +157,10 @@ pub async fn open(
         cursor: last,
         until: None,
         backlog: VecDeque::new(),
-        greeting: Some(Bytes::from(format!("retry:{}\n\n", config.sse_retry_ms))),
+        greeting: Some(Bytes::from(format!("retry:{}\n\n", config.live.retry_ms))),
         ticker,
         deadline: session.doc.expires_at(config),
-        retention_ms: config.transaction_retention_ms(),
+        retention_ms: config.bank.transaction_retention_ms(),
         shutdown,
         _slot: slot,
         _counted: OpenStream::new(&db.metrics, holder.transport),

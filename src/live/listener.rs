@@ -225,7 +225,7 @@ async fn connection(
     shutdown: Shutdown,
     slot: Slot,
 ) {
-    let heartbeat = Duration::from_secs(context.config.sse_heartbeat_secs);
+    let heartbeat = Duration::from_secs(context.config.live.heartbeat_secs);
     // Events are single small writes that should leave at once.
     let _ = socket.set_nodelay(true);
     set_user_timeout(&socket, heartbeat * 2);
@@ -296,7 +296,7 @@ async fn handshake(
 ) -> Result<Option<(Feed, bool)>, Refusal> {
     let trusted = Trusted {
         ip_header: context.ip_header.as_deref(),
-        id_header: context.config.request_id_header.as_deref(),
+        id_header: context.config.web.request_id_header.as_deref(),
     };
     let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(socket, trusted, seen)).await {
         Ok(head) => head?,

@@ -27,7 +27,7 @@ pub fn stage() -> AdHoc {
         else {
             return Err(rocket);
         };
-        let hub = Arc::new(Hub::new(config.sse_queue));
+        let hub = Arc::new(Hub::new(config.live.queue));
         let listener =
             StreamListener { socket: Mutex::default(), hub: hub.clone(), db: db.clone() };
         Ok(rocket
@@ -59,7 +59,8 @@ impl Fairing for StreamListener {
     }
 
     async fn on_ignite(&self, rocket: Rocket<Build>) -> fairing::Result {
-        let Some(port) = needs::<Config>(&rocket, "Stream listener").map(|c| c.stream_port) else {
+        let Some(port) = needs::<Config>(&rocket, "Stream listener").map(|c| c.live.stream_port)
+        else {
             return Err(rocket);
         };
         if port == 0 {

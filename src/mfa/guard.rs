@@ -22,7 +22,7 @@ use crate::session::model::Session;
 /// Whether `session` may do something sensitive now, given the user's factors.
 pub fn is_recent(config: &Config, session: &Session, factors: &Factors, now: i64) -> bool {
     let assurance = &session.doc.assurance;
-    let fresh = now - assurance.auth_time <= config.step_up_max_age_secs as i64 * 1000;
+    let fresh = now - assurance.auth_time <= config.session.step_up_max_age_secs as i64 * 1000;
     fresh && (assurance.aal >= 2 || !factors.any())
 }
 

@@ -184,7 +184,7 @@ async fn queue(
         what = notice.what(),
         when = display_ms(now),
         ip = client.ip,
-        origin = config.public_origin.trim_end_matches('/'),
+        origin = config.web.public_origin.trim_end_matches('/'),
     );
     crate::mail::queue(db, address, notice.subject(), &text).await
 }

@@ -44,7 +44,7 @@ pub struct RelyingParty {
 
 impl RelyingParty {
     pub fn new(config: &Config) -> std::result::Result<Self, String> {
-        let origin = Url::parse(&config.public_origin)
+        let origin = Url::parse(&config.web.public_origin)
             .map_err(|e| format!("public_origin is not a URL: {e}"))?;
         let rp_id = origin.host_str().ok_or("public_origin has no host")?.to_owned();
         // Browsers offer WebAuthn only in a secure context: HTTPS, or plain HTTP on loopback.

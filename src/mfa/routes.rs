@@ -708,7 +708,7 @@ pub async fn step_up_with_password(
     let throttle = Throttle::new(db, user, &client.ip, Vec::new()).await?;
     throttle.check(db, config).await?;
     let stored = sessions::get_user(db, user).await?.ok_or(Error::Unauthorized)?;
-    let max_wait = std::time::Duration::from_millis(config.login_queue_max_ms);
+    let max_wait = std::time::Duration::from_millis(config.sign_in.queue_max_ms);
     let slot = passwords.login_slot(max_wait, false).await?;
     throttle.check(db, config).await?;
     let ok = password.len() <= MAX_PASSWORD_BYTES

@@ -195,7 +195,7 @@ impl Db {
     /// write (a failover may have begun), the probe could reach another server: not confirmed.
     /// At most half of `redis_timeout_ms` for the `WAIT`, `redis_timeout_ms` in all.
     pub async fn replicated(&self, config: &Config, since: u64) -> bool {
-        let wanted = config.replicas_to_ack();
+        let wanted = config.redis.replicas_to_ack();
         if wanted == 0 {
             return true;
         }
@@ -213,7 +213,7 @@ impl Db {
 
     async fn wait_for_replicas(&self, config: &Config, wanted: u32) -> Result<bool> {
         let key = self.keys.replication_probe();
-        let wait_ms = config.redis_timeout_ms / 2;
+        let wait_ms = config.redis.timeout_ms / 2;
         let probe = async {
             let client = self.primary.client().await?;
             let mut conn = client.get_multiplexed_async_connection().await?;
@@ -269,7 +269,7 @@ impl Db {
 pub fn stage() -> AdHoc {
     AdHoc::try_on_ignite("Redis", |rocket| async {
         let Some(config) = needs::<Config>(&rocket, "Redis") else { return Err(rocket) };
-        if !config.redis_sentinels.is_empty() {
+        if !config.redis.sentinels.is_empty() {
             return manage_db(rocket).await;
         }
         // rocket_db_pools' initializer, run here rather than attached: the pool and `Db` must
@@ -293,8 +293,8 @@ async fn manage_db(rocket: Rocket<Build>) -> rocket::fairing::Result {
     };
     let url: Option<String> = rocket.figment().extract_inner("databases.redis.url").ok();
     // A search for the primary leaves room, within one request's bound, to connect to it.
-    let search = Duration::from_millis(config.redis_timeout_ms * 3 / 4);
-    let primary = match Primary::new(url, &config.redis_sentinels, &config.redis_master, search) {
+    let search = Duration::from_millis(config.redis.timeout_ms * 3 / 4);
+    let primary = match Primary::new(url, &config.redis.sentinels, &config.redis.master, search) {
         Ok(primary) => primary,
         Err(e) => {
             rocket::error!("Redis: {e}");
@@ -324,7 +324,7 @@ async fn manage_db(rocket: Rocket<Build>) -> rocket::fairing::Result {
     let db = Db::new(
         pool,
         primary,
-        Duration::from_millis(config.redis_timeout_ms),
+        Duration::from_millis(config.redis.timeout_ms),
         Keys::new(&config.key_prefix),
     )
     .with_sealer(sealer);

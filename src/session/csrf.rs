@@ -42,7 +42,7 @@ pub fn tokens_match(a: &str, b: &str) -> bool {
 }
 
 fn login_cookie_name(config: &Config) -> &'static str {
-    if config.cookie_secure { "__Host-redbank_csrf" } else { "redbank_csrf" }
+    if config.session.cookie_secure { "__Host-redbank_csrf" } else { "redbank_csrf" }
 }
 
 /// The login form's CSRF token: reuses the visitor's double-submit cookie or sets a new one.
@@ -59,7 +59,7 @@ pub fn login_token(jar: &CookieJar<'_>, config: &Config) -> String {
             .http_only(true)
             .same_site(SameSite::Strict)
             .path("/")
-            .secure(config.cookie_secure),
+            .secure(config.session.cookie_secure),
     );
     token
 }

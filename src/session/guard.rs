@@ -22,7 +22,7 @@ use crate::redis::Db;
 /// Name of the session cookie: `__Host-` prefixed (so it is host-only, `Path=/`, `Secure`) when
 /// cookies are marked Secure.
 pub fn cookie_name(config: &Config) -> &'static str {
-    if config.cookie_secure { "__Host-redbank" } else { "redbank" }
+    if config.session.cookie_secure { "__Host-redbank" } else { "redbank" }
 }
 
 /// The browser session cookie: HttpOnly, SameSite=Lax, Path=/, no Expires (dies with the
@@ -32,31 +32,31 @@ pub fn session_cookie(config: &Config, token: &SessionToken) -> Cookie<'static> 
         .http_only(true)
         .same_site(rocket::http::SameSite::Lax)
         .path("/")
-        .secure(config.cookie_secure)
+        .secure(config.session.cookie_secure)
         .build()
 }
 
 /// Name of the device cookie (see [`DeviceToken`]), `__Host-` prefixed like the session cookie.
 pub fn device_cookie_name(config: &Config) -> &'static str {
-    if config.cookie_secure { "__Host-redbank_device" } else { "redbank_device" }
+    if config.session.cookie_secure { "__Host-redbank_device" } else { "redbank_device" }
 }
 
 /// The device cookie: long-lived (`device_trust_days`), HttpOnly, sent only with same-site
 /// requests (it is only read by the login form's POST).
 pub fn device_cookie(config: &Config, device: &DeviceToken) -> Cookie<'static> {
-    let max_age = rocket::time::Duration::days(config.device_trust_days as i64);
+    let max_age = rocket::time::Duration::days(config.sign_in.device_trust_days as i64);
     Cookie::build((device_cookie_name(config), device.as_str().to_owned()))
         .http_only(true)
         .same_site(rocket::http::SameSite::Strict)
         .path("/")
-        .secure(config.cookie_secure)
+        .secure(config.session.cookie_secure)
         .max_age(max_age)
         .build()
 }
 
 /// Name of the pre-auth cookie: a browser's sign-in waiting for its second factor.
 pub fn pre_auth_cookie_name(config: &Config) -> &'static str {
-    if config.cookie_secure { "__Host-redbank_mfa" } else { "redbank_mfa" }
+    if config.session.cookie_secure { "__Host-redbank_mfa" } else { "redbank_mfa" }
 }
 
 /// The pre-auth cookie: names the five-minute state between password and second factor (not a
@@ -67,7 +67,7 @@ pub fn pre_auth_cookie(config: &Config, token: &SessionToken) -> Cookie<'static>
         .http_only(true)
         .same_site(rocket::http::SameSite::Strict)
         .path("/")
-        .secure(config.cookie_secure)
+        .secure(config.session.cookie_secure)
         .max_age(rocket::time::Duration::seconds(max_age))
         .build()
 }
@@ -78,7 +78,7 @@ pub fn pre_auth_removal_cookie(config: &Config) -> Cookie<'static> {
         .path("/")
         .http_only(true)
         .same_site(rocket::http::SameSite::Strict)
-        .secure(config.cookie_secure)
+        .secure(config.session.cookie_secure)
         .max_age(rocket::time::Duration::ZERO)
         .expires(rocket::time::OffsetDateTime::UNIX_EPOCH)
         .build()
@@ -111,7 +111,7 @@ pub fn removal_cookie(config: &Config) -> Cookie<'static> {
         .path("/")
         .http_only(true)
         .same_site(rocket::http::SameSite::Lax)
-        .secure(config.cookie_secure)
+        .secure(config.session.cookie_secure)
         .max_age(rocket::time::Duration::ZERO)
         .expires(rocket::time::OffsetDateTime::UNIX_EPOCH)
         .build()

@@ -184,7 +184,7 @@ pub async fn with_password(
     throttle.check(db, config).await.map_err(throttled)?;
     // …then check again, hash and count under one slot, so parallel guesses see each other's
     // failures (at most `password_hash_concurrency − 1` can pass a limit together).
-    let max_wait = Duration::from_millis(config.login_queue_max_ms);
+    let max_wait = Duration::from_millis(config.sign_in.queue_max_ms);
     let slot = passwords.login_slot(max_wait, throttle.device.is_some()).await?;
     throttle.check(db, config).await.map_err(throttled)?;
     let user = store::get_user(db, &username).await?;

@@ -33,7 +33,7 @@ pub fn stage() -> AdHoc {
         else {
             return Err(rocket);
         };
-        let passwords = match Passwords::new(config.password_hash_concurrency) {
+        let passwords = match Passwords::new(config.sign_in.password_hash_concurrency) {
             Ok(p) => Arc::new(p),
             Err(e) => {
                 rocket::error!("password hasher: {e}");
@@ -73,7 +73,7 @@ pub fn stage() -> AdHoc {
 /// configuration.
 async fn prepare(rocket: &Rocket<Orbit>, db: Db, config: Config, passwords: Arc<Passwords>) {
     let reconciled = Arc::new(AtomicBool::new(false));
-    let period = Duration::from_secs(config.repair_interval_secs);
+    let period = Duration::from_secs(config.redis.repair_interval_secs);
     when_ready(rocket, period, "users", move || {
         let (db, config, passwords) = (db.clone(), config.clone(), passwords.clone());
         let reconciled = reconciled.clone();

@@ -147,7 +147,7 @@ impl Assurance {
 impl SessionDoc {
     /// When the absolute lifetime ends (ms since epoch), however busy the session is.
     pub fn expires_at(&self, config: &Config) -> i64 {
-        self.created_at + config.session_absolute_secs as i64 * 1000
+        self.created_at + config.session.absolute_secs as i64 * 1000
     }
 
     pub fn is_admin(&self) -> bool {
@@ -166,7 +166,7 @@ impl SessionDoc {
     /// When the session ends if nothing more happens (ms): its idle timeout from the last
     /// refresh, or its absolute end if sooner.
     pub fn idle_deadline(&self, config: &Config) -> i64 {
-        (self.last_seen_at + config.session_idle_secs as i64 * 1000).min(self.expires_at(config))
+        (self.last_seen_at + config.session.idle_secs as i64 * 1000).min(self.expires_at(config))
     }
 
     /// The signed-in user as pages show them, with when the session idles out (the page warns a
@@ -176,7 +176,7 @@ impl SessionDoc {
         PageUser {
             view: self.user_view(),
             idle_left_secs: (left_ms / 1000) as u64,
-            idle_minutes: config.session_idle_secs.div_ceil(60),
+            idle_minutes: config.session.idle_secs.div_ceil(60),
         }
     }
 }

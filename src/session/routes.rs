@@ -460,7 +460,7 @@ pub fn login_json(config: &Config, signed_in: &SignedIn) -> SignedInBody {
         token: signed_in.token.as_str().to_owned(),
         token_type: "Bearer",
         expires_at: rfc3339_ms(doc.expires_at(config)),
-        idle_timeout_secs: config.session_idle_secs,
+        idle_timeout_secs: config.session.idle_secs,
         user: doc.user_view(),
         device_token: signed_in.device.as_str().to_owned(),
         aal: doc.assurance.aal,

@@ -121,7 +121,7 @@ pub struct ClientInfo {
 
 /// TTL for a session key: the idle timeout, but never past the absolute deadline.
 fn ttl_ms(config: &Config, doc: &SessionDoc, now: i64) -> i64 {
-    let idle = config.session_idle_secs as i64 * 1000;
+    let idle = config.session.idle_secs as i64 * 1000;
     idle.min(doc.expires_at(config) - now)
 }
 
@@ -273,7 +273,7 @@ pub async fn load_session(
         return Ok(None);
     }
     let mut session = Session { id, doc };
-    if now - session.doc.last_seen_at >= config.session_touch_secs as i64 * 1000
+    if now - session.doc.last_seen_at >= config.session.touch_secs as i64 * 1000
         && !touch(db, config, &mut session).await?
     {
         return Ok(None);
@@ -379,7 +379,7 @@ async fn enforce_session_cap(db: &Db, config: &Config, user: &str, keep: &Sessio
         Err(e) if is_missing_index(&e) => return Ok(()),
         Err(e) => return Err(e),
     };
-    let max = config.max_sessions_per_user;
+    let max = config.session.max_per_user;
     if total <= max {
         return Ok(());
     }

@@ -136,15 +136,15 @@ impl Counters {
         if let Some(device) = device {
             return Counters(vec![counter(
                 keys.throttle_device(&device.id()),
-                config.login_user_limit,
+                config.sign_in.user_limit,
                 true,
             )]);
         }
         let group = address_group(ip);
         Counters(vec![
-            counter(keys.throttle_client(username, &group), config.login_user_limit, true),
-            counter(keys.throttle_ip(&group), config.login_ip_limit, false),
-            counter(keys.throttle_user(username), config.login_account_limit, false),
+            counter(keys.throttle_client(username, &group), config.sign_in.user_limit, true),
+            counter(keys.throttle_ip(&group), config.sign_in.ip_limit, false),
+            counter(keys.throttle_user(username), config.sign_in.account_limit, false),
         ])
     }
 
@@ -154,12 +154,16 @@ impl Counters {
     /// owner is told by mail.
     pub fn codes(keys: &Keys, config: &Config, username: &str) -> Self {
         let key = keys.throttle_codes(username);
-        Counters(vec![Counter { key, limit: config.second_factor_limit, reset_on_success: false }])
+        Counters(vec![Counter {
+            key,
+            limit: config.sign_in.second_factor_limit,
+            reset_on_success: false,
+        }])
     }
 
     /// Seconds until the caller may try again, when any counter is at its limit.
     pub async fn locked(&self, db: &Db, config: &Config) -> Result<Option<u64>> {
-        let window_ms = config.login_window_secs * 1000;
+        let window_ms = config.sign_in.window_secs * 1000;
         let replies: Vec<Vec<i64>> = db
             .run(async |c| {
                 let mut pipe = redis::pipe();
@@ -177,7 +181,7 @@ impl Counters {
             };
             if count >= counter.limit {
                 let wait =
-                    if ttl > 0 { (ttl as u64).div_ceil(1000) } else { config.login_window_secs };
+                    if ttl > 0 { (ttl as u64).div_ceil(1000) } else { config.sign_in.window_secs };
                 retry = Some(retry.unwrap_or(0).max(wait));
             }
         }
@@ -190,7 +194,7 @@ impl Counters {
     ///
     /// [`refund`]: Counters::refund
     pub async fn reserve(&self, db: &Db, config: &Config) -> Result<Option<u64>> {
-        let window_ms = config.login_window_secs * 1000;
+        let window_ms = config.sign_in.window_secs * 1000;
         let replies: Vec<Vec<i64>> = db
             .run(async |c| {
                 let mut pipe = redis::pipe();
@@ -226,7 +230,7 @@ impl Counters {
 
     /// Counts one failed attempt on every counter.
     pub async fn failed(&self, db: &Db, config: &Config) -> Result<()> {
-        let window_ms = config.login_window_secs * 1000;
+        let window_ms = config.sign_in.window_secs * 1000;
         db.run(async |c| {
             let mut pipe = redis::pipe();
             for counter in &self.0 {
@@ -334,7 +338,7 @@ pub async fn remember_device(
         user_agent: client.user_agent.chars().take(256).collect(),
     };
     let json = serde_json::to_string(&doc).map_err(|e| Error::Internal(e.to_string()))?;
-    let ttl = config.device_trust_days * 86_400;
+    let ttl = config.sign_in.device_trust_days * 86_400;
     let id = device.id();
     db.run(async |c| {
         Script::new(REMEMBER)

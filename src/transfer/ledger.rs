@@ -184,7 +184,7 @@ pub async fn debit(db: &Db, config: &Config, t: &Transfer) -> Result<Result<Reco
         };
         let tx = leg.transaction(id, balance, date);
         let extra_args = [
-            config.daily_transfer_limit.0.to_string(),
+            config.transfer.daily_transfer_limit.0.to_string(),
             t.id.clone(),
             owed.clone(),
             id.to_string(),

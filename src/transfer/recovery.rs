@@ -46,7 +46,7 @@ pub async fn run_once(db: &Db, config: &Config) -> Result<usize> {
 
 /// Runs until `shutdown`, under the recovery lease.
 pub async fn run(db: Db, config: Config, mut shutdown: Shutdown) {
-    let period = Duration::from_secs(config.repair_interval_secs);
+    let period = Duration::from_secs(config.redis.repair_interval_secs);
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let lease = Lease::new(db.keys.transfer_recovery_leader());

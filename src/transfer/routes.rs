@@ -119,7 +119,7 @@ async fn acknowledged(
     ok: Status,
     mut view: TransferView,
 ) -> Result<(Status, Json<TransferView>)> {
-    if config.replicas_to_ack() == 0 || matches!(view.status, Shown::ConfirmationRequired) {
+    if config.redis.replicas_to_ack() == 0 || matches!(view.status, Shown::ConfirmationRequired) {
         return Ok((ok, Json(view)));
     }
     let confirmed = db.replicated(config, since).await;
@@ -391,8 +391,8 @@ async fn form_page(
             payees,
             has_passkey: owned.passkeys > 0,
             why_passkey: service::WHY_PASSKEY,
-            exempt: config.sca_exempt_amount.to_string(),
-            limit: config.daily_transfer_limit.to_string(),
+            exempt: config.transfer.exempt_amount.to_string(),
+            limit: config.transfer.daily_transfer_limit.to_string(),
             balance: bank::balance(db, &doc.account).await?.to_string(),
             error, field,
         },

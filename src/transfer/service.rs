@@ -88,13 +88,13 @@ async fn check_amount(db: &Db, config: &Config, account: &str, amount: Cents) ->
         ));
     }
     let sent = ledger::sent_today(db, account, now_ms()).await?;
-    if sent.0 + amount.0 > config.daily_transfer_limit.0 {
-        let left = Cents((config.daily_transfer_limit.0 - sent.0).max(0));
+    if sent.0 + amount.0 > config.transfer.daily_transfer_limit.0 {
+        let left = Cents((config.transfer.daily_transfer_limit.0 - sent.0).max(0));
         return Err(invalid(
             "amount",
             format!(
                 "The amount is over your daily limit ({} a day; {left} left today).",
-                config.daily_transfer_limit
+                config.transfer.daily_transfer_limit
             ),
         ));
     }
@@ -113,7 +113,7 @@ return 1
 "#;
 
 async fn take_exemption(db: &Db, config: &Config, user: &str, amount: Cents) -> Result<bool> {
-    if amount > config.sca_exempt_amount {
+    if amount > config.transfer.exempt_amount {
         return Ok(false);
     }
     let key = db.keys.sca_tally(user);
@@ -122,8 +122,8 @@ async fn take_exemption(db: &Db, config: &Config, user: &str, amount: Cents) -> 
             Script::new(TAKE_EXEMPTION)
                 .key(&key)
                 .arg(amount.0)
-                .arg(config.sca_exempt_count)
-                .arg(config.sca_exempt_total.0)
+                .arg(config.transfer.exempt_count)
+                .arg(config.transfer.exempt_total.0)
                 .invoke_async(c)
                 .await
         })
@@ -149,7 +149,7 @@ fn kept_secs(config: &Config, status: Status) -> u64 {
     if status == Status::ConfirmationRequired {
         (PENDING_SECS + PENDING_MARGIN_SECS).unsigned_abs()
     } else {
-        config.transaction_retention_days * 86_400
+        config.bank.transaction_retention_days * 86_400
     }
 }
 
@@ -170,7 +170,7 @@ async fn take_pending_slot(db: &Db, config: &Config, t: &Transfer) -> Result<()>
             Script::new(TAKE_PENDING_SLOT)
                 .key(&key)
                 .arg(t.created_at)
-                .arg(config.max_pending_transfers)
+                .arg(config.transfer.max_pending_transfers)
                 .arg(t.expires_at)
                 .arg(&t.id)
                 .invoke_async(c)
@@ -181,7 +181,7 @@ async fn take_pending_slot(db: &Db, config: &Config, t: &Transfer) -> Result<()>
         return Err(Error::Conflict(format!(
             "You already have {} transfers waiting for your confirmation. Confirm one, or let it \
              expire ({} minutes after you started it), before you start another.",
-            config.max_pending_transfers,
+            config.transfer.max_pending_transfers,
             PENDING_SECS / 60
         )));
     }
@@ -227,7 +227,7 @@ async fn create_with_id(
         return Err(Error::Forbidden(format!(
             "Transfers over {} (or more than {} small ones in a row) are confirmed with a \
              passkey. {WHY_PASSKEY} Add a passkey under Security.",
-            config.sca_exempt_amount, config.sca_exempt_count
+            config.transfer.exempt_amount, config.transfer.exempt_count
         )));
     }
     let mut t = Transfer {
@@ -445,7 +445,7 @@ async fn execute(db: &Db, config: &Config, t: &mut Transfer) -> Result<()> {
             return Err(invalid(field, message));
         }
     }
-    if config.fault_after_debit {
+    if config.transfer.fault_after_debit() {
         return Err(Error::Unavailable(
             "fault_after_debit: stopped between debit and credit".into(),
         ));

@@ -1209,7 +1209,7 @@ async fn a_window_starts_where_it_says_and_each_series_keeps_only_its_window() {
 async fn transactions_past_the_retention_are_not_shown_even_from_the_stream() {
     let app = TestApp::new().await;
     let token = app.api_login("bob", "foobared").await;
-    let days = app.config().transaction_retention_days as i64;
+    let days = app.config().bank.transaction_retention_days as i64;
     // An idle account's stream is trimmed only by its next transaction: its entries (which carry
     // the documents) can outlive the documents themselves.
     let old = now_ms() - (days + 1) * 86_400_000;

@@ -196,6 +196,13 @@ async fn invalid_configuration_stops_the_launch() {
     assert_config_rejected(absolute_below_idle).await;
     assert_config_rejected(common::test_figment(redis, "has space:")).await;
     assert_config_rejected(common::test_figment(redis, "{tag}:")).await;
+    // What only a feature can check, its stage checks at ignite.
+    let bad_mail = common::test_figment(redis, "mail:").merge(("admin_email", "not an address"));
+    assert_launch_refused_by(bad_mail, "Mail").await;
+    let bad_smtp = common::test_figment(redis, "smtp:").merge(("smtp_url", "ftp://mail"));
+    assert_launch_refused_by(bad_smtp, "Mail").await;
+    let bad_origin = common::test_figment(redis, "origin:").merge(("public_origin", "not a url"));
+    assert_launch_refused_by(bad_origin, "Strong authentication").await;
 }
 
 #[rocket::async_test]

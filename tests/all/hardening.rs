@@ -281,7 +281,7 @@ async fn a_throttle_counter_left_without_expiry_cannot_lock_forever() {
     let _: () = redis::cmd("SET").arg(&torn).arg(1000).query_async(&mut c).await.unwrap();
     let status = app.try_api_login("bob", "wrong", None).await;
     assert!(matches!(status.code, 401 | 429), "{status}");
-    let window = app.config().login_window_secs as i64 * 1000;
+    let window = app.config().sign_in.window_secs as i64 * 1000;
     let keys: Vec<String> = app.stored_keys(shared_redis()).await;
     let keys: Vec<String> = keys.into_iter().filter(|k| k.contains(":throttle:")).collect();
     assert!(keys.contains(&torn), "{keys:?}");

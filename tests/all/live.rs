@@ -729,11 +729,8 @@ async fn with_a_replica_to_wait_for_events_come_once_replicated_and_in_order() {
     let token = server.api_login("bob", "foobared").await;
     let res = server.http.get(server.events_url(Via::Rocket)).bearer_auth(&token).send().await;
     let mut sse = Sse::new(res.unwrap());
-    let config = redbank::Config {
-        key_prefix: server.prefix.clone(),
-        min_replicas_ack: Some(1),
-        ..redbank::Config::default()
-    };
+    let mut config = redbank::Config { key_prefix: server.prefix.clone(), ..Default::default() };
+    config.redis.min_replicas_ack = Some(1);
     let db = redbank::redis::Db::connect(&primary.url(), &server.prefix, Duration::from_secs(1))
         .unwrap();
     let mut generator =

@@ -874,11 +874,8 @@ async fn an_emailed_code_is_per_user_per_enrolment_and_malformed_ones_cost_nothi
     let server = TestServer::start(shared_redis(), None, |f| f).await;
     let db = redbank::redis::Db::connect(&server.redis_url, &server.prefix, Duration::from_secs(2))
         .unwrap();
-    let config = redbank::Config {
-        key_prefix: server.prefix.clone(),
-        smtp_url: Some(server.mail.url()),
-        ..redbank::Config::default()
-    };
+    let mut config = redbank::Config { key_prefix: server.prefix.clone(), ..Default::default() };
+    config.mail.smtp_url = Some(server.mail.url());
     let mailer = redbank::mail::Mailer::new(&config).unwrap();
     let alice_email = "alice@example.com";
     email_code::send(&db, &mailer, "bob", NewFactor::Totp, "enrolment A").await.unwrap();

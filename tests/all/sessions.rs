@@ -56,7 +56,7 @@ async fn browser_login_creates_a_json_session_with_a_bounded_ttl_and_a_safe_cook
     let kind: String = redis::cmd("TYPE").arg(key).query_async(&mut c).await.unwrap();
     assert_eq!(kind, "ReJSON-RL");
     let ttl: i64 = c.ttl(key).await.unwrap();
-    assert!(ttl > 0 && ttl <= app.config().session_idle_secs as i64, "ttl {ttl}");
+    assert!(ttl > 0 && ttl <= app.config().session.idle_secs as i64, "ttl {ttl}");
     let doc: String = redis::cmd("JSON.GET").arg(key).query_async(&mut c).await.unwrap();
     let doc: Value = serde_json::from_str(&doc).unwrap();
     assert_eq!(doc["user"], "bob");
@@ -538,7 +538,8 @@ async fn parallel_guesses_cannot_slip_past_the_throttle() {
     let statuses: Vec<Status> = futures::future::join_all(guesses).await;
     let hashed = passwords.computed() - before;
     // Limit 5; with 2 hashing slots at most one more guess can pass alongside the fifth.
-    let bound = app.config().login_user_limit + app.config().password_hash_concurrency as u64 - 1;
+    let bound =
+        app.config().sign_in.user_limit + app.config().sign_in.password_hash_concurrency as u64 - 1;
     assert!(hashed <= bound, "{hashed} guesses were hashed (bound {bound}): {statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == Status::Unauthorized).count() as u64, hashed);
     assert_eq!(
@@ -595,7 +596,7 @@ async fn concurrent_successful_logins_of_one_user_are_never_throttled() {
 #[rocket::async_test]
 async fn sessions_idle_out_after_five_minutes_and_stay_signed_in_extends_them() {
     let app = TestApp::new().await;
-    assert_eq!(app.config().session_idle_secs, 300);
+    assert_eq!(app.config().session.idle_secs, 300);
     let browser = app.login_browser("bob", "foobared").await;
     let key = app.keys().session(&browser.id());
     let mut conn = shared_redis().conn().await;
