@@ -723,6 +723,11 @@ async fn the_exemption_and_the_daily_limit_hold_at_their_edges() {
     // Exactly what is left is allowed: the limit is reached to the cent, and then nothing is left.
     let (status, t) = send_money(30.0).await;
     assert_eq!((status.as_u16(), &t["confirmed_by"]), (201, &json!("exempt")), "{t}");
+    // Its receipt is kept as long as transactions (30 days), not a moment less.
+    let receipt = server.keys().transfer(BOB, t["id"].as_str().unwrap_or(""));
+    let mut conn = shared_redis().conn().await;
+    let ttl: i64 = redis::cmd("TTL").arg(&receipt).query_async(&mut conn).await.unwrap();
+    assert!((30 * 86_400 - 60..=30 * 86_400).contains(&ttl), "receipt kept {ttl} s");
     let (status, t) = send_money(0.01).await;
     assert_eq!(status, 422, "{t}");
     assert!(t["error"].as_str().unwrap_or("").contains("$0.00 left today"), "{t}");
