@@ -54,7 +54,7 @@ pub fn build(figment: Figment) -> Rocket<Build> {
         .attach(redis::stage())
         .attach(mail::stage())
         .attach(access::stage())
-        .attach(metrics::stage())
+        .attach(web::metrics::stage())
         .attach(web::stage())
         .attach(session::stage())
         .attach(mfa::stage())

@@ -407,6 +407,24 @@ async fn enforce_session_cap(db: &Db, config: &Config, user: &str, keep: &Sessio
 }
 
 /// Live sessions of `user` (all users when None), newest first. Built on the session index, so
+/// How many live sessions of `kind` (`browser` or `mobile`) there are, from the session index.
+pub async fn count_kind(db: &Db, kind: &str) -> Result<u64> {
+    let index = db.keys.session_index();
+    let reply: Vec<redis::Value> = db
+        .run(async |c| {
+            redis::cmd("FT.SEARCH")
+                .arg(&index)
+                .arg(format!("@kind:{{{kind}}}"))
+                .arg("LIMIT")
+                .arg(0)
+                .arg(0)
+                .query_async(c)
+                .await
+        })
+        .await?;
+    Ok(search_hits(&reply).0 as u64)
+}
+
 /// expired sessions have already vanished.
 pub async fn list_sessions(db: &Db, user: Option<&str>) -> Result<Vec<Session>> {
     match search_sessions(db, user).await {

@@ -70,7 +70,7 @@ async fn metrics_move_with_logins_streams_and_transactions() {
 /// The second outside review: the metrics server read one 4 KiB chunk and matched it as text, so
 /// a request head split across TCP segments was a 404, and it held every silent connection until
 /// file descriptors ran out. Now a real HTTP parser reads until the head is complete, at most
-/// [`redbank::metrics::MAX_CONNECTIONS`] connections are served at once (more are closed at
+/// [`redbank::web::metrics::MAX_CONNECTIONS`] connections are served at once (more are closed at
 /// once), and a silent one is dropped after the head timeout.
 #[rocket::async_test]
 async fn the_metrics_server_parses_split_heads_and_bounds_its_connections() {
@@ -90,7 +90,7 @@ async fn the_metrics_server_parses_split_heads_and_bounds_its_connections() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{}", answer.lines().next().unwrap_or_default());
     // Twice the bound of silent connections: a scrape still answers.
     let mut silent = Vec::new();
-    for _ in 0..2 * redbank::metrics::MAX_CONNECTIONS {
+    for _ in 0..2 * redbank::web::metrics::MAX_CONNECTIONS {
         silent.push(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap());
     }
     let scraped = tokio::time::timeout(Duration::from_secs(10), async {

@@ -1,6 +1,8 @@
 //! Cross-cutting web pieces: health check, static files, error catchers and
 //! the security-headers fairing applied to every response.
 
+pub mod metrics;
+
 use rocket::data::{self, Data, FromData, Limits};
 use rocket::fairing::{AdHoc, Fairing, Info, Kind};
 use rocket::form::{Form, FromForm, ValueField};
