@@ -22,13 +22,13 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use redbank::Config;
+use redbank::auth::factors::passkey::{self, RelyingParty};
+use redbank::auth::model::{Assurance, Role, SessionKind, User};
+use redbank::auth::store::{self as sessions, ClientInfo};
 use redbank::bank::model::Account;
 use redbank::bank::store as bank;
 use redbank::clock::now_ms;
-use redbank::mfa::passkey::{self, RelyingParty};
 use redbank::redis::Db;
-use redbank::session::model::{Assurance, Role, SessionKind, User};
-use redbank::session::store::{self as sessions, ClientInfo};
 use serde_json::{Value, json};
 
 const USAGE: &str =

@@ -2,8 +2,8 @@
 //! `admin` (only when `admin_password` is set), with their checking accounts. Read by the session
 //! feature (users) and the bank (accounts).
 
+use crate::auth::model::Role;
 use crate::config::Config;
-use crate::session::model::Role;
 
 /// The users created at start when missing (passwords hashed at creation, never stored in clear
 /// and never logged): the demo users when `demo_users` is on, and `admin` only when

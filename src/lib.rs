@@ -5,6 +5,8 @@
 
 pub mod access;
 pub mod admin;
+pub mod audit;
+pub mod auth;
 pub mod bank;
 pub mod clock;
 pub mod config;
@@ -14,12 +16,10 @@ pub mod live;
 pub mod logging;
 pub mod mail;
 pub mod metrics;
-pub mod mfa;
 pub mod money;
 pub mod openapi;
 pub mod redis;
 pub mod secret;
-pub mod session;
 pub mod stage;
 pub mod transfer;
 pub mod web;
@@ -56,8 +56,8 @@ pub fn build(figment: Figment) -> Rocket<Build> {
         .attach(access::stage())
         .attach(web::metrics::stage())
         .attach(web::stage())
-        .attach(session::stage())
-        .attach(mfa::stage())
+        .attach(auth::stage())
+        .attach(auth::factors::stage())
         .attach(bank::stage())
         .attach(live::stage())
         .attach(transfer::stage())

@@ -621,7 +621,7 @@ async fn strong_authentication(server: &TestServer, client: &Client) {
     // alice signs in again: her password was marked compromised, so after her app's code she
     // is asked for the code mailed to her and a new password. (Her app's codes of the steps
     // around now were used: wait for the next time step.)
-    let step = redbank::mfa::totp::step_of(redbank::clock::now_ms() / 1000);
+    let step = redbank::auth::factors::totp::step_of(redbank::clock::now_ms() / 1000);
     let next_step_ms = (step + 1) * 30_000 + 500 - redbank::clock::now_ms();
     tokio::time::sleep(Duration::from_millis(next_step_ms.max(0) as u64)).await;
     other.goto(&url("/login")).await.unwrap();
@@ -658,7 +658,7 @@ async fn strong_authentication(server: &TestServer, client: &Client) {
     let out = server.admin_totp(&[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let secret = common::server::printed_secret(&String::from_utf8_lossy(&out.stdout));
-    let step = redbank::mfa::totp::step_of(redbank::clock::now_ms() / 1000);
+    let step = redbank::auth::factors::totp::step_of(redbank::clock::now_ms() / 1000);
     client.goto(&url("/login")).await.unwrap();
     submit_login(client, "admin", common::ADMIN_PASSWORD).await;
     wait_for(client, "location.pathname === '/login/verify'", Duration::from_secs(5)).await;

@@ -11,14 +11,14 @@ use std::process::ExitCode;
 
 use rocket::figment::Figment;
 
+use crate::audit::{self, Activity};
+use crate::auth::factors::totp::{qr_text, step_of};
+use crate::auth::factors::{recovery, routes::ISSUER, store as factors};
+use crate::auth::notice::{self, Notice};
+use crate::auth::store::{self as sessions, ClientInfo};
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::mfa::activity::{self, Activity};
-use crate::mfa::notice::{self, Notice};
-use crate::mfa::totp::{qr_text, step_of};
-use crate::mfa::{recovery, routes::ISSUER, store as factors};
 use crate::redis::Db;
-use crate::session::store::{self as sessions, ClientInfo};
 
 /// The admin's username (see `demo::DEMO_USERS`).
 const ADMIN: &str = "admin";
@@ -99,7 +99,7 @@ async fn enrol(figment: Figment, replace: bool) -> Result<(), String> {
         if replace { sessions::destroy_others(db, ADMIN, None).await.map_err(failed)? } else { 0 };
     let client = ClientInfo { ip: "server".into(), user_agent: "redbank admin totp".into() };
     let added = Activity::FactorAdded { factor: "totp".into(), name: Some("server".into()) };
-    activity::record(db, ADMIN, &client, added).await;
+    audit::record(db, ADMIN, &client, added).await;
     // Mailed to `admin_email` (through the outbox: a running instance sends it).
     let notice = Notice::FactorAdded { factor: "totp".into(), name: None };
     notice::factors_changed(db, config, ADMIN, &client, notice).await;

@@ -15,11 +15,11 @@ use rocket::outcome::Outcome;
 use rocket::request::{self, FromRequest, Request};
 use rocket::routes;
 
+use crate::auth::factors::store as factors;
+use crate::auth::model::Session;
+use crate::auth::step_up::{OPERATOR_FIRST_FACTOR, Signed, SteppedUp};
 use crate::error::{Error, StepUpWanted, refuse};
-use crate::mfa::guard::{OPERATOR_FIRST_FACTOR, Signed, SteppedUp};
-use crate::mfa::store as factors;
 use crate::redis::Db;
-use crate::session::model::Session;
 
 pub fn stage() -> rocket::fairing::AdHoc {
     rocket::fairing::AdHoc::on_ignite("Operator console", |rocket| async {

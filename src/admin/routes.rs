@@ -10,17 +10,17 @@ use serde::Serialize;
 
 use super::store::{self, FailedSignIns, Filter};
 use super::{Admin, FreshAdmin};
+use crate::audit::{self, Activity};
+use crate::auth::guard::{ApiUser, CurrentUser};
+use crate::auth::model::{Session, SessionId, SessionKind};
+use crate::auth::notice::Notice;
+use crate::auth::routes::{CsrfForm, SignedOutCount};
+use crate::auth::step_up::Signed;
+use crate::auth::store::{self as sessions, ClientInfo};
 use crate::clock::{display_ms, rfc3339_ms};
 use crate::config::Config;
 use crate::error::{ApiError, Error, Result};
-use crate::mfa::activity::{self, Activity};
-use crate::mfa::guard::Signed;
-use crate::mfa::notice::Notice;
 use crate::redis::Db;
-use crate::session::guard::{ApiUser, CurrentUser};
-use crate::session::model::{Session, SessionId, SessionKind};
-use crate::session::routes::{CsrfForm, SignedOutCount};
-use crate::session::store::{self as sessions, ClientInfo};
 
 /// Any user's session, as an operator sees it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -47,7 +47,7 @@ fn session_json(s: &Session) -> AdminSession {
         kind: s.doc.kind,
         ip: s.doc.ip.clone(),
         user_agent: s.doc.user_agent.clone(),
-        device: activity::describe_device(&s.doc.user_agent),
+        device: audit::describe_device(&s.doc.user_agent),
         created_at: rfc3339_ms(s.doc.created_at),
         last_seen_at: rfc3339_ms(s.doc.last_seen_at),
         aal: s.doc.assurance.aal,
@@ -67,20 +67,20 @@ async fn revoke(db: &Db, admin: &Session, id: &str, client: &ClientInfo) -> Resu
         return Err(Error::NotFound);
     }
     let record = Activity::RevokedByOperator { session: Some(id.as_str().to_owned()), count: 1 };
-    activity::record(db, &doc.user, client, record).await;
+    audit::record(db, &doc.user, client, record).await;
     store::audit(db, &admin.doc.user, "revoke_session", &doc.user, id.as_str(), client).await;
     Ok(doc.user)
 }
 
 /// Ends every session of `user` (the operator's own current one excepted).
 async fn revoke_user(db: &Db, admin: &Session, user: &str, client: &ClientInfo) -> Result<usize> {
-    if !crate::session::model::valid_username(user) || !sessions::user_exists(db, user).await? {
+    if !crate::auth::model::valid_username(user) || !sessions::user_exists(db, user).await? {
         return Err(Error::NotFound);
     }
     let count = sessions::destroy_others(db, user, Some(&admin.id)).await?;
-    crate::session::throttle::forget_devices(db, user).await?;
+    crate::auth::throttle::forget_devices(db, user).await?;
     let record = Activity::RevokedByOperator { session: None, count };
-    activity::record(db, user, client, record).await;
+    audit::record(db, user, client, record).await;
     store::audit(db, &admin.doc.user, "revoke_user_sessions", user, &count.to_string(), client)
         .await;
     Ok(count)
@@ -97,18 +97,18 @@ async fn reset_factors(
     user: &str,
     client: &ClientInfo,
 ) -> Result<usize> {
-    if !crate::session::model::valid_username(user) || !sessions::user_exists(db, user).await? {
+    if !crate::auth::model::valid_username(user) || !sessions::user_exists(db, user).await? {
         return Err(Error::NotFound);
     }
     if user == admin.doc.user {
         return Err(Error::Forbidden("Operators cannot reset their own factors here.".into()));
     }
-    let removed = crate::mfa::store::remove_all_factors(db, user).await?;
+    let removed = crate::auth::factors::store::remove_all_factors(db, user).await?;
     let count = sessions::destroy_others(db, user, None).await?;
     let record = Activity::FactorRemoved { factor: "all (by the bank)".into(), name: None };
-    activity::record(db, user, client, record).await;
+    audit::record(db, user, client, record).await;
     store::audit(db, &admin.doc.user, "reset_factors", user, &removed.to_string(), client).await;
-    crate::mfa::notice::factors_changed(db, config, user, client, Notice::FactorsReset).await;
+    crate::auth::notice::factors_changed(db, config, user, client, Notice::FactorsReset).await;
     Ok(count)
 }
 

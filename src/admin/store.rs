@@ -6,11 +6,11 @@ use std::net::IpAddr;
 
 use redis::Value;
 
+use crate::auth::model::{Session, SessionId, SessionKind, valid_username};
+use crate::auth::store::{self as sessions, ClientInfo};
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::redis::{Db, is_missing_index, parse_stored, search_hits, value_text};
-use crate::session::model::{Session, SessionId, SessionKind, valid_username};
-use crate::session::store::{self as sessions, ClientInfo};
 
 /// Sessions per page of the console.
 pub const PAGE_SIZE: usize = 25;
@@ -208,7 +208,7 @@ pub async fn failed_sign_ins(db: &Db) -> Result<FailedSignIns> {
         }
         if let (Some(user), Some(ip)) = (user, ip) {
             *accounts.entry(user).or_default() += 1;
-            *addresses.entry(crate::session::throttle::address_group(&ip)).or_default() += 1;
+            *addresses.entry(crate::auth::throttle::address_group(&ip)).or_default() += 1;
             total += 1;
             since = id.split('-').next().and_then(|ms| ms.parse().ok());
         }

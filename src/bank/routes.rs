@@ -10,13 +10,13 @@ use serde::Serialize;
 use super::model::{Account, BalancePoint, Spenders, Transaction};
 use super::store::{self, PAGE_SIZE, SearchPage};
 use super::view;
+use crate::auth::guard::{ApiUser, CurrentUser};
+use crate::auth::model::Session;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{ApiError, Error, Result};
 use crate::money::Cents;
 use crate::redis::Db;
-use crate::session::guard::{ApiUser, CurrentUser};
-use crate::session::model::Session;
 
 /// Most points a balance series returns.
 pub const MAX_POINTS: usize = 500;
@@ -248,13 +248,8 @@ pub async fn seed_balance(user: ApiUser, db: &State<Db>) -> Result<Json<Vec<Bala
         if stored == Some(&value) {
             return Ok(Json(points));
         }
-        crate::session::store::set_session_field(
-            db,
-            &user.session.id,
-            "currentBalanceAmount",
-            &value,
-        )
-        .await?;
+        crate::auth::store::set_session_field(db, &user.session.id, "currentBalanceAmount", &value)
+            .await?;
     }
     Ok(Json(points))
 }

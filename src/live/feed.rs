@@ -19,6 +19,11 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use super::bridge::{Hub, Limit, Owner, StreamSlot};
 use super::event::{Frame, Msg, Notice, StreamId};
+use crate::auth::credential::{self, Presented};
+use crate::auth::guard::cookie_name;
+use crate::auth::model::{Session, SessionId};
+use crate::auth::store as sessions;
+use crate::auth::throttle::address_group;
 use crate::bank::model::Transaction;
 use crate::bank::store as bank;
 use crate::clock::now_ms;
@@ -26,11 +31,6 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metrics::OpenStream;
 use crate::redis::Db;
-use crate::session::credential::{self, Presented};
-use crate::session::guard::cookie_name;
-use crate::session::model::{Session, SessionId};
-use crate::session::store as sessions;
-use crate::session::throttle::address_group;
 
 /// Entries replayed per read: a client that is far behind is replayed page by page as it reads,
 /// so one connection never holds more than a page of frames.

@@ -13,10 +13,10 @@ use rocket::{Shutdown, State, get};
 
 use super::bridge::Hub;
 use super::feed::{self, Holder};
+use crate::auth::store::ClientInfo;
 use crate::config::Config;
 use crate::error::Result;
 use crate::redis::Db;
-use crate::session::store::ClientInfo;
 
 /// The request's raw header values, judged by the endpoint as the stream listener reads them.
 pub struct RawHeaders<'r>(&'r HeaderMap<'r>);

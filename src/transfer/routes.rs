@@ -12,17 +12,17 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{Confirmation, Status as TransferStatus, Transfer, parse_amount};
 use super::service::{self, Request as TransferRequest};
+use crate::auth::factors::passkey::RelyingParty;
+use crate::auth::factors::store as factors;
+use crate::auth::guard::{ApiUser, CurrentUser};
+use crate::auth::store::ClientInfo;
 use crate::bank::store as bank;
 use crate::clock::{display_ms, rfc3339_ms};
 use crate::config::Config;
 use crate::error::{ApiError, Error, Result};
-use crate::mfa::passkey::RelyingParty;
-use crate::mfa::store as factors;
 use crate::money::Cents;
 use crate::redis::Db;
 use crate::secret::random_token;
-use crate::session::guard::{ApiUser, CurrentUser};
-use crate::session::store::ClientInfo;
 use crate::web::SecretJson;
 
 /// The `Idempotency-Key` header, when there is exactly one (1–255 visible ASCII characters).

@@ -21,17 +21,17 @@ use super::ledger::{self, CreditOwed, Refusal};
 use super::model::{
     Confirmation, MAX_REFERENCE_CHARS, PENDING_MARGIN_SECS, PENDING_SECS, Status, Transfer,
 };
+use crate::auth::factors::passkey::{self, Purpose, RelyingParty};
+use crate::auth::factors::store as factors;
+use crate::auth::model::Session;
+use crate::auth::store::ClientInfo;
+use crate::auth::throttle::per_minute;
 use crate::bank::store as bank;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::mfa::passkey::{self, Purpose, RelyingParty};
-use crate::mfa::store as factors;
 use crate::money::Cents;
 use crate::redis::Db;
-use crate::session::model::Session;
-use crate::session::store::ClientInfo;
-use crate::session::throttle::per_minute;
 
 /// An `Idempotency-Key` is remembered this long.
 pub const IDEMPOTENCY_SECS: u64 = 86_400;

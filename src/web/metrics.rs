@@ -17,10 +17,10 @@ use rocket::fairing::{AdHoc, Fairing, Info, Kind};
 use rocket::{Data, Request, Shutdown};
 use tokio::net::TcpListener;
 
+use crate::auth::store as sessions;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::redis::Db;
-use crate::session::store as sessions;
 use crate::stage::needs;
 
 /// Counts every answered request by method, route template (never the raw path: one series per

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use redbank::mfa::totp::{TotpSecret, step_of};
+use redbank::auth::factors::totp::{TotpSecret, step_of};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -174,7 +174,7 @@ async fn the_console_searches_revokes_and_records() {
     assert_eq!(failed["by_address"][0], json!({"address": "127.0.0.5", "count": 3}), "{failed}");
 
     // Recorded for bob, and in the operators' audit stream.
-    let bob_activity = redbank::mfa::activity::newest(
+    let bob_activity = redbank::audit::newest(
         &redbank::redis::Db::connect(&shared_redis().url(), &server.prefix, Duration::from_secs(2))
             .unwrap(),
         "bob",
@@ -184,9 +184,7 @@ async fn the_console_searches_revokes_and_records() {
     .unwrap();
     let by_operator = bob_activity
         .iter()
-        .filter(|e| {
-            matches!(e.activity, redbank::mfa::activity::Activity::RevokedByOperator { .. })
-        })
+        .filter(|e| matches!(e.activity, redbank::audit::Activity::RevokedByOperator { .. }))
         .count();
     assert_eq!(by_operator, 2);
     let mut conn = shared_redis().conn().await;

@@ -15,8 +15,8 @@ use crate::common::server::{
     Binary, Sse, TestServer, Via, form_login, form_login_attempt, raw_exchange,
 };
 use crate::common::{RedisServer, TestApp, credentials, session_id, shared_redis};
-use redbank::session::model::{Assurance, SessionKind};
-use redbank::session::store::{self, ClientInfo};
+use redbank::auth::model::{Assurance, SessionKind};
+use redbank::auth::store::{self, ClientInfo};
 use rocket::http::Status;
 use serde_json::{Value, json};
 
@@ -297,11 +297,8 @@ async fn a_long_hashing_queue_answers_503_at_once() {
         f.merge(("password_hash_concurrency", 1)).merge(("login_queue_max_ms", 50))
     })
     .await;
-    let passwords = app
-        .client
-        .rocket()
-        .state::<std::sync::Arc<redbank::session::password::Passwords>>()
-        .unwrap();
+    let passwords =
+        app.client.rocket().state::<std::sync::Arc<redbank::auth::password::Passwords>>().unwrap();
     let device = {
         let res = app.post_api_login(&credentials("admin", common::ADMIN_PASSWORD), None).await;
         let body: Value = serde_json::from_str(&res.into_string().await.unwrap()).unwrap();
@@ -701,11 +698,8 @@ async fn the_stream_listener_speaks_http_1_1() {
 #[rocket::async_test]
 async fn parallel_password_step_ups_are_throttled() {
     let app = TestApp::with(shared_redis(), |f| f.merge(("login_user_limit", 3))).await;
-    let passwords = app
-        .client
-        .rocket()
-        .state::<std::sync::Arc<redbank::session::password::Passwords>>()
-        .unwrap();
+    let passwords =
+        app.client.rocket().state::<std::sync::Arc<redbank::auth::password::Passwords>>().unwrap();
     let token = app.api_login("bob", "foobared").await;
     let before = passwords.computed();
     let bodies: Vec<Value> = (0..20).map(|n| json!({"password": format!("guess-{n}")})).collect();
@@ -736,10 +730,10 @@ async fn parallel_codes_on_one_mfa_token_are_counted_before_they_are_checked() {
         wrong.iter().map(|code| json!({"mfa_token": mfa_token, "code": code})).collect();
     let guesses = bodies.iter().map(|body| app.post_json("/api/v1/login/totp", None, body));
     futures::future::join_all(guesses).await;
-    let entries = redbank::mfa::activity::newest(app.db(), "alice", 100).await.unwrap();
+    let entries = redbank::audit::newest(app.db(), "alice", 100).await.unwrap();
     let evaluated = entries
         .iter()
-        .filter(|e| matches!(e.activity, redbank::mfa::activity::Activity::FailedSignIn { .. }))
+        .filter(|e| matches!(e.activity, redbank::audit::Activity::FailedSignIn { .. }))
         .count();
     assert!(evaluated <= 5, "{evaluated} of 20 parallel guesses were checked");
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use redbank::mfa::totp::{TotpSecret, step_of};
+use redbank::auth::factors::totp::{TotpSecret, step_of};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -356,7 +356,7 @@ async fn the_mfa_token_is_single_use_expires_and_takes_few_guesses() {
     let (mfa_token, _) = password_step(&server, "alice", "wonderland").await;
     let key = server
         .keys()
-        .pre_auth(redbank::session::model::SessionToken::parse(&mfa_token).unwrap().id().as_str());
+        .pre_auth(redbank::auth::model::SessionToken::parse(&mfa_token).unwrap().id().as_str());
     let mut conn = shared_redis().conn().await;
     let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut conn).await.unwrap();
     assert!(ttl > 0 && ttl <= 300, "pre-auth state TTL {ttl}");
@@ -381,7 +381,7 @@ async fn the_mfa_token_is_single_use_expires_and_takes_few_guesses() {
     }
     let key = server
         .keys()
-        .pre_auth(redbank::session::model::SessionToken::parse(&mfa_token).unwrap().id().as_str());
+        .pre_auth(redbank::auth::model::SessionToken::parse(&mfa_token).unwrap().id().as_str());
     let exists: bool = redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await.unwrap();
     assert!(!exists, "the pre-auth state outlived five wrong codes");
     for code in demo_app_codes() {
@@ -870,7 +870,7 @@ async fn totp_secrets_are_sealed_at_rest_and_their_keys_rotate() {
 /// mailed for, and a malformed or oversized one spends no try.
 #[rocket::async_test]
 async fn an_emailed_code_is_per_user_per_enrolment_and_malformed_ones_cost_nothing() {
-    use redbank::mfa::email_code::{self, NewFactor};
+    use redbank::auth::factors::email_code::{self, NewFactor};
     let server = TestServer::start(shared_redis(), None, |f| f).await;
     let db = redbank::redis::Db::connect(&server.redis_url, &server.prefix, Duration::from_secs(2))
         .unwrap();

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use redbank::mfa::totp::{TotpSecret, step_of};
+use redbank::auth::factors::totp::{TotpSecret, step_of};
 use reqwest::Method;
 use serde_json::json;
 

@@ -381,11 +381,8 @@ async fn cross_site_posts_and_wrong_csrf_tokens_are_refused() {
 #[rocket::async_test]
 async fn sixth_wrong_password_is_throttled_before_any_hashing() {
     let app = TestApp::new().await;
-    let passwords = app
-        .client
-        .rocket()
-        .state::<std::sync::Arc<redbank::session::password::Passwords>>()
-        .unwrap();
+    let passwords =
+        app.client.rocket().state::<std::sync::Arc<redbank::auth::password::Passwords>>().unwrap();
     for i in 1..=5 {
         let a = app.try_login_browser("bob", "wrong").await;
         assert_eq!(a.status, Status::Unauthorized, "attempt {i}");
@@ -527,11 +524,8 @@ async fn redis_down_is_a_fast_503_never_logged_out_and_recovers() {
 #[rocket::async_test]
 async fn parallel_guesses_cannot_slip_past_the_throttle() {
     let app = TestApp::new().await;
-    let passwords = app
-        .client
-        .rocket()
-        .state::<std::sync::Arc<redbank::session::password::Passwords>>()
-        .unwrap();
+    let passwords =
+        app.client.rocket().state::<std::sync::Arc<redbank::auth::password::Passwords>>().unwrap();
     let before = passwords.computed();
     let guesses: Vec<String> = (0..12).map(|i| format!("guess-{i}")).collect();
     let guesses = guesses.iter().map(|guess| app.try_api_login("bob", guess, None));
@@ -553,18 +547,18 @@ async fn sign_out_everywhere_reaches_past_one_page_of_sessions() {
     let app = TestApp::with(shared_redis(), |f| f.merge(("max_sessions_per_user", 1000))).await;
     let b = app.login_browser("bob", "foobared").await;
     // 230 other sessions (more than one 200-row page of the index), made without hashing.
-    let user = redbank::session::store::get_user(app.db(), "bob").await.unwrap().unwrap();
+    let user = redbank::auth::store::get_user(app.db(), "bob").await.unwrap().unwrap();
     let client =
-        redbank::session::store::ClientInfo { ip: "10.9.9.9".into(), user_agent: "bulk".into() };
+        redbank::auth::store::ClientInfo { ip: "10.9.9.9".into(), user_agent: "bulk".into() };
     let mut tokens = Vec::new();
     for _ in 0..230 {
-        let (token, _) = redbank::session::store::create_session(
+        let (token, _) = redbank::auth::store::create_session(
             app.db(),
             app.config(),
             &user,
-            redbank::session::model::SessionKind::Mobile,
+            redbank::auth::model::SessionKind::Mobile,
             &client,
-            redbank::session::model::Assurance::password(0),
+            redbank::auth::model::Assurance::password(0),
         )
         .await
         .unwrap();

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use redbank::mfa::totp::{TotpSecret, step_of};
+use redbank::auth::factors::totp::{TotpSecret, step_of};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

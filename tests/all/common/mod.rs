@@ -267,7 +267,7 @@ impl TestApp {
 
     /// Name of the session cookie under this app's config.
     pub fn cookie_name(&self) -> &'static str {
-        redbank::session::guard::cookie_name(self.config())
+        redbank::auth::guard::cookie_name(self.config())
     }
 
     /// Signs in through the real login form (GET for the CSRF cookie + token, then POST), and
@@ -464,7 +464,7 @@ impl Browser {
 /// is named after.
 pub fn session_id(token: &str) -> String {
     let token = token.rsplit_once('=').map_or(token, |(_, value)| value);
-    redbank::session::model::SessionToken::parse(token).expect("token").id().as_str().to_owned()
+    redbank::auth::model::SessionToken::parse(token).expect("token").id().as_str().to_owned()
 }
 
 /// The JSON body of a plain mobile sign-in.
@@ -503,7 +503,7 @@ impl LoginForm {
 /// The codes alice's demo authenticator app shows for the time steps around now, oldest first:
 /// the app accepts each step once, so a caller tries them in turn, as a user types the next code.
 pub fn demo_app_codes() -> Vec<String> {
-    use redbank::mfa::totp::{TotpSecret, step_of};
+    use redbank::auth::factors::totp::{TotpSecret, step_of};
     let secret = TotpSecret::from_base32(redbank::demo::ALICE_TOTP_SECRET).unwrap();
     let now = step_of(redbank::clock::now_ms() / 1000);
     (now - 1..=now + 1).map(|step| secret.code_at(step)).collect()

@@ -126,7 +126,7 @@ impl TestServer {
 
     /// The admin with an authenticator app set up on the machine (`redbank admin totp`), signed
     /// in with it through the API (AAL2): the bearer token and the app's secret.
-    pub async fn operator(&self) -> (String, redbank::mfa::totp::TotpSecret) {
+    pub async fn operator(&self) -> (String, redbank::auth::factors::totp::TotpSecret) {
         let out = self.admin_totp(&[]);
         let printed = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
@@ -145,11 +145,11 @@ impl TestServer {
         &self,
         user: &str,
         pass: &str,
-        secret: &redbank::mfa::totp::TotpSecret,
+        secret: &redbank::auth::factors::totp::TotpSecret,
     ) -> String {
         let (status, body) = post_api_login(&self.http, &self.base, &credentials(user, pass)).await;
         assert_eq!((status.as_u16(), &body["mfa_required"]), (200, &Value::Bool(true)), "{body}");
-        let now = redbank::mfa::totp::step_of(redbank::clock::now_ms() / 1000);
+        let now = redbank::auth::factors::totp::step_of(redbank::clock::now_ms() / 1000);
         for step in [now, now + 1] {
             let answer =
                 serde_json::json!({"mfa_token": body["mfa_token"], "code": secret.code_at(step)});
@@ -539,9 +539,9 @@ impl Drop for Binary {
 }
 
 /// The TOTP secret `redbank admin totp` printed (its `Key:` line).
-pub fn printed_secret(printed: &str) -> redbank::mfa::totp::TotpSecret {
+pub fn printed_secret(printed: &str) -> redbank::auth::factors::totp::TotpSecret {
     let key = printed.lines().find_map(|l| l.strip_prefix("Key: ")).expect("a Key: line");
-    redbank::mfa::totp::TotpSecret::from_base32(key.trim()).expect("a base32 key")
+    redbank::auth::factors::totp::TotpSecret::from_base32(key.trim()).expect("a base32 key")
 }
 
 /// Waits until the app at `base` answers `/healthz` with 200, for at most `within`.

@@ -3,14 +3,9 @@
 //! its live "new sign-in" notice. Every piece of state is in Redis, so any instance can finish
 //! what another started.
 
-pub mod activity;
-pub mod code;
 pub mod email_code;
-pub mod guard;
-pub mod notice;
 pub mod pages;
 pub mod passkey;
-pub mod preauth;
 pub mod recovery;
 pub mod routes;
 pub mod store;

@@ -15,16 +15,16 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::activity::{self, Activity, describe_device};
-use super::passkey;
-use super::store as factors;
+use super::factors::passkey;
+use super::factors::store as factors;
+use crate::audit::{self, Activity, describe_device};
+use crate::auth::store::{self as sessions, ClientInfo};
+use crate::auth::throttle;
 use crate::clock::{display_ms, now_ms};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::Db;
 use crate::secret::random_token;
-use crate::session::store::{self as sessions, ClientInfo};
-use crate::session::throttle;
 
 /// How long a "this wasn't me" link works.
 pub const LINK_SECS: u64 = 86_400;
@@ -287,6 +287,6 @@ pub async fn undo(db: &Db, token: &str, client: &ClientInfo) -> Result<Undone> {
         factors_removed: undone.factors_removed.clone(),
         signed_out: undone.signed_out,
     };
-    activity::record(db, &user, client, record).await;
+    audit::record(db, &user, client, record).await;
     Ok(undone)
 }

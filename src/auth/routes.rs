@@ -21,10 +21,10 @@ use super::login::{self, Attempt, Outcome, SignedIn};
 use super::model::{Amr, DeviceToken, Session, SessionId, SessionKind, UserView};
 use super::password::Passwords;
 use super::store::{self, ClientInfo};
+use crate::audit::{self, Activity};
 use crate::clock::{display_ms, rfc3339_ms};
 use crate::config::Config;
 use crate::error::{ApiError, Error, Result};
-use crate::mfa::activity::{self, Activity};
 use crate::redis::Db;
 use crate::web::{SecretForm, SecretJson};
 
@@ -168,7 +168,7 @@ pub async fn next_step(
     config: &Config,
     jar: &CookieJar<'_>,
     presented: Presented,
-    token: &crate::session::model::SessionToken,
+    token: &crate::auth::model::SessionToken,
     next: &'static str,
 ) -> Result<LoginReply> {
     if let Presented::Token(old, Via::Cookie) = presented {
@@ -284,7 +284,7 @@ async fn revoke(db: &Db, me: &Session, id: &str, client: &ClientInfo) -> Result<
     }
     if store::destroy(db, &id).await? {
         let revoked = Activity::SessionRevoked { session: id.as_str().to_owned() };
-        activity::record(db, &doc.user, client, revoked).await;
+        audit::record(db, &doc.user, client, revoked).await;
     }
     Ok(id == me.id)
 }
@@ -313,7 +313,7 @@ pub async fn revoke_form(
 async fn sign_out_others(db: &Db, me: &Session, client: &ClientInfo) -> Result<usize> {
     let count = store::destroy_others(db, &me.doc.user, Some(&me.id)).await?;
     super::throttle::forget_devices(db, &me.doc.user).await?;
-    activity::record(db, &me.doc.user, client, Activity::OtherSessionsSignedOut { count }).await;
+    audit::record(db, &me.doc.user, client, Activity::OtherSessionsSignedOut { count }).await;
     Ok(count)
 }
 
@@ -386,12 +386,12 @@ pub struct NewPasswordRequired {
 }
 
 impl NewPasswordRequired {
-    pub fn new(token: &crate::session::model::SessionToken) -> Self {
+    pub fn new(token: &crate::auth::model::SessionToken) -> Self {
         NewPasswordRequired {
             password_change_required: true,
             email_code_required: true,
             renew_token: token.as_str().to_owned(),
-            expires_in: crate::mfa::preauth::TTL_SECS,
+            expires_in: crate::auth::preauth::TTL_SECS,
         }
     }
 }
@@ -417,7 +417,7 @@ impl LoginAnswer {
                     mfa_required: true,
                     mfa_token: token.as_str().to_owned(),
                     methods,
-                    expires_in: crate::mfa::preauth::TTL_SECS,
+                    expires_in: crate::auth::preauth::TTL_SECS,
                 })
             }
         }

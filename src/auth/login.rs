@@ -2,25 +2,23 @@
 //!
 //! A password is checked with the throttle first (no hashing while locked), then argon2 under a
 //! bounded hashing queue, also for unknown users, so both failures cost and look the same. A user
-//! with a second factor then gets a pre-auth state instead of a session ([`crate::mfa::preauth`]);
+//! with a second factor then gets a pre-auth state instead of a session ([`crate::auth::preauth`]);
 //! the session is only created by [`complete`], after every factor the user has.
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use super::model::{Assurance, DeviceToken, Session, SessionKind, SessionToken, User};
 use super::password::{MAX_PASSWORD_BYTES, Passwords};
 use super::store::{self, ClientInfo};
-use super::throttle::{self, Counters};
+use super::throttle::{self, Throttle};
+use crate::audit::{self, Activity};
+use crate::auth::factors::email_code::{self, NewFactor};
+use crate::auth::factors::store as factors;
+use crate::auth::notice::{self, Notice};
+use crate::auth::preauth::{self, PreAuth, Renewal};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::mfa::activity::{self, Activity};
-use crate::mfa::email_code::{self, NewFactor};
-use crate::mfa::notice::{self, Notice};
-use crate::mfa::preauth::{self, PreAuth, Renewal};
-use crate::mfa::store as factors;
 use crate::redis::Db;
 
 /// Who is trying to sign in, and from where.
@@ -31,80 +29,6 @@ pub struct Attempt<'a> {
     pub password: &'a str,
     /// The client address (socket peer, or `ip_header` behind a proxy).
     pub ip: &'a str,
-}
-
-/// The login throttle of one sign-in, kept until it completes (in the pre-auth state while a
-/// second factor is owed): wrong codes are counted like wrong passwords, by the same counters.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Throttle {
-    username: String,
-    ip: String,
-    /// The client's device token for this account, when it presented a live one.
-    device: Option<String>,
-}
-
-impl Throttle {
-    /// For `username` (normalized) from `ip`, with the device token the client holds, if any.
-    pub async fn new(
-        db: &Db,
-        username: &str,
-        ip: &str,
-        devices: Vec<DeviceToken>,
-    ) -> Result<Throttle> {
-        let known = throttle::known_device(db, username, devices).await?;
-        Ok(Throttle {
-            username: username.to_owned(),
-            ip: ip.to_owned(),
-            device: known.map(|d| d.as_str().to_owned()),
-        })
-    }
-
-    fn known(&self) -> Option<DeviceToken> {
-        self.device.as_deref().and_then(DeviceToken::parse)
-    }
-
-    fn counters(&self, db: &Db, config: &Config) -> Counters {
-        Counters::new(&db.keys, config, &self.username, &self.ip, self.known().as_ref())
-    }
-
-    /// `Err(TooManyRequests)` while any of this client's counters is at its limit.
-    pub async fn check(&self, db: &Db, config: &Config) -> Result<()> {
-        match self.counters(db, config).locked(db, config).await? {
-            Some(retry_after) => Err(Error::TooManyRequests { retry_after }),
-            None => Ok(()),
-        }
-    }
-
-    /// Counts a one-time code before it is checked (`Err(TooManyRequests)` over a limit); a
-    /// right one is given back with [`Throttle::refund`].
-    pub async fn reserve(&self, db: &Db, config: &Config) -> Result<()> {
-        match self.counters(db, config).reserve(db, config).await? {
-            Some(retry_after) => Err(Error::TooManyRequests { retry_after }),
-            None => Ok(()),
-        }
-    }
-
-    /// Gives back a reserved attempt whose code was right.
-    pub async fn refund(&self, db: &Db, config: &Config) -> Result<()> {
-        self.counters(db, config).refund(db).await
-    }
-
-    /// Counts a wrong password or code.
-    pub async fn failed(&self, db: &Db, config: &Config) -> Result<()> {
-        self.counters(db, config).failed(db, config).await
-    }
-
-    /// After the last factor: clears this client's counters and returns its device token (the
-    /// known one renewed, or a new one).
-    async fn succeeded(
-        &self,
-        db: &Db,
-        config: &Config,
-        client: &ClientInfo,
-    ) -> Result<DeviceToken> {
-        self.counters(db, config).succeeded(db).await?;
-        throttle::remember_device(db, config, &self.username, self.known(), client).await
-    }
 }
 
 /// A completed sign-in: the new session and its token, and the device token to hand back.
@@ -185,7 +109,7 @@ pub async fn with_password(
     // …then check again, hash and count under one slot, so parallel guesses see each other's
     // failures (at most `password_hash_concurrency − 1` can pass a limit together).
     let max_wait = Duration::from_millis(config.sign_in.queue_max_ms);
-    let slot = passwords.login_slot(max_wait, throttle.device.is_some()).await?;
+    let slot = passwords.login_slot(max_wait, throttle.from_known_device()).await?;
     throttle.check(db, config).await.map_err(throttled)?;
     let user = store::get_user(db, &username).await?;
     let ok = attempt.password.len() <= MAX_PASSWORD_BYTES
@@ -200,7 +124,7 @@ pub async fn with_password(
         if exists {
             crate::admin::store::failed_sign_in(db, &username, attempt.ip).await;
             let failed = Activity::FailedSignIn { method: Method::Password.as_str().into() };
-            activity::record(db, &username, client, failed).await;
+            audit::record(db, &username, client, failed).await;
         }
         return Err(Error::InvalidCredentials);
     };
@@ -340,7 +264,7 @@ pub async fn renew_password(
     store::set_password_hash(db, &user.username, &hash).await?;
     store::set_password_compromised(db, &user.username, false).await?;
     let client = pre.client();
-    activity::record(db, &user.username, &client, Activity::PasswordRenewed).await;
+    audit::record(db, &user.username, &client, Activity::PasswordRenewed).await;
     let method = Method::parse(&renewal.method);
     complete(db, config, &user, &pre.throttle, pre.kind, &client, renewal.assurance, method).await
 }
@@ -362,7 +286,7 @@ pub async fn complete(
     db.metrics.logins.with_label_values(&["ok"]).inc();
     let aal = assurance.aal;
     let (token, session) = store::create_session(db, config, user, kind, client, assurance).await?;
-    let new_device = throttle.device.is_none();
+    let new_device = !throttle.from_known_device();
     let signed_in = Activity::SignIn {
         method: method.as_str().into(),
         aal,
@@ -370,9 +294,9 @@ pub async fn complete(
         session: session.id.as_str().to_owned(),
         kind: if kind == SessionKind::Browser { "browser" } else { "mobile" }.into(),
     };
-    activity::record(db, &user.username, client, signed_in).await;
+    audit::record(db, &user.username, client, signed_in).await;
     if new_device {
-        activity::announce_sign_in(db, &session).await;
+        audit::announce_sign_in(db, &session).await;
         let notice = Notice::NewDevice { method: method.as_str().into() };
         notice::send(db, config, &user.username, client, notice).await;
     }

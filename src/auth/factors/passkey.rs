@@ -23,11 +23,11 @@ use webauthn_rs::prelude::{
 };
 use webauthn_rs_proto::ResidentKeyRequirement;
 
+use crate::auth::throttle::{address_group, per_minute};
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::Db;
-use crate::session::throttle::{address_group, per_minute};
 
 /// How long a ceremony waits for the authenticator (and its state for the answer).
 pub const CEREMONY_SECS: u64 = 300;

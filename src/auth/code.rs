@@ -3,19 +3,20 @@
 //! throttle as wrong passwords (a known device's own counter, or the stranger counters), and by
 //! the pre-auth state, which allows only a few.
 
-use super::activity::{self, Activity};
+use super::factors::recovery;
+use super::factors::store as factors;
 use super::notice::{self, Notice};
 use super::preauth;
-use super::recovery;
-use super::store as factors;
+use crate::audit::{self, Activity};
+use crate::auth::login::{self, Method};
+use crate::auth::model::{Amr, Assurance, Session, SessionKind};
+use crate::auth::store::{self as sessions, ClientInfo};
+use crate::auth::throttle::Counters;
+use crate::auth::throttle::Throttle;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::Db;
-use crate::session::login::{self, Method, Throttle};
-use crate::session::model::{Amr, Assurance, Session, SessionKind};
-use crate::session::store::{self as sessions, ClientInfo};
-use crate::session::throttle::Counters;
 
 /// Which kind of code the user typed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +50,7 @@ async fn use_code(
                 return Ok(false);
             }
             let remaining = factors::factors(db, username).await?.recovery_codes;
-            activity::record(db, username, client, Activity::RecoveryCodeUsed { remaining }).await;
+            audit::record(db, username, client, Activity::RecoveryCodeUsed { remaining }).await;
             Ok(true)
         }
     }
@@ -85,7 +86,7 @@ pub async fn finish_sign_in(
         }
         db.metrics.logins.with_label_values(&["bad_code"]).inc();
         let failed = Activity::FailedSignIn { method: kind.method().as_str().into() };
-        activity::record(db, &pre.user, &client, failed).await;
+        audit::record(db, &pre.user, &client, failed).await;
         return Err(Error::InvalidCode);
     }
     pre.throttle.refund(db, config).await?;
@@ -131,14 +132,14 @@ pub async fn step_up(
     reserve_code(db, config, user, client).await?;
     if !use_code(db, user, client, kind, code).await? {
         let failed = Activity::FailedSignIn { method: kind.method().as_str().into() };
-        activity::record(db, user, client, failed).await;
+        audit::record(db, user, client, failed).await;
         return Err(wrong_code());
     }
     throttle.refund(db, config).await?;
     Counters::codes(&db.keys, config, user).refund(db).await?;
     let assurance = stepped_up(session, 2, &[Amr::Otp]);
     let record = Activity::StepUp { method: kind.method().as_str().into(), aal: 2 };
-    activity::record(db, user, client, record).await;
+    audit::record(db, user, client, record).await;
     Ok(assurance)
 }
 

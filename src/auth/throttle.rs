@@ -379,6 +379,85 @@ pub async fn forget_devices(db: &Db, username: &str) -> Result<()> {
     db.run(async |c| redis::cmd("DEL").arg(&key).query_async::<_, ()>(c).await).await
 }
 
+/// The login throttle of one sign-in, kept until it completes (in the pre-auth state while a
+/// second factor is owed): wrong codes are counted like wrong passwords, by the same counters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Throttle {
+    username: String,
+    ip: String,
+    /// The client's device token for this account, when it presented a live one.
+    device: Option<String>,
+}
+
+impl Throttle {
+    /// For `username` (normalized) from `ip`, with the device token the client holds, if any.
+    pub async fn new(
+        db: &Db,
+        username: &str,
+        ip: &str,
+        devices: Vec<DeviceToken>,
+    ) -> Result<Throttle> {
+        let known = known_device(db, username, devices).await?;
+        Ok(Throttle {
+            username: username.to_owned(),
+            ip: ip.to_owned(),
+            device: known.map(|d| d.as_str().to_owned()),
+        })
+    }
+
+    fn known(&self) -> Option<DeviceToken> {
+        self.device.as_deref().and_then(DeviceToken::parse)
+    }
+
+    /// Whether the client presented a live device token for this account.
+    pub fn from_known_device(&self) -> bool {
+        self.device.is_some()
+    }
+
+    fn counters(&self, db: &Db, config: &Config) -> Counters {
+        Counters::new(&db.keys, config, &self.username, &self.ip, self.known().as_ref())
+    }
+
+    /// `Err(TooManyRequests)` while any of this client's counters is at its limit.
+    pub async fn check(&self, db: &Db, config: &Config) -> Result<()> {
+        match self.counters(db, config).locked(db, config).await? {
+            Some(retry_after) => Err(Error::TooManyRequests { retry_after }),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a one-time code before it is checked (`Err(TooManyRequests)` over a limit); a
+    /// right one is given back with [`Throttle::refund`].
+    pub async fn reserve(&self, db: &Db, config: &Config) -> Result<()> {
+        match self.counters(db, config).reserve(db, config).await? {
+            Some(retry_after) => Err(Error::TooManyRequests { retry_after }),
+            None => Ok(()),
+        }
+    }
+
+    /// Gives back a reserved attempt whose code was right.
+    pub async fn refund(&self, db: &Db, config: &Config) -> Result<()> {
+        self.counters(db, config).refund(db).await
+    }
+
+    /// Counts a wrong password or code.
+    pub async fn failed(&self, db: &Db, config: &Config) -> Result<()> {
+        self.counters(db, config).failed(db, config).await
+    }
+
+    /// After the last factor: clears this client's counters and returns its device token (the
+    /// known one renewed, or a new one).
+    pub(super) async fn succeeded(
+        &self,
+        db: &Db,
+        config: &Config,
+        client: &ClientInfo,
+    ) -> Result<DeviceToken> {
+        self.counters(db, config).succeeded(db).await?;
+        remember_device(db, config, &self.username, self.known(), client).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

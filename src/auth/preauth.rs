@@ -8,12 +8,12 @@
 use redis::Script;
 use serde::{Deserialize, Serialize};
 
-use super::store::parse;
+use super::factors::store::parse;
+use crate::auth::model::{Assurance, SessionKind, SessionToken};
+use crate::auth::store::ClientInfo;
+use crate::auth::throttle::Throttle;
 use crate::error::Result;
 use crate::redis::Db;
-use crate::session::login::Throttle;
-use crate::session::model::{Assurance, SessionKind, SessionToken};
-use crate::session::store::ClientInfo;
 
 /// How long a password-verified sign-in waits for its second factor.
 pub const TTL_SECS: u64 = 300;

@@ -78,7 +78,7 @@ impl TotpSecret {
         // step (if any) matched.
         let mut found = None;
         for step in (now - SKEW)..=(now + SKEW) {
-            if crate::session::csrf::tokens_match(&self.code_at(step), &code) {
+            if crate::auth::csrf::tokens_match(&self.code_at(step), &code) {
                 found = Some(step);
             }
         }

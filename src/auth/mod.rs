@@ -1,13 +1,18 @@
 //! Authentication and sessions in Redis JSON: browser cookie + mobile bearer token, idle and
 //! absolute timeouts, CSRF, login throttling, and the "your active sessions" list (RediSearch).
 
+pub mod code;
 pub mod credential;
 pub mod csrf;
+pub mod factors;
 pub mod guard;
 pub mod login;
 pub mod model;
+pub mod notice;
 pub mod password;
+pub mod preauth;
 pub mod routes;
+pub mod step_up;
 pub mod store;
 pub mod throttle;
 
@@ -95,8 +100,10 @@ async fn setup(db: &Db, config: &Config, passwords: &Passwords) -> Result<()> {
         if store::user_exists(db, demo.username).await? {
             continue;
         }
-        if let Some(secret) = demo.totp.and_then(crate::mfa::totp::TotpSecret::from_base32) {
-            crate::mfa::store::ensure_demo_totp(db, demo.username, &secret).await?;
+        if let Some(secret) =
+            demo.totp.and_then(crate::auth::factors::totp::TotpSecret::from_base32)
+        {
+            crate::auth::factors::store::ensure_demo_totp(db, demo.username, &secret).await?;
         }
         let user = User {
             username: demo.username.into(),
@@ -124,7 +131,7 @@ async fn reconcile(db: &Db, config: &Config, passwords: &Passwords) -> Result<()
             None => {
                 if store::delete_user(db, demo.username).await? {
                     store::destroy_others(db, demo.username, None).await?;
-                    crate::mfa::store::forget_user(db, demo.username).await?;
+                    crate::auth::factors::store::forget_user(db, demo.username).await?;
                     rocket::info!("users: removed `{}` (not configured)", demo.username);
                 }
             }
@@ -148,9 +155,11 @@ async fn reconcile(db: &Db, config: &Config, passwords: &Passwords) -> Result<()
             store::set_email(db, demo.username, crate::demo::email_of(demo, config)).await?;
         }
         // Demo mode: alice has her authenticator app from the README at every start.
-        if let Some(secret) = demo.totp.and_then(crate::mfa::totp::TotpSecret::from_base32) {
+        if let Some(secret) =
+            demo.totp.and_then(crate::auth::factors::totp::TotpSecret::from_base32)
+        {
             if wanted.is_some() {
-                crate::mfa::store::ensure_demo_totp(db, demo.username, &secret).await?;
+                crate::auth::factors::store::ensure_demo_totp(db, demo.username, &secret).await?;
             }
         }
     }

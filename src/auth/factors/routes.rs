@@ -6,26 +6,27 @@ use rocket::serde::json::{Json, Value};
 use rocket::{State, delete, get, post};
 use serde::{Deserialize, Serialize};
 
-use super::activity::{self, Activity};
-use super::code::{self, CodeKind};
 use super::email_code::{self, NewFactor};
-use super::guard::{Enrolment, FactorAdder, SteppedUp};
-use super::notice::{self, Notice};
 use super::passkey::{self, PasskeyView, Purpose, RelyingParty};
 use super::recovery;
 use super::store::{self as factors, Factors};
 use super::totp::qr_svg;
+use crate::audit::{self, Activity};
+use crate::auth::code::{self, CodeKind};
+use crate::auth::guard::{ApiUser, Via, session_cookie};
+use crate::auth::login::{self, Method};
+use crate::auth::model::{Amr, Assurance, Session, SessionKind};
+use crate::auth::notice::{self, Notice};
+use crate::auth::password::{MAX_PASSWORD_BYTES, Passwords};
+use crate::auth::routes::{LoginAnswer, SignedInBody, login_json};
+use crate::auth::step_up::{Enrolment, FactorAdder, SteppedUp};
+use crate::auth::store::{self as sessions, ClientInfo};
+use crate::auth::throttle::Throttle;
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::config::Config;
 use crate::error::{ApiError, Error, Result};
 use crate::mail::Mailer;
 use crate::redis::Db;
-use crate::session::guard::{ApiUser, Via, session_cookie};
-use crate::session::login::{self, Method, Throttle};
-use crate::session::model::{Amr, Assurance, Session, SessionKind};
-use crate::session::password::{MAX_PASSWORD_BYTES, Passwords};
-use crate::session::routes::{LoginAnswer, SignedInBody, login_json};
-use crate::session::store::{self as sessions, ClientInfo};
 use crate::web::SecretJson;
 
 /// The issuer authenticator apps show next to the account.
@@ -181,7 +182,7 @@ pub async fn sign_in_with_passkey(
     answer: &Value,
     kind: SessionKind,
     client: &ClientInfo,
-    devices: Vec<crate::session::model::DeviceToken>,
+    devices: Vec<crate::auth::model::DeviceToken>,
 ) -> Result<login::SignedIn> {
     let verified = passkey::finish_authentication(db, rp, answer).await?;
     if verified.purpose != Purpose::SignIn {
@@ -296,8 +297,8 @@ async fn factor_added(
 ) {
     let (factor, name) = (factor.to_owned(), name.map(str::to_owned));
     let added = Activity::FactorAdded { factor: factor.clone(), name: name.clone() };
-    activity::record(db, &session.doc.user, client, added).await;
-    activity::announce_factor(db, session, &factor, name.as_deref()).await;
+    audit::record(db, &session.doc.user, client, added).await;
+    audit::announce_factor(db, session, &factor, name.as_deref()).await;
     let notice = Notice::FactorAdded { factor, name };
     notice::factors_changed(db, config, &session.doc.user, client, notice).await;
 }
@@ -312,7 +313,7 @@ async fn factor_removed(
     name: Option<String>,
 ) {
     let removed = Activity::FactorRemoved { factor: factor.into(), name: name.clone() };
-    activity::record(db, username, client, removed).await;
+    audit::record(db, username, client, removed).await;
     let notice = Notice::FactorRemoved { factor: factor.into(), name };
     notice::factors_changed(db, config, username, client, notice).await;
 }
@@ -436,7 +437,7 @@ pub async fn renew_recovery_codes(
     let digests: Vec<String> = codes.iter().filter_map(|c| recovery::digest(c)).collect();
     factors::replace_recovery_codes(db, username, &digests).await?;
     let added = Activity::FactorAdded { factor: "recovery_codes".into(), name: None };
-    activity::record(db, username, client, added).await;
+    audit::record(db, username, client, added).await;
     let notice = Notice::FactorAdded { factor: "recovery_codes".into(), name: None };
     notice::factors_changed(db, config, username, client, notice).await;
     Ok(codes)
@@ -485,7 +486,7 @@ pub async fn passkey_options(
     mailer: &State<Mailer>,
 ) -> Result<Json<Value>> {
     let doc = &user.0.session.doc;
-    let default_name = activity::describe_device(&client.user_agent);
+    let default_name = audit::describe_device(&client.user_agent);
     let name = body.and_then(|b| b.0.name).unwrap_or(default_name);
     let options =
         passkey::start_registration(db, rp, &doc.user, &doc.display_name, &name, &client.ip);
@@ -717,12 +718,11 @@ pub async fn step_up_with_password(
         throttle.failed(db, config).await?;
         drop(slot);
         let failed = Activity::FailedSignIn { method: Method::Password.as_str().into() };
-        activity::record(db, user, client, failed).await;
+        audit::record(db, user, client, failed).await;
         return Err(Error::NotConfirmed("That password is not right. Please try again.".into()));
     }
     drop(slot);
-    activity::record(db, user, client, Activity::StepUp { method: "password".into(), aal: 1 })
-        .await;
+    audit::record(db, user, client, Activity::StepUp { method: "password".into(), aal: 1 }).await;
     Ok(code::stepped_up(session, 1, &[Amr::Pwd]))
 }
 
@@ -807,7 +807,7 @@ pub async fn step_up_passkey(
         return Err(signed_in(Error::InvalidCode));
     }
     let username = &user.session.doc.user;
-    activity::record(db, username, &client, Activity::StepUp { method: "passkey".into(), aal: 2 })
+    audit::record(db, username, &client, Activity::StepUp { method: "passkey".into(), aal: 2 })
         .await;
     let assurance = code::stepped_up(&user.session, 2, &[Amr::Hwk, Amr::User]);
     apply_step_up(db, config, jar, &user, assurance).await
@@ -897,10 +897,10 @@ pub struct DeviceView {
     last_sign_in: String,
 }
 
-impl From<&crate::session::throttle::Device> for DeviceView {
-    fn from(d: &crate::session::throttle::Device) -> Self {
+impl From<&crate::auth::throttle::Device> for DeviceView {
+    fn from(d: &crate::auth::throttle::Device) -> Self {
         DeviceView {
-            device: activity::describe_device(&d.user_agent),
+            device: audit::describe_device(&d.user_agent),
             user_agent: d.user_agent.clone(),
             ip: d.ip.clone(),
             first_sign_in: rfc3339_ms(d.created_at),
@@ -915,7 +915,7 @@ impl From<&crate::session::throttle::Device> for DeviceView {
 #[get("/api/v1/security/activity")]
 pub async fn security_activity(user: ApiUser, db: &State<Db>) -> Result<Json<SecurityActivity>> {
     let username = &user.session.doc.user;
-    let entries = activity::newest(db, username, 100).await?;
+    let entries = audit::newest(db, username, 100).await?;
     let owned = factors::factors(db, username).await?;
     let activity = entries
         .into_iter()
@@ -926,7 +926,7 @@ pub async fn security_activity(user: ApiUser, db: &State<Db>) -> Result<Json<Sec
             activity: e.activity,
         })
         .collect();
-    let devices = crate::session::throttle::devices(db, username).await?;
+    let devices = crate::auth::throttle::devices(db, username).await?;
     let devices = devices.iter().map(DeviceView::from).collect();
     Ok(Json(SecurityActivity { factors: FactorsView::from(&owned), activity, devices }))
 }

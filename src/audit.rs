@@ -8,12 +8,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::model::Session;
+use crate::auth::store::ClientInfo;
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::live::event::SECURITY_PREFIX;
 use crate::redis::{Db, value_text};
-use crate::session::model::Session;
-use crate::session::store::ClientInfo;
 
 /// Entries kept per user (about; Redis trims whole nodes).
 pub const MAX_ENTRIES: usize = 200;

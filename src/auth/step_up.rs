@@ -11,13 +11,13 @@ use rocket::http::Status;
 use rocket::outcome::Outcome;
 use rocket::request::{self, FromRequest, Request};
 
-use super::store::{self as factors, Factors};
+use super::factors::store::{self as factors, Factors};
+use crate::auth::guard::{ApiUser, CurrentUser};
+use crate::auth::model::Session;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, StepUpWanted, refuse};
 use crate::redis::Db;
-use crate::session::guard::{ApiUser, CurrentUser};
-use crate::session::model::Session;
 
 /// Whether `session` may do something sensitive now, given the user's factors.
 pub fn is_recent(config: &Config, session: &Session, factors: &Factors, now: i64) -> bool {

@@ -13,11 +13,11 @@ use rand::Rng;
 use redis::Script;
 use sha2::{Digest, Sha256};
 
+use crate::auth::store as users;
+use crate::auth::throttle::per_window;
 use crate::error::{Error, Result};
 use crate::mail::Mailer;
 use crate::redis::Db;
-use crate::session::store as users;
-use crate::session::throttle::per_window;
 
 /// How long an e-mailed code works.
 pub const CODE_SECS: u64 = 600;

@@ -13,31 +13,31 @@ use rocket::serde::json::{Json, Value, serde_json::json};
 use rocket::{State, get, post, uri};
 use rocket_dyn_templates::{Template, context};
 
-use super::activity::{self, Entry};
-use super::code::{self, CodeKind};
-use super::guard::{Enrolment, FactorAdder, SteppedUp};
-use super::notice;
 use super::passkey::{self, Purpose, RelyingParty};
-use super::preauth;
 use super::routes::{self as api, sign_in_with_passkey};
 use super::store as factors;
 use super::totp::qr_svg;
+use crate::audit::{self, Entry};
+use crate::auth::code::{self, CodeKind};
+use crate::auth::credential::Presented;
+use crate::auth::csrf::{self, SameOrigin};
+use crate::auth::guard::{
+    CurrentUser, MaybeUser, PreAuthCookie, PresentedDevice, pre_auth_cookie,
+    pre_auth_removal_cookie, session_cookie,
+};
+use crate::auth::login;
+use crate::auth::model::SessionKind;
+use crate::auth::notice;
+use crate::auth::password::Passwords;
+use crate::auth::preauth;
+use crate::auth::routes::{CsrfForm, sign_in_browser};
+use crate::auth::step_up::{Enrolment, FactorAdder, SteppedUp};
+use crate::auth::store::{self as sessions, ClientInfo};
 use crate::clock::display_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::mail::Mailer;
 use crate::redis::Db;
-use crate::session::credential::Presented;
-use crate::session::csrf::{self, SameOrigin};
-use crate::session::guard::{
-    CurrentUser, MaybeUser, PreAuthCookie, PresentedDevice, pre_auth_cookie,
-    pre_auth_removal_cookie, session_cookie,
-};
-use crate::session::login;
-use crate::session::model::SessionKind;
-use crate::session::password::Passwords;
-use crate::session::routes::{CsrfForm, sign_in_browser};
-use crate::session::store::{self as sessions, ClientInfo};
 use crate::web::{NoReferrer, SecretForm};
 
 /// Where to go after a step-up: a path on this site, or `/security`. Printable ASCII only — a
@@ -318,7 +318,7 @@ fn activity_rows(entries: Vec<Entry>) -> Vec<Value> {
         .map(|e| {
             let mut row = json!(e);
             row["when"] = json!(display_ms(e.at));
-            row["device"] = json!(activity::describe_device(&e.user_agent));
+            row["device"] = json!(audit::describe_device(&e.user_agent));
             row
         })
         .collect()
@@ -343,13 +343,13 @@ pub async fn security_page(
             row
         })
         .collect();
-    let entries = activity::newest(db, &doc.user, 50).await?;
-    let devices: Vec<Value> = crate::session::throttle::devices(db, &doc.user)
+    let entries = audit::newest(db, &doc.user, 50).await?;
+    let devices: Vec<Value> = crate::auth::throttle::devices(db, &doc.user)
         .await?
         .into_iter()
         .map(|d| {
             json!({
-                "device": activity::describe_device(&d.user_agent),
+                "device": audit::describe_device(&d.user_agent),
                 "user_agent": d.user_agent,
                 "ip": d.ip,
                 "first_at": crate::clock::rfc3339_ms(d.created_at),
