@@ -13,7 +13,7 @@ use rocket::figment::Figment;
 
 use crate::audit::{self, Activity};
 use crate::auth::factors::totp::{qr_text, step_of};
-use crate::auth::factors::{recovery, routes::ISSUER, store as factors};
+use crate::auth::factors::{recovery, service::ISSUER, store as factors};
 use crate::auth::notice::{self, Notice};
 use crate::auth::store::{self as sessions, ClientInfo};
 use crate::clock::now_ms;

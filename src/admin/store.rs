@@ -208,7 +208,7 @@ pub async fn failed_sign_ins(db: &Db) -> Result<FailedSignIns> {
         }
         if let (Some(user), Some(ip)) = (user, ip) {
             *accounts.entry(user).or_default() += 1;
-            *addresses.entry(crate::auth::throttle::address_group(&ip)).or_default() += 1;
+            *addresses.entry(crate::auth::signin::throttle::address_group(&ip)).or_default() += 1;
             total += 1;
             since = id.split('-').next().and_then(|ms| ms.parse().ok());
         }

@@ -62,7 +62,7 @@ pub fn pre_auth_cookie_name(config: &Config) -> &'static str {
 /// The pre-auth cookie: names the five-minute state between password and second factor (not a
 /// session). HttpOnly, same-site requests only, gone with the state.
 pub fn pre_auth_cookie(config: &Config, token: &SessionToken) -> Cookie<'static> {
-    let max_age = crate::auth::preauth::TTL_SECS as i64;
+    let max_age = crate::auth::signin::preauth::TTL_SECS as i64;
     Cookie::build((pre_auth_cookie_name(config), token.as_str().to_owned()))
         .http_only(true)
         .same_site(rocket::http::SameSite::Strict)

@@ -1,20 +1,17 @@
 //! Authentication and sessions in Redis JSON: browser cookie + mobile bearer token, idle and
 //! absolute timeouts, CSRF, login throttling, and the "your active sessions" list (RediSearch).
 
-pub mod code;
 pub mod credential;
 pub mod csrf;
 pub mod factors;
 pub mod guard;
-pub mod login;
 pub mod model;
 pub mod notice;
 pub mod password;
-pub mod preauth;
 pub mod routes;
+pub mod signin;
 pub mod step_up;
 pub mod store;
-pub mod throttle;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

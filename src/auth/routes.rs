@@ -17,9 +17,9 @@ use super::guard::{
     ApiUser, CurrentUser, MaybeUser, PresentedDevice, Via, device_cookie, pre_auth_cookie,
     pre_auth_removal_cookie, removal_cookie, session_cookie,
 };
-use super::login::{self, Attempt, Outcome, SignedIn};
 use super::model::{Amr, DeviceToken, Session, SessionId, SessionKind, UserView};
 use super::password::Passwords;
+use super::signin::service::{self as login, Attempt, Outcome, SignedIn};
 use super::store::{self, ClientInfo};
 use crate::audit::{self, Activity};
 use crate::clock::{display_ms, rfc3339_ms};
@@ -312,7 +312,7 @@ pub async fn revoke_form(
 /// forgotten (a thief's device token must not keep its own throttle budget).
 async fn sign_out_others(db: &Db, me: &Session, client: &ClientInfo) -> Result<usize> {
     let count = store::destroy_others(db, &me.doc.user, Some(&me.id)).await?;
-    super::throttle::forget_devices(db, &me.doc.user).await?;
+    super::signin::throttle::forget_devices(db, &me.doc.user).await?;
     audit::record(db, &me.doc.user, client, Activity::OtherSessionsSignedOut { count }).await;
     Ok(count)
 }
@@ -391,7 +391,7 @@ impl NewPasswordRequired {
             password_change_required: true,
             email_code_required: true,
             renew_token: token.as_str().to_owned(),
-            expires_in: crate::auth::preauth::TTL_SECS,
+            expires_in: crate::auth::signin::preauth::TTL_SECS,
         }
     }
 }
@@ -417,7 +417,7 @@ impl LoginAnswer {
                     mfa_required: true,
                     mfa_token: token.as_str().to_owned(),
                     methods,
-                    expires_in: crate::auth::preauth::TTL_SECS,
+                    expires_in: crate::auth::signin::preauth::TTL_SECS,
                 })
             }
         }

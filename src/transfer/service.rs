@@ -24,8 +24,8 @@ use super::model::{
 use crate::auth::factors::passkey::{self, Purpose, RelyingParty};
 use crate::auth::factors::store as factors;
 use crate::auth::model::Session;
+use crate::auth::signin::throttle::per_minute;
 use crate::auth::store::ClientInfo;
-use crate::auth::throttle::per_minute;
 use crate::bank::store as bank;
 use crate::clock::now_ms;
 use crate::config::Config;

@@ -8,6 +8,7 @@ pub mod pages;
 pub mod passkey;
 pub mod recovery;
 pub mod routes;
+pub mod service;
 pub mod store;
 pub mod totp;
 
@@ -33,13 +34,13 @@ pub fn stage() -> AdHoc {
         Ok(rocket.manage(rp).mount(
             "/",
             routes![
-                routes::login_totp,
-                routes::login_recovery,
-                routes::login_renew,
+                crate::auth::signin::routes::login_totp,
+                crate::auth::signin::routes::login_recovery,
+                crate::auth::signin::routes::login_renew,
                 pages::renew_page,
                 pages::renew_submit,
-                routes::login_passkey_options,
-                routes::login_passkey,
+                crate::auth::signin::routes::login_passkey_options,
+                crate::auth::signin::routes::login_passkey,
                 routes::totp_begin,
                 routes::totp_confirm,
                 routes::totp_remove,
@@ -48,11 +49,11 @@ pub fn stage() -> AdHoc {
                 routes::passkey_add,
                 routes::passkey_list,
                 routes::passkey_remove,
-                routes::step_up_totp,
-                routes::step_up_recovery,
-                routes::step_up_password,
-                routes::step_up_passkey_options,
-                routes::step_up_passkey,
+                crate::auth::step_up::routes::step_up_totp,
+                crate::auth::step_up::routes::step_up_recovery,
+                crate::auth::step_up::routes::step_up_password,
+                crate::auth::step_up::routes::step_up_passkey_options,
+                crate::auth::step_up::routes::step_up_passkey,
                 routes::security_activity,
                 routes::not_me,
                 pages::not_me_page,

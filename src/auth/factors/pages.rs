@@ -14,23 +14,25 @@ use rocket::{State, get, post, uri};
 use rocket_dyn_templates::{Template, context};
 
 use super::passkey::{self, Purpose, RelyingParty};
-use super::routes::{self as api, sign_in_with_passkey};
+use super::service;
 use super::store as factors;
 use super::totp::qr_svg;
 use crate::audit::{self, Entry};
-use crate::auth::code::{self, CodeKind};
 use crate::auth::credential::Presented;
 use crate::auth::csrf::{self, SameOrigin};
 use crate::auth::guard::{
     CurrentUser, MaybeUser, PreAuthCookie, PresentedDevice, pre_auth_cookie,
     pre_auth_removal_cookie, session_cookie,
 };
-use crate::auth::login;
 use crate::auth::model::SessionKind;
 use crate::auth::notice;
 use crate::auth::password::Passwords;
-use crate::auth::preauth;
 use crate::auth::routes::{CsrfForm, sign_in_browser};
+use crate::auth::signin::code::{self, CodeKind};
+use crate::auth::signin::preauth;
+use crate::auth::signin::service as login;
+use crate::auth::signin::service::sign_in_with_passkey;
+use crate::auth::step_up::service::step_up_with_password;
 use crate::auth::step_up::{Enrolment, FactorAdder, SteppedUp};
 use crate::auth::store::{self as sessions, ClientInfo};
 use crate::clock::display_ms;
@@ -214,15 +216,8 @@ pub async fn verify_submit(
             let session = &user.0;
             let assurance = match (form.method.as_str(), kind) {
                 ("password", _) => {
-                    api::step_up_with_password(
-                        db,
-                        config,
-                        passwords,
-                        session,
-                        &client,
-                        &form.password,
-                    )
-                    .await
+                    step_up_with_password(db, config, passwords, session, &client, &form.password)
+                        .await
                 }
                 (_, Some(kind)) => {
                     code::step_up(db, config, session, &client, kind, &form.code).await
@@ -344,7 +339,7 @@ pub async fn security_page(
         })
         .collect();
     let entries = audit::newest(db, &doc.user, 50).await?;
-    let devices: Vec<Value> = crate::auth::throttle::devices(db, &doc.user)
+    let devices: Vec<Value> = crate::auth::signin::throttle::devices(db, &doc.user)
         .await?
         .into_iter()
         .map(|d| {
@@ -385,7 +380,7 @@ pub async fn totp_begin(
 ) -> Result<Template> {
     let FactorAdder(me, enrolment) = &user;
     me.check_csrf(&form.csrf)?;
-    let (secret, uri) = api::begin_totp(db, mailer, &me.0.doc.user, *enrolment).await?;
+    let (secret, uri) = service::begin_totp(db, mailer, &me.0.doc.user, *enrolment).await?;
     Ok(totp_page(config, me, *enrolment, &secret, &uri, None))
 }
 
@@ -437,7 +432,7 @@ pub async fn totp_confirm(
     let username = &me.0.doc.user;
     let email_code = Some(form.email_code.as_str());
     let message =
-        match api::confirm_totp(db, config, &me.0, &client, *enrolment, &form.code, email_code)
+        match service::confirm_totp(db, config, &me.0, &client, *enrolment, &form.code, email_code)
             .await
         {
             Ok(codes) => return Ok(Reply::Page(codes_page(config, me, codes))),
@@ -450,7 +445,7 @@ pub async fn totp_confirm(
     let Some(factors::Pending { secret, .. }) = factors::pending_totp(db, username).await? else {
         return Ok(Reply::Done(Redirect::to(uri!("/security"))));
     };
-    let uri = secret.otpauth_uri(api::ISSUER, username);
+    let uri = secret.otpauth_uri(service::ISSUER, username);
     let page = totp_page(config, me, *enrolment, &secret.base32(), &uri, Some(&message));
     Ok(Reply::Page(Page { status: Status::UnprocessableEntity, page }))
 }
@@ -473,7 +468,7 @@ pub async fn totp_remove(
 ) -> Result<Redirect> {
     let me = &user.0;
     me.check_csrf(&form.csrf)?;
-    api::remove_totp(db, config, &me.0.doc.user, &client).await?;
+    service::remove_totp(db, config, &me.0.doc.user, &client).await?;
     Ok(Redirect::to(uri!("/security")))
 }
 
@@ -487,7 +482,7 @@ pub async fn recovery_renew(
 ) -> Result<Page> {
     let me = &user.0;
     me.check_csrf(&form.csrf)?;
-    let codes = api::renew_recovery_codes(db, config, &me.0.doc.user, &client).await?;
+    let codes = service::renew_recovery_codes(db, config, &me.0.doc.user, &client).await?;
     Ok(codes_page(config, me, codes))
 }
 
@@ -502,7 +497,7 @@ pub async fn passkey_remove(
 ) -> Result<Redirect> {
     let me = &user.0;
     me.check_csrf(&form.csrf)?;
-    api::remove_passkey(db, config, &me.0.doc.user, id, &client).await?;
+    service::remove_passkey(db, config, &me.0.doc.user, id, &client).await?;
     Ok(Redirect::to(uri!("/security")))
 }
 

@@ -23,7 +23,7 @@ use webauthn_rs::prelude::{
 };
 use webauthn_rs_proto::ResidentKeyRequirement;
 
-use crate::auth::throttle::{address_group, per_minute};
+use crate::auth::signin::throttle::{address_group, per_minute};
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -458,4 +458,15 @@ pub async fn finish_authentication(db: &Db, rp: &RelyingParty, answer: &Value) -
 pub fn parse_id(raw: &str) -> Option<String> {
     let bytes = URL_SAFE_NO_PAD.decode(raw).or_else(|_| STANDARD.decode(raw)).ok()?;
     (!bytes.is_empty() && bytes.len() <= 1023).then(|| URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// A passkey answer that failed for a signed-in user: 422 (their session is fine), not the 401 of
+/// a failed sign-in.
+pub fn for_signed_in(e: Error) -> Error {
+    match e {
+        Error::InvalidCode => {
+            Error::NotConfirmed("The passkey could not be confirmed. Please try again.".into())
+        }
+        e => e,
+    }
 }

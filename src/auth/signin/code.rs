@@ -3,16 +3,16 @@
 //! throttle as wrong passwords (a known device's own counter, or the stranger counters), and by
 //! the pre-auth state, which allows only a few.
 
-use super::factors::recovery;
-use super::factors::store as factors;
-use super::notice::{self, Notice};
-use super::preauth;
 use crate::audit::{self, Activity};
-use crate::auth::login::{self, Method};
+use crate::auth::factors::recovery;
+use crate::auth::factors::store as factors;
 use crate::auth::model::{Amr, Assurance, Session, SessionKind};
+use crate::auth::notice::{self, Notice};
+use crate::auth::signin::preauth;
+use crate::auth::signin::service::{self as login, Method};
+use crate::auth::signin::throttle::Counters;
+use crate::auth::signin::throttle::Throttle;
 use crate::auth::store::{self as sessions, ClientInfo};
-use crate::auth::throttle::Counters;
-use crate::auth::throttle::Throttle;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};

@@ -7,11 +7,14 @@
 //! a code e-mailed to the account (`email_code`), an operator's first one is set up on the
 //! machine (`redbank admin totp`), and every later one needs a step-up with an existing factor.
 
+pub mod routes;
+pub mod service;
+
 use rocket::http::Status;
 use rocket::outcome::Outcome;
 use rocket::request::{self, FromRequest, Request};
 
-use super::factors::store::{self as factors, Factors};
+use crate::auth::factors::store::{self as factors, Factors};
 use crate::auth::guard::{ApiUser, CurrentUser};
 use crate::auth::model::Session;
 use crate::clock::now_ms;

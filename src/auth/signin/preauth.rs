@@ -8,10 +8,10 @@
 use redis::Script;
 use serde::{Deserialize, Serialize};
 
-use super::factors::store::parse;
+use crate::auth::factors::store::parse;
 use crate::auth::model::{Assurance, SessionKind, SessionToken};
+use crate::auth::signin::throttle::Throttle;
 use crate::auth::store::ClientInfo;
-use crate::auth::throttle::Throttle;
 use crate::error::Result;
 use crate::redis::Db;
 

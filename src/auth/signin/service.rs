@@ -2,24 +2,26 @@
 //!
 //! A password is checked with the throttle first (no hashing while locked), then argon2 under a
 //! bounded hashing queue, also for unknown users, so both failures cost and look the same. A user
-//! with a second factor then gets a pre-auth state instead of a session ([`crate::auth::preauth`]);
+//! with a second factor then gets a pre-auth state instead of a session ([`crate::auth::signin::preauth`]);
 //! the session is only created by [`complete`], after every factor the user has.
 
 use std::time::Duration;
 
-use super::model::{Assurance, DeviceToken, Session, SessionKind, SessionToken, User};
-use super::password::{MAX_PASSWORD_BYTES, Passwords};
-use super::store::{self, ClientInfo};
-use super::throttle::{self, Throttle};
 use crate::audit::{self, Activity};
 use crate::auth::factors::email_code::{self, NewFactor};
+use crate::auth::factors::passkey::{self, Purpose, RelyingParty};
 use crate::auth::factors::store as factors;
+use crate::auth::model::{Assurance, DeviceToken, Session, SessionKind, SessionToken, User};
 use crate::auth::notice::{self, Notice};
-use crate::auth::preauth::{self, PreAuth, Renewal};
+use crate::auth::password::{MAX_PASSWORD_BYTES, Passwords};
+use crate::auth::signin::preauth::{self, PreAuth, Renewal};
+use crate::auth::signin::throttle::{self, Throttle};
+use crate::auth::store::{self, ClientInfo};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::Db;
+use serde_json::Value;
 
 /// Who is trying to sign in, and from where.
 #[derive(Debug, Clone, Copy)]
@@ -301,4 +303,25 @@ pub async fn complete(
         notice::send(db, config, &user.username, client, notice).await;
     }
     Ok(SignedIn { token, session, device })
+}
+
+/// Signs in with a passkey assertion alone (it counts as two factors): shared by the API and
+/// the browser's `/login/passkey`.
+pub async fn sign_in_with_passkey(
+    db: &Db,
+    config: &Config,
+    rp: &RelyingParty,
+    answer: &Value,
+    kind: SessionKind,
+    client: &ClientInfo,
+    devices: Vec<crate::auth::model::DeviceToken>,
+) -> Result<SignedIn> {
+    let verified = passkey::finish_authentication(db, rp, answer).await?;
+    if verified.purpose != Purpose::SignIn {
+        return Err(Error::InvalidCode);
+    }
+    let user = store::get_user(db, &verified.user).await?.ok_or(Error::InvalidCode)?;
+    let throttle = Throttle::new(db, &user.username, &client.ip, devices).await?;
+    let assurance = Assurance::passkey(now_ms());
+    complete(db, config, &user, &throttle, kind, client, assurance, Method::Passkey).await
 }

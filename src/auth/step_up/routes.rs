@@ -1,0 +1,211 @@
+//! The JSON API of step-up: a signed-in user confirms it is them again (authenticator app,
+//! recovery code, password or passkey) before a sensitive action.
+
+use super::service::step_up_with_password;
+use rocket::http::CookieJar;
+use rocket::serde::json::{Json, Value};
+use rocket::{State, post};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{self, Activity};
+use crate::auth::factors::passkey::{self, Purpose, RelyingParty};
+use crate::auth::guard::{ApiUser, Via, session_cookie};
+use crate::auth::model::{Amr, Assurance};
+use crate::auth::password::Passwords;
+use crate::auth::signin::code::{self, CodeKind};
+use crate::auth::store::{self as sessions, ClientInfo};
+use crate::clock::rfc3339_ms;
+use crate::config::Config;
+use crate::error::{ApiError, Error, Result};
+use crate::redis::Db;
+use crate::web::SecretJson;
+
+/// The issuer authenticator apps show next to the account.
+pub const ISSUER: &str = "redbank";
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct Code {
+    code: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct Password {
+    password: String,
+}
+
+/// The session's new assurance after a step-up.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SteppedUpBody {
+    aal: u8,
+    amr: Vec<Amr>,
+    auth_time: String,
+    /// A browser session's new CSRF token (its cookie was renewed too); absent for bearer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    csrf_token: Option<String>,
+}
+
+/// Steps up with a code from the authenticator app: the session is at AAL2 for the next few minutes.
+#[utoipa::path(
+    tag = "step-up",
+    request_body = Code,
+    responses(
+        (status = 200, description = "Stepped up", body = SteppedUpBody),
+        (status = 422, description = "Wrong or used code", body = ApiError),
+        (status = 429, description = "Too many codes tried", body = ApiError),
+    )
+)]
+#[post("/api/v1/step-up/totp", data = "<body>")]
+pub async fn step_up_totp(
+    body: SecretJson<Code>,
+    user: ApiUser,
+    client: ClientInfo,
+    jar: &CookieJar<'_>,
+    db: &State<Db>,
+    config: &State<Config>,
+) -> Result<Json<SteppedUpBody>> {
+    let kind = CodeKind::Totp;
+    let assurance = code::step_up(db, config, &user.session, &client, kind, &body.0.code).await?;
+    apply_step_up(db, config, jar, &user, assurance).await
+}
+
+/// Steps up with a recovery code (each works once): the session is at AAL2 for the next few minutes.
+#[utoipa::path(
+    tag = "step-up",
+    request_body = Code,
+    responses(
+        (status = 200, description = "Stepped up", body = SteppedUpBody),
+        (status = 422, description = "Wrong or used code", body = ApiError),
+        (status = 429, description = "Too many codes tried", body = ApiError),
+    )
+)]
+#[post("/api/v1/step-up/recovery", data = "<body>")]
+pub async fn step_up_recovery(
+    body: SecretJson<Code>,
+    user: ApiUser,
+    client: ClientInfo,
+    jar: &CookieJar<'_>,
+    db: &State<Db>,
+    config: &State<Config>,
+) -> Result<Json<SteppedUpBody>> {
+    let kind = CodeKind::Recovery;
+    let assurance = code::step_up(db, config, &user.session, &client, kind, &body.0.code).await?;
+    apply_step_up(db, config, jar, &user, assurance).await
+}
+
+/// Steps up with the password: only for a user without a second factor (the session stays at
+/// AAL1, with a fresh authentication time).
+#[utoipa::path(
+    tag = "step-up",
+    request_body = Password,
+    responses(
+        (status = 200, description = "Stepped up", body = SteppedUpBody),
+        (status = 403, description = "The user has a second factor: use it", body = ApiError),
+        (status = 422, description = "Wrong password", body = ApiError),
+        (status = 429, description = "Too many attempts", body = ApiError),
+    )
+)]
+#[post("/api/v1/step-up/password", data = "<body>")]
+#[allow(clippy::too_many_arguments)] // one per request guard: what Rocket routes look like
+pub async fn step_up_password(
+    body: SecretJson<Password>,
+    user: ApiUser,
+    client: ClientInfo,
+    jar: &CookieJar<'_>,
+    db: &State<Db>,
+    config: &State<Config>,
+    passwords: &State<std::sync::Arc<Passwords>>,
+) -> Result<Json<SteppedUpBody>> {
+    let assurance =
+        step_up_with_password(db, config, passwords, &user.session, &client, &body.0.password)
+            .await?;
+    apply_step_up(db, config, jar, &user, assurance).await
+}
+
+/// Starts a passkey step-up: WebAuthn request options bound to this session.
+#[utoipa::path(
+    tag = "step-up",
+    responses(
+        (status = 200, description = "WebAuthn request options", body = Object),
+        (status = 429, description = "Too many ceremonies", body = ApiError),
+    )
+)]
+#[post("/api/v1/step-up/passkey/options")]
+pub async fn step_up_passkey_options(
+    user: ApiUser,
+    client: ClientInfo,
+    db: &State<Db>,
+    rp: &State<RelyingParty>,
+) -> Result<Json<Value>> {
+    let purpose = Purpose::StepUp {
+        user: user.session.doc.user.clone(),
+        session: user.session.id.as_str().to_owned(),
+    };
+    Ok(Json(passkey::start_authentication(db, rp, purpose, &client.ip).await?))
+}
+
+/// Steps up with a passkey's assertion (`PublicKeyCredential` JSON).
+#[utoipa::path(
+    tag = "step-up",
+    request_body(content = Object, description = "The WebAuthn assertion (`PublicKeyCredential` JSON)"),
+    responses(
+        (status = 200, description = "Stepped up", body = SteppedUpBody),
+        (status = 422, description = "The assertion did not verify", body = ApiError),
+    )
+)]
+#[post("/api/v1/step-up/passkey", data = "<answer>")]
+#[allow(clippy::too_many_arguments)] // one per request guard: what Rocket routes look like
+pub async fn step_up_passkey(
+    answer: Json<Value>,
+    user: ApiUser,
+    client: ClientInfo,
+    jar: &CookieJar<'_>,
+    db: &State<Db>,
+    config: &State<Config>,
+    rp: &State<RelyingParty>,
+) -> Result<Json<SteppedUpBody>> {
+    let verified =
+        passkey::finish_authentication(db, rp, &answer).await.map_err(passkey::for_signed_in)?;
+    let expected = Purpose::StepUp {
+        user: user.session.doc.user.clone(),
+        session: user.session.id.as_str().to_owned(),
+    };
+    // The passkey must be this user's, answering a ceremony this session started.
+    if verified.purpose != expected || verified.user != user.session.doc.user {
+        return Err(passkey::for_signed_in(Error::InvalidCode));
+    }
+    let username = &user.session.doc.user;
+    audit::record(db, username, &client, Activity::StepUp { method: "passkey".into(), aal: 2 })
+        .await;
+    let assurance = code::stepped_up(&user.session, 2, &[Amr::Hwk, Amr::User]);
+    apply_step_up(db, config, jar, &user, assurance).await
+}
+
+/// Stores a step-up: on a bearer session by JSON path; a browser session gets a new token (and
+/// CSRF token) with it, so a token seen before the step-up is worth nothing after it.
+async fn apply_step_up(
+    db: &Db,
+    config: &Config,
+    jar: &CookieJar<'_>,
+    user: &ApiUser,
+    assurance: Assurance,
+) -> Result<Json<SteppedUpBody>> {
+    let mut body = SteppedUpBody {
+        aal: assurance.aal,
+        amr: assurance.amr.clone(),
+        auth_time: rfc3339_ms(assurance.auth_time),
+        csrf_token: None,
+    };
+    match user.via {
+        Via::Bearer => {
+            if !sessions::set_assurance(db, &user.session.id, &assurance).await? {
+                return Err(Error::Unauthorized);
+            }
+        }
+        Via::Cookie => {
+            let (token, session) = sessions::rotate(db, config, &user.session, assurance).await?;
+            jar.add(session_cookie(config, &token));
+            body.csrf_token = Some(session.doc.csrf_token);
+        }
+    }
+    Ok(Json(body))
+}
