@@ -575,16 +575,23 @@ async fn racing_debits_never_overdraw_and_the_refused_ones_write_nothing() {
         balance,
     );
     bank::record(&db, &config, balance, &rent).await.unwrap();
-    let race = (0..4).map(|_| {
+    let keys: Vec<String> = (0..4).map(|_| key()).collect();
+    let race = keys.iter().map(|k| {
         let body = json!({"to_account": ALICE, "amount": 20});
         let bob = bob.clone();
         let server = &server;
-        async move { transfer(server, &bob, &key(), body).await }
+        async move { transfer(server, &bob, k, body).await }
     });
     let answers = futures::future::join_all(race).await;
     let completed = answers.iter().filter(|(s, t)| *s == 201 && t["status"] == "completed").count();
     let refused = answers.iter().filter(|(s, t)| *s == 422 && t["field"] == "amount").count();
     assert_eq!((completed, refused), (1, 3), "{answers:?}");
+    // Each request again with its Idempotency-Key: the same answer, word for word, and no new
+    // transfer (a key whose transfer was refused when carried out is not given back).
+    for (k, first) in keys.iter().zip(&answers) {
+        let again = transfer(&server, &bob, k, json!({"to_account": ALICE, "amount": 20})).await;
+        assert_eq!((again.0, &again.1["error"]), (first.0, &first.1["error"]), "{k}");
+    }
     assert_eq!(bank::balance(&db, BOB).await.unwrap().0, 500);
     let ledger = crate::bank::assert_balanced(shared_redis(), &server.prefix, BOB).await;
     let transfers = ledger.docs.values().filter(|d| d["transactionType"] == "transfer").count();
