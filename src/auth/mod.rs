@@ -8,7 +8,7 @@ pub mod guard;
 pub mod model;
 pub mod notice;
 pub mod password;
-pub mod routes;
+pub mod sessions;
 pub mod signin;
 pub mod step_up;
 pub mod store;
@@ -48,20 +48,20 @@ pub fn stage() -> AdHoc {
             .mount(
                 "/",
                 routes![
-                    routes::login_form,
-                    routes::login_submit,
-                    routes::logout,
-                    routes::index,
-                    routes::sessions_page,
-                    routes::revoke_form,
-                    routes::revoke_others_form,
-                    routes::api_login,
-                    routes::api_me,
-                    routes::api_logout,
-                    routes::api_refresh,
-                    routes::api_sessions,
-                    routes::api_revoke,
-                    routes::api_revoke_others,
+                    signin::pages::login_form,
+                    signin::pages::login_submit,
+                    sessions::pages::logout,
+                    sessions::pages::index,
+                    sessions::pages::sessions_page,
+                    sessions::pages::revoke_form,
+                    sessions::pages::revoke_others_form,
+                    signin::routes::api_login,
+                    sessions::routes::api_me,
+                    sessions::routes::api_logout,
+                    sessions::routes::api_refresh,
+                    sessions::routes::api_sessions,
+                    sessions::routes::api_revoke,
+                    sessions::routes::api_revoke_others,
                 ],
             )
             .attach(AdHoc::on_liftoff("Demo users and session index", |rocket| {

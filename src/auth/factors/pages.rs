@@ -27,8 +27,9 @@ use crate::auth::guard::{
 use crate::auth::model::SessionKind;
 use crate::auth::notice;
 use crate::auth::password::Passwords;
-use crate::auth::routes::{CsrfForm, sign_in_browser};
 use crate::auth::signin::code::{self, CodeKind};
+use crate::auth::signin::pages::CsrfForm;
+use crate::auth::signin::pages::sign_in_browser;
 use crate::auth::signin::preauth;
 use crate::auth::signin::service as login;
 use crate::auth::signin::service::sign_in_with_passkey;

@@ -1,18 +1,22 @@
 //! The JSON API of signing in beyond the password: completing a sign-in with a second factor
 //! (`mfa_token` + code), renewing a password reported compromised, and signing in with a passkey.
 
-use super::service::sign_in_with_passkey;
+use std::sync::Arc;
+
 use rocket::serde::json::{Json, Value};
 use rocket::{State, post};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::auth::factors::passkey::{self, Purpose, RelyingParty};
-use crate::auth::model::SessionKind;
+use super::service::sign_in_with_passkey;
+use crate::auth::factors::passkey;
+use crate::auth::factors::passkey::{Purpose, RelyingParty};
+use crate::auth::model::{Amr, DeviceToken, SessionKind, UserView};
 use crate::auth::password::Passwords;
-use crate::auth::routes::{LoginAnswer, SignedInBody, login_json};
-use crate::auth::signin::code::{self, CodeKind};
-use crate::auth::signin::service as login;
+use crate::auth::signin::code::CodeKind;
+use crate::auth::signin::service::{Attempt, Outcome, SignedIn};
+use crate::auth::signin::{code, service as login};
 use crate::auth::store::ClientInfo;
+use crate::clock::rfc3339_ms;
 use crate::config::Config;
 use crate::error::{ApiError, Result};
 use crate::redis::Db;
@@ -157,4 +161,143 @@ pub async fn login_passkey(
     let kind = SessionKind::Mobile;
     let signed_in = sign_in_with_passkey(db, config, rp, &answer, kind, &client, Vec::new());
     Ok(Json(login_json(config, &signed_in.await?)))
+}
+
+pub const INVALID_CREDENTIALS: &str = "Invalid username or password";
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct ApiLogin {
+    #[schema(example = "bob")]
+    username: String,
+    #[schema(example = "password")]
+    password: String,
+    /// The `device_token` of an earlier sign-in on this device: its attempts are then counted
+    /// apart from strangers', so they can never lock this device out.
+    #[serde(default)]
+    device_token: Option<String>,
+}
+
+/// A completed sign-in: the bearer token and what it is worth.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SignedInBody {
+    /// Send as `Authorization: Bearer <token>`.
+    token: String,
+    #[schema(example = "Bearer")]
+    token_type: &'static str,
+    /// RFC 3339: the absolute end of the session (it also ends after `idle_timeout_secs` unused).
+    expires_at: String,
+    idle_timeout_secs: u64,
+    user: UserView,
+    /// Keep it and send it with the next sign-in on this device (`device_token`).
+    device_token: String,
+    /// Authenticator assurance level: 1 (password) or 2 (two factors or a passkey).
+    aal: u8,
+    amr: Vec<Amr>,
+}
+
+/// A correct password of a user with a second factor: no session yet. Finish with
+/// `POST /api/v1/login/totp` or `/api/v1/login/recovery` and the `mfa_token`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SecondFactorRequired {
+    mfa_required: bool,
+    mfa_token: String,
+    /// What the user has: `totp`, `passkey`, `recovery`.
+    methods: Vec<&'static str>,
+    /// Seconds the `mfa_token` is valid.
+    expires_in: u64,
+}
+
+/// Every factor is in, but the owner reported the password compromised ("this wasn't me"): a
+/// code was e-mailed; finish with `POST /api/v1/login/renew`, the `renew_token`, that code and a
+/// new password.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct NewPasswordRequired {
+    password_change_required: bool,
+    email_code_required: bool,
+    renew_token: String,
+    /// Seconds the `renew_token` is valid.
+    expires_in: u64,
+}
+
+impl NewPasswordRequired {
+    pub fn new(token: &crate::auth::model::SessionToken) -> Self {
+        NewPasswordRequired {
+            password_change_required: true,
+            email_code_required: true,
+            renew_token: token.as_str().to_owned(),
+            expires_in: crate::auth::signin::preauth::TTL_SECS,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum LoginAnswer {
+    SignedIn(SignedInBody),
+    SecondFactor(SecondFactorRequired),
+    NewPassword(NewPasswordRequired),
+}
+
+impl LoginAnswer {
+    /// The answer to a sign-in that needs no more factors: signed in, or a new password first.
+    pub fn finished(config: &Config, outcome: Outcome) -> LoginAnswer {
+        match outcome {
+            Outcome::SignedIn(signed_in) => LoginAnswer::SignedIn(login_json(config, &signed_in)),
+            Outcome::NewPassword { token } => {
+                LoginAnswer::NewPassword(NewPasswordRequired::new(&token))
+            }
+            Outcome::SecondFactor { token, methods } => {
+                LoginAnswer::SecondFactor(SecondFactorRequired {
+                    mfa_required: true,
+                    mfa_token: token.as_str().to_owned(),
+                    methods,
+                    expires_in: crate::auth::signin::preauth::TTL_SECS,
+                })
+            }
+        }
+    }
+}
+
+/// Signs in with a username and password (a mobile session, bearer token). A user with a second
+/// factor gets an `mfa_token` instead of a session; a password the owner reported compromised
+/// gets a `renew_token` (and an e-mailed code) instead.
+#[utoipa::path(
+    tag = "session",
+    security(()),
+    request_body = ApiLogin,
+    responses(
+        (status = 200, description = "Signed in, or a second factor or a new password is needed", body = LoginAnswer),
+        (status = 401, description = "Wrong username or password (one message for both)", body = ApiError),
+        (status = 429, description = "Too many attempts for this account or address", body = ApiError),
+    )
+)]
+#[post("/api/v1/login", data = "<body>")]
+pub async fn api_login(
+    body: SecretJson<ApiLogin>,
+    client: ClientInfo,
+    db: &State<Db>,
+    config: &State<Config>,
+    passwords: &State<Arc<Passwords>>,
+) -> Result<Json<LoginAnswer>> {
+    let body = body.0;
+    let attempt = Attempt { username: &body.username, password: &body.password, ip: &client.ip };
+    let device = body.device_token.as_deref().and_then(DeviceToken::parse).into_iter().collect();
+    let kind = SessionKind::Mobile;
+    let outcome = login::with_password(db, config, passwords, attempt, device, kind, &client);
+    Ok(Json(LoginAnswer::finished(config, outcome.await?)))
+}
+
+/// The API's answer to a completed sign-in (password, code or passkey).
+pub fn login_json(config: &Config, signed_in: &SignedIn) -> SignedInBody {
+    let doc = &signed_in.session.doc;
+    SignedInBody {
+        token: signed_in.token.as_str().to_owned(),
+        token_type: "Bearer",
+        expires_at: rfc3339_ms(doc.expires_at(config)),
+        idle_timeout_secs: config.session.idle_secs,
+        user: doc.user_view(),
+        device_token: signed_in.device.as_str().to_owned(),
+        aal: doc.assurance.aal,
+        amr: doc.assurance.amr.clone(),
+    }
 }

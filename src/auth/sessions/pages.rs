@@ -1,0 +1,86 @@
+//! The browser's session pages: the home redirect, sign-out, and "your active sessions" with
+//! revoking one or all others.
+
+use rocket::form::Form;
+use rocket::http::CookieJar;
+use rocket::response::Redirect;
+use rocket::{State, get, post, uri};
+use rocket_dyn_templates::{Template, context};
+
+use crate::auth::guard::{CurrentUser, removal_cookie};
+use crate::auth::sessions::service::{revoke, rows, sign_out_others};
+use crate::auth::signin::pages::CsrfForm;
+use crate::auth::store;
+use crate::auth::store::ClientInfo;
+use crate::config::Config;
+use crate::error::Result;
+use crate::redis::Db;
+
+#[post("/logout", data = "<form>")]
+pub async fn logout(
+    user: CurrentUser,
+    form: Form<CsrfForm>,
+    jar: &CookieJar<'_>,
+    db: &State<Db>,
+    config: &State<Config>,
+) -> Result<Redirect> {
+    user.check_csrf(&form.csrf)?;
+    store::destroy(db, &user.0.id).await?;
+    jar.add(removal_cookie(config));
+    Ok(Redirect::to(uri!("/login")))
+}
+
+#[get("/")]
+pub fn index(_user: CurrentUser) -> Redirect {
+    Redirect::to(uri!("/dashboard"))
+}
+
+#[get("/sessions")]
+pub async fn sessions_page(
+    user: CurrentUser,
+    db: &State<Db>,
+    config: &State<Config>,
+) -> Result<Template> {
+    let me = &user.0;
+    // Only the caller's own, an admin's too: every user's sessions are the console's (AAL2,
+    // audited), in one place behind one guard.
+    let list = store::list_sessions(db, Some(&me.doc.user)).await?;
+    Ok(Template::render(
+        "session/sessions",
+        context! {
+            user: me.doc.page_user(config),
+            csrf: &me.doc.csrf_token,
+            sessions: rows(list, &me.id),
+        },
+    ))
+}
+
+#[post("/sessions/<id>/revoke", data = "<form>")]
+pub async fn revoke_form(
+    id: &str,
+    user: CurrentUser,
+    form: Form<CsrfForm>,
+    client: ClientInfo,
+    jar: &CookieJar<'_>,
+    db: &State<Db>,
+    config: &State<Config>,
+) -> Result<Redirect> {
+    user.check_csrf(&form.csrf)?;
+    if revoke(db, &user.0, id, &client).await? {
+        jar.add(removal_cookie(config));
+        return Ok(Redirect::to(uri!("/login")));
+    }
+    Ok(Redirect::to(uri!("/sessions")))
+}
+
+#[post("/sessions/revoke-others", data = "<form>")]
+pub async fn revoke_others_form(
+    user: CurrentUser,
+    form: Form<CsrfForm>,
+    client: ClientInfo,
+    db: &State<Db>,
+) -> Result<Redirect> {
+    user.check_csrf(&form.csrf)?;
+    sign_out_others(db, &user.0, &client).await?;
+    Ok(Redirect::to(uri!("/sessions")))
+}

@@ -1,0 +1,191 @@
+//! The browser's sign-in pages: the login form and where a correct password leads.
+
+use std::sync::Arc;
+
+use rocket::form::FromForm;
+use rocket::http::{CookieJar, Status};
+use rocket::request::Request;
+use rocket::response::{Redirect, Responder};
+use rocket::{State, get, post, response, uri};
+use rocket_dyn_templates::{Template, context};
+
+use crate::auth::credential::Presented;
+use crate::auth::csrf::SameOrigin;
+use crate::auth::guard::{
+    MaybeUser, PresentedDevice, Via, device_cookie, pre_auth_cookie, pre_auth_removal_cookie,
+    removal_cookie, session_cookie,
+};
+use crate::auth::model::SessionKind;
+use crate::auth::password::Passwords;
+use crate::auth::signin::routes::INVALID_CREDENTIALS;
+use crate::auth::signin::service as login;
+use crate::auth::signin::service::{Attempt, Outcome, SignedIn};
+use crate::auth::store::ClientInfo;
+use crate::auth::{csrf, store};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::redis::Db;
+use crate::web::SecretForm;
+
+#[derive(Debug, FromForm)]
+pub struct LoginForm {
+    #[field(default = String::new())]
+    username: String,
+    #[field(default = String::new())]
+    password: String,
+    #[field(default = String::new())]
+    csrf: String,
+}
+
+#[derive(Debug, FromForm)]
+pub struct CsrfForm {
+    #[field(default = String::new())]
+    pub csrf: String,
+}
+
+/// The login page again, with a status and a message (and `Retry-After` when throttled).
+pub struct LoginPage {
+    status: Status,
+    page: Template,
+    retry_after: Option<u64>,
+}
+
+fn login_page(
+    jar: &CookieJar<'_>,
+    config: &Config,
+    status: Status,
+    error: Option<&str>,
+    username: &str,
+) -> LoginPage {
+    let csrf = csrf::login_token(jar, config);
+    let demo = config.demo_users;
+    let page = Template::render("session/login", context! { csrf, error, username, demo });
+    LoginPage { status, page, retry_after: None }
+}
+
+/// Either the redirect after a successful sign-in, or the form again with a status.
+#[derive(rocket::Responder)]
+pub enum LoginReply {
+    Done(Redirect),
+    Page(LoginPage),
+}
+
+#[get("/login")]
+pub fn login_form(user: MaybeUser, jar: &CookieJar<'_>, config: &State<Config>) -> LoginReply {
+    // A Redis outage is a 503 here, not "not signed in" (MaybeUser passes errors through).
+    match user.0 {
+        Some(_) => LoginReply::Done(Redirect::to(uri!("/dashboard"))),
+        None => LoginReply::Page(login_page(jar, config, Status::Ok, None, "")),
+    }
+}
+
+#[post("/login", data = "<form>")]
+#[allow(clippy::too_many_arguments)] // one per request guard: what Rocket routes look like
+pub async fn login_submit(
+    _same_origin: SameOrigin,
+    form: SecretForm<LoginForm>,
+    presented: Presented,
+    device: PresentedDevice,
+    jar: &CookieJar<'_>,
+    client: ClientInfo,
+    db: &State<Db>,
+    config: &State<Config>,
+    passwords: &State<Arc<Passwords>>,
+) -> Result<LoginReply> {
+    let form = form.0;
+    if !csrf::check_login_token(jar, config, &form.csrf) {
+        let msg = "Your sign-in form expired. Please try again.";
+        return Ok(LoginReply::Page(login_page(
+            jar,
+            config,
+            Status::Forbidden,
+            Some(msg),
+            &form.username,
+        )));
+    }
+    let username = form.username.trim();
+    let attempt = Attempt { username, password: &form.password, ip: &client.ip };
+    let kind = SessionKind::Browser;
+    match login::with_password(db, config, passwords, attempt, device.0, kind, &client).await {
+        Ok(Outcome::SignedIn(signed_in)) => {
+            sign_in_browser(db, config, jar, presented, &signed_in).await?;
+            Ok(LoginReply::Done(Redirect::to(uri!("/dashboard"))))
+        }
+        Ok(Outcome::SecondFactor { token, .. }) => {
+            next_step(db, config, jar, presented, &token, "/login/verify").await
+        }
+        Ok(Outcome::NewPassword { token }) => {
+            next_step(db, config, jar, presented, &token, "/login/renew").await
+        }
+        Err(Error::InvalidCredentials) => Ok(LoginReply::Page(login_page(
+            jar,
+            config,
+            Status::Unauthorized,
+            Some(INVALID_CREDENTIALS),
+            username,
+        ))),
+        Err(Error::TooManyRequests { retry_after }) => {
+            let minutes = retry_after.div_ceil(60);
+            let msg = format!("Too many failed sign-ins. Try again in {minutes} minute(s).");
+            let mut page = login_page(jar, config, Status::TooManyRequests, Some(&msg), username);
+            page.retry_after = Some(retry_after);
+            Ok(LoginReply::Page(page))
+        }
+        Err(Error::Overloaded { retry_after }) => {
+            let msg = format!("Too many sign-ins right now. Try again in {retry_after} s.");
+            let mut page =
+                login_page(jar, config, Status::ServiceUnavailable, Some(&msg), username);
+            page.retry_after = Some(retry_after);
+            Ok(LoginReply::Page(page))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Hands a browser its new session: whatever session it had is destroyed first (no fixation:
+/// a new token is minted at every sign-in), then the session and device cookies are set and the
+/// pre-auth cookie, if any, is dropped.
+/// A browser's sign-in goes on to `next` (the second factor, or a new password): the pre-auth
+/// cookie names its state, and whatever session this browser had ends here already.
+pub async fn next_step(
+    db: &Db,
+    config: &Config,
+    jar: &CookieJar<'_>,
+    presented: Presented,
+    token: &crate::auth::model::SessionToken,
+    next: &'static str,
+) -> Result<LoginReply> {
+    if let Presented::Token(old, Via::Cookie) = presented {
+        store::destroy(db, &old.id()).await?;
+        jar.add(removal_cookie(config));
+    }
+    jar.add(pre_auth_cookie(config, token));
+    Ok(LoginReply::Done(Redirect::to(next)))
+}
+
+pub async fn sign_in_browser(
+    db: &Db,
+    config: &Config,
+    jar: &CookieJar<'_>,
+    presented: Presented,
+    signed_in: &SignedIn,
+) -> Result<()> {
+    if let Presented::Token(old, Via::Cookie) = presented {
+        store::destroy(db, &old.id()).await?;
+    }
+    jar.add(session_cookie(config, &signed_in.token));
+    jar.add(device_cookie(config, &signed_in.device));
+    jar.add(pre_auth_removal_cookie(config));
+    Ok(())
+}
+
+impl<'r> Responder<'r, 'static> for LoginPage {
+    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
+        let mut res = self.page.respond_to(req)?;
+        res.set_status(self.status);
+        if let Some(secs) = self.retry_after {
+            crate::error::set_retry_after(&mut res, secs);
+        }
+        Ok(res)
+    }
+}
