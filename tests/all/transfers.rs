@@ -593,6 +593,16 @@ async fn racing_debits_never_overdraw_and_the_refused_ones_write_nothing() {
         assert_eq!((again.0, &again.1["error"]), (first.0, &first.1["error"]), "{k}");
     }
     assert_eq!(bank::balance(&db, BOB).await.unwrap().0, 500);
+    // Refused ones do not count against the low-value exemption: only the completed one does.
+    let mut conn = shared_redis().conn().await;
+    let tally: (Option<i64>, Option<i64>) = redis::cmd("HMGET")
+        .arg(server.keys().sca_tally("bob"))
+        .arg("count")
+        .arg("cents")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(tally, (Some(1), Some(2000)), "exemption tally after one $20.00 transfer");
     let ledger = crate::bank::assert_balanced(shared_redis(), &server.prefix, BOB).await;
     let transfers = ledger.docs.values().filter(|d| d["transactionType"] == "transfer").count();
     assert_eq!(transfers, 1, "a refused transfer wrote a transaction");
@@ -634,16 +644,20 @@ async fn an_idempotency_key_whose_transfer_expired_and_was_forgotten_answers_410
     let record = server.keys().idempotency("bob", &digest);
     let stored: String = redis::cmd("GET").arg(&record).query_async(&mut conn).await.unwrap();
     let mut remembered: Value = serde_json::from_str(&stored).unwrap();
-    remembered["at"] = json!(redbank::clock::now_ms() - 3_600_000);
-    let _: () = redis::cmd("SET")
-        .arg(&record)
-        .arg(remembered.to_string())
-        .arg("KEEPTTL")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let (status, answer) = transfer(&server, &bob, &idempotency, body).await;
-    assert_eq!(status, 410, "{answer}");
+    // Without its transfer, a key first used up to the transfer's 5 minutes and a minute more
+    // ago may still be on its way (409); one used longer ago is gone for good (410).
+    for (age_ms, want) in [(5_000, 409), (300_000, 409), (400_000, 410), (3_600_000, 410)] {
+        remembered["at"] = json!(redbank::clock::now_ms() - age_ms);
+        let _: () = redis::cmd("SET")
+            .arg(&record)
+            .arg(remembered.to_string())
+            .arg("KEEPTTL")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let (status, answer) = transfer(&server, &bob, &idempotency, body.clone()).await;
+        assert_eq!(status, want, "first used {age_ms} ms ago: {answer}");
+    }
     server.stop().await.unwrap();
 }
 
@@ -750,6 +764,15 @@ async fn the_exemption_and_the_daily_limit_hold_at_their_edges() {
     }
     let (status, sixth) = transfer(&server, &bob, &key(), small.clone()).await;
     assert_eq!((status.as_u16(), &sixth["status"]), (201, &json!("confirmation_required")));
+    // It waits five minutes for its confirmation.
+    let at = |field: &str| {
+        time::OffsetDateTime::parse(
+            sixth[field].as_str().unwrap_or(""),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+    };
+    assert_eq!((at("expires_at") - at("created_at")).whole_seconds(), 300, "{sixth}");
     let (status, done) = confirm_with_passkey(&server, &bob, &mut device, &sixth["id"]).await;
     assert_eq!(status, 200, "{done}");
     let (status, t) = transfer(&server, &bob, &key(), small).await;
