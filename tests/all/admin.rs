@@ -4,31 +4,11 @@
 use std::time::Duration;
 
 use redbank::auth::factors::totp::{TotpSecret, step_of};
-use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::common::request::RequestHelper;
 use crate::common::server::{Sse, TestServer, post_api_login};
 use crate::common::{ADMIN_PASSWORD, credentials, shared_redis};
-
-async fn call(
-    server: &TestServer,
-    method: reqwest::Method,
-    path: &str,
-    token: &str,
-    body: Option<&Value>,
-) -> (StatusCode, Value) {
-    let mut req = server.http.request(method, server.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        req = req.json(body);
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
-
-async fn get(server: &TestServer, path: &str, token: &str) -> (StatusCode, Value) {
-    call(server, reqwest::Method::GET, path, token, None).await
-}
 
 fn code(secret: &TotpSecret, offset: i64) -> String {
     secret.code_at(step_of(redbank::clock::now_ms() / 1000) + offset)
@@ -46,13 +26,12 @@ async fn an_operators_first_factor_comes_from_the_machine() {
     let server = TestServer::start(shared_redis(), None, |f| f).await;
     let token = server.api_login("admin", ADMIN_PASSWORD).await;
     // Without a second factor: refused, with how to get in.
-    let (status, body) = get(&server, "/api/v1/admin/sessions", &token).await;
+    let (status, body) = server.as_token(&token).get("/api/v1/admin/sessions").await;
     assert_eq!(status, 403, "{body}");
     assert!(body["error"].as_str().unwrap().contains("redbank admin totp"), "{body}");
     // …and the web will not add one: neither an app nor a passkey.
     for path in ["/api/v1/mfa/totp", "/api/v1/passkeys/options"] {
-        let (status, body) =
-            call(&server, reqwest::Method::POST, path, &token, Some(&json!({}))).await;
+        let (status, body) = server.as_token(&token).post(path, &json!({})).await;
         assert_eq!(status, 403, "{path}: {body}");
         assert!(body["error"].as_str().unwrap().contains("redbank admin totp"), "{body}");
     }
@@ -65,13 +44,12 @@ async fn an_operators_first_factor_comes_from_the_machine() {
     assert!(printed.contains('\u{2580}') || printed.contains('\u{2584}'), "a terminal QR code");
     // A factor, but this session signed in with the password alone: the step-up challenge, and
     // the app's code steps it up.
-    let (status, body) = get(&server, "/api/v1/admin/sessions", &token).await;
+    let (status, body) = server.as_token(&token).get("/api/v1/admin/sessions").await;
     assert_eq!((status.as_u16(), &body["error"]), (401, &json!("step_up_required")));
     let step = json!({"code": code(&secret, 0)});
-    let (status, _) =
-        call(&server, reqwest::Method::POST, "/api/v1/step-up/totp", &token, Some(&step)).await;
+    let (status, _) = server.as_token(&token).post("/api/v1/step-up/totp", &step).await;
     assert_eq!(status, 200);
-    assert_eq!(get(&server, "/api/v1/admin/sessions", &token).await.0, 200);
+    assert_eq!(server.as_token(&token).get("/api/v1/admin/sessions").await.0, 200);
     // Run again, it refuses to replace the app silently; --replace swaps it and ends the
     // admin's sessions.
     let again = server.admin_totp(&[]);
@@ -81,7 +59,11 @@ async fn an_operators_first_factor_comes_from_the_machine() {
     let new_secret =
         crate::common::server::printed_secret(&String::from_utf8_lossy(&replaced.stdout));
     assert_ne!(new_secret.base32(), secret.base32());
-    assert_eq!(get(&server, "/api/v1/admin/sessions", &token).await.0, 401, "session survived");
+    assert_eq!(
+        server.as_token(&token).get("/api/v1/admin/sessions").await.0,
+        401,
+        "session survived"
+    );
     server.totp_login("admin", ADMIN_PASSWORD, &new_secret).await;
     server.stop().await.unwrap();
 }
@@ -91,19 +73,17 @@ async fn only_operators_at_aal2_get_in() {
     let server = TestServer::start(shared_redis(), None, |f| f).await;
     let bob = server.api_login("bob", "foobared").await;
     for path in ["/api/v1/admin/sessions", "/api/v1/admin/failed-sign-ins", "/api/v1/admin/stats"] {
-        assert_eq!(get(&server, path, &bob).await.0, 403, "{path}");
+        assert_eq!(server.as_token(&bob).get(path).await.0, 403, "{path}");
         let anonymous = server.http.get(server.url(path)).send().await.unwrap();
         assert_eq!(anonymous.status(), 401, "{path}");
     }
-    let (status, _) =
-        call(&server, reqwest::Method::DELETE, "/api/v1/admin/users/alice/sessions", &bob, None)
-            .await;
+    let (status, _) = server.as_token(&bob).delete("/api/v1/admin/users/alice/sessions").await;
     assert_eq!(status, 403);
     let (cookie, _) = server.login("bob", "foobared").await;
     let page = server.http.get(server.url("/admin")).header("Cookie", cookie).send().await.unwrap();
     assert_eq!(page.status(), 403);
     let admin = operator(&server).await;
-    assert_eq!(get(&server, "/api/v1/admin/stats", &admin).await.0, 200);
+    assert_eq!(server.as_token(&admin).get("/api/v1/admin/stats").await.0, 200);
     server.stop().await.unwrap();
 }
 
@@ -130,46 +110,46 @@ async fn the_console_searches_revokes_and_records() {
         post_api_login(&guesser, &server.base, &credentials("alice", "guess")).await;
     }
 
-    let (status, all) = get(&server, "/api/v1/admin/sessions?user=bob", &admin).await;
+    let (status, all) = server.as_token(&admin).get("/api/v1/admin/sessions?user=bob").await;
     assert_eq!(status, 200, "{all}");
     assert_eq!(all["total"], 2, "{all}");
     assert!(all["sessions"].as_array().unwrap().iter().all(|s| s["user"] == "bob"));
-    let (_, phones) = get(&server, "/api/v1/admin/sessions?user=bob&kind=mobile", &admin).await;
+    let (_, phones) =
+        server.as_token(&admin).get("/api/v1/admin/sessions?user=bob&kind=mobile").await;
     assert_eq!(phones["total"], 1);
     assert_eq!(phones["sessions"][0]["ip"], "127.0.0.9");
-    let (_, by_ip) = get(&server, "/api/v1/admin/sessions?ip=127.0.0.9", &admin).await;
+    let (_, by_ip) = server.as_token(&admin).get("/api/v1/admin/sessions?ip=127.0.0.9").await;
     assert_eq!(by_ip["total"], 1, "{by_ip}");
     let (_, old) =
-        get(&server, "/api/v1/admin/sessions?user=bob&older_than_secs=3600", &admin).await;
+        server.as_token(&admin).get("/api/v1/admin/sessions?user=bob&older_than_secs=3600").await;
     assert_eq!(old["total"], 0);
     // Found by schemathesis: an age past what a clock can subtract was a 500.
     let too_old = "older_than_secs=9223372036854775808";
     for bad in ["kind=tablet", "ip=not-an-ip", "user=Bad%20Name", "page=0", too_old] {
-        let (status, body) = get(&server, &format!("/api/v1/admin/sessions?{bad}"), &admin).await;
+        let (status, body) =
+            server.as_token(&admin).get(&format!("/api/v1/admin/sessions?{bad}")).await;
         assert_eq!(status, 400, "{bad}: {body}");
     }
 
     // Found by schemathesis: the operator could end their own session here (the id is in the
     // list) — refused like resetting their own factors; signing out is `DELETE /api/v1/session`.
     let own = format!("/api/v1/admin/sessions/{}", crate::common::session_id(&admin));
-    let (status, body) = call(&server, reqwest::Method::DELETE, &own, &admin, None).await;
+    let (status, body) = server.as_token(&admin).delete(&own).await;
     assert_eq!(status, 403, "{body}");
-    assert_eq!(get(&server, "/api/v1/me", &admin).await.0, 200);
+    assert_eq!(server.as_token(&admin).get("/api/v1/me").await.0, 200);
 
     // Revoking the browser session ends its open stream within a heartbeat.
     let browser_id = crate::common::session_id(&cookie);
     let path = format!("/api/v1/admin/sessions/{browser_id}");
-    assert_eq!(call(&server, reqwest::Method::DELETE, &path, &admin, None).await.0, 204);
+    assert_eq!(server.as_token(&admin).delete(&path).await.0, 204);
     stream.expect_closed(Duration::from_secs(3), "the revoked session's stream").await;
     // All of bob's: the phone too.
-    let (status, done) =
-        call(&server, reqwest::Method::DELETE, "/api/v1/admin/users/bob/sessions", &admin, None)
-            .await;
+    let (status, done) = server.as_token(&admin).delete("/api/v1/admin/users/bob/sessions").await;
     assert_eq!((status.as_u16(), &done["signed_out"]), (200, &json!(1)));
-    assert_eq!(get(&server, "/api/v1/me", &phone_token).await.0, 401);
+    assert_eq!(server.as_token(&phone_token).get("/api/v1/me").await.0, 401);
 
     // Failed sign-ins by account and by address.
-    let (_, failed) = get(&server, "/api/v1/admin/failed-sign-ins", &admin).await;
+    let (_, failed) = server.as_token(&admin).get("/api/v1/admin/failed-sign-ins").await;
     assert_eq!(failed["by_account"][0], json!({"user": "alice", "count": 3}), "{failed}");
     assert_eq!(failed["by_address"][0], json!({"address": "127.0.0.5", "count": 3}), "{failed}");
 
@@ -203,44 +183,31 @@ async fn an_operator_removes_a_thiefs_passkey() {
     let admin = operator(&server).await;
     let stolen = server.api_login("bob", "foobared").await;
     let mut device = crate::common::passkey::Device::new(&server.origin);
-    let (_, options) =
-        call(&server, reqwest::Method::POST, "/api/v1/passkeys/options", &stolen, Some(&json!({})))
-            .await;
+    let (_, options) = server.as_token(&stolen).post("/api/v1/passkeys/options", &json!({})).await;
     let mut answer = device.register(&options);
     answer["email_code"] = json!(server.mail.code_to("bob@example.com", 0).await);
-    let (status, _) =
-        call(&server, reqwest::Method::POST, "/api/v1/passkeys", &stolen, Some(&answer)).await;
+    let (status, _) = server.as_token(&stolen).post("/api/v1/passkeys", &answer).await;
     assert_eq!(status, 201);
     let (_, login) =
         post_api_login(&server.http, &server.base, &credentials("bob", "foobared")).await;
     assert_eq!(login["mfa_required"], true, "bob's password alone no longer signs him in");
     // bob cannot remove it himself (his password is no step-up for a user with a factor): the
     // bank resets his factors.
-    let (status, done) =
-        call(&server, reqwest::Method::DELETE, "/api/v1/admin/users/bob/factors", &admin, None)
-            .await;
+    let (status, done) = server.as_token(&admin).delete("/api/v1/admin/users/bob/factors").await;
     assert_eq!(status, 200, "{done}");
-    assert_eq!(get(&server, "/api/v1/me", &stolen).await.0, 401, "the thief's session survived");
+    assert_eq!(
+        server.as_token(&stolen).get("/api/v1/me").await.0,
+        401,
+        "the thief's session survived"
+    );
     let (_, login) =
         post_api_login(&server.http, &server.base, &credentials("bob", "foobared")).await;
     assert!(login["token"].is_string(), "bob signs in with his password again: {login}");
-    let (_, options) =
-        call(&server, reqwest::Method::POST, "/api/v1/login/passkey/options", &admin, None).await;
-    let (status, _) = call(
-        &server,
-        reqwest::Method::POST,
-        "/api/v1/login/passkey",
-        &admin,
-        Some(&device.sign(&options)),
-    )
-    .await;
+    let (_, options) = server.as_token(&admin).post_empty("/api/v1/login/passkey/options").await;
+    let (status, _) =
+        server.as_token(&admin).post("/api/v1/login/passkey", &device.sign(&options)).await;
     assert_eq!(status, 401, "the thief's passkey still signs in");
-    assert_eq!(
-        call(&server, reqwest::Method::DELETE, "/api/v1/admin/users/nobody/factors", &admin, None)
-            .await
-            .0,
-        404
-    );
+    assert_eq!(server.as_token(&admin).delete("/api/v1/admin/users/nobody/factors").await.0, 404);
     server.stop().await.unwrap();
 }
 
@@ -253,7 +220,7 @@ async fn the_session_pages_show_an_admin_only_their_own() {
     let bob = server.api_login("bob", "foobared").await;
     let bobs = crate::common::session_id(&bob);
     let admin = server.api_login("admin", ADMIN_PASSWORD).await;
-    let (status, list) = get(&server, "/api/v1/sessions", &admin).await;
+    let (status, list) = server.as_token(&admin).get("/api/v1/sessions").await;
     assert_eq!(status, 200);
     let users: Vec<&str> = list["sessions"]
         .as_array()
@@ -264,9 +231,9 @@ async fn the_session_pages_show_an_admin_only_their_own() {
     assert!(!list.to_string().contains(&bobs), "bob's session in the admin's list: {list}");
     assert!(users.iter().all(|u| *u == "admin"), "{list}");
     let path = format!("/api/v1/sessions/{bobs}");
-    let (status, _) = call(&server, reqwest::Method::DELETE, &path, &admin, None).await;
+    let (status, _) = server.as_token(&admin).delete(&path).await;
     assert_eq!(status, 403, "an admin at AAL1 ended bob's session");
-    assert_eq!(get(&server, "/api/v1/me", &bob).await.0, 200, "bob's session ended");
+    assert_eq!(server.as_token(&bob).get("/api/v1/me").await.0, 200, "bob's session ended");
     let (cookie, _) = server.login("admin", ADMIN_PASSWORD).await;
     let page = server.http.get(server.url("/sessions")).header("Cookie", &cookie).send().await;
     let html = page.unwrap().text().await.unwrap();
@@ -295,7 +262,11 @@ async fn destructive_console_actions_need_a_fresh_authentication() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(get(&server, "/api/v1/admin/sessions", &admin).await.0, 200, "reading is fine");
+    assert_eq!(
+        server.as_token(&admin).get("/api/v1/admin/sessions").await.0,
+        200,
+        "reading is fine"
+    );
     for path in ["/api/v1/admin/users/bob/factors", "/api/v1/admin/users/bob/sessions"] {
         let res = server.http.delete(server.url(path)).bearer_auth(&admin).send().await.unwrap();
         assert_eq!(res.status(), 401, "{path}");
@@ -305,11 +276,10 @@ async fn destructive_console_actions_need_a_fresh_authentication() {
         assert_eq!((&body["error"], &body["max_age"]), (&json!("step_up_required"), &json!(30)));
     }
     let step = json!({"code": code(&secret, 1)});
-    let (status, _) =
-        call(&server, reqwest::Method::POST, "/api/v1/step-up/totp", &admin, Some(&step)).await;
+    let (status, _) = server.as_token(&admin).post("/api/v1/step-up/totp", &step).await;
     assert_eq!(status, 200);
     let path = "/api/v1/admin/users/bob/sessions";
-    let (status, body) = call(&server, reqwest::Method::DELETE, path, &admin, None).await;
+    let (status, body) = server.as_token(&admin).delete(path).await;
     assert_eq!(status, 200, "{body}");
     server.stop().await.unwrap();
 }

@@ -6,46 +6,16 @@
 use std::time::Duration;
 
 use redbank::auth::factors::totp::{TotpSecret, step_of};
-use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::common::passkey::Device;
+use crate::common::request::RequestHelper;
 use crate::common::server::{Next, Sse, TestServer, post_api_login};
 use crate::common::{credentials, demo_app_codes, shared_redis, unique_prefix};
 
 /// The origin both instances of the passkey test serve (one site behind one proxy).
 const ORIGIN: &str = "https://bank.example";
-
-/// A JSON request with a bearer token; the status and the JSON body (null when none).
-async fn call(
-    server: &TestServer,
-    method: reqwest::Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&Value>,
-) -> (StatusCode, Value, reqwest::header::HeaderMap) {
-    let mut req = server.http.request(method, server.url(path));
-    if let Some(token) = token {
-        req = req.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        req = req.json(body);
-    }
-    let res = req.send().await.unwrap();
-    let (status, headers) = (res.status(), res.headers().clone());
-    (status, res.json().await.unwrap_or(Value::Null), headers)
-}
-
-async fn post(
-    server: &TestServer,
-    path: &str,
-    token: Option<&str>,
-    body: &Value,
-) -> (StatusCode, Value) {
-    let (status, body, _) = call(server, reqwest::Method::POST, path, token, Some(body)).await;
-    (status, body)
-}
 
 /// The code of `secret` for the time step `offset` steps from now.
 fn code(secret: &TotpSecret, offset: i64) -> String {
@@ -56,7 +26,7 @@ fn code(secret: &TotpSecret, offset: i64) -> String {
 /// and the recovery codes.
 async fn enrol_totp(server: &TestServer, token: &str) -> (TotpSecret, Vec<String>) {
     let seen = server.mail.to(BOB_EMAIL).len();
-    let (status, begun) = post(server, "/api/v1/mfa/totp", Some(token), &json!({})).await;
+    let (status, begun) = server.as_token(token).post("/api/v1/mfa/totp", &json!({})).await;
     assert_eq!(status, 200, "{begun}");
     assert_eq!(begun["email_code_required"], true, "{begun}");
     let secret = TotpSecret::from_base32(begun["secret"].as_str().unwrap()).unwrap();
@@ -67,10 +37,10 @@ async fn enrol_totp(server: &TestServer, token: &str) -> (TotpSecret, Vec<String
     // A wrong app code does not turn it on (and spends no try of the e-mailed code).
     let wrong = if code(&secret, 0) == "000000" { "111111" } else { "000000" };
     let wrong = json!({"code": wrong, "email_code": email_code});
-    let (status, body) = post(server, "/api/v1/mfa/totp/confirm", Some(token), &wrong).await;
+    let (status, body) = server.as_token(token).post("/api/v1/mfa/totp/confirm", &wrong).await;
     assert_eq!(status, 422, "a wrong code of a signed-in user is not a lost session: {body}");
     let right = json!({"code": code(&secret, -1), "email_code": email_code});
-    let (status, done) = post(server, "/api/v1/mfa/totp/confirm", Some(token), &right).await;
+    let (status, done) = server.as_token(token).post("/api/v1/mfa/totp/confirm", &right).await;
     assert_eq!(status, 200, "{done}");
     let codes: Vec<String> = done["recovery_codes"]
         .as_array()
@@ -87,7 +57,7 @@ const BOB_EMAIL: &str = "bob@example.com";
 /// What the API says of the factors of the user of `token`.
 async fn factors_of(server: &TestServer, token: &str) -> Value {
     let path = "/api/v1/security/activity";
-    call(server, reqwest::Method::GET, path, Some(token), None).await.1["factors"].clone()
+    server.as_token(token).get(path).await.1["factors"].clone()
 }
 
 /// The outside review's finding: a phished password alone (an AAL1 session) enrolled the thief's
@@ -97,7 +67,7 @@ async fn factors_of(server: &TestServer, token: &str) -> Value {
 async fn a_password_alone_cannot_add_the_first_factor() {
     let server = TestServer::start(shared_redis(), None, |f| f).await;
     let thief = server.api_login("bob", "foobared").await;
-    let (status, begun) = post(&server, "/api/v1/mfa/totp", Some(&thief), &json!({})).await;
+    let (status, begun) = server.as_token(&thief).post("/api/v1/mfa/totp", &json!({})).await;
     assert_eq!((status.as_u16(), &begun["email_code_required"]), (200, &json!(true)), "{begun}");
     let secret = TotpSecret::from_base32(begun["secret"].as_str().unwrap()).unwrap();
     // The code went to bob's mailbox, not to the caller.
@@ -117,7 +87,7 @@ async fn a_password_alone_cannot_add_the_first_factor() {
     let wrong = if mailed == "12345678" { "87654321" } else { "12345678" };
     for attempt in [None, Some(wrong), Some("not digits")] {
         let (status, body) =
-            post(&server, "/api/v1/mfa/totp/confirm", Some(&thief), &confirm(attempt)).await;
+            server.as_token(&thief).post("/api/v1/mfa/totp/confirm", &confirm(attempt)).await;
         assert_eq!((status.as_u16(), &body["field"]), (422, &json!("email_code")), "{body}");
     }
     assert_eq!(factors_of(&server, &thief).await["totp"], false);
@@ -125,30 +95,30 @@ async fn a_password_alone_cannot_add_the_first_factor() {
     // wrong ones void the code, even the right one is then refused.
     for _ in 0..4 {
         let (status, _) =
-            post(&server, "/api/v1/mfa/totp/confirm", Some(&thief), &confirm(Some(wrong))).await;
+            server.as_token(&thief).post("/api/v1/mfa/totp/confirm", &confirm(Some(wrong))).await;
         assert_eq!(status, 422);
     }
     let (status, body) =
-        post(&server, "/api/v1/mfa/totp/confirm", Some(&thief), &confirm(Some(&mailed))).await;
+        server.as_token(&thief).post("/api/v1/mfa/totp/confirm", &confirm(Some(&mailed))).await;
     assert_eq!((status.as_u16(), &body["field"]), (422, &json!("email_code")), "{body}");
     assert_eq!(factors_of(&server, &thief).await["totp"], false);
 
     // Bound to its enrolment: a code mailed for one set-up does not confirm the next.
     let seen = server.mail.to(BOB_EMAIL).len();
-    let (_, first) = post(&server, "/api/v1/mfa/totp", Some(&thief), &json!({})).await;
+    let (_, first) = server.as_token(&thief).post("/api/v1/mfa/totp", &json!({})).await;
     let first_code = server.mail.code_to(BOB_EMAIL, seen).await;
     let seen = server.mail.to(BOB_EMAIL).len();
-    let (_, second) = post(&server, "/api/v1/mfa/totp", Some(&thief), &json!({})).await;
+    let (_, second) = server.as_token(&thief).post("/api/v1/mfa/totp", &json!({})).await;
     let second_code = server.mail.code_to(BOB_EMAIL, seen).await;
     assert_ne!(first["secret"], second["secret"]);
     let secret = TotpSecret::from_base32(second["secret"].as_str().unwrap()).unwrap();
     let with = |c: &str| json!({"code": code(&secret, 0), "email_code": c});
     let (status, _) =
-        post(&server, "/api/v1/mfa/totp/confirm", Some(&thief), &with(&first_code)).await;
+        server.as_token(&thief).post("/api/v1/mfa/totp/confirm", &with(&first_code)).await;
     assert_eq!(status, 422, "the first set-up's code confirmed the second");
     // The owner, reading the mail, confirms: on, and the code is spent.
     let (status, body) =
-        post(&server, "/api/v1/mfa/totp/confirm", Some(&thief), &with(&second_code)).await;
+        server.as_token(&thief).post("/api/v1/mfa/totp/confirm", &with(&second_code)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(factors_of(&server, &thief).await["totp"], true);
     let mut conn = shared_redis().conn().await;
@@ -168,23 +138,23 @@ async fn a_first_passkey_needs_the_emailed_code() {
     let server = TestServer::start(shared_redis(), None, |f| f).await;
     let token = server.api_login("bob", "foobared").await;
     let (status, options) =
-        post(&server, "/api/v1/passkeys/options", Some(&token), &json!({"name": "Key"})).await;
+        server.as_token(&token).post("/api/v1/passkeys/options", &json!({"name": "Key"})).await;
     assert_eq!(status, 200, "{options}");
     assert_eq!(options["email_code_required"], true);
     let mailed = server.mail.code_to(BOB_EMAIL, 0).await;
     assert!(server.mail.code_mail(BOB_EMAIL, 0).await.body().contains("a passkey"));
     let mut device = Device::new(&server.origin);
     let answer = device.register(&options);
-    let (status, body) = post(&server, "/api/v1/passkeys", Some(&token), &answer).await;
+    let (status, body) = server.as_token(&token).post("/api/v1/passkeys", &answer).await;
     assert_eq!((status.as_u16(), &body["field"]), (422, &json!("email_code")), "{body}");
     let wrong = if mailed == "12345678" { "87654321" } else { "12345678" };
     let mut with_code = answer.clone();
     with_code["email_code"] = json!(wrong);
-    let (status, body) = post(&server, "/api/v1/passkeys", Some(&token), &with_code).await;
+    let (status, body) = server.as_token(&token).post("/api/v1/passkeys", &with_code).await;
     assert_eq!((status.as_u16(), &body["field"]), (422, &json!("email_code")), "{body}");
     assert_eq!(factors_of(&server, &token).await["passkeys"], 0);
     with_code["email_code"] = json!(mailed);
-    let (status, body) = post(&server, "/api/v1/passkeys", Some(&token), &with_code).await;
+    let (status, body) = server.as_token(&token).post("/api/v1/passkeys", &with_code).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(factors_of(&server, &token).await["passkeys"], 1);
     server.stop().await.unwrap();
@@ -198,21 +168,21 @@ async fn a_failed_attestation_keeps_the_emailed_code() {
     let server = TestServer::start(shared_redis(), None, |f| f).await;
     let token = server.api_login("bob", "foobared").await;
     let (status, options) =
-        post(&server, "/api/v1/passkeys/options", Some(&token), &json!({"name": "Key"})).await;
+        server.as_token(&token).post("/api/v1/passkeys/options", &json!({"name": "Key"})).await;
     assert_eq!(status, 200, "{options}");
     let mailed = server.mail.code_to(BOB_EMAIL, 0).await;
     // An answer to our options whose attestation is damaged in transit: it does not verify.
     let mut broken = Device::new(&server.origin).register(&options);
     broken["response"]["attestationObject"] = json!("o2NmbXRkbm9uZQ");
     broken["email_code"] = json!(mailed);
-    let (status, body) = post(&server, "/api/v1/passkeys", Some(&token), &broken).await;
+    let (status, body) = server.as_token(&token).post("/api/v1/passkeys", &broken).await;
     assert_eq!(status, 422, "{body}");
     assert_ne!(body["field"], json!("email_code"), "the code was right: {body}");
     assert_eq!(factors_of(&server, &token).await["passkeys"], 0);
 
     let mut answer = Device::new(&server.origin).register(&options);
     answer["email_code"] = json!(mailed);
-    let (status, body) = post(&server, "/api/v1/passkeys", Some(&token), &answer).await;
+    let (status, body) = server.as_token(&token).post("/api/v1/passkeys", &answer).await;
     assert_eq!(status, 201, "the right code and a good answer: {body}");
     assert_eq!(factors_of(&server, &token).await["passkeys"], 1);
     // Both are spent now.
@@ -289,37 +259,36 @@ async fn password_step(server: &TestServer, user: &str, password: &str) -> (Stri
 async fn totp_enrolment_sign_in_and_code_replay() {
     let server = TestServer::start(shared_redis(), None, |f| f).await;
     let token = server.api_login("bob", "foobared").await;
-    let (_, me, _) = call(&server, reqwest::Method::GET, "/api/v1/me", Some(&token), None).await;
+    let (_, me) = server.as_token(&token).get("/api/v1/me").await;
     assert_eq!(me["session"]["aal"], 1);
     assert_eq!(me["session"]["amr"], json!(["pwd"]));
     let (secret, _) = enrol_totp(&server, &token).await;
     // A second factor on top of the first needs a step-up (a stolen session must not add one)…
-    let (status, body) = post(&server, "/api/v1/mfa/totp", Some(&token), &json!({})).await;
+    let (status, body) = server.as_token(&token).post("/api/v1/mfa/totp", &json!({})).await;
     assert_eq!((status.as_u16(), &body["error"]), (401, &json!("step_up_required")));
 
     let (mfa_token, methods) = password_step(&server, "bob", "foobared").await;
     assert_eq!(methods, json!(["totp", "recovery"]));
     // The code used to confirm enrolment (step −1) is spent: it, and anything older, is refused.
     let replay = json!({"mfa_token": mfa_token, "code": code(&secret, -1)});
-    assert_eq!(post(&server, "/api/v1/login/totp", None, &replay).await.0, 401);
+    assert_eq!(server.anon().post("/api/v1/login/totp", &replay).await.0, 401);
     let right = json!({"mfa_token": mfa_token, "code": code(&secret, 0)});
-    let (status, done) = post(&server, "/api/v1/login/totp", None, &right).await;
+    let (status, done) = server.anon().post("/api/v1/login/totp", &right).await;
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["aal"], 2);
     assert_eq!(done["amr"], json!(["pwd", "otp", "mfa"]));
     let new_token = done["token"].as_str().unwrap();
-    let (_, me, _) = call(&server, reqwest::Method::GET, "/api/v1/me", Some(new_token), None).await;
+    let (_, me) = server.as_token(new_token).get("/api/v1/me").await;
     assert_eq!(me["session"]["aal"], 2);
     assert!(me["session"]["auth_time"].as_str().is_some());
     // The same code on a new sign-in: refused (single use), the next one works.
     let (mfa_token, _) = password_step(&server, "bob", "foobared").await;
     let again = json!({"mfa_token": mfa_token, "code": code(&secret, 0)});
-    assert_eq!(post(&server, "/api/v1/login/totp", None, &again).await.0, 401);
+    assert_eq!(server.anon().post("/api/v1/login/totp", &again).await.0, 401);
     let next = json!({"mfa_token": mfa_token, "code": code(&secret, 1)});
-    assert_eq!(post(&server, "/api/v1/login/totp", None, &next).await.0, 200);
+    assert_eq!(server.anon().post("/api/v1/login/totp", &next).await.0, 200);
     // The sessions list shows how strongly each session signed in.
-    let (_, list, _) =
-        call(&server, reqwest::Method::GET, "/api/v1/sessions", Some(new_token), None).await;
+    let (_, list) = server.as_token(new_token).get("/api/v1/sessions").await;
     let levels: Vec<i64> =
         list["sessions"].as_array().unwrap().iter().map(|s| s["aal"].as_i64().unwrap()).collect();
     assert!(levels.contains(&1) && levels.contains(&2), "{list}");
@@ -334,7 +303,7 @@ async fn the_mfa_token_is_single_use_expires_and_takes_few_guesses() {
     let mut signed_in = None;
     for code in demo_app_codes() {
         let body = json!({"mfa_token": mfa_token, "code": code});
-        let (status, done) = post(&server, "/api/v1/login/totp", None, &body).await;
+        let (status, done) = server.anon().post("/api/v1/login/totp", &body).await;
         if status == 200 {
             signed_in = Some(done);
             break;
@@ -343,14 +312,14 @@ async fn the_mfa_token_is_single_use_expires_and_takes_few_guesses() {
     assert!(signed_in.is_some(), "alice signs in with her app");
     for code in demo_app_codes() {
         let body = json!({"mfa_token": mfa_token, "code": code});
-        let (status, body) = post(&server, "/api/v1/login/totp", None, &body).await;
+        let (status, body) = server.anon().post("/api/v1/login/totp", &body).await;
         assert_eq!(status, 401, "a used mfa_token worked again: {body}");
     }
     // Not a token at all, or a session token: refused the same way.
     let bob = server.api_login("bob", "foobared").await;
     for fake in ["", "nope", bob.as_str()] {
         let body = json!({"mfa_token": fake, "code": "123456"});
-        assert_eq!(post(&server, "/api/v1/login/totp", None, &body).await.0, 401, "{fake}");
+        assert_eq!(server.anon().post("/api/v1/login/totp", &body).await.0, 401, "{fake}");
     }
     // Expired: Redis drops the state after its TTL (shortened here to one millisecond).
     let (mfa_token, _) = password_step(&server, "alice", "wonderland").await;
@@ -364,7 +333,7 @@ async fn the_mfa_token_is_single_use_expires_and_takes_few_guesses() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     for code in demo_app_codes() {
         let body = json!({"mfa_token": mfa_token, "code": code});
-        assert_eq!(post(&server, "/api/v1/login/totp", None, &body).await.0, 401);
+        assert_eq!(server.anon().post("/api/v1/login/totp", &body).await.0, 401);
     }
     // Guessed: five wrong codes and the state is gone, so a right code no longer helps.
     let (mfa_token, _) = password_step(&server, "alice", "wonderland").await;
@@ -377,7 +346,7 @@ async fn the_mfa_token_is_single_use_expires_and_takes_few_guesses() {
         .collect();
     for guess in &wrong {
         let body = json!({"mfa_token": mfa_token, "code": guess});
-        assert_eq!(post(&server, "/api/v1/login/totp", None, &body).await.0, 401);
+        assert_eq!(server.anon().post("/api/v1/login/totp", &body).await.0, 401);
     }
     let key = server
         .keys()
@@ -386,7 +355,7 @@ async fn the_mfa_token_is_single_use_expires_and_takes_few_guesses() {
     assert!(!exists, "the pre-auth state outlived five wrong codes");
     for code in demo_app_codes() {
         let body = json!({"mfa_token": mfa_token, "code": code});
-        let (status, body) = post(&server, "/api/v1/login/totp", None, &body).await;
+        let (status, body) = server.anon().post("/api/v1/login/totp", &body).await;
         assert_eq!(status, 401, "the sixth try of a guessed mfa_token worked: {body}");
     }
     server.stop().await.unwrap();
@@ -401,16 +370,15 @@ async fn recovery_codes_work_once() {
     // Typed with spaces and in capitals, it is the same code.
     let typed = codes[3].replace('-', " ").to_uppercase();
     let body = json!({"mfa_token": mfa_token, "code": typed});
-    let (status, done) = post(&server, "/api/v1/login/recovery", None, &body).await;
+    let (status, done) = server.anon().post("/api/v1/login/recovery", &body).await;
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["aal"], 2);
     let (mfa_token, _) = password_step(&server, "bob", "foobared").await;
     let body = json!({"mfa_token": mfa_token, "code": codes[3]});
-    assert_eq!(post(&server, "/api/v1/login/recovery", None, &body).await.0, 401, "used twice");
+    assert_eq!(server.anon().post("/api/v1/login/recovery", &body).await.0, 401, "used twice");
     let body = json!({"mfa_token": mfa_token, "code": codes[4]});
-    assert_eq!(post(&server, "/api/v1/login/recovery", None, &body).await.0, 200);
-    let (_, activity, _) =
-        call(&server, reqwest::Method::GET, "/api/v1/security/activity", Some(&token), None).await;
+    assert_eq!(server.anon().post("/api/v1/login/recovery", &body).await.0, 200);
+    let (_, activity) = server.as_token(&token).get("/api/v1/security/activity").await;
     assert_eq!(activity["factors"]["recovery_codes_left"], 8, "{activity}");
     let used: Vec<&Value> = activity["activity"]
         .as_array()
@@ -445,60 +413,57 @@ async fn sensitive_actions_need_a_recent_strong_sign_in() {
     // password (recorded as AAL1).
     age_session(&server, &token).await;
     let (status, body) =
-        post(&server, "/api/v1/mfa/recovery-codes", Some(&token), &json!({})).await;
+        server.as_token(&token).post("/api/v1/mfa/recovery-codes", &json!({})).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"], "step_up_required");
-    let (status, body) =
-        post(&server, "/api/v1/step-up/password", Some(&token), &json!({"password": "nope"})).await;
+    let (status, body) = server
+        .as_token(&token)
+        .post("/api/v1/step-up/password", &json!({"password": "nope"}))
+        .await;
     assert_eq!(status, 422, "{body}");
-    let (status, body) =
-        post(&server, "/api/v1/step-up/password", Some(&token), &json!({"password": "foobared"}))
-            .await;
+    let (status, body) = server
+        .as_token(&token)
+        .post("/api/v1/step-up/password", &json!({"password": "foobared"}))
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["aal"], 1);
     // Adding a first factor never waits for a step-up, even on an old session.
     age_session(&server, &token).await;
     let (secret, _) = enrol_totp(&server, &token).await;
     // Now bob has a second factor: his password session (AAL1) must step up with it.
-    let (status, body, headers) =
-        call(&server, reqwest::Method::DELETE, "/api/v1/mfa/totp", Some(&token), None).await;
+    let answer = server.as_token(&token).call(reqwest::Method::DELETE, "/api/v1/mfa/totp").await;
+    let (status, body, headers) = (answer.status, answer.json, answer.headers);
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"], "step_up_required");
     assert_eq!(
         headers.get("WWW-Authenticate").unwrap(),
         r#"Bearer error="insufficient_user_authentication", max_age=300, acr_values="aal2""#
     );
-    let (status, _) =
-        post(&server, "/api/v1/step-up/password", Some(&token), &json!({"password": "foobared"}))
-            .await;
+    let (status, _) = server
+        .as_token(&token)
+        .post("/api/v1/step-up/password", &json!({"password": "foobared"}))
+        .await;
     assert_eq!(status, 403, "a user with a second factor cannot step up with the password");
-    let (status, _) =
-        post(&server, "/api/v1/step-up/totp", Some(&token), &json!({"code": code(&secret, -1)}))
-            .await;
+    let (status, _) = server
+        .as_token(&token)
+        .post("/api/v1/step-up/totp", &json!({"code": code(&secret, -1)}))
+        .await;
     assert_eq!(status, 422, "the enrolment's code again");
-    let (status, body) =
-        post(&server, "/api/v1/step-up/totp", Some(&token), &json!({"code": code(&secret, 0)}))
-            .await;
+    let (status, body) = server
+        .as_token(&token)
+        .post("/api/v1/step-up/totp", &json!({"code": code(&secret, 0)}))
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["aal"], 2);
-    let (status, _, _) =
-        call(&server, reqwest::Method::DELETE, "/api/v1/mfa/totp", Some(&token), None).await;
+    let (status, _) = server.as_token(&token).delete("/api/v1/mfa/totp").await;
     assert_eq!(status, 204);
     // Protective actions never wait: signing out every other session works on an old session.
     age_session(&server, &token).await;
     let other = server.api_login("bob", "foobared").await;
     let id = crate::common::session_id(&other);
-    let (status, _, _) = call(
-        &server,
-        reqwest::Method::DELETE,
-        &format!("/api/v1/sessions/{id}"),
-        Some(&token),
-        None,
-    )
-    .await;
+    let (status, _) = server.as_token(&token).delete(&format!("/api/v1/sessions/{id}")).await;
     assert_eq!(status, 204);
-    let (_, activity, _) =
-        call(&server, reqwest::Method::GET, "/api/v1/security/activity", Some(&token), None).await;
+    let (_, activity) = server.as_token(&token).get("/api/v1/security/activity").await;
     let types: Vec<&str> = activity["activity"]
         .as_array()
         .unwrap()
@@ -591,34 +556,34 @@ async fn passkeys_register_sign_in_alone_and_work_across_instances() {
     let mut device = Device::new(ORIGIN);
     // Registration starts on one instance and finishes on the other.
     let (status, options) =
-        post(&a, "/api/v1/passkeys/options", Some(&token), &json!({"name": "Test key"})).await;
+        a.as_token(&token).post("/api/v1/passkeys/options", &json!({"name": "Test key"})).await;
     assert_eq!(status, 200, "{options}");
     assert_eq!(options["publicKey"]["authenticatorSelection"]["residentKey"], "required");
     assert_eq!(options["publicKey"]["authenticatorSelection"]["userVerification"], "required");
     assert_eq!(options["publicKey"]["rp"]["id"], "bank.example");
     let mut answer = device.register(&options);
     answer["email_code"] = json!(a.mail.code_to(BOB_EMAIL, 0).await);
-    let (status, added) = post(&b, "/api/v1/passkeys", Some(&token), &answer).await;
+    let (status, added) = b.as_token(&token).post("/api/v1/passkeys", &answer).await;
     assert_eq!(status, 201, "{added}");
     assert_eq!(added["name"], "Test key");
     // Now that bob has a factor, his password session must step up to add another.
-    let (status, body) = post(&b, "/api/v1/passkeys", Some(&token), &answer).await;
+    let (status, body) = b.as_token(&token).post("/api/v1/passkeys", &answer).await;
     assert_eq!((status.as_u16(), &body["error"]), (401, &json!("step_up_required")));
-    let (_, list, _) = call(&a, reqwest::Method::GET, "/api/v1/passkeys", Some(&token), None).await;
+    let (_, list) = a.as_token(&token).get("/api/v1/passkeys").await;
     assert_eq!(list["passkeys"].as_array().unwrap().len(), 1, "{list}");
 
     // Usernameless sign-in, started on B, finished on A: two factors in one.
-    let (status, options) = post(&b, "/api/v1/login/passkey/options", None, &json!({})).await;
+    let (status, options) = b.anon().post("/api/v1/login/passkey/options", &json!({})).await;
     assert_eq!(status, 200, "{options}");
     assert_eq!(options["publicKey"]["allowCredentials"], json!([]));
     let assertion = device.sign(&options);
-    let (status, done) = post(&a, "/api/v1/login/passkey", None, &assertion).await;
+    let (status, done) = a.anon().post("/api/v1/login/passkey", &assertion).await;
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["user"]["username"], "bob");
     assert_eq!(done["aal"], 2);
     assert_eq!(done["amr"], json!(["hwk", "user", "mfa"]));
     // Replayed: the challenge was used.
-    assert_eq!(post(&b, "/api/v1/login/passkey", None, &assertion).await.0, 401);
+    assert_eq!(b.anon().post("/api/v1/login/passkey", &assertion).await.0, 401);
     // A password sign-in now asks for the passkey.
     let (_, methods) = password_step(&a, "bob", "foobared").await;
     assert_eq!(methods, json!(["passkey"]));
@@ -626,22 +591,22 @@ async fn passkeys_register_sign_in_alone_and_work_across_instances() {
     // Removing it is sensitive: the password session steps up with the passkey first.
     let id = list["passkeys"][0]["id"].as_str().unwrap().to_owned();
     let path = format!("/api/v1/passkeys/{id}");
-    assert_eq!(call(&a, reqwest::Method::DELETE, &path, Some(&token), None).await.0, 401);
+    assert_eq!(a.as_token(&token).delete(&path).await.0, 401);
     let (status, options) =
-        post(&a, "/api/v1/step-up/passkey/options", Some(&token), &json!({})).await;
+        a.as_token(&token).post("/api/v1/step-up/passkey/options", &json!({})).await;
     assert_eq!(status, 200);
     let assertion = device.sign(&options);
     // Another session cannot use this session's step-up ceremony.
     let stranger = b.api_login("alice", "wonderland").await;
-    assert_eq!(post(&b, "/api/v1/step-up/passkey", Some(&stranger), &assertion).await.0, 422);
+    assert_eq!(b.as_token(&stranger).post("/api/v1/step-up/passkey", &assertion).await.0, 422);
     let (status, options) =
-        post(&a, "/api/v1/step-up/passkey/options", Some(&token), &json!({})).await;
+        a.as_token(&token).post("/api/v1/step-up/passkey/options", &json!({})).await;
     assert_eq!(status, 200);
     let assertion = device.sign(&options);
-    let (status, body) = post(&b, "/api/v1/step-up/passkey", Some(&token), &assertion).await;
+    let (status, body) = b.as_token(&token).post("/api/v1/step-up/passkey", &assertion).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["aal"], 2);
-    assert_eq!(call(&a, reqwest::Method::DELETE, &path, Some(&token), None).await.0, 204);
+    assert_eq!(a.as_token(&token).delete(&path).await.0, 204);
     let (_, plain) = post_api_login(&a.http, &a.base, &credentials("bob", "foobared")).await;
     assert!(plain.get("token").is_some(), "without a factor bob signs in with the password alone");
     a.stop().await.unwrap();
@@ -658,7 +623,7 @@ async fn a_second_factor_started_on_one_instance_finishes_on_another() {
     let mut done = false;
     for code in demo_app_codes() {
         let body = json!({"mfa_token": mfa_token, "code": code});
-        if post(&b, "/api/v1/login/totp", None, &body).await.0 == 200 {
+        if b.anon().post("/api/v1/login/totp", &body).await.0 == 200 {
             done = true;
             break;
         }
@@ -704,14 +669,15 @@ async fn a_new_device_signing_in_is_announced_on_the_other_dashboards() {
     // A factor added from the phone's session (a first factor: with the mailed code, no
     // step-up) is news too.
     let phone_token = body["token"].as_str().unwrap();
-    let (status, begun) =
-        post(&server, "/api/v1/passkeys/options", Some(phone_token), &json!({"name": "Phone"}))
-            .await;
+    let (status, begun) = server
+        .as_token(phone_token)
+        .post("/api/v1/passkeys/options", &json!({"name": "Phone"}))
+        .await;
     assert_eq!(status, 200, "{begun}");
     let mut device = Device::new(&server.origin);
     let mut answer = device.register(&begun);
     answer["email_code"] = json!(server.mail.code_to(BOB_EMAIL, 0).await);
-    let (status, _) = post(&server, "/api/v1/passkeys", Some(phone_token), &answer).await;
+    let (status, _) = server.as_token(phone_token).post("/api/v1/passkeys", &answer).await;
     assert_eq!(status, 201);
     let event = stream.expect("security", Duration::from_secs(5)).await;
     let notice: Value = serde_json::from_str(&event.data).unwrap();
@@ -734,8 +700,7 @@ async fn a_new_device_signing_in_is_announced_on_the_other_dashboards() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let (status, _, _) =
-        call(&server, reqwest::Method::GET, "/api/v1/me", Some(phone_token), None).await;
+    let (status, _) = server.as_token(phone_token).get("/api/v1/me").await;
     assert_eq!(status, 401, "the phone's session survived 'sign out every other session'");
     server.stop().await.unwrap();
 }
@@ -748,13 +713,10 @@ async fn wrong_codes_are_throttled_like_passwords_without_locking_the_owner_out(
     let (mfa_token, _) = password_step(&server, "alice", "wonderland").await;
     let mut device = None;
     for code in demo_app_codes() {
-        let (status, done) = post(
-            &server,
-            "/api/v1/login/totp",
-            None,
-            &json!({"mfa_token": mfa_token, "code": code}),
-        )
-        .await;
+        let (status, done) = server
+            .anon()
+            .post("/api/v1/login/totp", &json!({"mfa_token": mfa_token, "code": code}))
+            .await;
         if status == 200 {
             device = done["device_token"].as_str().map(str::to_owned);
             break;
@@ -799,7 +761,7 @@ async fn wrong_codes_are_throttled_like_passwords_without_locking_the_owner_out(
     let mut ok = false;
     for code in demo_app_codes() {
         let body = json!({"mfa_token": mfa_token, "code": code});
-        if post(&server, "/api/v1/login/totp", None, &body).await.0 == 200 {
+        if server.anon().post("/api/v1/login/totp", &body).await.0 == 200 {
             ok = true;
             break;
         }
@@ -841,7 +803,7 @@ async fn totp_secrets_are_sealed_at_rest_and_their_keys_rotate() {
         let mut status = 0;
         for offset in [0, 1] {
             let body = json!({"mfa_token": mfa_token, "code": code(&secret, offset)});
-            status = post(&server, "/api/v1/login/totp", None, &body).await.0.as_u16();
+            status = server.anon().post("/api/v1/login/totp", &body).await.0.as_u16();
             if status == 200 {
                 break;
             }

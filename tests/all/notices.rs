@@ -9,10 +9,10 @@
 use std::time::Duration;
 
 use redbank::auth::factors::totp::{TotpSecret, step_of};
-use reqwest::Method;
 use serde_json::json;
 
 use crate::common::mail::Mail;
+use crate::common::request::RequestHelper;
 use crate::common::server::{TestServer, post_api_login};
 use crate::common::{credentials, demo_app_codes, shared_redis};
 
@@ -55,13 +55,11 @@ fn code(secret: &TotpSecret, offset: i64) -> String {
 /// bob's first factor (TOTP), with the code mailed to him; its secret.
 async fn enrol_bob(server: &TestServer, token: &str) -> TotpSecret {
     let seen = server.mail.to(BOB).len();
-    let (_, begun) =
-        server.call(Method::POST, "/api/v1/mfa/totp", Some(token), Some(&json!({}))).await;
+    let (_, begun) = server.as_token(token).post("/api/v1/mfa/totp", &json!({})).await;
     let secret = TotpSecret::from_base32(begun["secret"].as_str().unwrap()).unwrap();
     let email_code = server.mail.code_to(BOB, seen).await;
     let body = json!({"code": code(&secret, -1), "email_code": email_code});
-    let (status, _) =
-        server.call(Method::POST, "/api/v1/mfa/totp/confirm", Some(token), Some(&body)).await;
+    let (status, _) = server.as_token(token).post("/api/v1/mfa/totp/confirm", &body).await;
     assert_eq!(status, 200);
     secret
 }
@@ -80,10 +78,9 @@ async fn factor_changes_and_new_devices_are_mailed_with_a_not_me_link() {
     assert_ne!(not_me_token(&added, &server), not_me_token(&mail, &server));
     // Removing it (after a step-up) is mailed too.
     let step = json!({"code": code(&secret, 0)});
-    let (status, _) =
-        server.call(Method::POST, "/api/v1/step-up/totp", Some(&token), Some(&step)).await;
+    let (status, _) = server.as_token(&token).post("/api/v1/step-up/totp", &step).await;
     assert_eq!(status, 200);
-    let (status, _) = server.call(Method::DELETE, "/api/v1/mfa/totp", Some(&token), None).await;
+    let (status, _) = server.as_token(&token).delete("/api/v1/mfa/totp").await;
     assert_eq!(status, 204);
     mail_about(&server, BOB, "factor was removed").await;
     server.stop().await.unwrap();
@@ -101,7 +98,7 @@ async fn a_right_password_with_a_wrong_code_is_mailed_once_per_sign_in() {
     let mfa_token = attempt().await;
     for _ in 0..3 {
         let body = json!({"mfa_token": mfa_token, "code": wrong});
-        assert_eq!(server.call(Method::POST, "/api/v1/login/totp", None, Some(&body)).await.0, 401);
+        assert_eq!(server.anon().post("/api/v1/login/totp", &body).await.0, 401);
     }
     mail_about(&server, ALICE, "wrong code").await;
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -130,7 +127,7 @@ async fn this_wasnt_me_secures_the_account_and_the_next_sign_in_renews_the_passw
         let html = res.text().await.unwrap();
         assert!(html.contains("Bob Jones") && html.contains("not-me-confirm"), "{html}");
     }
-    assert_eq!(server.call(Method::GET, "/api/v1/me", Some(&thief), None).await.0, 200);
+    assert_eq!(server.as_token(&thief).get("/api/v1/me").await.0, 200);
 
     // The button acts, without a sign-in.
     let res = server
@@ -144,7 +141,7 @@ async fn this_wasnt_me_secures_the_account_and_the_next_sign_in_renews_the_passw
         .unwrap();
     assert_eq!(res.status(), 200);
     assert!(res.text().await.unwrap().contains("Your account is secured"));
-    assert_eq!(server.call(Method::GET, "/api/v1/me", Some(&thief), None).await.0, 401);
+    assert_eq!(server.as_token(&thief).get("/api/v1/me").await.0, 401);
     let mut conn = shared_redis().conn().await;
     let totp: bool =
         redis::cmd("EXISTS").arg(server.keys().totp("bob")).query_async(&mut conn).await.unwrap();
@@ -157,7 +154,7 @@ async fn this_wasnt_me_secures_the_account_and_the_next_sign_in_renews_the_passw
     assert!(!devices, "remembered devices survived");
     // Single use.
     let again = json!({"token": token});
-    assert_eq!(server.call(Method::POST, "/api/v1/not-me", None, Some(&again)).await.0, 410);
+    assert_eq!(server.anon().post("/api/v1/not-me", &again).await.0, 410);
     let res = server.http.get(server.url(&format!("/not-me?token={token}"))).send().await.unwrap();
     assert_eq!(res.status(), 410);
 
@@ -187,9 +184,8 @@ async fn this_wasnt_me_secures_the_account_and_the_next_sign_in_renews_the_passw
         (wrong, "correct horse battery staple", "email_code"),
     ];
     for (code, password, field) in cases {
-        let (status, body) = server
-            .call(Method::POST, "/api/v1/login/renew", None, Some(&renew(code, password)))
-            .await;
+        let (status, body) =
+            server.anon().post("/api/v1/login/renew", &renew(code, password)).await;
         assert_eq!((status.as_u16(), &body["field"]), (422, &json!(field)), "{password}: {body}");
     }
     let done = json!({
@@ -197,7 +193,7 @@ async fn this_wasnt_me_secures_the_account_and_the_next_sign_in_renews_the_passw
         "email_code": email_code,
         "new_password": "correct horse battery staple",
     });
-    let (status, body) = server.call(Method::POST, "/api/v1/login/renew", None, Some(&done)).await;
+    let (status, body) = server.anon().post("/api/v1/login/renew", &done).await;
     assert_eq!(status, 200, "{body}");
     assert!(body["token"].is_string());
     // The old password is dead, the new one signs in plainly (no factor left, no renewal).
@@ -222,7 +218,7 @@ async fn the_renewal_page_signs_the_browser_in_with_a_new_password() {
     server.api_login("bob", "foobared").await;
     let notice = mail_about(&server, BOB, "New sign-in").await;
     let body = json!({"token": not_me_token(&notice, &server)});
-    let (status, undone) = server.call(Method::POST, "/api/v1/not-me", None, Some(&body)).await;
+    let (status, undone) = server.anon().post("/api/v1/not-me", &body).await;
     assert_eq!((status.as_u16(), &undone["signed_out"]), (200, &json!(1)), "{undone}");
 
     let http = &server.http;
@@ -282,14 +278,12 @@ async fn devices_are_remembered_per_user_capped_listed_and_forgotten() {
             post_api_login(&server.http, &server.base, &credentials("bob", "foobared")).await;
         tokens.push(body["token"].as_str().unwrap().to_owned());
     }
-    let (_, security) =
-        server.call(Method::GET, "/api/v1/security/activity", Some(&tokens[0]), None).await;
+    let (_, security) = server.as_token(&tokens[0]).get("/api/v1/security/activity").await;
     assert_eq!(security["devices"].as_array().unwrap().len(), 10, "{security}");
     let (status, _) =
-        server.call(Method::POST, "/api/v1/sessions/revoke-others", Some(&tokens[11]), None).await;
+        server.as_token(&tokens[11]).post_empty("/api/v1/sessions/revoke-others").await;
     assert_eq!(status, 200);
-    let (_, security) =
-        server.call(Method::GET, "/api/v1/security/activity", Some(&tokens[11]), None).await;
+    let (_, security) = server.as_token(&tokens[11]).get("/api/v1/security/activity").await;
     assert_eq!(security["devices"], json!([]), "devices outlived 'sign out everywhere'");
     server.stop().await.unwrap();
 }
@@ -309,8 +303,7 @@ async fn second_factor_codes_have_one_budget_per_account_whatever_the_devices() 
         let login = credentials("alice", "wonderland");
         let (_, body) = post_api_login(&server.http, &server.base, &login).await;
         let body = json!({"mfa_token": body["mfa_token"], "code": code});
-        let (status, done) =
-            server.call(Method::POST, "/api/v1/login/totp", None, Some(&body)).await;
+        let (status, done) = server.anon().post("/api/v1/login/totp", &body).await;
         assert_eq!(status, 200, "{done}");
         devices.push(done["device_token"].as_str().expect("a device token").to_owned());
     }
@@ -321,9 +314,7 @@ async fn second_factor_codes_have_one_budget_per_account_whatever_the_devices() 
         let login = json!({"username": "alice", "password": "wonderland", "device_token": device});
         let (_, body) = post_api_login(&server.http, &server.base, &login).await;
         let body = json!({"mfa_token": body["mfa_token"], "code": wrong});
-        statuses.push(
-            server.call(Method::POST, "/api/v1/login/totp", None, Some(&body)).await.0.as_u16(),
-        );
+        statuses.push(server.anon().post("/api/v1/login/totp", &body).await.0.as_u16());
     }
     assert_eq!(
         statuses,

@@ -10,38 +10,21 @@ use serde_json::{Value, json};
 
 use crate::bank::{ALICE, BOB, OPENING, assert_balanced, cents};
 use crate::common::passkey::Device;
+use crate::common::request::RequestHelper;
 use crate::common::server::TestServer;
 use crate::common::{ADMIN_PASSWORD, shared_redis, unique_prefix};
 
 const ADMIN: &str = "9000000001";
 
-async fn send(
-    server: &TestServer,
-    method: reqwest::Method,
-    path: &str,
-    token: &str,
-    key: Option<&str>,
-    body: Option<&Value>,
-) -> (StatusCode, Value) {
-    let mut req = server.http.request(method, server.url(path)).bearer_auth(token);
-    if let Some(key) = key {
-        req = req.header("Idempotency-Key", key);
-    }
-    if let Some(body) = body {
-        req = req.json(body);
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
-
 async fn transfer(server: &TestServer, token: &str, key: &str, body: Value) -> (StatusCode, Value) {
-    send(server, reqwest::Method::POST, "/api/v1/transfers", token, Some(key), Some(&body)).await
+    let bob = server.as_token(token);
+    let req =
+        bob.request(reqwest::Method::POST, "/api/v1/transfers").header("Idempotency-Key", key);
+    bob.send(req.json(&body)).await.pair()
 }
 
 async fn balance(server: &TestServer, token: &str) -> i64 {
-    let (_, account) =
-        send(server, reqwest::Method::GET, "/api/v1/account", token, None, None).await;
+    let (_, account) = server.as_token(token).get("/api/v1/account").await;
     cents(&account["balance"])
 }
 
@@ -85,8 +68,7 @@ async fn every_rule_is_a_clear_4xx_that_writes_nothing() {
         assert!(answer["error"].as_str().is_some_and(|e| e.len() > 10), "{answer}");
     }
     let body = json!({"to_account": ALICE, "amount": 1});
-    let (status, answer) =
-        send(&server, reqwest::Method::POST, "/api/v1/transfers", &bob, None, Some(&body)).await;
+    let (status, answer) = server.as_token(&bob).post("/api/v1/transfers", &body).await;
     assert_eq!(status, 400, "no Idempotency-Key: {answer}");
     assert_eq!(balance(&server, &bob).await, before, "a refused transfer moved money");
     server.stop().await.unwrap();
@@ -114,17 +96,14 @@ async fn small_transfers_are_exempt_until_the_count_or_total_is_reached() {
     assert_eq!(status, 403, "{answer}");
     assert!(answer["error"].as_str().unwrap().contains("Security"), "{answer}");
     // Both sides see it like any transaction: the recent list and the search, by reference.
-    let (_, recent) =
-        send(&server, reqwest::Method::GET, "/api/v1/transactions?limit=5", &alice, None, None)
-            .await;
+    let (_, recent) = server.as_token(&alice).get("/api/v1/transactions?limit=5").await;
     let first = &recent.as_array().unwrap()[0];
     assert_eq!(
         (first["transactionType"].as_str(), first["fromAccountName"].as_str()),
         (Some("transfer"), Some("Bob Jones"))
     );
     assert_eq!(cents(&first["amount"]), 1250);
-    let (_, found) =
-        send(&server, reqwest::Method::GET, "/api/v1/search?q=lunch", &bob, None, None).await;
+    let (_, found) = server.as_token(&bob).get("/api/v1/search?q=lunch").await;
     assert_eq!(found["total"], 5, "{found}");
     assert_balanced(shared_redis(), &server.prefix, BOB).await;
     assert_balanced(shared_redis(), &server.prefix, ALICE).await;
@@ -158,31 +137,22 @@ async fn only_a_passkey_bound_to_the_transfer_confirms_it_never_a_code() {
     assert_eq!(status, 201, "{a}");
     assert_eq!(a["methods"], json!(["passkey"]));
     assert!(a["why"].as_str().unwrap().contains("amount and payee"), "{a}");
-    let (status, answer) = send(
-        &server,
-        reqwest::Method::POST,
-        &transfer_path(&a["id"], "confirm"),
-        &bob,
-        None,
-        Some(&json!({"code": alice_code(0)})),
-    )
-    .await;
+    let (status, answer) = server
+        .as_token(&bob)
+        .post(&transfer_path(&a["id"], "confirm"), &json!({"code": alice_code(0)}))
+        .await;
     assert_eq!(status, 403, "a code confirmed a payment: {answer}");
     // The options say the same.
-    let (_, options) =
-        send(&server, reqwest::Method::POST, &transfer_path(&a["id"], "options"), &bob, None, None)
-            .await;
+    let (_, options) = server.as_token(&bob).post_empty(&transfer_path(&a["id"], "options")).await;
     assert_eq!(options["accepts"], json!(["passkey"]), "{options}");
     let (status, done) = confirm_with_passkey(&server, &bob, &mut device, &a["id"]).await;
     assert_eq!((status.as_u16(), done["confirmed_by"].as_str()), (200, Some("passkey")), "{done}");
     // A completed transfer is not confirmed again: a conflict, not a second transfer.
-    let (status, _) =
-        send(&server, reqwest::Method::POST, &transfer_path(&a["id"], "options"), &bob, None, None)
-            .await;
+    let (status, _) = server.as_token(&bob).post_empty(&transfer_path(&a["id"], "options")).await;
     assert_eq!(status, 409);
     // Another customer's transfer does not exist for alice.
     let path = format!("/api/v1/transfers/{}", a["id"].as_str().unwrap());
-    let (status, _) = send(&server, reqwest::Method::GET, &path, &alice, None, None).await;
+    let (status, _) = server.as_token(&alice).get(&path).await;
     assert_eq!(status, 404);
     server.stop().await.unwrap();
 }
@@ -192,19 +162,10 @@ async fn a_passkey_assertion_for_one_transfer_fails_for_another() {
     let server = TestServer::start(shared_redis(), None, |f| f).await;
     let bob = server.api_login("bob", "foobared").await;
     let mut device = Device::new(&server.origin);
-    let (_, options) = send(
-        &server,
-        reqwest::Method::POST,
-        "/api/v1/passkeys/options",
-        &bob,
-        None,
-        Some(&json!({})),
-    )
-    .await;
+    let (_, options) = server.as_token(&bob).post("/api/v1/passkeys/options", &json!({})).await;
     let mut answer = device.register(&options);
     answer["email_code"] = json!(server.mail.code_to("bob@example.com", 0).await);
-    let (status, _) =
-        send(&server, reqwest::Method::POST, "/api/v1/passkeys", &bob, None, Some(&answer)).await;
+    let (status, _) = server.as_token(&bob).post("/api/v1/passkeys", &answer).await;
     assert_eq!(status, 201);
     let (_, a) = transfer(
         &server,
@@ -217,56 +178,26 @@ async fn a_passkey_assertion_for_one_transfer_fails_for_another() {
         transfer(&server, &bob, &key(), json!({"to_account": ALICE, "amount": 4200})).await;
     assert_eq!(a["methods"], json!(["passkey"]));
     let path = transfer_path;
-    let (status, options) =
-        send(&server, reqwest::Method::POST, &path(&a["id"], "options"), &bob, None, None).await;
+    let (status, options) = server.as_token(&bob).post_empty(&path(&a["id"], "options")).await;
     assert_eq!(status, 200, "{options}");
     let assertion = device.sign(&options);
     // Made for A ($42 to alice): refused for B ($4,200), and then used up.
-    let (status, _) = send(
-        &server,
-        reqwest::Method::POST,
-        &path(&b["id"], "confirm"),
-        &bob,
-        None,
-        Some(&assertion),
-    )
-    .await;
+    let (status, _) = server.as_token(&bob).post(&path(&b["id"], "confirm"), &assertion).await;
     assert_eq!(status, 401, "an assertion for one transfer confirmed another");
-    let (status, _) = send(
-        &server,
-        reqwest::Method::POST,
-        &path(&a["id"], "confirm"),
-        &bob,
-        None,
-        Some(&assertion),
-    )
-    .await;
+    let (status, _) = server.as_token(&bob).post(&path(&a["id"], "confirm"), &assertion).await;
     assert_eq!(status, 401, "the ceremony survived a failed use");
-    let (_, options) =
-        send(&server, reqwest::Method::POST, &path(&a["id"], "options"), &bob, None, None).await;
-    let (status, done) = send(
-        &server,
-        reqwest::Method::POST,
-        &path(&a["id"], "confirm"),
-        &bob,
-        None,
-        Some(&device.sign(&options)),
-    )
-    .await;
+    let (_, options) = server.as_token(&bob).post_empty(&path(&a["id"], "options")).await;
+    let (status, done) =
+        server.as_token(&bob).post(&path(&a["id"], "confirm"), &device.sign(&options)).await;
     assert_eq!(status, 200, "{done}");
     assert_eq!(
         (done["status"].as_str(), done["confirmed_by"].as_str()),
         (Some("completed"), Some("passkey"))
     );
-    let (_, b_now) = send(
-        &server,
-        reqwest::Method::GET,
-        &format!("/api/v1/transfers/{}", b["id"].as_str().unwrap()),
-        &bob,
-        None,
-        None,
-    )
-    .await;
+    let (_, b_now) = server
+        .as_token(&bob)
+        .get(&format!("/api/v1/transfers/{}", b["id"].as_str().unwrap()))
+        .await;
     assert_eq!(b_now["status"], "confirmation_required");
     server.stop().await.unwrap();
 }
@@ -404,9 +335,7 @@ async fn an_expired_transfer_reads_as_expired() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let (status, now) =
-        send(&server, reqwest::Method::GET, &format!("/api/v1/transfers/{id}"), &bob, None, None)
-            .await;
+    let (status, now) = server.as_token(&bob).get(&format!("/api/v1/transfers/{id}")).await;
     assert_eq!(status, 200);
     assert_eq!((now["status"].as_str(), &now["methods"]), (Some("expired"), &json!([])), "{now}");
     server.stop().await.unwrap();
@@ -449,9 +378,7 @@ async fn a_transfer_confirmed_but_never_debited_is_carried_out_by_recovery() {
         1,
         "the transfer was not carried out"
     );
-    let (_, done) =
-        send(&server, reqwest::Method::GET, &format!("/api/v1/transfers/{id}"), &bob, None, None)
-            .await;
+    let (_, done) = server.as_token(&bob).get(&format!("/api/v1/transfers/{id}")).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(balance(&server, &alice).await, alice_before + 7500);
     assert_eq!(redbank::transfer::recovery::run_once(&db, &config).await.unwrap(), 0, "done twice");
@@ -479,13 +406,10 @@ async fn bob_with_passkey(server: &TestServer) -> (String, Device) {
     let bob = server.api_login("bob", "foobared").await;
     let mut device = Device::new(&server.origin);
     let body = json!({});
-    let (_, options) =
-        send(server, reqwest::Method::POST, "/api/v1/passkeys/options", &bob, None, Some(&body))
-            .await;
+    let (_, options) = server.as_token(&bob).post("/api/v1/passkeys/options", &body).await;
     let mut answer = device.register(&options);
     answer["email_code"] = json!(server.mail.code_to("bob@example.com", 0).await);
-    let (status, _) =
-        send(server, reqwest::Method::POST, "/api/v1/passkeys", &bob, None, Some(&answer)).await;
+    let (status, _) = server.as_token(&bob).post("/api/v1/passkeys", &answer).await;
     assert_eq!(status, 201);
     (bob, device)
 }
@@ -502,11 +426,10 @@ async fn confirm_with_passkey(
     device: &mut Device,
     id: &Value,
 ) -> (StatusCode, Value) {
-    let (_, options) =
-        send(server, reqwest::Method::POST, &transfer_path(id, "options"), token, None, None).await;
+    let (_, options) = server.as_token(token).post_empty(&transfer_path(id, "options")).await;
     let assertion = device.sign(&options);
     let confirm = transfer_path(id, "confirm");
-    send(server, reqwest::Method::POST, &confirm, token, None, Some(&assertion)).await
+    server.as_token(token).post(&confirm, &assertion).await
 }
 
 /// The second outside review: every started transfer was kept 30 days and there was no bound on

@@ -11,6 +11,7 @@
 
 pub mod mail;
 pub mod passkey;
+pub mod request;
 pub mod server;
 
 use std::io::{Read, Write};

@@ -163,27 +163,6 @@ impl TestServer {
         panic!("no code of {user}'s app was accepted");
     }
 
-    /// A JSON request (with a bearer token when given): the status and the JSON body (null when
-    /// there is none).
-    pub async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-    ) -> (reqwest::StatusCode, Value) {
-        let mut req = self.http.request(method, self.url(path));
-        if let Some(token) = token {
-            req = req.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            req = req.json(body);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status();
-        (status, res.json().await.unwrap_or(Value::Null))
-    }
-
     /// Signs in through the mobile API; returns the bearer token.
     pub async fn api_login(&self, user: &str, pass: &str) -> String {
         api_token(&self.http, &self.base, user, pass).await

@@ -1,0 +1,144 @@
+//! One way to call a running test server, after crates.io's `RequestHelper`: who calls (a
+//! bearer-token user, a browser with its cookie and CSRF token, or nobody) decides how a request
+//! is authorized; every test reads the same answer (status, JSON body, headers).
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use reqwest::header::HeaderMap;
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde_json::Value;
+
+use crate::common::server::TestServer;
+
+/// What came back: the status, the JSON body (null when there is none) and the headers.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub json: Value,
+    pub headers: HeaderMap,
+}
+
+impl Answer {
+    /// `(status, json)`, the shape most assertions compare.
+    pub fn pair(self) -> (StatusCode, Value) {
+        (self.status, self.json)
+    }
+}
+
+/// A caller of the server: how it authorizes a request is all that differs.
+pub trait RequestHelper {
+    fn server(&self) -> &TestServer;
+
+    /// Adds this caller's credential (and CSRF token) to a request.
+    fn authorize(&self, req: RequestBuilder) -> RequestBuilder;
+
+    /// A request to `path` as this caller, to add headers or a body to before [`Self::send`].
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let server = self.server();
+        self.authorize(server.http.request(method, server.url(path)))
+    }
+
+    async fn send(&self, req: RequestBuilder) -> Answer {
+        let res = req.send().await.unwrap();
+        let (status, headers) = (res.status(), res.headers().clone());
+        Answer { status, headers, json: res.json().await.unwrap_or(Value::Null) }
+    }
+
+    /// A request without a body, with everything that came back (headers included).
+    async fn call(&self, method: Method, path: &str) -> Answer {
+        self.send(self.request(method, path)).await
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.request(Method::GET, path)).await.pair()
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.send(self.request(Method::POST, path).json(body)).await.pair()
+    }
+
+    /// A POST without a body (starting a ceremony, say).
+    async fn post_empty(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.request(Method::POST, path)).await.pair()
+    }
+
+    async fn put(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.send(self.request(Method::PUT, path).json(body)).await.pair()
+    }
+
+    async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.request(Method::DELETE, path)).await.pair()
+    }
+}
+
+/// Nobody signed in.
+pub struct Anon<'a>(pub &'a TestServer);
+
+impl RequestHelper for Anon<'_> {
+    fn server(&self) -> &TestServer {
+        self.0
+    }
+
+    fn authorize(&self, req: RequestBuilder) -> RequestBuilder {
+        req
+    }
+}
+
+/// A mobile client: its bearer token on every request.
+pub struct TokenUser<'a> {
+    pub server: &'a TestServer,
+    pub token: String,
+}
+
+impl RequestHelper for TokenUser<'_> {
+    fn server(&self) -> &TestServer {
+        self.server
+    }
+
+    fn authorize(&self, req: RequestBuilder) -> RequestBuilder {
+        req.bearer_auth(&self.token)
+    }
+}
+
+/// A browser: its session cookie, and its CSRF token as the header the pages' scripts send.
+pub struct CookieUser<'a> {
+    pub server: &'a TestServer,
+    pub cookie: String,
+    pub csrf: String,
+}
+
+impl RequestHelper for CookieUser<'_> {
+    fn server(&self) -> &TestServer {
+        self.server
+    }
+
+    fn authorize(&self, req: RequestBuilder) -> RequestBuilder {
+        req.header("Cookie", &self.cookie)
+            .header("X-CSRF-Token", &self.csrf)
+            .header("Origin", &self.server.base)
+    }
+}
+
+impl TestServer {
+    /// Nobody signed in.
+    pub fn anon(&self) -> Anon<'_> {
+        Anon(self)
+    }
+
+    /// The caller holding bearer `token`.
+    pub fn as_token(&self, token: &str) -> TokenUser<'_> {
+        TokenUser { server: self, token: token.to_owned() }
+    }
+
+    /// `user` signed in through the mobile API.
+    pub async fn token_user(&self, user: &str, password: &str) -> TokenUser<'_> {
+        let token = self.api_login(user, password).await;
+        TokenUser { server: self, token }
+    }
+
+    /// `user` signed in through the browser's form.
+    pub async fn cookie_user(&self, user: &str, password: &str) -> CookieUser<'_> {
+        let (cookie, csrf) = self.login(user, password).await;
+        CookieUser { server: self, cookie, csrf }
+    }
+}
