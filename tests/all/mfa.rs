@@ -393,16 +393,39 @@ async fn recovery_codes_work_once() {
 
 /// Makes the session of `token` look like it signed in long ago (what time would do).
 async fn age_session(server: &TestServer, token: &str) {
+    authenticated_at(server, token, 0).await;
+}
+
+/// Dates the last authentication of `token`'s session at `at` (ms).
+async fn authenticated_at(server: &TestServer, token: &str, at: i64) {
     let id = crate::common::session_id(token);
     let key = server.keys().session(&id);
     let mut conn = shared_redis().conn().await;
     let _: () = redis::cmd("JSON.SET")
         .arg(&key)
         .arg("$.assurance.auth_time")
-        .arg(0)
+        .arg(at)
         .query_async(&mut conn)
         .await
         .unwrap();
+}
+
+/// `step_up_max_age_secs` is the limit, to the second: alice's two-factor sign-in of 4 m 50 s
+/// ago still allows new recovery codes; one of 5 m 10 s ago asks for a step-up.
+#[rocket::async_test]
+async fn a_strong_sign_in_is_recent_for_exactly_step_up_max_age() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let secret = TotpSecret::from_base32(redbank::demo::ALICE_TOTP_SECRET).unwrap();
+    let token = server.totp_login("alice", "wonderland", &secret).await;
+    let alice = server.as_token(&token);
+    let now = redbank::clock::now_ms();
+    authenticated_at(&server, &token, now - 290_000).await;
+    let (status, body) = alice.post("/api/v1/mfa/recovery-codes", &json!({})).await;
+    assert_eq!(status, 200, "4 m 50 s ago: {body}");
+    authenticated_at(&server, &token, now - 310_000).await;
+    let (status, body) = alice.post("/api/v1/mfa/recovery-codes", &json!({})).await;
+    assert_eq!((status.as_u16(), &body["error"]), (401, &json!("step_up_required")), "{body}");
+    server.stop().await.unwrap();
 }
 
 #[rocket::async_test]
