@@ -7,17 +7,20 @@
 //! stop reading, connection caps, the listener's own HTTP) is tested on both, or on the listener
 //! alone where only it has the feature.
 
-use crate::common;
-use crate::common::server;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use crate::common::server::{Binary, Next, Sse, TestServer, Via, raw_exchange};
-use crate::common::{RedisServer, session_id, shared_redis};
+use redbank::auth::model::{Assurance, SessionKind};
+use redbank::auth::store;
+use redbank::auth::store::ClientInfo;
 use redbank::redis::Keys;
 use redis::AsyncCommands;
 use serde_json::Value;
+
+use crate::common;
+use crate::common::request::client_from;
+use crate::common::server::{Binary, Next, Sse, TestServer, Via, raw_exchange};
+use crate::common::{RedisServer, TestApp, server, session_id, shared_redis};
 
 const BOB: &str = "1580783161";
 const ALICE: &str = "2734819056";
@@ -761,5 +764,214 @@ async fn with_a_replica_to_wait_for_events_come_once_replicated_and_in_order() {
         got.push(sse.expect("transaction", Duration::from_secs(3)).await.id.unwrap());
     }
     assert_eq!(got, stored, "the unannounced transaction was skipped or came out of order");
+    server.stop().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn streams_are_capped_per_user_and_per_client_address() {
+    let server = TestServer::start(shared_redis(), None, |f| {
+        f.merge(("sse_max_per_user", 3)).merge(("sse_max_per_address", 4))
+    })
+    .await;
+    let (a, _) = server.login("bob", "foobared").await;
+    let (b, _) = server.login("bob", "foobared").await;
+    let mut open = Vec::new();
+    // One count for both servers.
+    for (cookie, via) in [(&a, Via::Rocket), (&a, Via::Listener), (&b, Via::Rocket)] {
+        let res = server.events_via(via, cookie, None).await;
+        assert_eq!(res.status(), 200, "{via:?}");
+        open.push(res);
+    }
+    let res = server.events(&b, None).await;
+    assert_eq!(res.status(), 429, "a fourth stream of one user (two sessions)");
+    assert!(res.headers().contains_key("retry-after"));
+    // Alice shares bob's address: one more stream from it, then the address is full.
+    let (c, _) = server.login("alice", "wonderland").await;
+    open.push(server.events_via(Via::Listener, &c, None).await);
+    assert_eq!(open.last().unwrap().status(), 200);
+    let res = server.events(&c, None).await;
+    assert_eq!(res.status(), 429, "a fifth stream from one address");
+    // Each server takes the address from its own socket: from another one alice streams on both.
+    let other = client_from("127.0.0.2");
+    for via in VIAS {
+        let res = other.get(server.events_url(via)).header("Cookie", &c).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{via:?}");
+        open.push(res);
+    }
+    drop(open);
+    server.stop().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn event_routes_are_exact() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let (cookie, _) = server.login("bob", "foobared").await;
+    for path in ["/events/", "/events//", "//events", "/api/v1/me/"] {
+        for base in [&server.base, &server.stream_base] {
+            let res =
+                server.http.get(format!("{base}{path}")).header("Cookie", &cookie).send().await;
+            assert_eq!(res.unwrap().status(), 404, "{base}{path}");
+        }
+    }
+    assert_eq!(server.events(&cookie, None).await.status(), 200);
+    server.stop().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn a_resume_id_out_of_range_is_a_400() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let (cookie, _) = server.login("bob", "foobared").await;
+    for id in ["18446744073709551615-18446744073709551615", "+1-0", "1-+0", "1-2-3", "x"] {
+        let url = format!("{}?after={id}", server.url("/events"));
+        let res = server.http.get(&url).header("Cookie", &cookie).send().await.unwrap();
+        assert_eq!(res.status(), 400, "after={id}");
+        let body: Value = res.json().await.unwrap();
+        assert!(body["error"].as_str().is_some_and(|m| m.contains("event id")), "{body}");
+        let res = server.events(&cookie, Some(id)).await;
+        assert_eq!(res.status(), 400, "Last-Event-ID {id}");
+    }
+    // Each server reads the header and the query itself: both refuse alike.
+    for via in VIAS {
+        let res = server.events_via(via, &cookie, Some("1-2-3")).await;
+        assert_eq!(res.status(), 400, "{via:?} Last-Event-ID");
+        let body: Value = res.json().await.unwrap();
+        assert!(body["error"].as_str().is_some_and(|m| m.contains("event id")), "{body}");
+        // Query names are decoded as Rocket decodes them; a bare `after` is an empty id.
+        for query in ["after=x", "%61fter=junk", "after"] {
+            let url = format!("{}?{query}", server.events_url(via));
+            let res = server.http.get(&url).header("Cookie", &cookie).send().await.unwrap();
+            assert_eq!(res.status(), 400, "{via:?} ?{query}");
+        }
+        // Judged before the credentials, the same on both servers.
+        let url = format!("{}?after=+1-0", server.events_url(via));
+        assert_eq!(server.http.get(&url).send().await.unwrap().status(), 400, "{via:?}");
+        let res = server.events_via(via, &cookie, Some("0-0")).await;
+        assert_eq!(res.status(), 200, "{via:?}");
+    }
+    server.stop().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn the_heartbeat_check_fails_closed_when_redis_cannot_answer() {
+    let redis = RedisServer::start();
+    let server = TestServer::start(&redis, None, |f| {
+        f.merge(("sse_heartbeat_secs", 1)).merge(("redis_timeout_ms", 200))
+    })
+    .await;
+    let (cookie, _) = server.login("bob", "foobared").await;
+    let mut sse = Sse::new(server.events(&cookie, None).await);
+    redis.freeze();
+    let what = "a stream outlived a session check Redis could not answer";
+    sse.expect_closed(Duration::from_secs(4), what).await;
+    redis.thaw();
+    server.stop().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn replay_is_read_in_pages_as_the_client_reads() {
+    use redbank::live::event::StreamId;
+    const BOB: &str = "1580783161";
+    let redis = RedisServer::start();
+    let app = TestApp::with(&redis, |f| f).await;
+    let (db, config) = (app.db(), app.config());
+    let start = redbank::clock::now_ms() - 60_000;
+    let mut balance = redbank::bank::store::balance(db, BOB).await.unwrap();
+    for i in 0..1_200 {
+        let tx = common::transaction(BOB, "replay", "Vendor", "withdrawal", -1, start + i, balance);
+        balance = redbank::bank::store::record(db, config, balance, &tx).await.unwrap().balance;
+    }
+    let user = store::get_user(db, "bob").await.unwrap().unwrap();
+    let client = ClientInfo { ip: "127.0.0.1".into(), user_agent: "test".into() };
+    let (_, session) = store::create_session(
+        db,
+        config,
+        &user,
+        SessionKind::Browser,
+        &client,
+        Assurance::password(0),
+    )
+    .await
+    .unwrap();
+    let hub = app.client.rocket().state::<std::sync::Arc<redbank::live::bridge::Hub>>().unwrap();
+    let xranges = || async {
+        let mut c = redis.conn().await;
+        let info: String =
+            redis::cmd("INFO").arg("commandstats").query_async(&mut c).await.unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_xrange:calls="))
+            .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = xranges().await;
+    let mut feed = redbank::live::feed::open(
+        db,
+        hub,
+        config,
+        redbank::live::feed::Holder { session: &session, ip: "127.0.0.1", transport: "rocket" },
+        Some(StreamId(0, 0)),
+        app.client.rocket().shutdown(),
+    )
+    .await
+    .unwrap();
+    let greeting = feed.next().await.unwrap();
+    assert!(greeting.starts_with(b"retry:"));
+    let first = feed.next().await.unwrap();
+    assert!(first.starts_with(b"event:transaction"));
+    assert_eq!(xranges().await - before, 1, "the replay read ahead of the client");
+    // Reading on pages through the rest, in order, and then the stream stays open (live).
+    let mut seen = 1;
+    while seen < 1_200 {
+        let bytes =
+            tokio::time::timeout(Duration::from_secs(5), feed.next()).await.unwrap().unwrap();
+        seen += bytes.windows(18).filter(|w| w == b"event:transaction\n").count();
+    }
+    assert_eq!(seen, 1_200);
+    let pages = xranges().await - before;
+    assert!(pages > 5, "{pages} reads for 1,200 entries");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), feed.next()).await.is_err(),
+        "the feed ended"
+    );
+}
+
+#[rocket::async_test]
+async fn the_stream_listener_speaks_http_1_1() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let (cookie, _) = server.login("bob", "foobared").await;
+    let addr = server.stream_base.trim_start_matches("http://").to_owned();
+    let status = |reply: &str| reply.split(' ').nth(1).unwrap_or_default().to_owned();
+    let get = |extra: &str| format!("GET /events HTTP/1.1\r\nCookie: {cookie}\r\n{extra}\r\n");
+    let pause = Duration::from_millis(150);
+    // Exactly one Host header (RFC 9112 §3.2).
+    for (request, expected) in [
+        (get(""), "400"),
+        (get("Host: a\r\nHost: b\r\n"), "400"),
+        (get(&format!("Host: {addr}\r\n")), "200"),
+    ] {
+        let reply =
+            raw_exchange(&addr, &[request.as_bytes()], pause, Duration::from_millis(800)).await;
+        assert_eq!(status(&reply), expected, "{reply}");
+        let head = reply.split("\r\n\r\n").next().unwrap();
+        let date = head.lines().find_map(|l| l.strip_prefix("Date: ")).unwrap_or_default();
+        assert!(date.ends_with(" GMT") && date.len() == 29, "no HTTP date in {head}");
+    }
+    // Pipelined requests: the first is answered, then the connection closes, however the bytes
+    // are split into segments.
+    let one = get(&format!("Host: {addr}\r\n"));
+    let two = format!("{one}{one}");
+    let together = raw_exchange(&addr, &[two.as_bytes()], pause, Duration::from_secs(3)).await;
+    let apart =
+        raw_exchange(&addr, &[one.as_bytes(), one.as_bytes()], pause, Duration::from_secs(3)).await;
+    for reply in [&together, &apart] {
+        assert_eq!(reply.matches("HTTP/1.1 ").count(), 1, "{reply}");
+        assert_eq!(status(reply), "200", "{reply}");
+        assert!(reply.ends_with("retry:3000\n\n"), "answered, then closed: {reply:?}");
+    }
+    // A head sent one byte at a time is still read (incrementally) and answered.
+    let bytes = one.as_bytes();
+    let chunks: Vec<&[u8]> = bytes.chunks(1).collect();
+    let slow =
+        raw_exchange(&addr, &chunks, Duration::from_millis(1), Duration::from_millis(800)).await;
+    assert_eq!(status(&slow), "200", "{slow}");
     server.stop().await.unwrap();
 }

@@ -11,7 +11,6 @@ mod admin;
 mod bank;
 mod contract;
 mod foundation;
-mod hardening;
 mod live;
 mod metrics;
 mod mfa;

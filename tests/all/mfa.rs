@@ -9,10 +9,11 @@ use redbank::auth::factors::totp::{TotpSecret, step_of};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::common;
 use crate::common::passkey::Device;
 use crate::common::request::RequestHelper;
 use crate::common::server::{Next, Sse, TestServer, post_api_login};
-use crate::common::{credentials, demo_app_codes, shared_redis, unique_prefix};
+use crate::common::{TestApp, credentials, demo_app_codes, shared_redis, unique_prefix};
 
 /// The origin both instances of the passkey test serve (one site behind one proxy).
 const ORIGIN: &str = "https://bank.example";
@@ -883,5 +884,97 @@ async fn an_emailed_code_is_per_user_per_enrolment_and_malformed_ones_cost_nothi
     assert!(again.await.is_err(), "a code worked twice");
     // alice's code, mailed after bob's, neither replaced his nor was replaced.
     email_code::redeem(&db, "alice", NewFactor::Totp, "enrolment C", Some(&alices)).await.unwrap();
+    server.stop().await.unwrap();
+}
+
+/// Parallel password step-ups from one (stolen) session are throttled like sign-ins: checked,
+/// hashed and counted under one hashing slot, so at most the limit (+ slots − 1) are hashed.
+#[rocket::async_test]
+async fn parallel_password_step_ups_are_throttled() {
+    let app = TestApp::with(shared_redis(), |f| f.merge(("login_user_limit", 3))).await;
+    let passwords =
+        app.client.rocket().state::<std::sync::Arc<redbank::auth::password::Passwords>>().unwrap();
+    let token = app.api_login("bob", "foobared").await;
+    let before = passwords.computed();
+    let bodies: Vec<Value> = (0..20).map(|n| json!({"password": format!("guess-{n}")})).collect();
+    let guesses =
+        bodies.iter().map(|body| app.post_json("/api/v1/step-up/password", Some(&token), body));
+    let statuses: Vec<u16> =
+        futures::future::join_all(guesses).await.iter().map(|r| r.status().code).collect();
+    let hashed = passwords.computed() - before;
+    assert!(hashed <= 4, "{hashed} of 20 parallel guesses were hashed ({statuses:?})");
+    assert!(statuses.contains(&429), "{statuses:?}");
+}
+
+/// Parallel wrong codes on one `mfa_token` are counted before they are checked: at most five
+/// are ever evaluated.
+#[rocket::async_test]
+async fn parallel_codes_on_one_mfa_token_are_counted_before_they_are_checked() {
+    let app = TestApp::new().await;
+    let res = app.post_api_login(&credentials("alice", "wonderland"), None).await;
+    let body: Value = serde_json::from_str(&res.into_string().await.unwrap()).unwrap();
+    let mfa_token = body["mfa_token"].as_str().unwrap().to_owned();
+    let valid = common::demo_app_codes();
+    let wrong: Vec<String> = (0..40)
+        .map(|n| format!("{:06}", 100_003 * n % 1_000_000))
+        .filter(|c| !valid.contains(c))
+        .take(20)
+        .collect();
+    let bodies: Vec<Value> =
+        wrong.iter().map(|code| json!({"mfa_token": mfa_token, "code": code})).collect();
+    let guesses = bodies.iter().map(|body| app.post_json("/api/v1/login/totp", None, body));
+    futures::future::join_all(guesses).await;
+    let entries = redbank::audit::newest(app.db(), "alice", 100).await.unwrap();
+    let evaluated = entries
+        .iter()
+        .filter(|e| matches!(e.activity, redbank::audit::Activity::FailedSignIn { .. }))
+        .count();
+    assert!(evaluated <= 5, "{evaluated} of 20 parallel guesses were checked");
+}
+
+/// `next` after a step-up is a local path or nothing: no tab, space or backslash trick leads
+/// off-site, and an odd one never costs the user their session.
+#[rocket::async_test]
+async fn step_up_never_redirects_off_site() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let (cookie, csrf) = server.login("bob", "foobared").await;
+    for next in [
+        "/%09/evil.example",
+        "/%0A/evil.example",
+        "/%5Cevil.example",
+        "//evil.example",
+        "/ /evil",
+        "https://evil.example",
+    ] {
+        let page = server
+            .http
+            .get(server.url(&format!("/login/verify?next={next}")))
+            .header("Cookie", &cookie);
+        let html = page.send().await.unwrap().text().await.unwrap();
+        assert!(html.contains("id=\"verify\""), "not the step-up page");
+        assert!(!html.contains("evil"), "{next} survived into the page");
+    }
+    let (mut cookie, mut csrf) = (cookie, csrf);
+    for next in ["/\t/evil.example", "/ /evil", "/\\evil.example", "/é"] {
+        let res = server
+            .http
+            .post(server.url("/login/verify"))
+            .header("Cookie", &cookie)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "csrf={csrf}&method=password&password=foobared&next={}",
+                common::enc(next)
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303, "{next:?}");
+        assert_eq!(res.headers()["Location"], "/security", "{next:?}");
+        // The step-up moved the session to a new token (and CSRF token): carry on with those.
+        let token = res.cookies().find(|c| c.name() == "redbank").map(|c| c.value().to_owned());
+        cookie = format!("redbank={}", token.unwrap_or_else(|| panic!("{next:?}: signed out")));
+        let page = server.http.get(server.url("/security")).header("Cookie", &cookie);
+        csrf = common::hidden_csrf(&page.send().await.unwrap().text().await.unwrap()).unwrap();
+    }
     server.stop().await.unwrap();
 }

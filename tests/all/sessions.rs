@@ -1,16 +1,19 @@
 //! Sign-in and sessions against the real app and a real Redis (docs/SECURITY.md A–E).
 
-use crate::common;
-
 use std::time::{Duration, Instant};
 
-use crate::common::{
-    ADMIN_PASSWORD, RedisServer, TestApp, bearer, credentials, session_id, shared_redis,
-};
+use redbank::auth::model::SessionKind;
 use redis::AsyncCommands;
 use rocket::http::{ContentType, Cookie, Header, Status};
 use rocket::local::asynchronous::LocalResponse;
-use serde_json::Value;
+use serde_json::{Value, json};
+
+use crate::common;
+use crate::common::request::{api_login_from, client_from, session_token, status_of_me};
+use crate::common::server::{TestServer, form_login_attempt};
+use crate::common::{
+    ADMIN_PASSWORD, RedisServer, TestApp, bearer, credentials, session_id, shared_redis,
+};
 
 async fn json(res: LocalResponse<'_>) -> Value {
     serde_json::from_str(&res.into_string().await.unwrap_or_default()).expect("JSON body")
@@ -625,4 +628,299 @@ async fn sessions_idle_out_after_five_minutes_and_stay_signed_in_extends_them() 
     // Without the CSRF token, a cookie session is not refreshed.
     let res = app.client.post("/api/v1/session/refresh").header(browser.cookie()).dispatch().await;
     assert_eq!(res.status(), Status::Forbidden);
+}
+
+#[rocket::async_test]
+async fn a_percent_encoded_second_session_cookie_counts_as_a_duplicate() {
+    // Debug names the cookie `redbank`. In release it is `__Host-redbank`, which a sibling
+    // subdomain cannot set; an encoded alias of it can be set by anyone on the site and must never
+    // count as the session, alone or beside the real one.
+    let cases = [
+        (false, "redbank", &["r%65dbank", "%72edbank", "%72%65%64%62%61%6E%6B"][..]),
+        (true, "__Host-redbank", &["%5F%5FHost-redbank"][..]),
+    ];
+    for (secure, name, aliases) in cases {
+        let server =
+            TestServer::start(shared_redis(), None, |f| f.merge(("cookie_secure", secure))).await;
+        let bob = session_token(&server, shared_redis(), "bob", SessionKind::Browser).await;
+        let alice = session_token(&server, shared_redis(), "alice", SessionKind::Browser).await;
+        assert_eq!(status_of_me(&server, Some(&format!("{name}={bob}")), None).await, 200);
+        for alias in aliases {
+            for cookies in [
+                format!("{name}={bob}; {alias}={alice}"),
+                format!("{alias}={alice}; {name}={bob}"),
+                format!("{alias}={alice}"),
+            ] {
+                assert_eq!(
+                    status_of_me(&server, Some(&cookies), None).await,
+                    401,
+                    "/api/v1/me {cookies}"
+                );
+                let status = server.events(&cookies, None).await.status();
+                assert_eq!(status, 401, "/events with {cookies}");
+            }
+        }
+        server.stop().await.unwrap();
+    }
+}
+
+/// The second outside review: the login form's double-submit cookie was read through Rocket's
+/// jar, which decodes names, so `redbank%5Fcsrf` stood in for `redbank_csrf` — and a cookie a
+/// sibling subdomain can set (`%5F%5FHost-redbank_csrf`) stood in for the `__Host-` one, which it
+/// cannot. Every cookie we read follows the session cookie's rule: the literal name, once.
+#[rocket::async_test]
+async fn an_encoded_alias_of_the_csrf_cookie_is_no_csrf_cookie() {
+    for (secure, name, alias) in [
+        (false, "redbank_csrf", "redbank%5Fcsrf"),
+        (true, "__Host-redbank_csrf", "%5F%5FHost-redbank_csrf"),
+    ] {
+        let server =
+            TestServer::start(shared_redis(), None, |f| f.merge(("cookie_secure", secure))).await;
+        let token = "a".repeat(43);
+        let login = |cookie: String| {
+            server
+                .http
+                .post(server.url("/login"))
+                .header("Cookie", cookie)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(format!("username=bob&password=foobared&csrf={token}"))
+                .send()
+        };
+        // The literal name signs in (the session cookie is `Secure` in the second case, so
+        // reqwest keeps it to itself: the status says enough).
+        let res = login(format!("{name}={token}")).await.unwrap();
+        assert_eq!(res.status(), 303, "{name}");
+        for cookie in [format!("{alias}={token}"), format!("{name}={token}; {alias}={token}")] {
+            let res = login(cookie.clone()).await.unwrap();
+            assert_eq!(res.status(), 403, "{cookie}");
+        }
+        server.stop().await.unwrap();
+    }
+}
+
+#[rocket::async_test]
+async fn a_token_works_only_through_the_channel_it_was_issued_for() {
+    let touch_always = |f: rocket::figment::Figment| f.merge(("session_touch_secs", 0));
+    let server = TestServer::start(shared_redis(), None, touch_always).await;
+    let mobile = session_token(&server, shared_redis(), "bob", SessionKind::Mobile).await;
+    let browser = session_token(&server, shared_redis(), "bob", SessionKind::Browser).await;
+    assert_eq!(status_of_me(&server, None, Some(&mobile)).await, 200);
+    assert_eq!(status_of_me(&server, Some(&format!("redbank={browser}")), None).await, 200);
+    let last_seen = |token: &str| {
+        let key = server.keys().session(&session_id(token));
+        async move {
+            let mut c = shared_redis().conn().await;
+            let doc: String = redis::cmd("JSON.GET").arg(&key).query_async(&mut c).await.unwrap();
+            serde_json::from_str::<Value>(&doc).unwrap()["last_seen_at"].as_i64().unwrap()
+        }
+    };
+    let (mobile_seen, browser_seen) = (last_seen(&mobile).await, last_seen(&browser).await);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let as_cookie = format!("redbank={mobile}");
+    assert_eq!(status_of_me(&server, Some(&as_cookie), None).await, 401, "mobile as cookie");
+    assert_eq!(status_of_me(&server, None, Some(&browser)).await, 401, "browser cookie as bearer");
+    // Refused, and not refreshed either (the touch interval is 0 here).
+    assert_eq!(last_seen(&mobile).await, mobile_seen);
+    assert_eq!(last_seen(&browser).await, browser_seen);
+    let res = server.events(&as_cookie, None).await;
+    assert_eq!(res.status(), 401, "/events with a mobile token as a cookie");
+    server.stop().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn a_strangers_failures_never_lock_the_owner_out() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let owner = client_from("127.0.0.10");
+    // The owner has signed in before: on a phone (device token) and in a browser (device cookie).
+    let (status, body) = api_login_from(&owner, &server, credentials("bob", "foobared")).await;
+    assert_eq!(status, 200, "{body}");
+    let device_token = body["device_token"].as_str().map(str::to_owned);
+
+    // One stranger hammers bob's account from one address, in every spelling of the name.
+    let stranger = client_from("127.0.0.66");
+    let mut statuses = Vec::new();
+    for name in ["bob", " BOB ", "Bob", "bob", "bob", "bob", "bob", "bob"] {
+        let (status, _) = api_login_from(&stranger, &server, credentials(name, "guess")).await;
+        statuses.push(status.as_u16());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 5, "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+
+    // The owner, from another address, is not locked out.
+    let elsewhere = client_from("127.0.0.77");
+    let (status, body) = api_login_from(&elsewhere, &server, credentials("bob", "foobared")).await;
+    assert_eq!(status, 200, "the owner was locked out by a stranger: {body}");
+
+    // Strangers spread over many addresses: the guesses against the account are bounded…
+    let limit = 20;
+    let mut hashed = 0;
+    for i in 1..=40 {
+        let from = client_from(&format!("127.0.1.{i}"));
+        let (status, _) = api_login_from(&from, &server, credentials("bob", "guess")).await;
+        assert!(matches!(status.as_u16(), 401 | 429), "{status}");
+        hashed += usize::from(status == 401);
+    }
+    assert!(hashed <= limit, "{hashed} guesses from unknown clients (bound {limit})");
+    let new_device = client_from("127.0.0.99");
+    let (status, _) = api_login_from(&new_device, &server, credentials("bob", "foobared")).await;
+    assert_eq!(status, 429, "unknown clients share the account's bound");
+    // …while the owner's known devices still sign in, from any address.
+    let device_token = device_token.expect("the login answer carries a device token");
+    let (status, body) = api_login_from(
+        &new_device,
+        &server,
+        json!({"username": "bob", "password": "foobared", "device_token": device_token}),
+    )
+    .await;
+    assert_eq!(status, 200, "a known phone was locked out: {body}");
+    // A device token proves nothing for another account.
+    let (status, _) = api_login_from(
+        &new_device,
+        &server,
+        json!({"username": "alice", "password": "guess", "device_token": device_token}),
+    )
+    .await;
+    assert_eq!(status, 401);
+    server.stop().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn a_browser_that_signed_in_before_is_never_locked_out() {
+    let server =
+        TestServer::start(shared_redis(), None, |f| f.merge(("login_account_limit", 3))).await;
+    let browser = client_from("127.0.2.1");
+    // Sign in once through the form: the answer sets a device cookie next to the session.
+    let (browser, base) = (&browser, server.base.as_str());
+    let post = |cookies: Option<String>| async move {
+        form_login_attempt(browser, base, "bob", "foobared", cookies.as_deref()).await
+    };
+    let res = post(None).await;
+    assert_eq!(res.status(), 303);
+    let device = res.cookies().find(|c| c.name() == "redbank_device");
+    let device = device.expect("a device cookie after a successful sign-in");
+    assert!(device.http_only() && device.path() == Some("/"), "{device:?}");
+    assert!(device.max_age().is_some_and(|age| age.as_secs() > 86_400), "{device:?}");
+    let device = device.value().to_owned();
+    // Strangers use up the account's budget for unknown clients…
+    for i in 1..=6 {
+        let from = client_from(&format!("127.0.3.{i}"));
+        let (status, _) = api_login_from(&from, &server, credentials("bob", "guess")).await;
+        assert!(matches!(status.as_u16(), 401 | 429));
+    }
+    let res = post(None).await;
+    assert_eq!(res.status(), 429, "a browser without the device cookie counts as unknown");
+    // …the owner's browser still gets in, also next to a device cookie planted by a sibling site.
+    let res = post(Some(format!("redbank_device={device}"))).await;
+    assert_eq!(res.status(), 303, "the owner's own browser was locked out");
+    let planted = "P".repeat(43);
+    let res = post(Some(format!("redbank_device={planted}; redbank_device={device}"))).await;
+    assert_eq!(res.status(), 303, "a planted device cookie locked the owner's browser out");
+    server.stop().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn ipv6_clients_are_counted_per_64() {
+    let app = TestApp::with(shared_redis(), |f| f.merge(("login_ip_limit", 3))).await;
+    let attempt = |user, ip| app.try_api_login(user, "nope", Some(ip));
+    for (user, ip) in
+        [("u1", "2001:db8:1:2::a"), ("u2", "2001:db8:1:2::b"), ("u3", "2001:db8:1:2:ffff::1")]
+    {
+        assert_eq!(attempt(user, ip).await, Status::Unauthorized);
+    }
+    assert_eq!(attempt("u4", "2001:db8:1:2::d").await, Status::TooManyRequests, "same /64");
+    assert_eq!(attempt("u4", "2001:db8:1:3::1").await, Status::Unauthorized, "another /64");
+}
+
+#[rocket::async_test]
+async fn a_throttle_counter_left_without_expiry_cannot_lock_forever() {
+    let app = TestApp::new().await;
+    let mut c = shared_redis().conn().await;
+    // What a failure between INCR and EXPIRE used to leave behind: a counter with no TTL.
+    let torn = app.keys().throttle_user("bob");
+    let _: () = redis::cmd("SET").arg(&torn).arg(1000).query_async(&mut c).await.unwrap();
+    let status = app.try_api_login("bob", "wrong", None).await;
+    assert!(matches!(status.code, 401 | 429), "{status}");
+    let window = app.config().sign_in.window_secs as i64 * 1000;
+    let keys: Vec<String> = app.stored_keys(shared_redis()).await;
+    let keys: Vec<String> = keys.into_iter().filter(|k| k.contains(":throttle:")).collect();
+    assert!(keys.contains(&torn), "{keys:?}");
+    for key in keys {
+        let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut c).await.unwrap();
+        assert!(ttl > 0 && ttl <= window, "{key} has PTTL {ttl}: a lock that never ends");
+    }
+}
+
+#[rocket::async_test]
+async fn a_long_hashing_queue_answers_503_at_once() {
+    let app = TestApp::with(shared_redis(), |f| {
+        f.merge(("password_hash_concurrency", 1)).merge(("login_queue_max_ms", 50))
+    })
+    .await;
+    let passwords =
+        app.client.rocket().state::<std::sync::Arc<redbank::auth::password::Passwords>>().unwrap();
+    let device = {
+        let res = app.post_api_login(&credentials("admin", common::ADMIN_PASSWORD), None).await;
+        let body: Value = serde_json::from_str(&res.into_string().await.unwrap()).unwrap();
+        body["device_token"].as_str().unwrap().to_owned()
+    };
+    let before = passwords.computed();
+    let bob = credentials("bob", "foobared");
+    let logins = (0..12).map(|_| app.post_api_login(&bob, None));
+    // While the general queue sheds load, a known device has its own slot.
+    let body =
+        json!({"username": "admin", "password": common::ADMIN_PASSWORD, "device_token": device});
+    let known = app.post_api_login(&body, None);
+    let (responses, known) = futures::future::join(futures::future::join_all(logins), known).await;
+    assert_eq!(known.status(), Status::Ok, "a known device was shed with the strangers");
+    let shed: Vec<_> =
+        responses.iter().filter(|r| r.status() == Status::ServiceUnavailable).collect();
+    let ok = responses.iter().filter(|r| r.status() == Status::Ok).count();
+    assert_eq!(shed.len() + ok, 12, "only 200 or 503");
+    assert!(!shed.is_empty(), "twelve logins queued behind one slot with a 50 ms bound");
+    for res in &shed {
+        let retry: u64 = res.headers().get_one("Retry-After").unwrap().parse().unwrap();
+        assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    }
+    assert_eq!(passwords.computed() - before, ok as u64 + 1, "a shed login computed a hash");
+    // Shed logins are not failures: the owner is not throttled afterwards.
+    assert_eq!(app.try_api_login("bob", "foobared", None).await, Status::Ok);
+}
+
+#[rocket::async_test]
+async fn a_new_sign_in_beyond_the_cap_ends_the_least_recently_used_session() {
+    let app = TestApp::with(shared_redis(), |f| {
+        f.merge(("max_sessions_per_user", 3)).merge(("session_touch_secs", 0))
+    })
+    .await;
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        tokens.push(app.api_login("bob", "foobared").await);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The oldest one is used again, so the second becomes the least recently used.
+    let me = |token: String| app.client.get("/api/v1/me").header(common::bearer(&token)).dispatch();
+    assert_eq!(me(tokens[0].clone()).await.status(), Status::Ok);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    tokens.push(app.api_login("bob", "foobared").await);
+    let alive: Vec<bool> = futures::future::join_all(tokens.iter().map(|t| me(t.clone())))
+        .await
+        .iter()
+        .map(|r| r.status() == Status::Ok)
+        .collect();
+    assert_eq!(alive, [true, false, true, true], "the least recently used session should go");
+    // Another user's sessions are untouched by bob's cap.
+    let alice = app.api_login("alice", "wonderland").await;
+    assert_eq!(me(alice).await.status(), Status::Ok);
+}
+
+/// A password sign-in that continues with a second factor ends the session the browser had, as
+/// a completed sign-in does: the next user never sees the previous one's step-up page.
+#[rocket::async_test]
+async fn a_sign_in_waiting_for_a_second_factor_ends_the_browsers_old_session() {
+    let app = TestApp::new().await;
+    let bob = app.login_browser("bob", "foobared").await;
+    let res = app.login_with("alice", "wonderland", Some(&bob.session)).await;
+    assert_eq!(res.location.as_deref(), Some("/login/verify"));
+    let me = app.client.get("/api/v1/me").header(bob.cookie()).dispatch().await;
+    assert_eq!(me.status(), Status::Unauthorized, "bob's session survived alice's sign-in");
 }

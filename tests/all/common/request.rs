@@ -8,6 +8,13 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::Value;
 
+use std::net::IpAddr;
+use std::time::Duration;
+
+use redbank::auth::model::{Assurance, SessionKind};
+use redbank::auth::store::{self, ClientInfo};
+
+use crate::common::RedisServer;
 use crate::common::server::TestServer;
 
 /// What came back: the status, the JSON body (null when there is none) and the headers.
@@ -141,4 +148,56 @@ impl TestServer {
         let (cookie, csrf) = self.login(user, password).await;
         CookieUser { server: self, cookie, csrf }
     }
+}
+
+// ---- callers from a given address, and sessions made in the store ----------------------------
+
+/// An HTTP client whose connections come from `ip` (any 127.x.y.z is a distinct client address).
+pub fn client_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(ip.parse::<IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+/// `POST /api/v1/login` from `http`'s address; the status and the JSON body.
+pub async fn api_login_from(
+    http: &reqwest::Client,
+    server: &TestServer,
+    body: Value,
+) -> (reqwest::StatusCode, Value) {
+    crate::common::server::post_api_login(http, &server.base, &body).await
+}
+
+/// A session made directly in the store (no hashing), as `kind`; returns its token.
+pub async fn session_token(
+    server: &TestServer,
+    redis: &RedisServer,
+    user: &str,
+    kind: SessionKind,
+) -> String {
+    let db =
+        redbank::redis::Db::connect(&redis.url(), &server.prefix, Duration::from_secs(2)).unwrap();
+    let config = redbank::Config { key_prefix: server.prefix.clone(), ..Default::default() };
+    let user = store::get_user(&db, user).await.unwrap().unwrap();
+    let client = ClientInfo { ip: "127.0.0.1".into(), user_agent: "test".into() };
+    store::create_session(&db, &config, &user, kind, &client, Assurance::password(0))
+        .await
+        .unwrap()
+        .0
+        .as_str()
+        .to_owned()
+}
+
+/// The status of `GET /api/v1/me` with this cookie and/or bearer token.
+pub async fn status_of_me(server: &TestServer, cookie: Option<&str>, bearer: Option<&str>) -> u16 {
+    let mut req = server.http.get(server.url("/api/v1/me"));
+    if let Some(cookie) = cookie {
+        req = req.header("Cookie", cookie);
+    }
+    if let Some(token) = bearer {
+        req = req.bearer_auth(token);
+    }
+    req.send().await.unwrap().status().as_u16()
 }
