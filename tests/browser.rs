@@ -241,6 +241,40 @@ async fn inject_probe(server: &TestServer, description: &str) {
     panic!("could not inject the probe transaction");
 }
 
+/// Names the step a long flow is at, and says it when the flow fails there (the steps share one
+/// browser session each, so they run as one test).
+#[derive(Default)]
+struct Steps(std::cell::Cell<&'static str>);
+
+impl Steps {
+    fn at(&self, name: &'static str) {
+        self.0.set(name);
+    }
+}
+
+impl Drop for Steps {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let failed = format!("browser flow: the step \"{}\" failed\n", self.0.get());
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), failed.as_bytes());
+        }
+    }
+}
+
+/// Runs one named step of the flow: a failure says which step it was before the panic goes on
+/// (the steps share one browser, so the flow stops there).
+async fn step<T>(name: &str, work: impl std::future::Future<Output = T>) -> T {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+        Ok(done) => done,
+        Err(panic) => {
+            let failed = format!("browser flow: the step \"{name}\" failed\n");
+            std::io::Write::write_all(&mut std::io::stderr(), failed.as_bytes()).unwrap();
+            std::panic::resume_unwind(panic)
+        }
+    }
+}
+
 #[rocket::async_test]
 async fn the_whole_flow_in_a_real_browser() {
     if std::env::var_os("REDBANK_SKIP_BROWSER").is_some() {
@@ -257,159 +291,199 @@ async fn the_whole_flow_in_a_real_browser() {
     let driver = Driver::start();
     let client = driver.connect().await;
 
-    // / → login; a wrong password shows the generic error.
-    client.goto(&server.url("/")).await.unwrap();
-    assert!(client.current_url().await.unwrap().path().ends_with("/login"));
-    screenshot(&client, "login").await;
-    assert_accessible(&client, "login").await;
-    // The check can fail: an image without a text alternative is a critical violation.
-    js(&client, "document.body.insertAdjacentHTML('beforeend', '<img id=probe src=/favicon.ico>'); return null;").await;
-    let found = violations(&client).await;
-    assert!(found.iter().any(|v| v["rule"] == "image-alt"), "axe missed it: {found:?}");
-    js(&client, "document.getElementById('probe').remove(); return null;").await;
-    submit_login(&client, "bob", "not-the-password").await;
-    wait_for(&client, "document.querySelector('#login-error')", Duration::from_secs(5)).await;
-    assert_eq!(text(&client, "#login-error").await, "Invalid username or password");
-    assert_accessible(&client, "login with an error").await;
+    step("login page, a wrong password, the accessibility check", async {
+        // / → login; a wrong password shows the generic error.
+        client.goto(&server.url("/")).await.unwrap();
+        assert!(client.current_url().await.unwrap().path().ends_with("/login"));
+        screenshot(&client, "login").await;
+        assert_accessible(&client, "login").await;
+        // The check can fail: an image without a text alternative is a critical violation.
+        js(&client, "document.body.insertAdjacentHTML('beforeend', '<img id=probe src=/favicon.ico>'); return null;").await;
+        let found = violations(&client).await;
+        assert!(found.iter().any(|v| v["rule"] == "image-alt"), "axe missed it: {found:?}");
+        js(&client, "document.getElementById('probe').remove(); return null;").await;
+        submit_login(&client, "bob", "not-the-password").await;
+        wait_for(&client, "document.querySelector('#login-error')", Duration::from_secs(5)).await;
+        assert_eq!(text(&client, "#login-error").await, "Invalid username or password");
+        assert_accessible(&client, "login with an error").await;
+    })
+    .await;
 
-    // Log in: the dashboard shows the account and a balance.
-    submit_login(&client, "bob", "foobared").await;
-    wait_for(
-        &client,
-        "location.pathname === '/dashboard' && document.querySelector('#account-number')",
-        Duration::from_secs(5),
+    let balance_before = step("sign in: the dashboard shows the account", async {
+        // Log in: the dashboard shows the account and a balance.
+        submit_login(&client, "bob", "foobared").await;
+        wait_for(
+            &client,
+            "location.pathname === '/dashboard' && document.querySelector('#account-number')",
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(text(&client, "#account-number").await, BOB);
+        let balance_before = text(&client, "#balance").await;
+        assert!(balance_before.starts_with('$'), "{balance_before}");
+        balance_before
+    })
+    .await;
+
+    step("live: a new row and a new balance without a reload", async {
+        // Live: a new row arrives and the balance changes without a reload.
+        js(&client, "window.__noReload = 'still here'; return null;").await;
+        wait_for(
+            &client,
+            "document.querySelector('#live-status').dataset.state === 'live'",
+            Duration::from_secs(10),
+        )
+        .await;
+        let first_row = js(
+            &client,
+            "const r = document.querySelector('#recent tbody tr.tx'); return r ? r.dataset.id : null;",
+        )
+        .await;
+        wait_for(
+            &client,
+            &format!(
+                "(() => {{ const r = document.querySelector('#recent tbody tr.tx'); return r && r.dataset.id !== {first_row}; }})()"
+            ),
+            Duration::from_secs(10),
+        )
+        .await;
+        wait_for(
+            &client,
+            &format!("document.querySelector('#balance').textContent !== {}", json!(balance_before)),
+            Duration::from_secs(10),
+        )
+        .await;
+        assert_eq!(js(&client, "return window.__noReload;").await, "still here", "the page reloaded");
+        assert!(
+            js(&client, "return document.querySelectorAll('#recent tbody tr.tx').length;")
+                .await
+                .as_u64()
+                .unwrap()
+                <= 10
+        );
+    })
+    .await;
+
+    step("charts and their text alternatives", async {
+        // Charts drawn with data, and their text alternatives for screen readers.
+        wait_for(&client, "window.Chart && Chart.getChart('balance-chart') && Chart.getChart('balance-chart').data.datasets[0].data.length > 0", Duration::from_secs(10)).await;
+        wait_for(&client, "Chart.getChart('spenders-chart') && Chart.getChart('spenders-chart').data.labels.length > 0", Duration::from_secs(10)).await;
+        wait_for(&client, "document.querySelector('#balance-summary').textContent.startsWith('Balance over the last 5 minutes: from $')", Duration::from_secs(5)).await;
+        wait_for(&client, "document.querySelectorAll('#spenders-summary li').length === Chart.getChart('spenders-chart').data.labels.length", Duration::from_secs(5)).await;
+        screenshot(&client, "dashboard").await;
+        assert_accessible(&client, "dashboard").await;
+    })
+    .await;
+
+    step("an XSS probe through the live stream stays text", async {
+        // XSS probe through the live stream: rendered as text, never as markup.
+        let probe = "<img src=x onerror=\"window.__xss=1\"> Insurance premium";
+        js(&client, "window.__xss = 0; return null;").await;
+        inject_probe(&server, probe).await;
+        wait_for(&client, "[...document.querySelectorAll('#recent td.desc')].some(td => td.textContent.includes('<img src=x'))", Duration::from_secs(10)).await;
+        assert_eq!(js(&client, "return document.querySelectorAll('#recent img').length;").await, 0);
+        assert_eq!(js(&client, "return window.__xss;").await, 0);
+        // …and after a reload (server-rendered).
+        client.refresh().await.unwrap();
+        wait_for(&client, "[...document.querySelectorAll('#recent td.desc')].some(td => td.textContent.includes('<img src=x'))", Duration::from_secs(5)).await;
+        assert_eq!(js(&client, "return document.querySelectorAll('#recent img').length;").await, 0);
+    })
+    .await;
+
+    step("search highlights matches, the probe stays text", async {
+        // Search finds a vendor and highlights it; the probe stays text.
+        client.goto(&server.url("/transactions")).await.unwrap();
+        client.find(Locator::Css("#search-q")).await.unwrap().send_keys("ins").await.unwrap();
+        client.find(Locator::Css("#search-go")).await.unwrap().click().await.unwrap();
+        wait_for(&client, "location.search.includes('q=ins')", Duration::from_secs(5)).await;
+        let marks = js(
+            &client,
+            "return [...document.querySelectorAll('#results mark')].map(m => m.textContent);",
+        )
+        .await;
+        let marks: Vec<String> = serde_json::from_value(marks).unwrap();
+        assert!(!marks.is_empty(), "no highlighted match");
+        assert!(marks.iter().all(|m| m.to_lowercase().starts_with("ins")), "{marks:?}");
+        assert_eq!(
+            js(&client, "return document.querySelectorAll('#results img, #results b').length;")
+                .await,
+            0
+        );
+        assert_eq!(
+            js(&client, "return window.__xss === undefined || window.__xss === 0;").await,
+            true
+        );
+        screenshot(&client, "transactions").await;
+        assert_accessible(&client, "transactions with search results").await;
+    })
+    .await;
+
+    step("the sessions page lists this browser", async {
+        // The sessions page lists this browser.
+        client.goto(&server.url("/sessions")).await.unwrap();
+        let current = text(&client, "tr.session.current").await;
+        assert!(current.contains("this device") && current.contains("Chrome"), "{current}");
+        assert_accessible(&client, "sessions").await;
+    })
+    .await;
+
+    step("sign out deletes the session document", async {
+        // Log out: back on the login page, and the session document is gone from Redis.
+        let cookie = client.get_named_cookie("redbank").await.unwrap();
+        let key = server.keys().session(&common::session_id(cookie.value()));
+        let mut redis = common::shared_redis().conn().await;
+        assert!(redis.exists::<_, bool>(&key).await.unwrap());
+        client.find(Locator::Css("#logout")).await.unwrap().click().await.unwrap();
+        wait_for(&client, "location.pathname === '/login'", Duration::from_secs(5)).await;
+        assert!(!redis.exists::<_, bool>(&key).await.unwrap(), "session document survived logout");
+    })
+    .await;
+
+    step("keyboard only, with visible focus", async {
+        // Keyboard only, with visible focus at each step: sign in, reach the transactions, search,
+        // sign out. (A headless window never has the OS focus, and without it Chrome shows no
+        // keyboard focus at all: emulate a focused window, as a user's would be.)
+        let focused =
+            json!({"cmd": "Emulation.setFocusEmulationEnabled", "params": {"enabled": true}});
+        let focused = Chromedriver("goog/cdp/execute", focused);
+        client.issue_cmd(focused).await.unwrap();
+        tab_to(&client, "input[name=username]").await;
+        type_keys(&client, "bob", false).await;
+        tab_to(&client, "input[name=password]").await;
+        type_keys(&client, "foobared", true).await;
+        wait_for(&client, "location.pathname === '/dashboard'", Duration::from_secs(5)).await;
+        tab_to(&client, "nav a[href='/transactions']").await;
+        type_keys(&client, "", true).await;
+        wait_for(&client, "location.pathname === '/transactions'", Duration::from_secs(5)).await;
+        tab_to(&client, "#search-q").await;
+        type_keys(&client, "ins", true).await;
+        wait_for(&client, "location.search.includes('q=ins')", Duration::from_secs(5)).await;
+        tab_to(&client, "#logout").await;
+        type_keys(&client, "", true).await;
+        wait_for(&client, "location.pathname === '/login'", Duration::from_secs(5)).await;
+    })
+    .await;
+
+    step("no CSP violation or script error in the console", async {
+        // No CSP violation (or any script error) was reported in the console.
+        let log = console(&client).await;
+        let bad: Vec<&String> = log
+            .iter()
+            .filter(|m| {
+                m.contains("Content Security Policy")
+                    || m.contains("Refused to")
+                    || m.contains("Uncaught")
+            })
+            .collect();
+        assert!(bad.is_empty(), "browser console: {bad:#?}");
+    })
+    .await;
+
+    step(
+        "strong authentication, the idle limit and the console",
+        strong_authentication(&server, &client),
     )
     .await;
-    assert_eq!(text(&client, "#account-number").await, BOB);
-    let balance_before = text(&client, "#balance").await;
-    assert!(balance_before.starts_with('$'), "{balance_before}");
-
-    // Live: a new row arrives and the balance changes without a reload.
-    js(&client, "window.__noReload = 'still here'; return null;").await;
-    wait_for(
-        &client,
-        "document.querySelector('#live-status').dataset.state === 'live'",
-        Duration::from_secs(10),
-    )
-    .await;
-    let first_row = js(
-        &client,
-        "const r = document.querySelector('#recent tbody tr.tx'); return r ? r.dataset.id : null;",
-    )
-    .await;
-    wait_for(
-        &client,
-        &format!(
-            "(() => {{ const r = document.querySelector('#recent tbody tr.tx'); return r && r.dataset.id !== {first_row}; }})()"
-        ),
-        Duration::from_secs(10),
-    )
-    .await;
-    wait_for(
-        &client,
-        &format!("document.querySelector('#balance').textContent !== {}", json!(balance_before)),
-        Duration::from_secs(10),
-    )
-    .await;
-    assert_eq!(js(&client, "return window.__noReload;").await, "still here", "the page reloaded");
-    assert!(
-        js(&client, "return document.querySelectorAll('#recent tbody tr.tx').length;")
-            .await
-            .as_u64()
-            .unwrap()
-            <= 10
-    );
-
-    // Charts drawn with data, and their text alternatives for screen readers.
-    wait_for(&client, "window.Chart && Chart.getChart('balance-chart') && Chart.getChart('balance-chart').data.datasets[0].data.length > 0", Duration::from_secs(10)).await;
-    wait_for(&client, "Chart.getChart('spenders-chart') && Chart.getChart('spenders-chart').data.labels.length > 0", Duration::from_secs(10)).await;
-    wait_for(&client, "document.querySelector('#balance-summary').textContent.startsWith('Balance over the last 5 minutes: from $')", Duration::from_secs(5)).await;
-    wait_for(&client, "document.querySelectorAll('#spenders-summary li').length === Chart.getChart('spenders-chart').data.labels.length", Duration::from_secs(5)).await;
-    screenshot(&client, "dashboard").await;
-    assert_accessible(&client, "dashboard").await;
-
-    // XSS probe through the live stream: rendered as text, never as markup.
-    let probe = "<img src=x onerror=\"window.__xss=1\"> Insurance premium";
-    js(&client, "window.__xss = 0; return null;").await;
-    inject_probe(&server, probe).await;
-    wait_for(&client, "[...document.querySelectorAll('#recent td.desc')].some(td => td.textContent.includes('<img src=x'))", Duration::from_secs(10)).await;
-    assert_eq!(js(&client, "return document.querySelectorAll('#recent img').length;").await, 0);
-    assert_eq!(js(&client, "return window.__xss;").await, 0);
-    // …and after a reload (server-rendered).
-    client.refresh().await.unwrap();
-    wait_for(&client, "[...document.querySelectorAll('#recent td.desc')].some(td => td.textContent.includes('<img src=x'))", Duration::from_secs(5)).await;
-    assert_eq!(js(&client, "return document.querySelectorAll('#recent img').length;").await, 0);
-
-    // Search finds a vendor and highlights it; the probe stays text.
-    client.goto(&server.url("/transactions")).await.unwrap();
-    client.find(Locator::Css("#search-q")).await.unwrap().send_keys("ins").await.unwrap();
-    client.find(Locator::Css("#search-go")).await.unwrap().click().await.unwrap();
-    wait_for(&client, "location.search.includes('q=ins')", Duration::from_secs(5)).await;
-    let marks = js(
-        &client,
-        "return [...document.querySelectorAll('#results mark')].map(m => m.textContent);",
-    )
-    .await;
-    let marks: Vec<String> = serde_json::from_value(marks).unwrap();
-    assert!(!marks.is_empty(), "no highlighted match");
-    assert!(marks.iter().all(|m| m.to_lowercase().starts_with("ins")), "{marks:?}");
-    assert_eq!(
-        js(&client, "return document.querySelectorAll('#results img, #results b').length;").await,
-        0
-    );
-    assert_eq!(js(&client, "return window.__xss === undefined || window.__xss === 0;").await, true);
-    screenshot(&client, "transactions").await;
-    assert_accessible(&client, "transactions with search results").await;
-
-    // The sessions page lists this browser.
-    client.goto(&server.url("/sessions")).await.unwrap();
-    let current = text(&client, "tr.session.current").await;
-    assert!(current.contains("this device") && current.contains("Chrome"), "{current}");
-    assert_accessible(&client, "sessions").await;
-
-    // Log out: back on the login page, and the session document is gone from Redis.
-    let cookie = client.get_named_cookie("redbank").await.unwrap();
-    let key = server.keys().session(&common::session_id(cookie.value()));
-    let mut redis = common::shared_redis().conn().await;
-    assert!(redis.exists::<_, bool>(&key).await.unwrap());
-    client.find(Locator::Css("#logout")).await.unwrap().click().await.unwrap();
-    wait_for(&client, "location.pathname === '/login'", Duration::from_secs(5)).await;
-    assert!(!redis.exists::<_, bool>(&key).await.unwrap(), "session document survived logout");
-
-    // Keyboard only, with visible focus at each step: sign in, reach the transactions, search,
-    // sign out. (A headless window never has the OS focus, and without it Chrome shows no
-    // keyboard focus at all: emulate a focused window, as a user's would be.)
-    let focused = json!({"cmd": "Emulation.setFocusEmulationEnabled", "params": {"enabled": true}});
-    let focused = Chromedriver("goog/cdp/execute", focused);
-    client.issue_cmd(focused).await.unwrap();
-    tab_to(&client, "input[name=username]").await;
-    type_keys(&client, "bob", false).await;
-    tab_to(&client, "input[name=password]").await;
-    type_keys(&client, "foobared", true).await;
-    wait_for(&client, "location.pathname === '/dashboard'", Duration::from_secs(5)).await;
-    tab_to(&client, "nav a[href='/transactions']").await;
-    type_keys(&client, "", true).await;
-    wait_for(&client, "location.pathname === '/transactions'", Duration::from_secs(5)).await;
-    tab_to(&client, "#search-q").await;
-    type_keys(&client, "ins", true).await;
-    wait_for(&client, "location.search.includes('q=ins')", Duration::from_secs(5)).await;
-    tab_to(&client, "#logout").await;
-    type_keys(&client, "", true).await;
-    wait_for(&client, "location.pathname === '/login'", Duration::from_secs(5)).await;
-
-    // No CSP violation (or any script error) was reported in the console.
-    let log = console(&client).await;
-    let bad: Vec<&String> = log
-        .iter()
-        .filter(|m| {
-            m.contains("Content Security Policy")
-                || m.contains("Refused to")
-                || m.contains("Uncaught")
-        })
-        .collect();
-    assert!(bad.is_empty(), "browser console: {bad:#?}");
-
-    strong_authentication(&server, &client).await;
 
     client.close().await.unwrap();
     server.stop().await.unwrap();
@@ -451,6 +525,7 @@ async fn verify_with_codes(client: &Client, codes: Vec<String>) {
 /// authenticator app, and the live notice of a new device's sign-in. On `localhost`: WebAuthn
 /// needs a secure context, and passkeys are bound to the `public_origin`.
 async fn strong_authentication(server: &TestServer, client: &Client) {
+    let steps = Steps::default();
     let url = |path: &str| format!("{}{path}", server.origin);
     let authenticator = json!({
         "protocol": "ctap2", "transport": "internal", "hasResidentKey": true,
@@ -458,6 +533,7 @@ async fn strong_authentication(server: &TestServer, client: &Client) {
     });
     client.issue_cmd(Chromedriver("webauthn/authenticator", authenticator)).await.unwrap();
 
+    steps.at("bob adds a passkey on /security");
     // bob adds a passkey on /security…
     client.goto(&url("/login")).await.unwrap();
     submit_login(client, "bob", "foobared").await;
@@ -467,6 +543,7 @@ async fn strong_authentication(server: &TestServer, client: &Client) {
     let name = client.find(Locator::Css("#passkey-name")).await.unwrap();
     name.send_keys("Test laptop").await.unwrap();
     client.find(Locator::Css("#passkey-add")).await.unwrap().click().await.unwrap();
+    steps.at("his first factor needs the code mailed to him");
     // His first factor: the page asks for the code mailed to him (read from the SMTP server).
     wait_for(
         client,
@@ -487,6 +564,7 @@ async fn strong_authentication(server: &TestServer, client: &Client) {
     .await;
     assert!(text(client, "tr.passkey").await.contains("Test laptop"));
     screenshot(client, "security").await;
+    steps.at("bob signs in with the passkey alone");
     // …signs out, and signs in with the passkey alone: two factors, no password.
     client.find(Locator::Css("#logout")).await.unwrap().click().await.unwrap();
     wait_for(client, "location.pathname === '/login'", Duration::from_secs(5)).await;
@@ -497,6 +575,7 @@ async fn strong_authentication(server: &TestServer, client: &Client) {
     assert_eq!(current.attr("data-aal").await.unwrap().as_deref(), Some("2"));
     assert!(current.text().await.unwrap().contains("aal 2"));
 
+    steps.at("alice signs in with her app in a second browser");
     // alice, in a second browser, signs in with her password and a code from her app, and
     // watches her dashboard.
     // (Its own chromedriver and profile: a device alice's account has never seen.)
@@ -512,6 +591,7 @@ async fn strong_authentication(server: &TestServer, client: &Client) {
     wait_for(&other, live, Duration::from_secs(10)).await;
     js(&other, "window.__noReload = 'still here'; return null;").await;
 
+    steps.at("bob sends alice $42.00, confirmed with his passkey");
     // bob sends her $42.00 and confirms with his passkey; her dashboard shows it without a reload.
     client.goto(&url("/transfer")).await.unwrap();
     assert_accessible(client, "transfer").await;
@@ -545,6 +625,7 @@ async fn strong_authentication(server: &TestServer, client: &Client) {
         "alice's page reloaded"
     );
 
+    steps.at("a new device's sign-in is announced on alice's other dashboard");
     // bob signs out; alice signs in on the first browser, a device new to her account: her
     // other dashboard is told at once and signs that session out with one click.
     client.find(Locator::Css("#logout")).await.unwrap().click().await.unwrap();
@@ -569,6 +650,7 @@ async fn strong_authentication(server: &TestServer, client: &Client) {
     .await;
     assert!(!redis.exists::<_, bool>(&key).await.unwrap(), "the other session survived 'not me'");
 
+    steps.at("'this wasn't me' removes the factor a second browser added");
     // "This wasn't me" from the mail: the second browser signs in as alice again and adds a
     // passkey; alice opens the link the notice mailed her, in her own browser, and confirms:
     // the passkey is gone and so is that session.
@@ -618,6 +700,7 @@ async fn strong_authentication(server: &TestServer, client: &Client) {
     assert_eq!(passkeys, 0, "the passkey added by the other browser survived");
     client.goto(&url("/dashboard")).await.unwrap();
     wait_for(client, "location.pathname === '/login'", Duration::from_secs(5)).await;
+    steps.at("alice renews her password reported compromised");
     // alice signs in again: her password was marked compromised, so after her app's code she
     // is asked for the code mailed to her and a new password. (Her app's codes of the steps
     // around now were used: wait for the next time step.)
@@ -637,6 +720,7 @@ async fn strong_authentication(server: &TestServer, client: &Client) {
     field.send_keys("a looking-glass of my own").await.unwrap();
     other.find(Locator::Css("#renew-submit")).await.unwrap().click().await.unwrap();
     wait_for(&other, "location.pathname === '/dashboard'", Duration::from_secs(5)).await;
+    steps.at("the idle limit warns and 'stay signed in' extends");
     // The idle limit: four minutes later (the page's clock moved on), the warning says why and
     // offers to stay; staying is a real request that extends the session.
     js(
@@ -653,6 +737,7 @@ async fn strong_authentication(server: &TestServer, client: &Client) {
     wait_for(&other, "document.querySelector('#idle-warning').hidden", Duration::from_secs(5))
         .await;
 
+    steps.at("the operator console with two factors");
     // The operator console: the admin (whose authenticator app is set up on the machine with
     // `redbank admin totp`) signs in with two factors and sees every session.
     let out = server.admin_totp(&[]);
