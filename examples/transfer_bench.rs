@@ -22,9 +22,11 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use redbank::Config;
-use redbank::auth::factors::passkey::{self, RelyingParty};
+use redbank::audit::ClientInfo;
+use redbank::auth::factors::passkey;
+use redbank::auth::factors::passkey::RelyingParty;
 use redbank::auth::model::{Assurance, Role, SessionKind, User};
-use redbank::auth::store::{self as sessions, ClientInfo};
+use redbank::auth::store as sessions;
 use redbank::bank::model::Account;
 use redbank::bank::store as bank;
 use redbank::clock::now_ms;
@@ -85,7 +87,7 @@ async fn customer(
         password_compromised: false,
     };
     let e = |e: redbank::Error| e.to_string();
-    sessions::create_user(db, &user).await.map_err(e)?;
+    redbank::auth::users::create_user(db, &user).await.map_err(e)?;
     let holder = user.display_name.clone();
     let city = user.city.clone();
     bank::ensure_account(

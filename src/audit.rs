@@ -9,11 +9,17 @@
 use serde::{Deserialize, Serialize};
 
 use crate::auth::model::Session;
-use crate::auth::store::ClientInfo;
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::live::event::SECURITY_PREFIX;
 use crate::redis::{Db, value_text};
+
+/// What we know about the client at login time.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub ip: String,
+    pub user_agent: String,
+}
 
 /// Entries kept per user (about; Redis trims whole nodes).
 pub const MAX_ENTRIES: usize = 200;

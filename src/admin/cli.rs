@@ -11,11 +11,12 @@ use std::process::ExitCode;
 
 use rocket::figment::Figment;
 
-use crate::audit::{self, Activity};
+use crate::audit;
+use crate::audit::{Activity, ClientInfo};
 use crate::auth::factors::totp::{qr_text, step_of};
 use crate::auth::factors::{recovery, service::ISSUER, store as factors};
-use crate::auth::notice::{self, Notice};
-use crate::auth::store::{self as sessions, ClientInfo};
+use crate::auth::notice::Notice;
+use crate::auth::{notice, store as sessions};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::redis::Db;
@@ -78,7 +79,7 @@ async fn enrol(figment: Figment, replace: bool) -> Result<(), String> {
     let (db, config) = connect(figment).await?;
     let (db, config) = (&db, &config);
     let failed = |e: crate::Error| format!("Redis ({}): {e}", config.key_prefix);
-    if sessions::get_user(db, ADMIN).await.map_err(failed)?.is_none() {
+    if crate::auth::users::get_user(db, ADMIN).await.map_err(failed)?.is_none() {
         return Err("there is no admin user: set admin_password and start redbank once".into());
     }
     let owned = factors::factors(db, ADMIN).await.map_err(failed)?;

@@ -8,16 +8,17 @@ use rocket::{State, delete, get, post, uri};
 use rocket_dyn_templates::{Template, context};
 use serde::Serialize;
 
-use super::store::{self, FailedSignIns, Filter};
-use super::{Admin, FreshAdmin};
-use crate::audit::{self, Activity};
+use super::store::{FailedSignIns, Filter};
+use super::{Admin, FreshAdmin, store};
+use crate::audit;
+use crate::audit::{Activity, ClientInfo};
 use crate::auth::guard::{ApiUser, CurrentUser};
 use crate::auth::model::{Session, SessionId, SessionKind};
 use crate::auth::notice::Notice;
 use crate::auth::sessions::routes::SignedOutCount;
 use crate::auth::signin::pages::CsrfForm;
 use crate::auth::step_up::Signed;
-use crate::auth::store::{self as sessions, ClientInfo};
+use crate::auth::store as sessions;
 use crate::clock::{display_ms, rfc3339_ms};
 use crate::config::Config;
 use crate::error::{ApiError, Error, Result};
@@ -75,7 +76,9 @@ async fn revoke(db: &Db, admin: &Session, id: &str, client: &ClientInfo) -> Resu
 
 /// Ends every session of `user` (the operator's own current one excepted).
 async fn revoke_user(db: &Db, admin: &Session, user: &str, client: &ClientInfo) -> Result<usize> {
-    if !crate::auth::model::valid_username(user) || !sessions::user_exists(db, user).await? {
+    if !crate::auth::model::valid_username(user)
+        || !crate::auth::users::user_exists(db, user).await?
+    {
         return Err(Error::NotFound);
     }
     let count = sessions::destroy_others(db, user, Some(&admin.id)).await?;
@@ -98,7 +101,9 @@ async fn reset_factors(
     user: &str,
     client: &ClientInfo,
 ) -> Result<usize> {
-    if !crate::auth::model::valid_username(user) || !sessions::user_exists(db, user).await? {
+    if !crate::auth::model::valid_username(user)
+        || !crate::auth::users::user_exists(db, user).await?
+    {
         return Err(Error::NotFound);
     }
     if user == admin.doc.user {

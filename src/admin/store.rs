@@ -6,8 +6,9 @@ use std::net::IpAddr;
 
 use redis::Value;
 
+use crate::audit::ClientInfo;
 use crate::auth::model::{Session, SessionId, SessionKind, valid_username};
-use crate::auth::store::{self as sessions, ClientInfo};
+use crate::auth::store as sessions;
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::redis::{Db, is_missing_index, parse_stored, search_hits, value_text};

@@ -14,7 +14,7 @@ pub use super::credential::Via;
 use super::credential::{self, Presented};
 use super::csrf;
 use super::model::{DeviceToken, Session, SessionToken};
-use super::store::ClientInfo;
+use crate::audit::ClientInfo;
 use crate::config::Config;
 use crate::error::Error;
 use crate::redis::Db;

@@ -12,6 +12,7 @@ pub mod sessions;
 pub mod signin;
 pub mod step_up;
 pub mod store;
+pub mod users;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -94,7 +95,7 @@ async fn prepare(rocket: &Rocket<Orbit>, db: Db, config: Config, passwords: Arc<
 async fn setup(db: &Db, config: &Config, passwords: &Passwords) -> Result<()> {
     store::ensure_index(db).await?;
     for (demo, password) in configured_users(config) {
-        if store::user_exists(db, demo.username).await? {
+        if crate::auth::users::user_exists(db, demo.username).await? {
             continue;
         }
         if let Some(secret) =
@@ -112,7 +113,7 @@ async fn setup(db: &Db, config: &Config, passwords: &Passwords) -> Result<()> {
             email: crate::demo::email_of(demo, config).map(str::to_owned),
             password_compromised: false,
         };
-        store::create_user(db, &user).await?;
+        crate::auth::users::create_user(db, &user).await?;
     }
     Ok(())
 }
@@ -126,7 +127,7 @@ async fn reconcile(db: &Db, config: &Config, passwords: &Passwords) -> Result<()
         let wanted = configured_users(config).find(|(u, _)| u.username == demo.username);
         match wanted {
             None => {
-                if store::delete_user(db, demo.username).await? {
+                if crate::auth::users::delete_user(db, demo.username).await? {
                     store::destroy_others(db, demo.username, None).await?;
                     crate::auth::factors::store::forget_user(db, demo.username).await?;
                     rocket::info!("users: removed `{}` (not configured)", demo.username);
@@ -134,14 +135,20 @@ async fn reconcile(db: &Db, config: &Config, passwords: &Passwords) -> Result<()
             }
             // The demo passwords are fixed; only a configured one can change.
             Some((_, password)) if demo.password.is_none() => {
-                let Some(user) = store::get_user(db, demo.username).await? else { continue };
+                let Some(user) = crate::auth::users::get_user(db, demo.username).await? else {
+                    continue;
+                };
                 let slot = passwords.slot().await?;
                 if passwords.verify(&slot, password, Some(&user.password_hash)).await? {
                     continue;
                 }
                 drop(slot);
-                store::set_password_hash(db, demo.username, &passwords.hash(password).await?)
-                    .await?;
+                crate::auth::users::set_password_hash(
+                    db,
+                    demo.username,
+                    &passwords.hash(password).await?,
+                )
+                .await?;
                 store::destroy_others(db, demo.username, None).await?;
                 rocket::info!("users: password of `{}` changed by configuration", demo.username);
             }
@@ -149,7 +156,8 @@ async fn reconcile(db: &Db, config: &Config, passwords: &Passwords) -> Result<()
         }
         // Addresses follow the configuration (users stored before addresses existed get one).
         if wanted.is_some() {
-            store::set_email(db, demo.username, crate::demo::email_of(demo, config)).await?;
+            crate::auth::users::set_email(db, demo.username, crate::demo::email_of(demo, config))
+                .await?;
         }
         // Demo mode: alice has her authenticator app from the README at every start.
         if let Some(secret) =

@@ -15,11 +15,11 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::factors::passkey;
-use super::factors::store as factors;
-use crate::audit::{self, Activity, describe_device};
+use super::factors::{passkey, store as factors};
+use crate::audit;
+use crate::audit::{Activity, ClientInfo, describe_device};
 use crate::auth::signin::throttle;
-use crate::auth::store::{self as sessions, ClientInfo};
+use crate::auth::store as sessions;
 use crate::clock::{display_ms, now_ms};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -152,7 +152,7 @@ async fn queue(
     client: &ClientInfo,
     notice: &Notice,
 ) -> Result<()> {
-    let Some(user) = sessions::get_user(db, username).await? else { return Ok(()) };
+    let Some(user) = crate::auth::users::get_user(db, username).await? else { return Ok(()) };
     let Some(address) = user.email.as_deref() else { return Ok(()) };
     let token = random_token();
     let now = now_ms();
@@ -214,7 +214,7 @@ pub async fn peek(db: &Db, token: &str) -> Result<LinkView> {
     let raw: Option<String> =
         db.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await).await?;
     let link: Link = raw.and_then(|r| serde_json::from_str(&r).ok()).ok_or_else(gone)?;
-    let user = sessions::get_user(db, &link.user).await?.ok_or_else(gone)?;
+    let user = crate::auth::users::get_user(db, &link.user).await?.ok_or_else(gone)?;
     Ok(LinkView {
         name: user.display_name,
         sent_at: crate::clock::rfc3339_ms(link.sent_at),
@@ -249,7 +249,7 @@ pub async fn undo(db: &Db, token: &str, client: &ClientInfo) -> Result<Undone> {
         db.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await).await?;
     let link: Link = raw.and_then(|r| serde_json::from_str(&r).ok()).ok_or_else(gone)?;
     let user = link.user;
-    sessions::set_password_compromised(db, &user, true).await?;
+    crate::auth::users::set_password_compromised(db, &user, true).await?;
     let since = now_ms() - LINK_SECS as i64 * 1000;
     let mut undone = Undone::default();
     if factors::totp_enrolled_at(db, &user).await?.is_some_and(|at| at >= since) {

@@ -13,7 +13,7 @@ use rocket::{Shutdown, State, get};
 
 use super::bridge::Hub;
 use super::feed::{self, Holder};
-use crate::auth::store::ClientInfo;
+use crate::audit::ClientInfo;
 use crate::config::Config;
 use crate::error::Result;
 use crate::redis::Db;

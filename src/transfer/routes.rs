@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{Confirmation, Status as TransferStatus, Transfer, parse_amount};
 use super::service::{self, Request as TransferRequest};
+use crate::audit::ClientInfo;
 use crate::auth::factors::passkey::RelyingParty;
 use crate::auth::factors::store as factors;
 use crate::auth::guard::{ApiUser, CurrentUser};
-use crate::auth::store::ClientInfo;
 use crate::bank::store as bank;
 use crate::clock::{display_ms, rfc3339_ms};
 use crate::config::Config;

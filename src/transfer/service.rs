@@ -21,11 +21,11 @@ use super::ledger::{self, CreditOwed, Refusal};
 use super::model::{
     Confirmation, MAX_REFERENCE_CHARS, PENDING_MARGIN_SECS, PENDING_SECS, Status, Transfer,
 };
+use crate::audit::ClientInfo;
 use crate::auth::factors::passkey::{self, Purpose, RelyingParty};
 use crate::auth::factors::store as factors;
 use crate::auth::model::Session;
 use crate::auth::signin::throttle::per_minute;
-use crate::auth::store::ClientInfo;
 use crate::bank::store as bank;
 use crate::clock::now_ms;
 use crate::config::Config;

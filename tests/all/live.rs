@@ -10,9 +10,9 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use redbank::audit::ClientInfo;
 use redbank::auth::model::{Assurance, SessionKind};
 use redbank::auth::store;
-use redbank::auth::store::ClientInfo;
 use redbank::redis::Keys;
 use redis::AsyncCommands;
 use serde_json::Value;
@@ -880,7 +880,7 @@ async fn replay_is_read_in_pages_as_the_client_reads() {
         let tx = common::transaction(BOB, "replay", "Vendor", "withdrawal", -1, start + i, balance);
         balance = redbank::bank::store::record(db, config, balance, &tx).await.unwrap().balance;
     }
-    let user = store::get_user(db, "bob").await.unwrap().unwrap();
+    let user = redbank::auth::users::get_user(db, "bob").await.unwrap().unwrap();
     let client = ClientInfo { ip: "127.0.0.1".into(), user_agent: "test".into() };
     let (_, session) = store::create_session(
         db,

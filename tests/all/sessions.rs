@@ -550,9 +550,8 @@ async fn sign_out_everywhere_reaches_past_one_page_of_sessions() {
     let app = TestApp::with(shared_redis(), |f| f.merge(("max_sessions_per_user", 1000))).await;
     let b = app.login_browser("bob", "foobared").await;
     // 230 other sessions (more than one 200-row page of the index), made without hashing.
-    let user = redbank::auth::store::get_user(app.db(), "bob").await.unwrap().unwrap();
-    let client =
-        redbank::auth::store::ClientInfo { ip: "10.9.9.9".into(), user_agent: "bulk".into() };
+    let user = redbank::auth::users::get_user(app.db(), "bob").await.unwrap().unwrap();
+    let client = redbank::audit::ClientInfo { ip: "10.9.9.9".into(), user_agent: "bulk".into() };
     let mut tokens = Vec::new();
     for _ in 0..230 {
         let (token, _) = redbank::auth::store::create_session(

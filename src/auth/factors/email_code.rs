@@ -14,7 +14,7 @@ use redis::Script;
 use sha2::{Digest, Sha256};
 
 use crate::auth::signin::throttle::per_window;
-use crate::auth::store as users;
+use crate::auth::users;
 use crate::error::{Error, Result};
 use crate::mail::Mailer;
 use crate::redis::Db;

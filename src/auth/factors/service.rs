@@ -2,6 +2,7 @@
 //! code for a first factor), removing factors, new recovery codes, and what every change of
 //! factors sets off (activity, notices, devices forgotten).
 
+use crate::audit::ClientInfo;
 use crate::audit::{self, Activity};
 use crate::auth::factors::email_code::{self, NewFactor};
 use crate::auth::factors::passkey;
@@ -11,7 +12,6 @@ use crate::auth::model::Session;
 use crate::auth::notice::{self, Notice};
 use crate::auth::signin::code;
 use crate::auth::step_up::Enrolment;
-use crate::auth::store::ClientInfo;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};

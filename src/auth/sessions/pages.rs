@@ -7,11 +7,11 @@ use rocket::response::Redirect;
 use rocket::{State, get, post, uri};
 use rocket_dyn_templates::{Template, context};
 
+use crate::audit::ClientInfo;
 use crate::auth::guard::{CurrentUser, removal_cookie};
 use crate::auth::sessions::service::{revoke, rows, sign_out_others};
 use crate::auth::signin::pages::CsrfForm;
 use crate::auth::store;
-use crate::auth::store::ClientInfo;
 use crate::config::Config;
 use crate::error::Result;
 use crate::redis::Db;

@@ -6,12 +6,12 @@ use rocket::serde::json::Json;
 use rocket::{State, delete, get, post};
 use serde::Serialize;
 
+use crate::audit::ClientInfo;
 use crate::auth::guard::{ApiUser, Via, removal_cookie};
 use crate::auth::model::{Amr, SessionKind, UserView};
 use crate::auth::sessions::service::{SessionRow, rows};
 use crate::auth::sessions::service::{revoke, sign_out_others};
 use crate::auth::store;
-use crate::auth::store::ClientInfo;
 use crate::clock::rfc3339_ms;
 use crate::config::Config;
 use crate::error::{ApiError, Error, Result};

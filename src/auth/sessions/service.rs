@@ -4,9 +4,9 @@ use serde::Serialize;
 
 use crate::audit;
 use crate::audit::Activity;
+use crate::audit::ClientInfo;
 use crate::auth::model::{Amr, Session, SessionId, SessionKind};
 use crate::auth::store;
-use crate::auth::store::ClientInfo;
 use crate::clock::{display_ms, rfc3339_ms};
 use crate::error::{Error, Result};
 use crate::redis::Db;

@@ -3,16 +3,15 @@
 //! throttle as wrong passwords (a known device's own counter, or the stranger counters), and by
 //! the pre-auth state, which allows only a few.
 
-use crate::audit::{self, Activity};
-use crate::auth::factors::recovery;
-use crate::auth::factors::store as factors;
+use crate::audit;
+use crate::audit::{Activity, ClientInfo};
+use crate::auth::factors::{recovery, store as factors};
 use crate::auth::model::{Amr, Assurance, Session, SessionKind};
-use crate::auth::notice::{self, Notice};
-use crate::auth::signin::preauth;
-use crate::auth::signin::service::{self as login, Method};
-use crate::auth::signin::throttle::Counters;
-use crate::auth::signin::throttle::Throttle;
-use crate::auth::store::{self as sessions, ClientInfo};
+use crate::auth::notice;
+use crate::auth::notice::Notice;
+use crate::auth::signin::service::Method;
+use crate::auth::signin::throttle::{Counters, Throttle};
+use crate::auth::signin::{preauth, service as login};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -94,7 +93,7 @@ pub async fn finish_sign_in(
     if !preauth::take(db, mfa_token).await? {
         return Err(Error::SignInExpired);
     }
-    let user = sessions::get_user(db, &pre.user).await?.ok_or(Error::SignInExpired)?;
+    let user = crate::auth::users::get_user(db, &pre.user).await?.ok_or(Error::SignInExpired)?;
     let assurance = Assurance::password_and_code(now_ms());
     let (throttle, method) = (&pre.throttle, kind.method());
     login::finish_with_password(db, config, &user, throttle, pre.kind, &client, assurance, method)

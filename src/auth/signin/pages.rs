@@ -9,6 +9,7 @@ use rocket::response::{Redirect, Responder};
 use rocket::{State, get, post, response, uri};
 use rocket_dyn_templates::{Template, context};
 
+use crate::audit::ClientInfo;
 use crate::auth::credential::Presented;
 use crate::auth::csrf::SameOrigin;
 use crate::auth::guard::{
@@ -20,7 +21,6 @@ use crate::auth::password::Passwords;
 use crate::auth::signin::routes::INVALID_CREDENTIALS;
 use crate::auth::signin::service as login;
 use crate::auth::signin::service::{Attempt, Outcome, SignedIn};
-use crate::auth::store::ClientInfo;
 use crate::auth::{csrf, store};
 use crate::config::Config;
 use crate::error::{Error, Result};

@@ -8,10 +8,10 @@
 use redis::Script;
 use serde::{Deserialize, Serialize};
 
+use crate::audit::ClientInfo;
 use crate::auth::factors::store::parse;
 use crate::auth::model::{Assurance, SessionKind, SessionToken};
 use crate::auth::signin::throttle::Throttle;
-use crate::auth::store::ClientInfo;
 use crate::error::Result;
 use crate::redis::Db;
 

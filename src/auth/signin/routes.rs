@@ -8,6 +8,7 @@ use rocket::{State, post};
 use serde::{Deserialize, Serialize};
 
 use super::service::sign_in_with_passkey;
+use crate::audit::ClientInfo;
 use crate::auth::factors::passkey;
 use crate::auth::factors::passkey::{Purpose, RelyingParty};
 use crate::auth::model::{Amr, DeviceToken, SessionKind, UserView};
@@ -15,7 +16,6 @@ use crate::auth::password::Passwords;
 use crate::auth::signin::code::CodeKind;
 use crate::auth::signin::service::{Attempt, Outcome, SignedIn};
 use crate::auth::signin::{code, service as login};
-use crate::auth::store::ClientInfo;
 use crate::clock::rfc3339_ms;
 use crate::config::Config;
 use crate::error::{ApiError, Result};

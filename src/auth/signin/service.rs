@@ -7,21 +7,24 @@
 
 use std::time::Duration;
 
-use crate::audit::{self, Activity};
-use crate::auth::factors::email_code::{self, NewFactor};
-use crate::auth::factors::passkey::{self, Purpose, RelyingParty};
-use crate::auth::factors::store as factors;
+use serde_json::Value;
+
+use crate::audit;
+use crate::audit::{Activity, ClientInfo};
+use crate::auth::factors::email_code::NewFactor;
+use crate::auth::factors::passkey::{Purpose, RelyingParty};
+use crate::auth::factors::{email_code, passkey, store as factors};
 use crate::auth::model::{Assurance, DeviceToken, Session, SessionKind, SessionToken, User};
-use crate::auth::notice::{self, Notice};
+use crate::auth::notice::Notice;
 use crate::auth::password::{MAX_PASSWORD_BYTES, Passwords};
-use crate::auth::signin::preauth::{self, PreAuth, Renewal};
-use crate::auth::signin::throttle::{self, Throttle};
-use crate::auth::store::{self, ClientInfo};
+use crate::auth::signin::preauth::{PreAuth, Renewal};
+use crate::auth::signin::throttle::Throttle;
+use crate::auth::signin::{preauth, throttle};
+use crate::auth::{notice, store};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::Db;
-use serde_json::Value;
 
 /// Who is trying to sign in, and from where.
 #[derive(Debug, Clone, Copy)]
@@ -113,7 +116,7 @@ pub async fn with_password(
     let max_wait = Duration::from_millis(config.sign_in.queue_max_ms);
     let slot = passwords.login_slot(max_wait, throttle.from_known_device()).await?;
     throttle.check(db, config).await.map_err(throttled)?;
-    let user = store::get_user(db, &username).await?;
+    let user = crate::auth::users::get_user(db, &username).await?;
     let ok = attempt.password.len() <= MAX_PASSWORD_BYTES
         && passwords
             .verify(&slot, attempt.password, user.as_ref().map(|u| u.password_hash.as_str()))
@@ -167,7 +170,7 @@ pub async fn finish_with_password(
 ) -> Result<Outcome> {
     // Read again now, not when the password was checked (an argon2 hash ago): a "this wasn't
     // me" pressed meanwhile must not let this sign-in through.
-    let fresh = store::get_user(db, &user.username).await?;
+    let fresh = crate::auth::users::get_user(db, &user.username).await?;
     let mut user = fresh.ok_or(Error::InvalidCredentials)?;
     if !user.password_compromised {
         let done =
@@ -175,7 +178,7 @@ pub async fn finish_with_password(
         // Once more, now that the session exists. "This wasn't me" marks the password before it
         // signs the user's sessions out, so a mark this read misses is followed by a sign-out
         // that ends this session; a mark it sees, it acts on itself.
-        let now = store::get_user(db, &user.username).await?;
+        let now = crate::auth::users::get_user(db, &user.username).await?;
         if now.as_ref().is_some_and(|u| !u.password_compromised) {
             return Ok(Outcome::SignedIn(Box::new(done)));
         }
@@ -247,7 +250,7 @@ pub async fn renew_password(
         return Err(Error::SignInExpired);
     }
     // The password's rules first, so a refused password does not burn the e-mailed code.
-    let user = store::get_user(db, &pre.user).await?.ok_or(Error::SignInExpired)?;
+    let user = crate::auth::users::get_user(db, &pre.user).await?.ok_or(Error::SignInExpired)?;
     let has_factor = factors::factors(db, &user.username).await?.any();
     if let Some(problem) = password_problem(&user, new_password, has_factor) {
         return Err(Error::Invalid { field: "password", message: problem });
@@ -263,8 +266,8 @@ pub async fn renew_password(
     if !preauth::take(db, token).await? {
         return Err(Error::SignInExpired);
     }
-    store::set_password_hash(db, &user.username, &hash).await?;
-    store::set_password_compromised(db, &user.username, false).await?;
+    crate::auth::users::set_password_hash(db, &user.username, &hash).await?;
+    crate::auth::users::set_password_compromised(db, &user.username, false).await?;
     let client = pre.client();
     audit::record(db, &user.username, &client, Activity::PasswordRenewed).await;
     let method = Method::parse(&renewal.method);
@@ -320,7 +323,7 @@ pub async fn sign_in_with_passkey(
     if verified.purpose != Purpose::SignIn {
         return Err(Error::InvalidCode);
     }
-    let user = store::get_user(db, &verified.user).await?.ok_or(Error::InvalidCode)?;
+    let user = crate::auth::users::get_user(db, &verified.user).await?.ok_or(Error::InvalidCode)?;
     let throttle = Throttle::new(db, &user.username, &client.ip, devices).await?;
     let assurance = Assurance::passkey(now_ms());
     complete(db, config, &user, &throttle, kind, client, assurance, Method::Passkey).await

@@ -20,8 +20,8 @@ use std::net::IpAddr;
 use redis::Script;
 use serde::{Deserialize, Serialize};
 
+use crate::audit::ClientInfo;
 use crate::auth::model::DeviceToken;
-use crate::auth::store::ClientInfo;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::{Db, Keys};

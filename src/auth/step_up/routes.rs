@@ -7,13 +7,14 @@ use rocket::serde::json::{Json, Value};
 use rocket::{State, post};
 use serde::{Deserialize, Serialize};
 
+use crate::audit::ClientInfo;
 use crate::audit::{self, Activity};
 use crate::auth::factors::passkey::{self, Purpose, RelyingParty};
 use crate::auth::guard::{ApiUser, Via, session_cookie};
 use crate::auth::model::{Amr, Assurance};
 use crate::auth::password::Passwords;
 use crate::auth::signin::code::{self, CodeKind};
-use crate::auth::store::{self as sessions, ClientInfo};
+use crate::auth::store as sessions;
 use crate::clock::rfc3339_ms;
 use crate::config::Config;
 use crate::error::{ApiError, Error, Result};

@@ -1,14 +1,14 @@
 //! Stepping up, for the API and the pages alike: a password step-up, and storing the new
 //! assurance on the session.
 
-use crate::audit::{self, Activity};
+use crate::audit;
+use crate::audit::{Activity, ClientInfo};
 use crate::auth::factors::store as factors;
 use crate::auth::model::{Amr, Assurance, Session};
 use crate::auth::password::{MAX_PASSWORD_BYTES, Passwords};
 use crate::auth::signin::code;
 use crate::auth::signin::service::Method;
 use crate::auth::signin::throttle::Throttle;
-use crate::auth::store::{self as sessions, ClientInfo};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::Db;
@@ -32,7 +32,7 @@ pub async fn step_up_with_password(
     // hashing slot, so parallel guesses see each other's failures.
     let throttle = Throttle::new(db, user, &client.ip, Vec::new()).await?;
     throttle.check(db, config).await?;
-    let stored = sessions::get_user(db, user).await?.ok_or(Error::Unauthorized)?;
+    let stored = crate::auth::users::get_user(db, user).await?.ok_or(Error::Unauthorized)?;
     let max_wait = std::time::Duration::from_millis(config.sign_in.queue_max_ms);
     let slot = passwords.login_slot(max_wait, false).await?;
     throttle.check(db, config).await?;

@@ -4,15 +4,15 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use reqwest::header::HeaderMap;
-use reqwest::{Method, RequestBuilder, StatusCode};
-use serde_json::Value;
-
 use std::net::IpAddr;
 use std::time::Duration;
 
+use redbank::audit::ClientInfo;
 use redbank::auth::model::{Assurance, SessionKind};
-use redbank::auth::store::{self, ClientInfo};
+use redbank::auth::store;
+use reqwest::header::HeaderMap;
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde_json::Value;
 
 use crate::common::RedisServer;
 use crate::common::server::TestServer;
@@ -180,7 +180,7 @@ pub async fn session_token(
     let db =
         redbank::redis::Db::connect(&redis.url(), &server.prefix, Duration::from_secs(2)).unwrap();
     let config = redbank::Config { key_prefix: server.prefix.clone(), ..Default::default() };
-    let user = store::get_user(&db, user).await.unwrap().unwrap();
+    let user = redbank::auth::users::get_user(&db, user).await.unwrap().unwrap();
     let client = ClientInfo { ip: "127.0.0.1".into(), user_agent: "test".into() };
     store::create_session(&db, &config, &user, kind, &client, Assurance::password(0))
         .await
