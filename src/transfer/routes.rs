@@ -4,7 +4,7 @@
 use rocket::form::{Form, FromForm};
 use rocket::http::Status;
 use rocket::request::{self, FromRequest, Request};
-use rocket::response::{self, Redirect, Responder};
+use rocket::response::Redirect;
 use rocket::serde::json::{Json, Value, serde_json::json};
 use rocket::{State, get, post, uri};
 use rocket_dyn_templates::{Template, context};
@@ -24,6 +24,7 @@ use crate::money::Cents;
 use crate::redis::Db;
 use crate::secret::random_token;
 use crate::web::SecretJson;
+use crate::web::page::{Page, Reply};
 
 /// The `Idempotency-Key` header, when there is exactly one (1–255 visible ASCII characters).
 pub struct IdempotencyKey(Option<String>);
@@ -326,23 +327,6 @@ pub async fn api_confirm(
 
 // ---- pages -----------------------------------------------------------------------------------
 
-/// A page with its status (a refused form is 422, a wrong code 401…).
-pub struct Page(Status, Template);
-
-impl<'r> Responder<'r, 'static> for Page {
-    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
-        let mut res = self.1.respond_to(req)?;
-        res.set_status(self.0);
-        Ok(res)
-    }
-}
-
-#[derive(rocket::Responder)]
-pub enum Reply {
-    Done(Redirect),
-    Page(Page),
-}
-
 #[derive(Debug, Default, FromForm)]
 pub struct TransferForm {
     #[field(default = String::new())]
@@ -397,7 +381,7 @@ async fn form_page(
             error, field,
         },
     );
-    Ok(Page(status, page))
+    Ok(Page::new(status, page))
 }
 
 #[get("/transfer")]
@@ -469,7 +453,7 @@ async fn transfer_view(
             error,
         },
     );
-    Ok(Page(status, page))
+    Ok(Page::new(status, page))
 }
 
 #[get("/transfer/<id>")]

@@ -2,6 +2,7 @@
 //! the security-headers fairing applied to every response.
 
 pub mod metrics;
+pub mod page;
 
 use rocket::data::{self, Data, FromData, Limits};
 use rocket::fairing::{AdHoc, Fairing, Info, Kind};

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rocket::form::{Form, FromForm};
 use rocket::http::{CookieJar, Status};
 use rocket::request::{self, FromRequest, Request};
-use rocket::response::{self, Redirect, Responder};
+use rocket::response::Redirect;
 use rocket::serde::json::{Json, Value, serde_json::json};
 use rocket::{State, get, post, uri};
 use rocket_dyn_templates::{Template, context};
@@ -42,6 +42,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::mail::Mailer;
 use crate::redis::Db;
+use crate::web::page::{Page, Reply};
 use crate::web::{NoReferrer, SecretForm};
 
 /// Where to go after a step-up: a path on this site, or `/security`. Printable ASCII only — a
@@ -58,26 +59,6 @@ fn safe_next(next: Option<&str>) -> String {
         Some(n) if local(n) => n.to_owned(),
         _ => "/security".to_owned(),
     }
-}
-
-/// A page with a status other than 200 (a wrong code is a 401, throttling a 429…).
-pub struct Page {
-    status: Status,
-    page: Template,
-}
-
-impl<'r> Responder<'r, 'static> for Page {
-    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
-        let mut res = self.page.respond_to(req)?;
-        res.set_status(self.status);
-        Ok(res)
-    }
-}
-
-#[derive(rocket::Responder)]
-pub enum Reply {
-    Done(Redirect),
-    Page(Page),
 }
 
 /// What `/login/verify` is for: finishing a sign-in, or a step-up of the signed-in user.
@@ -130,7 +111,7 @@ fn render_verify(
             recovery: methods.contains(&"recovery"),
         },
     );
-    Page { status, page }
+    Page::new(status, page)
 }
 
 #[get("/login/verify?<next>")]
@@ -449,7 +430,7 @@ pub async fn totp_confirm(
     };
     let uri = secret.otpauth_uri(service::ISSUER, username);
     let page = totp_page(config, me, *enrolment, &secret.base32(), &uri, Some(&message));
-    Ok(Reply::Page(Page { status: Status::UnprocessableEntity, page }))
+    Ok(Reply::Page(Page::new(Status::UnprocessableEntity, page)))
 }
 
 fn codes_page(config: &Config, user: &CurrentUser, codes: Vec<String>) -> Page {
@@ -457,7 +438,7 @@ fn codes_page(config: &Config, user: &CurrentUser, codes: Vec<String>) -> Page {
         "mfa/codes",
         context! { user: user.0.doc.page_user(config), csrf: &user.0.doc.csrf_token, codes },
     );
-    Page { status: Status::Ok, page }
+    Page::new(Status::Ok, page)
 }
 
 #[post("/security/totp/remove", data = "<form>")]
@@ -514,7 +495,7 @@ pub async fn not_me_page(token: Option<&str>, db: &State<Db>) -> Result<NoReferr
     let page = match notice::peek(db, token).await {
         Ok(link) => {
             let page = Template::render("mfa/not_me", context! { link, token, user: None::<()> });
-            Page { status: Status::Ok, page }
+            Page::new(Status::Ok, page)
         }
         Err(e @ Error::Gone(_)) => not_me_gone(&e),
         Err(e) => return Err(e),
@@ -524,7 +505,7 @@ pub async fn not_me_page(token: Option<&str>, db: &State<Db>) -> Result<NoReferr
 
 fn not_me_gone(e: &Error) -> Page {
     let page = Template::render("mfa/not_me", context! { error: e.public_message() });
-    Page { status: e.status(), page }
+    Page::new(e.status(), page)
 }
 
 #[derive(Debug, FromForm)]
@@ -545,7 +526,7 @@ pub async fn not_me_submit(
     let page = match notice::undo(db, &form.0.token, &client).await {
         Ok(undone) => {
             let page = Template::render("mfa/not_me", context! { undone });
-            Page { status: Status::Ok, page }
+            Page::new(Status::Ok, page)
         }
         Err(e @ Error::Gone(_)) => not_me_gone(&e),
         Err(e) => return Err(e),
@@ -567,7 +548,7 @@ fn renew_form(jar: &CookieJar<'_>, config: &Config, status: Status, error: Optio
     let csrf = csrf::login_token(jar, config);
     let min_chars = login::min_password_chars(false);
     let page = Template::render("mfa/renew", context! { csrf, error, min_chars });
-    Page { status, page }
+    Page::new(status, page)
 }
 
 #[get("/login/renew")]

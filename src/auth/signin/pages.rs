@@ -4,9 +4,8 @@ use std::sync::Arc;
 
 use rocket::form::FromForm;
 use rocket::http::{CookieJar, Status};
-use rocket::request::Request;
-use rocket::response::{Redirect, Responder};
-use rocket::{State, get, post, response, uri};
+use rocket::response::Redirect;
+use rocket::{State, get, post, uri};
 use rocket_dyn_templates::{Template, context};
 
 use crate::audit::ClientInfo;
@@ -26,6 +25,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::Db;
 use crate::web::SecretForm;
+use crate::web::page::{Page, Reply};
 
 #[derive(Debug, FromForm)]
 pub struct LoginForm {
@@ -43,39 +43,25 @@ pub struct CsrfForm {
     pub csrf: String,
 }
 
-/// The login page again, with a status and a message (and `Retry-After` when throttled).
-pub struct LoginPage {
-    status: Status,
-    page: Template,
-    retry_after: Option<u64>,
-}
-
 fn login_page(
     jar: &CookieJar<'_>,
     config: &Config,
     status: Status,
     error: Option<&str>,
     username: &str,
-) -> LoginPage {
+) -> Page {
     let csrf = csrf::login_token(jar, config);
     let demo = config.demo_users;
     let page = Template::render("session/login", context! { csrf, error, username, demo });
-    LoginPage { status, page, retry_after: None }
-}
-
-/// Either the redirect after a successful sign-in, or the form again with a status.
-#[derive(rocket::Responder)]
-pub enum LoginReply {
-    Done(Redirect),
-    Page(LoginPage),
+    Page::new(status, page)
 }
 
 #[get("/login")]
-pub fn login_form(user: MaybeUser, jar: &CookieJar<'_>, config: &State<Config>) -> LoginReply {
+pub fn login_form(user: MaybeUser, jar: &CookieJar<'_>, config: &State<Config>) -> Reply {
     // A Redis outage is a 503 here, not "not signed in" (MaybeUser passes errors through).
     match user.0 {
-        Some(_) => LoginReply::Done(Redirect::to(uri!("/dashboard"))),
-        None => LoginReply::Page(login_page(jar, config, Status::Ok, None, "")),
+        Some(_) => Reply::Done(Redirect::to(uri!("/dashboard"))),
+        None => Reply::Page(login_page(jar, config, Status::Ok, None, "")),
     }
 }
 
@@ -91,11 +77,11 @@ pub async fn login_submit(
     db: &State<Db>,
     config: &State<Config>,
     passwords: &State<Arc<Passwords>>,
-) -> Result<LoginReply> {
+) -> Result<Reply> {
     let form = form.0;
     if !csrf::check_login_token(jar, config, &form.csrf) {
         let msg = "Your sign-in form expired. Please try again.";
-        return Ok(LoginReply::Page(login_page(
+        return Ok(Reply::Page(login_page(
             jar,
             config,
             Status::Forbidden,
@@ -109,7 +95,7 @@ pub async fn login_submit(
     match login::with_password(db, config, passwords, attempt, device.0, kind, &client).await {
         Ok(Outcome::SignedIn(signed_in)) => {
             sign_in_browser(db, config, jar, presented, &signed_in).await?;
-            Ok(LoginReply::Done(Redirect::to(uri!("/dashboard"))))
+            Ok(Reply::Done(Redirect::to(uri!("/dashboard"))))
         }
         Ok(Outcome::SecondFactor { token, .. }) => {
             next_step(db, config, jar, presented, &token, "/login/verify").await
@@ -117,7 +103,7 @@ pub async fn login_submit(
         Ok(Outcome::NewPassword { token }) => {
             next_step(db, config, jar, presented, &token, "/login/renew").await
         }
-        Err(Error::InvalidCredentials) => Ok(LoginReply::Page(login_page(
+        Err(Error::InvalidCredentials) => Ok(Reply::Page(login_page(
             jar,
             config,
             Status::Unauthorized,
@@ -129,14 +115,14 @@ pub async fn login_submit(
             let msg = format!("Too many failed sign-ins. Try again in {minutes} minute(s).");
             let mut page = login_page(jar, config, Status::TooManyRequests, Some(&msg), username);
             page.retry_after = Some(retry_after);
-            Ok(LoginReply::Page(page))
+            Ok(Reply::Page(page))
         }
         Err(Error::Overloaded { retry_after }) => {
             let msg = format!("Too many sign-ins right now. Try again in {retry_after} s.");
             let mut page =
                 login_page(jar, config, Status::ServiceUnavailable, Some(&msg), username);
             page.retry_after = Some(retry_after);
-            Ok(LoginReply::Page(page))
+            Ok(Reply::Page(page))
         }
         Err(e) => Err(e),
     }
@@ -154,13 +140,13 @@ pub async fn next_step(
     presented: Presented,
     token: &crate::auth::model::SessionToken,
     next: &'static str,
-) -> Result<LoginReply> {
+) -> Result<Reply> {
     if let Presented::Token(old, Via::Cookie) = presented {
         store::destroy(db, &old.id()).await?;
         jar.add(removal_cookie(config));
     }
     jar.add(pre_auth_cookie(config, token));
-    Ok(LoginReply::Done(Redirect::to(next)))
+    Ok(Reply::Done(Redirect::to(next)))
 }
 
 pub async fn sign_in_browser(
@@ -177,15 +163,4 @@ pub async fn sign_in_browser(
     jar.add(device_cookie(config, &signed_in.device));
     jar.add(pre_auth_removal_cookie(config));
     Ok(())
-}
-
-impl<'r> Responder<'r, 'static> for LoginPage {
-    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'static> {
-        let mut res = self.page.respond_to(req)?;
-        res.set_status(self.status);
-        if let Some(secs) = self.retry_after {
-            crate::error::set_retry_after(&mut res, secs);
-        }
-        Ok(res)
-    }
 }
