@@ -846,6 +846,8 @@ async fn a_throttle_counter_left_without_expiry_cannot_lock_forever() {
     for key in keys {
         let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut c).await.unwrap();
         assert!(ttl > 0 && ttl <= window, "{key} has PTTL {ttl}: a lock that never ends");
+        // …and a whole window: a shorter one would let guessing go on sooner.
+        assert!(ttl > window - 60_000, "{key} has PTTL {ttl}, not a window of {window} ms");
     }
 }
 
