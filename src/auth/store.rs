@@ -6,7 +6,8 @@
 //! document that does not parse is deleted and treated as no session.
 
 use crate::audit::ClientInfo;
-use redis::{Script, Value};
+use crate::lua;
+use redis::Value;
 
 use crate::clock::now_ms;
 use crate::config::Config;
@@ -122,14 +123,6 @@ pub async fn rotate(
     Ok((token, Session { id, doc }))
 }
 
-/// Refreshes `last_seen_at` and the TTL only if the key still exists (never resurrects it).
-const TOUCH: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('JSON.SET', KEYS[1], '$.last_seen_at', ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
-"#;
-
 /// The live session for `token` if it is of `kind`, enforcing the absolute timeout and refreshing the idle one
 /// (throttled to once per `session_touch_secs`). Ok(None) = no session; Err = Redis trouble.
 pub async fn load_session(
@@ -190,7 +183,7 @@ pub async fn touch(db: &Db, config: &Config, session: &mut Session) -> Result<bo
     }
     let key = db.keys.session(session.id.as_str());
     let alive: i64 = db
-        .run(async |c| Script::new(TOUCH).key(&key).arg(now).arg(ttl).invoke_async(c).await)
+        .run(async |c| lua!("auth/lua/touch").key(&key).arg(now).arg(ttl).invoke_async(c).await)
         .await?;
     if alive == 1 {
         session.doc.last_seen_at = now;

@@ -25,6 +25,7 @@ use crate::bank::store::{self as bank, RecordScript, Recorded};
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::lua;
 use crate::money::Cents;
 use crate::redis::Db;
 
@@ -67,19 +68,6 @@ static CREDIT: LazyLock<RecordScript> = LazyLock::new(|| {
         "redis.call('SET', KEYS[9], '1', 'EX', ARGV[5])\nreturn {new, sid, msg}",
     )
 });
-
-/// Marks the transfer completed and forgets what was owed (sender's slot).
-/// (Only once: when the request and the recovery task both finish, the first one's facts stay.)
-const FINISH: &str = r#"
-redis.call('HDEL', KEYS[2], ARGV[1])
-local status = redis.call('JSON.GET', KEYS[1], '$.status')
-if status and status ~= '["completed"]' then
-  redis.call('JSON.SET', KEYS[1], '$.status', '"completed"')
-  redis.call('JSON.SET', KEYS[1], '$.completed_at', ARGV[2])
-  redis.call('JSON.SET', KEYS[1], '$.credit_tx', ARGV[3])
-end
-return 1
-"#;
 
 /// What the payee is owed: everything the credit needs, written with the debit.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -243,7 +231,7 @@ pub async fn credit(db: &Db, config: &Config, owed: &CreditOwed) -> Result<()> {
     let (doc, owed_key) =
         (keys.transfer(&owed.from_account, &owed.transfer), keys.credits_owed(&owed.from_account));
     db.run(async |c| {
-        redis::Script::new(FINISH)
+        lua!("transfer/lua/finish")
             .key(&doc)
             .key(&owed_key)
             .arg(&owed.transfer)

@@ -30,6 +30,7 @@ use crate::bank::store as bank;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::lua;
 use crate::money::Cents;
 use crate::redis::Db;
 
@@ -101,17 +102,6 @@ async fn check_amount(db: &Db, config: &Config, account: &str, amount: Cents) ->
     Ok(())
 }
 
-/// Counts an exempt transfer, if it still fits the exemption (count and total since the last
-/// strong confirmation), atomically.
-const TAKE_EXEMPTION: &str = r#"
-local n = tonumber(redis.call('HGET', KEYS[1], 'count') or '0')
-local cents = tonumber(redis.call('HGET', KEYS[1], 'cents') or '0')
-if n + 1 > tonumber(ARGV[2]) or cents + tonumber(ARGV[1]) > tonumber(ARGV[3]) then return 0 end
-redis.call('HINCRBY', KEYS[1], 'count', 1)
-redis.call('HINCRBY', KEYS[1], 'cents', ARGV[1])
-return 1
-"#;
-
 async fn take_exemption(db: &Db, config: &Config, user: &str, amount: Cents) -> Result<bool> {
     if amount > config.transfer.exempt_amount {
         return Ok(false);
@@ -119,7 +109,7 @@ async fn take_exemption(db: &Db, config: &Config, user: &str, amount: Cents) -> 
     let key = db.keys.sca_tally(user);
     let taken: i64 = db
         .run(async |c| {
-            Script::new(TAKE_EXEMPTION)
+            lua!("transfer/lua/take_exemption")
                 .key(&key)
                 .arg(amount.0)
                 .arg(config.transfer.exempt_count)
@@ -153,21 +143,11 @@ fn kept_secs(config: &Config, status: Status) -> u64 {
     }
 }
 
-/// Counts a new pending transfer against `max_pending_transfers` (those expired are dropped
-/// first), atomically: 0 when the user already has that many waiting.
-const TAKE_PENDING_SLOT: &str = r#"
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) - tonumber(ARGV[1]))
-return 1
-"#;
-
 async fn take_pending_slot(db: &Db, config: &Config, t: &Transfer) -> Result<()> {
     let key = db.keys.pending_transfers(&t.from_account);
     let taken: i64 = db
         .run(async |c| {
-            Script::new(TAKE_PENDING_SLOT)
+            lua!("transfer/lua/take_pending_slot")
                 .key(&key)
                 .arg(t.created_at)
                 .arg(config.transfer.max_pending_transfers)
@@ -301,22 +281,6 @@ pub const WHY_PASSKEY: &str = "A passkey signs this transfer's amount and payee,
 /// What confirms a pending transfer: a passkey (`passkey`), and only that.
 pub const CONFIRMED_WITH: [&str; 1] = ["passkey"];
 
-/// Moves a pending transfer to `executing` — once, and only before it expires — freeing its
-/// pending slot and keeping the document as long as a receipt.
-const CLAIM: &str = r#"
-local status = redis.call('JSON.GET', KEYS[1], '$.status')
-if not status then return -2 end
-if status ~= '["confirmation_required"]' then return 0 end
-local expires = tonumber(string.match(redis.call('JSON.GET', KEYS[1], '$.expires_at') or '', '%d+'))
-if not expires or expires < tonumber(ARGV[1]) then return -1 end
-redis.call('JSON.SET', KEYS[1], '$.status', '"executing"')
-redis.call('JSON.SET', KEYS[1], '$.confirmed_by', ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[1], ARGV[3])
-redis.call('ZREM', KEYS[3], ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-return 1
-"#;
-
 /// Confirms the sender's pending transfer `id` with a passkey's assertion for its options, and
 /// carries it out.
 pub async fn confirm(
@@ -341,7 +305,7 @@ pub async fn confirm(
     let receipt = kept_secs(config, Status::Executing);
     let claimed: i64 = db
         .run(async |c| {
-            Script::new(CLAIM)
+            lua!("transfer/lua/claim")
                 .key(&key)
                 .key(&queue)
                 .key(&pending)

@@ -10,12 +10,12 @@
 //! existing one instead (see `guard::FactorAdder`).
 
 use rand::Rng;
-use redis::Script;
 use sha2::{Digest, Sha256};
 
 use crate::auth::signin::throttle::per_window;
 use crate::auth::users;
 use crate::error::{Error, Result};
+use crate::lua;
 use crate::mail::Mailer;
 use crate::redis::Db;
 
@@ -96,15 +96,6 @@ fn code_key(db: &Db, username: &str, factor: NewFactor) -> String {
     }
 }
 
-/// Stores a code: replacing the earlier one (`ARGV[4]` = 1), or only when there is none.
-const STORE: &str = r#"
-if ARGV[4] ~= '1' and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'digest', ARGV[1], 'binding', ARGV[2], 'tries', 0)
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-return 1
-"#;
-
 const SUBJECT: &str = "Your redbank confirmation code";
 
 /// Stores a new code for `enrolment`; the address and the message's text, or None when a
@@ -137,7 +128,7 @@ async fn issue(
     let (digest, binding) = (digest(&code), binding(enrolment));
     let stored: i64 = db
         .run(async |c| {
-            Script::new(STORE)
+            lua!("auth/factors/lua/email_code_store")
                 .key(&key)
                 .arg(&digest)
                 .arg(&binding)
@@ -163,20 +154,6 @@ async fn issue(
     Ok(Some((address, text)))
 }
 
-/// Checks and burns in one step: -2 for the right code of this enrolment (then deleted), -1 when
-/// there is none, otherwise the tries left (a code with none left is deleted).
-const REDEEM: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local tries = redis.call('HINCRBY', KEYS[1], 'tries', 1)
-local fields = redis.call('HMGET', KEYS[1], 'digest', 'binding')
-if fields[1] == ARGV[1] and fields[2] == ARGV[2] and tries <= tonumber(ARGV[3]) then
-  redis.call('DEL', KEYS[1])
-  return -2
-end
-if tries >= tonumber(ARGV[3]) then redis.call('DEL', KEYS[1]) end
-return math.max(tonumber(ARGV[3]) - tries, 0)
-"#;
-
 fn invalid(message: impl Into<String>) -> Error {
     Error::Invalid { field: "email_code", message: message.into() }
 }
@@ -201,7 +178,7 @@ pub async fn redeem(
     let (digest, binding) = (digest(&code), binding(enrolment));
     let left: i64 = db
         .run(async |c| {
-            Script::new(REDEEM)
+            lua!("auth/factors/lua/email_code_redeem")
                 .key(&key)
                 .arg(&digest)
                 .arg(&binding)

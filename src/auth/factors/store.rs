@@ -5,11 +5,10 @@
 //! a script that compares and sets in one step, a recovery code is burnt by `SREM`, so two
 //! requests racing with the same code cannot both pass.
 
-use redis::Script;
-
 use super::totp::TotpSecret;
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
+use crate::lua;
 use crate::redis::Db;
 use crate::secret::SecretBox;
 
@@ -135,19 +134,6 @@ pub async fn pending_totp(db: &Db, username: &str) -> Result<Option<Pending>> {
     }))
 }
 
-/// Makes the pending secret the user's TOTP factor — only if it is still the pending one — with
-/// `step` (the confirming code's) as used, and replaces the recovery codes; all at once.
-const CONFIRM_TOTP: &str = r#"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[2], 'secret', ARGV[1], 'enrolled_at', ARGV[2], 'last_step', ARGV[3])
-redis.call('DEL', KEYS[3])
-for i = 4, #ARGV do redis.call('SADD', KEYS[3], ARGV[i]) end
-redis.call('SET', KEYS[4], ARGV[2])
-return 1
-"#;
-
 /// Confirms enrolment of `pending` (whose code for `step` the user typed), storing the digests
 /// of the new recovery codes. False when that secret is no longer pending.
 pub async fn confirm_totp(
@@ -166,7 +152,7 @@ pub async fn confirm_totp(
     let text = &pending.stored;
     let done: i64 = db
         .run(async |c| {
-            let script = Script::new(CONFIRM_TOTP);
+            let script = lua!("auth/factors/lua/confirm_totp");
             let mut call = script.key(&keys[0]);
             call.key(&keys[1]).key(&keys[2]).key(&keys[3]).arg(text).arg(now_ms()).arg(step);
             for digest in recovery_digests {
@@ -178,24 +164,15 @@ pub async fn confirm_totp(
     Ok(done == 1)
 }
 
-/// Accepts time step `step` only if it is newer than the last accepted one (and the factor still
-/// exists): a code, or any older one, works once.
-const USE_STEP: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local last = tonumber(redis.call('HGET', KEYS[1], 'last_step') or '-1') or -1
-if tonumber(ARGV[1]) <= last then return 0 end
-redis.call('HSET', KEYS[1], 'last_step', ARGV[1])
-return 1
-"#;
-
 /// Checks `code` against the user's TOTP factor at `now_secs` and uses its step up. False for a
 /// wrong code, a code already used (or older than one used), or no factor.
 pub async fn use_totp_code(db: &Db, username: &str, code: &str, now_secs: i64) -> Result<bool> {
     let Some(secret) = totp_secret(db, username).await? else { return Ok(false) };
     let Some(step) = secret.matching_step(code, now_secs) else { return Ok(false) };
     let key = db.keys.totp(username);
-    let fresh: i64 =
-        db.run(async |c| Script::new(USE_STEP).key(&key).arg(step).invoke_async(c).await).await?;
+    let fresh: i64 = db
+        .run(async |c| lua!("auth/factors/lua/use_step").key(&key).arg(step).invoke_async(c).await)
+        .await?;
     Ok(fresh == 1)
 }
 
@@ -235,14 +212,6 @@ async fn delete_each(db: &Db, keys: &[String]) -> Result<()> {
     })
     .await
 }
-
-/// Replaces a stored secret only if it is still `old` (a factor removed or re-enrolled meanwhile
-/// is left alone).
-const RESEAL: &str = r#"
-if redis.call('HGET', KEYS[1], 'secret') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'secret', ARGV[2])
-return 1
-"#;
 
 /// Re-seals every enrolled TOTP secret not sealed with the first of `totp_keys` (after a new key
 /// was put first, before the old one is dropped; also seals secrets stored before sealing
@@ -289,7 +258,12 @@ pub async fn reseal_all(db: &Db) -> Result<(usize, usize)> {
             let sealed = seal(db, user, &secret)?;
             let done: i64 = db
                 .run(async |c| {
-                    Script::new(RESEAL).key(&key).arg(&stored).arg(&sealed).invoke_async(c).await
+                    lua!("auth/factors/lua/reseal")
+                        .key(&key)
+                        .arg(&stored)
+                        .arg(&sealed)
+                        .invoke_async(c)
+                        .await
                 })
                 .await?;
             resealed += done as usize;

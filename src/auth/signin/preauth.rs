@@ -5,7 +5,6 @@
 //! guesses cannot pass the bound — and is then gone, and it is taken (deleted) by the one request
 //! that completes the sign-in, so it works once.
 
-use redis::Script;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::ClientInfo;
@@ -13,6 +12,7 @@ use crate::auth::factors::store::parse;
 use crate::auth::model::{Assurance, SessionKind, SessionToken};
 use crate::auth::signin::throttle::Throttle;
 use crate::error::Result;
+use crate::lua;
 use crate::redis::Db;
 
 /// How long a password-verified sign-in waits for its second factor.
@@ -87,42 +87,25 @@ pub async fn load(db: &Db, token: &str) -> Result<Option<PreAuth>> {
     raw.map(|raw| parse(&key, &raw)).transpose()
 }
 
-/// Counts a try before its code is checked: its number, or 0 when the state is gone. The state is
-/// dropped once [`MAX_TRIES`] have been counted (never re-created once gone).
-const TRY: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local n = redis.call('HINCRBY', KEYS[1], 'tries', 1)
-if n > tonumber(ARGV[1]) then redis.call('DEL', KEYS[1]) return 0 end
-return n
-"#;
-
 /// Reserves one try of the state behind `token`; false when it is gone (expired, used, or out of
 /// tries).
 pub async fn try_code(db: &Db, token: &str) -> Result<bool> {
     let Some(token) = SessionToken::parse(token) else { return Ok(false) };
     let key = db.keys.pre_auth(token.id().as_str());
-    let n: i64 =
-        db.run(async |c| Script::new(TRY).key(&key).arg(MAX_TRIES).invoke_async(c).await).await?;
+    let n: i64 = db
+        .run(async |c| lua!("auth/signin/lua/try").key(&key).arg(MAX_TRIES).invoke_async(c).await)
+        .await?;
     Ok(n > 0)
 }
-
-/// Counts a wrong code, and drops the state when that was its last try.
-const WRONG: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local wrong = redis.call('HINCRBY', KEYS[1], 'wrong', 1)
-if tonumber(redis.call('HGET', KEYS[1], 'tries') or '0') >= tonumber(ARGV[1]) then
-  redis.call('DEL', KEYS[1])
-end
-return wrong
-"#;
 
 /// After a wrong code: the state is dropped when that was its last try. True for the first
 /// wrong code of this sign-in (the owner is told once per sign-in, not once per code).
 pub async fn after_wrong_code(db: &Db, token: &str) -> Result<bool> {
     let Some(token) = SessionToken::parse(token) else { return Ok(false) };
     let key = db.keys.pre_auth(token.id().as_str());
-    let wrong: i64 =
-        db.run(async |c| Script::new(WRONG).key(&key).arg(MAX_TRIES).invoke_async(c).await).await?;
+    let wrong: i64 = db
+        .run(async |c| lua!("auth/signin/lua/wrong").key(&key).arg(MAX_TRIES).invoke_async(c).await)
+        .await?;
     Ok(wrong == 1)
 }
 

@@ -17,47 +17,26 @@
 
 use std::net::IpAddr;
 
-use redis::Script;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::ClientInfo;
 use crate::auth::model::DeviceToken;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::lua;
 use crate::redis::{Db, Keys};
 
 /// `INCR` + expiry in one atomic step; the window starts at the first failure.
-const COUNT_FAILURE: &str = r#"
-local n = redis.call('INCR', KEYS[1])
-if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return n
-"#;
+const COUNT_FAILURE: &str = include_str!("lua/count_failure.lua");
 
 /// `INCR` + expiry like [`COUNT_FAILURE`], answering the count and the remaining window.
-const RESERVE: &str = r#"
-local n = redis.call('INCR', KEYS[1])
-if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return {n, redis.call('PTTL', KEYS[1])}
-"#;
+const RESERVE: &str = include_str!("lua/reserve.lua");
 
 /// Gives back a reserved attempt that succeeded (never below zero, never re-creating a counter).
-const REFUND: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 1 and tonumber(redis.call('GET', KEYS[1])) > 0 then
-  redis.call('DECR', KEYS[1])
-end
-return 1
-"#;
+const REFUND: &str = include_str!("lua/refund.lua");
 
 /// The count and remaining window of a counter; a counter without expiry is given one.
-const READ_COUNTER: &str = r#"
-local n = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-local ttl = redis.call('PTTL', KEYS[1])
-if n > 0 and ttl == -1 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  ttl = tonumber(ARGV[1])
-end
-return {n, ttl}
-"#;
+const READ_COUNTER: &str = include_str!("lua/read_counter.lua");
 
 /// Counts one more action on `key` in the current minute (the minute starts at the first);
 /// 429 + `Retry-After` once more than `limit` were counted. For actions that cost something to
@@ -283,32 +262,6 @@ pub async fn known_device(
 /// guesser cannot mint device tokens to multiply any budget (docs/SECURITY.md G.36).
 pub const MAX_DEVICES: usize = 10;
 
-/// Stores the device (its field expires `device_trust_days` after this use) and forgets the
-/// least recently used ones beyond [`MAX_DEVICES`], in one step.
-const REMEMBER: &str = r#"
-local old = redis.call('HGET', KEYS[1], ARGV[1])
-local doc = cjson.decode(ARGV[2])
-if old then
-  local ok, previous = pcall(cjson.decode, old)
-  if ok and previous.created_at then doc.created_at = previous.created_at end
-end
-redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(doc))
-redis.call('HEXPIRE', KEYS[1], ARGV[3], 'FIELDS', 1, ARGV[1])
-local n = redis.call('HLEN', KEYS[1])
-local max = tonumber(ARGV[4])
-if n > max then
-  local all = redis.call('HGETALL', KEYS[1])
-  local entries = {}
-  for i = 1, #all, 2 do
-    local ok, d = pcall(cjson.decode, all[i + 1])
-    table.insert(entries, {all[i], (ok and tonumber(d.last_used_at)) or 0})
-  end
-  table.sort(entries, function(a, b) return a[2] < b[2] end)
-  for i = 1, n - max do redis.call('HDEL', KEYS[1], entries[i][1]) end
-end
-return n
-"#;
-
 /// A device as the user's devices list shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Device {
@@ -341,7 +294,7 @@ pub async fn remember_device(
     let ttl = config.sign_in.device_trust_days * 86_400;
     let id = device.id();
     db.run(async |c| {
-        Script::new(REMEMBER)
+        lua!("auth/signin/lua/remember")
             .key(&key)
             .arg(&id)
             .arg(&json)
