@@ -402,6 +402,18 @@ async fn sixth_wrong_password_is_throttled_before_any_hashing() {
     assert_eq!(res.status(), Status::TooManyRequests);
     assert!(res.headers().get_one("Retry-After").is_some());
     assert_eq!(passwords.computed(), before);
+    // Retry-After is what is left of the lock, not a whole window: with 100 s left, 100.
+    let mut c = shared_redis().conn().await;
+    let pattern = format!("{}*bob*", app.keys().throttle_user("").trim_end_matches("user:"));
+    let counters: Vec<String> = redis::cmd("KEYS").arg(&pattern).query_async(&mut c).await.unwrap();
+    assert!(!counters.is_empty(), "no counter matches {pattern}");
+    for counter in counters {
+        let _: () =
+            redis::cmd("PEXPIRE").arg(&counter).arg(99_500).query_async(&mut c).await.unwrap();
+    }
+    let res = app.post_api_login(&credentials("bob", "foobared"), None).await;
+    assert_eq!(res.status(), Status::TooManyRequests);
+    assert_eq!(res.headers().get_one("Retry-After"), Some("100"));
     // Other users are not locked out by bob's counter.
     assert_eq!(app.try_login_browser("alice", "wonderland").await.status, Status::SeeOther);
 }
