@@ -298,7 +298,6 @@ async fn enforce_session_cap(db: &Db, config: &Config, user: &str, keep: &Sessio
     .await
 }
 
-/// Live sessions of `user` (all users when None), newest first. Built on the session index, so
 /// How many live sessions of `kind` (`browser` or `mobile`) there are, from the session index.
 pub async fn count_kind(db: &Db, kind: &str) -> Result<u64> {
     let index = db.keys.session_index();
@@ -317,6 +316,7 @@ pub async fn count_kind(db: &Db, kind: &str) -> Result<u64> {
     Ok(search_hits(&reply).0 as u64)
 }
 
+/// Live sessions of `user` (all users when None), newest first. Built on the session index, so
 /// expired sessions have already vanished.
 pub async fn list_sessions(db: &Db, user: Option<&str>) -> Result<Vec<Session>> {
     match search_sessions(db, user).await {

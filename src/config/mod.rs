@@ -67,7 +67,48 @@ impl Default for Config {
     }
 }
 
+/// The keys outside any section, read on their own (see [`Config::from_figment`]).
+#[derive(Deserialize)]
+#[serde(default)]
+struct Unsectioned {
+    key_prefix: String,
+    admin_password: Option<String>,
+    demo_users: bool,
+    totp_keys: Vec<String>,
+}
+
+impl Default for Unsectioned {
+    fn default() -> Self {
+        let Config { key_prefix, admin_password, demo_users, totp_keys, .. } = Config::default();
+        Unsectioned { key_prefix, admin_password, demo_users, totp_keys }
+    }
+}
+
 impl Config {
+    /// Reads every section from `figment` on its own: a value of the wrong type is reported
+    /// with its key and where it came from (a flattened read would lose both).
+    pub fn from_figment(figment: &rocket::figment::Figment) -> Result<Config, String> {
+        Self::read(figment).map_err(|e| e.to_string())
+    }
+
+    fn read(figment: &rocket::figment::Figment) -> Result<Config, Box<rocket::figment::Error>> {
+        let top: Unsectioned = figment.extract()?;
+        Ok(Config {
+            key_prefix: top.key_prefix,
+            redis: figment.extract()?,
+            session: figment.extract()?,
+            sign_in: figment.extract()?,
+            mail: figment.extract()?,
+            bank: figment.extract()?,
+            transfer: figment.extract()?,
+            live: figment.extract()?,
+            web: figment.extract()?,
+            admin_password: top.admin_password,
+            demo_users: top.demo_users,
+            totp_keys: top.totp_keys,
+        })
+    }
+
     /// What seals TOTP secrets: `totp_keys`, or the public demo key in demo mode only.
     pub fn secret_box(&self) -> Result<crate::secret::SecretBox, String> {
         if self.totp_keys.is_empty() {
@@ -109,7 +150,7 @@ impl Config {
 /// Reads and validates [`Config`]; a bad value stops the launch with a log line naming the key.
 pub fn stage() -> AdHoc {
     AdHoc::try_on_ignite("Config", |rocket| async move {
-        let config: Config = match rocket.figment().extract() {
+        let config = match Config::from_figment(rocket.figment()) {
             Ok(config) => config,
             Err(e) => {
                 rocket::error!("configuration: {e}");

@@ -6,8 +6,8 @@
 #[macro_export]
 macro_rules! lua {
     ($name:literal) => {{
-        static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-            redis::Script::new(include_str!(concat!(
+        static SCRIPT: std::sync::LazyLock<::redis::Script> = std::sync::LazyLock::new(|| {
+            ::redis::Script::new(include_str!(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/src/",
                 $name,

@@ -197,6 +197,10 @@ async fn invalid_configuration_stops_the_launch() {
     assert_config_rejected(absolute_below_idle).await;
     assert_config_rejected(common::test_figment(redis, "has space:")).await;
     assert_config_rejected(common::test_figment(redis, "{tag}:")).await;
+    // A value of the wrong type names its key.
+    let figment = common::test_figment(redis, "typed:").merge(("session_idle_secs", "five"));
+    let error = redbank::Config::from_figment(&figment).map(|_| ()).unwrap_err().to_string();
+    assert!(error.contains("session_idle_secs"), "{error}");
     // What only a feature can check, its stage checks at ignite.
     let bad_mail = common::test_figment(redis, "mail:").merge(("admin_email", "not an address"));
     assert_launch_refused_by(bad_mail, "Mail").await;

@@ -1,7 +1,7 @@
-//! Strong authentication: TOTP and passkeys as second factors, recovery codes, the sign-in that
-//! waits for a second factor, step-up before sensitive actions, and the security activity with
-//! its live "new sign-in" notice. Every piece of state is in Redis, so any instance can finish
-//! what another started.
+//! The second factors: TOTP authenticator apps, passkeys, recovery codes and the e-mailed code that
+//! binds a first factor; their store, the rules of adding and removing them, and their API and
+//! pages (with the sign-in and step-up pages that use them). Every piece of state is in Redis, so
+//! any instance can finish what another started.
 
 pub mod email_code;
 pub mod pages;
