@@ -12,12 +12,12 @@ use super::Db;
 use crate::error::{Error, Result};
 
 /// `value` as JSON text (a failure is a bug: our own types always serialize).
-pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
+fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| Error::Internal(format!("serialize: {e}")))
 }
 
 /// `text` as a `T` (a failure means the stored document is not ours: an internal error).
-pub fn from_json<T: DeserializeOwned>(text: &str) -> Result<T> {
+fn from_json<T: DeserializeOwned>(text: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|e| Error::Internal(format!("stored document: {e}")))
 }
 

@@ -33,7 +33,6 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::stage::needs;
 
-pub use doc::{from_json, to_json};
 pub use keys::Keys;
 pub use lease::Lease;
 pub use modules::{REQUIRED_MODULES, missing_modules};

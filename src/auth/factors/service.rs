@@ -107,7 +107,7 @@ pub async fn confirm_totp(
 }
 
 /// Removes a factor's recovery codes when the user has no second factor left.
-pub async fn drop_orphan_codes(db: &Db, username: &str) -> Result<()> {
+async fn drop_orphan_codes(db: &Db, username: &str) -> Result<()> {
     if !factors::factors(db, username).await?.any() {
         factors::replace_recovery_codes(db, username, &[]).await?;
     }
