@@ -173,17 +173,20 @@ pub async fn finish_with_password(
     let fresh = crate::auth::users::get_user(db, &user.username).await?;
     let mut user = fresh.ok_or(Error::InvalidCredentials)?;
     if !user.password_compromised {
-        let done =
-            complete(db, config, &user, throttle, kind, client, assurance.clone(), method).await?;
+        let opened = store::create_session(db, config, &user, kind, client, assurance.clone());
+        let (token, session) = opened.await?;
         // Once more, now that the session exists. "This wasn't me" marks the password before it
         // signs the user's sessions out, so a mark this read misses is followed by a sign-out
-        // that ends this session; a mark it sees, it acts on itself.
+        // that ends this session; a mark it sees, it acts on itself. Nothing else has happened
+        // yet (no device remembered, no sign-in recorded or announced), so ending the session
+        // leaves no trace of a sign-in that did not happen.
         let now = crate::auth::users::get_user(db, &user.username).await?;
         if now.as_ref().is_some_and(|u| !u.password_compromised) {
+            let opened = (token, session);
+            let done = welcome(db, config, &user, throttle, kind, client, method, opened).await?;
             return Ok(Outcome::SignedIn(Box::new(done)));
         }
-        store::destroy(db, &done.session.id).await?;
-        throttle::forget_device(db, &user.username, &done.device).await?;
+        store::destroy(db, &session.id).await?;
         user = now.ok_or(Error::InvalidCredentials)?;
     }
     let pre = PreAuth {
@@ -274,8 +277,7 @@ pub async fn renew_password(
     complete(db, config, &user, &pre.throttle, pre.kind, &client, renewal.assurance, method).await
 }
 
-/// Creates the session once every factor is in: settles the throttle, records the sign-in and,
-/// from a device new to the account, tells the user's other open dashboards.
+/// Creates the session once every factor is in, then [`welcome`]s it.
 #[allow(clippy::too_many_arguments)] // each is one fact about the sign-in
 pub async fn complete(
     db: &Db,
@@ -287,14 +289,29 @@ pub async fn complete(
     assurance: Assurance,
     method: Method,
 ) -> Result<SignedIn> {
+    let opened = store::create_session(db, config, user, kind, client, assurance).await?;
+    welcome(db, config, user, throttle, kind, client, method, opened).await
+}
+
+/// What follows a session that stays: settles the throttle (and remembers the device), records
+/// the sign-in and, from a device new to the account, tells the user and their open dashboards.
+#[allow(clippy::too_many_arguments)] // each is one fact about the sign-in
+async fn welcome(
+    db: &Db,
+    config: &Config,
+    user: &User,
+    throttle: &Throttle,
+    kind: SessionKind,
+    client: &ClientInfo,
+    method: Method,
+    (token, session): (SessionToken, Session),
+) -> Result<SignedIn> {
     let device = throttle.succeeded(db, config, client).await?;
     db.metrics.logins.with_label_values(&["ok"]).inc();
-    let aal = assurance.aal;
-    let (token, session) = store::create_session(db, config, user, kind, client, assurance).await?;
     let new_device = !throttle.from_known_device();
     let signed_in = Activity::SignIn {
         method: method.as_str().into(),
-        aal,
+        aal: session.doc.assurance.aal,
         new_device,
         session: session.id.as_str().to_owned(),
         kind: if kind == SessionKind::Browser { "browser" } else { "mobile" }.into(),

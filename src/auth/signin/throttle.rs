@@ -318,13 +318,6 @@ pub async fn devices(db: &Db, username: &str) -> Result<Vec<Device>> {
     Ok(list)
 }
 
-/// Forgets one device token of the user (a sign-in undone before it was handed out).
-pub async fn forget_device(db: &Db, username: &str, device: &DeviceToken) -> Result<()> {
-    let key = db.keys.devices(username);
-    let id = device.id();
-    db.run(async |c| redis::cmd("HDEL").arg(&key).arg(&id).query_async::<_, ()>(c).await).await
-}
-
 /// Forgets every device of the user: their next sign-ins count as strangers' (and are announced
 /// as new). After "sign out everywhere", any change of factors, and "this wasn't me".
 pub async fn forget_devices(db: &Db, username: &str) -> Result<()> {
