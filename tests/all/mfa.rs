@@ -763,6 +763,7 @@ async fn wrong_codes_are_throttled_like_passwords_without_locking_the_owner_out(
         .into_iter()
         .filter(|c| !valid.contains(&c.to_string()));
     let mut statuses = Vec::new();
+    let mut retry_after = None;
     for guess in wrong.take(4) {
         let res = stranger
             .post(server.url("/api/v1/login/totp"))
@@ -771,9 +772,13 @@ async fn wrong_codes_are_throttled_like_passwords_without_locking_the_owner_out(
             .await
             .unwrap();
         statuses.push(res.status().as_u16());
+        retry_after = res.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
     }
     assert_eq!(&statuses[..3], &[401, 401, 401]);
     assert_eq!(statuses.get(3), Some(&429), "the fourth guess was not throttled: {statuses:?}");
+    // Locked for the whole window (15 minutes), not a moment.
+    let retry: u64 = retry_after.expect("Retry-After").parse().unwrap();
+    assert!((890..=900).contains(&retry), "Retry-After {retry}");
     let (status, _) =
         post_api_login(&stranger, &server.base, &credentials("alice", "wonderland")).await;
     assert_eq!(status, 429, "a locked address still got an mfa_token");
