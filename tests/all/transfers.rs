@@ -103,6 +103,14 @@ async fn small_transfers_are_exempt_until_the_count_or_total_is_reached() {
         (Some("transfer"), Some("Bob Jones"))
     );
     assert_eq!(cents(&first["amount"]), 1250);
+    // Each side's row names the money's way: from bob's account to alice's, on both sides.
+    let (_, paid) = server.as_token(&bob).get("/api/v1/transactions?limit=1").await;
+    for row in [first, &paid[0]] {
+        let way = (row["fromAccount"].as_str(), row["toAccount"].as_str());
+        assert_eq!(way, (Some(BOB), Some(ALICE)), "{row}");
+    }
+    assert_eq!(paid[0]["toAccountName"], "Alice Liddell", "{paid}");
+    assert_eq!(first["toAccountName"], "Alice Liddell", "{first}");
     let (_, found) = server.as_token(&bob).get("/api/v1/search?q=lunch").await;
     assert_eq!(found["total"], 5, "{found}");
     assert_balanced(shared_redis(), &server.prefix, BOB).await;
