@@ -12,7 +12,7 @@ use crate::auth::model::Session;
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::live::event::SECURITY_PREFIX;
-use crate::redis::{Db, value_text};
+use crate::redis::{Db, append_cmd};
 
 /// What we know about the client at login time.
 #[derive(Debug, Clone, Default)]
@@ -109,60 +109,17 @@ async fn append(db: &Db, username: &str, client: &ClientInfo, activity: Activity
     let doc = serde_json::to_string(&entry).map_err(|e| Error::Internal(e.to_string()))?;
     let key = db.keys.activity(username);
     let max_age_ms = MAX_AGE_DAYS * 86_400_000;
-    db.run(async |c| {
-        redis::pipe()
-            .atomic()
-            .cmd("XADD")
-            .arg(&key)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(MAX_ENTRIES)
-            .arg("*")
-            .arg("doc")
-            .arg(&doc)
-            .ignore()
-            .cmd("XTRIM")
-            .arg(&key)
-            .arg("MINID")
-            .arg("~")
-            .arg(now - max_age_ms)
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(&key)
-            .arg(max_age_ms)
-            .ignore()
-            .query_async::<_, ()>(c)
-            .await
-    })
-    .await
+    let mut pipe = redis::pipe();
+    pipe.atomic().add_command(append_cmd(&key, MAX_ENTRIES, &[("doc", &doc)])).ignore();
+    pipe.cmd("XTRIM").arg(&key).arg("MINID").arg("~").arg(now - max_age_ms).ignore();
+    pipe.cmd("PEXPIRE").arg(&key).arg(max_age_ms).ignore();
+    db.run(async |c| pipe.query_async::<_, ()>(c).await).await
 }
 
 /// The newest `count` entries, newest first (entries that no longer parse are skipped).
 pub async fn newest(db: &Db, username: &str, count: usize) -> Result<Vec<Entry>> {
-    let key = db.keys.activity(username);
-    let reply: Vec<redis::Value> = db
-        .run(async |c| {
-            redis::cmd("XREVRANGE")
-                .arg(&key)
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(count)
-                .query_async(c)
-                .await
-        })
-        .await?;
-    // Each entry is `[id, [field, value, …]]`; the one field is `doc`.
-    let doc = |entry: &redis::Value| -> Option<Entry> {
-        let redis::Value::Bulk(parts) = entry else { return None };
-        let Some(redis::Value::Bulk(fields)) = parts.get(1) else { return None };
-        let doc = fields.chunks(2).find_map(|pair| match pair {
-            [name, value] if value_text(name).as_deref() == Some("doc") => value_text(value),
-            _ => None,
-        })?;
-        serde_json::from_str(&doc).ok()
-    };
-    Ok(reply.iter().filter_map(doc).collect())
+    let entries = db.newest_entries(&db.keys.activity(username), count).await?;
+    Ok(entries.iter().filter_map(|e| serde_json::from_str(e.field("doc")?).ok()).collect())
 }
 
 /// Tells the user's other open dashboards that `session` just signed in from a new device (over

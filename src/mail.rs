@@ -183,24 +183,8 @@ const MAX_QUEUED: usize = 10_000;
 
 /// Puts a message in the outbox; a sender sends it within [`POLL`] when the mail server answers.
 pub async fn queue(db: &Db, to: &str, subject: &str, text: &str) -> Result<()> {
-    let key = db.keys.mail_outbox();
-    db.run(async |c| {
-        redis::cmd("XADD")
-            .arg(&key)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(MAX_QUEUED)
-            .arg("*")
-            .arg("to")
-            .arg(to)
-            .arg("subject")
-            .arg(subject)
-            .arg("text")
-            .arg(text)
-            .query_async::<_, ()>(c)
-            .await
-    })
-    .await
+    let fields = [("to", to), ("subject", subject), ("text", text)];
+    db.append(&db.keys.mail_outbox(), MAX_QUEUED, &fields).await
 }
 
 type Entry = (String, std::collections::HashMap<String, String>);

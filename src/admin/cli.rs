@@ -102,7 +102,7 @@ async fn enrol(figment: Figment, replace: bool) -> Result<(), String> {
     let added = Activity::FactorAdded { factor: "totp".into(), name: Some("server".into()) };
     audit::record(db, ADMIN, &client, added).await;
     // Mailed to `admin_email` (through the outbox: a running instance sends it).
-    let notice = Notice::FactorAdded { factor: "totp".into(), name: None };
+    let notice = Notice::FactorChanged { added: true, factor: "totp".into(), name: None };
     notice::factors_changed(db, config, ADMIN, &client, notice).await;
 
     let secret = &pending.secret;

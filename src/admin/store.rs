@@ -11,12 +11,14 @@ use crate::auth::model::{Session, SessionId, SessionKind, valid_username};
 use crate::auth::store as sessions;
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
-use crate::redis::{Db, is_missing_index, parse_stored, search_hits, value_text};
+use crate::redis::{Db, is_missing_index, parse_stored, search_hits};
 
 /// Sessions per page of the console.
 pub const PAGE_SIZE: usize = 25;
 /// Failed sign-ins kept in the stream.
 pub const FAILED_KEPT: usize = 1_000;
+/// Operator actions kept in the audit stream (about; the oldest go first).
+const AUDIT_KEPT: usize = 10_000;
 
 /// The oldest a session filter may ask for (ten years): no session lives that long, and the
 /// subtraction from the clock stays far from overflowing.
@@ -140,22 +142,7 @@ async fn search_once(db: &Db, filter: &Filter) -> Result<(usize, Vec<Session>)> 
 /// Records a failed password sign-in of an existing account.
 pub async fn failed_sign_in(db: &Db, user: &str, ip: &str) {
     let key = db.keys.failed_sign_ins();
-    let written = db
-        .run(async |c| {
-            redis::cmd("XADD")
-                .arg(&key)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(FAILED_KEPT)
-                .arg("*")
-                .arg("user")
-                .arg(user)
-                .arg("ip")
-                .arg(ip)
-                .query_async::<_, String>(c)
-                .await
-        })
-        .await;
+    let written = db.append(&key, FAILED_KEPT, &[("user", user), ("ip", ip)]).await;
     if let Err(e) = written {
         rocket::warn!("failed sign-in not recorded for the console: {e}");
     }
@@ -172,46 +159,17 @@ pub struct FailedSignIns {
 }
 
 pub async fn failed_sign_ins(db: &Db) -> Result<FailedSignIns> {
-    let key = db.keys.failed_sign_ins();
-    let reply: Vec<Value> = db
-        .run(async |c| {
-            redis::cmd("XREVRANGE")
-                .arg(&key)
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(FAILED_KEPT)
-                .query_async(c)
-                .await
-        })
-        .await?;
+    let entries = db.newest_entries(&db.keys.failed_sign_ins(), FAILED_KEPT).await?;
     let (mut accounts, mut addresses) =
         (HashMap::<String, usize>::new(), HashMap::<String, usize>::new());
     let mut since = None;
     let mut total = 0;
-    for entry in &reply {
-        let Value::Bulk(parts) = entry else { continue };
-        let (Some(id), Some(Value::Bulk(fields))) =
-            (parts.first().and_then(value_text), parts.get(1))
-        else {
-            continue;
-        };
-        let mut user = None;
-        let mut ip = None;
-        for pair in fields.chunks(2) {
-            if let [name, value] = pair {
-                match value_text(name).as_deref() {
-                    Some("user") => user = value_text(value),
-                    Some("ip") => ip = value_text(value),
-                    _ => {}
-                }
-            }
-        }
-        if let (Some(user), Some(ip)) = (user, ip) {
-            *accounts.entry(user).or_default() += 1;
-            *addresses.entry(crate::auth::signin::throttle::address_group(&ip)).or_default() += 1;
+    for entry in &entries {
+        if let (Some(user), Some(ip)) = (entry.field("user"), entry.field("ip")) {
+            *accounts.entry(user.to_owned()).or_default() += 1;
+            *addresses.entry(crate::auth::signin::throttle::address_group(ip)).or_default() += 1;
             total += 1;
-            since = id.split('-').next().and_then(|ms| ms.parse().ok());
+            since = entry.added_ms();
         }
     }
     let top = |map: HashMap<String, usize>| {
@@ -232,29 +190,10 @@ pub async fn audit(
     detail: &str,
     client: &ClientInfo,
 ) {
-    let key = db.keys.admin_audit();
-    let written = db
-        .run(async |c| {
-            redis::cmd("XADD")
-                .arg(&key)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(10_000)
-                .arg("*")
-                .arg("admin")
-                .arg(admin)
-                .arg("action")
-                .arg(action)
-                .arg("target")
-                .arg(target)
-                .arg("detail")
-                .arg(detail)
-                .arg("ip")
-                .arg(&client.ip)
-                .query_async::<_, String>(c)
-                .await
-        })
-        .await;
+    let ip = client.ip.as_str();
+    let fields =
+        [("admin", admin), ("action", action), ("target", target), ("detail", detail), ("ip", ip)];
+    let written = db.append(&db.keys.admin_audit(), AUDIT_KEPT, &fields).await;
     if let Err(e) = written {
         rocket::error!("operator action not audited ({admin} {action} {target}): {e}");
     }

@@ -32,25 +32,14 @@ pub const LINK_SECS: u64 = 86_400;
 /// What a notice is about.
 #[derive(Debug, Clone)]
 pub enum Notice {
-    /// `factor`: `totp`, `passkey` or `recovery_codes`.
-    FactorAdded {
-        factor: String,
-        name: Option<String>,
-    },
-    FactorRemoved {
-        factor: String,
-        name: Option<String>,
-    },
+    /// `factor` (`totp`, `passkey` or `recovery_codes`; a passkey's `name`) was added, or removed.
+    FactorChanged { added: bool, factor: String, name: Option<String> },
     /// A sign-in from a device new to the account.
-    NewDevice {
-        method: String,
-    },
+    NewDevice { method: String },
     /// The password was right, then a second-factor code was wrong.
     WrongSecondFactor,
     /// Too many wrong second-factor codes: that step is locked for `minutes`.
-    SecondStepLocked {
-        minutes: u64,
-    },
+    SecondStepLocked { minutes: u64 },
     /// An operator removed every factor of the account.
     FactorsReset,
 }
@@ -68,8 +57,10 @@ fn factor_name(factor: &str, name: Option<&str>) -> String {
 impl Notice {
     fn subject(&self) -> &'static str {
         match self {
-            Notice::FactorAdded { .. } => "A sign-in factor was added to your redbank account",
-            Notice::FactorRemoved { .. } => {
+            Notice::FactorChanged { added: true, .. } => {
+                "A sign-in factor was added to your redbank account"
+            }
+            Notice::FactorChanged { added: false, .. } => {
                 "A sign-in factor was removed from your redbank account"
             }
             Notice::NewDevice { .. } => "New sign-in to your redbank account",
@@ -81,16 +72,10 @@ impl Notice {
 
     fn what(&self) -> String {
         match self {
-            Notice::FactorAdded { factor, name } => {
-                format!(
-                    "{} was added to your account's sign-in",
-                    factor_name(factor, name.as_deref())
-                )
+            Notice::FactorChanged { added, factor, name } => {
+                let way = if *added { "added to" } else { "removed from" };
+                format!("{} was {way} your account's sign-in", factor_name(factor, name.as_deref()))
             }
-            Notice::FactorRemoved { factor, name } => format!(
-                "{} was removed from your account's sign-in",
-                factor_name(factor, name.as_deref())
-            ),
             Notice::NewDevice { method } => {
                 format!(
                     "Your account was signed in to from a device it had not seen (with {method})"

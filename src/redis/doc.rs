@@ -21,45 +21,43 @@ fn from_json<T: DeserializeOwned>(text: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|e| Error::Internal(format!("stored document: {e}")))
 }
 
-impl Db {
-    /// Stores `value` as a RedisJSON document at `key` expiring after `ttl`, both in one
-    /// transaction (no moment without the expiry).
-    pub async fn put_json<T: Serialize + ?Sized>(
-        &self,
-        key: &str,
-        value: &T,
-        ttl: Duration,
-    ) -> Result<()> {
-        let json = to_json(value)?;
-        self.run(async |c| {
-            redis::pipe()
-                .atomic()
-                .cmd("JSON.SET")
-                .arg(key)
-                .arg("$")
-                .arg(&json)
-                .ignore()
-                .cmd("PEXPIRE")
-                .arg(key)
-                .arg(ttl.as_millis().max(1) as u64)
-                .ignore()
-                .query_async::<_, ()>(c)
-                .await
-        })
-        .await
-    }
+/// How a document is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum As {
+    /// A RedisJSON document: its fields can be read and changed by path, an index can cover it.
+    Json,
+    /// JSON text in a plain string: read (or taken) whole.
+    Text,
+}
 
-    /// Stores `value` as JSON text at `key` expiring after `ttl` (`SET … PX`).
-    pub async fn put_text<T: Serialize + ?Sized>(
+impl Db {
+    /// Stores `value` at `key` as `stored`, expiring after `ttl`, in one step (no moment
+    /// without the expiry): `JSON.SET` and `PEXPIRE` in one transaction, or `SET … PX`.
+    pub async fn put<T: Serialize + ?Sized>(
         &self,
         key: &str,
         value: &T,
+        stored: As,
         ttl: Duration,
     ) -> Result<()> {
         let json = to_json(value)?;
         let ms = ttl.as_millis().max(1) as u64;
-        self.run(async |c| {
-            redis::cmd("SET").arg(key).arg(&json).arg("PX").arg(ms).query_async::<_, ()>(c).await
+        self.run(async |c| match stored {
+            As::Json => {
+                let mut pipe = redis::pipe();
+                pipe.atomic().cmd("JSON.SET").arg(key).arg("$").arg(&json).ignore();
+                pipe.cmd("PEXPIRE").arg(key).arg(ms).ignore();
+                pipe.query_async::<_, ()>(c).await
+            }
+            As::Text => {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(&json)
+                    .arg("PX")
+                    .arg(ms)
+                    .query_async::<_, ()>(c)
+                    .await
+            }
         })
         .await
     }

@@ -17,6 +17,7 @@ mod modules;
 mod primary;
 mod repair;
 mod search;
+mod stream;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -33,12 +34,14 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::stage::needs;
 
+pub use doc::As;
 pub use keys::Keys;
 pub use lease::Lease;
 pub use modules::{REQUIRED_MODULES, missing_modules};
 pub use primary::Primary;
 pub use repair::when_ready;
 pub use search::{create_json_index, is_missing_index, parse_stored, search_hits, value_text};
+pub use stream::{StreamEntry, append_cmd};
 
 /// The pool as rocket_db_pools builds it from `databases.redis` (url, max_connections,
 /// connect_timeout) in the figment.

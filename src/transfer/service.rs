@@ -32,7 +32,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::lua;
 use crate::money::Cents;
-use crate::redis::Db;
+use crate::redis::{As, Db};
 
 /// An `Idempotency-Key` is remembered this long.
 pub const IDEMPOTENCY_SECS: u64 = 86_400;
@@ -170,7 +170,8 @@ async fn take_pending_slot(db: &Db, config: &Config, t: &Transfer) -> Result<()>
 
 async fn save(db: &Db, config: &Config, t: &Transfer) -> Result<()> {
     let key = db.keys.transfer(&t.from_account, &t.id);
-    db.put_json(&key, t, std::time::Duration::from_secs(kept_secs(config, t.status))).await
+    let ttl = std::time::Duration::from_secs(kept_secs(config, t.status));
+    db.put(&key, t, As::Json, ttl).await
 }
 
 /// The sender's transfer `id` (None: no such transfer of this account).

@@ -27,7 +27,7 @@ use crate::auth::signin::throttle::{address_group, per_minute};
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::redis::Db;
+use crate::redis::{As, Db};
 
 /// How long a ceremony waits for the authenticator (and its state for the answer).
 pub const CEREMONY_SECS: u64 = 300;
@@ -146,7 +146,7 @@ async fn limit_ceremonies(db: &Db, ip: &str) -> Result<()> {
 /// Stores a ceremony under its challenge for [`CEREMONY_SECS`].
 async fn save(db: &Db, challenge: &str, ceremony: &Ceremony) -> Result<()> {
     let key = db.keys.ceremony(&hex::encode(Sha256::digest(challenge.as_bytes())));
-    db.put_text(&key, ceremony, Duration::from_secs(CEREMONY_SECS)).await
+    db.put(&key, ceremony, As::Text, Duration::from_secs(CEREMONY_SECS)).await
 }
 
 /// The key of the ceremony the client data's challenge names.

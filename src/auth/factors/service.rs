@@ -56,7 +56,7 @@ pub async fn factor_added(
     let added = Activity::FactorAdded { factor: factor.clone(), name: name.clone() };
     audit::record(db, &session.doc.user, client, added).await;
     audit::announce_factor(db, session, &factor, name.as_deref()).await;
-    let notice = Notice::FactorAdded { factor, name };
+    let notice = Notice::FactorChanged { added: true, factor, name };
     notice::factors_changed(db, config, &session.doc.user, client, notice).await;
 }
 
@@ -71,7 +71,7 @@ pub async fn factor_removed(
 ) {
     let removed = Activity::FactorRemoved { factor: factor.into(), name: name.clone() };
     audit::record(db, username, client, removed).await;
-    let notice = Notice::FactorRemoved { factor: factor.into(), name };
+    let notice = Notice::FactorChanged { added: false, factor: factor.into(), name };
     notice::factors_changed(db, config, username, client, notice).await;
 }
 
@@ -143,7 +143,7 @@ pub async fn renew_recovery_codes(
     factors::replace_recovery_codes(db, username, &digests).await?;
     let added = Activity::FactorAdded { factor: "recovery_codes".into(), name: None };
     audit::record(db, username, client, added).await;
-    let notice = Notice::FactorAdded { factor: "recovery_codes".into(), name: None };
+    let notice = Notice::FactorChanged { added: true, factor: "recovery_codes".into(), name: None };
     notice::factors_changed(db, config, username, client, notice).await;
     Ok(codes)
 }

@@ -95,9 +95,9 @@ pub async fn finish_sign_in(
     }
     let user = crate::auth::users::get_user(db, &pre.user).await?.ok_or(Error::SignInExpired)?;
     let assurance = Assurance::password_and_code(now_ms());
-    let (throttle, method) = (&pre.throttle, kind.method());
-    login::finish_with_password(db, config, &user, throttle, pre.kind, &client, assurance, method)
-        .await
+    let arrival =
+        login::Arrival { user: &user, throttle: &pre.throttle, kind: pre.kind, client: &client };
+    login::finish_with_password(db, config, arrival, assurance, kind.method()).await
 }
 
 /// The assurance after a step-up with `added` methods at level `aal`: the session's methods

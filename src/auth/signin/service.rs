@@ -149,29 +149,26 @@ pub async fn with_password(
         return Ok(Outcome::SecondFactor { token, methods: owned.methods() });
     }
     let assurance = Assurance::password(now_ms());
-    finish_with_password(db, config, &user, &throttle, kind, client, assurance, Method::Password)
-        .await
+    let arrival = Arrival { user: &user, throttle: &throttle, kind, client };
+    finish_with_password(db, config, arrival, assurance, Method::Password).await
 }
 
 /// The end of a sign-in that used the password (with a code after it, or alone): the session —
 /// or, when the owner reported the password compromised, a renewal state and an e-mailed code
 /// first ([`Outcome::NewPassword`]): the password alone, even with a second factor, must not
 /// let a thief back in.
-#[allow(clippy::too_many_arguments)] // each is one fact about the sign-in
 pub async fn finish_with_password(
     db: &Db,
     config: &Config,
-    user: &User,
-    throttle: &Throttle,
-    kind: SessionKind,
-    client: &ClientInfo,
+    arrival: Arrival<'_>,
     assurance: Assurance,
     method: Method,
 ) -> Result<Outcome> {
     // Read again now, not when the password was checked (an argon2 hash ago): a "this wasn't
     // me" pressed meanwhile must not let this sign-in through.
-    let fresh = crate::auth::users::get_user(db, &user.username).await?;
+    let fresh = crate::auth::users::get_user(db, &arrival.user.username).await?;
     let mut user = fresh.ok_or(Error::InvalidCredentials)?;
+    let (kind, client) = (arrival.kind, arrival.client);
     if !user.password_compromised {
         let opened = store::create_session(db, config, &user, kind, client, assurance.clone());
         let (token, session) = opened.await?;
@@ -182,8 +179,8 @@ pub async fn finish_with_password(
         // leaves no trace of a sign-in that did not happen.
         let now = crate::auth::users::get_user(db, &user.username).await?;
         if now.as_ref().is_some_and(|u| !u.password_compromised) {
-            let opened = (token, session);
-            let done = welcome(db, config, &user, throttle, kind, client, method, opened).await?;
+            let arrival = Arrival { user: &user, ..arrival };
+            let done = welcome(db, config, &arrival, method, (token, session)).await?;
             return Ok(Outcome::SignedIn(Box::new(done)));
         }
         store::destroy(db, &session.id).await?;
@@ -194,7 +191,7 @@ pub async fn finish_with_password(
         kind,
         ip: client.ip.clone(),
         user_agent: client.user_agent.clone(),
-        throttle: throttle.clone(),
+        throttle: arrival.throttle.clone(),
         renewal: Some(Renewal { assurance, method: method.as_str().into() }),
     };
     let token = preauth::create(db, &pre).await?;
@@ -274,38 +271,43 @@ pub async fn renew_password(
     let client = pre.client();
     audit::record(db, &user.username, &client, Activity::PasswordRenewed).await;
     let method = Method::parse(&renewal.method);
-    complete(db, config, &user, &pre.throttle, pre.kind, &client, renewal.assurance, method).await
+    let arrival = Arrival { user: &user, throttle: &pre.throttle, kind: pre.kind, client: &client };
+    complete(db, config, &arrival, renewal.assurance, method).await
+}
+
+/// One sign-in on its way to a session: whose, counted by which throttle, for which kind of
+/// session, from which client.
+#[derive(Clone, Copy)]
+pub struct Arrival<'a> {
+    pub user: &'a User,
+    pub throttle: &'a Throttle,
+    pub kind: SessionKind,
+    pub client: &'a ClientInfo,
 }
 
 /// Creates the session once every factor is in, then [`welcome`]s it.
-#[allow(clippy::too_many_arguments)] // each is one fact about the sign-in
 pub async fn complete(
     db: &Db,
     config: &Config,
-    user: &User,
-    throttle: &Throttle,
-    kind: SessionKind,
-    client: &ClientInfo,
+    arrival: &Arrival<'_>,
     assurance: Assurance,
     method: Method,
 ) -> Result<SignedIn> {
+    let Arrival { user, kind, client, .. } = *arrival;
     let opened = store::create_session(db, config, user, kind, client, assurance).await?;
-    welcome(db, config, user, throttle, kind, client, method, opened).await
+    welcome(db, config, arrival, method, opened).await
 }
 
 /// What follows a session that stays: settles the throttle (and remembers the device), records
 /// the sign-in and, from a device new to the account, tells the user and their open dashboards.
-#[allow(clippy::too_many_arguments)] // each is one fact about the sign-in
 async fn welcome(
     db: &Db,
     config: &Config,
-    user: &User,
-    throttle: &Throttle,
-    kind: SessionKind,
-    client: &ClientInfo,
+    arrival: &Arrival<'_>,
     method: Method,
     (token, session): (SessionToken, Session),
 ) -> Result<SignedIn> {
+    let Arrival { user, throttle, kind, client } = *arrival;
     let device = throttle.succeeded(db, config, client).await?;
     db.metrics.logins.with_label_values(&["ok"]).inc();
     let new_device = !throttle.from_known_device();
@@ -343,5 +345,6 @@ pub async fn sign_in_with_passkey(
     let user = crate::auth::users::get_user(db, &verified.user).await?.ok_or(Error::InvalidCode)?;
     let throttle = Throttle::new(db, &user.username, &client.ip, devices).await?;
     let assurance = Assurance::passkey(now_ms());
-    complete(db, config, &user, &throttle, kind, client, assurance, Method::Passkey).await
+    let arrival = Arrival { user: &user, throttle: &throttle, kind, client };
+    complete(db, config, &arrival, assurance, Method::Passkey).await
 }
