@@ -4,10 +4,12 @@
 //! refused before anything else), and a synchronizer token — from the session document for signed-in
 //! users, from a double-submit cookie on the login form (so an anonymous visitor creates no key).
 
-use rocket::http::{Cookie, CookieJar, Method, SameSite};
-use rocket::request::Request;
+use rocket::http::{Cookie, CookieJar, Method, SameSite, Status};
+use rocket::request;
+use rocket::request::{FromRequest, Request};
 
 use crate::config::Config;
+use crate::error::Error;
 use crate::secret::random_token;
 
 /// Safe methods never change state, so they need no token.
@@ -109,6 +111,29 @@ impl<'r> rocket::request::FromRequest<'r> for SameOrigin {
         } else {
             let e = crate::error::Error::Forbidden("Cross-site request refused.".into());
             rocket::outcome::Outcome::Error((rocket::http::Status::Forbidden, e))
+        }
+    }
+}
+
+/// The login form's CSRF token in `X-CSRF-Token` (the passkey sign-in has no session yet; the
+/// double-submit cookie binds it to this browser, against login CSRF).
+pub struct LoginCsrf;
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for LoginCsrf {
+    type Error = Error;
+
+    async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Error> {
+        let (Some(config), token) =
+            (req.rocket().state::<Config>(), req.headers().get_one("X-CSRF-Token"))
+        else {
+            return request::Outcome::Error((Status::Forbidden, Error::Forbidden("".into())));
+        };
+        if same_origin(req) && check_login_token(req.cookies(), config, token.unwrap_or_default()) {
+            request::Outcome::Success(LoginCsrf)
+        } else {
+            let e = Error::Forbidden("Missing or wrong X-CSRF-Token.".into());
+            request::Outcome::Error((Status::Forbidden, e))
         }
     }
 }

@@ -7,3 +7,4 @@ pub mod preauth;
 pub mod routes;
 pub mod service;
 pub mod throttle;
+pub mod verify;

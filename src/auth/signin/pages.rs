@@ -1,25 +1,30 @@
-//! The browser's sign-in pages: the login form and where a correct password leads.
+//! The browser's sign-in pages: the login form and where a correct password leads, passkey
+//! sign-in from `/login`, and `/login/renew` (a new password after "this wasn't me"). The second
+//! step is in [`verify`](super::verify).
 
 use std::sync::Arc;
 
 use rocket::form::FromForm;
 use rocket::http::{CookieJar, Status};
 use rocket::response::Redirect;
+use rocket::serde::json::{Json, Value, serde_json::json};
 use rocket::{State, get, post, uri};
 use rocket_dyn_templates::{Template, context};
 
 use crate::audit::ClientInfo;
 use crate::auth::credential::Presented;
-use crate::auth::csrf::SameOrigin;
+use crate::auth::csrf::{LoginCsrf, SameOrigin};
+use crate::auth::factors::passkey;
+use crate::auth::factors::passkey::{Purpose, RelyingParty};
 use crate::auth::guard::{
-    MaybeUser, PresentedDevice, Via, device_cookie, pre_auth_cookie, pre_auth_removal_cookie,
-    removal_cookie, session_cookie,
+    MaybeUser, PreAuthCookie, PresentedDevice, Via, device_cookie, pre_auth_cookie,
+    pre_auth_removal_cookie, removal_cookie, session_cookie,
 };
 use crate::auth::model::SessionKind;
 use crate::auth::password::Passwords;
 use crate::auth::signin::routes::INVALID_CREDENTIALS;
-use crate::auth::signin::service as login;
-use crate::auth::signin::service::{Attempt, Outcome, SignedIn};
+use crate::auth::signin::service::{Attempt, Outcome, SignedIn, sign_in_with_passkey};
+use crate::auth::signin::{preauth, service as login};
 use crate::auth::{csrf, store};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -163,4 +168,117 @@ pub async fn sign_in_browser(
     jar.add(device_cookie(config, &signed_in.device));
     jar.add(pre_auth_removal_cookie(config));
     Ok(())
+}
+
+#[post("/login/passkey/options")]
+pub async fn passkey_options(
+    _csrf: LoginCsrf,
+    client: ClientInfo,
+    db: &State<Db>,
+    rp: &State<RelyingParty>,
+) -> Result<Json<Value>> {
+    Ok(Json(passkey::start_authentication(db, rp, Purpose::SignIn, &client.ip).await?))
+}
+
+#[post("/login/passkey", data = "<answer>")]
+#[allow(clippy::too_many_arguments)] // one per request guard: what Rocket routes look like
+pub async fn passkey_sign_in(
+    _csrf: LoginCsrf,
+    answer: Json<Value>,
+    presented: Presented,
+    device: PresentedDevice,
+    client: ClientInfo,
+    jar: &CookieJar<'_>,
+    db: &State<Db>,
+    config: &State<Config>,
+    rp: &State<RelyingParty>,
+) -> Result<Json<Value>> {
+    let kind = SessionKind::Browser;
+    let signed_in = sign_in_with_passkey(db, config, rp, &answer, kind, &client, device.0).await?;
+    sign_in_browser(db, config, jar, presented, &signed_in).await?;
+    Ok(Json(json!({ "redirect": "/dashboard" })))
+}
+
+/// The renewal state the browser's pre-auth cookie names, if it is one.
+async fn renewal_of(db: &Db, pre: &PreAuthCookie) -> Result<Option<String>> {
+    let Some(token) = pre.0.as_deref() else { return Ok(None) };
+    let state = preauth::load(db, token).await?;
+    let waiting = state.is_some_and(|s| s.kind == SessionKind::Browser && s.renewal.is_some());
+    Ok(waiting.then(|| token.to_owned()))
+}
+
+fn renew_form(jar: &CookieJar<'_>, config: &Config, status: Status, error: Option<&str>) -> Page {
+    let csrf = csrf::login_token(jar, config);
+    let min_chars = login::min_password_chars(false);
+    let page = Template::render("mfa/renew", context! { csrf, error, min_chars });
+    Page::new(status, page)
+}
+
+#[get("/login/renew")]
+pub async fn renew_page(
+    pre: PreAuthCookie,
+    jar: &CookieJar<'_>,
+    db: &State<Db>,
+    config: &State<Config>,
+) -> Result<Reply> {
+    match renewal_of(db, &pre).await? {
+        Some(_) => Ok(Reply::Page(renew_form(jar, config, Status::Ok, None))),
+        None => Ok(Reply::Done(Redirect::to(uri!("/login")))),
+    }
+}
+
+#[derive(Debug, FromForm)]
+pub struct RenewForm {
+    #[field(default = String::new())]
+    csrf: String,
+    #[field(default = String::new())]
+    email_code: String,
+    #[field(default = String::new())]
+    password: String,
+}
+
+#[post("/login/renew", data = "<form>")]
+#[allow(clippy::too_many_arguments)] // one per request guard: what Rocket routes look like
+pub async fn renew_submit(
+    _same_origin: SameOrigin,
+    form: SecretForm<RenewForm>,
+    pre: PreAuthCookie,
+    presented: Presented,
+    jar: &CookieJar<'_>,
+    db: &State<Db>,
+    config: &State<Config>,
+    passwords: &State<Arc<Passwords>>,
+) -> Result<Reply> {
+    let form = form.0;
+    if !csrf::check_login_token(jar, config, &form.csrf) {
+        return Err(Error::Forbidden("Your form has expired. Please try again.".into()));
+    }
+    let Some(token) = renewal_of(db, &pre).await? else {
+        return Ok(Reply::Done(Redirect::to(uri!("/login"))));
+    };
+    let browser = SessionKind::Browser;
+    let renewed = login::renew_password(
+        db,
+        config,
+        passwords,
+        &token,
+        browser,
+        &form.email_code,
+        &form.password,
+    );
+    match renewed.await {
+        Ok(signed_in) => {
+            sign_in_browser(db, config, jar, presented, &signed_in).await?;
+            Ok(Reply::Done(Redirect::to(uri!("/dashboard"))))
+        }
+        Err(Error::SignInExpired) => {
+            jar.add(pre_auth_removal_cookie(config));
+            Ok(Reply::Done(Redirect::to(uri!("/login"))))
+        }
+        Err(e @ (Error::Invalid { .. } | Error::TooManyRequests { .. })) => {
+            let message = e.public_message();
+            Ok(Reply::Page(renew_form(jar, config, e.status(), Some(&message))))
+        }
+        Err(e) => Err(e),
+    }
 }
