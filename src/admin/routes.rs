@@ -23,6 +23,7 @@ use crate::clock::{display_ms, rfc3339_ms};
 use crate::config::Config;
 use crate::error::{ApiError, Error, Result};
 use crate::redis::Db;
+use crate::web::app::App;
 
 /// Any user's session, as an operator sees it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -341,9 +342,9 @@ pub async fn api_reset_factors(
     user: &str,
     admin: FreshAdmin<ApiUser>,
     client: ClientInfo,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
 ) -> Result<Json<FactorsReset>> {
+    let App { db, config } = app;
     let count = reset_factors(db, config, admin.session(), user, &client).await?;
     Ok(Json(FactorsReset { factors_removed: true, signed_out: count }))
 }
@@ -420,9 +421,9 @@ pub async fn reset_factors_form(
     admin: FreshAdmin<CurrentUser>,
     form: Form<CsrfForm>,
     client: ClientInfo,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
 ) -> Result<Redirect> {
+    let App { db, config } = app;
     admin.0.0.check_csrf(&form.csrf)?;
     reset_factors(db, config, admin.session(), user, &client).await?;
     Ok(Redirect::to(uri!("/admin")))

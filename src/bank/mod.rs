@@ -2,8 +2,10 @@
 //! transactions pages, RediSearch search, and the JSON API (plus the seed's `/transaction/*`).
 
 pub mod generator;
+pub mod history;
 pub mod model;
 pub mod routes;
+pub mod search;
 pub mod store;
 pub mod view;
 
@@ -77,7 +79,7 @@ async fn liftoff(rocket: &Rocket<Orbit>, db: Db, config: Config, generator: Gene
 
 /// The transaction index and one checking account per configured user (never resetting a balance).
 async fn setup(db: &Db, config: &Config) -> Result<()> {
-    store::ensure_index(db).await?;
+    search::ensure_index(db).await?;
     for (number, username, holder, city) in crate::demo::accounts(config) {
         let account = Account {
             number: number.into(),

@@ -8,15 +8,15 @@ use rocket_dyn_templates::{Template, context};
 use serde::Serialize;
 
 use super::model::{Account, BalancePoint, Spenders, Transaction};
-use super::store::{self, PAGE_SIZE, SearchPage};
-use super::view;
+use super::search::{PAGE_SIZE, SearchPage};
+use super::{history, search, store, view};
 use crate::auth::guard::{ApiUser, CurrentUser};
 use crate::auth::model::Session;
 use crate::clock::now_ms;
-use crate::config::Config;
 use crate::error::{ApiError, Error, Result};
 use crate::money::Cents;
 use crate::redis::Db;
+use crate::web::app::App;
 
 /// Most points a balance series returns.
 pub const MAX_POINTS: usize = 500;
@@ -59,26 +59,25 @@ fn window_ms(window: Option<&str>) -> Result<i64> {
 fn parse_page(page: Option<&str>) -> Result<usize> {
     match page {
         None | Some("") => Ok(1),
-        Some(p) => {
-            p.parse::<usize>().ok().filter(|p| (1..=store::MAX_PAGE).contains(p)).ok_or_else(|| {
-                Error::BadRequest(format!("page must be a number from 1 to {}", store::MAX_PAGE))
-            })
-        }
+        Some(p) => p
+            .parse::<usize>()
+            .ok()
+            .filter(|p| (1..=search::MAX_PAGE).contains(p))
+            .ok_or_else(|| {
+                Error::BadRequest(format!("page must be a number from 1 to {}", search::MAX_PAGE))
+            }),
     }
 }
 
 // ---- pages ------------------------------------------------------------------------------------
 
 #[get("/dashboard")]
-pub async fn dashboard(
-    user: CurrentUser,
-    db: &State<Db>,
-    config: &State<Config>,
-) -> Result<Template> {
+pub async fn dashboard(user: CurrentUser, app: App<'_>) -> Result<Template> {
+    let App { db, config } = app;
     let doc = &user.0.doc;
     // Account, balance, the newest entries and their documents: one round trip.
     let oldest = config.bank.oldest_transaction(now_ms());
-    let view = store::recent_view(db, &doc.account, 10, oldest, true).await?;
+    let view = history::recent_view(db, &doc.account, 10, oldest, true).await?;
     let account = view
         .account
         .ok_or_else(|| Error::Internal(format!("user {} has no account document", doc.user)))?;
@@ -101,16 +100,16 @@ pub async fn transactions_page(
     q: Option<&str>,
     page: Option<&str>,
     user: CurrentUser,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
 ) -> Result<Template> {
+    let App { db, config } = app;
     let doc = &user.0.doc;
     let q = q.unwrap_or("").trim();
     let page = parse_page(page)?;
-    let found = store::search(db, &doc.account, q, page).await?;
+    let found = search::search(db, &doc.account, q, page).await?;
     let rows = view::rows(found.results.iter().map(|hit| (&hit.tx, Some(&hit.highlight))));
     let no_rows = found.results.is_empty();
-    let newest = store::recent_entries(db, &doc.account, 1).await?;
+    let newest = history::recent_entries(db, &doc.account, 1).await?;
     let last_id = newest.first().map(|e| e.stream_id.clone()).unwrap_or_default();
     Ok(Template::render(
         "bank/transactions",
@@ -168,7 +167,8 @@ pub async fn api_balance(
 ) -> Result<Json<Vec<BalancePoint>>> {
     let window = window_ms(window)?;
     Ok(Json(
-        store::balance_history(db, &user.session.doc.account, now_ms(), window, MAX_POINTS).await?,
+        history::balance_history(db, &user.session.doc.account, now_ms(), window, MAX_POINTS)
+            .await?,
     ))
 }
 
@@ -176,7 +176,7 @@ pub async fn api_balance(
 #[utoipa::path(tag = "account", responses((status = 200, body = Spenders)))]
 #[get("/api/v1/spenders")]
 pub async fn api_spenders(user: ApiUser, db: &State<Db>) -> Result<Json<Spenders>> {
-    Ok(Json(store::spenders(db, &user.session.doc.account).await?))
+    Ok(Json(history::spenders(db, &user.session.doc.account).await?))
 }
 
 /// The newest transactions, newest first.
@@ -192,9 +192,9 @@ pub async fn api_spenders(user: ApiUser, db: &State<Db>) -> Result<Json<Spenders
 pub async fn api_transactions(
     limit: Option<&str>,
     user: ApiUser,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
 ) -> Result<Json<Vec<Transaction>>> {
+    let App { db, config } = app;
     let limit = match limit {
         None => 10,
         Some(l) => l
@@ -204,7 +204,7 @@ pub async fn api_transactions(
             .ok_or_else(|| Error::BadRequest("limit must be a number from 1 to 100".into()))?,
     };
     let oldest = config.bank.oldest_transaction(now_ms());
-    Ok(Json(store::recent(db, &user.session.doc.account, limit, oldest).await?))
+    Ok(Json(history::recent(db, &user.session.doc.account, limit, oldest).await?))
 }
 
 /// Full-text and prefix search over the caller's transactions (description, merchant, type),
@@ -228,7 +228,7 @@ pub async fn api_search(
     db: &State<Db>,
 ) -> Result<Json<SearchPage>> {
     let page = parse_page(page)?;
-    Ok(Json(store::search(db, &user.session.doc.account, q.unwrap_or("").trim(), page).await?))
+    Ok(Json(search::search(db, &user.session.doc.account, q.unwrap_or("").trim(), page).await?))
 }
 
 // ---- seed-compatible endpoints ----------------------------------------------------------------
@@ -239,7 +239,7 @@ pub async fn api_search(
 #[get("/transaction/balance")]
 pub async fn seed_balance(user: ApiUser, db: &State<Db>) -> Result<Json<Vec<BalancePoint>>> {
     let points =
-        store::balance_history(db, &user.session.doc.account, now_ms(), 5 * 60_000, MAX_POINTS)
+        history::balance_history(db, &user.session.doc.account, now_ms(), 5 * 60_000, MAX_POINTS)
             .await?;
     let stored = user.session.doc.current_balance_amount.as_ref();
     if let Some(last) = points.last() {
@@ -258,19 +258,16 @@ pub async fn seed_balance(user: ApiUser, db: &State<Db>) -> Result<Json<Vec<Bala
 #[utoipa::path(tag = "seed", responses((status = 200, body = Spenders)))]
 #[get("/transaction/biggestspenders")]
 pub async fn seed_spenders(user: ApiUser, db: &State<Db>) -> Result<Json<Spenders>> {
-    Ok(Json(store::spenders(db, &user.session.doc.account).await?))
+    Ok(Json(history::spenders(db, &user.session.doc.account).await?))
 }
 
 /// The seed's ten newest transactions.
 #[utoipa::path(tag = "seed", responses((status = 200, body = Vec<Transaction>)))]
 #[get("/transaction/transactions")]
-pub async fn seed_transactions(
-    user: ApiUser,
-    db: &State<Db>,
-    config: &State<Config>,
-) -> Result<Json<Vec<Transaction>>> {
+pub async fn seed_transactions(user: ApiUser, app: App<'_>) -> Result<Json<Vec<Transaction>>> {
+    let App { db, config } = app;
     let oldest = config.bank.oldest_transaction(now_ms());
-    Ok(Json(store::recent(db, &user.session.doc.account, 10, oldest).await?))
+    Ok(Json(history::recent(db, &user.session.doc.account, 10, oldest).await?))
 }
 
 /// The seed's search: the first page of matches for `term`, without highlights.
@@ -288,6 +285,6 @@ pub async fn seed_search(
     user: ApiUser,
     db: &State<Db>,
 ) -> Result<Json<Vec<Transaction>>> {
-    let found = store::search(db, &user.session.doc.account, term.unwrap_or("").trim(), 1).await?;
+    let found = search::search(db, &user.session.doc.account, term.unwrap_or("").trim(), 1).await?;
     Ok(Json(found.results.into_iter().map(|hit| hit.tx).collect()))
 }

@@ -9,7 +9,7 @@
 use std::fmt::Write;
 
 use super::model::Transaction;
-use super::store::{self, Highlights};
+use super::search::{self, Highlights};
 use crate::clock::PageTime;
 
 /// `rows` as `<tr>` elements (empty when there are none), each with the search marks of its
@@ -51,7 +51,7 @@ fn marked(html: &mut String, text: &str, ranges: Option<&[(usize, usize)]>) {
     match ranges {
         None | Some([]) => escape(html, text),
         Some(ranges) => {
-            for (piece, mark) in store::segments(text, ranges) {
+            for (piece, mark) in search::segments(text, ranges) {
                 if mark {
                     html.push_str("<mark>");
                     escape(html, &piece);

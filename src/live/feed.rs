@@ -14,18 +14,19 @@ use std::time::Duration;
 use bytes::Bytes;
 use rocket::Shutdown;
 use rocket::http::RawStr;
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use super::bridge::{Hub, Limit, Owner, StreamSlot};
 use super::event::{Frame, Msg, Notice, StreamId};
-use crate::auth::credential::{self, Presented};
+use crate::auth::credential::Presented;
 use crate::auth::guard::cookie_name;
 use crate::auth::model::{Session, SessionId};
 use crate::auth::signin::throttle::address_group;
-use crate::auth::store as sessions;
+use crate::auth::{credential, store as sessions};
+use crate::bank::history;
 use crate::bank::model::Transaction;
-use crate::bank::store as bank;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -292,17 +293,17 @@ async fn replay(
     from: StreamId,
     oldest: i64,
 ) -> Result<(Vec<Frame>, StreamId, bool)> {
-    let page = bank::entries_after(db, account, &from.to_string(), REPLAY_PAGE).await?;
+    let page = history::entries_after(db, account, &from.to_string(), REPLAY_PAGE).await?;
     let (entries, complete) = (page.entries, page.last_page);
     let cursor = page.last_id.as_deref().and_then(StreamId::parse).unwrap_or(from);
     let mut found: Vec<(StreamId, Transaction)> = Vec::with_capacity(entries.len());
-    for (stream_id, tx) in bank::transactions_for(db, account, entries, oldest).await? {
+    for (stream_id, tx) in history::transactions_for(db, account, entries, oldest).await? {
         if let Some(id) = StreamId::parse(&stream_id) {
             found.push((id, tx));
         }
     }
     let spenders = match complete && !found.is_empty() {
-        true => Some(bank::spenders(db, account).await?),
+        true => Some(history::spenders(db, account).await?),
         false => None,
     };
     let last = found.len().saturating_sub(1);
@@ -318,6 +319,6 @@ async fn replay(
 
 /// Id of the newest entry of the account stream (`0-0` when empty).
 async fn newest_id(db: &Db, account: &str) -> Result<StreamId> {
-    let newest = bank::recent_entries(db, account, 1).await?;
+    let newest = history::recent_entries(db, account, 1).await?;
     Ok(newest.first().and_then(|e| StreamId::parse(&e.stream_id)).unwrap_or(StreamId(0, 0)))
 }

@@ -7,6 +7,7 @@ pub mod event;
 pub mod feed;
 pub mod listener;
 pub mod routes;
+mod wire;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};

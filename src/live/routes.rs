@@ -7,16 +7,16 @@ use bytes::Bytes;
 use rocket::http::uri::Origin;
 use rocket::http::{ContentType, HeaderMap};
 use rocket::outcome::Outcome;
-use rocket::request::{self, FromRequest, Request};
+use rocket::request::{FromRequest, Request};
 use rocket::response::stream::ByteStream;
-use rocket::{Shutdown, State, get};
+use rocket::{Shutdown, State, get, request};
 
 use super::bridge::Hub;
-use super::feed::{self, Holder};
+use super::feed;
+use super::feed::Holder;
 use crate::audit::ClientInfo;
-use crate::config::Config;
 use crate::error::Result;
-use crate::redis::Db;
+use crate::web::app::App;
 
 /// The request's raw header values, judged by the endpoint as the stream listener reads them.
 pub struct RawHeaders<'r>(&'r HeaderMap<'r>);
@@ -36,10 +36,10 @@ pub async fn events(
     uri: &Origin<'_>,
     client: ClientInfo,
     hub: &State<Arc<Hub>>,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
     shutdown: Shutdown,
 ) -> Result<(ContentType, ByteStream<impl rocket::futures::Stream<Item = Bytes>>)> {
+    let App { db, config } = app;
     let (headers, query) = (headers.0, uri.query().map(|q| q.as_str()));
     // In the listener's order: an invalid resume point is a 400 before any session lookup.
     let resume = feed::resume_point(headers.get("Last-Event-ID"), query)?;

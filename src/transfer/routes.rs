@@ -3,15 +3,16 @@
 
 use rocket::form::{Form, FromForm};
 use rocket::http::Status;
-use rocket::request::{self, FromRequest, Request};
+use rocket::request::{FromRequest, Request};
 use rocket::response::Redirect;
 use rocket::serde::json::{Json, Value, serde_json::json};
-use rocket::{State, get, post, uri};
+use rocket::{State, get, post, request, uri};
 use rocket_dyn_templates::{Template, context};
 use serde::{Deserialize, Serialize};
 
 use super::model::{Confirmation, Status as TransferStatus, Transfer, parse_amount};
-use super::service::{self, Request as TransferRequest};
+use super::service;
+use super::service::Request as TransferRequest;
 use crate::audit::ClientInfo;
 use crate::auth::factors::passkey::RelyingParty;
 use crate::auth::factors::store as factors;
@@ -24,6 +25,7 @@ use crate::money::Cents;
 use crate::redis::Db;
 use crate::secret::random_token;
 use crate::web::SecretJson;
+use crate::web::app::App;
 use crate::web::page::{Page, Reply};
 
 /// The `Idempotency-Key` header, when there is exactly one (1–255 visible ASCII characters).
@@ -225,9 +227,9 @@ pub async fn api_create(
     body: SecretJson<NewTransfer>,
     key: IdempotencyKey,
     user: ApiUser,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
 ) -> Result<(Status, Json<TransferView>)> {
+    let App { db, config } = app;
     let Some(key) = key.0 else {
         return Err(Error::BadRequest(
             "An Idempotency-Key header (1-255 visible characters) is required.".into(),
@@ -390,12 +392,8 @@ pub async fn form(user: CurrentUser, db: &State<Db>, config: &State<Config>) -> 
 }
 
 #[post("/transfer", data = "<form>")]
-pub async fn submit(
-    user: CurrentUser,
-    form: Form<TransferForm>,
-    db: &State<Db>,
-    config: &State<Config>,
-) -> Result<Reply> {
+pub async fn submit(user: CurrentUser, form: Form<TransferForm>, app: App<'_>) -> Result<Reply> {
+    let App { db, config } = app;
     user.check_csrf(&form.csrf)?;
     let req = parse_amount(&Value::String(form.amount.clone())).map(|amount| TransferRequest {
         to_account: form.to_account.trim().to_owned(),
@@ -457,12 +455,8 @@ async fn transfer_view(
 }
 
 #[get("/transfer/<id>")]
-pub async fn transfer_page(
-    id: &str,
-    user: CurrentUser,
-    db: &State<Db>,
-    config: &State<Config>,
-) -> Result<Page> {
+pub async fn transfer_page(id: &str, user: CurrentUser, app: App<'_>) -> Result<Page> {
+    let App { db, config } = app;
     let t = service::load(db, &user.0.doc.account, id).await?;
     let t = t.filter(|t| t.user == user.0.doc.user).ok_or(Error::NotFound)?;
     transfer_view(db, config, &user, &t, Status::Ok, None).await

@@ -1,18 +1,19 @@
 //! Cross-cutting web pieces: health check, static files, error catchers and
 //! the security-headers fairing applied to every response.
 
+pub mod app;
 pub mod metrics;
 pub mod page;
 
-use rocket::data::{self, Data, FromData, Limits};
+use rocket::data::{Data, FromData, Limits};
 use rocket::fairing::{AdHoc, Fairing, Info, Kind};
 use rocket::form::{Form, FromForm, ValueField};
 use rocket::fs::{FileServer, NamedFile};
 use rocket::http::{ContentType, RawStr, Status};
 use rocket::request::Request;
-use rocket::route::{self, Handler, Route};
+use rocket::route::{Handler, Route};
 use rocket::serde::json::{Json, Value, serde_json::json};
-use rocket::{Catcher, Response, State, catch, catchers, get, routes};
+use rocket::{Catcher, Response, State, catch, catchers, data, get, route, routes};
 
 use crate::config::Config;
 use crate::error::{Error, ErrorPage};

@@ -14,7 +14,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use redbank::bank::generator::{Generator, vendors};
 use redbank::bank::model::Transaction;
-use redbank::bank::store;
+use redbank::bank::{history, store};
 use redbank::clock::now_ms;
 use redbank::money::Cents;
 use redbank::redis::Keys;
@@ -1283,7 +1283,7 @@ async fn older_entries_and_corrupt_documents_are_read_or_skipped_never_fatal() {
     assert_eq!(status, Status::Ok);
     assert_eq!(ids(&list), vec![newest.id, first.id], "the list's corrupt item skipped");
     // …and its "id" never becomes the page's resume point for the live stream.
-    let view = store::recent_view(app.db(), BOB, 3, 0, false).await.unwrap();
+    let view = history::recent_view(app.db(), BOB, 3, 0, false).await.unwrap();
     let resume = view.newest_id.unwrap_or_default();
     assert!(resume != "9-9" && resume.contains('-'), "resume point {resume:?}");
     // The dashboard renders the same list.

@@ -10,12 +10,10 @@ use rocket::serde::json::{Value, serde_json::json};
 use rocket::{State, get, post, uri};
 use rocket_dyn_templates::{Template, context};
 
-use super::passkey::{self};
-use super::service;
-use super::store as factors;
 use super::totp::qr_svg;
-use crate::audit::ClientInfo;
-use crate::audit::{self, Entry};
+use super::{passkey, service, store as factors};
+use crate::audit;
+use crate::audit::{ClientInfo, Entry};
 use crate::auth::guard::CurrentUser;
 use crate::auth::notice;
 use crate::auth::signin::pages::CsrfForm;
@@ -25,6 +23,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::mail::Mailer;
 use crate::redis::Db;
+use crate::web::app::App;
 use crate::web::page::{Page, Reply};
 use crate::web::{NoReferrer, SecretForm};
 
@@ -42,11 +41,8 @@ fn activity_rows(entries: Vec<Entry>) -> Vec<Value> {
 }
 
 #[get("/security")]
-pub async fn security_page(
-    user: CurrentUser,
-    db: &State<Db>,
-    config: &State<Config>,
-) -> Result<Template> {
+pub async fn security_page(user: CurrentUser, app: App<'_>) -> Result<Template> {
+    let App { db, config } = app;
     let doc = &user.0.doc;
     let owned = factors::factors(db, &doc.user).await?;
     // Times as the other pages show them (the API keeps RFC 3339).
@@ -96,10 +92,10 @@ pub async fn security_page(
 pub async fn totp_begin(
     user: FactorAdder<CurrentUser>,
     form: Form<CsrfForm>,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
     mailer: &State<Mailer>,
 ) -> Result<Template> {
+    let App { db, config } = app;
     let FactorAdder(me, enrolment) = &user;
     me.check_csrf(&form.csrf)?;
     let (secret, uri) = service::begin_totp(db, mailer, &me.0.doc.user, *enrolment).await?;
@@ -145,9 +141,9 @@ pub async fn totp_confirm(
     user: FactorAdder<CurrentUser>,
     form: SecretForm<TotpForm>,
     client: ClientInfo,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
 ) -> Result<Reply> {
+    let App { db, config } = app;
     let FactorAdder(me, enrolment) = &user;
     let form = &form.0;
     me.check_csrf(&form.csrf)?;
@@ -185,9 +181,9 @@ pub async fn totp_remove(
     user: SteppedUp<CurrentUser>,
     form: Form<CsrfForm>,
     client: ClientInfo,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
 ) -> Result<Redirect> {
+    let App { db, config } = app;
     let me = &user.0;
     me.check_csrf(&form.csrf)?;
     service::remove_totp(db, config, &me.0.doc.user, &client).await?;
@@ -199,9 +195,9 @@ pub async fn recovery_renew(
     user: SteppedUp<CurrentUser>,
     form: Form<CsrfForm>,
     client: ClientInfo,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
 ) -> Result<Page> {
+    let App { db, config } = app;
     let me = &user.0;
     me.check_csrf(&form.csrf)?;
     let codes = service::renew_recovery_codes(db, config, &me.0.doc.user, &client).await?;
@@ -214,9 +210,9 @@ pub async fn passkey_remove(
     user: SteppedUp<CurrentUser>,
     form: Form<CsrfForm>,
     client: ClientInfo,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
 ) -> Result<Redirect> {
+    let App { db, config } = app;
     let me = &user.0;
     me.check_csrf(&form.csrf)?;
     service::remove_passkey(db, config, &me.0.doc.user, id, &client).await?;

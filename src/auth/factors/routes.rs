@@ -1,29 +1,30 @@
 //! The JSON API of the factors: enrolling and removing them, recovery codes, "this wasn't me",
 //! and the security activity.
 
-use super::service::{
-    begin_totp, confirm_totp, factor_added, remove_passkey, remove_totp, renew_recovery_codes,
-};
 use rocket::http::Status;
 use rocket::serde::json::{Json, Value};
 use rocket::{State, delete, get, post};
 use serde::{Deserialize, Serialize};
 
-use super::email_code::{self, NewFactor};
-use super::passkey::{self, PasskeyView, RelyingParty};
-use super::store::{self as factors, Factors};
+use super::email_code::NewFactor;
+use super::passkey::{PasskeyView, RelyingParty};
+use super::service::{
+    begin_totp, confirm_totp, factor_added, remove_passkey, remove_totp, renew_recovery_codes,
+};
+use super::store::Factors;
 use super::totp::qr_svg;
-use crate::audit::ClientInfo;
-use crate::audit::{self, Activity};
+use super::{email_code, passkey, store as factors};
+use crate::audit;
+use crate::audit::{Activity, ClientInfo};
 use crate::auth::guard::ApiUser;
 use crate::auth::notice;
 use crate::auth::step_up::{Enrolment, FactorAdder, SteppedUp};
 use crate::clock::rfc3339_ms;
-use crate::config::Config;
 use crate::error::{ApiError, Error, Result};
 use crate::mail::Mailer;
 use crate::redis::Db;
 use crate::web::SecretJson;
+use crate::web::app::App;
 
 /// The code from the authenticator app that turns it on, and for a first factor the code
 /// e-mailed to the account.
@@ -108,9 +109,9 @@ pub async fn totp_confirm(
     body: SecretJson<TotpConfirm>,
     user: FactorAdder<ApiUser>,
     client: ClientInfo,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
 ) -> Result<Json<RecoveryCodes>> {
+    let App { db, config } = app;
     let TotpConfirm { code, email_code } = body.0;
     let session = &user.0.session;
     let confirmed =
@@ -131,9 +132,9 @@ pub async fn totp_confirm(
 pub async fn totp_remove(
     user: SteppedUp<ApiUser>,
     client: ClientInfo,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
 ) -> Result<Status> {
+    let App { db, config } = app;
     remove_totp(db, config, &user.0.session.doc.user, &client).await?;
     Ok(Status::NoContent)
 }
@@ -150,9 +151,9 @@ pub async fn totp_remove(
 pub async fn recovery_renew(
     user: SteppedUp<ApiUser>,
     client: ClientInfo,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
 ) -> Result<Json<RecoveryCodes>> {
+    let App { db, config } = app;
     let codes = renew_recovery_codes(db, config, &user.0.session.doc.user, &client).await?;
     Ok(Json(RecoveryCodes { recovery_codes: codes }))
 }
@@ -211,10 +212,10 @@ pub async fn passkey_add(
     answer: Json<Value>,
     user: FactorAdder<ApiUser>,
     client: ClientInfo,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
     rp: &State<RelyingParty>,
 ) -> Result<(Status, Json<PasskeyView>)> {
+    let App { db, config } = app;
     let username = &user.0.session.doc.user;
     let mut answer = answer.into_inner();
     let email_code = answer.as_object_mut().and_then(|a| a.remove("email_code"));
@@ -264,9 +265,9 @@ pub async fn passkey_remove(
     id: &str,
     user: SteppedUp<ApiUser>,
     client: ClientInfo,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
 ) -> Result<Status> {
+    let App { db, config } = app;
     remove_passkey(db, config, &user.0.session.doc.user, id, &client).await?;
     Ok(Status::NoContent)
 }

@@ -12,18 +12,18 @@ use crate::auth::guard::{CurrentUser, removal_cookie};
 use crate::auth::sessions::service::{revoke, rows, sign_out_others};
 use crate::auth::signin::pages::CsrfForm;
 use crate::auth::store;
-use crate::config::Config;
 use crate::error::Result;
 use crate::redis::Db;
+use crate::web::app::App;
 
 #[post("/logout", data = "<form>")]
 pub async fn logout(
     user: CurrentUser,
     form: Form<CsrfForm>,
     jar: &CookieJar<'_>,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
 ) -> Result<Redirect> {
+    let App { db, config } = app;
     user.check_csrf(&form.csrf)?;
     store::destroy(db, &user.0.id).await?;
     jar.add(removal_cookie(config));
@@ -36,11 +36,8 @@ pub fn index(_user: CurrentUser) -> Redirect {
 }
 
 #[get("/sessions")]
-pub async fn sessions_page(
-    user: CurrentUser,
-    db: &State<Db>,
-    config: &State<Config>,
-) -> Result<Template> {
+pub async fn sessions_page(user: CurrentUser, app: App<'_>) -> Result<Template> {
+    let App { db, config } = app;
     let me = &user.0;
     // Only the caller's own, an admin's too: every user's sessions are the console's (AAL2,
     // audited), in one place behind one guard.
@@ -62,9 +59,9 @@ pub async fn revoke_form(
     form: Form<CsrfForm>,
     client: ClientInfo,
     jar: &CookieJar<'_>,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
 ) -> Result<Redirect> {
+    let App { db, config } = app;
     user.check_csrf(&form.csrf)?;
     if revoke(db, &user.0, id, &client).await? {
         jar.add(removal_cookie(config));

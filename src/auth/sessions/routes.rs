@@ -9,13 +9,13 @@ use serde::Serialize;
 use crate::audit::ClientInfo;
 use crate::auth::guard::{ApiUser, Via, removal_cookie};
 use crate::auth::model::{Amr, SessionKind, UserView};
-use crate::auth::sessions::service::{SessionRow, rows};
-use crate::auth::sessions::service::{revoke, sign_out_others};
+use crate::auth::sessions::service::{SessionRow, revoke, rows, sign_out_others};
 use crate::auth::store;
 use crate::clock::rfc3339_ms;
 use crate::config::Config;
 use crate::error::{ApiError, Error, Result};
 use crate::redis::Db;
+use crate::web::app::App;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Me {
@@ -77,11 +77,8 @@ pub struct Refreshed {
 /// to say the customer is still there (an open live stream never counts as activity).
 #[utoipa::path(tag = "session", responses((status = 200, body = Refreshed)))]
 #[post("/api/v1/session/refresh")]
-pub async fn api_refresh(
-    user: ApiUser,
-    db: &State<Db>,
-    config: &State<Config>,
-) -> Result<Json<Refreshed>> {
+pub async fn api_refresh(user: ApiUser, app: App<'_>) -> Result<Json<Refreshed>> {
+    let App { db, config } = app;
     let mut session = user.session;
     if !store::touch(db, config, &mut session).await? {
         return Err(Error::Unauthorized);
@@ -106,9 +103,9 @@ pub struct SignedOut {
 pub async fn api_logout(
     user: ApiUser,
     jar: &CookieJar<'_>,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
 ) -> Result<Json<SignedOut>> {
+    let App { db, config } = app;
     store::destroy(db, &user.session.id).await?;
     if user.via == Via::Cookie {
         jar.add(removal_cookie(config));

@@ -30,6 +30,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::Db;
 use crate::web::SecretForm;
+use crate::web::app::App;
 use crate::web::page::{Page, Reply};
 
 #[derive(Debug, FromForm)]
@@ -215,12 +216,8 @@ fn renew_form(jar: &CookieJar<'_>, config: &Config, status: Status, error: Optio
 }
 
 #[get("/login/renew")]
-pub async fn renew_page(
-    pre: PreAuthCookie,
-    jar: &CookieJar<'_>,
-    db: &State<Db>,
-    config: &State<Config>,
-) -> Result<Reply> {
+pub async fn renew_page(pre: PreAuthCookie, jar: &CookieJar<'_>, app: App<'_>) -> Result<Reply> {
+    let App { db, config } = app;
     match renewal_of(db, &pre).await? {
         Some(_) => Ok(Reply::Page(renew_form(jar, config, Status::Ok, None))),
         None => Ok(Reply::Done(Redirect::to(uri!("/login")))),

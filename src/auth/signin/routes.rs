@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::error::{ApiError, Result};
 use crate::redis::Db;
 use crate::web::SecretJson;
+use crate::web::app::App;
 
 /// The issuer authenticator apps show next to the account.
 pub const ISSUER: &str = "redbank";
@@ -43,11 +44,8 @@ pub struct MfaCode {
     )
 )]
 #[post("/api/v1/login/totp", data = "<body>")]
-pub async fn login_totp(
-    body: SecretJson<MfaCode>,
-    db: &State<Db>,
-    config: &State<Config>,
-) -> Result<Json<LoginAnswer>> {
+pub async fn login_totp(body: SecretJson<MfaCode>, app: App<'_>) -> Result<Json<LoginAnswer>> {
+    let App { db, config } = app;
     let kind = (SessionKind::Mobile, CodeKind::Totp);
     let done = code::finish_sign_in(db, config, &body.0.mfa_token, kind.0, kind.1, &body.0.code);
     Ok(Json(LoginAnswer::finished(config, done.await?)))
@@ -65,11 +63,8 @@ pub async fn login_totp(
     )
 )]
 #[post("/api/v1/login/recovery", data = "<body>")]
-pub async fn login_recovery(
-    body: SecretJson<MfaCode>,
-    db: &State<Db>,
-    config: &State<Config>,
-) -> Result<Json<LoginAnswer>> {
+pub async fn login_recovery(body: SecretJson<MfaCode>, app: App<'_>) -> Result<Json<LoginAnswer>> {
+    let App { db, config } = app;
     let kind = (SessionKind::Mobile, CodeKind::Recovery);
     let done = code::finish_sign_in(db, config, &body.0.mfa_token, kind.0, kind.1, &body.0.code);
     Ok(Json(LoginAnswer::finished(config, done.await?)))
@@ -101,10 +96,10 @@ pub struct Renew {
 #[post("/api/v1/login/renew", data = "<body>")]
 pub async fn login_renew(
     body: SecretJson<Renew>,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
     passwords: &State<std::sync::Arc<Passwords>>,
 ) -> Result<Json<SignedInBody>> {
+    let App { db, config } = app;
     let Renew { renew_token, email_code, new_password } = body.0;
     let kind = SessionKind::Mobile;
     let done = login::renew_password(
@@ -154,10 +149,10 @@ pub async fn login_passkey_options(
 pub async fn login_passkey(
     answer: Json<Value>,
     client: ClientInfo,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
     rp: &State<RelyingParty>,
 ) -> Result<Json<SignedInBody>> {
+    let App { db, config } = app;
     let kind = SessionKind::Mobile;
     let signed_in = sign_in_with_passkey(db, config, rp, &answer, kind, &client, Vec::new());
     Ok(Json(login_json(config, &signed_in.await?)))
@@ -275,10 +270,10 @@ impl LoginAnswer {
 pub async fn api_login(
     body: SecretJson<ApiLogin>,
     client: ClientInfo,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
     passwords: &State<Arc<Passwords>>,
 ) -> Result<Json<LoginAnswer>> {
+    let App { db, config } = app;
     let body = body.0;
     let attempt = Attempt { username: &body.username, password: &body.password, ip: &client.ip };
     let device = body.device_token.as_deref().and_then(DeviceToken::parse).into_iter().collect();

@@ -28,6 +28,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::Db;
 use crate::web::SecretForm;
+use crate::web::app::App;
 use crate::web::page::{Page, Reply};
 
 /// Where to go after a step-up: a path on this site, or `/security`. Printable ASCII only — a
@@ -106,9 +107,9 @@ pub async fn verify_page(
     user: MaybeUser,
     pre: PreAuthCookie,
     jar: &CookieJar<'_>,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
 ) -> Result<Reply> {
+    let App { db, config } = app;
     match what_to_verify(db, user, &pre).await? {
         None => Ok(Reply::Done(Redirect::to(uri!("/login")))),
         Some(verify) => {

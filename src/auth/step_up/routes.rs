@@ -1,25 +1,28 @@
 //! The JSON API of step-up: a signed-in user confirms it is them again (authenticator app,
 //! recovery code, password or passkey) before a sensitive action.
 
-use super::service::step_up_with_password;
 use rocket::http::CookieJar;
 use rocket::serde::json::{Json, Value};
 use rocket::{State, post};
 use serde::{Deserialize, Serialize};
 
-use crate::audit::ClientInfo;
-use crate::audit::{self, Activity};
-use crate::auth::factors::passkey::{self, Purpose, RelyingParty};
+use super::service::step_up_with_password;
+use crate::audit;
+use crate::audit::{Activity, ClientInfo};
+use crate::auth::factors::passkey;
+use crate::auth::factors::passkey::{Purpose, RelyingParty};
 use crate::auth::guard::{ApiUser, Via, session_cookie};
 use crate::auth::model::{Amr, Assurance};
 use crate::auth::password::Passwords;
-use crate::auth::signin::code::{self, CodeKind};
+use crate::auth::signin::code;
+use crate::auth::signin::code::CodeKind;
 use crate::auth::store as sessions;
 use crate::clock::rfc3339_ms;
 use crate::config::Config;
 use crate::error::{ApiError, Error, Result};
 use crate::redis::Db;
 use crate::web::SecretJson;
+use crate::web::app::App;
 
 /// The issuer authenticator apps show next to the account.
 pub const ISSUER: &str = "redbank";
@@ -61,9 +64,9 @@ pub async fn step_up_totp(
     user: ApiUser,
     client: ClientInfo,
     jar: &CookieJar<'_>,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
 ) -> Result<Json<SteppedUpBody>> {
+    let App { db, config } = app;
     let kind = CodeKind::Totp;
     let assurance = code::step_up(db, config, &user.session, &client, kind, &body.0.code).await?;
     apply_step_up(db, config, jar, &user, assurance).await
@@ -85,9 +88,9 @@ pub async fn step_up_recovery(
     user: ApiUser,
     client: ClientInfo,
     jar: &CookieJar<'_>,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
 ) -> Result<Json<SteppedUpBody>> {
+    let App { db, config } = app;
     let kind = CodeKind::Recovery;
     let assurance = code::step_up(db, config, &user.session, &client, kind, &body.0.code).await?;
     apply_step_up(db, config, jar, &user, assurance).await
