@@ -3,6 +3,7 @@
 //! never touches two accounts in one script (so it works across Redis Cluster shards), with a
 //! recovery task for a debit whose credit did not land.
 
+pub mod idempotency;
 pub mod ledger;
 pub mod model;
 pub mod recovery;

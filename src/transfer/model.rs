@@ -122,6 +122,12 @@ pub struct Transfer {
 }
 
 impl Transfer {
+    /// Whether it waited for its confirmation past its expiry: it can no longer be confirmed
+    /// (and is forgotten soon after).
+    pub fn expired(&self) -> bool {
+        self.status == Status::ConfirmationRequired && crate::clock::now_ms() > self.expires_at
+    }
+
     /// What a confirmation is bound to (PSD2 dynamic linking): the transfer, the exact amount,
     /// the currency and the payee. A confirmation given for one of these is no confirmation for
     /// any other.

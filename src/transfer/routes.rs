@@ -11,8 +11,8 @@ use rocket_dyn_templates::{Template, context};
 use serde::{Deserialize, Serialize};
 
 use super::model::{Confirmation, Status as TransferStatus, Transfer, parse_amount};
-use super::service;
 use super::service::Request as TransferRequest;
+use super::{idempotency, service};
 use crate::audit::ClientInfo;
 use crate::auth::factors::passkey::RelyingParty;
 use crate::auth::factors::store as factors;
@@ -51,16 +51,11 @@ impl<'r> FromRequest<'r> for IdempotencyKey {
 
 /// How the sender can confirm, in the API's words: a passkey, while it waits for one.
 async fn methods(db: &Db, t: &Transfer) -> Result<Vec<&'static str>> {
-    if t.status != TransferStatus::ConfirmationRequired || expired(t) {
+    if t.status != TransferStatus::ConfirmationRequired || t.expired() {
         return Ok(Vec::new());
     }
     let owned = factors::factors(db, &t.user).await?;
     Ok(if owned.passkeys > 0 { service::CONFIRMED_WITH.to_vec() } else { Vec::new() })
-}
-
-/// Whether a transfer waited for its confirmation past its expiry (it can no longer be confirmed).
-fn expired(t: &Transfer) -> bool {
-    t.status == TransferStatus::ConfirmationRequired && crate::clock::now_ms() > t.expires_at
 }
 
 /// Where a transfer is, as the API shows it.
@@ -133,7 +128,7 @@ async fn acknowledged(
 /// A transfer as the API shows it (a pending one past its expiry reads `expired`).
 async fn view(db: &Db, t: &Transfer) -> Result<TransferView> {
     let status = match t.status {
-        _ if expired(t) => Shown::Expired,
+        _ if t.expired() => Shown::Expired,
         TransferStatus::ConfirmationRequired => Shown::ConfirmationRequired,
         TransferStatus::Executing => Shown::Executing,
         TransferStatus::Debited => Shown::Debited,
@@ -237,7 +232,7 @@ pub async fn api_create(
     };
     let req = body.0.request()?;
     let since = db.generation();
-    let t = service::create_once(db, config, &user.session, &req, &key).await?;
+    let t = idempotency::create_once(db, config, &user.session, &req, &key).await?;
     acknowledged(db, config, since, Status::Created, view(db, &t).await?).await
 }
 
@@ -403,7 +398,7 @@ pub async fn submit(user: CurrentUser, form: Form<TransferForm>, app: App<'_>) -
     let key =
         if form.idempotency_key.is_empty() { random_token() } else { form.idempotency_key.clone() };
     let outcome = match req {
-        Ok(req) => service::create_once(db, config, &user.0, &req, &key).await,
+        Ok(req) => idempotency::create_once(db, config, &user.0, &req, &key).await,
         Err(e) => Err(e),
     };
     match outcome {
@@ -435,7 +430,7 @@ async fn transfer_view(
 ) -> Result<Page> {
     let doc = &user.0.doc;
     let template = match t.status {
-        TransferStatus::ConfirmationRequired if !expired(t) => "transfer/review",
+        TransferStatus::ConfirmationRequired if !t.expired() => "transfer/review",
         _ => "transfer/receipt",
     };
     let page = Template::render(

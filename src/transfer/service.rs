@@ -15,7 +15,6 @@ use rand::RngCore;
 use rand::rngs::OsRng;
 use redis::Script;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::ledger::{self, CreditOwed, Refusal};
 use super::model::{
@@ -34,9 +33,6 @@ use crate::lua;
 use crate::money::Cents;
 use crate::redis::{As, Db};
 
-/// An `Idempotency-Key` is remembered this long.
-pub const IDEMPOTENCY_SECS: u64 = 86_400;
-
 /// What the sender asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
@@ -45,7 +41,7 @@ pub struct Request {
     pub reference: String,
 }
 
-fn invalid(field: &'static str, message: impl Into<String>) -> Error {
+pub(super) fn invalid(field: &'static str, message: impl Into<String>) -> Error {
     Error::Invalid { field, message: message.into() }
 }
 
@@ -127,7 +123,7 @@ async fn reset_exemption(db: &Db, user: &str) -> Result<()> {
     db.run(async |c| redis::cmd("DEL").arg(&key).query_async::<_, ()>(c).await).await
 }
 
-fn new_id() -> String {
+pub(super) fn new_id() -> String {
     let mut bytes = [0u8; 16];
     OsRng.fill_bytes(&mut bytes);
     hex::encode(bytes)
@@ -191,7 +187,7 @@ pub async fn load(db: &Db, account: &str, id: &str) -> Result<Option<Transfer>> 
 pub const STARTS_PER_MINUTE: i64 = 30;
 
 /// Creates transfer `id`: carried out at once when exempt, otherwise pending its confirmation.
-async fn create_with_id(
+pub(super) async fn create_with_id(
     db: &Db,
     config: &Config,
     session: &Session,
@@ -338,7 +334,7 @@ pub async fn pending(db: &Db, session: &Session, id: &str) -> Result<Transfer> {
     if t.status != Status::ConfirmationRequired {
         return Err(Error::Conflict("This transfer is not waiting for a confirmation.".into()));
     }
-    if now_ms() > t.expires_at {
+    if t.expired() {
         return Err(Error::Gone("This transfer expired. Please start again.".into()));
     }
     Ok(t)
@@ -420,95 +416,4 @@ async fn execute(db: &Db, config: &Config, t: &mut Transfer) -> Result<()> {
         *t = done;
     }
     Ok(())
-}
-
-// ---- idempotency -----------------------------------------------------------------------------
-
-/// What an `Idempotency-Key` remembers: the request it came with and the transfer it made.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Remembered {
-    request: Request,
-    transfer: String,
-    /// When the key was first used (ms; 0 in records written before this field existed).
-    #[serde(default)]
-    at: i64,
-}
-
-/// Creates the transfer once per `Idempotency-Key`: the same key with the same request returns
-/// that transfer (as it is now) without a second one; with another request it is 422.
-pub async fn create_once(
-    db: &Db,
-    config: &Config,
-    session: &Session,
-    req: &Request,
-    idempotency_key: &str,
-) -> Result<Transfer> {
-    let digest = hex::encode(Sha256::digest(idempotency_key.as_bytes()));
-    let key = db.keys.idempotency(&session.doc.user, &digest);
-    let id = new_id();
-    let remembered = Remembered { request: req.clone(), transfer: id.clone(), at: now_ms() };
-    let json = serde_json::to_string(&remembered).map_err(|e| Error::Internal(e.to_string()))?;
-    let stored: Option<String> = db
-        .run(async |c| {
-            redis::cmd("SET")
-                .arg(&key)
-                .arg(&json)
-                .arg("NX")
-                .arg("GET")
-                .arg("EX")
-                .arg(IDEMPOTENCY_SECS)
-                .query_async(c)
-                .await
-        })
-        .await?;
-    let Some(earlier) = stored else {
-        // First use of the key. When no transfer came of it (refused, or Redis failed before it
-        // was stored), the key is given back — only if it still holds this request — so a
-        // corrected or repeated request can use it; once a transfer exists, the key answers
-        // with it for 24 h.
-        let made = create_with_id(db, config, session, req, id.clone()).await;
-        if made.is_err() && load(db, &session.doc.account, &id).await.ok().flatten().is_none() {
-            db.run(async |c| {
-                Script::new(
-                    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end \
-                     return 1",
-                )
-                .key(&key)
-                .arg(&json)
-                .invoke_async::<_, i64>(c)
-                .await
-            })
-            .await?;
-        }
-        return made;
-    };
-    let earlier: Remembered =
-        serde_json::from_str(&earlier).map_err(|e| Error::Internal(e.to_string()))?;
-    if earlier.request != *req {
-        return Err(invalid(
-            "Idempotency-Key",
-            "This Idempotency-Key was used for a different transfer.",
-        ));
-    }
-    // The same request again: the transfer as it stands (it may still be on its way).
-    for _ in 0..20 {
-        if let Some(t) = load(db, &session.doc.account, &earlier.transfer).await? {
-            // A transfer refused when carried out answers as it did the first time.
-            if let (Status::Failed, Some(why)) = (t.status, &t.failure) {
-                return Err(invalid("amount", why.clone()));
-            }
-            return Ok(t);
-        }
-        // Gone long after any request could still be making it: it waited for its confirmation
-        // and was forgotten after its expiry (a receipt would still be here).
-        if now_ms() - earlier.at > (PENDING_SECS + 60) * 1000 {
-            return Err(Error::Gone(
-                "This transfer expired without a confirmation. Start a new one (with a new \
-                 Idempotency-Key)."
-                    .into(),
-            ));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    Err(Error::Conflict("The first request with this Idempotency-Key is still running.".into()))
 }
