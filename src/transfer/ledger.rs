@@ -285,3 +285,17 @@ fn refusal(e: &Error) -> Option<&'static str> {
         .into_iter()
         .find(|word| text.contains(word))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_daily_limit_counts_per_utc_day() {
+        assert_eq!(day_of(0), "19700101");
+        assert_eq!(day_of(1_700_000_000_000), "20231114");
+        // The last millisecond of a day and the first of the next are two days.
+        assert_eq!(day_of(86_400_000 - 1), "19700101");
+        assert_eq!(day_of(86_400_000), "19700102");
+    }
+}

@@ -80,6 +80,7 @@ async fn small_transfers_are_exempt_until_the_count_or_total_is_reached() {
     let bob = server.api_login("bob", "foobared").await;
     let alice = server.api_login("alice", "wonderland").await;
     let (bob_before, alice_before) = (balance(&server, &bob).await, balance(&server, &alice).await);
+    let mut last = Value::Null;
     for n in 0..5 {
         // The last one without a reference: each row then says which way it went.
         let reference = if n < 4 { format!("Lunch {n}") } else { String::new() };
@@ -89,6 +90,7 @@ async fn small_transfers_are_exempt_until_the_count_or_total_is_reached() {
         assert_eq!(t["status"], "completed", "{t}");
         assert_eq!(t["payee_name"], "Alice Liddell");
         assert_eq!(t["confirmed_by"], "exempt");
+        last = t;
     }
     assert_eq!(balance(&server, &bob).await, bob_before - 6250);
     assert_eq!(balance(&server, &alice).await, alice_before + 6250);
@@ -114,6 +116,19 @@ async fn small_transfers_are_exempt_until_the_count_or_total_is_reached() {
     assert_eq!(paid[0]["toAccountName"], "Alice Liddell", "{paid}");
     assert_eq!(first["toAccountName"], "Alice Liddell", "{first}");
     assert_eq!(paid[0]["description"], "Transfer to Alice Liddell", "{paid}");
+    // The transfer records both rows it wrote, and each row is kept for the retention (30 days).
+    let mut c = shared_redis().conn().await;
+    let doc = server.keys().transfer(BOB, last["id"].as_str().unwrap());
+    let legs: String = redis::cmd("JSON.GET").arg(&doc).arg("$").query_async(&mut c).await.unwrap();
+    let legs: Value = serde_json::from_str(&legs).unwrap();
+    assert_eq!(legs[0]["debit_tx"], paid[0]["id"], "{legs}");
+    assert_eq!(legs[0]["credit_tx"], first["id"], "{legs}");
+    for (account, row) in [(BOB, &paid[0]), (ALICE, first)] {
+        let key = server.keys().transaction(account, row["id"].as_u64().unwrap());
+        let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut c).await.unwrap();
+        let days = 30 * 86_400;
+        assert!((days - 60..=days).contains(&ttl), "{account}'s row kept {ttl} s");
+    }
     assert_eq!(first["description"], "Transfer from Bob Jones", "{first}");
     let (_, found) = server.as_token(&bob).get("/api/v1/search?q=lunch").await;
     assert_eq!(found["total"], 4, "{found}");
