@@ -6,6 +6,7 @@ use std::time::Duration;
 use redbank::auth::factors::totp::{TotpSecret, step_of};
 use serde_json::{Value, json};
 
+use crate::common;
 use crate::common::request::RequestHelper;
 use crate::common::server::{Sse, TestServer, post_api_login};
 use crate::common::{ADMIN_PASSWORD, credentials, shared_redis};
@@ -255,13 +256,7 @@ async fn destructive_console_actions_need_a_fresh_authentication() {
     let key = server.keys().session(&crate::common::session_id(&admin));
     let mut conn = shared_redis().conn().await;
     let old = redbank::clock::now_ms() - 31_000;
-    let _: () = redis::cmd("JSON.SET")
-        .arg(&key)
-        .arg("$.assurance.auth_time")
-        .arg(old)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    common::json_set(&mut conn, &key, "$.assurance.auth_time", old).await;
     assert_eq!(
         server.as_token(&admin).get("/api/v1/admin/sessions").await.0,
         200,

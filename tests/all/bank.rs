@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common;
 use crate::common::{
     Browser, RedisServer, TestApp, bearer, enc, session_id, shared_redis, transaction,
     unique_prefix,
@@ -1245,23 +1246,11 @@ async fn older_entries_and_corrupt_documents_are_read_or_skipped_never_fatal() {
     let older = transaction(BOB, "Older entry", "Shop", "withdrawal", 0, base + 1, balance);
     let json = serde_json::to_string(&older).unwrap();
     let mut c2 = shared_redis().conn().await;
-    let _: () = redis::cmd("JSON.SET")
-        .arg(keys.transaction(BOB, older.id))
-        .arg("$")
-        .arg(&json)
-        .query_async(&mut c2)
-        .await
-        .unwrap();
+    common::json_set(&mut c2, &keys.transaction(BOB, older.id), "$", &json).await;
     add(&[("tx", &older.id.to_string()), ("amount", "0")]).await;
     // An older entry whose document no longer has the shape of a transaction, one whose document
     // has expired, and a new one carrying a document that does not parse.
-    let _: () = redis::cmd("JSON.SET")
-        .arg(keys.transaction(BOB, 42))
-        .arg("$")
-        .arg(r#"{"id":"x"}"#)
-        .query_async(&mut c2)
-        .await
-        .unwrap();
+    common::json_set(&mut c2, &keys.transaction(BOB, 42), "$", r#"{"id":"x"}"#).await;
     add(&[("tx", "42")]).await;
     add(&[("tx", "43")]).await;
     add(&[("doc", r#"{"id":"x"}"#)]).await;

@@ -488,13 +488,7 @@ async fn corrupt_or_wrong_type_session_documents_are_no_session_and_are_deleted(
     for corrupt in [r#"{"user":"bob"}"#, r#"{"v":999,"user":"bob"}"#, "[1,2,3]"] {
         let token = app.api_login("bob", "foobared").await;
         let key = app.keys().session(&session_id(&token));
-        let _: () = redis::cmd("JSON.SET")
-            .arg(&key)
-            .arg("$")
-            .arg(corrupt)
-            .query_async(&mut c)
-            .await
-            .unwrap();
+        common::json_set(&mut c, &key, "$", corrupt).await;
         assert_eq!(me_status(&app, &token).await, Status::Unauthorized, "{corrupt}");
         assert!(!exists(&key).await, "corrupt document kept: {corrupt}");
     }

@@ -9,6 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::bank::{ALICE, BOB, OPENING, assert_balanced, cents};
+use crate::common;
 use crate::common::passkey::Device;
 use crate::common::request::RequestHelper;
 use crate::common::server::TestServer;
@@ -26,6 +27,25 @@ async fn transfer(server: &TestServer, token: &str, key: &str, body: Value) -> (
 async fn balance(server: &TestServer, token: &str) -> i64 {
     let (_, account) = server.as_token(token).get("/api/v1/account").await;
     cents(&account["balance"])
+}
+
+/// Sets bob's balance to `cents` with one "Rent" row through the transaction script (so the
+/// books stay balanced); returns a handle on the server's Redis keys and its configuration, for
+/// more direct reads and writes.
+async fn set_bobs_balance(
+    server: &TestServer,
+    cents: i64,
+) -> (redbank::redis::Db, redbank::Config) {
+    use redbank::bank::store as bank;
+    let db = redbank::redis::Db::connect(&server.redis_url, &server.prefix, Duration::from_secs(2))
+        .unwrap();
+    let config = redbank::Config { key_prefix: server.prefix.clone(), ..Default::default() };
+    let balance = bank::balance(&db, BOB).await.unwrap();
+    let date = redbank::clock::now_ms();
+    let rent =
+        common::transaction(BOB, "Rent", "Landlord", "debit", cents - balance.0, date, balance);
+    bank::record(&db, &config, balance, &rent).await.unwrap();
+    (db, config)
 }
 
 fn key() -> String {
@@ -355,13 +375,7 @@ async fn an_expired_transfer_reads_as_expired() {
     let id = t["id"].as_str().unwrap();
     let doc = server.keys().transfer(BOB, id);
     let mut conn = shared_redis().conn().await;
-    let _: () = redis::cmd("JSON.SET")
-        .arg(&doc)
-        .arg("$.expires_at")
-        .arg(1)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    common::json_set(&mut conn, &doc, "$.expires_at", 1).await;
     let (status, now) = server.as_token(&bob).get(&format!("/api/v1/transfers/{id}")).await;
     assert_eq!(status, 200);
     assert_eq!((now["status"].as_str(), &now["methods"]), (Some("expired"), &json!([])), "{now}");
@@ -381,13 +395,7 @@ async fn a_transfer_confirmed_but_never_debited_is_carried_out_by_recovery() {
     // the note the recovery task reads (dated 20 s ago).
     let mut conn = shared_redis().conn().await;
     let keys = server.keys();
-    let _: () = redis::cmd("JSON.SET")
-        .arg(keys.transfer(BOB, id))
-        .arg("$.status")
-        .arg("\"executing\"")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    common::json_set(&mut conn, &keys.transfer(BOB, id), "$.status", "\"executing\"").await;
     let then = redbank::clock::now_ms() - 20_000;
     let _: () = redis::cmd("ZADD")
         .arg(keys.executing(BOB))
@@ -509,22 +517,8 @@ async fn racing_debits_never_overdraw_and_the_refused_ones_write_nothing() {
     use redbank::bank::store as bank;
     let server = TestServer::start(shared_redis(), None, |f| f).await;
     let bob = server.api_login("bob", "foobared").await;
-    let db = redbank::redis::Db::connect(&server.redis_url, &server.prefix, Duration::from_secs(2))
-        .unwrap();
-    let config = redbank::Config { key_prefix: server.prefix.clone(), ..Default::default() };
     // bob's balance to $25.00, through the ledger (so it stays balanced).
-    let balance = bank::balance(&db, BOB).await.unwrap();
-    let date = redbank::clock::now_ms();
-    let rent = crate::common::transaction(
-        BOB,
-        "Rent",
-        "Landlord",
-        "debit",
-        2500 - balance.0,
-        date,
-        balance,
-    );
-    bank::record(&db, &config, balance, &rent).await.unwrap();
+    let (db, config) = set_bobs_balance(&server, 2500).await;
     let keys: Vec<String> = (0..4).map(|_| key()).collect();
     let race = keys.iter().map(|k| {
         let body = json!({"to_account": ALICE, "amount": 20});
@@ -640,21 +634,7 @@ async fn each_rule_holds_at_its_edge_and_says_which_rule() {
     assert_eq!((status.as_u16(), &t["reference"]), (201, &json!(longest)), "{t}");
 
     // bob's balance to $20.00 through the ledger; $20.01 is refused, $20.00 leaves zero.
-    let db = redbank::redis::Db::connect(&server.redis_url, &server.prefix, Duration::from_secs(2))
-        .unwrap();
-    let config = redbank::Config { key_prefix: server.prefix.clone(), ..Default::default() };
-    let balance = bank::balance(&db, BOB).await.unwrap();
-    let date = redbank::clock::now_ms();
-    let rent = crate::common::transaction(
-        BOB,
-        "Rent",
-        "Landlord",
-        "debit",
-        2000 - balance.0,
-        date,
-        balance,
-    );
-    bank::record(&db, &config, balance, &rent).await.unwrap();
+    let (db, _) = set_bobs_balance(&server, 2000).await;
     let (field, error) = refusal(json!({"to_account": ALICE, "amount": 20.01})).await;
     assert!(field == "amount" && error.contains("more than your balance ($20.00)"), "{error}");
     let (status, t) =

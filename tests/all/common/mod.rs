@@ -596,3 +596,15 @@ pub fn transaction(
         balance_after: Cents(balance.0 + cents),
     }
 }
+
+/// Sets `path` of the JSON document at `key` (a test reaching into Redis: to age a session, say,
+/// or to store a document the app would never write).
+pub async fn json_set(
+    conn: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    path: &str,
+    value: impl redis::ToRedisArgs + Send + Sync,
+) {
+    let _: () =
+        redis::cmd("JSON.SET").arg(key).arg(path).arg(value).query_async(conn).await.unwrap();
+}
