@@ -32,42 +32,37 @@ pub struct MfaCode {
     code: String,
 }
 
+/// What the second step of a sign-in answers (the same for both kinds of code).
+#[derive(utoipa::IntoResponses)]
+pub enum CodeAnswers {
+    #[response(status = 200, description = "Signed in, or a new password is needed")]
+    SignedIn(LoginAnswer),
+    #[response(status = 401, description = "Wrong or used code, or the sign-in expired")]
+    Wrong(ApiError),
+    #[response(status = 429, description = "Too many codes tried")]
+    TooMany(ApiError),
+}
+
 /// Completes a sign-in with the `mfa_token` and a code from the authenticator app.
-#[utoipa::path(
-    tag = "sign-in",
-    security(()),
-    request_body = MfaCode,
-    responses(
-        (status = 200, description = "Signed in, or a new password is needed", body = LoginAnswer),
-        (status = 401, description = "Wrong or used code, or the sign-in expired", body = ApiError),
-        (status = 429, description = "Too many codes tried", body = ApiError),
-    )
-)]
+#[utoipa::path(tag = "sign-in", security(()), request_body = MfaCode, responses(CodeAnswers))]
 #[post("/api/v1/login/totp", data = "<body>")]
 pub async fn login_totp(body: SecretJson<MfaCode>, app: App<'_>) -> Result<Json<LoginAnswer>> {
-    let App { db, config } = app;
-    let kind = (SessionKind::Mobile, CodeKind::Totp);
-    let done = code::finish_sign_in(db, config, &body.0.mfa_token, kind.0, kind.1, &body.0.code);
-    Ok(Json(LoginAnswer::finished(config, done.await?)))
+    second_step(app, body.0, CodeKind::Totp).await
 }
 
 /// Completes a sign-in with the `mfa_token` and a recovery code (each works once).
-#[utoipa::path(
-    tag = "sign-in",
-    security(()),
-    request_body = MfaCode,
-    responses(
-        (status = 200, description = "Signed in, or a new password is needed", body = LoginAnswer),
-        (status = 401, description = "Wrong or used code, or the sign-in expired", body = ApiError),
-        (status = 429, description = "Too many codes tried", body = ApiError),
-    )
-)]
+#[utoipa::path(tag = "sign-in", security(()), request_body = MfaCode, responses(CodeAnswers))]
 #[post("/api/v1/login/recovery", data = "<body>")]
 pub async fn login_recovery(body: SecretJson<MfaCode>, app: App<'_>) -> Result<Json<LoginAnswer>> {
+    second_step(app, body.0, CodeKind::Recovery).await
+}
+
+/// The second step of a mobile sign-in with a code of `kind`.
+async fn second_step(app: App<'_>, body: MfaCode, kind: CodeKind) -> Result<Json<LoginAnswer>> {
     let App { db, config } = app;
-    let kind = (SessionKind::Mobile, CodeKind::Recovery);
-    let done = code::finish_sign_in(db, config, &body.0.mfa_token, kind.0, kind.1, &body.0.code);
-    Ok(Json(LoginAnswer::finished(config, done.await?)))
+    let mobile = SessionKind::Mobile;
+    let done = code::finish_sign_in(db, config, &body.mfa_token, mobile, kind, &body.code).await?;
+    Ok(Json(LoginAnswer::finished(config, done)))
 }
 
 /// The e-mailed code and a new password, after "this wasn't me".

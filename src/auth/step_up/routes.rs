@@ -48,16 +48,19 @@ pub struct SteppedUpBody {
     csrf_token: Option<String>,
 }
 
+/// What a step-up with a code answers (the same for both kinds of code).
+#[derive(utoipa::IntoResponses)]
+pub enum CodeAnswers {
+    #[response(status = 200, description = "Stepped up")]
+    SteppedUp(SteppedUpBody),
+    #[response(status = 422, description = "Wrong or used code")]
+    Wrong(ApiError),
+    #[response(status = 429, description = "Too many codes tried")]
+    TooMany(ApiError),
+}
+
 /// Steps up with a code from the authenticator app: the session is at AAL2 for the next few minutes.
-#[utoipa::path(
-    tag = "step-up",
-    request_body = Code,
-    responses(
-        (status = 200, description = "Stepped up", body = SteppedUpBody),
-        (status = 422, description = "Wrong or used code", body = ApiError),
-        (status = 429, description = "Too many codes tried", body = ApiError),
-    )
-)]
+#[utoipa::path(tag = "step-up", request_body = Code, responses(CodeAnswers))]
 #[post("/api/v1/step-up/totp", data = "<body>")]
 pub async fn step_up_totp(
     body: SecretJson<Code>,
@@ -73,15 +76,7 @@ pub async fn step_up_totp(
 }
 
 /// Steps up with a recovery code (each works once): the session is at AAL2 for the next few minutes.
-#[utoipa::path(
-    tag = "step-up",
-    request_body = Code,
-    responses(
-        (status = 200, description = "Stepped up", body = SteppedUpBody),
-        (status = 422, description = "Wrong or used code", body = ApiError),
-        (status = 429, description = "Too many codes tried", body = ApiError),
-    )
-)]
+#[utoipa::path(tag = "step-up", request_body = Code, responses(CodeAnswers))]
 #[post("/api/v1/step-up/recovery", data = "<body>")]
 pub async fn step_up_recovery(
     body: SecretJson<Code>,
