@@ -1,6 +1,5 @@
 //! `/admin` and `/api/v1/admin/*`: one set of operations, a page and JSON.
 
-use rocket::form::Form;
 use rocket::http::Status;
 use rocket::response::Redirect;
 use rocket::serde::json::Json;
@@ -12,11 +11,11 @@ use super::store::{FailedSignIns, Filter};
 use super::{Admin, FreshAdmin, store};
 use crate::audit;
 use crate::audit::{Activity, ClientInfo};
+use crate::auth::guard::CsrfChecked;
 use crate::auth::guard::{ApiUser, CurrentUser};
 use crate::auth::model::{Session, SessionId, SessionKind};
 use crate::auth::notice::Notice;
 use crate::auth::sessions::routes::SignedOutCount;
-use crate::auth::signin::pages::CsrfForm;
 use crate::auth::step_up::Signed;
 use crate::auth::store as sessions;
 use crate::clock::{display_ms, rfc3339_ms};
@@ -377,9 +376,9 @@ pub async fn page(
     older_than_secs: Option<u64>,
     page: Option<usize>,
     admin: Admin<CurrentUser>,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
 ) -> Result<Template> {
+    let App { db, config } = app;
     let filter = Filter::parse(user, kind, ip, older_than_secs, page)?;
     let (total, found) = store::search(db, &filter).await?;
     let me = admin.session();
@@ -402,42 +401,39 @@ pub async fn page(
     ))
 }
 
-#[post("/admin/sessions/<id>/revoke", data = "<form>")]
+#[post("/admin/sessions/<id>/revoke", data = "<_csrf>")]
 pub async fn revoke_form(
     id: &str,
     admin: Admin<CurrentUser>,
-    form: Form<CsrfForm>,
+    _csrf: CsrfChecked,
     client: ClientInfo,
     db: &State<Db>,
 ) -> Result<Redirect> {
-    admin.0.check_csrf(&form.csrf)?;
     revoke(db, admin.session(), id, &client).await?;
     Ok(Redirect::to(uri!("/admin")))
 }
 
-#[post("/admin/users/<user>/reset-factors", data = "<form>")]
+#[post("/admin/users/<user>/reset-factors", data = "<_csrf>")]
 pub async fn reset_factors_form(
     user: &str,
     admin: FreshAdmin<CurrentUser>,
-    form: Form<CsrfForm>,
+    _csrf: CsrfChecked,
     client: ClientInfo,
     app: App<'_>,
 ) -> Result<Redirect> {
     let App { db, config } = app;
-    admin.0.0.check_csrf(&form.csrf)?;
     reset_factors(db, config, admin.session(), user, &client).await?;
     Ok(Redirect::to(uri!("/admin")))
 }
 
-#[post("/admin/users/<user>/revoke", data = "<form>")]
+#[post("/admin/users/<user>/revoke", data = "<_csrf>")]
 pub async fn revoke_user_form(
     user: &str,
     admin: FreshAdmin<CurrentUser>,
-    form: Form<CsrfForm>,
+    _csrf: CsrfChecked,
     client: ClientInfo,
     db: &State<Db>,
 ) -> Result<Redirect> {
-    admin.0.0.check_csrf(&form.csrf)?;
     revoke_user(db, admin.session(), user, &client).await?;
     Ok(Redirect::to(uri!("/admin")))
 }

@@ -4,6 +4,7 @@
 //! refused before anything else), and a synchronizer token — from the session document for signed-in
 //! users, from a double-submit cookie on the login form (so an anonymous visitor creates no key).
 
+use rocket::form::FromForm;
 use rocket::http::{Cookie, CookieJar, Method, SameSite, Status};
 use rocket::request;
 use rocket::request::{FromRequest, Request};
@@ -136,4 +137,10 @@ impl<'r> FromRequest<'r> for LoginCsrf {
             request::Outcome::Error((Status::Forbidden, e))
         }
     }
+}
+
+#[derive(Debug, FromForm)]
+pub struct CsrfForm {
+    #[field(default = String::new())]
+    pub csrf: String,
 }

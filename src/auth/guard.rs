@@ -6,14 +6,18 @@
 //! No session forwards with 401 (pages → login redirect, API → JSON 401 via the catchers); Redis
 //! trouble is an error with 503 — never "logged out".
 
+use rocket::data::{Data, FromData};
+use rocket::form::Form;
 use rocket::http::{Cookie, Status};
 use rocket::outcome::Outcome;
-use rocket::request::{self, FromRequest, Request};
+use rocket::request::{FromRequest, Request};
+use rocket::{data, request};
 
+use super::credential::Presented;
 pub use super::credential::Via;
-use super::credential::{self, Presented};
-use super::csrf;
+use super::csrf::CsrfForm;
 use super::model::{DeviceToken, Session, SessionToken};
+use super::{credential, csrf};
 use crate::audit::ClientInfo;
 use crate::config::Config;
 use crate::error::Error;
@@ -269,6 +273,39 @@ impl CurrentUser {
             Err(Error::Forbidden(
                 "Your form has expired. Please reload the page and try again.".into(),
             ))
+        }
+    }
+}
+
+/// A browser form that carries nothing but the synchronizer token, checked against the signed-in
+/// session's: the CSRF check as a data guard, so a handler cannot forget it. A wrong or missing
+/// token is a 403; the session is the one [`CurrentUser`] resolved for this request (cached, so
+/// it is not read twice). Handlers of forms with more fields check the token themselves
+/// ([`CurrentUser::check_csrf`]).
+pub struct CsrfChecked;
+
+#[rocket::async_trait]
+impl<'r> FromData<'r> for CsrfChecked {
+    type Error = Error;
+
+    async fn from_data(req: &'r Request<'_>, data: Data<'r>) -> data::Outcome<'r, Self> {
+        let form = match Form::<CsrfForm>::from_data(req, data).await {
+            data::Outcome::Success(form) => form.into_inner(),
+            data::Outcome::Forward(forward) => return data::Outcome::Forward(forward),
+            data::Outcome::Error((status, _)) => {
+                let e = Error::BadRequest("The form could not be understood.".into());
+                return data::Outcome::Error((status, e));
+            }
+        };
+        match req.guard::<CurrentUser>().await {
+            Outcome::Success(user) => match user.check_csrf(&form.csrf) {
+                Ok(()) => data::Outcome::Success(CsrfChecked),
+                Err(e) => data::Outcome::Error((Status::Forbidden, e)),
+            },
+            Outcome::Error(failed) => data::Outcome::Error(failed),
+            Outcome::Forward(status) => {
+                data::Outcome::Error((status, Error::Forbidden("Please sign in again.".into())))
+            }
         }
     }
 }

@@ -301,15 +301,14 @@ pub async fn api_options(
     )
 )]
 #[post("/api/v1/transfers/<id>/confirm", data = "<body>")]
-#[allow(clippy::too_many_arguments)] // one per request guard: what Rocket routes look like
 pub async fn api_confirm(
     id: &str,
     body: SecretJson<Value>,
     user: ApiUser,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
     rp: &State<RelyingParty>,
 ) -> Result<(Status, Json<TransferView>)> {
+    let App { db, config } = app;
     // A code (any `code` field) confirms no payment: it is not tied to the amount and payee.
     if body.0.get("code").is_some() {
         return Err(Error::Forbidden(format!(

@@ -674,6 +674,50 @@ async fn a_percent_encoded_second_session_cookie_counts_as_a_duplicate() {
 /// jar, which decodes names, so `redbank%5Fcsrf` stood in for `redbank_csrf` — and a cookie a
 /// sibling subdomain can set (`%5F%5FHost-redbank_csrf`) stood in for the `__Host-` one, which it
 /// cannot. Every cookie we read follows the session cookie's rule: the literal name, once.
+/// Every form a signed-in browser posts checks the synchronizer token before it acts: each
+/// mounted POST route outside the API, posted with a wrong token (and every field a form of ours
+/// has), is a 403. The sign-in forms, which have no session yet, use the double-submit cookie and
+/// are checked above. The console's forms (they need an operator's browser) take the same
+/// `CsrfChecked` guard as the session and security forms posted here.
+#[rocket::async_test]
+async fn every_signed_in_form_refuses_a_wrong_token() {
+    let app = TestApp::new().await;
+    let b = app.login_browser("bob", "foobared").await;
+    let before_login = ["/login", "/not-me"];
+    let paths: Vec<String> = app
+        .client
+        .rocket()
+        .routes()
+        .filter(|r| r.method == rocket::http::Method::Post)
+        .map(|r| r.uri.path().to_string())
+        .filter(|p| {
+            !p.starts_with("/api/") && !p.starts_with("/admin") && !p.starts_with("/transaction")
+        })
+        .filter(|p| !p.contains("<_..>"))
+        // `/login/verify` is also the step-up form of a signed-in user: that one is ours.
+        .filter(|p| {
+            p == "/login/verify"
+                || !before_login.iter().any(|l| p == l || p.starts_with(&format!("{l}/")))
+        })
+        .collect();
+    assert!(paths.len() >= 10, "too few forms found: {paths:?}");
+    let body = "csrf=wrong&code=123456&email_code=12345678&method=totp&next=%2Fsecurity\
+                &to_account=0000000001&amount=1&reference=x&idempotency_key=k&password=foobared";
+    for path in &paths {
+        let path = path.replace("<id>", "x").replace("<user>", "bob");
+        let res = app
+            .client
+            .post(path.clone())
+            .header(b.cookie())
+            .header(ContentType::Form)
+            .body(body)
+            .dispatch()
+            .await;
+        assert_eq!(res.status(), Status::Forbidden, "POST {path} with a wrong token");
+    }
+    assert!(exists(&app.keys().session(&b.id())).await, "a refused form signed out");
+}
+
 #[rocket::async_test]
 async fn an_encoded_alias_of_the_csrf_cookie_is_no_csrf_cookie() {
     for (secure, name, alias) in [

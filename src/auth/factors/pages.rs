@@ -3,7 +3,7 @@
 //! page a notice links to. Forms work without script; passkeys need `static/js/passkey.js`
 //! (WebAuthn is a script API).
 
-use rocket::form::{Form, FromForm};
+use rocket::form::FromForm;
 use rocket::http::Status;
 use rocket::response::Redirect;
 use rocket::serde::json::{Value, serde_json::json};
@@ -14,9 +14,9 @@ use super::totp::qr_svg;
 use super::{passkey, service, store as factors};
 use crate::audit;
 use crate::audit::{ClientInfo, Entry};
+use crate::auth::guard::CsrfChecked;
 use crate::auth::guard::CurrentUser;
 use crate::auth::notice;
-use crate::auth::signin::pages::CsrfForm;
 use crate::auth::step_up::{Enrolment, FactorAdder, SteppedUp};
 use crate::clock::display_ms;
 use crate::config::Config;
@@ -88,16 +88,15 @@ pub async fn security_page(user: CurrentUser, app: App<'_>) -> Result<Template> 
     ))
 }
 
-#[post("/security/totp", data = "<form>")]
+#[post("/security/totp", data = "<_csrf>")]
 pub async fn totp_begin(
     user: FactorAdder<CurrentUser>,
-    form: Form<CsrfForm>,
+    _csrf: CsrfChecked,
     app: App<'_>,
     mailer: &State<Mailer>,
 ) -> Result<Template> {
     let App { db, config } = app;
     let FactorAdder(me, enrolment) = &user;
-    me.check_csrf(&form.csrf)?;
     let (secret, uri) = service::begin_totp(db, mailer, &me.0.doc.user, *enrolment).await?;
     Ok(totp_page(config, me, *enrolment, &secret, &uri, None))
 }
@@ -176,45 +175,42 @@ fn codes_page(config: &Config, user: &CurrentUser, codes: Vec<String>) -> Page {
     Page::new(Status::Ok, page)
 }
 
-#[post("/security/totp/remove", data = "<form>")]
+#[post("/security/totp/remove", data = "<_csrf>")]
 pub async fn totp_remove(
     user: SteppedUp<CurrentUser>,
-    form: Form<CsrfForm>,
+    _csrf: CsrfChecked,
     client: ClientInfo,
     app: App<'_>,
 ) -> Result<Redirect> {
     let App { db, config } = app;
     let me = &user.0;
-    me.check_csrf(&form.csrf)?;
     service::remove_totp(db, config, &me.0.doc.user, &client).await?;
     Ok(Redirect::to(uri!("/security")))
 }
 
-#[post("/security/recovery-codes", data = "<form>")]
+#[post("/security/recovery-codes", data = "<_csrf>")]
 pub async fn recovery_renew(
     user: SteppedUp<CurrentUser>,
-    form: Form<CsrfForm>,
+    _csrf: CsrfChecked,
     client: ClientInfo,
     app: App<'_>,
 ) -> Result<Page> {
     let App { db, config } = app;
     let me = &user.0;
-    me.check_csrf(&form.csrf)?;
     let codes = service::renew_recovery_codes(db, config, &me.0.doc.user, &client).await?;
     Ok(codes_page(config, me, codes))
 }
 
-#[post("/security/passkeys/<id>/remove", data = "<form>")]
+#[post("/security/passkeys/<id>/remove", data = "<_csrf>")]
 pub async fn passkey_remove(
     id: &str,
     user: SteppedUp<CurrentUser>,
-    form: Form<CsrfForm>,
+    _csrf: CsrfChecked,
     client: ClientInfo,
     app: App<'_>,
 ) -> Result<Redirect> {
     let App { db, config } = app;
     let me = &user.0;
-    me.check_csrf(&form.csrf)?;
     service::remove_passkey(db, config, &me.0.doc.user, id, &client).await?;
     Ok(Redirect::to(uri!("/security")))
 }

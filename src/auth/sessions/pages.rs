@@ -1,30 +1,28 @@
 //! The browser's session pages: the home redirect, sign-out, and "your active sessions" with
 //! revoking one or all others.
 
-use rocket::form::Form;
 use rocket::http::CookieJar;
 use rocket::response::Redirect;
 use rocket::{State, get, post, uri};
 use rocket_dyn_templates::{Template, context};
 
 use crate::audit::ClientInfo;
+use crate::auth::guard::CsrfChecked;
 use crate::auth::guard::{CurrentUser, removal_cookie};
 use crate::auth::sessions::service::{revoke, rows, sign_out_others};
-use crate::auth::signin::pages::CsrfForm;
 use crate::auth::store;
 use crate::error::Result;
 use crate::redis::Db;
 use crate::web::app::App;
 
-#[post("/logout", data = "<form>")]
+#[post("/logout", data = "<_csrf>")]
 pub async fn logout(
     user: CurrentUser,
-    form: Form<CsrfForm>,
+    _csrf: CsrfChecked,
     jar: &CookieJar<'_>,
     app: App<'_>,
 ) -> Result<Redirect> {
     let App { db, config } = app;
-    user.check_csrf(&form.csrf)?;
     store::destroy(db, &user.0.id).await?;
     jar.add(removal_cookie(config));
     Ok(Redirect::to(uri!("/login")))
@@ -52,17 +50,16 @@ pub async fn sessions_page(user: CurrentUser, app: App<'_>) -> Result<Template> 
     ))
 }
 
-#[post("/sessions/<id>/revoke", data = "<form>")]
+#[post("/sessions/<id>/revoke", data = "<_csrf>")]
 pub async fn revoke_form(
     id: &str,
     user: CurrentUser,
-    form: Form<CsrfForm>,
+    _csrf: CsrfChecked,
     client: ClientInfo,
     jar: &CookieJar<'_>,
     app: App<'_>,
 ) -> Result<Redirect> {
     let App { db, config } = app;
-    user.check_csrf(&form.csrf)?;
     if revoke(db, &user.0, id, &client).await? {
         jar.add(removal_cookie(config));
         return Ok(Redirect::to(uri!("/login")));
@@ -70,14 +67,13 @@ pub async fn revoke_form(
     Ok(Redirect::to(uri!("/sessions")))
 }
 
-#[post("/sessions/revoke-others", data = "<form>")]
+#[post("/sessions/revoke-others", data = "<_csrf>")]
 pub async fn revoke_others_form(
     user: CurrentUser,
-    form: Form<CsrfForm>,
+    _csrf: CsrfChecked,
     client: ClientInfo,
     db: &State<Db>,
 ) -> Result<Redirect> {
-    user.check_csrf(&form.csrf)?;
     sign_out_others(db, &user.0, &client).await?;
     Ok(Redirect::to(uri!("/sessions")))
 }

@@ -43,12 +43,6 @@ pub struct LoginForm {
     csrf: String,
 }
 
-#[derive(Debug, FromForm)]
-pub struct CsrfForm {
-    #[field(default = String::new())]
-    pub csrf: String,
-}
-
 fn login_page(
     jar: &CookieJar<'_>,
     config: &Config,
@@ -80,10 +74,10 @@ pub async fn login_submit(
     device: PresentedDevice,
     jar: &CookieJar<'_>,
     client: ClientInfo,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
     passwords: &State<Arc<Passwords>>,
 ) -> Result<Reply> {
+    let App { db, config } = app;
     let form = form.0;
     if !csrf::check_login_token(jar, config, &form.csrf) {
         let msg = "Your sign-in form expired. Please try again.";
@@ -190,10 +184,10 @@ pub async fn passkey_sign_in(
     device: PresentedDevice,
     client: ClientInfo,
     jar: &CookieJar<'_>,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
     rp: &State<RelyingParty>,
 ) -> Result<Json<Value>> {
+    let App { db, config } = app;
     let kind = SessionKind::Browser;
     let signed_in = sign_in_with_passkey(db, config, rp, &answer, kind, &client, device.0).await?;
     sign_in_browser(db, config, jar, presented, &signed_in).await?;
@@ -235,17 +229,16 @@ pub struct RenewForm {
 }
 
 #[post("/login/renew", data = "<form>")]
-#[allow(clippy::too_many_arguments)] // one per request guard: what Rocket routes look like
 pub async fn renew_submit(
     _same_origin: SameOrigin,
     form: SecretForm<RenewForm>,
     pre: PreAuthCookie,
     presented: Presented,
     jar: &CookieJar<'_>,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
     passwords: &State<Arc<Passwords>>,
 ) -> Result<Reply> {
+    let App { db, config } = app;
     let form = form.0;
     if !csrf::check_login_token(jar, config, &form.csrf) {
         return Err(Error::Forbidden("Your form has expired. Please try again.".into()));

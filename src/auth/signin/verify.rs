@@ -144,10 +144,10 @@ pub async fn verify_submit(
     presented: Presented,
     client: ClientInfo,
     jar: &CookieJar<'_>,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
     passwords: &State<Arc<Passwords>>,
 ) -> Result<Reply> {
+    let App { db, config } = app;
     let form = form.0;
     let next = safe_next(Some(&form.next));
     let Some(verify) = what_to_verify(db, user, &pre).await? else {

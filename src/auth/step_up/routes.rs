@@ -104,16 +104,15 @@ pub async fn step_up_recovery(
     )
 )]
 #[post("/api/v1/step-up/password", data = "<body>")]
-#[allow(clippy::too_many_arguments)] // one per request guard: what Rocket routes look like
 pub async fn step_up_password(
     body: SecretJson<Password>,
     user: ApiUser,
     client: ClientInfo,
     jar: &CookieJar<'_>,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
     passwords: &State<std::sync::Arc<Passwords>>,
 ) -> Result<Json<SteppedUpBody>> {
+    let App { db, config } = app;
     let assurance =
         step_up_with_password(db, config, passwords, &user.session, &client, &body.0.password)
             .await?;
@@ -152,16 +151,15 @@ pub async fn step_up_passkey_options(
     )
 )]
 #[post("/api/v1/step-up/passkey", data = "<answer>")]
-#[allow(clippy::too_many_arguments)] // one per request guard: what Rocket routes look like
 pub async fn step_up_passkey(
     answer: Json<Value>,
     user: ApiUser,
     client: ClientInfo,
     jar: &CookieJar<'_>,
-    db: &State<Db>,
-    config: &State<Config>,
+    app: App<'_>,
     rp: &State<RelyingParty>,
 ) -> Result<Json<SteppedUpBody>> {
+    let App { db, config } = app;
     let verified =
         passkey::finish_authentication(db, rp, &answer).await.map_err(passkey::for_signed_in)?;
     let expected = Purpose::StepUp {
