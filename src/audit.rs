@@ -8,10 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::model::Session;
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
-use crate::live::event::SECURITY_PREFIX;
 use crate::redis::{Db, append_cmd};
 
 /// What we know about the client at login time.
@@ -122,44 +120,59 @@ pub async fn newest(db: &Db, username: &str, count: usize) -> Result<Vec<Entry>>
     Ok(entries.iter().filter_map(|e| serde_json::from_str(e.field("doc")?).ok()).collect())
 }
 
-/// Tells the user's other open dashboards that `session` just signed in from a new device (over
-/// the account's event channel; the bridge turns it into a `security` event).
-pub async fn announce_sign_in(db: &Db, session: &Session) {
-    let mut notice = about(session, "new_sign_in", session.doc.created_at);
-    notice["session"] = serde_json::json!(session.id.as_str());
-    announce(db, session, notice).await;
+/// Marks a security notice on an account channel (transaction payloads are JSON objects); the
+/// live bridge turns what follows into a `security` event.
+pub const SECURITY_PREFIX: &str = "security:";
+
+/// The session a notice is about: it is told to the account's other open dashboards, not to
+/// itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Announcer<'a> {
+    pub account: &'a str,
+    /// The session's public id.
+    pub session: &'a str,
+    pub user_agent: &'a str,
+    pub ip: &'a str,
 }
 
-/// Tells the user's other open dashboards that `session` added a second factor: the one thing
+/// Tells the user's other open dashboards that a session just signed in, at `at`, from a new
+/// device (over the account's event channel).
+pub async fn announce_sign_in(db: &Db, who: Announcer<'_>, at: i64) {
+    let mut notice = about(who, "new_sign_in", at);
+    notice["session"] = serde_json::json!(who.session);
+    announce(db, who, notice).await;
+}
+
+/// Tells the user's other open dashboards that a session added a second factor: the one thing
 /// a session may do without a step-up (adding a first factor is protective) that a thief holding
 /// it would want to do, so the owner hears of it at once.
-pub async fn announce_factor(db: &Db, session: &Session, factor: &str, name: Option<&str>) {
-    let mut notice = about(session, "factor_added", crate::clock::now_ms());
+pub async fn announce_factor(db: &Db, who: Announcer<'_>, factor: &str, name: Option<&str>) {
+    let mut notice = about(who, "factor_added", crate::clock::now_ms());
     notice["factor"] = serde_json::json!(factor);
     notice["name"] = serde_json::json!(name);
-    announce(db, session, notice).await;
+    announce(db, who, notice).await;
 }
 
 /// The part of a notice that says who did it: the device, address and time.
-fn about(session: &Session, kind: &str, at: i64) -> serde_json::Value {
+fn about(who: Announcer<'_>, kind: &str, at: i64) -> serde_json::Value {
     serde_json::json!({
         "type": kind,
-        "device": describe_device(&session.doc.user_agent),
-        "ip": session.doc.ip,
+        "device": describe_device(who.user_agent),
+        "ip": who.ip,
         "at": crate::clock::rfc3339_ms(at),
         "time": crate::clock::display_ms(at),
     })
 }
 
-/// Publishes `notice` to every open stream of the account except those of `session`.
-async fn announce(db: &Db, session: &Session, notice: serde_json::Value) {
+/// Publishes `notice` to every open stream of the account except those of the session.
+async fn announce(db: &Db, who: Announcer<'_>, notice: serde_json::Value) {
     let message = serde_json::json!({
-        "account": session.doc.account,
-        "session": session.id.as_str(),
+        "account": who.account,
+        "session": who.session,
         "notice": notice,
     });
     let payload = format!("{SECURITY_PREFIX}{message}");
-    let channel = db.keys.events(&session.doc.account);
+    let channel = db.keys.events(who.account);
     let published = db
         .run(async |c| {
             redis::cmd("PUBLISH").arg(&channel).arg(&payload).query_async::<_, i64>(c).await
@@ -205,6 +218,18 @@ pub fn describe_device(user_agent: &str) -> String {
     match system {
         Some(system) => format!("{browser} on {system}"),
         None => browser.to_owned(),
+    }
+}
+
+/// Failed sign-ins kept in the stream.
+pub const FAILED_KEPT: usize = 1_000;
+
+/// Records a failed password sign-in of an existing account.
+pub async fn failed_sign_in(db: &Db, user: &str, ip: &str) {
+    let key = db.keys.failed_sign_ins();
+    let written = db.append(&key, FAILED_KEPT, &[("user", user), ("ip", ip)]).await;
+    if let Err(e) = written {
+        rocket::warn!("failed sign-in not recorded for the console: {e}");
     }
 }
 

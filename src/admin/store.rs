@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use redis::Value;
 
-use crate::audit::ClientInfo;
+use crate::audit::{ClientInfo, FAILED_KEPT};
 use crate::auth::model::{Session, SessionId, SessionKind, valid_username};
 use crate::auth::store as sessions;
 use crate::clock::now_ms;
@@ -15,8 +15,7 @@ use crate::redis::{Db, is_missing_index, parse_stored, search_hits};
 
 /// Sessions per page of the console.
 pub const PAGE_SIZE: usize = 25;
-/// Failed sign-ins kept in the stream.
-pub const FAILED_KEPT: usize = 1_000;
+
 /// Operator actions kept in the audit stream (about; the oldest go first).
 const AUDIT_KEPT: usize = 10_000;
 
@@ -137,15 +136,6 @@ async fn search_once(db: &Db, filter: &Filter) -> Result<(usize, Vec<Session>)> 
         })
         .collect();
     Ok((total, found))
-}
-
-/// Records a failed password sign-in of an existing account.
-pub async fn failed_sign_in(db: &Db, user: &str, ip: &str) {
-    let key = db.keys.failed_sign_ins();
-    let written = db.append(&key, FAILED_KEPT, &[("user", user), ("ip", ip)]).await;
-    if let Err(e) = written {
-        rocket::warn!("failed sign-in not recorded for the console: {e}");
-    }
 }
 
 /// Failed sign-ins in the stream, counted by account and by address (most first).

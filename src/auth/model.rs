@@ -198,6 +198,18 @@ pub struct Session {
     pub doc: SessionDoc,
 }
 
+impl Session {
+    /// This session as the subject of a security notice to the account's other dashboards.
+    pub fn announcer(&self) -> crate::audit::Announcer<'_> {
+        crate::audit::Announcer {
+            account: &self.doc.account,
+            session: self.id.as_str(),
+            user_agent: &self.doc.user_agent,
+            ip: &self.doc.ip,
+        }
+    }
+}
+
 /// The secret a client holds (cookie value or bearer token). Never stored, never logged.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SessionToken(String);

@@ -167,8 +167,7 @@ struct PublishedNotice {
     notice: serde_json::Value,
 }
 
-/// Marks a security notice on an account channel (transaction payloads are JSON objects).
-pub const SECURITY_PREFIX: &str = "security:";
+pub use crate::audit::SECURITY_PREFIX;
 
 /// A `security` event for the account's other sessions, framed once.
 #[derive(Debug, Clone)]

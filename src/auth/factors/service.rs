@@ -55,7 +55,7 @@ pub async fn factor_added(
     let (factor, name) = (factor.to_owned(), name.map(str::to_owned));
     let added = Activity::FactorAdded { factor: factor.clone(), name: name.clone() };
     audit::record(db, &session.doc.user, client, added).await;
-    audit::announce_factor(db, session, &factor, name.as_deref()).await;
+    audit::announce_factor(db, session.announcer(), &factor, name.as_deref()).await;
     let notice = Notice::FactorChanged { added: true, factor, name };
     notice::factors_changed(db, config, &session.doc.user, client, notice).await;
 }

@@ -127,7 +127,7 @@ pub async fn with_password(
         drop(slot);
         outcome("bad_password");
         if exists {
-            crate::admin::store::failed_sign_in(db, &username, attempt.ip).await;
+            audit::failed_sign_in(db, &username, attempt.ip).await;
             let failed = Activity::FailedSignIn { method: Method::Password.as_str().into() };
             audit::record(db, &username, client, failed).await;
         }
@@ -320,7 +320,7 @@ async fn welcome(
     };
     audit::record(db, &user.username, client, signed_in).await;
     if new_device {
-        audit::announce_sign_in(db, &session).await;
+        audit::announce_sign_in(db, session.announcer(), session.doc.created_at).await;
         let notice = Notice::NewDevice { method: method.as_str().into() };
         notice::send(db, config, &user.username, client, notice).await;
     }
