@@ -375,6 +375,44 @@ async fn the_whole_flow_in_a_real_browser() {
     })
     .await;
 
+    step("on a phone: every signed-in page fits 360 px, the menu holds every item", async {
+        client.set_window_size(360, 740).await.unwrap();
+        for path in ["/dashboard", "/transactions", "/transfer", "/sessions", "/security"] {
+            client.goto(&server.url(path)).await.unwrap();
+            let fits = js(&client, "return [document.documentElement.scrollWidth, window.innerWidth];")
+                .await;
+            let (scroll, width) = (fits[0].as_u64().unwrap(), fits[1].as_u64().unwrap());
+            assert!(scroll <= width, "{path} scrolls sideways at {width} px: {scroll} px wide");
+            if path == "/dashboard" || path == "/transactions" {
+                screenshot(&client, &format!("phone{}", path.replace('/', "-"))).await;
+            }
+            // The navigation is folded behind the menu button, which opens it.
+            let folded = "return getComputedStyle(document.getElementById('site-nav')).display;";
+            assert_eq!(js(&client, folded).await, "none", "{path}: the navigation is not folded");
+            client.find(Locator::Css(".menu-toggle")).await.unwrap().click().await.unwrap();
+            let items = js(
+                &client,
+                "return [...document.querySelectorAll('#site-nav a, #site-nav button')].map(e => { \
+                   const r = e.getBoundingClientRect(); \
+                   return [e.textContent.trim(), r.width, r.height, r.right <= window.innerWidth]; });",
+            )
+            .await;
+            let items = items.as_array().unwrap();
+            assert!(items.len() >= 6, "{path}: {items:?}");
+            assert!(items.iter().any(|i| i[0] == "Sign out"), "{path}: no Sign out in {items:?}");
+            for item in items {
+                let (w, h) = (item[1].as_f64().unwrap(), item[2].as_f64().unwrap());
+                assert!(w >= 44.0 && h >= 44.0 && item[3] == true, "{path}: tap target {item:?}");
+            }
+            let expanded = "return document.querySelector('.menu-toggle').getAttribute('aria-expanded');";
+            assert_eq!(js(&client, expanded).await, "true");
+        }
+        assert_accessible(&client, "security on a phone").await;
+        client.set_window_size(1280, 1000).await.unwrap();
+        client.goto(&server.url("/dashboard")).await.unwrap();
+    })
+    .await;
+
     step("an XSS probe through the live stream stays text", async {
         // XSS probe through the live stream: rendered as text, never as markup.
         let probe = "<img src=x onerror=\"window.__xss=1\"> Insurance premium";
