@@ -20,6 +20,8 @@ use redis::AsyncCommands;
 use serde_json::{Value, json};
 
 const BOB: &str = "1580783161";
+/// The browser's time zone (Pacific: PST or PDT, depending on the date).
+const TIME_ZONE: &str = "America/Los_Angeles";
 const ALICE: &str = "2734819056";
 
 /// chromedriver on a free port; killed on drop.
@@ -33,7 +35,10 @@ impl Driver {
     fn start() -> Driver {
         let binary = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
         let port = common::free_port();
+        // Chromium takes its time zone from TZ: one that is not UTC, so the pages' local times
+        // are seen to be local.
         let child = Command::new(&binary)
+            .env("TZ", TIME_ZONE)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -385,6 +390,16 @@ async fn the_whole_flow_in_a_real_browser() {
             assert!(scroll <= width, "{path} scrolls sideways at {width} px: {scroll} px wide");
             if path == "/dashboard" || path == "/transactions" {
                 screenshot(&client, &format!("phone{}", path.replace('/', "-"))).await;
+            }
+            // Times read in the browser's time zone, the UTC time kept as their title; on the
+            // dashboard, rows the live stream adds too.
+            if path == "/transactions" || path == "/dashboard" {
+                let row = if path == "/dashboard" { "#recent tr.tx.new time" } else { "#results tr.tx time" };
+                wait_for(&client, &format!("document.querySelector('{row}')"), Duration::from_secs(10)).await;
+                let time = js(&client, &format!("const t = document.querySelector('{row}'); return [t.textContent, t.title];")).await;
+                let (text, title) = (time[0].as_str().unwrap(), time[1].as_str().unwrap());
+                assert!(text.ends_with(" PST") || text.ends_with(" PDT"), "{path}: {text}");
+                assert!(title.ends_with(" UTC"), "{path}: the UTC time is kept: {title:?}");
             }
             // The navigation is folded behind the menu button, which opens it.
             let folded = "return getComputedStyle(document.getElementById('site-nav')).display;";
