@@ -187,6 +187,10 @@ async fn announce(db: &Db, who: Announcer<'_>, notice: serde_json::Value) {
 /// decision: the header is whatever the client says).
 pub fn describe_device(user_agent: &str) -> String {
     let ua = user_agent;
+    // Our own apps say who they are first ("redbank-ios/2.1 …").
+    if ua.get(..7).is_some_and(|name| name.eq_ignore_ascii_case("redbank")) {
+        return "redbank mobile app".into();
+    }
     let browser = if ua.contains("Edg/") {
         "Edge"
     } else if ua.contains("OPR/") {
@@ -202,8 +206,10 @@ pub fn describe_device(user_agent: &str) -> String {
     };
     let system = if ua.contains("Android") {
         Some("Android")
-    } else if ua.contains("iPhone") || ua.contains("iPad") {
-        Some("iOS")
+    } else if ua.contains("iPhone") {
+        Some("iPhone")
+    } else if ua.contains("iPad") {
+        Some("iPad")
     } else if ua.contains("Windows") {
         Some("Windows")
     } else if ua.contains("Mac OS X") || ua.contains("Macintosh") {
@@ -244,7 +250,12 @@ mod tests {
         assert_eq!(describe_device(chrome), "Chrome on Linux");
         let iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 \
                       (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
-        assert_eq!(describe_device(iphone), "Safari on iOS");
+        assert_eq!(describe_device(iphone), "Safari on iPhone");
+        let android = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like \
+                       Gecko) Chrome/131.0.0.0 Mobile Safari/537.36";
+        assert_eq!(describe_device(android), "Chrome on Android");
+        assert_eq!(describe_device("redbank-ios/2.1 (iPhone; iOS 17.0)"), "redbank mobile app");
+        assert_eq!(describe_device("RedBank-Android/2.1"), "redbank mobile app");
         assert_eq!(describe_device("curl/8.5.0"), "curl");
         assert_eq!(describe_device(""), "Unknown client");
     }

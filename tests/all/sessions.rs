@@ -236,7 +236,16 @@ async fn activity_extends_the_idle_timeout_but_never_past_the_absolute_one() {
 async fn sessions_page_lists_both_devices_and_revoke_kills_the_other_token() {
     let app = TestApp::new().await;
     let b = app.login_browser("bob", "foobared").await;
-    let mobile = app.api_login("bob", "foobared").await;
+    let phone = "redbank-android/2.1 (Pixel 8; Android 14)";
+    let login = app
+        .client
+        .post("/api/v1/login")
+        .header(ContentType::JSON)
+        .header(Header::new("User-Agent", phone))
+        .body(credentials("bob", "foobared").to_string())
+        .dispatch()
+        .await;
+    let mobile = json(login).await["token"].as_str().unwrap().to_owned();
     let _alice = app.api_login("alice", "wonderland").await;
 
     let page = app.client.get("/sessions").header(b.cookie()).dispatch().await;
@@ -245,6 +254,10 @@ async fn sessions_page_lists_both_devices_and_revoke_kills_the_other_token() {
     assert_eq!(html.matches("<tr class=\"session").count(), 2, "bob sees exactly his 2 sessions");
     assert!(html.contains("data-kind=\"mobile\"") && html.contains("data-kind=\"browser\""));
     assert!(html.contains("this device"));
+    // Each device by name, its whole User-Agent behind a disclosure.
+    assert!(html.contains("redbank mobile app"), "{html}");
+    let escaped = phone.replace('/', "&#x2F;");
+    assert!(html.contains(&format!("<summary>Details</summary>{escaped}</details>")), "{html}");
 
     let api =
         json(app.client.get("/api/v1/sessions").header(bearer(&mobile)).dispatch().await).await;

@@ -40,13 +40,19 @@ pub async fn sessions_page(user: CurrentUser, app: App<'_>) -> Result<Template> 
     // Only the caller's own, an admin's too: every user's sessions are the console's (AAL2,
     // audited), in one place behind one guard.
     let list = store::list_sessions(db, Some(&me.doc.user)).await?;
+    // Each device by name ("Chrome on Android"), the whole User-Agent behind a disclosure.
+    let sessions: Vec<serde_json::Value> = rows(list, &me.id)
+        .into_iter()
+        .map(|row| {
+            let mut row = serde_json::to_value(row).unwrap_or_default();
+            let device = crate::audit::describe_device(row["user_agent"].as_str().unwrap_or(""));
+            row["device"] = serde_json::Value::String(device);
+            row
+        })
+        .collect();
     Ok(Template::render(
         "session/sessions",
-        context! {
-            user: me.doc.page_user(config),
-            csrf: &me.doc.csrf_token,
-            sessions: rows(list, &me.id),
-        },
+        context! { user: me.doc.page_user(config), csrf: &me.doc.csrf_token, sessions },
     ))
 }
 
