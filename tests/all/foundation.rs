@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use rocket::http::{Accept, ContentType, Header, Status};
 use rocket::local::asynchronous::LocalResponse;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::common;
 use crate::common::server::{Binary, form_login, raw_exchange};
@@ -167,6 +167,36 @@ async fn security_headers_on_pages_errors_and_json() {
     let css = app.client.get("/static/css/app.css").dispatch().await;
     assert_eq!(css.status(), Status::Ok);
     assert_security_headers(&css, "static file");
+}
+
+/// Add to home screen: every page names the web app manifest and the theme colour, and the
+/// manifest's icons are served as PNG images of the sizes it says.
+#[rocket::async_test]
+async fn the_app_can_be_added_to_a_home_screen() {
+    let app = TestApp::new().await;
+    let login = app.client.get("/login").dispatch().await.into_string().await.unwrap();
+    assert!(login.contains(r#"<link rel="manifest" href="/static/manifest.json">"#), "{login}");
+    assert!(login.contains(r##"<meta name="theme-color" content="#c8102e">"##), "{login}");
+    let res = app.client.get("/static/manifest.json").dispatch().await;
+    assert_eq!(res.status(), Status::Ok);
+    let manifest: Value = serde_json::from_str(&res.into_string().await.unwrap()).unwrap();
+    assert_eq!(
+        (manifest["start_url"].as_str(), manifest["display"].as_str()),
+        (Some("/dashboard"), Some("standalone"))
+    );
+    let icons = manifest["icons"].as_array().unwrap();
+    let sizes: Vec<&str> = icons.iter().filter_map(|i| i["sizes"].as_str()).collect();
+    assert_eq!(sizes, ["192x192", "512x512"]);
+    for icon in icons {
+        let res = app.client.get(icon["src"].as_str().unwrap().to_owned()).dispatch().await;
+        assert_eq!(res.status(), Status::Ok, "{icon}");
+        assert_eq!(res.content_type(), Some(ContentType::PNG), "{icon}");
+        let png = res.into_bytes().await.unwrap();
+        // The PNG header's width and height (IHDR) are the size the manifest says.
+        let side = u32::from_be_bytes(png[16..20].try_into().unwrap());
+        let high = u32::from_be_bytes(png[20..24].try_into().unwrap());
+        assert_eq!(format!("{side}x{high}"), icon["sizes"].as_str().unwrap(), "{icon}");
+    }
 }
 
 /// The launch fails at the Config fairing (and Rocket's error must be inspected, or it panics on drop).
