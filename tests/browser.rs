@@ -389,7 +389,13 @@ async fn the_whole_flow_in_a_real_browser() {
             let (scroll, width) = (fits[0].as_u64().unwrap(), fits[1].as_u64().unwrap());
             assert!(scroll <= width, "{path} scrolls sideways at {width} px: {scroll} px wide");
             if path == "/dashboard" || path == "/transactions" {
+                if path == "/transactions" {
+                    // The transactions as cards, under the search form.
+                    js(&client, "document.querySelector('table.transactions').scrollIntoView();")
+                        .await;
+                }
                 screenshot(&client, &format!("phone{}", path.replace('/', "-"))).await;
+                js(&client, "window.scrollTo(0, 0);").await;
             }
             // Times read in the browser's time zone, the UTC time kept as their title; on the
             // dashboard, rows the live stream adds too.
