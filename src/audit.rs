@@ -187,10 +187,6 @@ async fn announce(db: &Db, who: Announcer<'_>, notice: serde_json::Value) {
 /// decision: the header is whatever the client says).
 pub fn describe_device(user_agent: &str) -> String {
     let ua = user_agent;
-    // Our own apps say who they are first ("redbank-ios/2.1 …").
-    if ua.get(..7).is_some_and(|name| name.eq_ignore_ascii_case("redbank")) {
-        return "redbank mobile app".into();
-    }
     let browser = if ua.contains("Edg/") {
         "Edge"
     } else if ua.contains("OPR/") {
@@ -254,8 +250,8 @@ mod tests {
         let android = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like \
                        Gecko) Chrome/131.0.0.0 Mobile Safari/537.36";
         assert_eq!(describe_device(android), "Chrome on Android");
-        assert_eq!(describe_device("redbank-ios/2.1 (iPhone; iOS 17.0)"), "redbank mobile app");
-        assert_eq!(describe_device("RedBank-Android/2.1"), "redbank mobile app");
+        // A name a client gives itself is only a name: never "redbank" on the client's word.
+        assert_eq!(describe_device("redbank-ios/2.1 (iPhone; iOS 17.0)"), "redbank-ios on iPhone");
         assert_eq!(describe_device("curl/8.5.0"), "curl");
         assert_eq!(describe_device(""), "Unknown client");
     }

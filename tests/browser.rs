@@ -406,6 +406,14 @@ async fn the_whole_flow_in_a_real_browser() {
                 let (text, title) = (time[0].as_str().unwrap(), time[1].as_str().unwrap());
                 assert!(text.ends_with(" PST") || text.ends_with(" PDT"), "{path}: {text}");
                 assert!(title.ends_with(" UTC"), "{path}: the UTC time is kept: {title:?}");
+                // The same instant: "2026-12-06 12:13:09 UTC" reads "…, 4:13:09 AM PST".
+                let hms: Vec<u32> = title[11..19].split(':').map(|n| n.parse().unwrap()).collect();
+                let behind = if text.ends_with(" PST") { 8 } else { 7 };
+                let hour = (hms[0] + 24 - behind) % 24;
+                let half = if hour < 12 { "AM" } else { "PM" };
+                let twelve = if hour % 12 == 0 { 12 } else { hour % 12 };
+                let want = format!("{twelve}:{:02}:{:02} {half}", hms[1], hms[2]);
+                assert!(text.contains(&want), "{path}: {text} is not {title} ({want})");
             }
             // The navigation is folded behind the menu button, which opens it.
             let folded = "return getComputedStyle(document.getElementById('site-nav')).display;";

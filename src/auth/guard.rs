@@ -300,7 +300,11 @@ impl<'r> FromData<'r> for CsrfChecked {
         match req.guard::<CurrentUser>().await {
             Outcome::Success(user) => match user.check_csrf(&form.csrf) {
                 Ok(()) => data::Outcome::Success(CsrfChecked),
-                Err(e) => data::Outcome::Error((Status::Forbidden, e)),
+                Err(e) => {
+                    // The catcher that renders the 403 shows this, not its generic text.
+                    req.local_cache(|| crate::error::GuardMessage(Some(e.public_message())));
+                    data::Outcome::Error((Status::Forbidden, e))
+                }
             },
             Outcome::Error(failed) => data::Outcome::Error(failed),
             Outcome::Forward(status) => {

@@ -683,10 +683,6 @@ async fn a_percent_encoded_second_session_cookie_counts_as_a_duplicate() {
     }
 }
 
-/// The second outside review: the login form's double-submit cookie was read through Rocket's
-/// jar, which decodes names, so `redbank%5Fcsrf` stood in for `redbank_csrf` — and a cookie a
-/// sibling subdomain can set (`%5F%5FHost-redbank_csrf`) stood in for the `__Host-` one, which it
-/// cannot. Every cookie we read follows the session cookie's rule: the literal name, once.
 /// Every form a signed-in browser posts checks the synchronizer token before it acts: each
 /// mounted POST route outside the API, posted with a wrong token (and every field a form of ours
 /// has), is a 403. The sign-in forms, which have no session yet, use the double-submit cookie and
@@ -727,10 +723,16 @@ async fn every_signed_in_form_refuses_a_wrong_token() {
             .dispatch()
             .await;
         assert_eq!(res.status(), Status::Forbidden, "POST {path} with a wrong token");
+        let page = res.into_string().await.unwrap_or_default();
+        assert!(page.contains("Your form has expired"), "POST {path}: the reason is not shown");
     }
     assert!(exists(&app.keys().session(&b.id())).await, "a refused form signed out");
 }
 
+/// The second outside review: the login form's double-submit cookie was read through Rocket's
+/// jar, which decodes names, so `redbank%5Fcsrf` stood in for `redbank_csrf` — and a cookie a
+/// sibling subdomain can set (`%5F%5FHost-redbank_csrf`) stood in for the `__Host-` one, which it
+/// cannot. Every cookie we read follows the session cookie's rule: the literal name, once.
 #[rocket::async_test]
 async fn an_encoded_alias_of_the_csrf_cookie_is_no_csrf_cookie() {
     for (secure, name, alias) in [

@@ -170,20 +170,21 @@ pub async fn finish_with_password(
     let mut user = fresh.ok_or(Error::InvalidCredentials)?;
     let (kind, client) = (arrival.kind, arrival.client);
     if !user.password_compromised {
-        let opened = store::create_session(db, config, &user, kind, client, assurance.clone());
-        let (token, session) = opened.await?;
-        // Once more, now that the session exists. "This wasn't me" marks the password before it
-        // signs the user's sessions out, so a mark this read misses is followed by a sign-out
-        // that ends this session; a mark it sees, it acts on itself. Nothing else has happened
-        // yet (no device remembered, no sign-in recorded or announced), so ending the session
-        // leaves no trace of a sign-in that did not happen.
+        let opened = open(db, config, &arrival, assurance.clone()).await?;
+        // Once more, now that the session exists and its device is remembered. "This wasn't me"
+        // marks the password before it signs the user's sessions out and forgets their devices,
+        // so a mark this read misses is followed by a sign-out and a forgetting that end this
+        // session and this device; a mark it sees, it acts on itself. Nothing else has happened
+        // yet (counters untouched, no sign-in recorded or announced), so undoing both leaves no
+        // trace of a sign-in that did not happen.
         let now = crate::auth::users::get_user(db, &user.username).await?;
         if now.as_ref().is_some_and(|u| !u.password_compromised) {
             let arrival = Arrival { user: &user, ..arrival };
-            let done = welcome(db, config, &arrival, method, (token, session)).await?;
+            let done = welcome(db, config, &arrival, method, opened).await?;
             return Ok(Outcome::SignedIn(Box::new(done)));
         }
-        store::destroy(db, &session.id).await?;
+        store::destroy(db, &opened.session.id).await?;
+        throttle::forget_device(db, &user.username, &opened.device).await?;
         user = now.ok_or(Error::InvalidCredentials)?;
     }
     let pre = PreAuth {
@@ -293,22 +294,35 @@ pub async fn complete(
     assurance: Assurance,
     method: Method,
 ) -> Result<SignedIn> {
-    let Arrival { user, kind, client, .. } = *arrival;
-    let opened = store::create_session(db, config, user, kind, client, assurance).await?;
+    let opened = open(db, config, arrival, assurance).await?;
     welcome(db, config, arrival, method, opened).await
 }
 
-/// What follows a session that stays: settles the throttle (and remembers the device), records
-/// the sign-in and, from a device new to the account, tells the user and their open dashboards.
+/// The session of a sign-in and the device it comes from, remembered; not yet announced.
+async fn open(
+    db: &Db,
+    config: &Config,
+    arrival: &Arrival<'_>,
+    assurance: Assurance,
+) -> Result<SignedIn> {
+    let Arrival { user, throttle, kind, client } = *arrival;
+    let (token, session) = store::create_session(db, config, user, kind, client, assurance).await?;
+    let device = throttle.remember(db, config, client).await?;
+    Ok(SignedIn { token, session, device })
+}
+
+/// What follows a session that stays: clears the client's counters, records the sign-in and,
+/// from a device new to the account, tells the user and their open dashboards.
 async fn welcome(
     db: &Db,
     config: &Config,
     arrival: &Arrival<'_>,
     method: Method,
-    (token, session): (SessionToken, Session),
+    opened: SignedIn,
 ) -> Result<SignedIn> {
     let Arrival { user, throttle, kind, client } = *arrival;
-    let device = throttle.succeeded(db, config, client).await?;
+    let session = &opened.session;
+    throttle.succeeded(db, config).await?;
     db.metrics.logins.with_label_values(&["ok"]).inc();
     let new_device = !throttle.from_known_device();
     let signed_in = Activity::SignIn {
@@ -324,7 +338,7 @@ async fn welcome(
         let notice = Notice::NewDevice { method: method.as_str().into() };
         notice::send(db, config, &user.username, client, notice).await;
     }
-    Ok(SignedIn { token, session, device })
+    Ok(opened)
 }
 
 /// Signs in with a passkey assertion alone (it counts as two factors): shared by the API and

@@ -318,6 +318,13 @@ pub async fn devices(db: &Db, username: &str) -> Result<Vec<Device>> {
     Ok(list)
 }
 
+/// Forgets one device token of the user (a sign-in undone before it was handed out).
+pub async fn forget_device(db: &Db, username: &str, device: &DeviceToken) -> Result<()> {
+    let key = db.keys.devices(username);
+    let id = device.id();
+    db.run(async |c| redis::cmd("HDEL").arg(&key).arg(&id).query_async::<_, ()>(c).await).await
+}
+
 /// Forgets every device of the user: their next sign-ins count as strangers' (and are announced
 /// as new). After "sign out everywhere", any change of factors, and "this wasn't me".
 pub async fn forget_devices(db: &Db, username: &str) -> Result<()> {
@@ -391,16 +398,20 @@ impl Throttle {
         self.counters(db, config).failed(db, config).await
     }
 
-    /// After the last factor: clears this client's counters and returns its device token (the
-    /// known one renewed, or a new one).
-    pub(super) async fn succeeded(
+    /// Once the session exists: remembers this client's device and returns its token (the known
+    /// one renewed, or a new one).
+    pub(super) async fn remember(
         &self,
         db: &Db,
         config: &Config,
         client: &ClientInfo,
     ) -> Result<DeviceToken> {
-        self.counters(db, config).succeeded(db).await?;
         remember_device(db, config, &self.username, self.known(), client).await
+    }
+
+    /// Once the sign-in stands: clears this client's counters.
+    pub(super) async fn succeeded(&self, db: &Db, config: &Config) -> Result<()> {
+        self.counters(db, config).succeeded(db).await
     }
 }
 
