@@ -278,3 +278,53 @@ async fn destructive_console_actions_need_a_fresh_authentication() {
     assert_eq!(status, 200, "{body}");
     server.stop().await.unwrap();
 }
+
+/// The console's forms check the synchronizer token like every signed-in form: posted by an
+/// operator's browser at AAL2 (so no other guard refuses first) with a wrong token, each is a 403
+/// that says the form expired, and nothing is done.
+#[rocket::async_test]
+async fn the_consoles_forms_refuse_a_wrong_token() {
+    use redbank::auth::model::{Assurance, SessionKind};
+    use rocket::http::{ContentType, Status};
+    let app = crate::common::TestApp::new().await;
+    let bob = app.api_login("bob", "foobared").await;
+    // An operator's browser after the password and a code (the store's own session write).
+    let admin = redbank::auth::users::get_user(app.db(), "admin").await.unwrap().unwrap();
+    let client = redbank::audit::ClientInfo { ip: "127.0.0.1".into(), user_agent: "test".into() };
+    let fresh = Assurance::password_and_code(redbank::clock::now_ms());
+    let (token, _) = redbank::auth::store::create_session(
+        app.db(),
+        app.config(),
+        &admin,
+        SessionKind::Browser,
+        &client,
+        fresh,
+    )
+    .await
+    .unwrap();
+    let cookie = crate::common::cookie_header(app.cookie_name(), token.as_str());
+    let bobs = crate::common::session_id(&bob);
+    let forms = app
+        .client
+        .rocket()
+        .routes()
+        .filter(|r| r.method == rocket::http::Method::Post && r.uri.path().starts_with("/admin"))
+        .map(|r| r.uri.path().replace("<id>", bobs.as_str()).replace("<user>", "bob"))
+        .collect::<Vec<_>>();
+    assert_eq!(forms.len(), 3, "{forms:?}");
+    for path in &forms {
+        let res = app
+            .client
+            .post(path.clone())
+            .header(cookie.clone())
+            .header(ContentType::Form)
+            .body("csrf=wrong")
+            .dispatch()
+            .await;
+        assert_eq!(res.status(), Status::Forbidden, "POST {path}");
+        let page = res.into_string().await.unwrap_or_default();
+        assert!(page.contains("Your form has expired"), "POST {path}: {page}");
+    }
+    let me = app.client.get("/api/v1/me").header(crate::common::bearer(&bob)).dispatch().await;
+    assert_eq!(me.status(), Status::Ok, "a refused console form signed bob out");
+}

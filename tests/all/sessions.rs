@@ -686,8 +686,7 @@ async fn a_percent_encoded_second_session_cookie_counts_as_a_duplicate() {
 /// Every form a signed-in browser posts checks the synchronizer token before it acts: each
 /// mounted POST route outside the API, posted with a wrong token (and every field a form of ours
 /// has), is a 403. The sign-in forms, which have no session yet, use the double-submit cookie and
-/// are checked above. The console's forms (they need an operator's browser) take the same
-/// `CsrfChecked` guard as the session and security forms posted here.
+/// are checked above; the console's forms (they need an operator's browser at AAL2) in `admin`.
 #[rocket::async_test]
 async fn every_signed_in_form_refuses_a_wrong_token() {
     let app = TestApp::new().await;
