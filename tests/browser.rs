@@ -442,6 +442,29 @@ async fn the_whole_flow_in_a_real_browser() {
     })
     .await;
 
+    step("in the dark colour scheme every signed-in page keeps its contrast", async {
+        let scheme = |value: &str| {
+            let features = json!([{"name": "prefers-color-scheme", "value": value}]);
+            let media =
+                json!({"cmd": "Emulation.setEmulatedMedia", "params": {"features": features}});
+            Chromedriver("goog/cdp/execute", media)
+        };
+        client.issue_cmd(scheme("dark")).await.unwrap();
+        for path in ["/dashboard", "/transactions", "/transfer", "/sessions", "/security"] {
+            client.goto(&server.url(path)).await.unwrap();
+            let dark = "return matchMedia('(prefers-color-scheme: dark)').matches \
+                        && getComputedStyle(document.body).backgroundColor;";
+            assert_eq!(js(&client, dark).await, "rgb(18, 21, 28)", "{path} is not dark");
+            assert_accessible(&client, &format!("{path} (dark)")).await;
+            if path == "/dashboard" {
+                screenshot(&client, "dark-dashboard").await;
+            }
+        }
+        client.issue_cmd(scheme("")).await.unwrap();
+        client.goto(&server.url("/dashboard")).await.unwrap();
+    })
+    .await;
+
     step("an XSS probe through the live stream stays text", async {
         // XSS probe through the live stream: rendered as text, never as markup.
         let probe = "<img src=x onerror=\"window.__xss=1\"> Insurance premium";
