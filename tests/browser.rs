@@ -397,6 +397,16 @@ async fn the_whole_flow_in_a_real_browser() {
                 screenshot(&client, &format!("phone{}", path.replace('/', "-"))).await;
                 js(&client, "window.scrollTo(0, 0);").await;
             }
+            if path == "/dashboard" {
+                // The charts fit the screen; the donut's legend is under it, not beside it.
+                let legend = "Chart.getChart('spenders-chart') \
+                    && Chart.getChart('spenders-chart').options.plugins.legend.position === 'bottom'";
+                wait_for(&client, legend, Duration::from_secs(10)).await;
+                let wide = "return Math.max(...['balance-chart', 'spenders-chart'].map(id => \
+                    document.getElementById(id).getBoundingClientRect().right));";
+                let right = js(&client, wide).await.as_f64().unwrap();
+                assert!(right <= 360.0, "a chart reaches {right} px on a 360 px screen");
+            }
             // Times read in the browser's time zone, the UTC time kept as their title; on the
             // dashboard, rows the live stream adds too.
             if path == "/transactions" || path == "/dashboard" {

@@ -6,6 +6,15 @@
   const money = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD' });
   const time = new Intl.DateTimeFormat('en-US', { hour: '2-digit', minute: '2-digit', second: '2-digit' });
   const WINDOW_MS = { '5m': 5 * 60e3, '1h': 3600e3, '24h': 86400e3 };
+  // The charts take the page's colours (light or dark theme); on a narrow screen the donut's
+  // legend goes under it.
+  const css = getComputedStyle(document.documentElement);
+  const colour = name => css.getPropertyValue(name).trim();
+  if (window.Chart) {
+    Chart.defaults.color = colour('--muted');
+    Chart.defaults.borderColor = colour('--line');
+  }
+  const narrow = window.matchMedia('(max-width: 720px)');
   let windowName = '5m';
   let balanceChart = null;
   let spendersChart = null;
@@ -73,8 +82,8 @@
     }
     spendersChart = new Chart(document.getElementById('spenders-chart'), {
       type: 'doughnut',
-      data: { labels: spenders.labels, datasets: [{ data: spenders.series, backgroundColor: ['#c8102e', '#1d2330', '#f59e0b', '#0a7d38', '#6366f1'] }] },
-      options: { maintainAspectRatio: false, plugins: { legend: { position: 'right' }, tooltip: { callbacks: { label: item => item.label + ': ' + money.format(item.parsed) } } } },
+      data: { labels: spenders.labels, datasets: [{ data: spenders.series, backgroundColor: ['#c8102e', colour('--ink'), '#f59e0b', '#0a7d38', '#6366f1'] }] },
+      options: { maintainAspectRatio: false, plugins: { legend: { position: narrow.matches ? 'bottom' : 'right' }, tooltip: { callbacks: { label: item => item.label + ': ' + money.format(item.parsed) } } } },
     });
   }
 
