@@ -396,18 +396,26 @@ async fn a_transfer_confirmed_but_never_debited_is_carried_out_by_recovery() {
     let mut conn = shared_redis().conn().await;
     let keys = server.keys();
     common::json_set(&mut conn, &keys.transfer(BOB, id), "$.status", "\"executing\"").await;
-    let then = redbank::clock::now_ms() - 20_000;
-    let _: () = redis::cmd("ZADD")
-        .arg(keys.executing(BOB))
-        .arg(then)
-        .arg(id)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
     let db =
         redbank::redis::Db::connect(&shared_redis().url(), &server.prefix, Duration::from_secs(2))
             .unwrap();
     let config = redbank::Config { key_prefix: server.prefix.clone(), ..Default::default() };
+    let executing_since = async |at: i64| {
+        let mut conn = shared_redis().conn().await;
+        let _: () = redis::cmd("ZADD")
+            .arg(keys.executing(BOB))
+            .arg(at)
+            .arg(id)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    };
+    // Two seconds old, its request may still be carrying it out: recovery leaves it alone.
+    executing_since(redbank::clock::now_ms() - 2_000).await;
+    assert_eq!(redbank::transfer::recovery::run_once(&db, &config).await.unwrap(), 0);
+    let (_, still) = server.as_token(&bob).get(&format!("/api/v1/transfers/{id}")).await;
+    assert_eq!(still["status"], "executing", "a transfer in flight was taken over: {still}");
+    executing_since(redbank::clock::now_ms() - 20_000).await;
     assert_eq!(
         redbank::transfer::recovery::run_once(&db, &config).await.unwrap(),
         1,
