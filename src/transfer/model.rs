@@ -183,6 +183,8 @@ mod tests {
             (json!("42.50"), 4250),
             (json!("0.01"), 1),
             (json!(" 7.1 "), 710),
+            // The longest whole part accepted: 12 digits.
+            (json!("999999999999"), 99_999_999_999_900),
         ] {
             assert_eq!(parse_amount(&raw).ok(), Some(Cents(cents)), "{raw}");
         }
