@@ -20,6 +20,9 @@ use redis::AsyncCommands;
 use serde_json::{Value, json};
 
 const BOB: &str = "1580783161";
+/// The signed-in pages the phone and dark-theme steps visit.
+const SIGNED_IN_PAGES: [&str; 5] =
+    ["/dashboard", "/transactions", "/transfer", "/sessions", "/security"];
 /// The browser's time zone (Pacific: PST or PDT, depending on the date).
 const TIME_ZONE: &str = "America/Los_Angeles";
 const ALICE: &str = "2734819056";
@@ -382,7 +385,7 @@ async fn the_whole_flow_in_a_real_browser() {
 
     step("on a phone: every signed-in page fits 360 px, the menu holds every item", async {
         client.set_window_size(360, 740).await.unwrap();
-        for path in ["/dashboard", "/transactions", "/transfer", "/sessions", "/security"] {
+        for path in SIGNED_IN_PAGES {
             client.goto(&server.url(path)).await.unwrap();
             let fits = js(&client, "return [document.documentElement.scrollWidth, window.innerWidth];")
                 .await;
@@ -460,7 +463,7 @@ async fn the_whole_flow_in_a_real_browser() {
             Chromedriver("goog/cdp/execute", media)
         };
         client.issue_cmd(scheme("dark")).await.unwrap();
-        for path in ["/dashboard", "/transactions", "/transfer", "/sessions", "/security"] {
+        for path in SIGNED_IN_PAGES {
             client.goto(&server.url(path)).await.unwrap();
             let dark = "return matchMedia('(prefers-color-scheme: dark)').matches \
                         && getComputedStyle(document.body).backgroundColor;";

@@ -145,6 +145,16 @@ impl Assurance {
 }
 
 impl SessionDoc {
+    /// The device as the user's own pages name it: a bearer session is the mobile app (what the
+    /// server knows, not what the client says); a browser is named from its User-Agent ("Chrome
+    /// on Android").
+    pub fn device_name(&self) -> String {
+        match self.kind {
+            SessionKind::Mobile => "redbank mobile app".into(),
+            SessionKind::Browser => crate::audit::describe_device(&self.user_agent),
+        }
+    }
+
     /// When the absolute lifetime ends (ms since epoch), however busy the session is.
     pub fn expires_at(&self, config: &Config) -> i64 {
         self.created_at + config.session.absolute_secs as i64 * 1000

@@ -40,18 +40,13 @@ pub async fn sessions_page(user: CurrentUser, app: App<'_>) -> Result<Template> 
     // Only the caller's own, an admin's too: every user's sessions are the console's (AAL2,
     // audited), in one place behind one guard.
     let list = store::list_sessions(db, Some(&me.doc.user)).await?;
-    // Each device by name, the whole User-Agent behind a disclosure: a bearer session is the
-    // mobile app (what the server knows, not what the client says), a browser is named from its
-    // User-Agent ("Chrome on Android").
+    // Each device by name, the whole User-Agent behind a disclosure.
+    let names: Vec<String> = list.iter().map(|s| s.doc.device_name()).collect();
     let sessions: Vec<serde_json::Value> = rows(list, &me.id)
         .into_iter()
-        .map(|row| {
+        .zip(names)
+        .map(|(row, device)| {
             let mut row = serde_json::to_value(row).unwrap_or_default();
-            let device = if row["kind"] == "mobile" {
-                "redbank mobile app".to_owned()
-            } else {
-                crate::audit::describe_device(row["user_agent"].as_str().unwrap_or(""))
-            };
             row["device"] = serde_json::Value::String(device);
             row
         })
