@@ -85,6 +85,7 @@ async fn customer(
         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$unused$unused".into(),
         email: Some(format!("{username}@bench.example")),
         password_compromised: false,
+        password_outdated: false,
     };
     let e = |e: redbank::Error| e.to_string();
     redbank::auth::users::create_user(db, &user).await.map_err(e)?;

@@ -75,6 +75,16 @@ pub enum Activity {
     },
     /// The password was replaced after it was marked compromised.
     PasswordRenewed,
+    /// The owner changed the password; `signed_out` other sessions ended.
+    PasswordChanged {
+        signed_out: usize,
+    },
+    /// A reset link was asked for (the address it went to is the account's own).
+    PasswordResetRequested,
+    /// The password was reset with an e-mailed link; `signed_out` sessions ended.
+    PasswordReset {
+        signed_out: usize,
+    },
 }
 
 /// One entry of the stream.

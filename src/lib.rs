@@ -58,6 +58,7 @@ pub fn build(figment: Figment) -> Rocket<Build> {
         .attach(web::stage())
         .attach(auth::stage())
         .attach(auth::factors::stage())
+        .attach(auth::account::stage())
         .attach(bank::stage())
         .attach(live::stage())
         .attach(transfer::stage())

@@ -1,6 +1,7 @@
 //! Authentication and sessions in Redis JSON: browser cookie + mobile bearer token, idle and
 //! absolute timeouts, CSRF, login throttling, and the "your active sessions" list (RediSearch).
 
+pub mod account;
 pub mod credential;
 pub mod csrf;
 pub mod factors;
@@ -112,6 +113,7 @@ async fn setup(db: &Db, config: &Config, passwords: &Passwords) -> Result<()> {
             password_hash: passwords.hash(password).await?,
             email: crate::demo::email_of(demo, config).map(str::to_owned),
             password_compromised: false,
+            password_outdated: false,
         };
         crate::auth::users::create_user(db, &user).await?;
     }

@@ -34,6 +34,10 @@ pub struct User {
     /// and a new password.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub password_compromised: bool,
+    /// The password breaks today's rules (it predates them: see `account::policy`); found at a
+    /// sign-in, cleared by a new password. The pages ask for a change; nothing forces one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub password_outdated: bool,
 }
 
 /// What clients may see of a user (never the hash).
@@ -92,6 +96,10 @@ pub struct SessionDoc {
     /// written by JSON path and read back so an unchanged point is not written again.
     #[serde(rename = "currentBalanceAmount", default, skip_serializing_if = "Option::is_none")]
     pub current_balance_amount: Option<serde_json::Value>,
+    /// The user's password breaks today's rules (see `User::password_outdated`): the pages ask
+    /// for a change. Copied at sign-in; cleared on this session by a change.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub password_outdated: bool,
 }
 
 /// Authentication methods (RFC 8176 `amr` values).
@@ -187,6 +195,7 @@ impl SessionDoc {
             view: self.user_view(),
             idle_left_secs: (left_ms / 1000) as u64,
             idle_minutes: config.session.idle_secs.div_ceil(60),
+            password_outdated: self.password_outdated,
         }
     }
 }
@@ -199,6 +208,7 @@ pub struct PageUser {
     pub view: UserView,
     pub idle_left_secs: u64,
     pub idle_minutes: u64,
+    pub password_outdated: bool,
 }
 
 /// A live session: its public id (the key suffix, hex SHA-256 of the token) and its document.

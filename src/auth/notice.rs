@@ -42,6 +42,9 @@ pub enum Notice {
     SecondStepLocked { minutes: u64 },
     /// An operator removed every factor of the account.
     FactorsReset,
+    /// The password was changed while signed in (`reset`: through a reset link); every other
+    /// session and remembered device was signed out.
+    PasswordChanged { reset: bool },
 }
 
 fn factor_name(factor: &str, name: Option<&str>) -> String {
@@ -67,6 +70,8 @@ impl Notice {
             Notice::WrongSecondFactor => "Your redbank password was used with a wrong code",
             Notice::SecondStepLocked { .. } => "Sign-in codes locked on your redbank account",
             Notice::FactorsReset => "The bank removed your redbank sign-in factors",
+            Notice::PasswordChanged { reset: false } => "Your redbank password was changed",
+            Notice::PasswordChanged { reset: true } => "Your redbank password was reset",
         }
     }
 
@@ -90,6 +95,13 @@ impl Notice {
             ),
             Notice::FactorsReset => "The bank removed your sign-in factors at your request \
                                      and signed out every session"
+                .into(),
+            Notice::PasswordChanged { reset: false } => "Your password was changed, and every \
+                                                         other session and device signed out"
+                .into(),
+            Notice::PasswordChanged { reset: true } => "Your password was reset with a link we \
+                                                        e-mailed you, and every session and \
+                                                        device signed out"
                 .into(),
         }
     }

@@ -111,9 +111,10 @@ impl Passwords {
         self.computed.load(Ordering::Relaxed)
     }
 
+    /// A new hash of `password`, NFKC-normalized first (see [`normalized`]).
     pub async fn hash(&self, password: &str) -> Result<String> {
         let slot = self.slot().await?;
-        let password = password.to_owned();
+        let password = normalized(password);
         self.blocking(&slot, move |memory| hash_with(memory, &password)).await?
     }
 
@@ -138,7 +139,7 @@ impl Passwords {
         }
         let known = hash.is_some();
         let hash = hash.unwrap_or(&self.dummy_hash).to_owned();
-        let password = password.to_owned();
+        let password = normalized(password);
         let ok = self.blocking(slot, move |memory| verify_with(memory, &password, &hash)).await?;
         Ok(known && ok)
     }
@@ -167,6 +168,14 @@ impl Passwords {
         .await
         .map_err(|e| Error::Internal(format!("hashing task: {e}")))
     }
+}
+
+/// `password` in Unicode normalization form KC, as NIST SP 800-63B-4 asks: the same password
+/// typed on two keyboards (a composed "é" or "e" and a combining accent, a full-width digit) is
+/// the same password. Hashes are always of this form.
+pub fn normalized(password: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    password.nfkc().collect()
 }
 
 /// Counts a login as waiting for as long as it lives.
@@ -305,5 +314,15 @@ mod tests {
                 .await
                 .expect("verify")
         );
+    }
+
+    #[tokio::test]
+    async fn passwords_are_compared_in_nfkc() {
+        let p = Passwords::new(1).expect("dummy hash");
+        // "é" composed, then "e" and a combining acute accent; full-width Latin letters.
+        let hash = p.hash("caf\u{e9} ｆｏｏｂａｒｅｄ").await.expect("hash");
+        let slot = p.slot().await.expect("slot");
+        assert!(p.verify(&slot, "cafe\u{301} foobared", Some(&hash)).await.expect("verify"));
+        assert!(!p.verify(&slot, "cafe foobared", Some(&hash)).await.expect("verify"));
     }
 }

@@ -49,6 +49,7 @@ pub async fn create_session(
         csrf_token: random_token(),
         assurance,
         current_balance_amount: None,
+        password_outdated: user.password_outdated,
     };
     let (token, id) = store_new(db, config, &doc, now).await?;
     // Best effort: the sign-in has happened; a cap that cannot be applied now is applied by the

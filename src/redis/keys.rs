@@ -96,6 +96,28 @@ impl Keys {
         format!("{}not-me:{id}", self.prefix)
     }
 
+    /// A password reset link (hex SHA-256 of its token) → JSON (user, the fingerprint of the
+    /// password it replaces, when it was sent); 30 min. A reset changes that password, so the
+    /// link, and every other one sent before, stops working.
+    pub fn password_reset(&self, id: &str) -> String {
+        format!("{}password-reset:{id}", self.prefix)
+    }
+
+    /// Candidate passwords judged for one client address group in the current minute.
+    pub fn throttle_password_check(&self, group: &str) -> String {
+        format!("{}throttle:password-check:{group}", self.prefix)
+    }
+
+    /// An e-mail address (lower case) → the username that holds it.
+    pub fn email_owner(&self, address: &str) -> String {
+        format!("{}email:{address}", self.prefix)
+    }
+
+    /// Reset links asked for from one address group, or sent to one user, in the current window.
+    pub fn throttle_reset(&self, who: &str) -> String {
+        format!("{}throttle:reset:{who}", self.prefix)
+    }
+
     // A user's factor keys share the hash tag `{user:<name>}`: enrolment changes three of them in
     // one script, which Redis Cluster runs only within one slot.
 

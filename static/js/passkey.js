@@ -102,13 +102,14 @@
     window.location.reload();
   }
 
-  async function assert(optionsUrl, answerUrl) {
-    const options = await post(optionsUrl);
+  // A passkey's answer (JSON) to the request options `optionsUrl` gives for `body`.
+  async function answer(optionsUrl, body) {
+    const options = await post(optionsUrl, body);
     const pk = options.publicKey;
     pk.challenge = fromB64u(pk.challenge);
     (pk.allowCredentials || []).forEach(function (c) { c.id = fromB64u(c.id); });
     const a = await navigator.credentials.get({ publicKey: pk });
-    return post(answerUrl, {
+    return {
       id: a.id,
       rawId: toB64u(a.rawId),
       type: a.type,
@@ -119,7 +120,11 @@
         userHandle: a.response.userHandle ? toB64u(a.response.userHandle) : null,
       },
       extensions: a.getClientExtensionResults(),
-    });
+    };
+  }
+
+  async function assert(optionsUrl, answerUrl) {
+    return post(answerUrl, await answer(optionsUrl));
   }
 
   async function signIn() {
@@ -142,7 +147,7 @@
     });
   }
 
-  window.redbankPasskey = { assert: assert, showError: showError };
+  window.redbankPasskey = { assert: assert, answer: answer, showError: showError };
 
   const verify = document.getElementById('verify');
   on('passkey-sign-in', signIn);

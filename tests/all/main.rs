@@ -15,5 +15,6 @@ mod live;
 mod metrics;
 mod mfa;
 mod notices;
+mod password;
 mod sessions;
 mod transfers;

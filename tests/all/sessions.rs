@@ -691,7 +691,10 @@ async fn a_percent_encoded_second_session_cookie_counts_as_a_duplicate() {
 async fn every_signed_in_form_refuses_a_wrong_token() {
     let app = TestApp::new().await;
     let b = app.login_browser("bob", "foobared").await;
-    let before_login = ["/login", "/not-me"];
+    // Before a sign-in: the sign-in forms (double-submit cookie), and the links' pages whose
+    // token is the credential ("this wasn't me", a password reset; "Forgot password?" is
+    // checked in `password`).
+    let before_login = ["/login", "/not-me", "/password"];
     let paths: Vec<String> = app
         .client
         .rocket()

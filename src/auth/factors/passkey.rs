@@ -76,6 +76,9 @@ pub enum Purpose {
     /// Confirming one pending transfer of `user`: `binding` is its id, amount, currency and
     /// payee (PSD2 dynamic linking), compared with the transfer when the answer comes.
     Transfer { user: String, binding: String },
+    /// Proving the second factor of `user` while resetting a forgotten password (`link`: the
+    /// reset link's id).
+    ResetPassword { user: String, link: String },
 }
 
 #[derive(Serialize, Deserialize)]

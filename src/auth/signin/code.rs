@@ -126,6 +126,24 @@ pub async fn step_up(
     code: &str,
 ) -> Result<Assurance> {
     let user = &session.doc.user;
+    prove(db, config, user, client, kind, code).await?;
+    let assurance = stepped_up(session, 2, &[Amr::Otp]);
+    let record = Activity::StepUp { method: kind.method().as_str().into(), aal: 2 };
+    audit::record(db, user, client, record).await;
+    Ok(assurance)
+}
+
+/// Checks and uses up a code of `user`'s, counted by the password throttle of this client and by
+/// the account's code budget (a right code gives both back); a wrong one is recorded and is
+/// [`wrong_code`].
+pub async fn prove(
+    db: &Db,
+    config: &Config,
+    user: &str,
+    client: &ClientInfo,
+    kind: CodeKind,
+    code: &str,
+) -> Result<()> {
     let throttle = Throttle::new(db, user, &client.ip, Vec::new()).await?;
     throttle.reserve(db, config).await?;
     reserve_code(db, config, user, client).await?;
@@ -135,11 +153,7 @@ pub async fn step_up(
         return Err(wrong_code());
     }
     throttle.refund(db, config).await?;
-    Counters::codes(&db.keys, config, user).refund(db).await?;
-    let assurance = stepped_up(session, 2, &[Amr::Otp]);
-    let record = Activity::StepUp { method: kind.method().as_str().into(), aal: 2 };
-    audit::record(db, user, client, record).await;
-    Ok(assurance)
+    Counters::codes(&db.keys, config, user).refund(db).await
 }
 
 /// Counts a code against the account's budget before it is checked (`second_factor_limit` per

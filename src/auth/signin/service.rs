@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::audit;
 use crate::audit::{Activity, ClientInfo};
+use crate::auth::account::policy;
 use crate::auth::factors::email_code::NewFactor;
 use crate::auth::factors::passkey::{Purpose, RelyingParty};
 use crate::auth::factors::{email_code, passkey, store as factors};
@@ -135,6 +136,13 @@ pub async fn with_password(
     };
     drop(slot);
     let owned = factors::factors(db, &user.username).await?;
+    // A password that predates today's rules keeps working; the pages ask for a change.
+    if !user.password_outdated {
+        let personal = policy::personal_words(&user);
+        if policy::problem(attempt.password, owned.any(), &personal).is_some() {
+            crate::auth::users::set_password_outdated(db, &user.username).await?;
+        }
+    }
     if owned.any() {
         let pre = PreAuth {
             user: user.username.clone(),
@@ -170,7 +178,9 @@ pub async fn finish_with_password(
     let mut user = fresh.ok_or(Error::InvalidCredentials)?;
     let (kind, client) = (arrival.kind, arrival.client);
     if !user.password_compromised {
-        let opened = open(db, config, &arrival, assurance.clone()).await?;
+        // The session copies what it shows from the user as read now.
+        let current = Arrival { user: &user, ..arrival };
+        let opened = open(db, config, &current, assurance.clone()).await?;
         // Once more, now that the session exists and its device is remembered. "This wasn't me"
         // marks the password before it signs the user's sessions out and forgets their devices,
         // so a mark this read misses is followed by a sign-out and a forgetting that end this
@@ -179,8 +189,7 @@ pub async fn finish_with_password(
         // trace of a sign-in that did not happen.
         let now = crate::auth::users::get_user(db, &user.username).await?;
         if now.as_ref().is_some_and(|u| !u.password_compromised) {
-            let arrival = Arrival { user: &user, ..arrival };
-            let done = welcome(db, config, &arrival, method, opened).await?;
+            let done = welcome(db, config, &current, method, opened).await?;
             return Ok(Outcome::SignedIn(Box::new(done)));
         }
         store::destroy(db, &opened.session.id).await?;
@@ -206,31 +215,6 @@ pub async fn finish_with_password(
 /// What a renewal code is bound to: the user's password renewal (whichever sign-in asks).
 const RENEWAL: &str = "password renewal";
 
-/// The shortest password accepted: 15 characters while it is the account's only factor, 8 once
-/// there is a second one (NIST SP 800-63B-4).
-pub fn min_password_chars(has_second_factor: bool) -> usize {
-    if has_second_factor { 8 } else { 15 }
-}
-
-/// Why `new` cannot be the password of `user` (with or without a second factor), if it can't.
-fn password_problem(user: &User, new: &str, has_second_factor: bool) -> Option<String> {
-    let min = min_password_chars(has_second_factor);
-    if new.chars().count() < min {
-        return Some(format!("Choose a password of at least {min} characters."));
-    }
-    if new.len() > MAX_PASSWORD_BYTES {
-        return Some(format!("Choose a password of at most {MAX_PASSWORD_BYTES} bytes."));
-    }
-    let lower = new.to_lowercase();
-    let name = user.username.to_lowercase();
-    if lower.contains(&name)
-        || user.email.as_deref().is_some_and(|e| lower.contains(&e.to_lowercase()))
-    {
-        return Some("Choose a password that does not contain your name or address.".into());
-    }
-    None
-}
-
 /// Completes the renewal state `token` (for a session of `kind`) with the e-mailed code and a new
 /// password: the password is replaced (and no longer compromised), and the session the factors
 /// earned is created. 422 naming `email_code` or `password`; an expired or used state is
@@ -253,7 +237,8 @@ pub async fn renew_password(
     // The password's rules first, so a refused password does not burn the e-mailed code.
     let user = crate::auth::users::get_user(db, &pre.user).await?.ok_or(Error::SignInExpired)?;
     let has_factor = factors::factors(db, &user.username).await?.any();
-    if let Some(problem) = password_problem(&user, new_password, has_factor) {
+    let personal = policy::personal_words(&user);
+    if let Some(problem) = policy::problem(new_password, has_factor, &personal) {
         return Err(Error::Invalid { field: "password", message: problem });
     }
     let slot = passwords.slot().await?;

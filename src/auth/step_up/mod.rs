@@ -38,6 +38,9 @@ enum Policy {
     /// code e-mailed to them: see [`Enrolment::First`]) but never an operator; with one, a
     /// recent one (a stolen session must not add the thief's factor).
     AddFactor,
+    /// One whose account has no second factor (the action asks for the password itself), or
+    /// who used it recently.
+    FactorIfAny,
 }
 
 /// What adding a factor takes besides the guard.
@@ -75,6 +78,7 @@ async fn check<T>(
             refuse(req, Status::Forbidden, OPERATOR_FIRST_FACTOR)
         }
         Policy::AddFactor if !owned.any() => Outcome::Success(ok(Enrolment::First)),
+        Policy::FactorIfAny if !owned.any() => Outcome::Success(ok(Enrolment::More)),
         _ if recent => Outcome::Success(ok(Enrolment::More)),
         _ => {
             req.local_cache(|| StepUpWanted(true));
@@ -154,5 +158,22 @@ where
 
     async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Error> {
         guarded(req, Policy::AddFactor, FactorAdder).await
+    }
+}
+
+/// A caller for an action that takes the password in its own request (changing it): a recent
+/// second factor as well, where the account has one.
+#[derive(Debug, Clone)]
+pub struct SecondFactorIfAny<U>(pub U);
+
+#[rocket::async_trait]
+impl<'r, U> FromRequest<'r> for SecondFactorIfAny<U>
+where
+    U: FromRequest<'r, Error = Error> + Signed + Send,
+{
+    type Error = Error;
+
+    async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Error> {
+        guarded(req, Policy::FactorIfAny, |user, _| SecondFactorIfAny(user)).await
     }
 }

@@ -1,0 +1,36 @@
+//! A customer's own account: the password rules every new password meets, changing the
+//! password, and "Forgot password?" (a link e-mailed to the account's address; the second
+//! factor too where there is one).
+
+pub mod pages;
+pub mod policy;
+pub mod reset;
+pub mod routes;
+pub mod service;
+
+use rocket::fairing::AdHoc;
+use rocket::routes;
+
+/// The routes; they use the hashing lanes of the sessions stage and the relying party of the
+/// strong-authentication stage, so it is attached after both.
+pub fn stage() -> AdHoc {
+    AdHoc::on_ignite("Account", |rocket| async {
+        rocket.mount(
+            "/",
+            routes![
+                routes::password_check,
+                routes::password_change,
+                routes::password_forgot,
+                routes::password_reset_options,
+                routes::password_reset_passkey,
+                routes::password_reset,
+                pages::forgot_form,
+                pages::forgot_submit,
+                pages::reset_page,
+                pages::reset_submit,
+                pages::change_form,
+                pages::change_submit,
+            ],
+        )
+    })
+}

@@ -1,0 +1,248 @@
+//! The browser's password pages: "Forgot password?" (`/password/forgot`), the e-mailed link's
+//! page (`/password/reset`), and changing the password from Security (`/security/password`).
+//! Forms work without script; the strength meter (`static/js/password.js`) and a passkey as the
+//! reset's second factor need it.
+
+use std::sync::Arc;
+
+use rocket::form::FromForm;
+use rocket::http::{CookieJar, Status};
+use rocket::{State, get, post};
+use rocket_dyn_templates::{Template, context};
+
+use super::policy;
+use super::reset::{self, Proof};
+use super::routes::FORGOT_ANSWER;
+use super::service::change_password;
+use crate::audit::ClientInfo;
+use crate::auth::csrf::{self, SameOrigin};
+use crate::auth::factors::passkey::RelyingParty;
+use crate::auth::factors::store as factors;
+use crate::auth::guard::CurrentUser;
+use crate::auth::password::Passwords;
+use crate::auth::signin::code::CodeKind;
+use crate::auth::step_up::SecondFactorIfAny;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::redis::Db;
+use crate::web::app::App;
+use crate::web::page::Page;
+use crate::web::{NoReferrer, SecretForm};
+
+fn forgot_page(jar: &CookieJar<'_>, config: &Config, status: Status, sent: bool) -> Page {
+    let csrf = csrf::login_token(jar, config);
+    let message = sent.then_some(FORGOT_ANSWER);
+    Page::new(status, Template::render("account/forgot", context! { csrf, message }))
+}
+
+#[get("/password/forgot")]
+pub fn forgot_form(jar: &CookieJar<'_>, config: &State<Config>) -> Page {
+    forgot_page(jar, config, Status::Ok, false)
+}
+
+#[derive(Debug, FromForm)]
+pub struct ForgotForm {
+    #[field(default = String::new())]
+    csrf: String,
+    #[field(default = String::new())]
+    login: String,
+}
+
+#[post("/password/forgot", data = "<form>")]
+pub async fn forgot_submit(
+    _same_origin: SameOrigin,
+    form: rocket::form::Form<ForgotForm>,
+    client: ClientInfo,
+    jar: &CookieJar<'_>,
+    app: App<'_>,
+) -> Result<Page> {
+    let App { db, config } = app;
+    if !csrf::check_login_token(jar, config, &form.csrf) {
+        return Err(Error::Forbidden("Your form has expired. Please try again.".into()));
+    }
+    reset::ask(db, config, &form.login, &client).await?;
+    Ok(forgot_page(jar, config, Status::Ok, true))
+}
+
+/// The reset form for the link behind `token`, or the page that says it no longer works.
+async fn reset_form(db: &Db, token: &str, status: Status, error: Option<&str>) -> Result<Page> {
+    match reset::peek(db, token).await {
+        Ok(view) => {
+            let page = context! {
+                token,
+                error,
+                name: &view.name,
+                min_chars: view.min_password_chars,
+                second_factor: view.second_factor_required,
+                totp: view.methods.contains(&"totp"),
+                passkey: view.methods.contains(&"passkey"),
+                recovery: view.methods.contains(&"recovery"),
+            };
+            Ok(Page::new(status, Template::render("account/reset", page)))
+        }
+        Err(e @ Error::Gone(_)) => Ok(gone_page(&e)),
+        Err(e) => Err(e),
+    }
+}
+
+fn gone_page(e: &Error) -> Page {
+    let page = Template::render("account/reset", context! { gone: e.public_message() });
+    Page::new(e.status(), page)
+}
+
+/// The link's page: only a form (a mail scanner opening the link changes nothing). Its token is
+/// kept from any `Referer`.
+#[get("/password/reset?<token>")]
+pub async fn reset_page(token: Option<&str>, db: &State<Db>) -> Result<NoReferrer<Page>> {
+    Ok(NoReferrer(reset_form(db, token.unwrap_or_default(), Status::Ok, None).await?))
+}
+
+#[derive(Debug, FromForm)]
+pub struct ResetForm {
+    #[field(default = String::new())]
+    token: String,
+    #[field(default = String::new())]
+    password: String,
+    /// `totp`, `recovery` or `passkey`.
+    #[field(default = String::new())]
+    method: String,
+    #[field(default = String::new())]
+    code: String,
+    /// The passkey's assertion (JSON), filled in by the page's script.
+    #[field(default = String::new())]
+    passkey: String,
+}
+
+impl ResetForm {
+    fn proof(&self) -> Result<Proof> {
+        Ok(match self.method.as_str() {
+            "passkey" if !self.passkey.is_empty() => {
+                let answer = serde_json::from_str(&self.passkey).map_err(|_| Error::Invalid {
+                    field: "code",
+                    message: "The passkey answer was damaged. \
+                         Please try again."
+                        .into(),
+                })?;
+                Proof::Passkey(answer)
+            }
+            "recovery" if !self.code.is_empty() => {
+                Proof::Code(CodeKind::Recovery, self.code.clone())
+            }
+            "totp" if !self.code.is_empty() => Proof::Code(CodeKind::Totp, self.code.clone()),
+            _ => Proof::Nothing,
+        })
+    }
+}
+
+/// The link's button. No origin check: the page sends no `Referer` (so browsers post
+/// `Origin: null`), and the single-use token is the credential.
+#[post("/password/reset", data = "<form>")]
+pub async fn reset_submit(
+    form: SecretForm<ResetForm>,
+    client: ClientInfo,
+    app: App<'_>,
+    passwords: &State<Arc<Passwords>>,
+    rp: &State<RelyingParty>,
+) -> Result<NoReferrer<Page>> {
+    let App { db, config } = app;
+    let form = form.0;
+    let done = match form.proof() {
+        Ok(proof) => {
+            let request = reset::Request { token: &form.token, password: &form.password, proof };
+            reset::reset(db, config, passwords, rp, request, &client).await
+        }
+        Err(e) => Err(e),
+    };
+    let page = match done {
+        Ok(_) => Page::new(Status::Ok, Template::render("account/reset", context! { done: true })),
+        Err(e @ Error::Gone(_)) => gone_page(&e),
+        Err(e @ (Error::Invalid { .. } | Error::TooManyRequests { .. })) => {
+            let mut page =
+                reset_form(db, &form.token, e.status(), Some(&e.public_message())).await?;
+            if let Error::TooManyRequests { retry_after } = e {
+                page.retry_after = Some(retry_after);
+            }
+            page
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(NoReferrer(page))
+}
+
+fn change_page(
+    has_factor: bool,
+    user: &CurrentUser,
+    config: &Config,
+    status: Status,
+    error: Option<&str>,
+) -> Page {
+    let doc = &user.0.doc;
+    let page = context! {
+        user: doc.page_user(config),
+        csrf: &doc.csrf_token,
+        min_chars: policy::min_chars(has_factor),
+        has_factor: has_factor,
+        error,
+    };
+    Page::new(status, Template::render("account/change", page))
+}
+
+#[get("/security/password")]
+pub async fn change_form(user: SecondFactorIfAny<CurrentUser>, app: App<'_>) -> Result<Page> {
+    let App { db, config } = app;
+    let me = &user.0;
+    let has_factor = factors::factors(db, &me.0.doc.user).await?.any();
+    Ok(change_page(has_factor, me, config, Status::Ok, None))
+}
+
+#[derive(Debug, FromForm)]
+pub struct ChangeForm {
+    #[field(default = String::new())]
+    csrf: String,
+    #[field(default = String::new())]
+    current_password: String,
+    #[field(default = String::new())]
+    new_password: String,
+}
+
+#[post("/security/password", data = "<form>")]
+pub async fn change_submit(
+    user: SecondFactorIfAny<CurrentUser>,
+    form: SecretForm<ChangeForm>,
+    client: ClientInfo,
+    app: App<'_>,
+    passwords: &State<Arc<Passwords>>,
+) -> Result<Page> {
+    let App { db, config } = app;
+    let me = &user.0;
+    let form = form.0;
+    me.check_csrf(&form.csrf)?;
+    let session = &me.0;
+    let changed = change_password(
+        db,
+        config,
+        passwords,
+        session,
+        &client,
+        &form.current_password,
+        &form.new_password,
+    );
+    match changed.await {
+        Ok(signed_out) => {
+            let doc = &session.doc;
+            let page = context! {
+                user: doc.page_user(config),
+                csrf: &doc.csrf_token,
+                done: true,
+                signed_out,
+            };
+            Ok(Page::new(Status::Ok, Template::render("account/change", page)))
+        }
+        Err(e @ Error::Invalid { .. }) => {
+            let has_factor = factors::factors(db, &session.doc.user).await?.any();
+            let message = e.public_message();
+            Ok(change_page(has_factor, me, config, e.status(), Some(&message)))
+        }
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,247 @@
+//! The JSON API of a customer's password: judge a candidate, change it, and reset a forgotten
+//! one through the e-mailed link.
+
+use rocket::http::Status;
+use rocket::serde::json::{Json, Value};
+use rocket::{State, post, put};
+use serde::{Deserialize, Serialize};
+
+use super::policy::{self, Strength};
+use super::reset::{self, Proof, ResetView};
+use super::service::change_password;
+use crate::audit::ClientInfo;
+use crate::auth::factors::passkey::RelyingParty;
+use crate::auth::guard::ApiUser;
+use crate::auth::password::Passwords;
+use crate::auth::signin::code::CodeKind;
+use crate::auth::signin::throttle;
+use crate::auth::step_up::SecondFactorIfAny;
+use crate::error::{ApiError, Error, Result};
+use crate::redis::Db;
+use crate::web::SecretJson;
+use crate::web::app::App;
+
+/// Candidate passwords one client address group may have judged a minute (a meter asks about
+/// once per pause in typing).
+const CHECKS_PER_MINUTE: i64 = 120;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct PasswordCheck {
+    password: String,
+    /// Words the password should not contain: the name, username and e-mail address given on
+    /// the same form.
+    #[serde(default)]
+    user_inputs: Vec<String>,
+    /// Whether the account has (or will have) a second factor: 8 characters instead of 15.
+    #[serde(default)]
+    has_second_factor: bool,
+}
+
+/// Judges a candidate password by the rules every new password must meet (what the pages'
+/// strength meter shows). Stores nothing and needs no sign-in.
+#[utoipa::path(
+    tag = "password",
+    security(()),
+    request_body = PasswordCheck,
+    responses(
+        (status = 200, description = "The verdict", body = Strength),
+        (status = 429, description = "Too many checks from this address", body = ApiError),
+    )
+)]
+#[post("/api/v1/password/check", data = "<body>")]
+pub async fn password_check(
+    body: SecretJson<PasswordCheck>,
+    client: ClientInfo,
+    db: &State<Db>,
+) -> Result<Json<Strength>> {
+    let group = throttle::address_group(&client.ip);
+    let key = db.keys.throttle_password_check(&group);
+    throttle::per_minute(db, &key, CHECKS_PER_MINUTE).await?;
+    let PasswordCheck { password, mut user_inputs, has_second_factor } = body.0;
+    user_inputs.truncate(8);
+    user_inputs.retain(|w| w.chars().count() >= 3 && w.len() <= 254);
+    let judged = tokio::task::spawn_blocking(move || {
+        policy::judge(&password, has_second_factor, &user_inputs)
+    });
+    Ok(Json(judged.await.map_err(|e| Error::Internal(e.to_string()))?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct PasswordChange {
+    current_password: String,
+    /// At least 15 characters while the password is the account's only factor, 8 with a second
+    /// one; not common, not containing the name or address.
+    new_password: String,
+}
+
+/// Changes the password: the current one, and a recent second factor where the account has one
+/// (otherwise 401 with the step-up challenge). Every other session and remembered device ends;
+/// the owner is told by e-mail.
+#[utoipa::path(
+    tag = "password",
+    request_body = PasswordChange,
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 409, description = "The password was changed meanwhile", body = ApiError),
+        (status = 422, description = "A wrong `current_password`, or a `new_password` that breaks a rule", body = ApiError),
+        (status = 429, description = "Too many wrong passwords", body = ApiError),
+    )
+)]
+#[put("/api/v1/password", data = "<body>")]
+pub async fn password_change(
+    body: SecretJson<PasswordChange>,
+    user: SecondFactorIfAny<ApiUser>,
+    client: ClientInfo,
+    app: App<'_>,
+    passwords: &State<std::sync::Arc<Passwords>>,
+) -> Result<Status> {
+    let App { db, config } = app;
+    let PasswordChange { current_password, new_password } = body.0;
+    let session = &user.0.session;
+    change_password(db, config, passwords, session, &client, &current_password, &new_password)
+        .await?;
+    Ok(Status::NoContent)
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct Forgot {
+    /// The username or the account's e-mail address.
+    login: String,
+}
+
+/// The one answer to a reset request, whoever it names.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    message: &'static str,
+}
+
+pub const FORGOT_ANSWER: &str = "If an account with an e-mail address matches, we sent it a link \
+     to reset the password. It works for 30 minutes.";
+
+/// Asks for a password reset link. The answer is the same for any input, so it reveals nobody's
+/// account; the link goes only to the account's own address.
+#[utoipa::path(
+    tag = "password",
+    security(()),
+    request_body = Forgot,
+    responses(
+        (status = 202, description = "Sent if the account exists", body = Accepted),
+        (status = 429, description = "Too many requests from this address", body = ApiError),
+    )
+)]
+#[post("/api/v1/password/forgot", data = "<body>")]
+pub async fn password_forgot(
+    body: Json<Forgot>,
+    client: ClientInfo,
+    app: App<'_>,
+) -> Result<(Status, Json<Accepted>)> {
+    let App { db, config } = app;
+    reset::ask(db, config, &body.login, &client).await?;
+    Ok((Status::Accepted, Json(Accepted { message: FORGOT_ANSWER })))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct ResetToken {
+    /// The `token` of the e-mailed link.
+    token: String,
+}
+
+/// What a reset link will ask for (whose account, which second factors), without using it.
+#[utoipa::path(
+    tag = "password",
+    security(()),
+    request_body = ResetToken,
+    responses(
+        (status = 200, description = "The link works", body = ResetView),
+        (status = 410, description = "The link was used, has expired or was replaced", body = ApiError),
+    )
+)]
+#[post("/api/v1/password/reset/options", data = "<body>")]
+pub async fn password_reset_options(
+    body: SecretJson<ResetToken>,
+    db: &State<Db>,
+) -> Result<Json<ResetView>> {
+    Ok(Json(reset::peek(db, &body.0.token).await?))
+}
+
+/// Starts a passkey ceremony that proves the second factor of a reset: WebAuthn request options
+/// for `navigator.credentials.get`; send the answer as `passkey` with the reset.
+#[utoipa::path(
+    tag = "password",
+    security(()),
+    request_body = ResetToken,
+    responses(
+        (status = 200, description = "WebAuthn request options", body = Object),
+        (status = 410, description = "The link was used, has expired or was replaced", body = ApiError),
+        (status = 429, description = "Too many ceremonies from this address", body = ApiError),
+    )
+)]
+#[post("/api/v1/password/reset/passkey", data = "<body>")]
+pub async fn password_reset_passkey(
+    body: SecretJson<ResetToken>,
+    client: ClientInfo,
+    db: &State<Db>,
+    rp: &State<RelyingParty>,
+) -> Result<Json<Value>> {
+    Ok(Json(reset::passkey_options(db, rp, &body.0.token, &client).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct PasswordReset {
+    token: String,
+    /// The new password (the same rules as any other).
+    password: String,
+    /// For an account with a second factor, one of: a code from the authenticator app,
+    #[serde(default)]
+    code: Option<String>,
+    /// a recovery code,
+    #[serde(default)]
+    recovery_code: Option<String>,
+    /// or a passkey's assertion (answering `/api/v1/password/reset/passkey`).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    passkey: Option<Value>,
+}
+
+impl PasswordReset {
+    fn proof(&mut self) -> Proof {
+        if let Some(answer) = self.passkey.take() {
+            Proof::Passkey(answer)
+        } else if let Some(code) = self.recovery_code.take() {
+            Proof::Code(CodeKind::Recovery, code)
+        } else if let Some(code) = self.code.take() {
+            Proof::Code(CodeKind::Totp, code)
+        } else {
+            Proof::Nothing
+        }
+    }
+}
+
+/// Resets a forgotten password with the e-mailed link's token (and the account's second
+/// factor, where it has one). Every session and remembered device ends.
+#[utoipa::path(
+    tag = "password",
+    security(()),
+    request_body = PasswordReset,
+    responses(
+        (status = 204, description = "Reset: sign in with the new password"),
+        (status = 410, description = "The link was used, has expired or was replaced", body = ApiError),
+        (status = 422, description = "A `password` that breaks a rule, or a missing or wrong second factor (`code`)", body = ApiError),
+        (status = 429, description = "Too many wrong codes", body = ApiError),
+    )
+)]
+#[post("/api/v1/password/reset", data = "<body>")]
+pub async fn password_reset(
+    body: SecretJson<PasswordReset>,
+    client: ClientInfo,
+    app: App<'_>,
+    passwords: &State<std::sync::Arc<Passwords>>,
+    rp: &State<RelyingParty>,
+) -> Result<Status> {
+    let App { db, config } = app;
+    let mut body = body.0;
+    let proof = body.proof();
+    let request = reset::Request { token: &body.token, password: &body.password, proof };
+    reset::reset(db, config, passwords, rp, request, &client).await?;
+    Ok(Status::NoContent)
+}

@@ -1,0 +1,74 @@
+//! Changing the password while signed in: the current password (counted by the sign-in
+//! throttle, so a stolen session cannot guess it), a recent second factor where the account has
+//! one (the route's guard), and the rules of `policy`. Every other session and remembered device
+//! ends, and the owner is told by mail with a "this wasn't me" link.
+
+use super::policy;
+use crate::audit;
+use crate::audit::{Activity, ClientInfo};
+use crate::auth::factors::store as factors;
+use crate::auth::model::Session;
+use crate::auth::notice::{self, Notice};
+use crate::auth::password::{MAX_PASSWORD_BYTES, Passwords, normalized};
+use crate::auth::signin::service::Method;
+use crate::auth::signin::throttle::{self, Throttle};
+use crate::auth::store as sessions;
+use crate::auth::users;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::redis::Db;
+
+/// Replaces the password of `session`'s user; how many other sessions ended. 422 naming
+/// `current_password` or `new_password`.
+pub async fn change_password(
+    db: &Db,
+    config: &Config,
+    passwords: &Passwords,
+    session: &Session,
+    client: &ClientInfo,
+    current: &str,
+    new: &str,
+) -> Result<usize> {
+    let username = &session.doc.user;
+    let user = users::get_user(db, username).await?.ok_or(Error::Unauthorized)?;
+    let has_factor = factors::factors(db, username).await?.any();
+    let personal = policy::personal_words(&user);
+    if let Some(message) = policy::problem(new, has_factor, &personal) {
+        return Err(Error::Invalid { field: "new_password", message });
+    }
+    if normalized(new) == normalized(current) {
+        let message = "Choose a password different from the current one.".into();
+        return Err(Error::Invalid { field: "new_password", message });
+    }
+    // As at sign-in: checked, then hashed and counted under one hashing slot.
+    let throttle = Throttle::new(db, username, &client.ip, Vec::new()).await?;
+    throttle.check(db, config).await?;
+    let max_wait = std::time::Duration::from_millis(config.sign_in.queue_max_ms);
+    let slot = passwords.login_slot(max_wait, false).await?;
+    throttle.check(db, config).await?;
+    let ok = current.len() <= MAX_PASSWORD_BYTES
+        && passwords.verify(&slot, current, Some(&user.password_hash)).await?;
+    drop(slot);
+    if !ok {
+        throttle.failed(db, config).await?;
+        let failed = Activity::FailedSignIn { method: Method::Password.as_str().into() };
+        audit::record(db, username, client, failed).await;
+        let message = "That is not your current password.".into();
+        return Err(Error::Invalid { field: "current_password", message });
+    }
+    let hash = passwords.hash(new).await?;
+    let replaces = users::fingerprint(&user.password_hash);
+    if !users::replace_password(db, username, &replaces, &hash).await? {
+        let message = "Your password was changed meanwhile. Please sign in again.".into();
+        return Err(Error::Conflict(message));
+    }
+    let signed_out = sessions::destroy_others(db, username, Some(&session.id)).await?;
+    if session.doc.password_outdated {
+        let no = serde_json::Value::Bool(false);
+        sessions::set_session_field(db, &session.id, "password_outdated", &no).await?;
+    }
+    throttle::forget_devices(db, username).await?;
+    audit::record(db, username, client, Activity::PasswordChanged { signed_out }).await;
+    notice::send(db, config, username, client, Notice::PasswordChanged { reset: false }).await;
+    Ok(signed_out)
+}
