@@ -94,6 +94,21 @@ async fn the_document_covers_every_mounted_api_route_and_nothing_else() {
     }
 }
 
+/// A transfer's amount is what clients may send: a positive number, or a decimal string of
+/// dollars with at most two decimals (a client generator builds its type from this).
+#[rocket::async_test]
+async fn a_transfers_amount_is_documented_as_a_number_or_a_decimal_string() {
+    let app = TestApp::new().await;
+    let res = app.client.get("/api/v1/openapi.json").dispatch().await;
+    let doc: Value = res.into_json().await.unwrap();
+    let amount = &doc["components"]["schemas"]["NewTransfer"]["properties"]["amount"];
+    let kinds: Vec<&str> =
+        amount["oneOf"].as_array().unwrap().iter().filter_map(|s| s["type"].as_str()).collect();
+    assert_eq!(kinds, ["number", "string"], "{amount}");
+    assert_eq!(amount["oneOf"][0]["exclusiveMinimum"], 0, "{amount}");
+    assert!(amount["oneOf"][1]["pattern"].as_str().unwrap().contains("[0-9]{1,2}"), "{amount}");
+}
+
 /// An error the document promises is the error the app sends: the `ApiError` shape.
 #[rocket::async_test]
 async fn errors_have_the_documented_shape() {

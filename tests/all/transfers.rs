@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::bank::{ALICE, BOB, OPENING, assert_balanced, cents};
 use crate::common;
 use crate::common::passkey::Device;
-use crate::common::request::RequestHelper;
+use crate::common::request::{RequestHelper, session_token};
 use crate::common::server::TestServer;
 use crate::common::{ADMIN_PASSWORD, shared_redis, unique_prefix};
 
@@ -90,6 +90,11 @@ async fn every_rule_is_a_clear_4xx_that_writes_nothing() {
     let body = json!({"to_account": ALICE, "amount": 1});
     let (status, answer) = server.as_token(&bob).post("/api/v1/transfers", &body).await;
     assert_eq!(status, 400, "no Idempotency-Key: {answer}");
+    // A key that is not 1–255 visible ASCII characters is no key either.
+    for bad in ["a b".to_owned(), "k".repeat(256)] {
+        let (status, answer) = transfer(&server, &bob, &bad, body.clone()).await;
+        assert_eq!(status, 400, "Idempotency-Key {bad:?}: {answer}");
+    }
     assert_eq!(balance(&server, &bob).await, before, "a refused transfer moved money");
     server.stop().await.unwrap();
 }
@@ -373,12 +378,25 @@ async fn an_expired_transfer_reads_as_expired() {
     let (bob, _) = bob_with_passkey(&server).await;
     let (_, t) = transfer(&server, &bob, &key(), json!({"to_account": ALICE, "amount": 75})).await;
     let id = t["id"].as_str().unwrap();
+    // Its page, while it waits: the review, with the passkey button.
+    let browser =
+        session_token(&server, shared_redis(), "bob", redbank::auth::model::SessionKind::Browser);
+    let cookie = format!("redbank={}", browser.await);
+    let page = || async {
+        let res = server.http.get(server.url(&format!("/transfer/{id}"))).header("Cookie", &cookie);
+        res.send().await.unwrap().text().await.unwrap()
+    };
+    let review = page().await;
+    assert!(review.contains("id=\"review\"") && review.contains("id=\"confirm-passkey\""));
     let doc = server.keys().transfer(BOB, id);
     let mut conn = shared_redis().conn().await;
     common::json_set(&mut conn, &doc, "$.expires_at", 1).await;
     let (status, now) = server.as_token(&bob).get(&format!("/api/v1/transfers/{id}")).await;
     assert_eq!(status, 200);
     assert_eq!((now["status"].as_str(), &now["methods"]), (Some("expired"), &json!([])), "{now}");
+    // And after: the receipt of an expired transfer, nothing to confirm.
+    let receipt = page().await;
+    assert!(receipt.contains("Transfer expired") && !receipt.contains("confirm-passkey"));
     server.stop().await.unwrap();
 }
 
@@ -455,6 +473,38 @@ async fn bob_with_passkey(server: &TestServer) -> (String, Device) {
     let (status, _) = server.as_token(&bob).post("/api/v1/passkeys", &answer).await;
     assert_eq!(status, 201);
     (bob, device)
+}
+
+/// A pending transfer says what can confirm it now: nothing, once the sender's last passkey is
+/// gone. With no replica to wait for, no answer speaks of replication.
+#[rocket::async_test]
+async fn a_pending_transfer_offers_no_method_once_the_last_passkey_is_gone() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let (bob, mut device) = bob_with_passkey(&server).await;
+    let longest_key = "k".repeat(255);
+    let body = json!({"to_account": ALICE, "amount": 50});
+    let (status, a) = transfer(&server, &bob, &longest_key, body).await;
+    assert_eq!((status.as_u16(), &a["methods"]), (201, &json!(["passkey"])), "{a}");
+    let (status, small) =
+        transfer(&server, &bob, &key(), json!({"to_account": ALICE, "amount": 1})).await;
+    assert_eq!((status.as_u16(), small["status"].as_str()), (201, Some("completed")), "{small}");
+    assert!(small.get("replication").is_none() && a.get("replication").is_none(), "{small}");
+    // bob steps up with the passkey, then removes it.
+    let (_, options) = server.as_token(&bob).post_empty("/api/v1/step-up/passkey/options").await;
+    let (status, _) =
+        server.as_token(&bob).post("/api/v1/step-up/passkey", &device.sign(&options)).await;
+    assert_eq!(status, 200);
+    let (_, passkeys) = server.as_token(&bob).get("/api/v1/passkeys").await;
+    let id = passkeys["passkeys"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(server.as_token(&bob).delete(&format!("/api/v1/passkeys/{id}")).await.0, 204);
+    let path = format!("/api/v1/transfers/{}", a["id"].as_str().unwrap());
+    let (_, now) = server.as_token(&bob).get(&path).await;
+    assert_eq!(
+        (now["status"].as_str(), &now["methods"]),
+        (Some("confirmation_required"), &json!([])),
+        "{now}"
+    );
+    server.stop().await.unwrap();
 }
 
 /// `/api/v1/transfers/<id>/<what>`.
