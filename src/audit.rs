@@ -85,6 +85,12 @@ pub enum Activity {
     PasswordReset {
         signed_out: usize,
     },
+    /// The customer opened the account (`/signup`).
+    AccountOpened,
+    /// The customer confirmed `email` with the link mailed to it.
+    EmailConfirmed {
+        email: String,
+    },
 }
 
 /// One entry of the stream.

@@ -41,6 +41,8 @@ pub struct Config {
     pub admin_password: Option<String>,
     /// Create the demo users (bob, alice) and their accounts, and hint at them on the login page.
     pub demo_users: bool,
+    /// Anyone may open an account (`/signup`). Unset: on with `demo_users`, off otherwise.
+    pub open_registration: Option<bool>,
     /// Keys that seal TOTP secrets at rest, `id:base64` (32 bytes: `openssl rand -base64 32`);
     /// the first seals, all open (rotation: put the new one first, run `redbank admin
     /// totp-rekey`, then drop the old one). Unset: the public demo key while `demo_users` is on,
@@ -62,6 +64,7 @@ impl Default for Config {
             web: WebConfig::default(),
             admin_password: None,
             demo_users: true,
+            open_registration: None,
             totp_keys: Vec::new(),
         }
     }
@@ -74,13 +77,15 @@ struct Unsectioned {
     key_prefix: String,
     admin_password: Option<String>,
     demo_users: bool,
+    open_registration: Option<bool>,
     totp_keys: Vec<String>,
 }
 
 impl Default for Unsectioned {
     fn default() -> Self {
-        let Config { key_prefix, admin_password, demo_users, totp_keys, .. } = Config::default();
-        Unsectioned { key_prefix, admin_password, demo_users, totp_keys }
+        let Config { key_prefix, admin_password, demo_users, open_registration, totp_keys, .. } =
+            Config::default();
+        Unsectioned { key_prefix, admin_password, demo_users, open_registration, totp_keys }
     }
 }
 
@@ -105,8 +110,14 @@ impl Config {
             web: figment.extract()?,
             admin_password: top.admin_password,
             demo_users: top.demo_users,
+            open_registration: top.open_registration,
             totp_keys: top.totp_keys,
         })
+    }
+
+    /// Whether anyone may open an account: `open_registration`, or `demo_users` when unset.
+    pub fn registration_open(&self) -> bool {
+        self.open_registration.unwrap_or(self.demo_users)
     }
 
     /// What seals TOTP secrets: `totp_keys`, or the public demo key in demo mode only.

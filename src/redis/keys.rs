@@ -108,14 +108,29 @@ impl Keys {
         format!("{}throttle:password-check:{group}", self.prefix)
     }
 
+    /// Sorted set of the customers who opened an account and have not confirmed their address:
+    /// member `<username> <account> <address>`, score = when it goes (ms). Swept by the account
+    /// stage; a confirmation takes the member out.
+    pub fn unverified_users(&self) -> String {
+        format!("{}users:unverified", self.prefix)
+    }
+
+    /// An address-confirmation link (hex SHA-256 of its token) → JSON (user, the address it
+    /// confirms); 24 h, deleted when used.
+    pub fn email_verification(&self, id: &str) -> String {
+        format!("{}email-verify:{id}", self.prefix)
+    }
+
     /// An e-mail address (lower case) → the username that holds it.
     pub fn email_owner(&self, address: &str) -> String {
         format!("{}email:{address}", self.prefix)
     }
 
-    /// Reset links asked for from one address group, or sent to one user, in the current window.
-    pub fn throttle_reset(&self, who: &str) -> String {
-        format!("{}throttle:reset:{who}", self.prefix)
+    /// Counts per hour of what `what` names: reset links asked from an address group
+    /// (`reset:<addr>`) or mailed to a user (`reset-mail:<name>`), accounts opened from an
+    /// address group (`signup:<addr>`), sign-up mails to an address (`signup-mail:<address>`).
+    pub fn throttle_hourly(&self, what: &str) -> String {
+        format!("{}throttle:hourly:{what}", self.prefix)
     }
 
     // A user's factor keys share the hash tag `{user:<name>}`: enrolment changes three of them in
@@ -205,6 +220,12 @@ impl Keys {
     /// Set of all account numbers (the generator's work list).
     pub fn accounts(&self) -> String {
         format!("{}accounts", self.prefix)
+    }
+
+    /// Set of the accounts customers opened themselves (`/signup`), once their address is
+    /// confirmed: no generated transactions, but transfer recovery looks at them.
+    pub fn accounts_opened(&self) -> String {
+        format!("{}accounts:opened", self.prefix)
     }
 
     /// JSON account document (number, holder, city, username).

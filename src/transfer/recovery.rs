@@ -23,7 +23,7 @@ const STALE_MS: i64 = 10_000;
 /// completed. One that fails is logged and left for the next round; the others go on.
 pub async fn run_once(db: &Db, config: &Config) -> Result<usize> {
     let mut done = 0;
-    for account in bank::account_numbers(db).await? {
+    for account in bank::all_account_numbers(db).await? {
         let stale = now_ms() - STALE_MS;
         for id in service::executing_before(db, &account, stale).await? {
             match service::resume(db, config, &account, &id).await {

@@ -12,7 +12,15 @@
     if (!box) return;
     const bar = box.querySelector('meter');
     const text = box.querySelector('span');
-    const inputs = (input.dataset.userInputs || '').split(/\s+/).filter(function (w) { return w.length >= 3; });
+    // The words the password should not contain: given on the page, or typed in other fields.
+    function inputs() {
+      let text = input.dataset.userInputs || '';
+      (input.dataset.userInputsFrom || '').split(' ').forEach(function (id) {
+        const field = document.getElementById(id);
+        if (field) text += ' ' + field.value + ' ' + field.value.split('@')[0];
+      });
+      return text.split(/[\s@]+/).filter(function (w) { return w.length >= 3; });
+    }
     let timer = null;
     let asked = 0;
     function show(verdict) {
@@ -32,7 +40,7 @@
           headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
           body: JSON.stringify({
             password: input.value,
-            user_inputs: inputs,
+            user_inputs: inputs(),
             has_second_factor: input.dataset.secondFactor === 'true',
           }),
         });

@@ -17,4 +17,5 @@ mod mfa;
 mod notices;
 mod password;
 mod sessions;
+mod signup;
 mod transfers;

@@ -692,9 +692,9 @@ async fn every_signed_in_form_refuses_a_wrong_token() {
     let app = TestApp::new().await;
     let b = app.login_browser("bob", "foobared").await;
     // Before a sign-in: the sign-in forms (double-submit cookie), and the links' pages whose
-    // token is the credential ("this wasn't me", a password reset; "Forgot password?" is
-    // checked in `password`).
-    let before_login = ["/login", "/not-me", "/password"];
+    // token is the credential ("this wasn't me", a password reset, an address confirmation;
+    // "Forgot password?" and "Open an account" are checked in `password` and `signup`).
+    let before_login = ["/login", "/not-me", "/password", "/signup", "/email/verify"];
     let paths: Vec<String> = app
         .client
         .rocket()
@@ -707,7 +707,7 @@ async fn every_signed_in_form_refuses_a_wrong_token() {
         .filter(|p| !p.contains("<_..>"))
         // `/login/verify` is also the step-up form of a signed-in user: that one is ours.
         .filter(|p| {
-            p == "/login/verify"
+            ["/login/verify", "/email/verify/resend"].contains(&p.as_str())
                 || !before_login.iter().any(|l| p == l || p.starts_with(&format!("{l}/")))
         })
         .collect();

@@ -12,13 +12,14 @@ use rocket_dyn_templates::{Template, context};
 
 use super::policy;
 use super::reset::{self, Proof};
-use super::routes::FORGOT_ANSWER;
+use super::routes::{FORGOT_ANSWER, SIGNUP_ANSWER};
 use super::service::change_password;
+use super::signup::{self, Application};
 use crate::audit::ClientInfo;
 use crate::auth::csrf::{self, SameOrigin};
 use crate::auth::factors::passkey::RelyingParty;
 use crate::auth::factors::store as factors;
-use crate::auth::guard::CurrentUser;
+use crate::auth::guard::{CsrfChecked, CurrentUser};
 use crate::auth::password::Passwords;
 use crate::auth::signin::code::CodeKind;
 use crate::auth::step_up::SecondFactorIfAny;
@@ -245,4 +246,125 @@ pub async fn change_submit(
         }
         Err(e) => Err(e),
     }
+}
+
+// ---- opening an account ---------------------------------------------------------------------
+
+fn signup_page(
+    jar: &CookieJar<'_>,
+    config: &Config,
+    status: Status,
+    form: &SignupForm,
+    error: Option<(&str, String)>,
+) -> Page {
+    let csrf = csrf::login_token(jar, config);
+    let (field, error) = error.map_or((None, None), |(f, e)| (Some(f.to_owned()), Some(e)));
+    let page = context! {
+        csrf,
+        name: &form.name,
+        email: &form.email,
+        field,
+        error,
+        min_chars: policy::min_chars(false),
+    };
+    Page::new(status, Template::render("account/signup", page))
+}
+
+#[derive(Debug, Default, FromForm)]
+pub struct SignupForm {
+    #[field(default = String::new())]
+    csrf: String,
+    #[field(default = String::new())]
+    name: String,
+    #[field(default = String::new())]
+    email: String,
+    #[field(default = String::new())]
+    password: String,
+}
+
+#[get("/signup")]
+pub fn signup_form(jar: &CookieJar<'_>, config: &State<Config>) -> Result<Page> {
+    if !config.registration_open() {
+        return Err(Error::NotFound);
+    }
+    Ok(signup_page(jar, config, Status::Ok, &<SignupForm as Default>::default(), None))
+}
+
+#[post("/signup", data = "<form>")]
+pub async fn signup_submit(
+    _same_origin: SameOrigin,
+    form: SecretForm<SignupForm>,
+    client: ClientInfo,
+    jar: &CookieJar<'_>,
+    app: App<'_>,
+    passwords: &State<Arc<Passwords>>,
+) -> Result<Page> {
+    let App { db, config } = app;
+    let form = form.0;
+    if !csrf::check_login_token(jar, config, &form.csrf) {
+        return Err(Error::Forbidden("Your form has expired. Please try again.".into()));
+    }
+    let application =
+        Application { name: &form.name, email: &form.email, password: Some(&form.password) };
+    match signup::open(db, config, passwords, application, &client).await {
+        Ok(()) => {
+            let page = context! { sent: true, message: SIGNUP_ANSWER, email: form.email.trim() };
+            Ok(Page::new(Status::Created, Template::render("account/signup", page)))
+        }
+        Err(Error::Invalid { field, message }) => {
+            Ok(signup_page(jar, config, Status::UnprocessableEntity, &form, Some((field, message))))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The confirmation link's page: a button (a mail scanner opening the link confirms nothing).
+#[get("/email/verify?<token>")]
+pub async fn verify_page(token: Option<&str>, db: &State<Db>) -> Result<NoReferrer<Page>> {
+    let token = token.unwrap_or_default();
+    let page = match signup::peek(db, token).await {
+        Ok(name) => {
+            Page::new(Status::Ok, Template::render("account/verify", context! { name, token }))
+        }
+        Err(e @ Error::Gone(_)) => verify_gone(&e),
+        Err(e) => return Err(e),
+    };
+    Ok(NoReferrer(page))
+}
+
+fn verify_gone(e: &Error) -> Page {
+    Page::new(e.status(), Template::render("account/verify", context! { gone: e.public_message() }))
+}
+
+#[derive(Debug, FromForm)]
+pub struct VerifyForm {
+    #[field(default = String::new())]
+    token: String,
+}
+
+/// The link's button. No origin check, as for a reset: the single-use token is the credential.
+#[post("/email/verify", data = "<form>")]
+pub async fn verify_submit(
+    form: SecretForm<VerifyForm>,
+    client: ClientInfo,
+    db: &State<Db>,
+) -> Result<NoReferrer<Page>> {
+    let page = match signup::confirm(db, &form.0.token, &client).await {
+        Ok(()) => {
+            Page::new(Status::Ok, Template::render("account/verify", context! { done: true }))
+        }
+        Err(e @ Error::Gone(_)) => verify_gone(&e),
+        Err(e) => return Err(e),
+    };
+    Ok(NoReferrer(page))
+}
+
+/// "Send the link again", from the banner of an unconfirmed customer's pages.
+#[post("/email/verify/resend", data = "<_csrf>")]
+pub async fn resend_submit(user: CurrentUser, _csrf: CsrfChecked, app: App<'_>) -> Result<Page> {
+    let App { db, config } = app;
+    signup::resend(db, config, &user.0.doc.user).await?;
+    let doc = &user.0.doc;
+    let page = context! { user: doc.page_user(config), csrf: &doc.csrf_token, resent: true };
+    Ok(Page::new(Status::Ok, Template::render("account/verify", page)))
 }

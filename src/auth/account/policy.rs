@@ -41,9 +41,18 @@ pub fn min_chars(has_second_factor: bool) -> usize {
 /// What a password may not contain: the user's name, username and address (and the address's
 /// local part), each of at least 3 characters.
 pub fn personal_words(user: &User) -> Vec<String> {
-    let mut words = vec![user.username.clone()];
-    words.extend(user.display_name.split_whitespace().map(str::to_owned));
-    if let Some(email) = user.email.as_deref() {
+    let mut words = words_of(&user.display_name, user.email.as_deref());
+    if user.username.chars().count() >= 3 {
+        words.push(user.username.clone());
+    }
+    words
+}
+
+/// The words of a name and an address a password may not contain (each of at least 3
+/// characters): the name's words, the address and its local part.
+pub fn words_of(name: &str, email: Option<&str>) -> Vec<String> {
+    let mut words: Vec<String> = name.split_whitespace().map(str::to_owned).collect();
+    if let Some(email) = email {
         words.push(email.to_owned());
         words.extend(email.split('@').next().map(str::to_owned));
     }

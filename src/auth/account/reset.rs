@@ -63,13 +63,19 @@ fn gone() -> Error {
 /// there is one with an address. Answers the same whether there is or not.
 pub async fn ask(db: &Db, config: &Config, login: &str, client: &ClientInfo) -> Result<()> {
     let group = throttle::address_group(&client.ip);
-    throttle::per_window(db, &db.keys.throttle_reset(&group), PER_CLIENT, WINDOW_SECS).await?;
+    throttle::per_window(
+        db,
+        &db.keys.throttle_hourly(&format!("reset:{group}")),
+        PER_CLIENT,
+        WINDOW_SECS,
+    )
+    .await?;
     if login.len() > 254 {
         return Ok(());
     }
     let Some(user) = users::find_by_login(db, login).await? else { return Ok(()) };
     let Some(address) = user.email.clone() else { return Ok(()) };
-    let per_account = db.keys.throttle_reset(&format!("user:{}", user.username));
+    let per_account = db.keys.throttle_hourly(&format!("reset-mail:{}", user.username));
     match throttle::per_window(db, &per_account, PER_ACCOUNT, WINDOW_SECS).await {
         Err(Error::TooManyRequests { .. }) => return Ok(()),
         other => other?,

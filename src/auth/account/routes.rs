@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::policy::{self, Strength};
 use super::reset::{self, Proof, ResetView};
 use super::service::change_password;
+use super::signup::{self, Application};
 use crate::audit::ClientInfo;
 use crate::auth::factors::passkey::RelyingParty;
 use crate::auth::guard::ApiUser;
@@ -141,8 +142,8 @@ pub async fn password_forgot(
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct ResetToken {
-    /// The `token` of the e-mailed link.
+pub struct LinkToken {
+    /// The `token` of the e-mailed link (a reset link, or a confirmation link).
     token: String,
 }
 
@@ -150,7 +151,7 @@ pub struct ResetToken {
 #[utoipa::path(
     tag = "password",
     security(()),
-    request_body = ResetToken,
+    request_body = LinkToken,
     responses(
         (status = 200, description = "The link works", body = ResetView),
         (status = 410, description = "The link was used, has expired or was replaced", body = ApiError),
@@ -158,7 +159,7 @@ pub struct ResetToken {
 )]
 #[post("/api/v1/password/reset/options", data = "<body>")]
 pub async fn password_reset_options(
-    body: SecretJson<ResetToken>,
+    body: SecretJson<LinkToken>,
     db: &State<Db>,
 ) -> Result<Json<ResetView>> {
     Ok(Json(reset::peek(db, &body.0.token).await?))
@@ -169,7 +170,7 @@ pub async fn password_reset_options(
 #[utoipa::path(
     tag = "password",
     security(()),
-    request_body = ResetToken,
+    request_body = LinkToken,
     responses(
         (status = 200, description = "WebAuthn request options", body = Object),
         (status = 410, description = "The link was used, has expired or was replaced", body = ApiError),
@@ -178,7 +179,7 @@ pub async fn password_reset_options(
 )]
 #[post("/api/v1/password/reset/passkey", data = "<body>")]
 pub async fn password_reset_passkey(
-    body: SecretJson<ResetToken>,
+    body: SecretJson<LinkToken>,
     client: ClientInfo,
     db: &State<Db>,
     rp: &State<RelyingParty>,
@@ -243,5 +244,87 @@ pub async fn password_reset(
     let proof = body.proof();
     let request = reset::Request { token: &body.token, password: &body.password, proof };
     reset::reset(db, config, passwords, rp, request, &client).await?;
+    Ok(Status::NoContent)
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct Signup {
+    /// The customer's name, as the bank addresses them (letters, spaces, hyphens, apostrophes).
+    #[schema(example = "Ada Lovelace")]
+    name: String,
+    /// Where the confirmation link goes; the customer then signs in with it.
+    #[schema(example = "ada@example.com")]
+    email: String,
+    /// At least 15 characters, not common, not containing the name or address. Leave it out to
+    /// make a passkey the way in (added once the address is confirmed).
+    #[serde(default)]
+    password: Option<String>,
+}
+
+pub const SIGNUP_ANSWER: &str = "Check your e-mail: we sent a link to confirm the address. Until \
+     you confirm it you can sign in, but not send money or add a sign-in factor.";
+
+/// Opens an account (when `open_registration` is on) and mails a link that confirms its
+/// address. An address that is already registered gets the same answer (its mailbox is told),
+/// so the answer reveals nobody's account.
+#[utoipa::path(
+    tag = "account",
+    security(()),
+    request_body = Signup,
+    responses(
+        (status = 201, description = "Opened, or the address was taken (the same answer)", body = Accepted),
+        (status = 403, description = "This bank does not open accounts online", body = ApiError),
+        (status = 422, description = "A `name`, `email` or `password` that breaks a rule", body = ApiError),
+        (status = 429, description = "Too many accounts opened from this address", body = ApiError),
+    )
+)]
+#[post("/api/v1/signup", data = "<body>")]
+pub async fn open_account(
+    body: SecretJson<Signup>,
+    client: ClientInfo,
+    app: App<'_>,
+    passwords: &State<std::sync::Arc<Passwords>>,
+) -> Result<(Status, Json<Accepted>)> {
+    let App { db, config } = app;
+    let Signup { name, email, password } = &body.0;
+    let application = Application { name, email, password: password.as_deref() };
+    signup::open(db, config, passwords, application, &client).await?;
+    Ok((Status::Created, Json(Accepted { message: SIGNUP_ANSWER })))
+}
+
+/// Confirms an e-mail address with the `token` of the link mailed to it: the account is kept,
+/// and may add a first factor and send money.
+#[utoipa::path(
+    tag = "account",
+    security(()),
+    request_body = LinkToken,
+    responses(
+        (status = 204, description = "Confirmed"),
+        (status = 410, description = "The link was used or has expired", body = ApiError),
+    )
+)]
+#[post("/api/v1/email/verify", data = "<body>")]
+pub async fn email_verify(
+    body: SecretJson<LinkToken>,
+    client: ClientInfo,
+    db: &State<Db>,
+) -> Result<Status> {
+    signup::confirm(db, &body.0.token, &client).await?;
+    Ok(Status::NoContent)
+}
+
+/// Mails the caller a new link to confirm their address (3 an hour).
+#[utoipa::path(
+    tag = "account",
+    responses(
+        (status = 204, description = "Sent"),
+        (status = 409, description = "The address is confirmed already", body = ApiError),
+        (status = 429, description = "Too many links asked for", body = ApiError),
+    )
+)]
+#[post("/api/v1/email/verify/resend")]
+pub async fn email_verify_resend(user: ApiUser, app: App<'_>) -> Result<Status> {
+    let App { db, config } = app;
+    signup::resend(db, config, &user.session.doc.user).await?;
     Ok(Status::NoContent)
 }

@@ -52,7 +52,8 @@ fn login_page(
 ) -> Page {
     let csrf = csrf::login_token(jar, config);
     let demo = config.demo_users;
-    let page = Template::render("session/login", context! { csrf, error, username, demo });
+    let signup = config.registration_open();
+    let page = Template::render("session/login", context! { csrf, error, username, demo, signup });
     Page::new(status, page)
 }
 

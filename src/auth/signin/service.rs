@@ -101,7 +101,16 @@ pub async fn with_password(
     kind: SessionKind,
     client: &ClientInfo,
 ) -> Result<Outcome> {
-    let username = throttle::normalize_username(attempt.username);
+    // A customer who opened their account signs in with their address: the throttle counts the
+    // account it names (so its two names share one budget); an unknown one, as typed.
+    let login = throttle::normalize_username(attempt.username);
+    let username = match attempt.username.contains('@') {
+        true => {
+            let found = crate::auth::users::find_by_email(db, attempt.username).await?;
+            found.map_or(login, |u| u.username)
+        }
+        false => login,
+    };
     let throttle = Throttle::new(db, &username, attempt.ip, devices).await?;
     let outcome = |label: &str| db.metrics.logins.with_label_values(&[label]).inc();
     let throttled = |e: Error| {
