@@ -86,7 +86,6 @@ async fn customer(
         email: Some(format!("{username}@bench.example")),
         password_compromised: false,
         password_outdated: false,
-        unverified: false,
     };
     let e = |e: redbank::Error| e.to_string();
     redbank::auth::users::create_user(db, &user).await.map_err(e)?;
@@ -94,13 +93,7 @@ async fn customer(
     let city = user.city.clone();
     bank::ensure_account(
         db,
-        &Account {
-            number: account,
-            username: username.clone(),
-            holder: holder.clone(),
-            city,
-            unverified: false,
-        },
+        &Account { number: account, username: username.clone(), holder: holder.clone(), city },
     )
     .await
     .map_err(e)?;

@@ -87,9 +87,18 @@ pub enum Activity {
     },
     /// The customer opened the account (`/signup`).
     AccountOpened,
-    /// The customer confirmed `email` with the link mailed to it.
-    EmailConfirmed {
+    /// A change of address to `new` was asked for (it waits for `new` to confirm).
+    EmailChangeRequested {
+        new: String,
+    },
+    /// The address is now `new`.
+    EmailChanged {
+        new: String,
+    },
+    /// The old address undid a change: `email` is back, `signed_out` sessions ended.
+    EmailChangeUndone {
         email: String,
+        signed_out: usize,
     },
 }
 

@@ -114,7 +114,6 @@ async fn setup(db: &Db, config: &Config, passwords: &Passwords) -> Result<()> {
             email: crate::demo::email_of(demo, config).map(str::to_owned),
             password_compromised: false,
             password_outdated: false,
-            unverified: false,
         };
         crate::auth::users::create_user(db, &user).await?;
     }

@@ -38,11 +38,6 @@ pub struct User {
     /// sign-in, cleared by a new password. The pages ask for a change; nothing forces one.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub password_outdated: bool,
-    /// The customer opened the account and has not yet confirmed `email` (the link mailed to
-    /// it): they may sign in, but not add a first factor or send money, and everything they
-    /// opened goes 24 hours after it was opened.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub unverified: bool,
 }
 
 /// What clients may see of a user (never the hash).
@@ -105,10 +100,6 @@ pub struct SessionDoc {
     /// for a change. Copied at sign-in; cleared on this session by a change.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub password_outdated: bool,
-    /// The user has not confirmed their address yet (see `User::unverified`): no first factor,
-    /// no transfer. Copied at sign-in; cleared on every session by the confirmation.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub unverified: bool,
 }
 
 /// Authentication methods (RFC 8176 `amr` values).
@@ -205,7 +196,6 @@ impl SessionDoc {
             idle_left_secs: (left_ms / 1000) as u64,
             idle_minutes: config.session.idle_secs.div_ceil(60),
             password_outdated: self.password_outdated,
-            unverified: self.unverified,
         }
     }
 }
@@ -219,7 +209,6 @@ pub struct PageUser {
     pub idle_left_secs: u64,
     pub idle_minutes: u64,
     pub password_outdated: bool,
-    pub unverified: bool,
 }
 
 /// A live session: its public id (the key suffix, hex SHA-256 of the token) and its document.

@@ -45,6 +45,8 @@ pub enum Notice {
     /// The password was changed while signed in (`reset`: through a reset link); every other
     /// session and remembered device was signed out.
     PasswordChanged { reset: bool },
+    /// Someone signed in asked to move the account's address to `new`.
+    EmailChangeRequested { new: String },
 }
 
 fn factor_name(factor: &str, name: Option<&str>) -> String {
@@ -72,6 +74,7 @@ impl Notice {
             Notice::FactorsReset => "The bank removed your redbank sign-in factors",
             Notice::PasswordChanged { reset: false } => "Your redbank password was changed",
             Notice::PasswordChanged { reset: true } => "Your redbank password was reset",
+            Notice::EmailChangeRequested { .. } => "A new e-mail address for your redbank account",
         }
     }
 
@@ -99,6 +102,10 @@ impl Notice {
             Notice::PasswordChanged { reset: false } => "Your password was changed, and every \
                                                          other session and device signed out"
                 .into(),
+            Notice::EmailChangeRequested { new } => format!(
+                "Someone signed in to your account asked to move its e-mail address to {new}; \
+                 it changes only once that address confirms"
+            ),
             Notice::PasswordChanged { reset: true } => "Your password was reset with a link we \
                                                         e-mailed you, and every session and \
                                                         device signed out"

@@ -137,6 +137,12 @@ impl Passwords {
         if password.len() > MAX_PASSWORD_BYTES {
             return Ok(false);
         }
+        // A hash that is not argon2id (or none) is checked against the dummy: the answer is no
+        // either way, and it must take as long as a real check.
+        let usable = |phc: &&str| {
+            PasswordHash::new(phc).is_ok_and(|p| p.algorithm == Algorithm::Argon2id.ident())
+        };
+        let hash = hash.filter(usable);
         let known = hash.is_some();
         let hash = hash.unwrap_or(&self.dummy_hash).to_owned();
         let password = normalized(password);

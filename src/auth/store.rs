@@ -50,7 +50,6 @@ pub async fn create_session(
         assurance,
         current_balance_amount: None,
         password_outdated: user.password_outdated,
-        unverified: user.unverified,
     };
     let (token, id) = store_new(db, config, &doc, now).await?;
     // Best effort: the sign-in has happened; a cap that cannot be applied now is applied by the

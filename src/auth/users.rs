@@ -100,6 +100,18 @@ async fn release_email(db: &Db, username: &str, address: &str) -> Result<()> {
     .await
 }
 
+/// Claims `address` (any case) for `username` in the index: true when it is now theirs (it was
+/// free, or theirs already), false when another account holds it.
+pub async fn claim_email(db: &Db, username: &str, address: &str) -> Result<bool> {
+    let owner = db.keys.email_owner(&address.to_lowercase());
+    let holder: Option<String> = db
+        .run(async |c| {
+            redis::cmd("SET").arg(&owner).arg(username).arg("NX").arg("GET").query_async(c).await
+        })
+        .await?;
+    Ok(holder.is_none_or(|h| h == username))
+}
+
 /// The user whose address is `address` (any case), if any. The index is checked against the
 /// user document, so an entry left behind by a change can never lead to the wrong account.
 pub async fn find_by_email(db: &Db, address: &str) -> Result<Option<User>> {
@@ -189,57 +201,6 @@ pub async fn set_password_compromised(db: &Db, username: &str, compromised: bool
 pub async fn user_exists(db: &Db, username: &str) -> Result<bool> {
     let key = db.keys.user(username);
     db.run(async |c| redis::cmd("EXISTS").arg(&key).query_async(c).await).await
-}
-
-/// Creates an unconfirmed customer (see `account::signup`): the address is claimed first (`SET
-/// NX`), then the user document; both expire after `ttl_secs` unless [`keep`] runs. False when
-/// the address (or, by a one-in-10^18 chance, the username) is taken.
-pub async fn create_unverified(db: &Db, user: &User, ttl_secs: u64) -> Result<bool> {
-    let Some(address) = user.email.as_deref() else { return Ok(false) };
-    let owner = db.keys.email_owner(&address.to_lowercase());
-    let claimed: Option<String> = db
-        .run(async |c| {
-            redis::cmd("SET")
-                .arg(&owner)
-                .arg(&user.username)
-                .arg("NX")
-                .arg("EX")
-                .arg(ttl_secs)
-                .query_async(c)
-                .await
-        })
-        .await?;
-    if claimed.is_none() {
-        return Ok(false);
-    }
-    if !create_user(db, user).await? {
-        release_email(db, &user.username, address).await?;
-        return Ok(false);
-    }
-    let key = db.keys.user(&user.username);
-    db.run(async |c| redis::cmd("EXPIRE").arg(&key).arg(ttl_secs).query_async::<_, ()>(c).await)
-        .await?;
-    Ok(true)
-}
-
-/// Keeps an unconfirmed customer for good: no expiry on the user or the address, no longer
-/// unverified. False when they expired meanwhile.
-pub async fn keep(db: &Db, user: &User) -> Result<bool> {
-    let key = db.keys.user(&user.username);
-    let owner = user.email.as_deref().map(|a| db.keys.email_owner(&a.to_lowercase()));
-    let (exists,): (i64,) = db
-        .run(async |c| {
-            let mut pipe = redis::pipe();
-            pipe.atomic().cmd("PERSIST").arg(&key).ignore();
-            pipe.cmd("JSON.DEL").arg(&key).arg("$.unverified").ignore();
-            if let Some(owner) = &owner {
-                pipe.cmd("PERSIST").arg(owner).ignore();
-            }
-            pipe.cmd("EXISTS").arg(&key);
-            pipe.query_async(c).await
-        })
-        .await?;
-    Ok(exists == 1)
 }
 
 /// Creates the user unless it exists; true when created.

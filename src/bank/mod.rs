@@ -86,7 +86,6 @@ async fn setup(db: &Db, config: &Config) -> Result<()> {
             username: username.into(),
             holder: holder.into(),
             city: city.into(),
-            unverified: false,
         };
         store::ensure_account(db, &account).await?;
     }

@@ -14,10 +14,6 @@ pub struct Account {
     pub username: String,
     pub holder: String,
     pub city: String,
-    /// Opened by a customer whose address is not confirmed yet: it takes no money, and it goes
-    /// (with its balance) 24 hours after it was opened unless the address is confirmed.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub unverified: bool,
 }
 
 /// One card transaction, as stored in RedisJSON and returned by the API (the seed's fields plus

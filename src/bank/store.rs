@@ -43,14 +43,9 @@ pub async fn ensure_account(db: &Db, account: &Account) -> Result<()> {
     .await
 }
 
-/// Opens an unverified account `account` with `opening` in it, both expiring after `ttl_secs`
-/// (see [`keep_account`]); false when the number is taken.
-pub async fn open_account(
-    db: &Db,
-    account: &Account,
-    opening: Cents,
-    ttl_secs: u64,
-) -> Result<bool> {
+/// Opens `account` with `opening` in it, for a customer who opened it themselves (listed for
+/// transfer recovery, not for the generator); false when the number is taken.
+pub async fn open_account(db: &Db, account: &Account, opening: Cents) -> Result<bool> {
     let keys = &db.keys;
     let doc = serde_json::to_string(account).map_err(|e| Error::Internal(e.to_string()))?;
     let key = keys.account(&account.number);
@@ -65,58 +60,18 @@ pub async fn open_account(
     let balance = keys.balance(&account.number);
     db.run(async |c| {
         redis::pipe()
-            .atomic()
-            .cmd("EXPIRE")
-            .arg(&key)
-            .arg(ttl_secs)
-            .ignore()
             .cmd("SET")
             .arg(&balance)
             .arg(opening.0)
-            .arg("EX")
-            .arg(ttl_secs)
+            .arg("NX")
+            .ignore()
+            .sadd(keys.accounts_opened(), &account.number)
             .ignore()
             .query_async::<_, ()>(c)
             .await
     })
     .await?;
     Ok(true)
-}
-
-/// Keeps an account opened by [`open_account`] for good (its owner confirmed their address):
-/// no expiry, no longer unverified, and on the list transfer recovery reads. False when it
-/// expired meanwhile.
-pub async fn keep_account(db: &Db, number: &str) -> Result<bool> {
-    let keys = &db.keys;
-    let (exists,): (i64,) = db
-        .run(async |c| {
-            redis::pipe()
-                .atomic()
-                .cmd("PERSIST")
-                .arg(keys.account(number))
-                .ignore()
-                .cmd("PERSIST")
-                .arg(keys.balance(number))
-                .ignore()
-                .cmd("JSON.DEL")
-                .arg(keys.account(number))
-                .arg("$.unverified")
-                .ignore()
-                .sadd(keys.accounts_opened(), number)
-                .ignore()
-                .cmd("EXISTS")
-                .arg(keys.account(number))
-                .query_async(c)
-                .await
-        })
-        .await?;
-    if exists == 0 {
-        // Gone before it was kept: take it off the list again.
-        let opened = keys.accounts_opened();
-        db.run(async |c| redis::cmd("SREM").arg(&opened).arg(number).query_async::<_, ()>(c).await)
-            .await?;
-    }
-    Ok(exists == 1)
 }
 
 pub async fn get_account(db: &Db, number: &str) -> Result<Option<Account>> {

@@ -120,6 +120,11 @@ impl Config {
         self.open_registration.unwrap_or(self.demo_users)
     }
 
+    /// What an account a customer opens starts with (see `opening_balance_cents`).
+    pub fn opening_balance_cents(&self) -> i64 {
+        self.bank.opening_balance_cents.unwrap_or(if self.demo_users { 100_000 } else { 0 })
+    }
+
     /// What seals TOTP secrets: `totp_keys`, or the public demo key in demo mode only.
     pub fn secret_box(&self) -> Result<crate::secret::SecretBox, String> {
         if self.totp_keys.is_empty() {

@@ -114,8 +114,9 @@ pub struct BankConfig {
     pub transaction_retention_days: u64,
     /// Account streams keep at least this many hours of entries (trimmed with MINID).
     pub stream_retention_hours: u64,
-    /// What a newly opened account starts with, in cents.
-    pub opening_balance_cents: i64,
+    /// What an account a customer opens starts with, in cents. Unset: $1,000.00 while
+    /// `demo_users` is on, nothing otherwise (a public sign-up must not hand out money).
+    pub opening_balance_cents: Option<i64>,
 }
 
 /// Transfers: the daily limit, PSD2's low-value exemption, pending transfers.
@@ -259,7 +260,7 @@ impl Default for BankConfig {
             generator_interval_ms: 10_000,
             transaction_retention_days: 30,
             stream_retention_hours: 24,
-            opening_balance_cents: 100_000,
+            opening_balance_cents: None,
         }
     }
 }

@@ -108,17 +108,22 @@ impl Keys {
         format!("{}throttle:password-check:{group}", self.prefix)
     }
 
-    /// Sorted set of the customers who opened an account and have not confirmed their address:
-    /// member `<username> <account> <address>`, score = when it goes (ms). Swept by the account
-    /// stage; a confirmation takes the member out.
-    pub fn unverified_users(&self) -> String {
-        format!("{}users:unverified", self.prefix)
-    }
-
-    /// An address-confirmation link (hex SHA-256 of its token) → JSON (user, the address it
-    /// confirms); 24 h, deleted when used.
+    /// An application for an account, waiting for its address to be confirmed (hex SHA-256 of
+    /// the link's token) → JSON (name, address, password hash); 24 h, deleted when used.
     pub fn email_verification(&self, id: &str) -> String {
         format!("{}email-verify:{id}", self.prefix)
+    }
+
+    /// A change of address waiting for the new address to confirm it (hex SHA-256 of the
+    /// link's token) → JSON (user, old, new); 24 h, deleted when used.
+    pub fn email_change(&self, id: &str) -> String {
+        format!("{}email-change:{id}", self.prefix)
+    }
+
+    /// The old address's link that undoes a change (hex SHA-256 of its token) → JSON (user, the
+    /// address now, the address to put back); 24 h, deleted when used.
+    pub fn email_undo(&self, id: &str) -> String {
+        format!("{}email-undo:{id}", self.prefix)
     }
 
     /// An e-mail address (lower case) → the username that holds it.
@@ -222,8 +227,8 @@ impl Keys {
         format!("{}accounts", self.prefix)
     }
 
-    /// Set of the accounts customers opened themselves (`/signup`), once their address is
-    /// confirmed: no generated transactions, but transfer recovery looks at them.
+    /// Set of the accounts customers opened themselves (`/signup`): no generated transactions,
+    /// but transfer recovery looks at them.
     pub fn accounts_opened(&self) -> String {
         format!("{}accounts:opened", self.prefix)
     }

@@ -55,9 +55,7 @@ async fn check_request(db: &Db, session: &Session, req: &Request) -> Result<Stri
     if req.to_account == session.doc.account {
         return Err(invalid("to_account", "You cannot send money to your own account."));
     }
-    // An account whose owner has not confirmed their address takes no money (it may vanish).
-    let payee = bank::get_account(db, &req.to_account).await?.filter(|a| !a.unverified);
-    let Some(payee) = payee else {
+    let Some(payee) = bank::get_account(db, &req.to_account).await? else {
         return Err(invalid("to_account", "There is no account with this number."));
     };
     if req.reference.chars().count() > MAX_REFERENCE_CHARS {
@@ -196,11 +194,6 @@ pub(super) async fn create_with_id(
     req: &Request,
     id: String,
 ) -> Result<Transfer> {
-    if session.doc.unverified {
-        return Err(Error::Forbidden(
-            "Confirm your e-mail address (the link we sent you) before you send money.".into(),
-        ));
-    }
     per_minute(db, &db.keys.throttle_transfers(&session.doc.user), STARTS_PER_MINUTE).await?;
     let payee_name = check_request(db, session, req).await?;
     let from = &session.doc.account;

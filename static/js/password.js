@@ -1,6 +1,6 @@
 // New-password fields (`input[data-strength]`): a strength meter that asks the server's own rules
-// (POST /api/v1/password/check) after each pause in typing, so the page and the final check never
-// disagree. The reset page: a passkey as the second factor. No inline script (CSP); messages are
+// (POST /api/v1/password/check) after each pause in typing, with the name and address the page
+// knows (the final check, on submit, also knows the account's own). The reset page: a passkey as the second factor. No inline script (CSP); messages are
 // set with textContent only.
 (function () {
   'use strict';

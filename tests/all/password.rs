@@ -408,3 +408,33 @@ async fn the_reset_pages_keep_the_token_out_of_referers_and_ask_for_what_the_acc
     mail_about(&server, ALICE, "Reset your", seen).await;
     server.stop().await.unwrap();
 }
+
+/// A review finding: a sign-in waiting for its second factor when the password is reset (or
+/// changed) must not complete with the old password's word: every session ends with the old
+/// password, and so does every sign-in on its way to one.
+#[rocket::async_test]
+async fn a_sign_in_half_done_with_the_old_password_cannot_finish_after_a_reset() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let (status, waiting) =
+        server.anon().post("/api/v1/login", &common::credentials("alice", "wonderland")).await;
+    assert_eq!((status.as_u16(), &waiting["mfa_required"]), (200, &json!(true)), "{waiting}");
+    let token = reset_token(&server, "alice", ALICE).await;
+    let mut codes = demo_app_codes().into_iter();
+    let mut done = false;
+    for code in codes.by_ref() {
+        let body = json!({"token": token, "password": "tea kettle moon", "code": code});
+        if server.anon().post("/api/v1/password/reset", &body).await.0 == 204 {
+            done = true;
+            break;
+        }
+    }
+    assert!(done, "alice's password was reset");
+    // The code after the one the reset used: right, but the sign-in began with the old password.
+    let mut statuses = Vec::new();
+    for code in codes {
+        let body = json!({"mfa_token": waiting["mfa_token"], "code": code});
+        statuses.push(server.anon().post("/api/v1/login/totp", &body).await.0.as_u16());
+    }
+    assert!(!statuses.is_empty() && statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    server.stop().await.unwrap();
+}

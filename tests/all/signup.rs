@@ -46,7 +46,7 @@ async fn open(server: &TestServer, name: &str, email: &str, password: &str) -> (
 
 /// The token of the confirmation link mailed to `address`.
 async fn confirmation_token(server: &TestServer, address: &str) -> String {
-    let mail = mail_about(server, address, "Confirm your e-mail").await;
+    let mail = mail_about(server, address, "Confirm your").await;
     let link = mail.link(&format!("{}/email/verify?token=", server.origin)).expect("a link");
     link.split("token=").nth(1).unwrap().to_owned()
 }
@@ -58,14 +58,34 @@ async fn sign_in(server: &TestServer, login: &str, password: &str) -> Option<Str
     (status == 200).then(|| body["token"].as_str().unwrap().to_owned())
 }
 
+/// Follows the confirmation link mailed to `address` with `password`: the status.
+async fn confirm(server: &TestServer, address: &str, password: Option<&str>) -> (u16, Value) {
+    let token = confirmation_token(server, address).await;
+    let body = json!({"token": token, "password": password});
+    let (status, answer) = server.anon().post("/api/v1/email/verify", &body).await;
+    (status.as_u16(), answer)
+}
+
 #[rocket::async_test]
-async fn a_new_customer_signs_in_with_the_address_and_confirming_it_opens_everything() {
+async fn an_account_opens_when_its_link_is_followed_with_the_password_chosen() {
     let server = TestServer::start(shared_redis(), None, |f| f).await;
     let email = new_address("ada");
     let (status, answer) = open(&server, "Ada Lovelace", &email, PASSWORD).await;
     assert_eq!(status, 201, "{answer}");
     assert!(answer["message"].as_str().unwrap().contains("Check your e-mail"));
-    // Signed in with the address (any case), before confirming it.
+    // Nothing exists to sign in to yet.
+    assert!(sign_in(&server, &email, PASSWORD).await.is_none());
+    let mail = mail_about(&server, &email, "Confirm your e-mail").await;
+    assert!(!mail.body().contains("Ada"), "the applicant's words are not echoed: {}", mail.body());
+    // The link alone opens nothing: the password chosen must come with it.
+    let token = confirmation_token(&server, &email).await;
+    for password in [None, Some("wrong password entirely")] {
+        let body = json!({"token": token, "password": password});
+        let (status, answer) = server.anon().post("/api/v1/email/verify", &body).await;
+        assert_eq!((status.as_u16(), &answer["field"]), (422, &json!("password")), "{answer}");
+    }
+    assert_eq!(confirm(&server, &email, Some(PASSWORD)).await.0, 204);
+    // Signed in with the address (any case): the account, its opening balance, transfers.
     let token = sign_in(&server, &email.to_uppercase(), PASSWORD).await.expect("signed in");
     let me = server.as_token(&token);
     let (_, who) = me.get("/api/v1/me").await;
@@ -73,35 +93,14 @@ async fn a_new_customer_signs_in_with_the_address_and_confirming_it_opens_everyt
     let (_, account) = me.get("/api/v1/account").await;
     assert_eq!(cents(&account["balance"]), 100_000, "{account}");
     let number = who["user"]["account"].as_str().unwrap().to_owned();
-    // Until the address is confirmed: no first factor, no money out, and no money in.
-    let (status, refused) = me.post("/api/v1/mfa/totp", &json!({})).await;
-    assert_eq!(status, 403, "{refused}");
-    assert!(refused["error"].as_str().unwrap().contains("Confirm your e-mail"), "{refused}");
     let send = |to: &str| json!({"to_account": to, "amount": 5});
     let req = me.request(reqwest::Method::POST, "/api/v1/transfers").header("Idempotency-Key", "a");
-    assert_eq!(me.send(req.json(&send(ALICE))).await.status, 403);
+    assert_eq!(me.send(req.json(&send(ALICE))).await.status, 201);
     let bob = server.token_user("bob", "foobared").await;
     let req =
         bob.request(reqwest::Method::POST, "/api/v1/transfers").header("Idempotency-Key", "b");
-    let paid = bob.send(req.json(&send(&number))).await;
-    assert_eq!(
-        (paid.status.as_u16(), &paid.json["field"]),
-        (422, &json!("to_account")),
-        "{:?}",
-        paid.json
-    );
-    // Confirming keeps the account and lifts the limits on the session already open.
-    let link = confirmation_token(&server, &email).await;
-    let (status, body) = server.anon().post("/api/v1/email/verify", &json!({"token": link})).await;
-    assert_eq!(status, 204, "{body}");
-    let (status, begun) = me.post("/api/v1/mfa/totp", &json!({})).await;
-    assert_eq!(status, 200, "{begun}");
-    let req = me.request(reqwest::Method::POST, "/api/v1/transfers").header("Idempotency-Key", "c");
-    assert_eq!(me.send(req.json(&send(ALICE))).await.status, 201);
-    let req =
-        bob.request(reqwest::Method::POST, "/api/v1/transfers").header("Idempotency-Key", "d");
     assert_eq!(bob.send(req.json(&send(&number))).await.status, 201);
-    // Nothing of it expires any more; the link works once.
+    // Nothing of it expires; the link worked once.
     let mut conn = shared_redis().conn().await;
     let username = who["user"]["username"].as_str().unwrap();
     let keys = server.keys();
@@ -112,10 +111,36 @@ async fn a_new_customer_signs_in_with_the_address_and_confirming_it_opens_everyt
         keys.balance(&number),
     ] {
         let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut conn).await.unwrap();
-        assert_eq!(ttl, -1, "{key} still expires");
+        assert_eq!(ttl, -1, "{key} expires");
     }
-    let (status, _) = server.anon().post("/api/v1/email/verify", &json!({"token": link})).await;
-    assert_eq!(status, 410);
+    assert_eq!(confirm(&server, &email, Some(PASSWORD)).await.0, 410);
+    server.stop().await.unwrap();
+}
+
+/// Someone applies with another person's free address: its owner gets the link, but only the
+/// applicant's password opens the account, and a few wrong ones drop the application. Nothing
+/// of an application outlives its day.
+#[rocket::async_test]
+async fn an_application_is_finished_only_by_its_applicant_and_leaves_nothing_behind() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let victim = new_address("victim");
+    let before = stored(&server).await;
+    open(&server, "Mallory", &victim, PASSWORD).await;
+    let token = confirmation_token(&server, &victim).await;
+    let mut conn = shared_redis().conn().await;
+    for key in stored(&server).await.into_iter().filter(|k| !before.contains(k)) {
+        let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut conn).await.unwrap();
+        assert!((1..=86_400).contains(&ttl), "{key} (TTL {ttl}) would outlive the application");
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let body = json!({"token": token, "password": "the owner guesses"});
+        statuses.push(server.anon().post("/api/v1/email/verify", &body).await.0.as_u16());
+    }
+    assert_eq!(statuses, [422, 422, 422, 422, 422, 410], "a link takes five wrong passwords");
+    let body = json!({"token": token, "password": PASSWORD});
+    assert_eq!(server.anon().post("/api/v1/email/verify", &body).await.0, 410, "dropped");
+    assert!(sign_in(&server, &victim, PASSWORD).await.is_none());
     server.stop().await.unwrap();
 }
 
@@ -149,6 +174,13 @@ async fn a_bad_application_names_its_field_and_a_closed_bank_opens_nothing() {
         assert_eq!((status, &answer["field"]), (422, &json!(field)), "{name} {address} {password}");
     }
     assert!(server.mail.to(&email).is_empty(), "a refused application mailed");
+    // A page on another site cannot apply from its visitors' browsers.
+    let body = json!({"name": "Ada", "email": email, "password": PASSWORD});
+    let anon = server.anon();
+    let req = anon
+        .request(reqwest::Method::POST, "/api/v1/signup")
+        .header("Sec-Fetch-Site", "cross-site");
+    assert_eq!(anon.send(req.json(&body)).await.status, 403);
     server.stop().await.unwrap();
     let closed =
         TestServer::start(shared_redis(), None, |f| f.merge(("open_registration", false))).await;
@@ -159,59 +191,6 @@ async fn a_bad_application_names_its_field_and_a_closed_bank_opens_nothing() {
     let login = closed.http.get(closed.url("/login")).send().await.unwrap().text().await.unwrap();
     assert!(!login.contains("href=\"/signup\""));
     closed.stop().await.unwrap();
-}
-
-#[rocket::async_test]
-async fn an_unconfirmed_account_goes_by_itself_with_its_data() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
-    let email = new_address("ada");
-    let before = stored(&server).await;
-    open(&server, "Ada Lovelace", &email, PASSWORD).await;
-    let token = sign_in(&server, &email, PASSWORD).await.unwrap();
-    let (_, who) = server.as_token(&token).get("/api/v1/me").await;
-    let number = who["user"]["account"].as_str().unwrap().to_owned();
-    let keys = server.keys();
-    let mut conn = shared_redis().conn().await;
-    // The account itself expires within 24 hours, even with no sweep at all.
-    for key in [
-        keys.user(who["user"]["username"].as_str().unwrap()),
-        keys.email_owner(&email),
-        keys.account(&number),
-        keys.balance(&number),
-    ] {
-        let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut conn).await.unwrap();
-        assert!((86_000..=86_400).contains(&ttl), "{key}: {ttl}");
-    }
-    // A day later (its time in the list moved to the past), the sweep removes what it wrote:
-    // the session, the device, the activity too. Left: counters that go within the hour.
-    let list = keys.unverified_users();
-    let members: Vec<String> =
-        redis::cmd("ZRANGE").arg(&list).arg(0).arg(-1).query_async(&mut conn).await.unwrap();
-    assert_eq!(members.len(), 1, "{members:?}");
-    let _: () =
-        redis::cmd("ZADD").arg(&list).arg(0).arg(&members[0]).query_async(&mut conn).await.unwrap();
-    let db = redbank::redis::Db::connect(&server.redis_url, &server.prefix, Duration::from_secs(2))
-        .unwrap();
-    assert_eq!(redbank::auth::account::signup::remove_unconfirmed(&db).await.unwrap(), 1);
-    for key in stored(&server).await.into_iter().filter(|k| !before.contains(k)) {
-        let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut conn).await.unwrap();
-        let counter = key.contains(":throttle:") || key.ends_with(":mail:outbox");
-        // The confirmation link was written with the account's own 24 hours (the sweep knows
-        // only its hash, so it goes by itself; it confirms nothing now).
-        // So does a "this wasn't me" link in a mail the sign-in sent (it finds nobody now).
-        let link = key.contains(":email-verify:") || key.contains(":not-me:");
-        assert!(
-            (counter && ttl <= 3600) || (link && ttl <= 86_400),
-            "{key} (TTL {ttl}) outlived its account"
-        );
-    }
-    assert_eq!(server.as_token(&token).get("/api/v1/me").await.0, 401);
-    assert!(sign_in(&server, &email, PASSWORD).await.is_none());
-    // The address is free again.
-    let (status, _) = open(&server, "Ada Lovelace", &email, PASSWORD).await;
-    assert_eq!(status, 201);
-    assert!(sign_in(&server, &email, PASSWORD).await.is_some(), "the address opened a new account");
-    server.stop().await.unwrap();
 }
 
 /// The keys under this server's prefix.
@@ -289,28 +268,80 @@ async fn the_pages_open_an_account_and_confirm_it() {
     let sent = post(PASSWORD).await.unwrap();
     assert_eq!(sent.status(), 201);
     assert!(sent.text().await.unwrap().contains("Check your e-mail"));
-    // Signed in before confirming: every page says so and offers the link again.
-    let (cookie, _) = server.login(&email, PASSWORD).await;
-    let dashboard =
-        server.http.get(server.url("/dashboard")).header("Cookie", &cookie).send().await;
-    assert!(dashboard.unwrap().text().await.unwrap().contains("id=\"email-unconfirmed\""));
     let link = confirmation_token(&server, &email).await;
     let url = server.url(&format!("/email/verify?token={link}"));
     let page = server.http.get(&url).send().await.unwrap();
     assert_eq!(page.headers()["referrer-policy"], "no-referrer");
-    assert!(page.text().await.unwrap().contains("Ada Lovelace"));
-    let done = server
-        .http
-        .post(server.url("/email/verify"))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(format!("token={link}"))
-        .send()
-        .await
-        .unwrap();
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Ada Lovelace") && html.contains("id=\"verify-password\""), "{html}");
+    let follow = |password: &str| {
+        server
+            .http
+            .post(server.url("/email/verify"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(format!("token={link}&password={}", common::enc(password)))
+            .send()
+    };
+    let wrong = follow("not the password").await.unwrap();
+    assert_eq!(wrong.status(), 422);
+    assert!(wrong.text().await.unwrap().contains("id=\"verify-error\""));
+    let done = follow(PASSWORD).await.unwrap();
     assert_eq!(done.status(), 200);
     assert!(done.text().await.unwrap().contains("Your address is confirmed"));
+    let (cookie, _) = server.login(&email, PASSWORD).await;
     let dashboard =
         server.http.get(server.url("/dashboard")).header("Cookie", &cookie).send().await;
-    assert!(!dashboard.unwrap().text().await.unwrap().contains("email-unconfirmed"));
+    assert!(dashboard.unwrap().text().await.unwrap().contains("Ada Lovelace"));
+    server.stop().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn the_address_moves_once_the_new_one_confirms_and_the_old_one_can_undo_it() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let bob = server.api_login("bob", "foobared").await;
+    let new = new_address("robert");
+    let (status, answer) =
+        server.as_token(&bob).put("/api/v1/email", &json!({"email": new.to_uppercase()})).await;
+    assert_eq!(status, 202, "{answer}");
+    let told = mail_about(&server, "bob@example.com", "A new e-mail address").await;
+    assert!(
+        told.body().contains(&new) && told.body().contains("/not-me?token="),
+        "{}",
+        told.body()
+    );
+    // Nothing moved yet: bob@example.com still signs in.
+    assert!(sign_in(&server, "bob@example.com", "foobared").await.is_some());
+    let link = confirmation_token(&server, &new).await;
+    let (status, body) = server.anon().post("/api/v1/email/verify", &json!({"token": link})).await;
+    assert_eq!(status, 204, "{body}");
+    assert!(sign_in(&server, &new, "foobared").await.is_some());
+    assert!(sign_in(&server, "bob@example.com", "foobared").await.is_none());
+    // The old address can put itself back, which signs every session out.
+    let changed = mail_about(&server, "bob@example.com", "address was changed").await;
+    let undo = changed.link(&format!("{}/email/undo?token=", server.origin)).expect("an undo link");
+    let token = undo.split("token=").nth(1).unwrap();
+    let (status, body) = server.anon().post("/api/v1/email/undo", &json!({"token": token})).await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(server.as_token(&bob).get("/api/v1/me").await.0, 401);
+    assert!(sign_in(&server, "bob@example.com", "foobared").await.is_some());
+    assert!(sign_in(&server, &new, "foobared").await.is_none());
+    let (status, _) = server.anon().post("/api/v1/email/undo", &json!({"token": token})).await;
+    assert_eq!(status, 410, "an undo link works once");
+    // Another account's address: the same answer, and that owner is told; nothing moves.
+    let bob = server.api_login("bob", "foobared").await;
+    let (status, _) =
+        server.as_token(&bob).put("/api/v1/email", &json!({"email": "alice@example.com"})).await;
+    assert_eq!(status, 202);
+    mail_about(&server, "alice@example.com", "Your address was given").await;
+    let alice = common::credentials("alice@example.com", "wonderland");
+    let (status, body) = server.anon().post("/api/v1/login", &alice).await;
+    assert_eq!((status.as_u16(), &body["mfa_required"]), (200, &json!(true)), "alice keeps hers");
+    // A session whose sign-in is old must step up first.
+    let key = server.keys().session(&common::session_id(&bob));
+    let mut conn = shared_redis().conn().await;
+    common::json_set(&mut conn, &key, "$.assurance.auth_time", 0).await;
+    let (status, _) =
+        server.as_token(&bob).put("/api/v1/email", &json!({"email": new_address("x")})).await;
+    assert_eq!(status, 401);
     server.stop().await.unwrap();
 }

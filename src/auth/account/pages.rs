@@ -10,19 +10,20 @@ use rocket::http::{CookieJar, Status};
 use rocket::{State, get, post};
 use rocket_dyn_templates::{Template, context};
 
+use super::email;
 use super::policy;
 use super::reset::{self, Proof};
-use super::routes::{FORGOT_ANSWER, SIGNUP_ANSWER};
+use super::routes::{EMAIL_CHANGE_ANSWER, FORGOT_ANSWER, SIGNUP_ANSWER, confirm_address};
 use super::service::change_password;
 use super::signup::{self, Application};
 use crate::audit::ClientInfo;
 use crate::auth::csrf::{self, SameOrigin};
 use crate::auth::factors::passkey::RelyingParty;
 use crate::auth::factors::store as factors;
-use crate::auth::guard::{CsrfChecked, CurrentUser};
+use crate::auth::guard::CurrentUser;
 use crate::auth::password::Passwords;
 use crate::auth::signin::code::CodeKind;
-use crate::auth::step_up::SecondFactorIfAny;
+use crate::auth::step_up::{SecondFactorIfAny, SteppedUp};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::Db;
@@ -305,8 +306,8 @@ pub async fn signup_submit(
         return Err(Error::Forbidden("Your form has expired. Please try again.".into()));
     }
     let application =
-        Application { name: &form.name, email: &form.email, password: Some(&form.password) };
-    match signup::open(db, config, passwords, application, &client).await {
+        Application { name: &form.name, email: &form.email, password: &form.password };
+    match signup::apply(db, config, passwords, application, &client).await {
         Ok(()) => {
             let page = context! { sent: true, message: SIGNUP_ANSWER, email: form.email.trim() };
             Ok(Page::new(Status::Created, Template::render("account/signup", page)))
@@ -321,15 +322,25 @@ pub async fn signup_submit(
 /// The confirmation link's page: a button (a mail scanner opening the link confirms nothing).
 #[get("/email/verify?<token>")]
 pub async fn verify_page(token: Option<&str>, db: &State<Db>) -> Result<NoReferrer<Page>> {
-    let token = token.unwrap_or_default();
-    let page = match signup::peek(db, token).await {
-        Ok(name) => {
-            Page::new(Status::Ok, Template::render("account/verify", context! { name, token }))
+    Ok(NoReferrer(verify_form(db, token.unwrap_or_default(), Status::Ok, None).await?))
+}
+
+/// The confirmation form for the link behind `token`: an application's (asking for its
+/// password), or a change of address's (a button), or the page that says it no longer works.
+async fn verify_form(db: &Db, token: &str, status: Status, error: Option<&str>) -> Result<Page> {
+    let peeked = match signup::peek(db, token).await {
+        Ok(name) => Ok((name, true)),
+        Err(Error::Gone(_)) => email::peek(db, token).await.map(|name| (name, false)),
+        Err(e) => Err(e),
+    };
+    Ok(match peeked {
+        Ok((name, application)) => {
+            let page = context! { name, token, application, error };
+            Page::new(status, Template::render("account/verify", page))
         }
         Err(e @ Error::Gone(_)) => verify_gone(&e),
         Err(e) => return Err(e),
-    };
-    Ok(NoReferrer(page))
+    })
 }
 
 fn verify_gone(e: &Error) -> Page {
@@ -340,6 +351,9 @@ fn verify_gone(e: &Error) -> Page {
 pub struct VerifyForm {
     #[field(default = String::new())]
     token: String,
+    /// An application's password (a change of address needs none).
+    #[field(default = String::new())]
+    password: String,
 }
 
 /// The link's button. No origin check, as for a reset: the single-use token is the credential.
@@ -347,11 +361,69 @@ pub struct VerifyForm {
 pub async fn verify_submit(
     form: SecretForm<VerifyForm>,
     client: ClientInfo,
-    db: &State<Db>,
+    app: App<'_>,
+    passwords: &State<Arc<Passwords>>,
 ) -> Result<NoReferrer<Page>> {
-    let page = match signup::confirm(db, &form.0.token, &client).await {
+    let App { db, config } = app;
+    let VerifyForm { token, password } = &form.0;
+    let password = Some(password.as_str());
+    let page = match confirm_address(db, config, passwords, token, password, &client).await {
         Ok(()) => {
             Page::new(Status::Ok, Template::render("account/verify", context! { done: true }))
+        }
+        Err(e @ (Error::Gone(_) | Error::Conflict(_))) => verify_gone(&e),
+        Err(e @ (Error::Invalid { .. } | Error::TooManyRequests { .. })) => {
+            verify_form(db, token, e.status(), Some(&e.public_message())).await?
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(NoReferrer(page))
+}
+
+// ---- changing the address ----------------------------------------------------------------------
+
+#[derive(Debug, FromForm)]
+pub struct EmailForm {
+    #[field(default = String::new())]
+    csrf: String,
+    #[field(default = String::new())]
+    email: String,
+}
+
+/// Security's "change the address" form (after a recent step-up).
+#[post("/security/email", data = "<form>")]
+pub async fn email_change_submit(
+    user: SteppedUp<CurrentUser>,
+    form: SecretForm<EmailForm>,
+    client: ClientInfo,
+    app: App<'_>,
+) -> Result<Page> {
+    let App { db, config } = app;
+    let me = &user.0;
+    me.check_csrf(&form.0.csrf)?;
+    let doc = &me.0.doc;
+    let asked = email::request(db, config, &doc.user, &client, &form.0.email).await;
+    let (status, message, error) = match asked {
+        Ok(()) => (Status::Accepted, Some(EMAIL_CHANGE_ANSWER), None),
+        Err(e @ (Error::Invalid { .. } | Error::Conflict(_))) => {
+            (e.status(), None, Some(e.public_message()))
+        }
+        Err(e) => return Err(e),
+    };
+    let page = context! {
+        user: doc.page_user(config), csrf: &doc.csrf_token, change: true, message, error,
+    };
+    Ok(Page::new(status, Template::render("account/verify", page)))
+}
+
+/// The old address's undo link: a button.
+#[get("/email/undo?<token>")]
+pub async fn undo_page(token: Option<&str>, db: &State<Db>) -> Result<NoReferrer<Page>> {
+    let token = token.unwrap_or_default();
+    let page = match email::peek_undo(db, token).await {
+        Ok(name) => {
+            let page = context! { name, token, undo: true };
+            Page::new(Status::Ok, Template::render("account/verify", page))
         }
         Err(e @ Error::Gone(_)) => verify_gone(&e),
         Err(e) => return Err(e),
@@ -359,12 +431,19 @@ pub async fn verify_submit(
     Ok(NoReferrer(page))
 }
 
-/// "Send the link again", from the banner of an unconfirmed customer's pages.
-#[post("/email/verify/resend", data = "<_csrf>")]
-pub async fn resend_submit(user: CurrentUser, _csrf: CsrfChecked, app: App<'_>) -> Result<Page> {
-    let App { db, config } = app;
-    signup::resend(db, config, &user.0.doc.user).await?;
-    let doc = &user.0.doc;
-    let page = context! { user: doc.page_user(config), csrf: &doc.csrf_token, resent: true };
-    Ok(Page::new(Status::Ok, Template::render("account/verify", page)))
+/// The undo link's button: the single-use token is the credential (no sign-in, no origin).
+#[post("/email/undo", data = "<form>")]
+pub async fn undo_submit(
+    form: SecretForm<VerifyForm>,
+    client: ClientInfo,
+    db: &State<Db>,
+) -> Result<NoReferrer<Page>> {
+    let page = match email::undo(db, &form.0.token, &client).await {
+        Ok(()) => {
+            Page::new(Status::Ok, Template::render("account/verify", context! { undone: true }))
+        }
+        Err(e @ (Error::Gone(_) | Error::Conflict(_))) => verify_gone(&e),
+        Err(e) => return Err(e),
+    };
+    Ok(NoReferrer(page))
 }

@@ -73,6 +73,20 @@ pub async fn ask(db: &Db, config: &Config, login: &str, client: &ClientInfo) -> 
     if login.len() > 254 {
         return Ok(());
     }
+    // Whether the account exists is looked up after the answer is decided, off the request: the
+    // two branches differ in work, and the time would say which one ran.
+    let (db, config, login, client) =
+        (db.clone(), config.clone(), login.to_owned(), client.clone());
+    tokio::spawn(async move {
+        if let Err(e) = send_link(&db, &config, &login, &client).await {
+            rocket::warn!("password reset: link not sent: {e}");
+        }
+    });
+    Ok(())
+}
+
+/// The reset link for the account `login` names, if there is one with an address.
+async fn send_link(db: &Db, config: &Config, login: &str, client: &ClientInfo) -> Result<()> {
     let Some(user) = users::find_by_login(db, login).await? else { return Ok(()) };
     let Some(address) = user.email.clone() else { return Ok(()) };
     let per_account = db.keys.throttle_hourly(&format!("reset-mail:{}", user.username));
@@ -195,7 +209,7 @@ pub async fn reset(
     let owned = factors::factors(db, username).await?;
     // The password's rules first, so a refused password spends no code.
     let personal = policy::personal_words(&user);
-    if let Some(message) = policy::problem(new_password, owned.any(), &personal) {
+    if let Some(message) = policy::problem_blocking(new_password, owned.any(), personal).await? {
         return Err(Error::Invalid { field: "password", message });
     }
     if owned.any() {

@@ -6,17 +6,20 @@ use rocket::serde::json::{Json, Value};
 use rocket::{State, post, put};
 use serde::{Deserialize, Serialize};
 
+use super::email;
 use super::policy::{self, Strength};
 use super::reset::{self, Proof, ResetView};
 use super::service::change_password;
 use super::signup::{self, Application};
 use crate::audit::ClientInfo;
+use crate::auth::csrf::SameOrigin;
 use crate::auth::factors::passkey::RelyingParty;
 use crate::auth::guard::ApiUser;
 use crate::auth::password::Passwords;
 use crate::auth::signin::code::CodeKind;
 use crate::auth::signin::throttle;
-use crate::auth::step_up::SecondFactorIfAny;
+use crate::auth::step_up::{SecondFactorIfAny, SteppedUp};
+use crate::config::Config;
 use crate::error::{ApiError, Error, Result};
 use crate::redis::Db;
 use crate::web::SecretJson;
@@ -51,6 +54,7 @@ pub struct PasswordCheck {
 )]
 #[post("/api/v1/password/check", data = "<body>")]
 pub async fn password_check(
+    _same_origin: SameOrigin,
     body: SecretJson<PasswordCheck>,
     client: ClientInfo,
     db: &State<Db>,
@@ -132,6 +136,7 @@ pub const FORGOT_ANSWER: &str = "If an account with an e-mail address matches, w
 )]
 #[post("/api/v1/password/forgot", data = "<body>")]
 pub async fn password_forgot(
+    _same_origin: SameOrigin,
     body: Json<Forgot>,
     client: ClientInfo,
     app: App<'_>,
@@ -233,6 +238,7 @@ impl PasswordReset {
 )]
 #[post("/api/v1/password/reset", data = "<body>")]
 pub async fn password_reset(
+    _same_origin: SameOrigin,
     body: SecretJson<PasswordReset>,
     client: ClientInfo,
     app: App<'_>,
@@ -255,31 +261,31 @@ pub struct Signup {
     /// Where the confirmation link goes; the customer then signs in with it.
     #[schema(example = "ada@example.com")]
     email: String,
-    /// At least 15 characters, not common, not containing the name or address. Leave it out to
-    /// make a passkey the way in (added once the address is confirmed).
-    #[serde(default)]
-    password: Option<String>,
+    /// At least 15 characters, not common, not containing the name or address.
+    password: String,
 }
 
-pub const SIGNUP_ANSWER: &str = "Check your e-mail: we sent a link to confirm the address. Until \
-     you confirm it you can sign in, but not send money or add a sign-in factor.";
+pub const SIGNUP_ANSWER: &str = "Check your e-mail: we sent a link to confirm the address. Your \
+     account opens when you follow it (within 24 hours) and enter your password again.";
 
-/// Opens an account (when `open_registration` is on) and mails a link that confirms its
-/// address. An address that is already registered gets the same answer (its mailbox is told),
-/// so the answer reveals nobody's account.
+/// Applies for an account (when `open_registration` is on) and mails a link to the address; the
+/// account opens when the link is followed with the same password. An address that is already
+/// registered gets the same answer (its mailbox is told), so the answer reveals nobody's
+/// account, and nothing exists to sign in to before the confirmation.
 #[utoipa::path(
     tag = "account",
     security(()),
     request_body = Signup,
     responses(
-        (status = 201, description = "Opened, or the address was taken (the same answer)", body = Accepted),
-        (status = 403, description = "This bank does not open accounts online", body = ApiError),
+        (status = 201, description = "Applied, or the address was taken (the same answer)", body = Accepted),
+        (status = 403, description = "This bank does not open accounts online, or a cross-site request", body = ApiError),
         (status = 422, description = "A `name`, `email` or `password` that breaks a rule", body = ApiError),
-        (status = 429, description = "Too many accounts opened from this address", body = ApiError),
+        (status = 429, description = "Too many applications from this address", body = ApiError),
     )
 )]
 #[post("/api/v1/signup", data = "<body>")]
 pub async fn open_account(
+    _same_origin: SameOrigin,
     body: SecretJson<Signup>,
     client: ClientInfo,
     app: App<'_>,
@@ -287,44 +293,118 @@ pub async fn open_account(
 ) -> Result<(Status, Json<Accepted>)> {
     let App { db, config } = app;
     let Signup { name, email, password } = &body.0;
-    let application = Application { name, email, password: password.as_deref() };
-    signup::open(db, config, passwords, application, &client).await?;
+    let application = Application { name, email, password };
+    signup::apply(db, config, passwords, application, &client).await?;
     Ok((Status::Created, Json(Accepted { message: SIGNUP_ANSWER })))
 }
 
-/// Confirms an e-mail address with the `token` of the link mailed to it: the account is kept,
-/// and may add a first factor and send money.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct Confirmation {
+    /// The `token` of the mailed link.
+    token: String,
+    /// For a new account: the password chosen when applying (only the applicant can finish an
+    /// application, not whoever reads the mailbox). Not needed to confirm a change of address.
+    #[serde(default)]
+    password: Option<String>,
+}
+
+/// Confirms an e-mail address with the `token` of the link mailed to it: opens the account
+/// applied for (with its `password`), or makes a change of address.
+#[utoipa::path(
+    tag = "account",
+    security(()),
+    request_body = Confirmation,
+    responses(
+        (status = 204, description = "Confirmed: the account is open, or the address changed"),
+        (status = 409, description = "The address belongs to an account now", body = ApiError),
+        (status = 410, description = "The link was used or has expired", body = ApiError),
+        (status = 422, description = "A missing or wrong `password`", body = ApiError),
+        (status = 429, description = "Too many wrong passwords for this link", body = ApiError),
+    )
+)]
+#[post("/api/v1/email/verify", data = "<body>")]
+pub async fn email_verify(
+    _same_origin: SameOrigin,
+    body: SecretJson<Confirmation>,
+    client: ClientInfo,
+    app: App<'_>,
+    passwords: &State<std::sync::Arc<Passwords>>,
+) -> Result<Status> {
+    let App { db, config } = app;
+    let Confirmation { token, password } = &body.0;
+    let password = password.as_deref();
+    confirm_address(db, config, passwords, token, password, &client).await?;
+    Ok(Status::NoContent)
+}
+
+/// Confirms an address with a link's token: an application's (with its password), or a
+/// change's new address.
+pub async fn confirm_address(
+    db: &Db,
+    config: &Config,
+    passwords: &Passwords,
+    token: &str,
+    password: Option<&str>,
+    client: &ClientInfo,
+) -> Result<()> {
+    match signup::confirm(db, config, passwords, token, password, client).await {
+        Err(Error::Gone(_)) => email::confirm(db, config, token, client).await,
+        other => other.map(|_| ()),
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct NewEmail {
+    #[schema(example = "ada@example.org")]
+    email: String,
+}
+
+pub const EMAIL_CHANGE_ANSWER: &str = "Check the new address: we sent it a link. Your address \
+     changes once you open it (within 24 hours); your current address was told.";
+
+/// Moves the caller's address (after a recent step-up): the new address gets a link to confirm
+/// (`POST /api/v1/email/verify`), the old one is told at once and, once the change is made,
+/// gets a link that undoes it for 24 hours. An address of another account answers the same.
+#[utoipa::path(
+    tag = "account",
+    request_body = NewEmail,
+    responses(
+        (status = 202, description = "Waiting for the new address to confirm", body = Accepted),
+        (status = 409, description = "The current address is not confirmed yet", body = ApiError),
+        (status = 422, description = "An `email` that is not an address, or the current one", body = ApiError),
+        (status = 429, description = "Too many changes asked for", body = ApiError),
+    )
+)]
+#[put("/api/v1/email", data = "<body>")]
+pub async fn email_change(
+    body: Json<NewEmail>,
+    user: SteppedUp<ApiUser>,
+    client: ClientInfo,
+    app: App<'_>,
+) -> Result<(Status, Json<Accepted>)> {
+    let App { db, config } = app;
+    email::request(db, config, &user.0.session.doc.user, &client, &body.email).await?;
+    Ok((Status::Accepted, Json(Accepted { message: EMAIL_CHANGE_ANSWER })))
+}
+
+/// Undoes a change of address with the `token` of the link mailed to the old address: it is
+/// back, and every session and device of the account is signed out.
 #[utoipa::path(
     tag = "account",
     security(()),
     request_body = LinkToken,
     responses(
-        (status = 204, description = "Confirmed"),
-        (status = 410, description = "The link was used or has expired", body = ApiError),
+        (status = 204, description = "The old address is back"),
+        (status = 409, description = "The old address belongs to another account now", body = ApiError),
+        (status = 410, description = "The link was used, has expired, or the address changed since", body = ApiError),
     )
 )]
-#[post("/api/v1/email/verify", data = "<body>")]
-pub async fn email_verify(
+#[post("/api/v1/email/undo", data = "<body>")]
+pub async fn email_undo(
     body: SecretJson<LinkToken>,
     client: ClientInfo,
     db: &State<Db>,
 ) -> Result<Status> {
-    signup::confirm(db, &body.0.token, &client).await?;
-    Ok(Status::NoContent)
-}
-
-/// Mails the caller a new link to confirm their address (3 an hour).
-#[utoipa::path(
-    tag = "account",
-    responses(
-        (status = 204, description = "Sent"),
-        (status = 409, description = "The address is confirmed already", body = ApiError),
-        (status = 429, description = "Too many links asked for", body = ApiError),
-    )
-)]
-#[post("/api/v1/email/verify/resend")]
-pub async fn email_verify_resend(user: ApiUser, app: App<'_>) -> Result<Status> {
-    let App { db, config } = app;
-    signup::resend(db, config, &user.session.doc.user).await?;
+    email::undo(db, &body.0.token, &client).await?;
     Ok(Status::NoContent)
 }

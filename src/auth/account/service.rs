@@ -1,7 +1,8 @@
 //! Changing the password while signed in: the current password (counted by the sign-in
 //! throttle, so a stolen session cannot guess it), a recent second factor where the account has
-//! one (the route's guard), and the rules of `policy`. Every other session and remembered device
-//! ends, and the owner is told by mail with a "this wasn't me" link.
+//! one (the route's guard), and the rules of `policy`. Every other session ends, every
+//! remembered device (this one too) is forgotten, and the owner is told by mail with a "this
+//! wasn't me" link.
 
 use super::policy;
 use crate::audit;
@@ -33,7 +34,7 @@ pub async fn change_password(
     let user = users::get_user(db, username).await?.ok_or(Error::Unauthorized)?;
     let has_factor = factors::factors(db, username).await?.any();
     let personal = policy::personal_words(&user);
-    if let Some(message) = policy::problem(new, has_factor, &personal) {
+    if let Some(message) = policy::problem_blocking(new, has_factor, personal).await? {
         return Err(Error::Invalid { field: "new_password", message });
     }
     if normalized(new) == normalized(current) {

@@ -97,7 +97,8 @@ pub async fn finish_sign_in(
     let assurance = Assurance::password_and_code(now_ms());
     let arrival =
         login::Arrival { user: &user, throttle: &pre.throttle, kind: pre.kind, client: &client };
-    login::finish_with_password(db, config, arrival, assurance, kind.method()).await
+    let verified = pre.password.as_deref();
+    login::finish_with_password(db, config, arrival, assurance, kind.method(), verified).await
 }
 
 /// The assurance after a step-up with `added` methods at level `aal`: the session's methods

@@ -36,6 +36,10 @@ pub struct PreAuth {
     /// only through the renewal step, never through a code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renewal: Option<Renewal>,
+    /// The fingerprint (`users::fingerprint`) of the password hash the password was checked
+    /// against: a password changed or reset since makes this state worth nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
 }
 
 /// The session a renewed password leads to: the assurance the factors earned, and how.

@@ -145,12 +145,13 @@ pub async fn with_password(
     };
     drop(slot);
     let owned = factors::factors(db, &user.username).await?;
-    // A password that predates today's rules keeps working; the pages ask for a change.
-    if !user.password_outdated {
-        let personal = policy::personal_words(&user);
-        if policy::problem(attempt.password, owned.any(), &personal).is_some() {
-            crate::auth::users::set_password_outdated(db, &user.username).await?;
-        }
+    let verified = crate::auth::users::fingerprint(&user.password_hash);
+    // A password that predates today's rules keeps working; the pages ask for a change. Only
+    // the length is judged here (a count, no zxcvbn on every sign-in): every password chosen
+    // since the rules exist met all of them.
+    let typed_chars = attempt.password.chars().count();
+    if !user.password_outdated && typed_chars < policy::min_chars(owned.any()) {
+        crate::auth::users::set_password_outdated(db, &user.username).await?;
     }
     if owned.any() {
         let pre = PreAuth {
@@ -160,6 +161,7 @@ pub async fn with_password(
             user_agent: client.user_agent.clone(),
             throttle,
             renewal: None,
+            password: Some(verified),
         };
         let token = preauth::create(db, &pre).await?;
         outcome("second_factor");
@@ -167,7 +169,7 @@ pub async fn with_password(
     }
     let assurance = Assurance::password(now_ms());
     let arrival = Arrival { user: &user, throttle: &throttle, kind, client };
-    finish_with_password(db, config, arrival, assurance, Method::Password).await
+    finish_with_password(db, config, arrival, assurance, Method::Password, Some(&verified)).await
 }
 
 /// The end of a sign-in that used the password (with a code after it, or alone): the session —
@@ -180,11 +182,15 @@ pub async fn finish_with_password(
     arrival: Arrival<'_>,
     assurance: Assurance,
     method: Method,
+    verified: Option<&str>,
 ) -> Result<Outcome> {
     // Read again now, not when the password was checked (an argon2 hash ago): a "this wasn't
-    // me" pressed meanwhile must not let this sign-in through.
+    // me" pressed meanwhile must not let this sign-in through, nor may a password changed or
+    // reset meanwhile (`verified`: the fingerprint of the hash it was checked against).
+    let unchanged =
+        |u: &User| verified.is_none_or(|f| crate::auth::users::fingerprint(&u.password_hash) == f);
     let fresh = crate::auth::users::get_user(db, &arrival.user.username).await?;
-    let mut user = fresh.ok_or(Error::InvalidCredentials)?;
+    let mut user = fresh.filter(unchanged).ok_or(Error::InvalidCredentials)?;
     let (kind, client) = (arrival.kind, arrival.client);
     if !user.password_compromised {
         // The session copies what it shows from the user as read now.
@@ -197,13 +203,15 @@ pub async fn finish_with_password(
         // yet (counters untouched, no sign-in recorded or announced), so undoing both leaves no
         // trace of a sign-in that did not happen.
         let now = crate::auth::users::get_user(db, &user.username).await?;
-        if now.as_ref().is_some_and(|u| !u.password_compromised) {
+        if now.as_ref().is_some_and(|u| !u.password_compromised && unchanged(u)) {
             let done = welcome(db, config, &current, method, opened).await?;
             return Ok(Outcome::SignedIn(Box::new(done)));
         }
+        // A reset or change ends every session after it replaces the hash: one this sign-in
+        // opened after that sweep is ended here.
         store::destroy(db, &opened.session.id).await?;
         throttle::forget_device(db, &user.username, &opened.device).await?;
-        user = now.ok_or(Error::InvalidCredentials)?;
+        user = now.filter(unchanged).ok_or(Error::InvalidCredentials)?;
     }
     let pre = PreAuth {
         user: user.username.clone(),
@@ -212,6 +220,8 @@ pub async fn finish_with_password(
         user_agent: client.user_agent.clone(),
         throttle: arrival.throttle.clone(),
         renewal: Some(Renewal { assurance, method: method.as_str().into() }),
+        // The renewal replaces the password itself.
+        password: None,
     };
     let token = preauth::create(db, &pre).await?;
     // One renewal code per user at a time, valid for any of the user's renewal states (see
@@ -247,7 +257,7 @@ pub async fn renew_password(
     let user = crate::auth::users::get_user(db, &pre.user).await?.ok_or(Error::SignInExpired)?;
     let has_factor = factors::factors(db, &user.username).await?.any();
     let personal = policy::personal_words(&user);
-    if let Some(problem) = policy::problem(new_password, has_factor, &personal) {
+    if let Some(problem) = policy::problem_blocking(new_password, has_factor, personal).await? {
         return Err(Error::Invalid { field: "password", message: problem });
     }
     let slot = passwords.slot().await?;

@@ -58,10 +58,6 @@ pub const OPERATOR_FIRST_FACTOR: &str = "An operator's first factor is set up on
      over the web: run `redbank admin totp` there, add the key to your authenticator app, then \
      sign in with it.";
 
-/// The message a customer reads who has not confirmed their address yet.
-pub const UNCONFIRMED: &str = "Confirm your e-mail address first (the link we sent you): the code \
-     that protects your first sign-in factor goes to it.";
-
 async fn check<T>(
     req: &Request<'_>,
     session: &Session,
@@ -78,8 +74,6 @@ async fn check<T>(
     };
     let recent = is_recent(config, session, &owned, now_ms());
     match policy {
-        // The e-mailed code of a first factor would go to an address nobody confirmed.
-        Policy::AddFactor if session.doc.unverified => refuse(req, Status::Forbidden, UNCONFIRMED),
         Policy::AddFactor if !owned.any() && session.doc.is_admin() => {
             refuse(req, Status::Forbidden, OPERATOR_FIRST_FACTOR)
         }
