@@ -12,6 +12,13 @@ pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// How a single-use link's token is stored: its SHA-256 in hex (a Redis dump holds no link that
+/// works).
+pub fn token_id(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
 // ---- secrets sealed at rest ---------------------------------------------------------------------
 
 use base64::engine::general_purpose::STANDARD;

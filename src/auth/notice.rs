@@ -13,7 +13,6 @@
 //! fails with, the mail server. A notice that cannot be queued is logged, not returned.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::factors::{passkey, store as factors};
 use crate::audit;
@@ -24,7 +23,7 @@ use crate::clock::{display_ms, now_ms};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::Db;
-use crate::secret::random_token;
+use crate::secret::{random_token, token_id};
 
 /// How long a "this wasn't me" link works.
 pub const LINK_SECS: u64 = 86_400;
@@ -121,10 +120,6 @@ struct Link {
     sent_at: i64,
 }
 
-fn link_id(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
 /// Mails `notice` about `username`'s account, caused from `client`, with a new "this wasn't
 /// me" link. Best effort: logged, never returned (what it reports has happened).
 pub async fn send(db: &Db, config: &Config, username: &str, client: &ClientInfo, notice: Notice) {
@@ -162,7 +157,7 @@ async fn queue(
     let now = now_ms();
     let link = serde_json::to_string(&Link { user: username.to_owned(), sent_at: now })
         .map_err(|e| Error::Internal(e.to_string()))?;
-    let key = db.keys.not_me(&link_id(&token));
+    let key = db.keys.not_me(&token_id(&token));
     db.run(async |c| {
         redis::cmd("SET")
             .arg(&key)
@@ -214,7 +209,7 @@ pub struct LinkView {
 
 /// The account a link names, without using it (the page the mail links to).
 pub async fn peek(db: &Db, token: &str) -> Result<LinkView> {
-    let key = db.keys.not_me(&link_id(token));
+    let key = db.keys.not_me(&token_id(token));
     let raw: Option<String> =
         db.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await).await?;
     let link: Link = raw.and_then(|r| serde_json::from_str(&r).ok()).ok_or_else(gone)?;
@@ -248,7 +243,7 @@ pub async fn undo(db: &Db, token: &str, client: &ClientInfo) -> Result<Undone> {
     if token.len() > 128 {
         return Err(gone());
     }
-    let key = db.keys.not_me(&link_id(token));
+    let key = db.keys.not_me(&token_id(token));
     let raw: Option<String> =
         db.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await).await?;
     let link: Link = raw.and_then(|r| serde_json::from_str(&r).ok()).ok_or_else(gone)?;

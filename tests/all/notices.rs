@@ -25,29 +25,6 @@ fn not_me_token(mail: &Mail, server: &TestServer) -> String {
     link.split("token=").nth(1).unwrap().to_owned()
 }
 
-/// Waits until `address` has a message whose subject contains `subject`; the newest such.
-async fn mail_about(server: &TestServer, address: &str, subject: &str) -> Mail {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let found = server
-            .mail
-            .to(address)
-            .into_iter()
-            .rev()
-            .find(|m| m.header("Subject").is_some_and(|s| s.contains(subject)));
-        if let Some(mail) = found {
-            return mail;
-        }
-        let seen: Vec<_> =
-            server.mail.all().iter().map(|m| (m.to.clone(), m.header("Subject"))).collect();
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no mail about {subject:?} to {address}: {seen:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn code(secret: &TotpSecret, offset: i64) -> String {
     secret.code_at(step_of(redbank::clock::now_ms() / 1000) + offset)
 }
@@ -68,11 +45,11 @@ async fn enrol_bob(server: &TestServer, token: &str) -> TotpSecret {
 async fn factor_changes_and_new_devices_are_mailed_with_a_not_me_link() {
     let server = TestServer::start(shared_redis(), None, |f| f).await;
     let token = server.api_login("bob", "foobared").await;
-    let mail = mail_about(&server, BOB, "New sign-in").await;
+    let mail = server.mail.about(BOB, "New sign-in", 0).await;
     assert!(mail.body().contains("127.0.0.1"), "{}", mail.body());
     assert!(!not_me_token(&mail, &server).is_empty());
     let secret = enrol_bob(&server, &token).await;
-    let added = mail_about(&server, BOB, "factor was added").await;
+    let added = server.mail.about(BOB, "factor was added", 0).await;
     assert!(added.body().contains("an authenticator app"), "{}", added.body());
     // Each notice has a link of its own.
     assert_ne!(not_me_token(&added, &server), not_me_token(&mail, &server));
@@ -82,7 +59,7 @@ async fn factor_changes_and_new_devices_are_mailed_with_a_not_me_link() {
     assert_eq!(status, 200);
     let (status, _) = server.as_token(&token).delete("/api/v1/mfa/totp").await;
     assert_eq!(status, 204);
-    mail_about(&server, BOB, "factor was removed").await;
+    server.mail.about(BOB, "factor was removed", 0).await;
     server.stop().await.unwrap();
 }
 
@@ -100,7 +77,7 @@ async fn a_right_password_with_a_wrong_code_is_mailed_once_per_sign_in() {
         let body = json!({"mfa_token": mfa_token, "code": wrong});
         assert_eq!(server.anon().post("/api/v1/login/totp", &body).await.0, 401);
     }
-    mail_about(&server, ALICE, "wrong code").await;
+    server.mail.about(ALICE, "wrong code", 0).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     let count = |m: &Vec<Mail>| {
         m.iter().filter(|m| m.header("Subject").is_some_and(|s| s.contains("wrong code"))).count()
@@ -115,7 +92,7 @@ async fn this_wasnt_me_secures_the_account_and_the_next_sign_in_renews_the_passw
     // A thief signs in with bob's password, and (reading his mail too) adds an authenticator app.
     let thief = server.api_login("bob", "foobared").await;
     enrol_bob(&server, &thief).await;
-    let notice = mail_about(&server, BOB, "factor was added").await;
+    let notice = server.mail.about(BOB, "factor was added", 0).await;
     let token = not_me_token(&notice, &server);
 
     // Opening the link only shows: twice, and nothing changes.
@@ -216,7 +193,7 @@ async fn this_wasnt_me_secures_the_account_and_the_next_sign_in_renews_the_passw
 async fn the_renewal_page_signs_the_browser_in_with_a_new_password() {
     let server = TestServer::start(shared_redis(), None, |f| f).await;
     server.api_login("bob", "foobared").await;
-    let notice = mail_about(&server, BOB, "New sign-in").await;
+    let notice = server.mail.about(BOB, "New sign-in", 0).await;
     let body = json!({"token": not_me_token(&notice, &server)});
     let (status, undone) = server.anon().post("/api/v1/not-me", &body).await;
     assert_eq!((status.as_u16(), &undone["signed_out"]), (200, &json!(1)), "{undone}");
@@ -321,7 +298,7 @@ async fn second_factor_codes_have_one_budget_per_account_whatever_the_devices() 
         [401, 401, 401, 401, 401, 429, 429, 429],
         "codes beyond the account's budget"
     );
-    let locked = mail_about(&server, ALICE, "locked").await;
+    let locked = server.mail.about(ALICE, "locked", 0).await;
     assert!(locked.body().contains("locked for"), "{}", locked.body());
     tokio::time::sleep(Duration::from_millis(600)).await;
     let locks = server

@@ -20,24 +20,6 @@ const BOB: &str = "bob@example.com";
 const ALICE: &str = "alice@example.com";
 const NEW: &str = "violet quartz river lamp";
 
-/// Waits until `address` has more than `seen` mails whose subject contains `subject`; the newest.
-async fn mail_about(server: &TestServer, address: &str, subject: &str, seen: usize) -> Mail {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let about: Vec<Mail> = server
-            .mail
-            .to(address)
-            .into_iter()
-            .filter(|m| m.header("Subject").is_some_and(|s| s.contains(subject)))
-            .collect();
-        if about.len() > seen {
-            return about.last().unwrap().clone();
-        }
-        assert!(std::time::Instant::now() < deadline, "no mail about {subject:?} to {address}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn reset_mails(server: &TestServer, address: &str) -> usize {
     let subject = |m: &Mail| m.header("Subject").is_some_and(|s| s.contains("Reset your"));
     server.mail.to(address).iter().filter(|m| subject(m)).count()
@@ -48,7 +30,7 @@ async fn reset_token(server: &TestServer, login: &str, address: &str) -> String 
     let seen = reset_mails(server, address);
     let (status, _) = server.anon().post("/api/v1/password/forgot", &json!({"login": login})).await;
     assert_eq!(status, 202);
-    let mail = mail_about(server, address, "Reset your", seen).await;
+    let mail = server.mail.about(address, "Reset your", seen).await;
     let link = mail.link(&format!("{}/password/reset?token=", server.origin)).expect("a link");
     link.split("token=").nth(1).unwrap().to_owned()
 }
@@ -80,7 +62,7 @@ async fn asking_for_a_reset_answers_the_same_for_anyone_and_mails_only_the_accou
     }
     assert!(answers[0].1["message"].as_str().unwrap().contains("If an account"));
     // The username and the address (in any case) both found bob; nothing else was sent.
-    mail_about(&server, BOB, "Reset your", 1).await;
+    server.mail.about(BOB, "Reset your", 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let all = server.mail.all();
     assert!(
@@ -153,7 +135,7 @@ async fn a_reset_sets_a_password_by_the_rules_ends_every_session_and_its_link_wo
         assert_eq!(status, 410);
     }
     // The owner is told, with a "this wasn't me" link; the activity says what happened.
-    let told = mail_about(&server, BOB, "password was reset", 0).await;
+    let told = server.mail.about(BOB, "password was reset", 0).await;
     assert!(server.mail.to(BOB).len() > seen);
     assert!(told.link(&format!("{}/not-me?token=", server.origin)).is_some(), "{}", told.body());
     let me = server.api_login("bob", NEW).await;
@@ -259,7 +241,7 @@ async fn changing_the_password_needs_the_current_one_and_ends_every_other_sessio
     assert_eq!(me_status(&server, &alice).await, 200, "nobody else's");
     assert_eq!(login_status(&server, "bob", "foobared").await, 401);
     assert_eq!(me_status(&server, &server.api_login("bob", NEW).await).await, 200);
-    mail_about(&server, BOB, "password was changed", 0).await;
+    server.mail.about(BOB, "password was changed", 0).await;
     // Wrong current passwords are counted like wrong sign-ins.
     let mut last = 0;
     for _ in 0..8 {
@@ -405,7 +387,7 @@ async fn the_reset_pages_keep_the_token_out_of_referers_and_ask_for_what_the_acc
     let sent = ask(&csrf).await.unwrap();
     assert_eq!(sent.status(), 200);
     assert!(sent.text().await.unwrap().contains("If an account"));
-    mail_about(&server, ALICE, "Reset your", seen).await;
+    server.mail.about(ALICE, "Reset your", seen).await;
     server.stop().await.unwrap();
 }
 

@@ -2,13 +2,10 @@
 //! reveals nobody's account, signing in with the address, what an unconfirmed customer may not
 //! do, the confirmation link, and an unconfirmed account going by itself with its data.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 use crate::bank::{ALICE, cents};
 use crate::common;
-use crate::common::mail::Mail;
 use crate::common::request::{RequestHelper, client_from};
 use crate::common::server::TestServer;
 use crate::common::shared_redis;
@@ -20,24 +17,6 @@ fn new_address(name: &str) -> String {
     format!("{name}.{}@example.com", &redbank::secret::random_token()[..10].to_lowercase())
 }
 
-/// Waits for the newest mail to `address` whose subject contains `subject`.
-async fn mail_about(server: &TestServer, address: &str, subject: &str) -> Mail {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let found = server
-            .mail
-            .to(address)
-            .into_iter()
-            .rev()
-            .find(|m| m.header("Subject").is_some_and(|s| s.contains(subject)));
-        if let Some(mail) = found {
-            return mail;
-        }
-        assert!(std::time::Instant::now() < deadline, "no mail about {subject:?} to {address}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn open(server: &TestServer, name: &str, email: &str, password: &str) -> (u16, Value) {
     let body = json!({"name": name, "email": email, "password": password});
     let (status, answer) = server.anon().post("/api/v1/signup", &body).await;
@@ -46,7 +25,7 @@ async fn open(server: &TestServer, name: &str, email: &str, password: &str) -> (
 
 /// The token of the confirmation link mailed to `address`.
 async fn confirmation_token(server: &TestServer, address: &str) -> String {
-    let mail = mail_about(server, address, "Confirm your").await;
+    let mail = server.mail.about(address, "Confirm your", 0).await;
     let link = mail.link(&format!("{}/email/verify?token=", server.origin)).expect("a link");
     link.split("token=").nth(1).unwrap().to_owned()
 }
@@ -75,7 +54,7 @@ async fn an_account_opens_when_its_link_is_followed_with_the_password_chosen() {
     assert!(answer["message"].as_str().unwrap().contains("Check your e-mail"));
     // Nothing exists to sign in to yet.
     assert!(sign_in(&server, &email, PASSWORD).await.is_none());
-    let mail = mail_about(&server, &email, "Confirm your e-mail").await;
+    let mail = server.mail.about(&email, "Confirm your e-mail", 0).await;
     assert!(!mail.body().contains("Ada"), "the applicant's words are not echoed: {}", mail.body());
     // The link alone opens nothing: the password chosen must come with it.
     let token = confirmation_token(&server, &email).await;
@@ -150,7 +129,7 @@ async fn a_taken_address_gets_the_same_answer_and_its_owner_is_told() {
     let fresh = open(&server, "Ada Lovelace", &new_address("ada"), PASSWORD).await;
     let taken = open(&server, "Mallory", "BOB@example.com", "another long passphrase here").await;
     assert_eq!(fresh, taken, "a taken address answers like a new one");
-    let told = mail_about(&server, "bob@example.com", "Someone tried").await;
+    let told = server.mail.about("bob@example.com", "Someone tried", 0).await;
     assert!(told.body().contains("/password/forgot"), "{}", told.body());
     // Nothing was opened with it: the new password does not sign in; bob's own does, by address.
     assert!(sign_in(&server, "bob@example.com", "another long passphrase here").await.is_none());
@@ -303,7 +282,7 @@ async fn the_address_moves_once_the_new_one_confirms_and_the_old_one_can_undo_it
     let (status, answer) =
         server.as_token(&bob).put("/api/v1/email", &json!({"email": new.to_uppercase()})).await;
     assert_eq!(status, 202, "{answer}");
-    let told = mail_about(&server, "bob@example.com", "A new e-mail address").await;
+    let told = server.mail.about("bob@example.com", "A new e-mail address", 0).await;
     assert!(
         told.body().contains(&new) && told.body().contains("/not-me?token="),
         "{}",
@@ -317,7 +296,7 @@ async fn the_address_moves_once_the_new_one_confirms_and_the_old_one_can_undo_it
     assert!(sign_in(&server, &new, "foobared").await.is_some());
     assert!(sign_in(&server, "bob@example.com", "foobared").await.is_none());
     // The old address can put itself back, which signs every session out.
-    let changed = mail_about(&server, "bob@example.com", "address was changed").await;
+    let changed = server.mail.about("bob@example.com", "address was changed", 0).await;
     let undo = changed.link(&format!("{}/email/undo?token=", server.origin)).expect("an undo link");
     let token = undo.split("token=").nth(1).unwrap();
     let (status, body) = server.anon().post("/api/v1/email/undo", &json!({"token": token})).await;
@@ -332,7 +311,7 @@ async fn the_address_moves_once_the_new_one_confirms_and_the_old_one_can_undo_it
     let (status, _) =
         server.as_token(&bob).put("/api/v1/email", &json!({"email": "alice@example.com"})).await;
     assert_eq!(status, 202);
-    mail_about(&server, "alice@example.com", "Your address was given").await;
+    server.mail.about("alice@example.com", "Your address was given", 0).await;
     let alice = common::credentials("alice@example.com", "wonderland");
     let (status, body) = server.anon().post("/api/v1/login", &alice).await;
     assert_eq!((status.as_u16(), &body["mfa_required"]), (200, &json!(true)), "alice keeps hers");

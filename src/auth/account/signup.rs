@@ -32,7 +32,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::money::Cents;
 use crate::redis::{As, Db};
-use crate::secret::random_token;
+use crate::secret::{random_token, token_id};
 
 /// How long an application (and its link) waits for the confirmation.
 pub const APPLICATION_SECS: u64 = 86_400;
@@ -163,7 +163,7 @@ async fn mail_applicant(db: &Db, config: &Config, pending: Pending) -> Result<()
     }
     let token = random_token();
     let ttl = std::time::Duration::from_secs(APPLICATION_SECS);
-    db.put(&db.keys.email_verification(&link_id(&token)), &pending, As::Text, ttl).await?;
+    db.put(&db.keys.email_verification(&token_id(&token)), &pending, As::Text, ttl).await?;
     // No name in the text: it is the applicant's own words, and they could be anyone's.
     let text = format!(
         "Hello,\n\n\
@@ -176,10 +176,6 @@ async fn mail_applicant(db: &Db, config: &Config, pending: Pending) -> Result<()
     crate::mail::queue(db, &pending.email, "Confirm your e-mail address for redbank", &text).await
 }
 
-fn link_id(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
 fn gone() -> Error {
     Error::Gone("This confirmation link was used or has expired.".into())
 }
@@ -188,7 +184,7 @@ async fn load(db: &Db, token: &str) -> Result<Pending> {
     if token.is_empty() || token.len() > 128 {
         return Err(gone());
     }
-    db.get_text(&db.keys.email_verification(&link_id(token))).await?.ok_or_else(gone)
+    db.get_text(&db.keys.email_verification(&token_id(token))).await?.ok_or_else(gone)
 }
 
 /// The name on the application behind `token`, without using it.
@@ -208,10 +204,10 @@ pub async fn confirm(
     client: &ClientInfo,
 ) -> Result<String> {
     let pending = load(db, token).await?;
-    let key = db.keys.email_verification(&link_id(token));
+    let key = db.keys.email_verification(&token_id(token));
     let wrong = || invalid("password", "Enter the password you chose when you applied.");
     let password = password.filter(|p| !p.is_empty() && p.len() <= MAX_PASSWORD_BYTES);
-    let tries = db.keys.throttle_hourly(&format!("signup-confirm:{}", link_id(token)));
+    let tries = db.keys.throttle_hourly(&format!("signup-confirm:{}", token_id(token)));
     if let Err(Error::TooManyRequests { .. }) =
         throttle::per_window(db, &tries, TRIES, APPLICATION_SECS).await
     {

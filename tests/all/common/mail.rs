@@ -148,6 +148,26 @@ impl Mailbox {
         }
     }
 
+    /// Waits (up to 10 s) until `address` has more than `seen` messages whose subject contains
+    /// `subject`; the newest of them.
+    pub async fn about(&self, address: &str, subject: &str, seen: usize) -> Mail {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let about: Vec<Mail> = self
+                .to(address)
+                .into_iter()
+                .filter(|m| m.header("Subject").is_some_and(|s| s.contains(subject)))
+                .collect();
+            if about.len() > seen {
+                return about.last().unwrap().clone();
+            }
+            let all: Vec<_> =
+                self.all().iter().map(|m| (m.to.clone(), m.header("Subject"))).collect();
+            assert!(Instant::now() < deadline, "no mail about {subject:?} to {address}: {all:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The newest confirmation-code mail to `address` among those after the first `seen`,
     /// waiting (up to 10 s) for one: security notices may arrive in between.
     pub async fn code_mail(&self, address: &str, seen: usize) -> Mail {
