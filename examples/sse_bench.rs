@@ -399,9 +399,20 @@ enum Opened {
 /// Opens `GET {path}` on `addr` over a plain socket — one task and one read per event on this
 /// side, so the client spends as little of the shared CPU as it can (reqwest/hyper cost twice as
 /// much per event) and the figures are the server's.
-async fn open_stream(addr: &str, path: &str, cookie: &str) -> std::io::Result<Opened> {
+async fn open_stream(
+    addr: &str,
+    source: std::net::IpAddr,
+    path: &str,
+    cookie: &str,
+) -> std::io::Result<Opened> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(addr).await?;
+    let target: std::net::SocketAddr = tokio::net::lookup_host(addr)
+        .await?
+        .find(|a| a.is_ipv4())
+        .ok_or_else(|| std::io::Error::other("no IPv4 address"))?;
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(std::net::SocketAddr::new(source, 0))?;
+    let mut tcp = socket.connect(target).await?;
     tcp.set_nodelay(true)?;
     let cookie = if cookie.is_empty() { String::new() } else { format!("Cookie: {cookie}\r\n") };
     let request = format!(
@@ -481,10 +492,19 @@ impl Dechunk {
     }
 }
 
+/// The loopback address client `i` connects from: 250 clients per address, as a population of
+/// households and offices would (the stream listener lets at most 16 handshakes of one address
+/// wait at once, so a whole bench from 127.0.0.1 would be refused as one abusive client).
+fn client_address(i: usize) -> std::net::IpAddr {
+    let n = i / 250;
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 1, (n / 250) as u8, (n % 250 + 1) as u8))
+}
+
 async fn sse_client(
     addr: Arc<str>,
     path: Arc<str>,
     cookie: Arc<str>,
+    source: std::net::IpAddr,
     shared: Arc<Shared>,
     handshakes: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
@@ -513,7 +533,7 @@ async fn sse_client(
         let opened = loop {
             out.connect_attempts += 1;
             let attempt = tokio::select! {
-                r = tokio::time::timeout(Duration::from_secs(10), open_stream(&addr, &path, &cookie)) => r,
+                r = tokio::time::timeout(Duration::from_secs(10), open_stream(&addr, source, &path, &cookie)) => r,
                 _ = stop.changed() => {
                     fail(&mut out, "timed out connecting".into());
                     return out;
@@ -691,6 +711,7 @@ async fn run(args: Args) -> Result<bool, BoxError> {
                 addr.clone(),
                 path.clone(),
                 cookies[i % cookies.len()].clone(),
+                client_address(i),
                 shared.clone(),
                 handshakes.clone(),
                 stop_rx.clone(),
