@@ -492,11 +492,12 @@ impl Dechunk {
     }
 }
 
-/// The loopback address client `i` connects from: 250 clients per address, as a population of
+/// The loopback address client `i` connects from: 8 clients per address, as a population of
 /// households and offices would (the stream listener lets at most 16 handshakes of one address
-/// wait at once, so a whole bench from 127.0.0.1 would be refused as one abusive client).
+/// wait at once, so a whole bench from 127.0.0.1, or `--connect-concurrency` neighbours from one
+/// address, would be refused as one abusive client).
 fn client_address(i: usize) -> std::net::IpAddr {
-    let n = i / 250;
+    let n = i / 8;
     std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 1, (n / 250) as u8, (n % 250 + 1) as u8))
 }
 

@@ -82,10 +82,6 @@ pub async fn set_email(db: &Db, username: &str, email: Option<&str>) -> Result<(
 }
 
 /// Removes `address` from the index if it still names `username` (one key: a script is atomic).
-pub async fn release(db: &Db, username: &str, address: &str) -> Result<()> {
-    release_email(db, username, address).await
-}
-
 async fn release_email(db: &Db, username: &str, address: &str) -> Result<()> {
     let owner = db.keys.email_owner(&address.to_lowercase());
     db.run(async |c| {
