@@ -317,6 +317,41 @@ async fn the_whole_flow_in_a_real_browser() {
     })
     .await;
 
+    step(
+        "opening an account and a forgotten password: the forms, the meter, accessibility",
+        async {
+            client.goto(&server.url("/login")).await.unwrap();
+            client.find(Locator::Css("#signup-link")).await.unwrap().click().await.unwrap();
+            wait_for(&client, "document.querySelector('#signup-form')", Duration::from_secs(5))
+                .await;
+            assert_accessible(&client, "signup").await;
+            let field = |css: &'static str| client.find(Locator::Css(css));
+            field("#signup-name").await.unwrap().send_keys("Ada Lovelace").await.unwrap();
+            field("#signup-email").await.unwrap().send_keys("ada@example.com").await.unwrap();
+            // The meter asks the server's rules as the password is typed: a common one is refused
+            // with the reason, a few uncommon words pass.
+            field("#signup-password").await.unwrap().send_keys("password12345678").await.unwrap();
+            let meter = "document.querySelector('#signup-password-strength span').textContent";
+            wait_for(&client, &format!("{meter}.includes('not accepted')"), Duration::from_secs(5))
+                .await;
+            assert!(text(&client, "#signup-password-strength span").await.contains("common"));
+            field("#signup-password").await.unwrap().clear().await.unwrap();
+            field("#signup-password")
+                .await
+                .unwrap()
+                .send_keys("violet quartz river lamp")
+                .await
+                .unwrap();
+            let strong = format!("{meter}.includes('trong') && !{meter}.includes('not accepted')");
+            wait_for(&client, &strong, Duration::from_secs(5)).await;
+            assert_accessible(&client, "signup with the meter").await;
+            client.goto(&server.url("/password/forgot")).await.unwrap();
+            assert_accessible(&client, "forgot password").await;
+            client.goto(&server.url("/login")).await.unwrap();
+        },
+    )
+    .await;
+
     let balance_before = step("sign in: the dashboard shows the account", async {
         // Log in: the dashboard shows the account and a balance.
         submit_login(&client, "bob", "foobared").await;
