@@ -266,7 +266,8 @@ async fn the_pages_open_an_account_and_confirm_it() {
     assert!(wrong.text().await.unwrap().contains("id=\"verify-error\""));
     let done = follow(PASSWORD).await.unwrap();
     assert_eq!(done.status(), 200);
-    assert!(done.text().await.unwrap().contains("Your address is confirmed"));
+    let html = done.text().await.unwrap();
+    assert!(html.contains("Your address is confirmed") && html.contains("id=\"verify-opened\""));
     let (cookie, _) = server.login(&email, PASSWORD).await;
     let dashboard =
         server.http.get(server.url("/dashboard")).header("Cookie", &cookie).send().await;

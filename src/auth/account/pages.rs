@@ -368,8 +368,9 @@ pub async fn verify_submit(
     let VerifyForm { token, password } = &form.0;
     let password = Some(password.as_str());
     let page = match confirm_address(db, config, passwords, token, password, &client).await {
-        Ok(()) => {
-            Page::new(Status::Ok, Template::render("account/verify", context! { done: true }))
+        Ok(opened) => {
+            let page = context! { done: true, opened };
+            Page::new(Status::Ok, Template::render("account/verify", page))
         }
         Err(e @ (Error::Gone(_) | Error::Conflict(_))) => verify_gone(&e),
         Err(e @ (Error::Invalid { .. } | Error::TooManyRequests { .. })) => {

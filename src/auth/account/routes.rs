@@ -337,8 +337,8 @@ pub async fn email_verify(
     Ok(Status::NoContent)
 }
 
-/// Confirms an address with a link's token: an application's (with its password), or a
-/// change's new address.
+/// Confirms an address with a link's token: an application's (with its password; true, an
+/// account opened), or a change's new address (false).
 pub async fn confirm_address(
     db: &Db,
     config: &Config,
@@ -346,10 +346,10 @@ pub async fn confirm_address(
     token: &str,
     password: Option<&str>,
     client: &ClientInfo,
-) -> Result<()> {
+) -> Result<bool> {
     match signup::confirm(db, config, passwords, token, password, client).await {
-        Err(Error::Gone(_)) => email::confirm(db, config, token, client).await,
-        other => other.map(|_| ()),
+        Err(Error::Gone(_)) => email::confirm(db, config, token, client).await.map(|()| false),
+        other => other.map(|_| true),
     }
 }
 
