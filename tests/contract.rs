@@ -82,7 +82,7 @@ async fn schemathesis_finds_nothing() {
             .env("REDBANK_TOKEN", &token)
             .env("REDBANK_BOB_PASSWORD", BOB_PASSWORD)
             .output()
-            .unwrap_or_else(|e| panic!("{} did not start: {e}", st.display()));
+            .unwrap_or_else(|e| panic!("{} did not start: {e}", st.display()))
     };
     let mut out = run();
     // CPython 3.11 before 3.11.8 can fail inside hypothesis with "AST constructor recursion
