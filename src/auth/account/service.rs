@@ -10,9 +10,9 @@ use crate::audit::{Activity, ClientInfo};
 use crate::auth::factors::store as factors;
 use crate::auth::model::Session;
 use crate::auth::notice::{self, Notice};
-use crate::auth::password::{MAX_PASSWORD_BYTES, Passwords, normalized};
-use crate::auth::signin::service::Method;
-use crate::auth::signin::throttle::{self, Throttle};
+use crate::auth::password::{Passwords, normalized};
+use crate::auth::signin::throttle;
+use crate::auth::step_up::service::password_is_right;
 use crate::auth::store as sessions;
 use crate::auth::users;
 use crate::config::Config;
@@ -41,19 +41,7 @@ pub async fn change_password(
         let message = "Choose a password different from the current one.".into();
         return Err(Error::Invalid { field: "new_password", message });
     }
-    // As at sign-in: checked, then hashed and counted under one hashing slot.
-    let throttle = Throttle::new(db, username, &client.ip, Vec::new()).await?;
-    throttle.check(db, config).await?;
-    let max_wait = std::time::Duration::from_millis(config.sign_in.queue_max_ms);
-    let slot = passwords.login_slot(max_wait, false).await?;
-    throttle.check(db, config).await?;
-    let ok = current.len() <= MAX_PASSWORD_BYTES
-        && passwords.verify(&slot, current, Some(&user.password_hash)).await?;
-    drop(slot);
-    if !ok {
-        throttle.failed(db, config).await?;
-        let failed = Activity::FailedSignIn { method: Method::Password.as_str().into() };
-        audit::record(db, username, client, failed).await;
+    if !password_is_right(db, config, passwords, &user, client, current).await? {
         let message = "That is not your current password.".into();
         return Err(Error::Invalid { field: "current_password", message });
     }
