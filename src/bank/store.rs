@@ -192,8 +192,9 @@ pub async fn record_with(
     let replicas = config.redis.replicas_to_ack();
     let channel = if replicas > 0 { String::new() } else { keys.events(acct) };
     let generation = db.generation();
+    // Acknowledged (returned) only once it is on disk.
     let reply: Vec<Value> = db
-        .run(async |c| {
+        .run_durable(config.redis.timeout_ms, async |c| {
             let mut call = script.0.key(keys.balance(acct));
             call.key(keys.stream(acct))
                 .key(keys.spenders(acct))

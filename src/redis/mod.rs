@@ -10,6 +10,7 @@
 //! needed), so the app recovers by itself once Redis is back.
 
 mod doc;
+mod durable;
 mod keys;
 mod lease;
 pub mod lua;
@@ -35,6 +36,7 @@ use crate::error::{Error, Result};
 use crate::stage::needs;
 
 pub use doc::As;
+pub use durable::Fsync;
 pub use keys::Keys;
 pub use lease::Lease;
 pub use modules::{REQUIRED_MODULES, missing_modules};
@@ -75,6 +77,13 @@ pub struct Db {
 struct Shared {
     slots: Mutex<[Option<Held>; SHARED_CONNECTIONS]>,
     next: AtomicUsize,
+    /// The connections of money-moving writes ([`Db::run_durable`]): their `WAITAOF` may wait
+    /// for an fsync, and a connection waiting in Redis holds up every command queued behind it,
+    /// so sessions and pages never share one with them.
+    durable: Mutex<[Option<MultiplexedConnection>; durable::CONNECTIONS]>,
+    durable_next: AtomicUsize,
+    /// What the server promises for an acknowledged write ([`Fsync`]), as last learned.
+    fsync: std::sync::atomic::AtomicU8,
     /// Counts [`Db::forget_all`]: unchanged between a write and its `WAIT`, both went to the same
     /// server.
     generation: std::sync::atomic::AtomicU64,
@@ -91,6 +100,13 @@ struct Held {
 /// the bottleneck.
 const SHARED_CONNECTIONS: usize = 16;
 
+/// Which connection a call runs on.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Shared(usize),
+    Durable(usize),
+}
+
 impl Db {
     /// Runs `f` on a connection; the whole thing (a pool checkout if needed + the commands) is
     /// bounded by `redis_timeout_ms`.
@@ -103,10 +119,23 @@ impl Db {
             Some(pool) => SHARED_CONNECTIONS.min(pool.status().max_size.saturating_sub(1)).max(1),
             None => SHARED_CONNECTIONS,
         };
-        let slot = self.shared.next.fetch_add(1, Ordering::Relaxed) % slots;
+        let slot = Slot::Shared(self.shared.next.fetch_add(1, Ordering::Relaxed) % slots);
+        self.run_on(slot, self.timeout, f).await
+    }
+
+    /// [`Db::run`] on the connection of `slot`, bounded by `bound`.
+    async fn run_on<T>(
+        &self,
+        slot: Slot,
+        bound: Duration,
+        f: impl AsyncFnOnce(&mut MultiplexedConnection) -> RedisResult<T>,
+    ) -> Result<T> {
         let started = std::time::Instant::now();
         let work = async {
-            let mut conn = self.connection(slot).await?;
+            let mut conn = match slot {
+                Slot::Shared(slot) => self.connection(slot).await?,
+                Slot::Durable(slot) => self.durable_connection(slot).await?,
+            };
             let result = f(&mut conn).await;
             if let Err(e) = &result {
                 // A broken connection, or a primary that was demoted under it (`READONLY`):
@@ -121,11 +150,11 @@ impl Db {
             }
             result.map_err(Error::from)
         };
-        let result = match tokio::time::timeout(self.timeout, work).await {
+        let result = match tokio::time::timeout(bound, work).await {
             Ok(result) => result,
             Err(_) => {
                 self.forget_all();
-                Err(Error::Unavailable(format!("no answer within {:?}", self.timeout)))
+                Err(Error::Unavailable(format!("no answer within {bound:?}")))
             }
         };
         self.metrics.redis(started.elapsed(), result.is_err());
@@ -168,6 +197,7 @@ impl Db {
     fn forget_all(&self) {
         let mut slots = self.shared.slots.lock().unwrap_or_else(PoisonError::into_inner);
         *slots = Default::default();
+        *self.shared.durable.lock().unwrap_or_else(PoisonError::into_inner) = Default::default();
         self.shared.generation.fetch_add(1, Ordering::AcqRel);
         self.primary.forget();
     }
@@ -216,6 +246,9 @@ impl Db {
     async fn wait_for_replicas(&self, config: &Config, wanted: u32) -> Result<bool> {
         let key = self.keys.replication_probe();
         let wait_ms = config.redis.timeout_ms / 2;
+        // The probe is on disk here and on `wanted` replicas (`WAITAOF`: each replica needs an
+        // append-only file of its own) — and so is every write before it.
+        let local = u32::from(self.fsync() != Fsync::Off);
         let probe = async {
             let client = self.primary.client().await?;
             let mut conn = client.get_multiplexed_async_connection().await?;
@@ -225,14 +258,15 @@ impl Db {
                 .arg(crate::clock::now_ms())
                 .arg("PX")
                 .arg(60_000)
-                .cmd("WAIT")
+                .cmd("WAITAOF")
+                .arg(local)
                 .arg(wanted)
                 .arg(wait_ms)
-                .query_async::<_, ((), u32)>(&mut conn)
+                .query_async::<_, ((), (u32, u32))>(&mut conn)
                 .await
         };
         match tokio::time::timeout(self.timeout, probe).await {
-            Ok(Ok((_, acked))) => Ok(acked >= wanted),
+            Ok(Ok((_, (fsynced, acked)))) => Ok(fsynced >= local && acked >= wanted),
             Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(Error::Unavailable("no WAIT answer in time".into())),
         }

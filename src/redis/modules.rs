@@ -39,6 +39,10 @@ pub(super) async fn check_modules(db: &Db) {
              or use the redis:8 image.",
             missing.join(", ")
         ),
-        Err(e) => rocket::warn!("Redis: not reachable at startup ({e}); serving 503 until it is"),
+        Err(e) => {
+            rocket::warn!("Redis: not reachable at startup ({e}); serving 503 until it is");
+            return;
+        }
     }
+    db.check_fsync().await;
 }

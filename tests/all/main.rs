@@ -10,6 +10,7 @@ mod common;
 mod admin;
 mod bank;
 mod contract;
+mod durability;
 mod foundation;
 mod live;
 mod metrics;

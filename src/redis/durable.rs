@@ -1,0 +1,215 @@
+//! Acknowledged means on disk: a money-moving write (a transfer's leg, a generated transaction)
+//! is followed, on the connection that wrote it, by `WAITAOF`, and is reported done only once
+//! Redis says its append-only file has it fsynced. `WAITAOF` answers for the writes of its own
+//! connection (one that wrote nothing is answered at once), hence the same connection.
+//!
+//! What that costs depends on the server's `appendfsync`: under `always` Redis fsyncs before it
+//! answers anything, so `WAITAOF` answers at once; under `everysec` it waits for the next fsync
+//! (up to a second, ≈ 1 s at p50), and a connection waiting in Redis holds up whatever is queued
+//! behind it — so these writes have connections of their own, and the startup check names the
+//! setting in a warning. Without an append-only file nothing can be on disk: the check says so
+//! and the writes stop waiting for a local fsync (replicas asked for by `min_replicas_ack` are
+//! still waited for, by [`super::Db::replicated`]).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use redis::RedisResult;
+use redis::aio::MultiplexedConnection;
+
+use super::{Db, Slot};
+use crate::error::{Error, Result};
+
+/// Connections kept for durable writes.
+pub(super) const CONNECTIONS: usize = 4;
+
+/// What the server promises for a write it acknowledged, by `CONFIG GET appendonly appendfsync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Fsync {
+    /// Not learned yet (Redis unreachable at startup, or `CONFIG` not allowed): wait as under
+    /// `always`, and learn from `WAITAOF`'s answer.
+    Unknown = 0,
+    /// `appendfsync always`: on disk before Redis answers.
+    Always = 1,
+    /// `appendfsync everysec`: on disk within about a second.
+    EverySec = 2,
+    /// `appendfsync no`: when the kernel writes it back (`WAITAOF` cannot tell).
+    No = 3,
+    /// `appendonly no`: never on disk.
+    Off = 4,
+}
+
+impl Fsync {
+    fn from_u8(n: u8) -> Fsync {
+        match n {
+            1 => Fsync::Always,
+            2 => Fsync::EverySec,
+            3 => Fsync::No,
+            4 => Fsync::Off,
+            _ => Fsync::Unknown,
+        }
+    }
+
+    /// From `CONFIG GET`'s values.
+    pub fn of(appendonly: &str, appendfsync: &str) -> Fsync {
+        match (appendonly, appendfsync) {
+            ("no", _) => Fsync::Off,
+            (_, "always") => Fsync::Always,
+            (_, "everysec") => Fsync::EverySec,
+            (_, "no") => Fsync::No,
+            _ => Fsync::Unknown,
+        }
+    }
+
+    /// The operator's warning for this setting, if it deserves one.
+    pub fn warning(self) -> Option<&'static str> {
+        match self {
+            Fsync::Always | Fsync::Unknown => None,
+            Fsync::EverySec => Some(
+                "Redis runs appendfsync everysec: every transfer and generated transaction waits \
+                 up to a second for its fsync before it is acknowledged. Set appendfsync always \
+                 (scripts/redis and docker-compose.yml do).",
+            ),
+            Fsync::No => Some(
+                "Redis runs appendfsync no: an acknowledged transfer is on disk only when the \
+                 kernel writes it back, and a power cut can lose it. Set appendfsync always.",
+            ),
+            Fsync::Off => Some(
+                "Redis keeps no append-only file (appendonly no): an acknowledged transfer is in \
+                 memory only, and a restart loses it. Set appendonly yes and appendfsync always.",
+            ),
+        }
+    }
+}
+
+impl Db {
+    /// What this server was last seen to promise.
+    pub fn fsync(&self) -> Fsync {
+        Fsync::from_u8(self.shared.fsync.load(Ordering::Acquire))
+    }
+
+    fn learn(&self, fsync: Fsync) {
+        let before = self.shared.fsync.swap(fsync as u8, Ordering::AcqRel);
+        if before != fsync as u8 {
+            if let Some(warning) = fsync.warning() {
+                rocket::warn!("{warning}");
+            }
+        }
+    }
+
+    /// Reads the server's persistence settings and warns about any that leaves an acknowledged
+    /// write off the disk. Not fatal, as the module check: Redis may be down at startup.
+    pub async fn check_fsync(&self) {
+        let asked = self
+            .run(async |c| {
+                redis::cmd("CONFIG")
+                    .arg("GET")
+                    .arg("appendonly")
+                    .arg("appendfsync")
+                    .query_async::<_, Vec<String>>(c)
+                    .await
+            })
+            .await;
+        match asked {
+            Ok(pairs) => {
+                let get = |name: &str| {
+                    pairs.chunks(2).find(|p| p[0] == name).and_then(|p| p.get(1)).cloned()
+                };
+                let (aof, fsync) = (get("appendonly"), get("appendfsync"));
+                let learned = Fsync::of(aof.as_deref().unwrap_or(""), fsync.as_deref().unwrap_or(""));
+                if learned == Fsync::Always {
+                    rocket::info!("Redis: appendfsync always (acknowledged writes are on disk)");
+                }
+                self.learn(learned);
+            }
+            Err(e) => rocket::warn!("Redis: could not read its persistence settings ({e})"),
+        }
+    }
+
+    /// Runs a money-moving write `f`, then `WAITAOF 1 0` on the same connection: `Ok` only once
+    /// Redis has it in an fsynced append-only file. Not confirmed in time is
+    /// [`Error::Unavailable`] — the write may well have happened (the caller's retry or recovery
+    /// finds it: every such write is idempotent or checked), but it is not acknowledged.
+    /// Without an append-only file there is nothing to wait for.
+    pub async fn run_durable<T>(
+        &self,
+        timeout_ms: u64,
+        f: impl AsyncFnOnce(&mut MultiplexedConnection) -> RedisResult<T>,
+    ) -> Result<T> {
+        let fsync = self.fsync();
+        let slot = self.shared.durable_next.fetch_add(1, Ordering::Relaxed) % CONNECTIONS;
+        // Under everysec the fsync is up to a second away: allow for it beyond the usual bound.
+        let wait_ms = match fsync {
+            Fsync::EverySec => timeout_ms + 1_100,
+            _ => timeout_ms / 2,
+        };
+        let bound = Duration::from_millis(timeout_ms + wait_ms);
+        let waited = self
+            .run_on(Slot::Durable(slot), bound, async |c| {
+                let out = f(c).await?;
+                if fsync == Fsync::Off {
+                    return Ok((out, Ok(1)));
+                }
+                let fsynced = redis::cmd("WAITAOF")
+                    .arg(1)
+                    .arg(0)
+                    .arg(wait_ms)
+                    .query_async::<_, (i64, i64)>(c)
+                    .await
+                    .map(|(local, _)| local);
+                Ok((out, fsynced))
+            })
+            .await?;
+        match waited {
+            (out, Ok(local)) if local >= 1 => Ok(out),
+            (_, Ok(_)) => {
+                Err(Error::Unavailable("the write was not confirmed on disk in time".into()))
+            }
+            (out, Err(e)) if e.to_string().contains("appendonly is disabled") => {
+                // No append-only file (turned off since we looked, or never learned): the same
+                // answer as had we known — nothing to wait for; say so once.
+                self.learn(Fsync::Off);
+                Ok(out)
+            }
+            (_, Err(e)) => Err(Error::Unavailable(format!("the write's fsync is unknown: {e}"))),
+        }
+    }
+
+    /// The durable connection of `slot`, made to the primary when missing.
+    pub(super) async fn durable_connection(&self, slot: usize) -> Result<MultiplexedConnection> {
+        let cached = self.shared.durable.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+            [slot]
+            .clone();
+        if let Some(conn) = cached {
+            return Ok(conn);
+        }
+        let connect = async {
+            let client = self.primary.client().await?;
+            client.get_multiplexed_async_connection().await
+        };
+        let conn = connect.await?;
+        self.shared.durable.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[slot] =
+            Some(conn.clone());
+        Ok(conn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Fsync;
+
+    #[test]
+    fn the_settings_name_what_an_acknowledgement_promises() {
+        assert_eq!(Fsync::of("yes", "always"), Fsync::Always);
+        assert_eq!(Fsync::of("yes", "everysec"), Fsync::EverySec);
+        assert_eq!(Fsync::of("yes", "no"), Fsync::No);
+        assert_eq!(Fsync::of("no", "always"), Fsync::Off);
+        assert!(Fsync::Always.warning().is_none());
+        assert!(Fsync::EverySec.warning().is_some_and(|w| w.contains("everysec")));
+        assert!(Fsync::Off.warning().is_some_and(|w| w.contains("appendonly no")));
+        for f in [Fsync::Unknown, Fsync::Always, Fsync::EverySec, Fsync::No, Fsync::Off] {
+            assert_eq!(Fsync::from_u8(f as u8), f);
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Acknowledged means on disk: every money-moving write (a transfer's debit and credit, a
+//! generated transaction) is followed by `WAITAOF` on the connection that wrote it, before the
+//! app answers; a Redis that fsyncs once a second is named at startup, and still loses nothing.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::bank::ALICE;
+use crate::common::request::RequestHelper;
+use crate::common::server::{self, Binary, TestServer};
+use crate::common::{self, RedisServer};
+
+/// One command as `MONITOR` shows it: the client's address and the words.
+#[derive(Debug)]
+struct Seen {
+    client: String,
+    words: Vec<String>,
+}
+
+/// A `MONITOR` connection to `redis`: every command any client sends, in the order Redis runs
+/// them.
+struct Monitor {
+    lines: tokio::io::Lines<BufReader<tokio::net::TcpStream>>,
+}
+
+impl Monitor {
+    async fn start(redis: &RedisServer) -> Monitor {
+        let url = redis.url();
+        let addr = url.trim_start_matches("redis://");
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(b"MONITOR\r\n").await.unwrap();
+        let mut lines = BufReader::new(tcp).lines();
+        assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("+OK"));
+        Monitor { lines }
+    }
+
+    /// Commands seen until `done` holds for them (or `within` passes: then it fails).
+    async fn until(&mut self, within: Duration, done: impl Fn(&[Seen]) -> bool) -> Vec<Seen> {
+        let deadline = Instant::now() + within;
+        let mut seen = Vec::new();
+        while !done(&seen) {
+            // Checked here, not only by the timeout: a busy server's lines never keep it waiting.
+            assert!(Instant::now() < deadline, "MONITOR: not seen within {within:?}");
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = tokio::time::timeout(left, self.lines.next_line()).await;
+            let Ok(Ok(Some(line))) = line else {
+                panic!("MONITOR: not seen within {within:?}; saw {seen:#?}")
+            };
+            if let Some(parsed) = parse_monitor_line(&line) {
+                seen.push(parsed);
+            }
+        }
+        seen
+    }
+}
+
+/// `+1700000000.123456 [0 127.0.0.1:5555] "EVALSHA" "ab…" "9"` → client and words.
+fn parse_monitor_line(line: &str) -> Option<Seen> {
+    let open = line.find('[')?;
+    let close = open + line[open..].find(']')?;
+    let client = line[open + 1..close].split_whitespace().last()?.to_owned();
+    let mut words = Vec::new();
+    let mut rest = &line[close + 1..];
+    while let Some(start) = rest.find('"') {
+        let mut word = String::new();
+        let mut chars = rest[start + 1..].char_indices();
+        let mut end = None;
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, escaped)) = chars.next() {
+                        word.push(escaped);
+                    }
+                }
+                '"' => {
+                    end = Some(start + 1 + i + 1);
+                    break;
+                }
+                c => word.push(c),
+            }
+        }
+        words.push(word);
+        rest = &rest[end?..];
+    }
+    Some(Seen { client, words })
+}
+
+/// The transaction script's calls (they name the account's channel) whose words mention
+/// `marker`, each with the next command its connection
+/// sent after it (`None` when it sent none yet; a `SCRIPT LOAD` in between does not count).
+fn followed_by<'a>(seen: &'a [Seen], marker: &str) -> Vec<(&'a Seen, Option<&'a Seen>)> {
+    seen.iter()
+        .enumerate()
+        .filter(|(_, s)| {
+            s.words.first().is_some_and(|w| w.eq_ignore_ascii_case("EVALSHA"))
+                && s.words.iter().any(|w| w.contains(marker))
+                && s.words.iter().any(|w| w.contains("events:"))
+        })
+        .filter_map(|(i, s)| {
+            // A script Redis did not have yet is loaded and called again: judge the last call.
+            let mut after = seen[i + 1..].iter().filter(|later| {
+                later.client == s.client
+                    && !later.words.first().is_some_and(|w| w.eq_ignore_ascii_case("SCRIPT"))
+            });
+            match after.next() {
+                Some(again) if again.words == s.words => None,
+                next => Some((s, next)),
+            }
+        })
+        .collect()
+}
+
+fn is_waitaof(seen: Option<&Seen>) -> bool {
+    seen.is_some_and(|s| {
+        s.words.first().is_some_and(|w| w.eq_ignore_ascii_case("WAITAOF"))
+            && s.words.get(1).map(String::as_str) == Some("1")
+    })
+}
+
+#[rocket::async_test]
+async fn a_transfer_is_answered_only_after_each_leg_is_fsynced_on_its_own_connection() {
+    // appendonly yes, appendfsync always: as scripts/redis and compose run it.
+    let redis = RedisServer::start_persistent();
+    let server = TestServer::start(&redis, None, |f| f).await;
+    let bob = server.api_login("bob", "foobared").await;
+    let mut monitor = Monitor::start(&redis).await;
+
+    let as_bob = server.as_token(&bob);
+    let req = as_bob
+        .request(reqwest::Method::POST, "/api/v1/transfers")
+        .header("Idempotency-Key", redbank::secret::random_token());
+    let (status, t) = as_bob.send(req.json(&json!({"to_account": ALICE, "amount": 2}))).await.pair();
+    assert_eq!(status, 201, "{t}");
+    assert_eq!(t["status"], "completed", "{t}");
+    let id = t["id"].as_str().unwrap().to_owned();
+
+    // The answer is in: both legs and their WAITAOF happened before it. (MONITOR is told of a
+    // command before its reply is sent, so what is missing now only travels.)
+    let seen = monitor
+        .until(Duration::from_secs(5), |seen| {
+            let legs = followed_by(seen, &id);
+            legs.len() >= 2 && legs.iter().all(|(_, next)| next.is_some())
+        })
+        .await;
+    let legs = followed_by(&seen, &id);
+    assert_eq!(legs.len(), 2, "a debit and a credit naming the transfer: {seen:#?}");
+    for (leg, next) in &legs {
+        assert!(
+            is_waitaof(*next),
+            "the leg's connection ({}) sent {:?} after it, not WAITAOF 1: {seen:#?}",
+            leg.client,
+            next.map(|n| &n.words)
+        );
+    }
+    // Sessions and reads do not share the durable connections: the sign-in's and the transfer's
+    // reads came from other clients than the legs.
+    let legs_clients: Vec<&str> = legs.iter().map(|(l, _)| l.client.as_str()).collect();
+    let balance_reads = seen
+        .iter()
+        .filter(|s| s.words.first().is_some_and(|w| w.eq_ignore_ascii_case("GET")))
+        .filter(|s| s.words.get(1).is_some_and(|k| k.contains("balance")));
+    for read in balance_reads {
+        assert!(!legs_clients.contains(&read.client.as_str()), "{read:?} on a durable connection");
+    }
+    server.stop().await.unwrap();
+}
+
+#[rocket::async_test]
+async fn a_generated_transaction_waits_for_its_fsync_too() {
+    let redis = RedisServer::start_persistent();
+    let server = TestServer::start(&redis, None, |f| f.merge(("generator_interval_ms", 100))).await;
+    let mut monitor = Monitor::start(&redis).await;
+    // A generated transaction is recorded by the same script, with the account's channel in it.
+    let seen = monitor
+        .until(Duration::from_secs(10), |seen| {
+            let written = followed_by(seen, "events:");
+            written.len() >= 3 && written.iter().all(|(_, next)| next.is_some())
+        })
+        .await;
+    for (write, next) in followed_by(&seen, "events:") {
+        assert!(is_waitaof(next), "{write:?} then {next:?}");
+    }
+    server.stop().await.unwrap();
+}
+
+/// `appendfsync everysec` is found at startup and named in a warning; a transfer then waits for
+/// the next fsync (up to a second) and is still answered as done.
+#[rocket::async_test]
+async fn a_redis_that_fsyncs_once_a_second_is_named_at_startup_and_still_confirms() {
+    let redis = RedisServer::start_persistent();
+    let mut c = redis.conn().await;
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("appendfsync")
+        .arg("everysec")
+        .query_async::<_, ()>(&mut c)
+        .await
+        .unwrap();
+    let prefix = common::unique_prefix();
+    let log =
+        std::env::temp_dir().join(format!("redbank-fsync-{}.txt", prefix.trim_end_matches(':')));
+    let env = [("ROCKET_LOG_LEVEL", "normal"), ("ROCKET_GENERATOR_INTERVAL_MS", "0")];
+    let app = Binary::start(&redis, &prefix, &env, Some(&log)).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let warned = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("appendfsync everysec") || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        warned.lines().any(|l| l.contains("appendfsync everysec") && l.contains("appendfsync always")),
+        "no warning naming everysec: {warned}"
+    );
+
+    let token = server::api_token(&app.http, &app.base, "bob", "foobared").await;
+    let res = app
+        .http
+        .post(format!("{}/api/v1/transfers", app.base))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", redbank::secret::random_token())
+        .json(&json!({"to_account": ALICE, "amount": 1}))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    let t: Value = res.json().await.unwrap();
+    assert_eq!(status, 201, "{t}");
+    assert_eq!(t["status"], "completed", "{t}");
+    let _ = std::fs::remove_file(&log);
+}
+
+#[test]
+fn monitor_lines_are_read_word_by_word() {
+    let seen = parse_monitor_line(
+        r#"+1700000000.123456 [0 127.0.0.1:5555] "EVALSHA" "ab\"c" "9" "x y""#,
+    )
+    .unwrap();
+    assert_eq!(seen.client, "127.0.0.1:5555");
+    assert_eq!(seen.words, ["EVALSHA", "ab\"c", "9", "x y"]);
+}
