@@ -200,7 +200,7 @@ async fn announce(db: &Db, who: Announcer<'_>, notice: serde_json::Value) {
     let channel = db.keys.events(who.account);
     let published = db
         .run(async |c| {
-            redis::cmd("PUBLISH").arg(&channel).arg(&payload).query_async::<_, i64>(c).await
+            redis::cmd("SPUBLISH").arg(&channel).arg(&payload).query_async::<_, i64>(c).await
         })
         .await;
     if let Err(e) = published {

@@ -244,7 +244,7 @@ async fn announce_when_replicated(db: &Db, config: &Config, since: u64, channel:
         return;
     }
     let publish = db
-        .run(async |c| redis::cmd("PUBLISH").arg(channel).arg(msg).query_async::<_, i64>(c).await);
+        .run(async |c| redis::cmd("SPUBLISH").arg(channel).arg(msg).query_async::<_, i64>(c).await);
     if let Err(e) = publish.await {
         rocket::warn!("a replicated transaction could not be announced: {e}");
     }

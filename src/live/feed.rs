@@ -14,11 +14,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use rocket::Shutdown;
 use rocket::http::RawStr;
-use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
-use super::bridge::{Hub, Limit, Owner, StreamSlot};
+use super::bridge::{Hub, Limit, Owner, StreamSlot, Subscription};
 use super::event::{Frame, Msg, Notice, StreamId};
 use crate::auth::credential::Presented;
 use crate::auth::guard::cookie_name;
@@ -44,7 +43,7 @@ pub struct Feed {
     db: Db,
     session: SessionId,
     account: String,
-    rx: broadcast::Receiver<Msg>,
+    rx: Subscription,
     /// The id of the last event sent, or the resume point before any.
     last: StreamId,
     /// Replaying from the account stream (page by page) instead of passing on live events…

@@ -7,6 +7,7 @@ pub mod event;
 pub mod feed;
 pub mod listener;
 pub mod routes;
+mod subscriber;
 mod wire;
 
 use std::net::{IpAddr, SocketAddr};
@@ -28,17 +29,17 @@ pub fn stage() -> AdHoc {
         else {
             return Err(rocket);
         };
-        let hub = Arc::new(Hub::new(config.live.queue));
+        let (hub, interest) = Hub::new(config.live.queue);
+        let hub = Arc::new(hub);
         let listener =
             StreamListener { socket: Mutex::default(), hub: hub.clone(), db: db.clone() };
         Ok(rocket
             .manage(hub.clone())
             .mount("/", routes![routes::events])
             .attach(AdHoc::on_liftoff("Pub/sub bridge", |rocket| {
-                // The one pub/sub connection of this process, until shutdown.
+                // The one subscriber connection of this process, until shutdown.
                 Box::pin(async move {
-                    let pattern = db.keys.events_pattern();
-                    tokio::spawn(bridge::run(db, pattern, hub, rocket.shutdown()));
+                    tokio::spawn(bridge::run(db, hub, interest, rocket.shutdown()));
                 })
             }))
             .attach(listener))

@@ -117,7 +117,8 @@ impl Db {
                     pairs.chunks(2).find(|p| p[0] == name).and_then(|p| p.get(1)).cloned()
                 };
                 let (aof, fsync) = (get("appendonly"), get("appendfsync"));
-                let learned = Fsync::of(aof.as_deref().unwrap_or(""), fsync.as_deref().unwrap_or(""));
+                let learned =
+                    Fsync::of(aof.as_deref().unwrap_or(""), fsync.as_deref().unwrap_or(""));
                 if learned == Fsync::Always {
                     rocket::info!("Redis: appendfsync always (acknowledged writes are on disk)");
                 }

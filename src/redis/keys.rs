@@ -349,18 +349,13 @@ impl Keys {
         format!("{}idx:tx", self.prefix)
     }
 
-    /// Pub/sub channel announcing the account's new transactions.
+    /// Shard channel (`SPUBLISH`, on the account's slot) announcing the account's new
+    /// transactions and security notices.
     pub fn events(&self, number: &str) -> String {
         format!("{}events:{{acct:{number}}}", self.prefix)
     }
 
-    /// Pattern matching every account's channel (one subscription per app process).
-    pub fn events_pattern(&self) -> String {
-        format!("{}events:*", self.prefix)
-    }
-
-    /// Leader lock: only its holder runs the generator.
-    /// The key [`super::Db::replicated`] writes before `WAIT`.
+    /// The key [`super::Db::replicated`] writes before its `WAITAOF`.
     pub fn replication_probe(&self) -> String {
         format!("{}replication:probe", self.prefix)
     }

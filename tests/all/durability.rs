@@ -131,7 +131,8 @@ async fn a_transfer_is_answered_only_after_each_leg_is_fsynced_on_its_own_connec
     let req = as_bob
         .request(reqwest::Method::POST, "/api/v1/transfers")
         .header("Idempotency-Key", redbank::secret::random_token());
-    let (status, t) = as_bob.send(req.json(&json!({"to_account": ALICE, "amount": 2}))).await.pair();
+    let (status, t) =
+        as_bob.send(req.json(&json!({"to_account": ALICE, "amount": 2}))).await.pair();
     assert_eq!(status, 201, "{t}");
     assert_eq!(t["status"], "completed", "{t}");
     let id = t["id"].as_str().unwrap().to_owned();
@@ -212,7 +213,9 @@ async fn a_redis_that_fsyncs_once_a_second_is_named_at_startup_and_still_confirm
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(
-        warned.lines().any(|l| l.contains("appendfsync everysec") && l.contains("appendfsync always")),
+        warned
+            .lines()
+            .any(|l| l.contains("appendfsync everysec") && l.contains("appendfsync always")),
         "no warning naming everysec: {warned}"
     );
 
@@ -235,10 +238,9 @@ async fn a_redis_that_fsyncs_once_a_second_is_named_at_startup_and_still_confirm
 
 #[test]
 fn monitor_lines_are_read_word_by_word() {
-    let seen = parse_monitor_line(
-        r#"+1700000000.123456 [0 127.0.0.1:5555] "EVALSHA" "ab\"c" "9" "x y""#,
-    )
-    .unwrap();
+    let seen =
+        parse_monitor_line(r#"+1700000000.123456 [0 127.0.0.1:5555] "EVALSHA" "ab\"c" "9" "x y""#)
+            .unwrap();
     assert_eq!(seen.client, "127.0.0.1:5555");
     assert_eq!(seen.words, ["EVALSHA", "ab\"c", "9", "x y"]);
 }

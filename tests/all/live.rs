@@ -706,8 +706,9 @@ async fn silent_connections_hold_only_their_addresses_share_of_the_handshake_slo
 #[rocket::async_test]
 async fn with_a_replica_to_wait_for_events_come_once_replicated_and_in_order() {
     use redbank::bank::generator::{Generator, vendors};
-    let primary = RedisServer::start();
-    let replica = RedisServer::start();
+    // Each with an append-only file: a replica confirms a write (WAITAOF) once it has it on disk.
+    let primary = RedisServer::start_persistent();
+    let replica = RedisServer::start_persistent();
     let mut c = replica.conn().await;
     let _: () = redis::cmd("REPLICAOF")
         .arg("127.0.0.1")
@@ -715,14 +716,19 @@ async fn with_a_replica_to_wait_for_events_come_once_replicated_and_in_order() {
         .query_async(&mut c)
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // A replica's first confirmation of an fsync comes a few seconds after its first sync.
+    let deadline = Instant::now() + Duration::from_secs(30);
     let mut p = primary.conn().await;
     loop {
-        let info: String = redis::cmd("INFO").arg("replication").query_async(&mut p).await.unwrap();
-        if info.contains("state=online") {
+        // In sync, and its own append-only file written (after the first sync it rewrites one).
+        // Not pipelined with the write: see `Db::replicated`.
+        let _: () = redis::cmd("SET").arg("sync-probe").arg(1).query_async(&mut p).await.unwrap();
+        let (_, on_replica): (u32, u32) =
+            redis::cmd("WAITAOF").arg(0).arg(1).arg(100).query_async(&mut p).await.unwrap();
+        if on_replica == 1 {
             break;
         }
-        assert!(Instant::now() < deadline, "the replica did not sync: {info}");
+        assert!(Instant::now() < deadline, "the replica did not sync");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let wait_one = |f: rocket::figment::Figment| {
@@ -973,5 +979,96 @@ async fn the_stream_listener_speaks_http_1_1() {
     let slow =
         raw_exchange(&addr, &chunks, Duration::from_millis(1), Duration::from_millis(800)).await;
     assert_eq!(status(&slow), "200", "{slow}");
+    server.stop().await.unwrap();
+}
+
+/// How many subscribers (this process's one, or none) Redis has on `account`'s shard channel.
+async fn subscribers(redis: &RedisServer, keys: &Keys, account: &str) -> i64 {
+    let mut c = redis.conn().await;
+    let reply: (String, i64) = redis::cmd("PUBSUB")
+        .arg("SHARDNUMSUB")
+        .arg(keys.events(account))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    reply.1
+}
+
+async fn until_subscribers(redis: &RedisServer, keys: &Keys, account: &str, want: i64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = subscribers(redis, keys, account).await;
+        if now == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{account}: {now} subscribers, not {want}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A process subscribes to an account's channel from its first stream of that account to its
+/// last, and receives no other account's events: a transaction of an account nobody watches
+/// here does not reach it, one of the watched account does, on both of its streams.
+#[rocket::async_test]
+async fn a_process_hears_an_account_only_while_one_of_its_streams_shows_it() {
+    let port = common::free_port();
+    let server = TestServer::start(shared_redis(), None, |f| {
+        f.merge(("metrics_port", port)).merge(("sse_heartbeat_secs", 1))
+    })
+    .await;
+    let (redis, keys) = (shared_redis(), server.keys());
+    until_subscribers(redis, &keys, BOB, 0).await;
+    let (cookie, _) = server.login("bob", "foobared").await;
+    let mut first = Sse::new(server.events_via(Via::Rocket, &cookie, None).await);
+    let mut second = Sse::new(server.events_via(Via::Listener, &cookie, None).await);
+    until_subscribers(redis, &keys, BOB, 1).await;
+    assert_eq!(subscribers(redis, &keys, ALICE).await, 0, "nobody watches alice here");
+
+    let heard = async || {
+        crate::metrics::sample(
+            &crate::metrics::scrape(port).await,
+            "redbank_events_fanned_out_total",
+        )
+    };
+    let before = heard().await;
+    let db =
+        redbank::redis::Db::connect(&redis.url(), &server.prefix, Duration::from_secs(2)).unwrap();
+    let config = redbank::Config::default();
+    for account in [ALICE, BOB] {
+        let balance = redbank::bank::store::balance(&db, account).await.unwrap();
+        let now = redbank::clock::now_ms();
+        let tx = common::transaction(account, "Coffee", "Cafe", "card payment", -100, now, balance);
+        redbank::bank::store::record(&db, &config, balance, &tx).await.unwrap();
+    }
+    for sse in [&mut first, &mut second] {
+        let event = sse.expect("transaction", Duration::from_secs(3)).await;
+        assert!(event.data.contains("Coffee") && !event.data.contains(ALICE), "{}", event.data);
+    }
+    assert_eq!(heard().await, before + 1.0, "the process received an event nobody here watches");
+
+    // One stream closes: still subscribed; the last one: unsubscribed (seen at its next
+    // heartbeat, within a second).
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(subscribers(redis, &keys, BOB).await, 1);
+    drop(second);
+    until_subscribers(redis, &keys, BOB, 0).await;
+    // And back: a new stream subscribes again and hears the next transaction.
+    let mut again = Sse::new(server.events_via(Via::Rocket, &cookie, None).await);
+    until_subscribers(redis, &keys, BOB, 1).await;
+    let balance = redbank::bank::store::balance(&db, BOB).await.unwrap();
+    let tx = common::transaction(
+        BOB,
+        "Tea",
+        "Cafe",
+        "card payment",
+        -50,
+        redbank::clock::now_ms(),
+        balance,
+    );
+    redbank::bank::store::record(&db, &config, balance, &tx).await.unwrap();
+    let event = again.expect("transaction", Duration::from_secs(3)).await;
+    assert!(event.data.contains("Tea"), "{}", event.data);
+    drop(again);
     server.stop().await.unwrap();
 }

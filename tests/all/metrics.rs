@@ -7,13 +7,13 @@ use crate::common::server::{Sse, TestServer, Via, post_api_login};
 use crate::common::{credentials, free_port, shared_redis};
 
 /// The value of the sample `name{labels}` (labels exactly as exposed), 0 when absent.
-fn sample(text: &str, series: &str) -> f64 {
+pub(crate) fn sample(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
         .unwrap_or(0.0)
 }
 
-async fn scrape(port: u16) -> String {
+pub(crate) async fn scrape(port: u16) -> String {
     let res = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.unwrap();
     assert_eq!(res.status(), 200);
     let ct = res.headers()["content-type"].to_str().unwrap().to_owned();

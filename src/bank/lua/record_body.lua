@@ -38,4 +38,4 @@ end
 local msg = '{"id":"' .. sid .. '","prev":"' .. prev .. '","account":' .. cjson.encode(ARGV[10]) ..
   ',"tx":' .. ARGV[4] .. ',"spenders":{"labels":[' .. table.concat(labels, ',') ..
   '],"seriesCents":[' .. table.concat(series, ',') .. ']}}'
-if ARGV[9] ~= '' then redis.call('PUBLISH', ARGV[9], msg) end
+if ARGV[9] ~= '' then redis.call('SPUBLISH', ARGV[9], msg) end
