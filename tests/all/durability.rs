@@ -5,87 +5,12 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::bank::ALICE;
+use crate::common::monitor::{Monitor, Seen};
 use crate::common::request::RequestHelper;
 use crate::common::server::{self, Binary, TestServer};
 use crate::common::{self, RedisServer};
-
-/// One command as `MONITOR` shows it: the client's address and the words.
-#[derive(Debug)]
-struct Seen {
-    client: String,
-    words: Vec<String>,
-}
-
-/// A `MONITOR` connection to `redis`: every command any client sends, in the order Redis runs
-/// them.
-struct Monitor {
-    lines: tokio::io::Lines<BufReader<tokio::net::TcpStream>>,
-}
-
-impl Monitor {
-    async fn start(redis: &RedisServer) -> Monitor {
-        let url = redis.url();
-        let addr = url.trim_start_matches("redis://");
-        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        tcp.write_all(b"MONITOR\r\n").await.unwrap();
-        let mut lines = BufReader::new(tcp).lines();
-        assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("+OK"));
-        Monitor { lines }
-    }
-
-    /// Commands seen until `done` holds for them (or `within` passes: then it fails).
-    async fn until(&mut self, within: Duration, done: impl Fn(&[Seen]) -> bool) -> Vec<Seen> {
-        let deadline = Instant::now() + within;
-        let mut seen = Vec::new();
-        while !done(&seen) {
-            // Checked here, not only by the timeout: a busy server's lines never keep it waiting.
-            assert!(Instant::now() < deadline, "MONITOR: not seen within {within:?}");
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = tokio::time::timeout(left, self.lines.next_line()).await;
-            let Ok(Ok(Some(line))) = line else {
-                panic!("MONITOR: not seen within {within:?}; saw {seen:#?}")
-            };
-            if let Some(parsed) = parse_monitor_line(&line) {
-                seen.push(parsed);
-            }
-        }
-        seen
-    }
-}
-
-/// `+1700000000.123456 [0 127.0.0.1:5555] "EVALSHA" "ab…" "9"` → client and words.
-fn parse_monitor_line(line: &str) -> Option<Seen> {
-    let open = line.find('[')?;
-    let close = open + line[open..].find(']')?;
-    let client = line[open + 1..close].split_whitespace().last()?.to_owned();
-    let mut words = Vec::new();
-    let mut rest = &line[close + 1..];
-    while let Some(start) = rest.find('"') {
-        let mut word = String::new();
-        let mut chars = rest[start + 1..].char_indices();
-        let mut end = None;
-        while let Some((i, c)) = chars.next() {
-            match c {
-                '\\' => {
-                    if let Some((_, escaped)) = chars.next() {
-                        word.push(escaped);
-                    }
-                }
-                '"' => {
-                    end = Some(start + 1 + i + 1);
-                    break;
-                }
-                c => word.push(c),
-            }
-        }
-        words.push(word);
-        rest = &rest[end?..];
-    }
-    Some(Seen { client, words })
-}
 
 /// The transaction script's calls (they name the account's channel) whose words mention
 /// `marker`, each with the next command its connection
@@ -234,13 +159,4 @@ async fn a_redis_that_fsyncs_once_a_second_is_named_at_startup_and_still_confirm
     assert_eq!(status, 201, "{t}");
     assert_eq!(t["status"], "completed", "{t}");
     let _ = std::fs::remove_file(&log);
-}
-
-#[test]
-fn monitor_lines_are_read_word_by_word() {
-    let seen =
-        parse_monitor_line(r#"+1700000000.123456 [0 127.0.0.1:5555] "EVALSHA" "ab\"c" "9" "x y""#)
-            .unwrap();
-    assert_eq!(seen.client, "127.0.0.1:5555");
-    assert_eq!(seen.words, ["EVALSHA", "ab\"c", "9", "x y"]);
 }

@@ -19,4 +19,5 @@ mod notices;
 mod password;
 mod sessions;
 mod signup;
+mod slots;
 mod transfers;

@@ -10,6 +10,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod mail;
+pub mod monitor;
 pub mod passkey;
 pub mod request;
 pub mod server;

@@ -1,0 +1,190 @@
+//! Sharding, honestly: every command, script and `MULTI` the app sends stays in one hash slot, so
+//! each would run unchanged on one Redis Cluster shard. A real workload (the generator, sign-ins
+//! with a password and with a second factor, a transfer with both legs, the pages, search, the
+//! sessions list, a sign-out) runs against a Redis watched with `MONITOR`; for every command the
+//! keys are those Redis itself names (`COMMAND GETKEYS`), a script's are its declared keys plus
+//! the keys of every command it ran (`MONITOR` shows those as the client `lua`), and a `MULTI`
+//! block's are all of its commands' keys. Search (`FT.*`) is the one exception, and the README
+//! says so: an index sees only its own node's keys.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::bank::ALICE;
+use crate::common::RedisServer;
+use crate::common::monitor::{Monitor, Seen};
+use crate::common::request::RequestHelper;
+use crate::common::server::TestServer;
+
+/// Redis Cluster's slot of `key`: CRC16 (XMODEM) of its hash tag (the text between the first
+/// `{` and the next `}`, when not empty) or of the whole key, mod 16384.
+fn slot(key: &[u8]) -> u16 {
+    let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
+        let len = key[open + 1..].iter().position(|&b| b == b'}')?;
+        (len > 0).then(|| &key[open + 1..open + 1 + len])
+    });
+    let mut crc: u16 = 0;
+    for &b in tagged.unwrap_or(key) {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+        }
+    }
+    crc % 16384
+}
+
+#[test]
+fn slots_are_computed_as_redis_cluster_does() {
+    // CLUSTER KEYSLOT's documented values.
+    assert_eq!(slot(b"123456789"), 12739);
+    assert_eq!(slot(b"{user1000}.following"), slot(b"{user1000}.followers"));
+    assert_ne!(slot(b"foo{}{bar}"), slot(b"bar"));
+    assert_eq!(slot(b"foo{{bar}}zap"), slot(b"{bar"));
+    assert_eq!(slot(b"redbank:balance:{acct:1}"), slot(b"acct:1"));
+}
+
+/// What one unit of work (a command, a script with what it ran, a `MULTI` block) touched.
+struct Unit {
+    what: String,
+    keys: BTreeSet<String>,
+}
+
+fn name(seen: &Seen) -> String {
+    seen.words.first().map(|w| w.to_ascii_uppercase()).unwrap_or_default()
+}
+
+/// Groups the commands into units: a script call with the commands it ran after it, a `MULTI`
+/// block with everything its client queued, any other command alone.
+fn units(seen: &[Seen]) -> Vec<(String, Vec<&Seen>, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut open: HashMap<&str, Vec<&Seen>> = HashMap::new();
+    let mut i = 0;
+    while i < seen.len() {
+        let s = &seen[i];
+        let cmd = name(s);
+        i += 1;
+        if s.client == "lua" {
+            continue; // counted with its script below
+        }
+        if let Some(block) = open.get_mut(s.client.as_str()) {
+            if cmd == "EXEC" || cmd == "DISCARD" {
+                let block = open.remove(s.client.as_str()).unwrap_or_default();
+                out.push(("MULTI".to_owned(), block, Vec::new()));
+            } else {
+                block.push(s);
+            }
+            continue;
+        }
+        match cmd.as_str() {
+            "MULTI" => {
+                open.insert(&s.client, Vec::new());
+            }
+            "EVAL" | "EVALSHA" | "EVAL_RO" | "EVALSHA_RO" | "FCALL" => {
+                let n: usize = s.words.get(2).and_then(|n| n.parse().ok()).unwrap_or(0);
+                let declared = s.words.iter().skip(3).take(n).cloned().collect();
+                let mut ran = Vec::new();
+                while i < seen.len() && seen[i].client == "lua" {
+                    ran.push(&seen[i]);
+                    i += 1;
+                }
+                out.push((
+                    format!("script {}", s.words.get(1).map_or("", |w| &w[..8.min(w.len())])),
+                    ran,
+                    declared,
+                ));
+            }
+            _ => out.push((cmd, vec![s], Vec::new())),
+        }
+    }
+    out
+}
+
+/// The keys of one command, as Redis names them (none for a keyless command).
+async fn keys_of(c: &mut redis::aio::MultiplexedConnection, seen: &Seen) -> Option<Vec<String>> {
+    let mut cmd = redis::cmd("COMMAND");
+    cmd.arg("GETKEYS");
+    for w in &seen.words {
+        cmd.arg(w);
+    }
+    match cmd.query_async::<_, Vec<String>>(c).await {
+        Ok(keys) => Some(keys),
+        Err(e) if e.to_string().contains("no key arguments") => Some(Vec::new()),
+        // Redis cannot name them (a module command without key specs): unchecked.
+        Err(_) => None,
+    }
+}
+
+#[rocket::async_test]
+async fn no_command_script_or_multi_spans_two_slots() {
+    let redis = RedisServer::start();
+    let server = TestServer::start(&redis, None, |f| f.merge(("generator_interval_ms", 100))).await;
+    let mut monitor = Monitor::start(&redis).await;
+
+    // The workload.
+    let bob = server.api_login("bob", "foobared").await;
+    let alice = server.api_login("alice", "wonderland").await; // TOTP second factor
+    let (cookie, _) = server.login("bob", "foobared").await;
+    let as_bob = server.as_token(&bob);
+    let transfer = as_bob
+        .request(Method::POST, "/api/v1/transfers")
+        .header("Idempotency-Key", redbank::secret::random_token())
+        .json(&json!({"to_account": ALICE, "amount": 3, "reference": "Slots"}));
+    let (status, t) = as_bob.send(transfer).await.pair();
+    assert_eq!(status, 201, "{t}");
+    for path in
+        ["/api/v1/me", "/api/v1/account", "/api/v1/sessions", "/api/v1/transactions?q=Slots"]
+    {
+        let (status, body) = as_bob.get(path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    for path in ["/dashboard", "/transactions?q=Slots", "/sessions"] {
+        let res = server.http.get(server.url(path)).header("Cookie", &cookie).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+    }
+    let (status, _) = server.as_token(&alice).get("/api/v1/me").await;
+    assert_eq!(status, 200);
+    let (status, body) = as_bob.call(Method::DELETE, "/api/v1/session").await.pair();
+    assert!(status.is_success(), "{body}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.stop().await.unwrap();
+    let seen = monitor.until_quiet(Duration::from_millis(500)).await;
+
+    let mut c = redis.conn().await;
+    let mut checked = 0;
+    let mut unchecked: BTreeMap<String, usize> = BTreeMap::new();
+    let mut spans = Vec::new();
+    let mut kinds: BTreeSet<String> = BTreeSet::new();
+    for (what, commands, declared) in units(&seen) {
+        let mut unit = Unit { what: what.clone(), keys: declared.into_iter().collect() };
+        for s in &commands {
+            match keys_of(&mut c, s).await {
+                Some(keys) => unit.keys.extend(keys),
+                None => *unchecked.entry(name(s)).or_default() += 1,
+            }
+        }
+        let slots: BTreeSet<u16> = unit.keys.iter().map(|k| slot(k.as_bytes())).collect();
+        if slots.len() > 1 {
+            spans.push(format!("{}: {:?}", unit.what, unit.keys));
+        }
+        if !unit.keys.is_empty() {
+            checked += 1;
+            kinds.insert(unit.what.split(' ').next().unwrap_or("").to_owned());
+        }
+    }
+    assert!(spans.is_empty(), "units spanning two slots:\n{}", spans.join("\n"));
+    // Only search is left unchecked: FT.* names an index, which the cluster routes by the
+    // index name's slot (the README's sharding section).
+    assert!(
+        unchecked.keys().all(|cmd| cmd.starts_with("FT.")),
+        "commands whose keys Redis could not name: {unchecked:?}"
+    );
+    // The workload reached what it claims: scripts (the transaction script among them), `MULTI`
+    // blocks and plain commands.
+    assert!(checked > 100, "only {checked} units with keys");
+    assert!(kinds.contains("script") && kinds.contains("MULTI"), "{kinds:?}");
+    let scripts = units(&seen).iter().filter(|(w, _, _)| w.starts_with("script")).count();
+    assert!(scripts >= 10, "only {scripts} script calls");
+}
