@@ -22,9 +22,9 @@ pub struct RedisConfig {
     /// The name the sentinels monitor the primary under.
     #[serde(rename = "redis_master")]
     pub master: String,
-    /// Replicas that must confirm a money-moving write (`WAIT`) before it is acknowledged; unset:
-    /// 1 with sentinels, 0 with a single Redis. A write no replica confirmed in time is reported
-    /// as pending, never as lost.
+    /// Replicas that must have a money-moving write on disk (`WAITAOF`) before it is
+    /// acknowledged; unset: 1 with sentinels, 0 with a single Redis. A write no replica confirmed
+    /// in time is reported as pending, never as lost.
     pub min_replicas_ack: Option<u32>,
     /// Idempotent setup (indexes, demo users, accounts) is re-applied this often, repairing a Redis
     /// that lost its data.

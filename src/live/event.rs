@@ -57,7 +57,7 @@ impl Ord for StreamId {
 #[derive(Debug, Deserialize)]
 struct Published {
     id: String,
-    /// The entry before this one when the app announced it after its `WAIT` (empty otherwise).
+    /// The entry before this one when the app announced it after its `WAITAOF` (empty otherwise).
     #[serde(default)]
     prev: String,
     account: String,
@@ -78,7 +78,7 @@ struct PublishedSpenders {
 pub struct Frame {
     pub id: StreamId,
     /// The stream entry before this one, when announcements may arrive out of order or not at
-    /// all (after a `WAIT`): a stream that saw another last reads the gap from the stream.
+    /// all (after a `WAITAOF`): a stream that saw another last reads the gap from the stream.
     pub prev: Option<StreamId>,
     pub account: String,
     pub wire: Bytes,

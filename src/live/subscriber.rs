@@ -45,6 +45,7 @@ impl Subscriber {
                 let (r, w) = tcp.into_split();
                 (Box::new(r), Box::new(w))
             }
+            #[cfg(unix)]
             ConnectionAddr::Unix(path) => {
                 let (r, w) = tokio::net::UnixStream::connect(path).await?.into_split();
                 (Box::new(r), Box::new(w))

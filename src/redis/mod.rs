@@ -84,7 +84,7 @@ struct Shared {
     durable_next: AtomicUsize,
     /// What the server promises for an acknowledged write ([`Fsync`]), as last learned.
     fsync: std::sync::atomic::AtomicU8,
-    /// Counts [`Db::forget_all`]: unchanged between a write and its `WAIT`, both went to the same
+    /// Counts [`Db::forget_all`]: unchanged between a write and its `WAITAOF`, both went to the same
     /// server.
     generation: std::sync::atomic::AtomicU64,
 }
@@ -218,14 +218,14 @@ impl Db {
 
     /// Whether `min_replicas_ack` replicas have every write made since [`Db::generation`] was
     /// `since` (none to wait for: yes). Never an error: the write it is asked about has happened,
-    /// so a `WAIT` that fails or times out means "not confirmed", logged.
+    /// so a `WAITAOF` that fails or times out means "not confirmed", logged.
     ///
-    /// A probe write, then `WAIT`, on a connection of its own: a replica that has the probe has
+    /// A probe write, then `WAITAOF`, on a connection of its own: a replica that has the probe has
     /// all that came before it on the primary (one replication stream, applied in order),
-    /// whichever connection wrote it; and a `WAIT` that waits (replicas gone) holds up no other
+    /// whichever connection wrote it; and a `WAITAOF` that waits (replicas gone) holds up no other
     /// request, as it would on the shared connections. If the connections were dropped since the
     /// write (a failover may have begun), the probe could reach another server: not confirmed.
-    /// At most half of `redis_timeout_ms` for the `WAIT`, `redis_timeout_ms` in all.
+    /// At most half of `redis_timeout_ms` for the `WAITAOF`, `redis_timeout_ms` in all.
     pub async fn replicated(&self, config: &Config, since: u64) -> bool {
         let wanted = config.redis.replicas_to_ack();
         if wanted == 0 {
@@ -274,7 +274,7 @@ impl Db {
         match tokio::time::timeout(self.timeout, probe).await {
             Ok(Ok((_, (fsynced, acked)))) => Ok(fsynced >= local && acked >= wanted),
             Ok(Err(e)) => Err(e.into()),
-            Err(_) => Err(Error::Unavailable("no WAIT answer in time".into())),
+            Err(_) => Err(Error::Unavailable("no WAITAOF answer in time".into())),
         }
     }
 
