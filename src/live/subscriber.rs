@@ -3,6 +3,11 @@
 //! subscription while reading messages nor read sharded messages (`smessage`), so this is a plain
 //! socket, the client's `AUTH`, and a reader for the few reply shapes a subscribed connection
 //! gets (RESP2 arrays of bulk strings and integers, `+PONG`, errors).
+//!
+//! The reader runs in a task of its own and hands over whole replies: the bridge waits for a
+//! reply beside a timer and its interest changes (`select!`), and reading a reply is not
+//! cancel-safe — a reply half-read when another branch won would be lost, and every later read
+//! would start in the middle of one.
 
 use std::io;
 
@@ -12,13 +17,25 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 /// The largest message accepted (an announcement is about a kilobyte).
 const MAX_BULK: usize = 1 << 20;
 
+/// Replies read ahead of the bridge; a full queue stops the reading (Redis then buffers, and
+/// drops a subscriber that falls too far behind: the bridge reconnects and catches up).
+const READ_AHEAD: usize = 1024;
+
 type Reader = BufReader<Box<dyn AsyncRead + Unpin + Send>>;
 type Writer = Box<dyn AsyncWrite + Unpin + Send>;
 
-/// A connection in subscriber mode.
+/// A connection in subscriber mode: commands are written here, replies read by a task of its
+/// own (ended when this is dropped).
 pub struct Subscriber {
-    reader: Reader,
     writer: Writer,
+    heard: tokio::sync::mpsc::Receiver<io::Result<Heard>>,
+    reading: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.reading.abort();
+    }
 }
 
 /// What a subscriber connection is told.
@@ -57,20 +74,30 @@ impl Subscriber {
                 ));
             }
         };
-        let mut conn = Subscriber { reader: BufReader::new(read), writer: write };
+        let (mut reader, mut writer): (Reader, Writer) = (BufReader::new(read), write);
         if let Some(password) = &info.redis.password {
             let mut auth = redis::cmd("AUTH");
             if let Some(user) = &info.redis.username {
                 auth.arg(user);
             }
-            conn.send(auth.arg(password)).await?;
-            match read_value(&mut conn.reader).await? {
+            writer.write_all(&auth.arg(password).get_packed_command()).await?;
+            match read_value(&mut reader).await? {
                 Value::Simple(_) => {}
                 Value::Error(e) => return Err(io::Error::other(format!("AUTH: {e}"))),
                 other => return Err(io::Error::other(format!("AUTH: unexpected {other:?}"))),
             }
         }
-        Ok(conn)
+        let (tx, heard) = tokio::sync::mpsc::channel(READ_AHEAD);
+        let reading = tokio::spawn(async move {
+            loop {
+                let reply = read_reply(&mut reader).await;
+                let failed = reply.is_err();
+                if tx.send(reply).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Subscriber { writer, heard, reading })
     }
 
     /// Writes one command (its reply comes through [`Subscriber::hear`]).
@@ -78,35 +105,40 @@ impl Subscriber {
         self.writer.write_all(&cmd.get_packed_command()).await
     }
 
-    /// The next thing Redis says; an error means the connection is gone.
+    /// The next thing Redis says; an error means the connection is gone. Cancel-safe.
     pub async fn hear(&mut self) -> io::Result<Heard> {
-        Ok(match read_value(&mut self.reader).await? {
-            Value::Array(items) => {
-                let mut items = items.into_iter();
-                let kind = match items.next() {
-                    Some(Value::Bulk(kind)) => kind.to_ascii_lowercase(),
-                    _ => return Ok(Heard::Other),
-                };
-                let mut bulk = || match items.next() {
-                    Some(Value::Bulk(b)) => b,
-                    _ => Vec::new(),
-                };
-                match kind.as_slice() {
-                    b"smessage" | b"message" => {
-                        let channel = bulk();
-                        Heard::Message(channel, bulk())
-                    }
-                    b"ssubscribe" => Heard::Subscribed(bulk()),
-                    b"sunsubscribe" => Heard::Unsubscribed(bulk()),
-                    b"pong" => Heard::Pong,
-                    _ => Heard::Other,
-                }
-            }
-            Value::Simple(s) if s.eq_ignore_ascii_case("pong") => Heard::Pong,
-            Value::Error(e) => Heard::Refused(e),
-            _ => Heard::Other,
-        })
+        self.heard.recv().await.unwrap_or_else(|| Err(io::ErrorKind::UnexpectedEof.into()))
     }
+}
+
+/// Reads one reply and says what it is.
+async fn read_reply(reader: &mut Reader) -> io::Result<Heard> {
+    Ok(match read_value(reader).await? {
+        Value::Array(items) => {
+            let mut items = items.into_iter();
+            let kind = match items.next() {
+                Some(Value::Bulk(kind)) => kind.to_ascii_lowercase(),
+                _ => return Ok(Heard::Other),
+            };
+            let mut bulk = || match items.next() {
+                Some(Value::Bulk(b)) => b,
+                _ => Vec::new(),
+            };
+            match kind.as_slice() {
+                b"smessage" | b"message" => {
+                    let channel = bulk();
+                    Heard::Message(channel, bulk())
+                }
+                b"ssubscribe" => Heard::Subscribed(bulk()),
+                b"sunsubscribe" => Heard::Unsubscribed(bulk()),
+                b"pong" => Heard::Pong,
+                _ => Heard::Other,
+            }
+        }
+        Value::Simple(s) if s.eq_ignore_ascii_case("pong") => Heard::Pong,
+        Value::Error(e) => Heard::Refused(e),
+        _ => Heard::Other,
+    })
 }
 
 /// One RESP2 value.
@@ -215,5 +247,29 @@ mod tests {
             let mut reader = BufReader::new(bad);
             assert!(read_value(&mut reader).await.is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
+    }
+
+    /// The bridge waits for a reply beside a timer: a wait that gives up while a reply is half
+    /// read must not lose that half.
+    #[rocket::async_test]
+    async fn a_reply_half_read_when_a_wait_gives_up_is_read_whole_by_the_next() {
+        use redis::IntoConnectionInfo;
+        use std::time::Duration;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let redis = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            socket.write_all(b"*3\r\n$8\r\nsmessage\r\n$2\r\nch\r\n").await.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            socket.write_all(b"$5\r\nhello\r\n").await.unwrap();
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        });
+        let info = format!("redis://127.0.0.1:{port}").into_connection_info().unwrap();
+        let mut conn = Subscriber::connect(&info).await.unwrap();
+        let gave_up = tokio::time::timeout(Duration::from_millis(100), conn.hear()).await;
+        assert!(gave_up.is_err(), "{gave_up:?}");
+        let heard = tokio::time::timeout(Duration::from_secs(2), conn.hear()).await.unwrap();
+        assert_eq!(heard.unwrap(), Heard::Message(b"ch".to_vec(), b"hello".to_vec()));
+        redis.abort();
     }
 }
