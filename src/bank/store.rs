@@ -194,7 +194,7 @@ pub async fn record_with(
     let generation = db.generation();
     // Acknowledged (returned) only once it is on disk.
     let reply: Vec<Value> = db
-        .run_durable(config.redis.timeout_ms, async |c| {
+        .run_durable(async |c| {
             let mut call = script.0.key(keys.balance(acct));
             call.key(keys.stream(acct))
                 .key(keys.spenders(acct))

@@ -135,10 +135,10 @@ impl Db {
     /// Without an append-only file there is nothing to wait for.
     pub async fn run_durable<T>(
         &self,
-        timeout_ms: u64,
         f: impl AsyncFnOnce(&mut MultiplexedConnection) -> RedisResult<T>,
     ) -> Result<T> {
         let fsync = self.fsync();
+        let timeout_ms = self.timeout.as_millis() as u64;
         let slot = self.shared.durable_next.fetch_add(1, Ordering::Relaxed) % CONNECTIONS;
         // Under everysec the fsync is up to a second away: allow for it beyond the usual bound.
         let wait_ms = match fsync {
@@ -185,11 +185,7 @@ impl Db {
         if let Some(conn) = cached {
             return Ok(conn);
         }
-        let connect = async {
-            let client = self.primary.client().await?;
-            client.get_multiplexed_async_connection().await
-        };
-        let conn = connect.await?;
+        let conn = self.fresh_connection().await?;
         self.shared.durable.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[slot] =
             Some(conn.clone());
         Ok(conn)

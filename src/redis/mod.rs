@@ -174,24 +174,24 @@ impl Db {
                 let pooled = pool.get().await?;
                 Held { conn: MultiplexedConnection::clone(&pooled), _pooled: Some(pooled) }
             }
-            None => {
-                // A primary that cannot be reached may have been replaced: ask again next time.
-                let connect = async {
-                    let client = self.primary.client().await?;
-                    client.get_multiplexed_async_connection().await
-                };
-                match connect.await {
-                    Ok(conn) => Held { conn, _pooled: None },
-                    Err(e) => {
-                        self.forget_all();
-                        return Err(e.into());
-                    }
-                }
-            }
+            None => Held { conn: self.fresh_connection().await?, _pooled: None },
         };
         let conn = held.conn.clone();
         self.shared.slots.lock().unwrap_or_else(PoisonError::into_inner)[slot] = Some(held);
         Ok(conn)
+    }
+
+    /// A new connection to the primary (with sentinels, the one they name now).
+    async fn fresh_connection(&self) -> Result<MultiplexedConnection> {
+        let connect = async {
+            let client = self.primary.client().await?;
+            client.get_multiplexed_async_connection().await
+        };
+        connect.await.map_err(|e| {
+            // A primary that cannot be reached may have been replaced: ask again next time.
+            self.forget_all();
+            e.into()
+        })
     }
 
     fn forget_all(&self) {
@@ -269,10 +269,9 @@ impl Db {
                 .arg(wait_ms)
                 .query_async::<_, (u32, u32)>(&mut conn)
                 .await
-                .map(|counts| ((), counts))
         };
         match tokio::time::timeout(self.timeout, probe).await {
-            Ok(Ok((_, (fsynced, acked)))) => Ok(fsynced >= local && acked >= wanted),
+            Ok(Ok((fsynced, acked))) => Ok(fsynced >= local && acked >= wanted),
             Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(Error::Unavailable("no WAITAOF answer in time".into())),
         }

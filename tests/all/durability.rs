@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 
 use crate::bank::ALICE;
 use crate::common::monitor::{Monitor, Seen};
-use crate::common::request::RequestHelper;
 use crate::common::server::{self, Binary, TestServer};
 use crate::common::{self, RedisServer};
+use crate::transfers;
 
 /// The transaction script's calls (they name the account's channel) whose words mention
 /// `marker`, each with the next command its connection
@@ -52,12 +52,8 @@ async fn a_transfer_is_answered_only_after_each_leg_is_fsynced_on_its_own_connec
     let bob = server.api_login("bob", "foobared").await;
     let mut monitor = Monitor::start(&redis).await;
 
-    let as_bob = server.as_token(&bob);
-    let req = as_bob
-        .request(reqwest::Method::POST, "/api/v1/transfers")
-        .header("Idempotency-Key", redbank::secret::random_token());
-    let (status, t) =
-        as_bob.send(req.json(&json!({"to_account": ALICE, "amount": 2}))).await.pair();
+    let body = json!({"to_account": ALICE, "amount": 2});
+    let (status, t) = transfers::transfer(&server, &bob, &transfers::key(), body).await;
     assert_eq!(status, 201, "{t}");
     assert_eq!(t["status"], "completed", "{t}");
     let id = t["id"].as_str().unwrap().to_owned();

@@ -1033,12 +1033,17 @@ async fn a_process_hears_an_account_only_while_one_of_its_streams_shows_it() {
     let before = heard().await;
     let db =
         redbank::redis::Db::connect(&redis.url(), &server.prefix, Duration::from_secs(2)).unwrap();
-    let config = redbank::Config::default();
-    for account in [ALICE, BOB] {
+    // A card payment by `account`, now, through the generator's own store function.
+    let pay = async |account: &str, description: &str| {
         let balance = redbank::bank::store::balance(&db, account).await.unwrap();
         let now = redbank::clock::now_ms();
-        let tx = common::transaction(account, "Coffee", "Cafe", "card payment", -100, now, balance);
+        let tx =
+            common::transaction(account, description, "Cafe", "card payment", -100, now, balance);
+        let config = redbank::Config::default();
         redbank::bank::store::record(&db, &config, balance, &tx).await.unwrap();
+    };
+    for account in [ALICE, BOB] {
+        pay(account, "Coffee").await;
     }
     for sse in [&mut first, &mut second] {
         let event = sse.expect("transaction", Duration::from_secs(3)).await;
@@ -1056,17 +1061,7 @@ async fn a_process_hears_an_account_only_while_one_of_its_streams_shows_it() {
     // And back: a new stream subscribes again and hears the next transaction.
     let mut again = Sse::new(server.events_via(Via::Rocket, &cookie, None).await);
     until_subscribers(redis, &keys, BOB, 1).await;
-    let balance = redbank::bank::store::balance(&db, BOB).await.unwrap();
-    let tx = common::transaction(
-        BOB,
-        "Tea",
-        "Cafe",
-        "card payment",
-        -50,
-        redbank::clock::now_ms(),
-        balance,
-    );
-    redbank::bank::store::record(&db, &config, balance, &tx).await.unwrap();
+    pay(BOB, "Tea").await;
     let event = again.expect("transaction", Duration::from_secs(3)).await;
     assert!(event.data.contains("Tea"), "{}", event.data);
     drop(again);

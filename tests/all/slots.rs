@@ -18,6 +18,7 @@ use crate::common::RedisServer;
 use crate::common::monitor::{Monitor, Seen};
 use crate::common::request::RequestHelper;
 use crate::common::server::TestServer;
+use crate::transfers;
 
 /// Redis Cluster's slot of `key`: CRC16 (XMODEM) of its hash tag (the text between the first
 /// `{` and the next `}`, when not empty) or of the whole key, mod 16384.
@@ -128,11 +129,8 @@ async fn no_command_script_or_multi_spans_two_slots() {
     let alice = server.api_login("alice", "wonderland").await; // TOTP second factor
     let (cookie, _) = server.login("bob", "foobared").await;
     let as_bob = server.as_token(&bob);
-    let transfer = as_bob
-        .request(Method::POST, "/api/v1/transfers")
-        .header("Idempotency-Key", redbank::secret::random_token())
-        .json(&json!({"to_account": ALICE, "amount": 3, "reference": "Slots"}));
-    let (status, t) = as_bob.send(transfer).await.pair();
+    let body = json!({"to_account": ALICE, "amount": 3, "reference": "Slots"});
+    let (status, t) = transfers::transfer(&server, &bob, &transfers::key(), body).await;
     assert_eq!(status, 201, "{t}");
     for path in
         ["/api/v1/me", "/api/v1/account", "/api/v1/sessions", "/api/v1/transactions?q=Slots"]

@@ -17,7 +17,12 @@ use crate::common::{ADMIN_PASSWORD, shared_redis, unique_prefix};
 
 const ADMIN: &str = "9000000001";
 
-async fn transfer(server: &TestServer, token: &str, key: &str, body: Value) -> (StatusCode, Value) {
+pub(crate) async fn transfer(
+    server: &TestServer,
+    token: &str,
+    key: &str,
+    body: Value,
+) -> (StatusCode, Value) {
     let bob = server.as_token(token);
     let req =
         bob.request(reqwest::Method::POST, "/api/v1/transfers").header("Idempotency-Key", key);
@@ -48,7 +53,7 @@ async fn set_bobs_balance(
     (db, config)
 }
 
-fn key() -> String {
+pub(crate) fn key() -> String {
     redbank::secret::random_token()
 }
 
