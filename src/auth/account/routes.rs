@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::email;
 use super::policy::{self, Strength};
 use super::reset::{self, Proof, ResetView};
-use super::service::change_password;
+use super::service::{change_password, confirm_address};
 use super::signup::{self, Application};
 use crate::audit::ClientInfo;
 use crate::auth::csrf::SameOrigin;
@@ -19,7 +19,6 @@ use crate::auth::password::Passwords;
 use crate::auth::signin::code::CodeKind;
 use crate::auth::signin::throttle;
 use crate::auth::step_up::{SecondFactorIfAny, SteppedUp};
-use crate::config::Config;
 use crate::error::{ApiError, Error, Result};
 use crate::redis::Db;
 use crate::web::SecretJson;
@@ -335,22 +334,6 @@ pub async fn email_verify(
     let password = password.as_deref();
     confirm_address(db, config, passwords, token, password, &client).await?;
     Ok(Status::NoContent)
-}
-
-/// Confirms an address with a link's token: an application's (with its password; true, an
-/// account opened), or a change's new address (false).
-pub async fn confirm_address(
-    db: &Db,
-    config: &Config,
-    passwords: &Passwords,
-    token: &str,
-    password: Option<&str>,
-    client: &ClientInfo,
-) -> Result<bool> {
-    match signup::confirm(db, config, passwords, token, password, client).await {
-        Err(Error::Gone(_)) => email::confirm(db, config, token, client).await.map(|()| false),
-        other => other.map(|_| true),
-    }
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

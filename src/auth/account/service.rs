@@ -2,9 +2,10 @@
 //! throttle, so a stolen session cannot guess it), a recent second factor where the account has
 //! one (the route's guard), and the rules of `policy`. Every other session ends, every
 //! remembered device (this one too) is forgotten, and the owner is told by mail with a "this
-//! wasn't me" link.
+//! wasn't me" link. And which kind of mailed link confirms an address: an application's, or a
+//! change's.
 
-use super::policy;
+use super::{email, policy, signup};
 use crate::audit;
 use crate::audit::{Activity, ClientInfo};
 use crate::auth::factors::store as factors;
@@ -60,4 +61,20 @@ pub async fn change_password(
     audit::record(db, username, client, Activity::PasswordChanged { signed_out }).await;
     notice::send(db, config, username, client, Notice::PasswordChanged { reset: false }).await;
     Ok(signed_out)
+}
+
+/// Confirms an address with a link's token: an application's (with its password; true, an
+/// account opened), or a change's new address (false).
+pub async fn confirm_address(
+    db: &Db,
+    config: &Config,
+    passwords: &Passwords,
+    token: &str,
+    password: Option<&str>,
+    client: &ClientInfo,
+) -> Result<bool> {
+    match signup::confirm(db, config, passwords, token, password, client).await {
+        Err(Error::Gone(_)) => email::confirm(db, config, token, client).await.map(|()| false),
+        other => other.map(|_| true),
+    }
 }
