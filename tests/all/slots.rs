@@ -4,8 +4,8 @@
 //! sessions list, a sign-out) runs against a Redis watched with `MONITOR`; for every command the
 //! keys are those Redis itself names (`COMMAND GETKEYS`), a script's are its declared keys plus
 //! the keys of every command it ran (`MONITOR` shows those as the client `lua`), and a `MULTI`
-//! block's are all of its commands' keys. Search (`FT.*`) is the one exception, and the README
-//! says so: an index sees only its own node's keys.
+//! block's are all of its commands' keys. Search (`FT.*`) is the one exception, and
+//! OPERATIONS.md says so: an index sees only its own node's keys.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -47,10 +47,14 @@ fn slots_are_computed_as_redis_cluster_does() {
     assert_eq!(slot(b"redbank:balance:{acct:1}"), slot(b"acct:1"));
 }
 
-/// What one unit of work (a command, a script with what it ran, a `MULTI` block) touched.
-struct Unit {
+/// One unit of work that must stay in one slot: a command, a script with what it ran, or a
+/// `MULTI` block.
+struct Unit<'a> {
+    /// The command's name, `script <sha>` or `MULTI`.
     what: String,
-    keys: BTreeSet<String>,
+    commands: Vec<&'a Seen>,
+    /// A script's declared keys.
+    declared: Vec<String>,
 }
 
 fn name(seen: &Seen) -> String {
@@ -59,7 +63,7 @@ fn name(seen: &Seen) -> String {
 
 /// Groups the commands into units: a script call with the commands it ran after it, a `MULTI`
 /// block with everything its client queued, any other command alone.
-fn units(seen: &[Seen]) -> Vec<(String, Vec<&Seen>, Vec<String>)> {
+fn units(seen: &[Seen]) -> Vec<Unit<'_>> {
     let mut out = Vec::new();
     let mut open: HashMap<&str, Vec<&Seen>> = HashMap::new();
     let mut i = 0;
@@ -73,7 +77,7 @@ fn units(seen: &[Seen]) -> Vec<(String, Vec<&Seen>, Vec<String>)> {
         if let Some(block) = open.get_mut(s.client.as_str()) {
             if cmd == "EXEC" || cmd == "DISCARD" {
                 let block = open.remove(s.client.as_str()).unwrap_or_default();
-                out.push(("MULTI".to_owned(), block, Vec::new()));
+                out.push(Unit { what: "MULTI".into(), commands: block, declared: Vec::new() });
             } else {
                 block.push(s);
             }
@@ -91,13 +95,10 @@ fn units(seen: &[Seen]) -> Vec<(String, Vec<&Seen>, Vec<String>)> {
                     ran.push(&seen[i]);
                     i += 1;
                 }
-                out.push((
-                    format!("script {}", s.words.get(1).map_or("", |w| &w[..8.min(w.len())])),
-                    ran,
-                    declared,
-                ));
+                let sha = s.words.get(1).map_or("", |w| &w[..8.min(w.len())]);
+                out.push(Unit { what: format!("script {sha}"), commands: ran, declared });
             }
-            _ => out.push((cmd, vec![s], Vec::new())),
+            _ => out.push(Unit { what: cmd, commands: vec![s], declared: Vec::new() }),
         }
     }
     out
@@ -155,26 +156,29 @@ async fn no_command_script_or_multi_spans_two_slots() {
     let mut unchecked: BTreeMap<String, usize> = BTreeMap::new();
     let mut spans = Vec::new();
     let mut kinds: BTreeSet<String> = BTreeSet::new();
-    for (what, commands, declared) in units(&seen) {
-        let mut unit = Unit { what: what.clone(), keys: declared.into_iter().collect() };
-        for s in &commands {
+    let mut scripts = 0;
+    for unit in units(&seen) {
+        let mut keys: BTreeSet<String> = unit.declared.into_iter().collect();
+        for s in &unit.commands {
             match keys_of(&mut c, s).await {
-                Some(keys) => unit.keys.extend(keys),
+                Some(named) => keys.extend(named),
                 None => *unchecked.entry(name(s)).or_default() += 1,
             }
         }
-        let slots: BTreeSet<u16> = unit.keys.iter().map(|k| slot(k.as_bytes())).collect();
+        let slots: BTreeSet<u16> = keys.iter().map(|k| slot(k.as_bytes())).collect();
         if slots.len() > 1 {
-            spans.push(format!("{}: {:?}", unit.what, unit.keys));
+            spans.push(format!("{}: {keys:?}", unit.what));
         }
-        if !unit.keys.is_empty() {
+        let kind = unit.what.split(' ').next().unwrap_or("").to_owned();
+        scripts += usize::from(kind == "script");
+        if !keys.is_empty() {
             checked += 1;
-            kinds.insert(unit.what.split(' ').next().unwrap_or("").to_owned());
+            kinds.insert(kind);
         }
     }
     assert!(spans.is_empty(), "units spanning two slots:\n{}", spans.join("\n"));
     // Only search is left unchecked: FT.* names an index, which the cluster routes by the
-    // index name's slot (the README's sharding section).
+    // index name's slot (OPERATIONS.md, "Redis Cluster").
     assert!(
         unchecked.keys().all(|cmd| cmd.starts_with("FT.")),
         "commands whose keys Redis could not name: {unchecked:?}"
@@ -183,6 +187,5 @@ async fn no_command_script_or_multi_spans_two_slots() {
     // blocks and plain commands.
     assert!(checked > 100, "only {checked} units with keys");
     assert!(kinds.contains("script") && kinds.contains("MULTI"), "{kinds:?}");
-    let scripts = units(&seen).iter().filter(|(w, _, _)| w.starts_with("script")).count();
     assert!(scripts >= 10, "only {scripts} script calls");
 }
