@@ -13,22 +13,21 @@ use crate::common::{self, RedisServer};
 use crate::transfers;
 
 /// The transaction script's calls (they name the account's channel) whose words mention
-/// `marker`, each with the next command its connection
-/// sent after it (`None` when it sent none yet; a `SCRIPT LOAD` in between does not count).
+/// `marker`, each with the next command its connection sent after it (`None` when it sent none
+/// yet; a `SCRIPT LOAD` in between does not count).
 fn followed_by<'a>(seen: &'a [Seen], marker: &str) -> Vec<(&'a Seen, Option<&'a Seen>)> {
     seen.iter()
         .enumerate()
         .filter(|(_, s)| {
-            s.words.first().is_some_and(|w| w.eq_ignore_ascii_case("EVALSHA"))
+            s.is("EVALSHA")
                 && s.words.iter().any(|w| w.contains(marker))
                 && s.words.iter().any(|w| w.contains("events:"))
         })
         .filter_map(|(i, s)| {
             // A script Redis did not have yet is loaded and called again: judge the last call.
-            let mut after = seen[i + 1..].iter().filter(|later| {
-                later.client == s.client
-                    && !later.words.first().is_some_and(|w| w.eq_ignore_ascii_case("SCRIPT"))
-            });
+            let mut after = seen[i + 1..]
+                .iter()
+                .filter(|later| later.client == s.client && !later.is("SCRIPT"));
             match after.next() {
                 Some(again) if again.words == s.words => None,
                 next => Some((s, next)),
@@ -38,10 +37,7 @@ fn followed_by<'a>(seen: &'a [Seen], marker: &str) -> Vec<(&'a Seen, Option<&'a 
 }
 
 fn is_waitaof(seen: Option<&Seen>) -> bool {
-    seen.is_some_and(|s| {
-        s.words.first().is_some_and(|w| w.eq_ignore_ascii_case("WAITAOF"))
-            && s.words.get(1).map(String::as_str) == Some("1")
-    })
+    seen.is_some_and(|s| s.is("WAITAOF") && s.words.get(1).map(String::as_str) == Some("1"))
 }
 
 #[rocket::async_test]
@@ -81,7 +77,7 @@ async fn a_transfer_is_answered_only_after_each_leg_is_fsynced_on_its_own_connec
     let legs_clients: Vec<&str> = legs.iter().map(|(l, _)| l.client.as_str()).collect();
     let balance_reads = seen
         .iter()
-        .filter(|s| s.words.first().is_some_and(|w| w.eq_ignore_ascii_case("GET")))
+        .filter(|s| s.is("GET"))
         .filter(|s| s.words.get(1).is_some_and(|k| k.contains("balance")));
     for read in balance_reads {
         assert!(!legs_clients.contains(&read.client.as_str()), "{read:?} on a durable connection");

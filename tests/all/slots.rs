@@ -57,10 +57,6 @@ struct Unit<'a> {
     declared: Vec<String>,
 }
 
-fn name(seen: &Seen) -> String {
-    seen.words.first().map(|w| w.to_ascii_uppercase()).unwrap_or_default()
-}
-
 /// Groups the commands into units: a script call with the commands it ran after it, a `MULTI`
 /// block with everything its client queued, any other command alone.
 fn units(seen: &[Seen]) -> Vec<Unit<'_>> {
@@ -69,7 +65,7 @@ fn units(seen: &[Seen]) -> Vec<Unit<'_>> {
     let mut i = 0;
     while i < seen.len() {
         let s = &seen[i];
-        let cmd = name(s);
+        let cmd = s.name();
         i += 1;
         if s.client == "lua" {
             continue; // counted with its script below
@@ -162,7 +158,7 @@ async fn no_command_script_or_multi_spans_two_slots() {
         for s in &unit.commands {
             match keys_of(&mut c, s).await {
                 Some(named) => keys.extend(named),
-                None => *unchecked.entry(name(s)).or_default() += 1,
+                None => *unchecked.entry(s.name()).or_default() += 1,
             }
         }
         let slots: BTreeSet<u16> = keys.iter().map(|k| slot(k.as_bytes())).collect();

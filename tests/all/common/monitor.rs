@@ -14,6 +14,18 @@ pub struct Seen {
     pub words: Vec<String>,
 }
 
+impl Seen {
+    /// The command's name, upper case.
+    pub fn name(&self) -> String {
+        self.words.first().map(|w| w.to_ascii_uppercase()).unwrap_or_default()
+    }
+
+    /// Whether it is `command` (any case).
+    pub fn is(&self, command: &str) -> bool {
+        self.words.first().is_some_and(|w| w.eq_ignore_ascii_case(command))
+    }
+}
+
 /// A `MONITOR` connection to `redis`: every command any client sends, in the order Redis runs
 /// them.
 pub struct Monitor {
@@ -49,9 +61,7 @@ impl Monitor {
         }
         seen
     }
-}
 
-impl Monitor {
     /// Every command seen until none came for `quiet`.
     pub async fn until_quiet(&mut self, quiet: Duration) -> Vec<Seen> {
         let mut seen = Vec::new();
