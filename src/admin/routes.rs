@@ -386,7 +386,7 @@ pub async fn page(
         "admin/console",
         context! {
             user: me.doc.page_user(config),
-            csrf: &me.doc.csrf_token,
+            csrf: me.csrf(),
             total,
             page: filter.page,
             pages: total.div_ceil(store::PAGE_SIZE).max(1),

@@ -132,7 +132,7 @@ async fn search_once(db: &Db, filter: &Filter) -> Result<(usize, Vec<Session>)> 
         .into_iter()
         .filter_map(|(key, json)| {
             let id = SessionId::parse(key.strip_prefix(&prefix)?)?;
-            Some(Session { id, doc: parse_stored(&key, &json)? })
+            Some(Session::listed(id, parse_stored(&key, &json)?))
         })
         .collect();
     Ok((total, found))

@@ -1,8 +1,9 @@
 //! Cross-site request forgery defences (docs/SECURITY.md D.18).
 //!
 //! Two layers: the browser's own `Sec-Fetch-Site` / `Origin` headers (a cross-site form post is
-//! refused before anything else), and a synchronizer token — from the session document for signed-in
-//! users, from a double-submit cookie on the login form (so an anonymous visitor creates no key).
+//! refused before anything else), and a synchronizer token — derived from the session token for
+//! signed-in users, from a double-submit cookie on the login form (so an anonymous visitor creates
+//! no key).
 
 use rocket::form::FromForm;
 use rocket::http::{Cookie, CookieJar, Method, SameSite, Status};
@@ -39,9 +40,13 @@ pub fn same_origin(req: &Request<'_>) -> bool {
     }
 }
 
-/// Compares secrets without leaking where they differ through timing.
-pub fn tokens_match(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether a presented token equals the expected one, without leaking where they differ through
+/// timing. An empty expected token (a session found by a search, not by its token) matches
+/// nothing, not even an empty form field.
+pub fn tokens_match(expected: &str, presented: &str) -> bool {
+    !expected.is_empty()
+        && expected.len() == presented.len()
+        && expected.bytes().zip(presented.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn login_cookie_name(config: &Config) -> &'static str {
@@ -143,4 +148,17 @@ impl<'r> FromRequest<'r> for LoginCsrf {
 pub struct CsrfForm {
     #[field(default = String::new())]
     pub csrf: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tokens_match;
+
+    #[test]
+    fn only_the_same_non_empty_token_matches() {
+        assert!(tokens_match("abc", "abc"));
+        for (expected, presented) in [("abc", "abd"), ("abc", "ab"), ("abc", ""), ("", ""), ("", "a")] {
+            assert!(!tokens_match(expected, presented), "{expected:?} vs {presented:?}");
+        }
+    }
 }

@@ -267,7 +267,7 @@ impl<'r> FromRequest<'r> for MaybeUser {
 impl CurrentUser {
     /// The form's synchronizer token must equal the session's.
     pub fn check_csrf(&self, form_token: &str) -> Result<(), Error> {
-        if csrf::tokens_match(&self.0.doc.csrf_token, form_token) {
+        if csrf::tokens_match(self.0.csrf(), form_token) {
             Ok(())
         } else {
             Err(Error::Forbidden(
@@ -333,7 +333,7 @@ impl<'r> FromRequest<'r> for ApiUser {
                 if *via == Via::Cookie && !csrf::is_safe(req.method()) {
                     let token = req.headers().get_one("X-CSRF-Token").unwrap_or_default();
                     if !csrf::same_origin(req)
-                        || !csrf::tokens_match(&session.doc.csrf_token, token)
+                        || !csrf::tokens_match(session.csrf(), token)
                     {
                         return forbidden("Missing or wrong X-CSRF-Token.");
                     }

@@ -68,16 +68,24 @@ pub enum SessionKind {
 }
 
 /// Bump when the document's shape changes: older documents then fail to parse and are treated as
-/// no session (and deleted) instead of being half-read.
-pub const SESSION_SCHEMA: u32 = 1;
+/// no session (and deleted) instead of being half-read. Version 2 (smaller, see `SessionDoc`)
+/// also named keys by base64url instead of hex: an upgrade from 1 signs everyone out once.
+pub const SESSION_SCHEMA: u32 = 2;
 
-/// The session document at `<prefix>session:<sha256(token)>`. Fields added later by other
-/// features are written by JSON path.
+/// The session document at `<prefix>session:<base64url(sha256(token))>`. Fields added later by
+/// other features are written by JSON path.
+///
+/// Kept small because a bank holds a million of them (docs/PERFORMANCE.md): RedisJSON spends
+/// about 130 bytes on each nested object and 50 on each array, and nothing on a repeated string
+/// (strings are shared), so the assurance sits at the top level, the roles are written only when
+/// they are not the ordinary `["user"]`, and the CSRF token is not stored at all (it is derived
+/// from the session token: [`SessionToken::csrf`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionDoc {
     pub v: u32,
     pub user: String,
     pub display_name: String,
+    #[serde(default = "ordinary_roles", skip_serializing_if = "has_ordinary_roles")]
     pub roles: Vec<Role>,
     pub account: String,
     pub kind: SessionKind,
@@ -87,10 +95,9 @@ pub struct SessionDoc {
     pub last_seen_at: i64,
     pub ip: String,
     pub user_agent: String,
-    /// Synchronizer token for cookie-authenticated state changes.
-    pub csrf_token: String,
-    /// How strongly the user proved who they are, and when (sign-in, then each step-up).
-    #[serde(default)]
+    /// How strongly the user proved who they are, and when (sign-in, then each step-up): `aal`,
+    /// `amr` and `auth_time`, at the top level.
+    #[serde(flatten)]
     pub assurance: Assurance,
     /// The seed's `currentBalanceAmount` (the newest balance point `/transaction/balance` served),
     /// written by JSON path and read back so an unchanged point is not written again.
@@ -100,6 +107,15 @@ pub struct SessionDoc {
     /// for a change. Copied at sign-in; cleared on this session by a change.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub password_outdated: bool,
+}
+
+/// The roles of nearly every session, left out of its document.
+fn ordinary_roles() -> Vec<Role> {
+    vec![Role::User]
+}
+
+fn has_ordinary_roles(roles: &[Role]) -> bool {
+    roles == [Role::User]
 }
 
 /// Authentication methods (RFC 8176 `amr` values).
@@ -120,19 +136,12 @@ pub enum Amr {
 
 /// The assurance of a session: NIST SP 800-63B's authenticator assurance level (1 = one factor,
 /// 2 = two), the methods used (RFC 8176) and when the user last authenticated (ms), which
-/// step-up refreshes. Sessions written before these fields existed read as level 1 with no
-/// recent authentication.
+/// step-up refreshes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Assurance {
     pub aal: u8,
     pub amr: Vec<Amr>,
     pub auth_time: i64,
-}
-
-impl Default for Assurance {
-    fn default() -> Self {
-        Assurance { aal: 1, amr: Vec::new(), auth_time: 0 }
-    }
 }
 
 impl Assurance {
@@ -211,14 +220,33 @@ pub struct PageUser {
     pub password_outdated: bool,
 }
 
-/// A live session: its public id (the key suffix, hex SHA-256 of the token) and its document.
+/// A live session: its public id (the key suffix, base64url SHA-256 of the token), its document
+/// and, when it was found by its token, its CSRF token.
 #[derive(Debug, Clone)]
 pub struct Session {
     pub id: SessionId,
     pub doc: SessionDoc,
+    csrf: Option<String>,
 }
 
 impl Session {
+    /// The session `token` names: its id and CSRF token both come from the token.
+    pub fn of_token(token: &SessionToken, doc: SessionDoc) -> Self {
+        Session { id: token.id(), doc, csrf: Some(token.csrf()) }
+    }
+
+    /// A session found by a search (the sessions page, the console): no token, so no CSRF
+    /// token; it can be shown and ended, not acted as.
+    pub fn listed(id: SessionId, doc: SessionDoc) -> Self {
+        Session { id, doc, csrf: None }
+    }
+
+    /// The synchronizer token that the session's own forms and `X-CSRF-Token` carry; empty for
+    /// a listed session, which no check accepts (`csrf::tokens_match`).
+    pub fn csrf(&self) -> &str {
+        self.csrf.as_deref().unwrap_or_default()
+    }
+
     /// This session as the subject of a security notice to the account's other dashboards.
     pub fn announcer(&self) -> crate::audit::Announcer<'_> {
         crate::audit::Announcer {
@@ -228,6 +256,13 @@ impl Session {
             ip: &self.doc.ip,
         }
     }
+}
+
+/// 32 bytes in unpadded base64url (43 characters), the shape of tokens and session ids.
+fn is_256_bit_base64url(raw: &str) -> bool {
+    raw.len() == 43
+        && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && URL_SAFE_NO_PAD.decode(raw).is_ok_and(|b| b.len() == 32)
 }
 
 /// The secret a client holds (cookie value or bearer token). Never stored, never logged.
@@ -248,18 +283,27 @@ impl SessionToken {
     /// Only well-formed tokens are looked up: anything else is "no session" without a Redis call,
     /// and a client can never make us read a key it named.
     pub fn parse(raw: &str) -> Option<Self> {
-        let ok = raw.len() == 43
-            && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            && URL_SAFE_NO_PAD.decode(raw).is_ok_and(|b| b.len() == 32);
-        ok.then(|| SessionToken(raw.to_owned()))
+        is_256_bit_base64url(raw).then(|| SessionToken(raw.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
+    /// Base64url SHA-256 of the token (43 characters; hex would make every session's key, which
+    /// Redis and the session index each hold, 21 bytes longer).
     pub fn id(&self) -> SessionId {
-        SessionId(hex::encode(Sha256::digest(self.0.as_bytes())))
+        SessionId(URL_SAFE_NO_PAD.encode(Sha256::digest(self.0.as_bytes())))
+    }
+
+    /// The session's synchronizer token: SHA-256 of a label and the token, so it is never stored,
+    /// changes with the token (a rotation after step-up gives a new one), and neither reveals the
+    /// token nor follows from the session id, which the sessions page and the console show.
+    pub fn csrf(&self) -> String {
+        let mut hash = Sha256::new();
+        hash.update(b"redbank csrf\0");
+        hash.update(self.0.as_bytes());
+        URL_SAFE_NO_PAD.encode(hash.finalize())
     }
 }
 
@@ -290,19 +334,18 @@ impl DeviceToken {
 
     /// Hex SHA-256: the key suffix.
     pub fn id(&self) -> String {
-        self.0.id().0
+        hex::encode(Sha256::digest(self.as_str().as_bytes()))
     }
 }
 
-/// Hex SHA-256 of a token: names the Redis key and the rows of the sessions page. Knowing it
-/// does not let anyone act as the session.
+/// Base64url SHA-256 of a token: names the Redis key and the rows of the sessions page.
+/// Knowing it does not let anyone act as the session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SessionId(String);
 
 impl SessionId {
     pub fn parse(raw: &str) -> Option<Self> {
-        (raw.len() == 64 && raw.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-            .then(|| SessionId(raw.to_owned()))
+        is_256_bit_base64url(raw).then(|| SessionId(raw.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -319,6 +362,7 @@ pub fn valid_username(name: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -338,12 +382,70 @@ mod tests {
     }
 
     #[test]
-    fn session_id_is_hex_sha256_and_hides_the_token() {
+    fn session_id_and_csrf_token_are_sha256_of_the_token_apart() {
         let t = SessionToken::generate();
         let id = t.id();
-        assert_eq!(id.as_str().len(), 64);
-        assert!(!id.as_str().contains(&t.as_str()[..8]));
+        assert_eq!(URL_SAFE_NO_PAD.decode(id.as_str()).unwrap(), Sha256::digest(t.as_str()).to_vec());
         assert!(SessionId::parse(id.as_str()).is_some());
-        assert!(SessionId::parse("*").is_none());
+        for bad in ["*", &"a".repeat(64), &"a".repeat(44), "../../etc/passwd"] {
+            assert!(SessionId::parse(bad).is_none(), "{bad}");
+        }
+        let csrf = t.csrf();
+        assert_eq!(csrf, t.csrf(), "the same token, the same CSRF token");
+        assert_eq!(csrf.len(), 43);
+        assert_ne!(csrf, id.as_str());
+        assert_ne!(csrf, SessionToken::generate().csrf());
+        assert!(!id.as_str().contains(&t.as_str()[..8]), "the id shows the token");
+        assert!(!csrf.contains(&t.as_str()[..8]), "the CSRF token shows the token");
+    }
+
+    fn doc(roles: Vec<Role>) -> SessionDoc {
+        SessionDoc {
+            v: SESSION_SCHEMA,
+            user: "bob".into(),
+            display_name: "Bob Jones".into(),
+            roles,
+            account: "1580783161".into(),
+            kind: SessionKind::Browser,
+            created_at: 1,
+            last_seen_at: 2,
+            ip: "127.0.0.1".into(),
+            user_agent: "curl/8".into(),
+            assurance: Assurance::password_and_code(3),
+            current_balance_amount: None,
+            password_outdated: false,
+        }
+    }
+
+    #[test]
+    fn a_session_document_is_flat_and_leaves_out_what_is_ordinary() {
+        let json = serde_json::to_value(doc(vec![Role::User])).unwrap();
+        assert_eq!(json["aal"], 2);
+        assert_eq!(json["amr"], serde_json::json!(["pwd", "otp", "mfa"]));
+        assert_eq!(json["auth_time"], 3);
+        for absent in ["roles", "assurance", "csrf_token", "password_outdated"] {
+            assert!(json.get(absent).is_none(), "{absent} in {json}");
+        }
+        let back: SessionDoc = serde_json::from_value(json).unwrap();
+        assert_eq!((back.roles, back.assurance), (vec![Role::User], Assurance::password_and_code(3)));
+
+        let admin = serde_json::to_value(doc(vec![Role::User, Role::Admin])).unwrap();
+        assert_eq!(admin["roles"], serde_json::json!(["user", "admin"]));
+        let back: SessionDoc = serde_json::from_value(admin).unwrap();
+        assert!(back.is_admin());
+    }
+
+    #[test]
+    fn a_version_1_document_does_not_parse() {
+        let mut json = serde_json::to_value(doc(vec![Role::User])).unwrap();
+        let object = json.as_object_mut().unwrap();
+        let assurance = serde_json::json!({
+            "aal": object.remove("aal").unwrap(),
+            "amr": object.remove("amr").unwrap(),
+            "auth_time": object.remove("auth_time").unwrap(),
+        });
+        object.insert("assurance".into(), assurance);
+        object.insert("v".into(), 1.into());
+        assert!(serde_json::from_value::<SessionDoc>(json).is_err());
     }
 }

@@ -13,7 +13,6 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::{Db, Keys, create_json_index, is_missing_index, parse_stored, search_hits};
-use crate::secret::random_token;
 
 use super::model::{
     Assurance, SESSION_SCHEMA, Session, SessionDoc, SessionId, SessionKind, SessionToken, User,
@@ -46,18 +45,18 @@ pub async fn create_session(
         last_seen_at: now,
         ip: client.ip.clone(),
         user_agent: client.user_agent.chars().take(256).collect(),
-        csrf_token: random_token(),
         assurance,
         current_balance_amount: None,
         password_outdated: user.password_outdated,
     };
-    let (token, id) = store_new(db, config, &doc, now).await?;
+    let token = store_new(db, config, &doc, now).await?;
+    let session = Session::of_token(&token, doc);
     // Best effort: the sign-in has happened; a cap that cannot be applied now is applied by the
     // user's next one (failing the login here would leave its session behind, unused).
-    if let Err(e) = enforce_session_cap(db, config, &user.username, &id).await {
+    if let Err(e) = enforce_session_cap(db, config, &user.username, &session.id).await {
         rocket::warn!("sessions: could not apply max_sessions_per_user: {e}");
     }
-    Ok((token, Session { id, doc }))
+    Ok((token, session))
 }
 
 /// Stores `doc` under a new token with its TTL, atomically.
@@ -66,10 +65,9 @@ async fn store_new(
     config: &Config,
     doc: &SessionDoc,
     now: i64,
-) -> Result<(SessionToken, SessionId)> {
+) -> Result<SessionToken> {
     let token = SessionToken::generate();
-    let id = token.id();
-    let key = db.keys.session(id.as_str());
+    let key = db.keys.session(token.id().as_str());
     let json = serde_json::to_string(doc).map_err(|e| Error::Internal(e.to_string()))?;
     let ttl = ttl_ms(config, doc, now);
     if ttl <= 0 {
@@ -92,19 +90,22 @@ async fn store_new(
             .await
     })
     .await?;
-    Ok((token, id))
+    Ok(token)
 }
 
-/// Records a step-up on a live session: its new assurance, by JSON path (never re-creating a
-/// session that ended meanwhile). False when the session is gone.
+/// Records a step-up on a live session: its new assurance (three top-level fields, merged in
+/// one step, never re-creating a session that ended meanwhile). False when the session is gone.
 pub async fn set_assurance(db: &Db, id: &SessionId, assurance: &Assurance) -> Result<bool> {
-    let value = serde_json::to_value(assurance).map_err(|e| Error::Internal(e.to_string()))?;
-    set_session_field(db, id, "assurance", &value).await
+    let json = serde_json::to_string(assurance).map_err(|e| Error::Internal(e.to_string()))?;
+    let key = db.keys.session(id.as_str());
+    let alive: i64 =
+        db.run(async |c| lua!("auth/lua/merge").key(&key).arg(&json).invoke_async(c).await).await?;
+    Ok(alive == 1)
 }
 
 /// A browser session after a step-up: the same session (created_at, so the same absolute
-/// deadline) under a new token and CSRF token with the new assurance; the old token stops
-/// working at once. A token seen before the step-up is worth nothing after it.
+/// deadline) under a new token (so a new CSRF token) with the new assurance; the old token
+/// stops working at once. A token seen before the step-up is worth nothing after it.
 pub async fn rotate(
     db: &Db,
     config: &Config,
@@ -114,14 +115,14 @@ pub async fn rotate(
     let now = now_ms();
     let mut doc = session.doc.clone();
     doc.assurance = assurance;
-    doc.csrf_token = random_token();
     doc.last_seen_at = now;
     if !destroy(db, &session.id).await? {
         // Ended meanwhile (logout, revocation): no new session in its place.
         return Err(Error::Unauthorized);
     }
-    let (token, id) = store_new(db, config, &doc, now).await?;
-    Ok((token, Session { id, doc }))
+    let token = store_new(db, config, &doc, now).await?;
+    let session = Session::of_token(&token, doc);
+    Ok((token, session))
 }
 
 /// The live session for `token` if it is of `kind`, enforcing the absolute timeout and refreshing the idle one
@@ -132,8 +133,7 @@ pub async fn load_session(
     token: &SessionToken,
     kind: SessionKind,
 ) -> Result<Option<Session>> {
-    let id = token.id();
-    let key = db.keys.session(id.as_str());
+    let key = db.keys.session(token.id().as_str());
     let raw: Result<Option<String>> =
         db.run(async |c| redis::cmd("JSON.GET").arg(&key).query_async(c).await).await;
     let raw = match raw {
@@ -165,7 +165,7 @@ pub async fn load_session(
         delete(db, &key).await?;
         return Ok(None);
     }
-    let mut session = Session { id, doc };
+    let mut session = Session::of_token(token, doc);
     if now - session.doc.last_seen_at >= config.session.touch_secs as i64 * 1000
         && !touch(db, config, &mut session).await?
     {
@@ -193,7 +193,7 @@ pub async fn touch(db: &Db, config: &Config, session: &mut Session) -> Result<bo
 }
 
 fn doc_is_sane(doc: &SessionDoc) -> bool {
-    doc.v == SESSION_SCHEMA && !doc.user.is_empty() && doc.csrf_token.len() >= 32
+    doc.v == SESSION_SCHEMA && !doc.user.is_empty()
 }
 
 async fn delete(db: &Db, key: &str) -> Result<bool> {
@@ -223,7 +223,8 @@ pub async fn ensure_index(db: &Db) -> Result<()> {
         "$.kind", "AS", "kind", "TAG",
         "$.ip", "AS", "ip", "TAG",
         "$.created_at", "AS", "created_at", "NUMERIC", "SORTABLE",
-        "$.last_seen_at", "AS", "last_seen_at", "NUMERIC", "SORTABLE",
+        // Not SORTABLE (≈ 30 bytes a session): only one user's few sessions are sorted by it.
+        "$.last_seen_at", "AS", "last_seen_at", "NUMERIC",
     ];
     create_json_index(db, &db.keys.session_index(), &db.keys.session_prefix(), &schema).await?;
     for legacy in db.keys.legacy_session_indexes() {
@@ -354,7 +355,7 @@ fn parse_session_hits(keys: &Keys, reply: &[Value]) -> Vec<Session> {
         .into_iter()
         .filter_map(|(key, json)| {
             let id = SessionId::parse(key.strip_prefix(&prefix)?)?;
-            Some(Session { id, doc: parse_stored(&key, &json)? })
+            Some(Session::listed(id, parse_stored(&key, &json)?))
         })
         .collect()
 }

@@ -89,7 +89,7 @@ pub async fn dashboard(user: CurrentUser, app: App<'_>) -> Result<Template> {
     Ok(Template::render(
         "bank/dashboard",
         context! {
-            user: doc.page_user(config), csrf: &doc.csrf_token, account, balance: balance.display(),
+            user: doc.page_user(config), csrf: user.0.csrf(), account, balance: balance.display(),
             rows, no_rows, last_id,
         },
     ))
@@ -114,7 +114,7 @@ pub async fn transactions_page(
     Ok(Template::render(
         "bank/transactions",
         context! {
-            user: doc.page_user(config), csrf: &doc.csrf_token, q, rows, no_rows,
+            user: doc.page_user(config), csrf: user.0.csrf(), q, rows, no_rows,
             total: found.total, page: found.page, pages: found.pages, page_size: PAGE_SIZE,
             last_id, live: q.is_empty() && page == 1,
             prev: (page > 1).then(|| page - 1),

@@ -26,15 +26,15 @@ impl Keys {
         format!("{}session:", self.prefix)
     }
 
-    /// RediSearch index over session documents (TAG user, kind; NUMERIC created_at,
+    /// RediSearch index over session documents (TAG user, kind, ip; NUMERIC created_at,
     /// last_seen_at). Versioned: a schema change gets a new name, and the old index is dropped.
     pub fn session_index(&self) -> String {
-        format!("{}idx:session:3", self.prefix)
+        format!("{}idx:session:4", self.prefix)
     }
 
     /// Earlier session index names, dropped at startup (their documents stay).
-    pub fn legacy_session_indexes(&self) -> [String; 2] {
-        [format!("{}idx:session", self.prefix), format!("{}idx:session:2", self.prefix)]
+    pub fn legacy_session_indexes(&self) -> [String; 3] {
+        ["", ":2", ":3"].map(|version| format!("{}idx:session{version}", self.prefix))
     }
 
     /// Stream of recent failed password sign-ins of existing accounts (user, address), for the

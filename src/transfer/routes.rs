@@ -362,7 +362,7 @@ async fn form_page(
         "transfer/form",
         context! {
             user: doc.page_user(config),
-            csrf: &doc.csrf_token,
+            csrf: user.0.csrf(),
             // A new key per form: a double-clicked submit sends the same one twice.
             idempotency_key: if form.idempotency_key.is_empty() { random_token() } else { form.idempotency_key.clone() },
             to_account: &form.to_account,
@@ -436,7 +436,7 @@ async fn transfer_view(
         template,
         context! {
             user: doc.page_user(config),
-            csrf: &doc.csrf_token,
+            csrf: user.0.csrf(),
             t: view(db, t).await?,
             amount: t.amount.to_string(),
             created: display_ms(t.created_at),

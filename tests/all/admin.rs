@@ -256,7 +256,7 @@ async fn destructive_console_actions_need_a_fresh_authentication() {
     let key = server.keys().session(&crate::common::session_id(&admin));
     let mut conn = shared_redis().conn().await;
     let old = redbank::clock::now_ms() - 31_000;
-    common::json_set(&mut conn, &key, "$.assurance.auth_time", old).await;
+    common::json_set(&mut conn, &key, "$.auth_time", old).await;
     assert_eq!(
         server.as_token(&admin).get("/api/v1/admin/sessions").await.0,
         200,

@@ -402,7 +402,7 @@ async fn authenticated_at(server: &TestServer, token: &str, at: i64) {
     let id = crate::common::session_id(token);
     let key = server.keys().session(&id);
     let mut conn = shared_redis().conn().await;
-    common::json_set(&mut conn, &key, "$.assurance.auth_time", at).await;
+    common::json_set(&mut conn, &key, "$.auth_time", at).await;
 }
 
 /// `step_up_max_age_secs` is the limit, to the second: alice's two-factor sign-in of 4 m 50 s

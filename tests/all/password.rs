@@ -258,7 +258,7 @@ async fn changing_the_password_of_an_account_with_a_factor_needs_a_recent_one() 
     let alice = alice_token(&server).await;
     let key = server.keys().session(&common::session_id(&alice));
     let mut conn = shared_redis().conn().await;
-    common::json_set(&mut conn, &key, "$.assurance.auth_time", redbank::clock::now_ms() - 61_000)
+    common::json_set(&mut conn, &key, "$.auth_time", redbank::clock::now_ms() - 61_000)
         .await;
     let body = json!({"current_password": "wonderland", "new_password": "tea kettle moon"});
     let answer = server
@@ -268,7 +268,7 @@ async fn changing_the_password_of_an_account_with_a_factor_needs_a_recent_one() 
     assert_eq!(answer.status, 401);
     let challenge = answer.headers["www-authenticate"].to_str().unwrap();
     assert!(challenge.contains("insufficient_user_authentication"), "{challenge}");
-    common::json_set(&mut conn, &key, "$.assurance.auth_time", redbank::clock::now_ms()).await;
+    common::json_set(&mut conn, &key, "$.auth_time", redbank::clock::now_ms()).await;
     assert_eq!(server.as_token(&alice).put("/api/v1/password", &body).await.0, 204);
     server.stop().await.unwrap();
 }

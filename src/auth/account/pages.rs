@@ -181,7 +181,7 @@ fn change_page(
     let doc = &user.0.doc;
     let page = context! {
         user: doc.page_user(config),
-        csrf: &doc.csrf_token,
+        csrf: user.0.csrf(),
         min_chars: policy::min_chars(has_factor),
         has_factor: has_factor,
         error,
@@ -234,7 +234,7 @@ pub async fn change_submit(
             let doc = &session.doc;
             let page = context! {
                 user: doc.page_user(config),
-                csrf: &doc.csrf_token,
+                csrf: session.csrf(),
                 done: true,
                 signed_out,
             };
@@ -412,7 +412,7 @@ pub async fn email_change_submit(
         Err(e) => return Err(e),
     };
     let page = context! {
-        user: doc.page_user(config), csrf: &doc.csrf_token, change: true, message, error,
+        user: doc.page_user(config), csrf: me.0.csrf(), change: true, message, error,
     };
     Ok(Page::new(status, Template::render("account/verify", page)))
 }

@@ -78,7 +78,7 @@ pub async fn security_page(user: CurrentUser, app: App<'_>) -> Result<Template> 
         context! {
             devices,
             user: doc.page_user(config),
-            csrf: &doc.csrf_token,
+            csrf: user.0.csrf(),
             totp: owned.totp,
             recovery_left: owned.recovery_codes,
             has_factor: owned.any(),
@@ -118,7 +118,7 @@ fn totp_page(
         "mfa/totp",
         context! {
             user: user.0.doc.page_user(config),
-            csrf: &user.0.doc.csrf_token,
+            csrf: user.0.csrf(),
             secret: grouped.join(" "),
             qr: qr_svg(uri),
             email_code_required: enrolment == Enrolment::First,
@@ -172,7 +172,7 @@ pub async fn totp_confirm(
 fn codes_page(config: &Config, user: &CurrentUser, codes: Vec<String>) -> Page {
     let page = Template::render(
         "mfa/codes",
-        context! { user: user.0.doc.page_user(config), csrf: &user.0.doc.csrf_token, codes },
+        context! { user: user.0.doc.page_user(config), csrf: user.0.csrf(), codes },
     );
     Page::new(Status::Ok, page)
 }

@@ -53,7 +53,7 @@ pub async fn sessions_page(user: CurrentUser, app: App<'_>) -> Result<Template> 
         .collect();
     Ok(Template::render(
         "session/sessions",
-        context! { user: me.doc.page_user(config), csrf: &me.doc.csrf_token, sessions },
+        context! { user: me.doc.page_user(config), csrf: me.csrf(), sessions },
     ))
 }
 

@@ -84,7 +84,7 @@ fn render_verify(
             true,
             methods.clone(),
             *password_only,
-            user.0.doc.csrf_token.clone(),
+            user.0.csrf().to_owned(),
             Some(user.0.doc.page_user(config)),
         ),
     };

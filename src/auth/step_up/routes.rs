@@ -201,7 +201,7 @@ async fn apply_step_up(
         Via::Cookie => {
             let (token, session) = sessions::rotate(db, config, &user.session, assurance).await?;
             jar.add(session_cookie(config, &token));
-            body.csrf_token = Some(session.doc.csrf_token);
+            body.csrf_token = Some(session.csrf().to_owned());
         }
     }
     Ok(Json(body))
