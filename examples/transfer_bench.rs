@@ -22,13 +22,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use redbank::Config;
-use redbank::audit::ClientInfo;
 use redbank::auth::factors::passkey;
 use redbank::auth::factors::passkey::RelyingParty;
-use redbank::auth::model::{Assurance, Role, SessionKind, User};
-use redbank::auth::store as sessions;
-use redbank::bank::model::Account;
-use redbank::bank::store as bank;
+use redbank::auth::model::{Assurance, SessionKind};
 use redbank::clock::now_ms;
 use redbank::redis::Db;
 use serde_json::{Value, json};
@@ -50,6 +46,9 @@ async fn main() -> ExitCode {
 
 #[path = "../tests/all/common/passkey.rs"]
 mod device;
+
+#[path = "common/customers.rs"]
+mod customers;
 
 /// Customers per client address (ceremonies are limited per address and minute).
 const PER_ADDRESS: usize = 50;
@@ -73,47 +72,25 @@ async fn customer(
     clients: &[reqwest::Client],
     n: usize,
 ) -> Result<Customer, String> {
-    let username = format!("bench{n:05}");
-    let account = format!("7{n:09}");
-    let user = User {
-        username: username.clone(),
-        display_name: format!("Bench Customer {n}"),
-        roles: vec![Role::User],
-        account: account.clone(),
-        city: "Benchville".into(),
-        // Never used: the bench signs its customers in directly (argon2 is the login row's).
-        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$unused$unused".into(),
-        email: Some(format!("{username}@bench.example")),
-        password_compromised: false,
-        password_outdated: false,
-    };
+    let user = customers::user("bench", '7', n);
+    customers::open(db, &user).await?;
+    let (username, holder) = (&user.username, &user.display_name);
     let e = |e: redbank::Error| e.to_string();
-    redbank::auth::users::create_user(db, &user).await.map_err(e)?;
-    let holder = user.display_name.clone();
-    let city = user.city.clone();
-    bank::ensure_account(
-        db,
-        &Account { number: account, username: username.clone(), holder: holder.clone(), city },
-    )
-    .await
-    .map_err(e)?;
     // The passkey, registered through the app's own functions (the e-mailed code a first factor
     // needs over the API is the routes' rule, not the bench's subject).
     let mut device = device::Device::new(&config.web.public_origin);
     // Registered "from" an address of its own: the HTTP addresses' ceremony budget is the run's.
     let ip = format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255);
-    let options = passkey::start_registration(db, rp, &username, &holder, "bench", &ip);
+    let options = passkey::start_registration(db, rp, username, holder, "bench", &ip);
     let answer = device.register(&options.await.map_err(e)?);
-    let new = passkey::verify_registration(db, rp, &username, &answer).await.map_err(e)?;
-    passkey::store_registration(db, &username, new).await.map_err(e)?;
-    let client = ClientInfo { ip: address(n).to_string(), user_agent: "transfer_bench".into() };
+    let new = passkey::verify_registration(db, rp, username, &answer).await.map_err(e)?;
+    passkey::store_registration(db, username, new).await.map_err(e)?;
     let assurance = Assurance::passkey(now_ms());
-    let (token, _) =
-        sessions::create_session(db, config, &user, SessionKind::Mobile, &client, assurance)
-            .await
-            .map_err(e)?;
+    let ip = address(n).to_string();
+    let token =
+        customers::sign_in(db, config, &user, SessionKind::Mobile, &ip, assurance).await?;
     let http = clients[n / PER_ADDRESS].clone();
-    Ok(Customer { token: token.as_str().to_owned(), device: device.into(), http })
+    Ok(Customer { token, device: device.into(), http })
 }
 
 async fn send(base: &str, c: &Customer, n: usize) -> Result<Duration, String> {
@@ -212,7 +189,7 @@ async fn run() -> Result<(), String> {
     };
     // The customers are the bench's own: out of the account list again, so the app's generator
     // (one transaction per account per interval) does not go on writing for them in later rows.
-    let numbers: Vec<String> = (0..count).map(|n| format!("7{n:09}")).collect();
+    let numbers: Vec<String> = (0..count).map(|n| customers::user("bench", '7', n).account).collect();
     let accounts = db.keys.accounts();
     db.run(async |c| {
         redis::cmd("SREM").arg(&accounts).arg(&numbers).query_async::<_, i64>(c).await
