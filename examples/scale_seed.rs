@@ -84,8 +84,8 @@ async fn run() -> Result<(), String> {
     config.session.max_per_user = config.session.max_per_user.max(sessions);
     let db = Db::connect(url, prefix, Duration::from_secs(10)).map_err(|e| e.to_string())?;
     let vendors = vendors().map_err(|e| e.to_string())?;
-    let generator = Generator::new(db.clone(), config.clone(), Arc::new(vendors))
-        .map_err(|e| e.to_string())?;
+    let generator =
+        Generator::new(db.clone(), config.clone(), Arc::new(vendors)).map_err(|e| e.to_string())?;
 
     let started = Instant::now();
     let results: Vec<Result<(), String>> = futures::stream::iter(from..to)
@@ -97,7 +97,8 @@ async fn run() -> Result<(), String> {
         return Err(e);
     }
     // Out of the generator's list (ensure_account put them there).
-    let numbers: Vec<String> = (from..to).map(|n| customers::user("scale", '9', n).account).collect();
+    let numbers: Vec<String> =
+        (from..to).map(|n| customers::user("scale", '9', n).account).collect();
     let accounts = db.keys.accounts();
     for chunk in numbers.chunks(10_000) {
         db.run(async |c| {

@@ -6,7 +6,7 @@
 //! app would — C at a time, over HTTP.
 //!
 //! ```sh
-//! cargo run --release --example transfer_bench -- <redis_url> <key_prefix> <base_url> <count> <concurrency>
+//! cargo run --release --example transfer_bench -- <redis_url> <key_prefix> <base_url> <count> <concurrency> [first]
 //! ```
 //!
 //! The app's `public_origin` is `ROCKET_PUBLIC_ORIGIN` (default `http://localhost:8080`): the
@@ -30,7 +30,7 @@ use redbank::redis::Db;
 use serde_json::{Value, json};
 
 const USAGE: &str =
-    "usage: transfer_bench <redis_url> <key_prefix> <base_url> <count> <concurrency>";
+    "usage: transfer_bench <redis_url> <key_prefix> <base_url> <count> <concurrency> [first]";
 const PAYEE: &str = "1580783161"; // bob's
 
 #[tokio::main]
@@ -69,7 +69,7 @@ async fn customer(
     db: &Db,
     config: &Config,
     rp: &RelyingParty,
-    clients: &[reqwest::Client],
+    http: reqwest::Client,
     n: usize,
 ) -> Result<Customer, String> {
     let user = customers::user("bench", '7', n);
@@ -87,9 +87,7 @@ async fn customer(
     passkey::store_registration(db, username, new).await.map_err(e)?;
     let assurance = Assurance::passkey(now_ms());
     let ip = address(n).to_string();
-    let token =
-        customers::sign_in(db, config, &user, SessionKind::Mobile, &ip, assurance).await?;
-    let http = clients[n / PER_ADDRESS].clone();
+    let token = customers::sign_in(db, config, &user, SessionKind::Mobile, &ip, assurance).await?;
     Ok(Customer { token, device: device.into(), http })
 }
 
@@ -140,9 +138,16 @@ async fn send(base: &str, c: &Customer, n: usize) -> Result<Duration, String> {
 
 async fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [url, prefix, base, count, concurrency] = args.as_slice() else {
-        return Err(USAGE.into());
+    let (url, prefix, base, count, concurrency, first) = match args.as_slice() {
+        [url, prefix, base, count, concurrency] => (url, prefix, base, count, concurrency, "0"),
+        [url, prefix, base, count, concurrency, first] => {
+            (url, prefix, base, count, concurrency, first.as_str())
+        }
+        _ => return Err(USAGE.into()),
     };
+    // Customers `first..first + count`: a second run in the same minute takes new ones, from new
+    // addresses (each address may start 60 ceremonies a minute).
+    let first: usize = first.parse().map_err(|_| USAGE.to_string())?;
     let count: usize = count.parse().map_err(|_| USAGE.to_string())?;
     let concurrency: usize = concurrency.parse().map_err(|_| USAGE.to_string())?;
     let mut config = Config { key_prefix: prefix.clone(), ..Config::default() };
@@ -151,7 +156,8 @@ async fn run() -> Result<(), String> {
     }
     let rp = RelyingParty::new(&config)?;
     let db = Db::connect(url, prefix, Duration::from_secs(5)).map_err(|e| e.to_string())?;
-    let clients = (0..count.div_ceil(PER_ADDRESS))
+    let k0 = first / PER_ADDRESS;
+    let clients = (k0..(first + count).div_ceil(PER_ADDRESS))
         .map(|k| {
             reqwest::Client::builder()
                 .local_address(address(k * PER_ADDRESS))
@@ -161,8 +167,9 @@ async fn run() -> Result<(), String> {
         })
         .collect::<Result<Vec<_>, String>>()?;
     let mut customers = Vec::with_capacity(count);
-    for n in 0..count {
-        customers.push(Arc::new(customer(&db, &config, &rp, &clients, n).await?));
+    for n in first..first + count {
+        let http = clients[n / PER_ADDRESS - k0].clone();
+        customers.push(Arc::new(customer(&db, &config, &rp, http, n).await?));
     }
     let started = Instant::now();
     let results: Vec<Result<Duration, String>> =
@@ -189,7 +196,8 @@ async fn run() -> Result<(), String> {
     };
     // The customers are the bench's own: out of the account list again, so the app's generator
     // (one transaction per account per interval) does not go on writing for them in later rows.
-    let numbers: Vec<String> = (0..count).map(|n| customers::user("bench", '7', n).account).collect();
+    let numbers: Vec<String> =
+        (first..first + count).map(|n| customers::user("bench", '7', n).account).collect();
     let accounts = db.keys.accounts();
     db.run(async |c| {
         redis::cmd("SREM").arg(&accounts).arg(&numbers).query_async::<_, i64>(c).await

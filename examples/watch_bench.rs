@@ -115,7 +115,8 @@ async fn watch(
                 return;
             }
             if let Ok(tx) = serde_json::from_str::<sse::TxLite>(data) {
-                let seen = Received { customer: n, id: id.to_owned(), tx: tx.id, date: tx.date, at };
+                let seen =
+                    Received { customer: n, id: id.to_owned(), tx: tx.id, date: tx.date, at };
                 log.lock().unwrap_or_else(|e| e.into_inner()).push(seen);
             }
         });
@@ -127,9 +128,7 @@ async fn written(db: &Db, account: &str, from_ms: i64, to_ms: i64) -> Result<Vec
     let key = db.keys.stream(account);
     // Each entry is [id, [field, value, …]]: only the id is read.
     let entries: Vec<Vec<redis::Value>> = db
-        .run(async |c| {
-            redis::cmd("XRANGE").arg(&key).arg(from_ms).arg(to_ms).query_async(c).await
-        })
+        .run(async |c| redis::cmd("XRANGE").arg(&key).arg(from_ms).arg(to_ms).query_async(c).await)
         .await
         .map_err(|e| e.to_string())?;
     entries
@@ -179,7 +178,12 @@ async fn run() -> Result<(), String> {
     let clients = (0..ADDRESSES)
         .map(|k| {
             reqwest::Client::builder()
-                .local_address(std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 3, 0, k as u8 + 1)))
+                .local_address(std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+                    127,
+                    3,
+                    0,
+                    k as u8 + 1,
+                )))
                 .pool_max_idle_per_host(0)
                 .build()
                 .map_err(|e| e.to_string())
@@ -220,8 +224,10 @@ async fn run() -> Result<(), String> {
 
     // The window: from when every stream is open (and, after a second, subscribed) to W s later.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let heard = async |metrics: &str| counter(http, metrics, "redbank_events_fanned_out_total").await;
-    let made = async |metrics: &str| counter(http, metrics, "redbank_generator_transactions_total").await;
+    let heard =
+        async |metrics: &str| counter(http, metrics, "redbank_events_fanned_out_total").await;
+    let made =
+        async |metrics: &str| counter(http, metrics, "redbank_generator_transactions_total").await;
     let from = now_ms();
     let before = (heard(metrics_a).await?, heard(metrics_b).await?);
     let made_before = made(metrics_a).await? + made(metrics_b).await?;

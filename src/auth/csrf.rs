@@ -157,7 +157,9 @@ mod tests {
     #[test]
     fn only_the_same_non_empty_token_matches() {
         assert!(tokens_match("abc", "abc"));
-        for (expected, presented) in [("abc", "abd"), ("abc", "ab"), ("abc", ""), ("", ""), ("", "a")] {
+        for (expected, presented) in
+            [("abc", "abd"), ("abc", "ab"), ("abc", ""), ("", ""), ("", "a")]
+        {
             assert!(!tokens_match(expected, presented), "{expected:?} vs {presented:?}");
         }
     }

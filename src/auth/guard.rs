@@ -332,9 +332,7 @@ impl<'r> FromRequest<'r> for ApiUser {
             Resolved::Live(session, via) => {
                 if *via == Via::Cookie && !csrf::is_safe(req.method()) {
                     let token = req.headers().get_one("X-CSRF-Token").unwrap_or_default();
-                    if !csrf::same_origin(req)
-                        || !csrf::tokens_match(session.csrf(), token)
-                    {
+                    if !csrf::same_origin(req) || !csrf::tokens_match(session.csrf(), token) {
                         return forbidden("Missing or wrong X-CSRF-Token.");
                     }
                 }

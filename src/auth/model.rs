@@ -140,8 +140,34 @@ pub enum Amr {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Assurance {
     pub aal: u8,
+    /// Stored as one string of words (`"pwd otp mfa"`), as OAuth writes scopes: an array would
+    /// cost each session document ≈ 50 bytes more (the API still shows an array).
+    #[serde(with = "amr_words")]
     pub amr: Vec<Amr>,
     pub auth_time: i64,
+}
+
+/// `Vec<Amr>` as space-separated RFC 8176 names.
+mod amr_words {
+    use super::Amr;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    pub fn serialize<S: Serializer>(amr: &[Amr], s: S) -> Result<S::Ok, S::Error> {
+        let names: Vec<String> = amr
+            .iter()
+            .map(|m| serde_json::to_value(m).ok().and_then(|v| v.as_str().map(str::to_owned)))
+            .collect::<Option<_>>()
+            .ok_or_else(|| serde::ser::Error::custom("an amr value without a name"))?;
+        s.serialize_str(&names.join(" "))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Amr>, D::Error> {
+        let words = String::deserialize(d)?;
+        words
+            .split_whitespace()
+            .map(|w| serde_json::from_value(serde_json::Value::from(w)).map_err(D::Error::custom))
+            .collect()
+    }
 }
 
 impl Assurance {
@@ -385,7 +411,10 @@ mod tests {
     fn session_id_and_csrf_token_are_sha256_of_the_token_apart() {
         let t = SessionToken::generate();
         let id = t.id();
-        assert_eq!(URL_SAFE_NO_PAD.decode(id.as_str()).unwrap(), Sha256::digest(t.as_str()).to_vec());
+        assert_eq!(
+            URL_SAFE_NO_PAD.decode(id.as_str()).unwrap(),
+            Sha256::digest(t.as_str()).to_vec()
+        );
         assert!(SessionId::parse(id.as_str()).is_some());
         for bad in ["*", &"a".repeat(64), &"a".repeat(44), "../../etc/passwd"] {
             assert!(SessionId::parse(bad).is_none(), "{bad}");
@@ -421,18 +450,34 @@ mod tests {
     fn a_session_document_is_flat_and_leaves_out_what_is_ordinary() {
         let json = serde_json::to_value(doc(vec![Role::User])).unwrap();
         assert_eq!(json["aal"], 2);
-        assert_eq!(json["amr"], serde_json::json!(["pwd", "otp", "mfa"]));
+        assert_eq!(json["amr"], "pwd otp mfa");
         assert_eq!(json["auth_time"], 3);
         for absent in ["roles", "assurance", "csrf_token", "password_outdated"] {
             assert!(json.get(absent).is_none(), "{absent} in {json}");
         }
         let back: SessionDoc = serde_json::from_value(json).unwrap();
-        assert_eq!((back.roles, back.assurance), (vec![Role::User], Assurance::password_and_code(3)));
+        assert_eq!(
+            (back.roles, back.assurance),
+            (vec![Role::User], Assurance::password_and_code(3))
+        );
 
         let admin = serde_json::to_value(doc(vec![Role::User, Role::Admin])).unwrap();
         assert_eq!(admin["roles"], serde_json::json!(["user", "admin"]));
         let back: SessionDoc = serde_json::from_value(admin).unwrap();
         assert!(back.is_admin());
+    }
+
+    #[test]
+    fn methods_are_stored_as_words_and_unknown_ones_refused() {
+        for assurance in
+            [Assurance::password(1), Assurance::passkey(2), Assurance::password_and_code(3)]
+        {
+            let json = serde_json::to_value(&assurance).unwrap();
+            assert!(json["amr"].is_string(), "{json}");
+            assert_eq!(serde_json::from_value::<Assurance>(json).unwrap(), assurance);
+        }
+        let unknown = serde_json::json!({"aal": 2, "amr": "pwd sms", "auth_time": 1});
+        assert!(serde_json::from_value::<Assurance>(unknown).is_err());
     }
 
     #[test]

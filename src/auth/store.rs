@@ -60,12 +60,7 @@ pub async fn create_session(
 }
 
 /// Stores `doc` under a new token with its TTL, atomically.
-async fn store_new(
-    db: &Db,
-    config: &Config,
-    doc: &SessionDoc,
-    now: i64,
-) -> Result<SessionToken> {
+async fn store_new(db: &Db, config: &Config, doc: &SessionDoc, now: i64) -> Result<SessionToken> {
     let token = SessionToken::generate();
     let key = db.keys.session(token.id().as_str());
     let json = serde_json::to_string(doc).map_err(|e| Error::Internal(e.to_string()))?;

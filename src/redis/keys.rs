@@ -16,7 +16,7 @@ impl Keys {
         format!("{}user:{username}", self.prefix)
     }
 
-    /// JSON session document; `id` is the hex SHA-256 of the token, never the token.
+    /// JSON session document; `id` is the base64url SHA-256 of the token, never the token.
     pub fn session(&self, id: &str) -> String {
         format!("{}session:{id}", self.prefix)
     }

@@ -258,8 +258,7 @@ async fn changing_the_password_of_an_account_with_a_factor_needs_a_recent_one() 
     let alice = alice_token(&server).await;
     let key = server.keys().session(&common::session_id(&alice));
     let mut conn = shared_redis().conn().await;
-    common::json_set(&mut conn, &key, "$.auth_time", redbank::clock::now_ms() - 61_000)
-        .await;
+    common::json_set(&mut conn, &key, "$.auth_time", redbank::clock::now_ms() - 61_000).await;
     let body = json!({"current_password": "wonderland", "new_password": "tea kettle moon"});
     let answer = server
         .as_token(&alice)

@@ -1033,3 +1033,32 @@ async fn a_sign_in_waiting_for_a_second_factor_ends_the_browsers_old_session() {
     let me = app.client.get("/api/v1/me").header(bob.cookie()).dispatch().await;
     assert_eq!(me.status(), Status::Unauthorized, "bob's session survived alice's sign-in");
 }
+
+#[rocket::async_test]
+async fn a_step_up_is_recorded_at_the_top_of_a_live_session_and_never_brings_back_an_ended_one() {
+    use redbank::auth::model::{Assurance, SessionId};
+    let app = TestApp::new().await;
+    let token = app.api_login("bob", "foobared").await;
+    let id = SessionId::parse(&session_id(&token)).expect("a session id");
+    let key = app.keys().session(id.as_str());
+    let now = redbank::clock::now_ms();
+    let passkey = Assurance::passkey(now);
+
+    let recorded = redbank::auth::store::set_assurance(app.db(), &id, &passkey);
+    assert!(recorded.await.unwrap(), "a live session's step-up was not recorded");
+    let mut c = shared_redis().conn().await;
+    let doc: String = redis::cmd("JSON.GET").arg(&key).query_async(&mut c).await.unwrap();
+    let doc: Value = serde_json::from_str(&doc).unwrap();
+    assert_eq!(
+        (&doc["aal"], &doc["amr"], &doc["auth_time"]),
+        (&json!(2), &json!("hwk user mfa"), &json!(now))
+    );
+    assert!(doc.get("assurance").is_none(), "{doc}");
+    assert_eq!(doc["user"], "bob", "the merge lost the rest of the document: {doc}");
+    assert_eq!(me_status(&app, &token).await, Status::Ok);
+
+    let _: () = c.del(&key).await.unwrap();
+    let recorded = redbank::auth::store::set_assurance(app.db(), &id, &passkey);
+    assert!(!recorded.await.unwrap(), "a step-up was recorded on a session that ended");
+    assert!(!exists(&key).await, "recording a step-up brought an ended session back");
+}

@@ -460,13 +460,13 @@ impl Browser {
         cookie_header(self.name, &self.session)
     }
 
-    /// Hex SHA-256 of the token: the session's key suffix.
+    /// Base64url SHA-256 of the token: the session's key suffix.
     pub fn id(&self) -> String {
         session_id(&self.session)
     }
 }
 
-/// The session id (hex SHA-256) of a token, bare or as a `name=token` cookie pair: what its key
+/// The session id (base64url SHA-256) of a token, bare or as a `name=token` cookie pair: what its key
 /// is named after.
 pub fn session_id(token: &str) -> String {
     let token = token.rsplit_once('=').map_or(token, |(_, value)| value);
