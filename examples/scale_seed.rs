@@ -43,8 +43,8 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Customer `n`: account, transactions, sessions (from one of 65,536 addresses, half of them
-/// browsers, as a bank's would be).
+/// Customer `n`: account, transactions, sessions (half of them browsers, from two addresses of
+/// the customer's own — home and phone — as a bank's customers sign in).
 async fn seed(
     db: &Db,
     config: &Config,
@@ -64,8 +64,7 @@ async fn seed(
     }
     for s in 0..sessions {
         let kind = if s % 2 == 0 { SessionKind::Browser } else { SessionKind::Mobile };
-        let k = n * sessions + s;
-        let ip = format!("10.{}.{}.{}", (k >> 16) & 255, (k >> 8) & 255, k & 255);
+        let ip = format!("10.{}.{}.{}", (n >> 8) & 255, n & 255, 1 + 2 * (n >> 16) + s % 2);
         customers::sign_in(db, config, &user, kind, &ip, Assurance::password(now_ms())).await?;
     }
     Ok(())
