@@ -425,7 +425,14 @@ async fn the_whole_flow_in_a_real_browser() {
             let fits = js(&client, "return [document.documentElement.scrollWidth, window.innerWidth];")
                 .await;
             let (scroll, width) = (fits[0].as_u64().unwrap(), fits[1].as_u64().unwrap());
-            assert!(scroll <= width, "{path} scrolls sideways at {width} px: {scroll} px wide");
+            if scroll > width {
+                // Name what sticks out, for whoever reads the failure.
+                let wide = js(&client, "return [...document.querySelectorAll('body *')]
+                    .filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5)
+                    .slice(-5).map(e => e.tagName + '.' + e.className + ' ' + e.getBoundingClientRect().right
+                        + ': ' + (e.textContent || '').trim().slice(0, 60));").await;
+                panic!("{path} scrolls sideways at {width} px: {scroll} px wide; widest: {wide}");
+            }
             if path == "/dashboard" || path == "/transactions" {
                 if path == "/transactions" {
                     // The transactions as cards, under the search form.
