@@ -201,7 +201,7 @@ impl Keys {
         format!("{}mfa:handle-owner:{handle}", self.prefix)
     }
 
-    /// A password-verified sign-in waiting for its second factor (hex SHA-256 of the
+    /// A password-verified sign-in waiting for its second factor (base64url SHA-256 of the
     /// `mfa_token`): hash with the JSON `state` and the count of codes tried; expires in 5 min.
     pub fn pre_auth(&self, id: &str) -> String {
         format!("{}preauth:{id}", self.prefix)
