@@ -26,7 +26,7 @@ fn reset_mails(server: &TestServer, address: &str) -> usize {
 }
 
 /// Asks for a reset of `login` and returns the token of the link mailed to `address`.
-async fn reset_token(server: &TestServer, login: &str, address: &str) -> String {
+pub(crate) async fn reset_token(server: &TestServer, login: &str, address: &str) -> String {
     let seen = reset_mails(server, address);
     let (status, _) = server.anon().post("/api/v1/password/forgot", &json!({"login": login})).await;
     assert_eq!(status, 202);

@@ -17,7 +17,12 @@ fn new_address(name: &str) -> String {
     format!("{name}.{}@example.com", &redbank::secret::random_token()[..10].to_lowercase())
 }
 
-async fn open(server: &TestServer, name: &str, email: &str, password: &str) -> (u16, Value) {
+pub(crate) async fn open(
+    server: &TestServer,
+    name: &str,
+    email: &str,
+    password: &str,
+) -> (u16, Value) {
     let body = json!({"name": name, "email": email, "password": password});
     let (status, answer) = server.anon().post("/api/v1/signup", &body).await;
     (status.as_u16(), answer)
@@ -38,7 +43,11 @@ async fn sign_in(server: &TestServer, login: &str, password: &str) -> Option<Str
 }
 
 /// Follows the confirmation link mailed to `address` with `password`: the status.
-async fn confirm(server: &TestServer, address: &str, password: Option<&str>) -> (u16, Value) {
+pub(crate) async fn confirm(
+    server: &TestServer,
+    address: &str,
+    password: Option<&str>,
+) -> (u16, Value) {
     let token = confirmation_token(server, address).await;
     let body = json!({"token": token, "password": password});
     let (status, answer) = server.anon().post("/api/v1/email/verify", &body).await;

@@ -1,7 +1,9 @@
 //! Sharding, honestly: every command, script and `MULTI` the app sends stays in one hash slot, so
 //! each would run unchanged on one Redis Cluster shard. A real workload (the generator, sign-ins
 //! with a password and with a second factor, a transfer with both legs, the pages, search, the
-//! sessions list, a sign-out) runs against a Redis watched with `MONITOR`; for every command the
+//! sessions list, a step-up, a passkey enrolment, an account opened and confirmed, a password
+//! reset, the operator console ending a session, a sign-out) runs against a Redis watched with
+//! `MONITOR`; for every command the
 //! keys are those Redis itself names (`COMMAND GETKEYS`), a script's are its declared keys plus
 //! the keys of every command it ran (`MONITOR` shows those as the client `lua`), and a `MULTI`
 //! block's are all of its commands' keys. Search (`FT.*`) is the one exception, and
@@ -18,7 +20,7 @@ use crate::common::RedisServer;
 use crate::common::monitor::{Monitor, Seen};
 use crate::common::request::RequestHelper;
 use crate::common::server::TestServer;
-use crate::transfers;
+use crate::{password, signup, transfers};
 
 /// Redis Cluster's slot of `key`: CRC16 (XMODEM) of its hash tag (the text between the first
 /// `{` and the next `}`, when not empty) or of the whole key, mod 16384.
@@ -141,6 +143,27 @@ async fn no_command_script_or_multi_spans_two_slots() {
     }
     let (status, _) = server.as_token(&alice).get("/api/v1/me").await;
     assert_eq!(status, 200);
+    // A step-up (merged into the session), then a passkey enrolled with the mailed code.
+    let (status, body) =
+        as_bob.post("/api/v1/step-up/password", &json!({"password": "foobared"})).await;
+    assert_eq!(status, 200, "{body}");
+    transfers::bob_with_passkey(&server).await;
+    // An account opened and confirmed, then its password reset by the mailed link.
+    let (email, password) = ("sam.slots@example.com", "violet quartz river lamp");
+    assert_eq!(signup::open(&server, "Sam Slots", email, password).await.0, 201);
+    assert_eq!(signup::confirm(&server, email, Some(password)).await.0, 204);
+    let token = password::reset_token(&server, email, email).await;
+    let body = json!({"token": token, "password": "amber falcon over the hill"});
+    let (status, body) = server.anon().post("/api/v1/password/reset", &body).await;
+    assert_eq!(status, 204, "{body}");
+    // The console: the operator (signed in with the machine's authenticator app) lists the
+    // sessions and ends alice's.
+    let (operator, _) = server.operator().await;
+    let (status, _) = server.as_token(&operator).get("/api/v1/admin/sessions").await;
+    assert_eq!(status, 200);
+    let alices = format!("/api/v1/admin/sessions/{}", crate::common::session_id(&alice));
+    let (status, body) = server.as_token(&operator).delete(&alices).await;
+    assert!(status.is_success(), "{body}");
     let (status, body) = as_bob.call(Method::DELETE, "/api/v1/session").await.pair();
     assert!(status.is_success(), "{body}");
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -468,7 +468,7 @@ async fn transfer_starts_are_limited_per_user() {
 
 /// bob with a passkey (his first factor, confirmed with the code mailed to him): his token and
 /// the device holding it.
-async fn bob_with_passkey(server: &TestServer) -> (String, Device) {
+pub(crate) async fn bob_with_passkey(server: &TestServer) -> (String, Device) {
     let bob = server.api_login("bob", "foobared").await;
     let mut device = Device::new(&server.origin);
     let body = json!({});
