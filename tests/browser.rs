@@ -433,6 +433,11 @@ async fn the_whole_flow_in_a_real_browser() {
                         + ': ' + (e.textContent || '').trim().slice(0, 60));").await;
                 panic!("{path} scrolls sideways at {width} px: {scroll} px wide; widest: {wide}");
             }
+            // Shown as blocks here, tables keep their semantics only through explicit roles
+            // (rows the live updates add included).
+            let bare = js(&client, "return [...document.querySelectorAll('table, thead, tbody, tr, th, td')]
+                .filter(e => !e.getAttribute('role')).map(e => e.tagName + '.' + e.className).slice(0, 5);").await;
+            assert_eq!(bare, json!([]), "{path}: table parts without a role at 360 px");
             if path == "/dashboard" || path == "/transactions" {
                 if path == "/transactions" {
                     // The transactions as cards, under the search form.

@@ -29,19 +29,20 @@ fn row(html: &mut String, tx: &Transaction, marks: Option<&Highlights>) {
     // Writing into a String cannot fail.
     let _ = write!(
         html,
-        "<tr class=\"tx\" data-id=\"{}\">\n  <td class=\"date\"><time datetime=\"",
+        "<tr role=\"row\" class=\"tx\" data-id=\"{}\">\n  <td role=\"cell\" class=\"date\"><time datetime=\"",
         tx.id
     );
     escape(html, &tx.transaction_date);
-    let _ = write!(html, "\">{}</time></td>\n  <td class=\"desc\">", PageTime(tx.date));
+    let _ =
+        write!(html, "\">{}</time></td>\n  <td role=\"cell\" class=\"desc\">", PageTime(tx.date));
     marked(html, &tx.description, marks.map(|m| &m.description[..]));
-    html.push_str("</td>\n  <td class=\"vendor\">");
+    html.push_str("</td>\n  <td role=\"cell\" class=\"vendor\">");
     marked(html, &tx.from_account_name, marks.map(|m| &m.from_account_name[..]));
-    html.push_str("</td>\n  <td class=\"type\">");
+    html.push_str("</td>\n  <td role=\"cell\" class=\"type\">");
     marked(html, &tx.transaction_type, marks.map(|m| &m.transaction_type[..]));
     let _ = write!(
         html,
-        "</td>\n  <td class=\"num amount {kind}\">{}</td>\n  <td class=\"num\">{}</td>\n</tr>\n",
+        "</td>\n  <td role=\"cell\" class=\"num amount {kind}\">{}</td>\n  <td role=\"cell\" class=\"num\">{}</td>\n</tr>\n",
         tx.amount, tx.balance_after
     );
 }
@@ -110,11 +111,17 @@ mod tests {
     fn every_text_is_escaped_and_only_our_markup_remains() {
         let html = rows([(&tx("<script>alert(\"x\")</script> & co"), None)]);
         assert!(html.contains(
-            "<td class=\"desc\">&lt;script&gt;alert(&quot;x&quot;)&lt;&#x2F;script&gt; &amp; co</td>"
+            "<td role=\"cell\" class=\"desc\">&lt;script&gt;alert(&quot;x&quot;)&lt;&#x2F;script&gt; &amp; co</td>"
         ));
-        assert!(html.contains("<td class=\"vendor\">Joe&#x27;s &lt;Diner&gt;</td>"), "{html}");
-        assert!(html.contains("<td class=\"num amount debit\">-$12.34</td>"), "{html}");
-        assert!(html.contains("<td class=\"num\">$1,234.56</td>"), "{html}");
+        assert!(
+            html.contains("<td role=\"cell\" class=\"vendor\">Joe&#x27;s &lt;Diner&gt;</td>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<td role=\"cell\" class=\"num amount debit\">-$12.34</td>"),
+            "{html}"
+        );
+        assert!(html.contains("<td role=\"cell\" class=\"num\">$1,234.56</td>"), "{html}");
         assert!(html.contains("datetime=\"2023-11-14T22:13:20.000Z\">2023-11-14 22:13:20 UTC"));
         assert!(!html.contains("<script"), "{html}");
     }
@@ -130,11 +137,14 @@ mod tests {
         let html = rows([(&t, Some(&marks))]);
         assert!(
             html.contains(
-                "<td class=\"desc\">&lt;b&gt;<mark>Insomnia</mark>&lt;&#x2F;b&gt; cookies"
+                "<td role=\"cell\" class=\"desc\">&lt;b&gt;<mark>Insomnia</mark>&lt;&#x2F;b&gt; cookies"
             ),
             "{html}"
         );
-        assert!(html.contains("<td class=\"type\"><mark>card</mark> payment</td>"), "{html}");
+        assert!(
+            html.contains("<td role=\"cell\" class=\"type\"><mark>card</mark> payment</td>"),
+            "{html}"
+        );
         assert_eq!(rows([]), "");
     }
 }

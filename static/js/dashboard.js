@@ -93,6 +93,7 @@
   // ---- live updates (events from live.js) ----
   function cell(cls, text) {
     const td = document.createElement('td');
+    td.setAttribute('role', 'cell');
     td.className = cls;
     td.textContent = text;
     return td;
@@ -104,6 +105,7 @@
     const empty = tbody.querySelector('tr.empty');
     if (empty) empty.remove();
     const tr = document.createElement('tr');
+    tr.setAttribute('role', 'row');
     tr.className = 'tx new';
     tr.dataset.id = String(tx.id);
     const date = cell('date', '');

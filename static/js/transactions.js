@@ -12,6 +12,7 @@
 
   function cell(cls, text) {
     const td = document.createElement('td');
+    td.setAttribute('role', 'cell');
     td.className = cls;
     td.textContent = text;
     return td;
@@ -30,6 +31,7 @@
     while (pending.length) {
       const tx = pending.shift();
       const tr = document.createElement('tr');
+      tr.setAttribute('role', 'row');
       tr.className = 'tx new';
       tr.dataset.id = String(tx.id);
       const t = document.createElement('time');

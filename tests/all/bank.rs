@@ -254,12 +254,12 @@ fn is_rfc3339_ms(s: &str) -> bool {
 }
 
 fn rows(html: &str) -> usize {
-    html.matches("<tr class=\"tx\"").count()
+    html.matches("<tr role=\"row\" class=\"tx\"").count()
 }
 
 /// The `data-id`s of the rows of a page, top to bottom.
 fn row_ids(html: &str) -> Vec<u64> {
-    html.split("<tr class=\"tx\" data-id=\"")
+    html.split("<tr role=\"row\" class=\"tx\" data-id=\"")
         .skip(1)
         .map(|s| s.split('"').next().unwrap().parse().unwrap())
         .collect()

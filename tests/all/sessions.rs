@@ -257,7 +257,11 @@ async fn sessions_page_lists_both_devices_and_revoke_kills_the_other_token() {
     let page = app.client.get("/sessions").header(b.cookie()).dispatch().await;
     assert_eq!(page.status(), Status::Ok);
     let html = page.into_string().await.unwrap();
-    assert_eq!(html.matches("<tr class=\"session").count(), 2, "bob sees exactly his 2 sessions");
+    assert_eq!(
+        html.matches("<tr role=\"row\" class=\"session").count(),
+        2,
+        "bob sees exactly his 2 sessions"
+    );
     assert!(html.contains("data-kind=\"mobile\"") && html.contains("data-kind=\"browser\""));
     assert!(html.contains("this device"));
     // Each device by name, its whole User-Agent behind a disclosure.
