@@ -32,7 +32,8 @@ pub struct AdminSession {
     kind: SessionKind,
     ip: String,
     user_agent: String,
-    /// The browser and system, in words.
+    /// The device in words, as the user's own sessions page names it: a browser and system
+    /// ("Chrome on Android"), or the mobile app for a bearer session.
     device: String,
     created_at: String,
     last_seen_at: String,
@@ -49,7 +50,7 @@ fn session_json(s: &Session) -> AdminSession {
         kind: s.doc.kind,
         ip: s.doc.ip.clone(),
         user_agent: s.doc.user_agent.clone(),
-        device: audit::describe_device(&s.doc.user_agent),
+        device: s.doc.device_name(),
         created_at: rfc3339_ms(s.doc.created_at),
         last_seen_at: rfc3339_ms(s.doc.last_seen_at),
         aal: s.doc.assurance.aal,

@@ -119,6 +119,8 @@ async fn the_console_searches_revokes_and_records() {
         server.as_token(&admin).get("/api/v1/admin/sessions?user=bob&kind=mobile").await;
     assert_eq!(phones["total"], 1);
     assert_eq!(phones["sessions"][0]["ip"], "127.0.0.9");
+    // Named as bob's own sessions page names it: the app, whatever its User-Agent says.
+    assert_eq!(phones["sessions"][0]["device"], "redbank mobile app", "{phones}");
     let (_, by_ip) = server.as_token(&admin).get("/api/v1/admin/sessions?ip=127.0.0.9").await;
     assert_eq!(by_ip["total"], 1, "{by_ip}");
     let (_, old) =
