@@ -12,11 +12,12 @@ pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// How a single-use link's token is stored: its SHA-256 in hex (a Redis dump holds no link that
-/// works).
-pub fn token_id(token: &str) -> String {
+/// SHA-256 of `text` in hex: how a secret that must only be recognised is stored, and how a key
+/// named after one is named — link tokens, e-mailed and recovery codes, device tokens, passkey
+/// challenges, idempotency keys. A Redis dump holds nothing that works.
+pub fn sha256_hex(text: &str) -> String {
     use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(token.as_bytes()))
+    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 // ---- secrets sealed at rest ---------------------------------------------------------------------

@@ -360,7 +360,7 @@ impl DeviceToken {
 
     /// Hex SHA-256: the key suffix.
     pub fn id(&self) -> String {
-        hex::encode(Sha256::digest(self.as_str().as_bytes()))
+        crate::secret::sha256_hex(self.as_str())
     }
 }
 

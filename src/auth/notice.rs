@@ -23,7 +23,7 @@ use crate::clock::{display_ms, now_ms};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::Db;
-use crate::secret::{random_token, token_id};
+use crate::secret::{random_token, sha256_hex};
 
 /// How long a "this wasn't me" link works.
 pub const LINK_SECS: u64 = 86_400;
@@ -157,7 +157,7 @@ async fn queue(
     let now = now_ms();
     let link = serde_json::to_string(&Link { user: username.to_owned(), sent_at: now })
         .map_err(|e| Error::Internal(e.to_string()))?;
-    let key = db.keys.not_me(&token_id(&token));
+    let key = db.keys.not_me(&sha256_hex(&token));
     db.run(async |c| {
         redis::cmd("SET")
             .arg(&key)
@@ -209,7 +209,7 @@ pub struct LinkView {
 
 /// The account a link names, without using it (the page the mail links to).
 pub async fn peek(db: &Db, token: &str) -> Result<LinkView> {
-    let key = db.keys.not_me(&token_id(token));
+    let key = db.keys.not_me(&sha256_hex(token));
     let raw: Option<String> =
         db.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await).await?;
     let link: Link = raw.and_then(|r| serde_json::from_str(&r).ok()).ok_or_else(gone)?;
@@ -243,7 +243,7 @@ pub async fn undo(db: &Db, token: &str, client: &ClientInfo) -> Result<Undone> {
     if token.len() > 128 {
         return Err(gone());
     }
-    let key = db.keys.not_me(&token_id(token));
+    let key = db.keys.not_me(&sha256_hex(token));
     let raw: Option<String> =
         db.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await).await?;
     let link: Link = raw.and_then(|r| serde_json::from_str(&r).ok()).ok_or_else(gone)?;

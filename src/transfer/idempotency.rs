@@ -4,7 +4,6 @@
 
 use redis::Script;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::model::{PENDING_SECS, Status, Transfer};
 use super::service::{Request, create_with_id, invalid, load, new_id};
@@ -13,6 +12,7 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::Db;
+use crate::secret::sha256_hex;
 
 /// An `Idempotency-Key` is remembered this long.
 pub const IDEMPOTENCY_SECS: u64 = 86_400;
@@ -36,7 +36,7 @@ pub async fn create_once(
     req: &Request,
     idempotency_key: &str,
 ) -> Result<Transfer> {
-    let digest = hex::encode(Sha256::digest(idempotency_key.as_bytes()));
+    let digest = sha256_hex(idempotency_key);
     let key = db.keys.idempotency(&session.doc.user, &digest);
     let id = new_id();
     let remembered = Remembered { request: req.clone(), transfer: id.clone(), at: now_ms() };

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use redbank::auth::factors::totp::{TotpSecret, step_of};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::common;
 use crate::common::passkey::Device;
@@ -188,7 +187,7 @@ async fn a_failed_attestation_keeps_the_emailed_code() {
     assert_eq!(factors_of(&server, &token).await["passkeys"], 1);
     // Both are spent now.
     let challenge = options["publicKey"]["challenge"].as_str().unwrap();
-    let ceremony = server.keys().ceremony(&hex::encode(Sha256::digest(challenge.as_bytes())));
+    let ceremony = server.keys().ceremony(&redbank::secret::sha256_hex(challenge));
     let mut conn = shared_redis().conn().await;
     let open: bool = redis::cmd("EXISTS").arg(&ceremony).query_async(&mut conn).await.unwrap();
     let code_left: bool = redis::cmd("EXISTS")

@@ -644,10 +644,7 @@ async fn an_idempotency_key_whose_transfer_expired_and_was_forgotten_answers_410
     let mut conn = shared_redis().conn().await;
     let doc = server.keys().transfer(BOB, t["id"].as_str().unwrap());
     let _: () = redis::cmd("DEL").arg(&doc).query_async(&mut conn).await.unwrap();
-    let digest = {
-        use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(idempotency.as_bytes()))
-    };
+    let digest = redbank::secret::sha256_hex(&idempotency);
     let record = server.keys().idempotency("bob", &digest);
     let stored: String = redis::cmd("GET").arg(&record).query_async(&mut conn).await.unwrap();
     let mut remembered: Value = serde_json::from_str(&stored).unwrap();

@@ -15,7 +15,7 @@ use crate::auth::users;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::{As, Db};
-use crate::secret::{random_token, token_id};
+use crate::secret::{random_token, sha256_hex};
 
 /// How long the new address's confirmation link, and the old address's undo link, work.
 pub const LINK_SECS: u64 = 86_400;
@@ -81,7 +81,7 @@ pub async fn request(
     let token = random_token();
     let change = Change { user: username.to_owned(), old, new: new.clone() };
     let ttl = std::time::Duration::from_secs(LINK_SECS);
-    db.put(&db.keys.email_change(&token_id(&token)), &change, As::Text, ttl).await?;
+    db.put(&db.keys.email_change(&sha256_hex(&token)), &change, As::Text, ttl).await?;
     let text = format!(
         "Hello {name},\n\n\
          Confirm this address for your redbank account (the link works once, for 24 hours):\n\n\
@@ -96,7 +96,7 @@ pub async fn request(
 
 /// Whose account the change link behind `token` moves, without using it.
 pub async fn peek(db: &Db, token: &str) -> Result<String> {
-    let (_, user) = load(db, &db.keys.email_change(&token_id(token)), token).await?;
+    let (_, user) = load(db, &db.keys.email_change(&sha256_hex(token)), token).await?;
     Ok(user.display_name)
 }
 
@@ -118,7 +118,7 @@ async fn load(db: &Db, key: &str, token: &str) -> Result<(Change, crate::auth::m
 /// one, and the old one gets a link that undoes it for 24 hours. 410 for a used, expired or
 /// outdated link; 409 when the new address was taken meanwhile.
 pub async fn confirm(db: &Db, config: &Config, token: &str, client: &ClientInfo) -> Result<()> {
-    let key = db.keys.email_change(&token_id(token));
+    let key = db.keys.email_change(&sha256_hex(token));
     let (change, user) = load(db, &key, token).await?;
     let taken: Option<String> =
         db.run(async |c| redis::cmd("GETDEL").arg(&key).query_async(c).await).await?;
@@ -132,7 +132,7 @@ pub async fn confirm(db: &Db, config: &Config, token: &str, client: &ClientInfo)
     let undo = random_token();
     let back = Change { user: change.user.clone(), old: change.new.clone(), new: change.old };
     let ttl = std::time::Duration::from_secs(LINK_SECS);
-    db.put(&db.keys.email_undo(&token_id(&undo)), &back, As::Text, ttl).await?;
+    db.put(&db.keys.email_undo(&sha256_hex(&undo)), &back, As::Text, ttl).await?;
     audit::record(db, &user.username, client, Activity::EmailChanged { new: change.new.clone() })
         .await;
     let text = format!(
@@ -151,7 +151,7 @@ pub async fn confirm(db: &Db, config: &Config, token: &str, client: &ClientInfo)
 
 /// Whose account the undo link behind `token` gives back its address, without using it.
 pub async fn peek_undo(db: &Db, token: &str) -> Result<String> {
-    let (_, user) = load(db, &db.keys.email_undo(&token_id(token)), token).await?;
+    let (_, user) = load(db, &db.keys.email_undo(&sha256_hex(token)), token).await?;
     Ok(user.display_name)
 }
 
@@ -159,7 +159,7 @@ pub async fn peek_undo(db: &Db, token: &str) -> Result<String> {
 /// device of the account is signed out (whoever moved the address may be signed in). 410 for a
 /// used or expired link, or once the address changed again.
 pub async fn undo(db: &Db, token: &str, client: &ClientInfo) -> Result<()> {
-    let key = db.keys.email_undo(&token_id(token));
+    let key = db.keys.email_undo(&sha256_hex(token));
     let (back, _) = load(db, &key, token).await?;
     let taken: Option<String> =
         db.run(async |c| redis::cmd("GETDEL").arg(&key).query_async(c).await).await?;

@@ -31,7 +31,7 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::{As, Db};
-use crate::secret::{random_token, token_id};
+use crate::secret::{random_token, sha256_hex};
 
 /// How long a reset link works.
 pub const LINK_SECS: u64 = 1800;
@@ -96,7 +96,7 @@ async fn send_link(db: &Db, config: &Config, login: &str, client: &ClientInfo) -
         sent_at: now_ms(),
     };
     let ttl = std::time::Duration::from_secs(LINK_SECS);
-    db.put(&db.keys.password_reset(&token_id(&token)), &link, As::Text, ttl).await?;
+    db.put(&db.keys.password_reset(&sha256_hex(&token)), &link, As::Text, ttl).await?;
     audit::record(db, &user.username, client, Activity::PasswordResetRequested).await;
     let text = format!(
         "Hello {name},\n\n\
@@ -136,7 +136,7 @@ async fn load(db: &Db, token: &str) -> Result<(Link, User)> {
         return Err(gone());
     }
     let link: Link =
-        db.get_text(&db.keys.password_reset(&token_id(token))).await?.ok_or_else(gone)?;
+        db.get_text(&db.keys.password_reset(&sha256_hex(token))).await?.ok_or_else(gone)?;
     let user = users::get_user(db, &link.user).await?.ok_or_else(gone)?;
     if users::fingerprint(&user.password_hash) != link.replaces {
         return Err(gone());
@@ -164,7 +164,7 @@ pub async fn passkey_options(
     client: &ClientInfo,
 ) -> Result<Value> {
     let (link, _) = load(db, token).await?;
-    let purpose = Purpose::ResetPassword { user: link.user, link: token_id(token) };
+    let purpose = Purpose::ResetPassword { user: link.user, link: sha256_hex(token) };
     passkey::start_authentication(db, rp, purpose, &client.ip).await
 }
 
@@ -208,13 +208,13 @@ pub async fn reset(
         return Err(Error::Invalid { field: "password", message });
     }
     if owned.any() {
-        prove(db, config, rp, &user, &token_id(token), proof, client).await?;
+        prove(db, config, rp, &user, &sha256_hex(token), proof, client).await?;
     }
     let hash = passwords.hash(new_password).await?;
     if !users::replace_password(db, username, &link.replaces, &hash).await? {
         return Err(gone());
     }
-    let key = db.keys.password_reset(&token_id(token));
+    let key = db.keys.password_reset(&sha256_hex(token));
     db.run(async |c| redis::cmd("DEL").arg(&key).query_async::<_, ()>(c).await).await?;
     let signed_out = sessions::destroy_others(db, username, None).await?;
     throttle::forget_devices(db, username).await?;

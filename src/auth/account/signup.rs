@@ -17,7 +17,6 @@
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::policy;
 use crate::audit;
@@ -32,7 +31,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::money::Cents;
 use crate::redis::{As, Db};
-use crate::secret::{random_token, token_id};
+use crate::secret::{random_token, sha256_hex};
 
 /// How long an application (and its link) waits for the confirmation.
 pub const APPLICATION_SECS: u64 = 86_400;
@@ -163,7 +162,7 @@ async fn mail_applicant(db: &Db, config: &Config, pending: Pending) -> Result<()
     }
     let token = random_token();
     let ttl = std::time::Duration::from_secs(APPLICATION_SECS);
-    db.put(&db.keys.email_verification(&token_id(&token)), &pending, As::Text, ttl).await?;
+    db.put(&db.keys.email_verification(&sha256_hex(&token)), &pending, As::Text, ttl).await?;
     // No name in the text: it is the applicant's own words, and they could be anyone's.
     let text = format!(
         "Hello,\n\n\
@@ -184,7 +183,7 @@ async fn load(db: &Db, token: &str) -> Result<Pending> {
     if token.is_empty() || token.len() > 128 {
         return Err(gone());
     }
-    db.get_text(&db.keys.email_verification(&token_id(token))).await?.ok_or_else(gone)
+    db.get_text(&db.keys.email_verification(&sha256_hex(token))).await?.ok_or_else(gone)
 }
 
 /// The name on the application behind `token`, without using it.
@@ -204,10 +203,10 @@ pub async fn confirm(
     client: &ClientInfo,
 ) -> Result<String> {
     let pending = load(db, token).await?;
-    let key = db.keys.email_verification(&token_id(token));
+    let key = db.keys.email_verification(&sha256_hex(token));
     let wrong = || invalid("password", "Enter the password you chose when you applied.");
     let password = password.filter(|p| !p.is_empty() && p.len() <= MAX_PASSWORD_BYTES);
-    let tries = db.keys.throttle_hourly(&format!("signup-confirm:{}", token_id(token)));
+    let tries = db.keys.throttle_hourly(&format!("signup-confirm:{}", sha256_hex(token)));
     if let Err(Error::TooManyRequests { .. }) =
         throttle::per_window(db, &tries, TRIES, APPLICATION_SECS).await
     {
@@ -228,7 +227,7 @@ pub async fn confirm(
     if taken.is_none() {
         return Err(gone());
     }
-    let username = format!("c{}", &hex::encode(Sha256::digest(random_token().as_bytes()))[..15]);
+    let username = format!("c{}", &sha256_hex(&random_token())[..15]);
     if !users::claim_email(db, &username, &pending.email).await? {
         return Err(Error::Conflict("This address belongs to an account now: sign in.".into()));
     }

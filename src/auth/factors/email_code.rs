@@ -10,7 +10,6 @@
 //! existing one instead (see `guard::FactorAdder`).
 
 use rand::Rng;
-use sha2::{Digest, Sha256};
 
 use crate::auth::signin::throttle::per_window;
 use crate::auth::users;
@@ -18,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::lua;
 use crate::mail::Mailer;
 use crate::redis::Db;
+use crate::secret::sha256_hex;
 
 /// How long an e-mailed code works.
 pub const CODE_SECS: u64 = 600;
@@ -49,11 +49,7 @@ impl NewFactor {
 /// The enrolment a code is for: the hex SHA-256 of what names it (the pending TOTP secret, the
 /// passkey ceremony's challenge), so a code mailed for one enrolment confirms no other.
 pub fn binding(of: &str) -> String {
-    hex::encode(Sha256::digest(of.as_bytes()))
-}
-
-fn digest(code: &str) -> String {
-    hex::encode(Sha256::digest(code.as_bytes()))
+    sha256_hex(of)
 }
 
 /// A new 8-digit code (uniform over 10^8, from the thread's CSPRNG).
@@ -125,7 +121,7 @@ async fn issue(
     }
     per_window(db, &db.keys.throttle_mail(username), MAILS_PER_WINDOW, MAIL_WINDOW_SECS).await?;
     let code = new_code();
-    let (digest, binding) = (digest(&code), binding(enrolment));
+    let (digest, binding) = (sha256_hex(&code), binding(enrolment));
     let stored: i64 = db
         .run(async |c| {
             lua!("auth/factors/lua/email_code_store")
@@ -175,7 +171,7 @@ pub async fn redeem(
         return Err(invalid("The e-mailed code has 8 digits."));
     }
     let key = code_key(db, username, factor);
-    let (digest, binding) = (digest(&code), binding(enrolment));
+    let (digest, binding) = (sha256_hex(&code), binding(enrolment));
     let left: i64 = db
         .run(async |c| {
             lua!("auth/factors/lua/email_code_redeem")

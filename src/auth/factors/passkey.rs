@@ -16,7 +16,6 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use webauthn_rs::prelude::{
     CredentialID, DiscoverableAuthentication, DiscoverableKey, Passkey, PasskeyRegistration,
     PublicKeyCredential, RegisterPublicKeyCredential, Url, Uuid, Webauthn, WebauthnBuilder,
@@ -28,6 +27,7 @@ use crate::clock::{now_ms, rfc3339_ms};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::{As, Db};
+use crate::secret::sha256_hex;
 
 /// How long a ceremony waits for the authenticator (and its state for the answer).
 pub const CEREMONY_SECS: u64 = 300;
@@ -148,7 +148,7 @@ async fn limit_ceremonies(db: &Db, ip: &str) -> Result<()> {
 
 /// Stores a ceremony under its challenge for [`CEREMONY_SECS`].
 async fn save(db: &Db, challenge: &str, ceremony: &Ceremony) -> Result<()> {
-    let key = db.keys.ceremony(&hex::encode(Sha256::digest(challenge.as_bytes())));
+    let key = db.keys.ceremony(&sha256_hex(challenge));
     db.put(&key, ceremony, As::Text, Duration::from_secs(CEREMONY_SECS)).await
 }
 
@@ -161,7 +161,7 @@ fn ceremony_key(db: &Db, client_data_json: &[u8]) -> Result<String> {
     if challenge.len() > 128 {
         return Err(bad_credential());
     }
-    Ok(db.keys.ceremony(&hex::encode(Sha256::digest(challenge.as_bytes()))))
+    Ok(db.keys.ceremony(&sha256_hex(challenge)))
 }
 
 /// Reads the ceremony at `key`, deleting it when `spend` (GETDEL: of two answers racing for one

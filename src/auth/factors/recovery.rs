@@ -7,7 +7,8 @@
 use data_encoding::BASE32_NOPAD;
 use rand::RngCore;
 use rand::rngs::OsRng;
-use sha2::{Digest, Sha256};
+
+use crate::secret::sha256_hex;
 
 /// Codes per set.
 pub const COUNT: usize = 10;
@@ -37,7 +38,7 @@ pub fn digest(code: &str) -> Option<String> {
         .map(|c| c.to_ascii_uppercase())
         .collect();
     let bytes = BASE32_NOPAD.decode(clean.as_bytes()).ok()?;
-    (bytes.len() == 10).then(|| hex::encode(Sha256::digest(clean.as_bytes())))
+    (bytes.len() == 10).then(|| sha256_hex(&clean))
 }
 
 #[cfg(test)]
