@@ -7,9 +7,10 @@
 //! answers anything, so `WAITAOF` answers at once; under `everysec` it waits for the next fsync
 //! (up to a second, ≈ 1 s at p50), and a connection waiting in Redis holds up whatever is queued
 //! behind it — so these writes have connections of their own, and the startup check names the
-//! setting in a warning. Without an append-only file nothing can be on disk: the check says so
-//! and the writes stop waiting for a local fsync (replicas asked for by `min_replicas_ack` are
-//! still waited for, by [`super::Db::replicated`]).
+//! setting in a warning. Without an append-only file nothing can be on disk, and under
+//! `appendfsync no` the kernel decides when it is (`WAITAOF` never confirms a local fsync there):
+//! the check says so and the writes stop waiting for a local fsync (replicas asked for by
+//! `min_replicas_ack` are still waited for, by [`super::Db::replicated`]).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -34,7 +35,8 @@ pub enum Fsync {
     Always = 1,
     /// `appendfsync everysec`: on disk within about a second.
     EverySec = 2,
-    /// `appendfsync no`: when the kernel writes it back (`WAITAOF` cannot tell).
+    /// `appendfsync no`: when the kernel writes it back (`WAITAOF` never confirms it, so
+    /// nothing is waited for).
     No = 3,
     /// `appendonly no`: never on disk.
     Off = 4,
@@ -60,6 +62,12 @@ impl Fsync {
             (_, "no") => Fsync::No,
             _ => Fsync::Unknown,
         }
+    }
+
+    /// Whether `WAITAOF` can confirm a local fsync here: not without an append-only file, and
+    /// not under `appendfsync no` (the kernel's write-back is nothing Redis reports).
+    pub fn confirms_locally(self) -> bool {
+        !matches!(self, Fsync::Off | Fsync::No)
     }
 
     /// The operator's warning for this setting, if it deserves one.
@@ -132,7 +140,7 @@ impl Db {
     /// Redis has it in an fsynced append-only file. Not confirmed in time is
     /// [`Error::Unavailable`] — the write may well have happened (the caller's retry or recovery
     /// finds it: every such write is idempotent or checked), but it is not acknowledged.
-    /// Without an append-only file there is nothing to wait for.
+    /// Without an append-only file, or under `appendfsync no`, there is nothing to wait for.
     pub async fn run_durable<T>(
         &self,
         f: impl AsyncFnOnce(&mut MultiplexedConnection) -> RedisResult<T>,
@@ -149,7 +157,7 @@ impl Db {
         let waited = self
             .run_on(Slot::Durable(slot), bound, async |c| {
                 let out = f(c).await?;
-                if fsync == Fsync::Off {
+                if !fsync.confirms_locally() {
                     return Ok((out, Ok(1)));
                 }
                 let fsynced = redis::cmd("WAITAOF")
@@ -208,5 +216,11 @@ mod tests {
         for f in [Fsync::Unknown, Fsync::Always, Fsync::EverySec, Fsync::No, Fsync::Off] {
             assert_eq!(Fsync::from_u8(f as u8), f);
         }
+        // What WAITAOF can confirm: an unknown setting is waited for as `always` would be.
+        let waited: Vec<bool> =
+            [Fsync::Unknown, Fsync::Always, Fsync::EverySec, Fsync::No, Fsync::Off]
+                .map(Fsync::confirms_locally)
+                .into();
+        assert_eq!(waited, [true, true, true, false, false]);
     }
 }

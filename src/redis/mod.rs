@@ -248,7 +248,7 @@ impl Db {
         let wait_ms = config.redis.timeout_ms / 2;
         // The probe is on disk here and on `wanted` replicas (`WAITAOF`: each replica needs an
         // append-only file of its own) — and so is every write before it.
-        let local = u32::from(self.fsync() != Fsync::Off);
+        let local = u32::from(self.fsync().confirms_locally());
         let probe = async {
             let client = self.primary.client().await?;
             let mut conn = client.get_multiplexed_async_connection().await?;
