@@ -15,11 +15,10 @@
 //! to every watched account — each confirmation again a catch-up.
 
 use std::collections::HashMap;
+use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-
-use std::io;
 
 use rocket::Shutdown;
 use tokio::sync::{broadcast, mpsc};
