@@ -119,12 +119,20 @@ impl Generator {
             if leased && !self.lead().await? {
                 break;
             }
-            // A transfer may move the balance between the read and the write: try again with the
-            // new one, a few times, rather than give up the rest of the tick.
+            // A transfer may move the balance between the read and the write (or, rarely, another
+            // process take the id): try again, a few times, rather than give up the rest of the
+            // tick.
             for attempt in 1.. {
                 match self.one(&account).await {
                     Ok(_) => break,
-                    Err(e) if attempt < 5 && e.to_string().contains("CONFLICT") => continue,
+                    Err(e)
+                        if attempt < 5
+                            && ["CONFLICT", "DUPLICATE"]
+                                .iter()
+                                .any(|w| e.to_string().contains(w)) =>
+                    {
+                        continue;
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -136,7 +144,7 @@ impl Generator {
     pub async fn one(&self, account: &Account) -> Result<(Transaction, store::Recorded)> {
         let balance = store::balance(&self.db, &account.number).await?;
         let date = now_ms();
-        let id = store::next_transaction_id(&self.db, &account.number, date).await?;
+        let id = store::next_transaction_id(date);
         let tx = self.random_transaction(account, balance, id, date);
         let recorded = store::record(&self.db, &self.config, balance, &tx).await?;
         self.db.metrics.generator_transactions.inc();

@@ -15,9 +15,10 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use redis::RedisResult;
 use redis::aio::MultiplexedConnection;
+use redis::{ErrorKind, FromRedisValue, RedisError, RedisResult, Value};
 
+use super::lua::Call;
 use super::{Db, Slot};
 use crate::error::{Error, Result};
 
@@ -136,15 +137,17 @@ impl Db {
         }
     }
 
-    /// Runs a money-moving write `f`, then `WAITAOF 1 0` on the same connection: `Ok` only once
-    /// Redis has it in an fsynced append-only file. Not confirmed in time is
+    /// Runs a money-moving script `call`, then `WAITAOF 1 0` on the same connection: `Ok` only
+    /// once Redis has it in an fsynced append-only file. Not confirmed in time is
     /// [`Error::Unavailable`] — the write may well have happened (the caller's retry or recovery
     /// finds it: every such write is idempotent or checked), but it is not acknowledged.
     /// Without an append-only file, or under `appendfsync no`, there is nothing to wait for.
-    pub async fn run_durable<T>(
-        &self,
-        f: impl AsyncFnOnce(&mut MultiplexedConnection) -> RedisResult<T>,
-    ) -> Result<T> {
+    ///
+    /// The script and its `WAITAOF` go in one pipeline — one round trip, in that order on this
+    /// connection — once the setting is known; a pipeline answers with its first error only, so
+    /// while it is not (a `WAITAOF` refused for want of an append-only file must not hide the
+    /// script's answer) they go one after the other.
+    pub async fn run_durable<T: FromRedisValue>(&self, call: &Call<'_>) -> Result<T> {
         let fsync = self.fsync();
         let timeout_ms = self.timeout.as_millis() as u64;
         let slot = self.shared.durable_next.fetch_add(1, Ordering::Relaxed) % CONNECTIONS;
@@ -154,35 +157,56 @@ impl Db {
             _ => timeout_ms / 2,
         };
         let bound = Duration::from_millis(timeout_ms + wait_ms);
+        let mut waitaof = redis::cmd("WAITAOF");
+        waitaof.arg(1).arg(0).arg(wait_ms);
         let waited = self
-            .run_on(Slot::Durable(slot), bound, async |c| {
-                let out = f(c).await?;
-                if !fsync.confirms_locally() {
-                    return Ok((out, Ok(1)));
+            .run_on(Slot::Durable(slot), bound, async |c| match fsync {
+                Fsync::No | Fsync::Off => Ok((eval(c, call).await?, Ok(1))),
+                Fsync::Always | Fsync::EverySec => {
+                    let mut pipe = redis::pipe();
+                    pipe.add_command(call.evalsha()).add_command(waitaof);
+                    let (out, (local, _)): (Value, (i64, i64)) = match pipe.query_async(c).await {
+                        Err(e) if e.kind() == ErrorKind::NoScriptError => {
+                            call.load(c).await?;
+                            pipe.query_async(c).await?
+                        }
+                        reply => reply?,
+                    };
+                    Ok((out, Ok(local)))
                 }
-                let fsynced = redis::cmd("WAITAOF")
-                    .arg(1)
-                    .arg(0)
-                    .arg(wait_ms)
-                    .query_async::<_, (i64, i64)>(c)
-                    .await
-                    .map(|(local, _)| local);
-                Ok((out, fsynced))
+                Fsync::Unknown => {
+                    let out = eval(c, call).await?;
+                    let local = waitaof.query_async::<_, (i64, i64)>(c).await.map(|(l, _)| l);
+                    Ok((out, local))
+                }
             })
-            .await?;
-        match waited {
-            (out, Ok(local)) if local >= 1 => Ok(out),
-            (_, Ok(_)) => {
-                Err(Error::Unavailable("the write was not confirmed on disk in time".into()))
+            .await;
+        let out = match waited {
+            Ok((out, Ok(local))) if local >= 1 => out,
+            Ok((_, Ok(_))) => {
+                return Err(Error::Unavailable(
+                    "the write was not confirmed on disk in time".into(),
+                ));
             }
-            (out, Err(e)) if e.to_string().contains("appendonly is disabled") => {
+            Ok((out, Err(e))) if no_aof(&e) => {
                 // No append-only file (turned off since we looked, or never learned): the same
                 // answer as had we known — nothing to wait for; say so once.
                 self.learn(Fsync::Off);
-                Ok(out)
+                out
             }
-            (_, Err(e)) => Err(Error::Unavailable(format!("the write's fsync is unknown: {e}"))),
-        }
+            Ok((_, Err(e))) => {
+                return Err(Error::Unavailable(format!("the write's fsync is unknown: {e}")));
+            }
+            // The append-only file was turned off since we looked: the script ran (a pipeline
+            // answers with its first error), but its answer is lost behind the refused WAITAOF.
+            // Not acknowledged; the caller's retry or recovery finds the write.
+            Err(Error::Redis(e)) if no_aof(&e) => {
+                self.learn(Fsync::Off);
+                return Err(Error::Unavailable(format!("the write's fsync is unknown: {e}")));
+            }
+            Err(e) => return Err(e),
+        };
+        T::from_redis_value(&out).map_err(Error::from)
     }
 
     /// The durable connection of `slot`, made to the primary when missing.
@@ -198,6 +222,22 @@ impl Db {
             Some(conn.clone());
         Ok(conn)
     }
+}
+
+/// `call`'s `EVALSHA`, sending the script first when Redis does not have it.
+async fn eval(c: &mut MultiplexedConnection, call: &Call<'_>) -> RedisResult<Value> {
+    match call.evalsha().query_async(c).await {
+        Err(e) if e.kind() == ErrorKind::NoScriptError => {
+            call.load(c).await?;
+            call.evalsha().query_async(c).await
+        }
+        reply => reply,
+    }
+}
+
+/// `WAITAOF` refused: the server keeps no append-only file.
+fn no_aof(e: &RedisError) -> bool {
+    e.to_string().contains("appendonly is disabled")
 }
 
 #[cfg(test)]

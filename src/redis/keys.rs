@@ -261,11 +261,6 @@ impl Keys {
         format!("{}{{acct:{number}}}:recent", self.prefix)
     }
 
-    /// Counter whose low digits make transaction ids unique among writers of one millisecond.
-    pub fn transaction_sequence(&self, number: &str) -> String {
-        format!("{}{{acct:{number}}}:txseq", self.prefix)
-    }
-
     /// JSON transfer document, on the sender's slot (status, amount, payee, confirmation).
     pub fn transfer(&self, from: &str, id: &str) -> String {
         format!("{}transfer:{{acct:{from}}}:{id}", self.prefix)

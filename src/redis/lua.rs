@@ -17,3 +17,43 @@ macro_rules! lua {
         &*SCRIPT
     }};
 }
+
+/// A script call written out as the `EVALSHA` it sends, so it can go in one pipeline with the
+/// commands that must follow it on the same connection (a money-moving write's `WAITAOF`):
+/// `redis::ScriptInvocation` sends itself and nothing else.
+pub struct Call<'a> {
+    script: &'a redis::Script,
+    keys: Vec<Vec<u8>>,
+    args: Vec<Vec<u8>>,
+}
+
+impl<'a> Call<'a> {
+    pub fn new(script: &'a redis::Script) -> Self {
+        Call { script, keys: Vec::new(), args: Vec::new() }
+    }
+
+    /// Adds `KEYS[n]`.
+    pub fn key(&mut self, key: impl redis::ToRedisArgs) -> &mut Self {
+        key.write_redis_args(&mut self.keys);
+        self
+    }
+
+    /// Adds `ARGV[n]` (a slice adds one argument per element).
+    pub fn arg(&mut self, arg: impl redis::ToRedisArgs) -> &mut Self {
+        arg.write_redis_args(&mut self.args);
+        self
+    }
+
+    /// The `EVALSHA` of this call.
+    pub fn evalsha(&self) -> redis::Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.script.get_hash()).arg(self.keys.len()).arg(&self.keys).arg(&self.args);
+        cmd
+    }
+
+    /// Sends the script itself (`SCRIPT LOAD`), for when Redis answered `NOSCRIPT`: restarted,
+    /// flushed, or a new primary.
+    pub async fn load(&self, c: &mut impl redis::aio::ConnectionLike) -> redis::RedisResult<()> {
+        self.script.prepare_invoke().load_async(c).await.map(drop)
+    }
+}

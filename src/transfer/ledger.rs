@@ -159,9 +159,7 @@ pub async fn debit(db: &Db, config: &Config, t: &Transfer) -> Result<Result<Reco
         keys.executing(&t.from_account),
     ];
     for _ in 0..ATTEMPTS {
-        let balance = bank::balance(db, &t.from_account).await?;
-        let date = now_ms();
-        let id = bank::next_transaction_id(db, &t.from_account, date).await?;
+        let (balance, date, id) = balance_and_id(db, &t.from_account).await?;
         let leg = Leg {
             account: &t.from_account,
             own_name: &t.from_name,
@@ -196,8 +194,8 @@ pub async fn debit(db: &Db, config: &Config, t: &Transfer) -> Result<Result<Reco
 }
 
 /// Steps 2 and 3: credits the payee (once, however often it is called) and completes the
-/// transfer.
-pub async fn credit(db: &Db, config: &Config, owed: &CreditOwed) -> Result<()> {
+/// transfer; the transfer as it then stands (None: its document is gone).
+pub async fn credit(db: &Db, config: &Config, owed: &CreditOwed) -> Result<Option<Transfer>> {
     let keys = &db.keys;
     let marker = [keys.credited(&owed.to_account, &owed.transfer)];
     let mut credit_tx = 0;
@@ -205,9 +203,7 @@ pub async fn credit(db: &Db, config: &Config, owed: &CreditOwed) -> Result<()> {
         if attempt == ATTEMPTS {
             return Err(Error::Unavailable("the payee's balance kept moving".into()));
         }
-        let balance = bank::balance(db, &owed.to_account).await?;
-        let date = now_ms();
-        let id = bank::next_transaction_id(db, &owed.to_account, date).await?;
+        let (balance, date, id) = balance_and_id(db, &owed.to_account).await?;
         let leg = Leg {
             account: &owed.to_account,
             own_name: &owed.payee_name,
@@ -230,18 +226,27 @@ pub async fn credit(db: &Db, config: &Config, owed: &CreditOwed) -> Result<()> {
     }
     let (doc, owed_key) =
         (keys.transfer(&owed.from_account, &owed.transfer), keys.credits_owed(&owed.from_account));
-    db.run(async |c| {
-        lua!("transfer/lua/finish")
-            .key(&doc)
-            .key(&owed_key)
-            .arg(&owed.transfer)
-            .arg(now_ms())
-            .arg(credit_tx)
-            .invoke_async::<_, i64>(c)
-            .await
-    })
-    .await?;
-    Ok(())
+    let done: Option<String> = db
+        .run(async |c| {
+            lua!("transfer/lua/finish")
+                .key(&doc)
+                .key(&owed_key)
+                .arg(&owed.transfer)
+                .arg(now_ms())
+                .arg(credit_tx)
+                .invoke_async(c)
+                .await
+        })
+        .await?;
+    done.map(|raw| serde_json::from_str(&raw).map_err(|e| Error::Internal(format!("{doc}: {e}"))))
+        .transpose()
+}
+
+/// The account's balance, now, and a transaction id for now.
+async fn balance_and_id(db: &Db, account: &str) -> Result<(Cents, i64, u64)> {
+    let balance = bank::balance(db, account).await?;
+    let date = now_ms();
+    Ok((balance, date, bank::next_transaction_id(date)))
 }
 
 /// The credits `account` owes, oldest first.

@@ -34,7 +34,7 @@ pub async fn run_once(db: &Db, config: &Config) -> Result<usize> {
         }
         for owed in ledger::owed_by(db, &account).await? {
             match ledger::credit(db, config, &owed).await {
-                Ok(()) => done += 1,
+                Ok(_) => done += 1,
                 Err(e) => {
                     rocket::warn!("transfers: credit of {} not applied yet: {e}", owed.transfer)
                 }

@@ -45,8 +45,9 @@ pub(super) fn invalid(field: &'static str, message: impl Into<String>) -> Error 
     Error::Invalid { field, message: message.into() }
 }
 
-/// Checks what needs no balance: the payee exists and is someone else, the reference fits.
-async fn check_request(db: &Db, session: &Session, req: &Request) -> Result<String> {
+/// Checks what the request's form says: the payee's number is one and not the sender's own, the
+/// reference fits.
+fn check_form(session: &Session, req: &Request) -> Result<()> {
     let valid_number = (6..=20).contains(&req.to_account.len())
         && req.to_account.bytes().all(|b| b.is_ascii_digit());
     if !valid_number {
@@ -55,9 +56,6 @@ async fn check_request(db: &Db, session: &Session, req: &Request) -> Result<Stri
     if req.to_account == session.doc.account {
         return Err(invalid("to_account", "You cannot send money to your own account."));
     }
-    let Some(payee) = bank::get_account(db, &req.to_account).await? else {
-        return Err(invalid("to_account", "There is no account with this number."));
-    };
     if req.reference.chars().count() > MAX_REFERENCE_CHARS {
         return Err(invalid(
             "reference",
@@ -72,19 +70,18 @@ async fn check_request(db: &Db, session: &Session, req: &Request) -> Result<Stri
              line breaks or invisible characters).",
         ));
     }
-    Ok(payee.holder)
+    Ok(())
 }
 
-/// Checks the amount against the balance and the daily limit (again, atomically, at the debit).
-async fn check_amount(db: &Db, config: &Config, account: &str, amount: Cents) -> Result<()> {
-    let balance = bank::balance(db, account).await?;
+/// Checks the amount against the balance and what was sent today (both checked again,
+/// atomically, at the debit).
+fn check_amount(config: &Config, amount: Cents, balance: Cents, sent: Cents) -> Result<()> {
     if amount > balance {
         return Err(invalid(
             "amount",
             format!("The amount is more than your balance ({balance})."),
         ));
     }
-    let sent = ledger::sent_today(db, account, now_ms()).await?;
     if sent.0 + amount.0 > config.transfer.daily_transfer_limit.0 {
         let left = Cents((config.transfer.daily_transfer_limit.0 - sent.0).max(0));
         return Err(invalid(
@@ -139,21 +136,28 @@ fn kept_secs(config: &Config, status: Status) -> u64 {
     }
 }
 
-async fn take_pending_slot(db: &Db, config: &Config, t: &Transfer) -> Result<()> {
-    let key = db.keys.pending_transfers(&t.from_account);
-    let taken: i64 = db
+/// Stores a transfer waiting for its confirmation, counted against `max_pending_transfers`
+/// (one script on the sender's slot).
+async fn save_pending(db: &Db, config: &Config, t: &Transfer) -> Result<()> {
+    let (queue, key) =
+        (db.keys.pending_transfers(&t.from_account), db.keys.transfer(&t.from_account, &t.id));
+    let doc = serde_json::to_string(t).map_err(|e| Error::Internal(e.to_string()))?;
+    let stored: i64 = db
         .run(async |c| {
-            lua!("transfer/lua/take_pending_slot")
+            lua!("transfer/lua/save_pending")
+                .key(&queue)
                 .key(&key)
                 .arg(t.created_at)
                 .arg(config.transfer.max_pending_transfers)
                 .arg(t.expires_at)
                 .arg(&t.id)
+                .arg(&doc)
+                .arg(kept_secs(config, t.status) * 1000)
                 .invoke_async(c)
                 .await
         })
         .await?;
-    if taken == 0 {
+    if stored == 0 {
         return Err(Error::Conflict(format!(
             "You already have {} transfers waiting for your confirmation. Confirm one, or let it \
              expire ({} minutes after you started it), before you start another.",
@@ -194,13 +198,30 @@ pub(super) async fn create_with_id(
     req: &Request,
     id: String,
 ) -> Result<Transfer> {
-    per_minute(db, &db.keys.throttle_transfers(&session.doc.user), STARTS_PER_MINUTE).await?;
-    let payee_name = check_request(db, session, req).await?;
     let from = &session.doc.account;
-    check_amount(db, config, from, req.amount).await?;
     let now = now_ms();
+    let throttle = db.keys.throttle_transfers(&session.doc.user);
+    let counted = per_minute(db, &throttle, STARTS_PER_MINUTE);
+    // Everything the rules read, together with the count (one round trip); nothing is read for a
+    // request whose form breaks a rule.
+    let read = async {
+        check_form(session, req)?;
+        tokio::try_join!(
+            bank::get_account(db, &req.to_account),
+            bank::balance(db, from),
+            ledger::sent_today(db, from, now),
+            factors::factors(db, &session.doc.user),
+        )
+    };
+    let (counted, read) = tokio::join!(counted, read);
+    counted?;
+    let (payee, balance, sent, owned) = read?;
+    let Some(payee) = payee else {
+        return Err(invalid("to_account", "There is no account with this number."));
+    };
+    check_amount(config, req.amount, balance, sent)?;
     let exempt = take_exemption(db, config, &session.doc.user, req.amount).await?;
-    if !exempt && factors::factors(db, &session.doc.user).await?.passkeys == 0 {
+    if !exempt && owned.passkeys == 0 {
         return Err(Error::Forbidden(format!(
             "Transfers over {} (or more than {} small ones in a row) are confirmed with a \
              passkey. {WHY_PASSKEY} Add a passkey under Security.",
@@ -214,7 +235,7 @@ pub(super) async fn create_with_id(
         from_account: from.clone(),
         from_name: session.doc.display_name.clone(),
         to_account: req.to_account.clone(),
-        payee_name,
+        payee_name: payee.holder,
         amount: req.amount,
         currency: "USD".into(),
         reference: req.reference.trim().to_owned(),
@@ -227,17 +248,16 @@ pub(super) async fn create_with_id(
         credit_tx: None,
     };
     if !exempt {
-        take_pending_slot(db, config, &t).await?;
+        save_pending(db, config, &t).await?;
+        return Ok(t);
     }
     save(db, config, &t).await?;
-    if exempt {
-        executing(db, &t).await?;
-        if let Err(e) = execute(db, config, &mut t).await {
-            if t.status == Status::Failed {
-                give_back_exemption(db, &t.user, t.amount).await?;
-            }
-            return Err(e);
+    executing(db, &t).await?;
+    if let Err(e) = execute(db, config, &mut t).await {
+        if t.status == Status::Failed {
+            give_back_exemption(db, &t.user, t.amount).await?;
         }
+        return Err(e);
     }
     Ok(t)
 }
@@ -288,8 +308,12 @@ pub async fn confirm(
     id: &str,
     answer: &serde_json::Value,
 ) -> Result<Transfer> {
-    let mut t = pending(db, session, id).await?;
-    let verified = passkey::finish_authentication(db, rp, answer).await?;
+    // Together (one round trip less): the transfer must be waiting — that answer comes first —
+    // and the assertion must verify. A ceremony taken for a transfer that is not waiting is
+    // spent all the same: it was single-use either way.
+    let (t, verified) =
+        tokio::join!(pending(db, session, id), passkey::finish_authentication(db, rp, answer));
+    let (mut t, verified) = (t?, verified?);
     let expected = Purpose::Transfer { user: t.user.clone(), binding: t.binding() };
     if verified.purpose != expected || verified.user != t.user {
         return Err(Error::InvalidCode);
@@ -300,27 +324,27 @@ pub async fn confirm(
     let pending = db.keys.pending_transfers(&t.from_account);
     let how = serde_json::to_string(&method).map_err(|e| Error::Internal(e.to_string()))?;
     let receipt = kept_secs(config, Status::Executing);
-    let claimed: i64 = db
-        .run(async |c| {
-            lua!("transfer/lua/claim")
-                .key(&key)
-                .key(&queue)
-                .key(&pending)
-                .arg(now_ms())
-                .arg(&how)
-                .arg(&t.id)
-                .arg(receipt)
-                .invoke_async(c)
-                .await
-        })
-        .await?;
-    match claimed {
+    let claim = db.run(async |c| {
+        lua!("transfer/lua/claim")
+            .key(&key)
+            .key(&queue)
+            .key(&pending)
+            .arg(now_ms())
+            .arg(&how)
+            .arg(&t.id)
+            .arg(receipt)
+            .invoke_async::<_, i64>(c)
+            .await
+    });
+    // The passkey answered: the exemption count starts again whatever becomes of the claim.
+    let (claimed, reset) = tokio::join!(claim, reset_exemption(db, &t.user));
+    reset?;
+    match claimed? {
         1 => {}
         -1 => return Err(Error::Gone("This transfer expired. Please start again.".into())),
         -2 => return Err(Error::NotFound),
         _ => return Err(Error::Conflict("This transfer was already confirmed.".into())),
     }
-    reset_exemption(db, &t.user).await?;
     t.status = Status::Executing;
     t.confirmed_by = Some(method);
     execute(db, config, &mut t).await?;
@@ -411,8 +435,7 @@ async fn execute(db: &Db, config: &Config, t: &mut Transfer) -> Result<()> {
             "fault_after_debit: stopped between debit and credit".into(),
         ));
     }
-    ledger::credit(db, config, &CreditOwed::of(t)).await?;
-    if let Some(done) = load(db, &t.from_account, &t.id).await? {
+    if let Some(done) = ledger::credit(db, config, &CreditOwed::of(t)).await? {
         *t = done;
     }
     Ok(())

@@ -24,14 +24,16 @@ fn followed_by<'a>(seen: &'a [Seen], marker: &str) -> Vec<(&'a Seen, Option<&'a 
                 && s.words.iter().any(|w| w.contains("events:"))
         })
         .filter_map(|(i, s)| {
-            // A script Redis did not have yet is loaded and called again: judge the last call.
             let mut after = seen[i + 1..]
                 .iter()
                 .filter(|later| later.client == s.client && !later.is("SCRIPT"));
-            match after.next() {
-                Some(again) if again.words == s.words => None,
-                next => Some((s, next)),
+            // A script Redis did not have yet is loaded and called again (the refused call's
+            // WAITAOF, in its pipeline, comes before the load): judge the last call.
+            let again = after.clone().find(|later| later.is("EVALSHA"));
+            if again.is_some_and(|again| again.words == s.words) {
+                return None;
             }
+            Some((s, after.next()))
         })
         .collect()
 }
@@ -114,32 +116,58 @@ async fn app_on(redis: &RedisServer, setting: &str) -> (Binary, String) {
         .query_async::<_, ()>(&mut c)
         .await
         .unwrap();
-    let prefix = common::unique_prefix();
-    let log =
-        std::env::temp_dir().join(format!("redbank-fsync-{}.txt", prefix.trim_end_matches(':')));
-    let env = [("ROCKET_LOG_LEVEL", "normal"), ("ROCKET_GENERATOR_INTERVAL_MS", "0")];
-    let app = Binary::start(redis, &prefix, &env, Some(&log)).await;
-    let named = format!("appendfsync {setting}");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let warned = loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains(&named) || Instant::now() > deadline {
-            break text;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let _ = std::fs::remove_file(&log);
+    let (app, log) = app_logging(redis, &common::unique_prefix(), &[]).await;
+    let warned = log.until(&format!("appendfsync {setting}")).await;
     (app, warned)
+}
+
+/// The real binary's log, read while it runs.
+struct Log(std::path::PathBuf);
+
+impl Log {
+    /// The log once it holds `text` (or after 5 s without).
+    async fn until(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = std::fs::read_to_string(&self.0).unwrap_or_default();
+            if log.contains(text) || Instant::now() > deadline {
+                return log;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The real binary against `redis` with `prefix` and `env`, logging at `normal`.
+async fn app_logging(redis: &RedisServer, prefix: &str, env: &[(&str, &str)]) -> (Binary, Log) {
+    let log =
+        Log(std::env::temp_dir()
+            .join(format!("redbank-fsync-{}.txt", prefix.trim_end_matches(':'))));
+    let mut all = vec![("ROCKET_LOG_LEVEL", "normal"), ("ROCKET_GENERATOR_INTERVAL_MS", "0")];
+    all.extend_from_slice(env);
+    let app = Binary::start(redis, prefix, &all, Some(&log.0)).await;
+    (app, log)
 }
 
 /// bob sends alice $1.00 through the API: the answer's status and body.
 async fn send_one(app: &Binary) -> (u16, Value) {
     let token = server::api_token(&app.http, &app.base, "bob", "foobared").await;
+    send(app, &token, &redbank::secret::random_token()).await
+}
+
+/// bob (`token`) sends alice $1.00 with `key` as its `Idempotency-Key`.
+async fn send(app: &Binary, token: &str, key: &str) -> (u16, Value) {
     let res = app
         .http
         .post(format!("{}/api/v1/transfers", app.base))
-        .bearer_auth(&token)
-        .header("Idempotency-Key", redbank::secret::random_token())
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
         .json(&json!({"to_account": ALICE, "amount": 1}))
         .send()
         .await
@@ -177,4 +205,67 @@ async fn a_redis_that_leaves_fsync_to_the_kernel_is_named_at_startup_and_money_s
     );
     let (status, t) = send_one(&app).await;
     assert_eq!((status, &t["status"]), (201, &json!("completed")), "{t}");
+}
+
+/// Where `CONFIG` is not allowed, the app cannot read the setting: it sends each write and its
+/// `WAITAOF` one after the other, and learns from the refused `WAITAOF` that there is no
+/// append-only file — money moves, and the log names the setting.
+#[rocket::async_test]
+async fn a_redis_that_refuses_config_is_learned_from_waitaof_and_money_still_moves() {
+    let redis = RedisServer::start(); // appendonly no
+    let mut c = redis.conn().await;
+    redis::cmd("ACL")
+        .arg(&["SETUSER", "bank", "on", ">bank-password", "~*", "&*", "+@all", "-config"][..])
+        .query_async::<_, ()>(&mut c)
+        .await
+        .unwrap();
+    let url = redis.url().replace("redis://", "redis://bank:bank-password@");
+    let (app, log) =
+        app_logging(&redis, &common::unique_prefix(), &[("REDIS_URL", url.as_str())]).await;
+    let unread = log.until("could not read its persistence settings").await;
+    assert!(unread.contains("could not read its persistence settings"), "{unread}");
+
+    let (status, t) = send_one(&app).await;
+    assert_eq!((status, &t["status"]), (201, &json!("completed")), "{t}");
+    let learned = log.until("appendonly no").await;
+    assert!(learned.contains("no append-only file (appendonly no)"), "{learned}");
+    let (status, t) = send_one(&app).await;
+    assert_eq!((status, &t["status"]), (201, &json!("completed")), "{t}");
+}
+
+/// An append-only file turned off while the app runs: the write and its `WAITAOF` went in one
+/// pipeline, whose only answer is the refusal — that transfer is answered 503, not as done; the
+/// recovery task finishes it (exactly once), the same `Idempotency-Key` then shows it completed,
+/// and the next transfer no longer waits.
+#[rocket::async_test]
+async fn an_append_only_file_turned_off_while_running_costs_one_answer_and_nothing_else() {
+    let redis = RedisServer::start_persistent();
+    let prefix = common::unique_prefix();
+    let (app, log) = app_logging(&redis, &prefix, &[]).await;
+    log.until("appendfsync always").await;
+    let db = redbank::redis::Db::connect(&redis.url(), &prefix, Duration::from_secs(2)).unwrap();
+    let config = redbank::Config { key_prefix: prefix.clone(), ..Default::default() };
+    let alice_before = redbank::bank::store::balance(&db, ALICE).await.unwrap();
+
+    let mut c = redis.conn().await;
+    redis::cmd("CONFIG")
+        .arg(&["SET", "appendonly", "no"][..])
+        .query_async::<_, ()>(&mut c)
+        .await
+        .unwrap();
+    let token = server::api_token(&app.http, &app.base, "bob", "foobared").await;
+    let key = redbank::secret::random_token();
+    let (status, body) = send(&app, &token, &key).await;
+    assert_eq!(status, 503, "acknowledged without knowing it is on disk: {body}");
+    let learned = log.until("appendonly no").await;
+    assert!(learned.contains("no append-only file (appendonly no)"), "{learned}");
+
+    // The debit happened; the recovery task credits it.
+    assert_eq!(redbank::transfer::recovery::run_once(&db, &config).await.unwrap(), 1);
+    let (status, t) = send(&app, &token, &key).await;
+    assert_eq!((status, &t["status"]), (201, &json!("completed")), "{t}");
+    let (status, t) = send_one(&app).await;
+    assert_eq!((status, &t["status"]), (201, &json!("completed")), "{t}");
+    let alice_after = redbank::bank::store::balance(&db, ALICE).await.unwrap();
+    assert_eq!(alice_after.0 - alice_before.0, 200, "two transfers of $1.00, each credited once");
 }
