@@ -156,7 +156,69 @@ pub fn document() -> serde_json::Value {
             }
         }
     }
+    let spread = match doc["components"]["schemas"].as_object_mut() {
+        Some(schemas) => spread_tagged_unions(schemas),
+        None => Vec::new(),
+    };
+    // An enum now spread into every struct that used it is no longer named: it would only be
+    // one more set of models in a generated client.
+    let text = doc.to_string();
+    for name in spread {
+        if !text.contains(&format!("\"#/components/schemas/{name}\"")) {
+            if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {
+                schemas.remove(&name);
+            }
+        }
+    }
     doc
+}
+
+/// A struct that flattens a tagged enum into its own fields (`ActivityView`: `at`, `ip`,
+/// `user_agent` and the `Activity`) is written by utoipa as an `allOf` of the enum's `oneOf` and
+/// an object — which client generators reject (openapi-python-client drops the whole response).
+/// Each is rewritten as what it is on the wire: a `oneOf` of whole objects, one per variant, each
+/// with the struct's fields too. Answers the enums it spread.
+fn spread_tagged_unions(schemas: &mut serde_json::Map<String, serde_json::Value>) -> Vec<String> {
+    use serde_json::Value;
+    let mut spread_enums = Vec::new();
+    let names: Vec<String> = schemas.keys().cloned().collect();
+    for name in names {
+        let Some([first, own]) = schemas[&name]["allOf"].as_array().map(Vec::as_slice) else {
+            continue;
+        };
+        let target = first["$ref"].as_str().and_then(|r| r.strip_prefix("#/components/schemas/"));
+        let Some(target) = target.map(str::to_owned) else { continue };
+        let Some(variants) = schemas.get(&target).and_then(|t| t["oneOf"].as_array()) else {
+            continue;
+        };
+        let spread: Vec<Value> = variants
+            .iter()
+            .map(|variant| {
+                let mut whole = variant.clone();
+                for field in ["properties", "required"] {
+                    match (&mut whole[field], &own[field]) {
+                        (Value::Object(mine), Value::Object(theirs)) => {
+                            mine.extend(theirs.clone());
+                        }
+                        (Value::Array(mine), Value::Array(theirs)) => {
+                            mine.extend(theirs.iter().cloned());
+                        }
+                        (slot @ Value::Null, theirs) => *slot = theirs.clone(),
+                        _ => {}
+                    }
+                }
+                whole
+            })
+            .collect();
+        let description = schemas[&name]["description"].clone();
+        let mut replaced = serde_json::json!({ "oneOf": spread });
+        if !description.is_null() {
+            replaced["description"] = description;
+        }
+        schemas.insert(name, replaced);
+        spread_enums.push(target);
+    }
+    spread_enums
 }
 
 /// Adds what operations share, from what each declares.
@@ -268,5 +330,40 @@ mod tests {
         let RefOr::T(throttled) = &create.responses.responses["429"] else { panic!("429") };
         assert!(throttled.headers.contains_key("Retry-After"));
         assert!(create.responses.responses.contains_key("413"));
+    }
+
+    /// The security activity's entries are a `oneOf` of whole objects, one per kind, each with the
+    /// entry's own fields: no `allOf` of a `oneOf` is left for a client generator to reject.
+    #[test]
+    fn a_flattened_tagged_enum_is_a_one_of_whole_objects() {
+        let doc = document();
+        let schemas = &doc["components"]["schemas"];
+        let view = &schemas["ActivityView"];
+        assert!(view.get("allOf").is_none(), "{view}");
+        let kinds = view["oneOf"].as_array().expect("oneOf");
+        let raw = serde_json::to_value(ApiDoc::openapi()).expect("document");
+        let variants = raw["components"]["schemas"]["Activity"]["oneOf"].as_array().expect("enum");
+        assert_eq!(kinds.len(), variants.len());
+        assert!(schemas.get("Activity").is_none(), "the spread enum is still a schema of its own");
+        for kind in kinds {
+            assert_eq!(kind["type"], "object", "{kind}");
+            for field in ["at", "ip", "user_agent", "type"] {
+                assert!(kind["properties"].get(field).is_some(), "{field} in {kind}");
+                assert!(
+                    kind["required"].as_array().is_some_and(|r| r.iter().any(|f| f == field)),
+                    "{field} required in {kind}"
+                );
+            }
+        }
+        let sign_in = kinds.iter().find(|k| k["properties"]["type"]["enum"][0] == "sign_in");
+        assert!(sign_in.is_some_and(|k| k["properties"].get("new_device").is_some()));
+        // Nothing else is an allOf of a union.
+        for (name, schema) in schemas.as_object().expect("schemas") {
+            for part in schema["allOf"].as_array().into_iter().flatten() {
+                let target = part["$ref"].as_str().and_then(|r| r.rsplit('/').next());
+                let union = target.is_some_and(|t| schemas[t].get("oneOf").is_some());
+                assert!(!union, "{name} is an allOf of the union {target:?}");
+            }
+        }
     }
 }

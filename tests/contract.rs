@@ -3,9 +3,13 @@
 //! header must be what the document says. Whatever it finds is fixed in the app or the document,
 //! never excluded here.
 //!
-//! Needs schemathesis (scripts/test installs the pinned version into ~/.cache/redbank and names it
-//! in `REDBANK_SCHEMATHESIS`). Its own binary, like the browser test: the fuzzer's load would
-//! skew the timing-sensitive tests in `tests/all`.
+//! And a client generated from the document by openapi-python-client, as a mobile developer would
+//! make one: it must generate without a warning and carry a session from sign-in to a transfer.
+//!
+//! Needs schemathesis and openapi-python-client (scripts/test installs the pinned versions into
+//! ~/.cache/redbank and names them in `REDBANK_SCHEMATHESIS` and `REDBANK_OPENAPI_CLIENT`). Its own
+//! binary, like the browser test: the fuzzer's load would skew the timing-sensitive tests in
+//! `tests/all`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -19,20 +23,84 @@ use std::time::Instant;
 use common::server::TestServer;
 
 const BOB_PASSWORD: &str = "foobared";
+/// alice's account number (the demo's payee).
+const ALICE: &str = "2734819056";
 
-fn schemathesis() -> PathBuf {
-    match std::env::var_os("REDBANK_SCHEMATHESIS") {
+/// The installed tool `var` names (scripts/test sets it).
+fn tool(var: &str) -> PathBuf {
+    match std::env::var_os(var) {
         Some(path) => PathBuf::from(path),
-        None => panic!(
-            "REDBANK_SCHEMATHESIS is not set: run scripts/test, which installs schemathesis and \
-             names it there"
-        ),
+        None => {
+            panic!("{var} is not set: run scripts/test, which installs the tool and names it there")
+        }
     }
+}
+
+/// A client generated from the live document by openapi-python-client (pinned) generates without
+/// a warning, compiles, and drives sign-in → account → transactions → a transfer → search →
+/// sessions → security activity, every answer parsed into its generated model
+/// (tests/client/flow.py).
+#[rocket::async_test]
+async fn a_generated_python_client_signs_in_and_sends_money() {
+    let generator = tool("REDBANK_OPENAPI_CLIENT");
+    let bin = generator.parent().unwrap().to_path_buf();
+    // The generator formats its output with ruff, from the same virtualenv.
+    let path = std::env::join_paths(
+        std::iter::once(bin.clone())
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let server = TestServer::start(common::shared_redis(), None, |f| f).await;
+    let doc = server.http.get(server.url("/api/v1/openapi.json")).send().await.unwrap();
+    let doc = doc.text().await.unwrap();
+    let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("python-client");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("openapi.json"), doc).unwrap();
+    let generated = work.join("client");
+    let out = Command::new(&generator)
+        .current_dir(&work)
+        .env("PATH", &path)
+        .args(["generate", "--path", "openapi.json", "--output-path"])
+        .arg(&generated)
+        .output()
+        .unwrap();
+    let said =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "openapi-python-client failed:\n{said}");
+    let warned: Vec<&str> = said
+        .lines()
+        .filter(|l| {
+            ["warning", "error", "unable", "skipping"].iter().any(|w| l.to_lowercase().contains(w))
+        })
+        .collect();
+    assert!(warned.is_empty(), "the generator warned:\n{said}");
+    let python = bin.join("python");
+    let compiled = Command::new(&python)
+        .args(["-W", "error", "-m", "compileall", "-q"])
+        .arg(&generated)
+        .output()
+        .unwrap();
+    assert!(compiled.status.success(), "{}", String::from_utf8_lossy(&compiled.stdout));
+    let flow = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/client/flow.py");
+    let ran = Command::new(&python)
+        .env("PYTHONPATH", &generated)
+        .arg("-W")
+        .arg("error")
+        .arg(&flow)
+        .args([&server.base, "bob", BOB_PASSWORD, ALICE])
+        .output()
+        .unwrap();
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&ran.stdout), String::from_utf8_lossy(&ran.stderr));
+    assert!(ran.status.success(), "the generated client's flow failed:\n{stdout}\n{stderr}");
+    assert!(stdout.starts_with("ok:"), "{stdout}");
+    server.stop().await.unwrap();
 }
 
 #[rocket::async_test]
 async fn schemathesis_finds_nothing() {
-    let st = schemathesis();
+    let st = tool("REDBANK_SCHEMATHESIS");
     let server = TestServer::start(common::shared_redis(), None, |f| {
         // The fuzzer signs in (and fails to) far more often than a person: the throttle has its
         // own tests, here it would only hide the operations behind 429s.
