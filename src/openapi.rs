@@ -68,6 +68,8 @@ use crate::{admin, bank, transfer};
         auth::account::routes::email_verify,
         auth::account::routes::email_change,
         auth::account::routes::email_undo,
+        auth::account::routes::account_export,
+        auth::account::routes::account_close,
         bank::routes::api_account,
         bank::routes::api_balance,
         bank::routes::api_spenders,

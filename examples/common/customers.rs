@@ -34,6 +34,7 @@ pub async fn open(db: &Db, user: &User) -> Result<(), String> {
         username: user.username.clone(),
         holder: user.display_name.clone(),
         city: user.city.clone(),
+        closed: false,
     };
     redbank::bank::store::ensure_account(db, &account).await.map_err(e)
 }

@@ -86,6 +86,7 @@ async fn setup(db: &Db, config: &Config) -> Result<()> {
             username: username.into(),
             holder: holder.into(),
             city: city.into(),
+            closed: false,
         };
         store::ensure_account(db, &account).await?;
     }

@@ -14,6 +14,9 @@ pub struct Account {
     pub username: String,
     pub holder: String,
     pub city: String,
+    /// Closed by its holder: the ledger is kept under a pseudonym, nothing is paid in.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub closed: bool,
 }
 
 /// One card transaction, as stored in RedisJSON and returned by the API (the seed's fields plus

@@ -145,6 +145,62 @@ async fn search_once(db: &Db, number: &str, words: &[String], page: usize) -> Re
     .await
 }
 
+/// Every stored transaction of the account with its key, newest first (a customer's export, and
+/// the closing of an account): pages of 1,000 through the index by date, each starting at the
+/// oldest date of the page before (an offset would stop at the index's result limit).
+pub async fn every_transaction(db: &Db, number: &str) -> Result<Vec<(String, Transaction)>> {
+    const PAGE: usize = 1000;
+    ensure_index(db).await?;
+    let index = db.keys.transaction_index();
+    let mut all = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut upto = "+inf".to_owned();
+    loop {
+        let query = format!("@accountId:{{$acct}} @date:[-inf {upto}]");
+        let reply: Vec<Value> = db
+            .run(async |c| {
+                redis::cmd("FT.SEARCH")
+                    .arg(&index)
+                    .arg(&query)
+                    .arg("PARAMS")
+                    .arg(2)
+                    .arg("acct")
+                    .arg(number)
+                    .arg("SORTBY")
+                    .arg("date")
+                    .arg("DESC")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(PAGE)
+                    .arg("DIALECT")
+                    .arg(2)
+                    .query_async(c)
+                    .await
+            })
+            .await?;
+        let (_, hits) = search_hits(&reply);
+        let full = hits.len() == PAGE;
+        let mut oldest = None;
+        for (key, json) in hits {
+            if !seen.insert(key.clone()) {
+                continue;
+            }
+            if let Some(tx) = parse_stored::<Transaction>(&key, &json) {
+                oldest = Some(tx.date);
+                // Defence in depth, as in the search: only this account's rows.
+                if tx.account_id == number {
+                    all.push((key, tx));
+                }
+            }
+        }
+        // A page that brought nothing new ends it too: never the same page twice.
+        match oldest {
+            Some(date) if full => upto = date.to_string(),
+            _ => return Ok(all),
+        }
+    }
+}
+
 /// UTF-16 ranges of the words of `text` that start with one of `words` (case-insensitive). The
 /// ranges index the raw text; callers escape the pieces before wrapping matches in `<mark>`.
 pub fn highlight(text: &str, words: &[String]) -> Vec<(usize, usize)> {

@@ -266,6 +266,12 @@ impl Keys {
         format!("{}transfer:{{acct:{from}}}:{id}", self.prefix)
     }
 
+    /// Sorted set: the transfers the account's holder started, by when (ids; the documents are
+    /// [`Keys::transfer`]); kept as long as transactions, for the customer's export.
+    pub fn transfers_of(&self, number: &str) -> String {
+        format!("{}{{acct:{number}}}:transfers", self.prefix)
+    }
+
     /// Cents the account sent by transfer on one UTC day (`YYYYMMDD`): the daily limit.
     pub fn sent_on(&self, number: &str, day: &str) -> String {
         format!("{}{{acct:{number}}}:sent:{day}", self.prefix)

@@ -31,7 +31,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::lua;
 use crate::money::Cents;
-use crate::redis::{As, Db};
+use crate::redis::Db;
 
 /// What the sender asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,12 +147,15 @@ async fn save_pending(db: &Db, config: &Config, t: &Transfer) -> Result<()> {
             lua!("transfer/lua/save_pending")
                 .key(&queue)
                 .key(&key)
+                .key(db.keys.transfers_of(&t.from_account))
                 .arg(t.created_at)
                 .arg(config.transfer.max_pending_transfers)
                 .arg(t.expires_at)
                 .arg(&t.id)
                 .arg(&doc)
                 .arg(kept_secs(config, t.status) * 1000)
+                .arg(t.created_at - kept_secs(config, Status::Completed) as i64 * 1000)
+                .arg(kept_secs(config, Status::Completed) * 1000)
                 .invoke_async(c)
                 .await
         })
@@ -168,10 +171,44 @@ async fn save_pending(db: &Db, config: &Config, t: &Transfer) -> Result<()> {
     Ok(())
 }
 
+/// Stores the transfer document (kept as long as its status asks) and names it in the sender's
+/// transfers, whose entries older than a receipt is kept go at the same time.
 async fn save(db: &Db, config: &Config, t: &Transfer) -> Result<()> {
-    let key = db.keys.transfer(&t.from_account, &t.id);
-    let ttl = std::time::Duration::from_secs(kept_secs(config, t.status));
-    db.put(&key, t, As::Json, ttl).await
+    let (key, index) =
+        (db.keys.transfer(&t.from_account, &t.id), db.keys.transfers_of(&t.from_account));
+    let doc = serde_json::to_string(t).map_err(|e| Error::Internal(e.to_string()))?;
+    let kept_ms = kept_secs(config, t.status) * 1000;
+    let oldest = t.created_at - kept_secs(config, Status::Completed) as i64 * 1000;
+    db.run(async |c| {
+        redis::pipe()
+            .atomic()
+            .cmd("JSON.SET")
+            .arg(&key)
+            .arg("$")
+            .arg(&doc)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(kept_ms)
+            .ignore()
+            .cmd("ZADD")
+            .arg(&index)
+            .arg(t.created_at)
+            .arg(&t.id)
+            .ignore()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&index)
+            .arg("-inf")
+            .arg(format!("({oldest}"))
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&index)
+            .arg(kept_secs(config, Status::Completed) * 1000)
+            .ignore()
+            .query_async::<_, ()>(c)
+            .await
+    })
+    .await
 }
 
 /// The sender's transfer `id` (None: no such transfer of this account).
@@ -219,6 +256,9 @@ pub(super) async fn create_with_id(
     let Some(payee) = payee else {
         return Err(invalid("to_account", "There is no account with this number."));
     };
+    if payee.closed {
+        return Err(invalid("to_account", "This account is closed."));
+    }
     check_amount(config, req.amount, balance, sent)?;
     let exempt = take_exemption(db, config, &session.doc.user, req.amount).await?;
     if !exempt && owned.passkeys == 0 {

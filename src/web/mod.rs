@@ -284,6 +284,28 @@ impl Fairing for SecurityHeaders {
     }
 }
 
+/// A response to save rather than show: `Content-Disposition: attachment` with `filename` (ASCII
+/// letters, digits, `-`, `_` and `.`; anything else becomes `_`).
+pub struct Attachment<R> {
+    pub filename: String,
+    pub body: R,
+}
+
+impl<'r, 'o: 'r, R: rocket::response::Responder<'r, 'o>> rocket::response::Responder<'r, 'o>
+    for Attachment<R>
+{
+    fn respond_to(self, req: &'r Request<'_>) -> rocket::response::Result<'o> {
+        let mut res = self.body.respond_to(req)?;
+        let safe: String = self
+            .filename
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+            .collect();
+        res.set_raw_header("Content-Disposition", format!("attachment; filename=\"{safe}\""));
+        Ok(res)
+    }
+}
+
 /// A response whose URL carries a secret (a "this wasn't me" link's token): `Referrer-Policy:
 /// no-referrer`, so not even this site's own requests from the page repeat the URL. (Its form
 /// then posts with `Origin: null`: the route behind it must not rely on the origin check.)

@@ -9,6 +9,7 @@ mod common;
 
 mod admin;
 mod bank;
+mod closing;
 mod contract;
 mod durability;
 mod foundation;

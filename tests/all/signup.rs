@@ -13,7 +13,7 @@ use crate::common::shared_redis;
 const PASSWORD: &str = "violet quartz river lamp";
 
 /// An address no other test uses.
-fn new_address(name: &str) -> String {
+pub(crate) fn new_address(name: &str) -> String {
     format!("{name}.{}@example.com", &redbank::secret::random_token()[..10].to_lowercase())
 }
 
@@ -36,7 +36,7 @@ async fn confirmation_token(server: &TestServer, address: &str) -> String {
 }
 
 /// Signs in with `login` and the password; the bearer token.
-async fn sign_in(server: &TestServer, login: &str, password: &str) -> Option<String> {
+pub(crate) async fn sign_in(server: &TestServer, login: &str, password: &str) -> Option<String> {
     let (status, body) =
         server.anon().post("/api/v1/login", &common::credentials(login, password)).await;
     (status == 200).then(|| body["token"].as_str().unwrap().to_owned())

@@ -1,7 +1,9 @@
 //! A customer's own account: opening one (and confirming its address), the password rules every
 //! new password meets, changing the password, and "Forgot password?" (a link e-mailed to the
-//! account's address; the second factor too where there is one).
+//! account's address; the second factor too where there is one), and the customer's data: a
+//! copy of it, and closing the account.
 
+pub mod closing;
 pub mod email;
 pub mod pages;
 pub mod policy;
@@ -30,6 +32,8 @@ pub fn stage() -> AdHoc {
                 routes::email_verify,
                 routes::email_change,
                 routes::email_undo,
+                routes::account_export,
+                routes::account_close,
                 pages::forgot_form,
                 pages::forgot_submit,
                 pages::reset_page,
@@ -43,6 +47,8 @@ pub fn stage() -> AdHoc {
                 pages::email_change_submit,
                 pages::undo_page,
                 pages::undo_submit,
+                pages::export_download,
+                pages::close_submit,
             ],
         )
     })

@@ -264,6 +264,7 @@ async fn open_checking_account(
             username: username.to_owned(),
             holder: holder.to_owned(),
             city: String::new(),
+            closed: false,
         };
         if bank::open_account(db, &account, opening).await? {
             return Ok(number);

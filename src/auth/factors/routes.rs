@@ -333,6 +333,17 @@ pub struct ActivityView {
     activity: Activity,
 }
 
+impl From<audit::Entry> for ActivityView {
+    fn from(e: audit::Entry) -> Self {
+        ActivityView {
+            at: rfc3339_ms(e.at),
+            ip: e.ip,
+            user_agent: e.user_agent,
+            activity: e.activity,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SecurityActivity {
     factors: FactorsView,
@@ -376,15 +387,7 @@ pub async fn security_activity(user: ApiUser, db: &State<Db>) -> Result<Json<Sec
     let username = &user.session.doc.user;
     let entries = audit::newest(db, username, 100).await?;
     let owned = factors::factors(db, username).await?;
-    let activity = entries
-        .into_iter()
-        .map(|e| ActivityView {
-            at: rfc3339_ms(e.at),
-            ip: e.ip,
-            user_agent: e.user_agent,
-            activity: e.activity,
-        })
-        .collect();
+    let activity = entries.into_iter().map(ActivityView::from).collect();
     let devices = crate::auth::signin::throttle::devices(db, username).await?;
     let devices = devices.iter().map(DeviceView::from).collect();
     Ok(Json(SecurityActivity { factors: FactorsView::from(&owned), activity, devices }))

@@ -1,0 +1,336 @@
+//! A customer's own data: a copy of all of it to take away (GDPR Art. 15 and 20), and closing the
+//! account (Art. 17).
+//!
+//! **The copy** is one JSON document: the profile, the account and its balance, the sessions,
+//! the remembered devices, the factors (names and dates, never a secret), the security activity,
+//! every stored transaction and every transfer the customer started.
+//!
+//! **Closing** needs a recent step-up and an empty account (the money leaves first by a transfer,
+//! confirmed like any other), and only a customer's own account closes — the demo's and the
+//! operators' come from the configuration. Then every session and device ends, and the personal
+//! data goes: the user document, the address, the factors, the activity, the devices. The ledger
+//! stays for `transaction_retention_days` under a pseudonym: the account keeps its number (it is
+//! no one's name) with the holder [`PSEUDONYM`], marked closed so nothing can be paid into it, and
+//! its own transactions and transfers name it so; its live feed (stream, newest-100 list, chart,
+//! spenders, payees) goes. What other customers' statements say of it is theirs, and stays. The
+//! address gets a last mail saying it is done.
+
+use rocket::serde::Serialize;
+
+use crate::audit::{self, ClientInfo};
+use crate::auth::factors::passkey::{self, PasskeyView};
+use crate::auth::factors::routes::{ActivityView, DeviceView, FactorsView};
+use crate::auth::factors::store as factors;
+use crate::auth::model::{Session, User};
+use crate::auth::sessions::service::{self as sessions, SessionRow};
+use crate::auth::signin::throttle;
+use crate::auth::{store, users};
+use crate::bank::model::Transaction;
+use crate::bank::{search, store as bank};
+use crate::clock::{now_ms, rfc3339_ms};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::lua;
+use crate::money::Cents;
+use crate::redis::Db;
+use crate::transfer::model::Transfer;
+
+/// What a closed account's ledger calls its holder.
+pub const PSEUDONYM: &str = "Closed account";
+
+/// The customer's data, as `GET /api/v1/account/export` answers it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Export {
+    /// RFC 3339.
+    exported_at: String,
+    profile: Profile,
+    account: ExportedAccount,
+    /// The sessions signed in now.
+    sessions: Vec<SessionRow>,
+    /// Devices that signed in and are remembered.
+    devices: Vec<DeviceView>,
+    factors: ExportedFactors,
+    /// Newest first.
+    activity: Vec<ActivityView>,
+    /// Every stored transaction, newest first (kept `transaction_retention_days`).
+    transactions: Vec<Transaction>,
+    /// Every transfer the customer started that is still kept, newest first.
+    #[schema(value_type = Vec<Object>)]
+    transfers: Vec<Transfer>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Profile {
+    username: String,
+    display_name: String,
+    email: Option<String>,
+    city: String,
+    roles: Vec<crate::auth::model::Role>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExportedAccount {
+    number: String,
+    holder: String,
+    /// Dollars.
+    balance: Cents,
+    currency: &'static str,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExportedFactors {
+    #[serde(flatten)]
+    summary: FactorsView,
+    /// Names and dates only.
+    passkey_list: Vec<PasskeyView>,
+}
+
+/// Everything redbank keeps about the signed-in customer.
+pub async fn export(db: &Db, session: &Session) -> Result<Export> {
+    let username = &session.doc.user;
+    let user = users::get_user(db, username).await?.ok_or(Error::NotFound)?;
+    let number = &user.account;
+    let (account, balance, owned, passkeys) = tokio::try_join!(
+        bank::get_account(db, number),
+        bank::balance(db, number),
+        factors::factors(db, username),
+        passkey::list(db, username),
+    )?;
+    let (listed, devices, activity, transactions, transfers) = tokio::try_join!(
+        store::list_sessions(db, Some(username)),
+        throttle::devices(db, username),
+        audit::newest(db, username, audit::MAX_ENTRIES),
+        search::every_transaction(db, number),
+        transfers_of(db, number),
+    )?;
+    Ok(Export {
+        exported_at: rfc3339_ms(now_ms()),
+        profile: Profile {
+            username: user.username.clone(),
+            display_name: user.display_name.clone(),
+            email: user.email.clone(),
+            city: user.city.clone(),
+            roles: user.roles.clone(),
+        },
+        account: ExportedAccount {
+            number: number.clone(),
+            holder: account.map_or_else(|| user.display_name.clone(), |a| a.holder),
+            balance,
+            currency: "USD",
+        },
+        sessions: sessions::rows(listed, &session.id),
+        devices: devices.iter().map(DeviceView::from).collect(),
+        factors: ExportedFactors { summary: FactorsView::from(&owned), passkey_list: passkeys },
+        activity: activity.into_iter().map(ActivityView::from).collect(),
+        transactions: transactions.into_iter().map(|(_, tx)| tx).collect(),
+        transfers,
+    })
+}
+
+/// The transfers `number`'s holder started that are still kept, newest first.
+async fn transfers_of(db: &Db, number: &str) -> Result<Vec<Transfer>> {
+    let index = db.keys.transfers_of(number);
+    let ids: Vec<String> = db
+        .run(async |c| {
+            redis::cmd("ZRANGE").arg(&index).arg(0).arg(-1).arg("REV").query_async(c).await
+        })
+        .await?;
+    let mut all = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(100) {
+        let keys: Vec<String> = chunk.iter().map(|id| db.keys.transfer(number, id)).collect();
+        let docs: Vec<Option<String>> = db
+            .run(async |c| {
+                let mut pipe = redis::pipe();
+                for key in &keys {
+                    pipe.cmd("JSON.GET").arg(key);
+                }
+                pipe.query_async(c).await
+            })
+            .await?;
+        // A transfer that waited for its confirmation and was forgotten has no document left.
+        all.extend(docs.into_iter().flatten().filter_map(|doc| serde_json::from_str(&doc).ok()));
+    }
+    Ok(all)
+}
+
+/// Whether `user` may close their account here: a customer who opened it (the demo's accounts
+/// and the operators' come from the configuration, and would only come back).
+async fn closable(db: &Db, user: &User) -> Result<()> {
+    if user.roles.contains(&crate::auth::model::Role::Admin) {
+        return Err(Error::Forbidden(
+            "An operator's account is closed by removing it from the configuration.".into(),
+        ));
+    }
+    let opened = db.keys.accounts_opened();
+    let own: bool = db
+        .run(async |c| redis::cmd("SISMEMBER").arg(&opened).arg(&user.account).query_async(c).await)
+        .await?;
+    if !own {
+        return Err(Error::Forbidden(
+            "The demo's accounts cannot be closed. Open an account of your own to try this.".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `username`'s account closes here (Security shows the form only then).
+pub async fn closes_here(db: &Db, username: &str) -> Result<bool> {
+    let Some(user) = users::get_user(db, username).await? else { return Ok(false) };
+    match closable(db, &user).await {
+        Ok(()) => Ok(true),
+        Err(Error::Forbidden(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Closes the signed-in customer's account (see the module's header). Refused, changing
+/// nothing, with money in it (409) or for an account that does not close here (403).
+pub async fn close(db: &Db, config: &Config, session: &Session, client: &ClientInfo) -> Result<()> {
+    let username = &session.doc.user;
+    let user = users::get_user(db, username).await?.ok_or(Error::NotFound)?;
+    closable(db, &user).await?;
+    let number = &user.account;
+    let keys = &db.keys;
+    // One script on the account's slot: empty, nothing owed to anyone, then closed — from here
+    // no transfer can be paid into it.
+    let shut: String = db
+        .run(async |c| {
+            lua!("auth/account/lua/close_account")
+                .key(keys.account(number))
+                .key(keys.balance(number))
+                .key(keys.credits_owed(number))
+                .arg(PSEUDONYM)
+                .invoke_async(c)
+                .await
+        })
+        .await?;
+    match shut.as_str() {
+        "closed" => {}
+        "owed" => {
+            return Err(Error::Conflict(
+                "A transfer you made is still on its way to its payee. Try again in a minute."
+                    .into(),
+            ));
+        }
+        cents => {
+            let balance = Cents(cents.parse().unwrap_or_default());
+            return Err(Error::Conflict(format!(
+                "Your balance is {balance}. An account closes empty: send the money to another \
+                 account first (Transfer), then close it."
+            )));
+        }
+    }
+    // The generator no longer writes for it.
+    let opened = keys.accounts_opened();
+    db.run(async |c| redis::cmd("SREM").arg(&opened).arg(number).query_async::<_, ()>(c).await)
+        .await?;
+    if let Some(address) = &user.email {
+        let text = format!(
+            "Hello {name},\n\n\
+             your redbank account {number} is closed, as you asked on {when} from {ip}.\n\n\
+             We signed you out everywhere and erased your sign-in details, your address and your \
+             security history. Your transactions are kept for {days} days, as the law asks of a \
+             bank, under the name \"{PSEUDONYM}\" instead of yours.\n\n\
+             This is the last e-mail you get from us.\n",
+            name = user.display_name,
+            when = rfc3339_ms(now_ms()),
+            ip = client.ip,
+            days = config.bank.transaction_retention_days,
+        );
+        if let Err(e) =
+            crate::mail::queue(db, address, "Your redbank account is closed", &text).await
+        {
+            rocket::warn!("the closing mail to account {number} was not queued: {e}");
+        }
+    }
+    store::destroy_others(db, username, None).await?;
+    erase_personal_data(db, &user).await?;
+    pseudonymise_ledger(db, &user).await?;
+    rocket::info!("account {number} closed by its holder");
+    Ok(())
+}
+
+/// The user document, the address, the factors, the activity and the devices.
+async fn erase_personal_data(db: &Db, user: &User) -> Result<()> {
+    let keys = &db.keys;
+    let name = &user.username;
+    let handle_key = keys.user_handle(name);
+    let handle: Option<String> =
+        db.run(async |c| redis::cmd("GET").arg(&handle_key).query_async(c).await).await?;
+    let mut gone = vec![
+        keys.totp(name),
+        keys.totp_pending(name),
+        keys.enrol_code(name),
+        keys.renew_code(name),
+        keys.recovery_issued(name),
+        keys.recovery_codes(name),
+        keys.passkeys(name),
+        handle_key,
+        keys.activity(name),
+        keys.devices(name),
+        keys.sca_tally(name),
+        keys.throttle_codes(name),
+        keys.codes_lock_announced(name),
+        keys.throttle_mail(name),
+    ];
+    if let Some(handle) = handle {
+        gone.push(keys.handle_owner(&handle));
+    }
+    if let Some(address) = &user.email {
+        gone.push(keys.email_owner(&address.to_lowercase()));
+    }
+    // Each key on its own: they live in different slots.
+    db.run(async |c| {
+        let mut pipe = redis::pipe();
+        for key in &gone {
+            pipe.cmd("DEL").arg(key).ignore();
+        }
+        pipe.query_async::<_, ()>(c).await
+    })
+    .await?;
+    // The user document last: while it exists, a retry of a failed closing finds the rest.
+    users::delete_user(db, name).await?;
+    Ok(())
+}
+
+/// The account's own transactions and transfers name [`PSEUDONYM`] instead of the holder; its
+/// live feed goes.
+async fn pseudonymise_ledger(db: &Db, user: &User) -> Result<()> {
+    let keys = &db.keys;
+    let number = &user.account;
+    // The names the ledger may hold: the holder's (the account was opened under the user's
+    // name; the script above renamed the account itself), and the username a transfer records as
+    // its owner.
+    let names = [user.display_name.as_str(), user.username.as_str()];
+    let transactions = search::every_transaction(db, number).await?;
+    let transfer_ids: Vec<String> = {
+        let index = keys.transfers_of(number);
+        db.run(async |c| redis::cmd("ZRANGE").arg(&index).arg(0).arg(-1).query_async(c).await)
+            .await?
+    };
+    let mut docs: Vec<String> = transactions.into_iter().map(|(key, _)| key).collect();
+    docs.extend(transfer_ids.iter().map(|id| keys.transfer(number, id)));
+    for chunk in docs.chunks(200) {
+        for name in &names {
+            db.run(async |c| {
+                let mut call = lua!("auth/account/lua/pseudonymise").prepare_invoke();
+                for key in chunk {
+                    call.key(key);
+                }
+                call.arg(*name).arg(PSEUDONYM).invoke_async::<_, i64>(c).await
+            })
+            .await?;
+        }
+    }
+    let live = [
+        keys.stream(number),
+        keys.recent(number),
+        keys.spenders(number),
+        keys.payees(number),
+        keys.balance_series(number, bank::SERIES[0].name),
+        keys.balance_series(number, bank::SERIES[1].name),
+        keys.balance_series(number, bank::SERIES[2].name),
+    ];
+    db.run(async |c| redis::cmd("DEL").arg(&live[..]).query_async::<_, ()>(c).await).await?;
+    Ok(())
+}
