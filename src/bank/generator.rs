@@ -104,7 +104,15 @@ impl Generator {
     /// One transaction per account; with `leased`, the lease is renewed before each one and
     /// the tick stops as soon as it is lost.
     async fn tick_inner(&mut self, leased: bool) -> Result<()> {
-        for number in store::account_numbers(&self.db).await? {
+        let mut numbers = store::account_numbers(&self.db).await?;
+        // In demo mode, also the customers' accounts someone is watching now, up to the cap.
+        if self.config.demo_users {
+            let max = self.config.bank.generator_watched_max;
+            let watched = store::watched_accounts(&self.db, now_ms(), max).await?;
+            let configured: std::collections::HashSet<String> = numbers.iter().cloned().collect();
+            numbers.extend(watched.into_iter().filter(|n| !configured.contains(n)));
+        }
+        for number in numbers {
             if !self.accounts.contains_key(&number) {
                 match store::get_account(&self.db, &number).await? {
                     Some(account) => {
@@ -114,6 +122,9 @@ impl Generator {
                 }
             }
             let Some(account) = self.accounts.get(&number).cloned() else { continue };
+            if account.closed {
+                continue;
+            }
             // Renew the lease per account, so a long tick never outlives it while another
             // instance takes over (the balance check would refuse the double write anyway).
             if leased && !self.lead().await? {
@@ -188,6 +199,29 @@ impl Generator {
             balance_after: Cents(balance.0 + amount.0),
         }
     }
+}
+
+/// A new account's first days, in demo mode: `count` random transactions spread over the last
+/// `days` days, oldest first, each written like any other (so the dashboard, the chart and the
+/// search have something to show from the first sign-in).
+pub async fn sample_history(
+    db: &Db,
+    config: &Config,
+    account: &Account,
+    count: usize,
+    days: i64,
+) -> Result<()> {
+    let generator = Generator::new(db.clone(), config.clone(), Arc::new(vendors()?))?;
+    let now = now_ms();
+    let step = days * 86_400_000 / count.max(1) as i64;
+    let mut balance = store::balance(db, &account.number).await?;
+    for i in 0..count {
+        let date = now - (count - i) as i64 * step;
+        let tx =
+            generator.random_transaction(account, balance, store::next_transaction_id(date), date);
+        balance = store::record(db, config, balance, &tx).await?.balance;
+    }
+    Ok(())
 }
 
 /// A stable 10-digit account number for a vendor.

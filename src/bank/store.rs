@@ -95,6 +95,55 @@ pub async fn all_account_numbers(db: &Db) -> Result<Vec<String>> {
     Ok(numbers)
 }
 
+/// How often each app instance says which accounts it streams ([`note_watched`]); an account
+/// not said again within three of these is no longer watched.
+pub const WATCH_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Notes that `numbers` are streamed by this instance now (for the generator, in demo mode).
+pub async fn note_watched(db: &Db, numbers: &[String], now: i64) -> Result<()> {
+    if numbers.is_empty() {
+        return Ok(());
+    }
+    let key = db.keys.watched();
+    db.run(async |c| {
+        let mut cmd = redis::cmd("ZADD");
+        cmd.arg(&key);
+        for number in numbers {
+            cmd.arg(now).arg(number);
+        }
+        cmd.query_async::<_, ()>(c).await
+    })
+    .await
+}
+
+/// Up to `max` accounts streamed by some instance within three [`WATCH_REFRESH`] periods,
+/// most recently noted first; older entries are dropped on the way.
+pub async fn watched_accounts(db: &Db, now: i64, max: usize) -> Result<Vec<String>> {
+    let key = db.keys.watched();
+    let since = now - 3 * WATCH_REFRESH.as_millis() as i64;
+    db.run(async |c| {
+        let (numbers,): (Vec<String>,) = redis::pipe()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(format!("({since}"))
+            .ignore()
+            .cmd("ZRANGE")
+            .arg(&key)
+            .arg("+inf")
+            .arg(since)
+            .arg("BYSCORE")
+            .arg("REV")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(max)
+            .query_async(c)
+            .await?;
+        Ok(numbers)
+    })
+    .await
+}
+
 /// The configured accounts (the generator's work list).
 pub async fn account_numbers(db: &Db) -> Result<Vec<String>> {
     let key = db.keys.accounts();

@@ -117,6 +117,10 @@ pub struct BankConfig {
     /// What an account a customer opens starts with, in cents. Unset: $1,000.00 while
     /// `demo_users` is on, nothing otherwise (a public sign-up must not hand out money).
     pub opening_balance_cents: Option<i64>,
+    /// In demo mode, the accounts customers opened get generated transactions only while a
+    /// dashboard or app streams them, at most this many accounts a tick (a public demo's
+    /// sign-ups must not become unbounded load).
+    pub generator_watched_max: usize,
 }
 
 /// Transfers: the daily limit, PSD2's low-value exemption, pending transfers.
@@ -261,6 +265,7 @@ impl Default for BankConfig {
             transaction_retention_days: 30,
             stream_retention_hours: 24,
             opening_balance_cents: None,
+            generator_watched_max: 100,
         }
     }
 }

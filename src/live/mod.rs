@@ -36,9 +36,15 @@ pub fn stage() -> AdHoc {
         Ok(rocket
             .manage(hub.clone())
             .mount("/", routes![routes::events])
-            .attach(AdHoc::on_liftoff("Pub/sub bridge", |rocket| {
+            .attach(AdHoc::on_liftoff("Pub/sub bridge", move |rocket| {
                 // The one subscriber connection of this process, until shutdown.
                 Box::pin(async move {
+                    // In demo mode the generator writes for the customers' accounts someone
+                    // watches: say which ones this instance streams.
+                    if config.demo_users && config.bank.generator_interval_ms > 0 {
+                        let watched = hub.clone();
+                        tokio::spawn(note_watched(db.clone(), watched, rocket.shutdown()));
+                    }
                     tokio::spawn(bridge::run(db, hub, interest, rocket.shutdown()));
                 })
             }))
@@ -107,5 +113,27 @@ impl Fairing for StreamListener {
             ip_header: rocket.config().ip_header.as_ref().map(|h| h.to_string()),
         };
         tokio::spawn(listener::serve(socket, Arc::new(context), rocket.shutdown()));
+    }
+}
+
+/// Every [`crate::bank::store::WATCH_REFRESH`] until `shutdown`: the accounts this instance
+/// streams now, for the generator. A failure is logged once and tried again the next time.
+async fn note_watched(db: Db, hub: Arc<Hub>, mut shutdown: rocket::Shutdown) {
+    let mut ticker = tokio::time::interval(crate::bank::store::WATCH_REFRESH);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = ticker.tick() => {}
+        }
+        let watched = hub.watched();
+        match crate::bank::store::note_watched(&db, &watched, crate::clock::now_ms()).await {
+            Ok(()) => failing = false,
+            Err(e) if !failing => {
+                rocket::warn!("live: the watched accounts were not noted ({e})");
+                failing = true;
+            }
+            Err(_) => {}
+        }
     }
 }

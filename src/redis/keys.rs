@@ -361,6 +361,13 @@ impl Keys {
         format!("{}replication:probe", self.prefix)
     }
 
+    /// Sorted set: accounts with a dashboard or app streaming them now, by when an app instance
+    /// last said so (every [`crate::bank::store::WATCH_REFRESH`]); in demo mode the generator
+    /// writes for the customers' accounts among them.
+    pub fn watched(&self) -> String {
+        format!("{}generator:watched", self.prefix)
+    }
+
     pub fn generator_leader(&self) -> String {
         format!("{}generator:leader", self.prefix)
     }

@@ -1330,3 +1330,23 @@ fn transaction_ids_grow_with_time_and_never_repeat() {
     assert_ne!(first, second);
     assert!(first.max(second) < later, "{first} {second} {later}");
 }
+
+/// The generator's list of watched accounts: at most the cap, the most recently noted first, and
+/// an account no instance noted for three refreshes is no longer on it.
+#[rocket::async_test]
+async fn watched_accounts_are_capped_newest_first_and_forgotten_when_nobody_notes_them() {
+    let app = TestApp::new().await;
+    let db = app.db();
+    let now = now_ms();
+    let refresh = store::WATCH_REFRESH.as_millis() as i64;
+    store::note_watched(db, &["1000000001".into()], now - 4 * refresh).await.unwrap();
+    store::note_watched(db, &["1000000002".into()], now - refresh).await.unwrap();
+    store::note_watched(db, &["1000000003".into(), "1000000004".into()], now).await.unwrap();
+    let capped = store::watched_accounts(db, now, 2).await.unwrap();
+    assert_eq!(capped.len(), 2, "{capped:?}");
+    assert!(capped.iter().all(|n| n == "1000000003" || n == "1000000004"), "{capped:?}");
+    let all = store::watched_accounts(db, now, 10).await.unwrap();
+    assert_eq!(all.len(), 3, "{all:?}");
+    assert_eq!(all[2], "1000000002");
+    assert!(!all.contains(&"1000000001".to_owned()), "an account nobody noted lately: {all:?}");
+}

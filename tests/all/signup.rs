@@ -334,3 +334,59 @@ async fn the_address_moves_once_the_new_one_confirms_and_the_old_one_can_undo_it
     assert_eq!(status, 401);
     server.stop().await.unwrap();
 }
+
+/// In demo mode a new account starts with a sample history (so its dashboard shows something),
+/// then the generator writes for it only while someone watches it: an account nobody streams
+/// costs nothing, however many are opened.
+#[rocket::async_test]
+async fn a_demo_account_starts_with_a_history_and_grows_only_while_watched() {
+    let server =
+        TestServer::start(shared_redis(), None, |f| f.merge(("generator_interval_ms", 100))).await;
+    let mut tokens = Vec::new();
+    for name in ["watched", "unwatched"] {
+        let email = new_address(name);
+        assert_eq!(open(&server, "Dana Scully", &email, PASSWORD).await.0, 201);
+        assert_eq!(confirm(&server, &email, Some(PASSWORD)).await.0, 204);
+        tokens.push(sign_in(&server, &email, PASSWORD).await.expect("signed in"));
+    }
+    let history = async |token: &str| -> Vec<Value> {
+        let (status, list) = server.as_token(token).get("/api/v1/transactions?limit=100").await;
+        assert_eq!(status, 200, "{list}");
+        list.as_array().unwrap().clone()
+    };
+    let first = history(&tokens[0]).await;
+    assert_eq!(first.len(), 20, "{first:?}");
+    let dates: Vec<i64> = first.iter().map(|t| t["date"].as_i64().unwrap()).collect();
+    assert!(dates.windows(2).all(|w| w[0] > w[1]), "newest first: {dates:?}");
+    assert!(dates[0] - dates[19] > 7 * 86_400_000, "spread over days: {dates:?}");
+    let (_, account) = server.as_token(&tokens[0]).get("/api/v1/account").await;
+    let moved: i64 = first.iter().map(|t| cents(&t["amount"])).sum();
+    assert_eq!(cents(&account["balance"]), 100_000 + moved, "{account}");
+
+    // One of them streams its account: only that one grows.
+    let stream = server.http.get(server.url("/events")).bearer_auth(&tokens[0]).send();
+    let stream = stream.await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while history(&tokens[0]).await.len() <= 20 {
+        assert!(std::time::Instant::now() < deadline, "nothing generated for a watched account");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(history(&tokens[1]).await.len(), 20, "an account nobody watches grew");
+    // Closed: it stops once no instance says it is watched (three refreshes). Counted in the
+    // account's stream, which no page size caps.
+    drop(stream);
+    let number = account["number"].as_str().unwrap().to_owned();
+    let stream_key = server.keys().stream(&number);
+    let written = async || -> i64 {
+        let mut c = shared_redis().conn().await;
+        redis::cmd("XLEN").arg(&stream_key).query_async(&mut c).await.unwrap()
+    };
+    tokio::time::sleep(redbank::bank::store::WATCH_REFRESH * 3 + std::time::Duration::from_secs(1))
+        .await;
+    let settled = written().await;
+    assert!(settled > 20, "{settled}");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(written().await, settled, "it still grows after its stream closed");
+    server.stop().await.unwrap();
+}

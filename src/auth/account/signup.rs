@@ -248,6 +248,10 @@ pub async fn confirm(
     Ok(username)
 }
 
+/// A demo account's first history: this many transactions over this many days.
+const SAMPLE_TRANSACTIONS: usize = 20;
+const SAMPLE_DAYS: i64 = 14;
+
 /// A new checking account number (10 digits, not starting with 0 or 9: 9… are the bank's own)
 /// for `username`.
 async fn open_checking_account(
@@ -267,6 +271,20 @@ async fn open_checking_account(
             closed: false,
         };
         if bank::open_account(db, &account, opening).await? {
+            // A demo account starts with a little history, so its dashboard, chart and search
+            // show something at the first sign-in; later ones come while it is watched.
+            if config.demo_users {
+                let sampled = crate::bank::generator::sample_history(
+                    db,
+                    config,
+                    &account,
+                    SAMPLE_TRANSACTIONS,
+                    SAMPLE_DAYS,
+                );
+                if let Err(e) = sampled.await {
+                    rocket::warn!("account {number}: no sample history ({e})");
+                }
+            }
             return Ok(number);
         }
     }
