@@ -231,6 +231,9 @@ impl SessionDoc {
             idle_left_secs: (left_ms / 1000) as u64,
             idle_minutes: config.session.idle_secs.div_ceil(60),
             password_outdated: self.password_outdated,
+            // A session at AAL1 is a password sign-in of a user without any factor (one with a
+            // factor never has a password-only session): offer the passkey, with no lookup.
+            offer_passkey: self.assurance.aal < 2 && !self.is_admin(),
         }
     }
 }
@@ -244,6 +247,8 @@ pub struct PageUser {
     pub idle_left_secs: u64,
     pub idle_minutes: u64,
     pub password_outdated: bool,
+    /// Signed in with a password alone: the dashboard offers a passkey.
+    pub offer_passkey: bool,
 }
 
 /// A live session: its public id (the key suffix, base64url SHA-256 of the token), its document

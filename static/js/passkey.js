@@ -102,13 +102,25 @@
     window.location.reload();
   }
 
-  // A passkey's answer (JSON) to the request options `optionsUrl` gives for `body`.
-  async function answer(optionsUrl, body) {
+  // The passkey request the sign-in page keeps open for the browser's autofill, if any: a
+  // button's own request cancels it first (one WebAuthn request at a time).
+  let autofill = null;
+
+  // A passkey's answer (JSON) to the request options `optionsUrl` gives for `body`; with
+  // `conditional`, offered in the username field's autofill rather than in a dialog.
+  async function answer(optionsUrl, body, conditional) {
+    if (autofill && !conditional) { autofill.abort(); autofill = null; }
     const options = await post(optionsUrl, body);
     const pk = options.publicKey;
     pk.challenge = fromB64u(pk.challenge);
     (pk.allowCredentials || []).forEach(function (c) { c.id = fromB64u(c.id); });
-    const a = await navigator.credentials.get({ publicKey: pk });
+    const request = { publicKey: pk };
+    if (conditional) {
+      autofill = new AbortController();
+      request.mediation = 'conditional';
+      request.signal = autofill.signal;
+    }
+    const a = await navigator.credentials.get(request);
     return {
       id: a.id,
       rawId: toB64u(a.rawId),
@@ -149,7 +161,30 @@
 
   window.redbankPasskey = { assert: assert, answer: answer, showError: showError };
 
+  // Passkey autofill (conditional mediation) on the sign-in page: where the browser offers
+  // passkeys next to saved usernames, picking one signs in; nothing shows elsewhere, and a
+  // cancelled or failed autofill request stays silent (the form and the button still work).
+  async function offerAutofill() {
+    if (!document.getElementById('login-username') || !window.PublicKeyCredential) return;
+    const available = PublicKeyCredential.isConditionalMediationAvailable;
+    if (!available || !(await available.call(PublicKeyCredential))) return;
+    let a;
+    try {
+      a = await answer('/login/passkey/options', undefined, true);
+    } catch (e) {
+      return;
+    }
+    autofill = null;
+    try {
+      const done = await post('/login/passkey', a);
+      window.location.assign(done.redirect || '/dashboard');
+    } catch (e) {
+      showError(e);
+    }
+  }
+
   const verify = document.getElementById('verify');
+  offerAutofill();
   on('passkey-sign-in', signIn);
   on('passkey-add', register);
   on('passkey-verify', function () {

@@ -390,3 +390,23 @@ async fn a_demo_account_starts_with_a_history_and_grows_only_while_watched() {
     assert_eq!(written().await, settled, "it still grows after its stream closed");
     server.stop().await.unwrap();
 }
+
+/// After a sign-in with a password alone, the dashboard offers a passkey; a session made with a
+/// second factor (AAL2) is not offered one.
+#[rocket::async_test]
+async fn a_password_sign_in_is_offered_a_passkey_and_a_strong_one_is_not() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let bob = server.cookie_user("bob", "foobared").await;
+    let dashboard = async || {
+        let res = bob.request(reqwest::Method::GET, "/dashboard").send().await.unwrap();
+        res.text().await.unwrap()
+    };
+    let html = dashboard().await;
+    assert!(html.contains("id=\"offer-passkey\""), "no passkey offered after a password sign-in");
+    assert!(html.contains("href=\"/security#passkeys\""));
+    let key = server.keys().session(&common::session_id(&bob.cookie));
+    let mut conn = shared_redis().conn().await;
+    common::json_set(&mut conn, &key, "$.aal", 2).await;
+    assert!(!dashboard().await.contains("offer-passkey"), "offered at AAL2");
+    server.stop().await.unwrap();
+}
