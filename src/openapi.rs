@@ -65,6 +65,7 @@ use crate::{admin, bank, transfer};
         auth::account::routes::password_reset_passkey,
         auth::account::routes::password_reset,
         auth::account::routes::open_account,
+        auth::account::routes::signup_passkey_options,
         auth::account::routes::email_verify,
         auth::account::routes::email_change,
         auth::account::routes::email_undo,

@@ -653,8 +653,52 @@ async fn the_whole_flow_in_a_real_browser() {
     )
     .await;
 
+    step(
+        "a new customer opens an account with a passkey and signs in through the autofill",
+        passkey_customer(&server),
+    )
+    .await;
+
     client.close().await.unwrap();
     server.stop().await.unwrap();
+}
+
+/// A new customer, in a browser of their own with a passkey device: applies without a password,
+/// follows the link mailed to them in that browser, creates the passkey there — the account
+/// opens — and the sign-in page's autofill signs them in with it, at two factors.
+async fn passkey_customer(server: &TestServer) {
+    let driver = Driver::start();
+    let client = driver.connect().await;
+    let authenticator = json!({
+        "protocol": "ctap2", "transport": "internal", "hasResidentKey": true,
+        "hasUserVerification": true, "isUserVerified": true,
+    });
+    client.issue_cmd(Chromedriver("webauthn/authenticator", authenticator)).await.unwrap();
+    let url = |path: &str| format!("{}{path}", server.origin);
+    let email =
+        format!("grace.{}@example.com", redbank::secret::random_token()[..8].to_lowercase());
+    client.goto(&url("/signup")).await.unwrap();
+    let field = |css: &'static str| client.find(Locator::Css(css));
+    field("#signup-name").await.unwrap().send_keys("Grace Passkey").await.unwrap();
+    field("#signup-email").await.unwrap().send_keys(&email).await.unwrap();
+    field("#signup-with-passkey").await.unwrap().click().await.unwrap();
+    wait_for(&client, "document.querySelector('#signup-sent')", Duration::from_secs(5)).await;
+    assert!(text(&client, "#signup").await.contains("create your passkey"));
+    assert_accessible(&client, "signup sent, with a passkey").await;
+
+    let mail = server.mail.about(&email, "Confirm your", 0).await;
+    let link = mail.link(&format!("{}/email/verify?token=", server.origin)).expect("a link");
+    client.goto(&link).await.unwrap();
+    wait_for(&client, "document.querySelector('#signup-passkey')", Duration::from_secs(5)).await;
+    assert_accessible(&client, "confirm the address with a passkey").await;
+    screenshot(&client, "signup-passkey").await;
+    field("#signup-passkey").await.unwrap().click().await.unwrap();
+    wait_for(&client, "location.pathname === '/dashboard'", Duration::from_secs(15)).await;
+    assert_eq!(text(&client, "#holder").await, "Grace Passkey");
+    client.goto(&url("/sessions")).await.unwrap();
+    let current = client.find(Locator::Css("tr.session.current td.aal")).await.unwrap();
+    assert_eq!(current.attr("data-aal").await.unwrap().as_deref(), Some("2"));
+    client.close().await.unwrap();
 }
 
 /// Types a code of alice's demo authenticator app into `/login/verify` (the app accepts each

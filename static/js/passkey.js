@@ -67,17 +67,13 @@
     });
   }
 
-  async function register() {
-    const input = document.getElementById('passkey-name');
-    const name = input && input.value.trim() ? input.value.trim() : undefined;
-    const options = await post('/api/v1/passkeys/options', name ? { name: name } : {});
-    let code = options.email_code_required ? await emailCode() : undefined;
-    const pk = options.publicKey;
+  // A new passkey for creation options `pk` (binary fields in base64url), as the JSON answer.
+  async function create(pk) {
     pk.challenge = fromB64u(pk.challenge);
     pk.user.id = fromB64u(pk.user.id);
     (pk.excludeCredentials || []).forEach(function (c) { c.id = fromB64u(c.id); });
     const cred = await navigator.credentials.create({ publicKey: pk });
-    const answer = {
+    return {
       id: cred.id,
       rawId: toB64u(cred.rawId),
       type: cred.type,
@@ -88,6 +84,29 @@
       },
       extensions: cred.getClientExtensionResults(),
     };
+  }
+
+  // The mailed link of an application without a password: the passkey opens the account (the
+  // application's secret travels in this browser's cookie).
+  async function openWithPasskey() {
+    const button = document.getElementById('signup-passkey');
+    const token = button.dataset.token;
+    const options = await post('/api/v1/signup/passkey/options', { token: token });
+    const answer = await create(options.publicKey);
+    await post('/api/v1/email/verify', { token: token, passkey: answer });
+    const done = document.getElementById('signup-opened');
+    done.textContent = 'Your account is open. Sign in with your passkey: pick it when you sign in.';
+    done.hidden = false;
+    button.hidden = true;
+    window.location.assign('/login');
+  }
+
+  async function register() {
+    const input = document.getElementById('passkey-name');
+    const name = input && input.value.trim() ? input.value.trim() : undefined;
+    const options = await post('/api/v1/passkeys/options', name ? { name: name } : {});
+    let code = options.email_code_required ? await emailCode() : undefined;
+    const answer = await create(options.publicKey);
     for (;;) {
       try {
         await post('/api/v1/passkeys', code === undefined ? answer : Object.assign({ email_code: code }, answer));
@@ -187,6 +206,7 @@
   offerAutofill();
   on('passkey-sign-in', signIn);
   on('passkey-add', register);
+  on('signup-passkey', openWithPasskey);
   on('passkey-verify', function () {
     return verify && verify.dataset.mode === 'step-up' ? stepUp(verify.dataset.next) : signIn();
   });

@@ -73,13 +73,16 @@ async fn an_account_opens_when_its_link_is_followed_with_the_password_chosen() {
         assert_eq!((status.as_u16(), &answer["field"]), (422, &json!("password")), "{answer}");
     }
     assert_eq!(confirm(&server, &email, Some(PASSWORD)).await.0, 204);
-    // Signed in with the address (any case): the account, its opening balance, transfers.
+    // Signed in with the address (any case): the account, its opening balance (and, in demo
+    // mode, the sample history on top of it), transfers.
     let token = sign_in(&server, &email.to_uppercase(), PASSWORD).await.expect("signed in");
     let me = server.as_token(&token);
     let (_, who) = me.get("/api/v1/me").await;
     assert_eq!(who["user"]["display_name"], "Ada Lovelace");
     let (_, account) = me.get("/api/v1/account").await;
-    assert_eq!(cents(&account["balance"]), 100_000, "{account}");
+    let (_, history) = me.get("/api/v1/transactions?limit=100").await;
+    let moved: i64 = history.as_array().unwrap().iter().map(|t| cents(&t["amount"])).sum();
+    assert_eq!(cents(&account["balance"]), 100_000 + moved, "{account}");
     let number = who["user"]["account"].as_str().unwrap().to_owned();
     let send = |to: &str| json!({"to_account": to, "amount": 5});
     let req = me.request(reqwest::Method::POST, "/api/v1/transfers").header("Idempotency-Key", "a");
@@ -408,5 +411,66 @@ async fn a_password_sign_in_is_offered_a_passkey_and_a_strong_one_is_not() {
     let mut conn = shared_redis().conn().await;
     common::json_set(&mut conn, &key, "$.aal", 2).await;
     assert!(!dashboard().await.contains("offer-passkey"), "offered at AAL2");
+    server.stop().await.unwrap();
+}
+
+/// An account opened with a passkey: the application has no password and answers a secret; the
+/// mailed link opens it only with that secret and a passkey made for its options — whoever
+/// reads the mailbox without the secret cannot — and the account then signs in with the
+/// passkey alone (AAL2) and never with a password.
+#[rocket::async_test]
+async fn an_account_opens_with_a_passkey_and_no_password_for_its_applicant_only() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let email = new_address("passkey");
+    let body = json!({"name": "Ada Passkey", "email": email});
+    let (status, applied) = server.anon().post("/api/v1/signup", &body).await;
+    assert_eq!(status, 201, "{applied}");
+    let secret = applied["application"].as_str().expect("the applicant's secret").to_owned();
+    let token = confirmation_token(&server, &email).await;
+    let mail = server.mail.about(&email, "Confirm your", 0).await;
+    assert!(mail.body().contains("create your passkey"), "{}", mail.body());
+
+    // Without the secret (the mailbox's reader), nothing.
+    let options = |application: Option<&str>| json!({"token": token, "application": application});
+    let (status, refused) =
+        server.anon().post("/api/v1/signup/passkey/options", &options(None)).await;
+    assert_eq!((status.as_u16(), &refused["field"]), (422, &json!("application")), "{refused}");
+    let (status, refused) =
+        server.anon().post("/api/v1/signup/passkey/options", &options(Some("guess"))).await;
+    assert_eq!(status, 422, "{refused}");
+    // A password does not open it either: it has none.
+    let with_password = json!({"token": token, "password": PASSWORD});
+    let (status, refused) = server.anon().post("/api/v1/email/verify", &with_password).await;
+    assert_eq!(status, 422, "{refused}");
+
+    let (status, created) =
+        server.anon().post("/api/v1/signup/passkey/options", &options(Some(&secret))).await;
+    assert_eq!(status, 200, "{created}");
+    let mut device = crate::common::passkey::Device::new(&server.origin);
+    let credential = device.register(&created);
+    let stranger = json!({"token": token, "passkey": credential});
+    let (status, refused) = server.anon().post("/api/v1/email/verify", &stranger).await;
+    assert_eq!((status.as_u16(), &refused["field"]), (422, &json!("application")), "{refused}");
+    let opening = json!({"token": token, "application": secret, "passkey": credential});
+    let (status, body) = server.anon().post("/api/v1/email/verify", &opening).await;
+    assert_eq!(status, 204, "{body}");
+    let (status, _) = server.anon().post("/api/v1/email/verify", &opening).await;
+    assert_eq!(status, 410, "the link worked twice");
+
+    // The passkey alone signs in, at AAL2; no password ever does.
+    let (status, request) = server.anon().post("/api/v1/login/passkey/options", &json!({})).await;
+    assert_eq!(status, 200, "{request}");
+    let (status, signed_in) =
+        server.anon().post("/api/v1/login/passkey", &device.sign(&request)).await;
+    assert_eq!(status, 200, "{signed_in}");
+    assert_eq!(signed_in["aal"], 2, "{signed_in}");
+    let me = server.as_token(signed_in["token"].as_str().unwrap());
+    let (_, who) = me.get("/api/v1/me").await;
+    assert_eq!(who["user"]["display_name"], "Ada Passkey");
+    let (_, activity) = me.get("/api/v1/security/activity").await;
+    assert_eq!(activity["factors"]["passkeys"], 1, "{activity}");
+    for password in ["", PASSWORD] {
+        assert!(sign_in(&server, &email, password).await.is_none(), "a password signed in");
+    }
     server.stop().await.unwrap();
 }

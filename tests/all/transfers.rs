@@ -41,14 +41,23 @@ async fn set_bobs_balance(
     server: &TestServer,
     cents: i64,
 ) -> (redbank::redis::Db, redbank::Config) {
+    set_balance(server, BOB, cents).await
+}
+
+/// Sets `account`'s balance to `cents` the same way (one "Rent" row).
+pub(crate) async fn set_balance(
+    server: &TestServer,
+    account: &str,
+    cents: i64,
+) -> (redbank::redis::Db, redbank::Config) {
     use redbank::bank::store as bank;
     let db = redbank::redis::Db::connect(&server.redis_url, &server.prefix, Duration::from_secs(2))
         .unwrap();
     let config = redbank::Config { key_prefix: server.prefix.clone(), ..Default::default() };
-    let balance = bank::balance(&db, BOB).await.unwrap();
+    let balance = bank::balance(&db, account).await.unwrap();
     let date = redbank::clock::now_ms();
     let rent =
-        common::transaction(BOB, "Rent", "Landlord", "debit", cents - balance.0, date, balance);
+        common::transaction(account, "Rent", "Landlord", "debit", cents - balance.0, date, balance);
     bank::record(&db, &config, balance, &rent).await.unwrap();
     (db, config)
 }

@@ -29,6 +29,7 @@ pub fn stage() -> AdHoc {
                 routes::password_reset_passkey,
                 routes::password_reset,
                 routes::open_account,
+                routes::signup_passkey_options,
                 routes::email_verify,
                 routes::email_change,
                 routes::email_undo,

@@ -16,7 +16,9 @@ use super::closing::{self, Export};
 use super::email;
 use super::policy;
 use super::reset::{self, Proof};
-use super::routes::{EMAIL_CHANGE_ANSWER, FORGOT_ANSWER, SIGNUP_ANSWER};
+use super::routes::{
+    EMAIL_CHANGE_ANSWER, FORGOT_ANSWER, SIGNUP_ANSWER, SIGNUP_PASSKEY_ANSWER, signup_cookie_name,
+};
 use super::service::{change_password, confirm_address};
 use super::signup::{self, Application};
 use crate::audit::ClientInfo;
@@ -284,6 +286,9 @@ pub struct SignupForm {
     email: String,
     #[field(default = String::new())]
     password: String,
+    /// `passkey`: the second button, "Open it with a passkey instead" (no password).
+    #[field(default = String::new())]
+    with: String,
 }
 
 #[get("/signup")]
@@ -308,11 +313,24 @@ pub async fn signup_submit(
     if !csrf::check_login_token(jar, config, &form.csrf) {
         return Err(Error::Forbidden("Your form has expired. Please try again.".into()));
     }
-    let application =
-        Application { name: &form.name, email: &form.email, password: &form.password };
+    let passkey = form.with == "passkey";
+    let password = (!passkey).then_some(form.password.as_str());
+    let application = Application { name: &form.name, email: &form.email, password };
     match signup::apply(db, config, passwords, application, &client).await {
-        Ok(()) => {
-            let page = context! { sent: true, message: SIGNUP_ANSWER, email: form.email.trim() };
+        Ok(secret) => {
+            // The secret stays in this browser: the link opens the account only here.
+            if let Some(secret) = secret {
+                jar.add(
+                    rocket::http::Cookie::build((signup_cookie_name(config), secret))
+                        .http_only(true)
+                        .same_site(rocket::http::SameSite::Strict)
+                        .path("/")
+                        .secure(config.session.cookie_secure)
+                        .max_age(rocket::time::Duration::seconds(signup::APPLICATION_SECS as i64)),
+                );
+            }
+            let message = if passkey { SIGNUP_PASSKEY_ANSWER } else { SIGNUP_ANSWER };
+            let page = context! { sent: true, message, passkey, email: form.email.trim() };
             Ok(Page::new(Status::Created, Template::render("account/signup", page)))
         }
         Err(Error::Invalid { field, message }) => {
@@ -332,13 +350,13 @@ pub async fn verify_page(token: Option<&str>, db: &State<Db>) -> Result<NoReferr
 /// password), or a change of address's (a button), or the page that says it no longer works.
 async fn verify_form(db: &Db, token: &str, status: Status, error: Option<&str>) -> Result<Page> {
     let peeked = match signup::peek(db, token).await {
-        Ok(name) => Ok((name, true)),
-        Err(Error::Gone(_)) => email::peek(db, token).await.map(|name| (name, false)),
+        Ok((name, passkey)) => Ok((name, true, passkey)),
+        Err(Error::Gone(_)) => email::peek(db, token).await.map(|name| (name, false, false)),
         Err(e) => Err(e),
     };
     Ok(match peeked {
-        Ok((name, application)) => {
-            let page = context! { name, token, application, error };
+        Ok((name, application, passkey)) => {
+            let page = context! { name, token, application, passkey, error };
             Page::new(status, Template::render("account/verify", page))
         }
         Err(e @ Error::Gone(_)) => verify_gone(&e),

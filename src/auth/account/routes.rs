@@ -1,7 +1,7 @@
 //! The JSON API of a customer's password: judge a candidate, change it, and reset a forgotten
 //! one through the e-mailed link.
 
-use rocket::http::Status;
+use rocket::http::{CookieJar, Status};
 use rocket::serde::json::{Json, Value};
 use rocket::{State, delete, get, post, put};
 use serde::{Deserialize, Serialize};
@@ -20,6 +20,7 @@ use crate::auth::password::Passwords;
 use crate::auth::signin::code::CodeKind;
 use crate::auth::signin::throttle;
 use crate::auth::step_up::{SecondFactorIfAny, SteppedUp};
+use crate::config::Config;
 use crate::error::{ApiError, Error, Result};
 use crate::redis::Db;
 use crate::web::app::App;
@@ -261,8 +262,41 @@ pub struct Signup {
     /// Where the confirmation link goes; the customer then signs in with it.
     #[schema(example = "ada@example.com")]
     email: String,
-    /// At least 15 characters, not common, not containing the name or address.
-    password: String,
+    /// At least 15 characters, not common, not containing the name or address. Left out (or
+    /// null), the account opens with a passkey instead and never has a password.
+    #[serde(default)]
+    password: Option<String>,
+}
+
+/// The answer to an application.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Applied {
+    message: &'static str,
+    /// Without a password: the secret to send back with the link's token (to
+    /// `/api/v1/signup/passkey/options` and `/api/v1/email/verify`) — only the applicant can
+    /// open the account, not whoever reads the mailbox.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    application: Option<String>,
+}
+
+pub const SIGNUP_PASSKEY_ANSWER: &str = "Check your e-mail: we sent a link to confirm the \
+     address. Your account opens when you follow it (within 24 hours, in this browser or app) and \
+     create your passkey.";
+
+/// The cookie that keeps a browser's application secret until its link is followed.
+pub fn signup_cookie_name(config: &Config) -> &'static str {
+    if config.session.cookie_secure { "__Host-redbank_signup" } else { "redbank_signup" }
+}
+
+/// The applicant's secret: the body's, else the browser's cookie.
+fn applicant<'a>(
+    given: Option<&'a str>,
+    jar: &'a CookieJar<'_>,
+    config: &Config,
+) -> Option<String> {
+    given
+        .map(str::to_owned)
+        .or_else(|| jar.get(signup_cookie_name(config)).map(|c| c.value().to_owned()))
 }
 
 pub const SIGNUP_ANSWER: &str = "Check your e-mail: we sent a link to confirm the address. Your \
@@ -277,7 +311,7 @@ pub const SIGNUP_ANSWER: &str = "Check your e-mail: we sent a link to confirm th
     security(()),
     request_body = Signup,
     responses(
-        (status = 201, description = "Applied, or the address was taken (the same answer)", body = Accepted),
+        (status = 201, description = "Applied, or the address was taken (the same answer)", body = Applied),
         (status = 403, description = "This bank does not open accounts online, or a cross-site request", body = ApiError),
         (status = 422, description = "A `name`, `email` or `password` that breaks a rule", body = ApiError),
         (status = 429, description = "Too many applications from this address", body = ApiError),
@@ -290,12 +324,51 @@ pub async fn open_account(
     client: ClientInfo,
     app: App<'_>,
     passwords: &State<std::sync::Arc<Passwords>>,
-) -> Result<(Status, Json<Accepted>)> {
+) -> Result<(Status, Json<Applied>)> {
     let App { db, config } = app;
     let Signup { name, email, password } = &body.0;
-    let application = Application { name, email, password };
-    signup::apply(db, config, passwords, application, &client).await?;
-    Ok((Status::Created, Json(Accepted { message: SIGNUP_ANSWER })))
+    let application = Application { name, email, password: password.as_deref() };
+    let secret = signup::apply(db, config, passwords, application, &client).await?;
+    let message = if secret.is_some() { SIGNUP_PASSKEY_ANSWER } else { SIGNUP_ANSWER };
+    Ok((Status::Created, Json(Applied { message, application: secret })))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct SignupPasskey {
+    /// The `token` of the mailed link.
+    token: String,
+    /// The secret the application answered (a browser's cookie holds it otherwise).
+    #[serde(default)]
+    application: Option<String>,
+}
+
+/// The passkey creation options for an application made without a password: the passkey is
+/// then sent with the link's token to `POST /api/v1/email/verify`.
+#[utoipa::path(
+    tag = "account",
+    security(()),
+    request_body = SignupPasskey,
+    responses(
+        (status = 200, description = "WebAuthn creation options", body = Object),
+        (status = 410, description = "The link was used or has expired", body = ApiError),
+        (status = 422, description = "Not the applicant's secret (`application`), or an application with a password", body = ApiError),
+        (status = 429, description = "Too many passkey ceremonies from this address", body = ApiError),
+    )
+)]
+#[post("/api/v1/signup/passkey/options", data = "<body>")]
+pub async fn signup_passkey_options(
+    _same_origin: SameOrigin,
+    body: SecretJson<SignupPasskey>,
+    jar: &CookieJar<'_>,
+    client: ClientInfo,
+    app: App<'_>,
+    rp: &State<RelyingParty>,
+) -> Result<Json<Value>> {
+    let App { db, config } = app;
+    let secret = applicant(body.0.application.as_deref(), jar, config);
+    let options =
+        signup::passkey_options(db, rp, &body.0.token, secret.as_deref(), &client.ip).await?;
+    Ok(Json(options))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -306,10 +379,20 @@ pub struct Confirmation {
     /// application, not whoever reads the mailbox). Not needed to confirm a change of address.
     #[serde(default)]
     password: Option<String>,
+    /// For a new account applied for without a password: the secret the application answered
+    /// (a browser's cookie holds it otherwise)…
+    #[serde(default)]
+    application: Option<String>,
+    /// …and the passkey's answer (`PublicKeyCredential` JSON) to
+    /// `POST /api/v1/signup/passkey/options`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    passkey: Option<Value>,
 }
 
 /// Confirms an e-mail address with the `token` of the link mailed to it: opens the account
-/// applied for (with its `password`), or makes a change of address.
+/// applied for (with its `password`, or its applicant's secret and a new passkey), or makes a
+/// change of address.
 #[utoipa::path(
     tag = "account",
     security(()),
@@ -318,7 +401,7 @@ pub struct Confirmation {
         (status = 204, description = "Confirmed: the account is open, or the address changed"),
         (status = 409, description = "The address belongs to an account now", body = ApiError),
         (status = 410, description = "The link was used or has expired", body = ApiError),
-        (status = 422, description = "A missing or wrong `password`", body = ApiError),
+        (status = 422, description = "A missing or wrong `password`, or for an account with a passkey a wrong `application` or a `passkey` that did not verify", body = ApiError),
         (status = 429, description = "Too many wrong passwords for this link", body = ApiError),
     )
 )]
@@ -329,9 +412,18 @@ pub async fn email_verify(
     client: ClientInfo,
     app: App<'_>,
     passwords: &State<std::sync::Arc<Passwords>>,
+    rp: &State<RelyingParty>,
+    jar: &CookieJar<'_>,
 ) -> Result<Status> {
     let App { db, config } = app;
-    let Confirmation { token, password } = &body.0;
+    let Confirmation { token, password, application, passkey } = &body.0;
+    if let Some(answer) = passkey {
+        let secret = applicant(application.as_deref(), jar, config);
+        signup::confirm_with_passkey(db, config, rp, token, secret.as_deref(), answer, &client)
+            .await?;
+        jar.remove(rocket::http::Cookie::build(signup_cookie_name(config)).path("/"));
+        return Ok(Status::NoContent);
+    }
     let password = password.as_deref();
     confirm_address(db, config, passwords, token, password, &client).await?;
     Ok(Status::NoContent)

@@ -11,6 +11,10 @@
 //!   account someone else applied for with their address (they would need that password), and
 //!   an application never confirmed leaves nothing behind.
 //! - New customers sign in with their address: no chosen username tells anyone who banks here.
+//! - Or with a passkey alone: an application without a password gets a secret of its own (the
+//!   page keeps it in a cookie, an app gets it in the answer), and the link opens the account
+//!   only with that secret and a passkey created for the link's options — so still only the
+//!   applicant finishes it, and the account never has a password.
 //! - Applications are counted per client address group (`PER_CLIENT` an hour, 429; any attempt
 //!   at all, `ATTEMPTS_PER_MINUTE`), mails per address (`PER_ADDRESS` an hour, then silently
 //!   none), wrong passwords per link (`TRIES`, then the application is dropped).
@@ -21,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::policy;
 use crate::audit;
 use crate::audit::{Activity, ClientInfo};
+use crate::auth::factors::passkey::{self, RelyingParty};
 use crate::auth::model::{Role, User};
 use crate::auth::password::{MAX_PASSWORD_BYTES, Passwords};
 use crate::auth::signin::throttle;
@@ -48,11 +53,11 @@ const HOUR: u64 = 3600;
 /// The longest name accepted.
 const MAX_NAME_CHARS: usize = 80;
 
-/// What a new customer gives.
+/// What a new customer gives: a password, or none to open the account with a passkey.
 pub struct Application<'a> {
     pub name: &'a str,
     pub email: &'a str,
-    pub password: &'a str,
+    pub password: Option<&'a str>,
 }
 
 /// What waits for the confirmation.
@@ -60,7 +65,16 @@ pub struct Application<'a> {
 struct Pending {
     name: String,
     email: String,
+    /// Empty for an application with a passkey.
+    #[serde(default)]
     password_hash: String,
+    /// An application with a passkey: SHA-256 of the secret its applicant holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    applicant: Option<String>,
+    /// The username the account will have, once its passkey's options were asked for (the
+    /// passkey is made for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    username: Option<String>,
 }
 
 fn invalid(field: &'static str, message: &str) -> Error {
@@ -102,22 +116,25 @@ async fn checked(application: &Application<'_>) -> Result<String> {
     if !crate::mail::valid_address(&email) {
         return Err(invalid("email", "Give an e-mail address you can read, like you@example.com."));
     }
-    let personal = policy::words_of(name, Some(&email));
-    if let Some(message) = policy::problem_blocking(application.password, false, personal).await? {
-        return Err(Error::Invalid { field: "password", message });
+    if let Some(password) = application.password {
+        let personal = policy::words_of(name, Some(&email));
+        if let Some(message) = policy::problem_blocking(password, false, personal).await? {
+            return Err(Error::Invalid { field: "password", message });
+        }
     }
     Ok(email)
 }
 
 /// Takes an application: mails the address a link that opens the account, or, when the address
-/// is taken, tells that mailbox. The same `Ok` either way, and the same work before it.
+/// is taken, tells that mailbox. The same `Ok` either way, and the same work before it. For an
+/// application without a password, the secret its applicant must present with the link.
 pub async fn apply(
     db: &Db,
     config: &Config,
     passwords: &Passwords,
     application: Application<'_>,
     client: &ClientInfo,
-) -> Result<()> {
+) -> Result<Option<String>> {
     if !config.registration_open() {
         return Err(Error::Forbidden("This bank does not open accounts online.".into()));
     }
@@ -127,13 +144,22 @@ pub async fn apply(
     let email = checked(&application).await?;
     let per_client = db.keys.throttle_hourly(&format!("signup:{group}"));
     throttle::per_window(db, &per_client, PER_CLIENT, HOUR).await?;
-    let password_hash = passwords.hash(application.password).await?;
+    let (password_hash, secret) = match application.password {
+        Some(password) => (passwords.hash(password).await?, None),
+        None => (String::new(), Some(random_token())),
+    };
     let per_address = db.keys.throttle_hourly(&format!("signup-mail:{email}"));
     match throttle::per_window(db, &per_address, PER_ADDRESS, HOUR).await {
-        Err(Error::TooManyRequests { .. }) => return Ok(()),
+        Err(Error::TooManyRequests { .. }) => return Ok(secret),
         other => other?,
     }
-    let pending = Pending { name: application.name.trim().to_owned(), email, password_hash };
+    let pending = Pending {
+        name: application.name.trim().to_owned(),
+        email,
+        password_hash,
+        applicant: secret.as_deref().map(sha256_hex),
+        username: None,
+    };
     // Whether the address is taken is looked up after the answer is decided, off the request:
     // the two branches differ in work, and the time would say which one ran.
     let (db, config) = (db.clone(), config.clone());
@@ -142,7 +168,7 @@ pub async fn apply(
             rocket::warn!("sign-up: mail not queued: {e}");
         }
     });
-    Ok(())
+    Ok(secret)
 }
 
 /// The link to a free address, or the "someone tried" notice to a taken one.
@@ -163,11 +189,16 @@ async fn mail_applicant(db: &Db, config: &Config, pending: Pending) -> Result<()
     let token = random_token();
     let ttl = std::time::Duration::from_secs(APPLICATION_SECS);
     db.put(&db.keys.email_verification(&sha256_hex(&token)), &pending, As::Text, ttl).await?;
+    let how = if pending.applicant.is_some() {
+        "open it in the browser where you applied, and create your passkey"
+    } else {
+        "enter the password you chose"
+    };
     // No name in the text: it is the applicant's own words, and they could be anyone's.
     let text = format!(
         "Hello,\n\n\
          Someone (we hope you) asked to open a redbank account with this e-mail address. To \
-         open it, follow this link within 24 hours and enter the password you chose:\n\n\
+         open it, follow this link within 24 hours and {how}:\n\n\
          {origin}/email/verify?token={token}\n\n\
          If you did not ask, ignore this e-mail: nothing is opened, and the request is \
          forgotten in a day.\n",
@@ -186,9 +217,72 @@ async fn load(db: &Db, token: &str) -> Result<Pending> {
     db.get_text(&db.keys.email_verification(&sha256_hex(token))).await?.ok_or_else(gone)
 }
 
-/// The name on the application behind `token`, without using it.
-pub async fn peek(db: &Db, token: &str) -> Result<String> {
-    Ok(load(db, token).await?.name)
+/// The name on the application behind `token`, and whether it opens with a passkey, without
+/// using it.
+pub async fn peek(db: &Db, token: &str) -> Result<(String, bool)> {
+    let pending = load(db, token).await?;
+    Ok((pending.name, pending.applicant.is_some()))
+}
+
+/// The applicant's secret must be the one the application was made with.
+fn check_applicant(pending: &Pending, application: Option<&str>) -> Result<()> {
+    let presented = application.map(sha256_hex).unwrap_or_default();
+    let expected = pending.applicant.as_deref().unwrap_or_default();
+    if crate::auth::csrf::tokens_match(expected, &presented) {
+        return Ok(());
+    }
+    Err(invalid(
+        "application",
+        "This link opens an account applied for in another browser or app: open it there.",
+    ))
+}
+
+/// The passkey creation options for the application behind `token` (made without a password),
+/// for its applicant (`application`, the secret given when applying). The account's username is
+/// chosen now: the passkey is made for it.
+pub async fn passkey_options(
+    db: &Db,
+    rp: &RelyingParty,
+    token: &str,
+    application: Option<&str>,
+    ip: &str,
+) -> Result<serde_json::Value> {
+    let mut pending = load(db, token).await?;
+    if pending.applicant.is_none() {
+        return Err(invalid("password", "This application opens with its password."));
+    }
+    check_applicant(&pending, application)?;
+    let username = match &pending.username {
+        Some(username) => username.clone(),
+        None => {
+            let username = new_username();
+            pending.username = Some(username.clone());
+            let json =
+                serde_json::to_string(&pending).map_err(|e| Error::Internal(e.to_string()))?;
+            let key = db.keys.email_verification(&sha256_hex(token));
+            let kept: Option<String> = db
+                .run(async |c| {
+                    redis::cmd("SET")
+                        .arg(&key)
+                        .arg(&json)
+                        .arg("XX")
+                        .arg("KEEPTTL")
+                        .query_async(c)
+                        .await
+                })
+                .await?;
+            if kept.is_none() {
+                return Err(gone());
+            }
+            username
+        }
+    };
+    passkey::start_registration(db, rp, &username, &pending.name, "Passkey", ip).await
+}
+
+/// A new customer's username: random, so it tells nobody who banks here.
+fn new_username() -> String {
+    format!("c{}", &sha256_hex(&random_token())[..15])
 }
 
 /// Opens the account applied for behind `token`, if `password` is the one chosen; its username.
@@ -227,7 +321,56 @@ pub async fn confirm(
     if taken.is_none() {
         return Err(gone());
     }
-    let username = format!("c{}", &sha256_hex(&random_token())[..15]);
+    let username = new_username();
+    open_for(db, config, username, pending, client).await
+}
+
+/// Opens the account applied for behind `token` with a passkey: the applicant's secret
+/// (`application`) and the passkey's answer to [`passkey_options`]; its username. The account
+/// has no password. 410, 409 as [`confirm`]; 422 naming `application` or `passkey`.
+pub async fn confirm_with_passkey(
+    db: &Db,
+    config: &Config,
+    rp: &RelyingParty,
+    token: &str,
+    application: Option<&str>,
+    answer: &serde_json::Value,
+    client: &ClientInfo,
+) -> Result<String> {
+    let pending = load(db, token).await?;
+    let key = db.keys.email_verification(&sha256_hex(token));
+    if pending.applicant.is_none() {
+        return Err(invalid("password", "Enter the password you chose when you applied."));
+    }
+    check_applicant(&pending, application)?;
+    let refused = || invalid("passkey", "The passkey was not created for this link. Try again.");
+    let Some(username) = pending.username.clone() else { return Err(refused()) };
+    let new =
+        passkey::verify_registration(db, rp, &username, answer).await.map_err(|e| match e {
+            Error::InvalidCode | Error::BadRequest(_) => refused(),
+            e => e,
+        })?;
+    let taken: Option<String> =
+        db.run(async |c| redis::cmd("GETDEL").arg(&key).query_async(c).await).await?;
+    if taken.is_none() {
+        return Err(gone());
+    }
+    let opened = open_for(db, config, username.clone(), pending, client).await?;
+    let view = passkey::store_registration(db, &username, new).await?;
+    let added = Activity::FactorAdded { factor: "passkey".into(), name: Some(view.name) };
+    audit::record(db, &username, client, added).await;
+    Ok(opened)
+}
+
+/// Opens the account of a confirmed application as `username`: the address, the checking
+/// account, the user.
+async fn open_for(
+    db: &Db,
+    config: &Config,
+    username: String,
+    pending: Pending,
+    client: &ClientInfo,
+) -> Result<String> {
     if !users::claim_email(db, &username, &pending.email).await? {
         return Err(Error::Conflict("This address belongs to an account now: sign in.".into()));
     }
