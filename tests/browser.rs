@@ -659,6 +659,12 @@ async fn the_whole_flow_in_a_real_browser() {
     )
     .await;
 
+    step(
+        "another customer forgets their password and resets it from the mailed link",
+        forgetful_customer(&server),
+    )
+    .await;
+
     client.close().await.unwrap();
     server.stop().await.unwrap();
 }
@@ -698,6 +704,51 @@ async fn passkey_customer(server: &TestServer) {
     client.goto(&url("/sessions")).await.unwrap();
     let current = client.find(Locator::Css("tr.session.current td.aal")).await.unwrap();
     assert_eq!(current.attr("data-aal").await.unwrap().as_deref(), Some("2"));
+    client.close().await.unwrap();
+}
+
+/// A customer who opened an account with a password (through the API) forgets it: "Forgot
+/// password?" on the sign-in page, the link mailed to them, a new password by the rules, and a
+/// sign-in with it — each page through axe.
+async fn forgetful_customer(server: &TestServer) {
+    let email = format!("hedy.{}@example.com", redbank::secret::random_token()[..8].to_lowercase());
+    let signup =
+        json!({"name": "Hedy Lamarr", "email": email, "password": "violet quartz river lamp"});
+    let applied = server.http.post(server.url("/api/v1/signup")).json(&signup).send().await;
+    assert_eq!(applied.unwrap().status(), 201);
+    let mail = server.mail.about(&email, "Confirm your", 0).await;
+    let link = mail.link(&format!("{}/email/verify?token=", server.origin)).expect("a link");
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+    let confirm = json!({"token": token, "password": "violet quartz river lamp"});
+    let opened = server.http.post(server.url("/api/v1/email/verify")).json(&confirm).send().await;
+    assert_eq!(opened.unwrap().status(), 204);
+
+    let driver = Driver::start();
+    let client = driver.connect().await;
+    let url = |path: &str| format!("{}{path}", server.origin);
+    client.goto(&url("/login")).await.unwrap();
+    client.find(Locator::Css("#forgot-link")).await.unwrap().click().await.unwrap();
+    wait_for(&client, "document.querySelector('#forgot-form')", Duration::from_secs(5)).await;
+    client.find(Locator::Css("#forgot-login")).await.unwrap().send_keys(&email).await.unwrap();
+    client.find(Locator::Css("#forgot-submit")).await.unwrap().click().await.unwrap();
+    wait_for(&client, "document.querySelector('#forgot-sent')", Duration::from_secs(5)).await;
+    assert_accessible(&client, "reset link sent").await;
+
+    let mail = server.mail.about(&email, "Reset your redbank password", 0).await;
+    let link = mail.link(&format!("{}/password/reset?token=", server.origin)).expect("a link");
+    client.goto(&link).await.unwrap();
+    wait_for(&client, "document.querySelector('#reset-form')", Duration::from_secs(5)).await;
+    assert_accessible(&client, "choose a new password").await;
+    let new = "amber willow canyon drum";
+    client.find(Locator::Css("#reset-password")).await.unwrap().send_keys(new).await.unwrap();
+    client.find(Locator::Css("#reset-submit")).await.unwrap().click().await.unwrap();
+    let done = "document.querySelector('#reset h1')?.textContent.includes('is reset')";
+    wait_for(&client, done, Duration::from_secs(10)).await;
+    assert_accessible(&client, "password reset").await;
+    client.goto(&url("/login")).await.unwrap();
+    submit_login(&client, &email, new).await;
+    wait_for(&client, "location.pathname === '/dashboard'", Duration::from_secs(10)).await;
+    assert_eq!(text(&client, "#holder").await, "Hedy Lamarr");
     client.close().await.unwrap();
 }
 
