@@ -105,23 +105,28 @@ impl Generator {
     /// the tick stops as soon as it is lost.
     async fn tick_inner(&mut self, leased: bool) -> Result<()> {
         let mut numbers = store::account_numbers(&self.db).await?;
+        let configured: std::collections::HashSet<String> = numbers.iter().cloned().collect();
         // In demo mode, also the customers' accounts someone is watching now, up to the cap.
         if self.config.demo_users {
             let max = self.config.bank.generator_watched_max;
             let watched = store::watched_accounts(&self.db, now_ms(), max).await?;
-            let configured: std::collections::HashSet<String> = numbers.iter().cloned().collect();
             numbers.extend(watched.into_iter().filter(|n| !configured.contains(n)));
         }
         for number in numbers {
-            if !self.accounts.contains_key(&number) {
-                match store::get_account(&self.db, &number).await? {
+            // A configured account is read once; a customer's afresh every tick (its holder may
+            // have closed it) and not kept.
+            let account = match self.accounts.get(&number) {
+                Some(account) if configured.contains(&number) => account.clone(),
+                _ => match store::get_account(&self.db, &number).await? {
                     Some(account) => {
-                        self.accounts.insert(number.clone(), account);
+                        if configured.contains(&number) {
+                            self.accounts.insert(number.clone(), account.clone());
+                        }
+                        account
                     }
                     None => continue,
-                }
-            }
-            let Some(account) = self.accounts.get(&number).cloned() else { continue };
+                },
+            };
             if account.closed {
                 continue;
             }

@@ -14,7 +14,7 @@ pub struct Account {
     pub username: String,
     pub holder: String,
     pub city: String,
-    /// Closed by its holder: the ledger is kept under a pseudonym, nothing is paid in.
+    /// Closed by its holder: the ledger is kept under a pseudonym; transfers to it are refused.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub closed: bool,
 }

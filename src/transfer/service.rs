@@ -354,6 +354,10 @@ pub async fn confirm(
     let (t, verified) =
         tokio::join!(pending(db, session, id), passkey::finish_authentication(db, rp, answer));
     let (mut t, verified) = (t?, verified?);
+    // The payee may have closed their account since the transfer was made.
+    if bank::get_account(db, &t.to_account).await?.is_none_or(|payee| payee.closed) {
+        return Err(invalid("to_account", "The payee's account is closed: nothing was sent."));
+    }
     let expected = Purpose::Transfer { user: t.user.clone(), binding: t.binding() };
     if verified.purpose != expected || verified.user != t.user {
         return Err(Error::InvalidCode);

@@ -129,15 +129,16 @@
   // `conditional`, offered in the username field's autofill rather than in a dialog.
   async function answer(optionsUrl, body, conditional) {
     if (autofill && !conditional) { autofill.abort(); autofill = null; }
+    // Set before the options arrive, so a button pressed meanwhile cancels this request too.
+    const mine = conditional ? (autofill = new AbortController()) : null;
     const options = await post(optionsUrl, body);
     const pk = options.publicKey;
     pk.challenge = fromB64u(pk.challenge);
     (pk.allowCredentials || []).forEach(function (c) { c.id = fromB64u(c.id); });
     const request = { publicKey: pk };
-    if (conditional) {
-      autofill = new AbortController();
+    if (mine) {
       request.mediation = 'conditional';
-      request.signal = autofill.signal;
+      request.signal = mine.signal;
     }
     const a = await navigator.credentials.get(request);
     return {

@@ -198,3 +198,31 @@ async fn security_downloads_the_data_and_closes_an_empty_account_once_the_box_is
     assert_eq!(me.get("/api/v1/me").await.0, 401);
     server.stop().await.unwrap();
 }
+
+/// A transfer waiting for its confirmation when its payee closes the account: confirming it is
+/// refused (422 naming the payee), and nothing leaves the sender.
+#[rocket::async_test]
+async fn a_transfer_to_an_account_closed_meanwhile_is_refused_at_its_confirmation() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let (bob, mut device) = crate::transfers::bob_with_passkey(&server).await;
+    let (_, token) = customer(&server, "Annie Easley").await;
+    let (_, who) = server.as_token(&token).get("/api/v1/me").await;
+    let number = who["user"]["account"].as_str().unwrap().to_owned();
+    let body = json!({"to_account": number, "amount": 50});
+    let (status, pending) = crate::transfers::transfer(&server, &bob, "closed-payee", body).await;
+    assert_eq!((status.as_u16(), &pending["status"]), (201, &json!("confirmation_required")));
+    set_balance(&server, &number, 0).await;
+    assert_eq!(server.as_token(&token).delete("/api/v1/account").await.0, 204);
+
+    let (_, before) = server.as_token(&bob).get("/api/v1/account").await;
+    let (status, refused) =
+        crate::transfers::confirm_with_passkey(&server, &bob, &mut device, &pending["id"]).await;
+    assert_eq!((status.as_u16(), &refused["field"]), (422, &json!("to_account")), "{refused}");
+    let (_, after) = server.as_token(&bob).get("/api/v1/account").await;
+    assert_eq!(cents(&after["balance"]), cents(&before["balance"]), "money left the sender");
+    let mut c = shared_redis().conn().await;
+    let payee: i64 =
+        redis::cmd("GET").arg(server.keys().balance(&number)).query_async(&mut c).await.unwrap();
+    assert_eq!(payee, 0, "money reached a closed account");
+    server.stop().await.unwrap();
+}

@@ -527,7 +527,7 @@ fn transfer_path(id: &Value, what: &str) -> String {
 }
 
 /// Confirms bob's pending transfer `id` with his passkey.
-async fn confirm_with_passkey(
+pub(crate) async fn confirm_with_passkey(
     server: &TestServer,
     token: &str,
     device: &mut Device,

@@ -10,7 +10,7 @@
 //! operators' come from the configuration. Then every session and device ends, and the personal
 //! data goes: the user document, the address, the factors, the activity, the devices. The ledger
 //! stays for `transaction_retention_days` under a pseudonym: the account keeps its number (it is
-//! no one's name) with the holder [`PSEUDONYM`], marked closed so nothing can be paid into it, and
+//! no one's name) with the holder [`PSEUDONYM`], marked closed so no new transfer reaches it (one already debited still lands), and
 //! its own transactions and transfers name it so; its live feed (stream, newest-100 list, chart,
 //! spenders, payees) goes. What other customers' statements say of it is theirs, and stays. The
 //! address gets a last mail saying it is done.
@@ -200,6 +200,7 @@ pub async fn close(db: &Db, config: &Config, session: &Session, client: &ClientI
                 .key(keys.balance(number))
                 .key(keys.credits_owed(number))
                 .arg(PSEUDONYM)
+                .arg(crate::bank::model::OPENING_BALANCE.0)
                 .invoke_async(c)
                 .await
         })
@@ -220,10 +221,10 @@ pub async fn close(db: &Db, config: &Config, session: &Session, client: &ClientI
             )));
         }
     }
-    // The generator no longer writes for it.
-    let opened = keys.accounts_opened();
-    db.run(async |c| redis::cmd("SREM").arg(&opened).arg(number).query_async::<_, ()>(c).await)
-        .await?;
+    // Until the sessions end, every step can simply run again: a closing that failed half-way
+    // is finished by the customer's next try (the script above marks an empty account closed
+    // again, and the account stays the customer's own until the very end).
+    pseudonymise_ledger(db, &user).await?;
     if let Some(address) = &user.email {
         let text = format!(
             "Hello {name},\n\n\
@@ -245,7 +246,10 @@ pub async fn close(db: &Db, config: &Config, session: &Session, client: &ClientI
     }
     store::destroy_others(db, username, None).await?;
     erase_personal_data(db, &user).await?;
-    pseudonymise_ledger(db, &user).await?;
+    // Last: no longer a customer's own account (nor, for the generator, one to write for).
+    let opened = keys.accounts_opened();
+    db.run(async |c| redis::cmd("SREM").arg(&opened).arg(number).query_async::<_, ()>(c).await)
+        .await?;
     rocket::info!("account {number} closed by its holder");
     Ok(())
 }

@@ -350,13 +350,14 @@ pub async fn confirm_with_passkey(
             Error::InvalidCode | Error::BadRequest(_) => refused(),
             e => e,
         })?;
+    // The passkey first: an account must never open with nothing to sign in with.
+    let view = passkey::store_registration(db, &username, new).await?;
     let taken: Option<String> =
         db.run(async |c| redis::cmd("GETDEL").arg(&key).query_async(c).await).await?;
     if taken.is_none() {
         return Err(gone());
     }
     let opened = open_for(db, config, username.clone(), pending, client).await?;
-    let view = passkey::store_registration(db, &username, new).await?;
     let added = Activity::FactorAdded { factor: "passkey".into(), name: Some(view.name) };
     audit::record(db, &username, client, added).await;
     Ok(opened)
