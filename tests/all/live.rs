@@ -189,7 +189,7 @@ async fn a_mobile_client_streams_with_its_bearer_token_and_resumes_on_both_serve
         let mut sse = Sse::new(open(Some(seen)).await.unwrap());
         let mut got = Vec::new();
         while got.len() < missed.len() {
-            got.push(sse.expect("transaction", Duration::from_secs(3)).await.id.unwrap());
+            got.push(sse.expect("transaction", Duration::from_secs(10)).await.id.unwrap());
         }
         assert_eq!(got, missed, "{via:?}: the replay differs from the stream");
     }
@@ -740,13 +740,16 @@ async fn with_a_replica_to_wait_for_events_come_once_replicated_and_in_order() {
     let mut sse = Sse::new(res.unwrap());
     let mut config = redbank::Config { key_prefix: server.prefix.clone(), ..Default::default() };
     config.redis.min_replicas_ack = Some(1);
-    let db = redbank::redis::Db::connect(&primary.url(), &server.prefix, Duration::from_secs(1))
+    // Room for the replica's confirmation when the whole suite shares the machine (the bound of
+    // its WAITAOF is half of this).
+    config.redis.timeout_ms = 4_000;
+    let db = redbank::redis::Db::connect(&primary.url(), &server.prefix, Duration::from_secs(4))
         .unwrap();
     let mut generator =
         Generator::new(db, config, std::sync::Arc::new(vendors().unwrap())).unwrap();
 
     generator.tick().await.unwrap();
-    let first = sse.expect("transaction", Duration::from_secs(3)).await.id.unwrap();
+    let first = sse.expect("transaction", Duration::from_secs(10)).await.id.unwrap();
     // The replica stops answering: the next transaction is written but not announced.
     replica.freeze();
     generator.tick().await.unwrap();
