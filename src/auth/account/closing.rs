@@ -10,9 +10,9 @@
 //! operators' come from the configuration. Then every session and device ends, and the personal
 //! data goes: the user document, the address, the factors, the activity, the devices. The ledger
 //! stays for `transaction_retention_days` under a pseudonym: the account keeps its number (it is
-//! no one's name) with the holder [`PSEUDONYM`], marked closed so no new transfer reaches it (one already debited still lands), and
-//! its own transactions and transfers name it so; its live feed (stream, newest-100 list, chart,
-//! spenders, payees) goes. What other customers' statements say of it is theirs, and stays. The
+//! no one's name) with the holder [`PSEUDONYM`], marked closed so no new transfer reaches it (one
+//! already debited still lands), and its own transactions and transfers name it so; its live feed
+//! (stream, newest-100 list, chart, spenders, payees) goes. What other customers' statements say of it is theirs, and stays. The
 //! address gets a last mail saying it is done.
 
 use rocket::serde::Serialize;
