@@ -127,6 +127,12 @@ pub async fn export(db: &Db, session: &Session) -> Result<Export> {
     })
 }
 
+/// The name the export is saved under: the account and the day (`redbank-<number>-<date>.json`).
+pub fn export_filename(session: &Session) -> String {
+    let day = rfc3339_ms(now_ms());
+    format!("redbank-{}-{}.json", session.doc.account, day.get(..10).unwrap_or(""))
+}
+
 /// The transfers `number`'s holder started that are still kept, newest first.
 async fn transfers_of(db: &Db, number: &str) -> Result<Vec<Transfer>> {
     let index = db.keys.transfers_of(number);

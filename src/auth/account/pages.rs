@@ -480,9 +480,7 @@ pub async fn export_download(
 ) -> Result<Attachment<Json<Export>>> {
     let session = &user.0.0;
     let export = closing::export(db, session).await?;
-    let day = crate::clock::rfc3339_ms(crate::clock::now_ms());
-    let filename = format!("redbank-{}-{}.json", session.doc.account, day.get(..10).unwrap_or(""));
-    Ok(Attachment { filename, body: Json(export) })
+    Ok(Attachment { filename: closing::export_filename(session), body: Json(export) })
 }
 
 #[derive(Debug, FromForm)]

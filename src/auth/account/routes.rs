@@ -500,9 +500,7 @@ pub async fn account_export(
 ) -> Result<Attachment<Json<Export>>> {
     let session = &user.0.session;
     let export = closing::export(db, session).await?;
-    let day = crate::clock::rfc3339_ms(crate::clock::now_ms());
-    let filename = format!("redbank-{}-{}.json", session.doc.account, day.get(..10).unwrap_or(""));
-    Ok(Attachment { filename, body: Json(export) })
+    Ok(Attachment { filename: closing::export_filename(session), body: Json(export) })
 }
 
 /// Closes the caller's account (GDPR Art. 17), after a recent step-up: it must be empty (send the
