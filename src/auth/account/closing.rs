@@ -264,40 +264,19 @@ pub async fn close(db: &Db, config: &Config, session: &Session, client: &ClientI
 async fn erase_personal_data(db: &Db, user: &User) -> Result<()> {
     let keys = &db.keys;
     let name = &user.username;
-    let handle_key = keys.user_handle(name);
-    let handle: Option<String> =
-        db.run(async |c| redis::cmd("GET").arg(&handle_key).query_async(c).await).await?;
+    // Every factor, the passkey handle and the activity, as for a user the configuration drops.
+    factors::forget_user(db, name).await?;
+    throttle::forget_devices(db, name).await?;
     let mut gone = vec![
-        keys.totp(name),
-        keys.totp_pending(name),
-        keys.enrol_code(name),
-        keys.renew_code(name),
-        keys.recovery_issued(name),
-        keys.recovery_codes(name),
-        keys.passkeys(name),
-        handle_key,
-        keys.activity(name),
-        keys.devices(name),
         keys.sca_tally(name),
         keys.throttle_codes(name),
         keys.codes_lock_announced(name),
         keys.throttle_mail(name),
     ];
-    if let Some(handle) = handle {
-        gone.push(keys.handle_owner(&handle));
-    }
     if let Some(address) = &user.email {
         gone.push(keys.email_owner(&address.to_lowercase()));
     }
-    // Each key on its own: they live in different slots.
-    db.run(async |c| {
-        let mut pipe = redis::pipe();
-        for key in &gone {
-            pipe.cmd("DEL").arg(key).ignore();
-        }
-        pipe.query_async::<_, ()>(c).await
-    })
-    .await?;
+    factors::delete_each(db, &gone).await?;
     // The user document last: while it exists, a retry of a failed closing finds the rest.
     users::delete_user(db, name).await?;
     Ok(())

@@ -202,7 +202,7 @@ pub async fn drop_pending(db: &Db, username: &str) -> Result<()> {
 
 /// Deletes `keys` in one round trip, one `DEL` per key (not one multi-key `DEL`), so it stays
 /// valid on Redis Cluster whatever slots the keys hash to.
-async fn delete_each(db: &Db, keys: &[String]) -> Result<()> {
+pub(crate) async fn delete_each(db: &Db, keys: &[String]) -> Result<()> {
     db.run(async |c| {
         let mut pipe = redis::pipe();
         for key in keys {
