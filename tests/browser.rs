@@ -96,10 +96,26 @@ impl Drop for Driver {
     }
 }
 
-/// A POST to one of chromedriver's own endpoints under the session (`se/log`: the browser
-/// console, with `goog:loggingPrefs`; `goog/cdp/execute`: a Chrome DevTools command).
+/// A request to one of chromedriver's own endpoints under the session: a POST (`se/log`: the
+/// browser console, with `goog:loggingPrefs`; `goog/cdp/execute`: a Chrome DevTools command;
+/// `webauthn/authenticator`: a virtual authenticator), or a DELETE (WebDriver's "Remove All
+/// Credentials").
 #[derive(Debug)]
-struct Chromedriver(&'static str, Value);
+struct Chromedriver {
+    method: http::Method,
+    path: String,
+    body: Option<Value>,
+}
+
+impl Chromedriver {
+    fn post(path: &str, body: Value) -> Self {
+        Chromedriver { method: http::Method::POST, path: path.to_owned(), body: Some(body) }
+    }
+
+    fn delete(path: String) -> Self {
+        Chromedriver { method: http::Method::DELETE, path, body: None }
+    }
+}
 
 impl fantoccini::wd::WebDriverCompatibleCommand for Chromedriver {
     fn endpoint(
@@ -107,35 +123,17 @@ impl fantoccini::wd::WebDriverCompatibleCommand for Chromedriver {
         base: &url::Url,
         session: Option<&str>,
     ) -> Result<url::Url, url::ParseError> {
-        base.join(&format!("session/{}/{}", session.unwrap_or_default(), self.0))
+        base.join(&format!("session/{}/{}", session.unwrap_or_default(), self.path))
     }
 
     fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(self.1.to_string()))
-    }
-}
-
-/// A chromedriver extension command sent with `DELETE` (WebDriver's "Remove All Credentials").
-#[derive(Debug)]
-struct ChromedriverDelete(String);
-
-impl fantoccini::wd::WebDriverCompatibleCommand for ChromedriverDelete {
-    fn endpoint(
-        &self,
-        base: &url::Url,
-        session: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        base.join(&format!("session/{}/{}", session.unwrap_or_default(), self.0))
-    }
-
-    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::DELETE, None)
+        (self.method.clone(), self.body.as_ref().map(Value::to_string))
     }
 }
 
 async fn console(client: &Client) -> Vec<String> {
     let log = client
-        .issue_cmd(Chromedriver("se/log", json!({"type": "browser"})))
+        .issue_cmd(Chromedriver::post("se/log", json!({"type": "browser"})))
         .await
         .unwrap_or(Value::Null);
     log.as_array()
@@ -525,7 +523,7 @@ async fn the_whole_flow_in_a_real_browser() {
             let features = json!([{"name": "prefers-color-scheme", "value": value}]);
             let media =
                 json!({"cmd": "Emulation.setEmulatedMedia", "params": {"features": features}});
-            Chromedriver("goog/cdp/execute", media)
+            Chromedriver::post("goog/cdp/execute", media)
         };
         client.issue_cmd(scheme("dark")).await.unwrap();
         for path in SIGNED_IN_PAGES {
@@ -613,7 +611,7 @@ async fn the_whole_flow_in_a_real_browser() {
         // keyboard focus at all: emulate a focused window, as a user's would be.)
         let focused =
             json!({"cmd": "Emulation.setFocusEmulationEnabled", "params": {"enabled": true}});
-        let focused = Chromedriver("goog/cdp/execute", focused);
+        let focused = Chromedriver::post("goog/cdp/execute", focused);
         client.issue_cmd(focused).await.unwrap();
         tab_to(&client, "input[name=username]").await;
         type_keys(&client, "bob", false).await;
@@ -675,11 +673,7 @@ async fn the_whole_flow_in_a_real_browser() {
 async fn passkey_customer(server: &TestServer) {
     let driver = Driver::start();
     let client = driver.connect().await;
-    let authenticator = json!({
-        "protocol": "ctap2", "transport": "internal", "hasResidentKey": true,
-        "hasUserVerification": true, "isUserVerified": true,
-    });
-    client.issue_cmd(Chromedriver("webauthn/authenticator", authenticator)).await.unwrap();
+    add_authenticator(&client).await;
     let url = |path: &str| format!("{}{path}", server.origin);
     let email =
         format!("grace.{}@example.com", redbank::secret::random_token()[..8].to_lowercase());
@@ -705,6 +699,17 @@ async fn passkey_customer(server: &TestServer) {
     let current = client.find(Locator::Css("tr.session.current td.aal")).await.unwrap();
     assert_eq!(current.attr("data-aal").await.unwrap().as_deref(), Some("2"));
     client.close().await.unwrap();
+}
+
+/// Gives the browser a virtual passkey device (WebDriver's WebAuthn extension: internal, with
+/// resident keys and user verification, as a phone's or laptop's); its authenticator id.
+async fn add_authenticator(client: &Client) -> String {
+    let authenticator = json!({
+        "protocol": "ctap2", "transport": "internal", "hasResidentKey": true,
+        "hasUserVerification": true, "isUserVerified": true,
+    });
+    let added = client.issue_cmd(Chromedriver::post("webauthn/authenticator", authenticator)).await;
+    added.unwrap().as_str().expect("an authenticator id").to_owned()
 }
 
 /// A customer who opened an account with a password (through the API) forgets it: "Forgot
@@ -790,12 +795,7 @@ async fn verify_with_codes(client: &Client, codes: Vec<String>) {
 async fn strong_authentication(server: &TestServer, client: &Client) {
     let steps = Steps::default();
     let url = |path: &str| format!("{}{path}", server.origin);
-    let authenticator = json!({
-        "protocol": "ctap2", "transport": "internal", "hasResidentKey": true,
-        "hasUserVerification": true, "isUserVerified": true,
-    });
-    let added = client.issue_cmd(Chromedriver("webauthn/authenticator", authenticator)).await;
-    let authenticator_id = added.unwrap().as_str().expect("an authenticator id").to_owned();
+    let authenticator_id = add_authenticator(client).await;
 
     steps.at("bob adds a passkey on /security");
     // bob adds a passkey on /security…
@@ -909,7 +909,7 @@ async fn strong_authentication(server: &TestServer, client: &Client) {
     // virtual authenticator answers the sign-in page's autofill by itself, where a person would
     // have to pick the passkey.
     let credentials = format!("webauthn/authenticator/{authenticator_id}/credentials");
-    client.issue_cmd(ChromedriverDelete(credentials)).await.unwrap();
+    client.issue_cmd(Chromedriver::delete(credentials)).await.unwrap();
     client.find(Locator::Css("#logout")).await.unwrap().click().await.unwrap();
     wait_for(client, "location.pathname === '/login'", Duration::from_secs(5)).await;
     submit_login(client, "alice", "wonderland").await;
