@@ -169,13 +169,11 @@ pub async fn debit(db: &Db, config: &Config, t: &Transfer) -> Result<Result<Reco
             reference: &t.reference,
         };
         let tx = leg.transaction(id, balance, date);
-        let extra_args = [
-            config.transfer.daily_transfer_limit.0.to_string(),
-            t.id.clone(),
-            owed.clone(),
-            id.to_string(),
-            t.to_account.clone(),
-        ];
+        // A closing's payout is the whole balance, whatever the limit (see `service`).
+        let limit =
+            if t.closes_account { i64::MAX } else { config.transfer.daily_transfer_limit.0 };
+        let extra_args =
+            [limit.to_string(), t.id.clone(), owed.clone(), id.to_string(), t.to_account.clone()];
         let reply = bank::record_with(db, config, &DEBIT, balance, &tx, &extra_keys, &extra_args);
         match reply.await {
             Ok(reply) => return bank::recorded(&reply).map(Ok),

@@ -119,6 +119,10 @@ pub struct Transfer {
     pub debit_tx: Option<u64>,
     #[serde(default)]
     pub credit_tx: Option<u64>,
+    /// A closing's payout (`super::payout`): the whole balance, not held to the daily limit, and
+    /// the sender's account closes once it is carried out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub closes_account: bool,
 }
 
 impl Transfer {
@@ -129,10 +133,12 @@ impl Transfer {
     }
 
     /// What a confirmation is bound to (PSD2 dynamic linking): the transfer, the exact amount,
-    /// the currency and the payee. A confirmation given for one of these is no confirmation for
-    /// any other.
+    /// the currency and the payee, and whether it closes the account. A confirmation given for
+    /// one of these is no confirmation for any other.
     pub fn binding(&self) -> String {
-        format!("{}|{}|{}|{}", self.id, self.amount.0, self.currency, self.to_account)
+        let binding =
+            format!("{}|{}|{}|{}", self.id, self.amount.0, self.currency, self.to_account);
+        if self.closes_account { binding + "|close" } else { binding }
     }
 }
 

@@ -104,6 +104,10 @@ pub struct TransferView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     replication: Option<&'static str>,
+    /// A closing's payout: the sender's account closes once it is carried out, and with it
+    /// every session (this one too).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    closes_account: bool,
 }
 
 /// The answer to a request that may have moved money: `ok`, or 202 with `replication: pending`
@@ -126,7 +130,7 @@ async fn acknowledged(
 }
 
 /// A transfer as the API shows it (a pending one past its expiry reads `expired`).
-async fn view(db: &Db, t: &Transfer) -> Result<TransferView> {
+pub(crate) async fn view(db: &Db, t: &Transfer) -> Result<TransferView> {
     let status = match t.status {
         _ if t.expired() => Shown::Expired,
         TransferStatus::ConfirmationRequired => Shown::ConfirmationRequired,
@@ -152,6 +156,7 @@ async fn view(db: &Db, t: &Transfer) -> Result<TransferView> {
         why: matches!(status, Shown::ConfirmationRequired).then_some(service::WHY_PASSKEY),
         methods: methods(db, t).await?,
         replication: None,
+        closes_account: t.closes_account,
     })
 }
 
@@ -189,6 +194,7 @@ impl NewTransfer {
             to_account: self.to_account.trim().to_owned(),
             amount: parse_amount(&self.amount)?,
             reference: self.reference.trim().to_owned(),
+            closes_account: false,
         })
     }
 }
@@ -307,6 +313,7 @@ pub async fn api_confirm(
     user: ApiUser,
     app: App<'_>,
     rp: &State<RelyingParty>,
+    client: ClientInfo,
 ) -> Result<(Status, Json<TransferView>)> {
     let App { db, config } = app;
     // A code (any `code` field) confirms no payment: it is not tied to the amount and payee.
@@ -317,7 +324,7 @@ pub async fn api_confirm(
         )));
     }
     let since = db.generation();
-    let t = service::confirm(db, config, rp, &user.session, id, &body.0).await?;
+    let t = service::confirm(db, config, rp, (&user.session, &client), id, &body.0).await?;
     acknowledged(db, config, since, Status::Ok, view(db, &t).await?).await
 }
 
@@ -393,6 +400,7 @@ pub async fn submit(user: CurrentUser, form: Form<TransferForm>, app: App<'_>) -
         to_account: form.to_account.trim().to_owned(),
         amount,
         reference: form.reference.trim().to_owned(),
+        closes_account: false,
     });
     let key =
         if form.idempotency_key.is_empty() { random_token() } else { form.idempotency_key.clone() };

@@ -39,6 +39,9 @@ pub struct Request {
     pub to_account: String,
     pub amount: Cents,
     pub reference: String,
+    /// A closing's payout (never from a client's body: only `super::payout` sets it).
+    #[serde(skip)]
+    pub closes_account: bool,
 }
 
 pub(super) fn invalid(field: &'static str, message: impl Into<String>) -> Error {
@@ -74,15 +77,17 @@ fn check_form(session: &Session, req: &Request) -> Result<()> {
 }
 
 /// Checks the amount against the balance and what was sent today (both checked again,
-/// atomically, at the debit).
-fn check_amount(config: &Config, amount: Cents, balance: Cents, sent: Cents) -> Result<()> {
+/// atomically, at the debit). A closing's payout is the whole balance, whatever the daily limit:
+/// it needs a recent step-up, and above the exemption a passkey bound to it.
+fn check_amount(config: &Config, req: &Request, balance: Cents, sent: Cents) -> Result<()> {
+    let amount = req.amount;
     if amount > balance {
         return Err(invalid(
             "amount",
             format!("The amount is more than your balance ({balance})."),
         ));
     }
-    if sent.0 + amount.0 > config.transfer.daily_transfer_limit.0 {
+    if !req.closes_account && sent.0 + amount.0 > config.transfer.daily_transfer_limit.0 {
         let left = Cents((config.transfer.daily_transfer_limit.0 - sent.0).max(0));
         return Err(invalid(
             "amount",
@@ -259,7 +264,7 @@ pub(super) async fn create_with_id(
     if payee.closed {
         return Err(invalid("to_account", "This account is closed."));
     }
-    check_amount(config, req.amount, balance, sent)?;
+    check_amount(config, req, balance, sent)?;
     let exempt = take_exemption(db, config, &session.doc.user, req.amount).await?;
     if !exempt && owned.passkeys == 0 {
         return Err(Error::Forbidden(format!(
@@ -286,6 +291,7 @@ pub(super) async fn create_with_id(
         failure: None,
         debit_tx: None,
         credit_tx: None,
+        closes_account: req.closes_account,
     };
     if !exempt {
         save_pending(db, config, &t).await?;
@@ -344,7 +350,7 @@ pub async fn confirm(
     db: &Db,
     config: &Config,
     rp: &RelyingParty,
-    session: &Session,
+    (session, client): (&Session, &ClientInfo),
     id: &str,
     answer: &serde_json::Value,
 ) -> Result<Transfer> {
@@ -392,6 +398,9 @@ pub async fn confirm(
     t.status = Status::Executing;
     t.confirmed_by = Some(method);
     execute(db, config, &mut t).await?;
+    if t.closes_account {
+        super::payout::close_when_paid(db, config, session, client, &t).await?;
+    }
     Ok(t)
 }
 

@@ -22,7 +22,12 @@
   async function confirm() {
     const id = review.dataset.transfer;
     const base = '/api/v1/transfers/' + encodeURIComponent(id);
-    await window.redbankPasskey.assert(base + '/options', base + '/confirm');
+    const done = await window.redbankPasskey.assert(base + '/options', base + '/confirm');
+    // A closing's payout ended this session with the account.
+    if (done && done.closes_account && done.status === 'completed') {
+      window.location.assign('/closed');
+      return;
+    }
     window.location.reload();
   }
 

@@ -6,6 +6,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::bank::{ALICE, cents};
+use crate::common::passkey::Device;
 use crate::common::request::RequestHelper;
 use crate::common::server::TestServer;
 use crate::common::shared_redis;
@@ -224,5 +225,148 @@ async fn a_transfer_to_an_account_closed_meanwhile_is_refused_at_its_confirmatio
     let payee: i64 =
         redis::cmd("GET").arg(server.keys().balance(&number)).query_async(&mut c).await.unwrap();
     assert_eq!(payee, 0, "money reached a closed account");
+    server.stop().await.unwrap();
+}
+
+/// The account number of the customer holding `token`.
+async fn number_of(server: &TestServer, token: &str) -> String {
+    let (_, who) = server.as_token(token).get("/api/v1/me").await;
+    who["user"]["account"].as_str().unwrap().to_owned()
+}
+
+/// The credit `description` on alice's statement.
+async fn alices_credit(server: &TestServer, description: &str) -> Option<Value> {
+    let alice = server.token_user("alice", "wonderland").await;
+    let (_, hers) = alice.get("/api/v1/transactions?limit=50").await;
+    hers.as_array().unwrap().iter().find(|t| t["description"] == description).cloned()
+}
+
+/// Money still in the account goes to the account the customer names; a small payout is made
+/// and the account closed in one request. A payee that is no open account, or the customer's
+/// own, is a 422 naming `payout_to`, and nothing moves.
+#[rocket::async_test]
+async fn a_small_balance_is_paid_out_to_a_named_account_and_the_account_closes_at_once() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let (email, token) = customer(&server, "Mary Jackson").await;
+    let me = server.as_token(&token);
+    let number = number_of(&server, &token).await;
+    set_balance(&server, &number, 2_000).await;
+
+    for payee in [number.as_str(), "0000000001", "12ab"] {
+        let (status, refused) = me.delete(&format!("/api/v1/account?payout_to={payee}")).await;
+        assert_eq!((status.as_u16(), &refused["field"]), (422, &json!("payout_to")), "{refused}");
+    }
+    let (_, account) = me.get("/api/v1/account").await;
+    assert_eq!(cents(&account["balance"]), 2_000, "a refused payout moved money");
+
+    let (status, body) = me.delete(&format!("/api/v1/account?payout_to={ALICE}")).await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(me.get("/api/v1/me").await.0, 401);
+    assert!(sign_in(&server, &email, PASSWORD).await.is_none());
+    let credit = alices_credit(&server, "Account closing").await.expect("alice was paid");
+    assert_eq!(
+        (&credit["amount"], &credit["fromAccountName"]),
+        (&json!(20.0), &json!("Mary Jackson"))
+    );
+    let account = json_get(&server.keys().account(&number)).await.unwrap();
+    assert_eq!(account["closed"], true, "{account}");
+    let mut c = shared_redis().conn().await;
+    let left: i64 =
+        redis::cmd("GET").arg(server.keys().balance(&number)).query_async(&mut c).await.unwrap();
+    assert_eq!(left, 0);
+    server.stop().await.unwrap();
+}
+
+/// A payout above the exemption (here above the daily limit too: it is the whole balance) needs a
+/// passkey: without one it is a 403 and the account stays open. With one, closing answers the
+/// pending payout (202), bound to its amount, payee and the closing; its confirmation pays it
+/// and closes the account. A client cannot ask an ordinary transfer to skip the daily limit.
+#[rocket::async_test]
+async fn a_large_payout_waits_for_a_passkey_bound_to_it_and_its_confirmation_closes_the_account() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let (email, token) = customer(&server, "Dorothy Vaughan").await;
+    let me = server.as_token(&token);
+    let number = number_of(&server, &token).await;
+    let whole = 1_500_000; // $15,000, over the $10,000 daily limit
+    set_balance(&server, &number, whole).await;
+
+    let (status, refused) = me.delete(&format!("/api/v1/account?payout_to={ALICE}")).await;
+    assert_eq!(status, 403, "{refused}");
+    assert!(refused["error"].as_str().unwrap().contains("passkey"), "{refused}");
+    assert_eq!(me.get("/api/v1/me").await.0, 200);
+
+    // A passkey (confirmed with the mailed code), and a step-up with it.
+    let mut device = Device::new(&server.origin);
+    let (_, options) = me.post("/api/v1/passkeys/options", &json!({})).await;
+    let mut answer = device.register(&options);
+    answer["email_code"] = json!(server.mail.code_to(&email, 0).await);
+    assert_eq!(me.post("/api/v1/passkeys", &answer).await.0, 201);
+    let (_, options) = me.post_empty("/api/v1/step-up/passkey/options").await;
+    assert_eq!(me.post("/api/v1/step-up/passkey", &device.sign(&options)).await.0, 200);
+
+    // No client can mark its own transfer as a closing's payout.
+    let body = json!({"to_account": ALICE, "amount": 15_000, "closes_account": true});
+    let (status, refused) = crate::transfers::transfer(&server, &token, "over", body).await;
+    assert_eq!((status.as_u16(), &refused["field"]), (422, &json!("amount")), "{refused}");
+
+    let (status, pending) = me.delete(&format!("/api/v1/account?payout_to={ALICE}")).await;
+    assert_eq!(status, 202, "{pending}");
+    assert_eq!(pending["status"], "confirmation_required", "{pending}");
+    assert_eq!((&pending["amount"], &pending["closes_account"]), (&json!(15_000.0), &json!(true)));
+    assert_eq!(me.get("/api/v1/me").await.0, 200, "closed before the payout was confirmed");
+
+    let (status, done) =
+        crate::transfers::confirm_with_passkey(&server, &token, &mut device, &pending["id"]).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!((&done["status"], &done["closes_account"]), (&json!("completed"), &json!(true)));
+    assert_eq!(me.get("/api/v1/me").await.0, 401);
+    let credit = alices_credit(&server, "Account closing").await.expect("alice was paid");
+    assert_eq!(credit["amount"], json!(15_000.0), "{credit}");
+    let account = json_get(&server.keys().account(&number)).await.unwrap();
+    assert_eq!(account["closed"], true, "{account}");
+    let mail = server.mail.about(&email, "Your redbank account is closed", 0).await;
+    assert!(mail.body().contains(&number), "{}", mail.body());
+    server.stop().await.unwrap();
+}
+
+/// Security, with money in the account: the form says the balance goes first and asks where to;
+/// a small one is paid out and the account closed in one submit, and a larger one without a
+/// passkey is refused, saying why, with the account still open.
+#[rocket::async_test]
+async fn security_pays_the_balance_out_to_the_account_named_then_closes() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let (email, token) = customer(&server, "Frances Allen").await;
+    let number = number_of(&server, &token).await;
+    set_balance(&server, &number, 5_000).await;
+    let me = server.cookie_user(&email, PASSWORD).await;
+    let html = me.request(Method::GET, "/security").send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("id=\"close-balance\"") && html.contains("$50.00"), "{html}");
+    assert!(html.contains("name=\"payout_to\""), "no payout field");
+
+    let close = async |payout_to: &str| {
+        let body = format!("csrf={}&understood=true&payout_to={payout_to}", me.csrf);
+        let req = me
+            .request(Method::POST, "/security/close")
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body);
+        let res = req.send().await.unwrap();
+        (res.status().as_u16(), res.text().await.unwrap())
+    };
+    let (status, page) = close(ALICE).await;
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains("passkey"), "{page}");
+    assert_eq!(me.get("/api/v1/me").await.0, 200);
+
+    set_balance(&server, &number, 1_000).await;
+    let (status, page) = close(ALICE).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Your account is closed"), "{page}");
+    assert_eq!(me.get("/api/v1/me").await.0, 401);
+    let credit = alices_credit(&server, "Account closing").await.expect("alice was paid");
+    assert_eq!(credit["amount"], json!(10.0), "{credit}");
+    // Where the transfer page sends a browser whose passkey confirmed a closing's payout.
+    let closed = server.http.get(server.url("/closed")).send().await.unwrap();
+    assert_eq!(closed.status(), 200);
+    assert!(closed.text().await.unwrap().contains("Your account is closed"));
     server.stop().await.unwrap();
 }

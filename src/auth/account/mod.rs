@@ -33,8 +33,8 @@ pub fn stage() -> AdHoc {
                 routes::email_verify,
                 routes::email_change,
                 routes::email_undo,
-                routes::account_export,
-                routes::account_close,
+                closing::routes::account_export,
+                closing::routes::account_close,
                 pages::forgot_form,
                 pages::forgot_submit,
                 pages::reset_page,
@@ -48,8 +48,9 @@ pub fn stage() -> AdHoc {
                 pages::email_change_submit,
                 pages::undo_page,
                 pages::undo_submit,
-                pages::export_download,
-                pages::close_submit,
+                closing::pages::export_download,
+                closing::pages::close_submit,
+                closing::pages::closed,
             ],
         )
     })

@@ -1,6 +1,5 @@
 //! The browser's password pages: "Forgot password?" (`/password/forgot`), the e-mailed link's
 //! page (`/password/reset`), and changing the password from Security (`/security/password`).
-//! Security's "Your data": the download of everything kept, and closing the account.
 //! Forms work without script; the strength meter (`static/js/password.js`) and a passkey as the
 //! reset's second factor need it.
 
@@ -8,11 +7,9 @@ use std::sync::Arc;
 
 use rocket::form::FromForm;
 use rocket::http::{CookieJar, Status};
-use rocket::serde::json::Json;
 use rocket::{State, get, post};
 use rocket_dyn_templates::{Template, context};
 
-use super::closing::{self, Export};
 use super::email;
 use super::policy;
 use super::reset::{self, Proof};
@@ -25,7 +22,7 @@ use crate::audit::ClientInfo;
 use crate::auth::csrf::{self, SameOrigin};
 use crate::auth::factors::passkey::RelyingParty;
 use crate::auth::factors::store as factors;
-use crate::auth::guard::{CsrfChecked, CurrentUser};
+use crate::auth::guard::CurrentUser;
 use crate::auth::password::Passwords;
 use crate::auth::signin::code::CodeKind;
 use crate::auth::step_up::{SecondFactorIfAny, SteppedUp};
@@ -34,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::redis::Db;
 use crate::web::app::App;
 use crate::web::page::Page;
-use crate::web::{Attachment, NoReferrer, SecretForm};
+use crate::web::{NoReferrer, SecretForm};
 
 fn forgot_page(jar: &CookieJar<'_>, config: &Config, status: Status, sent: bool) -> Page {
     let csrf = csrf::login_token(jar, config);
@@ -468,50 +465,4 @@ pub async fn undo_submit(
         Err(e) => return Err(e),
     };
     Ok(NoReferrer(page))
-}
-
-/// Security's "Download my data" (after a recent step-up): the document of
-/// `GET /api/v1/account/export`, to save.
-#[post("/security/export", data = "<_csrf>")]
-pub async fn export_download(
-    user: SteppedUp<CurrentUser>,
-    _csrf: CsrfChecked,
-    db: &State<Db>,
-) -> Result<Attachment<Json<Export>>> {
-    let session = &user.0.0;
-    let export = closing::export(db, session).await?;
-    Ok(Attachment { filename: closing::export_filename(session), body: Json(export) })
-}
-
-#[derive(Debug, FromForm)]
-pub struct CloseForm {
-    #[field(default = String::new())]
-    csrf: String,
-    /// The box "I understand this cannot be undone".
-    #[field(default = false)]
-    understood: bool,
-}
-
-/// Security's "Close my account" (after a recent step-up, with the box ticked): the page that
-/// says it is done; this session has ended with the others.
-#[post("/security/close", data = "<form>")]
-pub async fn close_submit(
-    user: SteppedUp<CurrentUser>,
-    form: rocket::form::Form<CloseForm>,
-    client: ClientInfo,
-    app: App<'_>,
-) -> Result<Page> {
-    let App { db, config } = app;
-    let me = &user.0;
-    me.check_csrf(&form.csrf)?;
-    if !form.understood {
-        return Err(Error::Invalid {
-            field: "understood",
-            message: "Tick the box to say you understand that closing cannot be undone.".into(),
-        });
-    }
-    closing::close(db, config, &me.0, &client).await?;
-    let page =
-        context! { days: config.bank.transaction_retention_days, pseudonym: closing::PSEUDONYM };
-    Ok(Page::new(Status::Ok, Template::render("account/closed", page)))
 }

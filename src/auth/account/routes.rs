@@ -3,10 +3,9 @@
 
 use rocket::http::{CookieJar, Status};
 use rocket::serde::json::{Json, Value};
-use rocket::{State, delete, get, post, put};
+use rocket::{State, post, put};
 use serde::{Deserialize, Serialize};
 
-use super::closing::{self, Export};
 use super::email;
 use super::policy::{self, Strength};
 use super::reset::{self, Proof, ResetView};
@@ -23,8 +22,8 @@ use crate::auth::step_up::{SecondFactorIfAny, SteppedUp};
 use crate::config::Config;
 use crate::error::{ApiError, Error, Result};
 use crate::redis::Db;
+use crate::web::SecretJson;
 use crate::web::app::App;
-use crate::web::{Attachment, SecretJson};
 
 /// Candidate passwords one client address group may have judged a minute (a meter asks about
 /// once per pause in typing).
@@ -482,48 +481,5 @@ pub async fn email_undo(
     db: &State<Db>,
 ) -> Result<Status> {
     email::undo(db, &body.0.token, &client).await?;
-    Ok(Status::NoContent)
-}
-
-/// A copy of everything redbank keeps about the caller (GDPR Art. 15 and 20), to save: the
-/// profile, the account, sessions, remembered devices, factors (names and dates, never a
-/// secret), the security activity, every stored transaction and every transfer the caller
-/// started. After a recent step-up: it is the whole account in one answer.
-#[utoipa::path(
-    tag = "account",
-    responses((status = 200, description = "The caller's data, as an attachment (`Content-Disposition`)", body = Export))
-)]
-#[get("/api/v1/account/export")]
-pub async fn account_export(
-    user: SteppedUp<ApiUser>,
-    db: &State<Db>,
-) -> Result<Attachment<Json<Export>>> {
-    let session = &user.0.session;
-    let export = closing::export(db, session).await?;
-    Ok(Attachment { filename: closing::export_filename(session), body: Json(export) })
-}
-
-/// Closes the caller's account (GDPR Art. 17), after a recent step-up: it must be empty (send the
-/// money elsewhere first) and be a customer's own (the demo's and the operators' accounts come
-/// from the configuration). Every session and device ends; the sign-in details, the address, the
-/// factors and the security activity are erased; the transactions are kept for
-/// `transaction_retention_days` under the name "Closed account", and nothing can be paid in. A
-/// last e-mail says so.
-#[utoipa::path(
-    tag = "account",
-    responses(
-        (status = 204, description = "Closed: this session has ended too"),
-        (status = 403, description = "The demo's or an operator's account, which does not close here", body = ApiError),
-        (status = 409, description = "Money is still in the account, or a transfer is still on its way", body = ApiError),
-    )
-)]
-#[delete("/api/v1/account")]
-pub async fn account_close(
-    user: SteppedUp<ApiUser>,
-    client: ClientInfo,
-    app: App<'_>,
-) -> Result<Status> {
-    let App { db, config } = app;
-    closing::close(db, config, &user.0.session, &client).await?;
     Ok(Status::NoContent)
 }

@@ -58,7 +58,7 @@ pub async fn security_page(user: CurrentUser, app: App<'_>) -> Result<Template> 
         .collect();
     let entries = audit::newest(db, &doc.user, 50).await?;
     let email = crate::auth::users::get_user(db, &doc.user).await?.and_then(|u| u.email);
-    let closable = crate::auth::account::closing::closes_here(db, &doc.user).await?;
+    let closing = crate::auth::account::closing::service::closes_here(db, &doc.user).await?;
     let devices: Vec<Value> = crate::auth::signin::throttle::devices(db, &doc.user)
         .await?
         .into_iter()
@@ -87,7 +87,8 @@ pub async fn security_page(user: CurrentUser, app: App<'_>) -> Result<Template> 
             activity: activity_rows(entries),
             aal: doc.assurance.aal,
             email,
-            closable,
+            closable: closing.is_some(),
+            closing_balance: closing.filter(|b| b.0 != 0).map(|b| b.to_string()),
         },
     ))
 }

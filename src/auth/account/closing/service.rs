@@ -5,15 +5,16 @@
 //! the remembered devices, the factors (names and dates, never a secret), the security activity,
 //! every stored transaction and every transfer the customer started.
 //!
-//! **Closing** needs a recent step-up and an empty account (the money leaves first by a transfer,
-//! confirmed like any other), and only a customer's own account closes — the demo's and the
+//! **Closing** needs a recent step-up and an empty account: money still in it is paid out first
+//! to an account the customer names, by a transfer like any other (`transfer::payout`), and the
+//! account closes once that is carried out. Only a customer's own account closes — the demo's and the
 //! operators' come from the configuration. Then every session and device ends, and the personal
 //! data goes: the user document, the address, the factors, the activity, the devices. The ledger
 //! stays for `transaction_retention_days` under a pseudonym: the account keeps its number (it is
 //! no one's name) with the holder [`PSEUDONYM`], marked closed so no new transfer reaches it (one
 //! already debited still lands), and its own transactions and transfers name it so; its live feed
-//! (stream, newest-100 list, chart, spenders, payees) goes. What other customers' statements say of it is theirs, and stays. The
-//! address gets a last mail saying it is done.
+//! (stream, newest-100 list, chart, spenders, payees) goes. What other customers' statements say
+//! of it is theirs, and stays. The address gets a last mail saying it is done.
 
 use rocket::serde::Serialize;
 
@@ -179,22 +180,30 @@ async fn closable(db: &Db, user: &User) -> Result<()> {
     Ok(())
 }
 
-/// Whether `username`'s account closes here (Security shows the form only then).
-pub async fn closes_here(db: &Db, username: &str) -> Result<bool> {
-    let Some(user) = users::get_user(db, username).await? else { return Ok(false) };
+/// Whether `username`'s account closes here, and then its balance (Security shows the form only
+/// then, with a payout field while money is in it).
+pub async fn closes_here(db: &Db, username: &str) -> Result<Option<Cents>> {
+    let Some(user) = users::get_user(db, username).await? else { return Ok(None) };
     match closable(db, &user).await {
-        Ok(()) => Ok(true),
-        Err(Error::Forbidden(_)) => Ok(false),
+        Ok(()) => Ok(Some(bank::balance(db, &user.account).await?)),
+        Err(Error::Forbidden(_)) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// The signed-in customer, when their account closes here (403 otherwise): checked before any
+/// money is paid out for a closing.
+pub async fn closing_user(db: &Db, session: &Session) -> Result<User> {
+    let user = users::get_user(db, &session.doc.user).await?.ok_or(Error::NotFound)?;
+    closable(db, &user).await?;
+    Ok(user)
 }
 
 /// Closes the signed-in customer's account (see the module's header). Refused, changing
 /// nothing, with money in it (409) or for an account that does not close here (403).
 pub async fn close(db: &Db, config: &Config, session: &Session, client: &ClientInfo) -> Result<()> {
     let username = &session.doc.user;
-    let user = users::get_user(db, username).await?.ok_or(Error::NotFound)?;
-    closable(db, &user).await?;
+    let user = closing_user(db, session).await?;
     let number = &user.account;
     let keys = &db.keys;
     // One script on the account's slot: empty, nothing owed to anyone, then closed — from here
@@ -222,8 +231,8 @@ pub async fn close(db: &Db, config: &Config, session: &Session, client: &ClientI
         cents => {
             let balance = Cents(cents.parse().unwrap_or_default());
             return Err(Error::Conflict(format!(
-                "Your balance is {balance}. An account closes empty: send the money to another \
-                 account first (Transfer), then close it."
+                "Your balance is {balance}. An account closes empty: name the account to pay it \
+                 out to, and it closes once that is sent."
             )));
         }
     }
