@@ -68,9 +68,10 @@ impl Keys {
         format!("{}throttle:device:{id}", self.prefix)
     }
 
-    /// WebAuthn ceremonies started from one client address in the current minute.
-    pub fn throttle_ceremony(&self, group: &str) -> String {
-        format!("{}throttle:ceremony:{group}", self.prefix)
+    /// WebAuthn ceremonies started from one client address in the current minute: sign-ins
+    /// (`signin`, one per login page load) and the rest (`account`) apart.
+    pub fn throttle_ceremony(&self, kind: &str, group: &str) -> String {
+        format!("{}throttle:ceremony:{kind}:{group}", self.prefix)
     }
 
     /// A user's known devices: hash of SHA-256 of a device token → JSON (first and last sign-in,

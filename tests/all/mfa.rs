@@ -976,3 +976,23 @@ async fn step_up_never_redirects_off_site() {
     }
     server.stop().await.unwrap();
 }
+
+/// The login page starts a sign-in ceremony on every load (passkey autofill), so one address's
+/// page loads may use up the sign-in ceremonies; they are counted apart, and never keep a
+/// signed-in customer there from confirming a transfer or stepping up.
+#[rocket::async_test]
+async fn sign_in_ceremonies_are_counted_apart_from_a_signed_in_customers() {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let bob = server.api_login("bob", "foobared").await;
+    let limit = redbank::auth::factors::passkey::CEREMONIES_PER_MINUTE;
+    for n in 0..limit {
+        let (status, _) = server.anon().post_empty("/api/v1/login/passkey/options").await;
+        assert_eq!(status, 200, "sign-in ceremony {n}");
+    }
+    let (status, refused) = server.anon().post_empty("/api/v1/login/passkey/options").await;
+    assert_eq!(status, 429, "{refused}");
+    let (status, options) =
+        server.as_token(&bob).post_empty("/api/v1/step-up/passkey/options").await;
+    assert_eq!(status, 200, "{options}");
+    server.stop().await.unwrap();
+}

@@ -140,9 +140,12 @@ fn too_many_passkeys() -> Error {
     ))
 }
 
-/// Counts a ceremony started from `ip`; 429 past [`CEREMONIES_PER_MINUTE`].
-async fn limit_ceremonies(db: &Db, ip: &str) -> Result<()> {
-    let key = db.keys.throttle_ceremony(&address_group(ip));
+/// Counts a ceremony started from `ip`; 429 past [`CEREMONIES_PER_MINUTE`]. Sign-ins are counted
+/// apart: the login page starts one on every load (autofill), and those loads must not keep
+/// the address's signed-in customers from confirming a transfer or stepping up.
+async fn limit_ceremonies(db: &Db, ip: &str, purpose: &Purpose) -> Result<()> {
+    let kind = if *purpose == Purpose::SignIn { "signin" } else { "account" };
+    let key = db.keys.throttle_ceremony(kind, &address_group(ip));
     per_minute(db, &key, CEREMONIES_PER_MINUTE).await
 }
 
@@ -277,7 +280,8 @@ pub async fn start_registration(
     name: &str,
     ip: &str,
 ) -> Result<Value> {
-    limit_ceremonies(db, ip).await?;
+    let purpose = Purpose::Register { user: username.to_owned(), name: clean_name(name) };
+    limit_ceremonies(db, ip, &purpose).await?;
     let existing = stored_passkeys(db, username).await?;
     if existing.len() >= MAX_PASSKEYS {
         return Err(too_many_passkeys());
@@ -294,7 +298,6 @@ pub async fn start_registration(
         selection.require_resident_key = true;
     }
     let options = serde_json::to_value(&options).map_err(internal)?;
-    let purpose = Purpose::Register { user: username.to_owned(), name: clean_name(name) };
     let ceremony = Ceremony { purpose, state: State::Registration(state) };
     save(db, &challenge_of(&options)?, &ceremony).await?;
     Ok(options)
@@ -389,7 +392,7 @@ pub async fn start_authentication(
     purpose: Purpose,
     ip: &str,
 ) -> Result<Value> {
-    limit_ceremonies(db, ip).await?;
+    limit_ceremonies(db, ip, &purpose).await?;
     let (mut options, state) = rp.webauthn.start_discoverable_authentication().map_err(internal)?;
     // The library asks for the autofill UI; a button wants the plain dialog.
     options.mediation = None;
