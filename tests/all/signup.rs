@@ -422,6 +422,7 @@ async fn a_password_sign_in_is_offered_a_passkey_and_a_strong_one_is_not() {
 async fn an_account_opens_with_a_passkey_and_no_password_for_its_applicant_only() {
     let server = TestServer::start(shared_redis(), None, |f| f).await;
     let email = new_address("passkey");
+    let before = stored(&server).await;
     let body = json!({"name": "Ada Passkey", "email": email});
     let (status, applied) = server.anon().post("/api/v1/signup", &body).await;
     assert_eq!(status, 201, "{applied}");
@@ -446,6 +447,13 @@ async fn an_account_opens_with_a_passkey_and_no_password_for_its_applicant_only(
     let (status, created) =
         server.anon().post("/api/v1/signup/passkey/options", &options(Some(&secret))).await;
     assert_eq!(status, 200, "{created}");
+    // An application abandoned here leaves nothing behind: its user handle goes with it.
+    let mut conn = shared_redis().conn().await;
+    let day = 86_400 + redbank::auth::factors::passkey::CEREMONY_SECS as i64;
+    for key in stored(&server).await.into_iter().filter(|k| !before.contains(k)) {
+        let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut conn).await.unwrap();
+        assert!((1..=day).contains(&ttl), "{key} (TTL {ttl}) would outlive the application");
+    }
     let mut device = crate::common::passkey::Device::new(&server.origin);
     let credential = device.register(&created);
     let stranger = json!({"token": token, "passkey": credential});
@@ -467,6 +475,13 @@ async fn an_account_opens_with_a_passkey_and_no_password_for_its_applicant_only(
     let me = server.as_token(signed_in["token"].as_str().unwrap());
     let (_, who) = me.get("/api/v1/me").await;
     assert_eq!(who["user"]["display_name"], "Ada Passkey");
+    // The opened account keeps its user handle.
+    let handle_key = server.keys().user_handle(who["user"]["username"].as_str().unwrap());
+    let handle: String = redis::cmd("GET").arg(&handle_key).query_async(&mut conn).await.unwrap();
+    for key in [handle_key, server.keys().handle_owner(&handle)] {
+        let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut conn).await.unwrap();
+        assert_eq!(ttl, -1, "{key} expires");
+    }
     let (_, activity) = me.get("/api/v1/security/activity").await;
     assert_eq!(activity["factors"]["passkeys"], 1, "{activity}");
     for password in ["", PASSWORD] {

@@ -198,31 +198,70 @@ pub fn challenge_of(options: &Value) -> Result<String> {
         .ok_or_else(|| internal("options without a challenge"))
 }
 
-/// The user's WebAuthn user handle, created on first use.
+/// How long a user handle lives until a passkey holds it: a day and a ceremony, so the handle of
+/// a passkey application (whose username exists nowhere else yet) goes with the application
+/// when it is abandoned. Storing a passkey keeps the handle for good.
+const UNUSED_HANDLE_SECS: u64 = 86_400 + CEREMONY_SECS;
+
+/// The user's WebAuthn user handle, created on first use. Until a passkey holds it, it and its
+/// owner record expire after [`UNUSED_HANDLE_SECS`], counted again from every registration
+/// started (so it cannot expire during a ceremony).
 async fn user_handle(db: &Db, username: &str) -> Result<Uuid> {
     let key = db.keys.user_handle(username);
     let fresh = Uuid::new_v4();
     let fresh_text = fresh.to_string();
-    let (created, stored): (bool, String) = db
+    let (created, stored, ttl): (bool, String, i64) = db
         .run(async |c| {
             redis::pipe()
                 .cmd("SET")
                 .arg(&key)
                 .arg(&fresh_text)
                 .arg("NX")
+                .arg("EX")
+                .arg(UNUSED_HANDLE_SECS)
                 .cmd("GET")
+                .arg(&key)
+                .cmd("TTL")
                 .arg(&key)
                 .query_async(c)
                 .await
         })
         .await?;
     let handle = Uuid::parse_str(&stored).map_err(internal)?;
-    if created {
-        let owner = db.keys.handle_owner(&fresh_text);
-        db.run(async |c| redis::cmd("SET").arg(&owner).arg(username).query_async::<_, ()>(c).await)
-            .await?;
+    // Created now, or still unused (it expires): the owner record with it, for as long.
+    if created || ttl > 0 {
+        let owner = db.keys.handle_owner(&stored);
+        db.run(async |c| {
+            redis::pipe()
+                .cmd("SET")
+                .arg(&owner)
+                .arg(username)
+                .arg("EX")
+                .arg(UNUSED_HANDLE_SECS)
+                .ignore()
+                .cmd("EXPIRE")
+                .arg(&key)
+                .arg(UNUSED_HANDLE_SECS)
+                .ignore()
+                .query_async::<_, ()>(c)
+                .await
+        })
+        .await?;
     }
     Ok(handle)
+}
+
+/// Keeps `username`'s user handle and its owner record for good: a passkey holds it now.
+async fn keep_user_handle(db: &Db, username: &str) -> Result<()> {
+    let key = db.keys.user_handle(username);
+    let handle: Option<String> =
+        db.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await).await?;
+    let Some(handle) = handle else {
+        return Err(internal("a passkey was stored for a user handle that expired"));
+    };
+    let owner = db.keys.handle_owner(&handle);
+    db.run(async |c| redis::cmd("PERSIST").arg(&key).query_async::<_, ()>(c).await).await?;
+    db.run(async |c| redis::cmd("PERSIST").arg(&owner).query_async::<_, ()>(c).await).await
 }
 
 async fn stored_passkeys(db: &Db, username: &str) -> Result<Vec<(String, Stored)>> {
@@ -373,6 +412,7 @@ pub async fn store_registration(db: &Db, username: &str, new: NewPasskey) -> Res
         0 => return Err(Error::BadRequest("This passkey is already registered.".into())),
         _ => {}
     }
+    keep_user_handle(db, username).await?;
     let created_at = rfc3339_ms(now);
     Ok(PasskeyView {
         id,
