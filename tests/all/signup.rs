@@ -487,5 +487,16 @@ async fn an_account_opens_with_a_passkey_and_no_password_for_its_applicant_only(
     for password in ["", PASSWORD] {
         assert!(sign_in(&server, &email, password).await.is_none(), "a password signed in");
     }
+
+    // Security sets a first password (no current one to give), after the passkey's recent
+    // sign-in; a password sign-in then asks for the passkey too.
+    let (status, refused) = me.put("/api/v1/password", &json!({"new_password": "short"})).await;
+    assert_eq!((status.as_u16(), &refused["field"]), (422, &json!("new_password")), "{refused}");
+    let (status, body) = me.put("/api/v1/password", &json!({"new_password": PASSWORD})).await;
+    assert_eq!(status, 204, "{body}");
+    let (status, step) =
+        server.anon().post("/api/v1/login", &common::credentials(&email, PASSWORD)).await;
+    assert_eq!((status.as_u16(), &step["methods"]), (200, &json!(["passkey"])), "{step}");
+    assert!(step.get("token").is_none(), "the password alone signed in: {step}");
     server.stop().await.unwrap();
 }

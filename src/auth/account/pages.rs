@@ -173,30 +173,36 @@ pub async fn reset_submit(
     Ok(NoReferrer(page))
 }
 
-fn change_page(
-    has_factor: bool,
+/// The change form; without the current password's field for an account opened with a passkey
+/// (it sets its first one).
+async fn change_page(
+    db: &Db,
     user: &CurrentUser,
     config: &Config,
     status: Status,
     error: Option<&str>,
-) -> Page {
+) -> Result<Page> {
     let doc = &user.0.doc;
+    let (owned, account) = tokio::try_join!(
+        factors::factors(db, &doc.user),
+        crate::auth::users::get_user(db, &doc.user)
+    )?;
+    let has_factor = owned.any();
     let page = context! {
         user: doc.page_user(config),
         csrf: user.0.csrf(),
         min_chars: policy::min_chars(has_factor),
         has_factor: has_factor,
+        has_password: account.is_some_and(|u| !u.password_hash.is_empty()),
         error,
     };
-    Page::new(status, Template::render("account/change", page))
+    Ok(Page::new(status, Template::render("account/change", page)))
 }
 
 #[get("/security/password")]
 pub async fn change_form(user: SecondFactorIfAny<CurrentUser>, app: App<'_>) -> Result<Page> {
     let App { db, config } = app;
-    let me = &user.0;
-    let has_factor = factors::factors(db, &me.0.doc.user).await?.any();
-    Ok(change_page(has_factor, me, config, Status::Ok, None))
+    change_page(db, &user.0, config, Status::Ok, None).await
 }
 
 #[derive(Debug, FromForm)]
@@ -243,9 +249,8 @@ pub async fn change_submit(
             Ok(Page::new(Status::Ok, Template::render("account/change", page)))
         }
         Err(e @ Error::Invalid { .. }) => {
-            let has_factor = factors::factors(db, &session.doc.user).await?.any();
             let message = e.public_message();
-            Ok(change_page(has_factor, me, config, e.status(), Some(&message)))
+            change_page(db, me, config, e.status(), Some(&message)).await
         }
         Err(e) => Err(e),
     }

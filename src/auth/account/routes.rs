@@ -73,6 +73,8 @@ pub async fn password_check(
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct PasswordChange {
+    /// Not for an account opened with a passkey, which has none yet.
+    #[serde(default)]
     current_password: String,
     /// At least 15 characters while the password is the account's only factor, 8 with a second
     /// one; not common, not containing the name or address.
@@ -80,7 +82,8 @@ pub struct PasswordChange {
 }
 
 /// Changes the password: the current one, and a recent second factor where the account has one
-/// (otherwise 401 with the step-up challenge). Every other session and remembered device ends;
+/// (otherwise 401 with the step-up challenge). An account opened with a passkey sets its first
+/// password this way, without a current one. Every other session and remembered device ends;
 /// the owner is told by e-mail.
 #[utoipa::path(
     tag = "password",

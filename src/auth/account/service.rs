@@ -1,6 +1,7 @@
 //! Changing the password while signed in: the current password (counted by the sign-in
 //! throttle, so a stolen session cannot guess it), a recent second factor where the account has
-//! one (the route's guard), and the rules of `policy`. Every other session ends, every
+//! one (the route's guard), and the rules of `policy`. An account opened with a passkey has no
+//! password to give: it sets its first one after the passkey's recent step-up alone. Every other session ends, every
 //! remembered device (this one too) is forgotten, and the owner is told by mail with a "this
 //! wasn't me" link. And which kind of mailed link confirms an address: an application's, or a
 //! change's.
@@ -34,15 +35,25 @@ pub async fn change_password(
     let username = &session.doc.user;
     let user = users::get_user(db, username).await?.ok_or(Error::Unauthorized)?;
     let has_factor = factors::factors(db, username).await?.any();
+    let has_password = !user.password_hash.is_empty();
+    // Without a password, the recent second factor is all that stands for the owner: an account
+    // with neither (its last passkey removed) gets a password only through "Forgot password?".
+    if !has_password && !has_factor {
+        return Err(Error::Forbidden(
+            "This account has no password and no second factor: use \"Forgot password?\" on \
+             the sign-in page to set one."
+                .into(),
+        ));
+    }
     let personal = policy::personal_words(&user);
     if let Some(message) = policy::problem_blocking(new, has_factor, personal).await? {
         return Err(Error::Invalid { field: "new_password", message });
     }
-    if normalized(new) == normalized(current) {
+    if has_password && normalized(new) == normalized(current) {
         let message = "Choose a password different from the current one.".into();
         return Err(Error::Invalid { field: "new_password", message });
     }
-    if !password_is_right(db, config, passwords, &user, client, current).await? {
+    if has_password && !password_is_right(db, config, passwords, &user, client, current).await? {
         let message = "That is not your current password.".into();
         return Err(Error::Invalid { field: "current_password", message });
     }
