@@ -6,9 +6,11 @@
 //!    stream, recent list, chart, live event); a durable *credit owed* record is written; the
 //!    transfer becomes `debited`.
 //! 2. **Credit**, one script on the payee's slot, idempotent by transfer id (a marker with the
-//!    transaction retention): the credit is recorded like any transaction.
+//!    transaction retention): the credit is recorded like any transaction — unless the payee's
+//!    account closed since the debit: then the money goes back to the sender the same way (a
+//!    credit on the sender's slot, idempotent by its own marker).
 //! 3. **Finish**, one script on the sender's slot: the owed record goes, the transfer is
-//!    `completed`.
+//!    `completed` (or `failed`, saying the payee's account closed).
 //!
 //! A crash between 1 and 2 leaves the owed record: the recovery task ([`super::recovery`]) runs 2
 //! and 3 for every one it finds, and the marker makes a credit land exactly once however often it
@@ -62,12 +64,28 @@ return {new, sid, msg}
     )
 });
 
+/// KEYS[9]: the credit's marker (it landed already: -1); KEYS[10]: the credited account's
+/// document (closed: -2, nothing written).
 static CREDIT: LazyLock<RecordScript> = LazyLock::new(|| {
     RecordScript::new(
-        "if redis.call('EXISTS', KEYS[9]) == 1 then return {-1, ''} end",
+        "if redis.call('EXISTS', KEYS[9]) == 1 then return {-1, ''} end\n\
+         if redis.call('JSON.GET', KEYS[10], '$.closed') == '[true]' then return {-2, ''} end",
         "redis.call('SET', KEYS[9], '1', 'EX', ARGV[5])\nreturn {new, sid, msg}",
     )
 });
+
+/// What the reference of money sent back says.
+const RETURNED: &str = "Returned: the payee's account is closed";
+
+/// How a credit ended.
+enum Landing {
+    /// Recorded now, as this transaction id.
+    Landed(u64),
+    /// Its marker says it landed before.
+    Already,
+    /// The account closed: nothing was written.
+    Closed,
+}
 
 /// What the payee is owed: everything the credit needs, written with the debit.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -195,33 +213,36 @@ pub async fn debit(db: &Db, config: &Config, t: &Transfer) -> Result<Result<Reco
 /// transfer; the transfer as it then stands (None: its document is gone).
 pub async fn credit(db: &Db, config: &Config, owed: &CreditOwed) -> Result<Option<Transfer>> {
     let keys = &db.keys;
-    let marker = [keys.credited(&owed.to_account, &owed.transfer)];
-    let mut credit_tx = 0;
-    for attempt in 0..=ATTEMPTS {
-        if attempt == ATTEMPTS {
-            return Err(Error::Unavailable("the payee's balance kept moving".into()));
+    let to_payee = Leg {
+        account: &owed.to_account,
+        own_name: &owed.payee_name,
+        other_account: &owed.from_account,
+        other_name: &owed.from_name,
+        amount: owed.amount,
+        reference: &owed.reference,
+    };
+    let marker = keys.credited(&owed.to_account, &owed.transfer);
+    let (status, failure, credit_tx) = match land(db, config, &to_payee, marker).await? {
+        Landing::Landed(id) => ("completed", "", id),
+        Landing::Already => ("completed", "", 0),
+        Landing::Closed => {
+            let back = Leg {
+                account: &owed.from_account,
+                own_name: &owed.from_name,
+                other_account: &owed.to_account,
+                other_name: &owed.payee_name,
+                amount: owed.amount,
+                reference: RETURNED,
+            };
+            let marker = keys.credited(&owed.from_account, &format!("{}:returned", owed.transfer));
+            let id = match land(db, config, &back, marker).await? {
+                Landing::Landed(id) => id,
+                Landing::Already | Landing::Closed => 0,
+            };
+            let why = "The payee's account closed before the money arrived: it came back to you.";
+            ("failed", why, id)
         }
-        let (balance, date, id) = balance_and_id(db, &owed.to_account).await?;
-        let leg = Leg {
-            account: &owed.to_account,
-            own_name: &owed.payee_name,
-            other_account: &owed.from_account,
-            other_name: &owed.from_name,
-            amount: owed.amount,
-            reference: &owed.reference,
-        };
-        let tx = leg.transaction(id, balance, date);
-        match bank::record_with(db, config, &CREDIT, balance, &tx, &marker, &[]).await {
-            Ok(reply) => {
-                if !matches!(reply.first(), Some(Value::Int(-1))) {
-                    credit_tx = id;
-                }
-                break;
-            }
-            Err(e) if matches!(refusal(&e), Some("CONFLICT") | Some("DUPLICATE")) => pause().await,
-            Err(e) => return Err(e),
-        }
-    }
+    };
     let (doc, owed_key) =
         (keys.transfer(&owed.from_account, &owed.transfer), keys.credits_owed(&owed.from_account));
     let done: Option<String> = db
@@ -232,12 +253,35 @@ pub async fn credit(db: &Db, config: &Config, owed: &CreditOwed) -> Result<Optio
                 .arg(&owed.transfer)
                 .arg(now_ms())
                 .arg(credit_tx)
+                .arg(status)
+                .arg(failure)
                 .invoke_async(c)
                 .await
         })
         .await?;
     done.map(|raw| serde_json::from_str(&raw).map_err(|e| Error::Internal(format!("{doc}: {e}"))))
         .transpose()
+}
+
+/// Records `leg` (a credit) once: `marker` says it landed; a closed account takes nothing.
+async fn land(db: &Db, config: &Config, leg: &Leg<'_>, marker: String) -> Result<Landing> {
+    let extra_keys = [marker, db.keys.account(leg.account)];
+    for _ in 0..ATTEMPTS {
+        let (balance, date, id) = balance_and_id(db, leg.account).await?;
+        let tx = leg.transaction(id, balance, date);
+        match bank::record_with(db, config, &CREDIT, balance, &tx, &extra_keys, &[]).await {
+            Ok(reply) => {
+                return Ok(match reply.first() {
+                    Some(Value::Int(-1)) => Landing::Already,
+                    Some(Value::Int(-2)) => Landing::Closed,
+                    _ => Landing::Landed(id),
+                });
+            }
+            Err(e) if matches!(refusal(&e), Some("CONFLICT") | Some("DUPLICATE")) => pause().await,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::Unavailable("the credited balance kept moving".into()))
 }
 
 /// The account's balance, now, and a transaction id for now.

@@ -114,7 +114,8 @@ pub struct Transfer {
     /// Why a transfer failed, for the sender.
     #[serde(default)]
     pub failure: Option<String>,
-    /// The sender's and the payee's transaction ids.
+    /// The sender's and the payee's transaction ids (for a `failed` transfer whose money came back
+    /// from a closed account, `credit_tx` is the sender's return).
     #[serde(default)]
     pub debit_tx: Option<u64>,
     #[serde(default)]

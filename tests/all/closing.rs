@@ -370,3 +370,63 @@ async fn security_pays_the_balance_out_to_the_account_named_then_closes() {
     assert!(closed.text().await.unwrap().contains("Your account is closed"));
     server.stop().await.unwrap();
 }
+
+/// A transfer already debited when its payee closes the account (its credit in flight, or here
+/// waiting for the recovery task after a crash) does not land in the closed account: the money
+/// comes back to the sender, once, and the transfer says why.
+#[rocket::async_test]
+async fn a_credit_in_flight_to_an_account_that_closed_returns_to_the_sender() {
+    let prefix = crate::common::unique_prefix();
+    let crashing =
+        TestServer::start(shared_redis(), Some(&prefix), |f| f.merge(("fault_after_debit", true)))
+            .await;
+    let (_, token) = customer(&crashing, "Evelyn Boyd").await;
+    let number = number_of(&crashing, &token).await;
+    let bob = crashing.token_user("bob", "foobared").await;
+    let (_, account) = bob.get("/api/v1/account").await;
+    let bob_before = cents(&account["balance"]);
+    let body = json!({"to_account": number, "amount": 20});
+    let (status, _) = crate::transfers::transfer(&crashing, &bob.token, "in-flight", body).await;
+    assert_eq!(status, 503, "the fault switch stops after the debit");
+    set_balance(&crashing, &number, 0).await;
+    assert_eq!(crashing.as_token(&token).delete("/api/v1/account").await.0, 204);
+    crashing.stop().await.unwrap();
+
+    let db = redbank::redis::Db::connect(
+        &shared_redis().url(),
+        &prefix,
+        std::time::Duration::from_secs(2),
+    )
+    .unwrap();
+    let config = redbank::Config { key_prefix: prefix.clone(), ..Default::default() };
+    assert_eq!(redbank::transfer::recovery::run_once(&db, &config).await.unwrap(), 1);
+    for _ in 0..2 {
+        assert_eq!(redbank::transfer::recovery::run_once(&db, &config).await.unwrap(), 0);
+    }
+    let mut c = shared_redis().conn().await;
+    let keys = &db.keys;
+    let payee: Option<i64> =
+        redis::cmd("GET").arg(keys.balance(&number)).query_async(&mut c).await.unwrap();
+    assert_eq!(payee.unwrap_or(0), 0, "money reached a closed account");
+    let sender: i64 =
+        redis::cmd("GET").arg(keys.balance(crate::bank::BOB)).query_async(&mut c).await.unwrap();
+    assert_eq!(sender, bob_before, "the money did not come back, or came back twice");
+    let ids: Vec<String> = redis::cmd("ZRANGE")
+        .arg(keys.transfers_of(crate::bank::BOB))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let mut returned = None;
+    for id in ids {
+        let doc = json_get(&keys.transfer(crate::bank::BOB, &id)).await.unwrap();
+        if doc["to_account"] == json!(number) {
+            returned = Some(doc);
+        }
+    }
+    let returned = returned.expect("bob's transfer");
+    assert_eq!(returned["status"], "failed", "{returned}");
+    assert!(returned["failure"].as_str().unwrap().contains("closed"), "{returned}");
+    crate::bank::assert_balanced(shared_redis(), &prefix, crate::bank::BOB).await;
+}

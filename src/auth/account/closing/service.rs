@@ -7,14 +7,15 @@
 //!
 //! **Closing** needs a recent step-up and an empty account: money still in it is paid out first
 //! to an account the customer names, by a transfer like any other (`transfer::payout`), and the
-//! account closes once that is carried out. Only a customer's own account closes — the demo's and the
-//! operators' come from the configuration. Then every session and device ends, and the personal
-//! data goes: the user document, the address, the factors, the activity, the devices. The ledger
-//! stays for `transaction_retention_days` under a pseudonym: the account keeps its number (it is
-//! no one's name) with the holder [`PSEUDONYM`], marked closed so no new transfer reaches it (one
-//! already debited still lands), and its own transactions and transfers name it so; its live feed
-//! (stream, newest-100 list, chart, spenders, payees) goes. What other customers' statements say
-//! of it is theirs, and stays. The address gets a last mail saying it is done.
+//! account closes once that is carried out. Only a customer's own account closes — the demo's
+//! and the operators' come from the configuration. Then every session and device ends, and the
+//! personal data goes: the user document, the address, the factors, the activity, the devices.
+//! The ledger stays for `transaction_retention_days` under a pseudonym: the account keeps its
+//! number (it is no one's name) with the holder [`PSEUDONYM`], marked closed so no transfer
+//! reaches it (one already debited comes back to its sender), and its own transactions and
+//! transfers name it so; its live feed (stream, newest-100 list, chart, spenders, payees) goes.
+//! What other customers' statements say of it is theirs, and stays. The address gets a last mail
+//! saying it is done.
 
 use rocket::serde::Serialize;
 
