@@ -754,6 +754,13 @@ async fn forgetful_customer(server: &TestServer) {
     submit_login(&client, &email, new).await;
     wait_for(&client, "location.pathname === '/dashboard'", Duration::from_secs(10)).await;
     assert_eq!(text(&client, "#holder").await, "Hedy Lamarr");
+    // Security's change-password page, and the closing form that asks where the balance goes.
+    client.goto(&url("/security/password")).await.unwrap();
+    wait_for(&client, "document.querySelector('#change-current')", Duration::from_secs(5)).await;
+    assert_accessible(&client, "change password").await;
+    client.goto(&url("/security")).await.unwrap();
+    wait_for(&client, "document.querySelector('#payout-to')", Duration::from_secs(5)).await;
+    assert_accessible(&client, "security with a balance to pay out").await;
     client.close().await.unwrap();
 }
 

@@ -193,7 +193,9 @@ async fn change_page(
         csrf: user.0.csrf(),
         min_chars: policy::min_chars(has_factor),
         has_factor: has_factor,
-        has_password: account.is_some_and(|u| !u.password_hash.is_empty()),
+        has_password: account.as_ref().is_some_and(|u| !u.password_hash.is_empty()),
+        // What a password manager saves the password under: the address signs in too.
+        login: account.and_then(|u| u.email),
         error,
     };
     Ok(Page::new(status, Template::render("account/change", page)))
