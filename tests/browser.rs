@@ -191,6 +191,27 @@ async fn assert_accessible(client: &Client, page: &str) {
     assert!(found.is_empty(), "{page}: accessibility violations: {:#}", Value::Array(found));
 }
 
+/// Asserts the page does not scroll sideways, naming what sticks out when it does.
+async fn assert_fits(client: &Client, path: &str) {
+    let fits =
+        js(client, "return [document.documentElement.scrollWidth, window.innerWidth];").await;
+    let (scroll, width) = (fits[0].as_u64().unwrap(), fits[1].as_u64().unwrap());
+    if scroll > width {
+        let wide = js(client, "return [...document.querySelectorAll('body *')]
+            .filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5)
+            .slice(-5).map(e => e.tagName + '.' + e.className + ' ' + e.getBoundingClientRect().right
+                + ': ' + (e.textContent || '').trim().slice(0, 60));").await;
+        panic!("{path} scrolls sideways at {width} px: {scroll} px wide; widest: {wide}");
+    }
+}
+
+/// Emulates `prefers-color-scheme: value` (`""`: the machine's own).
+async fn set_scheme(client: &Client, value: &str) {
+    let features = json!([{"name": "prefers-color-scheme", "value": value}]);
+    let media = json!({"cmd": "Emulation.setEmulatedMedia", "params": {"features": features}});
+    client.issue_cmd(Chromedriver::post("goog/cdp/execute", media)).await.unwrap();
+}
+
 async fn screenshot(client: &Client, name: &str) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     std::fs::create_dir_all(&dir).unwrap();
@@ -438,17 +459,7 @@ async fn the_whole_flow_in_a_real_browser() {
         client.set_window_size(360, 740).await.unwrap();
         for path in SIGNED_IN_PAGES {
             client.goto(&server.url(path)).await.unwrap();
-            let fits = js(&client, "return [document.documentElement.scrollWidth, window.innerWidth];")
-                .await;
-            let (scroll, width) = (fits[0].as_u64().unwrap(), fits[1].as_u64().unwrap());
-            if scroll > width {
-                // Name what sticks out, for whoever reads the failure.
-                let wide = js(&client, "return [...document.querySelectorAll('body *')]
-                    .filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5)
-                    .slice(-5).map(e => e.tagName + '.' + e.className + ' ' + e.getBoundingClientRect().right
-                        + ': ' + (e.textContent || '').trim().slice(0, 60));").await;
-                panic!("{path} scrolls sideways at {width} px: {scroll} px wide; widest: {wide}");
-            }
+            assert_fits(&client, path).await;
             // Shown as blocks here, tables keep their semantics only through explicit roles
             // (rows the live updates add included).
             let bare = js(&client, "return [...document.querySelectorAll('table, thead, tbody, tr, th, td')]
@@ -519,13 +530,7 @@ async fn the_whole_flow_in_a_real_browser() {
     .await;
 
     step("in the dark colour scheme every signed-in page keeps its contrast", async {
-        let scheme = |value: &str| {
-            let features = json!([{"name": "prefers-color-scheme", "value": value}]);
-            let media =
-                json!({"cmd": "Emulation.setEmulatedMedia", "params": {"features": features}});
-            Chromedriver::post("goog/cdp/execute", media)
-        };
-        client.issue_cmd(scheme("dark")).await.unwrap();
+        set_scheme(&client, "dark").await;
         for path in SIGNED_IN_PAGES {
             client.goto(&server.url(path)).await.unwrap();
             let dark = "return matchMedia('(prefers-color-scheme: dark)').matches \
@@ -536,7 +541,7 @@ async fn the_whole_flow_in_a_real_browser() {
                 screenshot(&client, "dark-dashboard").await;
             }
         }
-        client.issue_cmd(scheme("")).await.unwrap();
+        set_scheme(&client, "").await;
         client.goto(&server.url("/dashboard")).await.unwrap();
     })
     .await;
@@ -754,13 +759,23 @@ async fn forgetful_customer(server: &TestServer) {
     submit_login(&client, &email, new).await;
     wait_for(&client, "location.pathname === '/dashboard'", Duration::from_secs(10)).await;
     assert_eq!(text(&client, "#holder").await, "Hedy Lamarr");
-    // Security's change-password page, and the closing form that asks where the balance goes.
-    client.goto(&url("/security/password")).await.unwrap();
-    wait_for(&client, "document.querySelector('#change-current')", Duration::from_secs(5)).await;
-    assert_accessible(&client, "change password").await;
-    client.goto(&url("/security")).await.unwrap();
-    wait_for(&client, "document.querySelector('#payout-to')", Duration::from_secs(5)).await;
-    assert_accessible(&client, "security with a balance to pay out").await;
+    // Security's change-password page, and the closing form that asks where the balance goes:
+    // on a desktop and a phone, light and dark.
+    for (width, height, scheme) in [(1280, 1000, ""), (360, 740, ""), (360, 740, "dark")] {
+        client.set_window_size(width, height).await.unwrap();
+        set_scheme(&client, scheme).await;
+        for (path, ready) in
+            [("/security/password", "#change-current"), ("/security", "#payout-to")]
+        {
+            client.goto(&url(path)).await.unwrap();
+            let found = format!("document.querySelector('{ready}')");
+            wait_for(&client, &found, Duration::from_secs(5)).await;
+            assert_accessible(&client, &format!("{path} at {width} px {scheme}")).await;
+            assert_fits(&client, path).await;
+        }
+    }
+    js(&client, "document.querySelector('#close-form').scrollIntoView();").await;
+    screenshot(&client, "phone-dark-close").await;
     client.close().await.unwrap();
 }
 
