@@ -26,7 +26,6 @@ pub mod web;
 
 use rocket::figment::Figment;
 use rocket::{Build, Rocket};
-use rocket_dyn_templates::Template;
 
 pub use config::Config;
 pub use error::{Error, Result};
@@ -50,7 +49,6 @@ pub fn rocket() -> Rocket<Build> {
 pub fn build(figment: Figment) -> Rocket<Build> {
     rocket::custom(figment)
         .attach(config::stage())
-        .attach(Template::fairing())
         .attach(redis::stage())
         .attach(mail::stage())
         .attach(access::stage())

@@ -455,6 +455,30 @@ async fn the_whole_flow_in_a_real_browser() {
     })
     .await;
 
+    step("the dashboard's first load is under 100 KB on the wire", async {
+        // A first visit: nothing cached. Everything the page fetched counts, headers included
+        // (the live stream is still open, so it is not a finished resource yet).
+        let clear = json!({"cmd": "Network.clearBrowserCache", "params": {}});
+        client.issue_cmd(Chromedriver::post("goog/cdp/execute", clear)).await.unwrap();
+        client.goto(&server.url("/dashboard")).await.unwrap();
+        let charted = "document.readyState === 'complete' && window.Chart \
+            && Chart.getChart('spenders-chart')";
+        wait_for(&client, charted, Duration::from_secs(10)).await;
+        let weight = js(
+            &client,
+            "return performance.getEntriesByType('navigation')
+            .concat(performance.getEntriesByType('resource'))
+            .map(e => [e.name, e.transferSize]);",
+        )
+        .await;
+        let entries = weight.as_array().unwrap();
+        let total: u64 = entries.iter().map(|e| e[1].as_u64().unwrap_or(0)).sum();
+        println!("dashboard first load: {total} bytes on the wire: {weight}");
+        assert!(entries.iter().any(|e| e[0].as_str().unwrap().contains("/static/vendor/chart")));
+        assert!(total < 100_000, "the dashboard's first load is {total} bytes: {weight}");
+    })
+    .await;
+
     step("on a phone: every signed-in page fits 360 px, the menu holds every item", async {
         client.set_window_size(360, 740).await.unwrap();
         for path in SIGNED_IN_PAGES {

@@ -2,13 +2,13 @@
 //! the security-headers fairing applied to every response.
 
 pub mod app;
+pub mod assets;
 pub mod metrics;
 pub mod page;
 
 use rocket::data::{Data, FromData, Limits};
 use rocket::fairing::{AdHoc, Fairing, Info, Kind};
 use rocket::form::{Form, FromForm, ValueField};
-use rocket::fs::{FileServer, NamedFile};
 use rocket::http::{ContentType, RawStr, Status};
 use rocket::request::Request;
 use rocket::route::{Handler, Route};
@@ -37,13 +37,35 @@ pub const SECURITY_HEADERS: &[(&str, &str)] = &[
     ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
 ];
 
+/// The health check, the static files (read and compressed once, here: a missing folder stops
+/// the launch), the templates with their `asset()` function, the catchers and the headers.
 pub fn stage() -> AdHoc {
     AdHoc::try_on_ignite("Web", |rocket| async {
         let Some(config) = needs::<Config>(&rocket, "Web") else { return Err(rocket) };
+        let dir = config.web.static_dir.clone();
+        let loaded = tokio::task::spawn_blocking(move || assets::Assets::load(&dir)).await;
+        let assets = match loaded {
+            Ok(Ok(assets)) => std::sync::Arc::new(assets),
+            Ok(Err(e)) => {
+                rocket::error!(
+                    "the static folder {} cannot be read: {e}",
+                    config.web.static_dir.display()
+                );
+                return Err(rocket);
+            }
+            Err(e) => {
+                rocket::error!("reading the static folder failed: {e}");
+                return Err(rocket);
+            }
+        };
+        let for_templates = assets.clone();
         Ok(rocket
-            .mount("/", routes![healthz, favicon])
+            .mount("/", routes![healthz, assets::favicon, assets::static_file])
             .mount("/", exact_paths())
-            .mount("/static", FileServer::from(config.web.static_dir).rank(20))
+            .manage(assets)
+            .attach(rocket_dyn_templates::Template::custom(move |engines| {
+                engines.tera.register_function("asset", assets::AssetUrl(for_templates.clone()));
+            }))
             .register("/", catchers())
             .attach(SecurityHeaders)
             .attach(AdHoc::on_response("One write per response", |_, res| {
@@ -89,14 +111,6 @@ impl Handler for ExactPath {
             route::Outcome::error(Status::NotFound)
         }
     }
-}
-
-/// The site icon browsers ask for on every page (`static/favicon.ico`): without it each page
-/// view logs a 404 in the browser console.
-#[get("/favicon.ico")]
-async fn favicon(config: &State<Config>) -> Option<(ContentType, NamedFile)> {
-    let file = NamedFile::open(config.web.static_dir.join("favicon.ico")).await.ok()?;
-    Some((ContentType::Icon, file))
 }
 
 /// Liveness + Redis reachability for load balancers: 200 when the server the app writes to
@@ -273,11 +287,11 @@ impl Fairing for SecurityHeaders {
             }
             res.set_raw_header(*name, *value);
         }
-        // Pages and API carry account data: never cache them. Static assets are public.
+        // Pages and API carry account data: never cache them. A static asset's answer says how
+        // it is cached (see `assets`).
         let path = req.uri().path();
-        if (path.starts_with("/static/") || path == "/favicon.ico") && res.status() == Status::Ok {
-            res.set_raw_header("Cache-Control", "public, max-age=3600");
-        } else {
+        let asset = path.starts_with("/static/") || path == "/favicon.ico";
+        if !(asset && res.headers().contains("Cache-Control")) {
             res.set_raw_header("Cache-Control", "no-store");
         }
         res.remove_header("Server");

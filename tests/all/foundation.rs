@@ -97,15 +97,89 @@ async fn module_check_names_what_is_missing() {
     assert_eq!(missing, vec!["RedisJSON", "RediSearch"]);
 }
 
+/// The icon browsers ask for by its plain name: cached, but revalidated (its ETag answers 304).
 #[rocket::async_test]
 async fn the_site_icon_is_served_and_cacheable() {
     let app = TestApp::new().await;
     let res = app.client.get("/favicon.ico").dispatch().await;
     assert_eq!(res.status(), Status::Ok);
     assert_eq!(res.content_type(), Some(ContentType::Icon));
-    assert_eq!(res.headers().get_one("Cache-Control"), Some("public, max-age=3600"));
+    assert_eq!(res.headers().get_one("Cache-Control"), Some("public, no-cache"));
+    let etag = res.headers().get_one("ETag").expect("an ETag").to_owned();
     let body = res.into_bytes().await.unwrap();
     assert_eq!(&body[..4], &[0, 0, 1, 0], "not an ICO file");
+    let again =
+        app.client.get("/favicon.ico").header(Header::new("If-None-Match", etag)).dispatch();
+    let again = again.await;
+    assert_eq!(again.status(), Status::NotModified);
+    assert!(again.into_bytes().await.unwrap_or_default().is_empty());
+}
+
+/// The first `href`/`src` in `html` that names `/static/<prefix>…`.
+fn linked(html: &str, prefix: &str) -> String {
+    let start =
+        html.find(&format!("\"/static/{prefix}")).unwrap_or_else(|| panic!("{prefix}: {html}"));
+    let rest = &html[start + 1..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+/// Pages link to content-hashed names, served from memory for a year as `immutable`, in brotli
+/// or gzip as the client accepts (decoding to the file on disk), or as they are; the plain name
+/// is revalidated; a stale hash or a path out of the folder is a 404.
+#[rocket::async_test]
+async fn static_assets_are_content_hashed_immutable_and_compressed() {
+    use std::io::Read;
+    let app = TestApp::new().await;
+    let login = app.client.get("/login").dispatch().await.into_string().await.unwrap();
+    let css = linked(&login, "css/app.");
+    let on_disk = std::fs::read("static/css/app.css").unwrap();
+    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&on_disk));
+    assert_eq!(css, format!("/static/css/app.{}.css", &hash[..10]));
+
+    let get = async |path: &str, accept: Option<&str>| {
+        let mut req = app.client.get(path.to_owned());
+        if let Some(accept) = accept {
+            req = req.header(Header::new("Accept-Encoding", accept.to_owned()));
+        }
+        let res = req.dispatch().await;
+        let header = |name: &str| res.headers().get_one(name).map(str::to_owned);
+        let heads = (header("Content-Encoding"), header("Cache-Control"), header("Vary"));
+        (res.status(), res.content_type(), heads, res.into_bytes().await.unwrap_or_default())
+    };
+    let (status, kind, (coding, cache, vary), body) = get(&css, Some("gzip, deflate, br")).await;
+    assert_eq!((status, kind), (Status::Ok, Some(ContentType::CSS)));
+    assert_eq!(coding.as_deref(), Some("br"));
+    assert_eq!(cache.as_deref(), Some("public, max-age=31536000, immutable"));
+    assert_eq!(vary.as_deref(), Some("Accept-Encoding"));
+    let mut decoded = Vec::new();
+    brotli::Decompressor::new(&body[..], 4096).read_to_end(&mut decoded).unwrap();
+    assert_eq!(decoded, on_disk);
+    assert!(
+        body.len() * 2 < on_disk.len(),
+        "brotli saved little: {} of {}",
+        body.len(),
+        on_disk.len()
+    );
+
+    let (_, _, (coding, _, _), body) = get(&css, Some("gzip")).await;
+    assert_eq!(coding.as_deref(), Some("gzip"));
+    let mut decoded = Vec::new();
+    flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut decoded).unwrap();
+    assert_eq!(decoded, on_disk);
+    let (_, _, (coding, _, _), body) = get(&css, None).await;
+    assert_eq!((coding, body), (None, on_disk.clone()));
+
+    let (status, _, (_, cache, _), body) = get("/static/css/app.css", Some("br")).await;
+    assert_eq!((status, cache.as_deref()), (Status::Ok, Some("public, no-cache")));
+    assert!(!body.is_empty());
+    // Images are sent as they are.
+    let (_, kind, (coding, _, _), _) = get("/static/icons/icon-192.png", Some("br")).await;
+    assert_eq!((kind, coding), (Some(ContentType::PNG), None));
+    for missing in ["/static/css/app.0000000000.css", "/static/../Cargo.toml", "/static/nothing.js"]
+    {
+        let (status, _, (_, cache, _), _) = get(missing, None).await;
+        assert_eq!((status, cache.as_deref()), (Status::NotFound, Some("no-store")), "{missing}");
+    }
 }
 
 #[rocket::async_test]
@@ -175,9 +249,9 @@ async fn security_headers_on_pages_errors_and_json() {
 async fn the_app_can_be_added_to_a_home_screen() {
     let app = TestApp::new().await;
     let login = app.client.get("/login").dispatch().await.into_string().await.unwrap();
-    assert!(login.contains(r#"<link rel="manifest" href="/static/manifest.json">"#), "{login}");
+    assert!(login.contains(r#"<link rel="manifest" href="/static/manifest."#), "{login}");
     assert!(login.contains(r##"<meta name="theme-color" content="#c8102e">"##), "{login}");
-    let res = app.client.get("/static/manifest.json").dispatch().await;
+    let res = app.client.get(linked(&login, "manifest.")).dispatch().await;
     assert_eq!(res.status(), Status::Ok);
     let manifest: Value = serde_json::from_str(&res.into_string().await.unwrap()).unwrap();
     assert_eq!(
