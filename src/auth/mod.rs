@@ -13,6 +13,7 @@ pub mod sessions;
 pub mod signin;
 pub mod step_up;
 pub mod store;
+pub mod token;
 pub mod users;
 
 use std::sync::Arc;

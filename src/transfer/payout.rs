@@ -66,24 +66,6 @@ pub async fn close_paying_out(
     if t.status == Status::ConfirmationRequired {
         return Ok(Closing::Pending(t));
     }
-    close_when_paid(db, config, session, client, &t).await?;
+    closing::close_after_payout(db, config, session, client, &t).await?;
     Ok(Closing::Closed(Some(t)))
-}
-
-/// Closes the account once its payout `t` is carried out. Refused (409) when money arrived in
-/// the meantime, saying the payout went.
-pub(super) async fn close_when_paid(
-    db: &Db,
-    config: &Config,
-    session: &Session,
-    client: &ClientInfo,
-    t: &Transfer,
-) -> Result<()> {
-    match closing::close(db, config, session, client).await {
-        Err(Error::Conflict(why)) => Err(Error::Conflict(format!(
-            "{} was paid out to {}, but the account is still open. {why}",
-            t.amount, t.payee_name
-        ))),
-        other => other,
-    }
 }

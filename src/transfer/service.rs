@@ -21,6 +21,7 @@ use super::model::{
     Confirmation, MAX_REFERENCE_CHARS, PENDING_MARGIN_SECS, PENDING_SECS, Status, Transfer,
 };
 use crate::audit::ClientInfo;
+use crate::auth::account::closing::service as closing;
 use crate::auth::factors::passkey::{self, Purpose, RelyingParty};
 use crate::auth::factors::store as factors;
 use crate::auth::model::Session;
@@ -399,7 +400,7 @@ pub async fn confirm(
     t.confirmed_by = Some(method);
     execute(db, config, &mut t).await?;
     if t.closes_account {
-        super::payout::close_when_paid(db, config, session, client, &t).await?;
+        closing::close_after_payout(db, config, session, client, &t).await?;
     }
     Ok(t)
 }

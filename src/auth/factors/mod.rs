@@ -11,6 +11,7 @@ pub mod routes;
 pub mod service;
 pub mod store;
 pub mod totp;
+pub mod user_handle;
 
 use rocket::fairing::AdHoc;
 use rocket::routes;

@@ -18,10 +18,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use webauthn_rs::prelude::{
     CredentialID, DiscoverableAuthentication, DiscoverableKey, Passkey, PasskeyRegistration,
-    PublicKeyCredential, RegisterPublicKeyCredential, Url, Uuid, Webauthn, WebauthnBuilder,
+    PublicKeyCredential, RegisterPublicKeyCredential, Url, Webauthn, WebauthnBuilder,
 };
 use webauthn_rs_proto::ResidentKeyRequirement;
 
+use super::user_handle;
 use crate::auth::signin::throttle::{address_group, per_minute};
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::config::Config;
@@ -31,6 +32,9 @@ use crate::secret::sha256_hex;
 
 /// How long a ceremony waits for the authenticator (and its state for the answer).
 pub const CEREMONY_SECS: u64 = 300;
+/// How long a user handle lives until a passkey holds it: a day (an application's life) and a
+/// ceremony.
+const UNUSED_HANDLE_SECS: u64 = 86_400 + CEREMONY_SECS;
 /// Passkeys per user.
 pub const MAX_PASSKEYS: usize = 10;
 /// Ceremonies one client address may start per minute (each keeps a little state in Redis
@@ -198,72 +202,6 @@ pub fn challenge_of(options: &Value) -> Result<String> {
         .ok_or_else(|| internal("options without a challenge"))
 }
 
-/// How long a user handle lives until a passkey holds it: a day and a ceremony, so the handle of
-/// a passkey application (whose username exists nowhere else yet) goes with the application
-/// when it is abandoned. Storing a passkey keeps the handle for good.
-const UNUSED_HANDLE_SECS: u64 = 86_400 + CEREMONY_SECS;
-
-/// The user's WebAuthn user handle, created on first use. Until a passkey holds it, it and its
-/// owner record expire after [`UNUSED_HANDLE_SECS`], counted again from every registration
-/// started (so it cannot expire during a ceremony).
-async fn user_handle(db: &Db, username: &str) -> Result<Uuid> {
-    let key = db.keys.user_handle(username);
-    let fresh = Uuid::new_v4();
-    let fresh_text = fresh.to_string();
-    let (created, stored, ttl): (bool, String, i64) = db
-        .run(async |c| {
-            redis::pipe()
-                .cmd("SET")
-                .arg(&key)
-                .arg(&fresh_text)
-                .arg("NX")
-                .arg("EX")
-                .arg(UNUSED_HANDLE_SECS)
-                .cmd("GET")
-                .arg(&key)
-                .cmd("TTL")
-                .arg(&key)
-                .query_async(c)
-                .await
-        })
-        .await?;
-    let handle = Uuid::parse_str(&stored).map_err(internal)?;
-    // Created now, or still unused (it expires): the owner record with it, for as long.
-    if created || ttl > 0 {
-        let owner = db.keys.handle_owner(&stored);
-        db.run(async |c| {
-            redis::pipe()
-                .cmd("SET")
-                .arg(&owner)
-                .arg(username)
-                .arg("EX")
-                .arg(UNUSED_HANDLE_SECS)
-                .ignore()
-                .cmd("EXPIRE")
-                .arg(&key)
-                .arg(UNUSED_HANDLE_SECS)
-                .ignore()
-                .query_async::<_, ()>(c)
-                .await
-        })
-        .await?;
-    }
-    Ok(handle)
-}
-
-/// Keeps `username`'s user handle and its owner record for good: a passkey holds it now.
-async fn keep_user_handle(db: &Db, username: &str) -> Result<()> {
-    let key = db.keys.user_handle(username);
-    let handle: Option<String> =
-        db.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await).await?;
-    let Some(handle) = handle else {
-        return Err(internal("a passkey was stored for a user handle that expired"));
-    };
-    let owner = db.keys.handle_owner(&handle);
-    db.run(async |c| redis::cmd("PERSIST").arg(&key).query_async::<_, ()>(c).await).await?;
-    db.run(async |c| redis::cmd("PERSIST").arg(&owner).query_async::<_, ()>(c).await).await
-}
-
 async fn stored_passkeys(db: &Db, username: &str) -> Result<Vec<(String, Stored)>> {
     let key = db.keys.passkeys(username);
     let all: Vec<(String, String)> =
@@ -327,7 +265,7 @@ pub async fn start_registration(
     }
     let exclude: Vec<CredentialID> =
         existing.iter().map(|(_, s)| s.passkey.cred_id().clone()).collect();
-    let handle = user_handle(db, username).await?;
+    let handle = user_handle::get_or_make(db, username, UNUSED_HANDLE_SECS).await?;
     let (mut options, state) = rp
         .webauthn
         .start_passkey_registration(handle, username, display_name, Some(exclude))
@@ -412,7 +350,7 @@ pub async fn store_registration(db: &Db, username: &str, new: NewPasskey) -> Res
         0 => return Err(Error::BadRequest("This passkey is already registered.".into())),
         _ => {}
     }
-    keep_user_handle(db, username).await?;
+    user_handle::keep(db, username).await?;
     let created_at = rfc3339_ms(now);
     Ok(PasskeyView {
         id,
@@ -454,10 +392,7 @@ pub async fn finish_authentication(db: &Db, rp: &RelyingParty, answer: &Value) -
         .identify_discoverable_authentication(&credential)
         .map_err(|_| Error::InvalidCode)?;
     let id = URL_SAFE_NO_PAD.encode(cred_id);
-    let owner_key = db.keys.handle_owner(&handle.to_string());
-    let user: Option<String> =
-        db.run(async |c| redis::cmd("GET").arg(&owner_key).query_async(c).await).await?;
-    let user = user.ok_or(Error::InvalidCode)?;
+    let user = user_handle::owner(db, &handle).await?.ok_or(Error::InvalidCode)?;
     let key = db.keys.passkeys(&user);
     let before: Option<String> =
         db.run(async |c| redis::cmd("HGET").arg(&key).arg(&id).query_async(c).await).await?;

@@ -270,6 +270,24 @@ pub async fn close(db: &Db, config: &Config, session: &Session, client: &ClientI
     Ok(())
 }
 
+/// Closes the account once its payout `t` (a transfer of the whole balance) is carried out.
+/// Refused (409) when money arrived in the meantime, saying the payout went.
+pub async fn close_after_payout(
+    db: &Db,
+    config: &Config,
+    session: &Session,
+    client: &ClientInfo,
+    t: &Transfer,
+) -> Result<()> {
+    match close(db, config, session, client).await {
+        Err(Error::Conflict(why)) => Err(Error::Conflict(format!(
+            "{} was paid out to {}, but the account is still open. {why}",
+            t.amount, t.payee_name
+        ))),
+        other => other,
+    }
+}
+
 /// The user document, the address, the factors, the activity and the devices.
 async fn erase_personal_data(db: &Db, user: &User) -> Result<()> {
     let keys = &db.keys;
