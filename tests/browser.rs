@@ -186,11 +186,11 @@ async fn violations(client: &Client) -> Vec<Value> {
     found.as_array().cloned().unwrap_or_default()
 }
 
-/// axe finds nothing serious on the page as it is; and on a phone (360×740, the page kept as it
-/// is, the window put back after) it fits, its targets are large enough, and axe agrees again.
+/// axe finds nothing serious on the page as it is, and in the other colour scheme; and on a
+/// phone (360×740, the page kept as it is, the window put back after) it fits, its targets are
+/// large enough, and axe agrees in both schemes.
 async fn assert_accessible(client: &Client, page: &str) {
-    let found = violations(client).await;
-    assert!(found.is_empty(), "{page}: accessibility violations: {:#}", Value::Array(found));
+    assert_no_violations(client, page).await;
     let (width, height) = client.get_window_size().await.unwrap();
     if width <= 430 {
         assert_fits(client, page).await;
@@ -200,10 +200,26 @@ async fn assert_accessible(client: &Client, page: &str) {
     client.set_window_size(360, 740).await.unwrap();
     assert_fits(client, page).await;
     assert_tap_targets(client, page).await;
-    let found = violations(client).await;
-    assert!(found.is_empty(), "{page} on a phone: violations: {:#}", Value::Array(found));
+    assert_no_violations(client, &format!("{page} on a phone")).await;
     let restore = (u32::try_from(width).unwrap(), u32::try_from(height).unwrap());
     client.set_window_size(restore.0, restore.1).await.unwrap();
+}
+
+/// axe on the page in the scheme it is shown in, then in the other one (the page's own scheme is
+/// put back after).
+async fn assert_no_violations(client: &Client, page: &str) {
+    let found = violations(client).await;
+    assert!(found.is_empty(), "{page}: accessibility violations: {:#}", Value::Array(found));
+    let dark = js(client, "return matchMedia('(prefers-color-scheme: dark)').matches;").await;
+    let (other, back) = if dark == json!(true) { ("light", "dark") } else { ("dark", "") };
+    set_scheme(client, other).await;
+    let found = violations(client).await;
+    set_scheme(client, back).await;
+    assert!(
+        found.is_empty(),
+        "{page} ({other}): accessibility violations: {:#}",
+        Value::Array(found)
+    );
 }
 
 /// On a phone: buttons and navigation links at least 44×44 CSS px, every other control at least

@@ -209,8 +209,9 @@ fn brotli(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     {
         // Quality 11 (the best): paid once at start, for every visit after. The window just
-        // holds the file (2^10 to 2^24 bytes): a larger one compresses no better, and its tables
-        // stay in the allocator's pages (with mimalloc, a 4 MiB window kept 95 MB of RSS; this, 23 MB).
+        // holds the file (2^10 to 2^24 bytes): a larger one compresses no better, and its
+        // tables stay in the allocator's pages (with mimalloc, a 4 MiB window kept 95 MB of
+        // RSS; this one, 23 MB).
         let window = bytes.len().next_power_of_two().trailing_zeros().clamp(10, 24);
         let mut writer = brotli::CompressorWriter::new(&mut out, 64 * 1024, 11, window);
         writer.write_all(bytes)?;
