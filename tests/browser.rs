@@ -1125,11 +1125,13 @@ async fn strong_authentication(server: &TestServer, client: &Client) {
     other.find(Locator::Css("#renew-submit")).await.unwrap().click().await.unwrap();
     wait_for(&other, "location.pathname === '/dashboard'", Duration::from_secs(5)).await;
     steps.at("the idle limit warns and 'stay signed in' extends");
-    // The idle limit: four minutes later (the page's clock moved on), the warning says why and
-    // offers to stay; staying is a real request that extends the session.
+    // The idle limit: four minutes later (the page's clock moved on, and stands still there while
+    // the page is checked on a phone and in both schemes), the warning says why and offers to
+    // stay; staying is a real request that extends the session.
     js(
         &other,
-        "window.__realNow = Date.now; Date.now = () => window.__realNow() + 250000; return null;",
+        "window.__realNow = Date.now; const later = Date.now() + 250000; \
+         Date.now = () => later; return null;",
     )
     .await;
     wait_for(&other, "!document.querySelector('#idle-warning').hidden", Duration::from_secs(5))
