@@ -1,10 +1,10 @@
 //! Changing the password while signed in: the current password (counted by the sign-in
 //! throttle, so a stolen session cannot guess it), a recent second factor where the account has
 //! one (the route's guard), and the rules of `policy`. An account opened with a passkey has no
-//! password to give: it sets its first one after the passkey's recent step-up alone. Every other session ends, every
-//! remembered device (this one too) is forgotten, and the owner is told by mail with a "this
-//! wasn't me" link. And which kind of mailed link confirms an address: an application's, or a
-//! change's.
+//! password to give: it sets its first one after the passkey's recent step-up alone. Every other
+//! session ends, every remembered device (this one too) is forgotten, and the owner is told by
+//! mail with a "this wasn't me" link. And which kind of mailed link confirms an address: an
+//! application's, or a change's.
 
 use super::{email, policy, signup};
 use crate::audit;
