@@ -27,10 +27,10 @@ pub const REFERENCE: &str = "Account closing";
 /// Where a closing stands.
 #[derive(Debug)]
 pub enum Closing {
-    /// Closed; with the payout that emptied it first, if there was money in it.
-    Closed(Option<Transfer>),
+    /// Closed (after the payout that emptied it, if there was money in it).
+    Closed,
     /// The payout waits for its passkey confirmation; the account closes with it.
-    Pending(Transfer),
+    Pending(Box<Transfer>),
 }
 
 /// Closes the signed-in customer's account, paying its balance out to `payout_to` first.
@@ -43,12 +43,12 @@ pub async fn close_paying_out(
     payout_to: Option<&str>,
 ) -> Result<Closing> {
     // The account must close here before any money leaves for a closing.
-    closing::closing_user(db, session).await?;
+    let user = closing::closing_user(db, session).await?;
     let balance = bank::balance(db, &session.doc.account).await?;
     let payout_to = payout_to.map(str::trim).filter(|to| !to.is_empty());
     let Some(to_account) = payout_to.filter(|_| balance.0 > 0) else {
-        closing::close(db, config, session, client).await?;
-        return Ok(Closing::Closed(None));
+        closing::close_as(db, config, &user, session, client).await?;
+        return Ok(Closing::Closed);
     };
     let req = Request {
         to_account: to_account.to_owned(),
@@ -64,8 +64,8 @@ pub async fn close_paying_out(
         other => other?,
     };
     if t.status == Status::ConfirmationRequired {
-        return Ok(Closing::Pending(t));
+        return Ok(Closing::Pending(Box::new(t)));
     }
     closing::close_after_payout(db, config, session, client, &t).await?;
-    Ok(Closing::Closed(Some(t)))
+    Ok(Closing::Closed)
 }

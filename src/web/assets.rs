@@ -35,10 +35,15 @@ impl Encoding {
     /// The best coding `accept` (an `Accept-Encoding` value) allows: brotli, then gzip. A coding
     /// with `q=0` is refused; `*` allows any.
     pub fn choose(accept: &str) -> Encoding {
+        Encoding::choose_from(std::iter::once(accept))
+    }
+
+    /// [`Encoding::choose`] over every `Accept-Encoding` header of a request, as one list.
+    fn choose_from<'a>(headers: impl Iterator<Item = &'a str>) -> Encoding {
         let mut brotli = None;
         let mut gzip = None;
         let mut any = None;
-        for item in accept.split(',') {
+        for item in headers.flat_map(|value| value.split(',')) {
             let mut parts = item.split(';');
             let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
             let allowed = parts
@@ -66,8 +71,7 @@ impl<'r> FromRequest<'r> for Encoding {
     type Error = std::convert::Infallible;
 
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        let accept = req.headers().get("Accept-Encoding").collect::<Vec<_>>().join(",");
-        Outcome::Success(Encoding::choose(&accept))
+        Outcome::Success(Encoding::choose_from(req.headers().get("Accept-Encoding")))
     }
 }
 
@@ -221,7 +225,7 @@ fn brotli(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
 }
 
 /// An asset's answer (a 304's has no body).
-struct Served {
+pub struct Served {
     content_type: ContentType,
     etag: String,
     immutable: bool,
@@ -259,14 +263,14 @@ impl<'r> Responder<'r, 'static> for Served {
 }
 
 /// `If-None-Match`, when the request has one.
-pub struct IfNoneMatch(Option<String>);
+pub struct IfNoneMatch<'r>(Option<&'r str>);
 
 #[rocket::async_trait]
-impl<'r> FromRequest<'r> for IfNoneMatch {
+impl<'r> FromRequest<'r> for IfNoneMatch<'r> {
     type Error = std::convert::Infallible;
 
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        Outcome::Success(IfNoneMatch(req.headers().get_one("If-None-Match").map(str::to_owned)))
+        Outcome::Success(IfNoneMatch(req.headers().get_one("If-None-Match")))
     }
 }
 
@@ -275,21 +279,21 @@ impl<'r> FromRequest<'r> for IfNoneMatch {
 pub fn static_file(
     path: PathBuf,
     encoding: Encoding,
-    if_none_match: IfNoneMatch,
+    if_none_match: IfNoneMatch<'_>,
     assets: &State<Arc<Assets>>,
-) -> Option<impl Responder<'_, 'static>> {
+) -> Option<Served> {
     let name = relative(Path::new(""), &path)?;
-    assets.answer(&name, encoding, if_none_match.0.as_deref())
+    assets.answer(&name, encoding, if_none_match.0)
 }
 
 /// The favicon, where browsers look for it without being told.
 #[get("/favicon.ico")]
 pub fn favicon(
     encoding: Encoding,
-    if_none_match: IfNoneMatch,
+    if_none_match: IfNoneMatch<'_>,
     assets: &State<Arc<Assets>>,
-) -> Option<impl Responder<'_, 'static>> {
-    assets.answer("favicon.ico", encoding, if_none_match.0.as_deref())
+) -> Option<Served> {
+    assets.answer("favicon.ico", encoding, if_none_match.0)
 }
 
 /// The templates' `asset(path="js/live.js")`: the content-hashed URL. An unknown file is an

@@ -57,8 +57,12 @@ pub async fn security_page(user: CurrentUser, app: App<'_>) -> Result<Template> 
         })
         .collect();
     let entries = audit::newest(db, &doc.user, 50).await?;
-    let email = crate::auth::users::get_user(db, &doc.user).await?.and_then(|u| u.email);
-    let closing = crate::auth::account::closing::service::closes_here(db, &doc.user).await?;
+    let account_user = crate::auth::users::get_user(db, &doc.user).await?;
+    let closing = match &account_user {
+        Some(u) => crate::auth::account::closing::service::closes_here(db, u).await?,
+        None => None,
+    };
+    let email = account_user.and_then(|u| u.email);
     let devices: Vec<Value> = crate::auth::signin::throttle::devices(db, &doc.user)
         .await?
         .into_iter()

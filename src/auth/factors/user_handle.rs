@@ -64,8 +64,18 @@ pub(super) async fn keep(db: &Db, username: &str) -> Result<()> {
         return Err(Error::Internal("a passkey was stored for a user handle that expired".into()));
     };
     let owner = db.keys.handle_owner(&handle);
-    db.run(async |c| redis::cmd("PERSIST").arg(&key).query_async::<_, ()>(c).await).await?;
-    db.run(async |c| redis::cmd("PERSIST").arg(&owner).query_async::<_, ()>(c).await).await
+    db.run(async |c| {
+        redis::pipe()
+            .cmd("PERSIST")
+            .arg(&key)
+            .ignore()
+            .cmd("PERSIST")
+            .arg(&owner)
+            .ignore()
+            .query_async::<_, ()>(c)
+            .await
+    })
+    .await
 }
 
 /// The user `handle` belongs to (None: no one, or an abandoned application's that expired).

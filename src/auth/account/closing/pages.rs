@@ -72,7 +72,7 @@ pub async fn close_submit(
     }
     let payout_to = Some(form.payout_to.as_str());
     match payout::close_paying_out(db, config, (&me.0, &client), payout_to).await? {
-        Closing::Closed(_) => Ok(Reply::Page(closed_page(config))),
+        Closing::Closed => Ok(Reply::Page(closed_page(config))),
         Closing::Pending(t) => {
             Ok(Reply::Done(Redirect::to(uri!(crate::transfer::routes::transfer_page(id = &t.id)))))
         }

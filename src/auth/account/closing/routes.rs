@@ -62,7 +62,7 @@ pub async fn account_close(
 ) -> Result<Closed> {
     let App { db, config } = app;
     match payout::close_paying_out(db, config, (&user.0.session, &client), payout_to).await? {
-        Closing::Closed(_) => Ok(Closed::Done(Status::NoContent)),
+        Closing::Closed => Ok(Closed::Done(Status::NoContent)),
         Closing::Pending(t) => {
             Ok(Closed::Waiting((Status::Accepted, Json(Box::new(view(db, &t).await?)))))
         }

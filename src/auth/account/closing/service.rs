@@ -135,14 +135,18 @@ pub fn export_filename(session: &Session) -> String {
     format!("redbank-{}-{}.json", session.doc.account, day.get(..10).unwrap_or(""))
 }
 
+/// The ids of the transfers `number`'s holder started that are still kept, newest first.
+async fn transfer_ids(db: &Db, number: &str) -> Result<Vec<String>> {
+    let index = db.keys.transfers_of(number);
+    db.run(async |c| {
+        redis::cmd("ZRANGE").arg(&index).arg(0).arg(-1).arg("REV").query_async(c).await
+    })
+    .await
+}
+
 /// The transfers `number`'s holder started that are still kept, newest first.
 async fn transfers_of(db: &Db, number: &str) -> Result<Vec<Transfer>> {
-    let index = db.keys.transfers_of(number);
-    let ids: Vec<String> = db
-        .run(async |c| {
-            redis::cmd("ZRANGE").arg(&index).arg(0).arg(-1).arg("REV").query_async(c).await
-        })
-        .await?;
+    let ids = transfer_ids(db, number).await?;
     let mut all = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(100) {
         let keys: Vec<String> = chunk.iter().map(|id| db.keys.transfer(number, id)).collect();
@@ -181,11 +185,10 @@ async fn closable(db: &Db, user: &User) -> Result<()> {
     Ok(())
 }
 
-/// Whether `username`'s account closes here, and then its balance (Security shows the form only
+/// Whether `user`'s account closes here, and then its balance (Security shows the form only
 /// then, with a payout field while money is in it).
-pub async fn closes_here(db: &Db, username: &str) -> Result<Option<Cents>> {
-    let Some(user) = users::get_user(db, username).await? else { return Ok(None) };
-    match closable(db, &user).await {
+pub async fn closes_here(db: &Db, user: &User) -> Result<Option<Cents>> {
+    match closable(db, user).await {
         Ok(()) => Ok(Some(bank::balance(db, &user.account).await?)),
         Err(Error::Forbidden(_)) => Ok(None),
         Err(e) => Err(e),
@@ -203,8 +206,19 @@ pub async fn closing_user(db: &Db, session: &Session) -> Result<User> {
 /// Closes the signed-in customer's account (see the module's header). Refused, changing
 /// nothing, with money in it (409) or for an account that does not close here (403).
 pub async fn close(db: &Db, config: &Config, session: &Session, client: &ClientInfo) -> Result<()> {
-    let username = &session.doc.user;
     let user = closing_user(db, session).await?;
+    close_as(db, config, &user, session, client).await
+}
+
+/// [`close`] for the user [`closing_user`] already answered for `session`.
+pub async fn close_as(
+    db: &Db,
+    config: &Config,
+    user: &User,
+    session: &Session,
+    client: &ClientInfo,
+) -> Result<()> {
+    let username = &session.doc.user;
     let number = &user.account;
     let keys = &db.keys;
     // One script on the account's slot: empty, nothing owed to anyone, then closed — from here
@@ -240,7 +254,7 @@ pub async fn close(db: &Db, config: &Config, session: &Session, client: &ClientI
     // Until the sessions end, every step can simply run again: a closing that failed half-way
     // is finished by the customer's next try (the script above marks an empty account closed
     // again, and the account stays the customer's own until the very end).
-    pseudonymise_ledger(db, &user).await?;
+    pseudonymise_ledger(db, user).await?;
     if let Some(address) = &user.email {
         let text = format!(
             "Hello {name},\n\n\
@@ -261,7 +275,7 @@ pub async fn close(db: &Db, config: &Config, session: &Session, client: &ClientI
         }
     }
     store::destroy_others(db, username, None).await?;
-    erase_personal_data(db, &user).await?;
+    erase_personal_data(db, user).await?;
     // Last: no longer a customer's own account (nor, for the generator, one to write for).
     let opened = keys.accounts_opened();
     db.run(async |c| redis::cmd("SREM").arg(&opened).arg(number).query_async::<_, ()>(c).await)
@@ -320,11 +334,7 @@ async fn pseudonymise_ledger(db: &Db, user: &User) -> Result<()> {
     // its owner.
     let names = [user.display_name.as_str(), user.username.as_str()];
     let transactions = search::every_transaction(db, number).await?;
-    let transfer_ids: Vec<String> = {
-        let index = keys.transfers_of(number);
-        db.run(async |c| redis::cmd("ZRANGE").arg(&index).arg(0).arg(-1).query_async(c).await)
-            .await?
-    };
+    let transfer_ids = transfer_ids(db, number).await?;
     let mut docs: Vec<String> = transactions.into_iter().map(|(key, _)| key).collect();
     docs.extend(transfer_ids.iter().map(|id| keys.transfer(number, id)));
     for chunk in docs.chunks(200) {
