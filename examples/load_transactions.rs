@@ -30,15 +30,12 @@ const USAGE: &str = "usage: load_transactions <redis_url> <key_prefix> <account>
 /// Conflicts tolerated in a row before giving up (something else keeps writing to the account).
 const MAX_CONFLICTS_IN_A_ROW: u32 = 50;
 
+#[path = "common/exit.rs"]
+mod exit;
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("load_transactions: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit::exit("load_transactions", run().await)
 }
 
 async fn run() -> Result<(), String> {

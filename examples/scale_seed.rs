@@ -32,15 +32,12 @@ const USAGE: &str =
 /// Customers seeded at a time.
 const CONCURRENCY: usize = 128;
 
+#[path = "common/exit.rs"]
+mod exit;
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("scale_seed: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit::exit("scale_seed", run().await)
 }
 
 /// Customer `n`: account, transactions, sessions (half of them browsers, from two addresses of

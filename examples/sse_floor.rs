@@ -29,6 +29,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 
 const USAGE: &str = "usage: sse_floor --port PORT [--interval-ms 1000]";
+#[path = "common/exit.rs"]
+mod exit;
 
 fn main() -> ExitCode {
     let mut port = None;
@@ -52,13 +54,7 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
     let result =
         runtime.map_err(|e| e.to_string()).and_then(|rt| rt.block_on(serve(port, interval_ms)));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("sse_floor: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit::exit("sse_floor", result)
 }
 
 async fn serve(port: u16, interval_ms: u64) -> Result<(), String> {

@@ -33,15 +33,12 @@ const USAGE: &str =
     "usage: transfer_bench <redis_url> <key_prefix> <base_url> <count> <concurrency> [first]";
 const PAYEE: &str = "1580783161"; // bob's
 
+#[path = "common/exit.rs"]
+mod exit;
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("transfer_bench: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit::exit("transfer_bench", run().await)
 }
 
 #[path = "../tests/all/common/passkey.rs"]

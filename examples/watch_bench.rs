@@ -44,15 +44,12 @@ const CONCURRENCY: usize = 64;
 /// 16 connections from one address be in their handshake at once, and here 8 are at most.
 const ADDRESSES: usize = 8;
 
+#[path = "common/exit.rs"]
+mod exit;
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("watch_bench: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit::exit("watch_bench", run().await)
 }
 
 /// One transaction event as a stream delivered it: the account's customer, its stream id (the

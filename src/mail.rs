@@ -26,7 +26,7 @@ use rocket::{Orbit, Rocket};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::Db;
-use crate::stage::needs;
+use crate::stage;
 
 /// The longest a request waits for the mail server (a code mail is sent while the user waits).
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -411,12 +411,7 @@ async fn run_sender(rocket: &Rocket<Orbit>, db: Db, mailer: Mailer) {
 
 /// The [`Mailer`] as managed state, one log line saying where mail goes, and the outbox sender.
 pub fn stage() -> AdHoc {
-    AdHoc::try_on_ignite("Mail", |rocket| async {
-        let (Some(db), Some(config)) =
-            (needs::<Db>(&rocket, "Mail"), needs::<Config>(&rocket, "Mail"))
-        else {
-            return Err(rocket);
-        };
+    stage::with_store("Mail", |rocket, db, config| async move {
         match Mailer::new(&config) {
             Ok(mailer) => {
                 rocket::info!("mail: {}", mailer.describe(&config));

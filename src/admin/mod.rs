@@ -67,11 +67,7 @@ where
     type Error = Error;
 
     async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Error> {
-        let user = match U::from_request(req).await {
-            Outcome::Success(user) => user,
-            Outcome::Forward(status) => return Outcome::Forward(status),
-            Outcome::Error(e) => return Outcome::Error(e),
-        };
+        let user = rocket::outcome::try_outcome!(U::from_request(req).await);
         let session = user.session();
         if !session.doc.is_admin() {
             return refuse(req, Status::Forbidden, "This is for operators only.");

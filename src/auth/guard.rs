@@ -8,7 +8,7 @@
 
 use rocket::data::{Data, FromData};
 use rocket::form::Form;
-use rocket::http::{Cookie, Status};
+use rocket::http::{Cookie, SameSite, Status};
 use rocket::outcome::Outcome;
 use rocket::request::{FromRequest, Request};
 use rocket::{data, request};
@@ -32,12 +32,8 @@ pub fn cookie_name(config: &Config) -> &'static str {
 /// The browser session cookie: HttpOnly, SameSite=Lax, Path=/, no Expires (dies with the
 /// browser; the server enforces the real lifetime).
 pub fn session_cookie(config: &Config, token: &SessionToken) -> Cookie<'static> {
-    Cookie::build((cookie_name(config), token.as_str().to_owned()))
-        .http_only(true)
-        .same_site(rocket::http::SameSite::Lax)
-        .path("/")
-        .secure(config.session.cookie_secure)
-        .build()
+    let value = token.as_str().to_owned();
+    our_cookie(config, cookie_name(config), value, SameSite::Lax, None)
 }
 
 /// Name of the device cookie (see [`DeviceToken`]), `__Host-` prefixed like the session cookie.
@@ -49,13 +45,8 @@ pub fn device_cookie_name(config: &Config) -> &'static str {
 /// requests (it is only read by the login form's POST).
 pub fn device_cookie(config: &Config, device: &DeviceToken) -> Cookie<'static> {
     let max_age = rocket::time::Duration::days(config.sign_in.device_trust_days as i64);
-    Cookie::build((device_cookie_name(config), device.as_str().to_owned()))
-        .http_only(true)
-        .same_site(rocket::http::SameSite::Strict)
-        .path("/")
-        .secure(config.session.cookie_secure)
-        .max_age(max_age)
-        .build()
+    let value = device.as_str().to_owned();
+    our_cookie(config, device_cookie_name(config), value, SameSite::Strict, Some(max_age))
 }
 
 /// Name of the pre-auth cookie: a browser's sign-in waiting for its second factor.
@@ -66,26 +57,14 @@ pub fn pre_auth_cookie_name(config: &Config) -> &'static str {
 /// The pre-auth cookie: names the five-minute state between password and second factor (not a
 /// session). HttpOnly, same-site requests only, gone with the state.
 pub fn pre_auth_cookie(config: &Config, token: &SessionToken) -> Cookie<'static> {
-    let max_age = crate::auth::signin::preauth::TTL_SECS as i64;
-    Cookie::build((pre_auth_cookie_name(config), token.as_str().to_owned()))
-        .http_only(true)
-        .same_site(rocket::http::SameSite::Strict)
-        .path("/")
-        .secure(config.session.cookie_secure)
-        .max_age(rocket::time::Duration::seconds(max_age))
-        .build()
+    let max_age = rocket::time::Duration::seconds(crate::auth::signin::preauth::TTL_SECS as i64);
+    let value = token.as_str().to_owned();
+    our_cookie(config, pre_auth_cookie_name(config), value, SameSite::Strict, Some(max_age))
 }
 
 /// Drops the pre-auth cookie (after the sign-in completed, or to start over).
 pub fn pre_auth_removal_cookie(config: &Config) -> Cookie<'static> {
-    Cookie::build((pre_auth_cookie_name(config), ""))
-        .path("/")
-        .http_only(true)
-        .same_site(rocket::http::SameSite::Strict)
-        .secure(config.session.cookie_secure)
-        .max_age(rocket::time::Duration::ZERO)
-        .expires(rocket::time::OffsetDateTime::UNIX_EPOCH)
-        .build()
+    expired_cookie(config, pre_auth_cookie_name(config), SameSite::Strict)
 }
 
 /// The pre-auth cookie's value (a browser's pending second factor), by the literal name only.
@@ -111,14 +90,37 @@ impl<'r> FromRequest<'r> for PreAuthCookie {
 /// the jar only emits a removal for a cookie it parsed itself, and the session is found from the
 /// raw header (see [`credential`]).
 pub fn removal_cookie(config: &Config) -> Cookie<'static> {
-    Cookie::build((cookie_name(config), ""))
-        .path("/")
+    expired_cookie(config, cookie_name(config), SameSite::Lax)
+}
+
+/// A cookie of ours: HttpOnly, `Path=/`, `Secure` unless configured off (for plain-HTTP
+/// development); without a `max_age` it dies with the browser.
+fn our_cookie(
+    config: &Config,
+    name: &'static str,
+    value: String,
+    same_site: SameSite,
+    max_age: Option<rocket::time::Duration>,
+) -> Cookie<'static> {
+    let mut cookie = Cookie::build((name, value))
         .http_only(true)
-        .same_site(rocket::http::SameSite::Lax)
+        .same_site(same_site)
+        .path("/")
         .secure(config.session.cookie_secure)
-        .max_age(rocket::time::Duration::ZERO)
-        .expires(rocket::time::OffsetDateTime::UNIX_EPOCH)
-        .build()
+        .build();
+    if let Some(max_age) = max_age {
+        cookie.set_max_age(max_age);
+    }
+    cookie
+}
+
+/// The cookie that makes a browser drop `name`: expired, with the attributes it was set with
+/// (browsers ignore a removal whose attributes differ).
+fn expired_cookie(config: &Config, name: &'static str, same_site: SameSite) -> Cookie<'static> {
+    let mut cookie = our_cookie(config, name, String::new(), same_site, None);
+    cookie.set_max_age(rocket::time::Duration::ZERO);
+    cookie.set_expires(rocket::time::OffsetDateTime::UNIX_EPOCH);
+    cookie
 }
 
 #[derive(Debug, Clone)]

@@ -27,17 +27,12 @@ use crate::config::Config;
 use crate::demo::{DEMO_USERS, configured_users};
 use crate::error::Result;
 use crate::redis::{Db, when_ready};
-use crate::stage::needs;
+use crate::stage;
 use model::User;
 use password::Passwords;
 
 pub fn stage() -> AdHoc {
-    AdHoc::try_on_ignite("Sessions", |rocket| async {
-        let (Some(db), Some(config)) =
-            (needs::<Db>(&rocket, "Sessions"), needs::<Config>(&rocket, "Sessions"))
-        else {
-            return Err(rocket);
-        };
+    stage::with_store("Sessions", |rocket, db, config| async move {
         let passwords = match Passwords::new(config.sign_in.password_hash_concurrency) {
             Ok(p) => Arc::new(p),
             Err(e) => {

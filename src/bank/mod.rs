@@ -18,17 +18,12 @@ use rocket::{Orbit, Rocket, routes};
 use crate::config::Config;
 use crate::error::Result;
 use crate::redis::{Db, when_ready};
-use crate::stage::needs;
+use crate::stage;
 use generator::Generator;
 use model::Account;
 
 pub fn stage() -> AdHoc {
-    AdHoc::try_on_ignite("Bank", |rocket| async {
-        let (Some(db), Some(config)) =
-            (needs::<Db>(&rocket, "Bank"), needs::<Config>(&rocket, "Bank"))
-        else {
-            return Err(rocket);
-        };
+    stage::with_store("Bank", |rocket, db, config| async move {
         // Built now, so a bad vendor list stops the launch instead of leaving no generator.
         let generator = match generator::vendors()
             .and_then(|vendors| Generator::new(db.clone(), config.clone(), Arc::new(vendors)))

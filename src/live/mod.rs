@@ -18,17 +18,11 @@ use rocket::{Build, Orbit, Rocket, routes};
 
 use crate::config::Config;
 use crate::redis::Db;
-use crate::stage::needs;
+use crate::stage::{self, needs};
 use bridge::Hub;
 
 pub fn stage() -> AdHoc {
-    AdHoc::try_on_ignite("Live updates", |rocket| async {
-        let stage = "Live updates";
-        let (Some(db), Some(config)) =
-            (needs::<Db>(&rocket, stage), needs::<Config>(&rocket, stage))
-        else {
-            return Err(rocket);
-        };
+    stage::with_store("Live updates", |rocket, db, config| async move {
         let (hub, interest) = Hub::new(config.live.queue);
         let hub = Arc::new(hub);
         let listener =

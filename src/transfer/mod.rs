@@ -14,18 +14,10 @@ pub mod service;
 use rocket::fairing::AdHoc;
 use rocket::routes;
 
-use crate::config::Config;
-use crate::redis::Db;
-use crate::stage::needs;
+use crate::stage;
 
 pub fn stage() -> AdHoc {
-    AdHoc::try_on_ignite("Transfers", |rocket| async {
-        let stage = "Transfers";
-        let (Some(db), Some(config)) =
-            (needs::<Db>(&rocket, stage), needs::<Config>(&rocket, stage))
-        else {
-            return Err(rocket);
-        };
+    stage::with_store("Transfers", |rocket, db, config| async move {
         Ok(rocket
             .mount(
                 "/",

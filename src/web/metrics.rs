@@ -18,10 +18,9 @@ use rocket::{Data, Request, Shutdown};
 use tokio::net::TcpListener;
 
 use crate::auth::store as sessions;
-use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::redis::Db;
-use crate::stage::needs;
+use crate::stage;
 
 /// Counts every answered request by method, route template (never the raw path: one series per
 /// route, whatever the ids in it) and status, and times it.
@@ -138,12 +137,7 @@ async fn answer(db: &Db, method: &Method, path: &str) -> Response<Full<Bytes>> {
 /// The metrics stage: with a `metrics_port`, the request fairing and the port (without one,
 /// nobody reads per-request series, so none are kept).
 pub fn stage() -> AdHoc {
-    AdHoc::try_on_ignite("Metrics", |rocket| async {
-        let (Some(config), Some(db)) =
-            (needs::<Config>(&rocket, "Metrics"), needs::<Db>(&rocket, "Metrics"))
-        else {
-            return Err(rocket);
-        };
+    stage::with_store("Metrics", |rocket, db, config| async move {
         let port = config.web.metrics_port;
         if port == 0 {
             return Ok(rocket);

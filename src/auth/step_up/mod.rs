@@ -110,6 +110,23 @@ impl<U: Signed> Signed for SteppedUp<U> {
     }
 }
 
+/// `FromRequest` for `$wrapper<U>`: the caller `U`, admitted by `$policy`, wrapped by `$wrap`.
+macro_rules! policy_guard {
+    ($wrapper:ident, $policy:expr, $wrap:expr) => {
+        #[rocket::async_trait]
+        impl<'r, U> FromRequest<'r> for $wrapper<U>
+        where
+            U: FromRequest<'r, Error = Error> + Signed + Send,
+        {
+            type Error = Error;
+
+            async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Error> {
+                guarded(req, $policy, $wrap).await
+            }
+        }
+    };
+}
+
 async fn guarded<'r, U, T>(
     req: &'r Request<'_>,
     policy: Policy,
@@ -118,11 +135,7 @@ async fn guarded<'r, U, T>(
 where
     U: FromRequest<'r, Error = Error> + Signed,
 {
-    let user = match U::from_request(req).await {
-        Outcome::Success(user) => user,
-        Outcome::Forward(status) => return Outcome::Forward(status),
-        Outcome::Error(e) => return Outcome::Error(e),
-    };
+    let user = rocket::outcome::try_outcome!(U::from_request(req).await);
     let session = user.session().clone();
     check(req, &session, policy, |enrolment| wrap(user, enrolment)).await
 }
@@ -132,48 +145,18 @@ where
 #[derive(Debug, Clone)]
 pub struct SteppedUp<U>(pub U);
 
-#[rocket::async_trait]
-impl<'r, U> FromRequest<'r> for SteppedUp<U>
-where
-    U: FromRequest<'r, Error = Error> + Signed + Send,
-{
-    type Error = Error;
-
-    async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Error> {
-        guarded(req, Policy::Recent, |user, _| SteppedUp(user)).await
-    }
-}
+policy_guard!(SteppedUp, Policy::Recent, |user, _| SteppedUp(user));
 
 /// A caller who may add a second factor: a customer's first one with the code e-mailed to them
 /// ([`Enrolment::First`]), any later one after a step-up.
 #[derive(Debug, Clone)]
 pub struct FactorAdder<U>(pub U, pub Enrolment);
 
-#[rocket::async_trait]
-impl<'r, U> FromRequest<'r> for FactorAdder<U>
-where
-    U: FromRequest<'r, Error = Error> + Signed + Send,
-{
-    type Error = Error;
-
-    async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Error> {
-        guarded(req, Policy::AddFactor, FactorAdder).await
-    }
-}
+policy_guard!(FactorAdder, Policy::AddFactor, FactorAdder);
 
 /// A caller for an action that takes the password in its own request (changing it): a recent
 /// second factor as well, where the account has one.
 #[derive(Debug, Clone)]
 pub struct SecondFactorIfAny<U>(pub U);
 
-#[rocket::async_trait]
-impl<'r, U> FromRequest<'r> for SecondFactorIfAny<U>
-where
-    U: FromRequest<'r, Error = Error> + Signed + Send,
-{
-    type Error = Error;
-
-    async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Error> {
-        guarded(req, Policy::FactorIfAny, |user, _| SecondFactorIfAny(user)).await
-    }
-}
+policy_guard!(SecondFactorIfAny, Policy::FactorIfAny, |user, _| SecondFactorIfAny(user));
