@@ -9,7 +9,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::clock::now_ms;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::redis::doc::to_json;
 use crate::redis::{Db, append_cmd};
 
 /// What we know about the client at login time.
@@ -129,7 +130,7 @@ async fn append(db: &Db, username: &str, client: &ClientInfo, activity: Activity
         user_agent: client.user_agent.chars().take(256).collect(),
         activity,
     };
-    let doc = serde_json::to_string(&entry).map_err(|e| Error::Internal(e.to_string()))?;
+    let doc = to_json(&entry)?;
     let key = db.keys.activity(username);
     let max_age_ms = MAX_AGE_DAYS * 86_400_000;
     let mut pipe = redis::pipe();

@@ -12,6 +12,7 @@ use redis::Value;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::redis::doc::to_json;
 use crate::redis::{Db, Keys, create_json_index, is_missing_index, parse_stored, search_hits};
 
 use super::model::{
@@ -63,7 +64,7 @@ pub async fn create_session(
 async fn store_new(db: &Db, config: &Config, doc: &SessionDoc, now: i64) -> Result<SessionToken> {
     let token = SessionToken::generate();
     let key = db.keys.session(token.id().as_str());
-    let json = serde_json::to_string(doc).map_err(|e| Error::Internal(e.to_string()))?;
+    let json = to_json(doc)?;
     let ttl = ttl_ms(config, doc, now);
     if ttl <= 0 {
         return Err(Error::Unauthorized);
@@ -91,7 +92,7 @@ async fn store_new(db: &Db, config: &Config, doc: &SessionDoc, now: i64) -> Resu
 /// Records a step-up on a live session: its new assurance (three top-level fields, merged in
 /// one step, never re-creating a session that ended meanwhile). False when the session is gone.
 pub async fn set_assurance(db: &Db, id: &SessionId, assurance: &Assurance) -> Result<bool> {
-    let json = serde_json::to_string(assurance).map_err(|e| Error::Internal(e.to_string()))?;
+    let json = to_json(assurance)?;
     let key = db.keys.session(id.as_str());
     let alive: i64 =
         db.run(async |c| lua!("auth/lua/merge").key(&key).arg(&json).invoke_async(c).await).await?;

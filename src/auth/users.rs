@@ -5,6 +5,7 @@ use redis::Script;
 use super::model::User;
 use crate::error::{Error, Result};
 use crate::redis::Db;
+use crate::redis::doc::to_json;
 
 /// The user document, or None when there is no such user (or the name is not a valid username).
 pub async fn get_user(db: &Db, username: &str) -> Result<Option<User>> {
@@ -202,7 +203,7 @@ pub async fn user_exists(db: &Db, username: &str) -> Result<bool> {
 /// Creates the user unless it exists; true when created.
 pub async fn create_user(db: &Db, user: &User) -> Result<bool> {
     let key = db.keys.user(&user.username);
-    let doc = serde_json::to_string(user).map_err(|e| Error::Internal(e.to_string()))?;
+    let doc = to_json(user)?;
     let created: Option<String> = db
         .run(async |c| {
             redis::cmd("JSON.SET").arg(&key).arg("$").arg(&doc).arg("NX").query_async(c).await

@@ -13,6 +13,7 @@ use super::model::{Account, OPENING_BALANCE, Transaction};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::money::Cents;
+use crate::redis::doc::to_json;
 use crate::redis::lua::Call;
 use crate::redis::{Db, value_text};
 
@@ -22,7 +23,7 @@ use crate::redis::{Db, value_text};
 /// balance is never reset.
 pub async fn ensure_account(db: &Db, account: &Account) -> Result<()> {
     let keys = &db.keys;
-    let doc = serde_json::to_string(account).map_err(|e| Error::Internal(e.to_string()))?;
+    let doc = to_json(account)?;
     db.run(async |c| {
         redis::pipe()
             .cmd("JSON.SET")
@@ -48,7 +49,7 @@ pub async fn ensure_account(db: &Db, account: &Account) -> Result<()> {
 /// transfer recovery, not for the generator); false when the number is taken.
 pub async fn open_account(db: &Db, account: &Account, opening: Cents) -> Result<bool> {
     let keys = &db.keys;
-    let doc = serde_json::to_string(account).map_err(|e| Error::Internal(e.to_string()))?;
+    let doc = to_json(account)?;
     let key = keys.account(&account.number);
     let created: Option<String> = db
         .run(async |c| {
@@ -234,7 +235,7 @@ pub async fn record_with(
 ) -> Result<Vec<Value>> {
     let keys = &db.keys;
     let acct = &tx.account_id;
-    let doc = serde_json::to_string(tx).map_err(|e| Error::Internal(e.to_string()))?;
+    let doc = to_json(tx)?;
     let retention_secs = config.bank.transaction_retention_days * 86_400;
     let min_id = tx.date - config.bank.stream_retention_hours as i64 * 3_600_000;
     // With replicas to wait for, the script does not announce the transaction: it is announced

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::bank::model::{BalancePoint, Spenders, Transaction};
 use crate::error::{Error, Result};
 use crate::money::Cents;
+use crate::redis::doc::to_json;
 
 /// A Redis stream entry id (`<ms>-<seq>`), ordered numerically; it is also the SSE event id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -84,10 +85,6 @@ pub struct Frame {
     pub wire: Bytes,
 }
 
-fn json<T: serde::Serialize>(value: &T) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::Internal(e.to_string()))
-}
-
 /// Appends one SSE event. Every line of `data` becomes its own `data:` field (the SSE way to carry
 /// newlines), so no content can end the event early or forge another one. (Our data is JSON, which
 /// never contains raw line breaks; this keeps framing safe whatever is passed.)
@@ -143,15 +140,15 @@ impl Frame {
     ) -> Result<Frame> {
         let id_text = id.to_string();
         let mut wire = String::with_capacity(1024);
-        push_event(&mut wire, "transaction", Some(&id_text), &json(tx)?);
+        push_event(&mut wire, "transaction", Some(&id_text), &to_json(tx)?);
         push_event(
             &mut wire,
             "balance",
             Some(&id_text),
-            &json(&BalancePoint { x: tx.date, y: tx.balance_after })?,
+            &to_json(&BalancePoint { x: tx.date, y: tx.balance_after })?,
         );
         if let Some(spenders) = spenders {
-            push_event(&mut wire, "spenders", Some(&id_text), &json(spenders)?);
+            push_event(&mut wire, "spenders", Some(&id_text), &to_json(spenders)?);
         }
         Ok(Frame { id, prev: None, account: tx.account_id.clone(), wire: Bytes::from(wire) })
     }
@@ -183,7 +180,7 @@ impl Notice {
         let p: PublishedNotice = serde_json::from_str(payload)
             .map_err(|e| Error::Internal(format!("undecodable notice: {e}")))?;
         let mut wire = String::with_capacity(256);
-        push_event(&mut wire, "security", None, &json(&p.notice)?);
+        push_event(&mut wire, "security", None, &to_json(&p.notice)?);
         Ok(Notice { account: p.account, session: p.session, wire: Bytes::from(wire) })
     }
 }

@@ -12,7 +12,7 @@ use super::Db;
 use crate::error::{Error, Result};
 
 /// `value` as JSON text (a failure is a bug: our own types always serialize).
-fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
+pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| Error::Internal(format!("serialize: {e}")))
 }
 

@@ -9,7 +9,7 @@
 //! dropped, and the next call checks a fresh one out of the pool (which PINGs it, reconnecting if
 //! needed), so the app recovers by itself once Redis is back.
 
-mod doc;
+pub mod doc;
 mod durable;
 mod keys;
 mod lease;

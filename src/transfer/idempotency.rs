@@ -12,6 +12,7 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::Db;
+use crate::redis::doc::to_json;
 use crate::secret::sha256_hex;
 
 /// An `Idempotency-Key` is remembered this long.
@@ -40,7 +41,7 @@ pub async fn create_once(
     let key = db.keys.idempotency(&session.doc.user, &digest);
     let id = new_id();
     let remembered = Remembered { request: req.clone(), transfer: id.clone(), at: now_ms() };
-    let json = serde_json::to_string(&remembered).map_err(|e| Error::Internal(e.to_string()))?;
+    let json = to_json(&remembered)?;
     let stored: Option<String> = db
         .run(async |c| {
             redis::cmd("SET")

@@ -30,6 +30,7 @@ use crate::error::{Error, Result};
 use crate::lua;
 use crate::money::Cents;
 use crate::redis::Db;
+use crate::redis::doc::to_json;
 
 /// Attempts when the balance moved between read and write (the generator, other transfers of the
 /// same account), each after a short random pause so racing writers spread out.
@@ -165,8 +166,7 @@ pub enum Refusal {
 /// Step 1: debits the sender (the transfer must be `executing`). `Ok(Err(_))`: refused, nothing
 /// written.
 pub async fn debit(db: &Db, config: &Config, t: &Transfer) -> Result<Result<Recorded, Refusal>> {
-    let owed =
-        serde_json::to_string(&CreditOwed::of(t)).map_err(|e| Error::Internal(e.to_string()))?;
+    let owed = to_json(&CreditOwed::of(t))?;
     let keys = &db.keys;
     let day = day_of(now_ms());
     let extra_keys = [

@@ -33,6 +33,7 @@ use crate::error::{Error, Result};
 use crate::lua;
 use crate::money::Cents;
 use crate::redis::Db;
+use crate::redis::doc::to_json;
 
 /// What the sender asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,7 +148,7 @@ fn kept_secs(config: &Config, status: Status) -> u64 {
 async fn save_pending(db: &Db, config: &Config, t: &Transfer) -> Result<()> {
     let (queue, key) =
         (db.keys.pending_transfers(&t.from_account), db.keys.transfer(&t.from_account, &t.id));
-    let doc = serde_json::to_string(t).map_err(|e| Error::Internal(e.to_string()))?;
+    let doc = to_json(t)?;
     let stored: i64 = db
         .run(async |c| {
             lua!("transfer/lua/save_pending")
@@ -182,7 +183,7 @@ async fn save_pending(db: &Db, config: &Config, t: &Transfer) -> Result<()> {
 async fn save(db: &Db, config: &Config, t: &Transfer) -> Result<()> {
     let (key, index) =
         (db.keys.transfer(&t.from_account, &t.id), db.keys.transfers_of(&t.from_account));
-    let doc = serde_json::to_string(t).map_err(|e| Error::Internal(e.to_string()))?;
+    let doc = to_json(t)?;
     let kept_ms = kept_secs(config, t.status) * 1000;
     let oldest = t.created_at - kept_secs(config, Status::Completed) as i64 * 1000;
     db.run(async |c| {
@@ -373,7 +374,7 @@ pub async fn confirm(
     let key = db.keys.transfer(&t.from_account, &t.id);
     let queue = db.keys.executing(&t.from_account);
     let pending = db.keys.pending_transfers(&t.from_account);
-    let how = serde_json::to_string(&method).map_err(|e| Error::Internal(e.to_string()))?;
+    let how = to_json(&method)?;
     let receipt = kept_secs(config, Status::Executing);
     let claim = db.run(async |c| {
         lua!("transfer/lua/claim")

@@ -91,31 +91,13 @@
   async function loadSpenders() { drawSpenders(await getJSON('/api/v1/spenders')); }
 
   // ---- live updates (events from live.js) ----
-  function cell(cls, text) {
-    const td = document.createElement('td');
-    td.setAttribute('role', 'cell');
-    td.className = cls;
-    td.textContent = text;
-    return td;
-  }
-
   function addTransaction(tx) {
     const tbody = document.querySelector('#recent tbody');
     if (!tbody || tbody.querySelector('tr[data-id="' + CSS.escape(String(tx.id)) + '"]')) return;
     const empty = tbody.querySelector('tr.empty');
     if (empty) empty.remove();
-    const tr = document.createElement('tr');
-    tr.setAttribute('role', 'row');
-    tr.className = 'tx new';
-    tr.dataset.id = String(tx.id);
-    const date = cell('date', '');
-    const t = document.createElement('time');
-    t.dateTime = tx.transactionDate;
-    t.textContent = new Date(tx.date).toISOString().replace('T', ' ').slice(0, 19) + ' UTC';
-    date.appendChild(t);
-    tr.append(date, cell('desc', tx.description), cell('vendor', tx.fromAccountName), cell('type', tx.transactionType),
-      cell('num amount ' + (tx.amount > 0 ? 'credit' : 'debit'), money.format(tx.amount)), cell('num', money.format(tx.balanceAfter)));
-    tbody.prepend(tr);
+    // Drawn by live.js, which sends the events this answers.
+    tbody.prepend(window.redbankTransactionRow(tx));
     while (tbody.rows.length > 10) tbody.deleteRow(tbody.rows.length - 1);
   }
 

@@ -41,5 +41,30 @@
     };
   }
 
+  // A transaction event as a row of the transactions table (the dashboard's recent list and the
+  // transactions page draw the same row; the server renders the first rows alike).
+  const money = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD' });
+  function cell(cls, text) {
+    const td = document.createElement('td');
+    td.setAttribute('role', 'cell');
+    td.className = cls;
+    td.textContent = text;
+    return td;
+  }
+  window.redbankTransactionRow = function (tx) {
+    const tr = document.createElement('tr');
+    tr.setAttribute('role', 'row');
+    tr.className = 'tx new';
+    tr.dataset.id = String(tx.id);
+    const t = document.createElement('time');
+    t.dateTime = tx.transactionDate;
+    t.textContent = new Date(tx.date).toISOString().replace('T', ' ').slice(0, 19) + ' UTC';
+    const date = cell('date', '');
+    date.appendChild(t);
+    tr.append(date, cell('desc', tx.description), cell('vendor', tx.fromAccountName), cell('type', tx.transactionType),
+      cell('num amount ' + (tx.amount > 0 ? 'credit' : 'debit'), money.format(tx.amount)), cell('num', money.format(tx.balanceAfter)));
+    return tr;
+  };
+
   if (window.EventSource) connect();
 })();

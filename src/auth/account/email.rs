@@ -120,15 +120,8 @@ async fn load(db: &Db, key: &str, token: &str) -> Result<(Change, crate::auth::m
 pub async fn confirm(db: &Db, config: &Config, token: &str, client: &ClientInfo) -> Result<()> {
     let key = db.keys.email_change(&sha256_hex(token));
     let (change, user) = load(db, &key, token).await?;
-    let taken: Option<String> =
-        db.run(async |c| redis::cmd("GETDEL").arg(&key).query_async(c).await).await?;
-    if taken.is_none() {
-        return Err(gone());
-    }
-    if !users::claim_email(db, &change.user, &change.new).await? {
-        return Err(Error::Conflict("This address belongs to another account now.".into()));
-    }
-    users::set_email(db, &change.user, Some(&change.new)).await?;
+    let taken = "This address belongs to another account now.";
+    move_address(db, &key, &change, taken).await?;
     let undo = random_token();
     let back = Change { user: change.user.clone(), old: change.new.clone(), new: change.old };
     let ttl = std::time::Duration::from_secs(LINK_SECS);
@@ -149,6 +142,21 @@ pub async fn confirm(db: &Db, config: &Config, token: &str, client: &ClientInfo)
     crate::mail::queue(db, &back.new, "Your redbank e-mail address was changed", &text).await
 }
 
+/// Uses the link at `key` (of two requests racing with one link, one gets it: 410 for the other)
+/// and gives its user the `change`'s new address; 409 with `taken` when another account holds
+/// that address now.
+async fn move_address(db: &Db, key: &str, change: &Change, taken: &str) -> Result<()> {
+    let used: Option<String> =
+        db.run(async |c| redis::cmd("GETDEL").arg(key).query_async(c).await).await?;
+    if used.is_none() {
+        return Err(gone());
+    }
+    if !users::claim_email(db, &change.user, &change.new).await? {
+        return Err(Error::Conflict(taken.into()));
+    }
+    users::set_email(db, &change.user, Some(&change.new)).await
+}
+
 /// Whose account the undo link behind `token` gives back its address, without using it.
 pub async fn peek_undo(db: &Db, token: &str) -> Result<String> {
     let (_, user) = load(db, &db.keys.email_undo(&sha256_hex(token)), token).await?;
@@ -161,15 +169,7 @@ pub async fn peek_undo(db: &Db, token: &str) -> Result<String> {
 pub async fn undo(db: &Db, token: &str, client: &ClientInfo) -> Result<()> {
     let key = db.keys.email_undo(&sha256_hex(token));
     let (back, _) = load(db, &key, token).await?;
-    let taken: Option<String> =
-        db.run(async |c| redis::cmd("GETDEL").arg(&key).query_async(c).await).await?;
-    if taken.is_none() {
-        return Err(gone());
-    }
-    if !users::claim_email(db, &back.user, &back.new).await? {
-        return Err(Error::Conflict("Your old address belongs to another account now.".into()));
-    }
-    users::set_email(db, &back.user, Some(&back.new)).await?;
+    move_address(db, &key, &back, "Your old address belongs to another account now.").await?;
     let signed_out = sessions::destroy_others(db, &back.user, None).await?;
     throttle::forget_devices(db, &back.user).await?;
     let undone = Activity::EmailChangeUndone { email: back.new, signed_out };

@@ -35,6 +35,7 @@ use crate::bank::store as bank;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::money::Cents;
+use crate::redis::doc::to_json;
 use crate::redis::{As, Db};
 use crate::secret::{random_token, sha256_hex};
 
@@ -257,8 +258,7 @@ pub async fn passkey_options(
         None => {
             let username = new_username();
             pending.username = Some(username.clone());
-            let json =
-                serde_json::to_string(&pending).map_err(|e| Error::Internal(e.to_string()))?;
+            let json = to_json(&pending)?;
             let key = db.keys.email_verification(&sha256_hex(token));
             let kept: Option<String> = db
                 .run(async |c| {

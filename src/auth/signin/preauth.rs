@@ -14,6 +14,7 @@ use crate::auth::signin::throttle::Throttle;
 use crate::error::Result;
 use crate::lua;
 use crate::redis::Db;
+use crate::redis::doc::to_json;
 
 /// How long a password-verified sign-in waits for its second factor.
 pub const TTL_SECS: u64 = 300;
@@ -60,7 +61,7 @@ impl PreAuth {
 pub async fn create(db: &Db, pre: &PreAuth) -> Result<SessionToken> {
     let token = SessionToken::generate();
     let key = db.keys.pre_auth(token.id().as_str());
-    let json = serde_json::to_string(pre).map_err(|e| crate::Error::Internal(e.to_string()))?;
+    let json = to_json(pre)?;
     db.run(async |c| {
         redis::pipe()
             .atomic()
@@ -82,10 +83,14 @@ pub async fn create(db: &Db, pre: &PreAuth) -> Result<SessionToken> {
     Ok(token)
 }
 
+/// The key of the state `token` names; None when it is no token of ours.
+fn key_of(db: &Db, token: &str) -> Option<String> {
+    SessionToken::parse(token).map(|token| db.keys.pre_auth(token.id().as_str()))
+}
+
 /// The state behind `token`, if it is well-formed and still waiting.
 pub async fn load(db: &Db, token: &str) -> Result<Option<PreAuth>> {
-    let Some(token) = SessionToken::parse(token) else { return Ok(None) };
-    let key = db.keys.pre_auth(token.id().as_str());
+    let Some(key) = key_of(db, token) else { return Ok(None) };
     let raw: Option<String> =
         db.run(async |c| redis::cmd("HGET").arg(&key).arg("state").query_async(c).await).await?;
     raw.map(|raw| parse(&key, &raw)).transpose()
@@ -94,8 +99,7 @@ pub async fn load(db: &Db, token: &str) -> Result<Option<PreAuth>> {
 /// Reserves one try of the state behind `token`; false when it is gone (expired, used, or out of
 /// tries).
 pub async fn try_code(db: &Db, token: &str) -> Result<bool> {
-    let Some(token) = SessionToken::parse(token) else { return Ok(false) };
-    let key = db.keys.pre_auth(token.id().as_str());
+    let Some(key) = key_of(db, token) else { return Ok(false) };
     let n: i64 = db
         .run(async |c| lua!("auth/signin/lua/try").key(&key).arg(MAX_TRIES).invoke_async(c).await)
         .await?;
@@ -105,8 +109,7 @@ pub async fn try_code(db: &Db, token: &str) -> Result<bool> {
 /// After a wrong code: the state is dropped when that was its last try. True for the first
 /// wrong code of this sign-in (the owner is told once per sign-in, not once per code).
 pub async fn after_wrong_code(db: &Db, token: &str) -> Result<bool> {
-    let Some(token) = SessionToken::parse(token) else { return Ok(false) };
-    let key = db.keys.pre_auth(token.id().as_str());
+    let Some(key) = key_of(db, token) else { return Ok(false) };
     let wrong: i64 = db
         .run(async |c| lua!("auth/signin/lua/wrong").key(&key).arg(MAX_TRIES).invoke_async(c).await)
         .await?;
@@ -116,8 +119,7 @@ pub async fn after_wrong_code(db: &Db, token: &str) -> Result<bool> {
 /// Takes the state for the one request that completes the sign-in; false when another request
 /// took it first (or it expired meanwhile).
 pub async fn take(db: &Db, token: &str) -> Result<bool> {
-    let Some(token) = SessionToken::parse(token) else { return Ok(false) };
-    let key = db.keys.pre_auth(token.id().as_str());
+    let Some(key) = key_of(db, token) else { return Ok(false) };
     let n: i64 = db.run(async |c| redis::cmd("DEL").arg(&key).query_async(c).await).await?;
     Ok(n == 1)
 }

@@ -24,6 +24,7 @@ use crate::auth::model::DeviceToken;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::lua;
+use crate::redis::doc::to_json;
 use crate::redis::{Db, Keys};
 
 /// `INCR` + expiry in one atomic step; the window starts at the first failure.
@@ -101,6 +102,15 @@ struct Counter {
 #[derive(Debug, Clone)]
 pub struct Counters(Vec<Counter>);
 
+/// The longest wait of the counters `over` their limit, in seconds (`fallback` for a counter
+/// without an expiry); None when none is.
+fn longest_wait<'a>(
+    over: impl Iterator<Item = (&'a Counter, u64, i64)>,
+    fallback: u64,
+) -> Option<u64> {
+    over.map(|(_, _, ttl)| if ttl > 0 { (ttl as u64).div_ceil(1000) } else { fallback }).max()
+}
+
 impl Counters {
     /// From a known device of `username`: its own counter only. Otherwise the per-client,
     /// per-address and per-account counters.
@@ -142,29 +152,9 @@ impl Counters {
 
     /// Seconds until the caller may try again, when any counter is at its limit.
     pub async fn locked(&self, db: &Db, config: &Config) -> Result<Option<u64>> {
-        let window_ms = config.sign_in.window_secs * 1000;
-        let replies: Vec<Vec<i64>> = db
-            .run(async |c| {
-                let mut pipe = redis::pipe();
-                for counter in &self.0 {
-                    pipe.cmd("EVAL").arg(READ_COUNTER).arg(1).arg(&counter.key).arg(window_ms);
-                }
-                pipe.query_async(c).await
-            })
-            .await?;
-        let mut retry = None;
-        for (counter, reply) in self.0.iter().zip(replies) {
-            let (count, ttl) = match reply[..] {
-                [count, ttl] => (count.max(0) as u64, ttl),
-                _ => (0, -2),
-            };
-            if count >= counter.limit {
-                let wait =
-                    if ttl > 0 { (ttl as u64).div_ceil(1000) } else { config.sign_in.window_secs };
-                retry = Some(retry.unwrap_or(0).max(wait));
-            }
-        }
-        Ok(retry)
+        let window = config.sign_in.window_secs;
+        let counts = self.each(db, config, READ_COUNTER).await?;
+        Ok(longest_wait(counts.filter(|(counter, count, _)| *count >= counter.limit), window))
     }
 
     /// Counts an attempt on every counter *before* it is checked (a one-time code costs nothing
@@ -173,26 +163,32 @@ impl Counters {
     ///
     /// [`refund`]: Counters::refund
     pub async fn reserve(&self, db: &Db, config: &Config) -> Result<Option<u64>> {
+        let counts = self.each(db, config, RESERVE).await?;
+        Ok(longest_wait(counts.filter(|(counter, count, _)| *count > counter.limit), 1))
+    }
+
+    /// Runs `script` on every counter in one round trip: each counter with its count and its
+    /// milliseconds to live (as `PTTL` answers them).
+    async fn each(
+        &self,
+        db: &Db,
+        config: &Config,
+        script: &str,
+    ) -> Result<impl Iterator<Item = (&Counter, u64, i64)>> {
         let window_ms = config.sign_in.window_secs * 1000;
         let replies: Vec<Vec<i64>> = db
             .run(async |c| {
                 let mut pipe = redis::pipe();
                 for counter in &self.0 {
-                    pipe.cmd("EVAL").arg(RESERVE).arg(1).arg(&counter.key).arg(window_ms);
+                    pipe.cmd("EVAL").arg(script).arg(1).arg(&counter.key).arg(window_ms);
                 }
                 pipe.query_async(c).await
             })
             .await?;
-        let mut retry = None;
-        for (counter, reply) in self.0.iter().zip(replies) {
-            if let [count, ttl] = reply[..] {
-                if count.max(0) as u64 > counter.limit {
-                    let wait = if ttl > 0 { (ttl as u64).div_ceil(1000) } else { 1 };
-                    retry = Some(retry.unwrap_or(0).max(wait));
-                }
-            }
-        }
-        Ok(retry)
+        Ok(self.0.iter().zip(replies).map(|(counter, reply)| match reply[..] {
+            [count, ttl] => (counter, count.max(0) as u64, ttl),
+            _ => (counter, 0, -2),
+        }))
     }
 
     /// Gives back an attempt [`reserve`](Counters::reserve)d for a code that was right.
@@ -290,7 +286,7 @@ pub async fn remember_device(
         ip: client.ip.clone(),
         user_agent: client.user_agent.chars().take(256).collect(),
     };
-    let json = serde_json::to_string(&doc).map_err(|e| Error::Internal(e.to_string()))?;
+    let json = to_json(&doc)?;
     let ttl = config.sign_in.device_trust_days * 86_400;
     let id = device.id();
     db.run(async |c| {
