@@ -160,6 +160,24 @@ async fn wait_for(client: &Client, script: &str, within: Duration) {
     }
 }
 
+/// Waits (up to `within`) until the first element matching `css` has `text` in its text.
+async fn wait_for_text(client: &Client, css: &str, text: &str, within: Duration) {
+    let script =
+        format!("document.querySelector({}).textContent.includes({})", json!(css), json!(text));
+    wait_for(client, &script, within).await;
+}
+
+/// Waits (up to `within`) until the element matching `css` is shown (no longer `hidden`).
+async fn wait_for_shown(client: &Client, css: &str, within: Duration) {
+    wait_for(client, &format!("!document.querySelector({}).hidden", json!(css)), within).await;
+}
+
+/// Waits (up to `within`) until exactly `n` elements match `css`.
+async fn wait_for_count(client: &Client, css: &str, n: usize, within: Duration) {
+    wait_for(client, &format!("document.querySelectorAll({}).length === {n}", json!(css)), within)
+        .await;
+}
+
 /// axe-core, vendored for this test only by `scripts/vendor-js` (never served to users).
 const AXE: &str = include_str!("vendor/axe.min.js");
 
@@ -306,11 +324,40 @@ async fn type_keys(client: &Client, text: &str, enter: bool) {
     client.active_element().await.unwrap().send_keys(&keys).await.unwrap();
 }
 
+/// A keyboard user's step: Tab to `selector`, type `keys` there and press Enter, then wait (up to
+/// 5 s) until `until` (a JS expression) is truthy.
+async fn tab_and_enter(client: &Client, selector: &str, keys: &str, until: &str) {
+    tab_to(client, selector).await;
+    type_keys(client, keys, true).await;
+    wait_for(client, until, Duration::from_secs(5)).await;
+}
+
 async fn submit_login(client: &Client, user: &str, pass: &str) {
     client.find(Locator::Css("input[name=username]")).await.unwrap().clear().await.unwrap();
     client.find(Locator::Css("input[name=username]")).await.unwrap().send_keys(user).await.unwrap();
     client.find(Locator::Css("input[name=password]")).await.unwrap().send_keys(pass).await.unwrap();
     client.find(Locator::Css("#sign-in")).await.unwrap().click().await.unwrap();
+}
+
+/// Opens the sign-in page at `login`, signs in as `user` with `pass`, and waits (up to 5 s) for
+/// the page the password leads to, `landing` (a path).
+async fn sign_in(client: &Client, login: &str, user: &str, pass: &str, landing: &str) {
+    client.goto(login).await.unwrap();
+    submit_login(client, user, pass).await;
+    wait_for(client, &format!("location.pathname === '{landing}'"), Duration::from_secs(5)).await;
+}
+
+/// Opens `url` and waits (up to 5 s) for an element matching `ready` (a CSS selector) on it.
+async fn open_until(client: &Client, url: &str, ready: &str) {
+    client.goto(url).await.unwrap();
+    wait_for(client, &format!("document.querySelector('{ready}')"), Duration::from_secs(5)).await;
+}
+
+/// The link starting `{origin}{path}?token=` in the newest mail to `address` about `subject`
+/// (waiting for it).
+async fn mailed_link(server: &TestServer, address: &str, subject: &str, path: &str) -> String {
+    let mail = server.mail.about(address, subject, 0).await;
+    mail.link(&format!("{}{path}?token=", server.origin)).expect("a link")
 }
 
 /// Writes a transaction whose text is an XSS probe, through the real atomic write.
@@ -704,18 +751,12 @@ async fn the_whole_flow_in_a_real_browser() {
         client.issue_cmd(focused).await.unwrap();
         tab_to(&client, "input[name=username]").await;
         type_keys(&client, "bob", false).await;
-        tab_to(&client, "input[name=password]").await;
-        type_keys(&client, "foobared", true).await;
-        wait_for(&client, "location.pathname === '/dashboard'", Duration::from_secs(5)).await;
-        tab_to(&client, "nav a[href='/transactions']").await;
-        type_keys(&client, "", true).await;
-        wait_for(&client, "location.pathname === '/transactions'", Duration::from_secs(5)).await;
-        tab_to(&client, "#search-q").await;
-        type_keys(&client, "ins", true).await;
-        wait_for(&client, "location.search.includes('q=ins')", Duration::from_secs(5)).await;
-        tab_to(&client, "#logout").await;
-        type_keys(&client, "", true).await;
-        wait_for(&client, "location.pathname === '/login'", Duration::from_secs(5)).await;
+        let dashboard = "location.pathname === '/dashboard'";
+        tab_and_enter(&client, "input[name=password]", "foobared", dashboard).await;
+        let transactions = "location.pathname === '/transactions'";
+        tab_and_enter(&client, "nav a[href='/transactions']", "", transactions).await;
+        tab_and_enter(&client, "#search-q", "ins", "location.search.includes('q=ins')").await;
+        tab_and_enter(&client, "#logout", "", "location.pathname === '/login'").await;
     })
     .await;
 
@@ -775,10 +816,8 @@ async fn passkey_customer(server: &TestServer) {
     assert!(text(&client, "#signup").await.contains("create your passkey"));
     assert_accessible(&client, "signup sent, with a passkey").await;
 
-    let mail = server.mail.about(&email, "Confirm your", 0).await;
-    let link = mail.link(&format!("{}/email/verify?token=", server.origin)).expect("a link");
-    client.goto(&link).await.unwrap();
-    wait_for(&client, "document.querySelector('#signup-passkey')", Duration::from_secs(5)).await;
+    let link = mailed_link(server, &email, "Confirm your", "/email/verify").await;
+    open_until(&client, &link, "#signup-passkey").await;
     assert_accessible(&client, "confirm the address with a passkey").await;
     screenshot(&client, "signup-passkey").await;
     field("#signup-passkey").await.unwrap().click().await.unwrap();
@@ -810,8 +849,7 @@ async fn forgetful_customer(server: &TestServer) {
         json!({"name": "Hedy Lamarr", "email": email, "password": "violet quartz river lamp"});
     let applied = server.http.post(server.url("/api/v1/signup")).json(&signup).send().await;
     assert_eq!(applied.unwrap().status(), 201);
-    let mail = server.mail.about(&email, "Confirm your", 0).await;
-    let link = mail.link(&format!("{}/email/verify?token=", server.origin)).expect("a link");
+    let link = mailed_link(server, &email, "Confirm your", "/email/verify").await;
     let token = link.split("token=").nth(1).unwrap().to_owned();
     let confirm = json!({"token": token, "password": "violet quartz river lamp"});
     let opened = server.http.post(server.url("/api/v1/email/verify")).json(&confirm).send().await;
@@ -836,10 +874,8 @@ async fn forgetful_customer(server: &TestServer) {
     wait_for(&client, "document.querySelector('#forgot-sent')", Duration::from_secs(5)).await;
     assert_accessible(&client, "reset link sent").await;
 
-    let mail = server.mail.about(&email, "Reset your redbank password", 0).await;
-    let link = mail.link(&format!("{}/password/reset?token=", server.origin)).expect("a link");
-    client.goto(&link).await.unwrap();
-    wait_for(&client, "document.querySelector('#reset-form')", Duration::from_secs(5)).await;
+    let link = mailed_link(server, &email, "Reset your redbank password", "/password/reset").await;
+    open_until(&client, &link, "#reset-form").await;
     assert_accessible(&client, "choose a new password").await;
     let new = "amber willow canyon drum";
     client.find(Locator::Css("#reset-password")).await.unwrap().send_keys(new).await.unwrap();
@@ -854,9 +890,7 @@ async fn forgetful_customer(server: &TestServer) {
     // Security's change-password page, and the closing form that asks where the balance goes:
     // on a desktop and a phone, light and dark.
     for (path, ready) in [("/security/password", "#change-current"), ("/security", "#payout-to")] {
-        client.goto(&url(path)).await.unwrap();
-        wait_for(&client, &format!("document.querySelector('{ready}')"), Duration::from_secs(5))
-            .await;
+        open_until(&client, &url(path), ready).await;
         assert_fits(&client, path).await;
         assert_accessible(&client, path).await;
     }
@@ -909,9 +943,7 @@ async fn strong_authentication(server: &TestServer, client: &Client) {
 
     steps.at("bob adds a passkey on /security");
     // bob adds a passkey on /security…
-    client.goto(&url("/login")).await.unwrap();
-    submit_login(client, "bob", "foobared").await;
-    wait_for(client, "location.pathname === '/dashboard'", Duration::from_secs(5)).await;
+    sign_in(client, &url("/login"), "bob", "foobared", "/dashboard").await;
     client.goto(&url("/security")).await.unwrap();
     assert_accessible(client, "security").await;
     let name = client.find(Locator::Css("#passkey-name")).await.unwrap();
@@ -919,23 +951,13 @@ async fn strong_authentication(server: &TestServer, client: &Client) {
     client.find(Locator::Css("#passkey-add")).await.unwrap().click().await.unwrap();
     steps.at("his first factor needs the code mailed to him");
     // His first factor: the page asks for the code mailed to him (read from the SMTP server).
-    wait_for(
-        client,
-        "!document.querySelector('#passkey-email-step').hidden",
-        Duration::from_secs(10),
-    )
-    .await;
+    wait_for_shown(client, "#passkey-email-step", Duration::from_secs(10)).await;
     assert_accessible(client, "security: the e-mailed code").await;
     let code = server.mail.code_to("bob@example.com", 0).await;
     let field = client.find(Locator::Css("#passkey-email-code")).await.unwrap();
     field.send_keys(&code).await.unwrap();
     client.find(Locator::Css("#passkey-email-continue")).await.unwrap().click().await.unwrap();
-    wait_for(
-        client,
-        "document.querySelectorAll('tr.passkey').length === 1",
-        Duration::from_secs(10),
-    )
-    .await;
+    wait_for_count(client, "tr.passkey", 1, Duration::from_secs(10)).await;
     assert!(text(client, "tr.passkey").await.contains("Test laptop"));
     screenshot(client, "security").await;
     steps.at("bob signs in with the passkey alone, through the autofill");
@@ -944,12 +966,8 @@ async fn strong_authentication(server: &TestServer, client: &Client) {
     // virtual authenticator answers such a request by itself, as a person picking the passkey
     // there would — no button is pressed.
     client.find(Locator::Css("#logout")).await.unwrap().click().await.unwrap();
-    wait_for(
-        client,
-        "location.pathname === '/login' || location.pathname === '/dashboard'",
-        Duration::from_secs(5),
-    )
-    .await;
+    let out_or_back_in = "location.pathname === '/login' || location.pathname === '/dashboard'";
+    wait_for(client, out_or_back_in, Duration::from_secs(5)).await;
     let field = "document.querySelector('#login-username')?.autocomplete ?? 'signed in already'";
     let autocomplete = js(client, &format!("return {field};")).await;
     assert!(
@@ -968,9 +986,7 @@ async fn strong_authentication(server: &TestServer, client: &Client) {
     // (Its own chromedriver and profile: a device alice's account has never seen.)
     let other_driver = Driver::start();
     let other = other_driver.connect().await;
-    other.goto(&url("/login")).await.unwrap();
-    submit_login(&other, "alice", "wonderland").await;
-    wait_for(&other, "location.pathname === '/login/verify'", Duration::from_secs(5)).await;
+    sign_in(&other, &url("/login"), "alice", "wonderland", "/login/verify").await;
     screenshot(&other, "verify").await;
     assert_accessible(&other, "verify").await;
     verify_with_demo_app(&other).await;
@@ -993,12 +1009,8 @@ async fn strong_authentication(server: &TestServer, client: &Client) {
     assert_accessible(client, "transfer review").await;
     screenshot(client, "transfer").await;
     client.find(Locator::Css("#confirm-passkey")).await.unwrap().click().await.unwrap();
-    wait_for(
-        client,
-        "document.querySelector('#receipt') && document.querySelector('#receipt').dataset.status === 'completed'",
-        Duration::from_secs(10),
-    )
-    .await;
+    let completed = "document.querySelector('#receipt')?.dataset.status === 'completed'";
+    wait_for(client, completed, Duration::from_secs(10)).await;
     assert_accessible(client, "transfer receipt").await;
     wait_for(
         &other,
@@ -1034,21 +1046,14 @@ async fn strong_authentication(server: &TestServer, client: &Client) {
     let mut redis = common::shared_redis().conn().await;
     assert!(redis.exists::<_, bool>(&key).await.unwrap());
     other.find(Locator::Css(".security-notice .not-me")).await.unwrap().click().await.unwrap();
-    wait_for(
-        &other,
-        "document.querySelector('.security-notice p').textContent.includes('signed out')",
-        Duration::from_secs(5),
-    )
-    .await;
+    wait_for_text(&other, ".security-notice p", "signed out", Duration::from_secs(5)).await;
     assert!(!redis.exists::<_, bool>(&key).await.unwrap(), "the other session survived 'not me'");
 
     steps.at("'this wasn't me' removes the factor a second browser added");
     // "This wasn't me" from the mail: the second browser signs in as alice again and adds a
     // passkey; alice opens the link the notice mailed her, in her own browser, and confirms:
     // the passkey is gone and so is that session.
-    client.goto(&url("/login")).await.unwrap();
-    submit_login(client, "alice", "wonderland").await;
-    wait_for(client, "location.pathname === '/login/verify'", Duration::from_secs(5)).await;
+    sign_in(client, &url("/login"), "alice", "wonderland", "/login/verify").await;
     verify_with_demo_app(client).await;
     let added = |mails: Vec<common::mail::Mail>| {
         mails
@@ -1061,12 +1066,7 @@ async fn strong_authentication(server: &TestServer, client: &Client) {
     let name = client.find(Locator::Css("#passkey-name")).await.unwrap();
     name.send_keys("Not alice's").await.unwrap();
     client.find(Locator::Css("#passkey-add")).await.unwrap().click().await.unwrap();
-    wait_for(
-        client,
-        "document.querySelectorAll('tr.passkey').length === 1",
-        Duration::from_secs(10),
-    )
-    .await;
+    wait_for_count(client, "tr.passkey", 1, Duration::from_secs(10)).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     let notice = loop {
         if let Some(mail) = added(server.mail.to("alice@example.com")).into_iter().nth(seen) {
@@ -1076,17 +1076,11 @@ async fn strong_authentication(server: &TestServer, client: &Client) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let link = notice.link(&format!("{}/not-me?token=", server.origin)).expect("a not-me link");
-    other.goto(&link).await.unwrap();
-    wait_for(&other, "document.querySelector('#not-me-confirm')", Duration::from_secs(5)).await;
+    open_until(&other, &link, "#not-me-confirm").await;
     screenshot(&other, "not-me").await;
     assert_accessible(&other, "this wasn't me").await;
     other.find(Locator::Css("#not-me-confirm")).await.unwrap().click().await.unwrap();
-    wait_for(
-        &other,
-        "document.querySelector('#not-me h1').textContent.includes('secured')",
-        Duration::from_secs(5),
-    )
-    .await;
+    wait_for_text(&other, "#not-me h1", "secured", Duration::from_secs(5)).await;
     assert!(text(&other, "#not-me").await.contains("Not alice's"));
     let passkeys: usize = redis.hlen(server.keys().passkeys("alice")).await.unwrap();
     assert_eq!(passkeys, 0, "the passkey added by the other browser survived");
@@ -1099,9 +1093,7 @@ async fn strong_authentication(server: &TestServer, client: &Client) {
     let step = redbank::auth::factors::totp::step_of(redbank::clock::now_ms() / 1000);
     let next_step_ms = (step + 1) * 30_000 + 500 - redbank::clock::now_ms();
     tokio::time::sleep(Duration::from_millis(next_step_ms.max(0) as u64)).await;
-    other.goto(&url("/login")).await.unwrap();
-    submit_login(&other, "alice", "wonderland").await;
-    wait_for(&other, "location.pathname === '/login/verify'", Duration::from_secs(5)).await;
+    sign_in(&other, &url("/login"), "alice", "wonderland", "/login/verify").await;
     let seen = server.mail.to("alice@example.com").len();
     verify_with_codes(&other, common::demo_app_codes()).await;
     wait_for(&other, "location.pathname === '/login/renew'", Duration::from_secs(5)).await;
@@ -1122,8 +1114,7 @@ async fn strong_authentication(server: &TestServer, client: &Client) {
          Date.now = () => later; return null;",
     )
     .await;
-    wait_for(&other, "!document.querySelector('#idle-warning').hidden", Duration::from_secs(5))
-        .await;
+    wait_for_shown(&other, "#idle-warning", Duration::from_secs(5)).await;
     assert!(text(&other, "#idle-why").await.contains("PSD2"));
     assert_accessible(&other, "idle warning").await;
     // Stay, then give the page its clock back: put back first, the page's next tick could hide
@@ -1140,12 +1131,9 @@ async fn strong_authentication(server: &TestServer, client: &Client) {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let secret = common::server::printed_secret(&String::from_utf8_lossy(&out.stdout));
     let step = redbank::auth::factors::totp::step_of(redbank::clock::now_ms() / 1000);
-    client.goto(&url("/login")).await.unwrap();
-    submit_login(client, "admin", common::ADMIN_PASSWORD).await;
-    wait_for(client, "location.pathname === '/login/verify'", Duration::from_secs(5)).await;
+    sign_in(client, &url("/login"), "admin", common::ADMIN_PASSWORD, "/login/verify").await;
     verify_with_codes(client, (0..=1).map(|o| secret.code_at(step + o)).collect()).await;
-    client.goto(&url("/admin")).await.unwrap();
-    wait_for(client, "document.querySelector('#admin-sessions')", Duration::from_secs(5)).await;
+    open_until(client, &url("/admin"), "#admin-sessions").await;
     let users = js(
         client,
         "return [...document.querySelectorAll('tr.admin-session')].map(r => r.dataset.user);",

@@ -33,13 +33,26 @@ const REDIS_TIMEOUT_MS: u64 = 500;
 
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn skip(test: &str) -> bool {
+/// Whether `REDBANK_SKIP_HA` says to skip the HA tests; says so on stderr, naming the test (the
+/// harness names each test's thread after it).
+fn skip() -> bool {
     if std::env::var_os("REDBANK_SKIP_HA").is_some() {
+        let test = std::thread::current().name().unwrap_or("an HA test").to_owned();
         let line = format!("SKIPPED {test}: REDBANK_SKIP_HA is set\n");
         std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes()).unwrap();
         return true;
     }
     false
+}
+
+/// The lab numbered `n`, an HTTP client and nginx's base URL; None when the HA tests are skipped.
+async fn start_lab(n: u8) -> Option<(Lab, reqwest::Client, String)> {
+    if skip() {
+        return None;
+    }
+    let lab = Lab::start(n).await;
+    let base = lab.base();
+    Some((lab, http(), base))
 }
 
 fn report(line: String) {
@@ -73,6 +86,8 @@ struct Lab {
     dir: PathBuf,
     hosts: Vec<(&'static str, Host)>,
     procs: Vec<(&'static str, Child)>,
+    /// One lab at a time: held until the lab is torn down (fields drop after `Drop::drop`).
+    _one: tokio::sync::MutexGuard<'static, ()>,
 }
 
 /// Host name → (last octet, on the front network, on the back network).
@@ -111,11 +126,11 @@ impl Lab {
 
     /// Namespaces, bridges and links; the root namespace sits on both networks (.1) as the
     /// client and the observer.
-    fn build(n: u8) -> Lab {
+    fn build(n: u8, one: tokio::sync::MutexGuard<'static, ()>) -> Lab {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ha{n}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let mut lab = Lab { n, dir, hosts: Vec::new(), procs: Vec::new() };
+        let mut lab = Lab { n, dir, hosts: Vec::new(), procs: Vec::new(), _one: one };
         lab.teardown_network();
         for (bridge, net) in lab.bridges().iter().zip([78, 77]) {
             run("ip", &["link", "add", bridge, "type", "bridge"]);
@@ -222,7 +237,7 @@ impl Lab {
 
     /// Redis on the data hosts (the first one primary), three sentinels, two apps, nginx.
     async fn start(n: u8) -> Lab {
-        let mut lab = Lab::build(n);
+        let mut lab = Lab::build(n, ONE_AT_A_TIME.lock().await);
         let bin = common::redis_dir().clone();
         let primary_ip = lab.back_ip(Lab::octet("primary"));
         for host in ["primary", "replica1", "replica2"] {
@@ -571,13 +586,7 @@ async fn until_ok(
 
 #[rocket::async_test]
 async fn cutting_the_primarys_link_fails_over_and_loses_nothing_acknowledged() {
-    if skip("cutting_the_primarys_link_fails_over_and_loses_nothing_acknowledged") {
-        return;
-    }
-    let _one = ONE_AT_A_TIME.lock().await;
-    let mut lab = Lab::start(1).await;
-    let http = http();
-    let base = lab.base();
+    let Some((mut lab, http, base)) = start_lab(1).await else { return };
 
     // Before the cut: sessions, transfers acknowledged, a live stream.
     let mut tokens = Vec::new();
@@ -728,13 +737,7 @@ async fn cutting_the_primarys_link_fails_over_and_loses_nothing_acknowledged() {
 
 #[rocket::async_test]
 async fn killing_an_app_moves_its_streams_and_the_generator_to_the_other() {
-    if skip("killing_an_app_moves_its_streams_and_the_generator_to_the_other") {
-        return;
-    }
-    let _one = ONE_AT_A_TIME.lock().await;
-    let mut lab = Lab::start(2).await;
-    let http = http();
-    let base = lab.base();
+    let Some((mut lab, http, base)) = start_lab(2).await else { return };
     let bob = login(&http, &base, "bob", "foobared").await;
     let followers: Vec<Follower> =
         (0..4).map(|_| Follower::start(format!("{base}/events"), bob.clone())).collect();
@@ -792,13 +795,7 @@ async fn killing_an_app_moves_its_streams_and_the_generator_to_the_other() {
 
 #[rocket::async_test]
 async fn an_app_cut_from_redis_answers_503_fast_while_the_other_serves() {
-    if skip("an_app_cut_from_redis_answers_503_fast_while_the_other_serves") {
-        return;
-    }
-    let _one = ONE_AT_A_TIME.lock().await;
-    let lab = Lab::start(3).await;
-    let http = http();
-    let base = lab.base();
+    let Some((lab, http, base)) = start_lab(3).await else { return };
     let bob = login(&http, &base, "bob", "foobared").await;
     lab.link("app1", true, false);
     // app1 itself: fast 503s with Retry-After.

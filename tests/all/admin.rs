@@ -6,9 +6,8 @@ use std::time::Duration;
 use redbank::auth::factors::totp::{TotpSecret, step_of};
 use serde_json::{Value, json};
 
-use crate::common;
 use crate::common::request::RequestHelper;
-use crate::common::server::{Sse, TestServer, post_api_login};
+use crate::common::server::{TestServer, fast_heartbeat, post_api_login};
 use crate::common::{ADMIN_PASSWORD, credentials, shared_redis};
 
 fn code(secret: &TotpSecret, offset: i64) -> String {
@@ -90,12 +89,10 @@ async fn only_operators_at_aal2_get_in() {
 
 #[rocket::async_test]
 async fn the_console_searches_revokes_and_records() {
-    let server =
-        TestServer::start(shared_redis(), None, |f| f.merge(("sse_heartbeat_secs", 1))).await;
+    let server = TestServer::start(shared_redis(), None, fast_heartbeat).await;
     let admin = operator(&server).await;
     // bob: a browser with an open stream, and a phone on another address.
-    let (cookie, _) = server.login("bob", "foobared").await;
-    let mut stream = Sse::new(server.events(&cookie, None).await);
+    let (cookie, _, mut stream) = server.watching("bob", "foobared").await;
     let phone = reqwest::Client::builder()
         .local_address(std::net::IpAddr::from([127, 0, 0, 9]))
         .build()
@@ -186,11 +183,8 @@ async fn an_operator_removes_a_thiefs_passkey() {
     let admin = operator(&server).await;
     let stolen = server.api_login("bob", "foobared").await;
     let mut device = crate::common::passkey::Device::new(&server.origin);
-    let (_, options) = server.as_token(&stolen).post("/api/v1/passkeys/options", &json!({})).await;
-    let mut answer = device.register(&options);
-    answer["email_code"] = json!(server.mail.code_to("bob@example.com", 0).await);
-    let (status, _) = server.as_token(&stolen).post("/api/v1/passkeys", &answer).await;
-    assert_eq!(status, 201);
+    let thief = server.as_token(&stolen);
+    crate::common::request::enrol_first_passkey(&thief, &mut device, None, "bob@example.com").await;
     let (_, login) =
         post_api_login(&server.http, &server.base, &credentials("bob", "foobared")).await;
     assert_eq!(login["mfa_required"], true, "bob's password alone no longer signs him in");
@@ -255,10 +249,7 @@ async fn destructive_console_actions_need_a_fresh_authentication() {
     let (admin, secret) = server.operator().await;
     server.api_login("bob", "foobared").await;
     // Age the operator's authentication past the limit.
-    let key = server.keys().session(&crate::common::session_id(&admin));
-    let mut conn = shared_redis().conn().await;
-    let old = redbank::clock::now_ms() - 31_000;
-    common::json_set(&mut conn, &key, "$.auth_time", old).await;
+    server.authenticated_at(&admin, redbank::clock::now_ms() - 31_000).await;
     assert_eq!(
         server.as_token(&admin).get("/api/v1/admin/sessions").await.0,
         200,

@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::common;
 use crate::common::{
-    Browser, RedisServer, TestApp, bearer, enc, session_id, shared_redis, transaction,
-    unique_prefix,
+    RedisServer, TestApp, bearer, enc, session_id, shared_redis, transaction, unique_prefix,
 };
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -39,13 +38,6 @@ async fn api(app: &TestApp, uri: &str, token: &str) -> (Status, Value) {
 
 async fn api_text(app: &TestApp, uri: &str, token: &str) -> (Status, String) {
     let res = app.client.get(uri.to_owned()).header(bearer(token)).dispatch().await;
-    let status = res.status();
-    (status, res.into_string().await.unwrap_or_default())
-}
-
-/// GET `uri` as a signed-in browser (session cookie); the status and the body.
-async fn page(app: &TestApp, uri: &str, browser: &Browser) -> (Status, String) {
-    let res = app.client.get(uri.to_owned()).header(browser.cookie()).dispatch().await;
     let status = res.status();
     (status, res.into_string().await.unwrap_or_default())
 }
@@ -524,7 +516,7 @@ async fn alice_never_sees_bobs_account_or_transactions() {
     ];
     for (uri, names_alice) in apis {
         let by_bearer = api_text(&app, uri, &token).await;
-        let by_cookie = page(&app, uri, &browser).await;
+        let by_cookie = app.page(uri, &browser).await;
         for (via, (status, body)) in [("bearer", by_bearer), ("cookie", by_cookie)] {
             assert_eq!(status, Status::Ok, "{uri} via {via}: {body}");
             assert!(!body.contains(BOB), "{uri} via {via} leaks bob's account: {body}");
@@ -542,19 +534,19 @@ async fn alice_never_sees_bobs_account_or_transactions() {
     let (_, found) = api(&app, "/api/v1/search?q=bobonly", &token).await;
     assert_eq!((found["total"].as_u64(), found["results"].as_array().unwrap().len()), (Some(0), 0));
     for uri in ["/dashboard", "/transactions", "/transactions?q=star", "/transactions?q=vendor"] {
-        let (status, html) = page(&app, uri, &browser).await;
+        let (status, html) = app.page(uri, &browser).await;
         assert_eq!(status, Status::Ok, "{uri}");
         assert!(!html.contains(BOB), "{uri} leaks bob's account");
         assert!(!html.to_lowercase().contains("bobonly"), "{uri} leaks bob's transaction");
     }
-    let (_, dashboard) = page(&app, "/dashboard", &browser).await;
+    let (_, dashboard) = app.page("/dashboard", &browser).await;
     assert!(dashboard.contains(ALICE) && dashboard.contains("Alice Liddell"));
     assert_eq!(rows(&dashboard), 10);
     // The page echoes the term, but shows none of bob's rows for it.
-    let (_, html) = page(&app, "/transactions?q=bobonly", &browser).await;
+    let (_, html) = app.page("/transactions?q=bobonly", &browser).await;
     assert!(html.contains("0 transactions matching") && rows(&html) == 0, "{html}");
     assert!(!html.contains(BOB) && !html.contains("Bobonly Vendor") && !html.contains("MARKER"));
-    let (_, star) = page(&app, "/transactions?q=star", &browser).await;
+    let (_, star) = app.page("/transactions?q=star", &browser).await;
     assert!(star.contains("ALICE <mark>STAR</mark> TEA"), "{star}");
 }
 
@@ -645,7 +637,7 @@ async fn search_matches_word_prefixes_in_description_vendor_and_type_newest_firs
 
     // The page marks the same words, in the same order.
     let browser = app.login_browser("bob", "foobared").await;
-    let (status, html) = page(&app, "/transactions?q=ins", &browser).await;
+    let (status, html) = app.page("/transactions?q=ins", &browser).await;
     assert_eq!(status, Status::Ok);
     assert_eq!(row_ids(&html), expected_ins);
     for marked in [
@@ -659,7 +651,7 @@ async fn search_matches_word_prefixes_in_description_vendor_and_type_newest_firs
     }
     assert!(!html.contains("STARBUCKS") && !html.contains("ALICE"));
     assert_eq!(html.matches("<mark>").count(), 5);
-    let (_, html) = page(&app, "/transactions?q=contactl", &browser).await;
+    let (_, html) = app.page("/transactions?q=contactl", &browser).await;
     assert_eq!(html.matches("<mark>contactless</mark>").count(), 2);
 }
 
@@ -685,17 +677,17 @@ async fn highlighted_text_is_escaped_on_every_page() {
 
     let browser = app.login_browser("bob", "foobared").await;
     for uri in ["/transactions?q=ins", "/transactions", "/dashboard"] {
-        let (status, html) = page(&app, uri, &browser).await;
+        let (status, html) = app.page(uri, &browser).await;
         assert_eq!(status, Status::Ok, "{uri}");
         assert!(html.contains("&lt;img"), "{uri}: the description is not shown escaped");
         assert!(!html.contains("<img src=x"), "{uri}: raw markup from a description");
         assert!(!html.contains("<b>Corp"), "{uri}: raw markup from a vendor name");
     }
-    let (_, html) = page(&app, "/transactions?q=ins", &browser).await;
+    let (_, html) = app.page("/transactions?q=ins", &browser).await;
     assert!(html.contains("<mark>insurance</mark>"));
     // The echoed search term is escaped too.
     let q = "<script>alert(1)</script>";
-    let (status, html) = page(&app, &format!("/transactions?q={}", enc(q)), &browser).await;
+    let (status, html) = app.page(&format!("/transactions?q={}", enc(q)), &browser).await;
     assert_eq!(status, Status::Ok);
     assert!(!html.contains(q) && html.contains("&lt;script&gt;"));
 }
@@ -901,7 +893,7 @@ async fn seed_endpoints_keep_their_shapes_and_need_a_session() {
 
     // A browser session gets its own currentBalanceAmount.
     let browser = app.login_browser("bob", "foobared").await;
-    let (status, _) = page(&app, "/transaction/balance", &browser).await;
+    let (status, _) = app.page("/transaction/balance", &browser).await;
     assert_eq!(status, Status::Ok);
     let stored: String = redis::cmd("JSON.GET")
         .arg(app.keys().session(&browser.id()))
@@ -926,46 +918,46 @@ async fn the_dashboard_and_the_transactions_page_show_the_real_data() {
         let at = html.find("id=\"balance\">").expect("balance element") + "id=\"balance\">".len();
         html[at..].split('<').next().unwrap().trim().to_owned()
     };
-    let (status, html) = page(&app, "/dashboard", &browser).await;
+    let (status, html) = app.page("/dashboard", &browser).await;
     assert_eq!(status, Status::Ok);
     assert_eq!(balance_text(&html), "$100,000.00");
     assert_eq!(rows(&html), 0);
 
     ticks(&mut generator, 3).await;
-    let (_, html) = page(&app, "/dashboard", &browser).await;
+    let (_, html) = app.page("/dashboard", &browser).await;
     let l = ledger(redis, &app.prefix, BOB).await;
     assert!(html.contains(BOB) && html.contains("Bob Jones") && html.contains("San Francisco, CA"));
     let shown = balance_text(&html);
     assert!(is_display_money(&shown), "{shown}");
     assert_eq!(shown, Cents(l.balance).display());
     assert_eq!(row_ids(&html), l.newest_ids());
-    let (_, html) = page(&app, "/transactions", &browser).await;
+    let (_, html) = app.page("/transactions", &browser).await;
     assert_eq!(rows(&html), 3);
     assert!(!html.contains("rel=\"next\"") && !html.contains("rel=\"prev\""));
 
     ticks(&mut generator, 22).await;
     let l = ledger(redis, &app.prefix, BOB).await;
-    let (_, html) = page(&app, "/dashboard", &browser).await;
+    let (_, html) = app.page("/dashboard", &browser).await;
     assert_eq!(rows(&html), 10);
     assert_eq!(row_ids(&html), l.newest_ids()[..10]);
     assert_eq!(balance_text(&html), Cents(l.balance).display());
 
-    let (status, html) = page(&app, "/transactions", &browser).await;
+    let (status, html) = app.page("/transactions", &browser).await;
     assert_eq!(status, Status::Ok);
     assert_eq!(rows(&html), 20);
     assert_eq!(row_ids(&html), l.newest_ids()[..20]);
     assert!(html.contains("25 transactions"));
     assert!(html.contains("rel=\"next\" href=\"/transactions?q=&amp;page=2\""), "no next link");
     assert!(!html.contains("rel=\"prev\""));
-    let (status, html) = page(&app, "/transactions?page=2", &browser).await;
+    let (status, html) = app.page("/transactions?page=2", &browser).await;
     assert_eq!(status, Status::Ok);
     assert_eq!(row_ids(&html), l.newest_ids()[20..]);
     assert!(html.contains("rel=\"prev\" href=\"/transactions?q=&amp;page=1\""), "no prev link");
     assert!(!html.contains("rel=\"next\""));
-    let (status, html) = page(&app, "/transactions?page=3", &browser).await;
+    let (status, html) = app.page("/transactions?page=3", &browser).await;
     assert_eq!(status, Status::Ok);
     assert_eq!(rows(&html), 0);
-    let (status, _) = page(&app, "/transactions?page=0", &browser).await;
+    let (status, _) = app.page("/transactions?page=0", &browser).await;
     assert_eq!(status, Status::BadRequest);
 }
 
@@ -1075,7 +1067,7 @@ async fn search_pages_never_point_past_the_deepest_page_served() {
     let pages = body["pages"].as_u64().unwrap();
     let (status, _) = api(&app, &format!("/api/v1/search?q=&page={pages}"), &token).await;
     assert_eq!(status, Status::Ok, "the API announces {pages} pages but refuses the last one");
-    let (status, html) = page(&app, "/transactions?page=500", &browser).await;
+    let (status, html) = app.page("/transactions?page=500", &browser).await;
     assert_eq!(status, Status::Ok);
     assert!(html.contains("rel=\"prev\""), "page 500 is not the last of several");
     assert!(!html.contains("rel=\"next\""), "page 500 has an \"Older\" link to a refused page");
@@ -1220,7 +1212,7 @@ async fn transactions_past_the_retention_are_not_shown_even_from_the_stream() {
     assert_eq!(status, Status::Ok);
     assert_eq!(ids(&list), vec![fresh.id]);
     let browser = app.login_browser("bob", "foobared").await;
-    let (_, html) = page(&app, "/dashboard", &browser).await;
+    let (_, html) = app.page("/dashboard", &browser).await;
     assert_eq!(row_ids(&html), vec![fresh.id]);
 }
 
@@ -1277,7 +1269,7 @@ async fn older_entries_and_corrupt_documents_are_read_or_skipped_never_fatal() {
     assert!(resume != "9-9" && resume.contains('-'), "resume point {resume:?}");
     // The dashboard renders the same list.
     let browser = app.login_browser("bob", "foobared").await;
-    let (status, html) = page(&app, "/dashboard", &browser).await;
+    let (status, html) = app.page("/dashboard", &browser).await;
     assert_eq!(status, Status::Ok);
     assert_eq!(row_ids(&html), vec![newest.id, older.id, first.id]);
 }

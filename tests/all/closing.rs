@@ -7,21 +7,26 @@ use serde_json::{Value, json};
 
 use crate::bank::{ALICE, cents};
 use crate::common::passkey::Device;
-use crate::common::request::RequestHelper;
+use crate::common::request::{RequestHelper, enrol_first_passkey};
 use crate::common::server::TestServer;
 use crate::common::shared_redis;
-use crate::signup::{confirm, new_address, open, sign_in};
+use crate::signup::{PASSWORD, new_address, open, open_account, sign_in};
 use crate::transfers::set_balance;
-
-const PASSWORD: &str = "violet quartz river lamp";
 
 /// A customer who opened an account: their address and bearer token.
 async fn customer(server: &TestServer, name: &str) -> (String, String) {
     let email = new_address(&name.replace(' ', ".").to_lowercase());
-    assert_eq!(open(server, name, &email, PASSWORD).await.0, 201);
-    assert_eq!(confirm(server, &email, Some(PASSWORD)).await.0, 204);
-    let token = sign_in(server, &email, PASSWORD).await.expect("signed in");
+    let token = open_account(server, name, &email).await;
     (email, token)
+}
+
+/// A customer who opened an account and has `cents` in it: their address, bearer token and
+/// account number.
+async fn funded_customer(server: &TestServer, name: &str, cents: i64) -> (String, String, String) {
+    let (email, token) = customer(server, name).await;
+    let number = number_of(server, &token).await;
+    set_balance(server, &number, cents).await;
+    (email, token, number)
 }
 
 /// A small (exempt) transfer of `cents` to alice with `reference`: its id.
@@ -247,10 +252,8 @@ async fn alices_credit(server: &TestServer, description: &str) -> Option<Value> 
 #[rocket::async_test]
 async fn a_small_balance_is_paid_out_to_a_named_account_and_the_account_closes_at_once() {
     let server = TestServer::start(shared_redis(), None, |f| f).await;
-    let (email, token) = customer(&server, "Mary Jackson").await;
+    let (email, token, number) = funded_customer(&server, "Mary Jackson", 2_000).await;
     let me = server.as_token(&token);
-    let number = number_of(&server, &token).await;
-    set_balance(&server, &number, 2_000).await;
 
     for payee in [number.as_str(), "0000000001", "12ab"] {
         let (status, refused) = me.delete(&format!("/api/v1/account?payout_to={payee}")).await;
@@ -284,11 +287,9 @@ async fn a_small_balance_is_paid_out_to_a_named_account_and_the_account_closes_a
 #[rocket::async_test]
 async fn a_large_payout_waits_for_a_passkey_bound_to_it_and_its_confirmation_closes_the_account() {
     let server = TestServer::start(shared_redis(), None, |f| f).await;
-    let (email, token) = customer(&server, "Dorothy Vaughan").await;
-    let me = server.as_token(&token);
-    let number = number_of(&server, &token).await;
     let whole = 1_500_000; // $15,000, over the $10,000 daily limit
-    set_balance(&server, &number, whole).await;
+    let (email, token, number) = funded_customer(&server, "Dorothy Vaughan", whole).await;
+    let me = server.as_token(&token);
 
     let (status, refused) = me.delete(&format!("/api/v1/account?payout_to={ALICE}")).await;
     assert_eq!(status, 403, "{refused}");
@@ -297,10 +298,7 @@ async fn a_large_payout_waits_for_a_passkey_bound_to_it_and_its_confirmation_clo
 
     // A passkey (confirmed with the mailed code), and a step-up with it.
     let mut device = Device::new(&server.origin);
-    let (_, options) = me.post("/api/v1/passkeys/options", &json!({})).await;
-    let mut answer = device.register(&options);
-    answer["email_code"] = json!(server.mail.code_to(&email, 0).await);
-    assert_eq!(me.post("/api/v1/passkeys", &answer).await.0, 201);
+    enrol_first_passkey(&me, &mut device, None, &email).await;
     let (_, options) = me.post_empty("/api/v1/step-up/passkey/options").await;
     assert_eq!(me.post("/api/v1/step-up/passkey", &device.sign(&options)).await.0, 200);
 
@@ -335,9 +333,7 @@ async fn a_large_payout_waits_for_a_passkey_bound_to_it_and_its_confirmation_clo
 #[rocket::async_test]
 async fn security_pays_the_balance_out_to_the_account_named_then_closes() {
     let server = TestServer::start(shared_redis(), None, |f| f).await;
-    let (email, token) = customer(&server, "Frances Allen").await;
-    let number = number_of(&server, &token).await;
-    set_balance(&server, &number, 5_000).await;
+    let (email, _, number) = funded_customer(&server, "Frances Allen", 5_000).await;
     let me = server.cookie_user(&email, PASSWORD).await;
     let html = me.request(Method::GET, "/security").send().await.unwrap().text().await.unwrap();
     assert!(html.contains("id=\"close-balance\"") && html.contains("$50.00"), "{html}");

@@ -24,9 +24,7 @@ fn openapi_path(rocket_path: &str) -> String {
 #[rocket::async_test]
 async fn the_document_covers_every_mounted_api_route_and_nothing_else() {
     let app = TestApp::new().await;
-    let res = app.client.get("/api/v1/openapi.json").dispatch().await;
-    assert_eq!(res.status(), Status::Ok);
-    assert_eq!(res.content_type(), Some(ContentType::JSON));
+    let res = app.get_expecting("/api/v1/openapi.json", Status::Ok, ContentType::JSON).await;
     let doc: Value = res.into_json().await.unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");

@@ -17,9 +17,7 @@ async fn json_body(res: LocalResponse<'_>) -> serde_json::Value {
 #[rocket::async_test]
 async fn healthz_ok_when_redis_answers() {
     let app = TestApp::new().await;
-    let res = app.client.get("/healthz").dispatch().await;
-    assert_eq!(res.status(), Status::Ok);
-    assert_eq!(res.content_type(), Some(ContentType::JSON));
+    let res = app.get_expecting("/healthz", Status::Ok, ContentType::JSON).await;
     let want = serde_json::json!({"status": "ok", "redis": "ok", "role": "master", "via": "url"});
     assert_eq!(json_body(res).await, want);
 }
@@ -101,9 +99,7 @@ async fn module_check_names_what_is_missing() {
 #[rocket::async_test]
 async fn the_site_icon_is_served_and_cacheable() {
     let app = TestApp::new().await;
-    let res = app.client.get("/favicon.ico").dispatch().await;
-    assert_eq!(res.status(), Status::Ok);
-    assert_eq!(res.content_type(), Some(ContentType::Icon));
+    let res = app.get_expecting("/favicon.ico", Status::Ok, ContentType::Icon).await;
     assert_eq!(res.headers().get_one("Cache-Control"), Some("public, no-cache"));
     let etag = res.headers().get_one("ETag").expect("an ETag").to_owned();
     let body = res.into_bytes().await.unwrap();
@@ -185,9 +181,7 @@ async fn static_assets_are_content_hashed_immutable_and_compressed() {
 #[rocket::async_test]
 async fn unknown_page_gets_the_html_404_page() {
     let app = TestApp::new().await;
-    let res = app.client.get("/no/such/page").dispatch().await;
-    assert_eq!(res.status(), Status::NotFound);
-    assert_eq!(res.content_type(), Some(ContentType::HTML));
+    let res = app.get_expecting("/no/such/page", Status::NotFound, ContentType::HTML).await;
     let body = res.into_string().await.unwrap();
     assert!(body.contains("404") && body.contains("nothing at this address"), "{body}");
 }
@@ -195,9 +189,7 @@ async fn unknown_page_gets_the_html_404_page() {
 #[rocket::async_test]
 async fn unknown_api_path_gets_a_json_404() {
     let app = TestApp::new().await;
-    let res = app.client.get("/api/v1/no-such-thing").dispatch().await;
-    assert_eq!(res.status(), Status::NotFound);
-    assert_eq!(res.content_type(), Some(ContentType::JSON));
+    let res = app.get_expecting("/api/v1/no-such-thing", Status::NotFound, ContentType::JSON).await;
     let body = json_body(res).await;
     assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
 
@@ -280,15 +272,19 @@ async fn assert_config_rejected(figment: rocket::figment::Figment) {
 
 /// Building the app on `figment` fails, and the fairing named `fairing` is what refused it.
 async fn assert_launch_refused_by(figment: rocket::figment::Figment, fairing: &str) {
-    let Err(err) = rocket::local::asynchronous::Client::tracked(redbank::build(figment)).await
-    else {
-        panic!("launch must fail");
+    assert_refused_by(redbank::build(figment), fairing).await;
+}
+
+/// Launching `rocket` fails, and the fairing named `fairing` is what refused it.
+async fn assert_refused_by(rocket: rocket::Rocket<rocket::Build>, fairing: &str) {
+    let Err(err) = rocket::local::asynchronous::Client::untracked(rocket).await else {
+        panic!("{fairing}: launch must fail");
     };
     match err.kind() {
         rocket::error::ErrorKind::FailedFairings(failed) => {
-            assert!(failed.iter().any(|f| f.name == fairing), "{failed:?}")
+            assert!(failed.iter().any(|f| f.name == fairing), "{fairing}: {failed:?}")
         }
-        other => panic!("unexpected launch error: {other:?}"),
+        other => panic!("{fairing}: unexpected launch error: {other:?}"),
     }
 }
 
@@ -341,15 +337,7 @@ async fn a_stage_without_what_it_needs_stops_the_launch() {
             "Live updates",
         ),
     ] {
-        let Err(err) = rocket::local::asynchronous::Client::untracked(rocket).await else {
-            panic!("{name}: launch must fail");
-        };
-        match err.kind() {
-            rocket::error::ErrorKind::FailedFairings(failed) => {
-                assert!(failed.iter().any(|f| f.name == name), "{name}: {failed:?}")
-            }
-            other => panic!("{name}: unexpected launch error: {other:?}"),
-        }
+        assert_refused_by(rocket, name).await;
     }
 }
 
@@ -513,12 +501,7 @@ async fn no_password_or_token_reaches_the_log_and_no_admin_exists_without_a_pass
                 assert!(!text.contains(noise), "{level}: a client disconnect was logged:\n{text}");
             }
         }
-        let mut c = shared_redis().conn().await;
-        let admin: bool = redis::cmd("EXISTS")
-            .arg(redbank::redis::Keys::new(&prefix).user("admin"))
-            .query_async(&mut c)
-            .await
-            .unwrap();
+        let admin = shared_redis().exists(&redbank::redis::Keys::new(&prefix).user("admin")).await;
         assert!(!admin, "an admin user exists although no admin_password is set");
     }
 }

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 
 use crate::common;
 use crate::common::passkey::Device;
-use crate::common::request::RequestHelper;
-use crate::common::server::{Next, Sse, TestServer, post_api_login};
+use crate::common::request::{RequestHelper, begin_first_passkey, enrol_first_passkey};
+use crate::common::server::{Next, TestServer, fast_heartbeat, post_api_login};
 use crate::common::{TestApp, credentials, demo_app_codes, shared_redis, unique_prefix};
 
 /// The origin both instances of the passkey test serve (one site behind one proxy).
@@ -121,40 +121,40 @@ async fn a_password_alone_cannot_add_the_first_factor() {
         server.as_token(&thief).post("/api/v1/mfa/totp/confirm", &with(&second_code)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(factors_of(&server, &thief).await["totp"], true);
-    let mut conn = shared_redis().conn().await;
-    let left: bool = redis::cmd("EXISTS")
-        .arg(server.keys().enrol_code("bob"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let left = shared_redis().exists(&server.keys().enrol_code("bob")).await;
     assert!(!left, "a used code is gone");
     server.stop().await.unwrap();
+}
+
+/// A server on which bob (signed in with his password alone) has begun to enrol a first passkey:
+/// the server, his token, the registration options and the code mailed for them.
+async fn bob_begins_a_passkey() -> (TestServer, String, Value, String) {
+    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let token = server.api_login("bob", "foobared").await;
+    let (options, mailed) =
+        begin_first_passkey(&server.as_token(&token), Some("Key"), BOB_EMAIL).await;
+    (server, token, options, mailed)
 }
 
 /// A passkey as the first factor takes the e-mailed code too, bound to its ceremony; a wrong code
 /// leaves the ceremony for the right one.
 #[rocket::async_test]
 async fn a_first_passkey_needs_the_emailed_code() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
-    let token = server.api_login("bob", "foobared").await;
-    let (status, options) =
-        server.as_token(&token).post("/api/v1/passkeys/options", &json!({"name": "Key"})).await;
-    assert_eq!(status, 200, "{options}");
+    let (server, token, options, mailed) = bob_begins_a_passkey().await;
+    let bob = server.as_token(&token);
     assert_eq!(options["email_code_required"], true);
-    let mailed = server.mail.code_to(BOB_EMAIL, 0).await;
     assert!(server.mail.code_mail(BOB_EMAIL, 0).await.body().contains("a passkey"));
-    let mut device = Device::new(&server.origin);
-    let answer = device.register(&options);
-    let (status, body) = server.as_token(&token).post("/api/v1/passkeys", &answer).await;
+    let answer = Device::new(&server.origin).register(&options);
+    let (status, body) = bob.post("/api/v1/passkeys", &answer).await;
     assert_eq!((status.as_u16(), &body["field"]), (422, &json!("email_code")), "{body}");
     let wrong = if mailed == "12345678" { "87654321" } else { "12345678" };
     let mut with_code = answer.clone();
     with_code["email_code"] = json!(wrong);
-    let (status, body) = server.as_token(&token).post("/api/v1/passkeys", &with_code).await;
+    let (status, body) = bob.post("/api/v1/passkeys", &with_code).await;
     assert_eq!((status.as_u16(), &body["field"]), (422, &json!("email_code")), "{body}");
     assert_eq!(factors_of(&server, &token).await["passkeys"], 0);
     with_code["email_code"] = json!(mailed);
-    let (status, body) = server.as_token(&token).post("/api/v1/passkeys", &with_code).await;
+    let (status, body) = bob.post("/api/v1/passkeys", &with_code).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(factors_of(&server, &token).await["passkeys"], 1);
     server.stop().await.unwrap();
@@ -165,36 +165,27 @@ async fn a_first_passkey_needs_the_emailed_code() {
 /// that spends both (a second use of either is refused).
 #[rocket::async_test]
 async fn a_failed_attestation_keeps_the_emailed_code() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
-    let token = server.api_login("bob", "foobared").await;
-    let (status, options) =
-        server.as_token(&token).post("/api/v1/passkeys/options", &json!({"name": "Key"})).await;
-    assert_eq!(status, 200, "{options}");
-    let mailed = server.mail.code_to(BOB_EMAIL, 0).await;
+    let (server, token, options, mailed) = bob_begins_a_passkey().await;
+    let bob = server.as_token(&token);
     // An answer to our options whose attestation is damaged in transit: it does not verify.
     let mut broken = Device::new(&server.origin).register(&options);
     broken["response"]["attestationObject"] = json!("o2NmbXRkbm9uZQ");
     broken["email_code"] = json!(mailed);
-    let (status, body) = server.as_token(&token).post("/api/v1/passkeys", &broken).await;
+    let (status, body) = bob.post("/api/v1/passkeys", &broken).await;
     assert_eq!(status, 422, "{body}");
     assert_ne!(body["field"], json!("email_code"), "the code was right: {body}");
     assert_eq!(factors_of(&server, &token).await["passkeys"], 0);
 
     let mut answer = Device::new(&server.origin).register(&options);
     answer["email_code"] = json!(mailed);
-    let (status, body) = server.as_token(&token).post("/api/v1/passkeys", &answer).await;
+    let (status, body) = bob.post("/api/v1/passkeys", &answer).await;
     assert_eq!(status, 201, "the right code and a good answer: {body}");
     assert_eq!(factors_of(&server, &token).await["passkeys"], 1);
     // Both are spent now.
     let challenge = options["publicKey"]["challenge"].as_str().unwrap();
     let ceremony = server.keys().ceremony(&redbank::secret::sha256_hex(challenge));
-    let mut conn = shared_redis().conn().await;
-    let open: bool = redis::cmd("EXISTS").arg(&ceremony).query_async(&mut conn).await.unwrap();
-    let code_left: bool = redis::cmd("EXISTS")
-        .arg(server.keys().enrol_code("bob"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let open = shared_redis().exists(&ceremony).await;
+    let code_left = shared_redis().exists(&server.keys().enrol_code("bob")).await;
     assert!(!open && !code_left, "ceremony open: {open}, code kept: {code_left}");
     server.stop().await.unwrap();
 }
@@ -205,20 +196,9 @@ async fn a_failed_attestation_keeps_the_emailed_code() {
 async fn the_security_page_asks_for_the_emailed_code() {
     let server = TestServer::start(shared_redis(), None, |f| f).await;
     let (cookie, csrf) = server.login("bob", "foobared").await;
-    let form = |body: String| {
-        server
-            .http
-            .post(server.url("/security/totp/confirm"))
-            .header("Cookie", &cookie)
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(body)
-    };
+    let form = |body: String| server.form_post("/security/totp/confirm", Some(&cookie), body);
     let res = server
-        .http
-        .post(server.url("/security/totp"))
-        .header("Cookie", &cookie)
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(format!("csrf={csrf}"))
+        .form_post("/security/totp", Some(&cookie), format!("csrf={csrf}"))
         .send()
         .await
         .unwrap();
@@ -300,15 +280,7 @@ async fn the_mfa_token_is_single_use_expires_and_takes_few_guesses() {
     let server = TestServer::start(shared_redis(), None, |f| f).await;
     // Reused: the token that completed a sign-in completes no other.
     let (mfa_token, _) = password_step(&server, "alice", "wonderland").await;
-    let mut signed_in = None;
-    for code in demo_app_codes() {
-        let body = json!({"mfa_token": mfa_token, "code": code});
-        let (status, done) = server.anon().post("/api/v1/login/totp", &body).await;
-        if status == 200 {
-            signed_in = Some(done);
-            break;
-        }
-    }
+    let signed_in = server.totp_step_with_demo_app(&mfa_token).await;
     assert!(signed_in.is_some(), "alice signs in with her app");
     for code in demo_app_codes() {
         let body = json!({"mfa_token": mfa_token, "code": code});
@@ -351,8 +323,7 @@ async fn the_mfa_token_is_single_use_expires_and_takes_few_guesses() {
     let key = server
         .keys()
         .pre_auth(redbank::auth::model::SessionToken::parse(&mfa_token).unwrap().id().as_str());
-    let exists: bool = redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await.unwrap();
-    assert!(!exists, "the pre-auth state outlived five wrong codes");
+    assert!(!shared_redis().exists(&key).await, "the pre-auth state outlived five wrong codes");
     for code in demo_app_codes() {
         let body = json!({"mfa_token": mfa_token, "code": code});
         let (status, body) = server.anon().post("/api/v1/login/totp", &body).await;
@@ -393,15 +364,7 @@ async fn recovery_codes_work_once() {
 
 /// Makes the session of `token` look like it signed in long ago (what time would do).
 async fn age_session(server: &TestServer, token: &str) {
-    authenticated_at(server, token, 0).await;
-}
-
-/// Dates the last authentication of `token`'s session at `at` (ms).
-async fn authenticated_at(server: &TestServer, token: &str, at: i64) {
-    let id = crate::common::session_id(token);
-    let key = server.keys().session(&id);
-    let mut conn = shared_redis().conn().await;
-    common::json_set(&mut conn, &key, "$.auth_time", at).await;
+    server.authenticated_at(token, 0).await;
 }
 
 /// `step_up_max_age_secs` is the limit, to the second: alice's two-factor sign-in of 4 m 50 s
@@ -413,10 +376,10 @@ async fn a_strong_sign_in_is_recent_for_exactly_step_up_max_age() {
     let token = server.totp_login("alice", "wonderland", &secret).await;
     let alice = server.as_token(&token);
     let now = redbank::clock::now_ms();
-    authenticated_at(&server, &token, now - 290_000).await;
+    server.authenticated_at(&token, now - 290_000).await;
     let (status, body) = alice.post("/api/v1/mfa/recovery-codes", &json!({})).await;
     assert_eq!(status, 200, "4 m 50 s ago: {body}");
-    authenticated_at(&server, &token, now - 310_000).await;
+    server.authenticated_at(&token, now - 310_000).await;
     let (status, body) = alice.post("/api/v1/mfa/recovery-codes", &json!({})).await;
     assert_eq!((status.as_u16(), &body["error"]), (401, &json!("step_up_required")), "{body}");
     server.stop().await.unwrap();
@@ -426,29 +389,24 @@ async fn a_strong_sign_in_is_recent_for_exactly_step_up_max_age() {
 async fn sensitive_actions_need_a_recent_strong_sign_in() {
     let server = TestServer::start(shared_redis(), None, |f| f).await;
     let token = server.api_login("bob", "foobared").await;
+    let bob = server.as_token(&token);
     // A password-only user: a fresh sign-in is recent enough; an old one steps up with the
     // password (recorded as AAL1).
     age_session(&server, &token).await;
-    let (status, body) =
-        server.as_token(&token).post("/api/v1/mfa/recovery-codes", &json!({})).await;
+    let (status, body) = bob.post("/api/v1/mfa/recovery-codes", &json!({})).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"], "step_up_required");
-    let (status, body) = server
-        .as_token(&token)
-        .post("/api/v1/step-up/password", &json!({"password": "nope"}))
-        .await;
+    let (status, body) = bob.post("/api/v1/step-up/password", &json!({"password": "nope"})).await;
     assert_eq!(status, 422, "{body}");
-    let (status, body) = server
-        .as_token(&token)
-        .post("/api/v1/step-up/password", &json!({"password": "foobared"}))
-        .await;
+    let (status, body) =
+        bob.post("/api/v1/step-up/password", &json!({"password": "foobared"})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["aal"], 1);
     // Adding a first factor never waits for a step-up, even on an old session.
     age_session(&server, &token).await;
     let (secret, _) = enrol_totp(&server, &token).await;
     // Now bob has a second factor: his password session (AAL1) must step up with it.
-    let answer = server.as_token(&token).call(reqwest::Method::DELETE, "/api/v1/mfa/totp").await;
+    let answer = bob.call(reqwest::Method::DELETE, "/api/v1/mfa/totp").await;
     let (status, body, headers) = (answer.status, answer.json, answer.headers);
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"], "step_up_required");
@@ -456,31 +414,22 @@ async fn sensitive_actions_need_a_recent_strong_sign_in() {
         headers.get("WWW-Authenticate").unwrap(),
         r#"Bearer error="insufficient_user_authentication", max_age=300, acr_values="aal2""#
     );
-    let (status, _) = server
-        .as_token(&token)
-        .post("/api/v1/step-up/password", &json!({"password": "foobared"}))
-        .await;
+    let (status, _) = bob.post("/api/v1/step-up/password", &json!({"password": "foobared"})).await;
     assert_eq!(status, 403, "a user with a second factor cannot step up with the password");
-    let (status, _) = server
-        .as_token(&token)
-        .post("/api/v1/step-up/totp", &json!({"code": code(&secret, -1)}))
-        .await;
+    let (status, _) = bob.post("/api/v1/step-up/totp", &json!({"code": code(&secret, -1)})).await;
     assert_eq!(status, 422, "the enrolment's code again");
-    let (status, body) = server
-        .as_token(&token)
-        .post("/api/v1/step-up/totp", &json!({"code": code(&secret, 0)}))
-        .await;
+    let (status, body) = bob.post("/api/v1/step-up/totp", &json!({"code": code(&secret, 0)})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["aal"], 2);
-    let (status, _) = server.as_token(&token).delete("/api/v1/mfa/totp").await;
+    let (status, _) = bob.delete("/api/v1/mfa/totp").await;
     assert_eq!(status, 204);
     // Protective actions never wait: signing out every other session works on an old session.
     age_session(&server, &token).await;
     let other = server.api_login("bob", "foobared").await;
     let id = crate::common::session_id(&other);
-    let (status, _) = server.as_token(&token).delete(&format!("/api/v1/sessions/{id}")).await;
+    let (status, _) = bob.delete(&format!("/api/v1/sessions/{id}")).await;
     assert_eq!(status, 204);
-    let (_, activity) = server.as_token(&token).get("/api/v1/security/activity").await;
+    let (_, activity) = bob.get("/api/v1/security/activity").await;
     let types: Vec<&str> = activity["activity"]
         .as_array()
         .unwrap()
@@ -507,12 +456,7 @@ async fn a_page_action_without_step_up_goes_through_verify_and_back() {
     let token = cookie.split_once('=').unwrap().1.to_owned();
     age_session(&server, &token).await;
     let form = |cookie: &str, body: String| {
-        server
-            .http
-            .post(server.url("/security/recovery-codes"))
-            .header("Cookie", cookie.to_owned())
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(body)
+        server.form_post("/security/recovery-codes", Some(cookie), body)
     };
     let res = form(&cookie, format!("csrf={csrf}")).send().await.unwrap();
     assert_eq!(res.status(), 303);
@@ -529,11 +473,11 @@ async fn a_page_action_without_step_up_goes_through_verify_and_back() {
     let mut rotated = None;
     for code in demo_app_codes() {
         let res = server
-            .http
-            .post(server.url("/login/verify"))
-            .header("Cookie", &cookie)
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(format!("csrf={csrf}&method=totp&code={code}&next=%2Fsecurity"))
+            .form_post(
+                "/login/verify",
+                Some(&cookie),
+                format!("csrf={csrf}&method=totp&code={code}&next=%2Fsecurity"),
+            )
             .send()
             .await
             .unwrap();
@@ -572,14 +516,13 @@ async fn passkeys_register_sign_in_alone_and_work_across_instances() {
     let token = a.api_login("bob", "foobared").await;
     let mut device = Device::new(ORIGIN);
     // Registration starts on one instance and finishes on the other.
-    let (status, options) =
-        a.as_token(&token).post("/api/v1/passkeys/options", &json!({"name": "Test key"})).await;
-    assert_eq!(status, 200, "{options}");
+    let (options, mailed) =
+        begin_first_passkey(&a.as_token(&token), Some("Test key"), BOB_EMAIL).await;
     assert_eq!(options["publicKey"]["authenticatorSelection"]["residentKey"], "required");
     assert_eq!(options["publicKey"]["authenticatorSelection"]["userVerification"], "required");
     assert_eq!(options["publicKey"]["rp"]["id"], "bank.example");
     let mut answer = device.register(&options);
-    answer["email_code"] = json!(a.mail.code_to(BOB_EMAIL, 0).await);
+    answer["email_code"] = json!(mailed);
     let (status, added) = b.as_token(&token).post("/api/v1/passkeys", &answer).await;
     assert_eq!(status, 201, "{added}");
     assert_eq!(added["name"], "Test key");
@@ -637,25 +580,16 @@ async fn a_second_factor_started_on_one_instance_finishes_on_another() {
     let b = TestServer::start(shared_redis(), Some(&prefix), |f| f).await;
     let (mfa_token, methods) = password_step(&a, "alice", "wonderland").await;
     assert_eq!(methods, json!(["totp"]));
-    let mut done = false;
-    for code in demo_app_codes() {
-        let body = json!({"mfa_token": mfa_token, "code": code});
-        if b.anon().post("/api/v1/login/totp", &body).await.0 == 200 {
-            done = true;
-            break;
-        }
-    }
-    assert!(done, "B finished what A started");
+    let done = b.totp_step_with_demo_app(&mfa_token).await;
+    assert!(done.is_some(), "B finished what A started");
     a.stop().await.unwrap();
     b.stop().await.unwrap();
 }
 
 #[rocket::async_test]
 async fn a_new_device_signing_in_is_announced_on_the_other_dashboards() {
-    let server =
-        TestServer::start(shared_redis(), None, |f| f.merge(("sse_heartbeat_secs", 1))).await;
-    let (cookie, _) = server.login("bob", "foobared").await;
-    let mut stream = Sse::new(server.events(&cookie, None).await);
+    let server = TestServer::start(shared_redis(), None, fast_heartbeat).await;
+    let (cookie, _, mut stream) = server.watching("bob", "foobared").await;
     // A phone that never signed in to bob's account before, from another address.
     let phone = reqwest::Client::builder()
         .local_address(std::net::IpAddr::from([127, 0, 0, 3]))
@@ -686,16 +620,9 @@ async fn a_new_device_signing_in_is_announced_on_the_other_dashboards() {
     // A factor added from the phone's session (a first factor: with the mailed code, no
     // step-up) is news too.
     let phone_token = body["token"].as_str().unwrap();
-    let (status, begun) = server
-        .as_token(phone_token)
-        .post("/api/v1/passkeys/options", &json!({"name": "Phone"}))
-        .await;
-    assert_eq!(status, 200, "{begun}");
     let mut device = Device::new(&server.origin);
-    let mut answer = device.register(&begun);
-    answer["email_code"] = json!(server.mail.code_to(BOB_EMAIL, 0).await);
-    let (status, _) = server.as_token(phone_token).post("/api/v1/passkeys", &answer).await;
-    assert_eq!(status, 201);
+    let phone_user = server.as_token(phone_token);
+    enrol_first_passkey(&phone_user, &mut device, Some("Phone"), BOB_EMAIL).await;
     let event = stream.expect("security", Duration::from_secs(5)).await;
     let notice: Value = serde_json::from_str(&event.data).unwrap();
     assert_eq!(
@@ -728,17 +655,8 @@ async fn wrong_codes_are_throttled_like_passwords_without_locking_the_owner_out(
         TestServer::start(shared_redis(), None, |f| f.merge(("login_user_limit", 3))).await;
     // alice's own phone signed in before: it holds a device token.
     let (mfa_token, _) = password_step(&server, "alice", "wonderland").await;
-    let mut device = None;
-    for code in demo_app_codes() {
-        let (status, done) = server
-            .anon()
-            .post("/api/v1/login/totp", &json!({"mfa_token": mfa_token, "code": code}))
-            .await;
-        if status == 200 {
-            device = done["device_token"].as_str().map(str::to_owned);
-            break;
-        }
-    }
+    let done = server.totp_step_with_demo_app(&mfa_token).await;
+    let device = done.and_then(|d| d["device_token"].as_str().map(str::to_owned));
     let device = device.expect("alice signed in from her phone");
     // Someone with her password guesses codes from another address: three wrong codes, then
     // that address is locked for her account — the right password no longer even gets a token.
@@ -780,15 +698,8 @@ async fn wrong_codes_are_throttled_like_passwords_without_locking_the_owner_out(
     let (status, body) = post_api_login(&server.http, &server.base, &body).await;
     assert_eq!(status, 200, "{body}");
     let mfa_token = body["mfa_token"].as_str().unwrap();
-    let mut ok = false;
-    for code in demo_app_codes() {
-        let body = json!({"mfa_token": mfa_token, "code": code});
-        if server.anon().post("/api/v1/login/totp", &body).await.0 == 200 {
-            ok = true;
-            break;
-        }
-    }
-    assert!(ok, "the owner's known device was locked out by a stranger's guesses");
+    let ok = server.totp_step_with_demo_app(mfa_token).await;
+    assert!(ok.is_some(), "the owner's known device was locked out by a stranger's guesses");
     server.stop().await.unwrap();
 }
 
@@ -955,14 +866,11 @@ async fn step_up_never_redirects_off_site() {
     let (mut cookie, mut csrf) = (cookie, csrf);
     for next in ["/\t/evil.example", "/ /evil", "/\\evil.example", "/é"] {
         let res = server
-            .http
-            .post(server.url("/login/verify"))
-            .header("Cookie", &cookie)
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(format!(
-                "csrf={csrf}&method=password&password=foobared&next={}",
-                common::enc(next)
-            ))
+            .form_post(
+                "/login/verify",
+                Some(&cookie),
+                format!("csrf={csrf}&method=password&password=foobared&next={}", common::enc(next)),
+            )
             .send()
             .await
             .unwrap();

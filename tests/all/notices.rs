@@ -119,15 +119,9 @@ async fn this_wasnt_me_secures_the_account_and_the_next_sign_in_renews_the_passw
     assert_eq!(res.status(), 200);
     assert!(res.text().await.unwrap().contains("Your account is secured"));
     assert_eq!(server.as_token(&thief).get("/api/v1/me").await.0, 401);
-    let mut conn = shared_redis().conn().await;
-    let totp: bool =
-        redis::cmd("EXISTS").arg(server.keys().totp("bob")).query_async(&mut conn).await.unwrap();
+    let totp = shared_redis().exists(&server.keys().totp("bob")).await;
     assert!(!totp, "the app added within 24 hours is gone");
-    let devices: bool = redis::cmd("EXISTS")
-        .arg(server.keys().devices("bob"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let devices = shared_redis().exists(&server.keys().devices("bob")).await;
     assert!(!devices, "remembered devices survived");
     // Single use.
     let again = json!({"token": token});

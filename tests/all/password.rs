@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::common;
 use crate::common::mail::Mail;
 use crate::common::passkey::Device;
-use crate::common::request::RequestHelper;
+use crate::common::request::{RequestHelper, enrol_first_passkey};
 use crate::common::server::TestServer;
 use crate::common::{demo_app_codes, shared_redis};
 
@@ -185,13 +185,8 @@ async fn a_passkey_proves_a_reset_only_through_a_ceremony_bound_to_its_link() {
     let server = TestServer::start(shared_redis(), None, |f| f).await;
     let bob = server.api_login("bob", "foobared").await;
     // bob's first passkey, with the code e-mailed for it.
-    let (_, options) =
-        server.as_token(&bob).post("/api/v1/passkeys/options", &json!({"name": "Key"})).await;
-    let email_code = server.mail.code_to(BOB, 0).await;
     let mut device = Device::new(&server.origin);
-    let mut answer = device.register(&options);
-    answer["email_code"] = json!(email_code);
-    assert_eq!(server.as_token(&bob).post("/api/v1/passkeys", &answer).await.0, 201);
+    enrol_first_passkey(&server.as_token(&bob), &mut device, Some("Key"), BOB).await;
     let token = reset_token(&server, "bob", BOB).await;
     let (_, view) =
         server.anon().post("/api/v1/password/reset/options", &json!({"token": token})).await;
@@ -256,9 +251,7 @@ async fn changing_the_password_of_an_account_with_a_factor_needs_a_recent_one() 
     let server =
         TestServer::start(shared_redis(), None, |f| f.merge(("step_up_max_age_secs", 60))).await;
     let alice = alice_token(&server).await;
-    let key = server.keys().session(&common::session_id(&alice));
-    let mut conn = shared_redis().conn().await;
-    common::json_set(&mut conn, &key, "$.auth_time", redbank::clock::now_ms() - 61_000).await;
+    server.authenticated_at(&alice, redbank::clock::now_ms() - 61_000).await;
     let body = json!({"current_password": "wonderland", "new_password": "tea kettle moon"});
     let answer = server
         .as_token(&alice)
@@ -267,7 +260,7 @@ async fn changing_the_password_of_an_account_with_a_factor_needs_a_recent_one() 
     assert_eq!(answer.status, 401);
     let challenge = answer.headers["www-authenticate"].to_str().unwrap();
     assert!(challenge.contains("insufficient_user_authentication"), "{challenge}");
-    common::json_set(&mut conn, &key, "$.auth_time", redbank::clock::now_ms()).await;
+    server.authenticated_at(&alice, redbank::clock::now_ms()).await;
     assert_eq!(server.as_token(&alice).put("/api/v1/password", &body).await.0, 204);
     server.stop().await.unwrap();
 }
@@ -331,14 +324,7 @@ async fn the_reset_pages_keep_the_token_out_of_referers_and_ask_for_what_the_acc
         .collect::<Vec<_>>()
         .join("&")
     };
-    let post = |body: String| {
-        server
-            .http
-            .post(server.url("/password/reset"))
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-    };
+    let post = |body: String| server.form_post("/password/reset", None, body).send();
     let wrong = post(form("000000")).await.unwrap();
     assert_eq!(wrong.status(), 422);
     assert_eq!(wrong.headers()["referrer-policy"], "no-referrer");
@@ -374,11 +360,11 @@ async fn the_reset_pages_keep_the_token_out_of_referers_and_ask_for_what_the_acc
     let csrf = common::hidden_csrf(&form.text().await.unwrap()).expect("the form's token");
     let ask = |token: &str| {
         server
-            .http
-            .post(server.url("/password/forgot"))
-            .header("Cookie", format!("redbank_csrf={cookie}"))
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(format!("csrf={token}&login=alice"))
+            .form_post(
+                "/password/forgot",
+                Some(&format!("redbank_csrf={cookie}")),
+                format!("csrf={token}&login=alice"),
+            )
             .send()
     };
     let seen = reset_mails(&server, ALICE);

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use redbank::auth::model::SessionKind;
 use redis::AsyncCommands;
-use rocket::http::{ContentType, Cookie, Header, Status};
+use rocket::http::{ContentType, Cookie, Header, Method, Status};
 use rocket::local::asynchronous::LocalResponse;
 use serde_json::{Value, json};
 
@@ -20,8 +20,7 @@ async fn json(res: LocalResponse<'_>) -> Value {
 }
 
 async fn exists(key: &str) -> bool {
-    let mut c = shared_redis().conn().await;
-    c.exists(key).await.unwrap()
+    shared_redis().exists(key).await
 }
 
 async fn me_status(app: &TestApp, token: &str) -> Status {
@@ -279,10 +278,7 @@ async fn sessions_page_lists_both_devices_and_revoke_kills_the_other_token() {
     let res = app.post_form(format!("/sessions/{}/revoke", mobile_id.as_str()), &b).await;
     assert_eq!(res.status(), Status::SeeOther);
     assert_eq!(me_status(&app, &mobile).await, Status::Unauthorized);
-    assert_eq!(
-        app.client.get("/sessions").header(b.cookie()).dispatch().await.status(),
-        Status::Ok
-    );
+    assert_eq!(app.page("/sessions", &b).await.0, Status::Ok);
 }
 
 #[rocket::async_test]
@@ -298,10 +294,7 @@ async fn sign_out_all_other_sessions_keeps_only_this_one() {
         assert_eq!(me_status(&app, t).await, Status::Unauthorized);
     }
     assert_eq!(me_status(&app, &alice).await, Status::Ok, "another user's session was touched");
-    assert_eq!(
-        app.client.get("/api/v1/me").header(b.cookie()).dispatch().await.status(),
-        Status::Ok
-    );
+    assert_eq!(app.page("/api/v1/me", &b).await.0, Status::Ok);
 }
 
 #[rocket::async_test]
@@ -325,15 +318,8 @@ async fn nobody_revokes_another_users_session_outside_the_console() {
 
     // Not even an admin: every user's sessions are the console's (AAL2, audited; see admin.rs).
     let admin = app.login_browser("admin", ADMIN_PASSWORD).await;
-    let html = app
-        .client
-        .get("/sessions")
-        .header(admin.cookie())
-        .dispatch()
-        .await
-        .into_string()
-        .await
-        .unwrap();
+    let (status, html) = app.page("/sessions", &admin).await;
+    assert_eq!(status, Status::Ok);
     assert!(!html.contains(bob_id.as_str()), "the admin's own page lists bob's session");
     let res = app.post_form(format!("/sessions/{}/revoke", bob_id.as_str()), &admin).await;
     assert_eq!(res.status(), Status::Forbidden);
@@ -373,35 +359,25 @@ async fn cross_site_posts_and_wrong_csrf_tokens_are_refused() {
     // Cookie-authenticated API writes need the X-CSRF-Token header; bearer ones do not.
     let res = app.client.delete("/api/v1/session").header(b.cookie()).dispatch().await;
     assert_eq!(res.status(), Status::Forbidden);
-    let res = app
-        .client
-        .delete("/api/v1/session")
-        .header(b.cookie())
-        .header(Header::new("X-CSRF-Token", b.csrf.clone()))
-        .dispatch()
-        .await;
+    let res = app.script_request(Method::Delete, "/api/v1/session", &b).await;
     assert_eq!(res.status(), Status::Ok);
 
     // The login form itself: cross-site and wrong double-submit token are refused.
-    let res = app
+    let cross_site = app
         .client
         .post("/login")
-        .header(ContentType::Form)
         .header(Header::new("Sec-Fetch-Site", "cross-site"))
-        .body("username=bob&password=foobared&csrf=x")
-        .dispatch()
-        .await;
-    assert_eq!(res.status(), Status::Forbidden);
-    let res = app
+        .body("username=bob&password=foobared&csrf=x");
+    let wrong_token = app
         .client
         .post("/login")
-        .header(ContentType::Form)
         .cookie(Cookie::new("redbank_csrf", "a".repeat(43)))
-        .body(format!("username=bob&password=foobared&csrf={}", "b".repeat(43)))
-        .dispatch()
-        .await;
-    assert_eq!(res.status(), Status::Forbidden);
-    assert!(res.cookies().get("redbank").is_none());
+        .body(format!("username=bob&password=foobared&csrf={}", "b".repeat(43)));
+    for req in [cross_site, wrong_token] {
+        let res = req.header(ContentType::Form).dispatch().await;
+        assert_eq!(res.status(), Status::Forbidden);
+        assert!(res.cookies().get("redbank").is_none());
+    }
 }
 
 #[rocket::async_test]
@@ -628,26 +604,12 @@ async fn sessions_idle_out_after_five_minutes_and_stay_signed_in_extends_them() 
     let mut conn = shared_redis().conn().await;
     let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut conn).await.unwrap();
     assert!((1..=300).contains(&ttl), "ttl {ttl}");
-    let html = app
-        .client
-        .get("/dashboard")
-        .header(browser.cookie())
-        .dispatch()
-        .await
-        .into_string()
-        .await
-        .unwrap();
+    let html = app.page("/dashboard", &browser).await.1;
     assert!(html.contains("data-idle-left=\""), "no idle countdown on the page");
     assert!(html.contains("id=\"idle-warning\"") && html.contains("PSD2"), "no warning");
     // Age the session: a minute left.
     let _: () = redis::cmd("EXPIRE").arg(&key).arg(60).query_async(&mut conn).await.unwrap();
-    let res = app
-        .client
-        .post("/api/v1/session/refresh")
-        .header(browser.cookie())
-        .header(Header::new("X-CSRF-Token", browser.csrf.clone()))
-        .dispatch()
-        .await;
+    let res = app.script_request(Method::Post, "/api/v1/session/refresh", &browser).await;
     assert_eq!(res.status(), Status::Ok);
     let body: Value = serde_json::from_str(&res.into_string().await.unwrap()).unwrap();
     assert!(body["idle_expires_at"].as_str().is_some(), "{body}");
@@ -757,11 +719,11 @@ async fn an_encoded_alias_of_the_csrf_cookie_is_no_csrf_cookie() {
         let token = "a".repeat(43);
         let login = |cookie: String| {
             server
-                .http
-                .post(server.url("/login"))
-                .header("Cookie", cookie)
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .body(format!("username=bob&password=foobared&csrf={token}"))
+                .form_post(
+                    "/login",
+                    Some(&cookie),
+                    format!("username=bob&password=foobared&csrf={token}"),
+                )
                 .send()
         };
         // The literal name signs in (the session cookie is `Secure` in the second case, so

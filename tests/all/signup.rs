@@ -10,7 +10,7 @@ use crate::common::request::{RequestHelper, client_from};
 use crate::common::server::TestServer;
 use crate::common::shared_redis;
 
-const PASSWORD: &str = "violet quartz river lamp";
+pub(crate) const PASSWORD: &str = "violet quartz river lamp";
 
 /// An address no other test uses.
 pub(crate) fn new_address(name: &str) -> String {
@@ -52,6 +52,14 @@ pub(crate) async fn confirm(
     let body = json!({"token": token, "password": password});
     let (status, answer) = server.anon().post("/api/v1/email/verify", &body).await;
     (status.as_u16(), answer)
+}
+
+/// Opens an account for `name` at `email` with [`PASSWORD`], confirms it, and signs in: the
+/// bearer token.
+pub(crate) async fn open_account(server: &TestServer, name: &str, email: &str) -> String {
+    assert_eq!(open(server, name, email, PASSWORD).await.0, 201);
+    assert_eq!(confirm(server, email, Some(PASSWORD)).await.0, 204);
+    sign_in(server, email, PASSWORD).await.expect("signed in")
 }
 
 #[rocket::async_test]
@@ -230,20 +238,14 @@ async fn the_pages_open_an_account_and_confirm_it() {
         .map(|(k, v)| format!("{k}={}", common::enc(v)))
         .collect::<Vec<_>>()
         .join("&");
-        server
-            .http
-            .post(server.url("/signup"))
-            .header("Cookie", format!("redbank_csrf={cookie}"))
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
+        server.form_post("/signup", Some(&format!("redbank_csrf={cookie}")), body).send()
     };
     let forged = server
-        .http
-        .post(server.url("/signup"))
-        .header("Cookie", format!("redbank_csrf={cookie}"))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(format!("csrf=wrong&name=Ada&email={}&password=x", common::enc(&email)))
+        .form_post(
+            "/signup",
+            Some(&format!("redbank_csrf={cookie}")),
+            format!("csrf=wrong&name=Ada&email={}&password=x", common::enc(&email)),
+        )
         .send()
         .await
         .unwrap();
@@ -267,10 +269,11 @@ async fn the_pages_open_an_account_and_confirm_it() {
     assert!(html.contains("Ada Lovelace") && html.contains("id=\"verify-password\""), "{html}");
     let follow = |password: &str| {
         server
-            .http
-            .post(server.url("/email/verify"))
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(format!("token={link}&password={}", common::enc(password)))
+            .form_post(
+                "/email/verify",
+                None,
+                format!("token={link}&password={}", common::enc(password)),
+            )
             .send()
     };
     let wrong = follow("not the password").await.unwrap();
@@ -329,9 +332,7 @@ async fn the_address_moves_once_the_new_one_confirms_and_the_old_one_can_undo_it
     let (status, body) = server.anon().post("/api/v1/login", &alice).await;
     assert_eq!((status.as_u16(), &body["mfa_required"]), (200, &json!(true)), "alice keeps hers");
     // A session whose sign-in is old must step up first.
-    let key = server.keys().session(&common::session_id(&bob));
-    let mut conn = shared_redis().conn().await;
-    common::json_set(&mut conn, &key, "$.auth_time", 0).await;
+    server.authenticated_at(&bob, 0).await;
     let (status, _) =
         server.as_token(&bob).put("/api/v1/email", &json!({"email": new_address("x")})).await;
     assert_eq!(status, 401);
@@ -345,37 +346,32 @@ async fn the_address_moves_once_the_new_one_confirms_and_the_old_one_can_undo_it
 async fn a_demo_account_starts_with_a_history_and_grows_only_while_watched() {
     let server =
         TestServer::start(shared_redis(), None, |f| f.merge(("generator_interval_ms", 100))).await;
-    let mut tokens = Vec::new();
-    for name in ["watched", "unwatched"] {
-        let email = new_address(name);
-        assert_eq!(open(&server, "Dana Scully", &email, PASSWORD).await.0, 201);
-        assert_eq!(confirm(&server, &email, Some(PASSWORD)).await.0, 204);
-        tokens.push(sign_in(&server, &email, PASSWORD).await.expect("signed in"));
-    }
+    let watched = open_account(&server, "Dana Scully", &new_address("watched")).await;
+    let unwatched = open_account(&server, "Dana Scully", &new_address("unwatched")).await;
     let history = async |token: &str| -> Vec<Value> {
         let (status, list) = server.as_token(token).get("/api/v1/transactions?limit=100").await;
         assert_eq!(status, 200, "{list}");
         list.as_array().unwrap().clone()
     };
-    let first = history(&tokens[0]).await;
+    let first = history(&watched).await;
     assert_eq!(first.len(), 20, "{first:?}");
     let dates: Vec<i64> = first.iter().map(|t| t["date"].as_i64().unwrap()).collect();
     assert!(dates.windows(2).all(|w| w[0] > w[1]), "newest first: {dates:?}");
     assert!(dates[0] - dates[19] > 7 * 86_400_000, "spread over days: {dates:?}");
-    let (_, account) = server.as_token(&tokens[0]).get("/api/v1/account").await;
+    let (_, account) = server.as_token(&watched).get("/api/v1/account").await;
     let moved: i64 = first.iter().map(|t| cents(&t["amount"])).sum();
     assert_eq!(cents(&account["balance"]), 100_000 + moved, "{account}");
 
     // One of them streams its account: only that one grows.
-    let stream = server.http.get(server.url("/events")).bearer_auth(&tokens[0]).send();
+    let stream = server.http.get(server.url("/events")).bearer_auth(&watched).send();
     let stream = stream.await.unwrap();
     assert_eq!(stream.status(), 200);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while history(&tokens[0]).await.len() <= 20 {
+    while history(&watched).await.len() <= 20 {
         assert!(std::time::Instant::now() < deadline, "nothing generated for a watched account");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    assert_eq!(history(&tokens[1]).await.len(), 20, "an account nobody watches grew");
+    assert_eq!(history(&unwatched).await.len(), 20, "an account nobody watches grew");
     // Closed: it stops once no instance says it is watched (three refreshes). Counted in the
     // account's stream, which no page size caps.
     drop(stream);
@@ -407,9 +403,7 @@ async fn a_password_sign_in_is_offered_a_passkey_and_a_strong_one_is_not() {
     let html = dashboard().await;
     assert!(html.contains("id=\"offer-passkey\""), "no passkey offered after a password sign-in");
     assert!(html.contains("href=\"/security#passkeys\""));
-    let key = server.keys().session(&common::session_id(&bob.cookie));
-    let mut conn = shared_redis().conn().await;
-    common::json_set(&mut conn, &key, "$.aal", 2).await;
+    server.set_in_session(&bob.cookie, "$.aal", 2).await;
     assert!(!dashboard().await.contains("offer-passkey"), "offered at AAL2");
     server.stop().await.unwrap();
 }

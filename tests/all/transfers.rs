@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::bank::{ALICE, BOB, OPENING, assert_balanced, cents};
 use crate::common;
 use crate::common::passkey::Device;
-use crate::common::request::{RequestHelper, session_token};
+use crate::common::request::{RequestHelper, enrol_first_passkey, session_token};
 use crate::common::server::TestServer;
 use crate::common::{ADMIN_PASSWORD, shared_redis, unique_prefix};
 
@@ -226,13 +226,7 @@ async fn only_a_passkey_bound_to_the_transfer_confirms_it_never_a_code() {
 #[rocket::async_test]
 async fn a_passkey_assertion_for_one_transfer_fails_for_another() {
     let server = TestServer::start(shared_redis(), None, |f| f).await;
-    let bob = server.api_login("bob", "foobared").await;
-    let mut device = Device::new(&server.origin);
-    let (_, options) = server.as_token(&bob).post("/api/v1/passkeys/options", &json!({})).await;
-    let mut answer = device.register(&options);
-    answer["email_code"] = json!(server.mail.code_to("bob@example.com", 0).await);
-    let (status, _) = server.as_token(&bob).post("/api/v1/passkeys", &answer).await;
-    assert_eq!(status, 201);
+    let (bob, mut device) = bob_with_passkey(&server).await;
     let (_, a) = transfer(
         &server,
         &bob,
@@ -480,12 +474,7 @@ async fn transfer_starts_are_limited_per_user() {
 pub(crate) async fn bob_with_passkey(server: &TestServer) -> (String, Device) {
     let bob = server.api_login("bob", "foobared").await;
     let mut device = Device::new(&server.origin);
-    let body = json!({});
-    let (_, options) = server.as_token(&bob).post("/api/v1/passkeys/options", &body).await;
-    let mut answer = device.register(&options);
-    answer["email_code"] = json!(server.mail.code_to("bob@example.com", 0).await);
-    let (status, _) = server.as_token(&bob).post("/api/v1/passkeys", &answer).await;
-    assert_eq!(status, 201);
+    enrol_first_passkey(&server.as_token(&bob), &mut device, None, "bob@example.com").await;
     (bob, device)
 }
 

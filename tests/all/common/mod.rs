@@ -27,7 +27,7 @@ use redbank::bank::model::Transaction;
 use redbank::money::Cents;
 use redbank::redis::Keys;
 use rocket::figment::Figment;
-use rocket::http::{ContentType, Cookie, Header, Status};
+use rocket::http::{ContentType, Cookie, Header, Method, Status};
 use rocket::local::asynchronous::{Client, LocalResponse};
 use serde_json::{Value, json};
 
@@ -184,6 +184,12 @@ impl RedisServer {
 
     pub fn thaw(&self) {
         signal("CONT", self.pid());
+    }
+
+    /// Whether `key` exists (what the app kept or removed).
+    pub async fn exists(&self, key: &str) -> bool {
+        let mut conn = self.conn().await;
+        redis::cmd("EXISTS").arg(key).query_async(&mut conn).await.unwrap()
     }
 
     /// A direct client connection, for assertions on what the app stored.
@@ -370,6 +376,22 @@ impl TestApp {
             .await
     }
 
+    /// A request as the pages' scripts send it from a signed-in `browser`: its session cookie and
+    /// its CSRF token in the `X-CSRF-Token` header.
+    pub async fn script_request(
+        &self,
+        method: Method,
+        path: &str,
+        browser: &Browser,
+    ) -> LocalResponse<'_> {
+        self.client
+            .req(method, path.to_owned())
+            .header(browser.cookie())
+            .header(Header::new("X-CSRF-Token", browser.csrf.clone()))
+            .dispatch()
+            .await
+    }
+
     /// `POST /api/v1/login` with any JSON `body` (tests of the login itself send odd ones), from
     /// the client address `ip` when given (the socket peer Rocket sees; IPv4 or IPv6).
     pub async fn post_api_login(&self, body: &Value, ip: Option<&str>) -> LocalResponse<'_> {
@@ -425,6 +447,26 @@ impl TestApp {
             req = req.header(bearer(token));
         }
         req.body(body.to_string()).dispatch().await
+    }
+
+    /// GET `uri` without a session, which must answer `status` with `content_type`; the response.
+    pub async fn get_expecting(
+        &self,
+        uri: &str,
+        status: Status,
+        content_type: ContentType,
+    ) -> LocalResponse<'_> {
+        let res = self.client.get(uri.to_owned()).dispatch().await;
+        assert_eq!(res.status(), status, "{uri}");
+        assert_eq!(res.content_type(), Some(content_type), "{uri}");
+        res
+    }
+
+    /// GET `uri` as the signed-in `browser` (its session cookie); the status and the body.
+    pub async fn page(&self, uri: &str, browser: &Browser) -> (Status, String) {
+        let res = self.client.get(uri.to_owned()).header(browser.cookie()).dispatch().await;
+        let status = res.status();
+        (status, res.into_string().await.unwrap_or_default())
     }
 
     /// The names of this app's keys.

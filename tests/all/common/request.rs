@@ -12,9 +12,10 @@ use redbank::auth::model::{Assurance, SessionKind};
 use redbank::auth::store;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, StatusCode};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::common::RedisServer;
+use crate::common::passkey::Device;
 use crate::common::server::TestServer;
 
 /// What came back: the status, the JSON body (null when there is none) and the headers.
@@ -200,4 +201,38 @@ pub async fn status_of_me(server: &TestServer, cookie: Option<&str>, bearer: Opt
         req = req.bearer_auth(token);
     }
     req.send().await.unwrap().status().as_u16()
+}
+
+// ---- enrolling a first passkey ---------------------------------------------------------------
+
+/// Starts the enrolment of a first passkey (named `name`, or left to the server) for `user`, who
+/// has no factor yet, so the server mails a code to `address`: the registration options and that
+/// code.
+pub async fn begin_first_passkey(
+    user: &impl RequestHelper,
+    name: Option<&str>,
+    address: &str,
+) -> (Value, String) {
+    let mail = &user.server().mail;
+    let seen = mail.to(address).len();
+    let body = name.map_or_else(|| json!({}), |name| json!({ "name": name }));
+    let (status, options) = user.post("/api/v1/passkeys/options", &body).await;
+    assert_eq!(status, 200, "{options}");
+    (options, mail.code_to(address, seen).await)
+}
+
+/// Enrols a new credential of `device` as `user`'s first passkey, confirmed with the code mailed
+/// to `address`; the server's answer (a 201).
+pub async fn enrol_first_passkey(
+    user: &impl RequestHelper,
+    device: &mut Device,
+    name: Option<&str>,
+    address: &str,
+) -> Value {
+    let (options, code) = begin_first_passkey(user, name, address).await;
+    let mut answer = device.register(&options);
+    answer["email_code"] = json!(code);
+    let (status, added) = user.post("/api/v1/passkeys", &answer).await;
+    assert_eq!(status, 201, "{added}");
+    added
 }

@@ -12,6 +12,7 @@ use redbank::redis::Keys;
 use rocket::figment::Figment;
 use serde_json::Value;
 
+use crate::common::request::RequestHelper;
 use crate::common::{
     LoginForm, RedisServer, credentials, test_figment, two_free_ports, unique_prefix,
 };
@@ -99,6 +100,40 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
+    /// Sets `path` of the session document of `token` (a bearer token or a `name=value` cookie)
+    /// in Redis: what the app would never write, or what only time would.
+    pub async fn set_in_session(
+        &self,
+        token: &str,
+        path: &str,
+        value: impl redis::ToRedisArgs + Send + Sync,
+    ) {
+        let key = self.keys().session(&crate::common::session_id(token));
+        let client = redis::Client::open(self.redis_url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        crate::common::json_set(&mut conn, &key, path, value).await;
+    }
+
+    /// Dates the last authentication of `token`'s session at `at` (ms), as if it signed in then.
+    pub async fn authenticated_at(&self, token: &str, at: i64) {
+        self.set_in_session(token, "$.auth_time", at).await;
+    }
+
+    /// A form POST of `body` (x-www-form-urlencoded) to `path`, from a browser that holds the
+    /// `cookie` header when given.
+    pub fn form_post(
+        &self,
+        path: &str,
+        cookie: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::RequestBuilder {
+        let mut req = self.http.post(self.url(path));
+        if let Some(cookie) = cookie {
+            req = req.header("Cookie", cookie);
+        }
+        req.header("Content-Type", "application/x-www-form-urlencoded").body(body)
+    }
+
     /// The names of this server's keys.
     pub fn keys(&self) -> Keys {
         Keys::new(&self.prefix)
@@ -163,6 +198,20 @@ impl TestServer {
         panic!("no code of {user}'s app was accepted");
     }
 
+    /// The second step of a mobile sign-in (`mfa_token` from the password step) with the demo
+    /// authenticator app's codes around now, in turn, as a user types the next one (a code already
+    /// used is refused); the answer to the one accepted, None when none was.
+    pub async fn totp_step_with_demo_app(&self, mfa_token: &str) -> Option<Value> {
+        for code in crate::common::demo_app_codes() {
+            let body = serde_json::json!({"mfa_token": mfa_token, "code": code});
+            let (status, done) = self.anon().post("/api/v1/login/totp", &body).await;
+            if status == 200 {
+                return Some(done);
+            }
+        }
+        None
+    }
+
     /// Signs in through the mobile API; returns the bearer token.
     pub async fn api_login(&self, user: &str, pass: &str) -> String {
         api_token(&self.http, &self.base, user, pass).await
@@ -175,6 +224,14 @@ impl TestServer {
             self.http.get(self.url("/dashboard")).header("Cookie", &cookie).send().await.unwrap();
         let csrf = crate::common::hidden_csrf(&html.text().await.unwrap()).expect("page csrf");
         (cookie, csrf)
+    }
+
+    /// `user` signed in through the browser's form and watching the live stream on Rocket's
+    /// port: the `Cookie` header value, the page's CSRF token and the open stream.
+    pub async fn watching(&self, user: &str, pass: &str) -> (String, String, Sse) {
+        let (cookie, csrf) = self.login(user, pass).await;
+        let stream = Sse::new(self.events(&cookie, None).await);
+        (cookie, csrf, stream)
     }
 
     /// `/events` on Rocket's port or on the stream listener.
@@ -216,6 +273,13 @@ impl TestServer {
     pub fn notify_shutdown(&self) {
         self.shutdown.clone().notify();
     }
+}
+
+/// A tweak for a heartbeat every second on the live stream: a test waiting for one (a closed
+/// connection or an ended session is noticed at the next heartbeat) waits a second, not the
+/// default.
+pub fn fast_heartbeat(figment: Figment) -> Figment {
+    figment.merge(("sse_heartbeat_secs", 1))
 }
 
 /// One sign-in through the login form of the app at `base` (GET for the CSRF cookie and token,
