@@ -411,7 +411,7 @@ async fn run_sender(rocket: &Rocket<Orbit>, db: Db, mailer: Mailer) {
 
 /// The [`Mailer`] as managed state, one log line saying where mail goes, and the outbox sender.
 pub fn stage() -> AdHoc {
-    stage::with_store("Mail", |rocket, db, config| async move {
+    stage::with_both("Mail", |rocket, db: Db, config: Config| async move {
         match Mailer::new(&config) {
             Ok(mailer) => {
                 rocket::info!("mail: {}", mailer.describe(&config));

@@ -8,9 +8,6 @@ use std::future::Future;
 use rocket::fairing::{self, AdHoc};
 use rocket::{Build, Rocket};
 
-use crate::config::Config;
-use crate::redis::Db;
-
 /// A clone of the `T` an earlier stage manages, for `stage`; None, after logging what is missing,
 /// when there is none (the caller then fails the launch with `Err(rocket)`).
 pub fn needs<T: Clone + Send + Sync + 'static>(rocket: &Rocket<Build>, stage: &str) -> Option<T> {
@@ -24,17 +21,19 @@ pub fn needs<T: Clone + Send + Sync + 'static>(rocket: &Rocket<Build>, stage: &s
     found
 }
 
-/// The stage `name` of a feature that keeps data: at ignite, `build` gets the rocket with the
-/// Redis handle and the configuration the earlier stages manage; without either the launch
-/// stops, naming `name`.
-pub fn with_store<F, Fut>(name: &'static str, build: F) -> AdHoc
+/// The stage `name`, built at ignite by `build` with clones of the `A` and `B` that earlier
+/// stages manage (for most features: the Redis handle and the configuration); without either
+/// the launch stops, naming `name`.
+pub fn with_both<A, B, F, Fut>(name: &'static str, build: F) -> AdHoc
 where
-    F: FnOnce(Rocket<Build>, Db, Config) -> Fut + Send + Sync + 'static,
+    A: Clone + Send + Sync + 'static,
+    B: Clone + Send + Sync + 'static,
+    F: FnOnce(Rocket<Build>, A, B) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = fairing::Result> + Send + 'static,
 {
     AdHoc::try_on_ignite(name, move |rocket| async move {
-        match (needs::<Db>(&rocket, name), needs::<Config>(&rocket, name)) {
-            (Some(db), Some(config)) => build(rocket, db, config).await,
+        match (needs::<A>(&rocket, name), needs::<B>(&rocket, name)) {
+            (Some(a), Some(b)) => build(rocket, a, b).await,
             _ => Err(rocket),
         }
     })

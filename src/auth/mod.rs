@@ -32,7 +32,7 @@ use model::User;
 use password::Passwords;
 
 pub fn stage() -> AdHoc {
-    stage::with_store("Sessions", |rocket, db, config| async move {
+    stage::with_both("Sessions", |rocket, db: Db, config: Config| async move {
         let passwords = match Passwords::new(config.sign_in.password_hash_concurrency) {
             Ok(p) => Arc::new(p),
             Err(e) => {

@@ -23,7 +23,7 @@ use generator::Generator;
 use model::Account;
 
 pub fn stage() -> AdHoc {
-    stage::with_store("Bank", |rocket, db, config| async move {
+    stage::with_both("Bank", |rocket, db: Db, config: Config| async move {
         // Built now, so a bad vendor list stops the launch instead of leaving no generator.
         let generator = match generator::vendors()
             .and_then(|vendors| Generator::new(db.clone(), config.clone(), Arc::new(vendors)))

@@ -22,7 +22,7 @@ use crate::stage::{self, needs};
 use bridge::Hub;
 
 pub fn stage() -> AdHoc {
-    stage::with_store("Live updates", |rocket, db, config| async move {
+    stage::with_both("Live updates", |rocket, db: Db, config: Config| async move {
         let (hub, interest) = Hub::new(config.live.queue);
         let hub = Arc::new(hub);
         let listener =

@@ -14,10 +14,12 @@ pub mod service;
 use rocket::fairing::AdHoc;
 use rocket::routes;
 
+use crate::config::Config;
+use crate::redis::Db;
 use crate::stage;
 
 pub fn stage() -> AdHoc {
-    stage::with_store("Transfers", |rocket, db, config| async move {
+    stage::with_both("Transfers", |rocket, db: Db, config: Config| async move {
         Ok(rocket
             .mount(
                 "/",

@@ -18,6 +18,7 @@ use rocket::{Data, Request, Shutdown};
 use tokio::net::TcpListener;
 
 use crate::auth::store as sessions;
+use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::redis::Db;
 use crate::stage;
@@ -137,7 +138,7 @@ async fn answer(db: &Db, method: &Method, path: &str) -> Response<Full<Bytes>> {
 /// The metrics stage: with a `metrics_port`, the request fairing and the port (without one,
 /// nobody reads per-request series, so none are kept).
 pub fn stage() -> AdHoc {
-    stage::with_store("Metrics", |rocket, db, config| async move {
+    stage::with_both("Metrics", |rocket, db: Db, config: Config| async move {
         let port = config.web.metrics_port;
         if port == 0 {
             return Ok(rocket);
