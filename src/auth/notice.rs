@@ -23,6 +23,7 @@ use crate::clock::{display_ms, now_ms};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::Db;
+use crate::redis::doc::to_json;
 use crate::secret::{random_token, sha256_hex};
 
 /// How long a "this wasn't me" link works.
@@ -155,8 +156,7 @@ async fn queue(
     let Some(address) = user.email.as_deref() else { return Ok(()) };
     let token = random_token();
     let now = now_ms();
-    let link = serde_json::to_string(&Link { user: username.to_owned(), sent_at: now })
-        .map_err(|e| Error::Internal(e.to_string()))?;
+    let link = to_json(&Link { user: username.to_owned(), sent_at: now })?;
     let key = db.keys.not_me(&sha256_hex(&token));
     db.run(async |c| {
         redis::cmd("SET")

@@ -3,6 +3,8 @@
 // 'redbank:spenders', 'redbank:security') for the page scripts. EventSource reconnects by itself with Last-Event-ID;
 // when the server refuses a reconnect (e.g. 503 during a Redis outage) we reconnect ourselves,
 // resuming after the last id we saw, unless the session is gone (then: back to the login page).
+// It also draws a transaction event's table row (window.redbankTransactionRow) for dashboard.js and
+// transactions.js, which need it on their page.
 (function () {
   'use strict';
   const holder = document.querySelector('[data-last-id]');

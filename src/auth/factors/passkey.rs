@@ -27,6 +27,7 @@ use crate::auth::signin::throttle::{address_group, per_minute};
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::redis::doc::to_json;
 use crate::redis::{As, Db};
 use crate::secret::sha256_hex;
 
@@ -328,7 +329,7 @@ pub async fn store_registration(db: &Db, username: &str, new: NewPasskey) -> Res
     let id = URL_SAFE_NO_PAD.encode(passkey.cred_id().as_ref());
     let now = now_ms();
     let stored = Stored { name: name.clone(), created_at: now, last_used_at: None, passkey };
-    let json = serde_json::to_string(&stored).map_err(internal)?;
+    let json = to_json(&stored)?;
     let key = db.keys.passkeys(username);
     // The cap again, atomically with the write: registrations started in parallel cannot pass it.
     let added: i64 = db
@@ -411,7 +412,7 @@ pub async fn finish_authentication(db: &Db, rp: &RelyingParty, answer: &Value) -
         })?;
     stored.passkey.update_credential(&result);
     stored.last_used_at = Some(now_ms());
-    let json = serde_json::to_string(&stored).map_err(internal)?;
+    let json = to_json(&stored)?;
     // Compare and set: only over the record this assertion was checked against. Two assertions
     // racing with one counter value (a cloned authenticator) cannot both pass, and a passkey
     // removed meanwhile is not brought back.
