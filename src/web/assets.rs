@@ -114,7 +114,8 @@ impl Assets {
     }
 
     fn add(&mut self, name: String, bytes: Vec<u8>) -> std::io::Result<()> {
-        let hash = hex::encode(Sha256::digest(&bytes)).get(..10).unwrap_or_default().to_owned();
+        let digest = hex::encode(Sha256::digest(&bytes));
+        let hash = digest.get(..10).unwrap_or_default().to_owned();
         let ext = Path::new(&name).extension().and_then(|e| e.to_str()).unwrap_or("");
         let content_type = ContentType::from_extension(ext).unwrap_or(ContentType::Binary);
         let compressible = content_type.is_javascript()
@@ -125,7 +126,7 @@ impl Assets {
             || ext == "ico"
             || ext == "md";
         let (gzip, brotli) = if compressible {
-            let (gzip, brotli) = compressed(&hash, &bytes)?;
+            let (gzip, brotli) = compressed(&digest, &bytes)?;
             (Some(gzip), Some(brotli))
         } else {
             (None, None)
@@ -181,18 +182,18 @@ impl Assets {
 /// A file's gzip and brotli forms.
 type Compressed = (Arc<[u8]>, Arc<[u8]>);
 
-/// The gzip and brotli forms of `bytes` (whose SHA-256 starts with `hash`), made once per process:
-/// brotli's best quality takes about a second for the chart library, and a test binary starts
-/// hundreds of apps on the same files.
-fn compressed(hash: &str, bytes: &[u8]) -> std::io::Result<Compressed> {
-    type Forms = HashMap<(String, usize), Compressed>;
-    static MADE: LazyLock<Mutex<Forms>> = LazyLock::new(Mutex::default);
-    let key = (hash.to_owned(), bytes.len());
-    if let Some(forms) = MADE.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
+/// The gzip and brotli forms of `bytes` (whose SHA-256 is `digest`, in hex), made once per
+/// process: brotli's best quality takes about a second for the chart library, and a test binary
+/// starts hundreds of apps on the same files.
+fn compressed(digest: &str, bytes: &[u8]) -> std::io::Result<Compressed> {
+    static MADE: LazyLock<Mutex<HashMap<String, Compressed>>> = LazyLock::new(Mutex::default);
+    if let Some(forms) = MADE.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(digest)
+    {
         return Ok(forms.clone());
     }
     let forms: Compressed = (gzip(bytes)?.into(), brotli(bytes)?.into());
-    MADE.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, forms.clone());
+    let mut made = MADE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    made.insert(digest.to_owned(), forms.clone());
     Ok(forms)
 }
 

@@ -44,17 +44,11 @@ pub fn stage() -> AdHoc {
         let Some(config) = needs::<Config>(&rocket, "Web") else { return Err(rocket) };
         let dir = config.web.static_dir.clone();
         let loaded = tokio::task::spawn_blocking(move || assets::Assets::load(&dir)).await;
-        let assets = match loaded {
-            Ok(Ok(assets)) => std::sync::Arc::new(assets),
-            Ok(Err(e)) => {
-                rocket::error!(
-                    "the static folder {} cannot be read: {e}",
-                    config.web.static_dir.display()
-                );
-                return Err(rocket);
-            }
+        let assets = match loaded.map_err(std::io::Error::other).and_then(std::convert::identity) {
+            Ok(assets) => std::sync::Arc::new(assets),
             Err(e) => {
-                rocket::error!("reading the static folder failed: {e}");
+                let dir = config.web.static_dir.display();
+                rocket::error!("the static folder {dir} cannot be read: {e}");
                 return Err(rocket);
             }
         };

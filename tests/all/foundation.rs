@@ -308,6 +308,9 @@ async fn invalid_configuration_stops_the_launch() {
     assert_launch_refused_by(bad_smtp, "Mail").await;
     let bad_origin = common::test_figment(redis, "origin:").merge(("public_origin", "not a url"));
     assert_launch_refused_by(bad_origin, "Strong authentication").await;
+    // The static files are read at start: a folder that is not there is no app to serve.
+    let no_static = common::test_figment(redis, "static:").merge(("static_dir", "/nonexistent"));
+    assert_launch_refused_by(no_static, "Web").await;
 }
 
 #[rocket::async_test]
