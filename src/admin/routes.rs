@@ -11,6 +11,7 @@ use super::store::{FailedSignIns, Filter};
 use super::{Admin, FreshAdmin, store};
 use crate::audit;
 use crate::audit::{Activity, ClientInfo};
+use crate::auth::context::AuthApp;
 use crate::auth::guard::CsrfChecked;
 use crate::auth::guard::{ApiUser, CurrentUser};
 use crate::auth::model::{Session, SessionId, SessionKind};
@@ -288,12 +289,8 @@ pub async fn api_sessions(
     )
 )]
 #[delete("/api/v1/admin/sessions/<id>")]
-pub async fn api_revoke(
-    id: &str,
-    admin: Admin<ApiUser>,
-    client: ClientInfo,
-    db: &State<Db>,
-) -> Result<Status> {
+pub async fn api_revoke(id: &str, admin: Admin<ApiUser>, app: AuthApp<'_>) -> Result<Status> {
+    let AuthApp { db, client, .. } = app;
     revoke(db, admin.session(), id, &client).await?;
     Ok(Status::NoContent)
 }
@@ -312,9 +309,9 @@ pub async fn api_revoke(
 pub async fn api_revoke_user(
     user: &str,
     admin: FreshAdmin<ApiUser>,
-    client: ClientInfo,
-    db: &State<Db>,
+    app: AuthApp<'_>,
 ) -> Result<Json<SignedOutCount>> {
+    let AuthApp { db, client, .. } = app;
     let count = revoke_user(db, admin.session(), user, &client).await?;
     Ok(Json(SignedOutCount { signed_out: count }))
 }
@@ -341,10 +338,9 @@ pub struct FactorsReset {
 pub async fn api_reset_factors(
     user: &str,
     admin: FreshAdmin<ApiUser>,
-    client: ClientInfo,
-    app: App<'_>,
+    app: AuthApp<'_>,
 ) -> Result<Json<FactorsReset>> {
-    let App { db, config } = app;
+    let AuthApp { db, config, client, .. } = app;
     let count = reset_factors(db, config, admin.session(), user, &client).await?;
     Ok(Json(FactorsReset { factors_removed: true, signed_out: count }))
 }
@@ -407,9 +403,9 @@ pub async fn revoke_form(
     id: &str,
     admin: Admin<CurrentUser>,
     _csrf: CsrfChecked,
-    client: ClientInfo,
-    db: &State<Db>,
+    app: AuthApp<'_>,
 ) -> Result<Redirect> {
+    let AuthApp { db, client, .. } = app;
     revoke(db, admin.session(), id, &client).await?;
     Ok(Redirect::to(uri!("/admin")))
 }
@@ -419,10 +415,9 @@ pub async fn reset_factors_form(
     user: &str,
     admin: FreshAdmin<CurrentUser>,
     _csrf: CsrfChecked,
-    client: ClientInfo,
-    app: App<'_>,
+    app: AuthApp<'_>,
 ) -> Result<Redirect> {
-    let App { db, config } = app;
+    let AuthApp { db, config, client, .. } = app;
     reset_factors(db, config, admin.session(), user, &client).await?;
     Ok(Redirect::to(uri!("/admin")))
 }
@@ -432,9 +427,9 @@ pub async fn revoke_user_form(
     user: &str,
     admin: FreshAdmin<CurrentUser>,
     _csrf: CsrfChecked,
-    client: ClientInfo,
-    db: &State<Db>,
+    app: AuthApp<'_>,
 ) -> Result<Redirect> {
+    let AuthApp { db, client, .. } = app;
     revoke_user(db, admin.session(), user, &client).await?;
     Ok(Redirect::to(uri!("/admin")))
 }

@@ -353,15 +353,20 @@ impl<'r> FromRequest<'r> for ClientInfo {
     type Error = std::convert::Infallible;
 
     async fn from_request(req: &'r Request<'_>) -> request::Outcome<Self, Self::Error> {
-        Outcome::Success(ClientInfo {
-            ip: req.client_ip().map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into()),
-            user_agent: req
-                .headers()
-                .get_one("User-Agent")
-                .unwrap_or_default()
-                .chars()
-                .take(256)
-                .collect(),
-        })
+        Outcome::Success(client_info(req))
+    }
+}
+
+/// The [`ClientInfo`] of a request (the guard's, for guards that bundle it).
+pub fn client_info(req: &Request<'_>) -> ClientInfo {
+    ClientInfo {
+        ip: req.client_ip().map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into()),
+        user_agent: req
+            .headers()
+            .get_one("User-Agent")
+            .unwrap_or_default()
+            .chars()
+            .take(256)
+            .collect(),
     }
 }

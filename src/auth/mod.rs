@@ -2,6 +2,7 @@
 //! absolute timeouts, CSRF, login throttling, and the "your active sessions" list (RediSearch).
 
 pub mod account;
+pub mod context;
 pub mod credential;
 pub mod csrf;
 pub mod factors;

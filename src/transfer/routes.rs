@@ -13,8 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::model::{Confirmation, Status as TransferStatus, Transfer, parse_amount};
 use super::service::Request as TransferRequest;
 use super::{idempotency, service};
-use crate::audit::ClientInfo;
-use crate::auth::factors::passkey::RelyingParty;
+use crate::auth::context::AuthApp;
 use crate::auth::factors::store as factors;
 use crate::auth::guard::{ApiUser, CurrentUser};
 use crate::bank::store as bank;
@@ -274,13 +273,8 @@ pub async fn api_get(id: &str, user: ApiUser, db: &State<Db>) -> Result<Json<Tra
     )
 )]
 #[post("/api/v1/transfers/<id>/options")]
-pub async fn api_options(
-    id: &str,
-    user: ApiUser,
-    client: ClientInfo,
-    db: &State<Db>,
-    rp: &State<RelyingParty>,
-) -> Result<Json<Value>> {
+pub async fn api_options(id: &str, user: ApiUser, app: AuthApp<'_>) -> Result<Json<Value>> {
+    let AuthApp { db, rp, client, .. } = app;
     let mut options = service::passkey_options(db, rp, &user.session, &client, id).await?;
     options["accepts"] = serde_json::json!(service::CONFIRMED_WITH);
     options["why"] = Value::from(service::WHY_PASSKEY);
@@ -311,11 +305,9 @@ pub async fn api_confirm(
     id: &str,
     body: SecretJson<Value>,
     user: ApiUser,
-    app: App<'_>,
-    rp: &State<RelyingParty>,
-    client: ClientInfo,
+    app: AuthApp<'_>,
 ) -> Result<(Status, Json<TransferView>)> {
-    let App { db, config } = app;
+    let AuthApp { db, config, rp, client, .. } = app;
     // A code (any `code` field) confirms no payment: it is not tied to the amount and payee.
     if body.0.get("code").is_some() {
         return Err(Error::Forbidden(format!(

@@ -3,8 +3,6 @@
 //! Forms work without script; the strength meter (`static/js/password.js`) and a passkey as the
 //! reset's second factor need it.
 
-use std::sync::Arc;
-
 use rocket::form::FromForm;
 use rocket::http::{CookieJar, Status};
 use rocket::{State, get, post};
@@ -18,12 +16,10 @@ use super::routes::{
 };
 use super::service::{change_password, confirm_address};
 use super::signup::{self, Application};
-use crate::audit::ClientInfo;
+use crate::auth::context::AuthApp;
 use crate::auth::csrf::{self, SameOrigin};
-use crate::auth::factors::passkey::RelyingParty;
 use crate::auth::factors::store as factors;
 use crate::auth::guard::CurrentUser;
-use crate::auth::password::Passwords;
 use crate::auth::signin::code::CodeKind;
 use crate::auth::step_up::{SecondFactorIfAny, SteppedUp};
 use crate::config::Config;
@@ -56,11 +52,9 @@ pub struct ForgotForm {
 pub async fn forgot_submit(
     _same_origin: SameOrigin,
     form: rocket::form::Form<ForgotForm>,
-    client: ClientInfo,
-    jar: &CookieJar<'_>,
-    app: App<'_>,
+    app: AuthApp<'_>,
 ) -> Result<Page> {
-    let App { db, config } = app;
+    let AuthApp { db, config, client, jar, .. } = app;
     if !csrf::check_login_token(jar, config, &form.csrf) {
         return Err(Error::Forbidden("Your form has expired. Please try again.".into()));
     }
@@ -143,12 +137,9 @@ impl ResetForm {
 #[post("/password/reset", data = "<form>")]
 pub async fn reset_submit(
     form: SecretForm<ResetForm>,
-    client: ClientInfo,
-    app: App<'_>,
-    passwords: &State<Arc<Passwords>>,
-    rp: &State<RelyingParty>,
+    app: AuthApp<'_>,
 ) -> Result<NoReferrer<Page>> {
-    let App { db, config } = app;
+    let AuthApp { db, config, passwords, rp, client, .. } = app;
     let form = form.0;
     let done = match form.proof() {
         Ok(proof) => {
@@ -221,11 +212,9 @@ pub struct ChangeForm {
 pub async fn change_submit(
     user: SecondFactorIfAny<CurrentUser>,
     form: SecretForm<ChangeForm>,
-    client: ClientInfo,
-    app: App<'_>,
-    passwords: &State<Arc<Passwords>>,
+    app: AuthApp<'_>,
 ) -> Result<Page> {
-    let App { db, config } = app;
+    let AuthApp { db, config, passwords, client, .. } = app;
     let me = &user.0;
     let form = form.0;
     me.check_csrf(&form.csrf)?;
@@ -307,12 +296,9 @@ pub fn signup_form(jar: &CookieJar<'_>, config: &State<Config>) -> Result<Page> 
 pub async fn signup_submit(
     _same_origin: SameOrigin,
     form: SecretForm<SignupForm>,
-    client: ClientInfo,
-    jar: &CookieJar<'_>,
-    app: App<'_>,
-    passwords: &State<Arc<Passwords>>,
+    app: AuthApp<'_>,
 ) -> Result<Page> {
-    let App { db, config } = app;
+    let AuthApp { db, config, passwords, client, jar, .. } = app;
     let form = form.0;
     if !csrf::check_login_token(jar, config, &form.csrf) {
         return Err(Error::Forbidden("Your form has expired. Please try again.".into()));
@@ -385,11 +371,9 @@ pub struct VerifyForm {
 #[post("/email/verify", data = "<form>")]
 pub async fn verify_submit(
     form: SecretForm<VerifyForm>,
-    client: ClientInfo,
-    app: App<'_>,
-    passwords: &State<Arc<Passwords>>,
+    app: AuthApp<'_>,
 ) -> Result<NoReferrer<Page>> {
-    let App { db, config } = app;
+    let AuthApp { db, config, passwords, client, .. } = app;
     let VerifyForm { token, password } = &form.0;
     let password = Some(password.as_str());
     let page = match confirm_address(db, config, passwords, token, password, &client).await {
@@ -421,10 +405,9 @@ pub struct EmailForm {
 pub async fn email_change_submit(
     user: SteppedUp<CurrentUser>,
     form: SecretForm<EmailForm>,
-    client: ClientInfo,
-    app: App<'_>,
+    app: AuthApp<'_>,
 ) -> Result<Page> {
-    let App { db, config } = app;
+    let AuthApp { db, config, client, .. } = app;
     let me = &user.0;
     me.check_csrf(&form.0.csrf)?;
     let doc = &me.0.doc;
@@ -461,9 +444,9 @@ pub async fn undo_page(token: Option<&str>, db: &State<Db>) -> Result<NoReferrer
 #[post("/email/undo", data = "<form>")]
 pub async fn undo_submit(
     form: SecretForm<VerifyForm>,
-    client: ClientInfo,
-    db: &State<Db>,
+    app: AuthApp<'_>,
 ) -> Result<NoReferrer<Page>> {
+    let AuthApp { db, client, .. } = app;
     let page = match email::undo(db, &form.0.token, &client).await {
         Ok(()) => {
             Page::new(Status::Ok, Template::render("account/verify", context! { undone: true }))

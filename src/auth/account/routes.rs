@@ -11,11 +11,9 @@ use super::policy::{self, Strength};
 use super::reset::{self, Proof, ResetView};
 use super::service::{change_password, confirm_address};
 use super::signup::{self, Application};
-use crate::audit::ClientInfo;
+use crate::auth::context::AuthApp;
 use crate::auth::csrf::SameOrigin;
-use crate::auth::factors::passkey::RelyingParty;
 use crate::auth::guard::ApiUser;
-use crate::auth::password::Passwords;
 use crate::auth::signin::code::CodeKind;
 use crate::auth::signin::throttle;
 use crate::auth::step_up::{SecondFactorIfAny, SteppedUp};
@@ -23,7 +21,6 @@ use crate::config::Config;
 use crate::error::{ApiError, Error, Result};
 use crate::redis::Db;
 use crate::web::SecretJson;
-use crate::web::app::App;
 
 /// Candidate passwords one client address group may have judged a minute (a meter asks about
 /// once per pause in typing).
@@ -56,9 +53,9 @@ pub struct PasswordCheck {
 pub async fn password_check(
     _same_origin: SameOrigin,
     body: SecretJson<PasswordCheck>,
-    client: ClientInfo,
-    db: &State<Db>,
+    app: AuthApp<'_>,
 ) -> Result<Json<Strength>> {
+    let AuthApp { db, client, .. } = app;
     let group = throttle::address_group(&client.ip);
     let key = db.keys.throttle_password_check(&group);
     throttle::per_minute(db, &key, CHECKS_PER_MINUTE).await?;
@@ -99,11 +96,9 @@ pub struct PasswordChange {
 pub async fn password_change(
     body: SecretJson<PasswordChange>,
     user: SecondFactorIfAny<ApiUser>,
-    client: ClientInfo,
-    app: App<'_>,
-    passwords: &State<std::sync::Arc<Passwords>>,
+    app: AuthApp<'_>,
 ) -> Result<Status> {
-    let App { db, config } = app;
+    let AuthApp { db, config, passwords, client, .. } = app;
     let PasswordChange { current_password, new_password } = body.0;
     let session = &user.0.session;
     change_password(db, config, passwords, session, &client, &current_password, &new_password)
@@ -141,10 +136,9 @@ pub const FORGOT_ANSWER: &str = "If an account with an e-mail address matches, w
 pub async fn password_forgot(
     _same_origin: SameOrigin,
     body: Json<Forgot>,
-    client: ClientInfo,
-    app: App<'_>,
+    app: AuthApp<'_>,
 ) -> Result<(Status, Json<Accepted>)> {
-    let App { db, config } = app;
+    let AuthApp { db, config, client, .. } = app;
     reset::ask(db, config, &body.login, &client).await?;
     Ok((Status::Accepted, Json(Accepted { message: FORGOT_ANSWER })))
 }
@@ -188,10 +182,9 @@ pub async fn password_reset_options(
 #[post("/api/v1/password/reset/passkey", data = "<body>")]
 pub async fn password_reset_passkey(
     body: SecretJson<LinkToken>,
-    client: ClientInfo,
-    db: &State<Db>,
-    rp: &State<RelyingParty>,
+    app: AuthApp<'_>,
 ) -> Result<Json<Value>> {
+    let AuthApp { db, rp, client, .. } = app;
     Ok(Json(reset::passkey_options(db, rp, &body.0.token, &client).await?))
 }
 
@@ -243,12 +236,9 @@ impl PasswordReset {
 pub async fn password_reset(
     _same_origin: SameOrigin,
     body: SecretJson<PasswordReset>,
-    client: ClientInfo,
-    app: App<'_>,
-    passwords: &State<std::sync::Arc<Passwords>>,
-    rp: &State<RelyingParty>,
+    app: AuthApp<'_>,
 ) -> Result<Status> {
-    let App { db, config } = app;
+    let AuthApp { db, config, passwords, rp, client, .. } = app;
     let mut body = body.0;
     let proof = body.proof();
     let request = reset::Request { token: &body.token, password: &body.password, proof };
@@ -323,11 +313,9 @@ pub const SIGNUP_ANSWER: &str = "Check your e-mail: we sent a link to confirm th
 pub async fn open_account(
     _same_origin: SameOrigin,
     body: SecretJson<Signup>,
-    client: ClientInfo,
-    app: App<'_>,
-    passwords: &State<std::sync::Arc<Passwords>>,
+    app: AuthApp<'_>,
 ) -> Result<(Status, Json<Applied>)> {
-    let App { db, config } = app;
+    let AuthApp { db, config, passwords, client, .. } = app;
     let Signup { name, email, password } = &body.0;
     let application = Application { name, email, password: password.as_deref() };
     let secret = signup::apply(db, config, passwords, application, &client).await?;
@@ -361,12 +349,9 @@ pub struct SignupPasskey {
 pub async fn signup_passkey_options(
     _same_origin: SameOrigin,
     body: SecretJson<SignupPasskey>,
-    jar: &CookieJar<'_>,
-    client: ClientInfo,
-    app: App<'_>,
-    rp: &State<RelyingParty>,
+    app: AuthApp<'_>,
 ) -> Result<Json<Value>> {
-    let App { db, config } = app;
+    let AuthApp { db, config, rp, client, jar, .. } = app;
     let secret = applicant(body.0.application.as_deref(), jar, config);
     let options =
         signup::passkey_options(db, rp, &body.0.token, secret.as_deref(), &client.ip).await?;
@@ -411,13 +396,9 @@ pub struct Confirmation {
 pub async fn email_verify(
     _same_origin: SameOrigin,
     body: SecretJson<Confirmation>,
-    client: ClientInfo,
-    app: App<'_>,
-    passwords: &State<std::sync::Arc<Passwords>>,
-    rp: &State<RelyingParty>,
-    jar: &CookieJar<'_>,
+    app: AuthApp<'_>,
 ) -> Result<Status> {
-    let App { db, config } = app;
+    let AuthApp { db, config, passwords, rp, client, jar } = app;
     let Confirmation { token, password, application, passkey } = &body.0;
     if let Some(answer) = passkey {
         let secret = applicant(application.as_deref(), jar, config);
@@ -457,10 +438,9 @@ pub const EMAIL_CHANGE_ANSWER: &str = "Check the new address: we sent it a link.
 pub async fn email_change(
     body: Json<NewEmail>,
     user: SteppedUp<ApiUser>,
-    client: ClientInfo,
-    app: App<'_>,
+    app: AuthApp<'_>,
 ) -> Result<(Status, Json<Accepted>)> {
-    let App { db, config } = app;
+    let AuthApp { db, config, client, .. } = app;
     email::request(db, config, &user.0.session.doc.user, &client, &body.email).await?;
     Ok((Status::Accepted, Json(Accepted { message: EMAIL_CHANGE_ANSWER })))
 }
@@ -478,11 +458,8 @@ pub async fn email_change(
     )
 )]
 #[post("/api/v1/email/undo", data = "<body>")]
-pub async fn email_undo(
-    body: SecretJson<LinkToken>,
-    client: ClientInfo,
-    db: &State<Db>,
-) -> Result<Status> {
+pub async fn email_undo(body: SecretJson<LinkToken>, app: AuthApp<'_>) -> Result<Status> {
+    let AuthApp { db, client, .. } = app;
     email::undo(db, &body.0.token, &client).await?;
     Ok(Status::NoContent)
 }

@@ -13,7 +13,8 @@ use rocket_dyn_templates::{Template, context};
 use super::totp::qr_svg;
 use super::{passkey, service, store as factors};
 use crate::audit;
-use crate::audit::{ClientInfo, Entry};
+use crate::audit::Entry;
+use crate::auth::context::AuthApp;
 use crate::auth::guard::CsrfChecked;
 use crate::auth::guard::CurrentUser;
 use crate::auth::notice;
@@ -148,10 +149,9 @@ pub struct TotpForm {
 pub async fn totp_confirm(
     user: FactorAdder<CurrentUser>,
     form: SecretForm<TotpForm>,
-    client: ClientInfo,
-    app: App<'_>,
+    app: AuthApp<'_>,
 ) -> Result<Reply> {
-    let App { db, config } = app;
+    let AuthApp { db, config, client, .. } = app;
     let FactorAdder(me, enrolment) = &user;
     let form = &form.0;
     me.check_csrf(&form.csrf)?;
@@ -188,10 +188,9 @@ fn codes_page(config: &Config, user: &CurrentUser, codes: Vec<String>) -> Page {
 pub async fn totp_remove(
     user: SteppedUp<CurrentUser>,
     _csrf: CsrfChecked,
-    client: ClientInfo,
-    app: App<'_>,
+    app: AuthApp<'_>,
 ) -> Result<Redirect> {
-    let App { db, config } = app;
+    let AuthApp { db, config, client, .. } = app;
     let me = &user.0;
     service::remove_totp(db, config, &me.0.doc.user, &client).await?;
     Ok(Redirect::to(uri!("/security")))
@@ -201,10 +200,9 @@ pub async fn totp_remove(
 pub async fn recovery_renew(
     user: SteppedUp<CurrentUser>,
     _csrf: CsrfChecked,
-    client: ClientInfo,
-    app: App<'_>,
+    app: AuthApp<'_>,
 ) -> Result<Page> {
-    let App { db, config } = app;
+    let AuthApp { db, config, client, .. } = app;
     let me = &user.0;
     let codes = service::renew_recovery_codes(db, config, &me.0.doc.user, &client).await?;
     Ok(codes_page(config, me, codes))
@@ -215,10 +213,9 @@ pub async fn passkey_remove(
     id: &str,
     user: SteppedUp<CurrentUser>,
     _csrf: CsrfChecked,
-    client: ClientInfo,
-    app: App<'_>,
+    app: AuthApp<'_>,
 ) -> Result<Redirect> {
-    let App { db, config } = app;
+    let AuthApp { db, config, client, .. } = app;
     let me = &user.0;
     service::remove_passkey(db, config, &me.0.doc.user, id, &client).await?;
     Ok(Redirect::to(uri!("/security")))
@@ -260,9 +257,9 @@ pub struct NotMeForm {
 #[post("/not-me", data = "<form>")]
 pub async fn not_me_submit(
     form: SecretForm<NotMeForm>,
-    client: ClientInfo,
-    db: &State<Db>,
+    app: AuthApp<'_>,
 ) -> Result<NoReferrer<Page>> {
+    let AuthApp { db, client, .. } = app;
     let page = match notice::undo(db, &form.0.token, &client).await {
         Ok(undone) => {
             let page = Template::render("mfa/not_me", context! { undone });

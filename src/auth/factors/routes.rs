@@ -7,7 +7,7 @@ use rocket::{State, delete, get, post};
 use serde::{Deserialize, Serialize};
 
 use super::email_code::NewFactor;
-use super::passkey::{PasskeyView, RelyingParty};
+use super::passkey::PasskeyView;
 use super::service::{
     begin_totp, confirm_totp, factor_added, remove_passkey, remove_totp, renew_recovery_codes,
 };
@@ -15,7 +15,8 @@ use super::store::Factors;
 use super::totp::qr_svg;
 use super::{email_code, passkey, store as factors};
 use crate::audit;
-use crate::audit::{Activity, ClientInfo};
+use crate::audit::Activity;
+use crate::auth::context::AuthApp;
 use crate::auth::guard::ApiUser;
 use crate::auth::notice;
 use crate::auth::step_up::{Enrolment, FactorAdder, SteppedUp};
@@ -24,7 +25,6 @@ use crate::error::{ApiError, Error, Result};
 use crate::mail::Mailer;
 use crate::redis::Db;
 use crate::web::SecretJson;
-use crate::web::app::App;
 
 /// The code from the authenticator app that turns it on, and for a first factor the code
 /// e-mailed to the account.
@@ -108,10 +108,9 @@ pub struct RecoveryCodes {
 pub async fn totp_confirm(
     body: SecretJson<TotpConfirm>,
     user: FactorAdder<ApiUser>,
-    client: ClientInfo,
-    app: App<'_>,
+    app: AuthApp<'_>,
 ) -> Result<Json<RecoveryCodes>> {
-    let App { db, config } = app;
+    let AuthApp { db, config, client, .. } = app;
     let TotpConfirm { code, email_code } = body.0;
     let session = &user.0.session;
     let confirmed =
@@ -129,12 +128,8 @@ pub async fn totp_confirm(
     )
 )]
 #[delete("/api/v1/mfa/totp")]
-pub async fn totp_remove(
-    user: SteppedUp<ApiUser>,
-    client: ClientInfo,
-    app: App<'_>,
-) -> Result<Status> {
-    let App { db, config } = app;
+pub async fn totp_remove(user: SteppedUp<ApiUser>, app: AuthApp<'_>) -> Result<Status> {
+    let AuthApp { db, config, client, .. } = app;
     remove_totp(db, config, &user.0.session.doc.user, &client).await?;
     Ok(Status::NoContent)
 }
@@ -150,10 +145,9 @@ pub async fn totp_remove(
 #[post("/api/v1/mfa/recovery-codes")]
 pub async fn recovery_renew(
     user: SteppedUp<ApiUser>,
-    client: ClientInfo,
-    app: App<'_>,
+    app: AuthApp<'_>,
 ) -> Result<Json<RecoveryCodes>> {
-    let App { db, config } = app;
+    let AuthApp { db, config, client, .. } = app;
     let codes = renew_recovery_codes(db, config, &user.0.session.doc.user, &client).await?;
     Ok(Json(RecoveryCodes { recovery_codes: codes }))
 }
@@ -176,11 +170,10 @@ pub async fn recovery_renew(
 pub async fn passkey_options(
     body: Option<Json<PasskeyName>>,
     user: FactorAdder<ApiUser>,
-    client: ClientInfo,
-    db: &State<Db>,
-    rp: &State<RelyingParty>,
     mailer: &State<Mailer>,
+    app: AuthApp<'_>,
 ) -> Result<Json<Value>> {
+    let AuthApp { db, rp, client, .. } = app;
     let doc = &user.0.session.doc;
     let default_name = audit::describe_device(&client.user_agent);
     let name = body.and_then(|b| b.0.name).unwrap_or(default_name);
@@ -211,11 +204,9 @@ pub async fn passkey_options(
 pub async fn passkey_add(
     answer: Json<Value>,
     user: FactorAdder<ApiUser>,
-    client: ClientInfo,
-    app: App<'_>,
-    rp: &State<RelyingParty>,
+    app: AuthApp<'_>,
 ) -> Result<(Status, Json<PasskeyView>)> {
-    let App { db, config } = app;
+    let AuthApp { db, config, rp, client, .. } = app;
     let username = &user.0.session.doc.user;
     let mut answer = answer.into_inner();
     let email_code = answer.as_object_mut().and_then(|a| a.remove("email_code"));
@@ -264,10 +255,9 @@ pub async fn passkey_list(user: ApiUser, db: &State<Db>) -> Result<Json<PasskeyL
 pub async fn passkey_remove(
     id: &str,
     user: SteppedUp<ApiUser>,
-    client: ClientInfo,
-    app: App<'_>,
+    app: AuthApp<'_>,
 ) -> Result<Status> {
-    let App { db, config } = app;
+    let AuthApp { db, config, client, .. } = app;
     remove_passkey(db, config, &user.0.session.doc.user, id, &client).await?;
     Ok(Status::NoContent)
 }
@@ -296,9 +286,9 @@ pub struct NotMeToken {
 #[post("/api/v1/not-me", data = "<body>")]
 pub async fn not_me(
     body: SecretJson<NotMeToken>,
-    client: ClientInfo,
-    db: &State<Db>,
+    app: AuthApp<'_>,
 ) -> Result<Json<notice::Undone>> {
+    let AuthApp { db, client, .. } = app;
     Ok(Json(notice::undo(db, &body.0.token, &client).await?))
 }
 

@@ -1,28 +1,21 @@
 //! The browser's session pages: the home redirect, sign-out, and "your active sessions" with
 //! revoking one or all others.
 
-use rocket::http::CookieJar;
 use rocket::response::Redirect;
-use rocket::{State, get, post, uri};
+use rocket::{get, post, uri};
 use rocket_dyn_templates::{Template, context};
 
-use crate::audit::ClientInfo;
+use crate::auth::context::AuthApp;
 use crate::auth::guard::CsrfChecked;
 use crate::auth::guard::{CurrentUser, removal_cookie};
 use crate::auth::sessions::service::{revoke, rows, sign_out_others};
 use crate::auth::store;
 use crate::error::Result;
-use crate::redis::Db;
 use crate::web::app::App;
 
 #[post("/logout", data = "<_csrf>")]
-pub async fn logout(
-    user: CurrentUser,
-    _csrf: CsrfChecked,
-    jar: &CookieJar<'_>,
-    app: App<'_>,
-) -> Result<Redirect> {
-    let App { db, config } = app;
+pub async fn logout(user: CurrentUser, _csrf: CsrfChecked, app: AuthApp<'_>) -> Result<Redirect> {
+    let AuthApp { db, config, jar, .. } = app;
     store::destroy(db, &user.0.id).await?;
     jar.add(removal_cookie(config));
     Ok(Redirect::to(uri!("/login")))
@@ -62,11 +55,9 @@ pub async fn revoke_form(
     id: &str,
     user: CurrentUser,
     _csrf: CsrfChecked,
-    client: ClientInfo,
-    jar: &CookieJar<'_>,
-    app: App<'_>,
+    app: AuthApp<'_>,
 ) -> Result<Redirect> {
-    let App { db, config } = app;
+    let AuthApp { db, config, client, jar, .. } = app;
     if revoke(db, &user.0, id, &client).await? {
         jar.add(removal_cookie(config));
         return Ok(Redirect::to(uri!("/login")));
@@ -78,9 +69,9 @@ pub async fn revoke_form(
 pub async fn revoke_others_form(
     user: CurrentUser,
     _csrf: CsrfChecked,
-    client: ClientInfo,
-    db: &State<Db>,
+    app: AuthApp<'_>,
 ) -> Result<Redirect> {
+    let AuthApp { db, client, .. } = app;
     sign_out_others(db, &user.0, &client).await?;
     Ok(Redirect::to(uri!("/sessions")))
 }

@@ -1,12 +1,12 @@
 //! The session API for mobile clients (and the browser's own session): who am I, stay signed
 //! in, sign out, and the active sessions.
 
-use rocket::http::{CookieJar, Status};
+use rocket::http::Status;
 use rocket::serde::json::Json;
 use rocket::{State, delete, get, post};
 use serde::Serialize;
 
-use crate::audit::ClientInfo;
+use crate::auth::context::AuthApp;
 use crate::auth::guard::{ApiUser, Via, removal_cookie};
 use crate::auth::model::{Amr, SessionKind, UserView};
 use crate::auth::sessions::service::{SessionRow, revoke, rows, sign_out_others};
@@ -100,12 +100,8 @@ pub struct SignedOut {
 /// Signs this session out (its token stops working at once).
 #[utoipa::path(tag = "session", responses((status = 200, body = SignedOut)))]
 #[delete("/api/v1/session")]
-pub async fn api_logout(
-    user: ApiUser,
-    jar: &CookieJar<'_>,
-    app: App<'_>,
-) -> Result<Json<SignedOut>> {
-    let App { db, config } = app;
+pub async fn api_logout(user: ApiUser, app: AuthApp<'_>) -> Result<Json<SignedOut>> {
+    let AuthApp { db, config, jar, .. } = app;
     store::destroy(db, &user.session.id).await?;
     if user.via == Via::Cookie {
         jar.add(removal_cookie(config));
@@ -137,11 +133,8 @@ pub struct SignedOutCount {
 /// dashboard's "not me" when the session it named has already changed.
 #[utoipa::path(tag = "session", responses((status = 200, body = SignedOutCount)))]
 #[post("/api/v1/sessions/revoke-others")]
-pub async fn api_revoke_others(
-    user: ApiUser,
-    client: ClientInfo,
-    db: &State<Db>,
-) -> Result<Json<SignedOutCount>> {
+pub async fn api_revoke_others(user: ApiUser, app: AuthApp<'_>) -> Result<Json<SignedOutCount>> {
+    let AuthApp { db, client, .. } = app;
     let count = sign_out_others(db, &user.session, &client).await?;
     Ok(Json(SignedOutCount { signed_out: count }))
 }
@@ -156,12 +149,8 @@ pub async fn api_revoke_others(
     )
 )]
 #[delete("/api/v1/sessions/<id>")]
-pub async fn api_revoke(
-    id: &str,
-    user: ApiUser,
-    client: ClientInfo,
-    db: &State<Db>,
-) -> Result<Status> {
+pub async fn api_revoke(id: &str, user: ApiUser, app: AuthApp<'_>) -> Result<Status> {
+    let AuthApp { db, client, .. } = app;
     revoke(db, &user.session, id, &client).await?;
     Ok(Status::NoContent)
 }

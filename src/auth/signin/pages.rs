@@ -2,8 +2,6 @@
 //! sign-in from `/login`, and `/login/renew` (a new password after "this wasn't me"). The second
 //! step is in [`verify`](super::verify).
 
-use std::sync::Arc;
-
 use rocket::form::FromForm;
 use rocket::http::{CookieJar, Status};
 use rocket::response::Redirect;
@@ -11,17 +9,16 @@ use rocket::serde::json::{Json, Value, serde_json::json};
 use rocket::{State, get, post, uri};
 use rocket_dyn_templates::{Template, context};
 
-use crate::audit::ClientInfo;
+use crate::auth::context::AuthApp;
 use crate::auth::credential::Presented;
 use crate::auth::csrf::{LoginCsrf, SameOrigin};
 use crate::auth::factors::passkey;
-use crate::auth::factors::passkey::{Purpose, RelyingParty};
+use crate::auth::factors::passkey::Purpose;
 use crate::auth::guard::{
     MaybeUser, PreAuthCookie, PresentedDevice, Via, device_cookie, pre_auth_cookie,
     pre_auth_removal_cookie, removal_cookie, session_cookie,
 };
 use crate::auth::model::SessionKind;
-use crate::auth::password::Passwords;
 use crate::auth::signin::routes::INVALID_CREDENTIALS;
 use crate::auth::signin::service::{Attempt, Outcome, SignedIn, sign_in_with_passkey};
 use crate::auth::signin::{preauth, service as login};
@@ -30,7 +27,6 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::Db;
 use crate::web::SecretForm;
-use crate::web::app::App;
 use crate::web::page::{Page, Reply};
 
 #[derive(Debug, FromForm)]
@@ -67,18 +63,14 @@ pub fn login_form(user: MaybeUser, jar: &CookieJar<'_>, config: &State<Config>) 
 }
 
 #[post("/login", data = "<form>")]
-#[allow(clippy::too_many_arguments)] // one per request guard: what Rocket routes look like
 pub async fn login_submit(
     _same_origin: SameOrigin,
     form: SecretForm<LoginForm>,
     presented: Presented,
     device: PresentedDevice,
-    jar: &CookieJar<'_>,
-    client: ClientInfo,
-    app: App<'_>,
-    passwords: &State<Arc<Passwords>>,
+    app: AuthApp<'_>,
 ) -> Result<Reply> {
-    let App { db, config } = app;
+    let AuthApp { db, config, passwords, client, jar, .. } = app;
     let form = form.0;
     if !csrf::check_login_token(jar, config, &form.csrf) {
         let msg = "Your sign-in form expired. Please try again.";
@@ -167,28 +159,20 @@ pub async fn sign_in_browser(
 }
 
 #[post("/login/passkey/options")]
-pub async fn passkey_options(
-    _csrf: LoginCsrf,
-    client: ClientInfo,
-    db: &State<Db>,
-    rp: &State<RelyingParty>,
-) -> Result<Json<Value>> {
+pub async fn passkey_options(_csrf: LoginCsrf, app: AuthApp<'_>) -> Result<Json<Value>> {
+    let AuthApp { db, rp, client, .. } = app;
     Ok(Json(passkey::start_authentication(db, rp, Purpose::SignIn, &client.ip).await?))
 }
 
 #[post("/login/passkey", data = "<answer>")]
-#[allow(clippy::too_many_arguments)] // one per request guard: what Rocket routes look like
 pub async fn passkey_sign_in(
     _csrf: LoginCsrf,
     answer: Json<Value>,
     presented: Presented,
     device: PresentedDevice,
-    client: ClientInfo,
-    jar: &CookieJar<'_>,
-    app: App<'_>,
-    rp: &State<RelyingParty>,
+    app: AuthApp<'_>,
 ) -> Result<Json<Value>> {
-    let App { db, config } = app;
+    let AuthApp { db, config, rp, client, jar, .. } = app;
     let kind = SessionKind::Browser;
     let signed_in = sign_in_with_passkey(db, config, rp, &answer, kind, &client, device.0).await?;
     sign_in_browser(db, config, jar, presented, &signed_in).await?;
@@ -211,8 +195,8 @@ fn renew_form(jar: &CookieJar<'_>, config: &Config, status: Status, error: Optio
 }
 
 #[get("/login/renew")]
-pub async fn renew_page(pre: PreAuthCookie, jar: &CookieJar<'_>, app: App<'_>) -> Result<Reply> {
-    let App { db, config } = app;
+pub async fn renew_page(pre: PreAuthCookie, app: AuthApp<'_>) -> Result<Reply> {
+    let AuthApp { db, config, jar, .. } = app;
     match renewal_of(db, &pre).await? {
         Some(_) => Ok(Reply::Page(renew_form(jar, config, Status::Ok, None))),
         None => Ok(Reply::Done(Redirect::to(uri!("/login")))),
@@ -235,11 +219,9 @@ pub async fn renew_submit(
     form: SecretForm<RenewForm>,
     pre: PreAuthCookie,
     presented: Presented,
-    jar: &CookieJar<'_>,
-    app: App<'_>,
-    passwords: &State<Arc<Passwords>>,
+    app: AuthApp<'_>,
 ) -> Result<Reply> {
-    let App { db, config } = app;
+    let AuthApp { db, config, passwords, jar, .. } = app;
     let form = form.0;
     if !csrf::check_login_token(jar, config, &form.csrf) {
         return Err(Error::Forbidden("Your form has expired. Please try again.".into()));

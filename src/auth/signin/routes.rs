@@ -1,25 +1,21 @@
 //! The JSON API of signing in beyond the password: completing a sign-in with a second factor
 //! (`mfa_token` + code), renewing a password reported compromised, and signing in with a passkey.
 
-use std::sync::Arc;
-
+use rocket::post;
 use rocket::serde::json::{Json, Value};
-use rocket::{State, post};
 use serde::{Deserialize, Serialize};
 
 use super::service::sign_in_with_passkey;
-use crate::audit::ClientInfo;
+use crate::auth::context::AuthApp;
 use crate::auth::factors::passkey;
-use crate::auth::factors::passkey::{Purpose, RelyingParty};
+use crate::auth::factors::passkey::Purpose;
 use crate::auth::model::{Amr, DeviceToken, SessionKind, UserView};
-use crate::auth::password::Passwords;
 use crate::auth::signin::code::CodeKind;
 use crate::auth::signin::service::{Attempt, Outcome, SignedIn};
 use crate::auth::signin::{code, service as login};
 use crate::clock::rfc3339_ms;
 use crate::config::Config;
 use crate::error::{ApiError, Result};
-use crate::redis::Db;
 use crate::web::SecretJson;
 use crate::web::app::App;
 
@@ -89,12 +85,8 @@ pub struct Renew {
     )
 )]
 #[post("/api/v1/login/renew", data = "<body>")]
-pub async fn login_renew(
-    body: SecretJson<Renew>,
-    app: App<'_>,
-    passwords: &State<std::sync::Arc<Passwords>>,
-) -> Result<Json<SignedInBody>> {
-    let App { db, config } = app;
+pub async fn login_renew(body: SecretJson<Renew>, app: AuthApp<'_>) -> Result<Json<SignedInBody>> {
+    let AuthApp { db, config, passwords, .. } = app;
     let Renew { renew_token, email_code, new_password } = body.0;
     let kind = SessionKind::Mobile;
     let done = login::renew_password(
@@ -120,11 +112,8 @@ pub async fn login_renew(
     )
 )]
 #[post("/api/v1/login/passkey/options")]
-pub async fn login_passkey_options(
-    client: ClientInfo,
-    db: &State<Db>,
-    rp: &State<RelyingParty>,
-) -> Result<Json<Value>> {
+pub async fn login_passkey_options(app: AuthApp<'_>) -> Result<Json<Value>> {
+    let AuthApp { db, rp, client, .. } = app;
     Ok(Json(passkey::start_authentication(db, rp, Purpose::SignIn, &client.ip).await?))
 }
 
@@ -141,13 +130,8 @@ pub async fn login_passkey_options(
     )
 )]
 #[post("/api/v1/login/passkey", data = "<answer>")]
-pub async fn login_passkey(
-    answer: Json<Value>,
-    client: ClientInfo,
-    app: App<'_>,
-    rp: &State<RelyingParty>,
-) -> Result<Json<SignedInBody>> {
-    let App { db, config } = app;
+pub async fn login_passkey(answer: Json<Value>, app: AuthApp<'_>) -> Result<Json<SignedInBody>> {
+    let AuthApp { db, config, rp, client, .. } = app;
     let kind = SessionKind::Mobile;
     let signed_in = sign_in_with_passkey(db, config, rp, &answer, kind, &client, Vec::new());
     Ok(Json(login_json(config, &signed_in.await?)))
@@ -262,13 +246,8 @@ impl LoginAnswer {
     )
 )]
 #[post("/api/v1/login", data = "<body>")]
-pub async fn api_login(
-    body: SecretJson<ApiLogin>,
-    client: ClientInfo,
-    app: App<'_>,
-    passwords: &State<Arc<Passwords>>,
-) -> Result<Json<LoginAnswer>> {
-    let App { db, config } = app;
+pub async fn api_login(body: SecretJson<ApiLogin>, app: AuthApp<'_>) -> Result<Json<LoginAnswer>> {
+    let AuthApp { db, config, passwords, client, .. } = app;
     let body = body.0;
     let attempt = Attempt { username: &body.username, password: &body.password, ip: &client.ip };
     let device = body.device_token.as_deref().and_then(DeviceToken::parse).into_iter().collect();

@@ -2,18 +2,18 @@
 //! recovery code, password or passkey) before a sensitive action.
 
 use rocket::http::CookieJar;
+use rocket::post;
 use rocket::serde::json::{Json, Value};
-use rocket::{State, post};
 use serde::{Deserialize, Serialize};
 
 use super::service::step_up_with_password;
 use crate::audit;
-use crate::audit::{Activity, ClientInfo};
+use crate::audit::Activity;
+use crate::auth::context::AuthApp;
 use crate::auth::factors::passkey;
-use crate::auth::factors::passkey::{Purpose, RelyingParty};
+use crate::auth::factors::passkey::Purpose;
 use crate::auth::guard::{ApiUser, Via, session_cookie};
 use crate::auth::model::{Amr, Assurance};
-use crate::auth::password::Passwords;
 use crate::auth::signin::code;
 use crate::auth::signin::code::CodeKind;
 use crate::auth::store as sessions;
@@ -22,7 +22,6 @@ use crate::config::Config;
 use crate::error::{ApiError, Error, Result};
 use crate::redis::Db;
 use crate::web::SecretJson;
-use crate::web::app::App;
 
 /// The issuer authenticator apps show next to the account.
 pub const ISSUER: &str = "redbank";
@@ -65,11 +64,9 @@ pub enum CodeAnswers {
 pub async fn step_up_totp(
     body: SecretJson<Code>,
     user: ApiUser,
-    client: ClientInfo,
-    jar: &CookieJar<'_>,
-    app: App<'_>,
+    app: AuthApp<'_>,
 ) -> Result<Json<SteppedUpBody>> {
-    let App { db, config } = app;
+    let AuthApp { db, config, client, jar, .. } = app;
     let kind = CodeKind::Totp;
     let assurance = code::step_up(db, config, &user.session, &client, kind, &body.0.code).await?;
     apply_step_up(db, config, jar, &user, assurance).await
@@ -81,11 +78,9 @@ pub async fn step_up_totp(
 pub async fn step_up_recovery(
     body: SecretJson<Code>,
     user: ApiUser,
-    client: ClientInfo,
-    jar: &CookieJar<'_>,
-    app: App<'_>,
+    app: AuthApp<'_>,
 ) -> Result<Json<SteppedUpBody>> {
-    let App { db, config } = app;
+    let AuthApp { db, config, client, jar, .. } = app;
     let kind = CodeKind::Recovery;
     let assurance = code::step_up(db, config, &user.session, &client, kind, &body.0.code).await?;
     apply_step_up(db, config, jar, &user, assurance).await
@@ -107,12 +102,9 @@ pub async fn step_up_recovery(
 pub async fn step_up_password(
     body: SecretJson<Password>,
     user: ApiUser,
-    client: ClientInfo,
-    jar: &CookieJar<'_>,
-    app: App<'_>,
-    passwords: &State<std::sync::Arc<Passwords>>,
+    app: AuthApp<'_>,
 ) -> Result<Json<SteppedUpBody>> {
-    let App { db, config } = app;
+    let AuthApp { db, config, passwords, client, jar, .. } = app;
     let assurance =
         step_up_with_password(db, config, passwords, &user.session, &client, &body.0.password)
             .await?;
@@ -128,12 +120,8 @@ pub async fn step_up_password(
     )
 )]
 #[post("/api/v1/step-up/passkey/options")]
-pub async fn step_up_passkey_options(
-    user: ApiUser,
-    client: ClientInfo,
-    db: &State<Db>,
-    rp: &State<RelyingParty>,
-) -> Result<Json<Value>> {
+pub async fn step_up_passkey_options(user: ApiUser, app: AuthApp<'_>) -> Result<Json<Value>> {
+    let AuthApp { db, rp, client, .. } = app;
     let purpose = Purpose::StepUp {
         user: user.session.doc.user.clone(),
         session: user.session.id.as_str().to_owned(),
@@ -154,12 +142,9 @@ pub async fn step_up_passkey_options(
 pub async fn step_up_passkey(
     answer: Json<Value>,
     user: ApiUser,
-    client: ClientInfo,
-    jar: &CookieJar<'_>,
-    app: App<'_>,
-    rp: &State<RelyingParty>,
+    app: AuthApp<'_>,
 ) -> Result<Json<SteppedUpBody>> {
-    let App { db, config } = app;
+    let AuthApp { db, config, rp, client, jar, .. } = app;
     let verified =
         passkey::finish_authentication(db, rp, &answer).await.map_err(passkey::for_signed_in)?;
     let expected = Purpose::StepUp {

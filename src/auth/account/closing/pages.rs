@@ -9,7 +9,7 @@ use rocket::{State, get, post, uri};
 use rocket_dyn_templates::{Template, context};
 
 use super::service::{self as closing, Export};
-use crate::audit::ClientInfo;
+use crate::auth::context::AuthApp;
 use crate::auth::guard::{CsrfChecked, CurrentUser};
 use crate::auth::step_up::SteppedUp;
 use crate::config::Config;
@@ -17,7 +17,6 @@ use crate::error::{Error, Result};
 use crate::redis::Db;
 use crate::transfer::payout::{self, Closing};
 use crate::web::Attachment;
-use crate::web::app::App;
 use crate::web::page::{Page, Reply};
 
 /// Security's "Download my data" (after a recent step-up): the document of
@@ -58,10 +57,9 @@ fn closed_page(config: &Config) -> Page {
 pub async fn close_submit(
     user: SteppedUp<CurrentUser>,
     form: rocket::form::Form<CloseForm>,
-    client: ClientInfo,
-    app: App<'_>,
+    app: AuthApp<'_>,
 ) -> Result<Reply> {
-    let App { db, config } = app;
+    let AuthApp { db, config, client, .. } = app;
     let me = &user.0;
     me.check_csrf(&form.csrf)?;
     if !form.understood {

@@ -6,7 +6,7 @@ use rocket::serde::json::Json;
 use rocket::{State, delete, get};
 
 use super::service::{self as closing, Export};
-use crate::audit::ClientInfo;
+use crate::auth::context::AuthApp;
 use crate::auth::guard::ApiUser;
 use crate::auth::step_up::SteppedUp;
 use crate::error::{ApiError, Result};
@@ -14,7 +14,6 @@ use crate::redis::Db;
 use crate::transfer::payout::{self, Closing};
 use crate::transfer::routes::{TransferView, view};
 use crate::web::Attachment;
-use crate::web::app::App;
 
 /// A copy of everything redbank keeps about the caller (GDPR Art. 15 and 20), to save: the
 /// profile, the account, sessions, remembered devices, factors (names and dates, never a
@@ -57,10 +56,9 @@ pub async fn account_export(
 pub async fn account_close(
     payout_to: Option<&str>,
     user: SteppedUp<ApiUser>,
-    client: ClientInfo,
-    app: App<'_>,
+    app: AuthApp<'_>,
 ) -> Result<Closed> {
-    let App { db, config } = app;
+    let AuthApp { db, config, client, .. } = app;
     match payout::close_paying_out(db, config, (&user.0.session, &client), payout_to).await? {
         Closing::Closed => Ok(Closed::Done(Status::NoContent)),
         Closing::Pending(t) => {
