@@ -373,9 +373,7 @@ async fn inject_probe(server: &TestServer, description: &str) {
         let now = redbank::clock::now_ms();
         let tx = common::transaction(
             BOB,
-            description,
-            "<b>Probe</b> Insurance",
-            "online",
+            (description, "<b>Probe</b> Insurance", "online"),
             -1234,
             now,
             balance,

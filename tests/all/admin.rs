@@ -23,7 +23,7 @@ async fn operator(server: &TestServer) -> String {
 /// opened the whole console. The operator's first factor now comes only from the machine.
 #[rocket::async_test]
 async fn an_operators_first_factor_comes_from_the_machine() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let token = server.api_login("admin", ADMIN_PASSWORD).await;
     // Without a second factor: refused, with how to get in.
     let (status, body) = server.as_token(&token).get("/api/v1/admin/sessions").await;
@@ -70,8 +70,7 @@ async fn an_operators_first_factor_comes_from_the_machine() {
 
 #[rocket::async_test]
 async fn only_operators_at_aal2_get_in() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
-    let bob = server.api_login("bob", "foobared").await;
+    let (server, bob) = TestServer::with_bob().await;
     for path in ["/api/v1/admin/sessions", "/api/v1/admin/failed-sign-ins", "/api/v1/admin/stats"] {
         assert_eq!(server.as_token(&bob).get(path).await.0, 403, "{path}");
         let anonymous = server.http.get(server.url(path)).send().await.unwrap();
@@ -179,7 +178,7 @@ async fn the_console_searches_revokes_and_records() {
 /// and bob signs in with his password.
 #[rocket::async_test]
 async fn an_operator_removes_a_thiefs_passkey() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let admin = operator(&server).await;
     let stolen = server.api_login("bob", "foobared").await;
     let mut device = crate::common::passkey::Device::new(&server.origin);
@@ -213,8 +212,7 @@ async fn an_operator_removes_a_thiefs_passkey() {
 /// rule and its audit. There is one privileged view now: the console.
 #[rocket::async_test]
 async fn the_session_pages_show_an_admin_only_their_own() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
-    let bob = server.api_login("bob", "foobared").await;
+    let (server, bob) = TestServer::with_bob().await;
     let bobs = crate::common::session_id(&bob);
     let admin = server.api_login("admin", ADMIN_PASSWORD).await;
     let (status, list) = server.as_token(&admin).get("/api/v1/sessions").await;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::common;
 use crate::common::{
-    RedisServer, TestApp, bearer, enc, session_id, shared_redis, transaction, unique_prefix,
+    RedisServer, TestApp, Text, bearer, enc, session_id, shared_redis, transaction, unique_prefix,
 };
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -58,17 +58,9 @@ async fn ticks(generator: &mut Generator, n: usize) {
 
 /// Records a transaction with known text through the app's atomic write (`store::record`).
 /// `date` must be unique per account (the id is derived from it).
-async fn record(
-    app: &TestApp,
-    number: &str,
-    description: &str,
-    vendor: &str,
-    kind: &str,
-    cents: i64,
-    date: i64,
-) -> Transaction {
+async fn record(app: &TestApp, number: &str, text: Text<'_>, cents: i64, date: i64) -> Transaction {
     let balance = store::balance(app.db(), number).await.unwrap();
-    let tx = transaction(number, description, vendor, kind, cents, date, balance);
+    let tx = transaction(number, text, cents, date, balance);
     let recorded = store::record(app.db(), app.config(), balance, &tx).await.unwrap();
     assert_eq!(recorded.balance, tx.balance_after);
     tx
@@ -490,8 +482,8 @@ async fn alice_never_sees_bobs_account_or_transactions() {
     let app = TestApp::new().await;
     ticks(&mut generator(&app), 15).await;
     let now = now_ms();
-    record(&app, BOB, "BOBONLY STAR MARKER", "Bobonly Vendor", "card payment", -4200, now).await;
-    record(&app, ALICE, "ALICE STAR TEA", "Alice Tea Shop", "card payment", -300, now + 1).await;
+    record(&app, BOB, ("BOBONLY STAR MARKER", "Bobonly Vendor", "card payment"), -4200, now).await;
+    record(&app, ALICE, ("ALICE STAR TEA", "Alice Tea Shop", "card payment"), -300, now + 1).await;
 
     // The marker is findable by its owner, so alice finding nothing below means something.
     let bob = app.api_login("bob", "foobared").await;
@@ -557,22 +549,23 @@ async fn search_matches_word_prefixes_in_description_vendor_and_type_newest_firs
     let app = TestApp::new().await;
     let t = now_ms() - 60_000;
     let farm =
-        record(&app, BOB, "STATE FARM INSURANCE", "State Farm", "direct debit", -12_000, t).await;
+        record(&app, BOB, ("STATE FARM INSURANCE", "State Farm", "direct debit"), -12_000, t).await;
     let cookies =
-        record(&app, BOB, "INSOMNIA COOKIES", "Insomnia Cookies", "contactless", -850, t + 1000)
+        record(&app, BOB, ("INSOMNIA COOKIES", "Insomnia Cookies", "contactless"), -850, t + 1000)
             .await;
     let coffee =
-        record(&app, BOB, "STARBUCKS STORE", "Starbucks", "contactless", -475, t + 2000).await;
+        record(&app, BOB, ("STARBUCKS STORE", "Starbucks", "contactless"), -475, t + 2000).await;
     let premium =
-        record(&app, BOB, "MONTHLY PREMIUM", "Lemonade Insurance", "online", -1800, t + 3000).await;
+        record(&app, BOB, ("MONTHLY PREMIUM", "Lemonade Insurance", "online"), -1800, t + 3000)
+            .await;
     let payroll =
-        record(&app, BOB, "ACH CREDIT PAYROLL", "Northwind Labs", "salary", 400_000, t + 4000)
+        record(&app, BOB, ("ACH CREDIT PAYROLL", "Northwind Labs", "salary"), 400_000, t + 4000)
             .await;
     let emoji =
-        record(&app, BOB, "🔐 Insurance für Café", "Ünïcode GmbH", "card payment", -99, t + 5000)
+        record(&app, BOB, ("🔐 Insurance für Café", "Ünïcode GmbH", "card payment"), -99, t + 5000)
             .await;
     // Alice's insurance must never show up in bob's results.
-    record(&app, ALICE, "ALICE INSURANCE", "Alice Insure", "direct debit", -1000, t + 6000).await;
+    record(&app, ALICE, ("ALICE INSURANCE", "Alice Insure", "direct debit"), -1000, t + 6000).await;
     let token = app.api_login("bob", "foobared").await;
 
     let search = |q: &'static str| {
@@ -663,9 +656,7 @@ async fn highlighted_text_is_escaped_on_every_page() {
     let evil = record(
         &app,
         BOB,
-        "<img src=x onerror=alert(1)> insurance",
-        "Evil <b>Corp</b>",
-        "card payment",
+        ("<img src=x onerror=alert(1)> insurance", "Evil <b>Corp</b>", "card payment"),
         -100,
         now_ms(),
     )
@@ -992,7 +983,7 @@ async fn grow(app: &TestApp, base: i64, to: usize, balance: &mut Cents, inserted
         let cents = if i % 10 == 0 { 5_000 } else { -(100 + i % 400) };
         let kind = if cents > 0 { "refund" } else { "card payment" };
         let vendor = format!("Vendor {}", i % 37);
-        let tx = transaction(BOB, "BULK PURCHASE", &vendor, kind, cents, base + i, *balance);
+        let tx = transaction(BOB, ("BULK PURCHASE", &vendor, kind), cents, base + i, *balance);
         *balance = store::record(app.db(), app.config(), *balance, &tx).await.unwrap().balance;
         inserted.push(tx.id);
     }
@@ -1079,8 +1070,9 @@ async fn search_pages_never_point_past_the_deepest_page_served() {
 async fn search_is_case_insensitive_beyond_ascii() {
     let app = TestApp::new().await;
     let t = now_ms();
-    let upper = record(&app, BOB, "CAFÉ ZÜRICH", "Cafe Zurich", "card payment", -450, t).await;
-    let lower = record(&app, BOB, "café zürich", "Cafe Zurich", "card payment", -450, t + 1).await;
+    let upper = record(&app, BOB, ("CAFÉ ZÜRICH", "Cafe Zurich", "card payment"), -450, t).await;
+    let lower =
+        record(&app, BOB, ("café zürich", "Cafe Zurich", "card payment"), -450, t + 1).await;
     let token = app.api_login("bob", "foobared").await;
     for q in ["zür", "zürich", "ZÜRICH", "café", "CAFÉ ZÜRICH"] {
         let (status, body) = api(&app, &format!("/api/v1/search?q={}", enc(q)), &token).await;
@@ -1092,7 +1084,7 @@ async fn search_is_case_insensitive_beyond_ascii() {
 #[rocket::async_test]
 async fn a_description_is_found_by_its_own_words() {
     let app = TestApp::new().await;
-    let tx = record(&app, BOB, "PAYPAL_TRANSFER 42", "Paypal", "online", -100, now_ms()).await;
+    let tx = record(&app, BOB, ("PAYPAL_TRANSFER 42", "Paypal", "online"), -100, now_ms()).await;
     let token = app.api_login("bob", "foobared").await;
     // RediSearch keeps `_` inside a word, so the whole word (or a prefix of it) finds it.
     for q in ["PAYPAL_TRANSFER 42", "paypal_transfer", "payp", "42"] {
@@ -1106,7 +1098,7 @@ async fn a_description_is_found_by_its_own_words() {
 async fn one_letter_searches_highlight_only_what_matched() {
     let app = TestApp::new().await;
     let desc = "TRADER JOE'S #236 SAN FRANCISCO CA";
-    record(&app, BOB, desc, "Trader Joe's", "card payment", -100, now_ms()).await;
+    record(&app, BOB, (desc, "Trader Joe's", "card payment"), -100, now_ms()).await;
     let token = app.api_login("bob", "foobared").await;
     let (_, body) = api(&app, "/api/v1/search?q=s", &token).await;
     assert_eq!(body["total"], 1, "the word \"S\" of JOE'S matches");
@@ -1118,10 +1110,10 @@ async fn one_letter_searches_highlight_only_what_matched() {
 async fn a_reused_transaction_id_is_refused_and_changes_nothing() {
     let app = TestApp::new().await;
     let t = now_ms();
-    let first = record(&app, BOB, "FIRST", "Vendor", "card payment", -500, t).await;
+    let first = record(&app, BOB, ("FIRST", "Vendor", "card payment"), -500, t).await;
     let balance = store::balance(app.db(), BOB).await.unwrap();
     // Same id (same date → same id), computed from the current balance: must not overwrite.
-    let again = transaction(BOB, "SECOND", "Vendor", "card payment", -700, t, balance);
+    let again = transaction(BOB, ("SECOND", "Vendor", "card payment"), -700, t, balance);
     assert_eq!(again.id, first.id);
     let err = store::record(app.db(), app.config(), balance, &again).await.unwrap_err();
     assert!(err.to_string().contains("DUPLICATE"), "{err}");
@@ -1156,7 +1148,7 @@ async fn each_window_charts_the_closing_balance_of_its_seconds_minutes_or_five_m
     // 700 transactions 10 ms apart: 7 seconds, one or two minutes, one or two five-minute slots.
     let t = now_ms() - 60_000;
     for i in 0..700 {
-        record(&app, BOB, "DENSE", "Vendor", "card payment", -1, t + i * 10).await;
+        record(&app, BOB, ("DENSE", "Vendor", "card payment"), -1, t + i * 10).await;
     }
     let token = app.api_login("bob", "foobared").await;
     let l = assert_balanced(shared_redis(), &app.prefix, BOB).await;
@@ -1175,9 +1167,9 @@ async fn a_window_starts_where_it_says_and_each_series_keeps_only_its_window() {
     let token = app.api_login("bob", "foobared").await;
     let now = now_ms();
     // Just outside the 5-minute window, just inside it, and now.
-    let outside = record(&app, BOB, "OUTSIDE", "Vendor", "card payment", -1, now - 302_000).await;
-    let inside = record(&app, BOB, "INSIDE", "Vendor", "card payment", -2, now - 298_000).await;
-    let newest = record(&app, BOB, "NEWEST", "Vendor", "card payment", -3, now - 1_000).await;
+    let outside = record(&app, BOB, ("OUTSIDE", "Vendor", "card payment"), -1, now - 302_000).await;
+    let inside = record(&app, BOB, ("INSIDE", "Vendor", "card payment"), -2, now - 298_000).await;
+    let newest = record(&app, BOB, ("NEWEST", "Vendor", "card payment"), -3, now - 1_000).await;
     let point = |tx: &Transaction| (tx.date, tx.balance_after.0);
 
     let (status, series) = api(&app, "/api/v1/balance?window=5m", &token).await;
@@ -1206,8 +1198,8 @@ async fn transactions_past_the_retention_are_not_shown_even_from_the_stream() {
     // An idle account's stream is trimmed only by its next transaction: its entries (which carry
     // the documents) can outlive the documents themselves.
     let old = now_ms() - (days + 1) * 86_400_000;
-    record(&app, BOB, "EXPIRED", "Vendor", "card payment", -100, old).await;
-    let fresh = record(&app, BOB, "FRESH", "Vendor", "card payment", -100, now_ms()).await;
+    record(&app, BOB, ("EXPIRED", "Vendor", "card payment"), -100, old).await;
+    let fresh = record(&app, BOB, ("FRESH", "Vendor", "card payment"), -100, now_ms()).await;
     let (status, list) = api(&app, "/api/v1/transactions", &token).await;
     assert_eq!(status, Status::Ok);
     assert_eq!(ids(&list), vec![fresh.id]);
@@ -1232,10 +1224,10 @@ async fn older_entries_and_corrupt_documents_are_read_or_skipped_never_fatal() {
         let _: String = xadd.query_async(&mut c).await.unwrap();
     };
     let base = now_ms() - 10_000;
-    let first = record(&app, BOB, "Corner shop", "Shop", "withdrawal", -100, base).await;
+    let first = record(&app, BOB, ("Corner shop", "Shop", "withdrawal"), -100, base).await;
     // As earlier versions wrote it: the entry names the transaction, its document has the rest.
     let balance = store::balance(app.db(), BOB).await.unwrap();
-    let older = transaction(BOB, "Older entry", "Shop", "withdrawal", 0, base + 1, balance);
+    let older = transaction(BOB, ("Older entry", "Shop", "withdrawal"), 0, base + 1, balance);
     let json = serde_json::to_string(&older).unwrap();
     let mut c2 = shared_redis().conn().await;
     common::json_set(&mut c2, &keys.transaction(BOB, older.id), "$", &json).await;
@@ -1246,7 +1238,7 @@ async fn older_entries_and_corrupt_documents_are_read_or_skipped_never_fatal() {
     add(&[("tx", "42")]).await;
     add(&[("tx", "43")]).await;
     add(&[("doc", r#"{"id":"x"}"#)]).await;
-    let newest = record(&app, BOB, "Corner shop", "Shop", "withdrawal", -100, base + 3).await;
+    let newest = record(&app, BOB, ("Corner shop", "Shop", "withdrawal"), -100, base + 3).await;
 
     // Fewer in the recent list than asked for: read from the stream.
     let (status, list) = api(&app, "/api/v1/transactions?limit=10", &token).await;

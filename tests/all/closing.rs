@@ -51,7 +51,7 @@ async fn json_get(key: &str) -> Option<Value> {
 
 #[rocket::async_test]
 async fn the_export_holds_everything_kept_about_the_customer_and_no_secret() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let (email, token) = customer(&server, "Grace Hopper").await;
     let me = server.as_token(&token);
     let (_, before) = me.get("/api/v1/account").await;
@@ -88,7 +88,7 @@ async fn the_export_holds_everything_kept_about_the_customer_and_no_secret() {
 #[rocket::async_test]
 async fn closing_refuses_money_in_the_account_then_erases_the_person_and_keeps_a_pseudonymous_ledger()
  {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let (email, token) = customer(&server, "Katherine Johnson").await;
     let me = server.as_token(&token);
     let (_, who) = me.get("/api/v1/me").await;
@@ -150,7 +150,7 @@ async fn closing_refuses_money_in_the_account_then_erases_the_person_and_keeps_a
 
 #[rocket::async_test]
 async fn the_demo_and_operator_accounts_do_not_close_here() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let bob = server.token_user("bob", "foobared").await;
     let (status, body) = bob.delete("/api/v1/account").await;
     assert_eq!(status, 403, "{body}");
@@ -165,7 +165,7 @@ async fn the_demo_and_operator_accounts_do_not_close_here() {
 /// only, refused without the box ticked, and then the page that says it is done.
 #[rocket::async_test]
 async fn security_downloads_the_data_and_closes_an_empty_account_once_the_box_is_ticked() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let (email, token) = customer(&server, "Mary Jackson").await;
     let (_, who) = server.as_token(&token).get("/api/v1/me").await;
     set_balance(&server, who["user"]["account"].as_str().unwrap(), 0).await;
@@ -209,7 +209,7 @@ async fn security_downloads_the_data_and_closes_an_empty_account_once_the_box_is
 /// refused (422 naming the payee), and nothing leaves the sender.
 #[rocket::async_test]
 async fn a_transfer_to_an_account_closed_meanwhile_is_refused_at_its_confirmation() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let (bob, mut device) = crate::transfers::bob_with_passkey(&server).await;
     let (_, token) = customer(&server, "Annie Easley").await;
     let (_, who) = server.as_token(&token).get("/api/v1/me").await;
@@ -251,7 +251,7 @@ async fn alices_credit(server: &TestServer, description: &str) -> Option<Value> 
 /// own, is a 422 naming `payout_to`, and nothing moves.
 #[rocket::async_test]
 async fn a_small_balance_is_paid_out_to_a_named_account_and_the_account_closes_at_once() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let (email, token, number) = funded_customer(&server, "Mary Jackson", 2_000).await;
     let me = server.as_token(&token);
 
@@ -286,7 +286,7 @@ async fn a_small_balance_is_paid_out_to_a_named_account_and_the_account_closes_a
 /// and closes the account. A client cannot ask an ordinary transfer to skip the daily limit.
 #[rocket::async_test]
 async fn a_large_payout_waits_for_a_passkey_bound_to_it_and_its_confirmation_closes_the_account() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let whole = 1_500_000; // $15,000, over the $10,000 daily limit
     let (email, token, number) = funded_customer(&server, "Dorothy Vaughan", whole).await;
     let me = server.as_token(&token);
@@ -332,7 +332,7 @@ async fn a_large_payout_waits_for_a_passkey_bound_to_it_and_its_confirmation_clo
 /// passkey is refused, saying why, with the account still open.
 #[rocket::async_test]
 async fn security_pays_the_balance_out_to_the_account_named_then_closes() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let (email, _, number) = funded_customer(&server, "Frances Allen", 5_000).await;
     let me = server.cookie_user(&email, PASSWORD).await;
     let html = me.request(Method::GET, "/security").send().await.unwrap().text().await.unwrap();

@@ -97,8 +97,7 @@ async fn events_are_only_for_the_callers_account() {
 
 #[rocket::async_test]
 async fn a_stream_opens_only_with_a_session_credential_on_its_own_channel() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
-    let token = server.api_login("bob", "foobared").await;
+    let (server, token) = TestServer::with_bob().await;
     let (cookie, _) = server.login("bob", "foobared").await;
     let url = server.url("/events");
     let res = server.http.get(&url).send().await.unwrap();
@@ -375,7 +374,7 @@ async fn refusals(server: &TestServer, cookie: &str) -> Vec<(u16, Option<String>
 
 #[rocket::async_test]
 async fn newlines_in_data_arrive_as_one_event() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let (_, _, mut sse) = server.watching("bob", "foobared").await;
     let db =
         redbank::redis::Db::connect(&shared_redis().url(), &server.prefix, Duration::from_secs(2))
@@ -385,7 +384,7 @@ async fn newlines_in_data_arrive_as_one_event() {
     let description =
         "line one\ndata: forged\n\nevent: spenders\nid: 1-1\r\n<img src=x onerror=alert(1)>";
     let mut tx =
-        common::transaction(BOB, description, "Test Vendor", "card payment", -100, now, balance);
+        common::transaction(BOB, (description, "Test Vendor", "card payment"), -100, now, balance);
     tx.from_account_name = "Test\nVendor".into();
     let config = redbank::Config::default();
     redbank::bank::store::record(&db, &config, balance, &tx).await.unwrap();
@@ -579,7 +578,7 @@ async fn sigterm_with_open_streams_exits_cleanly_and_sessions_survive() {
 #[rocket::async_test]
 async fn stream_listener_serves_only_get_events_and_refuses_the_rest() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let (cookie, _) = server.login("bob", "foobared").await;
     let addr = server.stream_base.trim_start_matches("http://").to_owned();
     // Sends `request`, returns everything the server wrote until it closed (or 8 s passed).
@@ -661,7 +660,7 @@ async fn stream_listener_serves_only_get_events_and_refuses_the_rest() {
 async fn silent_connections_hold_only_their_addresses_share_of_the_handshake_slots() {
     use redbank::live::listener::{HEAD_TIMEOUT, MAX_HANDSHAKES_PER_ADDRESS};
     use tokio::io::AsyncReadExt;
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let (cookie, _) = server.login("bob", "foobared").await;
     let addr: std::net::SocketAddr =
         server.stream_base.trim_start_matches("http://").parse().unwrap();
@@ -806,7 +805,7 @@ async fn streams_are_capped_per_user_and_per_client_address() {
 
 #[rocket::async_test]
 async fn event_routes_are_exact() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let (cookie, _) = server.login("bob", "foobared").await;
     for path in ["/events/", "/events//", "//events", "/api/v1/me/"] {
         for base in [&server.base, &server.stream_base] {
@@ -821,7 +820,7 @@ async fn event_routes_are_exact() {
 
 #[rocket::async_test]
 async fn a_resume_id_out_of_range_is_a_400() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let (cookie, _) = server.login("bob", "foobared").await;
     for id in ["18446744073709551615-18446744073709551615", "+1-0", "1-+0", "1-2-3", "x"] {
         let url = format!("{}?after={id}", server.url("/events"));
@@ -877,7 +876,8 @@ async fn replay_is_read_in_pages_as_the_client_reads() {
     let start = redbank::clock::now_ms() - 60_000;
     let mut balance = redbank::bank::store::balance(db, BOB).await.unwrap();
     for i in 0..1_200 {
-        let tx = common::transaction(BOB, "replay", "Vendor", "withdrawal", -1, start + i, balance);
+        let tx =
+            common::transaction(BOB, ("replay", "Vendor", "withdrawal"), -1, start + i, balance);
         balance = redbank::bank::store::record(db, config, balance, &tx).await.unwrap().balance;
     }
     let user = redbank::auth::users::get_user(db, "bob").await.unwrap().unwrap();
@@ -936,7 +936,7 @@ async fn replay_is_read_in_pages_as_the_client_reads() {
 
 #[rocket::async_test]
 async fn the_stream_listener_speaks_http_1_1() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let (cookie, _) = server.login("bob", "foobared").await;
     let addr = server.stream_base.trim_start_matches("http://").to_owned();
     let status = |reply: &str| reply.split(' ').nth(1).unwrap_or_default().to_owned();
@@ -1032,7 +1032,7 @@ async fn a_process_hears_an_account_only_while_one_of_its_streams_shows_it() {
         let balance = redbank::bank::store::balance(&db, account).await.unwrap();
         let now = redbank::clock::now_ms();
         let tx =
-            common::transaction(account, description, "Cafe", "card payment", -100, now, balance);
+            common::transaction(account, (description, "Cafe", "card payment"), -100, now, balance);
         let config = redbank::Config::default();
         redbank::bank::store::record(&db, &config, balance, &tx).await.unwrap();
     };

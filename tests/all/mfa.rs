@@ -65,8 +65,7 @@ async fn factors_of(server: &TestServer, token: &str) -> Value {
 /// code mailed to the account — bound to that enrolment, single use, five tries.
 #[rocket::async_test]
 async fn a_password_alone_cannot_add_the_first_factor() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
-    let thief = server.api_login("bob", "foobared").await;
+    let (server, thief) = TestServer::with_bob().await;
     let (status, begun) = server.as_token(&thief).post("/api/v1/mfa/totp", &json!({})).await;
     assert_eq!((status.as_u16(), &begun["email_code_required"]), (200, &json!(true)), "{begun}");
     let secret = TotpSecret::from_base32(begun["secret"].as_str().unwrap()).unwrap();
@@ -129,8 +128,7 @@ async fn a_password_alone_cannot_add_the_first_factor() {
 /// A server on which bob (signed in with his password alone) has begun to enrol a first passkey:
 /// the server, his token, the registration options and the code mailed for them.
 async fn bob_begins_a_passkey() -> (TestServer, String, Value, String) {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
-    let token = server.api_login("bob", "foobared").await;
+    let (server, token) = TestServer::with_bob().await;
     let (options, mailed) =
         begin_first_passkey(&server.as_token(&token), Some("Key"), BOB_EMAIL).await;
     (server, token, options, mailed)
@@ -194,7 +192,7 @@ async fn a_failed_attestation_keeps_the_emailed_code() {
 /// confirmation without it is refused with the page again.
 #[rocket::async_test]
 async fn the_security_page_asks_for_the_emailed_code() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let (cookie, csrf) = server.login("bob", "foobared").await;
     let form = |body: String| server.form_post("/security/totp/confirm", Some(&cookie), body);
     let res = server
@@ -237,8 +235,7 @@ async fn password_step(server: &TestServer, user: &str, password: &str) -> (Stri
 
 #[rocket::async_test]
 async fn totp_enrolment_sign_in_and_code_replay() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
-    let token = server.api_login("bob", "foobared").await;
+    let (server, token) = TestServer::with_bob().await;
     let (_, me) = server.as_token(&token).get("/api/v1/me").await;
     assert_eq!(me["session"]["aal"], 1);
     assert_eq!(me["session"]["amr"], json!(["pwd"]));
@@ -277,7 +274,7 @@ async fn totp_enrolment_sign_in_and_code_replay() {
 
 #[rocket::async_test]
 async fn the_mfa_token_is_single_use_expires_and_takes_few_guesses() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     // Reused: the token that completed a sign-in completes no other.
     let (mfa_token, _) = password_step(&server, "alice", "wonderland").await;
     let signed_in = server.totp_step_with_demo_app(&mfa_token).await;
@@ -334,8 +331,7 @@ async fn the_mfa_token_is_single_use_expires_and_takes_few_guesses() {
 
 #[rocket::async_test]
 async fn recovery_codes_work_once() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
-    let token = server.api_login("bob", "foobared").await;
+    let (server, token) = TestServer::with_bob().await;
     let (_, codes) = enrol_totp(&server, &token).await;
     let (mfa_token, _) = password_step(&server, "bob", "foobared").await;
     // Typed with spaces and in capitals, it is the same code.
@@ -371,7 +367,7 @@ async fn age_session(server: &TestServer, token: &str) {
 /// ago still allows new recovery codes; one of 5 m 10 s ago asks for a step-up.
 #[rocket::async_test]
 async fn a_strong_sign_in_is_recent_for_exactly_step_up_max_age() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let secret = TotpSecret::from_base32(redbank::demo::ALICE_TOTP_SECRET).unwrap();
     let token = server.totp_login("alice", "wonderland", &secret).await;
     let alice = server.as_token(&token);
@@ -387,8 +383,7 @@ async fn a_strong_sign_in_is_recent_for_exactly_step_up_max_age() {
 
 #[rocket::async_test]
 async fn sensitive_actions_need_a_recent_strong_sign_in() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
-    let token = server.api_login("bob", "foobared").await;
+    let (server, token) = TestServer::with_bob().await;
     let bob = server.as_token(&token);
     // A password-only user: a fresh sign-in is recent enough; an old one steps up with the
     // password (recorded as AAL1).
@@ -451,7 +446,7 @@ async fn sensitive_actions_need_a_recent_strong_sign_in() {
 
 #[rocket::async_test]
 async fn a_page_action_without_step_up_goes_through_verify_and_back() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let (cookie, csrf) = server.login("alice", "wonderland").await;
     let token = cookie.split_once('=').unwrap().1.to_owned();
     age_session(&server, &token).await;
@@ -766,7 +761,7 @@ async fn totp_secrets_are_sealed_at_rest_and_their_keys_rotate() {
 #[rocket::async_test]
 async fn an_emailed_code_is_per_user_per_enrolment_and_malformed_ones_cost_nothing() {
     use redbank::auth::factors::email_code::{self, NewFactor};
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let db = redbank::redis::Db::connect(&server.redis_url, &server.prefix, Duration::from_secs(2))
         .unwrap();
     let mut config = redbank::Config { key_prefix: server.prefix.clone(), ..Default::default() };
@@ -845,7 +840,7 @@ async fn parallel_codes_on_one_mfa_token_are_counted_before_they_are_checked() {
 /// off-site, and an odd one never costs the user their session.
 #[rocket::async_test]
 async fn step_up_never_redirects_off_site() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let (cookie, csrf) = server.login("bob", "foobared").await;
     for next in [
         "/%09/evil.example",
@@ -890,8 +885,7 @@ async fn step_up_never_redirects_off_site() {
 /// signed-in customer there from confirming a transfer or stepping up.
 #[rocket::async_test]
 async fn sign_in_ceremonies_are_counted_apart_from_a_signed_in_customers() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
-    let bob = server.api_login("bob", "foobared").await;
+    let (server, bob) = TestServer::with_bob().await;
     let limit = redbank::auth::factors::passkey::CEREMONIES_PER_MINUTE;
     for n in 0..limit {
         let (status, _) = server.anon().post_empty("/api/v1/login/passkey/options").await;

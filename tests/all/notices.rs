@@ -43,8 +43,7 @@ async fn enrol_bob(server: &TestServer, token: &str) -> TotpSecret {
 
 #[rocket::async_test]
 async fn factor_changes_and_new_devices_are_mailed_with_a_not_me_link() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
-    let token = server.api_login("bob", "foobared").await;
+    let (server, token) = TestServer::with_bob().await;
     let mail = server.mail.about(BOB, "New sign-in", 0).await;
     assert!(mail.body().contains("127.0.0.1"), "{}", mail.body());
     assert!(!not_me_token(&mail, &server).is_empty());
@@ -65,7 +64,7 @@ async fn factor_changes_and_new_devices_are_mailed_with_a_not_me_link() {
 
 #[rocket::async_test]
 async fn a_right_password_with_a_wrong_code_is_mailed_once_per_sign_in() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let attempt = async || {
         let (_, body) =
             post_api_login(&server.http, &server.base, &credentials("alice", "wonderland")).await;
@@ -88,7 +87,7 @@ async fn a_right_password_with_a_wrong_code_is_mailed_once_per_sign_in() {
 
 #[rocket::async_test]
 async fn this_wasnt_me_secures_the_account_and_the_next_sign_in_renews_the_password() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     // A thief signs in with bob's password, and (reading his mail too) adds an authenticator app.
     let thief = server.api_login("bob", "foobared").await;
     enrol_bob(&server, &thief).await;
@@ -185,7 +184,7 @@ async fn this_wasnt_me_secures_the_account_and_the_next_sign_in_renews_the_passw
 /// e-mailed code and the new password and signs the browser in.
 #[rocket::async_test]
 async fn the_renewal_page_signs_the_browser_in_with_a_new_password() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     server.api_login("bob", "foobared").await;
     let notice = server.mail.about(BOB, "New sign-in", 0).await;
     let body = json!({"token": not_me_token(&notice, &server)});
@@ -242,7 +241,7 @@ async fn the_renewal_page_signs_the_browser_in_with_a_new_password() {
 /// the owner, and forgotten by "sign out everywhere".
 #[rocket::async_test]
 async fn devices_are_remembered_per_user_capped_listed_and_forgotten() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let mut tokens = Vec::new();
     for _ in 0..12 {
         let (_, body) =

@@ -52,7 +52,7 @@ async fn me_status(server: &TestServer, token: &str) -> u16 {
 
 #[rocket::async_test]
 async fn asking_for_a_reset_answers_the_same_for_anyone_and_mails_only_the_accounts_address() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let mut answers = Vec::new();
     for login in ["bob", "BOB@example.com", "nobody", "nobody@example.com", ""] {
         answers.push(server.anon().post("/api/v1/password/forgot", &json!({"login": login})).await);
@@ -93,8 +93,7 @@ async fn asking_for_a_reset_answers_the_same_for_anyone_and_mails_only_the_accou
 
 #[rocket::async_test]
 async fn a_reset_sets_a_password_by_the_rules_ends_every_session_and_its_link_works_once() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
-    let first = server.api_login("bob", "foobared").await;
+    let (server, first) = TestServer::with_bob().await;
     let second = server.api_login("bob", "foobared").await;
     let older = reset_token(&server, "bob", BOB).await;
     let token = reset_token(&server, "bob", BOB).await;
@@ -152,7 +151,7 @@ async fn a_reset_sets_a_password_by_the_rules_ends_every_session_and_its_link_wo
 
 #[rocket::async_test]
 async fn a_reset_of_an_account_with_a_second_factor_needs_it_too() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let token = reset_token(&server, "alice", ALICE).await;
     let (_, view) =
         server.anon().post("/api/v1/password/reset/options", &json!({"token": token})).await;
@@ -182,8 +181,7 @@ async fn a_reset_of_an_account_with_a_second_factor_needs_it_too() {
 
 #[rocket::async_test]
 async fn a_passkey_proves_a_reset_only_through_a_ceremony_bound_to_its_link() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
-    let bob = server.api_login("bob", "foobared").await;
+    let (server, bob) = TestServer::with_bob().await;
     // bob's first passkey, with the code e-mailed for it.
     let mut device = Device::new(&server.origin);
     enrol_first_passkey(&server.as_token(&bob), &mut device, Some("Key"), BOB).await;
@@ -214,8 +212,7 @@ async fn a_passkey_proves_a_reset_only_through_a_ceremony_bound_to_its_link() {
 
 #[rocket::async_test]
 async fn changing_the_password_needs_the_current_one_and_ends_every_other_session() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
-    let me = server.api_login("bob", "foobared").await;
+    let (server, me) = TestServer::with_bob().await;
     let other = server.api_login("bob", "foobared").await;
     let alice = alice_token(&server).await;
     let change =
@@ -267,7 +264,7 @@ async fn changing_the_password_of_an_account_with_a_factor_needs_a_recent_one() 
 
 #[rocket::async_test]
 async fn the_check_explains_a_verdict_and_an_old_password_is_flagged_not_forced() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let check =
         |password: &str, inputs: Value| json!({"password": password, "user_inputs": inputs});
     let (status, weak) =
@@ -303,7 +300,7 @@ async fn the_check_explains_a_verdict_and_an_old_password_is_flagged_not_forced(
 
 #[rocket::async_test]
 async fn the_reset_pages_keep_the_token_out_of_referers_and_ask_for_what_the_account_needs() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let token = reset_token(&server, "alice", ALICE).await;
     let url = server.url(&format!("/password/reset?token={token}"));
     let page = server.http.get(&url).send().await.unwrap();
@@ -381,7 +378,7 @@ async fn the_reset_pages_keep_the_token_out_of_referers_and_ask_for_what_the_acc
 /// password, and so does every sign-in on its way to one.
 #[rocket::async_test]
 async fn a_sign_in_half_done_with_the_old_password_cannot_finish_after_a_reset() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let (status, waiting) =
         server.anon().post("/api/v1/login", &common::credentials("alice", "wonderland")).await;
     assert_eq!((status.as_u16(), &waiting["mfa_required"]), (200, &json!(true)), "{waiting}");

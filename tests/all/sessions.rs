@@ -769,7 +769,7 @@ async fn a_token_works_only_through_the_channel_it_was_issued_for() {
 
 #[rocket::async_test]
 async fn a_strangers_failures_never_lock_the_owner_out() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let owner = client_from("127.0.0.10");
     // The owner has signed in before: on a phone (device token) and in a browser (device cookie).
     let (status, body) = api_login_from(&owner, &server, credentials("bob", "foobared")).await;

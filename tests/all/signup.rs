@@ -64,7 +64,7 @@ pub(crate) async fn open_account(server: &TestServer, name: &str, email: &str) -
 
 #[rocket::async_test]
 async fn an_account_opens_when_its_link_is_followed_with_the_password_chosen() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let email = new_address("ada");
     let (status, answer) = open(&server, "Ada Lovelace", &email, PASSWORD).await;
     assert_eq!(status, 201, "{answer}");
@@ -121,7 +121,7 @@ async fn an_account_opens_when_its_link_is_followed_with_the_password_chosen() {
 /// of an application outlives its day.
 #[rocket::async_test]
 async fn an_application_is_finished_only_by_its_applicant_and_leaves_nothing_behind() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let victim = new_address("victim");
     let before = stored(&server).await;
     open(&server, "Mallory", &victim, PASSWORD).await;
@@ -145,7 +145,7 @@ async fn an_application_is_finished_only_by_its_applicant_and_leaves_nothing_beh
 
 #[rocket::async_test]
 async fn a_taken_address_gets_the_same_answer_and_its_owner_is_told() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let fresh = open(&server, "Ada Lovelace", &new_address("ada"), PASSWORD).await;
     let taken = open(&server, "Mallory", "BOB@example.com", "another long passphrase here").await;
     assert_eq!(fresh, taken, "a taken address answers like a new one");
@@ -159,7 +159,7 @@ async fn a_taken_address_gets_the_same_answer_and_its_owner_is_told() {
 
 #[rocket::async_test]
 async fn a_bad_application_names_its_field_and_a_closed_bank_opens_nothing() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let email = new_address("ada");
     for (name, address, password, field) in [
         ("", email.as_str(), PASSWORD, "name"),
@@ -200,7 +200,7 @@ async fn stored(server: &TestServer) -> Vec<String> {
 
 #[rocket::async_test]
 async fn accounts_opened_are_counted_per_client_address() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let http = client_from("127.0.0.23");
     let mut statuses = Vec::new();
     for n in 0..6 {
@@ -214,7 +214,7 @@ async fn accounts_opened_are_counted_per_client_address() {
 
 #[rocket::async_test]
 async fn the_pages_open_an_account_and_confirm_it() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let login = server.http.get(server.url("/login")).send().await.unwrap().text().await.unwrap();
     assert!(login.contains("href=\"/signup\""));
     let form = server.http.get(server.url("/signup")).send().await.unwrap();
@@ -292,8 +292,7 @@ async fn the_pages_open_an_account_and_confirm_it() {
 
 #[rocket::async_test]
 async fn the_address_moves_once_the_new_one_confirms_and_the_old_one_can_undo_it() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
-    let bob = server.api_login("bob", "foobared").await;
+    let (server, bob) = TestServer::with_bob().await;
     let new = new_address("robert");
     let (status, answer) =
         server.as_token(&bob).put("/api/v1/email", &json!({"email": new.to_uppercase()})).await;
@@ -394,7 +393,7 @@ async fn a_demo_account_starts_with_a_history_and_grows_only_while_watched() {
 /// second factor (AAL2) is not offered one.
 #[rocket::async_test]
 async fn a_password_sign_in_is_offered_a_passkey_and_a_strong_one_is_not() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let bob = server.cookie_user("bob", "foobared").await;
     let dashboard = async || {
         let res = bob.request(reqwest::Method::GET, "/dashboard").send().await.unwrap();
@@ -414,7 +413,7 @@ async fn a_password_sign_in_is_offered_a_passkey_and_a_strong_one_is_not() {
 /// passkey alone (AAL2) and never with a password.
 #[rocket::async_test]
 async fn an_account_opens_with_a_passkey_and_no_password_for_its_applicant_only() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let email = new_address("passkey");
     let before = stored(&server).await;
     let body = json!({"name": "Ada Passkey", "email": email});

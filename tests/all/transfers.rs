@@ -56,8 +56,13 @@ pub(crate) async fn set_balance(
     let config = redbank::Config { key_prefix: server.prefix.clone(), ..Default::default() };
     let balance = bank::balance(&db, account).await.unwrap();
     let date = redbank::clock::now_ms();
-    let rent =
-        common::transaction(account, "Rent", "Landlord", "debit", cents - balance.0, date, balance);
+    let rent = common::transaction(
+        account,
+        ("Rent", "Landlord", "debit"),
+        cents - balance.0,
+        date,
+        balance,
+    );
     bank::record(&db, &config, balance, &rent).await.unwrap();
     (db, config)
 }
@@ -115,8 +120,7 @@ async fn every_rule_is_a_clear_4xx_that_writes_nothing() {
 
 #[rocket::async_test]
 async fn small_transfers_are_exempt_until_the_count_or_total_is_reached() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
-    let bob = server.api_login("bob", "foobared").await;
+    let (server, bob) = TestServer::with_bob().await;
     let alice = server.api_login("alice", "wonderland").await;
     let (bob_before, alice_before) = (balance(&server, &bob).await, balance(&server, &alice).await);
     let mut last = Value::Null;
@@ -188,7 +192,7 @@ fn alice_code(offset: i64) -> String {
 /// confirms none, and a customer with only an authenticator app is told to add a passkey.
 #[rocket::async_test]
 async fn only_a_passkey_bound_to_the_transfer_confirms_it_never_a_code() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     // alice has only her authenticator app: told why, and what to add.
     let alice = server.api_login("alice", "wonderland").await;
     let (status, refused) =
@@ -225,7 +229,7 @@ async fn only_a_passkey_bound_to_the_transfer_confirms_it_never_a_code() {
 
 #[rocket::async_test]
 async fn a_passkey_assertion_for_one_transfer_fails_for_another() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let (bob, mut device) = bob_with_passkey(&server).await;
     let (_, a) = transfer(
         &server,
@@ -264,8 +268,7 @@ async fn a_passkey_assertion_for_one_transfer_fails_for_another() {
 
 #[rocket::async_test]
 async fn an_idempotency_key_makes_one_transfer() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
-    let bob = server.api_login("bob", "foobared").await;
+    let (server, bob) = TestServer::with_bob().await;
     let before = balance(&server, &bob).await;
     let k = key();
     let body = json!({"to_account": ALICE, "amount": 7.25, "reference": "Coffee"});
@@ -382,7 +385,7 @@ async fn sixteen_concurrent_transfers_and_the_generator_keep_the_books() {
 /// A pending transfer past its five minutes reads as expired, with nothing left to confirm.
 #[rocket::async_test]
 async fn an_expired_transfer_reads_as_expired() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let (bob, _) = bob_with_passkey(&server).await;
     let (_, t) = transfer(&server, &bob, &key(), json!({"to_account": ALICE, "amount": 75})).await;
     let id = t["id"].as_str().unwrap();
@@ -411,7 +414,7 @@ async fn an_expired_transfer_reads_as_expired() {
 /// A confirmed transfer whose request died before the debit is carried out by the recovery task.
 #[rocket::async_test]
 async fn a_transfer_confirmed_but_never_debited_is_carried_out_by_recovery() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let (bob, _) = bob_with_passkey(&server).await;
     let alice = server.api_login("alice", "wonderland").await;
     let alice_before = balance(&server, &alice).await;
@@ -457,8 +460,7 @@ async fn a_transfer_confirmed_but_never_debited_is_carried_out_by_recovery() {
 /// Starting transfers is limited per user, so nobody walks the account numbers for names.
 #[rocket::async_test]
 async fn transfer_starts_are_limited_per_user() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
-    let bob = server.api_login("bob", "foobared").await;
+    let (server, bob) = TestServer::with_bob().await;
     let mut statuses = Vec::new();
     for n in 0..31 {
         let body = json!({"to_account": format!("{:010}", 1_000_000_000u64 + n), "amount": 1});
@@ -482,7 +484,7 @@ pub(crate) async fn bob_with_passkey(server: &TestServer) -> (String, Device) {
 /// gone. With no replica to wait for, no answer speaks of replication.
 #[rocket::async_test]
 async fn a_pending_transfer_offers_no_method_once_the_last_passkey_is_gone() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let (bob, mut device) = bob_with_passkey(&server).await;
     let longest_key = "k".repeat(255);
     let body = json!({"to_account": ALICE, "amount": 50});
@@ -576,8 +578,7 @@ async fn pending_transfers_are_bounded_per_user_and_kept_only_until_they_expire(
 #[rocket::async_test]
 async fn racing_debits_never_overdraw_and_the_refused_ones_write_nothing() {
     use redbank::bank::store as bank;
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
-    let bob = server.api_login("bob", "foobared").await;
+    let (server, bob) = TestServer::with_bob().await;
     // bob's balance to $25.00, through the ledger (so it stays balanced).
     let (db, config) = set_bobs_balance(&server, 2500).await;
     let keys: Vec<String> = (0..4).map(|_| key()).collect();
@@ -615,7 +616,7 @@ async fn racing_debits_never_overdraw_and_the_refused_ones_write_nothing() {
     let balance = bank::balance(&db, BOB).await.unwrap();
     let date = redbank::clock::now_ms() + 1;
     let big =
-        crate::common::transaction(BOB, "Big", "Shop", "debit", -(balance.0 + 1), date, balance);
+        crate::common::transaction(BOB, ("Big", "Shop", "debit"), -(balance.0 + 1), date, balance);
     let refused = bank::record(&db, &config, balance, &big).await;
     assert!(matches!(&refused, Err(e) if e.to_string().contains("INSUFFICIENT")), "{refused:?}");
     let after = crate::bank::assert_balanced(shared_redis(), &server.prefix, BOB).await;
@@ -632,7 +633,7 @@ async fn racing_debits_never_overdraw_and_the_refused_ones_write_nothing() {
 /// read "still running" (409) for a day. It now says the transfer expired (410).
 #[rocket::async_test]
 async fn an_idempotency_key_whose_transfer_expired_and_was_forgotten_answers_410() {
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let (bob, _) = bob_with_passkey(&server).await;
     let idempotency = key();
     let body = json!({"to_account": ALICE, "amount": 75});
@@ -669,8 +670,7 @@ async fn an_idempotency_key_whose_transfer_expired_and_was_forgotten_answers_410
 #[rocket::async_test]
 async fn each_rule_holds_at_its_edge_and_says_which_rule() {
     use redbank::bank::store as bank;
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
-    let bob = server.api_login("bob", "foobared").await;
+    let (server, bob) = TestServer::with_bob().await;
     let refusal = |body: Value| {
         let bob = &bob;
         let server = &server;
@@ -743,7 +743,7 @@ async fn the_exemption_and_the_daily_limit_hold_at_their_edges() {
     server.stop().await.unwrap();
 
     // Five exempt transfers use the count up; a passkey confirmation starts it again.
-    let server = TestServer::start(shared_redis(), None, |f| f).await;
+    let server = TestServer::new().await;
     let (bob, mut device) = bob_with_passkey(&server).await;
     let small = json!({"to_account": ALICE, "amount": 1});
     for _ in 0..5 {

@@ -617,17 +617,19 @@ impl TestApp {
     }
 }
 
+/// A transaction's text: its description, vendor and kind.
+pub type Text<'a> = (&'a str, &'a str, &'a str);
+
 /// A transaction with known text for `store::record` (`balance` is the current balance; the id is
 /// derived from `date`, so dates must be unique per account).
 pub fn transaction(
     number: &str,
-    description: &str,
-    vendor: &str,
-    kind: &str,
+    text: Text<'_>,
     cents: i64,
     date: i64,
     balance: Cents,
 ) -> Transaction {
+    let (description, vendor, kind) = text;
     Transaction {
         id: date as u64 * 1000 + 7,
         account_id: number.into(),

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::common::request::RequestHelper;
 use crate::common::{
-    LoginForm, RedisServer, credentials, test_figment, two_free_ports, unique_prefix,
+    LoginForm, RedisServer, credentials, shared_redis, test_figment, two_free_ports, unique_prefix,
 };
 
 /// Which server carries `/events`: Rocket's own port or the stream listener.
@@ -44,6 +44,19 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// The app on a real port against the shared Redis, with its own prefix and the test
+    /// configuration as it is.
+    pub async fn new() -> Self {
+        Self::start(shared_redis(), None, |f| f).await
+    }
+
+    /// [`new`](Self::new), and bob signed in from the mobile app: his bearer token.
+    pub async fn with_bob() -> (Self, String) {
+        let server = Self::new().await;
+        let token = server.api_login("bob", "foobared").await;
+        (server, token)
+    }
+
     /// Launches the app against `redis` with `prefix` (a fresh one when None).
     pub async fn start(
         redis: &RedisServer,
