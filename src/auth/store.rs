@@ -12,7 +12,7 @@ use redis::Value;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::redis::doc::to_json;
+use crate::redis::doc::{PutJson, to_json};
 use crate::redis::{Db, Keys, create_json_index, is_missing_index, parse_stored, search_hits};
 
 use super::model::{
@@ -70,20 +70,7 @@ async fn store_new(db: &Db, config: &Config, doc: &SessionDoc, now: i64) -> Resu
         return Err(Error::Unauthorized);
     }
     db.run(async |c| {
-        redis::pipe()
-            .atomic()
-            .cmd("JSON.SET")
-            .arg(&key)
-            .arg("$")
-            .arg(&json)
-            .arg("NX")
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(&key)
-            .arg(ttl)
-            .ignore()
-            .query_async::<_, ()>(c)
-            .await
+        redis::pipe().atomic().put_new_json(&key, &json, ttl).query_async::<_, ()>(c).await
     })
     .await?;
     Ok(token)

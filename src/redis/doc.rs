@@ -21,6 +21,27 @@ fn from_json<T: DeserializeOwned>(text: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|e| Error::Internal(format!("stored document: {e}")))
 }
 
+/// A document written inside a transaction that writes more than it (a session, a transfer
+/// and its index): the same two commands [`Db::put`] sends for [`As::Json`].
+pub trait PutJson {
+    /// `JSON.SET key $ json`, then `PEXPIRE key ms`: never a moment without the expiry.
+    fn put_json(&mut self, key: &str, json: &str, ms: i64) -> &mut Self;
+    /// The same with `NX`: a document already at `key` is left alone.
+    fn put_new_json(&mut self, key: &str, json: &str, ms: i64) -> &mut Self;
+}
+
+impl PutJson for redis::Pipeline {
+    fn put_json(&mut self, key: &str, json: &str, ms: i64) -> &mut Self {
+        self.cmd("JSON.SET").arg(key).arg("$").arg(json).ignore();
+        self.cmd("PEXPIRE").arg(key).arg(ms).ignore()
+    }
+
+    fn put_new_json(&mut self, key: &str, json: &str, ms: i64) -> &mut Self {
+        self.cmd("JSON.SET").arg(key).arg("$").arg(json).arg("NX").ignore();
+        self.cmd("PEXPIRE").arg(key).arg(ms).ignore()
+    }
+}
+
 /// How a document is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum As {
@@ -41,13 +62,10 @@ impl Db {
         ttl: Duration,
     ) -> Result<()> {
         let json = to_json(value)?;
-        let ms = ttl.as_millis().max(1) as u64;
+        let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
         self.run(async |c| match stored {
             As::Json => {
-                let mut pipe = redis::pipe();
-                pipe.atomic().cmd("JSON.SET").arg(key).arg("$").arg(&json).ignore();
-                pipe.cmd("PEXPIRE").arg(key).arg(ms).ignore();
-                pipe.query_async::<_, ()>(c).await
+                redis::pipe().atomic().put_json(key, &json, ms).query_async::<_, ()>(c).await
             }
             As::Text => {
                 redis::cmd("SET")

@@ -33,7 +33,7 @@ use crate::error::{Error, Result};
 use crate::lua;
 use crate::money::Cents;
 use crate::redis::Db;
-use crate::redis::doc::to_json;
+use crate::redis::doc::{PutJson, to_json};
 
 /// What the sender asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,20 +184,12 @@ async fn save(db: &Db, config: &Config, t: &Transfer) -> Result<()> {
     let (key, index) =
         (db.keys.transfer(&t.from_account, &t.id), db.keys.transfers_of(&t.from_account));
     let doc = to_json(t)?;
-    let kept_ms = kept_secs(config, t.status) * 1000;
+    let kept_ms = kept_secs(config, t.status) as i64 * 1000;
     let oldest = t.created_at - kept_secs(config, Status::Completed) as i64 * 1000;
     db.run(async |c| {
         redis::pipe()
             .atomic()
-            .cmd("JSON.SET")
-            .arg(&key)
-            .arg("$")
-            .arg(&doc)
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(&key)
-            .arg(kept_ms)
-            .ignore()
+            .put_json(&key, &doc, kept_ms)
             .cmd("ZADD")
             .arg(&index)
             .arg(t.created_at)
