@@ -2,18 +2,16 @@
 //! and the page a sensitive action sends a signed-in user through to step up. Forms work without
 //! script; passkeys need `static/js/passkey.js`.
 
-use std::sync::Arc;
-
 use rocket::form::FromForm;
 use rocket::http::{CookieJar, Status};
 use rocket::response::Redirect;
-use rocket::{State, get, post, uri};
+use rocket::{get, post, uri};
 use rocket_dyn_templates::{Template, context};
 
 use super::code::CodeKind;
 use super::pages::sign_in_browser;
 use super::{code, preauth, service as login};
-use crate::audit::ClientInfo;
+use crate::auth::context::AuthApp;
 use crate::auth::credential::Presented;
 use crate::auth::csrf::SameOrigin;
 use crate::auth::factors::store as factors;
@@ -21,14 +19,12 @@ use crate::auth::guard::{
     CurrentUser, MaybeUser, PreAuthCookie, pre_auth_cookie, pre_auth_removal_cookie, session_cookie,
 };
 use crate::auth::model::SessionKind;
-use crate::auth::password::Passwords;
 use crate::auth::step_up::service::step_up_with_password;
 use crate::auth::{csrf, store as sessions};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::Db;
 use crate::web::SecretForm;
-use crate::web::app::App;
 use crate::web::page::{Page, Reply};
 
 /// Where to go after a step-up: a path on this site, or `/security`. Printable ASCII only — a
@@ -106,10 +102,9 @@ pub async fn verify_page(
     next: Option<String>,
     user: MaybeUser,
     pre: PreAuthCookie,
-    jar: &CookieJar<'_>,
-    app: App<'_>,
+    app: AuthApp<'_>,
 ) -> Result<Reply> {
-    let App { db, config } = app;
+    let AuthApp { db, config, jar, .. } = app;
     match what_to_verify(db, user, &pre).await? {
         None => Ok(Reply::Done(Redirect::to(uri!("/login")))),
         Some(verify) => {
@@ -135,19 +130,15 @@ pub struct VerifyForm {
 }
 
 #[post("/login/verify", data = "<form>")]
-#[allow(clippy::too_many_arguments)] // one per request guard: what Rocket routes look like
 pub async fn verify_submit(
     _same_origin: SameOrigin,
     form: SecretForm<VerifyForm>,
     user: MaybeUser,
     pre: PreAuthCookie,
     presented: Presented,
-    client: ClientInfo,
-    jar: &CookieJar<'_>,
-    app: App<'_>,
-    passwords: &State<Arc<Passwords>>,
+    app: AuthApp<'_>,
 ) -> Result<Reply> {
-    let App { db, config } = app;
+    let AuthApp { db, config, passwords, client, jar, .. } = app;
     let form = form.0;
     let next = safe_next(Some(&form.next));
     let Some(verify) = what_to_verify(db, user, &pre).await? else {
