@@ -1,7 +1,7 @@
 //! [`AuthApp`]: what a sign-in, account, factor or step-up handler works with besides its own
 //! input and its user — the Redis handle and the configuration (as [`App`] gives every handler),
 //! the password hasher, the passkey relying party, who is calling, and the cookie jar — as one
-//! request guard. Before it, such a handler took up to six arguments for these, and four needed
+//! request guard. Before it, such a handler took up to six arguments for these, and three needed
 //! `allow(clippy::too_many_arguments)`. Every field is a borrow of state the stages put in place
 //! at ignition (or of the request), so building it costs one `ClientInfo`.
 
