@@ -8,6 +8,7 @@ use data_encoding::BASE32_NOPAD;
 use rand::RngCore;
 use rand::rngs::OsRng;
 
+use super::totp::typed_base32;
 use crate::secret::sha256_hex;
 
 /// Codes per set.
@@ -32,11 +33,7 @@ pub fn generate() -> Vec<String> {
 /// What is stored for a code: hex SHA-256 of its normalized form. None for text that cannot be a
 /// code (so a guess of the wrong shape costs no Redis call).
 pub fn digest(code: &str) -> Option<String> {
-    let clean: String = code
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != '-')
-        .map(|c| c.to_ascii_uppercase())
-        .collect();
+    let clean = typed_base32(code, '-');
     let bytes = BASE32_NOPAD.decode(clean.as_bytes()).ok()?;
     (bytes.len() == 10).then(|| sha256_hex(&clean))
 }

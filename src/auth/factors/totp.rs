@@ -38,12 +38,7 @@ impl TotpSecret {
     /// From the base32 form authenticator apps show (case, spaces and `=` padding ignored); at
     /// least 80 bits.
     pub fn from_base32(text: &str) -> Option<Self> {
-        let clean: String = text
-            .chars()
-            .filter(|c| !c.is_whitespace() && *c != '=')
-            .map(|c| c.to_ascii_uppercase())
-            .collect();
-        let bytes = BASE32_NOPAD.decode(clean.as_bytes()).ok()?;
+        let bytes = BASE32_NOPAD.decode(typed_base32(text, '=').as_bytes()).ok()?;
         (bytes.len() >= 10).then_some(TotpSecret(bytes))
     }
 
@@ -145,6 +140,15 @@ pub fn qr_text(uri: &str) -> Option<String> {
             .quiet_zone(true)
             .build(),
     )
+}
+
+/// Base32 as people type it: upper case, without white space or `separator` (the `=` padding of
+/// a secret, the `-` that groups a recovery code).
+pub fn typed_base32(text: &str, separator: char) -> String {
+    text.chars()
+        .filter(|c| !c.is_whitespace() && *c != separator)
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
 }
 
 #[cfg(test)]
