@@ -137,7 +137,7 @@ async fn append(db: &Db, username: &str, client: &ClientInfo, activity: Activity
     pipe.atomic().add_command(append_cmd(&key, MAX_ENTRIES, &[("doc", &doc)])).ignore();
     pipe.cmd("XTRIM").arg(&key).arg("MINID").arg("~").arg(now - max_age_ms).ignore();
     pipe.cmd("PEXPIRE").arg(&key).arg(max_age_ms).ignore();
-    db.run(async |c| pipe.query_async::<_, ()>(c).await).await
+    db.query::<()>(&pipe).await
 }
 
 /// The newest `count` entries, newest first (entries that no longer parse are skipped).
@@ -199,11 +199,7 @@ async fn announce(db: &Db, who: Announcer<'_>, notice: serde_json::Value) {
     });
     let payload = format!("{SECURITY_PREFIX}{message}");
     let channel = db.keys.events(who.account);
-    let published = db
-        .run(async |c| {
-            redis::cmd("SPUBLISH").arg(&channel).arg(&payload).query_async::<_, i64>(c).await
-        })
-        .await;
+    let published = db.query::<i64>(redis::cmd("SPUBLISH").arg(&channel).arg(&payload)).await;
     if let Err(e) = published {
         rocket::warn!("security notice not announced: {e}");
     }

@@ -215,7 +215,7 @@ async fn send_queued(db: &Db, mailer: &Mailer, consumer: &str) -> Result<usize> 
     let key = db.keys.mail_outbox();
     // Stale ones first, with how often each was delivered.
     let stale: Vec<(String, String, i64, i64)> = db
-        .run(async |c| {
+        .query(
             redis::cmd("XPENDING")
                 .arg(&key)
                 .arg(GROUP)
@@ -223,25 +223,21 @@ async fn send_queued(db: &Db, mailer: &Mailer, consumer: &str) -> Result<usize> 
                 .arg(RETRY_IDLE_MS)
                 .arg("-")
                 .arg("+")
-                .arg(20)
-                .query_async(c)
-                .await
-        })
+                .arg(20),
+        )
         .await?;
     let mut batch: Vec<(Entry, i64)> = Vec::new();
     if !stale.is_empty() {
         let ids: Vec<&str> = stale.iter().map(|(id, ..)| id.as_str()).collect();
         let claimed: redis::Value = db
-            .run(async |c| {
+            .query(
                 redis::cmd("XCLAIM")
                     .arg(&key)
                     .arg(GROUP)
                     .arg(consumer)
                     .arg(RETRY_IDLE_MS)
-                    .arg(&ids)
-                    .query_async(c)
-                    .await
-            })
+                    .arg(&ids),
+            )
             .await?;
         for entry in entries(&claimed) {
             let deliveries = stale.iter().find(|s| s.0 == entry.0).map_or(1, |s| s.3 + 1);
@@ -249,7 +245,7 @@ async fn send_queued(db: &Db, mailer: &Mailer, consumer: &str) -> Result<usize> 
         }
     }
     let fresh: redis::Value = db
-        .run(async |c| {
+        .query(
             redis::cmd("XREADGROUP")
                 .arg("GROUP")
                 .arg(GROUP)
@@ -258,10 +254,8 @@ async fn send_queued(db: &Db, mailer: &Mailer, consumer: &str) -> Result<usize> 
                 .arg(20)
                 .arg("STREAMS")
                 .arg(&key)
-                .arg(">")
-                .query_async(c)
-                .await
-        })
+                .arg(">"),
+        )
         .await?;
     // `[[stream, entries]]`, or nil when there is nothing new.
     if let redis::Value::Bulk(streams) = &fresh {
@@ -288,7 +282,7 @@ async fn send_queued(db: &Db, mailer: &Mailer, consumer: &str) -> Result<usize> 
             }
         };
         if done {
-            db.run(async |c| {
+            db.query::<()>(
                 redis::pipe()
                     .cmd("XACK")
                     .arg(&key)
@@ -298,10 +292,8 @@ async fn send_queued(db: &Db, mailer: &Mailer, consumer: &str) -> Result<usize> 
                     .cmd("XDEL")
                     .arg(&key)
                     .arg(&id)
-                    .ignore()
-                    .query_async::<_, ()>(c)
-                    .await
-            })
+                    .ignore(),
+            )
             .await?;
         }
     }
@@ -316,11 +308,8 @@ const FORGET_IDLE_MS: i64 = 3_600_000;
 /// (a consumer that still holds messages keeps them until another takes them over).
 async fn forget_idle_consumers(db: &Db) -> Result<()> {
     let key = db.keys.mail_outbox();
-    let consumers: Vec<std::collections::HashMap<String, redis::Value>> = db
-        .run(async |c| {
-            redis::cmd("XINFO").arg("CONSUMERS").arg(&key).arg(GROUP).query_async(c).await
-        })
-        .await?;
+    let consumers: Vec<std::collections::HashMap<String, redis::Value>> =
+        db.query(redis::cmd("XINFO").arg("CONSUMERS").arg(&key).arg(GROUP)).await?;
     let number = |v: Option<&redis::Value>| match v {
         Some(redis::Value::Int(n)) => *n,
         _ => 0,
@@ -329,16 +318,8 @@ async fn forget_idle_consumers(db: &Db) -> Result<()> {
         let name = consumer.get("name").and_then(crate::redis::value_text).unwrap_or_default();
         let (pending, idle) = (number(consumer.get("pending")), number(consumer.get("idle")));
         if pending == 0 && idle > FORGET_IDLE_MS && !name.is_empty() {
-            db.run(async |c| {
-                redis::cmd("XGROUP")
-                    .arg("DELCONSUMER")
-                    .arg(&key)
-                    .arg(GROUP)
-                    .arg(&name)
-                    .query_async::<_, ()>(c)
-                    .await
-            })
-            .await?;
+            db.query::<()>(redis::cmd("XGROUP").arg("DELCONSUMER").arg(&key).arg(GROUP).arg(&name))
+                .await?;
         }
     }
     Ok(())
@@ -349,16 +330,9 @@ async fn forget_idle_consumers(db: &Db) -> Result<()> {
 async fn ensure_group(db: &Db) -> Result<()> {
     let key = db.keys.mail_outbox();
     let created = db
-        .run(async |c| {
-            redis::cmd("XGROUP")
-                .arg("CREATE")
-                .arg(&key)
-                .arg(GROUP)
-                .arg("0")
-                .arg("MKSTREAM")
-                .query_async::<_, ()>(c)
-                .await
-        })
+        .query::<()>(
+            redis::cmd("XGROUP").arg("CREATE").arg(&key).arg(GROUP).arg("0").arg("MKSTREAM"),
+        )
         .await;
     match created {
         Err(Error::Redis(e)) if e.code() == Some("BUSYGROUP") => Ok(()),

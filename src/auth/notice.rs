@@ -158,16 +158,7 @@ async fn queue(
     let now = now_ms();
     let link = to_json(&Link { user: username.to_owned(), sent_at: now })?;
     let key = db.keys.not_me(&sha256_hex(&token));
-    db.run(async |c| {
-        redis::cmd("SET")
-            .arg(&key)
-            .arg(&link)
-            .arg("EX")
-            .arg(LINK_SECS)
-            .query_async::<_, ()>(c)
-            .await
-    })
-    .await?;
+    db.query::<()>(redis::cmd("SET").arg(&key).arg(&link).arg("EX").arg(LINK_SECS)).await?;
     let device = known_device(&client.user_agent);
     let text = format!(
         "Hello {name},\n\n\
@@ -210,8 +201,7 @@ pub struct LinkView {
 /// The account a link names, without using it (the page the mail links to).
 pub async fn peek(db: &Db, token: &str) -> Result<LinkView> {
     let key = db.keys.not_me(&sha256_hex(token));
-    let raw: Option<String> =
-        db.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await).await?;
+    let raw: Option<String> = db.query(redis::cmd("GET").arg(&key)).await?;
     let link: Link = raw.and_then(|r| serde_json::from_str(&r).ok()).ok_or_else(gone)?;
     let user = crate::auth::users::get_user(db, &link.user).await?.ok_or_else(gone)?;
     Ok(LinkView {
@@ -244,8 +234,7 @@ pub async fn undo(db: &Db, token: &str, client: &ClientInfo) -> Result<Undone> {
         return Err(gone());
     }
     let key = db.keys.not_me(&sha256_hex(token));
-    let raw: Option<String> =
-        db.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await).await?;
+    let raw: Option<String> = db.query(redis::cmd("GET").arg(&key)).await?;
     let link: Link = raw.and_then(|r| serde_json::from_str(&r).ok()).ok_or_else(gone)?;
     let user = link.user;
     crate::auth::users::set_password_compromised(db, &user, true).await?;
@@ -277,7 +266,7 @@ pub async fn undo(db: &Db, token: &str, client: &ClientInfo) -> Result<Undone> {
     }
     undone.signed_out = sessions::destroy_others(db, &user, None).await?;
     throttle::forget_devices(db, &user).await?;
-    let used: i64 = db.run(async |c| redis::cmd("DEL").arg(&key).query_async(c).await).await?;
+    let used: i64 = db.query(redis::cmd("DEL").arg(&key)).await?;
     if used == 0 {
         // Another request with this link finished first: it reported what was done.
         return Err(gone());

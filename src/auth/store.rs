@@ -69,10 +69,7 @@ async fn store_new(db: &Db, config: &Config, doc: &SessionDoc, now: i64) -> Resu
     if ttl <= 0 {
         return Err(Error::Unauthorized);
     }
-    db.run(async |c| {
-        redis::pipe().atomic().put_new_json(&key, &json, ttl).query_async::<_, ()>(c).await
-    })
-    .await?;
+    db.query::<()>(redis::pipe().atomic().put_new_json(&key, &json, ttl)).await?;
     Ok(token)
 }
 
@@ -117,8 +114,7 @@ pub async fn load_session(
     kind: SessionKind,
 ) -> Result<Option<Session>> {
     let key = db.keys.session(token.id().as_str());
-    let raw: Result<Option<String>> =
-        db.run(async |c| redis::cmd("JSON.GET").arg(&key).query_async(c).await).await;
+    let raw: Result<Option<String>> = db.query(redis::cmd("JSON.GET").arg(&key)).await;
     let raw = match raw {
         Ok(None) => return Ok(None),
         Ok(Some(raw)) => raw,
@@ -180,7 +176,7 @@ fn doc_is_sane(doc: &SessionDoc) -> bool {
 }
 
 async fn delete(db: &Db, key: &str) -> Result<bool> {
-    let n: i64 = db.run(async |c| redis::cmd("DEL").arg(key).query_async(c).await).await?;
+    let n: i64 = db.query(redis::cmd("DEL").arg(key)).await?;
     Ok(n > 0)
 }
 
@@ -192,8 +188,7 @@ pub async fn destroy(db: &Db, id: &SessionId) -> Result<bool> {
 /// One session by id (for ownership checks before a revoke).
 pub async fn get_session(db: &Db, id: &SessionId) -> Result<Option<SessionDoc>> {
     let key = db.keys.session(id.as_str());
-    let raw: Option<String> =
-        db.run(async |c| redis::cmd("JSON.GET").arg(&key).query_async(c).await).await?;
+    let raw: Option<String> = db.query(redis::cmd("JSON.GET").arg(&key)).await?;
     Ok(raw.and_then(|raw| parse_stored(&key, &raw)))
 }
 
@@ -211,8 +206,7 @@ pub async fn ensure_index(db: &Db) -> Result<()> {
     ];
     create_json_index(db, &db.keys.session_index(), &db.keys.session_prefix(), &schema).await?;
     for legacy in db.keys.legacy_session_indexes() {
-        let dropped: Result<String> =
-            db.run(async |c| redis::cmd("FT.DROPINDEX").arg(&legacy).query_async(c).await).await;
+        let dropped: Result<String> = db.query(redis::cmd("FT.DROPINDEX").arg(&legacy)).await;
         match dropped {
             Ok(_) => rocket::info!("sessions: dropped the old index {legacy}"),
             Err(e) if is_missing_index(&e) => {}
@@ -228,7 +222,7 @@ pub async fn ensure_index(db: &Db) -> Result<()> {
 async fn enforce_session_cap(db: &Db, config: &Config, user: &str, keep: &SessionId) -> Result<()> {
     let index = db.keys.session_index();
     let query = async |offset: usize, count: usize| {
-        db.run(async |c| {
+        db.query::<Vec<Value>>(
             redis::cmd("FT.SEARCH")
                 .arg(&index)
                 .arg("@user:{$user}")
@@ -244,10 +238,8 @@ async fn enforce_session_cap(db: &Db, config: &Config, user: &str, keep: &Sessio
                 .arg("user")
                 .arg(user)
                 .arg("DIALECT")
-                .arg(2)
-                .query_async::<_, Vec<Value>>(c)
-                .await
-        })
+                .arg(2),
+        )
         .await
     };
     let total = match query(0, 0).await {
@@ -287,16 +279,14 @@ async fn enforce_session_cap(db: &Db, config: &Config, user: &str, keep: &Sessio
 pub async fn count_kind(db: &Db, kind: &str) -> Result<u64> {
     let index = db.keys.session_index();
     let reply: Vec<redis::Value> = db
-        .run(async |c| {
+        .query(
             redis::cmd("FT.SEARCH")
                 .arg(&index)
                 .arg(format!("@kind:{{{kind}}}"))
                 .arg("LIMIT")
                 .arg(0)
-                .arg(0)
-                .query_async(c)
-                .await
-        })
+                .arg(0),
+        )
         .await?;
     Ok(search_hits(&reply).0 as u64)
 }
@@ -383,9 +373,8 @@ pub async fn set_session_field(
     let key = db.keys.session(id.as_str());
     let path = format!("$.{field}");
     let json = value.to_string();
-    let written: Result<Option<String>> = db
-        .run(async |c| redis::cmd("JSON.SET").arg(&key).arg(&path).arg(&json).query_async(c).await)
-        .await;
+    let written: Result<Option<String>> =
+        db.query(redis::cmd("JSON.SET").arg(&key).arg(&path).arg(&json)).await;
     match written {
         Ok(reply) => Ok(reply.is_some()),
         // "new objects must be created at the root": the session is gone; do not bring it back.
@@ -397,5 +386,5 @@ pub async fn set_session_field(
 /// Whether the session still exists — a read that never extends it (SSE heartbeats use it).
 pub async fn session_exists(db: &Db, id: &SessionId) -> Result<bool> {
     let key = db.keys.session(id.as_str());
-    db.run(async |c| redis::cmd("EXISTS").arg(&key).query_async(c).await).await
+    db.query(redis::cmd("EXISTS").arg(&key)).await
 }

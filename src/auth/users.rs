@@ -13,8 +13,7 @@ pub async fn get_user(db: &Db, username: &str) -> Result<Option<User>> {
         return Ok(None);
     }
     let key = db.keys.user(username);
-    let raw: Option<String> =
-        db.run(async |c| redis::cmd("JSON.GET").arg(&key).query_async(c).await).await?;
+    let raw: Option<String> = db.query(redis::cmd("JSON.GET").arg(&key)).await?;
     match raw {
         None => Ok(None),
         Some(raw) => serde_json::from_str(&raw)
@@ -26,7 +25,7 @@ pub async fn get_user(db: &Db, username: &str) -> Result<Option<User>> {
 /// Deletes a user document (not its account or history); true when it existed.
 pub async fn delete_user(db: &Db, username: &str) -> Result<bool> {
     let key = db.keys.user(username);
-    let n: i64 = db.run(async |c| redis::cmd("DEL").arg(&key).query_async(c).await).await?;
+    let n: i64 = db.query(redis::cmd("DEL").arg(&key)).await?;
     Ok(n == 1)
 }
 
@@ -34,16 +33,8 @@ pub async fn delete_user(db: &Db, username: &str) -> Result<bool> {
 pub async fn set_password_hash(db: &Db, username: &str, hash: &str) -> Result<()> {
     let key = db.keys.user(username);
     let json = serde_json::Value::from(hash).to_string();
-    db.run(async |c| {
-        redis::cmd("JSON.SET")
-            .arg(&key)
-            .arg("$.password_hash")
-            .arg(&json)
-            .arg("XX")
-            .query_async::<_, ()>(c)
-            .await
-    })
-    .await
+    db.query::<()>(redis::cmd("JSON.SET").arg(&key).arg("$.password_hash").arg(&json).arg("XX"))
+        .await
 }
 
 /// Sets (or, with None, removes) a user's e-mail address by JSON path, in a script that first
@@ -70,10 +61,7 @@ pub async fn set_email(db: &Db, username: &str, email: Option<&str>) -> Result<(
     if set == 1 {
         if let Some(address) = email {
             let owner = db.keys.email_owner(&address.to_lowercase());
-            db.run(async |c| {
-                redis::cmd("SET").arg(&owner).arg(username).query_async::<_, ()>(c).await
-            })
-            .await?;
+            db.query::<()>(redis::cmd("SET").arg(&owner).arg(username)).await?;
         }
     }
     if let Some(old) = old.filter(|old| email.is_none_or(|new| !new.eq_ignore_ascii_case(old))) {
@@ -101,11 +89,8 @@ async fn release_email(db: &Db, username: &str, address: &str) -> Result<()> {
 /// free, or theirs already), false when another account holds it.
 pub async fn claim_email(db: &Db, username: &str, address: &str) -> Result<bool> {
     let owner = db.keys.email_owner(&address.to_lowercase());
-    let holder: Option<String> = db
-        .run(async |c| {
-            redis::cmd("SET").arg(&owner).arg(username).arg("NX").arg("GET").query_async(c).await
-        })
-        .await?;
+    let holder: Option<String> =
+        db.query(redis::cmd("SET").arg(&owner).arg(username).arg("NX").arg("GET")).await?;
     Ok(holder.is_none_or(|h| h == username))
 }
 
@@ -117,8 +102,7 @@ pub async fn find_by_email(db: &Db, address: &str) -> Result<Option<User>> {
         return Ok(None);
     }
     let owner = db.keys.email_owner(&lower);
-    let username: Option<String> =
-        db.run(async |c| redis::cmd("GET").arg(&owner).query_async(c).await).await?;
+    let username: Option<String> = db.query(redis::cmd("GET").arg(&owner)).await?;
     let Some(username) = username else { return Ok(None) };
     let user = get_user(db, &username).await?;
     Ok(user.filter(|u| u.email.as_deref().is_some_and(|e| e.to_lowercase() == lower)))
@@ -197,17 +181,14 @@ pub async fn set_password_compromised(db: &Db, username: &str, compromised: bool
 
 pub async fn user_exists(db: &Db, username: &str) -> Result<bool> {
     let key = db.keys.user(username);
-    db.run(async |c| redis::cmd("EXISTS").arg(&key).query_async(c).await).await
+    db.query(redis::cmd("EXISTS").arg(&key)).await
 }
 
 /// Creates the user unless it exists; true when created.
 pub async fn create_user(db: &Db, user: &User) -> Result<bool> {
     let key = db.keys.user(&user.username);
     let doc = to_json(user)?;
-    let created: Option<String> = db
-        .run(async |c| {
-            redis::cmd("JSON.SET").arg(&key).arg("$").arg(&doc).arg("NX").query_async(c).await
-        })
-        .await?;
+    let created: Option<String> =
+        db.query(redis::cmd("JSON.SET").arg(&key).arg("$").arg(&doc).arg("NX")).await?;
     Ok(created.is_some())
 }

@@ -87,7 +87,7 @@ pub struct StreamPage {
 /// The newest `limit` entries, newest first: XREVRANGE … COUNT — cost independent of history.
 pub async fn recent_entries(db: &Db, number: &str, limit: usize) -> Result<Vec<Entry>> {
     let cmd = range_cmd(&db.keys.stream(number), "XREVRANGE", "+", "-", limit);
-    let reply: Vec<Value> = db.run(async |c| cmd.query_async(c).await).await?;
+    let reply: Vec<Value> = db.query(&cmd).await?;
     Ok(parse_entries(reply))
 }
 
@@ -99,7 +99,7 @@ pub async fn entries_after(
     limit: usize,
 ) -> Result<StreamPage> {
     let cmd = range_cmd(&db.keys.stream(number), "XRANGE", &format!("({after_id}"), "+", limit);
-    let reply: Vec<Value> = db.run(async |c| cmd.query_async(c).await).await?;
+    let reply: Vec<Value> = db.query(&cmd).await?;
     let (last_id, last_page) = (last_id(&reply), reply.len() < limit);
     Ok(StreamPage { entries: parse_entries(reply), last_id, last_page })
 }
@@ -123,9 +123,8 @@ pub async fn transactions_for(
     let mut fetched = match older.is_empty() {
         true => Vec::new(),
         false => {
-            let docs: Vec<Option<String>> = db
-                .run(async |c| redis::cmd("JSON.MGET").arg(&older).arg("$").query_async(c).await)
-                .await?;
+            let docs: Vec<Option<String>> =
+                db.query(redis::cmd("JSON.MGET").arg(&older).arg("$")).await?;
             docs.into_iter().zip(&older).collect()
         }
     }
@@ -174,7 +173,7 @@ pub async fn recent_view(
     if with_account {
         pipe.cmd("JSON.GET").arg(keys.account(number)).cmd("GET").arg(keys.balance(number));
     }
-    let mut reply: Vec<Value> = db.run(async |c| pipe.query_async(c).await).await?;
+    let mut reply: Vec<Value> = db.query(&pipe).await?;
     let (balance, account) = match reply.len() {
         3 => (reply.pop(), reply.pop()),
         _ => (None, None),
@@ -226,14 +225,7 @@ pub async fn balance_history(
     let key = db.keys.balance_series(number, series.name);
     // The bucket holding `start` begins before it, and its closing point may be inside.
     let members: Vec<String> = db
-        .run(async |c| {
-            redis::cmd("ZRANGEBYSCORE")
-                .arg(&key)
-                .arg(start - series.width_ms)
-                .arg("+inf")
-                .query_async(c)
-                .await
-        })
+        .query(redis::cmd("ZRANGEBYSCORE").arg(&key).arg(start - series.width_ms).arg("+inf"))
         .await?;
     let points = members
         .iter()
@@ -260,11 +252,8 @@ pub fn thin(points: Vec<BalancePoint>, max_points: usize) -> Vec<BalancePoint> {
 /// Top 5 vendors by amount spent, descending.
 pub async fn spenders(db: &Db, number: &str) -> Result<Spenders> {
     let key = db.keys.spenders(number);
-    let top: Vec<(String, f64)> = db
-        .run(async |c| {
-            redis::cmd("ZREVRANGE").arg(&key).arg(0).arg(4).arg("WITHSCORES").query_async(c).await
-        })
-        .await?;
+    let top: Vec<(String, f64)> =
+        db.query(redis::cmd("ZREVRANGE").arg(&key).arg(0).arg(4).arg("WITHSCORES")).await?;
     let (labels, series) =
         top.into_iter().map(|(name, cents)| (name, Cents(cents.round() as i64))).unzip();
     Ok(Spenders { labels, series })

@@ -158,7 +158,7 @@ pub async fn every_transaction(db: &Db, number: &str) -> Result<Vec<(String, Tra
     loop {
         let query = format!("@accountId:{{$acct}} @date:[-inf {upto}]");
         let reply: Vec<Value> = db
-            .run(async |c| {
+            .query(
                 redis::cmd("FT.SEARCH")
                     .arg(&index)
                     .arg(&query)
@@ -173,10 +173,8 @@ pub async fn every_transaction(db: &Db, number: &str) -> Result<Vec<(String, Tra
                     .arg(0)
                     .arg(PAGE)
                     .arg("DIALECT")
-                    .arg(2)
-                    .query_async(c)
-                    .await
-            })
+                    .arg(2),
+            )
             .await?;
         let (_, hits) = search_hits(&reply);
         let full = hits.len() == PAGE;

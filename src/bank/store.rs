@@ -24,7 +24,7 @@ use crate::redis::{Db, value_text};
 pub async fn ensure_account(db: &Db, account: &Account) -> Result<()> {
     let keys = &db.keys;
     let doc = to_json(account)?;
-    db.run(async |c| {
+    db.query::<()>(
         redis::pipe()
             .cmd("JSON.SET")
             .arg(keys.account(&account.number))
@@ -38,10 +38,8 @@ pub async fn ensure_account(db: &Db, account: &Account) -> Result<()> {
             .arg("NX")
             .ignore()
             .sadd(keys.accounts(), &account.number)
-            .ignore()
-            .query_async::<_, ()>(c)
-            .await
-    })
+            .ignore(),
+    )
     .await
 }
 
@@ -51,16 +49,13 @@ pub async fn open_account(db: &Db, account: &Account, opening: Cents) -> Result<
     let keys = &db.keys;
     let doc = to_json(account)?;
     let key = keys.account(&account.number);
-    let created: Option<String> = db
-        .run(async |c| {
-            redis::cmd("JSON.SET").arg(&key).arg("$").arg(&doc).arg("NX").query_async(c).await
-        })
-        .await?;
+    let created: Option<String> =
+        db.query(redis::cmd("JSON.SET").arg(&key).arg("$").arg(&doc).arg("NX")).await?;
     if created.is_none() {
         return Ok(false);
     }
     let balance = keys.balance(&account.number);
-    db.run(async |c| {
+    db.query::<()>(
         redis::pipe()
             .cmd("SET")
             .arg(&balance)
@@ -68,18 +63,15 @@ pub async fn open_account(db: &Db, account: &Account, opening: Cents) -> Result<
             .arg("NX")
             .ignore()
             .sadd(keys.accounts_opened(), &account.number)
-            .ignore()
-            .query_async::<_, ()>(c)
-            .await
-    })
+            .ignore(),
+    )
     .await?;
     Ok(true)
 }
 
 pub async fn get_account(db: &Db, number: &str) -> Result<Option<Account>> {
     let key = db.keys.account(number);
-    let raw: Option<String> =
-        db.run(async |c| redis::cmd("JSON.GET").arg(&key).query_async(c).await).await?;
+    let raw: Option<String> = db.query(redis::cmd("JSON.GET").arg(&key)).await?;
     raw.map(|raw| {
         serde_json::from_str(&raw).map_err(|e| Error::Internal(format!("account {number}: {e}")))
     })
@@ -89,9 +81,8 @@ pub async fn get_account(db: &Db, number: &str) -> Result<Option<Account>> {
 /// Every account: the configured ones and those customers opened.
 pub async fn all_account_numbers(db: &Db) -> Result<Vec<String>> {
     let (configured, opened) = (db.keys.accounts(), db.keys.accounts_opened());
-    let mut numbers: Vec<String> = db
-        .run(async |c| redis::cmd("SUNION").arg(&configured).arg(&opened).query_async(c).await)
-        .await?;
+    let mut numbers: Vec<String> =
+        db.query(redis::cmd("SUNION").arg(&configured).arg(&opened)).await?;
     numbers.sort();
     Ok(numbers)
 }
@@ -148,16 +139,14 @@ pub async fn watched_accounts(db: &Db, now: i64, max: usize) -> Result<Vec<Strin
 /// The configured accounts (the generator's work list).
 pub async fn account_numbers(db: &Db) -> Result<Vec<String>> {
     let key = db.keys.accounts();
-    let mut numbers: Vec<String> =
-        db.run(async |c| redis::cmd("SMEMBERS").arg(&key).query_async(c).await).await?;
+    let mut numbers: Vec<String> = db.query(redis::cmd("SMEMBERS").arg(&key)).await?;
     numbers.sort();
     Ok(numbers)
 }
 
 pub async fn balance(db: &Db, number: &str) -> Result<Cents> {
     let key = db.keys.balance(number);
-    let cents: Option<i64> =
-        db.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await).await?;
+    let cents: Option<i64> = db.query(redis::cmd("GET").arg(&key)).await?;
     Ok(cents.map_or(OPENING_BALANCE, Cents))
 }
 
@@ -291,9 +280,7 @@ async fn announce_when_replicated(db: &Db, config: &Config, since: u64, channel:
         rocket::warn!("a transaction was not confirmed by a replica in time: not announced live");
         return;
     }
-    let publish = db
-        .run(async |c| redis::cmd("SPUBLISH").arg(channel).arg(msg).query_async::<_, i64>(c).await);
-    if let Err(e) = publish.await {
+    if let Err(e) = db.query::<i64>(redis::cmd("SPUBLISH").arg(channel).arg(msg)).await {
         rocket::warn!("a replicated transaction could not be announced: {e}");
     }
 }

@@ -344,8 +344,7 @@ async fn listen(
                     return Ended::Lost(e.to_string());
                 }
                 if watch {
-                    let ping = db.run(async |c| redis::cmd("PING").query_async::<_, ()>(c).await);
-                    let _ = ping.await;
+                    let _ = db.query::<()>(&redis::cmd("PING")).await;
                     match db.primary_client().await {
                         Ok(now) if now.get_connection_info().addr != subscribed_to => {
                             rocket::warn!("live: the primary moved to {}; resubscribing", now.get_connection_info().addr);

@@ -82,16 +82,14 @@ impl Db {
 
     /// The JSON text at `key` as a `T`; None when there is none.
     pub async fn get_text<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        let raw: Option<String> =
-            self.run(async |c| redis::cmd("GET").arg(key).query_async(c).await).await?;
+        let raw: Option<String> = self.query(redis::cmd("GET").arg(key)).await?;
         raw.as_deref().map(from_json).transpose()
     }
 
     /// Takes (reads and deletes, in one command) the JSON text at `key`: of two callers racing
     /// for one value, one gets it.
     pub async fn take_text<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        let raw: Option<String> =
-            self.run(async |c| redis::cmd("GETDEL").arg(key).query_async(c).await).await?;
+        let raw: Option<String> = self.query(redis::cmd("GETDEL").arg(key)).await?;
         raw.as_deref().map(from_json).transpose()
     }
 }

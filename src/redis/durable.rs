@@ -111,14 +111,9 @@ impl Db {
     /// write off the disk. Not fatal, as the module check: Redis may be down at startup.
     pub async fn check_fsync(&self) {
         let asked = self
-            .run(async |c| {
-                redis::cmd("CONFIG")
-                    .arg("GET")
-                    .arg("appendonly")
-                    .arg("appendfsync")
-                    .query_async::<_, Vec<String>>(c)
-                    .await
-            })
+            .query::<Vec<String>>(
+                redis::cmd("CONFIG").arg("GET").arg("appendonly").arg("appendfsync"),
+            )
             .await;
         match asked {
             Ok(pairs) => {

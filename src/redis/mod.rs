@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use redis::RedisResult;
 use redis::aio::MultiplexedConnection;
+use redis::{FromRedisValue, RedisResult};
 use rocket::fairing::{AdHoc, Fairing};
 use rocket::{Build, Rocket};
 use rocket_db_pools::Database;
@@ -100,6 +100,32 @@ struct Held {
 /// the bottleneck.
 const SHARED_CONNECTIONS: usize = 16;
 
+/// What [`Db::query`] sends: a command or a pipeline.
+pub trait Query: Sync {
+    fn send<T: FromRedisValue>(
+        &self,
+        c: &mut MultiplexedConnection,
+    ) -> impl Future<Output = RedisResult<T>> + Send;
+}
+
+impl Query for redis::Cmd {
+    fn send<T: FromRedisValue>(
+        &self,
+        c: &mut MultiplexedConnection,
+    ) -> impl Future<Output = RedisResult<T>> + Send {
+        self.query_async(c)
+    }
+}
+
+impl Query for redis::Pipeline {
+    fn send<T: FromRedisValue>(
+        &self,
+        c: &mut MultiplexedConnection,
+    ) -> impl Future<Output = RedisResult<T>> + Send {
+        self.query_async(c)
+    }
+}
+
 /// Which connection a call runs on.
 #[derive(Debug, Clone, Copy)]
 enum Slot {
@@ -121,6 +147,12 @@ impl Db {
         };
         let slot = Slot::Shared(self.shared.next.fetch_add(1, Ordering::Relaxed) % slots);
         self.run_on(slot, self.timeout, f).await
+    }
+
+    /// Sends one command or pipeline (a `MULTI` transaction too), built with `redis`'s own
+    /// builders, as [`Db::run`] does, and reads its reply as `T`: what most store functions need.
+    pub async fn query<T: FromRedisValue>(&self, query: &impl Query) -> Result<T> {
+        self.run(async |c| query.send(c).await).await
     }
 
     /// [`Db::run`] on the connection of `slot`, bounded by `bound`.

@@ -10,8 +10,7 @@ pub const REQUIRED_MODULES: [(&str, &str); 2] = [("ReJSON", "RedisJSON"), ("sear
 
 /// Names (for humans) of the required modules the server lacks; empty when all are loaded.
 pub async fn missing_modules(db: &Db) -> Result<Vec<&'static str>> {
-    let modules: Vec<Vec<Value>> =
-        db.run(async |c| redis::cmd("MODULE").arg("LIST").query_async(c).await).await?;
+    let modules: Vec<Vec<Value>> = db.query(redis::cmd("MODULE").arg("LIST")).await?;
     let loaded: Vec<String> = modules
         .iter()
         .filter_map(|fields| {

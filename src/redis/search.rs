@@ -33,16 +33,14 @@ pub fn parse_stored<T: serde::de::DeserializeOwned>(
 /// `FT.CREATE <name> ON JSON PREFIX 1 <prefix> SCHEMA <schema…>`, where an existing index is fine.
 pub async fn create_json_index(db: &Db, name: &str, prefix: &str, schema: &[&str]) -> Result<()> {
     let created: Result<String> = db
-        .run(async |c| {
+        .query(
             redis::cmd("FT.CREATE")
                 .arg(name)
                 .arg(&["ON", "JSON", "PREFIX", "1"][..])
                 .arg(prefix)
                 .arg("SCHEMA")
-                .arg(schema)
-                .query_async(c)
-                .await
-        })
+                .arg(schema),
+        )
         .await;
     match created {
         Err(Error::Redis(e)) if e.to_string().contains("already exists") => Ok(()),

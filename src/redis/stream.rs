@@ -43,7 +43,7 @@ impl Db {
     /// Appends an entry to the capped stream `key` (see [`append_cmd`]).
     pub async fn append(&self, key: &str, max: usize, fields: &[(&str, &str)]) -> Result<()> {
         let cmd = append_cmd(key, max, fields);
-        self.run(async |c| cmd.query_async::<_, ()>(c).await).await
+        self.query::<()>(&cmd).await
     }
 
     /// The newest `count` entries of the stream `key`, newest first (`XREVRANGE + - COUNT`: its
@@ -51,7 +51,7 @@ impl Db {
     pub async fn newest_entries(&self, key: &str, count: usize) -> Result<Vec<StreamEntry>> {
         let mut cmd = redis::cmd("XREVRANGE");
         cmd.arg(key).arg("+").arg("-").arg("COUNT").arg(count);
-        let reply: Vec<Value> = self.run(async |c| cmd.query_async(c).await).await?;
+        let reply: Vec<Value> = self.query(&cmd).await?;
         Ok(reply.iter().filter_map(entry).collect())
     }
 }

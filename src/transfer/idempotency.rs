@@ -43,17 +43,15 @@ pub async fn create_once(
     let remembered = Remembered { request: req.clone(), transfer: id.clone(), at: now_ms() };
     let json = to_json(&remembered)?;
     let stored: Option<String> = db
-        .run(async |c| {
+        .query(
             redis::cmd("SET")
                 .arg(&key)
                 .arg(&json)
                 .arg("NX")
                 .arg("GET")
                 .arg("EX")
-                .arg(IDEMPOTENCY_SECS)
-                .query_async(c)
-                .await
-        })
+                .arg(IDEMPOTENCY_SECS),
+        )
         .await?;
     let Some(earlier) = stored else {
         // First use of the key. When no transfer came of it (refused, or Redis failed before it

@@ -294,8 +294,7 @@ async fn balance_and_id(db: &Db, account: &str) -> Result<(Cents, i64, u64)> {
 /// The credits `account` owes, oldest first.
 pub async fn owed_by(db: &Db, account: &str) -> Result<Vec<CreditOwed>> {
     let key = db.keys.credits_owed(account);
-    let all: Vec<String> =
-        db.run(async |c| redis::cmd("HVALS").arg(&key).query_async(c).await).await?;
+    let all: Vec<String> = db.query(redis::cmd("HVALS").arg(&key)).await?;
     let mut owed: Vec<CreditOwed> = all
         .iter()
         .filter_map(|json| match serde_json::from_str(json) {
@@ -314,8 +313,7 @@ pub async fn owed_by(db: &Db, account: &str) -> Result<Vec<CreditOwed>> {
 /// What the sender sent on the UTC day of `now` (for the daily limit).
 pub async fn sent_today(db: &Db, account: &str, now: i64) -> Result<Cents> {
     let key = db.keys.sent_on(account, &day_of(now));
-    let sent: Option<i64> =
-        db.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await).await?;
+    let sent: Option<i64> = db.query(redis::cmd("GET").arg(&key)).await?;
     Ok(Cents(sent.unwrap_or(0)))
 }
 

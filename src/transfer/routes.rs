@@ -346,9 +346,7 @@ async fn form_page(
 ) -> Result<Page> {
     let doc = &user.0.doc;
     let key = db.keys.payees(&doc.account);
-    let recent: Vec<String> = db
-        .run(async |c| redis::cmd("ZREVRANGE").arg(&key).arg(0).arg(4).query_async(c).await)
-        .await?;
+    let recent: Vec<String> = db.query(redis::cmd("ZREVRANGE").arg(&key).arg(0).arg(4)).await?;
     let mut payees = Vec::new();
     for number in recent {
         if let Some(account) = bank::get_account(db, &number).await? {

@@ -124,7 +124,7 @@ async fn take_exemption(db: &Db, config: &Config, user: &str, amount: Cents) -> 
 /// A strong confirmation starts the exemption count again.
 async fn reset_exemption(db: &Db, user: &str) -> Result<()> {
     let key = db.keys.sca_tally(user);
-    db.run(async |c| redis::cmd("DEL").arg(&key).query_async::<_, ()>(c).await).await
+    db.query::<()>(redis::cmd("DEL").arg(&key)).await
 }
 
 pub(super) fn new_id() -> String {
@@ -186,7 +186,7 @@ async fn save(db: &Db, config: &Config, t: &Transfer) -> Result<()> {
     let doc = to_json(t)?;
     let kept_ms = kept_secs(config, t.status) as i64 * 1000;
     let oldest = t.created_at - kept_secs(config, Status::Completed) as i64 * 1000;
-    db.run(async |c| {
+    db.query::<()>(
         redis::pipe()
             .atomic()
             .put_json(&key, &doc, kept_ms)
@@ -203,10 +203,8 @@ async fn save(db: &Db, config: &Config, t: &Transfer) -> Result<()> {
             .cmd("PEXPIRE")
             .arg(&index)
             .arg(kept_secs(config, Status::Completed) * 1000)
-            .ignore()
-            .query_async::<_, ()>(c)
-            .await
-    })
+            .ignore(),
+    )
     .await
 }
 
@@ -216,8 +214,7 @@ pub async fn load(db: &Db, account: &str, id: &str) -> Result<Option<Transfer>> 
         return Ok(None);
     }
     let key = db.keys.transfer(account, id);
-    let raw: Option<String> =
-        db.run(async |c| redis::cmd("JSON.GET").arg(&key).query_async(c).await).await?;
+    let raw: Option<String> = db.query(redis::cmd("JSON.GET").arg(&key)).await?;
     raw.map(|raw| serde_json::from_str(&raw).map_err(|e| Error::Internal(format!("{key}: {e}"))))
         .transpose()
 }
@@ -306,10 +303,7 @@ pub(super) async fn create_with_id(
 /// before its debit (the debit script removes it).
 async fn executing(db: &Db, t: &Transfer) -> Result<()> {
     let key = db.keys.executing(&t.from_account);
-    db.run(async |c| {
-        redis::cmd("ZADD").arg(&key).arg(now_ms()).arg(&t.id).query_async::<_, ()>(c).await
-    })
-    .await
+    db.query::<()>(redis::cmd("ZADD").arg(&key).arg(now_ms()).arg(&t.id)).await
 }
 
 /// An exempt transfer whose debit was refused does not count against the exemption.
@@ -427,19 +421,14 @@ pub async fn passkey_options(
 /// The account's transfers left `executing` since before `before_ms`.
 pub async fn executing_before(db: &Db, account: &str, before_ms: i64) -> Result<Vec<String>> {
     let key = db.keys.executing(account);
-    db.run(async |c| {
-        redis::cmd("ZRANGEBYSCORE").arg(&key).arg("-inf").arg(before_ms).query_async(c).await
-    })
-    .await
+    db.query(redis::cmd("ZRANGEBYSCORE").arg(&key).arg("-inf").arg(before_ms)).await
 }
 
 /// Carries out transfer `id` of `account` if it is still `executing` (for the recovery task);
 /// true when it was.
 pub async fn resume(db: &Db, config: &Config, account: &str, id: &str) -> Result<bool> {
     let queue = db.keys.executing(account);
-    let forget = async || {
-        db.run(async |c| redis::cmd("ZREM").arg(&queue).arg(id).query_async::<_, ()>(c).await).await
-    };
+    let forget = async || db.query::<()>(redis::cmd("ZREM").arg(&queue).arg(id)).await;
     let Some(mut t) = load(db, account, id).await? else {
         forget().await?;
         return Ok(false);
@@ -470,10 +459,7 @@ async fn execute(db: &Db, config: &Config, t: &mut Transfer) -> Result<()> {
             t.failure = Some(message.into());
             save(db, config, t).await?;
             let queue = db.keys.executing(&t.from_account);
-            db.run(async |c| {
-                redis::cmd("ZREM").arg(&queue).arg(&t.id).query_async::<_, ()>(c).await
-            })
-            .await?;
+            db.query::<()>(redis::cmd("ZREM").arg(&queue).arg(&t.id)).await?;
             return Err(invalid(field, message));
         }
     }

@@ -146,8 +146,7 @@ pub async fn confirm(db: &Db, config: &Config, token: &str, client: &ClientInfo)
 /// and gives its user the `change`'s new address; 409 with `taken` when another account holds
 /// that address now.
 async fn move_address(db: &Db, key: &str, change: &Change, taken: &str) -> Result<()> {
-    let used: Option<String> =
-        db.run(async |c| redis::cmd("GETDEL").arg(key).query_async(c).await).await?;
+    let used: Option<String> = db.query(redis::cmd("GETDEL").arg(key)).await?;
     if used.is_none() {
         return Err(gone());
     }

@@ -215,7 +215,7 @@ pub async fn reset(
         return Err(gone());
     }
     let key = db.keys.password_reset(&sha256_hex(token));
-    db.run(async |c| redis::cmd("DEL").arg(&key).query_async::<_, ()>(c).await).await?;
+    db.query::<()>(redis::cmd("DEL").arg(&key)).await?;
     let signed_out = sessions::destroy_others(db, username, None).await?;
     throttle::forget_devices(db, username).await?;
     audit::record(db, username, client, Activity::PasswordReset { signed_out }).await;

@@ -260,17 +260,8 @@ pub async fn passkey_options(
             pending.username = Some(username.clone());
             let json = to_json(&pending)?;
             let key = db.keys.email_verification(&sha256_hex(token));
-            let kept: Option<String> = db
-                .run(async |c| {
-                    redis::cmd("SET")
-                        .arg(&key)
-                        .arg(&json)
-                        .arg("XX")
-                        .arg("KEEPTTL")
-                        .query_async(c)
-                        .await
-                })
-                .await?;
+            let kept: Option<String> =
+                db.query(redis::cmd("SET").arg(&key).arg(&json).arg("XX").arg("KEEPTTL")).await?;
             if kept.is_none() {
                 return Err(gone());
             }
@@ -304,7 +295,7 @@ pub async fn confirm(
     if let Err(Error::TooManyRequests { .. }) =
         throttle::per_window(db, &tries, TRIES, APPLICATION_SECS).await
     {
-        db.run(async |c| redis::cmd("DEL").arg(&key).query_async::<_, ()>(c).await).await?;
+        db.query::<()>(redis::cmd("DEL").arg(&key)).await?;
         return Err(gone());
     }
     let slot = passwords.slot().await?;
@@ -316,8 +307,7 @@ pub async fn confirm(
     if !right {
         return Err(wrong());
     }
-    let taken: Option<String> =
-        db.run(async |c| redis::cmd("GETDEL").arg(&key).query_async(c).await).await?;
+    let taken: Option<String> = db.query(redis::cmd("GETDEL").arg(&key)).await?;
     if taken.is_none() {
         return Err(gone());
     }
@@ -352,8 +342,7 @@ pub async fn confirm_with_passkey(
         })?;
     // The passkey first: an account must never open with nothing to sign in with.
     let view = passkey::store_registration(db, &username, new).await?;
-    let taken: Option<String> =
-        db.run(async |c| redis::cmd("GETDEL").arg(&key).query_async(c).await).await?;
+    let taken: Option<String> = db.query(redis::cmd("GETDEL").arg(&key)).await?;
     if taken.is_none() {
         return Err(gone());
     }

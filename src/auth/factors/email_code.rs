@@ -113,8 +113,7 @@ async fn issue(
     let key = code_key(db, username, factor);
     let replace = !matches!(factor, NewFactor::Password);
     if !replace {
-        let live: bool =
-            db.run(async |c| redis::cmd("EXISTS").arg(&key).query_async(c).await).await?;
+        let live: bool = db.query(redis::cmd("EXISTS").arg(&key)).await?;
         if live {
             return Ok(None);
         }

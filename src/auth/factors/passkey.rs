@@ -205,8 +205,7 @@ pub fn challenge_of(options: &Value) -> Result<String> {
 
 async fn stored_passkeys(db: &Db, username: &str) -> Result<Vec<(String, Stored)>> {
     let key = db.keys.passkeys(username);
-    let all: Vec<(String, String)> =
-        db.run(async |c| redis::cmd("HGETALL").arg(&key).query_async(c).await).await?;
+    let all: Vec<(String, String)> = db.query(redis::cmd("HGETALL").arg(&key)).await?;
     Ok(all
         .into_iter()
         .filter_map(|(id, json)| match serde_json::from_str::<Stored>(&json) {
@@ -239,11 +238,9 @@ pub async fn list(db: &Db, username: &str) -> Result<Vec<PasskeyView>> {
 /// Removes one passkey; its name when it existed.
 pub async fn remove(db: &Db, username: &str, id: &str) -> Result<Option<String>> {
     let key = db.keys.passkeys(username);
-    let stored: Option<String> =
-        db.run(async |c| redis::cmd("HGET").arg(&key).arg(id).query_async(c).await).await?;
+    let stored: Option<String> = db.query(redis::cmd("HGET").arg(&key).arg(id)).await?;
     let Some(stored) = stored else { return Ok(None) };
-    let removed: i64 =
-        db.run(async |c| redis::cmd("HDEL").arg(&key).arg(id).query_async(c).await).await?;
+    let removed: i64 = db.query(redis::cmd("HDEL").arg(&key).arg(id)).await?;
     let name = serde_json::from_str::<Stored>(&stored).map(|s| s.name).unwrap_or_default();
     Ok((removed == 1).then_some(name))
 }
@@ -395,8 +392,7 @@ pub async fn finish_authentication(db: &Db, rp: &RelyingParty, answer: &Value) -
     let id = URL_SAFE_NO_PAD.encode(cred_id);
     let user = user_handle::owner(db, &handle).await?.ok_or(Error::InvalidCode)?;
     let key = db.keys.passkeys(&user);
-    let before: Option<String> =
-        db.run(async |c| redis::cmd("HGET").arg(&key).arg(&id).query_async(c).await).await?;
+    let before: Option<String> = db.query(redis::cmd("HGET").arg(&key).arg(&id)).await?;
     let before = before.ok_or(Error::InvalidCode)?;
     let mut stored: Stored = serde_json::from_str(&before).map_err(internal)?;
     let result = rp

@@ -50,17 +50,15 @@ pub async fn factors(db: &Db, username: &str) -> Result<Factors> {
     let (totp, passkeys, codes) =
         (db.keys.totp(username), db.keys.passkeys(username), db.keys.recovery_codes(username));
     let (totp, passkeys, recovery_codes): (bool, usize, usize) = db
-        .run(async |c| {
+        .query(
             redis::pipe()
                 .cmd("EXISTS")
                 .arg(&totp)
                 .cmd("HLEN")
                 .arg(&passkeys)
                 .cmd("SCARD")
-                .arg(&codes)
-                .query_async(c)
-                .await
-        })
+                .arg(&codes),
+        )
         .await?;
     Ok(Factors { totp, passkeys, recovery_codes })
 }
@@ -93,8 +91,7 @@ fn unseal(db: &Db, username: &str, stored: &str) -> Option<TotpSecret> {
 /// The user's enrolled TOTP secret.
 pub async fn totp_secret(db: &Db, username: &str) -> Result<Option<TotpSecret>> {
     let key = db.keys.totp(username);
-    let secret: Option<String> =
-        db.run(async |c| redis::cmd("HGET").arg(&key).arg("secret").query_async(c).await).await?;
+    let secret: Option<String> = db.query(redis::cmd("HGET").arg(&key).arg("secret")).await?;
     Ok(secret.as_deref().and_then(|s| unseal(db, username, s)))
 }
 
@@ -110,24 +107,15 @@ pub async fn begin_totp(db: &Db, username: &str) -> Result<Pending> {
     let secret = TotpSecret::generate();
     let key = db.keys.totp_pending(username);
     let stored = seal(db, username, &secret)?;
-    db.run(async |c| {
-        redis::cmd("SET")
-            .arg(&key)
-            .arg(&stored)
-            .arg("EX")
-            .arg(PENDING_TOTP_SECS)
-            .query_async::<_, ()>(c)
-            .await
-    })
-    .await?;
+    db.query::<()>(redis::cmd("SET").arg(&key).arg(&stored).arg("EX").arg(PENDING_TOTP_SECS))
+        .await?;
     Ok(Pending { secret, stored })
 }
 
 /// The secret waiting for its confirming code.
 pub async fn pending_totp(db: &Db, username: &str) -> Result<Option<Pending>> {
     let key = db.keys.totp_pending(username);
-    let stored: Option<String> =
-        db.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await).await?;
+    let stored: Option<String> = db.query(redis::cmd("GET").arg(&key)).await?;
     Ok(stored.and_then(|stored| {
         let secret = unseal(db, username, &stored)?;
         Some(Pending { secret, stored })
@@ -180,16 +168,7 @@ pub async fn use_totp_code(db: &Db, username: &str, code: &str, now_secs: i64) -
 pub async fn totp_enrolled_at(db: &Db, username: &str) -> Result<Option<i64>> {
     let key = db.keys.totp(username);
     let (exists, at): (bool, Option<i64>) = db
-        .run(async |c| {
-            redis::pipe()
-                .cmd("EXISTS")
-                .arg(&key)
-                .cmd("HGET")
-                .arg(&key)
-                .arg("enrolled_at")
-                .query_async(c)
-                .await
-        })
+        .query(redis::pipe().cmd("EXISTS").arg(&key).cmd("HGET").arg(&key).arg("enrolled_at"))
         .await?;
     // A factor without the field (the demo's) counts as old.
     Ok(exists.then(|| at.unwrap_or(0)))
@@ -225,7 +204,7 @@ pub async fn reseal_all(db: &Db) -> Result<(usize, usize)> {
     let mut cursor: u64 = 0;
     loop {
         let (next, keys): (u64, Vec<String>) = db
-            .run(async |c| {
+            .query(
                 redis::cmd("SCAN")
                     .arg(cursor)
                     .arg("MATCH")
@@ -233,18 +212,15 @@ pub async fn reseal_all(db: &Db) -> Result<(usize, usize)> {
                     .arg("COUNT")
                     .arg(1000)
                     .arg("TYPE")
-                    .arg("hash")
-                    .query_async(c)
-                    .await
-            })
+                    .arg("hash"),
+            )
             .await?;
         for key in keys {
             let Some(user) = key.strip_prefix(&prefix).and_then(|k| k.strip_suffix(&suffix)) else {
                 continue;
             };
-            let stored: Option<String> = db
-                .run(async |c| redis::cmd("HGET").arg(&key).arg("secret").query_async(c).await)
-                .await?;
+            let stored: Option<String> =
+                db.query(redis::cmd("HGET").arg(&key).arg("secret")).await?;
             let Some(stored) = stored else { continue };
             let current = SecretBox::is_sealed(&stored)
                 && db.sealer.open(&stored, &seal_context(user)).is_some_and(|(_, first)| first);
@@ -279,20 +255,14 @@ pub async fn reseal_all(db: &Db) -> Result<(usize, usize)> {
 pub async fn ensure_demo_totp(db: &Db, username: &str, secret: &TotpSecret) -> Result<()> {
     let key = db.keys.totp(username);
     let text = seal(db, username, secret)?;
-    db.run(async |c| {
-        redis::cmd("HSETNX").arg(&key).arg("secret").arg(&text).query_async::<_, ()>(c).await
-    })
-    .await
+    db.query::<()>(redis::cmd("HSETNX").arg(&key).arg("secret").arg(&text)).await
 }
 
 /// Removes the TOTP factor (and the pending enrolment). True when there was one.
 pub async fn remove_totp(db: &Db, username: &str) -> Result<bool> {
     let (key, pending) = (db.keys.totp(username), db.keys.totp_pending(username));
-    let (removed, _): (i64, i64) = db
-        .run(async |c| {
-            redis::pipe().cmd("DEL").arg(&key).cmd("DEL").arg(&pending).query_async(c).await
-        })
-        .await?;
+    let (removed, _): (i64, i64) =
+        db.query(redis::pipe().cmd("DEL").arg(&key).cmd("DEL").arg(&pending)).await?;
     Ok(removed == 1)
 }
 
@@ -301,8 +271,7 @@ pub async fn remove_totp(db: &Db, username: &str) -> Result<bool> {
 /// Burns the recovery code with this digest; true when it was unused.
 pub async fn burn_recovery_code(db: &Db, username: &str, digest: &str) -> Result<bool> {
     let key = db.keys.recovery_codes(username);
-    let removed: i64 =
-        db.run(async |c| redis::cmd("SREM").arg(&key).arg(digest).query_async(c).await).await?;
+    let removed: i64 = db.query(redis::cmd("SREM").arg(&key).arg(digest)).await?;
     Ok(removed == 1)
 }
 
@@ -324,7 +293,7 @@ pub async fn replace_recovery_codes(db: &Db, username: &str, digests: &[String])
 /// When the user's recovery codes were made (ms), if they have any.
 pub async fn recovery_issued_at(db: &Db, username: &str) -> Result<Option<i64>> {
     let key = db.keys.recovery_issued(username);
-    db.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await).await
+    db.query(redis::cmd("GET").arg(&key)).await
 }
 
 /// Removes every second factor of a user — TOTP (and a pending one), passkeys, recovery codes —
@@ -356,7 +325,7 @@ pub async fn remove_all_factors(db: &Db, username: &str) -> Result<bool> {
 pub async fn forget_user(db: &Db, username: &str) -> Result<()> {
     let handle: Option<String> = {
         let key = db.keys.user_handle(username);
-        db.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await).await?
+        db.query(redis::cmd("GET").arg(&key)).await?
     };
     remove_all_factors(db, username).await?;
     let mut keys = vec![db.keys.user_handle(username), db.keys.activity(username)];

@@ -15,7 +15,7 @@ pub(super) async fn get_or_make(db: &Db, username: &str, unused_secs: u64) -> Re
     let fresh = Uuid::new_v4();
     let fresh_text = fresh.to_string();
     let (created, stored, ttl): (bool, String, i64) = db
-        .run(async |c| {
+        .query(
             redis::pipe()
                 .cmd("SET")
                 .arg(&key)
@@ -26,16 +26,14 @@ pub(super) async fn get_or_make(db: &Db, username: &str, unused_secs: u64) -> Re
                 .cmd("GET")
                 .arg(&key)
                 .cmd("TTL")
-                .arg(&key)
-                .query_async(c)
-                .await
-        })
+                .arg(&key),
+        )
         .await?;
     let handle = Uuid::parse_str(&stored).map_err(|e| Error::Internal(e.to_string()))?;
     // Created now, or still unused (it expires): the owner record with it, for as long.
     if created || ttl > 0 {
         let owner = db.keys.handle_owner(&stored);
-        db.run(async |c| {
+        db.query::<()>(
             redis::pipe()
                 .cmd("SET")
                 .arg(&owner)
@@ -46,10 +44,8 @@ pub(super) async fn get_or_make(db: &Db, username: &str, unused_secs: u64) -> Re
                 .cmd("EXPIRE")
                 .arg(&key)
                 .arg(unused_secs)
-                .ignore()
-                .query_async::<_, ()>(c)
-                .await
-        })
+                .ignore(),
+        )
         .await?;
     }
     Ok(handle)
@@ -58,28 +54,19 @@ pub(super) async fn get_or_make(db: &Db, username: &str, unused_secs: u64) -> Re
 /// Keeps `username`'s user handle and its owner record for good: a passkey holds it now.
 pub(super) async fn keep(db: &Db, username: &str) -> Result<()> {
     let key = db.keys.user_handle(username);
-    let handle: Option<String> =
-        db.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await).await?;
+    let handle: Option<String> = db.query(redis::cmd("GET").arg(&key)).await?;
     let Some(handle) = handle else {
         return Err(Error::Internal("a passkey was stored for a user handle that expired".into()));
     };
     let owner = db.keys.handle_owner(&handle);
-    db.run(async |c| {
-        redis::pipe()
-            .cmd("PERSIST")
-            .arg(&key)
-            .ignore()
-            .cmd("PERSIST")
-            .arg(&owner)
-            .ignore()
-            .query_async::<_, ()>(c)
-            .await
-    })
+    db.query::<()>(
+        redis::pipe().cmd("PERSIST").arg(&key).ignore().cmd("PERSIST").arg(&owner).ignore(),
+    )
     .await
 }
 
 /// The user `handle` belongs to (None: no one, or an abandoned application's that expired).
 pub(super) async fn owner(db: &Db, handle: &Uuid) -> Result<Option<String>> {
     let key = db.keys.handle_owner(&handle.to_string());
-    db.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await).await
+    db.query(redis::cmd("GET").arg(&key)).await
 }

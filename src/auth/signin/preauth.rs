@@ -62,7 +62,7 @@ pub async fn create(db: &Db, pre: &PreAuth) -> Result<SessionToken> {
     let token = SessionToken::generate();
     let key = db.keys.pre_auth(token.id().as_str());
     let json = to_json(pre)?;
-    db.run(async |c| {
+    db.query::<()>(
         redis::pipe()
             .atomic()
             .cmd("HSET")
@@ -75,10 +75,8 @@ pub async fn create(db: &Db, pre: &PreAuth) -> Result<SessionToken> {
             .cmd("EXPIRE")
             .arg(&key)
             .arg(TTL_SECS)
-            .ignore()
-            .query_async::<_, ()>(c)
-            .await
-    })
+            .ignore(),
+    )
     .await?;
     Ok(token)
 }
@@ -91,8 +89,7 @@ fn key_of(db: &Db, token: &str) -> Option<String> {
 /// The state behind `token`, if it is well-formed and still waiting.
 pub async fn load(db: &Db, token: &str) -> Result<Option<PreAuth>> {
     let Some(key) = key_of(db, token) else { return Ok(None) };
-    let raw: Option<String> =
-        db.run(async |c| redis::cmd("HGET").arg(&key).arg("state").query_async(c).await).await?;
+    let raw: Option<String> = db.query(redis::cmd("HGET").arg(&key).arg("state")).await?;
     raw.map(|raw| parse(&key, &raw)).transpose()
 }
 
@@ -120,6 +117,6 @@ pub async fn after_wrong_code(db: &Db, token: &str) -> Result<bool> {
 /// took it first (or it expired meanwhile).
 pub async fn take(db: &Db, token: &str) -> Result<bool> {
     let Some(key) = key_of(db, token) else { return Ok(false) };
-    let n: i64 = db.run(async |c| redis::cmd("DEL").arg(&key).query_async(c).await).await?;
+    let n: i64 = db.query(redis::cmd("DEL").arg(&key)).await?;
     Ok(n == 1)
 }

@@ -49,7 +49,7 @@ pub async fn per_minute(db: &Db, key: &str, limit: i64) -> Result<()> {
 /// [`per_minute`] over a window of `window_secs` (e-mails sent to one person).
 pub async fn per_window(db: &Db, key: &str, limit: i64, window_secs: u64) -> Result<()> {
     let (count, ttl): (i64, i64) = db
-        .run(async |c| {
+        .query(
             redis::pipe()
                 .atomic()
                 .cmd("INCR")
@@ -60,10 +60,8 @@ pub async fn per_window(db: &Db, key: &str, limit: i64, window_secs: u64) -> Res
                 .arg("NX")
                 .ignore()
                 .cmd("TTL")
-                .arg(key)
-                .query_async(c)
-                .await
-        })
+                .arg(key),
+        )
         .await?;
     if count > limit {
         return Err(crate::error::Error::TooManyRequests { retry_after: ttl.max(1) as u64 });
@@ -249,8 +247,7 @@ pub async fn known_device(
     }
     let key = db.keys.devices(username);
     let ids: Vec<String> = candidates.iter().map(DeviceToken::id).collect();
-    let found: Vec<Option<String>> =
-        db.run(async |c| redis::cmd("HMGET").arg(&key).arg(&ids).query_async(c).await).await?;
+    let found: Vec<Option<String>> = db.query(redis::cmd("HMGET").arg(&key).arg(&ids)).await?;
     Ok(candidates.into_iter().zip(found).find_map(|(device, doc)| doc.map(|_| device)))
 }
 
@@ -306,8 +303,7 @@ pub async fn remember_device(
 /// The user's remembered devices, most recently used first.
 pub async fn devices(db: &Db, username: &str) -> Result<Vec<Device>> {
     let key = db.keys.devices(username);
-    let all: Vec<(String, String)> =
-        db.run(async |c| redis::cmd("HGETALL").arg(&key).query_async(c).await).await?;
+    let all: Vec<(String, String)> = db.query(redis::cmd("HGETALL").arg(&key)).await?;
     let mut list: Vec<Device> =
         all.into_iter().filter_map(|(_, doc)| serde_json::from_str(&doc).ok()).collect();
     list.sort_by_key(|d| std::cmp::Reverse(d.last_used_at));
@@ -318,14 +314,14 @@ pub async fn devices(db: &Db, username: &str) -> Result<Vec<Device>> {
 pub async fn forget_device(db: &Db, username: &str, device: &DeviceToken) -> Result<()> {
     let key = db.keys.devices(username);
     let id = device.id();
-    db.run(async |c| redis::cmd("HDEL").arg(&key).arg(&id).query_async::<_, ()>(c).await).await
+    db.query::<()>(redis::cmd("HDEL").arg(&key).arg(&id)).await
 }
 
 /// Forgets every device of the user: their next sign-ins count as strangers' (and are announced
 /// as new). After "sign out everywhere", any change of factors, and "this wasn't me".
 pub async fn forget_devices(db: &Db, username: &str) -> Result<()> {
     let key = db.keys.devices(username);
-    db.run(async |c| redis::cmd("DEL").arg(&key).query_async::<_, ()>(c).await).await
+    db.query::<()>(redis::cmd("DEL").arg(&key)).await
 }
 
 /// The login throttle of one sign-in, kept until it completes (in the pre-auth state while a

@@ -138,10 +138,7 @@ pub fn export_filename(session: &Session) -> String {
 /// The ids of the transfers `number`'s holder started that are still kept, newest first.
 async fn transfer_ids(db: &Db, number: &str) -> Result<Vec<String>> {
     let index = db.keys.transfers_of(number);
-    db.run(async |c| {
-        redis::cmd("ZRANGE").arg(&index).arg(0).arg(-1).arg("REV").query_async(c).await
-    })
-    .await
+    db.query(redis::cmd("ZRANGE").arg(&index).arg(0).arg(-1).arg("REV")).await
 }
 
 /// The transfers `number`'s holder started that are still kept, newest first.
@@ -174,9 +171,7 @@ async fn closable(db: &Db, user: &User) -> Result<()> {
         ));
     }
     let opened = db.keys.accounts_opened();
-    let own: bool = db
-        .run(async |c| redis::cmd("SISMEMBER").arg(&opened).arg(&user.account).query_async(c).await)
-        .await?;
+    let own: bool = db.query(redis::cmd("SISMEMBER").arg(&opened).arg(&user.account)).await?;
     if !own {
         return Err(Error::Forbidden(
             "The demo's accounts cannot be closed. Open an account of your own to try this.".into(),
@@ -278,8 +273,7 @@ pub async fn close_as(
     erase_personal_data(db, user).await?;
     // Last: no longer a customer's own account (nor, for the generator, one to write for).
     let opened = keys.accounts_opened();
-    db.run(async |c| redis::cmd("SREM").arg(&opened).arg(number).query_async::<_, ()>(c).await)
-        .await?;
+    db.query::<()>(redis::cmd("SREM").arg(&opened).arg(number)).await?;
     rocket::info!("account {number} closed by its holder");
     Ok(())
 }
@@ -358,6 +352,6 @@ async fn pseudonymise_ledger(db: &Db, user: &User) -> Result<()> {
         keys.balance_series(number, bank::SERIES[1].name),
         keys.balance_series(number, bank::SERIES[2].name),
     ];
-    db.run(async |c| redis::cmd("DEL").arg(&live[..]).query_async::<_, ()>(c).await).await?;
+    db.query::<()>(redis::cmd("DEL").arg(&live[..])).await?;
     Ok(())
 }
