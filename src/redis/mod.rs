@@ -108,23 +108,20 @@ pub trait Query: Sync {
     ) -> impl Future<Output = RedisResult<T>> + Send;
 }
 
-impl Query for redis::Cmd {
-    fn send<T: FromRedisValue>(
-        &self,
-        c: &mut MultiplexedConnection,
-    ) -> impl Future<Output = RedisResult<T>> + Send {
-        self.query_async(c)
-    }
+/// Both have `query_async`, but no trait of `redis` names it.
+macro_rules! sent_as_they_are {
+    ($($built:ty),*) => {$(
+        impl Query for $built {
+            fn send<T: FromRedisValue>(
+                &self,
+                c: &mut MultiplexedConnection,
+            ) -> impl Future<Output = RedisResult<T>> + Send {
+                self.query_async(c)
+            }
+        }
+    )*};
 }
-
-impl Query for redis::Pipeline {
-    fn send<T: FromRedisValue>(
-        &self,
-        c: &mut MultiplexedConnection,
-    ) -> impl Future<Output = RedisResult<T>> + Send {
-        self.query_async(c)
-    }
-}
+sent_as_they_are!(redis::Cmd, redis::Pipeline);
 
 /// Which connection a call runs on.
 #[derive(Debug, Clone, Copy)]

@@ -345,14 +345,11 @@ async fn form_page(
     error: Option<(&str, String)>,
 ) -> Result<Page> {
     let doc = &user.0.doc;
-    let key = db.keys.payees(&doc.account);
-    let recent: Vec<String> = db.query(redis::cmd("ZREVRANGE").arg(&key).arg(0).arg(4)).await?;
-    let mut payees = Vec::new();
-    for number in recent {
-        if let Some(account) = bank::get_account(db, &number).await? {
-            payees.push(json!({ "number": account.number, "holder": account.holder }));
-        }
-    }
+    let payees: Vec<Value> = service::recent_payees(db, &doc.account)
+        .await?
+        .into_iter()
+        .map(|account| json!({ "number": account.number, "holder": account.holder }))
+        .collect();
     let owned = factors::factors(db, &doc.user).await?;
     let (field, error) = error.map_or((None, None), |(f, e)| (Some(f), Some(e)));
     let page = Template::render(

@@ -26,6 +26,7 @@ use crate::auth::factors::passkey::{self, Purpose, RelyingParty};
 use crate::auth::factors::store as factors;
 use crate::auth::model::Session;
 use crate::auth::signin::throttle::per_minute;
+use crate::bank::model::Account;
 use crate::bank::store as bank;
 use crate::clock::now_ms;
 use crate::config::Config;
@@ -206,6 +207,18 @@ async fn save(db: &Db, config: &Config, t: &Transfer) -> Result<()> {
             .ignore(),
     )
     .await
+}
+
+/// The accounts the customer of `account` sent money to most recently (five at most, newest
+/// first), as the transfer form offers them.
+pub async fn recent_payees(db: &Db, account: &str) -> Result<Vec<Account>> {
+    let key = db.keys.payees(account);
+    let recent: Vec<String> = db.query(redis::cmd("ZREVRANGE").arg(&key).arg(0).arg(4)).await?;
+    let mut payees = Vec::new();
+    for number in recent {
+        payees.extend(bank::get_account(db, &number).await?);
+    }
+    Ok(payees)
 }
 
 /// The sender's transfer `id` (None: no such transfer of this account).

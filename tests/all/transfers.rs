@@ -411,6 +411,28 @@ async fn an_expired_transfer_reads_as_expired() {
     server.stop().await.unwrap();
 }
 
+/// The transfer form offers the accounts bob paid last, by name (and a list to pick from), and
+/// none before his first transfer.
+#[rocket::async_test]
+async fn the_transfer_form_offers_the_last_payees() {
+    let (server, bob) = TestServer::with_bob().await;
+    let kind = redbank::auth::model::SessionKind::Browser;
+    let cookie = format!("redbank={}", session_token(&server, shared_redis(), "bob", kind).await);
+    let form = || async {
+        let res = server.http.get(server.url("/transfer")).header("Cookie", &cookie);
+        res.send().await.unwrap().text().await.unwrap()
+    };
+    let before = form().await;
+    assert!(before.contains("id=\"to-account\"") && !before.contains("Recent payees"), "{before}");
+    let body = json!({"to_account": ALICE, "amount": 1});
+    let (status, t) = transfer(&server, &bob, &key(), body).await;
+    assert_eq!(status, 201, "{t}");
+    let after = form().await;
+    assert!(after.contains(&format!("Recent payees: Alice Liddell ({ALICE})")), "{after}");
+    assert!(after.contains(&format!("<option value=\"{ALICE}\">Alice Liddell</option>")));
+    server.stop().await.unwrap();
+}
+
 /// A confirmed transfer whose request died before the debit is carried out by the recovery task.
 #[rocket::async_test]
 async fn a_transfer_confirmed_but_never_debited_is_carried_out_by_recovery() {
