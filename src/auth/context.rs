@@ -28,13 +28,6 @@ pub struct AuthApp<'r> {
     pub jar: &'r CookieJar<'r>,
 }
 
-impl<'r> AuthApp<'r> {
-    /// The part every handler has: Redis and the configuration.
-    pub fn app(&self) -> App<'r> {
-        App { db: self.db, config: self.config }
-    }
-}
-
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for AuthApp<'r> {
     type Error = Error;

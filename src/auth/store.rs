@@ -264,15 +264,7 @@ async fn enforce_session_cap(db: &Db, config: &Config, user: &str, keep: &Sessio
         .filter(|key| key.strip_prefix(prefix.as_str()) != Some(keep.as_str()))
         .take(total - max)
         .collect();
-    // One DEL per key (not one multi-key DEL) so this stays valid on Redis Cluster.
-    db.run(async |c| {
-        let mut pipe = redis::pipe();
-        for key in &victims {
-            pipe.cmd("DEL").arg(*key).ignore();
-        }
-        pipe.query_async::<_, ()>(c).await
-    })
-    .await
+    db.delete_each(&victims).await
 }
 
 /// How many live sessions of `kind` (`browser` or `mobile`) there are, from the session index.
@@ -348,15 +340,7 @@ pub async fn destroy_others(db: &Db, user: &str, keep: Option<&SessionId>) -> Re
         if victims.is_empty() {
             break;
         }
-        // One DEL per key (not one multi-key DEL) so this stays valid on Redis Cluster.
-        db.run(async |c| {
-            let mut pipe = redis::pipe();
-            for key in &victims {
-                pipe.cmd("DEL").arg(key).ignore();
-            }
-            pipe.query_async::<_, ()>(c).await
-        })
-        .await?;
+        db.delete_each(&victims).await?;
         destroyed += victims.len();
     }
     Ok(destroyed)

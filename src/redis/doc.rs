@@ -63,21 +63,10 @@ impl Db {
     ) -> Result<()> {
         let json = to_json(value)?;
         let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
-        self.run(async |c| match stored {
-            As::Json => {
-                redis::pipe().atomic().put_json(key, &json, ms).query_async::<_, ()>(c).await
-            }
-            As::Text => {
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg(&json)
-                    .arg("PX")
-                    .arg(ms)
-                    .query_async::<_, ()>(c)
-                    .await
-            }
-        })
-        .await
+        match stored {
+            As::Json => self.query(redis::pipe().atomic().put_json(key, &json, ms)).await,
+            As::Text => self.query(redis::cmd("SET").arg(key).arg(&json).arg("PX").arg(ms)).await,
+        }
     }
 
     /// The JSON text at `key` as a `T`; None when there is none.

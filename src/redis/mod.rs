@@ -152,6 +152,16 @@ impl Db {
         self.run(async |c| query.send(c).await).await
     }
 
+    /// Deletes `keys` in one round trip, one `DEL` per key (not one multi-key `DEL`), so it stays
+    /// valid on Redis Cluster whatever slots the keys hash to.
+    pub async fn delete_each<K: redis::ToRedisArgs + Sync>(&self, keys: &[K]) -> Result<()> {
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.cmd("DEL").arg(key).ignore();
+        }
+        self.query(&pipe).await
+    }
+
     /// [`Db::run`] on the connection of `slot`, bounded by `bound`.
     async fn run_on<T>(
         &self,

@@ -176,20 +176,7 @@ pub async fn totp_enrolled_at(db: &Db, username: &str) -> Result<Option<i64>> {
 
 /// Drops an enrolment in progress (the pending TOTP secret and the e-mailed code).
 pub async fn drop_pending(db: &Db, username: &str) -> Result<()> {
-    delete_each(db, &[db.keys.totp_pending(username), db.keys.enrol_code(username)]).await
-}
-
-/// Deletes `keys` in one round trip, one `DEL` per key (not one multi-key `DEL`), so it stays
-/// valid on Redis Cluster whatever slots the keys hash to.
-pub(crate) async fn delete_each(db: &Db, keys: &[String]) -> Result<()> {
-    db.run(async |c| {
-        let mut pipe = redis::pipe();
-        for key in keys {
-            pipe.cmd("DEL").arg(key).ignore();
-        }
-        pipe.query_async::<_, ()>(c).await
-    })
-    .await
+    db.delete_each(&[db.keys.totp_pending(username), db.keys.enrol_code(username)]).await
 }
 
 /// Re-seals every enrolled TOTP secret not sealed with the first of `totp_keys` (after a new key
@@ -278,16 +265,13 @@ pub async fn burn_recovery_code(db: &Db, username: &str, digest: &str) -> Result
 /// Replaces the user's recovery codes with these digests (none: removes them), noting when.
 pub async fn replace_recovery_codes(db: &Db, username: &str, digests: &[String]) -> Result<()> {
     let (key, issued) = (db.keys.recovery_codes(username), db.keys.recovery_issued(username));
-    db.run(async |c| {
-        let mut pipe = redis::pipe();
-        pipe.atomic().cmd("DEL").arg(&key).ignore().cmd("DEL").arg(&issued).ignore();
-        if !digests.is_empty() {
-            pipe.cmd("SADD").arg(&key).arg(digests).ignore();
-            pipe.cmd("SET").arg(&issued).arg(now_ms()).ignore();
-        }
-        pipe.query_async::<_, ()>(c).await
-    })
-    .await
+    let mut pipe = redis::pipe();
+    pipe.atomic().cmd("DEL").arg(&key).ignore().cmd("DEL").arg(&issued).ignore();
+    if !digests.is_empty() {
+        pipe.cmd("SADD").arg(&key).arg(digests).ignore();
+        pipe.cmd("SET").arg(&issued).arg(now_ms()).ignore();
+    }
+    db.query(&pipe).await
 }
 
 /// When the user's recovery codes were made (ms), if they have any.
@@ -309,15 +293,12 @@ pub async fn remove_all_factors(db: &Db, username: &str) -> Result<bool> {
         db.keys.recovery_issued(username),
         db.keys.passkeys(username),
     ];
-    db.run(async |c| {
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for key in &keys {
-            pipe.cmd("DEL").arg(key).ignore();
-        }
-        pipe.query_async::<_, ()>(c).await
-    })
-    .await?;
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for key in &keys {
+        pipe.cmd("DEL").arg(key).ignore();
+    }
+    db.query::<()>(&pipe).await?;
     Ok(before.any() || before.recovery_codes > 0)
 }
 
@@ -332,7 +313,7 @@ pub async fn forget_user(db: &Db, username: &str) -> Result<()> {
     if let Some(handle) = handle {
         keys.push(db.keys.handle_owner(&handle));
     }
-    delete_each(db, &keys).await
+    db.delete_each(&keys).await
 }
 
 /// Parses a stored JSON value, naming the key when it is corrupt.

@@ -174,15 +174,11 @@ impl Counters {
         script: &str,
     ) -> Result<impl Iterator<Item = (&Counter, u64, i64)>> {
         let window_ms = config.sign_in.window_secs * 1000;
-        let replies: Vec<Vec<i64>> = db
-            .run(async |c| {
-                let mut pipe = redis::pipe();
-                for counter in &self.0 {
-                    pipe.cmd("EVAL").arg(script).arg(1).arg(&counter.key).arg(window_ms);
-                }
-                pipe.query_async(c).await
-            })
-            .await?;
+        let mut pipe = redis::pipe();
+        for counter in &self.0 {
+            pipe.cmd("EVAL").arg(script).arg(1).arg(&counter.key).arg(window_ms);
+        }
+        let replies: Vec<Vec<i64>> = db.query(&pipe).await?;
         Ok(self.0.iter().zip(replies).map(|(counter, reply)| match reply[..] {
             [count, ttl] => (counter, count.max(0) as u64, ttl),
             _ => (counter, 0, -2),
@@ -191,32 +187,21 @@ impl Counters {
 
     /// Gives back an attempt [`reserve`](Counters::reserve)d for a code that was right.
     pub async fn refund(&self, db: &Db) -> Result<()> {
-        db.run(async |c| {
-            let mut pipe = redis::pipe();
-            for counter in &self.0 {
-                pipe.cmd("EVAL").arg(REFUND).arg(1).arg(&counter.key).ignore();
-            }
-            pipe.query_async::<_, ()>(c).await
-        })
-        .await
+        let mut pipe = redis::pipe();
+        for counter in &self.0 {
+            pipe.cmd("EVAL").arg(REFUND).arg(1).arg(&counter.key).ignore();
+        }
+        db.query(&pipe).await
     }
 
     /// Counts one failed attempt on every counter.
     pub async fn failed(&self, db: &Db, config: &Config) -> Result<()> {
         let window_ms = config.sign_in.window_secs * 1000;
-        db.run(async |c| {
-            let mut pipe = redis::pipe();
-            for counter in &self.0 {
-                pipe.cmd("EVAL")
-                    .arg(COUNT_FAILURE)
-                    .arg(1)
-                    .arg(&counter.key)
-                    .arg(window_ms)
-                    .ignore();
-            }
-            pipe.query_async::<_, ()>(c).await
-        })
-        .await
+        let mut pipe = redis::pipe();
+        for counter in &self.0 {
+            pipe.cmd("EVAL").arg(COUNT_FAILURE).arg(1).arg(&counter.key).arg(window_ms).ignore();
+        }
+        db.query(&pipe).await
     }
 
     /// A successful login clears the counters of this client (not the account's budget for
@@ -224,14 +209,7 @@ impl Counters {
     pub async fn succeeded(&self, db: &Db) -> Result<()> {
         let keys: Vec<&String> =
             self.0.iter().filter(|c| c.reset_on_success).map(|c| &c.key).collect();
-        db.run(async |c| {
-            let mut pipe = redis::pipe();
-            for key in &keys {
-                pipe.cmd("DEL").arg(*key).ignore();
-            }
-            pipe.query_async::<_, ()>(c).await
-        })
-        .await
+        db.delete_each(&keys).await
     }
 }
 

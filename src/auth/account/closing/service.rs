@@ -147,15 +147,11 @@ async fn transfers_of(db: &Db, number: &str) -> Result<Vec<Transfer>> {
     let mut all = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(100) {
         let keys: Vec<String> = chunk.iter().map(|id| db.keys.transfer(number, id)).collect();
-        let docs: Vec<Option<String>> = db
-            .run(async |c| {
-                let mut pipe = redis::pipe();
-                for key in &keys {
-                    pipe.cmd("JSON.GET").arg(key);
-                }
-                pipe.query_async(c).await
-            })
-            .await?;
+        let mut pipe = redis::pipe();
+        for key in &keys {
+            pipe.cmd("JSON.GET").arg(key);
+        }
+        let docs: Vec<Option<String>> = db.query(&pipe).await?;
         // A transfer that waited for its confirmation and was forgotten has no document left.
         all.extend(docs.into_iter().flatten().filter_map(|doc| serde_json::from_str(&doc).ok()));
     }
@@ -312,7 +308,7 @@ async fn erase_personal_data(db: &Db, user: &User) -> Result<()> {
     if let Some(address) = &user.email {
         gone.push(keys.email_owner(&address.to_lowercase()));
     }
-    factors::delete_each(db, &gone).await?;
+    db.delete_each(&gone).await?;
     // The user document last: while it exists, a retry of a failed closing finds the rest.
     users::delete_user(db, name).await?;
     Ok(())
