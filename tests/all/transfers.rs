@@ -416,11 +416,10 @@ async fn an_expired_transfer_reads_as_expired() {
 #[rocket::async_test]
 async fn the_transfer_form_offers_the_last_payees() {
     let (server, bob) = TestServer::with_bob().await;
-    let kind = redbank::auth::model::SessionKind::Browser;
-    let cookie = format!("redbank={}", session_token(&server, shared_redis(), "bob", kind).await);
+    let browser = server.cookie_user("bob", "foobared").await;
     let form = || async {
-        let res = server.http.get(server.url("/transfer")).header("Cookie", &cookie);
-        res.send().await.unwrap().text().await.unwrap()
+        let res = browser.request(reqwest::Method::GET, "/transfer").send().await.unwrap();
+        res.text().await.unwrap()
     };
     let before = form().await;
     assert!(before.contains("id=\"to-account\"") && !before.contains("Recent payees"), "{before}");
