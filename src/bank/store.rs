@@ -72,10 +72,26 @@ pub async fn open_account(db: &Db, account: &Account, opening: Cents) -> Result<
 pub async fn get_account(db: &Db, number: &str) -> Result<Option<Account>> {
     let key = db.keys.account(number);
     let raw: Option<String> = db.query(redis::cmd("JSON.GET").arg(&key)).await?;
-    raw.map(|raw| {
-        serde_json::from_str(&raw).map_err(|e| Error::Internal(format!("account {number}: {e}")))
-    })
-    .transpose()
+    raw.map(|raw| parse_account(number, &raw)).transpose()
+}
+
+/// The accounts of `numbers` that exist, in that order, read in one round trip: a pipeline of one
+/// `JSON.GET` each (not one `JSON.MGET`), since each account lives on its own cluster slot.
+pub async fn get_accounts(db: &Db, numbers: &[String]) -> Result<Vec<Account>> {
+    if numbers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for number in numbers {
+        pipe.cmd("JSON.GET").arg(db.keys.account(number));
+    }
+    let raws: Vec<Option<String>> = db.query(&pipe).await?;
+    let found = numbers.iter().zip(raws).filter_map(|(n, raw)| raw.map(|raw| (n, raw)));
+    found.map(|(number, raw)| parse_account(number, &raw)).collect()
+}
+
+fn parse_account(number: &str, raw: &str) -> Result<Account> {
+    serde_json::from_str(raw).map_err(|e| Error::Internal(format!("account {number}: {e}")))
 }
 
 /// Every account: the configured ones and those customers opened.

@@ -214,11 +214,7 @@ async fn save(db: &Db, config: &Config, t: &Transfer) -> Result<()> {
 pub async fn recent_payees(db: &Db, account: &str) -> Result<Vec<Account>> {
     let key = db.keys.payees(account);
     let recent: Vec<String> = db.query(redis::cmd("ZREVRANGE").arg(&key).arg(0).arg(4)).await?;
-    let mut payees = Vec::new();
-    for number in recent {
-        payees.extend(bank::get_account(db, &number).await?);
-    }
-    Ok(payees)
+    bank::get_accounts(db, &recent).await
 }
 
 /// The sender's transfer `id` (None: no such transfer of this account).

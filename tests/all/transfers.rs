@@ -429,6 +429,20 @@ async fn the_transfer_form_offers_the_last_payees() {
     let after = form().await;
     assert!(after.contains(&format!("Recent payees: Alice Liddell ({ALICE})")), "{after}");
     assert!(after.contains(&format!("<option value=\"{ALICE}\">Alice Liddell</option>")));
+    // A payee whose account is gone (a number without its document, the newest entry) is left
+    // out, and the others still show.
+    let mut conn = shared_redis().conn().await;
+    let payees = server.keys().payees(BOB);
+    let _: () = redis::cmd("ZADD")
+        .arg(&payees)
+        .arg(i64::MAX >> 12)
+        .arg("999999999")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let gone = form().await;
+    assert!(gone.contains(&format!("Recent payees: Alice Liddell ({ALICE})</p>")), "{gone}");
+    assert!(!gone.contains("999999999"), "{gone}");
     server.stop().await.unwrap();
 }
 
