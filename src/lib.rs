@@ -10,7 +10,6 @@ pub mod auth;
 pub mod bank;
 pub mod clock;
 pub mod config;
-pub mod demo;
 pub mod error;
 pub mod live;
 pub mod logging;
@@ -52,7 +51,7 @@ pub fn build(figment: Figment) -> Rocket<Build> {
         .attach(redis::stage())
         .attach(mail::stage())
         .attach(access::stage())
-        .attach(web::metrics::stage())
+        .attach(web::metrics::stage(auth::store::sample_sessions))
         .attach(web::stage())
         .attach(auth::stage())
         .attach(auth::factors::stage())

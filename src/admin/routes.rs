@@ -164,7 +164,7 @@ pub struct LoginCounts {
 
 /// The live counts (sampled now for sessions; the process's own for the rest).
 async fn stats(db: &Db) -> Stats {
-    crate::web::metrics::sample_sessions(db).await;
+    crate::auth::store::sample_sessions(db).await;
     let m = &db.metrics;
     let gauge = |v: &prometheus::IntGaugeVec, label: &str| v.with_label_values(&[label]).get();
     let logins = |label: &str| m.logins.with_label_values(&[label]).get();

@@ -5,6 +5,7 @@ pub mod account;
 pub mod context;
 pub mod credential;
 pub mod csrf;
+pub mod demo;
 pub mod factors;
 pub mod guard;
 pub mod model;
@@ -25,10 +26,10 @@ use rocket::fairing::AdHoc;
 use rocket::{Orbit, Rocket, routes};
 
 use crate::config::Config;
-use crate::demo::{DEMO_USERS, configured_users};
 use crate::error::Result;
 use crate::redis::{Db, when_ready};
 use crate::stage;
+use demo::{DEMO_USERS, configured_users};
 use model::User;
 use password::Passwords;
 
@@ -108,7 +109,7 @@ async fn setup(db: &Db, config: &Config, passwords: &Passwords) -> Result<()> {
             account: demo.account.into(),
             city: demo.city.into(),
             password_hash: passwords.hash(password).await?,
-            email: crate::demo::email_of(demo, config).map(str::to_owned),
+            email: demo::email_of(demo, config).map(str::to_owned),
             password_compromised: false,
             password_outdated: false,
         };
@@ -155,8 +156,7 @@ async fn reconcile(db: &Db, config: &Config, passwords: &Passwords) -> Result<()
         }
         // Addresses follow the configuration (users stored before addresses existed get one).
         if wanted.is_some() {
-            crate::auth::users::set_email(db, demo.username, crate::demo::email_of(demo, config))
-                .await?;
+            crate::auth::users::set_email(db, demo.username, demo::email_of(demo, config)).await?;
         }
         // Demo mode: alice has her authenticator app from the README at every start.
         if let Some(secret) =

@@ -8,6 +8,7 @@
 use crate::audit::ClientInfo;
 use crate::lua;
 use redis::Value;
+use rocket::futures::future::BoxFuture;
 
 use crate::clock::now_ms;
 use crate::config::Config;
@@ -265,6 +266,19 @@ async fn enforce_session_cap(db: &Db, config: &Config, user: &str, keep: &Sessio
         .take(total - max)
         .collect();
     db.delete_each(&victims).await
+}
+
+/// Sets the live-sessions gauge of each kind from the session index: what the metrics port
+/// runs before a scrape, and the console before it shows the counts. A kind whose count fails
+/// keeps its last value.
+pub fn sample_sessions(db: &Db) -> BoxFuture<'_, ()> {
+    Box::pin(async move {
+        for kind in ["browser", "mobile"] {
+            if let Ok(total) = count_kind(db, kind).await {
+                db.metrics.sessions_active.with_label_values(&[kind]).set(total as i64);
+            }
+        }
+    })
 }
 
 /// How many live sessions of `kind` (`browser` or `mobile`) there are, from the session index.

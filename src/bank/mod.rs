@@ -75,7 +75,7 @@ async fn liftoff(rocket: &Rocket<Orbit>, db: Db, config: Config, generator: Gene
 /// The transaction index and one checking account per configured user (never resetting a balance).
 async fn setup(db: &Db, config: &Config) -> Result<()> {
     search::ensure_index(db).await?;
-    for (number, username, holder, city) in crate::demo::accounts(config) {
+    for (number, username, holder, city) in crate::auth::demo::accounts(config) {
         let account = Account {
             number: number.into(),
             username: username.into(),

@@ -258,7 +258,7 @@ keys! {
     replication_probe() => "replication:probe";
 
     /// Sorted set: accounts with a dashboard or app streaming them now, by when an app instance
-    /// last said so (every [`crate::bank::store::WATCH_REFRESH`]); in demo mode the generator
+    /// last said so (every `WATCH_REFRESH`, 2 s); in demo mode the generator
     /// writes for the customers' accounts among them.
     watched() => "generator:watched";
 

@@ -14,10 +14,10 @@ use hyper::service::service_fn;
 use hyper::{Method, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rocket::fairing::{AdHoc, Fairing, Info, Kind};
+use rocket::futures::future::BoxFuture;
 use rocket::{Data, Request, Shutdown};
 use tokio::net::TcpListener;
 
-use crate::auth::store as sessions;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::redis::Db;
@@ -55,14 +55,10 @@ impl Fairing for RequestMetrics {
     }
 }
 
-/// Samples the live sessions per kind from the session index.
-pub async fn sample_sessions(db: &Db) {
-    for kind in ["browser", "mobile"] {
-        if let Ok(total) = sessions::count_kind(db, kind).await {
-            db.metrics.sessions_active.with_label_values(&[kind]).set(total as i64);
-        }
-    }
-}
+/// What the port refreshes before it answers a scrape: gauges sampled from Redis when asked
+/// rather than counted (the live sessions, from `auth`). `lib.rs` hands it to [`stage`], so
+/// this web piece names no feature.
+pub type Sample = for<'a> fn(&'a Db) -> BoxFuture<'a, ()>;
 
 /// Connections the metrics server serves at once; more are closed at once (a scraper makes one
 /// at a time: this bounds what a stray client can hold, docs/SECURITY.md G.38).
@@ -76,7 +72,7 @@ const MAX_HEAD: usize = 8 * 1024;
 /// split across TCP segments is one request); at most [`MAX_CONNECTIONS`] at once, each given
 /// [`HEAD_TIMEOUT`] and [`MAX_HEAD`] for its head; an accept error (file descriptors out, say)
 /// backs off instead of spinning.
-pub async fn serve(listener: TcpListener, db: Db, mut shutdown: Shutdown) {
+pub async fn serve(listener: TcpListener, db: Db, sample: Sample, mut shutdown: Shutdown) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut backoff = Duration::from_millis(10);
     loop {
@@ -102,7 +98,9 @@ pub async fn serve(listener: TcpListener, db: Db, mut shutdown: Shutdown) {
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let db = db.clone();
-                async move { Ok::<_, Infallible>(answer(&db, req.method(), req.uri().path()).await) }
+                async move {
+                    Ok::<_, Infallible>(answer(&db, sample, req.method(), req.uri().path()).await)
+                }
             });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -117,10 +115,10 @@ pub async fn serve(listener: TcpListener, db: Db, mut shutdown: Shutdown) {
     }
 }
 
-async fn answer(db: &Db, method: &Method, path: &str) -> Response<Full<Bytes>> {
+async fn answer(db: &Db, sample: Sample, method: &Method, path: &str) -> Response<Full<Bytes>> {
     let (status, body) = match (method, path) {
         (&Method::GET, "/metrics") => {
-            sample_sessions(db).await;
+            sample(db).await;
             (StatusCode::OK, db.metrics.render())
         }
         (&Method::GET, _) => (StatusCode::NOT_FOUND, "GET /metrics\n".to_owned()),
@@ -135,10 +133,11 @@ async fn answer(db: &Db, method: &Method, path: &str) -> Response<Full<Bytes>> {
     response
 }
 
-/// The metrics stage: with a `metrics_port`, the request fairing and the port (without one,
-/// nobody reads per-request series, so none are kept).
-pub fn stage() -> AdHoc {
-    stage::with_both("Metrics", |rocket, db: Db, config: Config| async move {
+/// The metrics stage: with a `metrics_port`, the request fairing and the port, which runs
+/// `sample` before each scrape (without a port, nobody reads per-request series, so none are
+/// kept).
+pub fn stage(sample: Sample) -> AdHoc {
+    stage::with_both("Metrics", move |rocket, db: Db, config: Config| async move {
         let port = config.web.metrics_port;
         if port == 0 {
             return Ok(rocket);
@@ -151,7 +150,7 @@ pub fn stage() -> AdHoc {
                     match TcpListener::bind((address, port)).await {
                         Ok(listener) => {
                             rocket::info!("metrics: GET /metrics on http://{address}:{port}");
-                            tokio::spawn(serve(listener, db, rocket.shutdown()));
+                            tokio::spawn(serve(listener, db, sample, rocket.shutdown()));
                         }
                         Err(e) => rocket::error!("metrics: cannot listen on {address}:{port}: {e}"),
                     }

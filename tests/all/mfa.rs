@@ -306,7 +306,7 @@ async fn the_mfa_token_is_single_use_expires_and_takes_few_guesses() {
     }
     // Guessed: five wrong codes and the state is gone, so a right code no longer helps.
     let (mfa_token, _) = password_step(&server, "alice", "wonderland").await;
-    let secret = TotpSecret::from_base32(redbank::demo::ALICE_TOTP_SECRET).unwrap();
+    let secret = TotpSecret::from_base32(redbank::auth::demo::ALICE_TOTP_SECRET).unwrap();
     let valid: Vec<String> = (-1..=1).map(|o| code(&secret, o)).collect();
     let wrong: Vec<String> = (0..100)
         .map(|n| format!("{:06}", n * 7919 % 1_000_000))
@@ -368,7 +368,7 @@ async fn age_session(server: &TestServer, token: &str) {
 #[rocket::async_test]
 async fn a_strong_sign_in_is_recent_for_exactly_step_up_max_age() {
     let server = TestServer::new().await;
-    let secret = TotpSecret::from_base32(redbank::demo::ALICE_TOTP_SECRET).unwrap();
+    let secret = TotpSecret::from_base32(redbank::auth::demo::ALICE_TOTP_SECRET).unwrap();
     let token = server.totp_login("alice", "wonderland", &secret).await;
     let alice = server.as_token(&token);
     let now = redbank::clock::now_ms();
@@ -663,7 +663,7 @@ async fn wrong_codes_are_throttled_like_passwords_without_locking_the_owner_out(
         post_api_login(&stranger, &server.base, &credentials("alice", "wonderland")).await;
     assert_eq!(status, 200, "{body}");
     let mfa_token = body["mfa_token"].as_str().unwrap().to_owned();
-    let secret = TotpSecret::from_base32(redbank::demo::ALICE_TOTP_SECRET).unwrap();
+    let secret = TotpSecret::from_base32(redbank::auth::demo::ALICE_TOTP_SECRET).unwrap();
     let valid: Vec<String> = (-1..=1).map(|o| code(&secret, o)).collect();
     let wrong = ["314159", "271828", "161803", "141421"]
         .into_iter()

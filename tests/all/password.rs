@@ -37,7 +37,7 @@ pub(crate) async fn reset_token(server: &TestServer, login: &str, address: &str)
 
 /// alice, signed in with her password and her demo app's code (AAL2).
 async fn alice_token(server: &TestServer) -> String {
-    let secret = TotpSecret::from_base32(redbank::demo::ALICE_TOTP_SECRET).unwrap();
+    let secret = TotpSecret::from_base32(redbank::auth::demo::ALICE_TOTP_SECRET).unwrap();
     server.totp_login("alice", "wonderland", &secret).await
 }
 

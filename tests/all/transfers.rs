@@ -182,7 +182,7 @@ async fn small_transfers_are_exempt_until_the_count_or_total_is_reached() {
 
 /// The code of alice's demo app for the step `offset` from now.
 fn alice_code(offset: i64) -> String {
-    let secret = TotpSecret::from_base32(redbank::demo::ALICE_TOTP_SECRET).unwrap();
+    let secret = TotpSecret::from_base32(redbank::auth::demo::ALICE_TOTP_SECRET).unwrap();
     secret.code_at(step_of(redbank::clock::now_ms() / 1000) + offset)
 }
 

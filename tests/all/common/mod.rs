@@ -552,7 +552,7 @@ impl LoginForm {
 /// the app accepts each step once, so a caller tries them in turn, as a user types the next code.
 pub fn demo_app_codes() -> Vec<String> {
     use redbank::auth::factors::totp::{TotpSecret, step_of};
-    let secret = TotpSecret::from_base32(redbank::demo::ALICE_TOTP_SECRET).unwrap();
+    let secret = TotpSecret::from_base32(redbank::auth::demo::ALICE_TOTP_SECRET).unwrap();
     let now = step_of(redbank::clock::now_ms() / 1000);
     (now - 1..=now + 1).map(|step| secret.code_at(step)).collect()
 }

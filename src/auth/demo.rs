@@ -2,7 +2,7 @@
 //! `admin` (only when `admin_password` is set), with their checking accounts. Read by the session
 //! feature (users) and the bank (accounts).
 
-use crate::auth::model::Role;
+use super::model::Role;
 use crate::config::Config;
 
 /// The users created at start when missing (passwords hashed at creation, never stored in clear
