@@ -4,6 +4,7 @@
 //! (see [`figment`]), and each feature contributes one `stage()` with its routes, state and fairings.
 
 pub mod access;
+pub mod account;
 pub mod admin;
 pub mod audit;
 pub mod auth;
@@ -55,7 +56,7 @@ pub fn build(figment: Figment) -> Rocket<Build> {
         .attach(web::stage())
         .attach(auth::stage())
         .attach(auth::factors::stage())
-        .attach(auth::account::stage())
+        .attach(account::stage())
         .attach(bank::stage())
         .attach(live::stage())
         .attach(transfer::stage())

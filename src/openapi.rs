@@ -16,7 +16,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::auth::{self, factors};
 use crate::error::ApiError;
-use crate::{admin, bank, transfer};
+use crate::{account, admin, bank, transfer};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -58,19 +58,19 @@ use crate::{admin, bank, transfer};
         auth::step_up::routes::step_up_passkey,
         factors::routes::security_activity,
         factors::routes::not_me,
-        auth::account::routes::password_check,
-        auth::account::routes::password_change,
-        auth::account::routes::password_forgot,
-        auth::account::routes::password_reset_options,
-        auth::account::routes::password_reset_passkey,
-        auth::account::routes::password_reset,
-        auth::account::routes::open_account,
-        auth::account::routes::signup_passkey_options,
-        auth::account::routes::email_verify,
-        auth::account::routes::email_change,
-        auth::account::routes::email_undo,
-        auth::account::closing::routes::account_export,
-        auth::account::closing::routes::account_close,
+        account::routes::password_check,
+        account::routes::password_change,
+        account::routes::password_forgot,
+        account::routes::password_reset_options,
+        account::routes::password_reset_passkey,
+        account::routes::password_reset,
+        account::routes::open_account,
+        account::routes::signup_passkey_options,
+        account::routes::email_verify,
+        account::routes::email_change,
+        account::routes::email_undo,
+        account::closing::routes::account_export,
+        account::closing::routes::account_close,
         bank::routes::api_account,
         bank::routes::api_balance,
         bank::routes::api_spenders,

@@ -84,7 +84,7 @@ async fn revoke_user(db: &Db, admin: &Session, user: &str, client: &ClientInfo) 
         return Err(Error::NotFound);
     }
     let count = sessions::destroy_others(db, user, Some(&admin.id)).await?;
-    crate::auth::signin::throttle::forget_devices(db, user).await?;
+    crate::auth::throttle::forget_devices(db, user).await?;
     let record = Activity::RevokedByOperator { session: None, count };
     audit::record(db, user, client, record).await;
     store::audit(db, &admin.doc.user, "revoke_user_sessions", user, &count.to_string(), client)

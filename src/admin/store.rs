@@ -157,7 +157,7 @@ pub async fn failed_sign_ins(db: &Db) -> Result<FailedSignIns> {
     for entry in &entries {
         if let (Some(user), Some(ip)) = (entry.field("user"), entry.field("ip")) {
             *accounts.entry(user.to_owned()).or_default() += 1;
-            *addresses.entry(crate::auth::signin::throttle::address_group(ip)).or_default() += 1;
+            *addresses.entry(crate::auth::throttle::address_group(ip)).or_default() += 1;
             total += 1;
             since = entry.added_ms();
         }

@@ -1,7 +1,6 @@
 //! Authentication and sessions in Redis JSON: browser cookie + mobile bearer token, idle and
 //! absolute timeouts, CSRF, login throttling, and the "your active sessions" list (RediSearch).
 
-pub mod account;
 pub mod context;
 pub mod credential;
 pub mod csrf;
@@ -11,10 +10,12 @@ pub mod guard;
 pub mod model;
 pub mod notice;
 pub mod password;
+pub mod policy;
 pub mod sessions;
 pub mod signin;
 pub mod step_up;
 pub mod store;
+pub mod throttle;
 pub mod token;
 pub mod users;
 

@@ -22,7 +22,7 @@ use super::event::{Frame, Msg, Notice, StreamId};
 use crate::auth::credential::Presented;
 use crate::auth::guard::cookie_name;
 use crate::auth::model::{Session, SessionId};
-use crate::auth::signin::throttle::address_group;
+use crate::auth::throttle::address_group;
 use crate::auth::{credential, store as sessions};
 use crate::bank::history;
 use crate::bank::model::Transaction;

@@ -140,7 +140,7 @@ pub async fn serve(listener: TcpListener, context: Arc<Context>, mut shutdown: S
         match accepted {
             Ok((socket, peer)) => {
                 backoff = Duration::from_millis(10);
-                let address = crate::auth::signin::throttle::address_group(&peer.ip().to_string());
+                let address = crate::auth::throttle::address_group(&peer.ip().to_string());
                 // No slot for it: closed at once (dropped), holding nothing.
                 if let Some(slot) = slots.take(address) {
                     let (context, shutdown) = (context.clone(), shutdown.clone());

@@ -6,7 +6,6 @@
 pub mod idempotency;
 pub mod ledger;
 pub mod model;
-pub mod payout;
 pub mod recovery;
 pub mod routes;
 pub mod service;

@@ -11,7 +11,7 @@ use rocket_dyn_templates::{Template, context};
 use serde::{Deserialize, Serialize};
 
 use super::model::{Confirmation, Status as TransferStatus, Transfer, parse_amount};
-use super::service::Request as TransferRequest;
+use super::service::{ClosesAccount, Request as TransferRequest};
 use super::{idempotency, service};
 use crate::auth::context::AuthApp;
 use crate::auth::factors::store as factors;
@@ -306,6 +306,7 @@ pub async fn api_confirm(
     body: SecretJson<Value>,
     user: ApiUser,
     app: AuthApp<'_>,
+    closes: &State<ClosesAccount>,
 ) -> Result<(Status, Json<TransferView>)> {
     let AuthApp { db, config, rp, client, .. } = app;
     // A code (any `code` field) confirms no payment: it is not tied to the amount and payee.
@@ -316,7 +317,8 @@ pub async fn api_confirm(
         )));
     }
     let since = db.generation();
-    let t = service::confirm(db, config, rp, (&user.session, &client), id, &body.0).await?;
+    let who = (&user.session, &client);
+    let t = service::confirm(db, config, rp, who, id, &body.0, closes).await?;
     acknowledged(db, config, since, Status::Ok, view(db, &t).await?).await
 }
 

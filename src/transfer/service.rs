@@ -14,6 +14,7 @@
 use rand::RngCore;
 use rand::rngs::OsRng;
 use redis::Script;
+use rocket::futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use super::ledger::{self, CreditOwed, Refusal};
@@ -21,11 +22,10 @@ use super::model::{
     Confirmation, MAX_REFERENCE_CHARS, PENDING_MARGIN_SECS, PENDING_SECS, Status, Transfer,
 };
 use crate::audit::ClientInfo;
-use crate::auth::account::closing::service as closing;
 use crate::auth::factors::passkey::{self, Purpose, RelyingParty};
 use crate::auth::factors::store as factors;
 use crate::auth::model::Session;
-use crate::auth::signin::throttle::per_minute;
+use crate::auth::throttle::per_minute;
 use crate::bank::model::Account;
 use crate::bank::store as bank;
 use crate::clock::now_ms;
@@ -42,7 +42,7 @@ pub struct Request {
     pub to_account: String,
     pub amount: Cents,
     pub reference: String,
-    /// A closing's payout (never from a client's body: only `super::payout` sets it).
+    /// A closing's payout (never from a client's body: only `account::closing::payout` sets it).
     #[serde(skip)]
     pub closes_account: bool,
 }
@@ -128,7 +128,7 @@ async fn reset_exemption(db: &Db, user: &str) -> Result<()> {
     db.query::<()>(redis::cmd("DEL").arg(&key)).await
 }
 
-pub(super) fn new_id() -> String {
+pub fn new_id() -> String {
     let mut bytes = [0u8; 16];
     OsRng.fill_bytes(&mut bytes);
     hex::encode(bytes)
@@ -233,7 +233,7 @@ pub async fn load(db: &Db, account: &str, id: &str) -> Result<Option<Transfer>> 
 pub const STARTS_PER_MINUTE: i64 = 30;
 
 /// Creates transfer `id`: carried out at once when exempt, otherwise pending its confirmation.
-pub(super) async fn create_with_id(
+pub async fn create_with_id(
     db: &Db,
     config: &Config,
     session: &Session,
@@ -341,8 +341,23 @@ pub const WHY_PASSKEY: &str = "A passkey signs this transfer's amount and payee,
 /// What confirms a pending transfer: a passkey (`passkey`), and only that.
 pub const CONFIRMED_WITH: [&str; 1] = ["passkey"];
 
+/// What a closing's payout (a transfer with `closes_account`) leaves to do once it is carried
+/// out: close the sender's account. Closing is `account::closing`'s, which stands above transfers
+/// in the house (it pays out through them), so the account stage hands this in as managed state
+/// and transfers import nothing of it; a launch without it fails on `api_confirm`'s
+/// `&State<ClosesAccount>`.
+pub struct ClosesAccount(pub ClosingStep);
+
+/// [`ClosesAccount`]'s step: `(db, config, (session, client), payout)`.
+pub type ClosingStep = for<'a> fn(
+    &'a Db,
+    &'a Config,
+    (&'a Session, &'a ClientInfo),
+    &'a Transfer,
+) -> BoxFuture<'a, Result<()>>;
+
 /// Confirms the sender's pending transfer `id` with a passkey's assertion for its options, and
-/// carries it out.
+/// carries it out; a closing's payout then closes the account through `closes`.
 pub async fn confirm(
     db: &Db,
     config: &Config,
@@ -350,6 +365,7 @@ pub async fn confirm(
     (session, client): (&Session, &ClientInfo),
     id: &str,
     answer: &serde_json::Value,
+    closes: &ClosesAccount,
 ) -> Result<Transfer> {
     // Together (one round trip less): the transfer must be waiting — that answer comes first —
     // and the assertion must verify. A ceremony taken for a transfer that is not waiting is
@@ -396,7 +412,7 @@ pub async fn confirm(
     t.confirmed_by = Some(method);
     execute(db, config, &mut t).await?;
     if t.closes_account {
-        closing::close_after_payout(db, config, session, client, &t).await?;
+        (closes.0)(db, config, (session, client), &t).await?;
     }
     Ok(t)
 }

@@ -344,6 +344,28 @@ async fn a_stage_without_what_it_needs_stops_the_launch() {
     }
 }
 
+/// Transfers close the account after a closing's payout through a step the account stage hands
+/// them (they do not import `account`): without that stage, the launch stops, naming the
+/// missing state, rather than confirming payouts that leave the account open.
+#[rocket::async_test]
+async fn transfers_without_the_account_stage_do_not_launch() {
+    let figment = common::test_figment(common::shared_redis(), "noclose:");
+    let rocket = rocket::custom(figment)
+        .attach(redbank::config::stage())
+        .attach(redbank::redis::stage())
+        .attach(redbank::transfer::stage());
+    let Err(err) = rocket::local::asynchronous::Client::untracked(rocket).await else {
+        panic!("transfers without the account stage must not launch");
+    };
+    match err.kind() {
+        rocket::error::ErrorKind::SentinelAborts(sentries) => {
+            let named = sentries.iter().any(|s| s.type_name.contains("ClosesAccount"));
+            assert!(named, "{sentries:?}");
+        }
+        other => panic!("unexpected launch error: {other:?}"),
+    }
+}
+
 #[rocket::async_test]
 async fn a_redis_that_lost_its_data_is_repaired_without_a_restart() {
     let mut redis = RedisServer::start();

@@ -11,7 +11,7 @@
 
 use rand::Rng;
 
-use crate::auth::signin::throttle::per_window;
+use crate::auth::throttle::per_window;
 use crate::auth::users;
 use crate::error::{Error, Result};
 use crate::lua;

@@ -63,7 +63,6 @@ pub fn stage() -> AdHoc {
                 crate::auth::signin::verify::verify_submit,
                 crate::auth::signin::pages::passkey_options,
                 crate::auth::signin::pages::passkey_sign_in,
-                pages::security_page,
                 pages::totp_begin,
                 pages::totp_confirm,
                 pages::totp_remove,

@@ -357,8 +357,8 @@ pub struct DeviceView {
     last_sign_in: String,
 }
 
-impl From<&crate::auth::signin::throttle::Device> for DeviceView {
-    fn from(d: &crate::auth::signin::throttle::Device) -> Self {
+impl From<&crate::auth::throttle::Device> for DeviceView {
+    fn from(d: &crate::auth::throttle::Device) -> Self {
         DeviceView {
             device: audit::describe_device(&d.user_agent),
             user_agent: d.user_agent.clone(),
@@ -378,7 +378,7 @@ pub async fn security_activity(user: ApiUser, db: &State<Db>) -> Result<Json<Sec
     let entries = audit::newest(db, username, 100).await?;
     let owned = factors::factors(db, username).await?;
     let activity = entries.into_iter().map(ActivityView::from).collect();
-    let devices = crate::auth::signin::throttle::devices(db, username).await?;
+    let devices = crate::auth::throttle::devices(db, username).await?;
     let devices = devices.iter().map(DeviceView::from).collect();
     Ok(Json(SecurityActivity { factors: FactorsView::from(&owned), activity, devices }))
 }

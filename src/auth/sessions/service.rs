@@ -31,7 +31,7 @@ pub async fn revoke(db: &Db, me: &Session, id: &str, client: &ClientInfo) -> Res
 /// forgotten (a thief's device token must not keep its own throttle budget).
 pub async fn sign_out_others(db: &Db, me: &Session, client: &ClientInfo) -> Result<usize> {
     let count = store::destroy_others(db, &me.doc.user, Some(&me.id)).await?;
-    crate::auth::signin::throttle::forget_devices(db, &me.doc.user).await?;
+    crate::auth::throttle::forget_devices(db, &me.doc.user).await?;
     audit::record(db, &me.doc.user, client, Activity::OtherSessionsSignedOut { count }).await;
     Ok(count)
 }

@@ -6,5 +6,4 @@ pub mod pages;
 pub mod preauth;
 pub mod routes;
 pub mod service;
-pub mod throttle;
 pub mod verify;

@@ -189,7 +189,7 @@ async fn renewal_of(db: &Db, pre: &PreAuthCookie) -> Result<Option<String>> {
 
 fn renew_form(jar: &CookieJar<'_>, config: &Config, status: Status, error: Option<&str>) -> Page {
     let csrf = csrf::login_token(jar, config);
-    let min_chars = crate::auth::account::policy::min_chars(false);
+    let min_chars = crate::auth::policy::min_chars(false);
     let page = Template::render("mfa/renew", context! { csrf, error, min_chars });
     Page::new(status, page)
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::ClientInfo;
 use crate::auth::factors::store::parse;
 use crate::auth::model::{Assurance, SessionKind, SessionToken};
-use crate::auth::signin::throttle::Throttle;
+use crate::auth::throttle::Throttle;
 use crate::error::Result;
 use crate::lua;
 use crate::redis::Db;

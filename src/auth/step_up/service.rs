@@ -8,7 +8,7 @@ use crate::auth::model::{Amr, Assurance, Session, User};
 use crate::auth::password::{MAX_PASSWORD_BYTES, Passwords};
 use crate::auth::signin::code;
 use crate::auth::signin::service::Method;
-use crate::auth::signin::throttle::Throttle;
+use crate::auth::throttle::Throttle;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::Db;

@@ -1,25 +1,33 @@
-//! A customer's own account: opening one (and confirming its address), the password rules every
-//! new password meets, changing the password, and "Forgot password?" (a link e-mailed to the
-//! account's address; the second factor too where there is one), and the customer's data: a
-//! copy of it, and closing the account.
+//! A customer's own account, from opening to closing: opening one (and confirming its address),
+//! changing the password or the address, "Forgot password?" (a link e-mailed to the account's
+//! address; the second factor too where there is one), the Security page, and the customer's
+//! data: a copy of it, and closing the account with a payout of what is left.
+//!
+//! It stands above `auth`, `bank` and `transfer` and uses all three (an account opens with a
+//! user and a bank account, and closes through a transfer); none of them imports it. The one
+//! call back, closing the account once a payout is confirmed, is handed to transfers here as
+//! [`ClosesAccount`].
 
 pub mod closing;
 pub mod email;
 pub mod pages;
-pub mod policy;
 pub mod reset;
 pub mod routes;
+pub mod security;
 pub mod service;
 pub mod signup;
 
 use rocket::fairing::AdHoc;
 use rocket::routes;
 
-/// The routes; they use the hashing lanes of the sessions stage and the relying party of the
-/// strong-authentication stage, so it is attached after both.
+use crate::transfer::service::ClosesAccount;
+
+/// The routes, and the closing step transfers run after a payout; the routes use the hashing
+/// lanes of the sessions stage and the relying party of the strong-authentication stage, so it
+/// is attached after both.
 pub fn stage() -> AdHoc {
     AdHoc::on_ignite("Account", |rocket| async {
-        rocket.mount(
+        rocket.manage(ClosesAccount(closing::service::close_after_payout)).mount(
             "/",
             routes![
                 routes::password_check,
@@ -35,6 +43,7 @@ pub fn stage() -> AdHoc {
                 routes::email_undo,
                 closing::routes::account_export,
                 closing::routes::account_close,
+                security::security_page,
                 pages::forgot_form,
                 pages::forgot_submit,
                 pages::reset_page,

@@ -15,7 +15,6 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::policy;
 use crate::audit;
 use crate::audit::{Activity, ClientInfo};
 use crate::auth::factors::passkey::{self, Purpose, RelyingParty};
@@ -23,9 +22,10 @@ use crate::auth::factors::store as factors;
 use crate::auth::model::User;
 use crate::auth::notice::{self, Notice};
 use crate::auth::password::Passwords;
+use crate::auth::policy;
 use crate::auth::signin::code::{self, CodeKind};
-use crate::auth::signin::throttle;
 use crate::auth::store as sessions;
+use crate::auth::throttle;
 use crate::auth::users;
 use crate::clock::now_ms;
 use crate::config::Config;

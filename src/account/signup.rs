@@ -22,13 +22,13 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::policy;
 use crate::audit;
 use crate::audit::{Activity, ClientInfo};
 use crate::auth::factors::passkey::{self, RelyingParty};
 use crate::auth::model::{Role, User};
 use crate::auth::password::{MAX_PASSWORD_BYTES, Passwords};
-use crate::auth::signin::throttle;
+use crate::auth::policy;
+use crate::auth::throttle;
 use crate::auth::users;
 use crate::bank::model::Account;
 use crate::bank::store as bank;

@@ -6,20 +6,21 @@
 //! and the two-step ledger carries it out — with one difference: it is the whole balance,
 //! whatever the daily limit (a closing already needs a recent step-up). A small payout is made
 //! and the account closed in the same request; a larger one waits for its passkey confirmation
-//! ([`super::service::confirm`]), which then closes the account.
+//! (`transfer::service::confirm`), which then closes the account through
+//! [`closing::close_after_payout`], handed to transfers as their `ClosesAccount`.
 //!
 //! Money that arrives between the payout and the closing keeps the account open: the closing is
 //! refused with the new balance, and the customer closes again to pay that out too.
 
-use super::model::{Status, Transfer};
-use super::service::{self, Request};
+use super::service as closing;
 use crate::audit::ClientInfo;
-use crate::auth::account::closing::service as closing;
 use crate::auth::model::Session;
 use crate::bank::store as bank;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::Db;
+use crate::transfer::model::{Status, Transfer};
+use crate::transfer::service::{self, Request};
 
 /// What the payee's statement reads.
 pub const REFERENCE: &str = "Account closing";
@@ -66,6 +67,6 @@ pub async fn close_paying_out(
     if t.status == Status::ConfirmationRequired {
         return Ok(Closing::Pending(Box::new(t)));
     }
-    closing::close_after_payout(db, config, session, client, &t).await?;
+    closing::close_after_payout(db, config, (session, client), &t).await?;
     Ok(Closing::Closed)
 }

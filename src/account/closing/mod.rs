@@ -3,5 +3,6 @@
 //! and Security's forms only parse, authorize and answer.
 
 pub mod pages;
+pub mod payout;
 pub mod routes;
 pub mod service;

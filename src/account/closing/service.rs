@@ -6,7 +6,7 @@
 //! every stored transaction and every transfer the customer started.
 //!
 //! **Closing** needs a recent step-up and an empty account: money still in it is paid out first
-//! to an account the customer names, by a transfer like any other (`transfer::payout`), and the
+//! to an account the customer names, by a transfer like any other ([`super::payout`]), and the
 //! account closes once that is carried out. Only a customer's own account closes — the demo's
 //! and the operators' come from the configuration. Then every session and device ends, and the
 //! personal data goes: the user document, the address, the factors, the activity, the devices.
@@ -17,6 +17,7 @@
 //! What other customers' statements say of it is theirs, and stays. The address gets a last mail
 //! saying it is done.
 
+use rocket::futures::future::BoxFuture;
 use rocket::serde::Serialize;
 
 use crate::audit::{self, ClientInfo};
@@ -25,7 +26,7 @@ use crate::auth::factors::routes::{ActivityView, DeviceView, FactorsView};
 use crate::auth::factors::store as factors;
 use crate::auth::model::{Session, User};
 use crate::auth::sessions::service::{self as sessions, SessionRow};
-use crate::auth::signin::throttle;
+use crate::auth::throttle;
 use crate::auth::{store, users};
 use crate::bank::model::Transaction;
 use crate::bank::{search, store as bank};
@@ -216,7 +217,7 @@ pub async fn close_as(
     // no transfer can be paid into it.
     let shut: String = db
         .run(async |c| {
-            lua!("auth/account/lua/close_account")
+            lua!("account/lua/close_account")
                 .key(keys.account(number))
                 .key(keys.balance(number))
                 .key(keys.credits_owed(number))
@@ -276,20 +277,23 @@ pub async fn close_as(
 
 /// Closes the account once its payout `t` (a transfer of the whole balance) is carried out.
 /// Refused (409) when money arrived in the meantime, saying the payout went.
-pub async fn close_after_payout(
-    db: &Db,
-    config: &Config,
-    session: &Session,
-    client: &ClientInfo,
-    t: &Transfer,
-) -> Result<()> {
-    match close(db, config, session, client).await {
-        Err(Error::Conflict(why)) => Err(Error::Conflict(format!(
-            "{} was paid out to {}, but the account is still open. {why}",
-            t.amount, t.payee_name
-        ))),
-        other => other,
-    }
+/// It is also what transfers run after confirming a payout (`transfer::service::ClosesAccount`),
+/// hence its shape.
+pub fn close_after_payout<'a>(
+    db: &'a Db,
+    config: &'a Config,
+    (session, client): (&'a Session, &'a ClientInfo),
+    t: &'a Transfer,
+) -> BoxFuture<'a, Result<()>> {
+    Box::pin(async move {
+        match close(db, config, session, client).await {
+            Err(Error::Conflict(why)) => Err(Error::Conflict(format!(
+                "{} was paid out to {}, but the account is still open. {why}",
+                t.amount, t.payee_name
+            ))),
+            other => other,
+        }
+    })
 }
 
 /// The user document, the address, the factors, the activity and the devices.
@@ -330,7 +334,7 @@ async fn pseudonymise_ledger(db: &Db, user: &User) -> Result<()> {
     for chunk in docs.chunks(200) {
         for name in &names {
             db.run(async |c| {
-                let mut call = lua!("auth/account/lua/pseudonymise").prepare_invoke();
+                let mut call = lua!("account/lua/pseudonymise").prepare_invoke();
                 for key in chunk {
                     call.key(key);
                 }

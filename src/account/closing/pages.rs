@@ -8,6 +8,7 @@ use rocket::serde::json::Json;
 use rocket::{State, get, post, uri};
 use rocket_dyn_templates::{Template, context};
 
+use super::payout::{self, Closing};
 use super::service::{self as closing, Export};
 use crate::auth::context::AuthApp;
 use crate::auth::guard::{CsrfChecked, CurrentUser};
@@ -15,7 +16,6 @@ use crate::auth::step_up::SteppedUp;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::redis::Db;
-use crate::transfer::payout::{self, Closing};
 use crate::web::Attachment;
 use crate::web::page::{Page, Reply};
 

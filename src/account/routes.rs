@@ -7,16 +7,16 @@ use rocket::{State, post, put};
 use serde::{Deserialize, Serialize};
 
 use super::email;
-use super::policy::{self, Strength};
 use super::reset::{self, Proof, ResetView};
 use super::service::{change_password, confirm_address};
 use super::signup::{self, Application};
 use crate::auth::context::AuthApp;
 use crate::auth::csrf::SameOrigin;
 use crate::auth::guard::ApiUser;
+use crate::auth::policy::{self, Strength};
 use crate::auth::signin::code::CodeKind;
-use crate::auth::signin::throttle;
 use crate::auth::step_up::{SecondFactorIfAny, SteppedUp};
+use crate::auth::throttle;
 use crate::config::Config;
 use crate::error::{ApiError, Error, Result};
 use crate::redis::Db;

@@ -5,13 +5,13 @@ use rocket::http::Status;
 use rocket::serde::json::Json;
 use rocket::{State, delete, get};
 
+use super::payout::{self, Closing};
 use super::service::{self as closing, Export};
 use crate::auth::context::AuthApp;
 use crate::auth::guard::ApiUser;
 use crate::auth::step_up::SteppedUp;
 use crate::error::{ApiError, Result};
 use crate::redis::Db;
-use crate::transfer::payout::{self, Closing};
 use crate::transfer::routes::{TransferView, view};
 use crate::web::Attachment;
 

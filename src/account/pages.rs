@@ -9,7 +9,6 @@ use rocket::{State, get, post};
 use rocket_dyn_templates::{Template, context};
 
 use super::email;
-use super::policy;
 use super::reset::{self, Proof};
 use super::routes::{
     EMAIL_CHANGE_ANSWER, FORGOT_ANSWER, SIGNUP_ANSWER, SIGNUP_PASSKEY_ANSWER, signup_cookie_name,
@@ -20,6 +19,7 @@ use crate::auth::context::AuthApp;
 use crate::auth::csrf::{self, SameOrigin};
 use crate::auth::factors::store as factors;
 use crate::auth::guard::CurrentUser;
+use crate::auth::policy;
 use crate::auth::signin::code::CodeKind;
 use crate::auth::step_up::{SecondFactorIfAny, SteppedUp};
 use crate::config::Config;

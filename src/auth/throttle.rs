@@ -265,7 +265,7 @@ pub async fn remember_device(
     let ttl = config.sign_in.device_trust_days * 86_400;
     let id = device.id();
     db.run(async |c| {
-        lua!("auth/signin/lua/remember")
+        lua!("auth/lua/remember")
             .key(&key)
             .arg(&id)
             .arg(&json)

@@ -6,16 +6,17 @@
 //! mail with a "this wasn't me" link. And which kind of mailed link confirms an address: an
 //! application's, or a change's.
 
-use super::{email, policy, signup};
+use super::{email, signup};
 use crate::audit;
 use crate::audit::{Activity, ClientInfo};
 use crate::auth::factors::store as factors;
 use crate::auth::model::Session;
 use crate::auth::notice::{self, Notice};
 use crate::auth::password::{Passwords, normalized};
-use crate::auth::signin::throttle;
+use crate::auth::policy;
 use crate::auth::step_up::service::password_is_right;
 use crate::auth::store as sessions;
+use crate::auth::throttle;
 use crate::auth::users;
 use crate::config::Config;
 use crate::error::{Error, Result};
