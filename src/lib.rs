@@ -55,7 +55,7 @@ pub fn build(figment: Figment) -> Rocket<Build> {
         .attach(web::metrics::stage(auth::store::sample_sessions))
         .attach(web::stage())
         .attach(auth::stage())
-        .attach(auth::factors::stage())
+        .attach(auth::security::stage())
         .attach(account::stage())
         .attach(bank::stage())
         .attach(live::stage())

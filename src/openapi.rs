@@ -14,7 +14,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, HeaderBuilder, ObjectBuilder, RefOr, Type};
 use utoipa::{Modify, OpenApi};
 
-use crate::auth::{self, factors};
+use crate::auth::{self, security};
 use crate::error::ApiError;
 use crate::{account, admin, bank, transfer};
 
@@ -43,21 +43,21 @@ use crate::{account, admin, bank, transfer};
         auth::signin::routes::login_renew,
         auth::signin::routes::login_passkey_options,
         auth::signin::routes::login_passkey,
-        factors::routes::totp_begin,
-        factors::routes::totp_confirm,
-        factors::routes::totp_remove,
-        factors::routes::recovery_renew,
-        factors::routes::passkey_options,
-        factors::routes::passkey_add,
-        factors::routes::passkey_list,
-        factors::routes::passkey_remove,
+        security::routes::totp_begin,
+        security::routes::totp_confirm,
+        security::routes::totp_remove,
+        security::routes::recovery_renew,
+        security::routes::passkey_options,
+        security::routes::passkey_add,
+        security::routes::passkey_list,
+        security::routes::passkey_remove,
         auth::step_up::routes::step_up_totp,
         auth::step_up::routes::step_up_recovery,
         auth::step_up::routes::step_up_password,
         auth::step_up::routes::step_up_passkey_options,
         auth::step_up::routes::step_up_passkey,
-        factors::routes::security_activity,
-        factors::routes::not_me,
+        security::routes::security_activity,
+        security::routes::not_me,
         account::routes::password_check,
         account::routes::password_change,
         account::routes::password_forgot,

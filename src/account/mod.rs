@@ -20,7 +20,7 @@ pub mod signup;
 use rocket::fairing::AdHoc;
 use rocket::routes;
 
-use crate::transfer::service::ClosesAccount;
+use crate::transfer::ClosesAccount;
 
 /// The routes, and the closing step transfers run after a payout; the routes use the hashing
 /// lanes of the sessions stage and the relying party of the strong-authentication stage, so it

@@ -1,7 +1,7 @@
 //! The browser's `/security` page: everything that protects the customer's account in one place
 //! — the factors (an authenticator app, recovery codes, passkeys), the remembered devices, the
 //! recent security activity, the address, and closing the account. Its forms post to the
-//! factors' pages (`auth::factors::pages`), the password and address pages, and closing's.
+//! factors' pages (`auth::security::pages`), the password and address pages, and closing's.
 
 use rocket::get;
 use rocket::serde::json::{Value, serde_json::json};

@@ -13,8 +13,8 @@ use rocket::figment::Figment;
 
 use crate::audit;
 use crate::audit::{Activity, ClientInfo};
-use crate::auth::factors::totp::{qr_text, step_of};
-use crate::auth::factors::{recovery, service::ISSUER, store as factors};
+use crate::auth::factors::totp::{ISSUER, qr_text, step_of};
+use crate::auth::factors::{recovery, store as factors};
 use crate::auth::notice::Notice;
 use crate::auth::{notice, store as sessions};
 use crate::clock::now_ms;
@@ -78,7 +78,7 @@ pub async fn totp(figment: Figment, replace: bool) -> ExitCode {
 async fn enrol(figment: Figment, replace: bool) -> Result<(), String> {
     let (db, config) = connect(figment).await?;
     let (db, config) = (&db, &config);
-    let failed = |e: crate::Error| format!("Redis ({}): {e}", config.key_prefix);
+    let failed = |e: crate::error::Error| format!("Redis ({}): {e}", config.key_prefix);
     if crate::auth::users::get_user(db, ADMIN).await.map_err(failed)?.is_none() {
         return Err("there is no admin user: set admin_password and start redbank once".into());
     }

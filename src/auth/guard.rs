@@ -54,14 +54,6 @@ pub fn pre_auth_cookie_name(config: &Config) -> &'static str {
     if config.session.cookie_secure { "__Host-redbank_mfa" } else { "redbank_mfa" }
 }
 
-/// The pre-auth cookie: names the five-minute state between password and second factor (not a
-/// session). HttpOnly, same-site requests only, gone with the state.
-pub fn pre_auth_cookie(config: &Config, token: &SessionToken) -> Cookie<'static> {
-    let max_age = rocket::time::Duration::seconds(crate::auth::signin::preauth::TTL_SECS as i64);
-    let value = token.as_str().to_owned();
-    our_cookie(config, pre_auth_cookie_name(config), value, SameSite::Strict, Some(max_age))
-}
-
 /// Drops the pre-auth cookie (after the sign-in completed, or to start over).
 pub fn pre_auth_removal_cookie(config: &Config) -> Cookie<'static> {
     expired_cookie(config, pre_auth_cookie_name(config), SameSite::Strict)
@@ -95,7 +87,7 @@ pub fn removal_cookie(config: &Config) -> Cookie<'static> {
 
 /// A cookie of ours: HttpOnly, `Path=/`, `Secure` unless configured off (for plain-HTTP
 /// development); without a `max_age` it dies with the browser.
-fn our_cookie(
+pub(crate) fn our_cookie(
     config: &Config,
     name: &'static str,
     value: String,

@@ -11,6 +11,7 @@ pub mod model;
 pub mod notice;
 pub mod password;
 pub mod policy;
+pub mod security;
 pub mod sessions;
 pub mod signin;
 pub mod step_up;

@@ -6,7 +6,7 @@
 //! document that does not parse is deleted and treated as no session.
 
 use crate::audit::ClientInfo;
-use crate::lua;
+use crate::redis::lua::lua;
 use redis::Value;
 use rocket::futures::future::BoxFuture;
 

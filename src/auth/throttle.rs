@@ -23,8 +23,8 @@ use crate::audit::ClientInfo;
 use crate::auth::model::DeviceToken;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::lua;
 use crate::redis::doc::to_json;
+use crate::redis::lua::lua;
 use crate::redis::{Db, Keys};
 
 /// `INCR` + expiry in one atomic step; the window starts at the first failure.

@@ -136,7 +136,7 @@ pub async fn replace_password(
     let json = serde_json::Value::from(new_hash).to_string();
     let replaced: i64 = db
         .run(async |c| {
-            crate::lua!("auth/lua/replace_password")
+            crate::redis::lua::lua!("auth/lua/replace_password")
                 .key(&key)
                 .arg(replaces)
                 .arg(&json)

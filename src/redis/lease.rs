@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::Db;
 use crate::error::Result;
-use crate::lua;
+use crate::redis::lua::lua;
 use crate::secret::random_token;
 
 /// This instance's claim on one lease.

@@ -3,7 +3,6 @@
 //! hashed once per process (`EVALSHA`, with the script sent again only when Redis lost it).
 
 /// The script at `src/<name>.lua`, as a `&'static redis::Script`.
-#[macro_export]
 macro_rules! lua {
     ($name:literal) => {{
         static SCRIPT: std::sync::LazyLock<::redis::Script> = std::sync::LazyLock::new(|| {
@@ -17,6 +16,9 @@ macro_rules! lua {
         &*SCRIPT
     }};
 }
+// Named by path (`crate::redis::lua::lua`) like any other item, rather than exported at the
+// crate's root, so a feature's import of it points at `redis`, where it lives.
+pub(crate) use lua;
 
 /// A script call written out as the `EVALSHA` it sends, so it can go in one pipeline with the
 /// commands that must follow it on the same connection (a money-moving write's `WAITAOF`):

@@ -27,10 +27,10 @@ use crate::bank::store::{self as bank, RecordScript, Recorded};
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::lua;
 use crate::money::Cents;
 use crate::redis::Db;
 use crate::redis::doc::to_json;
+use crate::redis::lua::lua;
 
 /// Attempts when the balance moved between read and write (the generator, other transfers of the
 /// same account), each after a short random pause so racing writers spread out.

@@ -10,8 +10,9 @@ use rocket::{State, get, post, request, uri};
 use rocket_dyn_templates::{Template, context};
 use serde::{Deserialize, Serialize};
 
+use super::ClosesAccount;
 use super::model::{Confirmation, Status as TransferStatus, Transfer, parse_amount};
-use super::service::{ClosesAccount, Request as TransferRequest};
+use super::service::Request as TransferRequest;
 use super::{idempotency, service};
 use crate::auth::context::AuthApp;
 use crate::auth::factors::store as factors;

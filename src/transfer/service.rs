@@ -14,9 +14,9 @@
 use rand::RngCore;
 use rand::rngs::OsRng;
 use redis::Script;
-use rocket::futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+use super::ClosesAccount;
 use super::ledger::{self, CreditOwed, Refusal};
 use super::model::{
     Confirmation, MAX_REFERENCE_CHARS, PENDING_MARGIN_SECS, PENDING_SECS, Status, Transfer,
@@ -31,10 +31,10 @@ use crate::bank::store as bank;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::lua;
 use crate::money::Cents;
 use crate::redis::Db;
 use crate::redis::doc::{PutJson, to_json};
+use crate::redis::lua::lua;
 
 /// What the sender asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -340,21 +340,6 @@ pub const WHY_PASSKEY: &str = "A passkey signs this transfer's amount and payee,
 
 /// What confirms a pending transfer: a passkey (`passkey`), and only that.
 pub const CONFIRMED_WITH: [&str; 1] = ["passkey"];
-
-/// What a closing's payout (a transfer with `closes_account`) leaves to do once it is carried
-/// out: close the sender's account. Closing is `account::closing`'s, which stands above transfers
-/// in the house (it pays out through them), so the account stage hands this in as managed state
-/// and transfers import nothing of it; a launch without it fails on `api_confirm`'s
-/// `&State<ClosesAccount>`.
-pub struct ClosesAccount(pub ClosingStep);
-
-/// [`ClosesAccount`]'s step: `(db, config, (session, client), payout)`.
-pub type ClosingStep = for<'a> fn(
-    &'a Db,
-    &'a Config,
-    (&'a Session, &'a ClientInfo),
-    &'a Transfer,
-) -> BoxFuture<'a, Result<()>>;
 
 /// Confirms the sender's pending transfer `id` with a passkey's assertion for its options, and
 /// carries it out; a closing's payout then closes the account through `closes`.

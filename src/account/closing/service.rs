@@ -6,7 +6,7 @@
 //! every stored transaction and every transfer the customer started.
 //!
 //! **Closing** needs a recent step-up and an empty account: money still in it is paid out first
-//! to an account the customer names, by a transfer like any other ([`super::payout`]), and the
+//! to an account the customer names, by a transfer like any other (`payout.rs`), and the
 //! account closes once that is carried out. Only a customer's own account closes — the demo's
 //! and the operators' come from the configuration. Then every session and device ends, and the
 //! personal data goes: the user document, the address, the factors, the activity, the devices.
@@ -22,9 +22,9 @@ use rocket::serde::Serialize;
 
 use crate::audit::{self, ClientInfo};
 use crate::auth::factors::passkey::{self, PasskeyView};
-use crate::auth::factors::routes::{ActivityView, DeviceView, FactorsView};
 use crate::auth::factors::store as factors;
 use crate::auth::model::{Session, User};
+use crate::auth::security::routes::{ActivityView, DeviceView, FactorsView};
 use crate::auth::sessions::service::{self as sessions, SessionRow};
 use crate::auth::throttle;
 use crate::auth::{store, users};
@@ -33,9 +33,9 @@ use crate::bank::{search, store as bank};
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::lua;
 use crate::money::Cents;
 use crate::redis::Db;
+use crate::redis::lua::lua;
 use crate::transfer::model::Transfer;
 
 /// What a closed account's ledger calls its holder.
@@ -277,7 +277,7 @@ pub async fn close_as(
 
 /// Closes the account once its payout `t` (a transfer of the whole balance) is carried out.
 /// Refused (409) when money arrived in the meantime, saying the payout went.
-/// It is also what transfers run after confirming a payout (`transfer::service::ClosesAccount`),
+/// It is also what transfers run after confirming a payout (`transfer::ClosesAccount`),
 /// hence its shape.
 pub fn close_after_payout<'a>(
     db: &'a Db,

@@ -14,9 +14,9 @@ use rand::Rng;
 use crate::auth::throttle::per_window;
 use crate::auth::users;
 use crate::error::{Error, Result};
-use crate::lua;
 use crate::mail::Mailer;
 use crate::redis::Db;
+use crate::redis::lua::lua;
 use crate::secret::sha256_hex;
 
 /// How long an e-mailed code works.

@@ -8,8 +8,8 @@
 use super::totp::TotpSecret;
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
-use crate::lua;
 use crate::redis::Db;
+use crate::redis::lua::lua;
 use crate::secret::SecretBox;
 
 /// How long a TOTP secret shown for enrolment waits for its confirming code.

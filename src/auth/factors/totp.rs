@@ -11,6 +11,8 @@ use rand::RngCore;
 use rand::rngs::OsRng;
 use sha1::Sha1;
 
+/// The issuer authenticator apps show next to the account.
+pub const ISSUER: &str = "redbank";
 /// Seconds per time step.
 pub const STEP_SECS: i64 = 30;
 /// Digits of a code.

@@ -6,4 +6,3 @@ pub mod pages;
 pub mod preauth;
 pub mod routes;
 pub mod service;
-pub mod verify;

@@ -15,8 +15,8 @@ use crate::auth::csrf::{LoginCsrf, SameOrigin};
 use crate::auth::factors::passkey;
 use crate::auth::factors::passkey::Purpose;
 use crate::auth::guard::{
-    MaybeUser, PreAuthCookie, PresentedDevice, Via, device_cookie, pre_auth_cookie,
-    pre_auth_removal_cookie, removal_cookie, session_cookie,
+    MaybeUser, PreAuthCookie, PresentedDevice, Via, device_cookie, pre_auth_removal_cookie,
+    removal_cookie, session_cookie,
 };
 use crate::auth::model::SessionKind;
 use crate::auth::signin::routes::INVALID_CREDENTIALS;
@@ -138,7 +138,7 @@ pub async fn next_step(
         store::destroy(db, &old.id()).await?;
         jar.add(removal_cookie(config));
     }
-    jar.add(pre_auth_cookie(config, token));
+    jar.add(preauth::pre_auth_cookie(config, token));
     Ok(Reply::Done(Redirect::to(next)))
 }
 

@@ -5,19 +5,30 @@
 //! guesses cannot pass the bound — and is then gone, and it is taken (deleted) by the one request
 //! that completes the sign-in, so it works once.
 
+use rocket::http::{Cookie, SameSite};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::ClientInfo;
 use crate::auth::factors::store::parse;
+use crate::auth::guard::{our_cookie, pre_auth_cookie_name};
 use crate::auth::model::{Assurance, SessionKind, SessionToken};
 use crate::auth::throttle::Throttle;
+use crate::config::Config;
 use crate::error::Result;
-use crate::lua;
 use crate::redis::Db;
 use crate::redis::doc::to_json;
+use crate::redis::lua::lua;
 
 /// How long a password-verified sign-in waits for its second factor.
 pub const TTL_SECS: u64 = 300;
+
+/// The pre-auth cookie: names this five-minute state between password and second factor (not a
+/// session). HttpOnly, same-site requests only, gone with the state.
+pub fn pre_auth_cookie(config: &Config, token: &SessionToken) -> Cookie<'static> {
+    let max_age = rocket::time::Duration::seconds(TTL_SECS as i64);
+    let value = token.as_str().to_owned();
+    our_cookie(config, pre_auth_cookie_name(config), value, SameSite::Strict, Some(max_age))
+}
 /// Codes one pre-auth state takes before it is dropped (the account's own throttle bounds
 /// guesses across states).
 pub const MAX_TRIES: i64 = 5;

@@ -19,9 +19,6 @@ use crate::error::{ApiError, Result};
 use crate::web::SecretJson;
 use crate::web::app::App;
 
-/// The issuer authenticator apps show next to the account.
-pub const ISSUER: &str = "redbank";
-
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct MfaCode {
     mfa_token: String,

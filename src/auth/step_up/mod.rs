@@ -9,6 +9,7 @@
 
 pub mod routes;
 pub mod service;
+pub mod verify;
 
 use rocket::http::Status;
 use rocket::outcome::Outcome;

@@ -23,9 +23,6 @@ use crate::error::{ApiError, Error, Result};
 use crate::redis::Db;
 use crate::web::SecretJson;
 
-/// The issuer authenticator apps show next to the account.
-pub const ISSUER: &str = "redbank";
-
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct Code {
     code: String,

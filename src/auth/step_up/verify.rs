@@ -8,17 +8,17 @@ use rocket::response::Redirect;
 use rocket::{get, post, uri};
 use rocket_dyn_templates::{Template, context};
 
-use super::code::CodeKind;
-use super::pages::sign_in_browser;
-use super::{code, preauth, service as login};
 use crate::auth::context::AuthApp;
 use crate::auth::credential::Presented;
 use crate::auth::csrf::SameOrigin;
 use crate::auth::factors::store as factors;
 use crate::auth::guard::{
-    CurrentUser, MaybeUser, PreAuthCookie, pre_auth_cookie, pre_auth_removal_cookie, session_cookie,
+    CurrentUser, MaybeUser, PreAuthCookie, pre_auth_removal_cookie, session_cookie,
 };
 use crate::auth::model::SessionKind;
+use crate::auth::signin::code::CodeKind;
+use crate::auth::signin::pages::sign_in_browser;
+use crate::auth::signin::{code, preauth, service as login};
 use crate::auth::step_up::service::step_up_with_password;
 use crate::auth::{csrf, store as sessions};
 use crate::config::Config;
@@ -162,7 +162,7 @@ pub async fn verify_submit(
                     return Ok(Reply::Done(Redirect::to(uri!("/dashboard"))));
                 }
                 Ok(login::Outcome::NewPassword { token }) => {
-                    jar.add(pre_auth_cookie(config, &token));
+                    jar.add(preauth::pre_auth_cookie(config, &token));
                     return Ok(Reply::Done(Redirect::to(uri!("/login/renew"))));
                 }
                 Ok(login::Outcome::SecondFactor { .. }) => {

@@ -6,17 +6,17 @@ use rocket::serde::json::{Json, Value};
 use rocket::{State, delete, get, post};
 use serde::{Deserialize, Serialize};
 
-use super::email_code::NewFactor;
-use super::passkey::PasskeyView;
 use super::service::{
     begin_totp, confirm_totp, factor_added, remove_passkey, remove_totp, renew_recovery_codes,
 };
-use super::store::Factors;
-use super::totp::qr_svg;
-use super::{email_code, passkey, store as factors};
 use crate::audit;
 use crate::audit::Activity;
 use crate::auth::context::AuthApp;
+use crate::auth::factors::email_code::NewFactor;
+use crate::auth::factors::passkey::PasskeyView;
+use crate::auth::factors::store::Factors;
+use crate::auth::factors::totp::qr_svg;
+use crate::auth::factors::{email_code, passkey, store as factors};
 use crate::auth::guard::ApiUser;
 use crate::auth::notice;
 use crate::auth::step_up::{Enrolment, FactorAdder, SteppedUp};

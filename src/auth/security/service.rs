@@ -8,6 +8,7 @@ use crate::auth::factors::email_code::{self, NewFactor};
 use crate::auth::factors::passkey;
 use crate::auth::factors::recovery;
 use crate::auth::factors::store as factors;
+use crate::auth::factors::totp::ISSUER;
 use crate::auth::model::Session;
 use crate::auth::notice::{self, Notice};
 use crate::auth::signin::code;
@@ -17,9 +18,6 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::mail::Mailer;
 use crate::redis::Db;
-
-/// The issuer authenticator apps show next to the account.
-pub const ISSUER: &str = "redbank";
 
 /// Starts TOTP enrolment: a new secret (pending until a code confirms it); for a first factor
 /// also mails the code that must come with that confirmation.

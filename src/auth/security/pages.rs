@@ -9,9 +9,10 @@ use rocket::response::Redirect;
 use rocket::{State, get, post, uri};
 use rocket_dyn_templates::{Template, context};
 
-use super::totp::qr_svg;
-use super::{service, store as factors};
+use super::service;
 use crate::auth::context::AuthApp;
+use crate::auth::factors::store as factors;
+use crate::auth::factors::totp::{ISSUER, qr_svg};
 use crate::auth::guard::CsrfChecked;
 use crate::auth::guard::CurrentUser;
 use crate::auth::notice;
@@ -97,7 +98,7 @@ pub async fn totp_confirm(
     let Some(factors::Pending { secret, .. }) = factors::pending_totp(db, username).await? else {
         return Ok(Reply::Done(Redirect::to(uri!("/security"))));
     };
-    let uri = secret.otpauth_uri(service::ISSUER, username);
+    let uri = secret.otpauth_uri(ISSUER, username);
     let page = totp_page(config, me, *enrolment, &secret.base32(), &uri, Some(&message));
     Ok(Reply::Page(Page::new(Status::UnprocessableEntity, page)))
 }
