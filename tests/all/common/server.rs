@@ -557,14 +557,42 @@ impl Binary {
             .unwrap();
         let http =
             reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        let binary = Binary {
+        let mut binary = Binary {
             child,
             base: format!("http://127.0.0.1:{port}"),
             stream_base: format!("http://127.0.0.1:{stream_port}"),
             http,
         };
-        wait_healthy(&binary.http, &binary.base, Duration::from_secs(20)).await;
+        binary.wait_started(log).await;
         binary
+    }
+
+    /// Waits until it answers `/healthz` with 200. Its start compresses the static files, which
+    /// takes a second alone but many more on two cores shared with the HA labs and the browser
+    /// test (`scripts/test` runs them side by side), hence the generous bound. A binary that
+    /// exits, or never answers, fails the test with its exit status and the end of its log.
+    async fn wait_started(&mut self, log: Option<&std::path::Path>) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let healthz = self.http.get(format!("{}/healthz", self.base)).send().await;
+            if healthz.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            let exited = self.child.try_wait().unwrap();
+            if exited.is_some() || Instant::now() > deadline {
+                let text = log.map(std::fs::read_to_string).and_then(Result::ok);
+                let tail: Vec<&str> =
+                    text.as_deref().unwrap_or("").lines().rev().take(30).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!(
+                    "{} did not come up ({}); its log ends:\n{}",
+                    self.base,
+                    exited.map_or("still running after 60 s".into(), |s| format!("exited: {s}")),
+                    tail.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// SIGTERM, as a service manager stops it.
