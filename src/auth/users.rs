@@ -6,6 +6,7 @@ use super::model::User;
 use crate::error::{Error, Result};
 use crate::redis::Db;
 use crate::redis::doc::to_json;
+use crate::redis::lua::lua;
 
 /// The user document, or None when there is no such user (or the name is not a valid username).
 pub async fn get_user(db: &Db, username: &str) -> Result<Option<User>> {
@@ -136,7 +137,7 @@ pub async fn replace_password(
     let json = serde_json::Value::from(new_hash).to_string();
     let replaced: i64 = db
         .run(async |c| {
-            crate::redis::lua::lua!("auth/lua/replace_password")
+            lua!("auth/lua/replace_password")
                 .key(&key)
                 .arg(replaces)
                 .arg(&json)

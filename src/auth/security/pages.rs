@@ -1,7 +1,7 @@
 //! What the browser's `/security` page does with the user's factors (adding and removing an
 //! authenticator app, recovery codes, passkeys; the page itself is `account::security`'s), and
-//! the "this wasn't me" page a notice links to. Forms work without script; passkeys need `static/js/passkey.js`
-//! (WebAuthn is a script API).
+//! the "this wasn't me" page a notice links to. Forms work without script; passkeys need
+//! `static/js/passkey.js` (WebAuthn is a script API).
 
 use rocket::form::FromForm;
 use rocket::http::Status;
