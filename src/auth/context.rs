@@ -3,12 +3,16 @@
 //! the password hasher, the passkey relying party, who is calling, and the cookie jar — as one
 //! request guard. Before it, such a handler took up to six arguments for these, and three needed
 //! `allow(clippy::too_many_arguments)`. Every field is a borrow of state the stages put in place
-//! at ignition (or of the request), so building it costs one `ClientInfo`.
+//! at ignition (or of the request), so building it costs one `ClientInfo`; and it is a Rocket
+//! sentinel, so an application whose routes take it without that state (the sessions stage's
+//! hasher, the strong-authentication stage's relying party) stops at launch instead of answering
+//! 500s.
 
 use std::sync::Arc;
 
 use rocket::http::{CookieJar, Status};
 use rocket::request::{FromRequest, Outcome, Request};
+use rocket::{Ignite, Rocket, Sentinel};
 
 use super::factors::passkey::RelyingParty;
 use super::guard::client_info;
@@ -42,5 +46,12 @@ impl<'r> FromRequest<'r> for AuthApp<'r> {
         let client = client_info(req);
         let App { db, config } = app;
         Outcome::Success(AuthApp { db, config, passwords, rp, client, jar: req.cookies() })
+    }
+}
+
+impl Sentinel for AuthApp<'_> {
+    fn abort(rocket: &Rocket<Ignite>) -> bool {
+        let missing = rocket.state::<Arc<Passwords>>().is_none();
+        missing || rocket.state::<RelyingParty>().is_none() || App::abort(rocket)
     }
 }

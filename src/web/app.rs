@@ -1,10 +1,12 @@
 //! [`App`]: what nearly every handler needs from the application's state (the Redis handle and
 //! the configuration) as one request guard, instead of two `&State<…>` arguments each. Both are
-//! put in place at ignition by the stages that need them (see `stage::needs`), so the guard does
-//! not fail in a launched application.
+//! put in place at ignition by the stages that need them (see `stage::needs`), and the guard is
+//! a Rocket sentinel: an application with a route that takes it but without either stops at
+//! launch, naming `App`, so the guard does not fail in a launched application.
 
 use rocket::http::Status;
 use rocket::request::{FromRequest, Outcome, Request};
+use rocket::{Ignite, Rocket, Sentinel};
 
 use crate::config::Config;
 use crate::error::Error;
@@ -28,5 +30,11 @@ impl<'r> FromRequest<'r> for App<'r> {
                 Outcome::Error((Status::InternalServerError, e))
             }
         }
+    }
+}
+
+impl Sentinel for App<'_> {
+    fn abort(rocket: &Rocket<Ignite>) -> bool {
+        rocket.state::<Db>().is_none() || rocket.state::<Config>().is_none()
     }
 }

@@ -344,25 +344,33 @@ async fn a_stage_without_what_it_needs_stops_the_launch() {
     }
 }
 
-/// Transfers close the account after a closing's payout through a step the account stage hands
-/// them (they do not import `account`): without that stage, the launch stops, naming the
-/// missing state, rather than confirming payouts that leave the account open.
+/// What a route takes from the application's state is checked at launch (Rocket's sentinels):
+/// an application assembled without a stage that a route needs stops, naming what is missing,
+/// instead of answering 500s. Transfers close the account after a closing's payout through a step
+/// the account stage hands them (they do not import `account`); the authentication handlers'
+/// `AuthApp` needs the relying party of the strong-authentication stage.
 #[rocket::async_test]
-async fn transfers_without_the_account_stage_do_not_launch() {
-    let figment = common::test_figment(common::shared_redis(), "noclose:");
-    let rocket = rocket::custom(figment)
-        .attach(redbank::config::stage())
-        .attach(redbank::redis::stage())
-        .attach(redbank::transfer::stage());
-    let Err(err) = rocket::local::asynchronous::Client::untracked(rocket).await else {
-        panic!("transfers without the account stage must not launch");
+async fn a_route_without_the_state_it_takes_stops_the_launch() {
+    let figment = common::test_figment(common::shared_redis(), "nostate:");
+    let base = || {
+        rocket::custom(figment.clone())
+            .attach(redbank::config::stage())
+            .attach(redbank::redis::stage())
     };
-    match err.kind() {
-        rocket::error::ErrorKind::SentinelAborts(sentries) => {
-            let named = sentries.iter().any(|s| s.type_name.contains("ClosesAccount"));
-            assert!(named, "{sentries:?}");
+    for (rocket, missing) in [
+        (base().attach(redbank::transfer::stage()), "ClosesAccount"),
+        (base().attach(redbank::auth::stage()), "AuthApp"),
+    ] {
+        let Err(err) = rocket::local::asynchronous::Client::untracked(rocket).await else {
+            panic!("{missing}: the launch must stop");
+        };
+        match err.kind() {
+            rocket::error::ErrorKind::SentinelAborts(sentries) => {
+                let named = sentries.iter().any(|s| s.type_name.contains(missing));
+                assert!(named, "{missing}: {sentries:?}");
+            }
+            other => panic!("{missing}: unexpected launch error: {other:?}"),
         }
-        other => panic!("unexpected launch error: {other:?}"),
     }
 }
 
