@@ -31,7 +31,7 @@ pub struct User {
     /// and a new password.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub password_compromised: bool,
-    /// The password breaks today's rules (it predates them: see `account::policy`); found at a
+    /// The password breaks today's rules (it predates them: see `auth::policy`); found at a
     /// sign-in, cleared by a new password. The pages ask for a change; nothing forces one.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub password_outdated: bool,

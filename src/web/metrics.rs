@@ -56,7 +56,7 @@ impl Fairing for RequestMetrics {
 }
 
 /// What the port refreshes before it answers a scrape: gauges sampled from Redis when asked
-/// rather than counted (the live sessions, from `auth`). `lib.rs` hands it to [`stage`], so
+/// rather than counted (the live sessions, from `auth`). `lib.rs` hands it to [`stage()`], so
 /// this web piece names no feature.
 pub type Sample = for<'a> fn(&'a Db) -> BoxFuture<'a, ()>;
 

@@ -1,6 +1,6 @@
 //! The browser's sign-in pages: the login form and where a correct password leads, passkey
 //! sign-in from `/login`, and `/login/renew` (a new password after "this wasn't me"). The second
-//! step is in [`verify`](super::verify).
+//! step is in [`verify`](crate::auth::step_up::verify).
 
 use rocket::form::FromForm;
 use rocket::http::{CookieJar, Status};
