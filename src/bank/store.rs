@@ -78,9 +78,6 @@ pub async fn get_account(db: &Db, number: &str) -> Result<Option<Account>> {
 /// The accounts of `numbers` that exist, in that order, read in one round trip: a pipeline of one
 /// `JSON.GET` each (not one `JSON.MGET`), since each account lives on its own cluster slot.
 pub async fn get_accounts(db: &Db, numbers: &[String]) -> Result<Vec<Account>> {
-    if numbers.is_empty() {
-        return Ok(Vec::new());
-    }
     let mut pipe = redis::pipe();
     for number in numbers {
         pipe.cmd("JSON.GET").arg(db.keys.account(number));

@@ -15,6 +15,12 @@ impl Keys {
     pub fn legacy_session_indexes(&self) -> [String; 3] {
         ["", ":2", ":3"].map(|version| format!("{}idx:session{version}", self.prefix))
     }
+
+    /// JSON transaction document: [`Keys::transaction_prefix_of`] and the id, as the scripts
+    /// that write one build it.
+    pub fn transaction(&self, number: &str, id: u64) -> String {
+        format!("{}{id}", self.transaction_prefix_of(number))
+    }
 }
 
 /// Declares the key builders, one line each: its parameters and what follows the prefix, with
@@ -237,8 +243,6 @@ keys! {
     /// Sorted set: vendor → cents spent there.
     spenders(number: &str) => "{{acct:{number}}}:spenders";
 
-    /// JSON transaction document.
-    transaction(number: &str, id: u64) => "tx:{{acct:{number}}}:{id}";
 
     /// What an account's transaction keys start with (`…tx:{acct:N}:`), for scripts that build
     /// them from stream entries (same hash slot as the account's other keys).
